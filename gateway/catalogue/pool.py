@@ -1,0 +1,57 @@
+"""The data pool: one table per dataset, its columns the dataset's fields."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    Table,
+    Text,
+)
+from sqlalchemy.types import TypeEngine
+
+from gateway.catalogue.spec import DatasetSpec, FieldSpec, FieldType
+
+ROW_ID = "_id"  # internal surrogate key: the keyset-pagination tie-breaker, never exposed
+
+_SQL_TYPES: dict[FieldType, TypeEngine] = {
+    FieldType.STRING: Text(),
+    FieldType.INTEGER: BigInteger(),
+    FieldType.FLOAT: Float(),
+    FieldType.DECIMAL: Numeric(20, 2),
+    FieldType.DATE: Date(),
+    FieldType.DATETIME: DateTime(timezone=True),
+    FieldType.BOOLEAN: Boolean(),
+}
+
+
+def pool_table_name(dataset_code: str) -> str:
+    return f"pool_{dataset_code}"
+
+
+def _column(f: FieldSpec) -> Column:
+    return Column(f.name, _SQL_TYPES[f.type], nullable=f.nullable)
+
+
+def pool_table(spec: DatasetSpec, metadata: MetaData | None = None) -> Table:
+    """The SQLAlchemy Core table for a dataset (not bound to any ORM class)."""
+    md = metadata if metadata is not None else MetaData()
+    name = pool_table_name(spec.code)
+    columns = [
+        # INTEGER PRIMARY KEY is SQLite's rowid alias; BIGINT elsewhere.
+        Column(ROW_ID, BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+        *(_column(f) for f in spec.fields),
+    ]
+    indexed = {f.name for f in spec.fields if f.indexed or f.references}
+    if spec.entity_field:
+        indexed.add(spec.entity_field)
+    indexes = [Index(f"ix_{name}_{col}", col) for col in sorted(indexed)]
+    return Table(name, md, *columns, *indexes)

@@ -1,0 +1,1 @@
+"""Grants: approved applications that widen the default policy for one consumer and dataset."""

@@ -1,0 +1,24 @@
+"""Grant records (approved applications, 共享/开放申请)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlmodel import Field, SQLModel
+
+from gateway.catalogue.models import utcnow
+
+
+class GrantRecord(SQLModel, table=True):
+    __tablename__ = "grant"
+
+    id: int | None = Field(default=None, primary_key=True)
+    tier: str = Field(max_length=8)  # share | open
+    dataset_code: str = Field(foreign_key="dataset.code", index=True, max_length=64)
+    consumer: str = Field(index=True, max_length=64)  # department code or enterprise code
+    fields: str = Field(default="")  # space separated snake_case field names
+    clear_fields: str = Field(default="")
+    purpose: str = Field(default="")
+    status: str = Field(default="approved", max_length=16)  # pending | approved | revoked
+    expires_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)

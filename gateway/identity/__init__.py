@@ -1,0 +1,1 @@
+"""Who is calling: OAuth clients, enterprises and their API keys, token issuing and checking."""

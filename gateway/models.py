@@ -1,0 +1,16 @@
+"""Every table on SQLModel.metadata, for Alembic and for code that needs them all."""
+
+from gateway.catalogue.models import CatalogueState, Dataset, DatasetField, Department
+from gateway.grants.models import GrantRecord
+from gateway.identity.models import ApiKey, Enterprise, OAuthClient
+
+__all__ = [
+    "ApiKey",
+    "CatalogueState",
+    "Dataset",
+    "DatasetField",
+    "Department",
+    "Enterprise",
+    "GrantRecord",
+    "OAuthClient",
+]

@@ -1,0 +1,75 @@
+"""Settings from the environment (prefix SHUQIAO_), with defaults for the embedded demo."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+DEFAULT_VAR_DIR = Path("var")
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"SHUQIAO_{name}", default)
+
+
+def _int(name: str, default: int) -> int:
+    return int(_env(name, str(default)))
+
+
+def normalise_database_url(url: str) -> str:
+    """Accept the plain URLs people paste and pick the async drivers we ship."""
+    if url.startswith(("postgres://", "postgresql://")):
+        return "postgresql+asyncpg://" + url.split("://", 1)[1]
+    if url.startswith("sqlite:///"):
+        return "sqlite+aiosqlite:///" + url.split(":///", 1)[1]
+    return url
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_body_bytes: int = 64 * 1024
+    max_depth: int = 10
+    max_cost: int = 50_000
+    max_aliases: int = 30
+    max_root_fields: int = 10
+    max_page_size: int = 500
+    default_page_size: int = 20
+    max_errors: int = 200
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = "sqlite+aiosqlite:///var/shuqiao.db"
+    var_dir: Path = DEFAULT_VAR_DIR
+    issuer: str = "http://127.0.0.1:8000"
+    token_ttl_seconds: int = 3600
+    catalogue_poll_seconds: float = 1.0
+    limits: Limits = field(default_factory=Limits)
+    # Where the master key-encryption key lives; never in the database.
+    master_key_file: Path = DEFAULT_VAR_DIR / "master.key"
+    debug: bool = False
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        var_dir = Path(_env("VAR_DIR", str(DEFAULT_VAR_DIR)))
+        return cls(
+            database_url=normalise_database_url(
+                _env("DATABASE_URL", f"sqlite+aiosqlite:///{var_dir / 'shuqiao.db'}")
+            ),
+            var_dir=var_dir,
+            issuer=_env("ISSUER", "http://127.0.0.1:8000").rstrip("/"),
+            token_ttl_seconds=_int("TOKEN_TTL_SECONDS", 3600),
+            limits=Limits(
+                max_body_bytes=_int("MAX_BODY_BYTES", Limits.max_body_bytes),
+                max_depth=_int("MAX_DEPTH", Limits.max_depth),
+                max_cost=_int("MAX_COST", Limits.max_cost),
+                max_aliases=_int("MAX_ALIASES", Limits.max_aliases),
+                max_page_size=_int("MAX_PAGE_SIZE", Limits.max_page_size),
+            ),
+            master_key_file=Path(_env("MASTER_KEY_FILE", str(var_dir / "master.key"))),
+            debug=_env("DEBUG", "") == "1",
+        )
+
+    def with_(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]

@@ -1,0 +1,170 @@
+"""Field and dataset decisions: DESIGN.md section 4 as pure functions.
+
+Deny by default: every branch that is not explicitly allowed ends in DENY. A grant can
+widen the default for its consumer; nothing a caller sends can.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from policies.model import (
+    PI,
+    Action,
+    DatasetAccess,
+    DatasetPolicy,
+    Decision,
+    FieldPolicy,
+    Grant,
+    Level,
+    Open,
+    Share,
+    Tier,
+)
+
+
+def field_share(dataset: DatasetPolicy, field: FieldPolicy) -> Share:
+    return field.share if field.share is not None else dataset.share
+
+
+def field_open(dataset: DatasetPolicy, field: FieldPolicy) -> Open:
+    return field.open if field.open is not None else dataset.open
+
+
+# ---------------------------------------------------------------- open tier
+
+
+def open_dataset_listed(dataset: DatasetPolicy) -> bool:
+    """In the open schema and the explorer's catalogue at all?"""
+    return dataset.published and dataset.open is not Open.NONE
+
+
+def open_field_exists(dataset: DatasetPolicy, field: FieldPolicy) -> bool:
+    """Whether a field exists in the open schema. Fields that fail this are not merely
+    hidden: they are absent from the schema and its introspection."""
+    if field_open(dataset, field) is Open.NONE:
+        return False
+    if field.level > Level.L2 or field.pi is PI.SENSITIVE:
+        return False
+    return field.pi is not PI.PERSONAL or field.open_personal
+
+
+def decide_open_field(dataset: DatasetPolicy, field: FieldPolicy) -> Decision:
+    if not open_field_exists(dataset, field):
+        return Decision(Action.DENY, "not open: classification or open attribute forbids it")
+    if field.pi is PI.PERSONAL and field.mask is not None:
+        return Decision(Action.MASK, "personal information opened in masked form", mask=field.mask)
+    return Decision(Action.ALLOW, "open data")
+
+
+def open_dataset_access(
+    dataset: DatasetPolicy, consumer: str | None, grants: Iterable[Grant], now: datetime
+) -> DatasetAccess:
+    """Data access for an anonymous caller (consumer None) or an enterprise."""
+    if not open_dataset_listed(dataset):
+        return DatasetAccess(False, "dataset is not open")
+    if dataset.open is Open.UNCONDITIONAL:
+        return DatasetAccess(True, "unconditionally open")
+    if consumer is None:
+        return DatasetAccess(False, "conditionally open: an API key with an approved grant is required")
+    grant = select_grant(grants, dataset.code, consumer, Tier.OPEN, now)
+    if grant is None:
+        return DatasetAccess(False, "conditionally open: no approved, unexpired grant for this API key")
+    return DatasetAccess(True, "conditionally open under grant", grant=grant)
+
+
+# ---------------------------------------------------------------- share tier
+
+
+def share_dataset_listed(dataset: DatasetPolicy, consumer: str) -> bool:
+    """Whether a dataset exists in department `consumer`'s share schema."""
+    if not dataset.published:
+        return False
+    return dataset.share is not Share.NONE or dataset.provider == consumer
+
+
+def share_field_exists(dataset: DatasetPolicy, field: FieldPolicy, consumer: str) -> bool:
+    return dataset.provider == consumer or field_share(dataset, field) is not Share.NONE
+
+
+def share_dataset_access(
+    dataset: DatasetPolicy, consumer: str, grants: Iterable[Grant], now: datetime
+) -> DatasetAccess:
+    if not share_dataset_listed(dataset, consumer):
+        return DatasetAccess(False, "dataset is not shared")
+    if dataset.provider == consumer:
+        return DatasetAccess(True, "provider reads its own data")
+    grant = select_grant(grants, dataset.code, consumer, Tier.SHARE, now)
+    if dataset.share is Share.UNCONDITIONAL:
+        return DatasetAccess(True, "unconditionally shared", grant=grant)
+    if grant is None:
+        return DatasetAccess(False, "conditionally shared: no approved, unexpired grant")
+    return DatasetAccess(True, "conditionally shared under grant", grant=grant)
+
+
+def decide_share_field(
+    dataset: DatasetPolicy,
+    field: FieldPolicy,
+    consumer: str,
+    grant: Grant | None,
+    *,
+    can_encrypt: bool,
+) -> Decision:
+    """The action for one field for one consuming department.
+
+    `grant` must already be the consumer's active grant for this dataset (or None);
+    `can_encrypt` says whether the consumer has a registered SM2 key and encryption is on.
+    """
+    if dataset.provider == consumer:
+        return Decision(Action.ALLOW, "provider reads its own data")
+    share = field_share(dataset, field)
+    if share is Share.NONE or dataset.share is Share.NONE:
+        return Decision(Action.DENY, "field is not shared")
+    grant_id = grant.id if grant else None
+    listed = grant is not None and field.name in grant.fields
+    conditional = share is Share.CONDITIONAL or dataset.share is Share.CONDITIONAL
+    if conditional and not listed:
+        return Decision(Action.DENY, "conditionally shared: field is not in an approved grant")
+    if field.level >= Level.L4 or field.pi is PI.SENSITIVE:
+        if not listed:
+            return Decision(Action.DENY, "L4 / sensitive personal information needs a grant listing it")
+        if not can_encrypt:
+            return Decision(
+                Action.DENY,
+                "granted, but delivered only encrypted to the department's registered SM2 key, "
+                "and none is available",
+                grant_id=grant_id,
+            )
+        return Decision(Action.ENCRYPT, "granted; encrypted to the consumer's SM2 key", grant_id=grant_id)
+    if field.level >= Level.L3 or field.pi is PI.PERSONAL:
+        if grant is not None and field.name in grant.clear_fields:
+            return Decision(Action.ALLOW, "granted in clear", grant_id=grant_id)
+        if field.mask is None:
+            return Decision(Action.DENY, "L3 / personal field with no masking rule", grant_id=grant_id)
+        return Decision(
+            Action.MASK, "L3 / personal information is masked", mask=field.mask, grant_id=grant_id
+        )
+    return Decision(Action.ALLOW, "L1–L2 shared data", grant_id=grant_id)
+
+
+# ---------------------------------------------------------------- shared helpers
+
+
+def select_grant(
+    grants: Iterable[Grant], dataset: str, consumer: str, tier: Tier, now: datetime
+) -> Grant | None:
+    """The consumer's active grant for a dataset; the latest one wins when several are."""
+    best: Grant | None = None
+    for g in grants:
+        matches = g.dataset == dataset and g.consumer == consumer and g.tier is tier
+        if matches and g.active(now) and (best is None or g.id > best.id):
+            best = g
+    return best
+
+
+def may_filter(decision: Decision) -> bool:
+    """Filtering or ordering on a field reveals its clear value (by probing), so only
+    fields the caller may know in clear can be filtered on: allowed ones and those the
+    consumer receives encrypted to its own key."""
+    return decision.action in (Action.ALLOW, Action.ENCRYPT)
