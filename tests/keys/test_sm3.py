@@ -15,10 +15,7 @@ def test_sm3_abc():
 
 def test_sm3_64_byte_message():
     # GB/T 32905-2016 appendix A.2: "abcd" * 16 (two blocks after padding)
-    assert (
-        sm3(b"abcd" * 16).hex()
-        == "debe9ff92275b8a138604889c18e5a4d6fdb70e5387e5765293dcba39c0c5732"
-    )
+    assert sm3(b"abcd" * 16).hex() == "debe9ff92275b8a138604889c18e5a4d6fdb70e5387e5765293dcba39c0c5732"
 
 
 def _hmac_by_definition(key: bytes, data: bytes) -> bytes:

@@ -61,7 +61,7 @@ def _flip(data: bytes, index: int = 0) -> bytes:
 @pytest.mark.parametrize("part", ["ciphertext", "tag", "nonce", "aad", "key"])
 def test_unseal_rejects_any_change(part):
     key = sm4.generate_key()
-    args = dict(zip(("nonce", "ciphertext", "tag"), sm4.seal(key, b"payload", b"aad")))
+    args = dict(zip(("nonce", "ciphertext", "tag"), sm4.seal(key, b"payload", b"aad"), strict=True))
     args["aad"] = b"aad"
     args["key"] = key
     args[part] = _flip(args[part])
