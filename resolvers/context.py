@@ -1,0 +1,68 @@
+"""Everything the executor needs to know about one request, filled in by the gateway."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from gateway.catalogue.spec import DatasetSpec, FieldSpec
+from gateway.settings import Limits
+from policies.model import Action, Grant, Tier
+
+
+class PrincipalKind(StrEnum):
+    ANONYMOUS = "anonymous"
+    ENTERPRISE = "enterprise"
+    DEPARTMENT = "department"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    kind: PrincipalKind
+    id: str  # OAuth client id, API-key prefix, or "anonymous": safe to log
+    consumer: str | None = None  # department code (share tier) or enterprise code (open tier)
+    scopes: frozenset[str] = frozenset()
+    subject: str | None = None  # a person behind the token, when there is one
+
+
+ANONYMOUS = Principal(PrincipalKind.ANONYMOUS, "anonymous")
+
+# Encrypts one clear value of a field for the consumer; returns the JSON-ready envelope.
+Encryptor = Callable[[DatasetSpec, FieldSpec, Any], dict[str, Any]]
+
+
+@dataclass(slots=True)
+class FieldAccess:
+    """One (dataset, field) decision as it was applied: what the audit log records."""
+
+    dataset: str
+    field: str
+    action: Action
+    reason: str
+    grant_id: int | None = None
+
+
+@dataclass(slots=True)
+class DatasetRead:
+    dataset: str
+    rows: int
+    grant_id: int | None = None
+    purpose: str | None = None
+
+
+@dataclass
+class ExecutionContext:
+    tier: Tier
+    principal: Principal
+    grants: tuple[Grant, ...]
+    now: datetime
+    limits: Limits
+    encryptor: Encryptor | None = None  # None: the encrypt action is unavailable, so it denies
+    accesses: dict[tuple[str, str], FieldAccess] = field(default_factory=dict)
+    reads: list[DatasetRead] = field(default_factory=list)
+
+    def record(self, access: FieldAccess) -> None:
+        self.accesses.setdefault((access.dataset, access.field), access)

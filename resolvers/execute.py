@@ -1,0 +1,334 @@
+"""The compiled executor: runs a validated operation against the pool.
+
+graphql-core parses, validates and answers introspection; data fields are planned once
+per request (resolvers.plan), read with one SQL statement per dataset and level, and
+shaped straight into response dicts — no per-field resolver calls, no ORM objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from graphql import FieldNode, FragmentDefinitionNode, OperationDefinitionNode, OperationType, execute
+from graphql.execution.values import get_variable_values
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from resolvers import cursor, errors
+from resolvers.context import DatasetRead, ExecutionContext
+from resolvers.errors import FieldError, RequestError
+from resolvers.plan import (
+    ConnectionPlan,
+    EntityDatasetPlan,
+    EntityLookupPlan,
+    EntityPlan,
+    Kind,
+    NodePlan,
+    Planner,
+    forbidden_dataset,
+)
+from resolvers.selection import collect, locations
+from resolvers.sql import connection_statement, count_statement, entity_statement
+from schema.build import TierSchema
+
+INTROSPECTION_ROOTS = frozenset({"__schema", "__type"})
+
+
+@dataclass
+class Outcome:
+    """What the HTTP layer needs to answer and the audit log to record."""
+
+    data: dict[str, Any] | None
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    request_error: bool = False  # nothing was executed (parse, validation, limits, variables)
+    operation_name: str | None = None
+    operation_type: str | None = None
+
+    def body(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.errors:
+            out["errors"] = self.errors
+        if not self.request_error:
+            out["data"] = self.data
+        return out
+
+    @property
+    def error_codes(self) -> list[str]:
+        return sorted({e.get("extensions", {}).get("code", "") for e in self.errors} - {""})
+
+
+def _request_failure(errs: list[RequestError] | tuple[RequestError, ...], op: str | None = None) -> Outcome:
+    return Outcome(None, [e.formatted() for e in errs], request_error=True, operation_name=op)
+
+
+async def run(
+    tier: TierSchema,
+    query: str,
+    variables: dict[str, Any] | None,
+    operation_name: str | None,
+    ctx: ExecutionContext,
+    conn: AsyncConnection,
+    *,
+    cache: Any,
+) -> Outcome:
+    prepared = cache.get(query)
+    if prepared.errors:
+        return _request_failure(prepared.errors, operation_name)
+    document = prepared.document
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if operation_name is None and len(operations) > 1:
+        return _request_failure(
+            [RequestError("Several operations: say which with operationName.", errors.BAD_USER_INPUT)]
+        )
+    op = next(
+        (
+            o
+            for o in operations
+            if operation_name is None or (o.name is not None and o.name.value == operation_name)
+        ),
+        None,
+    )
+    if op is None:
+        return _request_failure(
+            [RequestError(f"Unknown operation {operation_name!r}.", errors.BAD_USER_INPUT)]
+        )
+    op_name = op.name.value if op.name else None
+    if op.operation is not OperationType.QUERY:
+        return _request_failure(
+            [
+                RequestError(
+                    f"Only queries are served here; {op.operation.value} operations are not.",
+                    errors.OPERATION_NOT_SUPPORTED,
+                )
+            ],
+            op_name,
+        )
+    coerced = get_variable_values(tier.graphql, op.variable_definitions or (), variables or {}, max_errors=20)
+    if isinstance(coerced, list):
+        return _request_failure([RequestError(e.message, errors.BAD_USER_INPUT) for e in coerced], op_name)
+    fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+    roots = collect([op.selection_set], fragments, coerced)
+
+    planner = Planner(tier.graphql, tier.bindings, ctx, fragments, coerced)
+    data: dict[str, Any] = {}
+    errs: list[dict[str, Any]] = []
+    plans: list[tuple[str, Any]] = []
+    total_cost = 0
+    try:
+        for key, nodes in roots.items():
+            name = nodes[0].name.value
+            if name == "__typename":
+                plans.append((key, "Query"))
+            elif name in INTROSPECTION_ROOTS:
+                plans.append((key, None))
+            elif name in tier.bindings.root_datasets:
+                plan = planner.connection(key, nodes, tier.bindings.root_datasets[name])
+                total_cost += plan.cost() if plan.access.allowed else 1
+                plans.append((key, plan))
+            else:
+                lookup = planner.entity_lookup(key, nodes, tier.bindings.root_entities[name])
+                total_cost += lookup.entity.cost()
+                plans.append((key, lookup))
+    except FieldError as err:
+        # Planning errors are about arguments (page size, filters): refuse the operation
+        # whole, so a client never mistakes a partial answer for a complete one.
+        return _request_failure([RequestError(err.message, err.code, **err.extensions)], op_name)
+    if total_cost > ctx.limits.max_cost:
+        return _request_failure(
+            [
+                RequestError(
+                    f"The query would cost {total_cost}; the limit is {ctx.limits.max_cost}. "
+                    "Ask for smaller pages or fewer nested fields.",
+                    errors.QUERY_TOO_COMPLEX,
+                    cost=total_cost,
+                    limit=ctx.limits.max_cost,
+                )
+            ],
+            op_name,
+        )
+
+    if any(p is None for _, p in plans):
+        intro = execute(tier.graphql, document, None, None, dict(coerced.coerced), op_name)
+        for e in intro.errors or ():
+            errs.append(e.formatted)
+    for key, plan in plans:
+        if plan is None:
+            data[key] = (intro.data or {}).get(key)
+        elif isinstance(plan, str):
+            data[key] = plan
+        elif isinstance(plan, ConnectionPlan):
+            data[key] = await _connection(plan, ctx, conn, errs, roots[key])
+        else:
+            data[key] = await _lookup(plan, ctx, conn, errs)
+    return Outcome(data, errs, operation_name=op_name, operation_type="query")
+
+
+async def _connection(
+    plan: ConnectionPlan,
+    ctx: ExecutionContext,
+    conn: AsyncConnection,
+    errs: list[dict[str, Any]],
+    nodes: list[FieldNode],
+) -> dict[str, Any] | None:
+    if not plan.access.allowed:
+        err = forbidden_dataset(plan.dataset, plan.access, locations(nodes))
+        errs.append({**err, "path": [plan.key]})
+        return None
+    statement, names = connection_statement(plan)
+    rows = (await conn.execute(statement)).all()
+    has_next = len(rows) > plan.first
+    rows = rows[: plan.first]
+    _record_read(ctx, plan.dataset.code, len(rows), plan.access)
+    total = 0
+    if plan.want_total:
+        if rows:
+            total = rows[0][len(names)]
+        elif plan.after:
+            total = (await conn.execute(count_statement(plan))).scalar_one()
+    nodes_out: list[dict[str, Any]] = []
+    if plan.node is not None:
+        nodes_out, row_errs = _shape(plan.node, rows)
+        await _links(plan.node, rows, nodes_out, row_errs, ctx, conn)
+        for i, rel in enumerate(row_errs):
+            for e in rel:
+                e["path"] = [plan.key, "edges", i, plan.node_key, *e["path"]]
+                errs.append(e)
+    cursors: list[str] = []
+    if plan.wants_cursor and rows:
+        positions = [names.index(c) for c, _ in plan.order] + [len(names) - 1]
+        cursors = [cursor.encode([r[p] for p in positions]) for r in rows]
+    out: dict[str, Any] = {}
+    for key, name in plan.conn_entries:
+        if name == "totalCount":
+            out[key] = total
+        elif name == "__typename":
+            out[key] = plan.type_names[0]
+        elif name == "pageInfo":
+            page: dict[str, Any] = {}
+            for pkey, pname in plan.page_entries:
+                if pname == "hasNextPage":
+                    page[pkey] = has_next
+                elif pname == "endCursor":
+                    page[pkey] = cursors[-1] if cursors else None
+                else:
+                    page[pkey] = plan.type_names[2]
+            out[key] = page
+        else:
+            edges = []
+            for i in range(len(rows)):
+                edge: dict[str, Any] = {}
+                for ekey, ename in plan.edge_entries:
+                    if ename == "node":
+                        edge[ekey] = nodes_out[i]
+                    elif ename == "cursor":
+                        edge[ekey] = cursors[i]
+                    else:
+                        edge[ekey] = plan.type_names[1]
+                edges.append(edge)
+            out[key] = edges
+    return out
+
+
+def _record_read(ctx: ExecutionContext, dataset: str, rows: int, access: Any) -> None:
+    grant = access.grant if access is not None else None
+    ctx.reads.append(
+        DatasetRead(dataset, rows, grant.id if grant else None, grant.purpose if grant else None)
+    )
+
+
+Errors = list[dict[str, Any]]
+
+
+def _shape(plan: NodePlan, rows: list[Any]) -> tuple[list[dict[str, Any]], list[Errors]]:
+    """Rows → node dicts, and per row the errors with paths relative to the node."""
+    entries = [(e.key, e.kind, e.index, e.transform, e.payload) for e in plan.entries]
+    denied = any(e.kind is Kind.DENIED for e in plan.entries)
+    out: list[dict[str, Any]] = []
+    row_errs: list[Errors] = []
+    for row in rows:
+        node: dict[str, Any] = {}
+        errs: Errors = []
+        for key, kind, index, transform, payload in entries:
+            if kind is Kind.VALUE:
+                v = row[index]
+                node[key] = transform(v) if transform is not None and v is not None else v
+            elif kind is Kind.TYPENAME:
+                node[key] = payload
+            elif kind is Kind.DENIED:
+                node[key] = None
+                errs.append({**payload, "path": [key]})
+            else:  # LINK, filled in by _links
+                node[key] = None
+        out.append(node)
+        row_errs.append(errs if denied or plan.links else _NO_ERRORS)
+    return out, row_errs
+
+
+_NO_ERRORS: Errors = []
+
+
+async def _links(
+    plan: NodePlan,
+    rows: list[Any],
+    nodes: list[dict[str, Any]],
+    row_errs: list[Errors],
+    ctx: ExecutionContext,
+    conn: AsyncConnection,
+) -> None:
+    for entry in plan.links:
+        keys = sorted({row[entry.index] for row in rows if row[entry.index] is not None})
+        entities, key_errs = await _entities(entry.payload.entity, keys, ctx, conn)
+        for row, node, errs in zip(rows, nodes, row_errs, strict=True):
+            k = row[entry.index]
+            node[entry.key] = entities.get(k) if k is not None else None
+            for e in key_errs.get(k, ()) if k is not None else ():
+                errs.append({**e, "path": [entry.key, *e["path"]]})
+
+
+async def _entities(
+    plan: EntityPlan, keys: list[str], ctx: ExecutionContext, conn: AsyncConnection
+) -> tuple[dict[str, dict[str, Any]], dict[str, Errors]]:
+    """Entity objects for many keys, one statement per dataset the selection asks for;
+    errors per key with paths relative to the entity object."""
+    out: dict[str, dict[str, Any]] = {k: {} for k in keys}
+    key_errs: dict[str, Errors] = {k: [] for k in keys}
+    for entry in plan.entries:
+        if entry.kind is Kind.TYPENAME:
+            for obj in out.values():
+                obj[entry.key] = plan.type_name
+        elif entry.kind is Kind.KEY:
+            for k, obj in out.items():
+                obj[entry.key] = k
+        else:
+            ds_plan: EntityDatasetPlan = entry.payload
+            if ds_plan.denial is not None or not keys:
+                for k, obj in out.items():
+                    obj[entry.key] = None
+                    if ds_plan.denial is not None:
+                        key_errs[k].append({**ds_plan.denial, "path": [entry.key]})
+                continue
+            node = ds_plan.node
+            assert node is not None
+            rows = (await conn.execute(entity_statement(ds_plan, keys))).all()
+            _record_read(ctx, ds_plan.dataset.code, len(rows), ds_plan.access)
+            shaped, row_errs = _shape(node, rows)
+            await _links(node, rows, shaped, row_errs, ctx, conn)
+            key_index = node.columns.index(ds_plan.dataset.entity_field or "")
+            grouped: dict[str, list[dict[str, Any]]] = {k: [] for k in keys}
+            for row, obj, errs in zip(rows, shaped, row_errs, strict=True):
+                k = row[key_index]
+                for e in errs:
+                    key_errs[k].append({**e, "path": [entry.key, len(grouped[k]), *e["path"]]})
+                grouped[k].append(obj)
+            for k, obj in out.items():
+                obj[entry.key] = grouped[k]
+    return out, key_errs
+
+
+async def _lookup(
+    plan: EntityLookupPlan, ctx: ExecutionContext, conn: AsyncConnection, errs: list[dict[str, Any]]
+) -> dict[str, Any] | None:
+    entities, key_errs = await _entities(plan.entity, [plan.value], ctx, conn)
+    for e in key_errs.get(plan.value, ()):
+        errs.append({**e, "path": [plan.key, *e["path"]]})
+    return entities.get(plan.value)

@@ -1,0 +1,444 @@
+"""Planning: a validated operation + the caller's policy decisions → what to read and how
+to shape it. Decisions are made once per column here, never per value."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+from graphql import FieldNode, FragmentDefinitionNode, GraphQLField, GraphQLObjectType, GraphQLSchema
+from graphql.execution.values import VariableValues, get_argument_values
+
+from gateway.catalogue.spec import ENTITY_KEY_NAMES, DatasetSpec, Entity, FieldSpec, FieldType
+from policies import decisions
+from policies.limits import connection_cost
+from policies.masking import mask
+from policies.model import Action, DatasetAccess, Decision, Tier
+from resolvers import errors
+from resolvers.context import ExecutionContext, FieldAccess
+from resolvers.errors import FieldError
+from resolvers.selection import Collected, locations, subselection
+from schema.bindings import Bindings, NodeBinding
+
+
+class Kind(IntEnum):
+    VALUE = 0  # a column, possibly transformed
+    DENIED = 1  # null plus a FORBIDDEN_FIELD error at its path
+    TYPENAME = 2
+    LINK = 3  # an entity looked up by the key in a column
+    KEY = 4  # the entity key itself
+    DATASET = 5  # an entity's rows in one dataset
+
+
+Transform = Callable[[Any], Any]
+
+
+@dataclass(slots=True)
+class Entry:
+    key: str
+    kind: Kind
+    index: int = -1  # column index in the fetched row
+    transform: Transform | None = None
+    # DENIED: error template; TYPENAME: type name; LINK: LinkPlan; DATASET: EntityDatasetPlan
+    payload: Any = None
+
+
+@dataclass(slots=True)
+class NodePlan:
+    binding: NodeBinding
+    type_name: str
+    columns: list[str] = field(default_factory=list)
+    entries: list[Entry] = field(default_factory=list)
+    links: list[Entry] = field(default_factory=list)
+
+    def column(self, name: str) -> int:
+        if name not in self.columns:
+            self.columns.append(name)
+        return self.columns.index(name)
+
+    def cost(self) -> int:
+        return len(self.entries) + sum(e.payload.entity.cost() for e in self.links)
+
+
+@dataclass(slots=True)
+class EntityDatasetPlan:
+    dataset: DatasetSpec
+    first: int
+    node: NodePlan | None
+    denial: dict[str, Any] | None  # set when the caller may not read these rows at all
+    access: DatasetAccess | None = None
+
+
+@dataclass(slots=True)
+class EntityPlan:
+    type_name: str
+    entity: Entity
+    entries: list[Entry] = field(default_factory=list)
+
+    def cost(self) -> int:
+        total = 1
+        for e in self.entries:
+            if e.kind is Kind.DATASET and e.payload.node is not None:
+                total += connection_cost(e.payload.first, e.payload.node.cost())
+        return total
+
+
+@dataclass(slots=True)
+class LinkPlan:
+    entity: EntityPlan
+
+
+@dataclass(slots=True)
+class ConnectionPlan:
+    key: str
+    dataset: DatasetSpec
+    access: DatasetAccess
+    first: int
+    after: str | None
+    where: list[tuple[str, str, Any]]  # (column, operator, value)
+    order: list[tuple[str, bool]]  # (column, descending)
+    want_total: bool
+    conn_entries: list[tuple[str, str]]  # (key, "totalCount" | "edges" | "pageInfo" | "__typename")
+    edge_entries: list[tuple[str, str]]
+    page_entries: list[tuple[str, str]]
+    node: NodePlan | None
+    node_key: str | None
+    type_names: tuple[str, str, str]  # connection, edge, PageInfo
+
+    @property
+    def wants_cursor(self) -> bool:
+        return any(n == "cursor" for _, n in self.edge_entries) or any(
+            n == "endCursor" for _, n in self.page_entries
+        )
+
+    def cost(self) -> int:
+        return connection_cost(self.first, self.node.cost() if self.node else 1)
+
+
+@dataclass(slots=True)
+class EntityLookupPlan:
+    key: str
+    value: str
+    entity: EntityPlan
+
+
+_STRINGIFY: dict[FieldType, Transform] = {
+    FieldType.DECIMAL: str,
+    FieldType.DATE: lambda v: v.isoformat(),
+    FieldType.DATETIME: lambda v: v.isoformat(),
+}
+
+
+class Planner:
+    def __init__(
+        self,
+        schema: GraphQLSchema,
+        bindings: Bindings,
+        ctx: ExecutionContext,
+        fragments: dict[str, FragmentDefinitionNode],
+        variables: VariableValues,
+    ) -> None:
+        self.schema = schema
+        self.bindings = bindings
+        self.ctx = ctx
+        self.fragments = fragments
+        self.variables = variables
+        self._decisions: dict[tuple[str, str], Decision] = {}
+        self._access: dict[str, DatasetAccess] = {}
+
+    # -- policy, asked once per dataset and column
+    def access(self, ds: DatasetSpec) -> DatasetAccess:
+        hit = self._access.get(ds.code)
+        if hit is None:
+            ctx = self.ctx
+            if ctx.tier is Tier.OPEN:
+                hit = decisions.open_dataset_access(ds.policy(), ctx.principal.consumer, ctx.grants, ctx.now)
+            else:
+                hit = decisions.share_dataset_access(
+                    ds.policy(), ctx.principal.consumer or "", ctx.grants, ctx.now
+                )
+            self._access[ds.code] = hit
+        return hit
+
+    def decide(self, ds: DatasetSpec, f: FieldSpec) -> Decision:
+        key = (ds.code, f.name)
+        hit = self._decisions.get(key)
+        if hit is None:
+            if self.ctx.tier is Tier.OPEN:
+                hit = decisions.decide_open_field(ds.policy(), f.policy())
+            else:
+                hit = decisions.decide_share_field(
+                    ds.policy(),
+                    f.policy(),
+                    self.ctx.principal.consumer or "",
+                    self.access(ds).grant,
+                    can_encrypt=self.ctx.encryptor is not None,
+                )
+            self._decisions[key] = hit
+        return hit
+
+    def _record(self, ds: DatasetSpec, f: FieldSpec, d: Decision) -> None:
+        self.ctx.record(FieldAccess(ds.code, f.name, d.action, d.reason, d.grant_id))
+
+    def _args(self, parent: GraphQLObjectType, nodes: list[FieldNode]) -> dict[str, Any]:
+        field_def: GraphQLField = parent.fields[nodes[0].name.value]
+        return get_argument_values(field_def, nodes[0], self.variables)
+
+    def _page_size(self, value: Any) -> int:
+        limit = self.ctx.limits.max_page_size
+        if value is None:
+            return self.ctx.limits.default_page_size
+        if value < 0:
+            raise FieldError("`first` must not be negative.", errors.BAD_USER_INPUT)
+        if value > limit:
+            raise FieldError(
+                f"`first` is {value}; the largest page is {limit}. Page with `after`.",
+                errors.PAGE_SIZE_EXCEEDED,
+                limit=limit,
+            )
+        return int(value)
+
+    # -- root fields
+    def connection(self, key: str, nodes: list[FieldNode], ds: DatasetSpec) -> ConnectionPlan:
+        query_type = self.schema.query_type
+        assert query_type is not None
+        args = self._args(query_type, nodes)
+        binding = self.bindings.nodes_by_dataset[ds.code]
+        first = self._page_size(args.get("first"))
+        conn_sel = subselection(nodes, self.fragments, self.variables)
+        conn_entries: list[tuple[str, str]] = []
+        edge_entries: list[tuple[str, str]] = []
+        page_entries: list[tuple[str, str]] = []
+        node_plan: NodePlan | None = None
+        node_key: str | None = None
+        node_type = self.schema.get_type(_type_name(binding))
+        for ckey, cnodes in conn_sel.items():
+            name = cnodes[0].name.value
+            conn_entries.append((ckey, name))
+            if name == "edges":
+                for ekey, enodes in subselection(cnodes, self.fragments, self.variables).items():
+                    ename = enodes[0].name.value
+                    edge_entries.append((ekey, ename))
+                    if ename == "node":
+                        sub = subselection(enodes, self.fragments, self.variables)
+                        if node_plan is None:
+                            node_plan = self.node(binding, node_type, sub)  # type: ignore[arg-type]
+                            node_key = ekey
+            elif name == "pageInfo":
+                page_entries = [
+                    (pk, pn[0].name.value)
+                    for pk, pn in subselection(cnodes, self.fragments, self.variables).items()
+                ]
+        where = args.get("where") or {}
+        order_args = args.get("orderBy") or []
+        plan = ConnectionPlan(
+            key=key,
+            dataset=ds,
+            access=self.access(ds),
+            first=first,
+            after=args.get("after"),
+            where=[],
+            order=[],
+            want_total=any(n == "totalCount" for _, n in conn_entries),
+            conn_entries=conn_entries,
+            edge_entries=edge_entries,
+            page_entries=page_entries,
+            node=node_plan,
+            node_key=node_key,
+            type_names=(binding.connection_type, binding.edge_type, "PageInfo"),
+        )
+        if plan.access.allowed:
+            plan.where = self._filters(binding, where)
+            plan.order = self._order(ds, order_args)
+        return plan
+
+    def _filters(self, binding: NodeBinding, where: dict[str, Any]) -> list[tuple[str, str, Any]]:
+        """`where` as (column, operator, value) triples, each checked against the policy."""
+        ds = binding.dataset
+        out: list[tuple[str, str, Any]] = []
+        for gql, cond in where.items():
+            if cond is None:
+                continue
+            f = binding.fields[gql]
+            if not decisions.may_filter(self.decide(ds, f)):
+                raise FieldError(
+                    f"Filtering on `{gql}` is not permitted: you may not read it in clear.",
+                    errors.FORBIDDEN_FILTER,
+                    field=gql,
+                    resourceCode=ds.resource_code,
+                )
+            out.extend((f.name, op, value) for op, value in cond.items() if value is not None)
+        return out
+
+    def _order(self, ds: DatasetSpec, order_args: list[Any]) -> list[tuple[str, bool]]:
+        out: list[tuple[str, bool]] = []
+        for item in order_args:
+            name = item["field"].value
+            f = ds.field(name)
+            if not decisions.may_filter(self.decide(ds, f)):
+                raise FieldError(
+                    f"Ordering by `{_camel(name)}` is not permitted: you may not read it in clear.",
+                    errors.FORBIDDEN_FILTER,
+                    field=_camel(name),
+                    resourceCode=ds.resource_code,
+                )
+            if all(n != name for n, _ in out):
+                out.append((name, item["direction"].value == "desc"))
+        return out
+
+    def entity_lookup(self, key: str, nodes: list[FieldNode], entity: Entity) -> EntityLookupPlan:
+        query_type = self.schema.query_type
+        assert query_type is not None
+        args = self._args(query_type, nodes)
+        value = (
+            args[ENTITY_KEY_NAMES[entity]] if ENTITY_KEY_NAMES[entity] in args else next(iter(args.values()))
+        )
+        type_name = self.bindings.entities_by_kind[entity]
+        plan = self.entity(type_name, subselection(nodes, self.fragments, self.variables))
+        return EntityLookupPlan(key, str(value), plan)
+
+    # -- object levels
+    def node(self, binding: NodeBinding, gql_type: GraphQLObjectType, sel: Collected) -> NodePlan:
+        ds = binding.dataset
+        plan = NodePlan(binding, gql_type.name)
+        for key, fnodes in sel.items():
+            name = fnodes[0].name.value
+            if name == "__typename":
+                plan.entries.append(Entry(key, Kind.TYPENAME, payload=gql_type.name))
+                continue
+            f = binding.fields.get(name)
+            if f is not None:
+                plan.entries.append(self._value_entry(plan, ds, f, key, fnodes))
+                continue
+            ref, entity = binding.links[name]
+            d = self.decide(ds, ref)
+            self._record(ds, ref, d)
+            if not decisions.may_filter(d):
+                reason = f"following {name} needs {_camel(ref.name)} in clear: {d.reason}"
+                plan.entries.append(self._denied(key, fnodes, ds, reason))
+                continue
+            ent_type = self.bindings.entities_by_kind[entity]
+            ent = self.entity(ent_type, subselection(fnodes, self.fragments, self.variables))
+            entry = Entry(key, Kind.LINK, plan.column(ref.name), payload=LinkPlan(ent))
+            plan.entries.append(entry)
+            plan.links.append(entry)
+        return plan
+
+    def _value_entry(
+        self, plan: NodePlan, ds: DatasetSpec, f: FieldSpec, key: str, fnodes: list[FieldNode]
+    ) -> Entry:
+        d = self.decide(ds, f)
+        self._record(ds, f, d)
+        if d.action is Action.DENY:
+            return self._denied(key, fnodes, ds, d.reason, field_name=_camel(f.name))
+        index = plan.column(f.name)
+        transform: Transform | None
+        if d.action is Action.MASK:
+            rule = d.mask
+            transform = lambda v, _r=rule: mask(_r, v)  # noqa: E731
+        elif d.action is Action.ENCRYPT:
+            encryptor = self.ctx.encryptor
+            assert encryptor is not None
+            transform = lambda v, _f=f: encryptor(ds, _f, v)  # noqa: E731
+        elif f.graphql_type_is_string and f.type is not FieldType.STRING:
+            transform = _STRINGIFY.get(f.type, str)
+        else:
+            transform = _STRINGIFY.get(f.type) if f.type is FieldType.DECIMAL else None
+        return Entry(key, Kind.VALUE, index, transform)
+
+    def _denied(
+        self, key: str, fnodes: list[FieldNode], ds: DatasetSpec, reason: str, field_name: str | None = None
+    ) -> Entry:
+        template = {
+            "message": f"Access to {field_name or key} of {ds.code} is denied: {reason}.",
+            "locations": locations(fnodes),
+            "extensions": {
+                "code": errors.FORBIDDEN_FIELD,
+                "reason": reason,
+                "resourceCode": ds.resource_code,
+                "dataset": ds.code,
+            },
+        }
+        return Entry(key, Kind.DENIED, payload=template)
+
+    def entity(self, type_name: str, sel: Collected) -> EntityPlan:
+        binding = self.bindings.entities[type_name]
+        gql_type = self.schema.get_type(type_name)
+        assert isinstance(gql_type, GraphQLObjectType)
+        plan = EntityPlan(type_name, binding.entity)
+        for key, fnodes in sel.items():
+            name = fnodes[0].name.value
+            if name == "__typename":
+                plan.entries.append(Entry(key, Kind.TYPENAME, payload=type_name))
+            elif name == binding.key_field:
+                plan.entries.append(Entry(key, Kind.KEY))
+            else:
+                ds = binding.datasets[name]
+                args = self._args(gql_type, fnodes)
+                first = self._page_size(args.get("first"))
+                plan.entries.append(Entry(key, Kind.DATASET, payload=self._entity_dataset(ds, first, fnodes)))
+        return plan
+
+    def _entity_dataset(self, ds: DatasetSpec, first: int, fnodes: list[FieldNode]) -> EntityDatasetPlan:
+        access = self.access(ds)
+        loc = locations(fnodes)
+        if not access.allowed:
+            return EntityDatasetPlan(ds, first, None, _forbidden(ds, access.reason, loc), access)
+        key_field = ds.field(ds.entity_field or "")
+        d = self.decide(ds, key_field)
+        if not decisions.may_filter(d):
+            self._record(ds, key_field, d)
+            return EntityDatasetPlan(
+                ds,
+                first,
+                None,
+                {
+                    "message": f"Looking up {ds.code} by {_camel(key_field.name)} is denied: {d.reason}.",
+                    "locations": loc,
+                    "extensions": {
+                        "code": errors.FORBIDDEN_FIELD,
+                        "reason": d.reason,
+                        "resourceCode": ds.resource_code,
+                        "dataset": ds.code,
+                    },
+                },
+                access,
+            )
+        binding = self.bindings.nodes_by_dataset[ds.code]
+        gql_type = self.schema.get_type(_type_name(binding))
+        assert isinstance(gql_type, GraphQLObjectType)
+        node = self.node(binding, gql_type, subselection(fnodes, self.fragments, self.variables))
+        node.column(key_field.name)
+        return EntityDatasetPlan(ds, first, node, None, access)
+
+
+def _forbidden(ds: DatasetSpec, reason: str, loc: list[dict[str, int]] | None) -> dict[str, Any]:
+    return {
+        "message": f"{ds.name} ({ds.code}) is not available to you: {reason}. "
+        f"Apply for access to resource {ds.resource_code}.",
+        "locations": loc,
+        "extensions": {
+            "code": errors.FORBIDDEN,
+            "reason": reason,
+            "resourceCode": ds.resource_code,
+            "dataset": ds.code,
+        },
+    }
+
+
+def forbidden_dataset(
+    ds: DatasetSpec, access: DatasetAccess, loc: list[dict[str, int]] | None
+) -> dict[str, Any]:
+    return _forbidden(ds, access.reason, loc)
+
+
+def _type_name(binding: NodeBinding) -> str:
+    return binding.connection_type.removesuffix("Connection")
+
+
+def _camel(snake: str) -> str:
+    from schema.naming import camel
+
+    return camel(snake)

@@ -1,0 +1,80 @@
+"""Field collection: which response keys a selection set asks for, with fragments
+expanded and @skip/@include applied. Every generated type is a concrete object type,
+so (after validation) every fragment's type condition holds where it is spread."""
+
+from __future__ import annotations
+
+from graphql import (
+    BooleanValueNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    InlineFragmentNode,
+    SelectionSetNode,
+    VariableNode,
+)
+from graphql.execution.values import VariableValues
+
+Collected = dict[str, list[FieldNode]]
+
+
+def _included(node: FieldNode | InlineFragmentNode | FragmentSpreadNode, variables: VariableValues) -> bool:
+    for directive in node.directives or ():
+        name = directive.name.value
+        if name not in ("skip", "include"):
+            continue
+        value = False
+        for arg in directive.arguments or ():
+            if arg.name.value == "if":
+                if isinstance(arg.value, BooleanValueNode):
+                    value = arg.value.value
+                elif isinstance(arg.value, VariableNode):
+                    value = bool(variables.coerced.get(arg.value.name.value))
+        if (name == "skip" and value) or (name == "include" and not value):
+            return False
+    return True
+
+
+def collect(
+    selection_sets: list[SelectionSetNode],
+    fragments: dict[str, FragmentDefinitionNode],
+    variables: VariableValues,
+) -> Collected:
+    out: Collected = {}
+    seen: set[str] = set()
+
+    def visit(sel: SelectionSetNode) -> None:
+        for node in sel.selections:
+            if not _included(node, variables):  # type: ignore[arg-type]
+                continue
+            if isinstance(node, FieldNode):
+                key = node.alias.value if node.alias else node.name.value
+                out.setdefault(key, []).append(node)
+            elif isinstance(node, InlineFragmentNode):
+                visit(node.selection_set)
+            elif isinstance(node, FragmentSpreadNode):
+                name = node.name.value
+                if name in seen:
+                    continue
+                seen.add(name)
+                visit(fragments[name].selection_set)
+                seen.discard(name)
+
+    for sel in selection_sets:
+        visit(sel)
+    return out
+
+
+def subselection(
+    nodes: list[FieldNode], fragments: dict[str, FragmentDefinitionNode], variables: VariableValues
+) -> Collected:
+    return collect([n.selection_set for n in nodes if n.selection_set], fragments, variables)
+
+
+def locations(nodes: list[FieldNode]) -> list[dict[str, int]] | None:
+    out = []
+    for n in nodes:
+        if n.loc is not None and n.loc.source is not None:
+            loc = n.loc.source.get_location(n.loc.start)
+            out.append({"line": loc.line, "column": loc.column})
+    return out or None

@@ -1,0 +1,115 @@
+"""SQL for a plan, through SQLAlchemy Core: only the planned columns, filters, ordering
+and keyset pagination all in the database, every value a bound parameter."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, Table, and_, false, func, or_, select, true
+
+from gateway.catalogue.pool import ROW_ID, pool_table
+from gateway.catalogue.spec import DatasetSpec
+from resolvers import cursor, errors
+from resolvers.errors import FieldError
+from resolvers.plan import ConnectionPlan, EntityDatasetPlan
+
+MAX_IN_LIST = 1000
+
+
+@lru_cache(maxsize=1024)
+def table_for(spec: DatasetSpec) -> Table:
+    return pool_table(spec)
+
+
+def _conditions(table: Table, where: list[tuple[str, str, Any]]) -> list[ColumnElement[bool]]:
+    out: list[ColumnElement[bool]] = []
+    for name, op, value in where:
+        col = table.c[name]
+        if op == "eq":
+            out.append(col == value)
+        elif op == "neq":
+            out.append(or_(col != value, col.is_(None)))
+        elif op == "in":
+            if len(value) > MAX_IN_LIST:
+                raise FieldError(f"`in` takes at most {MAX_IN_LIST} values.", errors.BAD_USER_INPUT)
+            out.append(col.in_(value))
+        elif op == "gt":
+            out.append(col > value)
+        elif op == "gte":
+            out.append(col >= value)
+        elif op == "lt":
+            out.append(col < value)
+        elif op == "lte":
+            out.append(col <= value)
+        elif op == "prefix":
+            out.append(col.startswith(value, autoescape=True))
+        elif op == "isNull":
+            out.append(col.is_(None) if value else col.is_not(None))
+        else:  # the schema offers no other operator; refuse rather than ignore
+            raise FieldError(f"Unknown operator {op!r}.", errors.BAD_USER_INPUT)
+    return out
+
+
+def _after(table: Table, order: list[tuple[str, bool]], values: list[Any]) -> ColumnElement[bool]:
+    """Rows strictly after `values` in (order…, _id) with NULLs sorting last ascending
+    (first descending) — the same rule in SQL's ORDER BY below, on both databases."""
+    keys = [(table.c[name], desc) for name, desc in order] + [(table.c[ROW_ID], False)]
+    clauses = []
+    for k, ((col, desc), v) in enumerate(zip(keys, values, strict=True)):
+        if v is None:
+            beyond = col.is_not(None) if desc else false()
+        else:
+            beyond = (col < v) if desc else or_(col > v, col.is_(None))
+        equal_before = [
+            c.is_(None) if pv is None else c == pv for (c, _), pv in zip(keys[:k], values[:k], strict=True)
+        ]
+        clauses.append(and_(*equal_before, beyond))
+    return or_(*clauses)
+
+
+def connection_statement(plan: ConnectionPlan) -> tuple[Select, list[str]]:
+    """The page query and the names of the columns it returns, in order (a `_total`
+    count follows them when the plan wants it)."""
+    ds = plan.dataset
+    table = table_for(ds)
+    conditions = _conditions(table, plan.where)
+    names = list(plan.node.columns) if plan.node else []
+    order_cols = [c for c, _ in plan.order]
+    names += [c for c in order_cols if c not in names]  # cursors need the last row's ordering values
+    names.append(ROW_ID)
+    columns: list[Any] = [table.c[c] for c in names]
+    if plan.want_total:
+        total = select(func.count()).select_from(table).where(*conditions).scalar_subquery()
+        columns.append(total.label("_total"))
+    stmt = select(*columns).where(*conditions)
+    if plan.after:
+        types = [ds.field(c).type for c in order_cols]
+        stmt = stmt.where(_after(table, plan.order, cursor.decode(plan.after, types)))
+    ordering = []
+    for name, desc in plan.order:
+        col = table.c[name]
+        ordering.append(col.desc().nulls_first() if desc else col.asc().nulls_last())
+    ordering.append(table.c[ROW_ID].asc())
+    return stmt.order_by(*ordering).limit(plan.first + 1), names
+
+
+def count_statement(plan: ConnectionPlan) -> Select:
+    table = table_for(plan.dataset)
+    return select(func.count()).select_from(table).where(true(), *_conditions(table, plan.where))
+
+
+def entity_statement(plan: EntityDatasetPlan, keys: list[str]) -> Select:
+    """Rows of one dataset for many entity keys, at most `first` per key, in one statement."""
+    assert plan.node is not None
+    ds = plan.dataset
+    table = table_for(ds)
+    key_col = table.c[ds.entity_field or ""]
+    cols = [table.c[c] for c in plan.node.columns]
+    rank = func.row_number().over(partition_by=key_col, order_by=table.c[ROW_ID]).label("_rn")
+    inner = select(*cols, table.c[ROW_ID], rank).where(key_col.in_(keys)).subquery()
+    return (
+        select(*[inner.c[c] for c in plan.node.columns])
+        .where(inner.c["_rn"] <= plan.first)
+        .order_by(inner.c[ROW_ID])
+    )
