@@ -97,7 +97,7 @@ async def load_catalogue(engine: AsyncEngine) -> Catalogue:
     )
 
 
-async def _bump(session: AsyncSession) -> None:
+async def bump_version(session: AsyncSession) -> None:
     state = await session.get(CatalogueState, 1)
     if state is None:
         session.add(CatalogueState(id=1, version=1))
@@ -112,7 +112,7 @@ async def save_department(engine: AsyncEngine, spec: DepartmentSpec) -> None:
         row = await session.get(Department, spec.code) or Department(code=spec.code, name=spec.name)
         row.name, row.name_en = spec.name, spec.name_en
         session.add(row)
-        await _bump(session)
+        await bump_version(session)
         await session.commit()
 
 
@@ -192,7 +192,7 @@ async def save_dataset(engine: AsyncEngine, spec: DatasetSpec) -> None:
             raise CatalogueError(
                 f"{spec.code}: removing fields ({', '.join(sorted(old_fields))}) is not a catalogue edit"
             )
-        await _bump(session)
+        await bump_version(session)
         conn = await session.connection()
         await conn.run_sync(_sync_pool_table, spec)
         await session.commit()
@@ -225,7 +225,7 @@ async def set_published(engine: AsyncEngine, code: str, published: bool) -> Data
         )
         if result.rowcount == 0:
             raise CatalogueError(f"no dataset {code!r}")
-        await _bump(session)
+        await bump_version(session)
         await session.commit()
     catalogue = await load_catalogue(engine)
     return catalogue.datasets[code]

@@ -1,4 +1,4 @@
-"""Principals: department OAuth clients and enterprises with API keys. Secrets are stored only as keyed hashes."""
+"""Principals: department OAuth clients and enterprises with API keys (secrets stored as keyed hashes)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,52 @@
+"""The access event every GraphQL request produces, and where it goes.
+
+`AccessEvent` is the record the audit log stores; `AccessLog.record` is awaited before
+a response leaves, so a sink that cannot write stops the data (fail closed)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import orjson
+
+from keys.sm3 import sm3
+
+log = logging.getLogger("shuqiao.access")
+
+
+@dataclass
+class AccessEvent:
+    request_id: str
+    tier: str
+    principal_kind: str
+    principal_id: str  # client id or API-key prefix, never a secret
+    consumer: str | None
+    client_address: str | None
+    operation_name: str | None
+    operation_type: str | None
+    query_digest: str | None  # SM3 of the query text and variables; the values themselves are not logged
+    status: int
+    error_codes: list[str]
+    latency_ms: float
+    fields: list[dict[str, Any]] = field(default_factory=list)
+    reads: list[dict[str, Any]] = field(default_factory=list)
+
+
+def query_digest(query: str | None, variables: dict[str, Any] | None) -> str | None:
+    if query is None:
+        return None
+    payload = query.encode() + b"\x00" + orjson.dumps(variables or {}, option=orjson.OPT_SORT_KEYS)
+    return sm3(payload).hex()
+
+
+class AccessLog(Protocol):
+    async def record(self, event: AccessEvent) -> None: ...
+
+
+class LoggingAccessLog:
+    """Structured JSON lines on the `shuqiao.access` logger."""
+
+    async def record(self, event: AccessEvent) -> None:
+        log.info("%s", orjson.dumps(asdict(event)).decode())

@@ -1,0 +1,74 @@
+"""The app factory: every route and middleware, in order."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import Route
+
+from gateway import health
+from gateway.access_log import AccessLog, LoggingAccessLog
+from gateway.db import create_engine
+from gateway.graphql_http import GraphQLEndpoint
+from gateway.identity import discovery
+from gateway.identity.apikeys import ApiKeyVerifier
+from gateway.identity.oauth import TokenEndpoint
+from gateway.identity.tokens import TokenService, load_signing_key
+from gateway.middleware import RequestIdMiddleware
+from gateway.registry import SchemaRegistry
+from gateway.secrets import SecretHasher, load_master_key
+from gateway.settings import Settings
+from gateway.state import GatewayState
+from policies.model import Tier
+
+
+def build_state(settings: Settings, access_log: AccessLog | None = None) -> GatewayState:
+    engine = create_engine(settings.database_url)
+    hasher = SecretHasher(load_master_key(settings.master_key_file))
+    tokens = TokenService(
+        load_signing_key(settings.var_dir / "keys" / "token-es256.pem"),
+        settings.issuer,
+        settings.token_ttl_seconds,
+    )
+    return GatewayState(
+        settings=settings,
+        engine=engine,
+        registry=SchemaRegistry(engine, settings.limits, settings.catalogue_poll_seconds),
+        tokens=tokens,
+        hasher=hasher,
+        api_keys=ApiKeyVerifier(engine, hasher),
+        access_log=access_log or LoggingAccessLog(),
+    )
+
+
+def create_app(settings: Settings | None = None, *, state: GatewayState | None = None) -> Starlette:
+    settings = settings or Settings.from_env()
+    state = state or build_state(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await state.registry.refresh(force=True)
+        yield
+        await state.engine.dispose()
+
+    routes = [
+        Route("/healthz", health.healthz),
+        Route("/readyz", health.readyz),
+        Route("/open/graphql", GraphQLEndpoint(Tier.OPEN, state), methods=["GET", "POST", "PUT", "DELETE"]),
+        Route("/share/graphql", GraphQLEndpoint(Tier.SHARE, state), methods=["GET", "POST", "PUT", "DELETE"]),
+        Route(
+            "/oauth/token", TokenEndpoint(state.engine, state.tokens, state.hasher), methods=["GET", "POST"]
+        ),
+        Route("/.well-known/openid-configuration", discovery.openid_configuration),
+        Route("/.well-known/oauth-authorization-server", discovery.openid_configuration),
+        Route("/.well-known/oauth-protected-resource", discovery.protected_resource),
+        Route("/.well-known/jwks.json", discovery.jwks),
+    ]
+    app = Starlette(
+        routes=routes, middleware=[Middleware(RequestIdMiddleware)], lifespan=lifespan, debug=settings.debug
+    )
+    app.state.gateway = state
+    return app

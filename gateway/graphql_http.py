@@ -1,0 +1,275 @@
+"""GraphQL over HTTP for both tiers: request → identity → tier schema → executor →
+access event → response. Status codes and media types follow the GraphQL-over-HTTP spec."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway.access_log import AccessEvent, query_digest
+from gateway.identity.apikeys import InvalidApiKey
+from gateway.identity.tokens import InvalidToken
+from gateway.state import GatewayState
+from policies.model import Tier
+from resolvers.context import ANONYMOUS, ExecutionContext, Principal, PrincipalKind
+from resolvers.execute import Outcome, run
+
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+JSON = "application/json"
+
+
+class HTTPProblem(Exception):
+    def __init__(self, status: int, message: str, code: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+        self.headers = headers or {}
+
+
+def _negotiate(accept: str | None) -> str | None:
+    """The response media type, or None when the client accepts neither."""
+    if not accept:
+        return JSON  # legacy clients: the spec says treat a missing Accept as application/json
+    best, best_q = None, 0.0
+    for part in accept.split(","):
+        media, *params = [p.strip() for p in part.split(";")]
+        q = 1.0
+        for p in params:
+            if p.startswith("q="):
+                try:
+                    q = float(p[2:])
+                except ValueError:
+                    q = 0.0
+        candidate = {
+            GRAPHQL_RESPONSE: GRAPHQL_RESPONSE,
+            JSON: JSON,
+            "application/*": GRAPHQL_RESPONSE,
+            "*/*": JSON,
+        }.get(media.lower())
+        if candidate and q > best_q:
+            best, best_q = candidate, q
+    return best
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise HTTPProblem(413, f"The request body is larger than {limit} bytes.", "PAYLOAD_TOO_LARGE")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise HTTPProblem(413, f"The request body is larger than {limit} bytes.", "PAYLOAD_TOO_LARGE")
+    return bytes(body)
+
+
+def _params(request: Request, body: bytes) -> tuple[str, dict[str, Any] | None, str | None]:
+    if request.method == "GET":
+        q = request.query_params
+        variables = None
+        if "variables" in q:
+            try:
+                variables = orjson.loads(q["variables"])
+            except orjson.JSONDecodeError:
+                raise HTTPProblem(400, "`variables` is not valid JSON.", "BAD_REQUEST") from None
+        query = q.get("query")
+        op_name = q.get("operationName")
+        payload: dict[str, Any] = {"query": query, "variables": variables, "operationName": op_name}
+    else:
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype != JSON:
+            raise HTTPProblem(
+                415, "POST a JSON body with Content-Type: application/json.", "UNSUPPORTED_MEDIA_TYPE"
+            )
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise HTTPProblem(400, "The request body is not valid JSON.", "BAD_REQUEST") from None
+        if isinstance(payload, list):
+            raise HTTPProblem(
+                400,
+                "Batched requests are not accepted; send one operation per request.",
+                "BATCHING_NOT_SUPPORTED",
+            )
+        if not isinstance(payload, dict):
+            raise HTTPProblem(400, "The request body must be a JSON object.", "BAD_REQUEST")
+    query, variables, op_name = payload.get("query"), payload.get("variables"), payload.get("operationName")
+    if not isinstance(query, str) or not query.strip():
+        raise HTTPProblem(400, "`query` is required and must be a string.", "BAD_REQUEST")
+    if variables is not None and not isinstance(variables, dict):
+        raise HTTPProblem(400, "`variables` must be a JSON object.", "BAD_REQUEST")
+    if op_name is not None and not isinstance(op_name, str):
+        raise HTTPProblem(400, "`operationName` must be a string.", "BAD_REQUEST")
+    return query, variables, op_name
+
+
+class GraphQLEndpoint:
+    def __init__(self, tier: Tier, state: GatewayState) -> None:
+        self.tier = tier
+        self.state = state
+        self.methods = ("GET", "POST") if tier is Tier.OPEN else ("POST",)
+
+    async def __call__(self, request: Request) -> Response:
+        started = time.perf_counter()
+        media = _negotiate(request.headers.get("accept"))
+        principal: Principal = ANONYMOUS
+        outcome: Outcome | None = None
+        query = variables = None
+        codes: list[str] = []
+        try:
+            if request.method not in self.methods:
+                raise HTTPProblem(
+                    405,
+                    f"Use {' or '.join(self.methods)}.",
+                    "METHOD_NOT_ALLOWED",
+                    {"Allow": ", ".join(self.methods)},
+                )
+            if media is None:
+                raise HTTPProblem(406, f"Accept {GRAPHQL_RESPONSE} or {JSON}.", "NOT_ACCEPTABLE")
+            body = await _read_body(request, self.state.settings.limits.max_body_bytes)
+            principal = await self._identify(request)
+            query, variables, op_name = _params(request, body)
+            if request.method == "GET" and query.lstrip().startswith(("mutation", "subscription")):
+                raise HTTPProblem(405, "Only queries may use GET.", "METHOD_NOT_ALLOWED", {"Allow": "POST"})
+            outcome = await self._execute(principal, query, variables, op_name)
+            status = 400 if outcome.request_error and media == GRAPHQL_RESPONSE else 200
+            response = Response(orjson.dumps(outcome.body()), status_code=status, media_type=media)
+        except HTTPProblem as problem:
+            status = problem.status
+            codes = [problem.code]
+            response = Response(
+                orjson.dumps(
+                    {"errors": [{"message": problem.message, "extensions": {"code": problem.code}}]}
+                ),
+                status_code=status,
+                media_type=media or JSON,
+                headers=problem.headers,
+            )
+        try:
+            await self._record(request, principal, outcome, status, codes, query, variables, started)
+        except Exception:  # fail closed: no audit record, no data
+            logging.getLogger("shuqiao").exception("access log write failed; response withheld")
+            return Response(
+                orjson.dumps(
+                    {
+                        "errors": [
+                            {
+                                "message": "The access log is unavailable; no data is served without it.",
+                                "extensions": {"code": "AUDIT_UNAVAILABLE"},
+                            }
+                        ]
+                    }
+                ),
+                status_code=503,
+                media_type=media or JSON,
+                headers={"Retry-After": "5"},
+            )
+        return response
+
+    async def _identify(self, request: Request) -> Principal:
+        if self.tier is Tier.SHARE:
+            auth = request.headers.get("authorization", "")
+            realm = (
+                f'Bearer realm="shuqiao", resource_metadata="{self.state.settings.issuer}'
+                '/.well-known/oauth-protected-resource"'
+            )
+            if not auth:
+                raise HTTPProblem(
+                    401, "A bearer token is required.", "UNAUTHENTICATED", {"WWW-Authenticate": realm}
+                )
+            scheme, _, token = auth.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise HTTPProblem(
+                    401,
+                    "Use the Bearer scheme.",
+                    "UNAUTHENTICATED",
+                    {"WWW-Authenticate": realm + ', error="invalid_request"'},
+                )
+            try:
+                claims = self.state.tokens.verify(token.strip())
+            except InvalidToken:
+                raise HTTPProblem(
+                    401,
+                    "The access token is invalid or expired.",
+                    "UNAUTHENTICATED",
+                    {"WWW-Authenticate": realm + ', error="invalid_token"'},
+                ) from None
+            if "share:read" not in claims.scopes:
+                raise HTTPProblem(
+                    403,
+                    "The token lacks the share:read scope.",
+                    "FORBIDDEN",
+                    {"WWW-Authenticate": realm + ', error="insufficient_scope", scope="share:read"'},
+                )
+            return Principal(
+                PrincipalKind.DEPARTMENT, claims.client_id, claims.department, claims.scopes, claims.subject
+            )
+        key = request.headers.get("x-api-key")
+        if key is None:
+            return ANONYMOUS
+        try:
+            ident = await self.state.api_keys.verify(key.strip())
+        except InvalidApiKey:
+            raise HTTPProblem(
+                401,
+                "The API key is not valid.",
+                "UNAUTHENTICATED",
+                {"WWW-Authenticate": 'ApiKey realm="shuqiao", header="X-API-Key"'},
+            ) from None
+        return Principal(PrincipalKind.ENTERPRISE, ident.prefix, ident.enterprise)
+
+    async def _execute(
+        self, principal: Principal, query: str, variables: dict[str, Any] | None, op_name: str | None
+    ) -> Outcome:
+        registry = self.state.registry
+        built = await registry.schema(self.tier, principal.consumer)
+        ctx = ExecutionContext(
+            self.tier,
+            principal,
+            await registry.grants(),
+            datetime.now(UTC),
+            self.state.settings.limits,
+            encryptor=self.state.encryptor_for(principal),
+        )
+        async with self.state.engine.connect() as conn:
+            outcome = await run(built.tier, query, variables, op_name, ctx, conn, cache=built.documents)
+        outcome.context = ctx  # type: ignore[attr-defined]
+        return outcome
+
+    async def _record(
+        self,
+        request: Request,
+        principal: Principal,
+        outcome: Outcome | None,
+        status: int,
+        codes: list[str],
+        query: str | None,
+        variables: dict[str, Any] | None,
+        started: float,
+    ) -> None:
+        ctx: ExecutionContext | None = getattr(outcome, "context", None)
+        event = AccessEvent(
+            request_id=getattr(request.state, "request_id", ""),
+            tier=self.tier.value,
+            principal_kind=principal.kind.value,
+            principal_id=principal.id,
+            consumer=principal.consumer,
+            client_address=request.client.host if request.client else None,
+            operation_name=outcome.operation_name if outcome else None,
+            operation_type=outcome.operation_type if outcome else None,
+            query_digest=query_digest(query, variables),
+            status=status,
+            error_codes=outcome.error_codes if outcome else codes,
+            latency_ms=round((time.perf_counter() - started) * 1000, 3),
+            fields=[{**asdict(a), "action": a.action.value} for a in ctx.accesses.values()] if ctx else [],
+            reads=[asdict(r) for r in ctx.reads] if ctx else [],
+        )
+        await self.state.access_log.record(event)

@@ -1,0 +1,71 @@
+"""Built schemas and active grants, kept in step with the catalogue version.
+
+Any catalogue or grant change bumps one version number in the database; each worker
+checks it at most once per `poll_seconds` and rebuilds lazily, so a publish takes
+effect without a restart, in every worker process."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.catalogue.service import Catalogue, catalogue_version, load_catalogue
+from gateway.grants.service import load_grants
+from gateway.settings import Limits
+from policies.model import Grant, Tier
+from resolvers.documents import DocumentCache
+from schema.build import TierSchema, build_tier_schema
+
+
+class BuiltSchema:
+    def __init__(self, tier_schema: TierSchema, limits: Limits) -> None:
+        self.tier = tier_schema
+        self.documents = DocumentCache(tier_schema.graphql, limits)
+
+
+class SchemaRegistry:
+    def __init__(self, engine: AsyncEngine, limits: Limits, poll_seconds: float = 1.0) -> None:
+        self.engine = engine
+        self.limits = limits
+        self.poll_seconds = poll_seconds
+        self._catalogue: Catalogue | None = None
+        self._grants: tuple[Grant, ...] = ()
+        self._schemas: dict[tuple[Tier, str | None], BuiltSchema] = {}
+        self._checked = 0.0
+        self._lock = asyncio.Lock()
+
+    async def refresh(self, *, force: bool = False) -> Catalogue:
+        now = time.monotonic()
+        if not force and self._catalogue is not None and now - self._checked < self.poll_seconds:
+            return self._catalogue
+        async with self._lock:
+            if (
+                not force
+                and self._catalogue is not None
+                and time.monotonic() - self._checked < self.poll_seconds
+            ):
+                return self._catalogue
+            async with self.engine.connect() as conn:
+                version = await catalogue_version(conn)
+            if force or self._catalogue is None or version != self._catalogue.version:
+                catalogue = await load_catalogue(self.engine)
+                self._grants = await load_grants(self.engine)
+                self._schemas = {}
+                self._catalogue = catalogue
+            self._checked = time.monotonic()
+            return self._catalogue
+
+    async def grants(self) -> tuple[Grant, ...]:
+        await self.refresh()
+        return self._grants
+
+    async def schema(self, tier: Tier, department: str | None = None) -> BuiltSchema:
+        catalogue = await self.refresh()
+        key = (tier, department if tier is Tier.SHARE else None)
+        built = self._schemas.get(key)
+        if built is None:
+            built = BuiltSchema(build_tier_schema(catalogue, tier, key[1]), self.limits)
+            self._schemas[key] = built
+        return built
