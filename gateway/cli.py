@@ -1,0 +1,332 @@
+"""`shuqiao`: set up, run and administer the gateway. Every command that a script may
+need takes --json and then prints exactly one JSON document on stdout."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from gateway.catalogue.service import CatalogueError
+from gateway.settings import Settings
+
+app = typer.Typer(help="Shuqiao (数桥) government data gateway.", no_args_is_help=True)
+demo_app = typer.Typer(help="The bundled demo data and principals.", no_args_is_help=True)
+client_app = typer.Typer(help="Department OAuth clients.", no_args_is_help=True)
+apikey_app = typer.Typer(help="Enterprise API keys.", no_args_is_help=True)
+enterprise_app = typer.Typer(help="Enterprises.", no_args_is_help=True)
+grant_app = typer.Typer(help="Grants (approved applications).", no_args_is_help=True)
+catalog_app = typer.Typer(help="The data catalogue (政务信息资源目录).", no_args_is_help=True)
+db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
+for sub, name in [
+    (demo_app, "demo"),
+    (client_app, "client"),
+    (apikey_app, "apikey"),
+    (enterprise_app, "enterprise"),
+    (grant_app, "grant"),
+    (catalog_app, "catalog"),
+    (db_app, "db"),
+]:
+    app.add_typer(sub, name=name)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document for scripts.")]
+T = TypeVar("T")
+
+
+def _settings() -> Settings:
+    return Settings.from_env()
+
+
+def _run(make: Callable[[Any], Awaitable[T]]) -> T:
+    """Run one async job against a fresh engine, turning known failures into clean exits."""
+    from gateway.db import create_engine
+    from gateway.identity.clients import IdentityError
+
+    async def go() -> T:
+        engine = create_engine(_settings().database_url)
+        try:
+            return await make(engine)
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(go())
+    except (CatalogueError, IdentityError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _emit(as_json: bool, data: Any, human: str) -> None:
+    if as_json:
+        typer.echo(json.dumps(data, ensure_ascii=False, default=str))
+    else:
+        typer.echo(human)
+
+
+def _hasher():  # type: ignore[no-untyped-def]
+    from gateway.secrets import SecretHasher, load_master_key
+
+    return SecretHasher(load_master_key(_settings().master_key_file))
+
+
+# ---------------------------------------------------------------- setup
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply database migrations (safe to run repeatedly)."""
+    from gateway.db import upgrade
+
+    upgrade(_settings().database_url)
+    typer.echo("database is at the latest migration")
+
+
+@app.command()
+def init() -> None:
+    """Create the master key and token-signing key if missing, and migrate the database."""
+    from gateway.db import upgrade
+    from gateway.identity.tokens import load_signing_key
+    from gateway.secrets import load_master_key
+
+    s = _settings()
+    s.var_dir.mkdir(parents=True, exist_ok=True)
+    load_master_key(s.master_key_file, create=True)
+    load_signing_key(s.var_dir / "keys" / "token-es256.pem", create=True)
+    upgrade(s.database_url)
+    typer.echo(f"initialised {s.var_dir}/ and the database")
+
+
+class Size(StrEnum):
+    small = "small"
+    large = "large"
+
+
+@demo_app.command("load")
+def demo_load(
+    size: Annotated[Size, typer.Option(help="small (thousands of rows) or large (≥1M).")] = Size.small,
+    seed: int | None = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Load the demo catalogue and its synthetic data (idempotent)."""
+    from gateway.demo.load import load_demo
+
+    kwargs: dict[str, Any] = {"size": size.value, "progress": not as_json}
+    if seed is not None:
+        kwargs["seed"] = seed
+    counts = _run(lambda engine: load_demo(engine, **kwargs))
+    _emit(as_json, counts, "\n".join(f"{k:28s} {v:>10,d} rows" for k, v in counts.items()))
+
+
+@demo_app.command("init")
+def demo_init(size: Annotated[Size, typer.Option()] = Size.small) -> None:
+    """Everything `make run` needs: keys, migrations, demo data, demo principals."""
+    from gateway.demo.load import load_demo
+    from gateway.demo.principals import setup_principals
+
+    init()
+    s = _settings()
+    _run(lambda engine: load_demo(engine, size=size.value, progress=True))
+    creds = _run(lambda engine: setup_principals(engine, _hasher(), s.var_dir / "demo-credentials.json"))
+    _print_demo(s, creds)
+
+
+def _print_demo(s: Settings, creds: dict[str, Any]) -> None:
+    base = s.issuer
+    typer.echo(f"""
+Shuqiao demo is ready.
+  open tier     {base}/open/graphql      (anonymous; X-API-Key for conditionally open data)
+  share tier    {base}/share/graphql     (Bearer token from {base}/oauth/token)
+  health        {base}/healthz  {base}/readyz
+Demo credentials (also in {s.var_dir}/demo-credentials.json, mode 0600):""")
+    for dept, c in creds["clients"].items():
+        typer.echo(f"  {dept:7s} client_id={c['client_id']}  client_secret={c['client_secret']}")
+    for ent, key in creds["api_keys"].items():
+        typer.echo(f"  {ent} X-API-Key: {key}")
+    example = '{"query":"{ enterpriseRegistration(first: 3) { edges { node { name legalRepresentative } } } }"}'  # noqa: E501
+    typer.echo(f"Try:\n  curl -s {base}/open/graphql -H 'Content-Type: application/json' -d '{example}'\n")
+
+
+@app.command()
+def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
+    """Run the gateway (uvicorn)."""
+    import uvicorn
+
+    uvicorn.run("asgi:app", host=host, port=port, workers=workers, log_level="info", access_log=False)
+
+
+# ---------------------------------------------------------------- principals
+
+
+@client_app.command("create")
+def client_create(
+    department: Annotated[str, typer.Option(help="Department code, e.g. samr.")],
+    scope: Annotated[list[str] | None, typer.Option(help="Repeat for several.")] = None,
+    name: str = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Register a department system; prints its secret once."""
+    from gateway.identity.clients import create_client
+
+    hasher = _hasher()
+    cid, secret = _run(lambda e: create_client(e, hasher, department, name=name, scopes=scope))
+    _emit(
+        as_json,
+        {"client_id": cid, "client_secret": secret, "department": department},
+        f"client_id={cid}\nclient_secret={secret}\n(the secret is shown only now)",
+    )
+
+
+@enterprise_app.command("create")
+def enterprise_create(
+    code: str, name: Annotated[str, typer.Option()], credit_code: str | None = None, as_json: JsonOpt = False
+) -> None:
+    from gateway.identity.clients import ensure_enterprise
+
+    _run(lambda e: ensure_enterprise(e, code, name, credit_code))
+    _emit(as_json, {"code": code, "name": name}, f"enterprise {code} ready")
+
+
+@apikey_app.command("create")
+def apikey_create(
+    enterprise: Annotated[str, typer.Option()],
+    expires_days: int | None = None,
+    name: str = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Issue an API key to an enterprise; prints it once."""
+    from gateway.identity.apikeys import create_api_key
+
+    expires = datetime.now(UTC) + timedelta(days=expires_days) if expires_days else None
+    hasher = _hasher()
+    key, row = _run(lambda e: create_api_key(e, hasher, enterprise, name=name, expires_at=expires))
+    _emit(
+        as_json,
+        {"api_key": key, "prefix": row.prefix, "enterprise": enterprise, "expires_at": expires},
+        f"X-API-Key: {key}\n(prefix {row.prefix}; the key is shown only now)",
+    )
+
+
+@grant_app.command("create")
+def grant_create(
+    dataset: Annotated[str, typer.Option()],
+    consumer: Annotated[str, typer.Option()],
+    purpose: Annotated[str, typer.Option()],
+    tier: Annotated[str, typer.Option(help="share or open")] = "share",
+    field: Annotated[list[str] | None, typer.Option(help="Granted field; repeat.")] = None,
+    clear: Annotated[list[str] | None, typer.Option(help="Field granted unmasked.")] = None,
+    expires_days: int = 365,
+    as_json: JsonOpt = False,
+) -> None:
+    """Record an approved application."""
+    from gateway.grants.service import create_grant
+    from policies.model import Tier
+
+    try:
+        tier_value = Tier(tier)
+    except ValueError:
+        typer.echo("error: --tier is share or open", err=True)
+        raise typer.Exit(2) from None
+    expires = datetime.now(UTC) + timedelta(days=expires_days)
+    row = _run(
+        lambda e: create_grant(
+            e,
+            tier=tier_value,
+            dataset=dataset,
+            consumer=consumer,
+            fields=field or [],
+            clear_fields=clear or [],
+            purpose=purpose,
+            expires_at=expires,
+        )
+    )
+    _emit(as_json, row.model_dump(), f"grant {row.id} approved until {expires:%Y-%m-%d}")
+
+
+# ---------------------------------------------------------------- catalogue
+
+
+@catalog_app.command("list")
+def catalog_list(as_json: JsonOpt = False) -> None:
+    from gateway.catalogue.service import load_catalogue
+
+    cat = _run(load_catalogue)
+    rows = [
+        {
+            "code": d.code,
+            "resource_code": d.resource_code,
+            "name": d.name,
+            "department": d.department,
+            "share": d.share.value,
+            "open": d.open.value,
+            "published": d.published,
+            "fields": len(d.fields),
+        }
+        for d in cat.datasets.values()
+    ]
+    _emit(
+        as_json,
+        rows,
+        "\n".join(
+            f"{r['resource_code']:20s} {r['code']:26s} {r['share']:13s} {r['open']:13s} "
+            f"{'published' if r['published'] else 'draft'}  {r['name']}"
+            for r in rows
+        ),
+    )
+
+
+@catalog_app.command("publish")
+def catalog_publish(dataset: str) -> None:
+    """Publish a dataset: it appears in the schemas of running gateways within a second."""
+    from gateway.catalogue.service import set_published
+
+    _run(lambda e: set_published(e, dataset, True))
+    typer.echo(f"{dataset} published")
+
+
+@catalog_app.command("unpublish")
+def catalog_unpublish(dataset: str) -> None:
+    from gateway.catalogue.service import set_published
+
+    _run(lambda e: set_published(e, dataset, False))
+    typer.echo(f"{dataset} unpublished")
+
+
+@catalog_app.command("set-field")
+def catalog_set_field(
+    dataset: str,
+    field: str,
+    level: Annotated[int | None, typer.Option(min=1, max=4)] = None,
+    pi: Annotated[str | None, typer.Option(help="none, personal or sensitive")] = None,
+    mask: Annotated[str | None, typer.Option(help="a masking rule, or 'none'")] = None,
+) -> None:
+    """Reclassify one field (信息项)."""
+    from gateway.catalogue.service import update_field
+    from policies.model import PI, Level, MaskRule
+
+    changes: dict[str, Any] = {}
+    try:
+        if level is not None:
+            changes["level"] = Level(level)
+        if pi is not None:
+            changes["pi"] = PI(pi)
+        if mask is not None:
+            changes["mask"] = None if mask == "none" else MaskRule(mask)
+    except ValueError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    _run(lambda e: update_field(e, dataset, field, **changes))
+    typer.echo(f"{dataset}.{field} updated")
+
+
+def main() -> None:  # pragma: no cover - console entry
+    app(prog_name="shuqiao")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
