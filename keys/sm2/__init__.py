@@ -23,13 +23,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-from keys.errors import DecryptionError, SignatureError
+from keys.errors import DecryptionError, InvalidKeyError, SignatureError
 from keys.sm2 import gmt0009
-from keys.sm2.backend import ENV_VAR, Sm2Backend, available_backends, backend
+from keys.sm2.backends import ENV_VAR, Sm2Backend, available_backends, backend
 from keys.sm2.gbt32918 import (
     DEFAULT_ID,
     c1c2c3_to_c1c3c2,
     c1c3c2_to_c1c2c3,
+    check_private_scalar,
+    decode_point,
     is_on_curve,
     join_c1c3c2,
     message_digest,
@@ -74,9 +76,6 @@ def load_pem_private_key(data: str | bytes, *, backend: Sm2Backend | None = None
     The public key is derived from d; an embedded public key that disagrees
     is rejected as :class:`~keys.errors.InvalidKeyError`.
     """
-    from keys.errors import InvalidKeyError
-    from keys.sm2.gbt32918 import check_private_scalar, decode_point
-
     d, embedded = decode_private_key(data)
     check_private_scalar(d)
     public = SM2PublicKey(*(backend or _default()).public_point(d))
