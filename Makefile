@@ -1,0 +1,34 @@
+# Shuqiao (数桥). Two commands matter: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+## run: the gateway on the embedded SQLite store with the demo data, at http://127.0.0.1:8000
+run: $(STAMP)
+	$(BIN)/shuqiao demo init
+	$(BIN)/shuqiao serve
+
+## test: the whole suite, on SQLite and PostgreSQL (127.0.0.1:5432 or SHUQIAO_TEST_POSTGRES_URL)
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check gateway schema resolvers policies keys
+
+bench: $(STAMP)
+	$(BIN)/python bench/crypto_bench.py
+	$(BIN)/python bench/run_gateway_bench.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache
