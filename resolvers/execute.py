@@ -171,8 +171,7 @@ async def _connection(
     nodes: list[FieldNode],
 ) -> dict[str, Any] | None:
     if not plan.access.allowed:
-        err = forbidden_dataset(plan.dataset, plan.access, locations(nodes))
-        errs.append({**err, "path": [plan.key]})
+        errs.extend(_denied_dataset(plan.dataset, plan.access, plan.node, [plan.key], locations(nodes)))
         return None
     statement, names = connection_statement(plan)
     rows = (await conn.execute(statement)).all()
@@ -227,6 +226,18 @@ async def _connection(
                 edges.append(edge)
             out[key] = edges
     return out
+
+
+def _denied_dataset(
+    ds: Any, access: Any, node: NodePlan | None, path: list[str | int], loc: list[dict[str, int]] | None
+) -> Errors:
+    """A dataset the caller may not read: field by field (FORBIDDEN_FIELD for each field
+    asked for, all at the dataset's path, since no row is returned), or one FORBIDDEN
+    when no field was asked for."""
+    denied = [e for e in node.entries if e.kind is Kind.DENIED] if node is not None else []
+    if not denied:
+        return [{**forbidden_dataset(ds, access, loc), "path": path}]
+    return [{**e.payload, "path": path} for e in denied]
 
 
 def _record_read(ctx: ExecutionContext, dataset: str, rows: int, access: Any) -> None:
@@ -305,7 +316,7 @@ async def _entities(
                 for k, obj in out.items():
                     obj[entry.key] = None
                     if ds_plan.denial is not None:
-                        key_errs[k].append({**ds_plan.denial, "path": [entry.key]})
+                        key_errs[k].extend(ds_plan.denial_errors([entry.key]))
                 continue
             node = ds_plan.node
             assert node is not None

@@ -70,6 +70,13 @@ class EntityDatasetPlan:
     denial: dict[str, Any] | None  # set when the caller may not read these rows at all
     access: DatasetAccess | None = None
 
+    def denial_errors(self, path: list[str | int]) -> list[dict[str, Any]]:
+        """Field by field where fields were asked for, else one dataset-level error."""
+        denied = [e for e in self.node.entries if e.kind is Kind.DENIED] if self.node is not None else []
+        if not denied:
+            return [{**(self.denial or {}), "path": path}]
+        return [{**e.payload, "path": path} for e in denied]
+
 
 @dataclass(slots=True)
 class EntityPlan:
@@ -384,32 +391,28 @@ class Planner:
     def _entity_dataset(self, ds: DatasetSpec, first: int, fnodes: list[FieldNode]) -> EntityDatasetPlan:
         access = self.access(ds)
         loc = locations(fnodes)
-        if not access.allowed:
-            return EntityDatasetPlan(ds, first, None, _forbidden(ds, access.reason, loc), access)
-        key_field = ds.field(ds.entity_field or "")
-        d = self.decide(ds, key_field)
-        if not decisions.may_filter(d):
-            self._record(ds, key_field, d)
-            return EntityDatasetPlan(
-                ds,
-                first,
-                None,
-                {
-                    "message": f"Looking up {ds.code} by {_camel(key_field.name)} is denied: {d.reason}.",
-                    "locations": loc,
-                    "extensions": {
-                        "code": errors.FORBIDDEN_FIELD,
-                        "reason": d.reason,
-                        "resourceCode": ds.resource_code,
-                        "dataset": ds.code,
-                    },
-                },
-                access,
-            )
         binding = self.bindings.nodes_by_dataset[ds.code]
         gql_type = self.schema.get_type(_type_name(binding))
         assert isinstance(gql_type, GraphQLObjectType)
         node = self.node(binding, gql_type, subselection(fnodes, self.fragments, self.variables))
+        if not access.allowed:  # the node plan only names the denied fields; nothing is read
+            return EntityDatasetPlan(ds, first, node, _forbidden(ds, access.reason, loc), access)
+        key_field = ds.field(ds.entity_field or "")
+        d = self.decide(ds, key_field)
+        if not decisions.may_filter(d):
+            self._record(ds, key_field, d)
+            reason = f"looking up by {_camel(key_field.name)} needs it in clear: {d.reason}"
+            denial = {
+                "message": f"Access to {ds.code} is denied: {reason}.",
+                "locations": loc,
+                "extensions": {
+                    "code": errors.FORBIDDEN_FIELD,
+                    "reason": reason,
+                    "resourceCode": ds.resource_code,
+                    "dataset": ds.code,
+                },
+            }
+            return EntityDatasetPlan(ds, first, None, denial, access)
         node.column(key_field.name)
         return EntityDatasetPlan(ds, first, node, None, access)
 
