@@ -1,0 +1,65 @@
+"""The hash chain: what exactly is hashed.
+
+hash = SM3(canonical_bytes(row)).hex(), where canonical_bytes is
+    orjson.dumps({column: value for every audit_event column except `hash`}, OPT_SORT_KEYS)
+with `occurred_at` written as UTC ISO-8601 with microseconds ("2026-11-22T04:40:00.123456Z"),
+`latency_ms` as a float rounded to 3 decimals, and NULL as JSON null. `prev_hash` is one of the
+hashed columns, which is what links each event to the one before it; the first event's
+prev_hash is GENESIS_HASH (64 zeros). `seq` is hashed too, so renumbering rows breaks the chain."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from keys.sm3 import sm3
+
+GENESIS_HASH = "0" * 64
+
+HASHED_COLUMNS: tuple[str, ...] = (
+    "seq",
+    "occurred_at",
+    "request_id",
+    "tier",
+    "principal_kind",
+    "principal_id",
+    "consumer",
+    "client_address",
+    "operation_name",
+    "operation_type",
+    "query_digest",
+    "status",
+    "error_codes",
+    "latency_ms",
+    "detail",
+    "prev_hash",
+)
+
+
+def canonical_time(value: datetime) -> str:
+    # SQLite hands back naive datetimes; everything the writer stores is UTC.
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def canonical_bytes(row: Mapping[str, Any]) -> bytes:
+    """The exact bytes hashed for one event (see the module docstring)."""
+    doc: dict[str, Any] = {}
+    for name in HASHED_COLUMNS:
+        value = row[name]
+        if name == "occurred_at":
+            value = canonical_time(value)
+        elif name == "latency_ms":
+            value = round(float(value), 3)
+        elif name in ("seq", "status"):
+            value = int(value)
+        doc[name] = value
+    return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
+
+
+def event_hash(row: Mapping[str, Any]) -> str:
+    return sm3(canonical_bytes(row)).hex()
