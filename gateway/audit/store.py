@@ -84,6 +84,9 @@ class ChainedAuditLog:
             await conn.commit()
 
     async def _append(self, conn: AsyncConnection, event: AccessEvent) -> None:
+        if not self._sqlite:
+            # A server or role configured with synchronous_commit=off must not weaken fail closed.
+            await conn.exec_driver_sql("SET LOCAL synchronous_commit TO on")
         seq, prev_hash = await self._lock_head(conn)
         row = event_row(event, datetime.now(UTC))
         row["seq"] = seq + 1
