@@ -57,10 +57,20 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
     routes = [
         Route("/healthz", health.healthz),
         Route("/readyz", health.readyz),
-        Route("/open/graphql", GraphQLEndpoint(Tier.OPEN, state), methods=["GET", "POST", "PUT", "DELETE"]),
-        Route("/share/graphql", GraphQLEndpoint(Tier.SHARE, state), methods=["GET", "POST", "PUT", "DELETE"]),
         Route(
-            "/oauth/token", TokenEndpoint(state.engine, state.tokens, state.hasher), methods=["GET", "POST"]
+            "/open/graphql",
+            GraphQLEndpoint(Tier.OPEN, state).handle,
+            methods=["GET", "POST", "PUT", "DELETE"],
+        ),
+        Route(
+            "/share/graphql",
+            GraphQLEndpoint(Tier.SHARE, state).handle,
+            methods=["GET", "POST", "PUT", "DELETE"],
+        ),
+        Route(
+            "/oauth/token",
+            TokenEndpoint(state.engine, state.tokens, state.hasher).handle,
+            methods=["GET", "POST"],
         ),
         Route("/.well-known/openid-configuration", discovery.openid_configuration),
         Route("/.well-known/oauth-authorization-server", discovery.openid_configuration),

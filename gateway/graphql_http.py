@@ -117,7 +117,7 @@ class GraphQLEndpoint:
         self.state = state
         self.methods = ("GET", "POST") if tier is Tier.OPEN else ("POST",)
 
-    async def __call__(self, request: Request) -> Response:
+    async def handle(self, request: Request) -> Response:
         started = time.perf_counter()
         media = _negotiate(request.headers.get("accept"))
         principal: Principal = ANONYMOUS

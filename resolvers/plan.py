@@ -16,7 +16,7 @@ from policies import decisions
 from policies.limits import connection_cost
 from policies.masking import mask
 from policies.model import Action, DatasetAccess, Decision, Tier
-from resolvers import errors
+from resolvers import cursor, errors
 from resolvers.context import ExecutionContext, FieldAccess
 from resolvers.errors import FieldError
 from resolvers.selection import Collected, locations, subselection
@@ -113,6 +113,7 @@ class ConnectionPlan:
     node: NodePlan | None
     node_key: str | None
     type_names: tuple[str, str, str]  # connection, edge, PageInfo
+    after_values: list[Any] | None = None  # the decoded `after` cursor
 
     @property
     def wants_cursor(self) -> bool:
@@ -259,6 +260,9 @@ class Planner:
         if plan.access.allowed:
             plan.where = self._filters(binding, where)
             plan.order = self._order(ds, order_args)
+            if plan.after is not None:
+                types = [ds.field(c).type for c, _ in plan.order]
+                plan.after_values = cursor.decode(plan.after, types)
         return plan
 
     def _filters(self, binding: NodeBinding, where: dict[str, Any]) -> list[tuple[str, str, Any]]:

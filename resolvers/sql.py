@@ -10,7 +10,7 @@ from sqlalchemy import ColumnElement, Select, Table, and_, false, func, or_, sel
 
 from gateway.catalogue.pool import ROW_ID, pool_table
 from gateway.catalogue.spec import DatasetSpec
-from resolvers import cursor, errors
+from resolvers import errors
 from resolvers.errors import FieldError
 from resolvers.plan import ConnectionPlan, EntityDatasetPlan
 
@@ -83,9 +83,8 @@ def connection_statement(plan: ConnectionPlan) -> tuple[Select, list[str]]:
         total = select(func.count()).select_from(table).where(*conditions).scalar_subquery()
         columns.append(total.label("_total"))
     stmt = select(*columns).where(*conditions)
-    if plan.after:
-        types = [ds.field(c).type for c in order_cols]
-        stmt = stmt.where(_after(table, plan.order, cursor.decode(plan.after, types)))
+    if plan.after_values is not None:
+        stmt = stmt.where(_after(table, plan.order, plan.after_values))
     ordering = []
     for name, desc in plan.order:
         col = table.c[name]

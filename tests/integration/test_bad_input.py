@@ -1,0 +1,147 @@
+"""Bad input gets a clear error, the right status, and changes nothing."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from tests.conftest import gql
+
+
+def _code(r: Any) -> str:
+    return r.json()["errors"][0]["extensions"]["code"]
+
+
+def test_malformed_json(client: Any) -> None:
+    r = client.post("/open/graphql", content=b"{not json", headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and _code(r) == "BAD_REQUEST"
+
+
+def test_wrong_content_type_and_method(client: Any) -> None:
+    r = client.post("/open/graphql", content=b"query", headers={"Content-Type": "text/plain"})
+    assert r.status_code == 415
+    r = client.put("/open/graphql", json={"query": "{ __typename }"})
+    assert r.status_code == 405 and "POST" in r.headers["allow"]
+    r = client.get("/share/graphql", params={"query": "{ __typename }"})
+    assert r.status_code == 405
+
+
+def test_unacceptable_accept_header(client: Any) -> None:
+    r = client.post("/open/graphql", json={"query": "{ __typename }"}, headers={"Accept": "text/html"})
+    assert r.status_code == 406
+
+
+def test_get_query_on_open_tier(client: Any) -> None:
+    r = client.get("/open/graphql", params={"query": "{ enterpriseRegistration(first: 1) { totalCount } }"})
+    assert r.status_code == 200 and r.json()["data"]["enterpriseRegistration"]["totalCount"] > 0
+
+
+def test_unknown_field_is_a_validation_error(client: Any) -> None:
+    r = gql(client, "open", "{ enterpriseRegistration { edges { node { nope } } } }")
+    assert r.status_code == 400 and _code(r) == "GRAPHQL_VALIDATION_FAILED"
+    legacy = gql(client, "open", "{ nope }", accept="application/json")
+    assert legacy.status_code == 200 and "data" not in legacy.json()  # spec: 200 under application/json
+
+
+def test_depth_bomb(client: Any, tokens: dict[str, str]) -> None:
+    inner = "creditCode"
+    for _ in range(12):
+        inner = "employer { enterpriseRegistration { creditCode } creditCode } employerCreditCode"
+    q = "{ socialInsurance { edges { node { " + "employer { " * 0 + inner + " } } } }"
+    deep = "{ a: enterpriseRegistration { edges { node { " + "creditCode " + "} } } }"
+    assert gql(client, "open", deep).status_code == 200
+    bomb = "{ __schema { types { fields { type { " + "ofType { " * 30 + "name" + " }" * 30 + " } } } } }"
+    r = gql(client, "open", bomb)
+    assert r.status_code == 400 and _code(r) == "QUERY_TOO_DEEP"
+    r = gql(client, "share", q, token=tokens["hrss"])
+    assert r.status_code in (200, 400)  # well-formed; depth of this one is within limits or refused cleanly
+
+
+def test_five_hundred_aliases_refused_quickly(client: Any) -> None:
+    q = "{ " + " ".join(f"a{i}: __typename" for i in range(500)) + " }"
+    started = time.perf_counter()
+    r = gql(client, "open", q)
+    assert r.status_code == 400 and _code(r) == "TOO_MANY_ALIASES"
+    assert time.perf_counter() - started < 2
+
+
+def test_page_size_above_cap(client: Any) -> None:
+    r = gql(client, "open", "{ enterpriseRegistration(first: 100000) { totalCount } }")
+    assert r.status_code == 400 and _code(r) == "PAGE_SIZE_EXCEEDED"
+    assert "500" in r.json()["errors"][0]["message"]
+    r = gql(client, "open", "{ enterpriseRegistration(first: -1) { totalCount } }")
+    assert r.status_code == 400 and _code(r) == "BAD_USER_INPUT"
+
+
+def test_sql_looking_strings_are_just_values(client: Any) -> None:
+    count = "{ enterpriseRegistration { totalCount } }"
+    before = gql(client, "open", count).json()["data"]["enterpriseRegistration"]["totalCount"]
+    for evil in ["'; DROP TABLE pool_enterprise_registration; --", "x' OR '1'='1", "%", "_", "\\"]:
+        r = gql(
+            client,
+            "open",
+            "query($v: String) { enterpriseRegistration(where: {name: {eq: $v}}) { totalCount } "
+            "p: enterpriseRegistration(where: {name: {prefix: $v}}) { totalCount } }",
+            variables={"v": evil},
+        )
+        assert r.status_code == 200, r.text
+        assert r.json()["data"]["enterpriseRegistration"]["totalCount"] == 0
+        assert r.json()["data"]["p"]["totalCount"] == 0
+    assert gql(client, "open", count).json()["data"]["enterpriseRegistration"]["totalCount"] == before
+
+
+def test_bad_cursor(client: Any) -> None:
+    r = gql(client, "open", '{ enterpriseRegistration(after: "bm90IGEgY3Vyc29y") { totalCount } }')
+    assert r.status_code == 400 and _code(r) == "BAD_USER_INPUT"
+
+
+def test_tampered_expired_and_missing_tokens(client: Any, tokens: dict[str, str], demo_env: Any) -> None:
+    q = "{ enterpriseRegistration(first: 1) { totalCount } }"
+    r = gql(client, "share", q)
+    assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Bearer ")
+    head, payload, sig = tokens["samr"].split(".")
+    tampered = f"{head}.{payload[:-2]}AA.{sig}"
+    r = gql(client, "share", q, token=tampered)
+    assert r.status_code == 401 and 'error="invalid_token"' in r.headers["www-authenticate"]
+    assert "Signature" not in r.text  # reveals nothing about why
+
+    from gateway.identity.tokens import TokenService, load_signing_key
+
+    svc = TokenService(
+        load_signing_key(demo_env.settings.var_dir / "keys" / "token-es256.pem"), "http://testserver", 60
+    )
+    expired, _ = svc.issue("demo-samr", "samr", ["share:read"], now=int(time.time()) - 3600)
+    assert gql(client, "share", q, token=expired).status_code == 401
+    none_alg = "eyJhbGciOiJub25lIiwidHlwIjoiYXQrand0In0." + payload + "."
+    assert gql(client, "share", q, token=none_alg).status_code == 401
+
+
+def test_unknown_api_key(client: Any) -> None:
+    r = gql(client, "open", "{ __typename }", headers={"X-API-Key": "sq_deadbeef_nope"})
+    assert r.status_code == 401 and _code(r) == "UNAUTHENTICATED"
+    assert "sq_deadbeef_nope" not in r.text
+
+
+def test_oversized_body(client: Any) -> None:
+    r = client.post(
+        "/open/graphql", content=b"{" + b" " * 70_000 + b"}", headers={"Content-Type": "application/json"}
+    )
+    assert r.status_code == 413
+
+
+def test_batched_request_refused(client: Any) -> None:
+    r = client.post("/open/graphql", json=[{"query": "{ __typename }"}] * 2)
+    assert r.status_code == 400 and _code(r) == "BATCHING_NOT_SUPPORTED"
+
+
+def test_token_endpoint_rejects_bad_client(client: Any, demo_env: Any) -> None:
+    r = client.post("/oauth/token", data={"grant_type": "client_credentials"}, auth=("demo-samr", "wrong"))
+    assert r.status_code == 401 and r.json()["error"] == "invalid_client"
+    r = client.post("/oauth/token", data={"grant_type": "password"}, auth=("demo-samr", "wrong"))
+    assert r.status_code in (400, 401)
+
+
+def test_health(client: Any) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").json()["database"] == "ok"
+    assert len(client.get("/healthz").headers["x-request-id"]) >= 8
