@@ -5,12 +5,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from gateway import health
 from gateway.access_log import AccessLog, LoggingAccessLog
+from gateway.audit import ChainedAuditLog
 from gateway.db import create_engine
 from gateway.graphql_http import GraphQLEndpoint
 from gateway.identity import discovery
@@ -40,8 +42,16 @@ def build_state(settings: Settings, access_log: AccessLog | None = None) -> Gate
         tokens=tokens,
         hasher=hasher,
         api_keys=ApiKeyVerifier(engine, hasher),
-        access_log=access_log or LoggingAccessLog(),
+        access_log=access_log or _access_log(settings, engine),
     )
+
+
+def _access_log(settings: Settings, engine: AsyncEngine) -> AccessLog:
+    if settings.audit_store == "chain":
+        return ChainedAuditLog(engine)
+    if settings.audit_store == "log":
+        return LoggingAccessLog()
+    raise ValueError(f"SHUQIAO_AUDIT_STORE must be chain or log, not {settings.audit_store!r}")
 
 
 def create_app(settings: Settings | None = None, *, state: GatewayState | None = None) -> Starlette:

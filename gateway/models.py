@@ -1,11 +1,14 @@
 """Every table on SQLModel.metadata, for Alembic and for code that needs them all."""
 
+from gateway.audit.models import AuditChainHead, AuditEvent
 from gateway.catalogue.models import CatalogueState, Dataset, DatasetField, Department
 from gateway.grants.models import GrantRecord
 from gateway.identity.models import ApiKey, Enterprise, OAuthClient
 
 __all__ = [
     "ApiKey",
+    "AuditChainHead",
+    "AuditEvent",
     "CatalogueState",
     "Dataset",
     "DatasetField",

@@ -49,6 +49,9 @@ class Settings:
     # Where the master key-encryption key lives; never in the database.
     master_key_file: Path = DEFAULT_VAR_DIR / "master.key"
     debug: bool = False
+    # "chain": the SM3 hash-chained audit table (durable before data leaves);
+    # "log": JSON lines on the shuqiao.access logger only.
+    audit_store: str = "log"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -69,6 +72,7 @@ class Settings:
             ),
             master_key_file=Path(_env("MASTER_KEY_FILE", str(var_dir / "master.key"))),
             debug=_env("DEBUG", "") == "1",
+            audit_store=_env("AUDIT_STORE", "log"),
         )
 
     def with_(self, **changes: object) -> Settings:
