@@ -1,0 +1,218 @@
+"""Loading the demo into a store: catalogue entries first, then each dataset's rows.
+
+- Idempotent. Departments and datasets already in the catalogue are left as they are (a
+  steward's reclassification survives a restart), and a dataset whose pool table already
+  holds rows is skipped, so loading twice never duplicates anything.
+- Atomic per dataset: the emptiness check and all of a dataset's rows run in one
+  transaction, under a lock that makes a concurrent loader wait and then skip.
+- Fast. PostgreSQL: one binary COPY per dataset (asyncpg `copy_records_to_table`) fed by an
+  async generator, so the server ingests while Python generates. SQLite: `executemany` on
+  the driver connection in large batches, the next batch generated while the previous one
+  is written (aiosqlite runs SQLite in its own thread).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
+from itertools import islice
+from typing import Any
+
+from sqlalchemy import Table, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from gateway.catalogue import service
+from gateway.catalogue.pool import pool_table
+from gateway.catalogue.spec import DatasetSpec
+from gateway.demo.catalogue import demo_catalogue
+from gateway.demo.generate import DEFAULT_SEED, DemoGenerator, Size
+
+BATCH_ROWS = 20_000  # rows per progress update, and per executemany on SQLite
+
+Advance = Callable[[int], None]
+
+
+async def load_demo(
+    engine: AsyncEngine, size: str | Size = "small", seed: int = DEFAULT_SEED, progress: bool = True
+) -> dict[str, int]:
+    """Register the demo catalogue and load its rows; returns the number of rows each dataset
+    holds afterwards (whether loaded now or found already loaded)."""
+    departments, datasets = demo_catalogue()
+    catalogue = await service.load_catalogue(engine)
+    for dept in departments:
+        if dept.code not in catalogue.departments:
+            await service.save_department(engine, dept)
+    for spec in datasets:
+        if spec.code not in catalogue.datasets:
+            await service.save_dataset(engine, spec)
+
+    generator = DemoGenerator(size, seed)
+    counts: dict[str, int] = {}
+    with _progress_bar() if progress else nullcontext() as bar:
+        for spec in datasets:
+            counts[spec.code] = await _load_dataset(engine, spec, generator, bar)
+    return counts
+
+
+async def _load_dataset(engine: AsyncEngine, spec: DatasetSpec, generator: DemoGenerator, bar: Any) -> int:
+    table = pool_table(spec)
+    columns = [f.name for f in spec.fields]
+    postgres = engine.dialect.name == "postgresql"
+    async with engine.begin() as conn:
+        if postgres:
+            await _lock_postgres(conn, table)
+        else:
+            await _begin_immediate_sqlite(conn)
+        existing = (await conn.execute(select(func.count()).select_from(table))).scalar_one()
+        if existing:
+            if bar is not None:
+                bar.console.print(f"[dim]{spec.code}: {existing:,} rows already loaded, skipped[/dim]")
+            return int(existing)
+        total = generator.count(spec.code)
+        advance = _task(bar, spec.code, total)
+        rows = generator.rows(spec.code)
+        if postgres:
+            loaded = await _copy_postgres(conn, table, columns, rows, advance)
+        else:
+            loaded = await _insert_sqlite(conn, table, columns, rows, advance)
+    return loaded
+
+
+# ---- PostgreSQL ---------------------------------------------------------------------------
+
+
+async def _lock_postgres(conn: AsyncConnection, table: Table) -> None:
+    # Conflicts with itself (a second loader waits, then sees rows) but not with readers.
+    quoted = conn.dialect.identifier_preparer.format_table(table)
+    await conn.exec_driver_sql(f"LOCK TABLE {quoted} IN SHARE ROW EXCLUSIVE MODE")
+
+
+async def _copy_postgres(
+    conn: AsyncConnection, table: Table, columns: list[str], rows: Iterator[tuple[Any, ...]], advance: Advance
+) -> int:
+    raw = (await conn.get_raw_connection()).driver_connection
+    # The LOCK above went through SQLAlchemy, which opened the transaction on this very
+    # connection: COPY joins it and is rolled back with it.
+    if not raw.is_in_transaction():
+        raise RuntimeError("COPY must run inside the dataset's transaction")
+    loaded = 0
+
+    async def records() -> AsyncIterator[tuple[Any, ...]]:
+        nonlocal loaded
+        while batch := list(islice(rows, BATCH_ROWS)):
+            for row in batch:
+                yield row
+            loaded += len(batch)
+            advance(len(batch))
+
+    # asyncpg encodes and sends as it iterates (with flow control), so memory stays flat.
+    await raw.copy_records_to_table(table.name, records=records(), columns=columns)
+    return loaded
+
+
+# ---- SQLite -------------------------------------------------------------------------------
+
+
+async def _begin_immediate_sqlite(conn: AsyncConnection) -> None:
+    # Take the write lock before the emptiness check, so two loaders cannot both see an
+    # empty table. The sqlite3 module then sees the open transaction and SQLAlchemy's
+    # commit/rollback end it.
+    raw = (await conn.get_raw_connection()).driver_connection
+    await raw.execute("BEGIN IMMEDIATE")
+
+
+async def _insert_sqlite(
+    conn: AsyncConnection, table: Table, columns: list[str], rows: Iterator[tuple[Any, ...]], advance: Advance
+) -> int:
+    dialect = conn.dialect
+    raw = (await conn.get_raw_connection()).driver_connection
+    quote = dialect.identifier_preparer.quote
+    # Only catalogue identifiers (validated snake_case, and quoted) go into the text; values are bound.
+    sql = (
+        f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "  # noqa: S608
+        f"VALUES ({', '.join('?' for _ in columns)})"
+    )
+    # SQLAlchemy's own conversions for this dialect (Decimal → float, date → ISO text…), so
+    # rows read back through SQLAlchemy exactly as if SQLAlchemy had written them.
+    processors = [table.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in columns]
+    convert = [(i, p) for i, p in enumerate(processors) if p is not None]
+
+    def prepare(batch: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        if not convert:
+            return batch
+        out = []
+        for row in batch:
+            values = list(row)
+            for i, process in convert:
+                if values[i] is not None:
+                    values[i] = process(values[i])
+            out.append(tuple(values))
+        return out
+
+    loaded = 0
+    pending: asyncio.Future[Any] | None = None
+    pending_size = 0
+    try:
+        while batch := list(islice(rows, BATCH_ROWS)):
+            prepared = prepare(batch)  # generated while the previous batch is being written
+            if pending is not None:
+                await pending
+                loaded += pending_size
+                advance(pending_size)
+            pending, pending_size = asyncio.ensure_future(raw.executemany(sql, prepared)), len(batch)
+        if pending is not None:
+            await pending
+            loaded += pending_size
+            advance(pending_size)
+            pending = None
+    finally:
+        if pending is not None and not pending.done():
+            # A generator error while a batch is in flight: let it finish before the rollback.
+            await asyncio.gather(pending, return_exceptions=True)
+    return loaded
+
+
+# ---- progress -----------------------------------------------------------------------------
+
+
+def _progress_bar() -> AbstractContextManager[Any]:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+    from rich.text import Text
+
+    class RowsPerSecond(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            # Average over the whole task: rich's windowed `speed` jumps with COPY's buffering.
+            if not task.completed or not task.elapsed:
+                return Text("", style="progress.data.speed")
+            return Text(f"{task.completed / task.elapsed:,.0f} rows/s", style="progress.data.speed")
+
+    return Progress(
+        TextColumn("{task.description:<24}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        RowsPerSecond(),
+        TimeElapsedColumn(),
+    )
+
+
+def _task(bar: Any, description: str, total: int) -> Advance:
+    if bar is None:
+        return lambda n: None
+    task = bar.add_task(description, total=total)
+    started = time.perf_counter()
+
+    def advance(n: int) -> None:
+        bar.advance(task, n)
+        if bar.tasks[task].completed >= total:
+            bar.update(task, description=f"{description} ({time.perf_counter() - started:.1f}s)")
+
+    return advance
