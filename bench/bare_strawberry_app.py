@@ -67,13 +67,13 @@ class PoolEnterpriseRegistration(SQLModel, table=True):
 class EnterpriseRegistration:
     credit_code: str
     name: str
-    legal_representative: str | None
     contact_phone: str | None
     registered_capital: Decimal | None
     establishment_date: date | None
     enterprise_type: str | None
     industry: str | None
     registered_address: str | None
+    district: str | None
     status: str | None
 
 

@@ -1,0 +1,715 @@
+"""Shuqiao vs a bare Strawberry + SQLModel app vs PostGraphile 4, on the same PostgreSQL table.
+
+Two cases, each one GraphQL POST over `pool_enterprise_registration`, 10 fields:
+
+- lookup: one enterprise by 统一社会信用代码 (a variable, rotated over 500 real codes);
+- page:   the first 100 rows.
+
+Servers, each ONE process (this machine has 2 cores; the load generator and PostgreSQL need
+the other one):
+
+- shuqiao-samr: `uvicorn asgi:app` (1 worker), share tier, token of samr (the provider: every
+  field in clear, but the policies are still evaluated per field);
+- shuqiao-tax:  the same server, token of tax (contactPhone comes back masked);
+- bare:         bench/bare_strawberry_app.py under uvicorn (1 worker);
+- postgraphile: PostGraphile 4 (one node process) from bench/postgraphile/node_modules.
+
+All three run for the whole measurement but only one is loaded at a time. Load comes from
+wrk (closed loop, 1 thread, --connections connections). For each case every target gets
+--warmup seconds of warm-up, then --duration seconds measured, split into --rounds rounds
+that alternate between the targets, so a noisy neighbour on the machine hits every server
+alike. Latency percentiles are merged over the rounds from wrk's quantiles (0.1% steps).
+
+Before the load each answer is checked (no errors, the right row count, the same rows from
+every server, contactPhone masked for tax) and again after it. CPU use of the server, of
+PostgreSQL, of wrk and of everything else on the machine is recorded next to each figure
+(100% = one core of the 2).
+
+The script creates and fills its own database (dropped and recreated unless --reuse-db),
+starts and stops every server itself, and kills them on any exit. Results: a table on
+stdout and the same figures as JSON in bench/results/.
+
+    .venv/bin/python bench/run_gateway_bench.py            # about 3.5 minutes with the small demo data
+    .venv/bin/python bench/run_gateway_bench.py --size large --reuse-db
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO = BENCH_DIR.parent
+VENV_BIN = REPO / ".venv" / "bin"
+PG_DIR = BENCH_DIR / "postgraphile"
+RESULTS_DIR = BENCH_DIR / "results"
+
+# The 10 fields every server serves (GraphQL names; the pool columns are their snake_case).
+FIELDS = (
+    "creditCode",
+    "name",
+    "contactPhone",
+    "registeredCapital",
+    "establishmentDate",
+    "enterpriseType",
+    "industry",
+    "registeredAddress",
+    "district",
+    "status",
+)
+# (legalRepresentative is left out: it is personal information that tax may not read at all.)
+MASKED_FOR_TAX = "contactPhone"
+PAGE_SIZE = 100
+LOOKUP_CODES = 500
+SEL = " ".join(FIELDS)
+
+
+def _bare_rows(d: dict[str, Any]) -> list[dict[str, Any]]:
+    if "enterpriseRegistration" in d:
+        return [r for r in [d["enterpriseRegistration"]] if r is not None]
+    return d["enterpriseRegistrations"]
+
+
+# server kind -> (page query, lookup query, rows out of `data`)
+QUERIES: dict[str, tuple[str, str, Callable[[dict[str, Any]], list[dict[str, Any]]]]] = {
+    "shuqiao": (
+        f"query Page {{ enterpriseRegistration(first: {PAGE_SIZE}) {{ edges {{ node {{ {SEL} }} }} }} }}",
+        "query Lookup($code: String!) { enterpriseRegistration(first: 1, where: {creditCode: {eq: $code}})"
+        f" {{ edges {{ node {{ {SEL} }} }} }} }}",
+        lambda d: [e["node"] for e in d["enterpriseRegistration"]["edges"]],
+    ),
+    "bare": (
+        f"query Page {{ enterpriseRegistrations(limit: {PAGE_SIZE}) {{ {SEL} }} }}",
+        f"query Lookup($code: String!) {{ enterpriseRegistration(creditCode: $code) {{ {SEL} }} }}",
+        _bare_rows,
+    ),
+    "postgraphile": (
+        f"query Page {{ allPoolEnterpriseRegistrations(first: {PAGE_SIZE}) {{ nodes {{ {SEL} }} }} }}",
+        "query Lookup($code: String!) { allPoolEnterpriseRegistrations(first: 1,"
+        f" condition: {{creditCode: $code}}) {{ nodes {{ {SEL} }} }} }}",
+        lambda d: d["allPoolEnterpriseRegistrations"]["nodes"],
+    ),
+}
+
+# %-formatted by write_lua, hence the doubled percent signs.
+WRK_LUA = r"""
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Accept"] = "application/json"
+%(headers)s
+local bodies = {
+%(bodies)s
+}
+local n = #bodies
+if n == 1 then
+  wrk.body = bodies[1]
+else
+  -- formatted in init(): wrk.path is only known once the thread is set up
+  local reqs = {}
+  init = function(args)
+    for k = 1, n do reqs[k] = wrk.format(nil, nil, nil, bodies[k]) end
+  end
+  local i = 0
+  request = function()
+    i = i %% n + 1
+    return reqs[i]
+  end
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRKJSON {"requests": %%d, "duration_us": %%d, "bytes": %%d, "connect_errors": %%d, "read_errors": %%d,'
+    .. ' "write_errors": %%d, "status_errors": %%d, "timeouts": %%d, "mean_us": %%.1f, "max_us": %%d}\n',
+    summary.requests, summary.duration, summary.bytes, e.connect, e.read, e.write, e.status, e.timeout,
+    latency.mean, latency.max))
+  -- the latency quantile function at 1000 evenly spaced points (each stands for 1/1000 of
+  -- the requests), so that rounds can be merged; this wrk cannot index its histogram
+  local h = {}
+  for k = 0, 999 do
+    h[#h + 1] = string.format("%%d", latency:percentile((k + 0.5) / 10))
+  end
+  io.write("WRKHIST " .. table.concat(h, ",") .. "\n")
+end
+"""
+
+ERROR_KEYS = ("connect_errors", "read_errors", "write_errors", "status_errors", "timeouts")
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------- processes
+
+
+class Processes:
+    """Every server we start; each is killed (its whole process group) on any exit."""
+
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(
+        self, cmd: list[str], *, log_file: Path, env: dict[str, str], cwd: Path
+    ) -> subprocess.Popen[bytes]:
+        with log_file.open("wb") as fh:
+            proc = subprocess.Popen(
+                cmd, cwd=cwd, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        self.procs.append(proc)
+        return proc
+
+    def stop(self, proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)  # anything left in its group
+        if proc in self.procs:
+            self.procs.remove(proc)
+
+    def stop_all(self) -> None:
+        for proc in list(self.procs):
+            self.stop(proc, timeout=5.0)
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def wait_ready(proc: subprocess.Popen[bytes], url: str, log_file: Path, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}; log:\n{log_file.read_text()[-3000:]}")
+        try:
+            r = httpx.post(url, json={"query": "{ __typename }"}, timeout=2.0)
+            if r.status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} not ready after {timeout}s; log:\n{log_file.read_text()[-3000:]}")
+
+
+# ---------------------------------------------------------------------------- CPU accounting
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of one process, in seconds."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def postgres_cpu_seconds() -> float:
+    total = 0.0
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                if (p / "comm").read_text().strip() in ("postgres", "postmaster"):
+                    total += cpu_seconds(int(p.name))
+            except OSError:
+                continue
+    return total
+
+
+def machine_cpu_seconds() -> tuple[float, float]:
+    """(busy, steal) CPU seconds of the whole machine so far."""
+    parts = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = parts[:8]
+    return (user + nice + system + irq + softirq) / CLK_TCK, steal / CLK_TCK
+
+
+def children_cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+# ---------------------------------------------------------------------------- database
+
+
+def shuqiao_env(args: argparse.Namespace) -> dict[str, str]:
+    return {**os.environ, "SHUQIAO_DATABASE_URL": args.database_url, "SHUQIAO_VAR_DIR": str(args.var_dir)}
+
+
+def setup_database(args: argparse.Namespace) -> float:
+    """Create the database and load the demo into it with Shuqiao's own CLI; seconds taken."""
+    db = args.database_url.rsplit("/", 1)[1]
+    marker = args.var_dir / "bench-size"
+    if args.reuse_db and marker.exists() and marker.read_text().strip() == args.size:
+        with contextlib.suppress(psycopg.Error), psycopg.connect(args.database_url) as conn:
+            row = conn.execute("SELECT count(*) FROM pool_enterprise_registration").fetchone()
+            if row and row[0] > 0:
+                log(f"reusing database {db} ({row[0]} enterprises, demo size {args.size})")
+                return 0.0
+    started = time.monotonic()
+    log(f"(re)creating database {db}")
+    with psycopg.connect(args.database_url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{db}"')
+    shutil.rmtree(args.var_dir, ignore_errors=True)
+    cmd = [str(VENV_BIN / "shuqiao"), "demo", "init", "--size", args.size]
+    log(f"shuqiao demo init --size {args.size} (SHUQIAO_VAR_DIR={args.var_dir})")
+    out = subprocess.run(cmd, cwd=REPO, env=shuqiao_env(args), capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(
+            f"shuqiao demo init failed ({out.returncode}):\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}"
+        )
+    with psycopg.connect(args.database_url, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+    marker.write_text(args.size)
+    took = time.monotonic() - started
+    log(f"demo data loaded in {took:.0f}s")
+    return took
+
+
+def lookup_codes(args: argparse.Namespace) -> list[str]:
+    """A fixed, spread-out sample of real credit codes."""
+    with psycopg.connect(args.database_url) as conn:
+        rows = conn.execute(
+            "SELECT credit_code FROM pool_enterprise_registration ORDER BY md5(credit_code) LIMIT %s",
+            (LOOKUP_CODES,),
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
+def table_size(args: argparse.Namespace) -> int:
+    with psycopg.connect(args.database_url) as conn:
+        row = conn.execute("SELECT count(*) FROM pool_enterprise_registration").fetchone()
+    return int(row[0]) if row else 0
+
+
+# ---------------------------------------------------------------------------- cases
+
+
+@dataclass
+class Case:
+    target: str  # shuqiao-samr, shuqiao-tax, bare, postgraphile
+    kind: str  # shuqiao, bare, postgraphile
+    case: str  # lookup, page
+    pid: int
+    url: str
+    headers: dict[str, str]
+    bodies: list[str]
+    masked: bool = False
+    script: Path | None = None
+    response_bytes: int = 0
+    same_rows: bool = True
+    # accumulated over the rounds
+    requests: int = 0
+    duration_us: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    quantiles: list[tuple[int, float]] = field(default_factory=list)  # (latency µs, requests it stands for)
+    latency_sum_us: float = 0.0
+    max_us: int = 0
+    cpu: Counter[str] = field(default_factory=Counter)
+    wall_s: float = 0.0
+    rounds: list[float] = field(default_factory=list)  # req/s of each round
+
+    @property
+    def expect_rows(self) -> int:
+        return PAGE_SIZE if self.case == "page" else 1
+
+    def percentile(self, p: float) -> float:
+        """Milliseconds, from the quantiles of every round weighted by its request count."""
+        total = sum(w for _, w in self.quantiles)
+        if not total:
+            return float("nan")
+        want, seen = total * p / 100, 0.0
+        for us, w in sorted(self.quantiles):
+            seen += w
+            if seen >= want:
+                return us / 1000
+        return self.max_us / 1000
+
+    def summary(self) -> dict[str, Any]:
+        secs = self.duration_us / 1e6
+        return {
+            "target": self.target,
+            "case": self.case,
+            "rps": self.requests / secs if secs else None,
+            "p50_ms": self.percentile(50),
+            "p90_ms": self.percentile(90),
+            "p99_ms": self.percentile(99),
+            "mean_ms": self.latency_sum_us / self.requests / 1000 if self.requests else None,
+            "max_ms": self.max_us / 1000,
+            "requests": self.requests,
+            "errors": sum(self.errors.values()),
+            "error_kinds": dict(self.errors),
+            "rounds_rps": [round(x, 1) for x in self.rounds],
+            "cpu_pct": {k: round(100 * v / self.wall_s, 1) for k, v in self.cpu.items()}
+            if self.wall_s
+            else {},
+            "response_bytes": self.response_bytes,
+            "same_rows_as_other_servers": self.same_rows,
+        }
+
+
+def make_bodies(kind: str, case: str, codes: list[str]) -> list[str]:
+    page, lookup, _ = QUERIES[kind]
+    if case == "page":
+        return [json.dumps({"query": page})]
+    return [json.dumps({"query": lookup, "variables": {"code": code}}) for code in codes]
+
+
+def _norm(v: Any) -> Any:
+    """Decimals compare by value: "100.00" (PostgreSQL's text) == "100.0" == "100"."""
+    if isinstance(v, str) and v.replace(".", "", 1).lstrip("-").isdigit():
+        return Decimal(v).normalize()
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return Decimal(str(v)).normalize()
+    return v
+
+
+def fetch_rows(c: Case, body: str) -> tuple[list[dict[str, Any]], int]:
+    r = httpx.post(
+        c.url,
+        content=body,
+        headers={**c.headers, "Content-Type": "application/json", "Accept": "application/json"},
+        timeout=30,
+    )
+    if r.status_code != 200:
+        raise RuntimeError(f"{c.target}/{c.case}: HTTP {r.status_code}: {r.text[:500]}")
+    payload = r.json()
+    if payload.get("errors"):
+        raise RuntimeError(f"{c.target}/{c.case}: GraphQL errors: {json.dumps(payload['errors'])[:800]}")
+    rows = QUERIES[c.kind][2](payload["data"])
+    return [{k: _norm(row[k]) for k in FIELDS} for row in rows], len(r.content)
+
+
+def verify(c: Case, reference: dict[str, list[dict[str, Any]]], body: str | None = None) -> None:
+    """Check one answer and compare its rows with the first server's for the same request."""
+    body = body or c.bodies[0]
+    rows, nbytes = fetch_rows(c, body)
+    if body == c.bodies[0]:
+        c.response_bytes = nbytes
+    if len(rows) != c.expect_rows:
+        raise RuntimeError(f"{c.target}/{c.case}: {len(rows)} rows, expected {c.expect_rows}")
+    if c.masked:
+        phones = [r[MASKED_FOR_TAX] for r in rows if r[MASKED_FOR_TAX]]
+        if not phones or not all("*" in p for p in phones):
+            raise RuntimeError(f"{c.target}/{c.case}: {MASKED_FOR_TAX} is not masked: {phones[:3]}")
+    mine = [{k: v for k, v in r.items() if not (c.masked and k == MASKED_FOR_TAX)} for r in rows]
+    ref = reference.setdefault(f"{c.case}:{json.loads(body).get('variables')}", mine)
+    if c.masked:
+        ref = [{k: v for k, v in r.items() if k != MASKED_FOR_TAX} for r in ref]
+    if mine != ref:
+        c.same_rows = False
+        diff = next(((a, b) for a, b in zip(mine, ref, strict=False) if a != b), None)
+        log(f"WARNING {c.target}/{c.case}: rows differ from the first server's: {diff}")
+
+
+# ---------------------------------------------------------------------------- load
+
+
+def write_lua(c: Case, directory: Path) -> Path:
+    def lua_str(s: str) -> str:
+        if "]==]" in s:
+            raise ValueError("body cannot be quoted for Lua")
+        return "[==[" + s + "]==]"
+
+    headers = "\n".join(f"wrk.headers[ {lua_str(k)} ] = {lua_str(v)}" for k, v in c.headers.items())
+    bodies = ",\n".join(lua_str(b) for b in c.bodies)
+    path = directory / f"{c.target}-{c.case}.lua"
+    path.write_text(WRK_LUA % {"headers": headers, "bodies": bodies})
+    return path
+
+
+def run_wrk(args: argparse.Namespace, c: Case, seconds: float) -> tuple[dict[str, Any], list[int]]:
+    cmd = [args.wrk, "-t1", f"-c{args.connections}", f"-d{seconds:g}s", "--timeout", "10s"]
+    cmd += ["-s", str(c.script), c.url]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate(timeout=seconds + 60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    stats = next((ln[8:] for ln in out.splitlines() if ln.startswith("WRKJSON ")), None)
+    hist = next((ln[8:] for ln in out.splitlines() if ln.startswith("WRKHIST ")), None)
+    if proc.returncode != 0 or stats is None or hist is None:
+        raise RuntimeError(f"wrk failed ({proc.returncode}): {out[-1000:]} {err[-1000:]}")
+    return json.loads(stats), [int(x) for x in hist.split(",")]
+
+
+def measure_round(args: argparse.Namespace, c: Case, seconds: float) -> None:
+    srv0, pg0, kids0 = cpu_seconds(c.pid), postgres_cpu_seconds(), children_cpu_seconds()
+    (busy0, steal0), t0 = machine_cpu_seconds(), time.monotonic()
+    stats, quantiles = run_wrk(args, c, seconds)
+    wall = time.monotonic() - t0
+    srv, pg = cpu_seconds(c.pid) - srv0, postgres_cpu_seconds() - pg0
+    wrk_cpu = children_cpu_seconds() - kids0
+    busy1, steal1 = machine_cpu_seconds()
+    c.cpu.update(
+        {
+            "server": srv,
+            "postgres": pg,
+            "wrk": wrk_cpu,
+            "other": max(0.0, busy1 - busy0 - srv - pg - wrk_cpu),
+            "steal": steal1 - steal0,
+        }
+    )
+    c.wall_s += wall
+    c.requests += stats["requests"]
+    c.duration_us += stats["duration_us"]
+    c.errors.update({k: stats[k] for k in ERROR_KEYS if stats[k]})
+    weight = stats["requests"] / len(quantiles)
+    c.quantiles += [(us, weight) for us in quantiles]
+    c.latency_sum_us += stats["mean_us"] * stats["requests"]
+    c.max_us = max(c.max_us, stats["max_us"])
+    c.rounds.append(stats["requests"] / (stats["duration_us"] / 1e6))
+
+
+def shuqiao_token(base: str, creds: dict[str, Any], department: str) -> str:
+    client = creds["clients"][department]
+    r = httpx.post(
+        f"{base}/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=(client["client_id"], client["client_secret"]),
+        timeout=10,
+    )
+    r.raise_for_status()
+    return r.json()["access_token"]
+
+
+# ---------------------------------------------------------------------------- servers
+
+
+def server_command(args: argparse.Namespace, kind: str, port: int) -> tuple[list[str], Path, dict[str, str]]:
+    uvicorn = [str(VENV_BIN / "uvicorn")]
+    quiet = ["--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning"]
+    if kind == "shuqiao":
+        return [*uvicorn, "asgi:app", *quiet], REPO, shuqiao_env(args)
+    if kind == "bare":
+        env = {**os.environ, "BENCH_DATABASE_URL": args.database_url}
+        return [*uvicorn, "--app-dir", str(BENCH_DIR), "bare_strawberry_app:app", *quiet], REPO, env
+    cmd = [str(PG_DIR / "node_modules" / ".bin" / "postgraphile"), "-c", args.database_url]
+    cmd += ["--schema", "public", "--host", "127.0.0.1", "--port", str(port)]
+    cmd += ["--disable-graphiql", "--disable-query-log"]
+    return cmd, PG_DIR, {**os.environ, "NODE_ENV": "production"}
+
+
+def start_servers(args: argparse.Namespace, procs: Processes, codes: list[str], logs: Path) -> list[Case]:
+    cases: list[Case] = []
+    wanted = args.cases.split(",")
+    for i, kind in enumerate(("shuqiao", "bare", "postgraphile")):
+        if kind not in args.servers.split(","):
+            continue
+        port = args.port + i
+        if not port_free(port):
+            raise RuntimeError(f"port {port} is in use")
+        cmd, cwd, env = server_command(args, kind, port)
+        log_file = logs / f"{kind}.log"
+        log(f"starting {kind} on 127.0.0.1:{port}")
+        proc = procs.start(cmd, log_file=log_file, env=env, cwd=cwd)
+        base = f"http://127.0.0.1:{port}"
+        url = f"{base}/share/graphql" if kind == "shuqiao" else f"{base}/graphql"
+        wait_ready(proc, url, log_file)
+        if kind == "shuqiao":
+            creds = json.loads((args.var_dir / "demo-credentials.json").read_text())
+            identities = [("shuqiao-samr", "samr", False), ("shuqiao-tax", "tax", True)]
+        else:
+            identities = [(kind, "", False)]
+        for target, dept, masked in identities:
+            headers = {"Authorization": f"Bearer {shuqiao_token(base, creds, dept)}"} if dept else {}
+            for case in wanted:
+                bodies = make_bodies(kind, case, codes)
+                cases.append(Case(target, kind, case, proc.pid, url, headers, bodies, masked))
+    return cases
+
+
+# ---------------------------------------------------------------------------- report
+
+
+def report(cases: list[Case], meta: dict[str, Any]) -> dict[str, Any]:
+    rows = [c.summary() for c in cases]
+    by = {(r["target"], r["case"]): r for r in rows}
+    lines = [
+        "",
+        f"Shuqiao gateway bench {meta['when']}: {meta['enterprises']} enterprises (demo size {meta['size']}),"
+        f" wrk -t1 -c{meta['connections']}, {meta['warmup_s']}s warm-up + {meta['duration_s']}s measured"
+        f" in {meta['rounds']} alternating rounds, per target per case; one server process each",
+        "",
+        f"{'target':14s}{'case':8s}{'req/s':>8s}{'p50 ms':>9s}{'p99 ms':>9s}{'errors':>7s}{'resp B':>8s}"
+        f"   CPU % of one core: server postgres wrk other (steal)",
+    ]
+    for r in rows:
+        cpu = r["cpu_pct"]
+        lines.append(
+            f"{r['target']:14s}{r['case']:8s}{r['rps']:8.0f}{r['p50_ms']:9.2f}{r['p99_ms']:9.2f}"
+            f"{r['errors']:7d}{r['response_bytes']:8d}   {cpu.get('server', 0):13.0f}"
+            f"{cpu.get('postgres', 0):9.0f}{cpu.get('wrk', 0):4.0f}{cpu.get('other', 0):6.0f}"
+            f" ({cpu.get('steal', 0):.0f})"
+        )
+    ratios: dict[str, Any] = {}
+    lines += [
+        "",
+        "Throughput ratios (targets: Shuqiao ≥ 1.5× bare on both cases, ≥ 0.3× PostGraphile on the page)",
+        f"{'':14s}{'case':8s}{'÷ bare':>14s}{'÷ PostGraphile':>18s}",
+    ]
+
+    def fmt(x: float | None, ok: bool | None) -> str:
+        if x is None:
+            return "-"
+        return f"{x:.2f}×" + ("" if ok is None else ("  ok" if ok else "  MISS"))
+
+    for sq in ("shuqiao-samr", "shuqiao-tax"):
+        for case in ("lookup", "page"):
+            mine = by.get((sq, case), {}).get("rps")
+            if mine is None:
+                continue
+            bare = by.get(("bare", case), {}).get("rps")
+            pg = by.get(("postgraphile", case), {}).get("rps")
+            vs_bare = mine / bare if bare else None
+            vs_pg = mine / pg if pg else None
+            ok_bare = None if vs_bare is None else vs_bare >= 1.5
+            ok_pg = None if vs_pg is None or case != "page" else vs_pg >= 0.3
+            ratios[f"{sq}/{case}"] = {
+                "vs_bare": vs_bare,
+                "vs_postgraphile": vs_pg,
+                "meets_bare_target": ok_bare,
+                "meets_postgraphile_target": ok_pg,
+            }
+            lines.append(f"{sq:14s}{case:8s}{fmt(vs_bare, ok_bare):>14s}{fmt(vs_pg, ok_pg):>18s}")
+    print("\n".join(lines), flush=True)
+    return {"meta": meta, "results": rows, "ratios": ratios}
+
+
+# ---------------------------------------------------------------------------- main
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--database-url", default="postgresql://postgres@127.0.0.1/shuqiao_bench")
+    p.add_argument("--var-dir", type=Path, default=Path(tempfile.gettempdir()) / "shuqiao-bench-var")
+    p.add_argument("--size", choices=("small", "large"), default="small", help="demo data size")
+    p.add_argument("--reuse-db", action="store_true", help="keep the database if it holds --size data")
+    p.add_argument("--duration", type=float, default=15, help="seconds measured per target per case")
+    p.add_argument("--rounds", type=int, default=3, help="the measured seconds are split into this many")
+    p.add_argument("--warmup", type=float, default=3, help="seconds of warm-up per target per case")
+    p.add_argument("--connections", type=int, default=8, help="concurrent connections (wrk -c)")
+    p.add_argument("--servers", default="shuqiao,bare,postgraphile", help="subset, comma-separated")
+    p.add_argument("--cases", default="lookup,page", help="subset of lookup,page, comma-separated")
+    p.add_argument("--port", type=int, default=8101, help="first of three consecutive ports")
+    p.add_argument("--wrk", default="wrk")
+    return p.parse_args()
+
+
+def ensure_tools(args: argparse.Namespace) -> None:
+    if not shutil.which(args.wrk):
+        raise SystemExit("wrk is not installed: apt-get update && apt-get install -y wrk")
+    if "postgraphile" in args.servers and not (PG_DIR / "node_modules" / ".bin" / "postgraphile").exists():
+        log("installing PostGraphile 4: npm ci in bench/postgraphile")
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=PG_DIR, check=True)
+
+
+def node_version() -> str:
+    with contextlib.suppress(OSError):
+        return subprocess.run(
+            ["node", "--version"], capture_output=True, text=True, check=False
+        ).stdout.strip()
+    return "?"
+
+
+def main() -> int:
+    args = parse_args()
+    ensure_tools(args)
+    procs = Processes()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        procs.stop_all()
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+    started = time.monotonic()
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    logs = RESULTS_DIR / f"logs-{stamp}"
+    logs.mkdir(parents=True)
+    try:
+        setup_s = setup_database(args)
+        codes = lookup_codes(args)
+        cases = start_servers(args, procs, codes, logs)
+        reference: dict[str, list[dict[str, Any]]] = {}
+        for c in cases:
+            verify(c, reference)
+            c.script = write_lua(c, logs)
+        per_round = args.duration / args.rounds
+        for case in args.cases.split(","):
+            group = [c for c in cases if c.case == case]
+            for c in group:
+                if args.warmup > 0:
+                    run_wrk(args, c, args.warmup)
+            for r in range(args.rounds):
+                for c in group[r % len(group) :] + group[: r % len(group)]:
+                    measure_round(args, c, per_round)
+            for c in group:
+                verify(c, reference, c.bodies[-1])  # still right after the load
+                s = c.summary()
+                log(
+                    f"{c.target:13s} {case:6s} {s['rps']:7.0f} req/s  p50 {s['p50_ms']:7.2f} ms"
+                    f"  p99 {s['p99_ms']:7.2f} ms  errors {s['errors']}  rounds {s['rounds_rps']}"
+                    f"  CPU% {s['cpu_pct']}"
+                )
+        meta = {
+            "when": stamp,
+            "size": args.size,
+            "enterprises": table_size(args),
+            "connections": args.connections,
+            "duration_s": args.duration,
+            "rounds": args.rounds,
+            "warmup_s": args.warmup,
+            "lookup_codes": len(codes),
+            "page_size": PAGE_SIZE,
+            "fields": list(FIELDS),
+            "queries": {k: {"page": v[0], "lookup": v[1]} for k, v in QUERIES.items()},
+            "setup_s": round(setup_s, 1),
+            "wall_s": round(time.monotonic() - started, 1),
+            "loadavg_after": os.getloadavg(),
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "node": node_version()},
+        }
+        result = report(cases, meta)
+        out = RESULTS_DIR / f"gateway-bench-{stamp}.json"
+        out.write_text(json.dumps(result, indent=2, ensure_ascii=False, default=str))
+        shutil.copyfile(out, RESULTS_DIR / "gateway-bench-latest.json")
+        log(f"results in {out}; server logs and wrk scripts in {logs}; {meta['wall_s']:.0f}s in all")
+        return 0
+    finally:
+        procs.stop_all()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
