@@ -157,7 +157,9 @@ def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
     """Run the gateway (uvicorn)."""
     import uvicorn
 
-    uvicorn.run("asgi:app", host=host, port=port, workers=workers, log_level="info", access_log=False)
+    # The factory string (not the repo-root asgi.py) so this works from any directory.
+    uvicorn.run("gateway.app:create_app", factory=True, host=host, port=port, workers=workers,
+                log_level="info", access_log=False)
 
 
 # ---------------------------------------------------------------- principals
