@@ -78,9 +78,8 @@ def init_store(settings: Settings) -> None:
 
 
 def load_demo_env(settings: Settings) -> dict[str, Any]:
-    from gateway.demo.load import load_demo
-
     from gateway.db import create_engine
+    from gateway.demo.load import load_demo
     from gateway.demo.principals import setup_principals
     from gateway.secrets import SecretHasher, load_master_key
 
