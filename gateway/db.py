@@ -45,12 +45,13 @@ def alembic_config(url: str):  # type: ignore[no-untyped-def]
     return cfg
 
 
-def upgrade(url: str, revision: str = "head") -> None:
-    """Apply migrations (sync entry point for the CLI and test fixtures)."""
+def upgrade(url: str, revision: str = "heads") -> None:
+    """Apply migrations (sync entry point for the CLI and test fixtures). "heads": feature
+    branches of the migration graph may run side by side until a merge revision joins them."""
     from alembic import command
 
     command.upgrade(alembic_config(url), revision)
 
 
-async def upgrade_async(url: str, revision: str = "head") -> None:
+async def upgrade_async(url: str, revision: str = "heads") -> None:
     await asyncio.to_thread(upgrade, url, revision)
