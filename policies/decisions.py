@@ -137,6 +137,9 @@ def decide_share_field(
                 grant_id=grant_id,
             )
         return Decision(Action.ENCRYPT, "granted; encrypted to the consumer's SM2 key", grant_id=grant_id)
+    if field.pi is PI.PERSONAL and field.open_personal and field.level <= Level.L2:
+        # Opened to the public by law (法定代表人): a department never sees less than the public.
+        return Decision(Action.ALLOW, "personal information public by law", grant_id=grant_id)
     if field.level >= Level.L3 or field.pi is PI.PERSONAL:
         if grant is not None and field.name in grant.clear_fields:
             return Decision(Action.ALLOW, "granted in clear", grant_id=grant_id)

@@ -232,6 +232,17 @@ SHARE_FIELD_ROWS = [
     # a field-level 有条件共享 inside an unconditionally shared dataset
     (Share.UNCONDITIONAL, fld(share=Share.CONDITIONAL), D, G_NONE, False, Action.DENY, None),
     (Share.UNCONDITIONAL, fld(share=Share.CONDITIONAL), D, G_LISTED, False, Action.ALLOW, None),
+    # personal information the law makes public (法定代表人) is no more restricted than on the open tier
+    (Share.UNCONDITIONAL, fld(pi=PI.PERSONAL, open_personal=True), D, G_NONE, False, Action.ALLOW, None),
+    (
+        Share.UNCONDITIONAL,
+        fld(level=Level.L3, pi=PI.PERSONAL, open_personal=True, mask=MaskRule.NAME),
+        D,
+        G_NONE,
+        False,
+        Action.MASK,
+        MaskRule.NAME,
+    ),
     # 不予共享 (field override) → denied to all but the provider, grant or not
     (Share.UNCONDITIONAL, fld(share=Share.NONE), D, G_CLEAR, True, Action.DENY, None),
 ]
