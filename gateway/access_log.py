@@ -32,6 +32,11 @@ class AccessEvent:
     latency_ms: float
     fields: list[dict[str, Any]] = field(default_factory=list)
     reads: list[dict[str, Any]] = field(default_factory=list)
+    subject: str | None = None  # the person behind the token, when there is one
+    signature_kid: str | None = None  # key id of the response signature, when the response is signed
+    # The request's variables (they may carry ID numbers): the chained store seals them with SM4,
+    # the logging sink drops them. Never put them anywhere else.
+    variables: dict[str, Any] | None = field(default=None, repr=False)
 
 
 def query_digest(query: str | None, variables: dict[str, Any] | None) -> str | None:
@@ -49,4 +54,6 @@ class LoggingAccessLog:
     """Structured JSON lines on the `shuqiao.access` logger."""
 
     async def record(self, event: AccessEvent) -> None:
-        log.info("%s", orjson.dumps(asdict(event)).decode())
+        doc = asdict(event)
+        doc.pop("variables", None)  # may carry ID numbers; only the sealed chain store keeps them
+        log.info("%s", orjson.dumps(doc).decode())

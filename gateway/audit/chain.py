@@ -5,7 +5,11 @@ hash = SM3(canonical_bytes(row)).hex(), where canonical_bytes is
 with `occurred_at` written as UTC ISO-8601 with microseconds ("2026-11-22T04:40:00.123456Z"),
 `latency_ms` as a float rounded to 3 decimals, and NULL as JSON null. `prev_hash` is one of the
 hashed columns, which is what links each event to the one before it; the first event's
-prev_hash is GENESIS_HASH (64 zeros). `seq` is hashed too, so renumbering rows breaks the chain."""
+prev_hash is GENESIS_HASH (64 zeros). `seq` is hashed too, so renumbering rows breaks the chain.
+
+The EXTENSION_COLUMNS (added by migration 0004) are hashed only when not NULL: an event written
+before 0004 keeps its hash, and setting or clearing one of them still changes the bytes (a key
+appears or disappears)."""
 
 from __future__ import annotations
 
@@ -38,6 +42,8 @@ HASHED_COLUMNS: tuple[str, ...] = (
     "prev_hash",
 )
 
+EXTENSION_COLUMNS: tuple[str, ...] = ("subject", "row_count", "variables_enc", "signature_kid")
+
 
 def canonical_time(value: datetime) -> str:
     # SQLite hands back naive datetimes; everything the writer stores is UTC.
@@ -58,6 +64,10 @@ def canonical_bytes(row: Mapping[str, Any]) -> bytes:
         elif name in ("seq", "status"):
             value = int(value)
         doc[name] = value
+    for name in EXTENSION_COLUMNS:
+        value = row.get(name)
+        if value is not None:
+            doc[name] = int(value) if name == "row_count" else value
     return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
 
 

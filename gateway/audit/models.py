@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Column, Float
+from sqlalchemy import BigInteger, Column, Float, Index, Integer
 from sqlmodel import Field, SQLModel
 
 HEAD_ID = 1
@@ -35,6 +35,32 @@ class AuditEvent(SQLModel, table=True):
     detail: str = "{}"  # JSON {"fields": [...], "reads": [...]}: decisions only, never response values
     prev_hash: str = Field(max_length=64)
     hash: str = Field(max_length=64)
+    # Added by migration 0004. Hashed only when not NULL (see chain.EXTENSION_COLUMNS), so events
+    # written before 0004 keep their hashes.
+    subject: str | None = None  # the person behind the token, when there is one
+    row_count: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
+    variables_enc: str | None = None  # SM4-GCM sealed query variables (gateway.audit.variables)
+    signature_kid: str | None = None  # the key id that signed the response, if it was signed
+
+    __table_args__ = (
+        Index("ix_audit_event_occurred_at", "occurred_at"),
+        Index("ix_audit_event_consumer", "consumer", "seq"),
+    )
+
+
+class AuditFieldAccess(SQLModel, table=True):
+    """One row per (event, dataset, field): the search index officers filter on. It is derived
+    from the hashed `detail` of the event, so tampering here cannot hide anything the chain
+    covers: the event shown is always the hashed one."""
+
+    __tablename__ = "audit_field_access"
+
+    seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    dataset: str = Field(primary_key=True)
+    field: str = Field(primary_key=True)
+    action: str
+
+    __table_args__ = (Index("ix_audit_field_access_dataset_field", "dataset", "field", "seq"),)
 
 
 class AuditChainHead(SQLModel, table=True):

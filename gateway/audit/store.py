@@ -1,12 +1,20 @@
 """`ChainedAuditLog`: the `AccessLog` sink that appends each access event to the hash chain.
 
-One append = one transaction: lock the chain head, read (seq, hash), insert the event with
-seq + 1 and prev_hash = head hash, move the head, commit. The lock is what keeps several
-worker processes from forking the chain:
-  - PostgreSQL: `SELECT ... FOR UPDATE` on the one-row `audit_chain_head`;
-  - SQLite: `BEGIN IMMEDIATE`, which takes the database write lock before the head is read.
-`record()` returns only after the commit (fail closed: an exception propagates to the caller).
-Each append is its own commit; group commit (batching concurrent record() calls) is a later step."""
+Group commit. Concurrent `record()` calls in one process are batched: each caller queues its
+event and then waits for the writer lock; whoever gets the lock writes *everything queued so far*
+in one transaction, and the callers whose events went into that batch find them committed when
+they get the lock in turn (or are woken by their future). Every caller still returns only after
+the transaction holding its event has committed, and raises if that transaction failed (fail
+closed). Under load one fsync serves many requests; alone, a request pays one transaction as
+before.
+
+One batch = one transaction: lock the chain head, read (seq, hash), insert the events with
+seq + 1, seq + 2, ... each linked to the previous hash, insert their field-access index rows,
+move the head, commit. The lock is what keeps several worker processes from forking the chain:
+  - PostgreSQL: `SELECT ... FOR UPDATE` on the one-row `audit_chain_head`
+    (with `synchronous_commit` forced on for the transaction);
+  - SQLite: `BEGIN IMMEDIATE`, which takes the database write lock before the head is read
+    (with `synchronous=FULL` for the transaction)."""
 
 from __future__ import annotations
 
@@ -22,14 +30,24 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.access_log import AccessEvent
 from gateway.audit.chain import GENESIS_HASH, event_hash
-from gateway.audit.models import HEAD_ID, AuditChainHead, AuditEvent
+from gateway.audit.models import HEAD_ID, AuditChainHead, AuditEvent, AuditFieldAccess
+from gateway.audit.variables import VariableCipher
 
 EVENTS = AuditEvent.__table__
 HEAD = AuditChainHead.__table__
+FIELD_ACCESS = AuditFieldAccess.__table__
+
+MAX_BATCH = 512
 
 
-def event_row(event: AccessEvent, occurred_at: datetime) -> dict[str, Any]:
-    """The audit_event columns for an access event, minus seq / prev_hash / hash."""
+def event_row(
+    event: AccessEvent, occurred_at: datetime, cipher: VariableCipher | None = None
+) -> dict[str, Any]:
+    """The audit_event columns for an access event, minus seq / prev_hash / hash.
+
+    Query variables are stored only sealed (no cipher: not stored at all); response values are
+    never part of an event."""
+    rows = sum(int(r.get("rows") or 0) for r in event.reads) if event.reads else None
     return {
         "occurred_at": occurred_at,
         "request_id": event.request_id,
@@ -47,27 +65,73 @@ def event_row(event: AccessEvent, occurred_at: datetime) -> dict[str, Any]:
         "latency_ms": round(float(event.latency_ms), 3),
         "detail": orjson.dumps({"fields": event.fields, "reads": event.reads},
                                option=orjson.OPT_SORT_KEYS).decode(),
+        "subject": event.subject,
+        "row_count": rows,
+        "variables_enc": cipher.seal(event.request_id, event.variables) if cipher else None,
+        "signature_kid": event.signature_kid,
     }
 
 
-class ChainedAuditLog:
-    """Append-only, SM3-chained audit sink over the gateway's async engine."""
+def field_access_rows(seq: int, event: AccessEvent) -> list[dict[str, Any]]:
+    seen: dict[tuple[str, str], str] = {}
+    for f in event.fields:
+        key = (str(f.get("dataset")), str(f.get("field")))
+        seen.setdefault(key, str(f.get("action", "")))
+    return [{"seq": seq, "dataset": d, "field": f, "action": a} for (d, f), a in seen.items()]
 
-    def __init__(self, engine: AsyncEngine) -> None:
+
+class ChainedAuditLog:
+    """Append-only, SM3-chained audit sink over the gateway's async engine, with group commit."""
+
+    def __init__(self, engine: AsyncEngine, cipher: VariableCipher | None = None) -> None:
         self._engine = engine
         self._sqlite = engine.dialect.name == "sqlite"
-        # Serialises this process's appends so they queue here rather than contending for the
+        self._cipher = cipher
+        # Serialises this process's batches so they queue here rather than contending for the
         # database lock (SQLite's busy handler backs off in coarse sleeps).
         self._lock = asyncio.Lock()
+        self._pending: list[tuple[AccessEvent, asyncio.Future[None]]] = []
+        self.batches = 0  # how many transactions were committed (for tests and the bench)
 
     async def record(self, event: AccessEvent) -> None:
-        async with self._lock, self._engine.connect() as conn:
-            if self._sqlite:
-                await self._append_sqlite(conn, event)
-            else:
-                await self._append(conn, event)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((event, done))
+        while not done.done():
+            async with self._lock:
+                if not done.done():
+                    await self._flush()
+        done.result()  # raises if the transaction holding our event failed
 
-    async def _append_sqlite(self, conn: AsyncConnection, event: AccessEvent) -> None:
+    async def _flush(self) -> None:
+        """Write the oldest queued events (up to MAX_BATCH) in one transaction and settle their
+        futures: committed → result, failed → the error (each of those callers fails closed)."""
+        batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+        try:
+            await self._write(batch)
+        except BaseException as err:
+            failure = err if isinstance(err, Exception) else RuntimeError(f"audit append cut off: {err!r}")
+            for _, f in batch:
+                if not f.done():
+                    f.set_exception(failure)
+            if not isinstance(err, Exception):
+                raise
+            return
+        for _, f in batch:
+            if not f.done():
+                f.set_result(None)
+
+    async def _write(self, batch: list[tuple[AccessEvent, asyncio.Future[None]]]) -> None:
+        if not batch:
+            return
+        events = [e for e, _ in batch]
+        async with self._engine.connect() as conn:
+            if self._sqlite:
+                await self._append_sqlite(conn, events)
+            else:
+                await self._append(conn, events)
+        self.batches += 1
+
+    async def _append_sqlite(self, conn: AsyncConnection, events: list[AccessEvent]) -> None:
         # The shared engine runs synchronous=NORMAL, which in WAL mode may lose the last commits
         # on power loss; the audit commit must survive that, so this connection syncs fully.
         await conn.exec_driver_sql("PRAGMA synchronous=FULL")
@@ -75,7 +139,7 @@ class ChainedAuditLog:
             # pysqlite only BEGINs (deferred) before DML; an explicit BEGIN IMMEDIATE takes the
             # write lock now, so no other process can read the same head before we commit.
             await conn.exec_driver_sql("BEGIN IMMEDIATE")
-            await self._append(conn, event)
+            await self._append(conn, events)
         except BaseException:
             await conn.rollback()  # before the PRAGMA below, so nothing half-done gets committed
             raise
@@ -83,17 +147,24 @@ class ChainedAuditLog:
             await conn.exec_driver_sql("PRAGMA synchronous=NORMAL")
             await conn.commit()
 
-    async def _append(self, conn: AsyncConnection, event: AccessEvent) -> None:
+    async def _append(self, conn: AsyncConnection, events: list[AccessEvent]) -> None:
         if not self._sqlite:
             # A server or role configured with synchronous_commit=off must not weaken fail closed.
             await conn.exec_driver_sql("SET LOCAL synchronous_commit TO on")
+        now = datetime.now(UTC)
+        rows = [event_row(e, now, self._cipher) for e in events]  # sealing happens outside the lock
         seq, prev_hash = await self._lock_head(conn)
-        row = event_row(event, datetime.now(UTC))
-        row["seq"] = seq + 1
-        row["prev_hash"] = prev_hash
-        row["hash"] = event_hash(row)
-        await conn.execute(insert(EVENTS), [row])
-        await conn.execute(update(HEAD).where(HEAD.c.id == HEAD_ID).values(seq=row["seq"], hash=row["hash"]))
+        access: list[dict[str, Any]] = []
+        for event, row in zip(events, rows, strict=True):
+            seq += 1
+            row["seq"] = seq
+            row["prev_hash"] = prev_hash
+            row["hash"] = prev_hash = event_hash(row)
+            access.extend(field_access_rows(seq, event))
+        await conn.execute(insert(EVENTS), rows)
+        if access:
+            await conn.execute(insert(FIELD_ACCESS), access)
+        await conn.execute(update(HEAD).where(HEAD.c.id == HEAD_ID).values(seq=seq, hash=prev_hash))
         await conn.commit()
 
     async def _lock_head(self, conn: AsyncConnection) -> tuple[int, str]:

@@ -8,9 +8,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import multiprocessing
-import os
-import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -22,57 +19,11 @@ from gateway.access_log import AccessEvent
 from gateway.audit import ChainedAuditLog, VerifyReport, event_hash, verify_chain
 from gateway.audit.chain import GENESIS_HASH, HASHED_COLUMNS
 from gateway.audit.models import HEAD_ID, AuditChainHead, AuditEvent
-from gateway.db import create_engine, upgrade
+from gateway.db import create_engine
 
-PG_ADMIN_URL = os.environ.get("SHUQIAO_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 EVENTS = AuditEvent.__table__
 HEAD = AuditChainHead.__table__
 N = 20
-
-
-async def _pg_admin(sql: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def migrated_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('audit') / 'audit.db'}"
-        drop = None
-    else:
-        name = f"shuqiao_audit_{uuid.uuid4().hex[:12]}"
-        try:
-            asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
-        except Exception as err:  # any failure to reach PostgreSQL fails the suite
-            pytest.fail(f"PostgreSQL is required and unreachable at {PG_ADMIN_URL}: {err}", pytrace=False)
-        base = PG_ADMIN_URL.split("://", 1)[1].rsplit("/", 1)[0]
-        url = f"postgresql+asyncpg://{base}/{name}"
-        drop = f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
-    upgrade(url)
-    yield url
-    if drop:
-        asyncio.run(_pg_admin(drop))
-
-
-@pytest.fixture
-def url(migrated_url: str) -> str:
-    """The migrated database with an empty chain (genesis head)."""
-
-    async def reset() -> None:
-        engine = create_engine(migrated_url)
-        async with engine.begin() as conn:
-            await conn.execute(delete(EVENTS))
-            await conn.execute(update(HEAD).values(seq=0, hash=GENESIS_HASH))
-        await engine.dispose()
-
-    asyncio.run(reset())
-    return migrated_url
 
 
 def make_event(i: int, worker: str = "w0") -> AccessEvent:

@@ -1,0 +1,148 @@
+"""Group commit: many concurrent record() calls share transactions, each returns only once its
+event is committed, every event is there exactly once and the chain verifies. Plus the event
+fields added in migration 0004: sealed variables, row counts, the per-field search index."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select, update
+
+from gateway.access_log import AccessEvent
+from gateway.audit import ChainedAuditLog, VariableCipher, verify_chain
+from gateway.audit.models import AuditEvent, AuditFieldAccess
+from gateway.db import create_engine
+from keys.errors import DecryptionError
+from tests.audit.test_audit_chain import make_event
+
+EVENTS = AuditEvent.__table__
+ACCESS = AuditFieldAccess.__table__
+CIPHER = VariableCipher(bytes(range(16)))
+
+
+def test_concurrent_records_are_grouped_and_all_committed(url: str) -> None:
+    n = 300
+
+    async def go() -> tuple[int, int, int, Any, set[str]]:
+        engine = create_engine(url)
+        try:
+            log = ChainedAuditLog(engine)
+            committed: list[str] = []
+
+            async def one(i: int) -> None:
+                await log.record(make_event(i, "c"))
+                # When record() returns, the event must already be visible to another connection.
+                async with engine.connect() as conn:
+                    found = (await conn.execute(
+                        select(func.count()).select_from(EVENTS).where(EVENTS.c.request_id == f"c-{i}")
+                    )).scalar_one()
+                assert found == 1
+                committed.append(f"c-{i}")
+
+            await asyncio.gather(*(one(i) for i in range(n)))
+            async with engine.connect() as conn:
+                count = (await conn.execute(select(func.count()).select_from(EVENTS))).scalar_one()
+                ids = set((await conn.execute(select(EVENTS.c.request_id))).scalars())
+            return count, log.batches, len(committed), await verify_chain(engine), ids
+        finally:
+            await engine.dispose()
+
+    count, batches, committed, report, ids = asyncio.run(go())
+    assert (count, committed) == (n, n)
+    assert ids == {f"c-{i}" for i in range(n)}
+    assert report.ok and report.events_checked == n, report
+    assert batches < n / 4, f"{batches} transactions for {n} concurrent events: not grouped"
+
+
+def test_a_failed_batch_fails_every_caller_in_it(url: str) -> None:
+    async def go() -> list[Any]:
+        engine = create_engine(url)
+        try:
+            log = ChainedAuditLog(engine)
+            await log.record(make_event(0))
+
+            async def broken(*_: Any) -> None:
+                raise RuntimeError("disk full")
+
+            log._append = broken  # type: ignore[method-assign]
+            results = await asyncio.gather(*(log.record(make_event(i)) for i in range(1, 20)),
+                                           return_exceptions=True)
+            return results
+        finally:
+            await engine.dispose()
+
+    results = asyncio.run(go())
+    assert all(isinstance(r, RuntimeError) for r in results), results
+
+
+def _event_with_variables() -> AccessEvent:
+    event = make_event(3)
+    event.variables = {"id": "610113199001011234"}
+    event.subject = "officer-7"
+    event.signature_kid = "0123456789abcdef"
+    event.fields = [
+        {"dataset": "population", "field": "id_number", "action": "deny", "reason": "no grant"},
+        {"dataset": "population", "field": "name", "action": "allow", "reason": ""},
+    ]
+    event.reads = [{"dataset": "population", "rows": 7, "grant_id": 3, "purpose": "社保"},
+                   {"dataset": "social_insurance", "rows": 5, "grant_id": None, "purpose": None}]
+    return event
+
+
+def test_variables_are_sealed_and_fields_indexed(url: str) -> None:
+    async def go() -> tuple[dict[str, Any], list[Any]]:
+        engine = create_engine(url)
+        try:
+            await ChainedAuditLog(engine, CIPHER).record(_event_with_variables())
+            async with engine.connect() as conn:
+                row = dict((await conn.execute(select(EVENTS))).mappings().one())
+                access = (await conn.execute(select(ACCESS.c.dataset, ACCESS.c.field, ACCESS.c.action)
+                                             .order_by(ACCESS.c.field))).all()
+            return row, access
+        finally:
+            await engine.dispose()
+
+    row, access = asyncio.run(go())
+    assert "610113199001011234" not in str(row)
+    assert row["variables_enc"].startswith("sm4gcm.v1.")
+    assert CIPHER.open(row["request_id"], row["variables_enc"]) == {"id": "610113199001011234"}
+    with pytest.raises(DecryptionError):  # bound to its event: moved to another one it fails
+        CIPHER.open("another-request", row["variables_enc"])
+    assert (row["row_count"], row["subject"], row["signature_kid"]) == (12, "officer-7", "0123456789abcdef")
+    assert [tuple(a) for a in access] == [("population", "id_number", "deny"), ("population", "name", "allow")]
+
+
+def test_variables_are_dropped_without_a_cipher(url: str) -> None:
+    async def go() -> Any:
+        engine = create_engine(url)
+        try:
+            await ChainedAuditLog(engine).record(_event_with_variables())
+            async with engine.connect() as conn:
+                return (await conn.execute(select(EVENTS.c.variables_enc))).scalar_one()
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(go()) is None
+
+
+@pytest.mark.parametrize(("column", "value"), [
+    ("subject", "someone-else"), ("row_count", 13), ("row_count", None),
+    ("variables_enc", None), ("signature_kid", "fedcba9876543210"),
+])
+def test_the_extension_columns_are_covered_by_the_hash(url: str, column: str, value: Any) -> None:
+    async def go() -> Any:
+        engine = create_engine(url)
+        try:
+            log = ChainedAuditLog(engine, CIPHER)
+            for _ in range(3):
+                await log.record(_event_with_variables())
+            async with engine.begin() as conn:
+                await conn.execute(update(EVENTS).where(EVENTS.c.seq == 2).values({column: value}))
+            return await verify_chain(engine)
+        finally:
+            await engine.dispose()
+
+    report = asyncio.run(go())
+    assert (report.ok, report.first_bad_seq) == (False, 2)
