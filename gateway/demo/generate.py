@@ -316,7 +316,7 @@ def _birth_year_weight(year: int) -> float:
 
 def _name_suffix(kind: str) -> str:
     if kind == "个人独资企业":
-        return "商行"
+        return "中心"
     if kind == "有限合伙企业":
         return "中心（有限合伙）"
     if kind.startswith("股份"):
@@ -391,6 +391,19 @@ class DemoGenerator:
             "social_insurance": self._insurance_rows,
         }
         return producers[dataset]()
+
+    def prepare(self, dataset: str) -> None:
+        """Build the shared structures a dataset's rows draw on (optional: `rows` builds them
+        lazily; the loader calls this first so its progress bar measures loading alone)."""
+        needs = {
+            "population": ("_people",),
+            "enterprise_registration": ("_people", "_enterprises"),
+            "tax_credit_rating": ("_tax_plan",),
+            "discharge_permit": ("_permit_plan",),
+            "social_insurance": ("_insurance_plan",),
+        }
+        for attribute in needs.get(dataset, ()):
+            getattr(self, attribute)
 
     def dicts(self, dataset: str) -> Iterator[dict[str, Any]]:
         names = FIELD_ORDER[dataset]
