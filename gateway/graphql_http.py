@@ -240,7 +240,9 @@ class GraphQLEndpoint:
             encryptor=self.state.encryptor_for(principal),
         )
         async with self.state.engine.connect() as conn:
-            outcome = await run(built.tier, query, variables, op_name, ctx, conn, cache=built.documents)
+            outcome = await run(
+                built.tier, query, variables, op_name, ctx, conn, cache=built.documents, plans=built.plans
+            )
         outcome.context = ctx  # type: ignore[attr-defined]
         return outcome
 
@@ -271,5 +273,7 @@ class GraphQLEndpoint:
             latency_ms=round((time.perf_counter() - started) * 1000, 3),
             fields=[{**asdict(a), "action": a.action.value} for a in ctx.accesses.values()] if ctx else [],
             reads=[asdict(r) for r in ctx.reads] if ctx else [],
+            subject=principal.subject,
+            variables=variables,
         )
         await self.state.access_log.record(event)

@@ -16,6 +16,7 @@ from gateway.grants.service import load_grants
 from gateway.settings import Limits
 from policies.model import Grant, Tier
 from resolvers.documents import DocumentCache
+from resolvers.execute import PlanCache
 from schema.build import TierSchema, build_tier_schema
 
 
@@ -23,6 +24,7 @@ class BuiltSchema:
     def __init__(self, tier_schema: TierSchema, limits: Limits) -> None:
         self.tier = tier_schema
         self.documents = DocumentCache(tier_schema.graphql, limits)
+        self.plans = PlanCache()
 
 
 class SchemaRegistry:

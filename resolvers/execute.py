@@ -7,10 +7,13 @@ shaped straight into response dicts — no per-field resolver calls, no ORM obje
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from graphql import FieldNode, FragmentDefinitionNode, OperationDefinitionNode, OperationType, execute
+import orjson
+from graphql import FragmentDefinitionNode, OperationDefinitionNode, OperationType, execute
 from graphql.execution.values import get_variable_values
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -27,8 +30,8 @@ from resolvers.plan import (
     Planner,
     forbidden_dataset,
 )
-from resolvers.selection import collect, locations
-from resolvers.sql import connection_statement, count_statement, entity_statement
+from resolvers.selection import collect
+from resolvers.sql import connection_statement, count_statement, entity_statement, fetch_all
 from schema.build import TierSchema
 
 INTROSPECTION_ROOTS = frozenset({"__schema", "__type"})
@@ -61,6 +64,40 @@ def _request_failure(errs: list[RequestError] | tuple[RequestError, ...], op: st
     return Outcome(None, [e.formatted() for e in errs], request_error=True, operation_name=op)
 
 
+@dataclass
+class OperationPlan:
+    """Everything decided before the first SQL statement: cacheable per query text,
+    operation, variables and consumer, for as long as the grants it relied on are valid."""
+
+    op_name: str | None
+    document: Any
+    coerced: Any
+    plans: list[tuple[str, Any]]
+    accesses: dict[tuple[str, str], Any]
+    valid_until: datetime | None
+
+
+class PlanCache:
+    def __init__(self, size: int = 1024) -> None:
+        self._size = size
+        self._entries: OrderedDict[tuple[Any, ...], OperationPlan] = OrderedDict()
+
+    def get(self, key: tuple[Any, ...], now: datetime) -> OperationPlan | None:
+        hit = self._entries.get(key)
+        if hit is None:
+            return None
+        if hit.valid_until is not None and now >= hit.valid_until:
+            del self._entries[key]
+            return None
+        self._entries.move_to_end(key)
+        return hit
+
+    def put(self, key: tuple[Any, ...], plan: OperationPlan) -> None:
+        self._entries[key] = plan
+        if len(self._entries) > self._size:
+            self._entries.popitem(last=False)
+
+
 async def run(
     tier: TierSchema,
     query: str,
@@ -70,7 +107,36 @@ async def run(
     conn: AsyncConnection,
     *,
     cache: Any,
+    plans: PlanCache | None = None,
 ) -> Outcome:
+    key = (
+        query,
+        operation_name,
+        ctx.principal.consumer,
+        ctx.encryptor is not None,
+        orjson.dumps(variables or {}, option=orjson.OPT_SORT_KEYS),
+    )
+    planned = plans.get(key, ctx.now) if plans is not None else None
+    if planned is None:
+        result = _plan(tier, query, variables, operation_name, ctx, cache)
+        if isinstance(result, Outcome):
+            return result
+        planned = result
+        if plans is not None:
+            plans.put(key, planned)
+    else:
+        ctx.accesses.update(planned.accesses)
+    return await _execute(tier, planned, ctx, conn)
+
+
+def _plan(
+    tier: TierSchema,
+    query: str,
+    variables: dict[str, Any] | None,
+    operation_name: str | None,
+    ctx: ExecutionContext,
+    cache: Any,
+) -> OperationPlan | Outcome:
     prepared = cache.get(query)
     if prepared.errors:
         return _request_failure(prepared.errors, operation_name)
@@ -110,8 +176,6 @@ async def run(
     roots = collect([op.selection_set], fragments, coerced)
 
     planner = Planner(tier.graphql, tier.bindings, ctx, fragments, coerced)
-    data: dict[str, Any] = {}
-    errs: list[dict[str, Any]] = []
     plans: list[tuple[str, Any]] = []
     total_cost = 0
     try:
@@ -147,8 +211,23 @@ async def run(
             op_name,
         )
 
+    valid_until = None
+    for access in planner.accesses():
+        expires = access.grant.expires_at if access.grant is not None else None
+        if expires is not None and (valid_until is None or expires < valid_until):
+            valid_until = expires
+    return OperationPlan(op_name, document, coerced, plans, dict(ctx.accesses), valid_until)
+
+
+async def _execute(
+    tier: TierSchema, planned: OperationPlan, ctx: ExecutionContext, conn: AsyncConnection
+) -> Outcome:
+    plans = planned.plans
+    op_name = planned.op_name
+    data: dict[str, Any] = {}
+    errs: list[dict[str, Any]] = []
     if any(p is None for _, p in plans):
-        intro = execute(tier.graphql, document, None, None, dict(coerced.coerced), op_name)
+        intro = execute(tier.graphql, planned.document, None, None, dict(planned.coerced.coerced), op_name)
         for e in intro.errors or ():
             errs.append(e.formatted)
     for key, plan in plans:
@@ -157,7 +236,7 @@ async def run(
         elif isinstance(plan, str):
             data[key] = plan
         elif isinstance(plan, ConnectionPlan):
-            data[key] = await _connection(plan, ctx, conn, errs, roots[key])
+            data[key] = await _connection(plan, ctx, conn, errs)
         else:
             data[key] = await _lookup(plan, ctx, conn, errs)
     return Outcome(data, errs, operation_name=op_name, operation_type="query")
@@ -168,13 +247,14 @@ async def _connection(
     ctx: ExecutionContext,
     conn: AsyncConnection,
     errs: list[dict[str, Any]],
-    nodes: list[FieldNode],
 ) -> dict[str, Any] | None:
     if not plan.access.allowed:
-        errs.extend(_denied_dataset(plan.dataset, plan.access, plan.node, [plan.key], locations(nodes)))
+        errs.extend(_denied_dataset(plan.dataset, plan.access, plan.node, [plan.key], plan.locations))
         return None
-    statement, names = connection_statement(plan)
-    rows = (await conn.execute(statement)).all()
+    if plan.statement is None:
+        plan.statement, plan.names = connection_statement(plan)
+    statement, names = plan.statement, plan.names
+    rows = await fetch_all(conn, statement)
     has_next = len(rows) > plan.first
     rows = rows[: plan.first]
     _record_read(ctx, plan.dataset.code, len(rows), plan.access)
@@ -183,7 +263,7 @@ async def _connection(
         if rows:
             total = rows[0][len(names)]
         elif plan.after:
-            total = (await conn.execute(count_statement(plan))).scalar_one()
+            total = (await fetch_all(conn, count_statement(plan)))[0][0]
     nodes_out: list[dict[str, Any]] = []
     if plan.node is not None:
         nodes_out, row_errs = _shape(plan.node, rows)
@@ -252,27 +332,12 @@ Errors = list[dict[str, Any]]
 
 def _shape(plan: NodePlan, rows: list[Any]) -> tuple[list[dict[str, Any]], list[Errors]]:
     """Rows → node dicts, and per row the errors with paths relative to the node."""
-    entries = [(e.key, e.kind, e.index, e.transform, e.payload) for e in plan.entries]
-    denied = any(e.kind is Kind.DENIED for e in plan.entries)
-    out: list[dict[str, Any]] = []
-    row_errs: list[Errors] = []
-    for row in rows:
-        node: dict[str, Any] = {}
-        errs: Errors = []
-        for key, kind, index, transform, payload in entries:
-            if kind is Kind.VALUE:
-                v = row[index]
-                node[key] = transform(v) if transform is not None and v is not None else v
-            elif kind is Kind.TYPENAME:
-                node[key] = payload
-            elif kind is Kind.DENIED:
-                node[key] = None
-                errs.append({**payload, "path": [key]})
-            else:  # LINK, filled in by _links
-                node[key] = None
-        out.append(node)
-        row_errs.append(errs if denied or plan.links else _NO_ERRORS)
-    return out, row_errs
+    shape = plan.shaper()
+    out = [shape(row) for row in rows]
+    denied = [e for e in plan.entries if e.kind is Kind.DENIED]
+    if not denied and not plan.links:
+        return out, [_NO_ERRORS] * len(rows)
+    return out, [[{**e.payload, "path": [e.key]} for e in denied] for _ in rows]
 
 
 _NO_ERRORS: Errors = []
@@ -320,7 +385,7 @@ async def _entities(
                 continue
             node = ds_plan.node
             assert node is not None
-            rows = (await conn.execute(entity_statement(ds_plan, keys))).all()
+            rows = await fetch_all(conn, entity_statement(ds_plan, keys))
             _record_read(ctx, ds_plan.dataset.code, len(rows), ds_plan.access)
             shaped, row_errs = _shape(node, rows)
             await _links(node, rows, shaped, row_errs, ctx, conn)
