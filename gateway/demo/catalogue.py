@@ -65,14 +65,14 @@ _PERSON_NAME = FieldSpec(
 )
 
 
-def _credit_code(title: str = "统一社会信用代码", *, indexed: bool = True) -> FieldSpec:
+def _credit_code(title: str = "统一社会信用代码") -> FieldSpec:
     return FieldSpec(
         "credit_code",
         FieldType.STRING,
         title,
         "18 位统一社会信用代码（GB 32100）",
         nullable=False,
-        indexed=indexed,
+        indexed=True,
     )
 
 

@@ -70,11 +70,10 @@ async def _load_dataset(engine: AsyncEngine, spec: DatasetSpec, generator: DemoG
             if bar is not None:
                 bar.console.print(f"[dim]{spec.code}: {existing:,} rows already loaded, skipped[/dim]")
             return int(existing)
-        task = _Task(bar, spec.code, generator.count(spec.code))
+        task = _Task(bar, spec.code)
         task.note("preparing…")
         generator.prepare(spec.code)  # shared pools (people, enterprises): seconds at the large size
-        task.note("")
-        task.restart_clock()
+        task.start(total=generator.count(spec.code))
         rows = generator.rows(spec.code)
         # Building an index once over sorted keys is several times faster than updating it
         # row by row (ID numbers arrive in random order), so load into a bare table.
@@ -230,9 +229,9 @@ def _progress_bar() -> AbstractContextManager[Any]:
 class _Task:
     """One dataset's line: rows/s measured from the first row to the rebuilt indexes."""
 
-    def __init__(self, bar: Any, description: str, total: int) -> None:
+    def __init__(self, bar: Any, description: str) -> None:
         self.bar, self.loaded, self.started = bar, 0, time.perf_counter()
-        self.id = bar.add_task(description, total=total, rate="", note="") if bar is not None else None
+        self.id = bar.add_task(description, total=None, rate="", note="") if bar is not None else None
 
     def _rate(self) -> str:
         seconds = time.perf_counter() - self.started
@@ -247,8 +246,10 @@ class _Task:
         if self.bar is not None:
             self.bar.update(self.id, note=text)
 
-    def restart_clock(self) -> None:
+    def start(self, total: int) -> None:
         self.started = time.perf_counter()
+        if self.bar is not None:
+            self.bar.update(self.id, total=total, note="")
 
     def done(self) -> None:
         if self.bar is not None:
