@@ -233,12 +233,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def postgres_cpu_seconds() -> float:
+def postgres_cpu_seconds(database: str) -> float:
+    """CPU of the PostgreSQL backends serving `database` (their title names it); other
+    databases' backends on this machine count as "other"."""
     total = 0.0
+    needle = f" {database} ".encode()
     for p in Path("/proc").iterdir():
         if p.name.isdigit():
             try:
-                if (p / "comm").read_text().strip() in ("postgres", "postmaster"):
+                if needle in (p / "cmdline").read_bytes() and (p / "comm").read_text().strip() == "postgres":
                     total += cpu_seconds(int(p.name))
             except OSError:
                 continue
@@ -261,7 +264,45 @@ def children_cpu_seconds() -> float:
 
 
 def shuqiao_env(args: argparse.Namespace) -> dict[str, str]:
-    return {**os.environ, "SHUQIAO_DATABASE_URL": args.database_url, "SHUQIAO_VAR_DIR": str(args.var_dir)}
+    env = {**os.environ, "SHUQIAO_DATABASE_URL": args.database_url, "SHUQIAO_VAR_DIR": str(args.var_dir)}
+    if args.shuqiao_src != REPO:
+        # ahead of the editable install, which points at the work tree
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(args.shuqiao_src), env.get("PYTHONPATH")]))
+    return env
+
+
+def shuqiao_source(args: argparse.Namespace, tmp: Path) -> str:
+    """Point args.shuqiao_src at the code to measure; describe it."""
+
+    def git(*cmd: str) -> str:
+        return subprocess.run(
+            ["git", *cmd], cwd=REPO, capture_output=True, text=True, check=True
+        ).stdout.strip()
+
+    if args.shuqiao_rev:
+        rev = git("rev-parse", "--short", args.shuqiao_rev)
+        args.shuqiao_src = tmp / f"shuqiao-{rev}"
+        args.shuqiao_src.mkdir()
+        archive = subprocess.run(["git", "archive", rev], cwd=REPO, capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(args.shuqiao_src)], input=archive, check=True)
+        log(f"measuring Shuqiao at {rev} (exported to {args.shuqiao_src})")
+        return f"git {rev}"
+    args.shuqiao_src = REPO
+    dirty = git(
+        "status",
+        "--porcelain",
+        "--untracked-files=no",
+        "--",
+        "gateway",
+        "schema",
+        "resolvers",
+        "policies",
+        "keys",
+        "asgi.py",
+    )
+    return f"work tree at {git('rev-parse', '--short', 'HEAD')}" + (
+        " with uncommitted changes" if dirty else ""
+    )
 
 
 def setup_database(args: argparse.Namespace) -> float:
@@ -282,7 +323,9 @@ def setup_database(args: argparse.Namespace) -> float:
     shutil.rmtree(args.var_dir, ignore_errors=True)
     cmd = [str(VENV_BIN / "shuqiao"), "demo", "init", "--size", args.size]
     log(f"shuqiao demo init --size {args.size} (SHUQIAO_VAR_DIR={args.var_dir})")
-    out = subprocess.run(cmd, cwd=REPO, env=shuqiao_env(args), capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        cmd, cwd=args.shuqiao_src, env=shuqiao_env(args), capture_output=True, text=True, check=False
+    )
     if out.returncode != 0:
         raise RuntimeError(
             f"shuqiao demo init failed ({out.returncode}):\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}"
@@ -465,11 +508,12 @@ def run_wrk(args: argparse.Namespace, c: Case, seconds: float) -> tuple[dict[str
 
 
 def measure_round(args: argparse.Namespace, c: Case, seconds: float) -> None:
-    srv0, pg0, kids0 = cpu_seconds(c.pid), postgres_cpu_seconds(), children_cpu_seconds()
+    db = args.database_url.rsplit("/", 1)[1]
+    srv0, pg0, kids0 = cpu_seconds(c.pid), postgres_cpu_seconds(db), children_cpu_seconds()
     (busy0, steal0), t0 = machine_cpu_seconds(), time.monotonic()
     stats, quantiles = run_wrk(args, c, seconds)
     wall = time.monotonic() - t0
-    srv, pg = cpu_seconds(c.pid) - srv0, postgres_cpu_seconds() - pg0
+    srv, pg = cpu_seconds(c.pid) - srv0, postgres_cpu_seconds(db) - pg0
     wrk_cpu = children_cpu_seconds() - kids0
     busy1, steal1 = machine_cpu_seconds()
     c.cpu.update(
@@ -511,7 +555,7 @@ def server_command(args: argparse.Namespace, kind: str, port: int) -> tuple[list
     uvicorn = [str(VENV_BIN / "uvicorn")]
     quiet = ["--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning"]
     if kind == "shuqiao":
-        return [*uvicorn, "asgi:app", *quiet], REPO, shuqiao_env(args)
+        return [*uvicorn, "asgi:app", *quiet], args.shuqiao_src, shuqiao_env(args)
     if kind == "bare":
         env = {**os.environ, "BENCH_DATABASE_URL": args.database_url}
         return [*uvicorn, "--app-dir", str(BENCH_DIR), "bare_strawberry_app:app", *quiet], REPO, env
@@ -560,7 +604,8 @@ def report(cases: list[Case], meta: dict[str, Any]) -> dict[str, Any]:
         "",
         f"Shuqiao gateway bench {meta['when']}: {meta['enterprises']} enterprises (demo size {meta['size']}),"
         f" wrk -t1 -c{meta['connections']}, {meta['warmup_s']}s warm-up + {meta['duration_s']}s measured"
-        f" in {meta['rounds']} alternating rounds, per target per case; one server process each",
+        f" in {meta['rounds']} alternating rounds, per target per case; one server process each;"
+        f" Shuqiao: {meta['shuqiao']}",
         "",
         f"{'target':14s}{'case':8s}{'req/s':>8s}{'p50 ms':>9s}{'p99 ms':>9s}{'errors':>7s}{'resp B':>8s}"
         f"   CPU % of one core: server postgres wrk other (steal)",
@@ -603,6 +648,15 @@ def report(cases: list[Case], meta: dict[str, Any]) -> dict[str, Any]:
                 "meets_postgraphile_target": ok_pg,
             }
             lines.append(f"{sq:14s}{case:8s}{fmt(vs_bare, ok_bare):>14s}{fmt(vs_pg, ok_pg):>18s}")
+    other = [r["cpu_pct"].get("other", 0) for r in rows]
+    busy = sum(other) / len(other) if other else 0.0
+    meta["other_cpu_pct_mean"] = round(busy, 1)
+    if busy > 25:
+        lines += [
+            "",
+            f"NOTE: other processes used {busy:.0f}% of a core on average during the measurements"
+            " (the machine has 2): absolute figures are low and noisy; ratios from this run are fairer.",
+        ]
     print("\n".join(lines), flush=True)
     return {"meta": meta, "results": rows, "ratios": ratios}
 
@@ -619,11 +673,15 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=15, help="seconds measured per target per case")
     p.add_argument("--rounds", type=int, default=3, help="the measured seconds are split into this many")
     p.add_argument("--warmup", type=float, default=3, help="seconds of warm-up per target per case")
-    p.add_argument("--connections", type=int, default=8, help="concurrent connections (wrk -c)")
+    p.add_argument("--connections", type=int, default=4, help="concurrent connections (wrk -c)")
     p.add_argument("--servers", default="shuqiao,bare,postgraphile", help="subset, comma-separated")
     p.add_argument("--cases", default="lookup,page", help="subset of lookup,page, comma-separated")
     p.add_argument("--port", type=int, default=8101, help="first of three consecutive ports")
     p.add_argument("--wrk", default="wrk")
+    p.add_argument(
+        "--shuqiao-rev",
+        help="measure this git revision of Shuqiao (exported with git archive) instead of the work tree",
+    )
     return p.parse_args()
 
 
@@ -659,7 +717,9 @@ def main() -> int:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     logs = RESULTS_DIR / f"logs-{stamp}"
     logs.mkdir(parents=True)
+    tmp = Path(tempfile.mkdtemp(prefix="shuqiao-bench-"))
     try:
+        source = shuqiao_source(args, tmp)
         setup_s = setup_database(args)
         codes = lookup_codes(args)
         cases = start_servers(args, procs, codes, logs)
@@ -686,6 +746,7 @@ def main() -> int:
                 )
         meta = {
             "when": stamp,
+            "shuqiao": source,
             "size": args.size,
             "enterprises": table_size(args),
             "connections": args.connections,
@@ -709,6 +770,7 @@ def main() -> int:
         return 0
     finally:
         procs.stop_all()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
