@@ -17,7 +17,8 @@ from gateway.db import create_engine
 from gateway.graphql_http import GraphQLEndpoint
 from gateway.identity import discovery
 from gateway.identity.apikeys import ApiKeyVerifier
-from gateway.identity.oauth import TokenEndpoint
+from gateway.identity.routes import identity_routes
+from gateway.identity.service import Identity
 from gateway.identity.tokens import TokenService, load_signing_key
 from gateway.middleware import RequestIdMiddleware
 from gateway.registry import SchemaRegistry
@@ -42,6 +43,16 @@ def build_state(settings: Settings, access_log: AccessLog | None = None) -> Gate
         tokens=tokens,
         hasher=hasher,
         api_keys=ApiKeyVerifier(engine, hasher),
+        identity=Identity.build(
+            engine,
+            hasher,
+            tokens,
+            redis_url=settings.redis_url,
+            namespace=settings.redis_namespace,
+            anonymous_rate=settings.anonymous_rate,
+            key_per_minute=settings.api_key_rate_per_minute,
+            key_per_day=settings.api_key_daily_quota,
+        ),
         access_log=access_log or _access_log(settings, engine),
     )
 
@@ -77,11 +88,7 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
             GraphQLEndpoint(Tier.SHARE, state).handle,
             methods=["GET", "POST", "PUT", "DELETE"],
         ),
-        Route(
-            "/oauth/token",
-            TokenEndpoint(state.engine, state.tokens, state.hasher).handle,
-            methods=["GET", "POST"],
-        ),
+        *identity_routes(state.identity),  # /oauth/*, /admin/identity/*, sign-in pages
         Route("/.well-known/openid-configuration", discovery.openid_configuration),
         Route("/.well-known/oauth-authorization-server", discovery.openid_configuration),
         Route("/.well-known/oauth-protected-resource", discovery.protected_resource),

@@ -15,7 +15,8 @@ from starlette.responses import Response
 
 from gateway.access_log import AccessEvent, query_digest
 from gateway.identity.apikeys import InvalidApiKey
-from gateway.identity.tokens import InvalidToken
+from gateway.identity.limits_hook import check_rate, restrict_grants
+from gateway.identity.tokens import SHARE_AUDIENCE, InvalidToken
 from gateway.state import GatewayState
 from policies.model import Tier
 from resolvers.context import ANONYMOUS, ExecutionContext, Principal, PrincipalKind
@@ -136,6 +137,7 @@ class GraphQLEndpoint:
                 raise HTTPProblem(406, f"Accept {GRAPHQL_RESPONSE} or {JSON}.", "NOT_ACCEPTABLE")
             body = await _read_body(request, self.state.settings.limits.max_body_bytes)
             principal = await self._identify(request)
+            await self._limit(request, principal)
             query, variables, op_name = _params(request, body)
             if request.method == "GET" and query.lstrip().startswith(("mutation", "subscription")):
                 raise HTTPProblem(405, "Only queries may use GET.", "METHOD_NOT_ALLOWED", {"Allow": "POST"})
@@ -172,6 +174,7 @@ class GraphQLEndpoint:
                 media_type=media or JSON,
                 headers={"Retry-After": "5"},
             )
+        response.headers.update(getattr(request.state, "ratelimit_headers", {}))
         return response
 
     async def _identify(self, request: Request) -> Principal:
@@ -194,7 +197,7 @@ class GraphQLEndpoint:
                     {"WWW-Authenticate": realm + ', error="invalid_request"'},
                 )
             try:
-                claims = self.state.tokens.verify(token.strip())
+                claims = await self.state.identity.authenticate_bearer(token.strip(), SHARE_AUDIENCE)
             except InvalidToken:
                 raise HTTPProblem(
                     401,
@@ -202,7 +205,7 @@ class GraphQLEndpoint:
                     "UNAUTHENTICATED",
                     {"WWW-Authenticate": realm + ', error="invalid_token"'},
                 ) from None
-            if "share:read" not in claims.scopes:
+            if "share:read" not in claims.scopes or not claims.department:
                 raise HTTPProblem(
                     403,
                     "The token lacks the share:read scope.",
@@ -216,7 +219,7 @@ class GraphQLEndpoint:
         if key is None:
             return ANONYMOUS
         try:
-            ident = await self.state.api_keys.verify(key.strip())
+            ident = await self.state.identity.api_keys.verify(key.strip())
         except InvalidApiKey:
             raise HTTPProblem(
                 401,
@@ -224,7 +227,20 @@ class GraphQLEndpoint:
                 "UNAUTHENTICATED",
                 {"WWW-Authenticate": 'ApiKey realm="shuqiao", header="X-API-Key"'},
             ) from None
-        return Principal(PrincipalKind.ENTERPRISE, ident.prefix, ident.enterprise)
+        request.state.api_key_limits = (ident.rate_per_minute, ident.daily_quota)
+        return Principal(PrincipalKind.ENTERPRISE, ident.prefix, ident.enterprise, ident.datasets)
+
+    async def _limit(self, request: Request, principal: Principal) -> None:
+        """Rate limits and quotas (gateway.identity.ratelimit): 429 with Retry-After."""
+        decision = await check_rate(self.state.identity.limiter, request, principal)
+        if not decision.allowed:
+            raise HTTPProblem(
+                429,
+                f"Rate limit exceeded ({decision.policy}); retry after {decision.retry_after} s.",
+                "RATE_LIMITED",
+                decision.headers,
+            )
+        request.state.ratelimit_headers = decision.headers
 
     async def _execute(
         self, principal: Principal, query: str, variables: dict[str, Any] | None, op_name: str | None
@@ -234,7 +250,7 @@ class GraphQLEndpoint:
         ctx = ExecutionContext(
             self.tier,
             principal,
-            await registry.grants(),
+            restrict_grants(principal, await registry.grants()),
             datetime.now(UTC),
             self.state.settings.limits,
             encryptor=self.state.encryptor_for(principal),

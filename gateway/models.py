@@ -3,10 +3,20 @@
 from gateway.audit.models import AuditChainHead, AuditEvent
 from gateway.catalogue.models import CatalogueState, Dataset, DatasetField, Department
 from gateway.grants.models import GrantRecord
-from gateway.identity.models import ApiKey, Enterprise, OAuthClient
+from gateway.identity.models import (
+    ApiKey,
+    AuthorizationCode,
+    Enterprise,
+    OAuthClient,
+    RefreshToken,
+    RevokedToken,
+    TrustedIssuer,
+    User,
+)
 
 __all__ = [
     "ApiKey",
+    "AuthorizationCode",
     "AuditChainHead",
     "AuditEvent",
     "CatalogueState",
@@ -16,4 +26,8 @@ __all__ = [
     "Enterprise",
     "GrantRecord",
     "OAuthClient",
+    "RefreshToken",
+    "RevokedToken",
+    "TrustedIssuer",
+    "User",
 ]

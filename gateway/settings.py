@@ -51,6 +51,13 @@ class Settings:
     debug: bool = False
     # "chain": the SM3 hash-chained audit table (durable before data leaves);
     # "log": JSON lines on the shuqiao.access logger only.
+    # Rate limits on the open tier (gateway.identity.ratelimit): shared through Redis by every
+    # worker when redis_url is set, in-process otherwise.
+    redis_url: str | None = None
+    redis_namespace: str = "shuqiao"
+    anonymous_rate: str = "60/minute"
+    api_key_rate_per_minute: int = 120
+    api_key_daily_quota: int = 10_000
     audit_store: str = "log"
 
     @classmethod
@@ -72,6 +79,11 @@ class Settings:
             ),
             master_key_file=Path(_env("MASTER_KEY_FILE", str(var_dir / "master.key"))),
             debug=_env("DEBUG", "") == "1",
+            redis_url=_env("REDIS_URL", "") or None,
+            redis_namespace=_env("REDIS_NAMESPACE", "shuqiao"),
+            anonymous_rate=_env("ANONYMOUS_RATE", "60/minute"),
+            api_key_rate_per_minute=_int("API_KEY_RATE_PER_MINUTE", 120),
+            api_key_daily_quota=_int("API_KEY_DAILY_QUOTA", 10_000),
             audit_store=_env("AUDIT_STORE", "log"),
         )
 

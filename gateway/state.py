@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.access_log import AccessLog
 from gateway.identity.apikeys import ApiKeyVerifier
+from gateway.identity.service import Identity
 from gateway.identity.tokens import TokenService
 from gateway.registry import SchemaRegistry
 from gateway.secrets import SecretHasher
@@ -24,6 +25,7 @@ class GatewayState:
     hasher: SecretHasher
     api_keys: ApiKeyVerifier
     access_log: AccessLog
+    identity: Identity | None = None  # OAuth server, resource-server checks, rate limits
 
     def encryptor_for(self, principal: Principal) -> Encryptor | None:
         """Field encryption to the consumer's SM2 key arrives with the key store; until a

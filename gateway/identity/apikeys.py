@@ -1,17 +1,22 @@
-"""Enterprise API keys: `sq_<prefix>_<secret>`. Shown once; stored as prefix + keyed hash."""
+"""Enterprise API keys: `sq_<prefix>_<secret>`. Shown once; stored as prefix + keyed hash.
+
+A key carries its scopes (the datasets it may use, within the enterprise's grants), an
+expiry, and optional rate limit and daily quota. Rotation issues a new key and lets the
+old one live on for an overlap window; revocation is immediate (within the verifier's
+cache ttl)."""
 
 from __future__ import annotations
 
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from gateway.identity.models import ApiKey
+from gateway.identity.models import ApiKey, Enterprise
 from gateway.secrets import SecretHasher
 
 KEY_PREFIX = "sq_"
@@ -21,10 +26,17 @@ class InvalidApiKey(Exception):
     pass
 
 
+class ApiKeyError(ValueError):
+    pass
+
+
 @dataclass(frozen=True, slots=True)
 class ApiKeyIdentity:
     prefix: str
     enterprise: str
+    datasets: frozenset[str] = frozenset()
+    rate_per_minute: int | None = None
+    daily_quota: int | None = None
 
 
 def split_key(key: str) -> tuple[str, str]:
@@ -36,12 +48,39 @@ def split_key(key: str) -> tuple[str, str]:
     return prefix, secret
 
 
+def _aware(dt: datetime | None) -> datetime | None:
+    return dt.replace(tzinfo=UTC) if dt is not None and dt.tzinfo is None else dt
+
+
+def describe(row: ApiKey) -> dict[str, object]:
+    """What may be shown about a key after creation: never the secret or its hash."""
+    now = datetime.now(UTC)
+    exp = _aware(row.expires_at)
+    state = "revoked" if row.revoked_at else ("expired" if exp and exp <= now else "active")
+    return {
+        "prefix": row.prefix,
+        "enterprise": row.enterprise_code,
+        "name": row.name,
+        "datasets": row.datasets.split(),
+        "rate_per_minute": row.rate_per_minute,
+        "daily_quota": row.daily_quota,
+        "expires_at": exp.isoformat() if exp else None,
+        "revoked_at": _aware(row.revoked_at).isoformat() if row.revoked_at else None,  # type: ignore[union-attr]
+        "replaced_by": row.replaced_by,
+        "state": state,
+    }
+
+
 async def create_api_key(
     engine: AsyncEngine,
     hasher: SecretHasher,
     enterprise: str,
     name: str = "",
     expires_at: datetime | None = None,
+    *,
+    datasets: list[str] | None = None,
+    rate_per_minute: int | None = None,
+    daily_quota: int | None = None,
 ) -> tuple[str, ApiKey]:
     prefix = secrets.token_hex(4)
     secret = secrets.token_urlsafe(32)
@@ -52,44 +91,106 @@ async def create_api_key(
         enterprise_code=enterprise,
         name=name,
         expires_at=expires_at,
+        datasets=" ".join(sorted(set(datasets or []))),
+        rate_per_minute=rate_per_minute,
+        daily_quota=daily_quota,
     )
     async with AsyncSession(engine) as session:
+        if await session.get(Enterprise, enterprise) is None:
+            raise ApiKeyError(f"no enterprise {enterprise!r}")
         session.add(row)
         await session.commit()
         await session.refresh(row)
     return key, row
 
 
+async def _by_prefix(session: AsyncSession, prefix: str) -> ApiKey:
+    row = (await session.exec(select(ApiKey).where(ApiKey.prefix == prefix))).scalar_one_or_none()
+    if row is None:
+        raise ApiKeyError(f"no API key with prefix {prefix!r}")
+    return row
+
+
+async def revoke_api_key(engine: AsyncEngine, prefix: str) -> ApiKey:
+    async with AsyncSession(engine) as session:
+        row = await _by_prefix(session, prefix)
+        if row.revoked_at is None:
+            row.revoked_at = datetime.now(UTC)
+            session.add(row)
+            await session.commit()
+            await session.refresh(row)
+        return row
+
+
+async def rotate_api_key(
+    engine: AsyncEngine, hasher: SecretHasher, prefix: str, overlap: timedelta = timedelta(hours=24)
+) -> tuple[str, ApiKey, ApiKey]:
+    """A new key with the old one's scopes and limits; the old one expires after `overlap`."""
+    async with AsyncSession(engine) as session:
+        old = await _by_prefix(session, prefix)
+    if old.revoked_at is not None:
+        raise ApiKeyError("a revoked key cannot be rotated")
+    key, new = await create_api_key(
+        engine,
+        hasher,
+        old.enterprise_code,
+        old.name,
+        old.expires_at,
+        datasets=old.datasets.split(),
+        rate_per_minute=old.rate_per_minute,
+        daily_quota=old.daily_quota,
+    )
+    until = datetime.now(UTC) + overlap
+    async with AsyncSession(engine) as session:
+        row = await _by_prefix(session, prefix)
+        exp = _aware(row.expires_at)
+        row.expires_at = until if exp is None or exp > until else exp
+        row.replaced_by = new.prefix
+        session.add(row)
+        await session.commit()
+        await session.refresh(row)
+    return key, new, row
+
+
+async def list_api_keys(engine: AsyncEngine, enterprise: str | None = None) -> list[ApiKey]:
+    async with AsyncSession(engine) as session:
+        q = select(ApiKey).order_by(ApiKey.id)  # type: ignore[arg-type]
+        if enterprise:
+            q = q.where(ApiKey.enterprise_code == enterprise)
+        return list((await session.exec(q)).scalars().all())
+
+
 class ApiKeyVerifier:
     """Checks keys against the database, caching positive answers briefly so a hot key
     costs one hash, not one query, per request; revocation applies within `ttl`."""
 
-    def __init__(self, engine: AsyncEngine, hasher: SecretHasher, ttl: float = 5.0) -> None:
+    def __init__(self, engine: AsyncEngine, hasher: SecretHasher, ttl: float = 2.0) -> None:
         self.engine = engine
         self.hasher = hasher
         self.ttl = ttl
-        self._cache: dict[str, tuple[float, ApiKeyIdentity]] = {}
+        self._cache: dict[str, tuple[float, float, ApiKeyIdentity]] = {}
 
     async def verify(self, key: str) -> ApiKeyIdentity:
         prefix, _ = split_key(key)
         hit = self._cache.get(key)
         now = time.monotonic()
-        if hit is not None and hit[0] > now:
-            return hit[1]
+        if hit is not None and hit[0] > now and hit[1] > time.time():
+            return hit[2]
         async with AsyncSession(self.engine) as session:
             row = (await session.exec(select(ApiKey).where(ApiKey.prefix == prefix))).scalar_one_or_none()
         if row is None or not self.hasher.verify(key, row.secret_hash):
             raise InvalidApiKey("unknown")
-        current = datetime.now(UTC)
-        expires = (
-            row.expires_at.replace(tzinfo=UTC)
-            if row.expires_at and row.expires_at.tzinfo is None
-            else row.expires_at
-        )
-        if row.revoked_at is not None or (expires is not None and expires <= current):
+        expires = _aware(row.expires_at)
+        if row.revoked_at is not None or (expires is not None and expires <= datetime.now(UTC)):
             raise InvalidApiKey("revoked or expired")
-        ident = ApiKeyIdentity(prefix, row.enterprise_code)
+        ident = ApiKeyIdentity(
+            prefix,
+            row.enterprise_code,
+            frozenset(row.datasets.split()),
+            row.rate_per_minute,
+            row.daily_quota,
+        )
         if len(self._cache) > 10_000:
             self._cache.clear()
-        self._cache[key] = (now + self.ttl, ident)
+        self._cache[key] = (now + self.ttl, expires.timestamp() if expires else float("inf"), ident)
         return ident

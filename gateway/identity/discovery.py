@@ -5,7 +5,8 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from gateway.identity.oauth import SCOPES
+from gateway.identity.oauth import AUTH_METHODS
+from gateway.identity.roles import API_SCOPES, OIDC_SCOPES
 from gateway.identity.tokens import ALGORITHM
 
 
@@ -14,20 +15,33 @@ async def openid_configuration(request: Request) -> JSONResponse:
     return JSONResponse(
         {
             "issuer": issuer,
+            "authorization_endpoint": f"{issuer}/oauth/authorize",
             "token_endpoint": f"{issuer}/oauth/token",
+            "revocation_endpoint": f"{issuer}/oauth/revoke",
+            "introspection_endpoint": f"{issuer}/oauth/introspect",
+            "userinfo_endpoint": f"{issuer}/oauth/userinfo",
             "jwks_uri": f"{issuer}/.well-known/jwks.json",
-            "grant_types_supported": ["client_credentials"],
-            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-            "scopes_supported": list(SCOPES),
+            "grant_types_supported": ["client_credentials", "authorization_code", "refresh_token"],
+            "response_types_supported": ["code"],
+            "response_modes_supported": ["query"],
+            "code_challenge_methods_supported": ["S256"],
+            "token_endpoint_auth_methods_supported": [*AUTH_METHODS, "none"],
+            "token_endpoint_auth_signing_alg_values_supported": ["ES256", "RS256", "PS256", "EdDSA"],
+            "revocation_endpoint_auth_methods_supported": [*AUTH_METHODS, "none"],
+            "introspection_endpoint_auth_methods_supported": AUTH_METHODS,
+            "scopes_supported": [*OIDC_SCOPES, *API_SCOPES],
+            "claims_supported": ["sub", "name", "preferred_username", "dept", "enterprise", "roles"],
             "id_token_signing_alg_values_supported": [ALGORITHM],
-            "response_types_supported": ["token"],
             "subject_types_supported": ["public"],
-        }
+        },
+        headers={"Cache-Control": "public, max-age=300"},
     )
 
 
 async def jwks(request: Request) -> JSONResponse:
-    return JSONResponse(request.app.state.gateway.tokens.jwks())
+    return JSONResponse(
+        request.app.state.gateway.tokens.jwks(), headers={"Cache-Control": "public, max-age=300"}
+    )
 
 
 async def protected_resource(request: Request) -> JSONResponse:

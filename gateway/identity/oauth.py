@@ -1,79 +1,200 @@
-"""The token endpoint (RFC 6749 client credentials) on Authlib's framework-agnostic server.
+"""The authorization server on Authlib's framework-agnostic core (RFC 6749 and friends).
 
-Authlib ships no Starlette server integration: this module is the small adapter — an
-OAuth2Request built from a Starlette request, and responses handed back to Starlette.
-Clients are loaded (async) before Authlib runs its synchronous checks."""
+Authlib ships no Starlette server integration and its hooks are synchronous; this module
+is the small adapter. Each OAuth request runs Authlib in a worker thread
+(`anyio.to_thread`), and the hooks reach the async database through `anyio.from_thread`,
+so the event loop never blocks on Authlib and Authlib never sees a coroutine.
+
+- client credentials with client_secret_basic, client_secret_post and private_key_jwt (RFC 7523)
+- authorization code with PKCE, S256 only (RFC 7636), for people; ID tokens (OIDC Core)
+- refresh tokens rotated on every use; a used one presented again revokes its family
+- revocation (RFC 7009) and introspection (RFC 7662)
+"""
 
 from __future__ import annotations
 
-import base64
-import binascii
-from typing import Any, ClassVar
-from urllib.parse import unquote
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
+import anyio
+import anyio.from_thread
+import anyio.to_thread
 import orjson
 from authlib.oauth2 import AuthorizationServer
-from authlib.oauth2.rfc6749 import ClientMixin, OAuth2Request, grants
-from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
-from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlmodel.ext.asyncio.session import AsyncSession
+from authlib.oauth2.rfc6749 import (
+    AuthorizationCodeMixin,
+    ClientMixin,
+    InvalidClientError,
+    OAuth2Request,
+    TokenMixin,
+    grants,
+)
+from authlib.oauth2.rfc6749.errors import InvalidRequestError
+from authlib.oauth2.rfc6749.requests import OAuth2Payload
+from authlib.oauth2.rfc7009 import RevocationEndpoint
+from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
+from authlib.oauth2.rfc7636 import CodeChallenge
+from authlib.oauth2.rfc7662 import IntrospectionEndpoint
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.identity.models import OAuthClient
-from gateway.identity.tokens import TokenService
-from gateway.secrets import SecretHasher
+from gateway.identity.models import AuthorizationCode, OAuthClient, RefreshToken, User
+from gateway.identity.roles import API_SCOPES, OIDC_SCOPES, scopes_for_roles
+from gateway.identity.tokens import InvalidToken, TokenClaims
 
-SCOPES = ("share:read", "catalog:write", "grants:approve", "audit:read", "admin")
+if TYPE_CHECKING:
+    from gateway.identity.service import Identity
+
+SCOPES = API_SCOPES
+SECRET_METHODS = ["client_secret_basic", "client_secret_post"]
+AUTH_METHODS = [*SECRET_METHODS, "private_key_jwt"]
+ASSERTION_ALGORITHMS = ["ES256", "RS256", "PS256", "EdDSA"]
+T = TypeVar("T")
+
+
+def _bridge(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+    """From Authlib's worker thread, run one coroutine on the event loop and wait."""
+    return anyio.from_thread.run(fn, *args)
 
 
 class Client(ClientMixin):
-    def __init__(self, row: OAuthClient, hasher: SecretHasher) -> None:
+    def __init__(self, row: OAuthClient, hasher: Any) -> None:
         self.row = row
         self._hasher = hasher
+
+    @property
+    def client_id(self) -> str:
+        return self.row.client_id
 
     def get_client_id(self) -> str:
         return self.row.client_id
 
+    def _grants(self) -> set[str]:
+        return set(self.row.grant_types.split())
+
     def get_default_redirect_uri(self) -> str | None:
-        return None
+        uris = self.row.redirect_uris.split()
+        return uris[0] if uris else None
 
     def get_allowed_scope(self, scope: str | None) -> str:
         allowed = set(self.row.scopes.split())
+        if "authorization_code" in self._grants():
+            allowed |= set(OIDC_SCOPES)
         if not scope:
-            return " ".join(sorted(allowed))
+            return " ".join(sorted(allowed - set(OIDC_SCOPES)))
         return " ".join(s for s in scope.split() if s in allowed)
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:
-        return False
+        return redirect_uri in self.row.redirect_uris.split()
 
     def check_client_secret(self, client_secret: str) -> bool:
-        return self._hasher.verify(client_secret, self.row.secret_hash)
+        return bool(self.row.secret_hash) and self._hasher.verify(client_secret, self.row.secret_hash)
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
-        return endpoint == "token" and method in ("client_secret_basic", "client_secret_post")
+        return not self.row.disabled and method in self.row.auth_methods.split()
 
     def check_response_type(self, response_type: str) -> bool:
-        return False
+        return response_type == "code" and "authorization_code" in self._grants()
 
     def check_grant_type(self, grant_type: str) -> bool:
-        return grant_type == "client_credentials" and not self.row.disabled
+        return grant_type in self._grants() and not self.row.disabled
 
 
-class _ClientCredentials(grants.ClientCredentialsGrant):
-    TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = ["client_secret_basic", "client_secret_post"]
+class _CodeRecord(AuthorizationCodeMixin):
+    def __init__(self, row: AuthorizationCode) -> None:
+        self.row = row
+
+    def get_redirect_uri(self) -> str:
+        return self.row.redirect_uri
+
+    def get_scope(self) -> str:
+        return self.row.scope
+
+    def get_nonce(self) -> str | None:
+        return self.row.nonce
+
+    def get_auth_time(self) -> int:
+        return self.row.auth_time
 
 
-class _StarletteOAuth2Request(OAuth2Request):
-    def __init__(self, request: Request, form: dict[str, str]) -> None:
+class RefreshRecord(TokenMixin):
+    kind = "refresh_token"
+
+    def __init__(self, row: RefreshToken) -> None:
+        self.row = row
+
+    def check_client(self, client: Client) -> bool:
+        return self.row.client_id == client.get_client_id()
+
+    def get_scope(self) -> str:
+        return self.row.scope
+
+    def get_expires_in(self) -> int:
+        return max(0, int(self.row.expires_at.timestamp() - time.time()))
+
+    def is_expired(self) -> bool:
+        exp = self.row.expires_at
+        return (exp.timestamp() if exp.tzinfo else exp.replace(tzinfo=None).timestamp()) < time.time()
+
+    def is_revoked(self) -> bool:
+        return self.row.revoked_at is not None or self.row.used_at is not None
+
+
+class AccessRecord(TokenMixin):
+    kind = "access_token"
+
+    def __init__(self, claims: TokenClaims, revoked: bool) -> None:
+        self.claims = claims
+        self.revoked = revoked
+
+    def check_client(self, client: Client) -> bool:
+        return self.claims.client_id == client.get_client_id()
+
+    def get_scope(self) -> str:
+        return " ".join(sorted(self.claims.scopes))
+
+    def get_expires_in(self) -> int:
+        return max(0, self.claims.expires_at - int(time.time()))
+
+    def is_expired(self) -> bool:
+        return self.claims.expires_at < time.time()
+
+    def is_revoked(self) -> bool:
+        return self.revoked
+
+
+class _Payload(OAuth2Payload):
+    def __init__(self, items: list[tuple[str, str]]) -> None:
+        self._data: dict[str, str] = {}
+        self._datalist: dict[str, list[str]] = {}
+        for k, v in items:
+            self._data.setdefault(k, v)
+            self._datalist.setdefault(k, []).append(v)
+
+    @property
+    def data(self) -> dict[str, str]:
+        return self._data
+
+    @property
+    def datalist(self) -> dict[str, list[str]]:  # type: ignore[override]
+        return self._datalist
+
+
+class StarletteOAuth2Request(OAuth2Request):
+    def __init__(self, request: Request, form: list[tuple[str, str]], *, use_query: bool = False) -> None:
         # TLS terminates at the data centre's ingress proxy, in front of the gateway;
         # Authlib's https check would refuse every request that reaches us behind it.
         super().__init__(
             method=request.method, uri=str(request.url.replace(scheme="https")), headers=request.headers
         )
-        self._form = form
+        self._form = dict(form)
         self._args = dict(request.query_params)
-        self.payload = BasicOAuth2Payload(form)
+        self.payload = _Payload(list(request.query_params.multi_items()) if use_query else form)
 
     @property
     def args(self) -> dict[str, str]:
@@ -84,41 +205,304 @@ class _StarletteOAuth2Request(OAuth2Request):
         return self._form
 
 
+class _ClientCredentials(grants.ClientCredentialsGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = AUTH_METHODS
+
+
+class _AuthorizationCode(grants.AuthorizationCodeGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = [*AUTH_METHODS, "none"]
+    server: _Server
+
+    def save_authorization_code(self, code: str, request: OAuth2Request) -> None:
+        user: User = request.user
+        allowed = scopes_for_roles(user.roles.split())
+        scope = " ".join(s for s in (request.scope or "").split() if s in allowed)
+        data = request.payload.data
+        row = AuthorizationCode(
+            code_hash="",
+            client_id=request.client.get_client_id(),
+            user_id=user.id,
+            redirect_uri=request.payload.redirect_uri or "",
+            scope=scope,
+            nonce=data.get("nonce"),
+            code_challenge=data["code_challenge"],
+            code_challenge_method=data.get("code_challenge_method", "S256"),
+            auth_time=int(getattr(request, "auth_time", 0) or time.time()),
+        )
+        _bridge(self.server.identity.store.save_code, code, row)
+
+    def query_authorization_code(self, code: str, client: Client) -> _CodeRecord | None:
+        row = _bridge(self.server.identity.store.take_code, code, client.get_client_id())
+        return _CodeRecord(row) if row is not None else None
+
+    def delete_authorization_code(self, authorization_code: _CodeRecord) -> None:
+        """Already consumed by `query_authorization_code`: a code is good for one try."""
+
+    def authenticate_user(self, authorization_code: _CodeRecord) -> User | None:
+        user = _bridge(self.server.identity.store.user, authorization_code.row.user_id)
+        return user if user is not None and not user.disabled else None
+
+
+class _S256Only(CodeChallenge):
+    """PKCE is required on every authorization request, and only with S256."""
+
+    SUPPORTED_CODE_CHALLENGE_METHOD: ClassVar[list[str]] = ["S256"]
+
+    def validate_code_challenge(self, grant: Any, redirect_uri: str) -> None:
+        data = grant.request.payload.data
+        if not data.get("code_challenge"):
+            raise InvalidRequestError("PKCE is required: send code_challenge (S256).")
+        if data.get("code_challenge_method") != "S256":
+            raise InvalidRequestError("Only code_challenge_method=S256 is accepted.")
+        super().validate_code_challenge(grant, redirect_uri)
+
+    def get_authorization_code_challenge(self, authorization_code: _CodeRecord) -> str:
+        return authorization_code.row.code_challenge
+
+    def get_authorization_code_challenge_method(self, authorization_code: _CodeRecord) -> str:
+        return authorization_code.row.code_challenge_method
+
+
+class _IdTokens:
+    """OpenID Connect: an ID token beside the access token when `openid` was granted."""
+
+    def __call__(self, grant: Any) -> None:
+        grant.register_hook("after_create_token_response", self.process)
+
+    def process(self, grant: Any, response: Any) -> None:
+        _, token, _ = response
+        if "openid" not in str(token.get("scope", "")).split():
+            return
+        request = grant.request
+        user: User = request.user
+        code: _CodeRecord = request.authorization_code
+        token["id_token"] = grant.server.identity.tokens.issue_id_token(
+            subject=user.id,
+            client_id=request.client.get_client_id(),
+            nonce=code.get_nonce(),
+            auth_time=code.get_auth_time(),
+            access_token=token.get("access_token"),
+            userinfo=userinfo(user, token["scope"]),
+        )
+
+
+def userinfo(user: User, scope: str) -> dict[str, Any]:
+    info: dict[str, Any] = {"sub": user.id}
+    if "profile" in scope.split():
+        info.update(name=user.display_name or user.username, preferred_username=user.username)
+    if user.department_code:
+        info["dept"] = user.department_code
+    if user.enterprise_code:
+        info["enterprise"] = user.enterprise_code
+    info["roles"] = sorted(user.roles.split())
+    return info
+
+
+class _RefreshTokenGrant(grants.RefreshTokenGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = [*AUTH_METHODS, "none"]
+    INCLUDE_NEW_REFRESH_TOKEN = True
+    server: _Server
+
+    def authenticate_refresh_token(self, refresh_token: str) -> RefreshRecord | None:
+        store = self.server.identity.store
+        row = _bridge(store.find_refresh, refresh_token)
+        if row is None or row.client_id != self.request.client.get_client_id():
+            return None
+        record = RefreshRecord(row)
+        if row.revoked_at is not None or record.is_expired():
+            return None
+        # Rotation: a token is good once. Presented again (stolen, or replayed), it
+        # revokes the whole family, including the access tokens issued from it.
+        if not _bridge(store.use_refresh, row):
+            return None
+        return record
+
+    def authenticate_user(self, refresh_token: RefreshRecord) -> User | None:
+        user = _bridge(self.server.identity.store.user, refresh_token.row.user_id)
+        return user if user is not None and not user.disabled else None
+
+    def revoke_old_credential(self, refresh_token: RefreshRecord) -> None:
+        """Already marked used by `authenticate_refresh_token`."""
+
+
+class _PrivateKeyJWT(JWTBearerClientAssertion):
+    """RFC 7523 section 2.2 client authentication with a key the client registered."""
+
+    CLIENT_AUTH_METHOD = "private_key_jwt"
+
+    def __init__(self, identity: Identity) -> None:
+        super().__init__(validate_jti=True, leeway=30)
+        self.identity = identity
+
+    def get_audiences(self) -> list[str]:
+        iss = self.identity.issuer
+        return [iss, f"{iss}/oauth/token", f"{iss}/oauth/revoke", f"{iss}/oauth/introspect"]
+
+    def validate_jti(self, claims: Any, jti: str) -> bool:
+        exp = int(claims.get("exp", 0)) if isinstance(claims.get("exp"), int) else 0
+        return bool(_bridge(self.identity.replay.first_use, f"{claims['sub']}:{jti}", exp))
+
+    def resolve_client_public_key(self, client: Client) -> KeySet:
+        if not client.row.jwks:
+            raise InvalidClientError(description="The client has no registered keys.")
+        return KeySet.import_key_set(orjson.loads(client.row.jwks))
+
+    def process_assertion_claims(self, assertion: str, resolve_key: Any) -> dict[str, Any]:
+        try:
+            token = jwt.decode(assertion, resolve_key, algorithms=ASSERTION_ALGORITHMS)
+        except (JoseError, ValueError) as err:
+            raise InvalidClientError(description="The client assertion is invalid.") from err
+        self.verify_claims(token.claims)
+        return token.claims
+
+
+class _TokenLookup:
+    server: _Server
+    CLIENT_AUTH_METHODS: ClassVar[list[str]] = [*AUTH_METHODS, "none"]
+
+    def query_token(self, token_string: str, token_type_hint: str | None) -> Any:
+        identity = self.server.identity
+        looks_like_jwt = token_string.count(".") == 2
+        if token_type_hint != "refresh_token" and looks_like_jwt:  # noqa: S105
+            try:
+                claims = identity.tokens.verify(token_string, audience=None)
+            except InvalidToken:
+                claims = None
+            if claims is not None:
+                return AccessRecord(claims, _bridge(identity.revocations.is_revoked, claims.jti))
+        row = _bridge(identity.store.find_refresh, token_string)
+        return RefreshRecord(row) if row is not None else None
+
+
+class _Revocation(_TokenLookup, RevocationEndpoint):
+    def revoke_token(self, token: Any, request: OAuth2Request) -> None:
+        identity = self.server.identity
+        if isinstance(token, AccessRecord):
+            _bridge(identity.store.revoke_jti, token.claims.jti, token.claims.expires_at)
+            identity.revocations.add(token.claims.jti, token.claims.expires_at)
+        else:
+            _bridge(identity.store.revoke_family, token.row.family_id)
+
+
+class _Introspection(_TokenLookup, IntrospectionEndpoint):
+    def check_permission(self, token: Any, client: Client, request: OAuth2Request) -> bool:
+        # the token's own client, or a resource server registered with the admin scope
+        return token.check_client(client) or "admin" in client.row.scopes.split()
+
+    def introspect_token(self, token: Any) -> dict[str, Any]:
+        if isinstance(token, AccessRecord):
+            c = token.claims
+            out: dict[str, Any] = {
+                "active": True,
+                "token_type": "Bearer",
+                "scope": token.get_scope(),
+                "client_id": c.client_id,
+                "sub": c.subject,
+                "exp": c.expires_at,
+                "iss": c.issuer,
+                "aud": sorted(c.audiences),
+                "jti": c.jti,
+                "roles": sorted(c.roles),
+            }
+            if c.department:
+                out["dept"] = c.department
+            return out
+        row = token.row
+        return {
+            "active": True,
+            "token_type": "refresh_token",
+            "scope": row.scope,
+            "client_id": row.client_id,
+            "sub": row.user_id,
+            "exp": int(row.expires_at.timestamp()),
+        }
+
+
 class _Server(AuthorizationServer):
-    def __init__(self, tokens: TokenService) -> None:
-        super().__init__(scopes_supported=list(SCOPES))
-        self.tokens = tokens
-        self._clients: dict[str, Client] = {}
+    def __init__(self, identity: Identity) -> None:
+        super().__init__(scopes_supported=[*API_SCOPES, *OIDC_SCOPES])
+        self.identity = identity
+        self._clients: dict[str, Client | None] = {}
+        self._issued: dict[str, dict[str, Any]] = {}
+        self.register_client_auth_method("private_key_jwt", _PrivateKeyJWT(identity))
         self.register_grant(_ClientCredentials)
+        self.register_grant(_AuthorizationCode, [_S256Only(required=True), _IdTokens()])
+        self.register_grant(_RefreshTokenGrant)
         self.register_token_generator("default", self._generate)
+        self.register_endpoint(_Revocation)
+        self.register_endpoint(_Introspection)
 
     def _generate(
         self,
         grant_type: str,
         client: Client,
-        user: Any = None,
+        user: User | None = None,
         scope: str | None = None,
         expires_in: int | None = None,
         include_refresh_token: bool = True,
     ) -> dict[str, Any]:
         scope = scope or client.get_allowed_scope(None)  # no scope asked: all the client may have
-        token, ttl = self.tokens.issue(
-            client.row.client_id, client.row.department_code, (scope or "").split()
-        )
-        return {"token_type": "Bearer", "access_token": token, "expires_in": ttl, "scope": scope or ""}
+        scopes = (scope or "").split()
+        if user is not None:
+            allowed = scopes_for_roles(user.roles.split())
+            scopes = [s for s in scopes if s in allowed]
+            token, claims = self.identity.tokens.issue_with_claims(
+                client.get_client_id(),
+                user.department_code,
+                scopes,
+                subject=user.id,
+                roles=user.roles.split(),
+            )
+        else:
+            token, claims = self.identity.tokens.issue_with_claims(
+                client.get_client_id(), client.row.department_code, scopes
+            )
+        self._issued[token] = claims
+        out: dict[str, Any] = {
+            "token_type": "Bearer",
+            "access_token": token,
+            "expires_in": self.identity.tokens.ttl,
+            "scope": " ".join(scopes),
+        }
+        if include_refresh_token and user is not None:
+            out["refresh_token"] = secrets.token_urlsafe(32)
+        return out
 
     def query_client(self, client_id: str) -> Client | None:
-        return self._clients.get(client_id)
+        if client_id not in self._clients:
+            row = _bridge(self.identity.store.client, client_id)
+            self._clients[client_id] = Client(row, self.identity.hasher) if row is not None else None
+        return self._clients[client_id]
 
     def save_token(self, token: dict[str, Any], request: OAuth2Request) -> None:
-        """JWT access tokens are self-contained; issuing is recorded by the audit log."""
+        refresh = token.get("refresh_token")
+        if not refresh or request.user is None:
+            return
+        claims = self._issued.get(token["access_token"], {})
+        previous: RefreshRecord | None = request.refresh_token
+        _bridge(
+            self.identity.store.save_refresh,
+            refresh,
+            **{
+                "family": previous.row.family_id if previous is not None else None,
+                "client_id": request.client.get_client_id(),
+                "user_id": request.user.id,
+                "scope": token.get("scope", ""),
+                "access_jti": claims.get("jti"),
+                "access_exp": claims.get("exp"),
+            },
+        )
 
     def create_oauth2_request(self, request: Any) -> OAuth2Request:
         return request
 
     def handle_response(self, status: int, body: Any, headers: Any) -> Response:
         hdrs = dict(headers or [])
-        hdrs.setdefault("Cache-Control", "no-store")
+        if status in (302, 303):
+            return Response(
+                status_code=303 if status == 302 else status, headers={"Location": hdrs["Location"]}
+            )
+        hdrs["Cache-Control"] = "no-store"
         hdrs["Content-Type"] = "application/json"
         return Response(orjson.dumps(body), status_code=status, headers=hdrs)
 
@@ -126,45 +510,50 @@ class _Server(AuthorizationServer):
         pass
 
 
-def _client_id_of(request: Request, form: dict[str, str]) -> str | None:
-    auth = request.headers.get("authorization", "")
-    if auth[:6].lower() == "basic ":
-        try:
-            user = base64.b64decode(auth[6:]).decode().split(":", 1)[0]
-        except (binascii.Error, UnicodeDecodeError):
-            return None
-        return unquote(user)
-    return form.get("client_id")
+def _is_form(request: Request) -> bool:
+    return (
+        request.headers.get("content-type", "").split(";")[0].strip().lower()
+        == "application/x-www-form-urlencoded"
+    )
 
 
-class TokenEndpoint:
-    def __init__(self, engine: AsyncEngine, tokens: TokenService, hasher: SecretHasher) -> None:
-        self.engine = engine
-        self.hasher = hasher
-        self.tokens = tokens
+async def _form_items(request: Request) -> list[tuple[str, str]]:
+    return [(k, v) for k, v in (await request.form()).multi_items() if isinstance(v, str)]
 
-    async def handle(self, request: Request) -> Response:
+
+class OAuthEndpoints:
+    """The HTTP side: /oauth/token, /oauth/revoke, /oauth/introspect."""
+
+    def __init__(self, identity: Identity) -> None:
+        self.identity = identity
+
+    def server(self) -> _Server:
+        return _Server(self.identity)
+
+    async def _run(self, request: Request, call: Callable[[_Server, OAuth2Request], Response]) -> Response:
         if request.method != "POST":
             return Response(status_code=405, headers={"Allow": "POST"})
-        if (
-            request.headers.get("content-type", "").split(";")[0].strip()
-            != "application/x-www-form-urlencoded"
-        ):
-            return _oauth_error("invalid_request", "use application/x-www-form-urlencoded", 400)
-        form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
-        server = _Server(self.tokens)
-        client_id = _client_id_of(request, form)
-        if client_id:
-            async with AsyncSession(self.engine) as session:
-                row = await session.get(OAuthClient, client_id)
-            if row is not None:
-                server._clients[client_id] = Client(row, self.hasher)
-        response = server.create_token_response(_StarletteOAuth2Request(request, form))
-        request.state.oauth_client = client_id if client_id in server._clients else None
+        if not _is_form(request):
+            return oauth_error("invalid_request", "use application/x-www-form-urlencoded", 400)
+        form = await _form_items(request)
+        server = self.server()
+        oauth_request = StarletteOAuth2Request(request, form)
+        response = await anyio.to_thread.run_sync(call, server, oauth_request)
+        client = oauth_request.client
+        request.state.oauth_client = client.get_client_id() if client is not None else None
         return response
 
+    async def token(self, request: Request) -> Response:
+        return await self._run(request, lambda s, r: s.create_token_response(r))
 
-def _oauth_error(error: str, description: str, status: int) -> Response:
+    async def revoke(self, request: Request) -> Response:
+        return await self._run(request, lambda s, r: s.create_endpoint_response("revocation", r))
+
+    async def introspect(self, request: Request) -> Response:
+        return await self._run(request, lambda s, r: s.create_endpoint_response("introspection", r))
+
+
+def oauth_error(error: str, description: str, status: int) -> Response:
     return Response(
         orjson.dumps({"error": error, "error_description": description}),
         status_code=status,

@@ -1,0 +1,97 @@
+"""Rate limits and quotas on the open tier, with the `limits` library.
+
+- per API key: a burst limit (requests per minute) and a daily quota, each key may
+  override the gateway defaults;
+- anonymous callers: a limit per client address.
+
+With SHUQIAO_REDIS_URL set, counters live in Redis, so every worker process enforces one
+combined limit; otherwise they are in-process. Answers carry RateLimit-Policy / RateLimit
+headers (draft-ietf-httpapi-ratelimit-headers) and, when refused, Retry-After."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+
+from limits import RateLimitItem, RateLimitItemPerDay, RateLimitItemPerMinute, parse
+from limits.aio.storage import MemoryStorage, Storage
+from limits.aio.strategies import FixedWindowRateLimiter
+from limits.storage import storage_from_string
+
+log = logging.getLogger("shuqiao.ratelimit")
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    allowed: bool
+    headers: dict[str, str] = field(default_factory=dict)
+    retry_after: int = 0
+    policy: str = ""
+
+
+def redis_storage_uri(url: str) -> str:
+    """`redis://host:port/db` (what people configure) → the async storage the library wants."""
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        return "async+" + url
+    return url
+
+
+class RateLimiter:
+    def __init__(
+        self,
+        redis_url: str | None = None,
+        *,
+        key_per_minute: int = 120,
+        key_per_day: int = 10_000,
+        anonymous: str = "60/minute",
+        login: str = "30/minute",
+        namespace: str = "shuqiao",
+    ) -> None:
+        self.storage: Storage = (
+            storage_from_string(redis_storage_uri(redis_url), key_prefix=namespace, implementation="redispy")
+            if redis_url
+            else MemoryStorage()
+        )
+        self.shared = bool(redis_url)
+        self.strategy = FixedWindowRateLimiter(self.storage)
+        self.key_per_minute = key_per_minute
+        self.key_per_day = key_per_day
+        self.anonymous = parse(anonymous)
+        self.login = parse(login)
+
+    async def for_api_key(self, prefix: str, per_minute: int | None, per_day: int | None) -> Decision:
+        items = [
+            ("burst", RateLimitItemPerMinute(per_minute or self.key_per_minute)),
+            ("daily", RateLimitItemPerDay(per_day or self.key_per_day)),
+        ]
+        return await self._check(items, "key", prefix)
+
+    async def for_address(self, address: str) -> Decision:
+        return await self._check([("anonymous", self.anonymous)], "addr", address)
+
+    async def for_login(self, address: str) -> Decision:
+        """Sign-in attempts per client address (the per-account lock-out is in users.py)."""
+        return await self._check([("login", self.login)], "login", address)
+
+    async def _check(self, items: list[tuple[str, RateLimitItem]], *ids: str) -> Decision:
+        now = time.time()
+        policies, states = [], []
+        for name, item in items:
+            allowed = await self.strategy.hit(item, *ids)
+            stats = await self.strategy.get_window_stats(item, *ids)
+            reset = min(item.get_expiry(), max(0, math.ceil(stats.reset_time - now)))
+            policies.append(f'"{name}";q={item.amount};w={item.get_expiry()}')
+            states.append(f'"{name}";r={max(0, stats.remaining)};t={reset}')
+            if not allowed:
+                headers = {
+                    "RateLimit-Policy": ", ".join(f'"{n}";q={i.amount};w={i.get_expiry()}' for n, i in items),
+                    "RateLimit": f'"{name}";r=0;t={reset}',
+                    "Retry-After": str(max(1, reset)),
+                }
+                return Decision(False, headers, max(1, reset), name)
+        return Decision(True, {"RateLimit-Policy": ", ".join(policies), "RateLimit": ", ".join(states)})
+
+    async def reset(self) -> None:
+        await self.storage.reset()

@@ -1,0 +1,167 @@
+"""Database operations behind the authorization server (async; the server's synchronous
+Authlib hooks reach them through `anyio.from_thread`)."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from gateway.identity.models import AuthorizationCode, OAuthClient, RefreshToken, RevokedToken, User
+from gateway.secrets import SecretHasher
+
+CODE_TTL = timedelta(minutes=5)
+REFRESH_TTL = timedelta(days=14)
+
+
+def _aware(dt: datetime | None) -> datetime | None:
+    return dt.replace(tzinfo=UTC) if dt is not None and dt.tzinfo is None else dt
+
+
+class IdentityStore:
+    def __init__(self, engine: AsyncEngine, hasher: SecretHasher) -> None:
+        self.engine = engine
+        self.hasher = hasher
+
+    async def client(self, client_id: str) -> OAuthClient | None:
+        async with AsyncSession(self.engine) as s:
+            return await s.get(OAuthClient, client_id)
+
+    async def user(self, user_id: str) -> User | None:
+        async with AsyncSession(self.engine) as s:
+            return await s.get(User, user_id)
+
+    # -- authorization codes: stored hashed, single use, five minutes
+    async def save_code(self, code: str, row: AuthorizationCode) -> None:
+        row.code_hash = self.hasher.hash(code)
+        row.expires_at = datetime.now(UTC) + CODE_TTL
+        async with AsyncSession(self.engine) as s:
+            s.add(row)
+            await s.commit()
+
+    async def take_code(self, code: str, client_id: str) -> AuthorizationCode | None:
+        """Consume a code atomically: a second redemption finds nothing."""
+        h = self.hasher.hash(code)
+        async with AsyncSession(self.engine) as s:
+            row = await s.get(AuthorizationCode, h)
+            if row is None or row.client_id != client_id:
+                return None
+            res = await s.exec(  # type: ignore[call-overload]
+                AuthorizationCode.__table__.delete().where(AuthorizationCode.code_hash == h)
+            )
+            await s.commit()
+            if res.rowcount != 1 or _aware(row.expires_at) < datetime.now(UTC):  # type: ignore[operator]
+                return None
+            return row
+
+    # -- refresh tokens: rotated on use; reuse revokes the family
+    async def save_refresh(
+        self,
+        token: str,
+        *,
+        family: str | None,
+        client_id: str,
+        user_id: str,
+        scope: str,
+        access_jti: str | None,
+        access_exp: int | None,
+    ) -> None:
+        now = datetime.now(UTC)
+        async with AsyncSession(self.engine) as s:
+            s.add(
+                RefreshToken(
+                    token_hash=self.hasher.hash(token),
+                    family_id=family or secrets.token_hex(16),
+                    client_id=client_id,
+                    user_id=user_id,
+                    scope=scope,
+                    access_jti=access_jti,
+                    access_expires_at=access_exp,
+                    issued_at=now,
+                    expires_at=now + REFRESH_TTL,
+                )
+            )
+            await s.commit()
+
+    async def find_refresh(self, token: str) -> RefreshToken | None:
+        async with AsyncSession(self.engine) as s:
+            return (
+                await s.exec(select(RefreshToken).where(RefreshToken.token_hash == self.hasher.hash(token)))
+            ).scalar_one_or_none()
+
+    async def use_refresh(self, row: RefreshToken) -> bool:
+        """Mark a refresh token used; False if it already was (then the family is revoked)."""
+        async with AsyncSession(self.engine) as s:
+            res = await s.exec(  # type: ignore[call-overload]
+                update(RefreshToken)
+                .where(RefreshToken.id == row.id, RefreshToken.used_at.is_(None))  # type: ignore[union-attr]
+                .values(used_at=datetime.now(UTC))
+            )
+            await s.commit()
+        if res.rowcount == 1:
+            return True
+        await self.revoke_family(row.family_id)
+        return False
+
+    async def revoke_family(self, family_id: str) -> None:
+        async with AsyncSession(self.engine) as s:
+            rows = (await s.exec(select(RefreshToken).where(RefreshToken.family_id == family_id))).scalars()
+            jtis = [(r.access_jti, r.access_expires_at) for r in rows if r.access_jti]
+            await s.exec(  # type: ignore[call-overload]
+                update(RefreshToken)
+                .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))  # type: ignore[union-attr]
+                .values(revoked_at=datetime.now(UTC))
+            )
+            await s.commit()
+        for jti, exp in jtis:
+            await self.revoke_jti(jti, exp or int(time.time()) + 3600)  # type: ignore[arg-type]
+
+    async def revoke_jti(self, jti: str, expires_at: int) -> None:
+        async with AsyncSession(self.engine) as s:
+            if (await s.exec(select(RevokedToken).where(RevokedToken.jti == jti))).first() is None:
+                s.add(RevokedToken(jti=jti, expires_at=expires_at))
+                await s.commit()
+
+    async def revoked_since(self, seq: int) -> list[tuple[int, str, int]]:
+        async with AsyncSession(self.engine) as s:
+            rows = await s.exec(
+                select(RevokedToken.seq, RevokedToken.jti, RevokedToken.expires_at)
+                .where(RevokedToken.seq > seq)
+                .order_by(RevokedToken.seq)  # type: ignore[arg-type]
+            )
+            return [(int(a), str(b), int(c)) for a, b, c in rows]
+
+
+class RevocationList:
+    """Revoked access-token ids, polled from the database at most once per `interval`, so
+    every worker process refuses a revoked token within that interval."""
+
+    def __init__(self, store: IdentityStore, interval: float = 1.0) -> None:
+        self.store = store
+        self.interval = interval
+        self._seq = 0
+        self._jtis: dict[str, int] = {}
+        self._next = 0.0
+
+    def add(self, jti: str, exp: int) -> None:
+        self._jtis[jti] = exp
+
+    async def refresh(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now < self._next:
+            return
+        self._next = now + self.interval
+        for seq, jti, exp in await self.store.revoked_since(self._seq):
+            self._seq = max(self._seq, seq)
+            self._jtis[jti] = exp
+        if len(self._jtis) > 50_000:
+            cut = time.time()
+            self._jtis = {j: e for j, e in self._jtis.items() if e > cut}
+
+    async def is_revoked(self, jti: str) -> bool:
+        await self.refresh()
+        return jti in self._jtis
