@@ -10,9 +10,13 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
-from gateway import health
+from gateway import health, subgraphs
 from gateway.access_log import AccessLog, LoggingAccessLog
-from gateway.audit import ChainedAuditLog
+from gateway.audit import ChainedAuditLog, VariableCipher
+from gateway.audit.http import AuditAPI
+from gateway.crypto.routes import SigningKeysEndpoint
+from gateway.crypto.service import DepartmentKeyDirectory, DepartmentKeyRefresh
+from gateway.crypto.signing import ResponseSigner, ResponseSigningMiddleware, open_signing_store
 from gateway.db import create_engine
 from gateway.graphql_http import GraphQLEndpoint
 from gateway.identity import discovery
@@ -30,7 +34,8 @@ from policies.model import Tier
 
 def build_state(settings: Settings, access_log: AccessLog | None = None) -> GatewayState:
     engine = create_engine(settings.database_url)
-    hasher = SecretHasher(load_master_key(settings.master_key_file))
+    master_key = load_master_key(settings.master_key_file)
+    hasher = SecretHasher(master_key)
     tokens = TokenService(
         load_signing_key(settings.var_dir / "keys" / "token-es256.pem"),
         settings.issuer,
@@ -53,13 +58,15 @@ def build_state(settings: Settings, access_log: AccessLog | None = None) -> Gate
             key_per_minute=settings.api_key_rate_per_minute,
             key_per_day=settings.api_key_daily_quota,
         ),
-        access_log=access_log or _access_log(settings, engine),
+        access_log=access_log or _access_log(settings, engine, master_key),
+        signer=ResponseSigner(open_signing_store(settings.var_dir)),
+        department_keys=DepartmentKeyDirectory(engine, settings.catalogue_poll_seconds),
     )
 
 
-def _access_log(settings: Settings, engine: AsyncEngine) -> AccessLog:
+def _access_log(settings: Settings, engine: AsyncEngine, master_key: bytes) -> AccessLog:
     if settings.audit_store == "chain":
-        return ChainedAuditLog(engine)
+        return ChainedAuditLog(engine, VariableCipher.from_master_key(master_key))
     if settings.audit_store == "log":
         return LoggingAccessLog()
     raise ValueError(f"SHUQIAO_AUDIT_STORE must be chain or log, not {settings.audit_store!r}")
@@ -93,9 +100,17 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         Route("/.well-known/oauth-authorization-server", discovery.openid_configuration),
         Route("/.well-known/oauth-protected-resource", discovery.protected_resource),
         Route("/.well-known/jwks.json", discovery.jwks),
+        Route("/share/subgraphs/{department}.graphql", subgraphs.subgraph_sdl),
+        Route("/keys/sm2", SigningKeysEndpoint(state.signer.store).handle),
+        # The officer API and page (audit:read): search, detail, stats, export, verify.
+        *AuditAPI(state, VariableCipher.from_master_key(load_master_key(settings.master_key_file))).routes(),
     ]
-    app = Starlette(
-        routes=routes, middleware=[Middleware(RequestIdMiddleware)], lifespan=lifespan, debug=settings.debug
-    )
+    middleware = [
+        # outermost first: the signature covers X-Request-ID, so signing wraps the request id
+        Middleware(ResponseSigningMiddleware, signer=state.signer),
+        Middleware(RequestIdMiddleware),
+        Middleware(DepartmentKeyRefresh, directory=state.department_keys),
+    ]
+    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan, debug=settings.debug)
     app.state.gateway = state
     return app

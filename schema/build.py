@@ -7,6 +7,7 @@ through the declaring module, and the cycle needs names, not objects.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import sys
 import types
@@ -67,7 +68,10 @@ def _field_description(f: FieldSpec) -> str:
 
 
 class _Builder:
-    def __init__(self, catalogue: Catalogue, tier: Tier, department: str | None) -> None:
+    def __init__(
+        self, catalogue: Catalogue, tier: Tier, department: str | None, *, subgraph: bool = False
+    ) -> None:
+        self.subgraph = subgraph  # one provider's own datasets, as an Apollo Federation v2 subgraph
         self.catalogue = catalogue
         self.tier = tier
         self.department = department
@@ -113,6 +117,8 @@ class _Builder:
 
     def _build(self) -> TierSchema:
         datasets = [ds for ds in self.catalogue.published() if self._dataset_listed(ds)]
+        if self.subgraph:
+            datasets = [ds for ds in datasets if ds.department == self.department]
         datasets.sort(key=lambda d: d.code)
         visible = {ds.code: [f for f in ds.fields if self._field_exists(ds, f)] for ds in datasets}
         entity_members: dict[Entity, list[DatasetSpec]] = {}
@@ -125,9 +131,16 @@ class _Builder:
         for entity, members in entity_members.items():
             self._entity_type(entity, members)
         query = self._query(datasets, entity_members)
-        schema = strawberry.Schema(
-            query=query, types=[PageInfo], config=StrawberryConfig(auto_camel_case=False)
-        )
+        if self.subgraph:
+            schema = strawberry.federation.Schema(
+                query=query,
+                types=[PageInfo],
+                config=StrawberryConfig(auto_camel_case=False),
+            )
+        else:
+            schema = strawberry.Schema(
+                query=query, types=[PageInfo], config=StrawberryConfig(auto_camel_case=False)
+            )
         return TierSchema(schema, self.bindings)
 
     def _node_types(
@@ -228,7 +241,12 @@ class _Builder:
                 resolver=resolver, name=camel(ds.code), description=f"{ds.name} rows for this {name}."
             )
             by_field[camel(ds.code)] = ds
-        self._declare(name, anns, attrs, kind=strawberry.type, description=ENTITY_DESCRIPTIONS[entity])
+        kind = (
+            functools.partial(strawberry.federation.type, keys=[camel(key)])
+            if self.subgraph
+            else strawberry.type
+        )
+        self._declare(name, anns, attrs, kind=kind, description=ENTITY_DESCRIPTIONS[entity])
         self.bindings.entities[name] = EntityBinding(entity, camel(key), by_field)
         self.bindings.entities_by_kind[entity] = name
 
@@ -308,6 +326,13 @@ def _null_resolver(
 
 def _is_optional(ann: object) -> bool:
     return type(None) in typing.get_args(ann)
+
+
+def build_subgraph(catalogue: Catalogue, department: str) -> TierSchema:
+    """The department's own datasets as an Apollo Federation v2 subgraph: LegalEntity and
+    Person carry @key on their identifiers, so the departments' subgraphs compose into the
+    share-tier supergraph that the gateway itself serves."""
+    return _Builder(catalogue, Tier.SHARE, department, subgraph=True).build()
 
 
 def build_tier_schema(catalogue: Catalogue, tier: Tier, department: str | None = None) -> TierSchema:

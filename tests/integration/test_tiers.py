@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 from tests.conftest import gql
@@ -68,7 +69,15 @@ def test_samr_sees_population_denied_field_by_field(client: Any, tokens: dict[st
         assert e["extensions"]["reason"]
 
 
-def test_hrss_reads_population_per_its_grant(client: Any, tokens: dict[str, str]) -> None:
+def test_hrss_reads_population_per_its_grant(client: Any, tokens: dict[str, str], demo_env: Any) -> None:
+    from gateway.crypto.demo import setup_demo_keys
+    from gateway.crypto.encryption import decrypt_field
+    from gateway.identifiers import is_valid_id_number
+    from tests.crypto.conftest import on_db
+
+    # hrss's demo key pair (idempotent: the demo setup registers it too)
+    hrss = on_db(demo_env, lambda e: setup_demo_keys(e, demo_env.settings.var_dir))["hrss"]
+    private = Path(hrss["private_key_file"]).read_text()
     body = gql(
         client,
         "share",
@@ -80,10 +89,12 @@ def test_hrss_reads_population_per_its_grant(client: Any, tokens: dict[str, str]
     for n in nodes:
         assert n["name"] and "*" not in n["name"]  # granted in clear
         assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", n["birthDate"])
-        assert n["idNumber"] is None  # L4: encrypted delivery only, not available yet → denied
+        # L4: delivered only encrypted to hrss's registered SM2 key, and only hrss can open it
+        assert n["idNumber"].startswith(f"SM2-SM4-GCM.{hrss['kid']}.")
+        assert is_valid_id_number(decrypt_field(private, n["idNumber"], "population", "idNumber"))
         assert n["gender"] is None  # outside the grant
     denied = {(e["path"][-1], e["path"][2]) for e in body["errors"]}
-    assert denied == {(f, i) for f in ("idNumber", "gender") for i in range(4)}
+    assert denied == {("gender", i) for i in range(4)}
     assert set(_codes(body)) == {"FORBIDDEN_FIELD"}
 
 
@@ -162,3 +173,18 @@ def test_filtering_on_a_masked_field_is_refused(client: Any, tokens: dict[str, s
     assert r.status_code == 400 and _codes(r.json()) == ["FORBIDDEN_FILTER"]
     ok = gql(client, "share", q, token=tokens["samr"]).json()
     assert ok["data"]["enterpriseRegistration"]["totalCount"] >= 0
+
+
+def test_department_subgraph_is_federation_v2_and_private_to_its_provider(
+    client: Any, tokens: dict[str, str]
+) -> None:
+    r = client.get("/share/subgraphs/samr.graphql", headers={"Authorization": f"Bearer {tokens['samr']}"})
+    assert r.status_code == 200, r.text
+    sdl = r.text
+    assert "specs.apollo.dev/federation/v2" in sdl
+    assert 'type LegalEntity @key(fields: "creditCode")' in sdl
+    assert "enterpriseRegistration(" in sdl and "legalRepIdNumber" in sdl  # the provider's full view
+    assert "population(" not in sdl  # another department's dataset
+    other = client.get("/share/subgraphs/samr.graphql", headers={"Authorization": f"Bearer {tokens['tax']}"})
+    assert other.status_code == 403
+    assert client.get("/share/subgraphs/samr.graphql").status_code == 401
