@@ -14,6 +14,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from gateway.catalogue.service import CatalogueError
+from gateway.crypto.cli import decrypt_field_cmd, keys_app, verify_response_cmd
 from gateway.settings import Settings
 
 app = typer.Typer(help="Shuqiao (数桥) government data gateway.", no_args_is_help=True)
@@ -34,6 +35,9 @@ for sub, name in [
     (db_app, "db"),
 ]:
     app.add_typer(sub, name=name)
+app.add_typer(keys_app, name="keys")
+app.command("verify-response")(verify_response_cmd)
+app.command("decrypt-field")(decrypt_field_cmd)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document for scripts.")]
 T = TypeVar("T")
@@ -90,6 +94,7 @@ def db_upgrade() -> None:
 @app.command()
 def init() -> None:
     """Create the master key and token-signing key if missing, and migrate the database."""
+    from gateway.crypto.signing import open_signing_store
     from gateway.db import upgrade
     from gateway.identity.tokens import load_signing_key
     from gateway.secrets import load_master_key
@@ -98,6 +103,7 @@ def init() -> None:
     s.var_dir.mkdir(parents=True, exist_ok=True)
     load_master_key(s.master_key_file, create=True)
     load_signing_key(s.var_dir / "keys" / "token-es256.pem", create=True)
+    open_signing_store(s.var_dir)  # SM2 response-signing key, <var_dir>/keys/sm2/
     upgrade(s.database_url)
     typer.echo(f"initialised {s.var_dir}/ and the database")
 
@@ -126,6 +132,7 @@ def demo_load(
 @demo_app.command("init")
 def demo_init(size: Annotated[Size, typer.Option()] = Size.small) -> None:
     """Everything `make run` needs: keys, migrations, demo data, demo principals."""
+    from gateway.crypto.demo import setup_demo_keys
     from gateway.demo.load import load_demo
     from gateway.demo.principals import setup_principals
 
@@ -133,7 +140,9 @@ def demo_init(size: Annotated[Size, typer.Option()] = Size.small) -> None:
     s = _settings()
     _run(lambda engine: load_demo(engine, size=size.value, progress=True))
     creds = _run(lambda engine: setup_principals(engine, _hasher(), s.var_dir / "demo-credentials.json"))
+    dept_keys = _run(lambda engine: setup_demo_keys(engine, s.var_dir))
     _print_demo(s, creds)
+    typer.echo(f"  hrss SM2 private key (decrypts idNumber): {dept_keys['hrss']['private_key_file']}")
 
 
 def _print_demo(s: Settings, creds: dict[str, Any]) -> None:

@@ -2,6 +2,7 @@
 
 from gateway.audit.models import AuditChainHead, AuditEvent
 from gateway.catalogue.models import CatalogueState, Dataset, DatasetField, Department
+from gateway.crypto.models import DepartmentKey
 from gateway.grants.models import GrantRecord
 from gateway.identity.models import (
     ApiKey,
@@ -23,6 +24,7 @@ __all__ = [
     "Dataset",
     "DatasetField",
     "Department",
+    "DepartmentKey",
     "Enterprise",
     "GrantRecord",
     "OAuthClient",

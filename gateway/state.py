@@ -7,13 +7,16 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.access_log import AccessLog
+from gateway.crypto.encryption import encryptor_for_department
+from gateway.crypto.service import DepartmentKeyDirectory
+from gateway.crypto.signing import ResponseSigner
 from gateway.identity.apikeys import ApiKeyVerifier
 from gateway.identity.service import Identity
 from gateway.identity.tokens import TokenService
 from gateway.registry import SchemaRegistry
 from gateway.secrets import SecretHasher
 from gateway.settings import Settings
-from resolvers.context import Encryptor, Principal
+from resolvers.context import Encryptor, Principal, PrincipalKind
 
 
 @dataclass
@@ -26,8 +29,14 @@ class GatewayState:
     api_keys: ApiKeyVerifier
     access_log: AccessLog
     identity: Identity | None = None  # OAuth server, resource-server checks, rate limits
+    signer: ResponseSigner | None = None
+    department_keys: DepartmentKeyDirectory | None = None
 
     def encryptor_for(self, principal: Principal) -> Encryptor | None:
-        """Field encryption to the consumer's SM2 key arrives with the key store; until a
-        department has a registered key there is nothing to encrypt to, so it denies."""
-        return None
+        """Encrypts to the consuming department's active registered SM2 key (gateway.crypto);
+        None — so the policy denies, saying why — when the department has none."""
+        if principal.kind is not PrincipalKind.DEPARTMENT or not principal.consumer:
+            return None
+        if self.department_keys is None:
+            return None
+        return encryptor_for_department(self.department_keys, principal.consumer)

@@ -1,0 +1,28 @@
+"""`department_key`: the SM2 public keys departments register so that sensitive fields
+(L4 / 敏感个人信息) can be delivered to them encrypted. Only public keys are stored."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlmodel import Field, SQLModel
+
+from gateway.catalogue.models import utcnow
+
+# active: the key fields are encrypted to (at most one per department);
+# retired: replaced by a newer key — the department keeps its private key to read old values;
+# revoked: withdrawn (compromise); never used again.
+KEY_STATUSES = ("active", "retired", "revoked")
+
+
+class DepartmentKey(SQLModel, table=True):
+    __tablename__ = "department_key"
+
+    id: int | None = Field(default=None, primary_key=True)
+    department_code: str = Field(foreign_key="department.code", index=True, max_length=32)
+    kid: str = Field(unique=True, max_length=64)  # 16 hex of the SM3 fingerprint, as keys.keystore
+    public_pem: str  # SubjectPublicKeyInfo PEM
+    not_before: datetime
+    not_after: datetime
+    status: str = Field(default="active", max_length=16)
+    created_at: datetime = Field(default_factory=utcnow)

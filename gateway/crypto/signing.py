@@ -1,0 +1,186 @@
+"""Signed responses (RFC 9421 HTTP Message Signatures + RFC 9530 Content-Digest, SM2/SM3).
+
+`ResponseSigningMiddleware` is a pure ASGI middleware. On the paths it signs it buffers
+the response (small JSON documents), then adds
+
+    Content-Digest: sm3=:<base64 SM3 of the body>:
+    Signature-Input: sig1=("@status" "content-digest" "content-type" "x-request-id");created=…;keyid="…"
+    Signature: sig1=:<base64 DER SM2 signature of the RFC 9421 signature base>:
+
+It must sit *outside* `RequestIdMiddleware` so that `X-Request-ID` is already on the
+response it signs. `/share/graphql` responses are always signed (401s and 400s too);
+`/open/graphql` responses when the request carries `Accept-Signature` (RFC 9421 §5).
+
+The key is chosen when the request arrives and its kid put in the request state
+(`request.state.signature_kid`), so the access event can name the key that signs the
+response. The private key is loaded once and cached until `index.json` of the key store
+changes (rotation by the CLI in another process) or the key expires.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from keys.errors import UnknownKeyError
+from keys.keystore import INDEX, KeyInfo, KeyStore
+from keys.rfc9421 import sign_response
+from keys.sm2 import SM2PrivateKey
+
+log = logging.getLogger("shuqiao.crypto")
+
+COMPONENTS = ("@status", "content-digest", "content-type", "x-request-id")
+DEFAULT_VALIDITY_DAYS = 90
+
+
+def signing_key_dir(var_dir: Path) -> Path:
+    return var_dir / "keys" / "sm2"
+
+
+def open_signing_store(
+    var_dir: Path, *, create: bool = True, validity_days: int = DEFAULT_VALIDITY_DAYS
+) -> KeyStore:
+    """The gateway's SM2 signing-key store at `<var_dir>/keys/sm2/`; with `create`, a first
+    key is generated when the store has no key valid now (`shuqiao init`, first start)."""
+    store = KeyStore(signing_key_dir(var_dir))
+    if create:
+        try:
+            store.current()
+        except UnknownKeyError:
+            info = store.generate(validity_days)
+            log.info("generated the first gateway signing key kid=%s", info.kid)
+    return store
+
+
+class ResponseSigner:
+    """The current signing key, cached; `sign()` returns the headers to add."""
+
+    def __init__(self, store: KeyStore, components: tuple[str, ...] = COMPONENTS) -> None:
+        self.store = store
+        self.components = components
+        self._stamp: tuple[int, int, int] | None = None
+        self._current: tuple[KeyInfo, SM2PrivateKey] | None = None
+
+    def _index_stamp(self) -> tuple[int, int, int]:
+        try:
+            st = os.stat(self.store.directory / INDEX)
+        except FileNotFoundError:
+            return (0, 0, 0)
+        return (st.st_mtime_ns, st.st_ino, st.st_size)
+
+    def current(self) -> tuple[KeyInfo, SM2PrivateKey]:
+        """The key to sign with now; raises `UnknownKeyError` when there is none."""
+        stamp = self._index_stamp()
+        cached = self._current
+        if cached is None or stamp != self._stamp or not cached[0].valid_at(datetime.now(UTC)):
+            self._current = cached = self.store.current()
+            self._stamp = stamp
+        return cached
+
+    def sign(
+        self,
+        status: int,
+        headers: dict[str, str],
+        body: bytes,
+        key: tuple[KeyInfo, SM2PrivateKey] | None = None,
+    ) -> dict[str, str]:
+        info, private = key or self.current()
+        components = tuple(
+            c for c in self.components if c.startswith("@") or c == "content-digest" or c in headers
+        )
+        return sign_response(private, info.kid, status, headers, body, components=components)
+
+
+def _header_map(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, value in raw:
+        key, text = name.decode("latin-1").lower(), value.decode("latin-1")
+        out[key] = f"{out[key]}, {text}" if key in out else text
+    return out
+
+
+class ResponseSigningMiddleware:
+    def __init__(
+        self,
+        app: ASGIApp,
+        signer: ResponseSigner,
+        always: tuple[str, ...] = ("/share/graphql",),
+        on_request: tuple[str, ...] = ("/open/graphql",),
+    ) -> None:
+        self.app = app
+        self.signer = signer
+        self.always = always
+        self.on_request = on_request
+
+    def _wants(self, scope: Scope) -> bool:
+        path = scope.get("path", "")
+        if path in self.always:
+            return True
+        if path in self.on_request:
+            return any(name == b"accept-signature" for name, _ in scope.get("headers", ()))
+        return False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self._wants(scope):
+            await self.app(scope, receive, send)
+            return
+        try:
+            key = self.signer.current()
+        except Exception:  # no usable signing key: fail closed, nothing unsigned leaves
+            log.exception("no response-signing key available")
+            await _unavailable(send)
+            return
+        scope.setdefault("state", {})["signature_kid"] = key[0].kid
+        start: Message | None = None
+        chunks: list[bytes] = []
+
+        async def buffered(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                start = message
+                return
+            if message["type"] != "http.response.body" or start is None:
+                await send(message)
+                return
+            chunks.append(message.get("body", b""))
+            if message.get("more_body", False):
+                return
+            body = b"".join(chunks)
+            headers = list(start.get("headers", []))
+            added = self.signer.sign(start["status"], _header_map(headers), body, key)
+            headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in added.items()]
+            await send({**start, "headers": headers})
+            await send({"type": "http.response.body", "body": body, "more_body": False})
+
+        await self.app(scope, receive, buffered)
+
+
+async def _unavailable(send: Send) -> None:
+    body = orjson.dumps(
+        {
+            "errors": [
+                {
+                    "message": "Responses must be signed and no signing key is available.",
+                    "extensions": {"code": "SIGNING_UNAVAILABLE"},
+                }
+            ]
+        }
+    )
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 503,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"retry-after", b"5"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
