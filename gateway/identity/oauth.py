@@ -480,18 +480,21 @@ class _Server(AuthorizationServer):
             return
         claims = self._issued.get(token["access_token"], {})
         previous: RefreshRecord | None = request.refresh_token
-        _bridge(
-            self.identity.store.save_refresh,
-            refresh,
-            **{
-                "family": previous.row.family_id if previous is not None else None,
-                "client_id": request.client.get_client_id(),
-                "user_id": request.user.id,
-                "scope": token.get("scope", ""),
-                "access_jti": claims.get("jti"),
-                "access_exp": claims.get("exp"),
-            },
-        )
+        store = self.identity.store
+        family = previous.row.family_id if previous is not None else None
+
+        async def save() -> None:
+            await store.save_refresh(
+                refresh,
+                family=family,
+                client_id=request.client.get_client_id(),
+                user_id=request.user.id,
+                scope=token.get("scope", ""),
+                access_jti=claims.get("jti"),
+                access_exp=claims.get("exp"),
+            )
+
+        _bridge(save)
 
     def create_oauth2_request(self, request: Any) -> OAuth2Request:
         return request

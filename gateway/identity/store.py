@@ -28,25 +28,25 @@ class IdentityStore:
         self.hasher = hasher
 
     async def client(self, client_id: str) -> OAuthClient | None:
-        async with AsyncSession(self.engine) as s:
+        async with AsyncSession(self.engine, expire_on_commit=False) as s:
             return await s.get(OAuthClient, client_id)
 
     async def user(self, user_id: str) -> User | None:
-        async with AsyncSession(self.engine) as s:
+        async with AsyncSession(self.engine, expire_on_commit=False) as s:
             return await s.get(User, user_id)
 
     # -- authorization codes: stored hashed, single use, five minutes
     async def save_code(self, code: str, row: AuthorizationCode) -> None:
         row.code_hash = self.hasher.hash(code)
         row.expires_at = datetime.now(UTC) + CODE_TTL
-        async with AsyncSession(self.engine) as s:
+        async with AsyncSession(self.engine, expire_on_commit=False) as s:
             s.add(row)
             await s.commit()
 
     async def take_code(self, code: str, client_id: str) -> AuthorizationCode | None:
         """Consume a code atomically: a second redemption finds nothing."""
         h = self.hasher.hash(code)
-        async with AsyncSession(self.engine) as s:
+        async with AsyncSession(self.engine, expire_on_commit=False) as s:
             row = await s.get(AuthorizationCode, h)
             if row is None or row.client_id != client_id:
                 return None
@@ -71,7 +71,7 @@ class IdentityStore:
         access_exp: int | None,
     ) -> None:
         now = datetime.now(UTC)
-        async with AsyncSession(self.engine) as s:
+        async with AsyncSession(self.engine, expire_on_commit=False) as s:
             s.add(
                 RefreshToken(
                     token_hash=self.hasher.hash(token),
@@ -88,14 +88,14 @@ class IdentityStore:
             await s.commit()
 
     async def find_refresh(self, token: str) -> RefreshToken | None:
-        async with AsyncSession(self.engine) as s:
+        async with AsyncSession(self.engine, expire_on_commit=False) as s:
             return (
                 await s.exec(select(RefreshToken).where(RefreshToken.token_hash == self.hasher.hash(token)))
             ).scalar_one_or_none()
 
     async def use_refresh(self, row: RefreshToken) -> bool:
         """Mark a refresh token used; False if it already was (then the family is revoked)."""
-        async with AsyncSession(self.engine) as s:
+        async with AsyncSession(self.engine, expire_on_commit=False) as s:
             res = await s.exec(  # type: ignore[call-overload]
                 update(RefreshToken)
                 .where(RefreshToken.id == row.id, RefreshToken.used_at.is_(None))  # type: ignore[union-attr]
@@ -108,7 +108,7 @@ class IdentityStore:
         return False
 
     async def revoke_family(self, family_id: str) -> None:
-        async with AsyncSession(self.engine) as s:
+        async with AsyncSession(self.engine, expire_on_commit=False) as s:
             rows = (await s.exec(select(RefreshToken).where(RefreshToken.family_id == family_id))).scalars()
             jtis = [(r.access_jti, r.access_expires_at) for r in rows if r.access_jti]
             await s.exec(  # type: ignore[call-overload]
@@ -121,13 +121,13 @@ class IdentityStore:
             await self.revoke_jti(jti, exp or int(time.time()) + 3600)  # type: ignore[arg-type]
 
     async def revoke_jti(self, jti: str, expires_at: int) -> None:
-        async with AsyncSession(self.engine) as s:
+        async with AsyncSession(self.engine, expire_on_commit=False) as s:
             if (await s.exec(select(RevokedToken).where(RevokedToken.jti == jti))).first() is None:
                 s.add(RevokedToken(jti=jti, expires_at=expires_at))
                 await s.commit()
 
     async def revoked_since(self, seq: int) -> list[tuple[int, str, int]]:
-        async with AsyncSession(self.engine) as s:
+        async with AsyncSession(self.engine, expire_on_commit=False) as s:
             rows = await s.exec(
                 select(RevokedToken.seq, RevokedToken.jti, RevokedToken.expires_at)
                 .where(RevokedToken.seq > seq)
