@@ -13,6 +13,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from gateway.audit.cli import audit_app
 from gateway.catalogue.service import CatalogueError
 from gateway.crypto.cli import decrypt_field_cmd, keys_app, verify_response_cmd
 from gateway.settings import Settings
@@ -35,6 +36,7 @@ for sub, name in [
     (db_app, "db"),
 ]:
     app.add_typer(sub, name=name)
+app.add_typer(audit_app, name="audit")
 app.add_typer(keys_app, name="keys")
 app.command("verify-response")(verify_response_cmd)
 app.command("decrypt-field")(decrypt_field_cmd)

@@ -58,7 +58,7 @@ class Settings:
     anonymous_rate: str = "60/minute"
     api_key_rate_per_minute: int = 120
     api_key_daily_quota: int = 10_000
-    audit_store: str = "log"
+    audit_store: str = "chain"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -84,7 +84,7 @@ class Settings:
             anonymous_rate=_env("ANONYMOUS_RATE", "60/minute"),
             api_key_rate_per_minute=_int("API_KEY_RATE_PER_MINUTE", 120),
             api_key_daily_quota=_int("API_KEY_DAILY_QUOTA", 10_000),
-            audit_store=_env("AUDIT_STORE", "log"),
+            audit_store=_env("AUDIT_STORE", "chain"),
         )
 
     def with_(self, **changes: object) -> Settings:

@@ -76,7 +76,7 @@ def field_access_rows(seq: int, event: AccessEvent) -> list[dict[str, Any]]:
     seen: dict[tuple[str, str], str] = {}
     for f in event.fields:
         key = (str(f.get("dataset")), str(f.get("field")))
-        seen.setdefault(key, str(f.get("action", "")))
+        seen.setdefault(key, str(f.get("action", f.get("decision", ""))))
     return [{"seq": seq, "dataset": d, "field": f, "action": a} for (d, f), a in seen.items()]
 
 

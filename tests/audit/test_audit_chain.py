@@ -192,16 +192,23 @@ def _worker(url: str, name: str, start: Any) -> None:
             # Two sinks per process, so appends contend on the database lock, not only the
             # per-instance asyncio lock.
             sinks = [ChainedAuditLog(engine) for _ in range(WRITERS_PER_PROCESS)]
+            async with engine.connect():  # warm: open the pool's first connections before the start
+                pass
+            # Both processes start appending together (a barrier between them, after start-up
+            # costs), otherwise on a loaded machine one can finish before the other begins.
+            await asyncio.to_thread(start.wait, 60)
 
             async def run(k: int) -> None:
                 for i in range(PER_WRITER):
                     await sinks[k].record(make_event(i, f"{name}.{k}"))
+                    # Requests do not arrive back to back; without a gap SQLite's busy handler
+                    # (not fair) may let one process take every batch before the other wakes.
+                    await asyncio.sleep(0.002)
 
             await asyncio.gather(*(run(k) for k in range(WRITERS_PER_PROCESS)))
         finally:
             await engine.dispose()
 
-    start.wait(30)
     asyncio.run(go())
 
 
@@ -220,11 +227,10 @@ async def _count_and_verify(url: str) -> tuple[int, int, int, VerifyReport]:
 
 def test_two_processes_appending_concurrently_make_one_unbroken_chain(url: str) -> None:
     ctx = multiprocessing.get_context("spawn")
-    start = ctx.Event()
+    start = ctx.Barrier(2)
     procs = [ctx.Process(target=_worker, args=(url, f"p{i}", start)) for i in range(2)]
     for p in procs:
         p.start()
-    start.set()
     for p in procs:
         p.join(60)
     assert [p.exitcode for p in procs] == [0, 0]

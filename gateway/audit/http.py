@@ -1,0 +1,180 @@
+"""The officer API and page under /audit. Every data route needs a bearer token with the
+`audit:read` scope (401 without a token, 403 without the scope), and every call to it is itself
+an access event (tier "audit"), written before the answer leaves, like any other request.
+
+Routes (each page has a machine twin):
+  GET /audit                      the web page (vanilla JS, no CDN)
+  GET /audit/static/{name}        its script and style
+  GET /audit/api/events           search: from, to, principal, department, dataset, field, decision,
+                                  status, tier, limit, before
+  GET /audit/api/events/{seq}     one event, with its query variables opened
+  GET /audit/api/stats            per department, per dataset (by decision), per status
+  GET /audit/api/export           the filtered range, format=csv (UTF-8 with BOM) or json
+  GET /audit/api/verify           the chain check: ok, events checked, first broken position"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from gateway.access_log import AccessEvent
+from gateway.audit import query
+from gateway.audit.variables import VariableCipher
+from gateway.audit.verify import verify_chain
+from gateway.identity.tokens import InvalidToken
+from gateway.state import GatewayState
+
+SCOPE = "audit:read"
+STATIC = Path(__file__).resolve().parent.parent / "static" / "audit"
+ASSETS = {"audit.js": "text/javascript; charset=utf-8", "audit.css": "text/css; charset=utf-8"}
+log = logging.getLogger("shuqiao")
+
+
+class Refused(Exception):
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+
+
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json", headers=headers)
+
+
+class AuditAPI:
+    def __init__(self, state: GatewayState, cipher: VariableCipher | None) -> None:
+        self.state = state
+        self.cipher = cipher
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/audit", self.page),
+            Route("/audit/static/{name}", self.asset),
+            Route("/audit/api/events", self._guard("search", self.events)),
+            Route("/audit/api/events/{seq:int}", self._guard("detail", self.event)),
+            Route("/audit/api/stats", self._guard("stats", self.stats)),
+            Route("/audit/api/export", self._guard("export", self.export)),
+            Route("/audit/api/verify", self._guard("verify", self.verify)),
+        ]
+
+    async def page(self, request: Request) -> Response:
+        return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8")
+
+    async def asset(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in ASSETS:
+            return Response("not found", status_code=404)
+        return FileResponse(STATIC / name, media_type=ASSETS[name])
+
+    def _claims(self, request: Request) -> Any:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        realm = 'Bearer realm="shuqiao-audit"'
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Refused(401, "UNAUTHENTICATED", "A bearer token with the audit:read scope is required.",
+                          {"WWW-Authenticate": realm})
+        try:
+            # Any of our audiences: a share-tier token is a valid token that lacks the scope (403),
+            # not an invalid one (401).
+            claims = self.state.tokens.verify(token.strip(), audience=None)
+        except InvalidToken:
+            raise Refused(401, "UNAUTHENTICATED", "The access token is invalid or expired.",
+                          {"WWW-Authenticate": realm + ', error="invalid_token"'}) from None
+        if SCOPE not in claims.scopes:
+            raise Refused(403, "FORBIDDEN", "The token lacks the audit:read scope.",
+                          {"WWW-Authenticate": realm + f', error="insufficient_scope", scope="{SCOPE}"'})
+        return claims
+
+    def _guard(self, operation: str, handler: Any) -> Any:
+        async def endpoint(request: Request) -> Response:
+            started = time.perf_counter()
+            claims = None
+            try:
+                claims = self._claims(request)
+                response, rows = await handler(request)
+            except Refused as refused:
+                response, rows = _json({"errors": [{"message": refused.message,
+                                                    "extensions": {"code": refused.code}}]},
+                                       refused.status, refused.headers), None
+            except query.BadFilter as bad:
+                response, rows = _json({"errors": [{"message": str(bad),
+                                                    "extensions": {"code": "BAD_USER_INPUT"}}]}, 400), None
+            event = AccessEvent(
+                request_id=getattr(request.state, "request_id", ""),
+                tier="audit",
+                principal_kind="department" if claims else "anonymous",
+                principal_id=claims.client_id if claims else "anonymous",
+                consumer=claims.department if claims else None,
+                client_address=request.client.host if request.client else None,
+                operation_name=operation,
+                operation_type="query",
+                query_digest=None,
+                status=response.status_code,
+                error_codes=[] if response.status_code < 400 else [str(response.status_code)],
+                latency_ms=round((time.perf_counter() - started) * 1000, 3),
+                reads=[{"dataset": "audit_event", "rows": rows}] if rows is not None else [],
+                subject=claims.subject if claims else None,
+                variables={**request.query_params, **request.path_params} or None,
+            )
+            try:
+                await self.state.access_log.record(event)
+            except Exception:  # fail closed, as on the data tiers
+                log.exception("audit-of-audit write failed; response withheld")
+                return _json({"errors": [{"message": "The access log is unavailable.",
+                                          "extensions": {"code": "AUDIT_UNAVAILABLE"}}]},
+                             503, {"Retry-After": "5"})
+            return response
+
+        return endpoint
+
+    async def events(self, request: Request) -> tuple[Response, int]:
+        f = query.Filters.from_params(request.query_params)
+        limit = _int(request.query_params.get("limit"), 100)
+        before = request.query_params.get("before")
+        async with self.state.engine.connect() as conn:
+            page = await query.search(conn, f, limit=limit, before=_int(before, 0) if before else None)
+        return _json(page), len(page["events"])
+
+    async def event(self, request: Request) -> tuple[Response, int]:
+        async with self.state.engine.connect() as conn:
+            doc = await query.detail(conn, int(request.path_params["seq"]), self.cipher)
+        if doc is None:
+            raise Refused(404, "NOT_FOUND", "No event with that seq.")
+        return _json(doc), 1
+
+    async def stats(self, request: Request) -> tuple[Response, int]:
+        f = query.Filters.from_params(request.query_params)
+        async with self.state.engine.connect() as conn:
+            return _json(await query.stats(conn, f)), 0
+
+    async def export(self, request: Request) -> tuple[Response, int]:
+        f = query.Filters.from_params(request.query_params)
+        fmt = request.query_params.get("format", "csv")
+        if fmt not in ("csv", "json"):
+            raise query.BadFilter("format is csv or json")
+        async with self.state.engine.connect() as conn:
+            rows = (await query.search(conn, f, limit=1))["total"]
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        media = "text/csv; charset=utf-8" if fmt == "csv" else "application/json"
+        return StreamingResponse(
+            query.export(self.state.engine, f, fmt), media_type=media,
+            headers={"Content-Disposition": f'attachment; filename="audit-{stamp}.{fmt}"'},
+        ), rows
+
+    async def verify(self, request: Request) -> tuple[Response, int]:
+        report = await verify_chain(self.state.engine)
+        return _json(asdict(report)), report.events_checked
+
+
+def _int(text: str | None, default: int) -> int:
+    if text is None or text == "":
+        return default
+    if not text.isdigit():
+        raise query.BadFilter(f"not a whole number: {text!r}")
+    return int(text)
