@@ -16,21 +16,17 @@ import typer
 from gateway.audit.cli import audit_app
 from gateway.catalogue.service import CatalogueError
 from gateway.crypto.cli import decrypt_field_cmd, keys_app, verify_response_cmd
+from gateway.identity.cli import IDENTITY_APPS
 from gateway.settings import Settings
 
 app = typer.Typer(help="Shuqiao (数桥) government data gateway.", no_args_is_help=True)
 demo_app = typer.Typer(help="The bundled demo data and principals.", no_args_is_help=True)
-client_app = typer.Typer(help="Department OAuth clients.", no_args_is_help=True)
-apikey_app = typer.Typer(help="Enterprise API keys.", no_args_is_help=True)
-enterprise_app = typer.Typer(help="Enterprises.", no_args_is_help=True)
 grant_app = typer.Typer(help="Grants (approved applications).", no_args_is_help=True)
 catalog_app = typer.Typer(help="The data catalogue (政务信息资源目录).", no_args_is_help=True)
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 for sub, name in [
     (demo_app, "demo"),
-    (client_app, "client"),
-    (apikey_app, "apikey"),
-    (enterprise_app, "enterprise"),
+    *IDENTITY_APPS,  # client, enterprise, apikey, user, issuer, role (gateway.identity.cli)
     (grant_app, "grant"),
     (catalog_app, "catalog"),
     (db_app, "db"),
@@ -173,56 +169,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
                 log_level="info", access_log=False)
 
 
-# ---------------------------------------------------------------- principals
-
-
-@client_app.command("create")
-def client_create(
-    department: Annotated[str, typer.Option(help="Department code, e.g. samr.")],
-    scope: Annotated[list[str] | None, typer.Option(help="Repeat for several.")] = None,
-    name: str = "",
-    as_json: JsonOpt = False,
-) -> None:
-    """Register a department system; prints its secret once."""
-    from gateway.identity.clients import create_client
-
-    hasher = _hasher()
-    cid, secret = _run(lambda e: create_client(e, hasher, department, name=name, scopes=scope))
-    _emit(
-        as_json,
-        {"client_id": cid, "client_secret": secret, "department": department},
-        f"client_id={cid}\nclient_secret={secret}\n(the secret is shown only now)",
-    )
-
-
-@enterprise_app.command("create")
-def enterprise_create(
-    code: str, name: Annotated[str, typer.Option()], credit_code: str | None = None, as_json: JsonOpt = False
-) -> None:
-    from gateway.identity.clients import ensure_enterprise
-
-    _run(lambda e: ensure_enterprise(e, code, name, credit_code))
-    _emit(as_json, {"code": code, "name": name}, f"enterprise {code} ready")
-
-
-@apikey_app.command("create")
-def apikey_create(
-    enterprise: Annotated[str, typer.Option()],
-    expires_days: int | None = None,
-    name: str = "",
-    as_json: JsonOpt = False,
-) -> None:
-    """Issue an API key to an enterprise; prints it once."""
-    from gateway.identity.apikeys import create_api_key
-
-    expires = datetime.now(UTC) + timedelta(days=expires_days) if expires_days else None
-    hasher = _hasher()
-    key, row = _run(lambda e: create_api_key(e, hasher, enterprise, name=name, expires_at=expires))
-    _emit(
-        as_json,
-        {"api_key": key, "prefix": row.prefix, "enterprise": enterprise, "expires_at": expires},
-        f"X-API-Key: {key}\n(prefix {row.prefix}; the key is shown only now)",
-    )
+# ---------------------------------------------------------------- grants
 
 
 @grant_app.command("create")
