@@ -17,9 +17,9 @@ from gateway.identity.models import (
 
 __all__ = [
     "ApiKey",
-    "AuthorizationCode",
     "AuditChainHead",
     "AuditEvent",
+    "AuthorizationCode",
     "CatalogueState",
     "Dataset",
     "DatasetField",
