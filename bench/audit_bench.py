@@ -37,9 +37,18 @@ QUERY = "{ population(first: 20) { edges { node { name birthDate } } } }"
 
 def event(i: int) -> AccessEvent:
     return AccessEvent(
-        request_id=f"bench-{i}", tier="share", principal_kind="department", principal_id="hrss-bench",
-        consumer="hrss", client_address="10.0.0.1", operation_name=None, operation_type="query",
-        query_digest=f"{i:064x}", status=200, error_codes=[], latency_ms=1.5,
+        request_id=f"bench-{i}",
+        tier="share",
+        principal_kind="department",
+        principal_id="hrss-bench",
+        consumer="hrss",
+        client_address="10.0.0.1",
+        operation_name=None,
+        operation_type="query",
+        query_digest=f"{i:064x}",
+        status=200,
+        error_codes=[],
+        latency_ms=1.5,
         fields=[{"dataset": "population", "field": "name", "action": "allow", "reason": "", "grant_id": 1}],
         reads=[{"dataset": "population", "rows": 20, "grant_id": 1, "purpose": "社保待遇资格认证"}],
     )
@@ -71,9 +80,14 @@ async def appends(url: str, seconds: float, concurrency: int) -> dict[str, Any]:
         concurrent = done / (time.perf_counter() - start)
         report = await verify_chain(engine)
         assert report.ok, report
-        return {"single_per_s": round(single, 1), "concurrent_per_s": round(concurrent, 1),
-                "concurrency": concurrency, "batches": log2.batches,
-                "mean_batch": round(done / max(log2.batches, 1), 1), "chain_verified": report.events_checked}
+        return {
+            "single_per_s": round(single, 1),
+            "concurrent_per_s": round(concurrent, 1),
+            "concurrency": concurrency,
+            "batches": log2.batches,
+            "mean_batch": round(done / max(log2.batches, 1), 1),
+            "chain_verified": report.events_checked,
+        }
     finally:
         await engine.dispose()
 
@@ -88,8 +102,11 @@ async def share_tier(settings: Any, creds: dict[str, Any], seconds: float, concu
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
             hrss = creds["clients"]["hrss"]
-            r = await c.post("/oauth/token", data={"grant_type": "client_credentials"},
-                             auth=(hrss["client_id"], hrss["client_secret"]))
+            r = await c.post(
+                "/oauth/token",
+                data={"grant_type": "client_credentials"},
+                auth=(hrss["client_id"], hrss["client_secret"]),
+            )
             headers = {"Authorization": f"Bearer {r.json()['access_token']}"}
             body = {"query": QUERY}
             for _ in range(20):  # warm caches (schema, plan, token)
@@ -117,6 +134,7 @@ def run_backend(backend: str, seconds: float, concurrency: int) -> dict[str, Any
             out: dict[str, Any] = {"backend": backend, "appends": chain}
         finally:
             drop()
+        (Path(tmp) / "demo").mkdir()
         url, drop = create_database(backend, Path(tmp) / "demo")
         try:
             settings = settings_for(url, Path(tmp) / "var")
@@ -125,14 +143,19 @@ def run_backend(backend: str, seconds: float, concurrency: int) -> dict[str, Any
             rates: dict[str, list[float]] = {"log": [], "chain": []}
             for _ in range(2):  # alternate, so drift (cache warm-up, autovacuum) hits both
                 for store in ("log", "chain"):
-                    rates[store].append(asyncio.run(share_tier(replace(settings, audit_store=store), creds,
-                                                               seconds, concurrency)))
+                    rates[store].append(
+                        asyncio.run(
+                            share_tier(replace(settings, audit_store=store), creds, seconds, concurrency)
+                        )
+                    )
             log_rps, chain_rps = max(rates["log"]), max(rates["chain"])
             out["share_tier"] = {
-                "log_req_per_s": round(log_rps, 1), "chain_req_per_s": round(chain_rps, 1),
+                "log_req_per_s": round(log_rps, 1),
+                "chain_req_per_s": round(chain_rps, 1),
                 "chain_vs_log": round(chain_rps / log_rps, 3),
                 "cost_pct": round(100 * (1 - chain_rps / log_rps), 1),
-                "concurrency": concurrency, "runs": {k: [round(x, 1) for x in v] for k, v in rates.items()},
+                "concurrency": concurrency,
+                "runs": {k: [round(x, 1) for x in v] for k, v in rates.items()},
             }
         finally:
             drop()
@@ -153,13 +176,17 @@ def main() -> None:
         return
     for r in results:
         a, s = r["appends"], r["share_tier"]
-        print(f"[{r['backend']}] chain appends/s: single caller {a['single_per_s']:.0f}, "
-              f"{a['concurrency']} concurrent {a['concurrent_per_s']:.0f} "
-              f"(×{a['concurrent_per_s'] / a['single_per_s']:.1f}, mean batch {a['mean_batch']}); "
-              f"chain verified ({a['chain_verified']} events)")
-        print(f"[{r['backend']}] share tier req/s at concurrency {s['concurrency']}: "
-              f"audit log-only {s['log_req_per_s']:.0f}, audit chain {s['chain_req_per_s']:.0f} "
-              f"→ chain/log {s['chain_vs_log']:.3f} (cost {s['cost_pct']}%)")
+        print(
+            f"[{r['backend']}] chain appends/s: single caller {a['single_per_s']:.0f}, "
+            f"{a['concurrency']} concurrent {a['concurrent_per_s']:.0f} "
+            f"(×{a['concurrent_per_s'] / a['single_per_s']:.1f}, mean batch {a['mean_batch']}); "
+            f"chain verified ({a['chain_verified']} events)"
+        )
+        print(
+            f"[{r['backend']}] share tier req/s at concurrency {s['concurrency']}: "
+            f"audit log-only {s['log_req_per_s']:.0f}, audit chain {s['chain_req_per_s']:.0f} "
+            f"→ chain/log {s['chain_vs_log']:.3f} (cost {s['cost_pct']}%)"
+        )
 
 
 if __name__ == "__main__":
