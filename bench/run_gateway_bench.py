@@ -233,19 +233,24 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def postgres_cpu_seconds(database: str) -> float:
-    """CPU of the PostgreSQL backends serving `database` (their title names it); other
-    databases' backends on this machine count as "other"."""
-    total = 0.0
+def postgres_cpu(database: str) -> dict[int, float]:
+    """CPU seconds per PostgreSQL backend serving `database` (their process title names it);
+    other databases' backends on this machine count as "other"."""
+    out: dict[int, float] = {}
     needle = f" {database} ".encode()
     for p in Path("/proc").iterdir():
         if p.name.isdigit():
             try:
                 if needle in (p / "cmdline").read_bytes() and (p / "comm").read_text().strip() == "postgres":
-                    total += cpu_seconds(int(p.name))
+                    out[int(p.name)] = cpu_seconds(int(p.name))
             except OSError:
                 continue
-    return total
+    return out
+
+
+def postgres_cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU used in between by the backends alive at the end (new ones count from zero)."""
+    return sum(max(0.0, cpu - before.get(pid, 0.0)) for pid, cpu in after.items())
 
 
 def machine_cpu_seconds() -> tuple[float, float]:
@@ -265,6 +270,7 @@ def children_cpu_seconds() -> float:
 
 def shuqiao_env(args: argparse.Namespace) -> dict[str, str]:
     env = {**os.environ, "SHUQIAO_DATABASE_URL": args.database_url, "SHUQIAO_VAR_DIR": str(args.var_dir)}
+    env.update(kv.split("=", 1) for kv in args.shuqiao_env)
     if args.shuqiao_src != REPO:
         # ahead of the editable install, which points at the work tree
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(args.shuqiao_src), env.get("PYTHONPATH")]))
@@ -509,11 +515,11 @@ def run_wrk(args: argparse.Namespace, c: Case, seconds: float) -> tuple[dict[str
 
 def measure_round(args: argparse.Namespace, c: Case, seconds: float) -> None:
     db = args.database_url.rsplit("/", 1)[1]
-    srv0, pg0, kids0 = cpu_seconds(c.pid), postgres_cpu_seconds(db), children_cpu_seconds()
+    srv0, pg0, kids0 = cpu_seconds(c.pid), postgres_cpu(db), children_cpu_seconds()
     (busy0, steal0), t0 = machine_cpu_seconds(), time.monotonic()
     stats, quantiles = run_wrk(args, c, seconds)
     wall = time.monotonic() - t0
-    srv, pg = cpu_seconds(c.pid) - srv0, postgres_cpu_seconds(db) - pg0
+    srv, pg = cpu_seconds(c.pid) - srv0, postgres_cpu_delta(pg0, postgres_cpu(db))
     wrk_cpu = children_cpu_seconds() - kids0
     busy1, steal1 = machine_cpu_seconds()
     c.cpu.update(
@@ -679,6 +685,13 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--port", type=int, default=8101, help="first of three consecutive ports")
     p.add_argument("--wrk", default="wrk")
     p.add_argument(
+        "--shuqiao-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment for Shuqiao, e.g. SHUQIAO_AUDIT_STORE=log (repeatable)",
+    )
+    p.add_argument(
         "--shuqiao-rev",
         help="measure this git revision of Shuqiao (exported with git archive) instead of the work tree",
     )
@@ -746,7 +759,7 @@ def main() -> int:
                 )
         meta = {
             "when": stamp,
-            "shuqiao": source,
+            "shuqiao": source + "".join(f", {kv}" for kv in args.shuqiao_env),
             "size": args.size,
             "enterprises": table_size(args),
             "connections": args.connections,
