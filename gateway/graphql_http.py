@@ -291,5 +291,6 @@ class GraphQLEndpoint:
             reads=[asdict(r) for r in ctx.reads] if ctx else [],
             subject=principal.subject,
             variables=variables,
+            signature_kid=getattr(request.state, "signature_kid", None),
         )
         await self.state.access_log.record(event)

@@ -30,8 +30,8 @@ class Principal:
 
 ANONYMOUS = Principal(PrincipalKind.ANONYMOUS, "anonymous")
 
-# Encrypts one clear value of a field for the consumer; returns the JSON-ready envelope.
-Encryptor = Callable[[DatasetSpec, FieldSpec, Any], dict[str, Any]]
+# Encrypts one clear value of a field for the consumer; returns the compact envelope string.
+Encryptor = Callable[[DatasetSpec, FieldSpec, Any], str]
 
 
 @dataclass(slots=True)

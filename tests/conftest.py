@@ -78,6 +78,7 @@ def init_store(settings: Settings) -> None:
 
 
 def load_demo_env(settings: Settings) -> dict[str, Any]:
+    from gateway.crypto.demo import setup_demo_keys
     from gateway.db import create_engine
     from gateway.demo.load import load_demo
     from gateway.demo.principals import setup_principals
@@ -88,7 +89,9 @@ def load_demo_env(settings: Settings) -> dict[str, Any]:
         try:
             await load_demo(engine, size="small", progress=False)
             hasher = SecretHasher(load_master_key(settings.master_key_file))
-            return await setup_principals(engine, hasher, settings.var_dir / "demo-credentials.json")
+            creds = await setup_principals(engine, hasher, settings.var_dir / "demo-credentials.json")
+            await setup_demo_keys(engine, settings.var_dir)  # hrss's SM2 key, as `demo init` does
+            return creds
         finally:
             await engine.dispose()
 
