@@ -312,21 +312,26 @@ def shuqiao_source(args: argparse.Namespace, tmp: Path) -> str:
 
 
 def setup_database(args: argparse.Namespace) -> float:
-    """Create the database and load the demo into it with Shuqiao's own CLI; seconds taken."""
+    """Create the database and load the demo into it with Shuqiao's own CLI; seconds taken.
+
+    With --reuse-db and a database already holding this size, only `shuqiao demo init` runs
+    again: it is idempotent, applies new migrations and takes seconds."""
     db = args.database_url.rsplit("/", 1)[1]
     marker = args.var_dir / "bench-size"
+    started = time.monotonic()
+    reuse = False
     if args.reuse_db and marker.exists() and marker.read_text().strip() == args.size:
         with contextlib.suppress(psycopg.Error), psycopg.connect(args.database_url) as conn:
             row = conn.execute("SELECT count(*) FROM pool_enterprise_registration").fetchone()
-            if row and row[0] > 0:
-                log(f"reusing database {db} ({row[0]} enterprises, demo size {args.size})")
-                return 0.0
-    started = time.monotonic()
-    log(f"(re)creating database {db}")
-    with psycopg.connect(args.database_url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{db}"')
-    shutil.rmtree(args.var_dir, ignore_errors=True)
+            reuse = bool(row and row[0] > 0)
+    if reuse:
+        log(f"reusing database {db} (demo size {args.size})")
+    else:
+        log(f"(re)creating database {db}")
+        with psycopg.connect(args.database_url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{db}"')
+        shutil.rmtree(args.var_dir, ignore_errors=True)
     cmd = [str(VENV_BIN / "shuqiao"), "demo", "init", "--size", args.size]
     log(f"shuqiao demo init --size {args.size} (SHUQIAO_VAR_DIR={args.var_dir})")
     out = subprocess.run(
@@ -336,11 +341,12 @@ def setup_database(args: argparse.Namespace) -> float:
         raise RuntimeError(
             f"shuqiao demo init failed ({out.returncode}):\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}"
         )
-    with psycopg.connect(args.database_url, autocommit=True) as conn:
-        conn.execute("VACUUM ANALYZE")
-    marker.write_text(args.size)
+    if not reuse:
+        with psycopg.connect(args.database_url, autocommit=True) as conn:
+            conn.execute("VACUUM ANALYZE")
+        marker.write_text(args.size)
     took = time.monotonic() - started
-    log(f"demo data loaded in {took:.0f}s")
+    log(f"database ready in {took:.0f}s")
     return took
 
 
