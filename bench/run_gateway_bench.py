@@ -153,6 +153,7 @@ done = function(summary, latency, requests)
 end
 """
 
+BUSY_PCT = 25  # "other" CPU above this marks a row as measured on a shared machine
 ERROR_KEYS = ("connect_errors", "read_errors", "write_errors", "status_errors", "timeouts")
 
 
@@ -628,19 +629,19 @@ def report(cases: list[Case], meta: dict[str, Any]) -> dict[str, Any]:
             f"{r['target']:14s}{r['case']:8s}{r['rps']:8.0f}{r['p50_ms']:9.2f}{r['p99_ms']:9.2f}"
             f"{r['errors']:7d}{r['response_bytes']:8d}   {cpu.get('server', 0):13.0f}"
             f"{cpu.get('postgres', 0):9.0f}{cpu.get('wrk', 0):4.0f}{cpu.get('other', 0):6.0f}"
-            f" ({cpu.get('steal', 0):.0f})"
+            f" ({cpu.get('steal', 0):.0f})" + ("  !" if cpu.get("other", 0) > BUSY_PCT else "")
         )
     ratios: dict[str, Any] = {}
     lines += [
         "",
         "Throughput ratios (targets: Shuqiao ≥ 1.5× bare on both cases, ≥ 0.3× PostGraphile on the page)",
-        f"{'':14s}{'case':8s}{'÷ bare':>14s}{'÷ PostGraphile':>18s}",
+        f"{'':14s}{'case':8s}{'÷ bare':>10s}        {'÷ PostGraphile':>14s}",
     ]
 
     def fmt(x: float | None, ok: bool | None) -> str:
         if x is None:
             return "-"
-        return f"{x:.2f}×" + ("" if ok is None else ("  ok" if ok else "  MISS"))
+        return f"{x:7.2f}× " + ("    " if ok is None else ("ok  " if ok else "MISS"))
 
     for sq in ("shuqiao-samr", "shuqiao-tax"):
         for case in ("lookup", "page"):
@@ -659,15 +660,14 @@ def report(cases: list[Case], meta: dict[str, Any]) -> dict[str, Any]:
                 "meets_bare_target": ok_bare,
                 "meets_postgraphile_target": ok_pg,
             }
-            lines.append(f"{sq:14s}{case:8s}{fmt(vs_bare, ok_bare):>14s}{fmt(vs_pg, ok_pg):>18s}")
+            lines.append(f"{sq:14s}{case:8s}{fmt(vs_bare, ok_bare):>14s}    {fmt(vs_pg, ok_pg):>14s}")
     other = [r["cpu_pct"].get("other", 0) for r in rows]
-    busy = sum(other) / len(other) if other else 0.0
-    meta["other_cpu_pct_mean"] = round(busy, 1)
-    if busy > 25:
+    meta["other_cpu_pct_mean"] = round(sum(other) / len(other), 1) if other else 0.0
+    if any(x > BUSY_PCT for x in other):
         lines += [
             "",
-            f"NOTE: other processes used {busy:.0f}% of a core on average during the measurements"
-            " (the machine has 2): absolute figures are low and noisy; ratios from this run are fairer.",
+            f"! other processes used more than {BUSY_PCT}% of a core while this row was measured (the"
+            " machine has 2): its figures are low and noisy; ratios between rows measured alike are fairer.",
         ]
     print("\n".join(lines), flush=True)
     return {"meta": meta, "results": rows, "ratios": ratios}
@@ -683,7 +683,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--size", choices=("small", "large"), default="small", help="demo data size")
     p.add_argument("--reuse-db", action="store_true", help="keep the database if it holds --size data")
     p.add_argument("--duration", type=float, default=15, help="seconds measured per target per case")
-    p.add_argument("--rounds", type=int, default=3, help="the measured seconds are split into this many")
+    p.add_argument("--rounds", type=int, default=5, help="the measured seconds are split into this many")
     p.add_argument("--warmup", type=float, default=3, help="seconds of warm-up per target per case")
     p.add_argument("--connections", type=int, default=4, help="concurrent connections (wrk -c)")
     p.add_argument("--servers", default="shuqiao,bare,postgraphile", help="subset, comma-separated")
