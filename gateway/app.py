@@ -44,7 +44,7 @@ def build_state(settings: Settings, access_log: AccessLog | None = None) -> Gate
     return GatewayState(
         settings=settings,
         engine=engine,
-        registry=SchemaRegistry(engine, settings.limits, settings.catalogue_poll_seconds),
+        registry=SchemaRegistry(engine, settings.limits, settings.catalogue_poll_seconds, master_key),
         tokens=tokens,
         hasher=hasher,
         api_keys=ApiKeyVerifier(engine, hasher),

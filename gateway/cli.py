@@ -119,8 +119,13 @@ def demo_load(
 ) -> None:
     """Load the demo catalogue and its synthetic data (idempotent)."""
     from gateway.demo.load import load_demo
+    from gateway.secrets import load_master_key
 
-    kwargs: dict[str, Any] = {"size": size.value, "progress": not as_json}
+    kwargs: dict[str, Any] = {
+        "size": size.value,
+        "progress": not as_json,
+        "master_key": load_master_key(_settings().master_key_file),
+    }
     if seed is not None:
         kwargs["seed"] = seed
     counts = _run(lambda engine: load_demo(engine, **kwargs))
@@ -133,10 +138,12 @@ def demo_init(size: Annotated[Size, typer.Option()] = Size.small) -> None:
     from gateway.crypto.demo import setup_demo_keys
     from gateway.demo.load import load_demo
     from gateway.demo.principals import setup_principals
+    from gateway.secrets import load_master_key
 
     init()
     s = _settings()
-    _run(lambda engine: load_demo(engine, size=size.value, progress=True))
+    master_key = load_master_key(s.master_key_file)
+    _run(lambda engine: load_demo(engine, size=size.value, progress=True, master_key=master_key))
     creds = _run(lambda engine: setup_principals(engine, _hasher(), s.var_dir / "demo-credentials.json"))
     dept_keys = _run(lambda engine: setup_demo_keys(engine, s.var_dir))
     _print_demo(s, creds)
@@ -155,7 +162,9 @@ Demo credentials (also in {s.var_dir}/demo-credentials.json, mode 0600):""")
         typer.echo(f"  {dept:7s} client_id={c['client_id']}  client_secret={c['client_secret']}")
     for ent, key in creds["api_keys"].items():
         typer.echo(f"  {ent} X-API-Key: {key}")
-    example = '{"query":"{ enterpriseRegistration(first: 3) { edges { node { name legalRepresentative } } } }"}'  # noqa: E501
+    example = (
+        '{"query":"{ enterpriseRegistration(first: 3) { edges { node { name legalRepresentative } } } }"}'
+    )
     typer.echo(f"Try:\n  curl -s {base}/open/graphql -H 'Content-Type: application/json' -d '{example}'\n")
 
 
@@ -165,8 +174,37 @@ def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
     import uvicorn
 
     # The factory string (not the repo-root asgi.py) so this works from any directory.
-    uvicorn.run("gateway.app:create_app", factory=True, host=host, port=port, workers=workers,
-                log_level="info", access_log=False)
+    uvicorn.run(
+        "gateway.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+        access_log=False,
+    )
+
+
+pool_app = typer.Typer(help="The data pool: encryption at rest.", no_args_is_help=True)
+app.add_typer(pool_app, name="pool")
+
+
+@pool_app.command("encrypt")
+def pool_encrypt(batch: int = 1000, as_json: JsonOpt = False) -> None:
+    """Encrypt clear L4 / sensitive values already in the pool (resumable; safe to re-run)."""
+    from gateway.catalogue.encrypt_existing import encrypt_existing
+    from gateway.secrets import load_master_key
+
+    master_key = load_master_key(_settings().master_key_file)
+    seen: dict[str, int] = {}
+
+    def progress(column: str, n: int) -> None:
+        seen[column] = seen.get(column, 0) + n
+        if not as_json:
+            typer.echo(f"  {column}: {seen[column]:,} encrypted", err=True)
+
+    done = _run(lambda e: encrypt_existing(e, master_key, batch=batch, progress=progress))
+    _emit(as_json, done, "\n".join(f"{k:40s} {v:>10,d}" for k, v in done.items()) or "nothing to encrypt")
 
 
 # ---------------------------------------------------------------- grants

@@ -254,6 +254,7 @@ class GraphQLEndpoint:
             datetime.now(UTC),
             self.state.settings.limits,
             encryptor=self.state.encryptor_for(principal),
+            pool=registry.keyring,
         )
         async with self.state.engine.connect() as conn:
             outcome = await run(

@@ -2,6 +2,7 @@
 
 from gateway.audit.models import AuditChainHead, AuditEvent
 from gateway.catalogue.models import CatalogueState, Dataset, DatasetField, Department
+from gateway.catalogue.protection import DataKey
 from gateway.crypto.models import DepartmentKey
 from gateway.grants.models import GrantRecord
 from gateway.identity.models import (
@@ -21,6 +22,7 @@ __all__ = [
     "AuditEvent",
     "AuthorizationCode",
     "CatalogueState",
+    "DataKey",
     "Dataset",
     "DatasetField",
     "Department",

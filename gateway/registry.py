@@ -11,6 +11,7 @@ import time
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.catalogue.protection import PoolKeyring, load_keyring
 from gateway.catalogue.service import Catalogue, catalogue_version, load_catalogue
 from gateway.grants.service import load_grants
 from gateway.settings import Limits
@@ -28,7 +29,11 @@ class BuiltSchema:
 
 
 class SchemaRegistry:
-    def __init__(self, engine: AsyncEngine, limits: Limits, poll_seconds: float = 1.0) -> None:
+    def __init__(
+        self, engine: AsyncEngine, limits: Limits, poll_seconds: float = 1.0, master_key: bytes | None = None
+    ) -> None:
+        self._master_key = master_key
+        self.keyring: PoolKeyring | None = None
         self.engine = engine
         self.limits = limits
         self.poll_seconds = poll_seconds
@@ -54,6 +59,8 @@ class SchemaRegistry:
             if force or self._catalogue is None or version != self._catalogue.version:
                 catalogue = await load_catalogue(self.engine)
                 self._grants = await load_grants(self.engine)
+                if self._master_key is not None:
+                    self.keyring = await load_keyring(self.engine, self._master_key, catalogue.published())
                 self._schemas = {}
                 self._catalogue = catalogue
             self._checked = time.monotonic()

@@ -8,6 +8,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from gateway.catalogue.protection import PoolKeyring
 from gateway.catalogue.spec import DatasetSpec, FieldSpec
 from gateway.settings import Limits
 from policies.model import Action, Grant, Tier
@@ -61,6 +62,7 @@ class ExecutionContext:
     now: datetime
     limits: Limits
     encryptor: Encryptor | None = None  # None: the encrypt action is unavailable, so it denies
+    pool: PoolKeyring | None = None  # data keys for columns encrypted at rest
     accesses: dict[tuple[str, str], FieldAccess] = field(default_factory=dict)
     reads: list[DatasetRead] = field(default_factory=list)
 

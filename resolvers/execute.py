@@ -352,10 +352,11 @@ async def _links(
     conn: AsyncConnection,
 ) -> None:
     for entry in plan.links:
-        keys = sorted({row[entry.index] for row in rows if row[entry.index] is not None})
+        key_of = entry.transform or (lambda v: v)  # encrypted reference columns are decrypted first
+        row_keys = [None if row[entry.index] is None else key_of(row[entry.index]) for row in rows]
+        keys = sorted({k for k in row_keys if k is not None})
         entities, key_errs = await _entities(entry.payload.entity, keys, ctx, conn)
-        for row, node, errs in zip(rows, nodes, row_errs, strict=True):
-            k = row[entry.index]
+        for k, node, errs in zip(row_keys, nodes, row_errs, strict=True):
             node[entry.key] = entities.get(k) if k is not None else None
             for e in key_errs.get(k, ()) if k is not None else ():
                 errs.append({**e, "path": [entry.key, *e["path"]]})
@@ -385,14 +386,16 @@ async def _entities(
                 continue
             node = ds_plan.node
             assert node is not None
-            rows = await fetch_all(conn, entity_statement(ds_plan, keys))
+            # Encrypted keys are looked up (and rows grouped) by their blind-index values.
+            by_lookup = {ds_plan.blind(k): k for k in keys} if ds_plan.blind else {k: k for k in keys}
+            rows = await fetch_all(conn, entity_statement(ds_plan, list(by_lookup)))
             _record_read(ctx, ds_plan.dataset.code, len(rows), ds_plan.access)
             shaped, row_errs = _shape(node, rows)
             await _links(node, rows, shaped, row_errs, ctx, conn)
-            key_index = node.columns.index(ds_plan.dataset.entity_field or "")
+            key_index = node.columns.index(ds_plan.key_column)
             grouped: dict[str, list[dict[str, Any]]] = {k: [] for k in keys}
             for row, obj, errs in zip(rows, shaped, row_errs, strict=True):
-                k = row[key_index]
+                k = by_lookup[row[key_index]]
                 for e in errs:
                     key_errs[k].append({**e, "path": [entry.key, len(grouped[k]), *e["path"]]})
                 grouped[k].append(obj)

@@ -11,6 +11,7 @@ from typing import Any
 from graphql import FieldNode, FragmentDefinitionNode, GraphQLField, GraphQLObjectType, GraphQLSchema
 from graphql.execution.values import VariableValues, get_argument_values
 
+from gateway.catalogue.protection import DatasetCipher, blind_column, is_protected
 from gateway.catalogue.spec import ENTITY_KEY_NAMES, DatasetSpec, Entity, FieldSpec, FieldType
 from policies import decisions
 from policies.limits import connection_cost
@@ -76,6 +77,8 @@ class EntityDatasetPlan:
     node: NodePlan | None
     denial: dict[str, Any] | None  # set when the caller may not read these rows at all
     access: DatasetAccess | None = None
+    key_column: str = ""  # the entity key's column, or its blind index when stored encrypted
+    blind: Transform | None = None  # clear key → blind-index value
 
     def denial_errors(self, path: list[str | int]) -> list[dict[str, Any]]:
         """Field by field where fields were asked for, else one dataset-level error."""
@@ -166,6 +169,10 @@ def compile_shaper(entries: list[Entry]) -> Callable[[Any], dict[str, Any]]:
     source = "def shape(row):\n    return {" + ", ".join(items) + "}\n"
     exec(compile(source, "<shuqiao-shaper>", "exec"), env)  # noqa: S102 - generated from trusted names
     return env["shape"]
+
+
+def _chain(first: Transform, then: Transform) -> Transform:
+    return lambda v: then(first(v))
 
 
 _STRINGIFY: dict[FieldType, Transform] = {
@@ -320,7 +327,26 @@ class Planner:
                     field=gql,
                     resourceCode=ds.resource_code,
                 )
-            out.extend((f.name, op, value) for op, value in cond.items() if value is not None)
+            if not is_protected(f):
+                out.extend((f.name, op, value) for op, value in cond.items() if value is not None)
+                continue
+            # Encrypted at rest: equality through the blind index, nothing else.
+            blind = self._cipher(ds).blinder(f.name)
+            for op, value in cond.items():
+                if value is None:
+                    continue
+                if op in ("eq", "neq"):
+                    out.append((blind_column(f.name), op, blind(value)))
+                elif op == "in":
+                    out.append((blind_column(f.name), "in", [blind(v) for v in value]))
+                elif op == "isNull":
+                    out.append((f.name, op, value))
+                else:
+                    raise FieldError(
+                        f"`{gql}` is stored encrypted: filter it with eq, neq, in or isNull, not {op}.",
+                        errors.BAD_USER_INPUT,
+                        field=gql,
+                    )
         return out
 
     def _order(self, ds: DatasetSpec, order_args: list[Any]) -> list[tuple[str, bool]]:
@@ -334,6 +360,12 @@ class Planner:
                     errors.FORBIDDEN_FILTER,
                     field=_camel(name),
                     resourceCode=ds.resource_code,
+                )
+            if is_protected(f):
+                raise FieldError(
+                    f"`{_camel(name)}` is stored encrypted and cannot order results.",
+                    errors.BAD_USER_INPUT,
+                    field=_camel(name),
                 )
             if all(n != name for n, _ in out):
                 out.append((name, item["direction"].value == "desc"))
@@ -366,13 +398,15 @@ class Planner:
             ref, entity = binding.links[name]
             d = self.decide(ds, ref)
             self._record(ds, ref, d)
-            if not decisions.may_filter(d):
+            # Following a reference reveals its value (the linked entity's key), so only a
+            # reference the caller reads in clear may be followed — not one it gets encrypted.
+            if d.action is not Action.ALLOW:
                 reason = f"following {name} needs {_camel(ref.name)} in clear: {d.reason}"
                 plan.entries.append(self._denied(key, fnodes, ds, reason))
                 continue
             ent_type = self.bindings.entities_by_kind[entity]
             ent = self.entity(ent_type, subselection(fnodes, self.fragments, self.variables))
-            entry = Entry(key, Kind.LINK, plan.column(ref.name), payload=LinkPlan(ent))
+            entry = Entry(key, Kind.LINK, plan.column(ref.name), self._opener(ds, ref), LinkPlan(ent))
             plan.entries.append(entry)
             plan.links.append(entry)
         return plan
@@ -397,7 +431,18 @@ class Planner:
             transform = _STRINGIFY.get(f.type, str)
         else:
             transform = _STRINGIFY.get(f.type) if f.type is FieldType.DECIMAL else None
+        opener = self._opener(ds, f)
+        if opener is not None:  # stored encrypted: decrypt, then apply the decision
+            transform = opener if transform is None else _chain(opener, transform)
         return Entry(key, Kind.VALUE, index, transform)
+
+    def _cipher(self, ds: DatasetSpec) -> DatasetCipher:
+        if self.ctx.pool is None:
+            raise FieldError(f"{ds.code} holds encrypted columns and no data key is loaded.", errors.INTERNAL)
+        return self.ctx.pool.cipher(ds.code)
+
+    def _opener(self, ds: DatasetSpec, f: FieldSpec) -> Transform | None:
+        return self._cipher(ds).opener(f.name) if is_protected(f) else None
 
     def _denied(
         self, key: str, fnodes: list[FieldNode], ds: DatasetSpec, reason: str, field_name: str | None = None
@@ -457,8 +502,13 @@ class Planner:
                 },
             }
             return EntityDatasetPlan(ds, first, None, denial, access)
+        if is_protected(key_field):  # look up and group by the blind index
+            blind = self._cipher(ds).blinder(key_field.name)
+            column = blind_column(key_field.name)
+            node.column(column)
+            return EntityDatasetPlan(ds, first, node, None, access, key_column=column, blind=blind)
         node.column(key_field.name)
-        return EntityDatasetPlan(ds, first, node, None, access)
+        return EntityDatasetPlan(ds, first, node, None, access, key_column=key_field.name)
 
 
 def _forbidden(ds: DatasetSpec, reason: str, loc: list[dict[str, int]] | None) -> dict[str, Any]:

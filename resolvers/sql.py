@@ -106,7 +106,7 @@ def entity_statement(plan: EntityDatasetPlan, keys: list[str]) -> Select:
     assert plan.node is not None
     ds = plan.dataset
     table = table_for(ds)
-    key_col = table.c[ds.entity_field or ""]
+    key_col = table.c[plan.key_column]
     cols = [table.c[c] for c in plan.node.columns]
     rank = func.row_number().over(partition_by=key_col, order_by=table.c[ROW_ID]).label("_rn")
     inner = select(*cols, table.c[ROW_ID], rank).where(key_col.in_(keys)).subquery()

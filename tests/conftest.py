@@ -87,8 +87,9 @@ def load_demo_env(settings: Settings) -> dict[str, Any]:
     async def go() -> dict[str, Any]:
         engine = create_engine(settings.database_url)
         try:
-            await load_demo(engine, size="small", progress=False)
-            hasher = SecretHasher(load_master_key(settings.master_key_file))
+            master_key = load_master_key(settings.master_key_file)
+            await load_demo(engine, size="small", progress=False, master_key=master_key)
+            hasher = SecretHasher(master_key)
             creds = await setup_principals(engine, hasher, settings.var_dir / "demo-credentials.json")
             await setup_demo_keys(engine, settings.var_dir)  # hrss's SM2 key, as `demo init` does
             return creds

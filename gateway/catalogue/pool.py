@@ -18,6 +18,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeEngine
 
+from gateway.catalogue.protection import blind_column, protected_fields
 from gateway.catalogue.spec import DatasetSpec, FieldSpec, FieldType
 
 ROW_ID = "_id"  # internal surrogate key: the keyset-pagination tie-breaker, never exposed
@@ -42,16 +43,22 @@ def _column(f: FieldSpec) -> Column:
 
 
 def pool_table(spec: DatasetSpec, metadata: MetaData | None = None) -> Table:
-    """The SQLAlchemy Core table for a dataset (not bound to any ORM class)."""
+    """The SQLAlchemy Core table for a dataset (not bound to any ORM class).
+
+    Protected (L4 / sensitive) fields are stored encrypted and get a blind-index column;
+    lookups on them use that column, so it is what gets indexed."""
     md = metadata if metadata is not None else MetaData()
     name = pool_table_name(spec.code)
+    protected = {f.name for f in protected_fields(spec)}
     columns = [
         # INTEGER PRIMARY KEY is SQLite's rowid alias; BIGINT elsewhere.
         Column(ROW_ID, BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
         *(_column(f) for f in spec.fields),
+        *(Column(blind_column(n), Text(), nullable=True) for n in sorted(protected)),
     ]
-    indexed = {f.name for f in spec.fields if f.indexed or f.references}
+    wanted = {f.name for f in spec.fields if f.indexed or f.references}
     if spec.entity_field:
-        indexed.add(spec.entity_field)
+        wanted.add(spec.entity_field)
+    indexed = {blind_column(n) if n in protected else n for n in wanted}
     indexes = [Index(f"ix_{name}_{col}", col) for col in sorted(indexed)]
     return Table(name, md, *columns, *indexes)

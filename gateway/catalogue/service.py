@@ -12,6 +12,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway.catalogue.models import CatalogueState, Dataset, DatasetField, Department, utcnow
 from gateway.catalogue.pool import pool_table
+from gateway.catalogue.protection import check_protectable
 from gateway.catalogue.spec import DatasetSpec, DepartmentSpec, Entity, FieldSpec, FieldType
 from policies.model import PI, Category, Level, MaskRule, Open, Share
 
@@ -123,6 +124,11 @@ def _validate(spec: DatasetSpec) -> None:
     for name in [spec.code, *names]:
         if not name.isidentifier() or not name.islower() or name.startswith("_"):
             raise CatalogueError(f"{name!r} is not a lower snake_case identifier")
+    if any("__" in n for n in names):
+        raise CatalogueError(f"dataset {spec.code}: field names may not contain '__' (reserved)")
+    problem = check_protectable(spec)
+    if problem:
+        raise CatalogueError(problem)
     if spec.entity_field and spec.entity_field not in names:
         raise CatalogueError(f"dataset {spec.code}: entity field {spec.entity_field} missing")
 
@@ -177,8 +183,9 @@ async def save_dataset(engine: AsyncEngine, spec: DatasetSpec) -> None:
             old = old_fields.pop(f.name, None)
             if old is not None and old.type != f.type.value:
                 raise CatalogueError(f"{spec.code}.{f.name}: type change {old.type} → {f.type}")
-            frow = old or DatasetField(dataset_id=row.id or 0, position=position, name=f.name,
-                                       type=f.type.value, title=f.title)
+            frow = old or DatasetField(
+                dataset_id=row.id or 0, position=position, name=f.name, type=f.type.value, title=f.title
+            )
             frow.position, frow.title, frow.description = position, f.title, f.description
             frow.level, frow.pi = int(f.level), f.pi.value
             frow.share = f.share.value if f.share else None
@@ -196,6 +203,12 @@ async def save_dataset(engine: AsyncEngine, spec: DatasetSpec) -> None:
         conn = await session.connection()
         await conn.run_sync(_sync_pool_table, spec)
         await session.commit()
+
+
+async def sync_pool_table(engine: AsyncEngine, spec: DatasetSpec) -> None:
+    """Bring a dataset's pool table up to its definition (new columns, blind indexes, indexes)."""
+    async with engine.begin() as conn:
+        await conn.run_sync(_sync_pool_table, spec)
 
 
 def _sync_pool_table(sync_conn, spec: DatasetSpec) -> None:  # type: ignore[no-untyped-def]

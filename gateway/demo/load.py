@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.catalogue import service
 from gateway.catalogue.pool import pool_table
+from gateway.catalogue.protection import RowEncoder, load_keyring, protected_fields
 from gateway.catalogue.spec import DatasetSpec
 from gateway.demo.catalogue import demo_catalogue
 from gateway.demo.generate import DEFAULT_SEED, DemoGenerator, Size
@@ -35,10 +36,16 @@ Advance = Callable[[int], None]
 
 
 async def load_demo(
-    engine: AsyncEngine, size: str | Size = "small", seed: int = DEFAULT_SEED, progress: bool = True
+    engine: AsyncEngine,
+    size: str | Size = "small",
+    seed: int = DEFAULT_SEED,
+    progress: bool = True,
+    *,
+    master_key: bytes,
 ) -> dict[str, int]:
     """Register the demo catalogue and load its rows; returns the number of rows each dataset
-    holds afterwards (whether loaded now or found already loaded)."""
+    holds afterwards (whether loaded now or found already loaded). L4 and sensitive columns
+    are written encrypted under data keys wrapped by `master_key` (see catalogue.protection)."""
     departments, datasets = demo_catalogue()
     catalogue = await service.load_catalogue(engine)
     for dept in departments:
@@ -49,16 +56,20 @@ async def load_demo(
             await service.save_dataset(engine, spec)
 
     generator = DemoGenerator(size, seed)
+    keyring = await load_keyring(engine, master_key, datasets)
     counts: dict[str, int] = {}
     with _progress_bar() if progress else nullcontext() as bar:
         for spec in datasets:
-            counts[spec.code] = await _load_dataset(engine, spec, generator, bar)
+            cipher = keyring.cipher(spec.code) if protected_fields(spec) else None
+            counts[spec.code] = await _load_dataset(engine, spec, generator, bar, RowEncoder(spec, cipher))
     return counts
 
 
-async def _load_dataset(engine: AsyncEngine, spec: DatasetSpec, generator: DemoGenerator, bar: Any) -> int:
+async def _load_dataset(
+    engine: AsyncEngine, spec: DatasetSpec, generator: DemoGenerator, bar: Any, encoder: RowEncoder
+) -> int:
     table = pool_table(spec)
-    columns = [f.name for f in spec.fields]
+    columns = encoder.columns
     postgres = engine.dialect.name == "postgresql"
     async with engine.begin() as conn:
         if postgres:
@@ -74,7 +85,7 @@ async def _load_dataset(engine: AsyncEngine, spec: DatasetSpec, generator: DemoG
         task.note("preparing…")
         generator.prepare(spec.code)  # shared pools (people, enterprises): seconds at the large size
         task.start(total=generator.count(spec.code))
-        rows = generator.rows(spec.code)
+        rows = encoder.encode_all(generator.rows(spec.code))
         # Building an index once over sorted keys is several times faster than updating it
         # row by row (ID numbers arrive in random order), so load into a bare table.
         indexes = await _drop_secondary_indexes(conn, table)

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import func, inspect, select, text
 
 from gateway.catalogue.pool import pool_table
+from gateway.catalogue.protection import PoolKeyring
 from gateway.db import create_engine, upgrade
 from gateway.demo import generate as demo_generate
 from gateway.demo.catalogue import DATASETS, ENTERPRISE_REGISTRATION, POPULATION
@@ -43,6 +44,9 @@ async def _counts(url: str) -> dict[str, int]:
         await engine.dispose()
 
 
+MASTER_KEY = bytes(range(32))  # a fixed test key: these tests look at rows, not at key handling
+
+
 async def _index_names(url: str, table: str) -> set[str]:
     engine = create_engine(url)
     try:
@@ -55,7 +59,7 @@ async def _index_names(url: str, table: str) -> set[str]:
 async def _load(url: str, size: str | Size = TINY) -> dict[str, int]:
     engine = create_engine(url)
     try:
-        return await load_demo(engine, size=size, progress=False)
+        return await load_demo(engine, size=size, progress=False, master_key=MASTER_KEY)
     finally:
         await engine.dispose()
 
@@ -76,20 +80,34 @@ def test_load_counts_types_joins_and_idempotency(url: str) -> None:
                 er = pool_table(ENTERPRISE_REGISTRATION)
                 first = (await conn.execute(select(er).order_by(er.c._id).limit(1))).mappings().one()
                 want = next(gen.dicts("enterprise_registration"))
-                assert {k: first[k] for k in want} == want  # same values, same Python types
+                # L4 / sensitive columns are stored encrypted (and blind-indexed): open them.
+                keyring = await PoolKeyring(MASTER_KEY).load(engine)
+                cipher = keyring.cipher("enterprise_registration")
+                got = {k: first[k] for k in want}
+                assert got["legal_rep_id_number"].startswith("sm4gcm:")
+                got["legal_rep_id_number"] = cipher.open("legal_rep_id_number", got["legal_rep_id_number"])
+                assert got == want  # same values, same Python types
                 assert isinstance(first["registered_capital"], Decimal)
                 assert isinstance(first["establishment_date"], date)
-                # Every legal representative is a person in population: the join is real.
+                # Every legal representative is a person in population: the join is real,
+                # through the blind indexes (each dataset has its own index key, so compare clear).
+                pop_cipher = keyring.cipher("population")
                 pop = pool_table(POPULATION)
-                on_rep = pop.c.id_number == er.c.legal_rep_id_number
-                joined = await conn.execute(select(func.count()).select_from(er.join(pop, on_rep)))
-                assert joined.scalar_one() == expected["enterprise_registration"]
+                people = {
+                    pop_cipher.open("id_number", v)
+                    for v in (await conn.execute(select(pop.c.id_number))).scalars()
+                }
+                reps = [
+                    cipher.open("legal_rep_id_number", v)
+                    for v in (await conn.execute(select(er.c.legal_rep_id_number))).scalars()
+                ]
+                assert len(reps) == expected["enterprise_registration"] and set(reps) <= people
         finally:
             await engine.dispose()
 
     asyncio.run(check())
     indexes = asyncio.run(_index_names(url, "pool_population"))
-    assert {"ix_pool_population_id_number", "ix_pool_population_district_code"} <= indexes
+    assert {"ix_pool_population_id_number__bidx", "ix_pool_population_district_code"} <= indexes
 
 
 def test_a_failing_dataset_leaves_nothing_half_written(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -111,7 +129,7 @@ def test_a_failing_dataset_leaves_nothing_half_written(url: str, monkeypatch: py
     # Datasets loaded before the failure were committed on their own.
     assert counts["enterprise_registration"] == TINY.enterprises
     # The indexes dropped for the failed load are back: the drop was rolled back too.
-    assert "ix_pool_population_id_number" in asyncio.run(_index_names(url, "pool_population"))
+    assert "ix_pool_population_id_number__bidx" in asyncio.run(_index_names(url, "pool_population"))
 
     monkeypatch.setattr(demo_generate.DemoGenerator, "rows", real_rows)
     assert asyncio.run(_load(url))["population"] == TINY.people
@@ -122,20 +140,32 @@ def test_small_size_loads_thousands_of_rows(url: str) -> None:
     assert counts["population"] == 5_000 and counts["enterprise_registration"] == 1_000
     assert counts["air_quality_daily"] == 366 * 11
 
-    async def hrss_view() -> list[Any]:
+    async def insured_people_and_employers_exist() -> tuple[int, int]:
+        # ID numbers are stored encrypted under per-dataset keys (no SQL join can link two
+        # datasets' ciphertexts, by design); compare the clear values instead.
         engine = create_engine(url)
         try:
+            keyring = await PoolKeyring(MASTER_KEY).load(engine)
+            pop_c, si_c = keyring.cipher("population"), keyring.cipher("social_insurance")
             async with engine.connect() as conn:
-                return (
+                people = {
+                    pop_c.open("id_number", v)
+                    for v in (await conn.execute(text("SELECT id_number FROM pool_population"))).scalars()
+                }
+                codes = set(
+                    (
+                        await conn.execute(text("SELECT credit_code FROM pool_enterprise_registration"))
+                    ).scalars()
+                )
+                rows = (
                     await conn.execute(
-                        text(
-                            "SELECT count(*) FROM pool_social_insurance s "
-                            "JOIN pool_population p ON p.id_number = s.id_number "
-                            "JOIN pool_enterprise_registration e ON e.credit_code = s.employer_credit_code"
-                        )
+                        text("SELECT id_number, employer_credit_code FROM pool_social_insurance")
                     )
                 ).all()
+            ok = sum(1 for i, e in rows if si_c.open("id_number", i) in people and e in codes)
+            return ok, len(rows)
         finally:
             await engine.dispose()
 
-    assert asyncio.run(hrss_view())[0][0] == counts["social_insurance"]
+    ok, total = asyncio.run(insured_people_and_employers_exist())
+    assert ok == total == counts["social_insurance"]
