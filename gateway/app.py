@@ -41,6 +41,7 @@ def build_state(settings: Settings, access_log: AccessLog | None = None) -> Gate
         settings.issuer,
         settings.token_ttl_seconds,
     )
+    access_log = access_log or _access_log(settings, engine, master_key)
     return GatewayState(
         settings=settings,
         engine=engine,
@@ -57,8 +58,10 @@ def build_state(settings: Settings, access_log: AccessLog | None = None) -> Gate
             anonymous_rate=settings.anonymous_rate,
             key_per_minute=settings.api_key_rate_per_minute,
             key_per_day=settings.api_key_daily_quota,
+            client_rate=settings.share_client_rate,
+            audit_log=access_log,  # sign-ins and token events (gateway.identity.audit)
         ),
-        access_log=access_log or _access_log(settings, engine, master_key),
+        access_log=access_log,
         signer=ResponseSigner(open_signing_store(settings.var_dir)),
         department_keys=DepartmentKeyDirectory(engine, settings.catalogue_poll_seconds),
     )

@@ -58,6 +58,7 @@ class Settings:
     anonymous_rate: str = "60/minute"
     api_key_rate_per_minute: int = 120
     api_key_daily_quota: int = 10_000
+    share_client_rate: str | None = None  # share-tier requests per OAuth client, e.g. "600/minute"
     audit_store: str = "chain"
 
     @classmethod
@@ -84,6 +85,7 @@ class Settings:
             anonymous_rate=_env("ANONYMOUS_RATE", "60/minute"),
             api_key_rate_per_minute=_int("API_KEY_RATE_PER_MINUTE", 120),
             api_key_daily_quota=_int("API_KEY_DAILY_QUOTA", 10_000),
+            share_client_rate=_env("SHARE_CLIENT_RATE", "") or None,
             audit_store=_env("AUDIT_STORE", "chain"),
         )
 

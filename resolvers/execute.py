@@ -113,6 +113,9 @@ async def run(
         query,
         operation_name,
         ctx.principal.consumer,
+        # the grants the plan may rely on: an API key scoped to some datasets sees fewer of
+        # its enterprise's grants than another key of the same enterprise
+        tuple(sorted(g.id for g in ctx.grants if g.consumer == ctx.principal.consumer)),
         ctx.encryptor is not None,
         orjson.dumps(variables or {}, option=orjson.OPT_SORT_KEYS),
     )

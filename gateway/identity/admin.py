@@ -5,6 +5,7 @@ Every call needs a bearer token for the admin audience with the `admin` scope. S
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gateway.identity import apikeys, clients, users
+from gateway.identity.audit import AuditUnavailable, record_api_key_event
 from gateway.identity.passwords import WeakPassword
 from gateway.identity.roles import ROLES, UnknownRole
 from gateway.identity.tokens import ADMIN_AUDIENCE, InvalidToken
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
     from gateway.identity.service import Identity
 
 NO_STORE = {"Cache-Control": "no-store"}
+log = logging.getLogger("shuqiao.identity")
 
 
 class _Refused(Exception):
@@ -52,6 +55,7 @@ class AdminAPI:
                     {"WWW-Authenticate": challenge + ', error="invalid_token"'},
                 )
             ) from None
+        request.state.admin_claims = claims
         if "admin" not in claims.scopes:
             raise _Refused(
                 _problem(
@@ -77,6 +81,11 @@ class AdminAPI:
                 result = await fn(request)
             except _Refused as refused:
                 return refused.response
+            except AuditUnavailable:
+                log.exception("identity audit write failed; admin answer withheld")
+                return _problem(
+                    503, "The audit log is unavailable; nothing was issued.", {"Retry-After": "5"}
+                )
             except (
                 clients.IdentityError,
                 apikeys.ApiKeyError,
@@ -147,6 +156,7 @@ class AdminAPI:
             rate_per_minute=b.get("rate_per_minute"),
             daily_quota=b.get("daily_quota"),
         )
+        await self._audit_key(request, "apikey.create", row)
         return {"api_key": key, **apikeys.describe(row)}
 
     async def apikey_rotate(self, request: Request) -> Any:
@@ -157,12 +167,35 @@ class AdminAPI:
             request.path_params["prefix"],
             timedelta(hours=float(b.get("overlap_hours", 24))),
         )
+        await self._audit_key(request, "apikey.rotate", new, previous=old)
         return {"api_key": key, **apikeys.describe(new), "previous": apikeys.describe(old)}
 
     async def apikey_revoke(self, request: Request) -> Any:
-        return apikeys.describe(
-            await apikeys.revoke_api_key(self.identity.engine, request.path_params["prefix"])
-        )
+        row = await apikeys.revoke_api_key(self.identity.engine, request.path_params["prefix"])
+        await self._audit_key(request, "apikey.revoke", row, issued=False)
+        return apikeys.describe(row)
+
+    async def _audit_key(
+        self, request: Request, operation: str, row: Any, *, previous: Any = None, issued: bool = True
+    ) -> None:
+        """Record an API-key event; if that fails, a key just issued is revoked again (fail closed)."""
+        claims = request.state.admin_claims
+        try:
+            await record_api_key_event(
+                self.identity.audit,
+                operation,
+                row,
+                principal_kind="client",
+                principal_id=claims.client_id,
+                subject=claims.subject if claims.subject != claims.client_id else None,
+                request=request,
+                previous=previous,
+                status=201,
+            )
+        except AuditUnavailable:
+            if issued:
+                await apikeys.revoke_api_key(self.identity.engine, row.prefix)
+            raise
 
     async def issuers_(self, request: Request) -> Any:
         engine = self.identity.engine

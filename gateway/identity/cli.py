@@ -37,6 +37,7 @@ T = TypeVar("T")
 def _run(make: Callable[[Any], Awaitable[T]]) -> T:
     from gateway.db import create_engine
     from gateway.identity.apikeys import ApiKeyError
+    from gateway.identity.audit import AuditUnavailable
     from gateway.identity.clients import IdentityError
     from gateway.identity.passwords import WeakPassword
     from gateway.identity.roles import UnknownRole
@@ -54,6 +55,9 @@ def _run(make: Callable[[Any], Awaitable[T]]) -> T:
     except (IdentityError, ApiKeyError, UserError, UnknownRole, WeakPassword) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
+    except AuditUnavailable as err:
+        typer.echo(f"error: the audit log is unavailable, nothing was issued: {err}", err=True)
+        raise typer.Exit(3) from None
 
 
 def _emit(as_json: bool, data: Any, human: str) -> None:
@@ -163,8 +167,9 @@ def apikey_create(
 
     expires = datetime.now(UTC) + timedelta(days=expires_days) if expires_days else None
     hasher = _hasher()
-    key, row = _run(
-        lambda e: create_api_key(
+
+    async def make(e: Any) -> Any:
+        key, row = await create_api_key(
             e,
             hasher,
             enterprise,
@@ -174,7 +179,10 @@ def apikey_create(
             rate_per_minute=rate_per_minute,
             daily_quota=daily_quota,
         )
-    )
+        await _audit_key(e, "apikey.create", row)
+        return key, row
+
+    key, row = _run(make)
     _emit(
         as_json, {"api_key": key, **describe(row)}, f"X-API-Key: {key}\n(prefix {row.prefix}; shown only now)"
     )
@@ -201,7 +209,13 @@ def apikey_rotate(prefix: str, overlap_hours: float = 24.0, as_json: JsonOpt = F
     from gateway.identity.apikeys import describe, rotate_api_key
 
     hasher = _hasher()
-    key, new, old = _run(lambda e: rotate_api_key(e, hasher, prefix, timedelta(hours=overlap_hours)))
+
+    async def make(e: Any) -> Any:
+        key, new, old = await rotate_api_key(e, hasher, prefix, timedelta(hours=overlap_hours))
+        await _audit_key(e, "apikey.rotate", new, previous=old)
+        return key, new, old
+
+    key, new, old = _run(make)
     _emit(
         as_json,
         {"api_key": key, **describe(new), "previous": describe(old)},
@@ -213,8 +227,32 @@ def apikey_rotate(prefix: str, overlap_hours: float = 24.0, as_json: JsonOpt = F
 def apikey_revoke(prefix: str, as_json: JsonOpt = False) -> None:
     from gateway.identity.apikeys import describe, revoke_api_key
 
-    row = _run(lambda e: revoke_api_key(e, prefix))
+    async def make(e: Any) -> Any:
+        row = await revoke_api_key(e, prefix)
+        await _audit_key(e, "apikey.revoke", row, issued=False)
+        return row
+
+    row = _run(make)
     _emit(as_json, describe(row), f"{prefix} revoked")
+
+
+async def _audit_key(
+    engine: Any, operation: str, row: Any, *, previous: Any = None, issued: bool = True
+) -> None:
+    """Record the event on the gateway's audit log; if that fails, a key just issued is
+    revoked again and the command fails (the key is never printed)."""
+    from gateway.identity.apikeys import revoke_api_key
+    from gateway.identity.audit import cli_audit, cli_operator, record_api_key_event
+
+    audit = cli_audit(Settings.from_env(), engine)
+    try:
+        await record_api_key_event(
+            audit, operation, row, principal_kind="operator", principal_id=cli_operator(), previous=previous
+        )
+    except Exception:
+        if issued:
+            await revoke_api_key(engine, row.prefix)
+        raise
 
 
 # ---------------------------------------------------------------- people and roles

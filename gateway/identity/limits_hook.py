@@ -18,6 +18,8 @@ async def check_rate(limiter: RateLimiter, request: Request, principal: Principa
         return await limiter.for_api_key(principal.id, *limits)
     if principal.kind is PrincipalKind.ANONYMOUS:
         return await limiter.for_address(request.client.host if request.client else "unknown")
+    if principal.kind is PrincipalKind.DEPARTMENT:
+        return await limiter.for_client(principal.id)
     return Decision(True)
 
 

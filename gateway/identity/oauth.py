@@ -13,10 +13,14 @@ so the event loop never blocks on Authlib and Authlib never sees a coroutine.
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from urllib.parse import unquote
 
 import anyio
 import anyio.from_thread
@@ -43,9 +47,10 @@ from joserfc.jwk import KeySet
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway.identity.audit import AuditUnavailable
 from gateway.identity.models import AuthorizationCode, OAuthClient, RefreshToken, User
 from gateway.identity.roles import API_SCOPES, OIDC_SCOPES, scopes_for_roles
-from gateway.identity.tokens import InvalidToken, TokenClaims
+from gateway.identity.tokens import InvalidToken, TokenClaims, peek_claims
 
 if TYPE_CHECKING:
     from gateway.identity.service import Identity
@@ -55,6 +60,7 @@ SECRET_METHODS = ["client_secret_basic", "client_secret_post"]
 AUTH_METHODS = [*SECRET_METHODS, "private_key_jwt"]
 ASSERTION_ALGORITHMS = ["ES256", "RS256", "PS256", "EdDSA"]
 T = TypeVar("T")
+log = logging.getLogger("shuqiao.identity")
 
 
 def _bridge(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
@@ -314,7 +320,9 @@ class _RefreshTokenGrant(grants.RefreshTokenGrant):
         # Rotation: a token is good once. Presented again (stolen, or replayed), it
         # revokes the whole family, including the access tokens issued from it.
         if not _bridge(store.use_refresh, row):
+            self.server.audit_notes.update(reuse_family=row.family_id, reuse_subject=row.user_id)
             return None
+        self.server.audit_notes["previous_family"] = row.family_id
         return record
 
     def authenticate_user(self, refresh_token: RefreshRecord) -> User | None:
@@ -369,9 +377,21 @@ class _TokenLookup:
             except InvalidToken:
                 claims = None
             if claims is not None:
+                self.server.audit_notes["token"] = {
+                    "token_type": "access_token",
+                    "jti": claims.jti,
+                    "token_client_id": claims.client_id,
+                }
                 return AccessRecord(claims, _bridge(identity.revocations.is_revoked, claims.jti))
         row = _bridge(identity.store.find_refresh, token_string)
-        return RefreshRecord(row) if row is not None else None
+        if row is None:
+            return None
+        self.server.audit_notes["token"] = {
+            "token_type": "refresh_token",
+            "family": row.family_id,
+            "token_client_id": row.client_id,
+        }
+        return RefreshRecord(row)
 
 
 class _Revocation(_TokenLookup, RevocationEndpoint):
@@ -382,6 +402,7 @@ class _Revocation(_TokenLookup, RevocationEndpoint):
             identity.revocations.add(token.claims.jti, token.claims.expires_at)
         else:
             _bridge(identity.store.revoke_family, token.row.family_id)
+        self.server.audit_notes["revoked"] = True
 
 
 class _Introspection(_TokenLookup, IntrospectionEndpoint):
@@ -424,6 +445,8 @@ class _Server(AuthorizationServer):
         self.identity = identity
         self._clients: dict[str, Client | None] = {}
         self._issued: dict[str, dict[str, Any]] = {}
+        # what the audit event of this request needs to know (one _Server per request)
+        self.audit_notes: dict[str, Any] = {}
         self.register_client_auth_method("private_key_jwt", _PrivateKeyJWT(identity))
         self.register_grant(_ClientCredentials)
         self.register_grant(_AuthorizationCode, [_S256Only(required=True), _IdTokens()])
@@ -481,7 +504,8 @@ class _Server(AuthorizationServer):
         claims = self._issued.get(token["access_token"], {})
         previous: RefreshRecord | None = request.refresh_token
         store = self.identity.store
-        family = previous.row.family_id if previous is not None else None
+        family = previous.row.family_id if previous is not None else secrets.token_hex(16)
+        self.audit_notes["family"] = family
 
         async def save() -> None:
             await store.save_refresh(
@@ -525,7 +549,9 @@ async def _form_items(request: Request) -> list[tuple[str, str]]:
 
 
 class OAuthEndpoints:
-    """The HTTP side: /oauth/token, /oauth/revoke, /oauth/introspect."""
+    """The HTTP side: /oauth/token, /oauth/revoke, /oauth/introspect. Each answer is
+    recorded on the audit log before it leaves (gateway.identity.audit); if it cannot be,
+    the caller gets 503 `temporarily_unavailable` and no token."""
 
     def __init__(self, identity: Identity) -> None:
         self.identity = identity
@@ -533,7 +559,10 @@ class OAuthEndpoints:
     def server(self) -> _Server:
         return _Server(self.identity)
 
-    async def _run(self, request: Request, call: Callable[[_Server, OAuth2Request], Response]) -> Response:
+    async def _run(
+        self, request: Request, endpoint: str, call: Callable[[_Server, OAuth2Request], Response]
+    ) -> Response:
+        started = time.perf_counter()
         if request.method != "POST":
             return Response(status_code=405, headers={"Allow": "POST"})
         if not _is_form(request):
@@ -544,16 +573,113 @@ class OAuthEndpoints:
         response = await anyio.to_thread.run_sync(call, server, oauth_request)
         client = oauth_request.client
         request.state.oauth_client = client.get_client_id() if client is not None else None
+        try:
+            await self._audit(endpoint, request, dict(form), server, oauth_request, response, started)
+        except AuditUnavailable:
+            log.exception("identity audit write failed; %s answer withheld", endpoint)
+            return oauth_error(
+                "temporarily_unavailable", "The audit log is unavailable; try again later.", 503
+            )
         return response
 
+    async def _audit(
+        self,
+        endpoint: str,
+        request: Request,
+        form: dict[str, str],
+        server: _Server,
+        oauth_request: OAuth2Request,
+        response: Response,
+        started: float,
+    ) -> None:
+        client: Client | None = oauth_request.client
+        notes = server.audit_notes
+        status = response.status_code
+        error = None
+        body: dict[str, Any] = {}
+        with contextlib.suppress(orjson.JSONDecodeError, TypeError):
+            body = orjson.loads(bytes(response.body))
+        if status >= 400:
+            error = str(body.get("error") or status)
+        detail: dict[str, Any] = {"client_authenticated": client is not None}
+        department = client.row.department_code if client is not None else None
+        subject = None
+        if endpoint == "token":
+            detail["grant_type"] = form.get("grant_type")
+            user: User | None = getattr(oauth_request, "user", None)
+            subject = user.id if user is not None else None
+            if notes.get("reuse_family"):
+                operation = "token.refresh_reuse"
+                subject = notes.get("reuse_subject")
+                detail.update(family=notes["reuse_family"], family_revoked=True)
+            elif status >= 400:
+                operation = "token.refuse"
+            else:
+                refresh_grant = form.get("grant_type") == "refresh_token"
+                operation = "token.refresh" if refresh_grant else "token.issue"
+                claims = next(iter(server._issued.values()), {})
+                department = claims.get("dept", department)
+                detail.update(
+                    scope=claims.get("scope", body.get("scope")),
+                    audience=claims.get("aud"),
+                    jti=claims.get("jti"),
+                    expires_at=claims.get("exp"),
+                    family=notes.get("family") if "refresh_token" in body else None,
+                    previous_family=notes.get("previous_family"),
+                    id_token="id_token" in body or None,
+                )
+        else:
+            operation = "token.revoke" if endpoint == "revocation" else "token.introspect"
+            detail["token_type_hint"] = form.get("token_type_hint")
+            detail.update(notes.get("token") or {"found": False})
+            if endpoint == "revocation":
+                detail["revoked"] = bool(notes.get("revoked"))
+            elif status == 200:
+                detail["active"] = bool(body.get("active"))
+        await self.identity.audit.record(
+            operation,
+            status=status,
+            principal_kind="client",
+            principal_id=client.get_client_id() if client is not None else _claimed_client(request, form),
+            consumer=department,
+            subject=subject,
+            error=error,
+            detail=detail,
+            request=request,
+            started=started,
+        )
+
     async def token(self, request: Request) -> Response:
-        return await self._run(request, lambda s, r: s.create_token_response(r))
+        return await self._run(request, "token", lambda s, r: s.create_token_response(r))
 
     async def revoke(self, request: Request) -> Response:
-        return await self._run(request, lambda s, r: s.create_endpoint_response("revocation", r))
+        return await self._run(
+            request, "revocation", lambda s, r: s.create_endpoint_response("revocation", r)
+        )
 
     async def introspect(self, request: Request) -> Response:
-        return await self._run(request, lambda s, r: s.create_endpoint_response("introspection", r))
+        return await self._run(
+            request, "introspection", lambda s, r: s.create_endpoint_response("introspection", r)
+        )
+
+
+def _claimed_client(request: Request, form: dict[str, str]) -> str | None:
+    """The client id a caller claimed when authentication failed (never the secret)."""
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "basic":
+        try:
+            return unquote(base64.b64decode(value).decode().split(":", 1)[0])[:200] or None
+        except (ValueError, UnicodeDecodeError):
+            return None
+    if form.get("client_id"):
+        return form["client_id"][:200]
+    if form.get("client_assertion"):
+        try:
+            sub = peek_claims(form["client_assertion"]).get("sub")
+        except InvalidToken:
+            return None
+        return str(sub)[:200] if sub else None
+    return None
 
 
 def oauth_error(error: str, description: str, status: int) -> Response:

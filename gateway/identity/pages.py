@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 import time
 from pathlib import Path
@@ -21,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
+from gateway.identity.audit import AuditUnavailable
 from gateway.identity.models import User
 from gateway.identity.oauth import StarletteOAuth2Request, _Server, userinfo
 from gateway.identity.roles import scopes_for_roles
@@ -50,6 +52,7 @@ SCOPE_TEXT = {
     "audit:read": "查阅审计日志 read the audit log",
     "admin": "系统管理 administer the gateway",
 }
+log = logging.getLogger("shuqiao.identity")
 GENERIC_LOGIN_ERROR = (
     "用户名或密码错误，或账户已暂时锁定。 Wrong username or password, or the account is locked for now."
 )
@@ -118,11 +121,30 @@ class Pages:
                     request, "error.html", {"error": "invalid_request", "description": "CSRF"}, 400
                 )
             approved = form.get("decision") == "approve"
-            return await anyio.to_thread.run_sync(
+            response = await anyio.to_thread.run_sync(
                 lambda: server.create_authorization_response(
                     oauth_request, grant_user=user if approved else None, grant=grant
                 )
             )
+            try:
+                await self.identity.audit.record(
+                    "consent.grant" if approved else "consent.deny",
+                    status=response.status_code,
+                    principal_kind="user",
+                    principal_id=user.username,
+                    consumer=user.department_code or user.enterprise_code,
+                    subject=user.id,
+                    detail={
+                        "client_id": grant.client.get_client_id(),
+                        "scope": oauth_request.scope,
+                        "redirect_uri": oauth_request.payload.redirect_uri,
+                    },
+                    request=request,
+                )
+            except AuditUnavailable:  # fail closed: no code leaves without its record
+                log.exception("identity audit write failed; consent answer withheld")
+                return self._unavailable(request)
+            return response
         allowed = scopes_for_roles(user.roles.split())
         asked = [s for s in (oauth_request.scope or "").split() if s in allowed]
         client = grant.client
@@ -138,6 +160,33 @@ class Pages:
                 "action": f"{request.url.path}?{request.url.query}",
                 "redirect_uri": oauth_request.payload.redirect_uri or client.get_default_redirect_uri(),
             },
+        )
+
+    def _unavailable(self, request: Request) -> Response:
+        response = self._page(
+            request,
+            "error.html",
+            {
+                "error": "temporarily_unavailable",
+                "description": "审计日志不可用 The audit log is unavailable.",
+            },
+            503,
+        )
+        response.headers["Retry-After"] = "5"
+        return response
+
+    async def _record_login(
+        self, request: Request, operation: str, username: str, user: User | None, status: int
+    ) -> None:
+        await self.identity.audit.record(
+            operation,
+            status=status,
+            principal_kind="user",
+            principal_id=username,  # as typed; never the password
+            consumer=(user.department_code or user.enterprise_code) if user is not None else None,
+            subject=user.id if user is not None else None,
+            error=None if operation == "login.success" else operation.split(".", 1)[1],
+            request=request,
         )
 
     # ------------------------------------------------------------ /oauth/login
@@ -170,12 +219,25 @@ class Pages:
         address = request.client.host if request.client else "unknown"
         throttle = await self.identity.limiter.for_login(address)
         if not throttle.allowed:
+            try:
+                await self._record_login(request, "login.throttled", username, None, 429)
+            except AuditUnavailable:
+                log.exception("identity audit write failed; sign-in answer withheld")
+                return self._unavailable(request)
             response = self._login_page(
                 request, next_url=next_url, error="尝试过多 Too many attempts; wait a minute.", status=429
             )
             response.headers["Retry-After"] = str(throttle.retry_after)
             return response
         result = await self.identity.users.authenticate(username, str(form.get("password", "")))
+        operation = "login.success" if result.user else ("login.locked" if result.locked else "login.failure")
+        try:
+            await self._record_login(
+                request, operation, username, result.user, 303 if result.user is not None else 401
+            )
+        except AuditUnavailable:  # fail closed: no session without its record
+            log.exception("identity audit write failed; sign-in answer withheld")
+            return self._unavailable(request)
         if result.user is None:
             return self._login_page(
                 request, next_url=next_url, error=GENERIC_LOGIN_ERROR, username=username, status=401

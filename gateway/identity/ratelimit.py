@@ -2,7 +2,8 @@
 
 - per API key: a burst limit (requests per minute) and a daily quota, each key may
   override the gateway defaults;
-- anonymous callers: a limit per client address.
+- anonymous callers: a limit per client address;
+- the share tier: a limit per OAuth client (`SHUQIAO_SHARE_CLIENT_RATE`, off unless set).
 
 With SHUQIAO_REDIS_URL set, counters live in Redis, so every worker process enforces one
 combined limit; otherwise they are in-process. Answers carry RateLimit-Policy / RateLimit
@@ -48,6 +49,7 @@ class RateLimiter:
         anonymous: str = "60/minute",
         login: str = "30/minute",
         namespace: str = "shuqiao",
+        client: str | None = None,
     ) -> None:
         self.storage: Storage = (
             storage_from_string(redis_storage_uri(redis_url), key_prefix=namespace, implementation="redispy")
@@ -60,6 +62,7 @@ class RateLimiter:
         self.key_per_day = key_per_day
         self.anonymous = parse(anonymous)
         self.login = parse(login)
+        self.client = parse(client) if client else None
 
     async def for_api_key(self, prefix: str, per_minute: int | None, per_day: int | None) -> Decision:
         items = [
@@ -70,6 +73,12 @@ class RateLimiter:
 
     async def for_address(self, address: str) -> Decision:
         return await self._check([("anonymous", self.anonymous)], "addr", address)
+
+    async def for_client(self, client_id: str) -> Decision:
+        """Share-tier requests per OAuth client (all its tokens together)."""
+        if self.client is None:
+            return Decision(True)
+        return await self._check([("client", self.client)], "client", client_id)
 
     async def for_login(self, address: str) -> Decision:
         """Sign-in attempts per client address (the per-account lock-out is in users.py)."""

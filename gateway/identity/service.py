@@ -4,11 +4,13 @@ revocation list, external issuers, API keys, people, rate limits."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.access_log import AccessLog
 from gateway.identity.apikeys import ApiKeyVerifier
+from gateway.identity.audit import IdentityAudit
 from gateway.identity.external import ExternalIssuers
 from gateway.identity.ratelimit import RateLimiter
 from gateway.identity.store import IdentityStore, RevocationList
@@ -55,6 +57,8 @@ class Identity:
     users: UserService
     limiter: RateLimiter
     replay: ReplayCache
+    # login and token events go to the audit log (gateway.identity.audit); None: nowhere
+    audit: IdentityAudit = field(default_factory=lambda: IdentityAudit(None))
 
     @classmethod
     def build(
@@ -69,6 +73,8 @@ class Identity:
         anonymous_rate: str = "60/minute",
         key_per_minute: int = 120,
         key_per_day: int = 10_000,
+        client_rate: str | None = None,
+        audit_log: AccessLog | None = None,
     ) -> Identity:
         store = IdentityStore(engine, hasher)
         return cls(
@@ -85,10 +91,12 @@ class Identity:
                 redis_url,
                 key_per_minute=key_per_minute,
                 key_per_day=key_per_day,
+                client=client_rate,
                 anonymous=anonymous_rate,
                 namespace=namespace,
             ),
             replay=ReplayCache(redis_url, namespace),
+            audit=IdentityAudit(audit_log),
         )
 
     async def authenticate_bearer(self, token: str, audience: str | None) -> TokenClaims:

@@ -116,3 +116,83 @@ def test_two_workers_share_one_limit_through_redis(demo_env: Any) -> None:
     # without Redis each process counts for itself: twice the traffic gets through
     codes = _combined(demo_env, {})
     assert codes.count(200) == 20
+
+
+TAX_Q = {"query": "{ taxCreditRating(first: 1) { edges { node { creditCode rating } } } }"}
+
+
+def test_key_scoped_to_one_dataset_is_refused_another_granted_one(client: Any, demo_env: Any) -> None:
+    """demo-bank holds grants on tax_credit_rating and (here) air_quality_daily; a key scoped
+    to air_quality_daily may not use the tax_credit_rating grant."""
+    from gateway.grants.service import create_grant
+    from policies.model import Tier
+
+    grant = on_db(
+        demo_env,
+        lambda e: create_grant(
+            e, tier=Tier.OPEN, dataset="air_quality_daily", consumer="demo-bank", purpose="环境风险评估"
+        ),
+    )
+    try:
+        _scoped_key_refused(client, demo_env)
+    finally:
+        on_db(demo_env, lambda e: _revoke_grant(e, grant.id))
+
+
+async def _revoke_grant(engine: Any, grant_id: int) -> None:
+    from sqlmodel.ext.asyncio.session import AsyncSession
+
+    from gateway.catalogue.service import bump_version
+    from gateway.grants.models import GrantRecord
+
+    async with AsyncSession(engine) as session:
+        row = await session.get(GrantRecord, grant_id)
+        row.status = "revoked"
+        await bump_version(session)
+        await session.commit()
+
+
+def _scoped_key_refused(client: Any, demo_env: Any) -> None:
+    scoped_b, _ = _key(demo_env, datasets=["air_quality_daily"])
+    scoped_a, _ = _key(demo_env, datasets=["tax_credit_rating"])
+    unscoped, _ = _key(demo_env)
+    for key in (scoped_a, unscoped):
+        ok = client.post("/open/graphql", json=TAX_Q, headers={"X-API-Key": key}).json()
+        assert "errors" not in ok and len(ok["data"]["taxCreditRating"]["edges"]) == 1
+    # the same query text and enterprise, just answered from the plan cache for the other keys
+    refused = client.post("/open/graphql", json=TAX_Q, headers={"X-API-Key": scoped_b}).json()
+    assert refused["data"]["taxCreditRating"] is None, refused
+    assert [e["extensions"]["code"] for e in refused["errors"]] == ["FORBIDDEN"]
+    assert client.post("/open/graphql", json=Q, headers={"X-API-Key": scoped_b}).status_code == 200
+
+
+SHARE_Q = {"query": "{ enterpriseRegistration(first: 1) { totalCount } }"}
+
+
+def test_share_tier_limited_per_client(demo_env: Any) -> None:
+    """SHUQIAO_SHARE_CLIENT_RATE: every token of one client counts against one limit."""
+    creds = demo_env.credentials["clients"]
+    with serve(demo_env, SHUQIAO_SHARE_CLIENT_RATE="3/minute") as base:
+
+        def token(dept: str) -> str:
+            c = creds[dept]
+            r = httpx.post(
+                f"{base}/oauth/token",
+                data={"grant_type": "client_credentials"},
+                auth=(c["client_id"], c["client_secret"]),
+            )
+            return r.json()["access_token"]
+
+        def share(tok: str) -> httpx.Response:
+            return httpx.post(
+                f"{base}/share/graphql", json=SHARE_Q, headers={"Authorization": f"Bearer {tok}"}
+            )
+
+        first, second = token("tax"), token("tax")
+        codes = [share(t).status_code for t in (first, second, first)]
+        assert codes == [200, 200, 200]
+        refused = share(second)  # another token of the same client: the same budget
+        assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
+        assert refused.json()["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
+        assert refused.headers["ratelimit-policy"] == '"client";q=3;w=60'
+        assert share(token("samr")).status_code == 200  # other clients are not affected
