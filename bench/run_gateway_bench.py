@@ -29,7 +29,7 @@ The script creates and fills its own database (dropped and recreated unless --re
 starts and stops every server itself, and kills them on any exit. Results: a table on
 stdout and the same figures as JSON in bench/results/.
 
-    .venv/bin/python bench/run_gateway_bench.py            # about 3.5 minutes with the small demo data
+    .venv/bin/python bench/run_gateway_bench.py            # under 3 minutes with the small demo data
     .venv/bin/python bench/run_gateway_bench.py --size large --reuse-db
 """
 
