@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -288,8 +287,8 @@ class GraphQLEndpoint:
             status=status,
             error_codes=outcome.error_codes if outcome else codes,
             latency_ms=round((time.perf_counter() - started) * 1000, 3),
-            fields=[{**asdict(a), "action": a.action.value} for a in ctx.accesses.values()] if ctx else [],
-            reads=[asdict(r) for r in ctx.reads] if ctx else [],
+            fields=[a.as_dict() for a in ctx.accesses.values()] if ctx else [],
+            reads=[r.as_dict() for r in ctx.reads] if ctx else [],
             subject=principal.subject,
             variables=variables,
             signature_kid=getattr(request.state, "signature_kid", None),

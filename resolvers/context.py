@@ -45,6 +45,15 @@ class FieldAccess:
     reason: str
     grant_id: int | None = None
 
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "dataset": self.dataset,
+            "field": self.field,
+            "action": self.action.value,
+            "reason": self.reason,
+            "grant_id": self.grant_id,
+        }
+
 
 @dataclass(slots=True)
 class DatasetRead:
@@ -52,6 +61,14 @@ class DatasetRead:
     rows: int
     grant_id: int | None = None
     purpose: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "dataset": self.dataset,
+            "rows": self.rows,
+            "grant_id": self.grant_id,
+            "purpose": self.purpose,
+        }
 
 
 @dataclass
