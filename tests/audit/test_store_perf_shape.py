@@ -1,0 +1,59 @@
+"""The cheap append path keeps the chain exact: a sink whose cached head went stale (another sink
+or process appended) redoes its batch under the lock, and events queued while the writer hands
+its connection back are still written."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from sqlalchemy import func, select
+
+from gateway.audit import ChainedAuditLog, verify_chain
+from gateway.audit.models import AuditEvent
+from gateway.db import create_engine
+from tests.audit.test_audit_chain import make_event
+
+EVENTS = AuditEvent.__table__
+
+
+def test_two_sinks_taking_turns_make_one_exact_chain(url: str) -> None:
+    async def go() -> tuple[int, Any, list[str]]:
+        engine = create_engine(url)
+        try:
+            a, b = ChainedAuditLog(engine), ChainedAuditLog(engine)
+            for i in range(10):  # each append by one sink makes the other's cached head stale
+                await a.record(make_event(i, "a"))
+                await b.record(make_event(i, "b"))
+                await b.record(make_event(i, "bb"))
+            async with engine.connect() as conn:
+                count = (await conn.execute(select(func.count()).select_from(EVENTS))).scalar_one()
+                ids = await conn.execute(select(EVENTS.c.request_id).order_by(EVENTS.c.seq))
+                order = list(ids.scalars())
+            return count, await verify_chain(engine), order
+        finally:
+            await engine.dispose()
+
+    count, report, order = asyncio.run(go())
+    assert count == 30 and report.ok and report.events_checked == 30, report
+    assert order[:3] == ["a-0", "b-0", "bb-0"]  # queue order is chain order
+
+
+def test_events_queued_while_the_writer_finishes_are_written(url: str) -> None:
+    async def go() -> tuple[list[Any], Any]:
+        engine = create_engine(url)
+        try:
+            log = ChainedAuditLog(engine)
+            results: list[Any] = []
+            for round_ in range(5):
+                await log.record(make_event(round_, "first"))
+                # queued right after a batch committed, while the writer may still be releasing
+                results += await asyncio.gather(*(log.record(make_event(i, f"r{round_}")) for i in range(8)),
+                                                return_exceptions=True)
+            return results, await verify_chain(engine)
+        finally:
+            await engine.dispose()
+
+    results, report = asyncio.run(asyncio.wait_for(go(), 60))
+    assert results == [None] * 40
+    assert report.ok and report.events_checked == 45, report
