@@ -13,6 +13,8 @@ from starlette.routing import Route
 from gateway import health, subgraphs
 from gateway.access_log import AccessLog, LoggingAccessLog
 from gateway.audit import ChainedAuditLog, VariableCipher
+from gateway.audit.alerts import AlertEngine, AlertRules, AlertTask
+from gateway.audit.checkpoints import CheckpointTask
 from gateway.audit.http import AuditAPI
 from gateway.crypto.routes import SigningKeysEndpoint
 from gateway.crypto.service import DepartmentKeyDirectory, DepartmentKeyRefresh
@@ -75,6 +77,19 @@ def _access_log(settings: Settings, engine: AsyncEngine, master_key: bytes) -> A
     raise ValueError(f"SHUQIAO_AUDIT_STORE must be chain or log, not {settings.audit_store!r}")
 
 
+def _audit_background(settings: Settings, state: GatewayState) -> list[CheckpointTask | AlertTask]:
+    """Signed checkpoints and alert rules, both reading the chain beside the request path."""
+    if settings.audit_store != "chain":
+        return []
+    tasks: list[CheckpointTask | AlertTask] = []
+    if settings.audit_checkpoint_events > 0:
+        tasks.append(CheckpointTask(state.engine, state.signer.store, settings.audit_checkpoint_events,
+                                    settings.audit_checkpoint_seconds))
+    if settings.audit_alerts:
+        tasks.append(AlertTask(AlertEngine(state.engine, AlertRules.from_settings(settings))))
+    return tasks
+
+
 def create_app(settings: Settings | None = None, *, state: GatewayState | None = None) -> Starlette:
     settings = settings or Settings.from_env()
     state = state or build_state(settings)
@@ -82,7 +97,12 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await state.registry.refresh(force=True)
+        background = _audit_background(settings, state)
+        for task in background:
+            task.start()
         yield
+        for task in background:
+            await task.stop()
         await state.engine.dispose()
 
     routes = [

@@ -1,5 +1,7 @@
 """Every table on SQLModel.metadata, for Alembic and for code that needs them all."""
 
+from gateway.audit.alerts import AuditAlert, AuditAlertCursor
+from gateway.audit.checkpoints import AuditCheckpoint
 from gateway.audit.models import AuditChainHead, AuditEvent
 from gateway.catalogue.models import CatalogueState, Dataset, DatasetField, Department
 from gateway.catalogue.protection import DataKey
@@ -18,7 +20,10 @@ from gateway.identity.models import (
 
 __all__ = [
     "ApiKey",
+    "AuditAlert",
+    "AuditAlertCursor",
     "AuditChainHead",
+    "AuditCheckpoint",
     "AuditEvent",
     "AuthorizationCode",
     "CatalogueState",

@@ -60,6 +60,17 @@ class Settings:
     api_key_daily_quota: int = 10_000
     share_client_rate: str | None = None  # share-tier requests per OAuth client, e.g. "600/minute"
     audit_store: str = "chain"
+    # Signed checkpoints (gateway.audit.checkpoints): every N events or T seconds; 0 N = off.
+    audit_checkpoint_events: int = 1000
+    audit_checkpoint_seconds: float = 300.0
+    # Alert rules (gateway.audit.alerts); working hours/days are Asia/Shanghai, ISO weekdays.
+    audit_alerts: bool = True
+    audit_alert_bulk_rows: int = 10_000
+    audit_alert_bulk_window_seconds: int = 3600
+    audit_alert_probe_denials: int = 20
+    audit_alert_probe_window_seconds: int = 600
+    audit_working_hours: str = "08:30-18:00"
+    audit_working_days: str = "1-5"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -87,6 +98,15 @@ class Settings:
             api_key_daily_quota=_int("API_KEY_DAILY_QUOTA", 10_000),
             share_client_rate=_env("SHARE_CLIENT_RATE", "") or None,
             audit_store=_env("AUDIT_STORE", "chain"),
+            audit_checkpoint_events=_int("AUDIT_CHECKPOINT_EVENTS", 1000),
+            audit_checkpoint_seconds=float(_env("AUDIT_CHECKPOINT_SECONDS", "300")),
+            audit_alerts=_env("AUDIT_ALERTS", "1") != "0",
+            audit_alert_bulk_rows=_int("AUDIT_ALERT_BULK_ROWS", 10_000),
+            audit_alert_bulk_window_seconds=_int("AUDIT_ALERT_BULK_WINDOW_SECONDS", 3600),
+            audit_alert_probe_denials=_int("AUDIT_ALERT_PROBE_DENIALS", 20),
+            audit_alert_probe_window_seconds=_int("AUDIT_ALERT_PROBE_WINDOW_SECONDS", 600),
+            audit_working_hours=_env("AUDIT_WORKING_HOURS", "08:30-18:00"),
+            audit_working_days=_env("AUDIT_WORKING_DAYS", "1-5"),
         )
 
     def with_(self, **changes: object) -> Settings:

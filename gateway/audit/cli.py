@@ -84,3 +84,107 @@ def export(
             await engine.dispose()
 
     asyncio.run(go())
+
+
+def _store() -> Any:
+    from gateway.crypto.signing import open_signing_store
+    from gateway.settings import Settings
+
+    return open_signing_store(Settings.from_env().var_dir, create=False)
+
+
+@audit_app.command("checkpoint")
+def checkpoint(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Sign the chain head now with the gateway's SM2 key (after re-verifying since the last one)."""
+    from gateway.audit.checkpoints import CheckpointError, write_checkpoint
+
+    async def go() -> Any:
+        engine = _engine()
+        try:
+            return await write_checkpoint(engine, _store())
+        finally:
+            await engine.dispose()
+
+    try:
+        cp = asyncio.run(go())
+    except CheckpointError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps(cp.to_json() if cp else None))
+    elif cp is None:
+        typer.echo("the audit chain is empty; nothing to sign")
+    else:
+        typer.echo(f"checkpoint at seq {cp.seq} signed by key {cp.kid}")
+
+
+@audit_app.command("verify-checkpoints")
+def verify_checkpoints(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """The chain check plus every signed checkpoint (catches a chain rewritten through its head)."""
+    from gateway.audit.checkpoints import verify_with_checkpoints
+
+    async def go() -> Any:
+        engine = _engine()
+        try:
+            return await verify_with_checkpoints(engine, _store())
+        finally:
+            await engine.dispose()
+
+    report = asyncio.run(go())
+    if as_json:
+        typer.echo(json.dumps(asdict(report), ensure_ascii=False))
+    elif report.ok:
+        typer.echo(f"audit chain verified: {report.events_checked} events, "
+                   f"{report.checkpoints_checked} signed checkpoints")
+    else:
+        typer.echo(f"AUDIT CHAIN BROKEN at seq {report.first_bad_seq}: {report.reason}")
+    raise typer.Exit(0 if report.ok else 1)
+
+
+@audit_app.command("export-archive")
+def export_archive(
+    output: Annotated[Path, typer.Option("--output", "-o", help="The archive file (JSON lines).")],
+    from_seq: Annotated[int, typer.Option("--from-seq")] = 1,
+    to_seq: Annotated[int | None, typer.Option("--to-seq", help="Default: the chain head.")] = None,
+) -> None:
+    """A seq range as a signed archive, verifiable offline with `verify-archive` and the public key."""
+    from gateway.audit.checkpoints import CheckpointError
+    from gateway.audit.checkpoints import export_archive as export
+
+    async def go() -> None:
+        engine = _engine()
+        try:
+            with output.open("wb") as sink:
+                async for chunk in export(engine, _store(), from_seq, to_seq):
+                    sink.write(chunk)
+        finally:
+            await engine.dispose()
+
+    try:
+        asyncio.run(go())
+    except CheckpointError as err:
+        output.unlink(missing_ok=True)
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"wrote {output}")
+
+
+@audit_app.command("verify-archive")
+def verify_archive_cmd(
+    archive: Annotated[Path, typer.Argument(help="An archive from export-archive.")],
+    pubkey: Annotated[Path, typer.Option("--pubkey", help="The gateway's SM2 public key (PEM).")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Verify an archive offline: no database, only the public key."""
+    from gateway.audit.checkpoints import verify_archive
+    from keys import sm2
+
+    report = verify_archive(archive.read_bytes(), sm2.load_pem_public_key(pubkey.read_bytes()))
+    if as_json:
+        typer.echo(json.dumps(asdict(report), ensure_ascii=False))
+    elif report.ok:
+        typer.echo(f"archive verified: seq {report.from_seq}..{report.to_seq}, {report.events} events, "
+                   f"signed by key {report.kid}")
+    else:
+        typer.echo(f"ARCHIVE DOES NOT VERIFY: {report.reason}")
+    raise typer.Exit(0 if report.ok else 1)

@@ -10,7 +10,10 @@ Routes (each page has a machine twin):
   GET /audit/api/events/{seq}     one event, with its query variables opened
   GET /audit/api/stats            per department, per dataset (by decision), per status
   GET /audit/api/export           the filtered range, format=csv (UTF-8 with BOM) or json
-  GET /audit/api/verify           the chain check: ok, events checked, first broken position"""
+  GET /audit/api/verify           the chain check: ok, events checked, first broken position
+  GET /audit/api/alerts           alerts, newest first: state=open|acknowledged|all, rule, limit, before
+  POST /audit/api/alerts/{id}/ack acknowledge with {"comment": ...} (the comment is sealed into the
+                                  call's own event)"""
 
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ from starlette.routing import Route
 
 from gateway.access_log import AccessEvent
 from gateway.audit import query
+from gateway.audit.alerts import AckError, acknowledge, list_alerts
 from gateway.audit.variables import VariableCipher
 from gateway.audit.verify import verify_chain
 from gateway.identity.tokens import InvalidToken
@@ -62,6 +66,9 @@ class AuditAPI:
             Route("/audit/api/stats", self._guard("stats", self.stats)),
             Route("/audit/api/export", self._guard("export", self.export)),
             Route("/audit/api/verify", self._guard("verify", self.verify)),
+            Route("/audit/api/alerts", self._guard("alerts", self.alerts)),
+            Route("/audit/api/alerts/{id:int}/ack", self._guard("ack-alert", self.ack_alert),
+                  methods=["POST"]),
         ]
 
     async def page(self, request: Request) -> Response:
@@ -97,6 +104,7 @@ class AuditAPI:
             claims = None
             try:
                 claims = self._claims(request)
+                request.state.audit_claims = claims
                 response, rows = await handler(request)
             except Refused as refused:
                 response, rows = _json({"errors": [{"message": refused.message,
@@ -120,7 +128,8 @@ class AuditAPI:
                 latency_ms=round((time.perf_counter() - started) * 1000, 3),
                 reads=[{"dataset": "audit_event", "rows": rows}] if rows is not None else [],
                 subject=claims.subject if claims else None,
-                variables={**request.query_params, **request.path_params} or None,
+                variables={**request.query_params, **request.path_params,
+                           **getattr(request.state, "audit_variables", {})} or None,
             )
             try:
                 await self.state.access_log.record(event)
@@ -170,6 +179,34 @@ class AuditAPI:
     async def verify(self, request: Request) -> tuple[Response, int]:
         report = await verify_chain(self.state.engine)
         return _json(asdict(report)), report.events_checked
+
+    async def alerts(self, request: Request) -> tuple[Response, int]:
+        params = request.query_params
+        try:
+            async with self.state.engine.connect() as conn:
+                page = await list_alerts(conn, state=params.get("state", "open"), rule=params.get("rule"),
+                                         limit=_int(params.get("limit"), 100),
+                                         before=_int(params.get("before"), 0) or None)
+        except ValueError as err:
+            raise query.BadFilter(str(err)) from None
+        return _json(page), len(page["alerts"])
+
+    async def ack_alert(self, request: Request) -> tuple[Response, int]:
+        """Acknowledge with {"comment": "..."}; the comment is sealed into this call's own event."""
+        try:
+            body = orjson.loads(await request.body() or b"{}")
+            comment = str(body.get("comment") or "")
+        except (orjson.JSONDecodeError, AttributeError):
+            raise query.BadFilter('the body is JSON {"comment": "..."}') from None
+        request.state.audit_variables = {"comment": comment}
+        claims = request.state.audit_claims
+        by = f"{claims.client_id}/{claims.subject}" if claims.subject else claims.client_id
+        try:
+            alert = await acknowledge(self.state.engine, int(request.path_params["id"]), by, comment)
+        except AckError as err:
+            code = {404: "NOT_FOUND", 409: "CONFLICT"}.get(err.status, "BAD_USER_INPUT")
+            raise Refused(err.status, code, str(err)) from None
+        return _json(alert), 1
 
 
 def _int(text: str | None, default: int) -> int:

@@ -1,0 +1,422 @@
+"""Signed checkpoints: the chain anchored outside the database.
+
+A checkpoint is (seq, hash of the event at seq, created_at, kid, SM2 signature). The signature is
+by the gateway's signing key (`<var_dir>/keys/sm2`, the key that signs responses) over
+
+    b"shuqiao-audit-checkpoint/v1\\n" + orjson({"created_at", "hash", "kid", "seq"}, sorted keys)
+
+with created_at as UTC ISO-8601 with microseconds. Whoever can write the database but does not hold
+the private key can no longer rewrite the chain and recompute every hash through the head: the
+first checkpoint after the rewritten event no longer matches the event at its seq, and a forged
+checkpoint does not verify.
+
+Before signing, the writer re-verifies the chain from the previous checkpoint to the new seq (so it
+never signs a segment that is already broken). Several workers may run the writer: the seq is the
+primary key and a second insert for the same seq is ignored.
+
+`verify_with_checkpoints` = `verify_chain` + every checkpoint's signature + the checkpointed hash
+against the event at that seq. `export_archive` / `verify_archive`: a seq range as JSON lines ending
+in the checkpoint that covers its last event, verifiable offline with the public key alone."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import BigInteger, Column, func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlmodel import Field, SQLModel
+
+from gateway.audit.chain import GENESIS_HASH, canonical_time, event_hash
+from gateway.audit.models import HEAD_ID, AuditChainHead, AuditEvent
+from gateway.audit.verify import VerifyReport, verify_chain
+from keys import sm2
+from keys.keystore import KeyStore, key_id
+from keys.sm2 import SM2PublicKey
+
+log = logging.getLogger("shuqiao.audit")
+
+DOMAIN = b"shuqiao-audit-checkpoint/v1\n"
+ARCHIVE_FORMAT = "shuqiao-audit-archive/v1"
+EVENTS = AuditEvent.__table__
+HEAD = AuditChainHead.__table__
+EVENT_COLUMNS = tuple(c.name for c in EVENTS.columns)
+
+
+class AuditCheckpoint(SQLModel, table=True):
+    __tablename__ = "audit_checkpoint"
+
+    seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    hash: str = Field(max_length=64)
+    created_at: datetime
+    kid: str
+    signature: str  # lowercase hex of the DER SM2 signature
+
+
+CHECKPOINTS = AuditCheckpoint.__table__
+
+
+class CheckpointError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    seq: int
+    hash: str
+    created_at: str  # canonical UTC ISO-8601 with microseconds
+    kid: str
+    signature: str
+
+    def message(self) -> bytes:
+        return signed_message(self.seq, self.hash, self.created_at, self.kid)
+
+    def verify(self, public_key: SM2PublicKey) -> bool:
+        try:
+            sig = bytes.fromhex(self.signature)
+        except ValueError:
+            return False
+        return (sig.hex() == self.signature and key_id(public_key) == self.kid
+                and sm2.verify(public_key, self.message(), sig))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"seq": self.seq, "hash": self.hash, "created_at": self.created_at, "kid": self.kid,
+                "signature": self.signature}
+
+    @classmethod
+    def from_row(cls, row: Any) -> Checkpoint:
+        return cls(int(row.seq), str(row.hash), canonical_time(row.created_at), str(row.kid),
+                   str(row.signature))
+
+
+def signed_message(seq: int, hash_: str, created_at: str, kid: str) -> bytes:
+    doc = {"seq": int(seq), "hash": hash_, "created_at": created_at, "kid": kid}
+    return DOMAIN + orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
+
+
+def _parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+async def _snapshot(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    async with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            await conn.exec_driver_sql("BEGIN")
+        else:
+            conn = await conn.execution_options(isolation_level="REPEATABLE READ")
+        try:
+            yield conn
+        finally:
+            await conn.rollback()
+
+
+snapshot = contextlib.asynccontextmanager(_snapshot)
+
+
+async def latest_checkpoint(conn: AsyncConnection, at_or_below: int | None = None) -> Checkpoint | None:
+    q = select(CHECKPOINTS).order_by(CHECKPOINTS.c.seq.desc()).limit(1)
+    if at_or_below is not None:
+        q = q.where(CHECKPOINTS.c.seq <= at_or_below)
+    row = (await conn.execute(q)).first()
+    return Checkpoint.from_row(row) if row else None
+
+
+async def _segment_ok(conn: AsyncConnection, start: Checkpoint | None, end_seq: int) -> str | None:
+    """Re-verify events (start.seq, end_seq] and their link to `start`; None when they hold."""
+    expected = (start.seq if start else 0) + 1
+    prev = start.hash if start else GENESIS_HASH
+    if start is not None:
+        row = (await conn.execute(select(EVENTS.c.hash).where(EVENTS.c.seq == start.seq))).first()
+        if row is not None and row.hash != start.hash:
+            return f"seq {start.seq}: event no longer matches its checkpoint"
+        if row is None and expected > 1 and not await _anchored(conn, start.seq):
+            return f"seq {start.seq}: checkpointed event is missing"
+    q = (select(EVENTS).where(EVENTS.c.seq >= expected, EVENTS.c.seq <= end_seq)
+         .order_by(EVENTS.c.seq).execution_options(yield_per=2000))
+    async for row in (await conn.stream(q)).mappings():
+        seq = int(row["seq"])
+        if seq != expected:
+            return f"missing event: expected seq {expected}, found {seq}"
+        if event_hash(row) != row["hash"] or row["prev_hash"] != prev:
+            return f"seq {seq}: chain broken"
+        prev, expected = row["hash"], expected + 1
+    if expected != end_seq + 1:
+        return f"events missing before seq {end_seq}"
+    return None
+
+
+async def _anchored(conn: AsyncConnection, seq: int) -> bool:
+    """Pruned by retention: the events up to `seq` are gone on purpose (see retention.py)."""
+    first = (await conn.execute(select(func.min(EVENTS.c.seq)))).scalar()
+    return first is None or int(first) > seq
+
+
+async def write_checkpoint(engine: AsyncEngine, store: KeyStore, seq: int | None = None) -> Checkpoint | None:
+    """Sign the event at `seq` (default: the chain head). Returns the checkpoint (an existing one
+    if that seq is already checkpointed), None for an empty chain; raises CheckpointError when the
+    segment since the previous checkpoint does not verify (nothing is signed then)."""
+    async with snapshot(engine) as conn:
+        head = (await conn.execute(select(HEAD.c.seq).where(HEAD.c.id == HEAD_ID))).scalar()
+        target = int(head or 0) if seq is None else seq
+        if target <= 0:
+            return None
+        if target > int(head or 0):
+            raise CheckpointError(f"seq {target} is beyond the chain head ({head})")
+        existing = (await conn.execute(select(CHECKPOINTS).where(CHECKPOINTS.c.seq == target))).first()
+        if existing is not None:
+            return Checkpoint.from_row(existing)
+        previous = await latest_checkpoint(conn, target - 1)
+        problem = await _segment_ok(conn, previous, target)
+        if problem:
+            raise CheckpointError(f"refusing to sign: {problem}")
+        event = (await conn.execute(select(EVENTS.c.hash).where(EVENTS.c.seq == target))).one()
+    info, private = store.current()
+    created = datetime.now(UTC)
+    created_text = canonical_time(created)
+    sig = sm2.sign(private, signed_message(target, event.hash, created_text, info.kid)).hex()
+    values = {"seq": target, "hash": event.hash, "created_at": _parse_time(created_text), "kid": info.kid,
+              "signature": sig}
+    ins = (sqlite_insert if engine.dialect.name == "sqlite" else pg_insert)(CHECKPOINTS)
+    async with engine.begin() as conn:
+        await conn.execute(ins.values(**values).on_conflict_do_nothing())
+        row = (await conn.execute(select(CHECKPOINTS).where(CHECKPOINTS.c.seq == target))).one()
+    return Checkpoint.from_row(row)
+
+
+def store_lookup(store: KeyStore) -> Callable[[str], SM2PublicKey | None]:
+    """Public keys by kid from the key store, expired or retired ones included: a checkpoint
+    stays verifiable after its key has been rotated out (its created_at is checked instead)."""
+    validity = {k.kid: k for k in store.list()}
+
+    def lookup(kid: str) -> SM2PublicKey | None:
+        path = store.directory / f"{kid}.pub.pem"
+        if kid not in validity or not path.exists():
+            return None
+        public = sm2.load_pem_public_key(path.read_bytes())
+        return public if key_id(public) == kid else None
+
+    lookup.validity = validity  # type: ignore[attr-defined]
+    return lookup
+
+
+@dataclass(frozen=True)
+class CheckpointReport:
+    ok: bool
+    events_checked: int
+    checkpoints_checked: int
+    first_bad_seq: int | None = None
+    reason: str | None = None
+    last_checkpoint_seq: int | None = None
+
+
+async def verify_with_checkpoints(engine: AsyncEngine, store: KeyStore) -> CheckpointReport:
+    """`verify_chain`, then every checkpoint: signature by a known gateway key valid when it was
+    made, and its hash equal to the event at its seq (or, for a pruned range, the anchor)."""
+    chain = await verify_chain(engine)
+    lookup = store_lookup(store)
+    validity = lookup.validity  # type: ignore[attr-defined]
+    checked, last = 0, None
+    async with snapshot(engine) as conn:
+        q = (select(CHECKPOINTS, EVENTS.c.hash.label("event_hash"))
+             .select_from(CHECKPOINTS.outerjoin(EVENTS, EVENTS.c.seq == CHECKPOINTS.c.seq))
+             .order_by(CHECKPOINTS.c.seq))
+        first_event = (await conn.execute(select(func.min(EVENTS.c.seq)))).scalar()
+        for row in (await conn.execute(q)).all():
+            cp = Checkpoint.from_row(row)
+            public = lookup(cp.kid)
+            bad = None
+            if public is None:
+                bad = f"checkpoint {cp.seq}: unknown signing key {cp.kid}"
+            elif not cp.verify(public):
+                bad = f"checkpoint {cp.seq}: signature does not verify"
+            elif not (validity[cp.kid].not_before <= _parse_time(cp.created_at)
+                      < validity[cp.kid].not_after):
+                bad = f"checkpoint {cp.seq}: made outside its key's validity"
+            elif row.event_hash is None and not (first_event is None or int(first_event) > cp.seq):
+                bad = f"checkpoint {cp.seq}: its event is missing"
+            elif row.event_hash is not None and row.event_hash != cp.hash:
+                bad = (f"checkpoint {cp.seq}: the event at seq {cp.seq} no longer has the signed hash "
+                       "(the chain was rewritten at or before it)")
+            if bad:
+                return CheckpointReport(False, chain.events_checked, checked, cp.seq, bad, last)
+            checked, last = checked + 1, cp.seq
+    if not chain.ok:
+        return CheckpointReport(False, chain.events_checked, checked, chain.first_bad_seq, chain.reason, last)
+    return CheckpointReport(True, chain.events_checked, checked, None, None, last)
+
+
+def as_verify_report(report: CheckpointReport) -> VerifyReport:
+    return VerifyReport(report.ok, report.events_checked, report.first_bad_seq, report.reason)
+
+
+# -- archives ----------------------------------------------------------------------------------
+
+
+def _event_doc(row: Any) -> dict[str, Any]:
+    doc = {name: row[name] for name in EVENT_COLUMNS}
+    doc["occurred_at"] = canonical_time(row["occurred_at"])
+    return doc
+
+
+def _line(doc: dict[str, Any]) -> bytes:
+    return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS) + b"\n"
+
+
+async def export_archive(engine: AsyncEngine, store: KeyStore, from_seq: int, to_seq: int | None
+                         ) -> AsyncIterator[bytes]:
+    """JSON lines: a header {format, from_seq, to_seq, prev_hash, kid}, one line per event
+    (every column), and a last line {"checkpoint": {...}} signing the event at to_seq (a
+    checkpoint is written for to_seq if there is none). Sealed variables stay sealed."""
+    checkpoint = await write_checkpoint(engine, store, to_seq)
+    if checkpoint is None:
+        raise CheckpointError("the chain is empty")
+    to_seq = checkpoint.seq
+    if not 1 <= from_seq <= to_seq:
+        raise CheckpointError(f"bad range {from_seq}..{to_seq}")
+    async with snapshot(engine) as conn:
+        if from_seq == 1:
+            prev_hash = GENESIS_HASH
+        else:
+            row = (await conn.execute(select(EVENTS.c.hash).where(EVENTS.c.seq == from_seq - 1))).first()
+            prev_hash = row.hash if row else None
+        yield _line({"format": ARCHIVE_FORMAT, "from_seq": from_seq, "to_seq": to_seq,
+                     "prev_hash": prev_hash, "kid": checkpoint.kid})
+        q = (select(EVENTS).where(EVENTS.c.seq >= from_seq, EVENTS.c.seq <= to_seq)
+             .order_by(EVENTS.c.seq).execution_options(yield_per=2000))
+        async for row in (await conn.stream(q)).mappings():
+            yield _line(_event_doc(row))
+    yield _line({"checkpoint": checkpoint.to_json()})
+
+
+@dataclass(frozen=True)
+class ArchiveReport:
+    ok: bool
+    events: int
+    from_seq: int | None = None
+    to_seq: int | None = None
+    kid: str | None = None
+    reason: str | None = None
+    first_hash: str | None = None  # prev_hash of the first event: links to the archive before it
+    last_hash: str | None = None
+
+
+def verify_archive(data: bytes, public_key: SM2PublicKey) -> ArchiveReport:
+    """Offline: every line in canonical form, every event hash and link, seqs contiguous over
+    [from_seq, to_seq], and the checkpoint signed by `public_key` over the last event's hash.
+    Any change to any byte fails one of these."""
+    try:
+        return _verify_archive(data, public_key)
+    except Exception as err:  # malformed input of any kind is a failed verification
+        return ArchiveReport(False, 0, reason=f"malformed archive: {type(err).__name__}: {err}")
+
+
+def _verify_archive(data: bytes, public_key: SM2PublicKey) -> ArchiveReport:
+    lines = data.split(b"\n")
+    if len(lines) < 3 or lines[-1] != b"":
+        return ArchiveReport(False, 0, reason="not a complete archive (header, events, checkpoint)")
+    docs = []
+    for n, raw in enumerate(lines[:-1], 1):
+        doc = orjson.loads(raw)
+        if orjson.dumps(doc, option=orjson.OPT_SORT_KEYS) != raw:
+            return ArchiveReport(False, 0, reason=f"line {n} is not in canonical form")
+        docs.append(doc)
+    header, events, tail = docs[0], docs[1:-1], docs[-1]
+    header_keys = {"format", "from_seq", "to_seq", "prev_hash", "kid"}
+    if set(header) != header_keys or header["format"] != ARCHIVE_FORMAT:
+        return ArchiveReport(False, 0, reason="not a shuqiao-audit-archive/v1 header")
+    from_seq, to_seq, kid = int(header["from_seq"]), int(header["to_seq"]), header["kid"]
+    report = {"from_seq": from_seq, "to_seq": to_seq, "kid": kid}
+
+    def bad(checked: int, reason: str) -> ArchiveReport:
+        return ArchiveReport(False, checked, **report, reason=reason)
+
+    if kid != key_id(public_key):
+        return bad(0, f"archive signed by key {kid}, not by this public key")
+    prev, expected = header["prev_hash"], from_seq
+    first_hash = None
+    for doc in events:
+        if set(doc) != set(EVENT_COLUMNS):
+            return bad(expected - from_seq, f"seq {expected}: unexpected columns")
+        if doc["seq"] != expected:
+            return bad(expected - from_seq, f"expected seq {expected}")
+        if first_hash is None:
+            first_hash = doc["prev_hash"]
+        if prev is not None and doc["prev_hash"] != prev:
+            return bad(expected - from_seq, f"seq {expected}: broken link")
+        row = {**doc, "occurred_at": _parse_time(doc["occurred_at"])}
+        if canonical_time(row["occurred_at"]) != doc["occurred_at"]:
+            return bad(expected - from_seq, f"seq {expected}: time not canonical")
+        if event_hash(row) != doc["hash"]:
+            return bad(expected - from_seq, f"seq {expected}: hash mismatch")
+        prev, expected = doc["hash"], expected + 1
+    if expected != to_seq + 1:
+        return bad(expected - from_seq, "events missing at the end")
+    checkpoint_keys = {"seq", "hash", "created_at", "kid", "signature"}
+    if set(tail) != {"checkpoint"} or set(tail["checkpoint"]) != checkpoint_keys:
+        return bad(len(events), "no checkpoint at the end")
+    cp = Checkpoint(**tail["checkpoint"])
+    if cp.seq != to_seq or cp.hash != prev or cp.kid != kid:
+        return bad(len(events), "checkpoint does not cover the last event")
+    if canonical_time(_parse_time(cp.created_at)) != cp.created_at:
+        return bad(len(events), "checkpoint time not canonical")
+    if not cp.verify(public_key):
+        return bad(len(events), "checkpoint signature does not verify")
+    return ArchiveReport(True, len(events), **report, first_hash=first_hash, last_hash=prev)
+
+
+# -- the background writer ---------------------------------------------------------------------
+
+
+class CheckpointTask:
+    """Writes a checkpoint every `every_events` new events or every `every_seconds` when the chain
+    moved (whichever comes first), polling the head each `poll` seconds. Failures are logged and
+    retried; they never touch the request path."""
+
+    def __init__(self, engine: AsyncEngine, store: KeyStore, every_events: int, every_seconds: float,
+                 poll: float = 1.0) -> None:
+        self.engine, self.store = engine, store
+        self.every_events, self.every_seconds = every_events, every_seconds
+        self.poll = min(poll, every_seconds) if every_seconds > 0 else poll
+        self._task: asyncio.Task[None] | None = None
+        self.written = 0
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="audit-checkpoints")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def tick(self, elapsed: float) -> bool:
+        async with self.engine.connect() as conn:
+            head = int((await conn.execute(select(HEAD.c.seq).where(HEAD.c.id == HEAD_ID))).scalar() or 0)
+            last = await latest_checkpoint(conn)
+        behind = head - (last.seq if last else 0)
+        if behind <= 0:
+            return False
+        if behind >= self.every_events or (self.every_seconds > 0 and elapsed >= self.every_seconds):
+            await write_checkpoint(self.engine, self.store)
+            self.written += 1
+            return True
+        return False
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        since = loop.time()
+        while True:
+            await asyncio.sleep(self.poll)
+            try:
+                if await self.tick(loop.time() - since):
+                    since = loop.time()
+            except Exception:
+                log.exception("audit checkpoint failed")

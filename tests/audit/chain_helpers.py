@@ -1,0 +1,37 @@
+"""A plain SQLAlchemy appender for tests of components that read the chain (checkpoints, alerts,
+retention): the same rows, hashes and head as `ChainedAuditLog`, one transaction per call, so
+these tests do not depend on the writer's batching internals."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.access_log import AccessEvent
+from gateway.audit.chain import GENESIS_HASH, event_hash
+from gateway.audit.models import HEAD_ID, AuditChainHead, AuditEvent, AuditFieldAccess
+from gateway.audit.store import event_row, field_access_rows
+
+EVENTS, HEAD, FIELD_ACCESS = AuditEvent.__table__, AuditChainHead.__table__, AuditFieldAccess.__table__
+
+
+async def append(engine: AsyncEngine, events: list[AccessEvent]) -> None:
+    async with engine.begin() as conn:
+        head = (await conn.execute(select(HEAD.c.seq, HEAD.c.hash).where(HEAD.c.id == HEAD_ID))).first()
+        if head is None:
+            await conn.execute(insert(HEAD).values(id=HEAD_ID, seq=0, hash=GENESIS_HASH))
+            seq, prev = 0, GENESIS_HASH
+        else:
+            seq, prev = int(head.seq), str(head.hash)
+        for event in events:
+            seq += 1
+            row = event_row(event, datetime.now(UTC))
+            row["seq"], row["prev_hash"] = seq, prev
+            row["hash"] = prev = event_hash(row)
+            await conn.execute(insert(EVENTS), [row])
+            access = field_access_rows(seq, event)
+            if access:
+                await conn.execute(insert(FIELD_ACCESS), access)
+        await conn.execute(update(HEAD).where(HEAD.c.id == HEAD_ID).values(seq=seq, hash=prev))

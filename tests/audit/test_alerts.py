@@ -1,0 +1,119 @@
+"""Alert rules over the audit chain on SQLite and PostgreSQL — bulk extraction, FORBIDDEN_FIELD
+probing, L4 access out of hours, a client from a new address — and the officer API that lists and
+acknowledges alerts (the acknowledgement is itself an audit event)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import delete, update
+
+from gateway.access_log import AccessEvent
+from gateway.audit.alerts import (
+    ADDRESSES,
+    ALERTS,
+    CURSOR,
+    AlertEngine,
+    AlertRules,
+    list_alerts,
+)
+from gateway.db import create_engine
+from tests.audit.chain_helpers import append
+
+ALWAYS = dict(work_start=time(0, 0), work_end=time.max, work_days=frozenset(range(1, 8)))
+NEVER = dict(work_days=frozenset())
+
+
+@pytest.fixture
+def db(url: str) -> str:
+    async def clean() -> None:
+        engine = create_engine(url)
+        async with engine.begin() as conn:
+            await conn.execute(delete(ALERTS))
+            await conn.execute(delete(ADDRESSES))
+            await conn.execute(update(CURSOR).values(seq=0))
+        await engine.dispose()
+
+    asyncio.run(clean())
+    return url
+
+
+def ev(principal: str = "client-a", *, rows: int = 0, denied: int = 0, allowed: tuple[str, ...] = (),
+       address: str = "10.0.0.1", kind: str = "department") -> AccessEvent:
+    tag = uuid.uuid4().hex[:6]
+    fields = [{"dataset": "population", "field": f"f{tag}{i}", "action": "deny"} for i in range(denied)]
+    fields += [{"dataset": "population", "field": f, "action": "allow"} for f in allowed]
+    return AccessEvent(
+        request_id=tag, tier="share", principal_kind=kind, principal_id=principal, consumer="samr",
+        client_address=address, operation_name="Q", operation_type="query", query_digest=None, status=200,
+        error_codes=["FORBIDDEN_FIELD"] if denied else [], latency_ms=1.0, fields=fields,
+        reads=[{"dataset": "population", "rows": rows}] if rows else [],
+    )
+
+
+def run(url: str, events: list[AccessEvent], rules: AlertRules | None = None,
+        levels: dict[tuple[str, str], int] | None = None) -> list[dict[str, Any]]:
+    """Append the events, evaluate, and return every alert (oldest first)."""
+
+    async def go() -> list[dict[str, Any]]:
+        engine = create_engine(url)
+        try:
+            for e in events:
+                await append(engine, [e])
+            alerting = AlertEngine(engine, rules or AlertRules(**ALWAYS), levels or {}, batch=3)
+            await alerting.run_until_caught_up()
+            assert await alerting.run_once() == 0  # the cursor moved: nothing is evaluated twice
+            async with engine.connect() as conn:
+                return list(reversed((await list_alerts(conn, state="all"))["alerts"]))
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(go())
+
+
+def test_bulk_extraction_alerts_once_when_a_principal_crosses_the_threshold(db: str) -> None:
+    rules = AlertRules(bulk_rows=100, bulk_window=timedelta(hours=1), **ALWAYS)
+    alerts = run(db, [ev("a", rows=40), ev("b", rows=90), ev("a", rows=40), ev("a", rows=30),
+                      ev("a", rows=10), ev("b", rows=5)], rules)
+    assert [(a["rule"], a["principal_id"], a["seq"]) for a in alerts] == [("bulk_extraction", "a", 4)]
+    assert alerts[0]["detail"]["rows"] == 110 and alerts[0]["acknowledged_at"] is None
+
+
+def test_repeated_forbidden_field_probing(db: str) -> None:
+    rules = AlertRules(probe_denials=5, probe_window=timedelta(minutes=10), **ALWAYS)
+    alerts = run(db, [ev("p", denied=2), ev("q", denied=4), ev("p", denied=2), ev("p", rows=3),
+                      ev("p", denied=2), ev("p", denied=1)], rules)
+    assert [(a["rule"], a["principal_id"], a["seq"]) for a in alerts] == [("forbidden_probing", "p", 5)]
+    assert alerts[0]["detail"]["denials"] == 6
+
+
+def test_l4_access_outside_working_hours(db: str) -> None:
+    levels = {("population", "id_number"): 4, ("population", "phone"): 3}
+    events = [ev(allowed=("id_number", "name")), ev(allowed=("phone",)), ev(denied=1)]
+    assert run(db, events, AlertRules(**ALWAYS), levels) == []
+    alerts = run(db, events, AlertRules(**NEVER), levels)
+    assert [(a["rule"], a["seq"], a["detail"]["fields"]) for a in alerts] == [
+        ("l4_out_of_hours", 4, ["population.id_number"])]
+
+
+def test_working_hours_are_beijing_time() -> None:
+    rules = AlertRules.parse(bulk_rows=1, bulk_window_seconds=1, probe_denials=1, probe_window_seconds=1,
+                             working_hours="08:30-18:00", working_days="1-5")
+    # Monday 2026-11-23 09:00 in Beijing is 01:00 UTC; 18:30 Beijing is 10:30 UTC
+    assert rules.working(datetime(2026, 11, 23, 1, 0, tzinfo=UTC))
+    assert not rules.working(datetime(2026, 11, 23, 0, 29, tzinfo=UTC))  # 08:29 Beijing
+    assert not rules.working(datetime(2026, 11, 23, 10, 30, tzinfo=UTC))
+    assert not rules.working(datetime(2026, 11, 22, 2, 0, tzinfo=UTC))  # Sunday 10:00 Beijing
+
+
+def test_first_use_of_a_client_from_a_new_address(db: str) -> None:
+    alerts = run(db, [ev("c", address="10.0.0.1"), ev("c", address="10.0.0.1"), ev("c", address="10.9.9.9"),
+                      ev("c", address="10.9.9.9"), ev("d", address="10.9.9.9"),
+                      ev("anonymous", kind="anonymous", address="1.2.3.4"),
+                      ev("anonymous", kind="anonymous", address="5.6.7.8")])
+    assert [(a["rule"], a["principal_id"], a["seq"], a["detail"]["address"]) for a in alerts] == [
+        ("new_address", "c", 3, "10.9.9.9")]
