@@ -117,3 +117,71 @@ def test_first_use_of_a_client_from_a_new_address(db: str) -> None:
                       ev("anonymous", kind="anonymous", address="5.6.7.8")])
     assert [(a["rule"], a["principal_id"], a["seq"], a["detail"]["address"]) for a in alerts] == [
         ("new_address", "c", 3, "10.9.9.9")]
+
+
+# -- the officer API (the demo gateway, SQLite and PostgreSQL) ---------------------------------
+
+POPULATION = "query P($first: Int) { population(first: $first) { edges { node { idNumber name } } } }"
+
+
+def test_officer_lists_and_acknowledges_alerts_and_the_ack_is_audited(
+    client: Any, tokens: dict[str, str], demo_env: Any
+) -> None:
+    from tests.audit.test_officer_api import api
+    from tests.conftest import gql
+
+    token = _officer_token(client, demo_env)
+    r = gql(client, "share", POPULATION, token=tokens["hrss"], variables={"first": 2})
+    assert r.status_code == 200, r.text
+
+    async def evaluate() -> None:
+        engine = create_engine(demo_env.settings.database_url)
+        try:  # no working days: hrss's granted idNumber (L4 in the demo catalogue) is out of hours
+            await AlertEngine(engine, AlertRules(work_days=frozenset())).run_until_caught_up()
+        finally:
+            await engine.dispose()
+
+    asyncio.run(evaluate())
+    assert client.get("/audit/api/alerts").status_code == 401
+    listed = api(client, "alerts", token, rule="l4_out_of_hours").json()["alerts"]
+    mine = [a for a in listed if a["consumer"] == "hrss" and "population.id_number" in a["detail"]["fields"]]
+    assert mine, listed
+    alert_id = mine[0]["id"]
+    headers = {"Authorization": f"Bearer {token}"}
+    assert client.post(f"/audit/api/alerts/{alert_id}/ack", json={"comment": " "},
+                       headers=headers).status_code == 400
+    r = client.post(f"/audit/api/alerts/{alert_id}/ack", json={"comment": "核实：社保待遇资格认证夜间批处理"},
+                    headers=headers, params={})
+    assert r.status_code == 200, r.text
+    assert r.json()["ack_comment"] == "核实：社保待遇资格认证夜间批处理" and r.json()["acknowledged_by"]
+    assert client.post(f"/audit/api/alerts/{alert_id}/ack", json={"comment": "again"},
+                       headers=headers).status_code == 409
+    assert client.post("/audit/api/alerts/999999999/ack", json={"comment": "x"},
+                       headers=headers).status_code == 404
+    assert alert_id not in [a["id"] for a in api(client, "alerts", token).json()["alerts"]]
+    assert alert_id in [a["id"] for a in api(client, "alerts", token, state="acknowledged").json()["alerts"]]
+    # the acknowledgement is an audit event, its comment sealed in the variables
+    acks = api(client, "events", token, tier="audit", limit=20).json()["events"]
+    ack = next(e for e in acks if e["operation_name"] == "ack-alert" and e["status"] == 200)
+    detail = api(client, f"events/{ack['seq']}", token).json()
+    assert detail["variables"]["comment"] == "核实：社保待遇资格认证夜间批处理"
+    assert detail["variables"]["id"] == alert_id
+
+
+def _officer_token(client: Any, demo_env: Any) -> str:
+    from gateway.identity.clients import create_client
+    from gateway.secrets import SecretHasher, load_master_key
+
+    async def make() -> tuple[str, str]:
+        engine = create_engine(demo_env.settings.database_url)
+        try:
+            hasher = SecretHasher(load_master_key(demo_env.settings.master_key_file))
+            return await create_client(engine, hasher, "police", scopes=["audit:read"],
+                                       client_id=f"officer-{uuid.uuid4().hex[:6]}")
+        finally:
+            await engine.dispose()
+
+    cid, secret = asyncio.run(make())
+    r = client.post("/oauth/token", data={"grant_type": "client_credentials"}, auth=(cid, secret))
+    assert r.status_code == 200, r.text
+    return str(r.json()["access_token"])
