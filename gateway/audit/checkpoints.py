@@ -217,10 +217,11 @@ class CheckpointReport:
     last_checkpoint_seq: int | None = None
 
 
-async def verify_with_checkpoints(engine: AsyncEngine, store: KeyStore) -> CheckpointReport:
+async def verify_with_checkpoints(engine: AsyncEngine, store: KeyStore,
+                                  chain: VerifyReport | None = None) -> CheckpointReport:
     """`verify_chain`, then every checkpoint: signature by a known gateway key valid when it was
     made, and its hash equal to the event at its seq (or, for a pruned range, the anchor)."""
-    chain = await verify_chain(engine)
+    chain = chain or await verify_chain(engine)  # retention passes its own (archives + anchor)
     lookup = store_lookup(store)
     validity = lookup.validity  # type: ignore[attr-defined]
     checked, last = 0, None

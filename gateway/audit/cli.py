@@ -188,3 +188,46 @@ def verify_archive_cmd(
     else:
         typer.echo(f"ARCHIVE DOES NOT VERIFY: {report.reason}")
     raise typer.Exit(0 if report.ok else 1)
+
+
+@audit_app.command("prune")
+def prune() -> None:
+    """Archive everything up to the latest checkpoint to <var_dir>/audit-archive/ (signed, verified)
+    and delete those rows; the checkpoint stays as the anchor of the remaining chain."""
+    from gateway.audit.retention import archive_and_prune, archive_dir
+    from gateway.settings import Settings
+
+    async def go() -> Any:
+        engine = _engine()
+        try:
+            return await archive_and_prune(engine, _store(), archive_dir(Settings.from_env().var_dir))
+        finally:
+            await engine.dispose()
+
+    path = asyncio.run(go())
+    typer.echo(f"archived and pruned: {path}" if path else "nothing sealed by a checkpoint to prune")
+
+
+@audit_app.command("verify-retained")
+def verify_retained_cmd(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Verify the archives in <var_dir>/audit-archive/, the remaining chain from their anchor,
+    and every checkpoint: the whole history, pruned range included."""
+    from gateway.audit.retention import archive_dir, verify_retained
+    from gateway.settings import Settings
+
+    async def go() -> Any:
+        engine = _engine()
+        try:
+            return await verify_retained(engine, _store(), archive_dir(Settings.from_env().var_dir))
+        finally:
+            await engine.dispose()
+
+    report = asyncio.run(go())
+    if as_json:
+        typer.echo(json.dumps(asdict(report), ensure_ascii=False))
+    elif report.ok:
+        typer.echo(f"audit history verified: {report.events_checked} events (archives and chain), "
+                   f"{report.checkpoints_checked} signed checkpoints")
+    else:
+        typer.echo(f"AUDIT HISTORY BROKEN at seq {report.first_bad_seq}: {report.reason}")
+    raise typer.Exit(0 if report.ok else 1)

@@ -1,0 +1,103 @@
+"""Retention on SQLite and PostgreSQL: sealed segments archived to signed files and pruned, the
+checkpoint kept as the anchor; verification still spans the pruned range and catches a changed
+archive or a rewritten remainder."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from sqlalchemy import delete, func, select, update
+
+from gateway.audit.checkpoints import CHECKPOINTS, write_checkpoint
+from gateway.audit.models import AuditEvent
+from gateway.audit.retention import archive_and_prune, verify_retained
+from gateway.crypto.signing import open_signing_store
+from gateway.db import create_engine
+from tests.audit.chain_helpers import append
+from tests.audit.test_audit_chain import make_event
+
+EVENTS = AuditEvent.__table__
+
+
+@pytest.fixture
+def db(url: str) -> str:
+    async def clean() -> None:
+        engine = create_engine(url)
+        async with engine.begin() as conn:
+            await conn.execute(delete(CHECKPOINTS))
+        await engine.dispose()
+
+    asyncio.run(clean())
+    return url
+
+
+def test_archive_prune_and_verify_across_the_pruned_range(db: str, tmp_path: Path) -> None:
+    store = open_signing_store(tmp_path / "var")
+    directory = tmp_path / "var" / "audit-archive"
+
+    async def go() -> None:
+        engine = create_engine(db)
+        try:
+            assert await archive_and_prune(engine, store, directory) is None  # nothing sealed
+            await append(engine, [make_event(i) for i in range(1, 11)])
+            await write_checkpoint(engine, store)
+            await append(engine, [make_event(i) for i in range(11, 16)])
+            first = await archive_and_prune(engine, store, directory)
+            assert first is not None and first.name == "audit-000000000001-000000000010.jsonl"
+            await write_checkpoint(engine, store, 13)
+            second = await archive_and_prune(engine, store, directory)
+            assert second is not None and second.name == "audit-000000000011-000000000013.jsonl"
+            async with engine.connect() as conn:
+                assert (await conn.execute(select(func.min(EVENTS.c.seq)))).scalar() == 14
+            await append(engine, [make_event(16)])
+            report = await verify_retained(engine, store, directory)
+            assert (report.ok, report.events_checked, report.checkpoints_checked) == (True, 16, 2), report
+
+            # a rewritten remainder no longer links to the anchor
+            async with engine.begin() as conn:
+                await conn.execute(update(EVENTS).where(EVENTS.c.seq == 14).values(prev_hash="0" * 64))
+            report = await verify_retained(engine, store, directory)
+            assert not report.ok and report.first_bad_seq == 14
+            async with engine.begin() as conn:  # undo: the link again
+                await conn.execute(update(EVENTS).where(EVENTS.c.seq == 14)
+                                   .values(prev_hash=second.read_bytes().split(b'"hash":"')[-1][:64].decode()))
+            assert (await verify_retained(engine, store, directory)).ok
+
+            # one changed byte in an archive, or a missing archive, is caught
+            data = first.read_bytes()
+            first.write_bytes(data.replace(b'"status":200', b'"status":201', 1))
+            report = await verify_retained(engine, store, directory)
+            assert not report.ok and report.first_bad_seq == 1
+            first.unlink()
+            report = await verify_retained(engine, store, directory)
+            assert not report.ok and "does not link" in (report.reason or "")
+        finally:
+            await engine.dispose()
+
+    asyncio.run(go())
+
+
+def test_cli_prune_and_verify_retained(db: str, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from gateway.audit.cli import audit_app
+
+    async def fill() -> None:
+        engine = create_engine(db)
+        try:
+            await append(engine, [make_event(i) for i in range(1, 6)])
+        finally:
+            await engine.dispose()
+
+    asyncio.run(fill())
+    env = {"SHUQIAO_DATABASE_URL": db, "SHUQIAO_VAR_DIR": str(tmp_path / "var")}
+    open_signing_store(tmp_path / "var")
+    runner = CliRunner()
+    assert "nothing sealed" in runner.invoke(audit_app, ["prune"], env=env).stdout
+    assert runner.invoke(audit_app, ["checkpoint"], env=env).exit_code == 0
+    result = runner.invoke(audit_app, ["prune"], env=env)
+    assert result.exit_code == 0 and "audit-000000000001-000000000005.jsonl" in result.stdout
+    result = runner.invoke(audit_app, ["verify-retained"], env=env)
+    assert result.exit_code == 0 and "5 events" in result.stdout, result.stdout
