@@ -15,7 +15,7 @@ import typer
 
 from gateway.audit.cli import audit_app
 from gateway.catalogue.service import CatalogueError
-from gateway.crypto.cli import decrypt_field_cmd, keys_app, verify_response_cmd
+from gateway.crypto.cli import decrypt_field_cmd, keys_app, sign_request_cmd, verify_response_cmd
 from gateway.identity.cli import IDENTITY_APPS
 from gateway.settings import Settings
 
@@ -36,6 +36,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(keys_app, name="keys")
 app.command("verify-response")(verify_response_cmd)
 app.command("decrypt-field")(decrypt_field_cmd)
+app.command("sign-request")(sign_request_cmd)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document for scripts.")]
 T = TypeVar("T")

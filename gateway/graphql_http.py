@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.access_log import AccessEvent, query_digest
+from gateway.crypto.requests import SignedRequestRefused, verifier_for
 from gateway.identity.apikeys import InvalidApiKey
 from gateway.identity.limits_hook import check_rate, restrict_grants
 from gateway.identity.tokens import SHARE_AUDIENCE, InvalidToken
@@ -116,6 +117,7 @@ class GraphQLEndpoint:
         self.tier = tier
         self.state = state
         self.methods = ("GET", "POST") if tier is Tier.OPEN else ("POST",)
+        self.signatures = verifier_for(state) if tier is Tier.SHARE else None  # RFC 9421 signed requests
 
     async def handle(self, request: Request) -> Response:
         started = time.perf_counter()
@@ -136,6 +138,7 @@ class GraphQLEndpoint:
                 raise HTTPProblem(406, f"Accept {GRAPHQL_RESPONSE} or {JSON}.", "NOT_ACCEPTABLE")
             body = await _read_body(request, self.state.settings.limits.max_body_bytes)
             principal = await self._identify(request)
+            await self._check_signature(request, principal, body)
             await self._limit(request, principal)
             query, variables, op_name = _params(request, body)
             if request.method == "GET" and query.lstrip().startswith(("mutation", "subscription")):
@@ -228,6 +231,16 @@ class GraphQLEndpoint:
             ) from None
         request.state.api_key_limits = (ident.rate_per_minute, ident.daily_quota)
         return Principal(PrincipalKind.ENTERPRISE, ident.prefix, ident.enterprise, ident.datasets)
+
+    async def _check_signature(self, request: Request, principal: Principal, body: bytes) -> None:
+        """Share tier: verify an RFC 9421 request signature (required for marked departments)
+        before anything runs; a refusal is a 401 with a `Signature` challenge (gateway.crypto.requests)."""
+        if self.signatures is None or not principal.consumer:
+            return
+        try:
+            await self.signatures.check(request, principal.consumer, body)
+        except SignedRequestRefused as refused:
+            raise HTTPProblem(refused.status, refused.message, refused.code, refused.headers) from None
 
     async def _limit(self, request: Request, principal: Principal) -> None:
         """Rate limits and quotas (gateway.identity.ratelimit): 429 with Retry-After."""

@@ -26,3 +26,15 @@ class DepartmentKey(SQLModel, table=True):
     not_after: datetime
     status: str = Field(default="active", max_length=16)
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class SignedRequestPolicy(SQLModel, table=True):
+    """Departments whose share-tier requests must carry an RFC 9421 SM2 signature made with
+    their active `department_key` (`shuqiao keys require-signed-requests`). No row = not
+    required (a signed request is still verified)."""
+
+    __tablename__ = "signed_request_policy"
+
+    department_code: str = Field(foreign_key="department.code", primary_key=True, max_length=32)
+    required: bool = Field(default=False)
+    updated_at: datetime = Field(default_factory=utcnow)

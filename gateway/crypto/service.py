@@ -22,7 +22,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.catalogue.models import Department
-from gateway.crypto.models import DepartmentKey
+from gateway.crypto.models import DepartmentKey, SignedRequestPolicy
 from keys import sm2
 from keys.errors import InvalidKeyError
 from keys.keystore import key_id
@@ -192,6 +192,8 @@ class DepartmentKeyDirectory:
         self.poll_seconds = poll_seconds
         self._keys: dict[str, RecipientKey] = {}
         self._parsed: dict[str, SM2PublicKey] = {}
+        self._by_kid: dict[str, RecipientKey] = {}
+        self._signed_requests: frozenset[str] = frozenset()
         self._checked: float | None = None
         self._lock = asyncio.Lock()
 
@@ -208,8 +210,12 @@ class DepartmentKeyDirectory:
                 DepartmentKey.not_before,
                 DepartmentKey.not_after,
             ).where(DepartmentKey.status == "active")
+            required = select(SignedRequestPolicy.department_code).where(
+                SignedRequestPolicy.required == True  # noqa: E712
+            )
             async with self.engine.connect() as conn:
                 rows = (await conn.execute(stmt)).all()
+                signed_requests = frozenset((await conn.execute(required)).scalars().all())
             keys: dict[str, RecipientKey] = {}
             parsed: dict[str, SM2PublicKey] = {}
             for dept, kid, pem, nb, na in rows:
@@ -226,10 +232,23 @@ class DepartmentKeyDirectory:
                 if current is None or candidate.not_before > current.not_before:
                     keys[dept] = candidate
             self._keys, self._parsed = keys, parsed
+            self._by_kid = {k.kid: k for k in keys.values()}
+            self._signed_requests = signed_requests
             self._checked = time.monotonic()
 
     def _fresh(self) -> bool:
         return self._checked is not None and time.monotonic() - self._checked < self.poll_seconds
+
+    @property
+    def loaded(self) -> bool:
+        return self._checked is not None
+
+    def by_kid(self, kid: str) -> RecipientKey | None:
+        """The active key `kid` (any department), for checking request signatures."""
+        return self._by_kid.get(kid)
+
+    def requires_signed_requests(self, department: str) -> bool:
+        return department in self._signed_requests
 
     def active(self, department: str, now: datetime | None = None) -> RecipientKey | None:
         key = self._keys.get(department)
