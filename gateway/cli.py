@@ -3,8 +3,6 @@ need takes --json and then prints exactly one JSON document on stdout."""
 
 from __future__ import annotations
 
-import asyncio
-import json
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -15,6 +13,7 @@ import typer
 
 from gateway.audit.cli import audit_app
 from gateway.catalogue.service import CatalogueError
+from gateway.cli_support import emit, run_with_engine
 from gateway.crypto.cli import decrypt_field_cmd, keys_app, sign_request_cmd, verify_response_cmd
 from gateway.identity.cli import IDENTITY_APPS
 from gateway.settings import Settings
@@ -47,29 +46,13 @@ def _settings() -> Settings:
 
 
 def _run(make: Callable[[Any], Awaitable[T]]) -> T:
-    """Run one async job against a fresh engine, turning known failures into clean exits."""
-    from gateway.db import create_engine
     from gateway.identity.clients import IdentityError
 
-    async def go() -> T:
-        engine = create_engine(_settings().database_url)
-        try:
-            return await make(engine)
-        finally:
-            await engine.dispose()
-
-    try:
-        return asyncio.run(go())
-    except (CatalogueError, IdentityError) as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from None
+    return run_with_engine(make, expected=(CatalogueError, IdentityError))
 
 
 def _emit(as_json: bool, data: Any, human: str) -> None:
-    if as_json:
-        typer.echo(json.dumps(data, ensure_ascii=False, default=str))
-    else:
-        typer.echo(human)
+    emit(as_json, data, human)
 
 
 def _hasher():  # type: ignore[no-untyped-def]

@@ -5,7 +5,6 @@ gateway/cli.py mounts these: `app.add_typer(keys_app, name="keys")` and the two 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import urllib.request
 from collections.abc import Awaitable, Callable
@@ -14,6 +13,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from gateway.cli_support import emit, run_with_engine
 from gateway.settings import Settings
 
 keys_app = typer.Typer(
@@ -30,24 +30,12 @@ def _settings() -> Settings:
 
 def _run(job: Callable[[Any], Awaitable[T]]) -> T:
     from gateway.crypto.service import KeyRegistrationError
-    from gateway.db import create_engine
 
-    async def go() -> T:
-        engine = create_engine(_settings().database_url)
-        try:
-            return await job(engine)
-        finally:
-            await engine.dispose()
-
-    try:
-        return asyncio.run(go())
-    except KeyRegistrationError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from None
+    return run_with_engine(job, expected=(KeyRegistrationError,))
 
 
 def _emit(as_json: bool, data: Any, human: str) -> None:
-    typer.echo(json.dumps(data, ensure_ascii=False, default=str) if as_json else human)
+    emit(as_json, data, human)
 
 
 def _store():  # type: ignore[no-untyped-def]

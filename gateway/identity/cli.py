@@ -4,8 +4,6 @@ secrets, API keys) are printed once, by the command that creates them."""
 
 from __future__ import annotations
 
-import asyncio
-import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,6 +11,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from gateway.cli_support import emit, run_with_engine
 from gateway.settings import Settings
 
 client_app = typer.Typer(help="OAuth clients (department systems, web apps).", no_args_is_help=True)
@@ -35,7 +34,6 @@ T = TypeVar("T")
 
 
 def _run(make: Callable[[Any], Awaitable[T]]) -> T:
-    from gateway.db import create_engine
     from gateway.identity.apikeys import ApiKeyError
     from gateway.identity.audit import AuditUnavailable
     from gateway.identity.clients import IdentityError
@@ -43,25 +41,17 @@ def _run(make: Callable[[Any], Awaitable[T]]) -> T:
     from gateway.identity.roles import UnknownRole
     from gateway.identity.users import UserError
 
-    async def go() -> T:
-        engine = create_engine(Settings.from_env().database_url)
-        try:
-            return await make(engine)
-        finally:
-            await engine.dispose()
-
     try:
-        return asyncio.run(go())
-    except (IdentityError, ApiKeyError, UserError, UnknownRole, WeakPassword) as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from None
+        return run_with_engine(
+            make, expected=(IdentityError, ApiKeyError, UserError, UnknownRole, WeakPassword)
+        )
     except AuditUnavailable as err:
         typer.echo(f"error: the audit log is unavailable, nothing was issued: {err}", err=True)
         raise typer.Exit(3) from None
 
 
 def _emit(as_json: bool, data: Any, human: str) -> None:
-    typer.echo(json.dumps(data, ensure_ascii=False, default=str) if as_json else human)
+    emit(as_json, data, human)
 
 
 def _hasher():  # type: ignore[no-untyped-def]
