@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from limits import RateLimitItem, RateLimitItemPerDay, RateLimitItemPerMinute, parse
 from limits.aio.storage import MemoryStorage, Storage
-from limits.aio.strategies import FixedWindowRateLimiter
+from limits.aio.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
 from limits.storage import storage_from_string
 
 log = logging.getLogger("shuqiao.ratelimit")
@@ -57,7 +57,11 @@ class RateLimiter:
             else MemoryStorage()
         )
         self.shared = bool(redis_url)
-        self.strategy = FixedWindowRateLimiter(self.storage)
+        # Per-minute limits count the last 60 s exactly: a fixed window lets a client send
+        # twice its limit across a boundary (and made limit tests depend on the clock).
+        # Daily quotas are calendar-like by nature and stay fixed windows (cheap to store).
+        self.strategy = MovingWindowRateLimiter(self.storage)
+        self.daily_strategy = FixedWindowRateLimiter(self.storage)
         self.key_per_minute = key_per_minute
         self.key_per_day = key_per_day
         self.anonymous = parse(anonymous)
@@ -88,8 +92,9 @@ class RateLimiter:
         now = time.time()
         policies, states = [], []
         for name, item in items:
-            allowed = await self.strategy.hit(item, *ids)
-            stats = await self.strategy.get_window_stats(item, *ids)
+            strategy = self.daily_strategy if isinstance(item, RateLimitItemPerDay) else self.strategy
+            allowed = await strategy.hit(item, *ids)
+            stats = await strategy.get_window_stats(item, *ids)
             reset = min(item.get_expiry(), max(0, math.ceil(stats.reset_time - now)))
             policies.append(f'"{name}";q={item.amount};w={item.get_expiry()}')
             states.append(f'"{name}";r={max(0, stats.remaining)};t={reset}')
