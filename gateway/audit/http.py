@@ -13,7 +13,8 @@ Routes (each page has a machine twin):
   GET /audit/api/verify           the chain check: ok, events checked, first broken position
   GET /audit/api/alerts           alerts, newest first: state=open|acknowledged|all, rule, limit, before
   POST /audit/api/alerts/{id}/ack acknowledge with {"comment": ...} (the comment is sealed into the
-                                  call's own event)"""
+                                  call's own event)
+  POST /audit/graphql             the same as GraphQL (gateway/audit/officer_graphql.py)"""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from starlette.responses import FileResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from gateway.access_log import AccessEvent
-from gateway.audit import query
+from gateway.audit import officer_graphql, query
 from gateway.audit.alerts import AckError, acknowledge, list_alerts
 from gateway.audit.variables import VariableCipher
 from gateway.audit.verify import verify_chain
@@ -69,6 +70,7 @@ class AuditAPI:
             Route("/audit/api/alerts", self._guard("alerts", self.alerts)),
             Route("/audit/api/alerts/{id:int}/ack", self._guard("ack-alert", self.ack_alert),
                   methods=["POST"]),
+            Route("/audit/graphql", self._guard("graphql", self.graphql), methods=["POST"]),
         ]
 
     async def page(self, request: Request) -> Response:
@@ -120,11 +122,12 @@ class AuditAPI:
                 principal_id=claims.client_id if claims else "anonymous",
                 consumer=claims.department if claims else None,
                 client_address=request.client.host if request.client else None,
-                operation_name=operation,
-                operation_type="query",
-                query_digest=None,
+                operation_name=getattr(request.state, "audit_operation", operation),
+                operation_type=getattr(request.state, "audit_operation_type", "query"),
+                query_digest=getattr(request.state, "audit_query_digest", None),
                 status=response.status_code,
-                error_codes=[] if response.status_code < 400 else [str(response.status_code)],
+                error_codes=getattr(request.state, "audit_error_codes", None)
+                or ([] if response.status_code < 400 else [str(response.status_code)]),
                 latency_ms=round((time.perf_counter() - started) * 1000, 3),
                 reads=[{"dataset": "audit_event", "rows": rows}] if rows is not None else [],
                 subject=claims.subject if claims else None,
@@ -207,6 +210,9 @@ class AuditAPI:
             code = {404: "NOT_FOUND", 409: "CONFLICT"}.get(err.status, "BAD_USER_INPUT")
             raise Refused(err.status, code, str(err)) from None
         return _json(alert), 1
+
+    async def graphql(self, request: Request) -> tuple[Response, int]:
+        return await officer_graphql.handle(request, self.state, self.cipher)
 
 
 def _int(text: str | None, default: int) -> int:
