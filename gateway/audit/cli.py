@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from dataclasses import asdict
@@ -11,14 +10,9 @@ from typing import Annotated, Any
 
 import typer
 
+from gateway.cli_support import run_with_engine
+
 audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
-
-
-def _engine() -> Any:
-    from gateway.db import create_engine
-    from gateway.settings import Settings
-
-    return create_engine(Settings.from_env().database_url)
 
 
 @audit_app.command("verify")
@@ -26,14 +20,10 @@ def verify(as_json: Annotated[bool, typer.Option("--json", help="Print one JSON 
     """Recompute the SM3 chain; exit 1 and name the first broken position if it does not hold."""
     from gateway.audit.verify import verify_chain
 
-    async def go() -> Any:
-        engine = _engine()
-        try:
-            return await verify_chain(engine)
-        finally:
-            await engine.dispose()
+    async def go(engine: Any) -> Any:
+        return await verify_chain(engine)
 
-    report = asyncio.run(go())
+    report = run_with_engine(go)
     if as_json:
         typer.echo(json.dumps(asdict(report), ensure_ascii=False))
     elif report.ok:
@@ -70,8 +60,7 @@ def export(
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
 
-    async def go() -> None:
-        engine = _engine()
+    async def go(engine: Any) -> None:
         sink = output.open("wb") if output else sys.stdout.buffer
         try:
             async for chunk in query.export(engine, filters, fmt):
@@ -81,9 +70,8 @@ def export(
                 sink.close()
             else:
                 sink.flush()
-            await engine.dispose()
 
-    asyncio.run(go())
+    run_with_engine(go)
 
 
 def _store() -> Any:
@@ -98,15 +86,11 @@ def checkpoint(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
     """Sign the chain head now with the gateway's SM2 key (after re-verifying since the last one)."""
     from gateway.audit.checkpoints import CheckpointError, write_checkpoint
 
-    async def go() -> Any:
-        engine = _engine()
-        try:
-            return await write_checkpoint(engine, _store())
-        finally:
-            await engine.dispose()
+    async def go(engine: Any) -> Any:
+        return await write_checkpoint(engine, _store())
 
     try:
-        cp = asyncio.run(go())
+        cp = run_with_engine(go)
     except CheckpointError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(1) from None
@@ -123,14 +107,10 @@ def verify_checkpoints(as_json: Annotated[bool, typer.Option("--json")] = False)
     """The chain check plus every signed checkpoint (catches a chain rewritten through its head)."""
     from gateway.audit.checkpoints import verify_with_checkpoints
 
-    async def go() -> Any:
-        engine = _engine()
-        try:
-            return await verify_with_checkpoints(engine, _store())
-        finally:
-            await engine.dispose()
+    async def go(engine: Any) -> Any:
+        return await verify_with_checkpoints(engine, _store())
 
-    report = asyncio.run(go())
+    report = run_with_engine(go)
     if as_json:
         typer.echo(json.dumps(asdict(report), ensure_ascii=False))
     elif report.ok:
@@ -151,17 +131,13 @@ def export_archive(
     from gateway.audit.checkpoints import CheckpointError
     from gateway.audit.checkpoints import export_archive as export
 
-    async def go() -> None:
-        engine = _engine()
-        try:
-            with output.open("wb") as sink:
-                async for chunk in export(engine, _store(), from_seq, to_seq):
-                    sink.write(chunk)
-        finally:
-            await engine.dispose()
+    async def go(engine: Any) -> None:
+        with output.open("wb") as sink:
+            async for chunk in export(engine, _store(), from_seq, to_seq):
+                sink.write(chunk)
 
     try:
-        asyncio.run(go())
+        run_with_engine(go)
     except CheckpointError as err:
         output.unlink(missing_ok=True)
         typer.echo(f"error: {err}", err=True)
@@ -197,14 +173,10 @@ def prune() -> None:
     from gateway.audit.retention import archive_and_prune, archive_dir
     from gateway.settings import Settings
 
-    async def go() -> Any:
-        engine = _engine()
-        try:
-            return await archive_and_prune(engine, _store(), archive_dir(Settings.from_env().var_dir))
-        finally:
-            await engine.dispose()
+    async def go(engine: Any) -> Any:
+        return await archive_and_prune(engine, _store(), archive_dir(Settings.from_env().var_dir))
 
-    path = asyncio.run(go())
+    path = run_with_engine(go)
     typer.echo(f"archived and pruned: {path}" if path else "nothing sealed by a checkpoint to prune")
 
 
@@ -215,14 +187,10 @@ def verify_retained_cmd(as_json: Annotated[bool, typer.Option("--json")] = False
     from gateway.audit.retention import archive_dir, verify_retained
     from gateway.settings import Settings
 
-    async def go() -> Any:
-        engine = _engine()
-        try:
-            return await verify_retained(engine, _store(), archive_dir(Settings.from_env().var_dir))
-        finally:
-            await engine.dispose()
+    async def go(engine: Any) -> Any:
+        return await verify_retained(engine, _store(), archive_dir(Settings.from_env().var_dir))
 
-    report = asyncio.run(go())
+    report = run_with_engine(go)
     if as_json:
         typer.echo(json.dumps(asdict(report), ensure_ascii=False))
     elif report.ok:
