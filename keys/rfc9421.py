@@ -169,6 +169,31 @@ def _base(
     return text.encode("ascii")
 
 
+def _prepare(
+    headers: Mapping[str, str],
+    body: bytes,
+    components: Sequence[str],
+    keyid: str,
+    created: int | None,
+    expires: int | None,
+) -> tuple[dict[str, str], dict[str, str], dict[str, rfc8941.BareItem]]:
+    """What signing a response and a request share: the lower-cased headers with a checked
+    (or added) Content-Digest, the headers to add, and the created/expires/keyid parameters."""
+    hdrs = _headers(headers)
+    added: dict[str, str] = {}
+    if "content-digest" in components:
+        if "content-digest" in hdrs:
+            if not verify_content_digest(hdrs["content-digest"], body):
+                raise SignatureError("Content-Digest does not match the body being signed")
+        else:
+            added["Content-Digest"] = hdrs["content-digest"] = content_digest(body)
+    params: dict[str, rfc8941.BareItem] = {"created": int(time.time()) if created is None else created}
+    if expires is not None:
+        params["expires"] = expires
+    params["keyid"] = keyid
+    return hdrs, added, params
+
+
 def sign_response(
     private_key: SM2PrivateKey,
     keyid: str,
@@ -188,18 +213,7 @@ def sign_response(
     already in ``headers``. A given ``Content-Digest`` is checked against
     ``body`` first, so the gateway can never sign a digest of other bytes.
     """
-    hdrs = _headers(headers)
-    added: dict[str, str] = {}
-    if "content-digest" in components:
-        if "content-digest" in hdrs:
-            if not verify_content_digest(hdrs["content-digest"], body):
-                raise SignatureError("Content-Digest does not match the body being signed")
-        else:
-            added["Content-Digest"] = hdrs["content-digest"] = content_digest(body)
-    params: dict[str, rfc8941.BareItem] = {"created": int(time.time()) if created is None else created}
-    if expires is not None:
-        params["expires"] = expires
-    params["keyid"] = keyid
+    hdrs, added, params = _prepare(headers, body, components, keyid, created, expires)
     base = signature_base(status, hdrs, components, params)
     signature = sm2.sign(private_key, base)
     members = [rfc8941.Item(c) for c in components]
@@ -411,18 +425,7 @@ def sign_request(
     """
     if isinstance(private_key, str | bytes):
         private_key = sm2.load_pem_private_key(private_key)
-    hdrs = _headers(headers or {})
-    added: dict[str, str] = {}
-    if "content-digest" in components:
-        if "content-digest" in hdrs:
-            if not verify_content_digest(hdrs["content-digest"], body):
-                raise SignatureError("Content-Digest does not match the body being signed")
-        else:
-            added["Content-Digest"] = hdrs["content-digest"] = content_digest(body)
-    params: dict[str, rfc8941.BareItem] = {"created": int(time.time()) if created is None else created}
-    if expires is not None:
-        params["expires"] = expires
-    params["keyid"] = keyid
+    hdrs, added, params = _prepare(headers or {}, body, components, keyid, created, expires)
     params["nonce"] = secrets.token_urlsafe(16) if nonce is None else nonce
     base = request_signature_base(method, target_uri, hdrs, components, params)
     signature = sm2.sign(private_key, base)
