@@ -7,12 +7,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -23,6 +18,7 @@ import httpx
 import pytest
 
 from gateway.audit.query import CST
+from tests.support import serve
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -31,35 +27,10 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
 pytestmark = pytest.mark.browser
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def served(demo_env: Any) -> Iterator[str]:
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    s = demo_env.settings
-    env = {**os.environ, "SHUQIAO_DATABASE_URL": s.database_url, "SHUQIAO_VAR_DIR": str(s.var_dir),
-           "SHUQIAO_MASTER_KEY_FILE": str(s.master_key_file), "SHUQIAO_ISSUER": base,
-           "SHUQIAO_AUDIT_STORE": "chain"}
-    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "asgi:app", "--port", str(port),
-                             "--log-level", "warning"], cwd=ROOT, env=env)
-    try:
-        for _ in range(150):
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        else:
-            pytest.fail("the gateway did not become ready")
+    with serve(demo_env, SHUQIAO_AUDIT_STORE="chain") as base:
         yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def _token(base: str, client_id: str, secret: str) -> str:

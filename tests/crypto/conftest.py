@@ -2,29 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import pytest
 
 from tests.conftest import DemoEnv
+from tests.support import on_db
+
+__all__ = ["on_db"]
 
 T = TypeVar("T")
-
-
-def on_db(demo_env: DemoEnv, job: Callable[[Any], Awaitable[T]]) -> T:
-    """Run one async job against the demo database with its own engine."""
-    from gateway.db import create_engine
-
-    async def go() -> T:
-        engine = create_engine(demo_env.settings.database_url)
-        try:
-            return await job(engine)
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(go())
 
 
 @pytest.fixture(scope="session")

@@ -3,83 +3,14 @@ client talks real HTTP), and direct access to the store for setting up principal
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import os
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Awaitable, Callable, Iterator
-from pathlib import Path
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
-import httpx
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-T = TypeVar("T")
+from tests.support import ROOT, free_port, on_db, serve
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def serve(demo_env: Any, port: int | None = None, issuer: str | None = None, **env: str) -> Iterator[str]:
-    port = port or free_port()
-    base = f"http://127.0.0.1:{port}"
-    s = demo_env.settings
-    full_env = {
-        **os.environ,
-        "SHUQIAO_DATABASE_URL": s.database_url,
-        "SHUQIAO_VAR_DIR": str(s.var_dir),
-        "SHUQIAO_MASTER_KEY_FILE": str(s.master_key_file),
-        "SHUQIAO_ISSUER": issuer or base,
-        **env,
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "asgi:app", "--port", str(port), "--log-level", "warning"],
-        cwd=ROOT,
-        env=full_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        for _ in range(150):
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        else:
-            proc.terminate()
-            out = proc.communicate(timeout=10)[0].decode(errors="replace")
-            pytest.fail(f"the gateway did not become ready:\n{out[-3000:]}")
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        if proc.stdout is not None:
-            serve.last_output = proc.stdout.read().decode(errors="replace")  # type: ignore[attr-defined]
-
-
-def on_db(demo_env: Any, fn: Callable[[Any], Awaitable[T]]) -> T:
-    from gateway.db import create_engine
-
-    async def go() -> T:
-        engine = create_engine(demo_env.settings.database_url)
-        try:
-            return await fn(engine)
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(go())
+__all__ = ["ROOT", "free_port", "hasher", "on_db", "serve"]
 
 
 def hasher(demo_env: Any) -> Any:

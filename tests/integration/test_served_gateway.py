@@ -3,11 +3,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,45 +11,15 @@ import httpx
 import pytest
 from authlib.integrations.httpx_client import OAuth2Client
 
+from tests.support import serve
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def served(demo_env: Any) -> Iterator[str]:
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    s = demo_env.settings
-    env = {
-        **os.environ,
-        "SHUQIAO_DATABASE_URL": s.database_url,
-        "SHUQIAO_VAR_DIR": str(s.var_dir),
-        "SHUQIAO_MASTER_KEY_FILE": str(s.master_key_file),
-        "SHUQIAO_ISSUER": base,
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "asgi:app", "--port", str(port), "--log-level", "warning"],
-        cwd=ROOT,
-        env=env,
-    )
-    try:
-        for _ in range(100):
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        else:
-            pytest.fail("the gateway did not become ready")
+    with serve(demo_env) as base:
         yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def test_client_credentials_with_authlib_then_share_query(served: str, demo_env: Any) -> None:
