@@ -21,7 +21,8 @@ from sqlalchemy import select
 from gateway.audit import verify_chain
 from gateway.audit.models import AuditEvent
 from gateway.db import create_engine
-from tests.audit.test_audit_page_browser import _free_port, _token
+from tests.audit.test_audit_page_browser import _token
+from tests.support import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -45,7 +46,7 @@ def _serve(demo_env: Any, port: int) -> subprocess.Popen[bytes]:
 
 
 def test_sigkill_under_load_loses_no_answered_request(demo_env: Any) -> None:
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     proc = _serve(demo_env, port)
     answered: list[str] = []
