@@ -1,9 +1,10 @@
 """Alerts: rules evaluated over the audit chain as events arrive.
 
 `AlertEngine.run_once()` reads the events after the evaluator's cursor (`audit_alert_cursor`),
-evaluates every rule on each of them in seq order, and in one transaction inserts the alerts and
-moves the cursor (compare-and-set, so two workers never evaluate the same events twice). It only
-reads the chain; the request path never waits for it. `AlertTask` runs it every second.
+feeds each, in seq order, to the rules' in-memory state (`gateway/audit/alert_rules.py`: sliding
+windows per principal, address history), and in one transaction inserts the alerts and moves
+the cursor (compare-and-set, so two workers never evaluate the same events twice). It only reads
+the chain; the request path never waits for it. `AlertTask` runs it every second.
 
 Rules (thresholds in `AlertRules`, from SHUQIAO_AUDIT_ALERT_* settings):
   bulk_extraction   rows read by one principal within `bulk_window` reach `bulk_rows`
@@ -23,19 +24,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import orjson
-from sqlalchemy import BigInteger, Column, Index, UniqueConstraint, and_, case, func, select, update
+from sqlalchemy import BigInteger, Column, Index, UniqueConstraint, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlmodel import Field, SQLModel
 
+from gateway.audit.alert_rules import AlertRules, AlertState, EventFacts
+from gateway.audit.alert_rules import utc as _utc
 from gateway.audit.chain import canonical_time
 from gateway.audit.models import AuditEvent, AuditFieldAccess
 
@@ -89,54 +91,6 @@ CURSOR = AuditAlertCursor.__table__
 ADDRESSES = AuditAlertAddress.__table__
 
 
-def _hhmm(text: str) -> time:
-    h, _, m = text.strip().partition(":")
-    return time(int(h), int(m or 0))
-
-
-@dataclass(frozen=True)
-class AlertRules:
-    bulk_rows: int = 10_000
-    bulk_window: timedelta = timedelta(hours=1)
-    probe_denials: int = 20
-    probe_window: timedelta = timedelta(minutes=10)
-    work_start: time = time(8, 30)
-    work_end: time = time(18, 0)
-    work_days: frozenset[int] = field(default_factory=lambda: frozenset(range(1, 6)))  # ISO: Mon=1
-    timezone: str = "Asia/Shanghai"
-
-    @classmethod
-    def parse(cls, *, bulk_rows: int, bulk_window_seconds: int, probe_denials: int,
-              probe_window_seconds: int, working_hours: str, working_days: str) -> AlertRules:
-        """working_hours "08:30-18:00"; working_days "1-5" or "1,2,3,4,5,6" (ISO weekdays)."""
-        start, _, end = working_hours.partition("-")
-        days: set[int] = set()
-        for part in working_days.split(","):
-            lo, _, hi = part.partition("-")
-            days.update(range(int(lo), int(hi or lo) + 1))
-        return cls(bulk_rows, timedelta(seconds=bulk_window_seconds), probe_denials,
-                   timedelta(seconds=probe_window_seconds), _hhmm(start), _hhmm(end), frozenset(days))
-
-    @classmethod
-    def from_settings(cls, settings: Any) -> AlertRules:
-        return cls.parse(bulk_rows=settings.audit_alert_bulk_rows,
-                         bulk_window_seconds=settings.audit_alert_bulk_window_seconds,
-                         probe_denials=settings.audit_alert_probe_denials,
-                         probe_window_seconds=settings.audit_alert_probe_window_seconds,
-                         working_hours=settings.audit_working_hours,
-                         working_days=settings.audit_working_days)
-
-    def working(self, when: datetime) -> bool:
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        local = when.astimezone(ZoneInfo(self.timezone))
-        return local.isoweekday() in self.work_days and self.work_start <= local.time() < self.work_end
-
-
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 async def load_levels(conn: AsyncConnection) -> dict[tuple[str, str], int]:
     """(dataset code, field name) → level for the L3+ fields of the catalogue."""
     from gateway.catalogue.models import Dataset, DatasetField
@@ -147,42 +101,69 @@ async def load_levels(conn: AsyncConnection) -> dict[tuple[str, str], int]:
     return {(r.code, r.name): int(r.level) for r in rows}
 
 
+FACT_COLUMNS = (EVENTS.c.seq, EVENTS.c.principal_id, EVENTS.c.principal_kind, EVENTS.c.consumer,
+                EVENTS.c.client_address, EVENTS.c.occurred_at, EVENTS.c.row_count, EVENTS.c.detail)
+
+
 class AlertEngine:
+    """Evaluates the chain's new events against `AlertState`, and keeps that state in step with
+    the alert cursor: if another worker moved the cursor since this engine's last run, the events
+    in between are replayed into the state without raising alerts (or, after a long gap or on the
+    first run, the windows are rebuilt from the database with two aggregate reads)."""
+
+    LEVELS_TTL = 30.0  # a field's level changed in the catalogue is used within this many seconds
+    REPLAY_MAX = 50_000  # a larger gap is cheaper to rebuild than to replay
+    ADDRESS_CACHE_MAX = 50_000  # principals whose address history is kept in memory
+
     def __init__(self, engine: AsyncEngine, rules: AlertRules | None = None,
                  levels: Mapping[tuple[str, str], int] | None = None, batch: int = 500) -> None:
         self.engine = engine
         self.rules = rules or AlertRules()
-        self._levels = levels  # None: read from the catalogue on every run
+        self._levels = levels  # None: read from the catalogue, at most every LEVELS_TTL seconds
+        self._catalogue_levels: tuple[float, dict[tuple[str, str], int]] | None = None
         self.batch = batch
         self._sqlite = engine.dialect.name == "sqlite"
+        self._state = AlertState(self.rules)
+        self._state_seq: int | None = None  # the state holds the events up to this seq
+        self.rebuilds = 0  # for tests: how often the windows were read back from the database
 
     async def run_once(self) -> int:
         """Evaluate the next batch of events; returns how many events were evaluated."""
+        try:
+            return await self._run_once()
+        except BaseException:
+            self._state_seq = None  # the state may hold events whose alerts were not stored
+            raise
+
+    async def _run_once(self) -> int:
         async with self.engine.connect() as conn:
             cursor = await self._cursor(conn)
-            events = (await conn.execute(
-                select(EVENTS).where(EVENTS.c.seq > cursor).order_by(EVENTS.c.seq).limit(self.batch)
+            rows = (await conn.execute(
+                select(*FACT_COLUMNS).where(EVENTS.c.seq > cursor).order_by(EVENTS.c.seq).limit(self.batch)
             )).mappings().all()
-            if not events:
+            if not rows:
                 return 0
-            levels = self._levels if self._levels is not None else await load_levels(conn)
-            alerts: list[dict[str, Any]] = []
-            addresses: dict[tuple[str, str], int] = {}
-            for e in events:
-                alerts.extend(await self._evaluate(conn, e, levels, addresses))
+            events = [EventFacts.from_row(r) for r in rows]
+            await self._catch_up(conn, cursor)
+            await self._load_addresses(conn, {e.principal_id for e in events})
+            levels = self._levels if self._levels is not None else await self._levels_now(conn)
+            state = self._state  # after the catch-up, which may have rebuilt it
+            state.new_addresses.clear()
+            alerts = [a for e in events for a in state.observe(e, levels)]
             await conn.rollback()
-        last = int(events[-1]["seq"])
+        last = events[-1].seq
+        self._state_seq = last
         async with self.engine.begin() as conn:
             moved = await conn.execute(update(CURSOR).where(CURSOR.c.id == CURSOR_ID, CURSOR.c.seq == cursor)
                                        .values(seq=last))
-            if moved.rowcount != 1:  # another worker evaluated these events first
+            if moved.rowcount != 1:  # another worker evaluated these events first (and stored them)
                 await conn.rollback()
                 return 0
             ins = sqlite_insert if self._sqlite else pg_insert
-            if addresses:
+            if state.new_addresses:
                 await conn.execute(ins(ADDRESSES).on_conflict_do_nothing(),
                                    [{"principal_id": p, "client_address": a, "first_seq": s}
-                                    for (p, a), s in addresses.items()])
+                                    for (p, a), s in state.new_addresses.items()])
             if alerts:
                 await conn.execute(ins(ALERTS).on_conflict_do_nothing(), alerts)
         return len(events)
@@ -196,73 +177,81 @@ class AlertEngine:
             return 0
         return int(seq)
 
+    async def _catch_up(self, conn: AsyncConnection, cursor: int) -> None:
+        """Bring the state to exactly the events up to `cursor`."""
+        if self._state_seq == cursor:
+            return
+        if self._state_seq is not None and self._state_seq < cursor <= self._state_seq + self.REPLAY_MAX:
+            result = await conn.stream(select(*FACT_COLUMNS)
+                                       .where(EVENTS.c.seq > self._state_seq, EVENTS.c.seq <= cursor)
+                                       .order_by(EVENTS.c.seq).execution_options(yield_per=2000))
+            async for row in result.mappings():
+                self._state.observe(EventFacts.from_row(row), {}, raise_alerts=False)
+        else:
+            await self._rebuild(conn, cursor)
+        self._state_seq = cursor
+
+    async def _rebuild(self, conn: AsyncConnection, cursor: int) -> None:
+        """Fill the windows from the events up to `cursor` that can still count: two reads."""
+        self.rebuilds += 1
+        state = self._state = AlertState(self.rules)
+        newest = (await conn.execute(select(func.max(EVENTS.c.occurred_at))
+                                     .where(EVENTS.c.seq <= cursor))).scalar()
+        if newest is None:
+            return
+        newest = _utc(newest)
+        bulk = await conn.stream(
+            select(EVENTS.c.principal_id, EVENTS.c.occurred_at, EVENTS.c.row_count)
+            .where(EVENTS.c.seq <= cursor, EVENTS.c.row_count > 0,
+                   EVENTS.c.occurred_at >= newest - self.rules.bulk_window - timedelta(seconds=1))
+            .order_by(EVENTS.c.seq).execution_options(yield_per=5000))
+        async for principal, at, rows in bulk:
+            state.bulk.add(principal, _utc(at).timestamp(), int(rows))
+        denials = await conn.stream(
+            select(EVENTS.c.principal_id, EVENTS.c.occurred_at, func.count())
+            .select_from(FIELD_ACCESS.join(EVENTS, EVENTS.c.seq == FIELD_ACCESS.c.seq))
+            .where(EVENTS.c.seq <= cursor, FIELD_ACCESS.c.action == "deny",
+                   EVENTS.c.occurred_at >= newest - self.rules.probe_window - timedelta(seconds=1))
+            .group_by(EVENTS.c.seq, EVENTS.c.principal_id, EVENTS.c.occurred_at)
+            .order_by(EVENTS.c.seq).execution_options(yield_per=5000))
+        async for principal, at, count in denials:
+            state.probes.add(principal, _utc(at).timestamp(), int(count))
+
+    async def _load_addresses(self, conn: AsyncConnection, principals: set[str]) -> None:
+        state = self._state
+        missing = sorted(p for p in principals if not state.loaded(p))
+        if not missing:
+            return
+        if len(missing) + self.ADDRESS_CACHE_MAX // 2 > self.ADDRESS_CACHE_MAX:
+            state.forget_addresses()
+        for p in missing:
+            state.load_addresses(p, ())
+        for chunk in range(0, len(missing), 500):
+            rows = await conn.execute(select(ADDRESSES.c.principal_id, ADDRESSES.c.client_address)
+                                      .where(ADDRESSES.c.principal_id.in_(missing[chunk:chunk + 500])))
+            for principal, address in rows:
+                state.load_addresses(principal, (address,))
+
+    async def _levels_now(self, conn: AsyncConnection) -> dict[tuple[str, str], int]:
+        now = time.monotonic()
+        if self._catalogue_levels is None or now - self._catalogue_levels[0] > self.LEVELS_TTL:
+            self._catalogue_levels = (now, await load_levels(conn))
+        return self._catalogue_levels[1]
+
     async def run_until_caught_up(self) -> int:
         total = 0
         while n := await self.run_once():
             total += n
         return total
 
-    async def _evaluate(self, conn: AsyncConnection, e: Mapping[str, Any],
-                        levels: Mapping[tuple[str, str], int],
-                        addresses: dict[tuple[str, str], int]) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        seq, principal, at = int(e["seq"]), str(e["principal_id"]), _utc(e["occurred_at"])
-        detail = orjson.loads(e["detail"] or "{}")
-        fields = detail.get("fields") or []
-
-        def alert(rule: str, summary: str, **info: Any) -> None:
-            out.append({"rule": rule, "principal_id": principal, "consumer": e["consumer"], "seq": seq,
-                        "occurred_at": _utc(at), "raised_at": _utc(datetime.now(UTC)),
-                        "summary": summary, "detail": orjson.dumps(info).decode()})
-
-        window = and_(EVENTS.c.principal_id == principal, EVENTS.c.seq <= seq)
-        own_rows = int(e["row_count"] or 0)
-        if own_rows > 0:
-            since = _utc(at - self.rules.bulk_window)
-            total = int((await conn.execute(select(func.coalesce(func.sum(EVENTS.c.row_count), 0))
-                                            .where(window, EVENTS.c.occurred_at >= since))).scalar() or 0)
-            if total >= self.rules.bulk_rows > total - own_rows:
-                alert("bulk_extraction",
-                      f"{principal} read {total} rows within {self.rules.bulk_window} "
-                      f"(threshold {self.rules.bulk_rows})",
-                      rows=total, window_seconds=self.rules.bulk_window.total_seconds())
-
-        if any(f.get("action") == "deny" for f in fields):
-            since = _utc(at - self.rules.probe_window)
-            q = (select(func.count(), func.sum(case((FIELD_ACCESS.c.seq == seq, 1), else_=0)))
-                 .select_from(FIELD_ACCESS.join(EVENTS, EVENTS.c.seq == FIELD_ACCESS.c.seq))
-                 .where(window, EVENTS.c.occurred_at >= since, FIELD_ACCESS.c.action == "deny"))
-            total, own = (await conn.execute(q)).one()
-            total, own = int(total or 0), int(own or 0)
-            if total >= self.rules.probe_denials > total - own:
-                alert("forbidden_probing",
-                      f"{principal} was refused {total} fields within {self.rules.probe_window} "
-                      f"(threshold {self.rules.probe_denials})",
-                      denials=total, window_seconds=self.rules.probe_window.total_seconds())
-
-        l4 = sorted({f"{f.get('dataset')}.{f.get('field')}" for f in fields
-                     if f.get("action") != "deny"
-                     and levels.get((str(f.get("dataset")), str(f.get("field"))), 0) >= 4})
-        if l4 and not self.rules.working(at):
-            alert("l4_out_of_hours",
-                  f"{principal} accessed L4 fields {', '.join(l4)} at {canonical_time(at)} "
-                  "outside working hours",
-                  fields=l4)
-
-        address = e["client_address"]
-        if address and e["principal_kind"] != "anonymous":
-            key = (principal, str(address))
-            known = key in addresses or (await conn.execute(
-                select(ADDRESSES.c.first_seq).where(ADDRESSES.c.principal_id == principal,
-                                                    ADDRESSES.c.client_address == address))).first()
-            if not known:
-                seen = any(p == principal for p, _ in addresses) or (await conn.execute(
-                    select(ADDRESSES.c.first_seq).where(ADDRESSES.c.principal_id == principal).limit(1)
-                )).first() is not None
-                addresses[key] = seq
-                if seen:
-                    alert("new_address", f"{principal} used from a new address {address}", address=address)
-        return out
+    async def run_backlog(self) -> int:
+        """Evaluate what is queued now, batch by batch, and stop at the first short batch: under
+        steady load the chain never stops growing, and chasing each new event would turn the
+        once-a-second task into a busy loop."""
+        total = 0
+        while (n := await self.run_once()) >= self.batch:
+            total += n
+        return total + n
 
 
 def alert_json(row: Any) -> dict[str, Any]:
@@ -336,6 +325,6 @@ class AlertTask:
         while True:
             await asyncio.sleep(self.poll)
             try:
-                await self.engine.run_until_caught_up()
+                await self.engine.run_backlog()
             except Exception:
                 log.exception("audit alert evaluation failed")

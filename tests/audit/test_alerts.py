@@ -185,3 +185,58 @@ def _officer_token(client: Any, demo_env: Any) -> str:
     r = client.post("/oauth/token", data={"grant_type": "client_credentials"}, auth=(cid, secret))
     assert r.status_code == 200, r.text
     return str(r.json()["access_token"])
+
+
+def test_workers_taking_turns_raise_what_one_evaluator_raises(db: str) -> None:
+    """Two evaluators alternating batches (each replays what the other evaluated), and a fresh one
+    taking over halfway (it rebuilds its windows from the database), raise exactly the alerts a
+    single evaluator raises."""
+    rules = AlertRules(bulk_rows=100, probe_denials=5, **ALWAYS)
+    events = [ev("a", rows=40), ev("p", denied=2), ev("a", rows=40, address="10.0.0.2"), ev("p", denied=2),
+              ev("b", rows=10), ev("a", rows=30), ev("p", denied=1), ev("a", address="10.0.0.3"),
+              ev("p", denied=3), ev("b", rows=95)]
+
+    async def go() -> None:
+        engine = create_engine(db)
+
+        async def evaluate(*engines: AlertEngine) -> list[tuple[str, str, int]]:
+            async with engine.begin() as conn:
+                await conn.execute(delete(ALERTS))
+                await conn.execute(delete(ADDRESSES))
+                await conn.execute(update(CURSOR).values(seq=0))
+            turn = idle = 0
+            while idle < len(engines):  # take turns, a batch each, until nobody finds work
+                idle = 0 if await engines[turn % len(engines)].run_once() else idle + 1
+                turn += 1
+            async with engine.connect() as conn:
+                return sorted((a["rule"], a["principal_id"], a["seq"])
+                              for a in (await list_alerts(conn, state="all"))["alerts"])
+
+        try:
+            for e in events:
+                await append(engine, [e])
+            alone = await evaluate(AlertEngine(engine, rules, {}, batch=2))
+            assert alone == [("bulk_extraction", "a", 6), ("bulk_extraction", "b", 10),
+                             ("forbidden_probing", "p", 7), ("new_address", "a", 3),
+                             ("new_address", "a", 8)]
+            first, second = AlertEngine(engine, rules, {}, batch=2), AlertEngine(engine, rules, {}, batch=2)
+            assert await evaluate(first, second) == alone
+            assert (first.rebuilds, second.rebuilds) == (1, 1)  # then each replays the other's turns
+            # a fresh evaluator after three batches: it reads the windows back from the database
+            early = AlertEngine(engine, rules, {}, batch=2)
+            async with engine.begin() as conn:
+                await conn.execute(delete(ALERTS))
+                await conn.execute(delete(ADDRESSES))
+                await conn.execute(update(CURSOR).values(seq=0))
+            for _ in range(3):
+                await early.run_once()
+            late = AlertEngine(engine, rules, {}, batch=2)
+            await late.run_until_caught_up()
+            async with engine.connect() as conn:
+                got = sorted((a["rule"], a["principal_id"], a["seq"])
+                             for a in (await list_alerts(conn, state="all"))["alerts"])
+            assert got == alone and late.rebuilds == 1
+        finally:
+            await engine.dispose()
+
+    asyncio.run(go())
