@@ -20,6 +20,7 @@ from gateway.crypto.routes import SigningKeysEndpoint
 from gateway.crypto.service import DepartmentKeyDirectory, DepartmentKeyRefresh
 from gateway.crypto.signing import ResponseSigner, ResponseSigningMiddleware, open_signing_store
 from gateway.db import create_engine
+from gateway.explorer import Explorer
 from gateway.graphql_http import GraphQLEndpoint
 from gateway.identity import discovery
 from gateway.identity.apikeys import ApiKeyVerifier
@@ -127,6 +128,7 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         Route("/keys/sm2", SigningKeysEndpoint(state.signer.store).handle),
         # The officer API and page (audit:read): search, detail, stats, export, verify.
         *AuditAPI(state, VariableCipher.from_master_key(load_master_key(settings.master_key_file))).routes(),
+        *Explorer(state).routes(),  # GET / → /explore: the public open-data page and its catalogue JSON
     ]
     middleware = [
         # outermost first: the signature covers X-Request-ID, so signing wraps the request id

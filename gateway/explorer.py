@@ -1,0 +1,221 @@
+"""The public open-data explorer (公共数据开放): a page for the anonymous public and its machine twin.
+
+Routes:
+  GET /                          redirects to the explorer
+  GET /explore                   the page (vanilla JS, no CDN, no external assets: air-gapped networks)
+  GET /explore/static/{name}     its script and style
+  GET /explore/api/catalogue     the open catalogue as JSON (the page's machine twin)
+
+The page fetches rows from the real `/open/graphql` endpoint, anonymously, so values arrive exactly
+as the open tier serves them (masked where the gateway masks).
+
+The catalogue is derived from the *built anonymous open schema itself* — the object
+`/open/graphql` executes against — walking its GraphQL types; the catalogue's policy objects only
+supply the Chinese labels of what the schema already contains. A dataset or field absent from that
+schema (不予开放, L3+, sensitive or unopened personal information) cannot appear here, and nothing is
+said that the schema's introspection does not already say (its descriptions carry the same name,
+provider, resource code, category, update cycle and open attribute). An `X-API-Key` on this route
+is ignored: the catalogue is always the anonymous view. Each call is rate-limited like an anonymous
+GraphQL request and is an access event (tier "open"), written before the answer leaves.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import weakref
+from pathlib import Path
+from typing import Any
+
+import orjson
+from graphql import GraphQLInputObjectType, GraphQLObjectType, get_named_type
+from starlette.requests import Request
+from starlette.responses import FileResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from gateway.access_log import AccessEvent
+from gateway.catalogue.spec import FieldSpec
+from gateway.identity.limits_hook import check_rate
+from gateway.registry import BuiltSchema
+from gateway.state import GatewayState
+from policies import decisions
+from policies.model import CATEGORY_LABELS, OPEN_LABELS, Action, Open, Tier
+from resolvers.context import ANONYMOUS
+
+STATIC = Path(__file__).resolve().parent / "static" / "explorer"
+ASSETS = {"explorer.js": "text/javascript; charset=utf-8", "explorer.css": "text/css; charset=utf-8"}
+# The header /open/graphql reads an enterprise's key from (gateway.graphql_http); the explorer's
+# tests send a real demo key under this name, so the page cannot advertise a header that does not work.
+API_KEY_HEADER = "X-API-Key"
+ENDPOINT = "/open/graphql"
+UPDATE_CYCLES = {
+    "realtime": "实时", "hourly": "每小时", "daily": "每日", "weekly": "每周", "monthly": "每月",
+    "quarterly": "每季度", "yearly": "每年", "annually": "每年", "irregular": "不定期",
+}
+# Filter operators the page offers (a subset of what each filter input type declares).
+OPERATORS = ("eq", "neq", "gt", "gte", "lt", "lte", "prefix")
+# Everything the page needs comes from this origin; nothing may be framed or posted elsewhere.
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+log = logging.getLogger("shuqiao")
+
+
+def _gql_type_name(t: Any) -> str:
+    return get_named_type(t).name
+
+
+def open_catalogue(built: BuiltSchema, departments: dict[str, str], max_page_size: int) -> dict[str, Any]:
+    """The anonymous open catalogue, read off the built open schema (see the module docstring);
+    `departments` maps a provider's code to its name (the name the schema's descriptions carry)."""
+    schema = built.tier.graphql
+    bindings = built.tier.bindings
+    if bindings.tier is not Tier.OPEN or bindings.department is not None:
+        raise ValueError("the explorer lists the anonymous open schema only")
+    query = schema.query_type
+    assert query is not None
+    datasets = []
+    for root, gfield in query.fields.items():
+        ds = bindings.root_datasets.get(root)
+        if ds is None:  # entity lookups (legalEntity, person) are not datasets
+            continue
+        # Belt and braces: the schema builder already applied these; if they ever disagree, say nothing.
+        if not decisions.open_dataset_listed(ds.policy()) or ds.open is Open.NONE:
+            continue
+        connection = get_named_type(gfield.type)
+        assert isinstance(connection, GraphQLObjectType)
+        node = get_named_type(get_named_type(connection.fields["edges"].type).fields["node"].type)
+        assert isinstance(node, GraphQLObjectType)
+        binding = bindings.nodes[node.name]
+        where_arg = gfield.args.get("where")
+        where = get_named_type(where_arg.type) if where_arg is not None else None
+        fields = []
+        for gname, nfield in node.fields.items():
+            spec: FieldSpec | None = binding.fields.get(gname)
+            if spec is None:  # entity links (objects, not columns) are not shown as columns
+                continue
+            if not decisions.open_field_exists(ds.policy(), spec.policy()):
+                continue
+            decision = decisions.decide_open_field(ds.policy(), spec.policy())
+            operators: list[str] = []
+            filterable = isinstance(where, GraphQLInputObjectType) and gname in where.fields
+            if filterable and decisions.may_filter(decision):
+                assert isinstance(where, GraphQLInputObjectType)
+                filter_type = get_named_type(where.fields[gname].type)
+                assert isinstance(filter_type, GraphQLInputObjectType)
+                operators = [op for op in OPERATORS if op in filter_type.fields]
+                scalar = _gql_type_name(filter_type.fields["eq"].type)
+            else:
+                scalar = _gql_type_name(nfield.type)
+            fields.append({
+                "name": gname,
+                "title": spec.title,
+                "description": spec.description,
+                "type": _gql_type_name(nfield.type),
+                "filterType": scalar if operators else None,
+                "masked": decision.action is Action.MASK,
+                "operators": operators,
+            })
+        datasets.append({
+            "code": ds.code,
+            "rootField": root,
+            "name": ds.name,
+            "nameEn": ds.name_en,
+            "resourceCode": ds.resource_code,
+            "department": departments.get(ds.department, ds.department),
+            "category": CATEGORY_LABELS[ds.category],
+            "updateCycle": UPDATE_CYCLES.get(ds.update_cycle, ds.update_cycle),
+            "openAttribute": OPEN_LABELS[ds.open],
+            "conditional": ds.open is Open.CONDITIONAL,
+            "description": ds.description,
+            "whereType": where.name if where is not None else None,
+            "fields": fields,
+        })
+    datasets.sort(key=lambda d: (d["conditional"], d["resourceCode"]))
+    return {
+        "endpoint": ENDPOINT,
+        "apiKeyHeader": API_KEY_HEADER,
+        "maxPageSize": max_page_size,
+        "datasets": datasets,
+    }
+
+
+def _error(status: int, message: str, code: str, headers: dict[str, str]) -> Response:
+    body = {"errors": [{"message": message, "extensions": {"code": code}}]}
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
+
+
+class Explorer:
+    def __init__(self, state: GatewayState) -> None:
+        self.state = state
+        # One rendering per built schema: a catalogue change builds a new schema, so a new entry.
+        self._cache: weakref.WeakKeyDictionary[BuiltSchema, bytes] = weakref.WeakKeyDictionary()
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/", self.root),
+            Route("/explore", self.page),
+            Route("/explore/static/{name}", self.asset),
+            Route("/explore/api/catalogue", self.catalogue),
+        ]
+
+    async def root(self, request: Request) -> Response:
+        return RedirectResponse("/explore", status_code=302)
+
+    async def page(self, request: Request) -> Response:
+        return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8",
+                            headers=PAGE_HEADERS)
+
+    async def asset(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in ASSETS:
+            return Response("not found", status_code=404)
+        return FileResponse(STATIC / name, media_type=ASSETS[name],
+                            headers={"X-Content-Type-Options": "nosniff"})
+
+    async def _body(self) -> bytes:
+        registry = self.state.registry
+        built = await registry.schema(Tier.OPEN)  # the anonymous open schema /open/graphql runs on
+        body = self._cache.get(built)
+        if body is None:
+            departments = {code: d.name for code, d in (await registry.refresh()).departments.items()}
+            body = orjson.dumps(open_catalogue(built, departments, self.state.settings.limits.max_page_size))
+            self._cache[built] = body
+        return body
+
+    async def catalogue(self, request: Request) -> Response:
+        started = time.perf_counter()
+        decision = await check_rate(self.state.identity.limiter, request, ANONYMOUS)
+        if not decision.allowed:
+            status = 429
+            message = f"Rate limit exceeded ({decision.policy}); retry after {decision.retry_after} s."
+            response = _error(429, message, "RATE_LIMITED", decision.headers)
+            codes = ["RATE_LIMITED"]
+        else:
+            status, codes = 200, []
+            response = Response(await self._body(), media_type="application/json",
+                                headers={**decision.headers, "Cache-Control": "no-cache"})
+        event = AccessEvent(
+            request_id=getattr(request.state, "request_id", ""),
+            tier=Tier.OPEN.value,
+            principal_kind=ANONYMOUS.kind.value,
+            principal_id=ANONYMOUS.id,
+            consumer=None,
+            client_address=request.client.host if request.client else None,
+            operation_name="explorer.catalogue",
+            operation_type="query",
+            query_digest=None,
+            status=status,
+            error_codes=codes,
+            latency_ms=round((time.perf_counter() - started) * 1000, 3),
+        )
+        try:
+            await self.state.access_log.record(event)
+        except Exception:  # fail closed, as on the data tiers
+            log.exception("access log write failed; explorer catalogue withheld")
+            return _error(503, "The access log is unavailable; nothing is served without it.",
+                          "AUDIT_UNAVAILABLE", {"Retry-After": "5"})
+        return response

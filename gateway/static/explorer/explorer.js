@@ -1,0 +1,293 @@
+// The open-data explorer: a thin, anonymous client of /explore/api/catalogue (the open catalogue, derived
+// from the anonymous open schema) and of the real /open/graphql endpoint. No framework, no CDN, no external
+// assets. Everything that came from the network is written with textContent, never as HTML.
+"use strict";
+(function () {
+  const $ = (sel) => document.querySelector(sel);
+  const OP_LABELS = { eq: "等于", neq: "不等于", gt: "大于", gte: "大于等于", lt: "小于", lte: "小于等于", prefix: "前缀为" };
+  const KEY_PLACEHOLDER = "<您的 API Key>";
+  let catalogue = null;
+  let current = null; // the selected dataset
+  let cursors = []; // `after` of each page shown so far (null for the first)
+  let where = null;
+
+  function text(el, value) { el.textContent = value === null || value === undefined ? "" : String(value); }
+  function make(tag, value, cls) {
+    const el = document.createElement(tag);
+    if (value !== undefined) text(el, value);
+    if (cls) el.className = cls;
+    return el;
+  }
+  function say(value) { text($("#status"), value); }
+  function showError(value) {
+    const el = $("#api-error");
+    text(el, value);
+    el.hidden = !value;
+  }
+
+  // ---- the catalogue
+  async function loadCatalogue() {
+    try {
+      const r = await fetch("/explore/api/catalogue", { headers: { Accept: "application/json" } });
+      const doc = await r.json().catch(() => null);
+      if (!r.ok || !doc || !Array.isArray(doc.datasets)) throw new Error(errorText(doc, r));
+      catalogue = doc;
+    } catch (err) {
+      text($("#load-status"), "开放目录加载失败：" + err.message);
+      $("#load-status").className = "error";
+      return;
+    }
+    text($("#endpoint"), catalogue.endpoint);
+    text($("#catalogue-count"), "共 " + catalogue.datasets.length + " 个数据集");
+    text($("#load-status"), "");
+    const list = $("#datasets");
+    list.replaceChildren();
+    for (const ds of catalogue.datasets) {
+      const li = document.createElement("li");
+      const b = make("button");
+      b.type = "button";
+      b.dataset.code = ds.code;
+      const name = make("span", ds.name, "ds-name");
+      name.appendChild(make("span", ds.openAttribute, "badge" + (ds.conditional ? " conditional" : "")));
+      b.appendChild(name);
+      b.appendChild(make("span", ds.department + " · " + ds.category + " · 更新周期 " + ds.updateCycle, "ds-meta"));
+      b.appendChild(make("span", "资源代码 " + ds.resourceCode, "ds-meta"));
+      b.addEventListener("click", () => { location.hash = "#" + encodeURIComponent(ds.code); });
+      li.appendChild(b);
+      list.appendChild(li);
+    }
+    route();
+  }
+
+  function route() {
+    if (!catalogue) return;
+    const code = decodeURIComponent(location.hash.replace(/^#/, ""));
+    const ds = catalogue.datasets.find((d) => d.code === code);
+    if (ds) select(ds);
+  }
+
+  // ---- one dataset
+  function select(ds) {
+    current = ds;
+    cursors = [null];
+    where = null;
+    for (const b of document.querySelectorAll("#datasets button")) {
+      b.setAttribute("aria-current", String(b.dataset.code === ds.code));
+    }
+    $("#welcome").hidden = true;
+    $("#dataset").hidden = false;
+    text($("#dataset-title"), ds.name + (ds.nameEn ? "  " + ds.nameEn : ""));
+    text($("#dataset-description"), ds.description);
+    const meta = $("#dataset-meta");
+    meta.replaceChildren();
+    for (const [k, v] of [["资源代码", ds.resourceCode], ["提供部门", ds.department], ["资源分类", ds.category],
+      ["更新周期", ds.updateCycle], ["开放属性", ds.openAttribute], ["GraphQL 根字段", ds.rootField]]) {
+      meta.appendChild(make("dt", k));
+      meta.appendChild(make("dd", v));
+    }
+    $("#apikey-notice").hidden = !ds.conditional;
+    text($("#apikey-header"), catalogue.apiKeyHeader);
+
+    const tbody = $("#fields tbody");
+    tbody.replaceChildren();
+    for (const f of ds.fields) {
+      const tr = document.createElement("tr");
+      tr.appendChild(make("td", f.title));
+      tr.appendChild(make("td", f.name));
+      tr.appendChild(make("td", f.type));
+      tr.appendChild(make("td", [f.description, f.masked ? "（脱敏后开放）" : ""].filter(Boolean).join(" ")));
+      tbody.appendChild(tr);
+    }
+    text($("#field-count"), "（" + ds.fields.length + " 项）");
+
+    const fieldSel = $("#filter-field");
+    fieldSel.replaceChildren();
+    for (const f of ds.fields.filter((x) => x.operators.length)) {
+      const o = make("option", f.title + " (" + f.name + ")");
+      o.value = f.name;
+      fieldSel.appendChild(o);
+    }
+    $("#filter").hidden = !ds.whereType || !fieldSel.options.length;
+    fillOperators();
+    $("#filter-value").value = "";
+    load();
+  }
+
+  function fillOperators() {
+    const f = current && current.fields.find((x) => x.name === $("#filter-field").value);
+    const sel = $("#filter-op");
+    sel.replaceChildren();
+    for (const op of f ? f.operators : []) {
+      const o = make("option", OP_LABELS[op] || op);
+      o.value = op;
+      sel.appendChild(o);
+    }
+  }
+
+  function coerce(f, op, raw) {
+    if (op === "prefix") return raw;
+    switch (f.filterType) {
+      case "Int": {
+        const n = Number(raw);
+        if (!Number.isInteger(n)) throw new Error("「" + f.title + "」需要整数");
+        return n;
+      }
+      case "Float": {
+        const n = Number(raw);
+        if (raw.trim() === "" || Number.isNaN(n)) throw new Error("「" + f.title + "」需要数值");
+        return n;
+      }
+      case "Boolean":
+        if (raw !== "true" && raw !== "false") throw new Error("「" + f.title + "」需要 true 或 false");
+        return raw === "true";
+      default:
+        return raw; // String, Date (YYYY-MM-DD), DateTime, Decimal travel as strings
+    }
+  }
+
+  // ---- the GraphQL request, exactly as sent (and as shown for copying)
+  function request() {
+    const ds = current;
+    const pageSize = Number($("#page-size").value) || 20;
+    const defs = ["$first: Int", "$after: String"];
+    const args = ["first: $first", "after: $after"];
+    if (ds.whereType) { defs.push("$where: " + ds.whereType); args.push("where: $where"); }
+    const nodeFields = ds.fields.map((f) => "        " + f.name).join("\n");
+    const query = "query Explore(" + defs.join(", ") + ") {\n" +
+      "  " + ds.rootField + "(" + args.join(", ") + ") {\n" +
+      "    totalCount\n    edges {\n      node {\n" + nodeFields + "\n      }\n    }\n" +
+      "    pageInfo {\n      hasNextPage\n      endCursor\n    }\n  }\n}";
+    const variables = { first: pageSize };
+    const after = cursors[cursors.length - 1];
+    if (after) variables.after = after;
+    if (where) variables.where = where;
+    return { query: query, variables: variables };
+  }
+
+  const shq = (s) => "'" + String(s).replace(/'/g, "'\\''") + "'";
+
+  function curl(body) {
+    const lines = ["curl -s " + shq(location.origin + catalogue.endpoint),
+      "-H " + shq("Content-Type: application/json")];
+    if (current.conditional) lines.push("-H " + shq(catalogue.apiKeyHeader + ": " + KEY_PLACEHOLDER));
+    // the same document on one line (the query has no string literals: values travel as variables)
+    const compact = { query: body.query.replace(/\s+/g, " "), variables: body.variables };
+    lines.push("-d " + shq(JSON.stringify(compact)));
+    return lines.join(" \\\n  ");
+  }
+
+  function errorText(doc, r) {
+    if (doc && Array.isArray(doc.errors) && doc.errors.length) {
+      return doc.errors.map((e) => {
+        const code = e.extensions && e.extensions.code ? "[" + e.extensions.code + "] " : "";
+        return code + e.message;
+      }).join("\n");
+    }
+    return r ? "HTTP " + r.status + " " + r.statusText : "未知错误";
+  }
+
+  async function load() {
+    const ds = current;
+    const body = request();
+    text($("#query"), body.query);
+    text($("#variables"), JSON.stringify(body.variables, null, 2));
+    text($("#curl"), curl(body));
+    showError("");
+    say("查询中…");
+    text($("#page-no"), "第 " + cursors.length + " 页");
+    for (const id of ["#next", "#prev", "#first-page"]) $(id).disabled = true;
+    let doc = null, r = null;
+    try {
+      r = await fetch(catalogue.endpoint, {
+        method: "POST",
+        headers: { "Content-Type": "application/json", Accept: "application/json" },
+        body: JSON.stringify(body),
+      });
+      doc = await r.json().catch(() => null);
+    } catch (err) {
+      if (ds === current) { say(""); showError("请求失败：" + err.message); }
+      return;
+    }
+    if (ds !== current) return; // the user moved on
+    const conn = doc && doc.data ? doc.data[ds.rootField] : null;
+    if (!r.ok || !doc || (doc.errors && doc.errors.length)) showError("接口返回错误：\n" + errorText(doc, r));
+    renderRows(ds, conn);
+  }
+
+  function renderRows(ds, conn) {
+    const thead = $("#rows thead"), tbody = $("#rows tbody");
+    thead.replaceChildren();
+    tbody.replaceChildren();
+    if (!conn) {
+      say(ds.conditional ? "匿名访问无数据：需要 API Key。" : "没有数据。");
+      text($("#page-no"), "");
+      return;
+    }
+    const head = document.createElement("tr");
+    for (const f of ds.fields) {
+      const th = make("th", f.title);
+      th.dataset.field = f.name;
+      th.appendChild(make("span", f.name, "gql"));
+      head.appendChild(th);
+    }
+    thead.appendChild(head);
+    for (const edge of conn.edges) {
+      const tr = document.createElement("tr");
+      for (const f of ds.fields) {
+        const v = edge.node[f.name];
+        tr.appendChild(make("td", v, v === null || v === undefined ? "null" : ""));
+      }
+      tbody.appendChild(tr);
+    }
+    const page = cursors.length;
+    say("共 " + conn.totalCount + " 条，第 " + page + " 页，本页 " + conn.edges.length + " 条");
+    $("#next").disabled = !conn.pageInfo.hasNextPage;
+    $("#next").dataset.after = conn.pageInfo.endCursor || "";
+    $("#prev").disabled = page <= 1;
+    $("#first-page").disabled = page <= 1;
+  }
+
+  // ---- controls
+  $("#filter-field").addEventListener("change", fillOperators);
+  $("#filter").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const f = current.fields.find((x) => x.name === $("#filter-field").value);
+    const op = $("#filter-op").value;
+    const raw = $("#filter-value").value;
+    if (!f || !op) return;
+    try {
+      where = raw.trim() === "" ? null : { [f.name]: { [op]: coerce(f, op, raw.trim()) } };
+    } catch (err) { showError(err.message); return; }
+    cursors = [null];
+    load();
+  });
+  $("#clear-filter").addEventListener("click", () => {
+    $("#filter-value").value = "";
+    where = null;
+    cursors = [null];
+    load();
+  });
+  $("#page-size").addEventListener("change", () => { if (current) { cursors = [null]; load(); } });
+  $("#next").addEventListener("click", () => { cursors.push($("#next").dataset.after); load(); });
+  $("#prev").addEventListener("click", () => { cursors.pop(); load(); });
+  $("#first-page").addEventListener("click", () => { cursors = [null]; load(); });
+  for (const b of document.querySelectorAll("button.copy")) {
+    b.addEventListener("click", async () => {
+      const source = document.getElementById(b.dataset.target);
+      try {
+        await navigator.clipboard.writeText(source.textContent);
+        text(b, "已复制");
+      } catch (err) { // no clipboard (plain http on another host): select the text instead
+        const range = document.createRange();
+        range.selectNodeContents(source);
+        const sel = window.getSelection();
+        sel.removeAllRanges();
+        sel.addRange(range);
+        text(b, "已选中，请按 Ctrl+C");
+      }
+      setTimeout(() => text(b, "复制"), 2000);
+    });
+  }
+  window.addEventListener("hashchange", route);
+  loadCatalogue();
+})();
