@@ -23,21 +23,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import BigInteger, Column, func, select
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from sqlmodel import Field, SQLModel
 
 from gateway.audit.chain import GENESIS_HASH, canonical_time, event_hash
-from gateway.audit.models import HEAD_ID, AuditChainHead, AuditEvent
-from gateway.audit.verify import VerifyReport, verify_chain
+from gateway.audit.models import HEAD_ID, AuditChainHead, AuditCheckpoint, AuditEvent, AuditPruneAnchor
+from gateway.audit.verify import Anchor, VerifyReport, anchor_problem, latest_anchor, verify_chain
 from keys import sm2
 from keys.keystore import KeyStore, key_id
 from keys.sm2 import SM2PublicKey
@@ -51,17 +51,8 @@ HEAD = AuditChainHead.__table__
 EVENT_COLUMNS = tuple(c.name for c in EVENTS.columns)
 
 
-class AuditCheckpoint(SQLModel, table=True):
-    __tablename__ = "audit_checkpoint"
-
-    seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
-    hash: str = Field(max_length=64)
-    created_at: datetime
-    kid: str
-    signature: str  # lowercase hex of the DER SM2 signature
-
-
 CHECKPOINTS = AuditCheckpoint.__table__
+ANCHORS = AuditPruneAnchor.__table__
 
 
 class CheckpointError(Exception):
@@ -154,7 +145,12 @@ async def _segment_ok(conn: AsyncConnection, start: Checkpoint | None, end_seq: 
 
 
 async def _anchored(conn: AsyncConnection, seq: int) -> bool:
-    """Pruned by retention: the events up to `seq` are gone on purpose (see retention.py)."""
+    """Pruned by retention: the events up to `seq` are gone on purpose (see retention.py). With
+    prune anchors that is what the latest anchor says; prunes from before them (migration 0009)
+    left no anchor, only the gap below the first remaining event."""
+    anchor = await latest_anchor(conn)
+    if anchor is not None:
+        return seq <= anchor.through_seq
     first = (await conn.execute(select(func.min(EVENTS.c.seq)))).scalar()
     return first is None or int(first) > seq
 
@@ -215,47 +211,77 @@ class CheckpointReport:
     first_bad_seq: int | None = None
     reason: str | None = None
     last_checkpoint_seq: int | None = None
+    pruned_through: int | None = None  # the prune anchor: events 1..this are archived
 
 
 async def verify_with_checkpoints(engine: AsyncEngine, store: KeyStore,
                                   chain: VerifyReport | None = None) -> CheckpointReport:
     """`verify_chain`, then every checkpoint: signature by a known gateway key valid when it was
-    made, and its hash equal to the event at its seq (or, for a pruned range, the anchor)."""
+    made, and its hash equal to the event at its seq. Checkpoints in a pruned range are checked
+    for their signature only; the one at the prune anchor must equal the anchor."""
     chain = chain or await verify_chain(engine)  # retention passes its own (archives + anchor)
     lookup = store_lookup(store)
-    validity = lookup.validity  # type: ignore[attr-defined]
     checked, last = 0, None
     async with snapshot(engine) as conn:
         q = (select(CHECKPOINTS, EVENTS.c.hash.label("event_hash"))
              .select_from(CHECKPOINTS.outerjoin(EVENTS, EVENTS.c.seq == CHECKPOINTS.c.seq))
              .order_by(CHECKPOINTS.c.seq))
+        anchor = await latest_anchor(conn)
         first_event = (await conn.execute(select(func.min(EVENTS.c.seq)))).scalar()
+        pruned_through = anchor.through_seq if anchor else _legacy_pruned(first_event)
+        pruned = anchor.through_seq if anchor else None
         for row in (await conn.execute(q)).all():
             cp = Checkpoint.from_row(row)
-            public = lookup(cp.kid)
-            bad = None
-            if public is None:
-                bad = f"checkpoint {cp.seq}: unknown signing key {cp.kid}"
-            elif not cp.verify(public):
-                bad = f"checkpoint {cp.seq}: signature does not verify"
-            elif not (validity[cp.kid].not_before <= _parse_time(cp.created_at)
-                      < validity[cp.kid].not_after):
-                bad = f"checkpoint {cp.seq}: made outside its key's validity"
-            elif row.event_hash is None and not (first_event is None or int(first_event) > cp.seq):
-                bad = f"checkpoint {cp.seq}: its event is missing"
-            elif row.event_hash is not None and row.event_hash != cp.hash:
-                bad = (f"checkpoint {cp.seq}: the event at seq {cp.seq} no longer has the signed hash "
-                       "(the chain was rewritten at or before it)")
+            bad = (_signature_problem(cp, lookup)
+                   or _checkpoint_problem(cp, row.event_hash, pruned_through, anchor))
             if bad:
-                return CheckpointReport(False, chain.events_checked, checked, cp.seq, bad, last)
+                return CheckpointReport(False, chain.events_checked, checked, cp.seq, bad, last, pruned)
             checked, last = checked + 1, cp.seq
+        if anchor is not None and (problem := await anchor_problem(conn, anchor)):
+            return CheckpointReport(False, chain.events_checked, checked, anchor.through_seq, problem, last,
+                                    pruned)
     if not chain.ok:
-        return CheckpointReport(False, chain.events_checked, checked, chain.first_bad_seq, chain.reason, last)
-    return CheckpointReport(True, chain.events_checked, checked, None, None, last)
+        return CheckpointReport(False, chain.events_checked, checked, chain.first_bad_seq, chain.reason, last,
+                                pruned)
+    return CheckpointReport(True, chain.events_checked, checked, None, None, last, pruned)
+
+
+def _legacy_pruned(first_event: int | None) -> int:
+    """Without an anchor (a prune from before migration 0009): below the first remaining event
+    (everything, when no event remains)."""
+    return sys.maxsize if first_event is None else int(first_event) - 1
+
+
+def _signature_problem(cp: Checkpoint, lookup: Callable[[str], SM2PublicKey | None]) -> str | None:
+    public = lookup(cp.kid)
+    validity = lookup.validity  # type: ignore[attr-defined]
+    if public is None:
+        return f"checkpoint {cp.seq}: unknown signing key {cp.kid}"
+    if not cp.verify(public):
+        return f"checkpoint {cp.seq}: signature does not verify"
+    if not validity[cp.kid].not_before <= _parse_time(cp.created_at) < validity[cp.kid].not_after:
+        return f"checkpoint {cp.seq}: made outside its key's validity"
+    return None
+
+
+def _checkpoint_problem(cp: Checkpoint, event_hash_: str | None, pruned_through: int,
+                        anchor: Anchor | None) -> str | None:
+    """The checkpoint against the chain: its event's hash, or the anchor when it is the anchor."""
+    if anchor is not None and cp.seq == anchor.through_seq and cp.hash != anchor.hash:
+        return f"checkpoint {cp.seq}: differs from the prune anchor at its seq"
+    if cp.seq <= pruned_through:
+        return None  # pruned on purpose: its events are in an archive (verify-retained)
+    if event_hash_ is None:
+        return f"checkpoint {cp.seq}: its event is missing"
+    if event_hash_ != cp.hash:
+        return (f"checkpoint {cp.seq}: the event at seq {cp.seq} no longer has the signed hash "
+                "(the chain was rewritten at or before it)")
+    return None
 
 
 def as_verify_report(report: CheckpointReport) -> VerifyReport:
-    return VerifyReport(report.ok, report.events_checked, report.first_bad_seq, report.reason)
+    return VerifyReport(report.ok, report.events_checked, report.first_bad_seq, report.reason,
+                        report.pruned_through)
 
 
 # -- archives ----------------------------------------------------------------------------------
@@ -283,11 +309,7 @@ async def export_archive(engine: AsyncEngine, store: KeyStore, from_seq: int, to
     if not 1 <= from_seq <= to_seq:
         raise CheckpointError(f"bad range {from_seq}..{to_seq}")
     async with snapshot(engine) as conn:
-        if from_seq == 1:
-            prev_hash = GENESIS_HASH
-        else:
-            row = (await conn.execute(select(EVENTS.c.hash).where(EVENTS.c.seq == from_seq - 1))).first()
-            prev_hash = row.hash if row else None
+        prev_hash = await _hash_before(conn, from_seq)
         yield _line({"format": ARCHIVE_FORMAT, "from_seq": from_seq, "to_seq": to_seq,
                      "prev_hash": prev_hash, "kid": checkpoint.kid})
         q = (select(EVENTS).where(EVENTS.c.seq >= from_seq, EVENTS.c.seq <= to_seq)
@@ -295,6 +317,18 @@ async def export_archive(engine: AsyncEngine, store: KeyStore, from_seq: int, to
         async for row in (await conn.stream(q)).mappings():
             yield _line(_event_doc(row))
     yield _line({"checkpoint": checkpoint.to_json()})
+
+
+async def _hash_before(conn: AsyncConnection, from_seq: int) -> str | None:
+    """The hash the event at from_seq links to: genesis, the event before, or, once that event
+    is pruned, the prune anchor at from_seq - 1 (None if neither is known)."""
+    if from_seq == 1:
+        return GENESIS_HASH
+    row = (await conn.execute(select(EVENTS.c.hash).where(EVENTS.c.seq == from_seq - 1))).first()
+    if row is not None:
+        return str(row.hash)
+    anchor = (await conn.execute(select(ANCHORS.c.hash).where(ANCHORS.c.through_seq == from_seq - 1))).first()
+    return str(anchor.hash) if anchor else None
 
 
 @dataclass(frozen=True)

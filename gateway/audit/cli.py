@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -25,7 +26,11 @@ def verify(as_json: Annotated[bool, typer.Option("--json", help="Print one JSON 
 
     report = run_with_engine(go)
     if as_json:
-        typer.echo(json.dumps(asdict(report), ensure_ascii=False))
+        typer.echo(json.dumps(report.to_json(), ensure_ascii=False))
+    elif report.ok and report.pruned_through:
+        k, n = report.pruned_through, report.events_checked
+        span = f"events {k + 1}..{k + n}" if n else "no events since the prune"
+        typer.echo(f"audit chain verified: {span} (1..{k} pruned and archived)")
     elif report.ok:
         typer.echo(f"audit chain verified: {report.events_checked} events")
     else:
@@ -114,7 +119,8 @@ def verify_checkpoints(as_json: Annotated[bool, typer.Option("--json")] = False)
     if as_json:
         typer.echo(json.dumps(asdict(report), ensure_ascii=False))
     elif report.ok:
-        typer.echo(f"audit chain verified: {report.events_checked} events, "
+        pruned = f" (1..{report.pruned_through} pruned and archived)" if report.pruned_through else ""
+        typer.echo(f"audit chain verified: {report.events_checked} events{pruned}, "
                    f"{report.checkpoints_checked} signed checkpoints")
     else:
         typer.echo(f"AUDIT CHAIN BROKEN at seq {report.first_bad_seq}: {report.reason}")
@@ -167,16 +173,23 @@ def verify_archive_cmd(
 
 
 @audit_app.command("prune")
-def prune() -> None:
-    """Archive everything up to the latest checkpoint to <var_dir>/audit-archive/ (signed, verified)
-    and delete those rows; the checkpoint stays as the anchor of the remaining chain."""
-    from gateway.audit.retention import archive_and_prune, archive_dir
+def prune(
+    older_than_days: Annotated[int | None, typer.Option(
+        "--older-than-days", min=0, help="Only up to the newest checkpoint whose event is older.")] = None,
+) -> None:
+    """Archive everything up to the latest checkpoint (or the newest one older than N days) to
+    <var_dir>/audit-archive/ (signed, verified) and delete those rows; a prune anchor records where,
+    and the checkpoint stays: verification starts after it."""
+    from gateway.audit.retention import RetentionError, archive_and_prune, archive_dir
     from gateway.settings import Settings
 
-    async def go(engine: Any) -> Any:
-        return await archive_and_prune(engine, _store(), archive_dir(Settings.from_env().var_dir))
+    cutoff = None if older_than_days is None else datetime.now(UTC) - timedelta(days=older_than_days)
 
-    path = run_with_engine(go)
+    async def go(engine: Any) -> Any:
+        return await archive_and_prune(engine, _store(), archive_dir(Settings.from_env().var_dir),
+                                       older_than=cutoff)
+
+    path = run_with_engine(go, expected=(RetentionError,), status=1)
     typer.echo(f"archived and pruned: {path}" if path else "nothing sealed by a checkpoint to prune")
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -181,7 +180,7 @@ class AuditAPI:
 
     async def verify(self, request: Request) -> tuple[Response, int]:
         report = await verify_chain(self.state.engine)
-        return _json(asdict(report)), report.events_checked
+        return _json(report.to_json()), report.events_checked
 
     async def alerts(self, request: Request) -> tuple[Response, int]:
         params = request.query_params

@@ -1,4 +1,5 @@
-"""Audit tables: the append-only event chain and its one-row head.
+"""Audit tables: the append-only event chain, its one-row head, signed checkpoints and the
+anchors retention leaves where it pruned.
 
 Strings are unbounded on purpose: a VARCHAR(n) overflow would make `record()` fail and, since the
 log is fail closed, refuse a legitimate request."""
@@ -7,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Column, Float, Index, Integer
+from sqlalchemy import BigInteger, Column, Float, Index, Integer, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 HEAD_ID = 1
@@ -72,3 +73,35 @@ class AuditChainHead(SQLModel, table=True):
     id: int = Field(default=HEAD_ID, primary_key=True)
     seq: int = Field(sa_column=Column(BigInteger, nullable=False))
     hash: str = Field(max_length=64)
+
+
+class AuditCheckpoint(SQLModel, table=True):
+    """A signed (seq, hash) of the chain: see gateway.audit.checkpoints."""
+
+    __tablename__ = "audit_checkpoint"
+
+    seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    hash: str = Field(max_length=64)
+    created_at: datetime
+    kid: str
+    signature: str  # lowercase hex of the DER SM2 signature
+
+
+class AuditPruneAnchor(SQLModel, table=True):
+    """One row per prune (gateway.audit.retention): events from_seq..through_seq were archived to
+    `archive` (SM3 of its bytes: `archive_sm3`) and deleted; `hash` is the hash of event
+    through_seq, which the first remaining event links to. Written in the delete's transaction.
+
+    from_seq is unique: two prunes planned from the same anchor conflict, so exactly one of them
+    commits (the compare-and-set that makes concurrent prunes safe)."""
+
+    __tablename__ = "audit_prune_anchor"
+
+    through_seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    from_seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+    hash: str = Field(max_length=64)
+    archive: str
+    archive_sm3: str = Field(max_length=64)
+    pruned_at: datetime
+
+    __table_args__ = (UniqueConstraint("from_seq", name="uq_audit_prune_anchor_from_seq"),)

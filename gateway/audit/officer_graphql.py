@@ -223,6 +223,8 @@ class VerifyReport:
     events_checked: int
     first_bad_seq: int | None
     reason: str | None
+    pruned_through: int | None = strawberry.field(
+        default=None, description="Events 1..this were archived and pruned; the check starts after it.")
 
 
 @strawberry.type

@@ -1,72 +1,206 @@
 """Retention: archive sealed segments of the chain to signed files, then prune them.
 
-`archive_and_prune` writes the events from the oldest remaining one up to the latest checkpoint
-as a signed archive (`checkpoints.export_archive`) to `<var_dir>/audit-archive/`, verifies the
-file with the gateway's public key, and only then deletes those rows (and their index rows).
-The checkpoint stays in `audit_checkpoint`: it is the anchor the remaining chain links to.
+`archive_and_prune` writes the events after the latest prune anchor up to a checkpoint (the latest,
+or the newest one at or below `through_seq` / whose event is older than `older_than`) as a signed
+archive (`checkpoints.export_archive`) to `<var_dir>/audit-archive/`, verifies the file with the
+gateway's public key and that it links to the anchor, and only then, in one transaction, records a
+new prune anchor (through_seq, hash, archive name and SM3) and deletes those rows (and their index
+rows). The checkpoint stays in `audit_checkpoint`; `verify_chain` starts after the anchor.
 
-`verify_retained` spans the pruned range: every archive verifies and links to the one before it
-(the first from genesis), the first remaining event links to the last archive's checkpointed
-hash, the rest of the chain and the head hold, and every checkpoint is checked as usual."""
+Several workers may prune at once: the anchor's from_seq is unique, so of two prunes planned from
+the same anchor only one inserts it; the other's transaction fails, deletes nothing, and its
+temporary file is removed. The winner renames its file into place while its anchor insert holds
+the lock, so a loser never touches the winner's archive.
+
+`verify_retained` spans the pruned range: every archive verifies, matches its anchor's SM3 and
+range, and links to the one before it (the first from genesis), the first remaining event links to
+the last archive's checkpointed hash, the rest of the chain and the head hold, and every checkpoint
+is checked as usual. `RetentionTask` prunes events older than N days in the background."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import os
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import delete, func, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.audit.chain import GENESIS_HASH, event_hash
 from gateway.audit.checkpoints import (
+    ANCHORS,
+    CHECKPOINTS,
     ArchiveReport,
+    Checkpoint,
     CheckpointReport,
     export_archive,
-    latest_checkpoint,
     store_lookup,
     verify_archive,
     verify_with_checkpoints,
 )
 from gateway.audit.models import HEAD_ID, AuditChainHead, AuditEvent, AuditFieldAccess
-from gateway.audit.verify import VerifyReport
+from gateway.audit.verify import Anchor, VerifyReport, latest_anchor
 from keys.keystore import KeyStore
+from keys.sm3 import sm3
+
+log = logging.getLogger("shuqiao.audit")
 
 EVENTS, HEAD, FIELD_ACCESS = AuditEvent.__table__, AuditChainHead.__table__, AuditFieldAccess.__table__
+
+
+class RetentionError(RuntimeError):
+    pass
 
 
 def archive_dir(var_dir: Path) -> Path:
     return var_dir / "audit-archive"
 
 
-async def archive_and_prune(engine: AsyncEngine, store: KeyStore, directory: Path) -> Path | None:
-    """Archive and prune everything up to the latest checkpoint; None when nothing is sealed."""
+@dataclass(frozen=True)
+class _Plan:
+    from_seq: int
+    through: Checkpoint
+    prev_hash: str | None  # what event from_seq must link to (None: a legacy prune, unknown)
+    after: int  # the latest anchor's through_seq when planned (0: none)
+
+
+async def archive_and_prune(engine: AsyncEngine, store: KeyStore, directory: Path, *,
+                            through_seq: int | None = None, older_than: datetime | None = None
+                            ) -> Path | None:
+    """Archive and prune up to the newest checkpoint within the bounds; None when nothing is sealed
+    there or another worker pruned the range first. Raises RetentionError when the segment does
+    not verify (nothing is deleted then)."""
     async with engine.connect() as conn:
-        first = (await conn.execute(select(func.min(EVENTS.c.seq)))).scalar()
-        anchor = await latest_checkpoint(conn)
-    if first is None or anchor is None or anchor.seq < int(first):
+        plan = await _plan(conn, through_seq, older_than)
+    if plan is None:
         return None
     directory.mkdir(parents=True, exist_ok=True)
-    target = directory / f"audit-{int(first):012d}-{anchor.seq:012d}.jsonl"
-    tmp = target.with_suffix(".tmp")
+    target = directory / f"audit-{plan.from_seq:012d}-{plan.through.seq:012d}.jsonl"
+    tmp = directory / f".{target.name}.{uuid.uuid4().hex}.tmp"  # per attempt: workers never share it
+    try:
+        data = await _write(engine, store, plan, tmp)
+        problem = _archive_problem(data, store, plan)
+        if problem:
+            if await _lost_race(engine, plan):
+                return None
+            raise RetentionError(f"archive did not verify, nothing pruned: {problem}")
+        return await _commit(engine, plan, tmp, target, sm3(data).hex())
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+async def _plan(conn: AsyncConnection, through_seq: int | None, older_than: datetime | None) -> _Plan | None:
+    anchor = await latest_anchor(conn)
+    first = (await conn.execute(select(func.min(EVENTS.c.seq)))).scalar()
+    if first is None:
+        return None
+    start = anchor.through_seq + 1 if anchor else int(first)
+    if int(first) < start:  # pruning now would erase the evidence
+        raise RetentionError(f"seq {first}: an event remains below the prune anchor at seq {start - 1}")
+    q = select(CHECKPOINTS).where(CHECKPOINTS.c.seq >= start).order_by(CHECKPOINTS.c.seq.desc()).limit(1)
+    if through_seq is not None:
+        q = q.where(CHECKPOINTS.c.seq <= through_seq)
+    if older_than is not None:  # the checkpointed event's own time: that is what becomes old
+        q = (q.join(EVENTS, EVENTS.c.seq == CHECKPOINTS.c.seq)
+             .where(EVENTS.c.occurred_at < older_than.astimezone(UTC)))
+    row = (await conn.execute(q)).first()
+    if row is None:
+        return None
+    after = anchor.through_seq if anchor else 0
+    return _Plan(start, Checkpoint.from_row(row), await _link(conn, anchor, start), after)
+
+
+async def _link(conn: AsyncConnection, anchor: Anchor | None, start: int) -> str | None:
+    if anchor is not None:
+        return anchor.hash
+    if start == 1:
+        return GENESIS_HASH
+    # Pruned before anchors existed (migration 0009): that prune kept its checkpoint at start - 1.
+    return (await conn.execute(select(CHECKPOINTS.c.hash).where(CHECKPOINTS.c.seq == start - 1))).scalar()
+
+
+async def _write(engine: AsyncEngine, store: KeyStore, plan: _Plan, tmp: Path) -> bytes:
     with tmp.open("wb") as sink:
-        async for chunk in export_archive(engine, store, int(first), anchor.seq):
+        async for chunk in export_archive(engine, store, plan.from_seq, plan.through.seq):
             sink.write(chunk)
         sink.flush()
         os.fsync(sink.fileno())
-    public = store_lookup(store)(anchor.kid)
-    report = verify_archive(tmp.read_bytes(), public) if public else None
-    if report is None or not report.ok:
-        tmp.unlink()
-        raise RuntimeError(f"archive did not verify, nothing pruned: {report and report.reason}")
-    tmp.rename(target)
-    async with engine.begin() as conn:
-        await conn.execute(delete(FIELD_ACCESS).where(FIELD_ACCESS.c.seq <= anchor.seq))
-        await conn.execute(delete(EVENTS).where(EVENTS.c.seq <= anchor.seq))
+    return tmp.read_bytes()
+
+
+def _archive_problem(data: bytes, store: KeyStore, plan: _Plan) -> str | None:
+    public = store_lookup(store)(plan.through.kid)
+    if public is None:
+        return f"unknown signing key {plan.through.kid}"
+    report = verify_archive(data, public)
+    if not report.ok:
+        return report.reason
+    if (report.from_seq, report.to_seq) != (plan.from_seq, plan.through.seq):
+        return "the archive does not cover the planned range"
+    if plan.prev_hash is not None and report.first_hash != plan.prev_hash:
+        return f"seq {plan.from_seq} does not link to the prune anchor"
+    return None
+
+
+async def _lost_race(engine: AsyncEngine, plan: _Plan) -> bool:
+    async with engine.connect() as conn:
+        anchor = await latest_anchor(conn)
+    return (anchor.through_seq if anchor else 0) != plan.after
+
+
+async def _commit(engine: AsyncEngine, plan: _Plan, tmp: Path, target: Path, digest: str) -> Path | None:
+    anchor = {"through_seq": plan.through.seq, "from_seq": plan.from_seq, "hash": plan.through.hash,
+              "archive": target.name, "archive_sm3": digest, "pruned_at": datetime.now(UTC)}
+    renamed = False
+    try:
+        async with engine.begin() as conn:
+            # First statement, so on SQLite it takes the write lock before reading anything. A
+            # concurrent prune from the same anchor blocks here, then fails on the unique from_seq.
+            await conn.execute(insert(ANCHORS).values(**anchor))
+            await conn.execute(delete(FIELD_ACCESS).where(FIELD_ACCESS.c.seq <= plan.through.seq))
+            await conn.execute(delete(EVENTS).where(EVENTS.c.seq <= plan.through.seq))
+            os.replace(tmp, target)  # still holding the anchor: no other worker writes this name now
+            renamed = True
+            _fsync_dir(target.parent)
+    except IntegrityError:
+        if renamed:  # the commit itself failed: no anchor names this file
+            target.unlink(missing_ok=True)
+        return None
+    except BaseException:
+        if renamed and not await _anchored(engine, target.name):
+            target.unlink(missing_ok=True)
+        raise
     return target
+
+
+async def _anchored(engine: AsyncEngine, name: str) -> bool:
+    async with engine.connect() as conn:
+        row = (await conn.execute(select(ANCHORS.c.through_seq).where(ANCHORS.c.archive == name))).first()
+    return row is not None
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# -- verification across the pruned range ---------------------------------------------------------
 
 
 async def verify_retained(engine: AsyncEngine, store: KeyStore, directory: Path) -> CheckpointReport:
     lookup = store_lookup(store)
+    async with engine.connect() as conn:
+        anchors = {str(r.archive): r for r in (await conn.execute(select(ANCHORS))).all()}
     prev, expected, checked = GENESIS_HASH, 1, 0
     for path in sorted(directory.glob("audit-*.jsonl")):
         data = path.read_bytes()
@@ -76,10 +210,27 @@ async def verify_retained(engine: AsyncEngine, store: KeyStore, directory: Path)
         if not report.ok or report.from_seq != expected or report.first_hash != prev:
             reason = report.reason or "archive does not link to the one before it"
             return CheckpointReport(False, checked, 0, expected, f"{path.name}: {reason}")
+        anchor = anchors.pop(path.name, None)
+        if anchor is not None and (problem := _anchor_mismatch(anchor, data, report)):
+            return CheckpointReport(False, checked, 0, int(anchor.through_seq), f"{path.name}: {problem}")
         checked += report.events
         prev, expected = str(report.last_hash), int(report.to_seq or 0) + 1
+    if anchors:
+        missing = min(anchors.values(), key=lambda r: int(r.through_seq))
+        return CheckpointReport(False, checked, 0, int(missing.from_seq),
+                                f"archive {missing.archive} of the prune anchor at seq {missing.through_seq} "
+                                "is missing")
     chain = await _verify_from(engine, expected, prev, checked)
     return await verify_with_checkpoints(engine, store, chain)
+
+
+def _anchor_mismatch(anchor: Any, data: bytes, report: ArchiveReport) -> str | None:
+    if sm3(data).hex() != anchor.archive_sm3:
+        return "SM3 digest differs from the one recorded in its prune anchor"
+    recorded = (int(anchor.from_seq), int(anchor.through_seq), str(anchor.hash))
+    if (report.from_seq, report.to_seq, report.last_hash) != recorded:
+        return "range or last hash differs from its prune anchor"
+    return None
 
 
 async def _verify_from(engine: AsyncEngine, expected: int, prev: str, checked: int) -> VerifyReport:
@@ -97,3 +248,46 @@ async def _verify_from(engine: AsyncEngine, expected: int, prev: str, checked: i
     if head is None or int(head.seq) != expected - 1 or head.hash != prev:
         return VerifyReport(False, checked, expected - 1, "the chain head does not match the last event")
     return VerifyReport(True, checked)
+
+
+# -- the background task ----------------------------------------------------------------------------
+
+
+class RetentionTask:
+    """Archives and prunes sealed events older than `days` days, first `first_after` seconds after
+    start, then every `every` seconds. Every worker may run it (see archive_and_prune); failures are
+    logged and retried next time, never touching the request path."""
+
+    def __init__(self, engine: AsyncEngine, store: KeyStore, directory: Path, days: int,
+                 every: float = 3600.0, first_after: float = 60.0) -> None:
+        self.engine, self.store, self.directory, self.days = engine, store, directory, days
+        self.every, self.first_after = every, first_after
+        self._task: asyncio.Task[None] | None = None
+        self.pruned: list[Path] = []
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="audit-retention")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def tick(self) -> Path | None:
+        cutoff = datetime.now(UTC) - timedelta(days=self.days)
+        path = await archive_and_prune(self.engine, self.store, self.directory, older_than=cutoff)
+        if path is not None:
+            self.pruned.append(path)
+            log.info("audit retention: archived and pruned %s", path.name)
+        return path
+
+    async def _run(self) -> None:
+        delay = self.first_after
+        while True:
+            await asyncio.sleep(delay)
+            delay = self.every
+            try:
+                await self.tick()
+            except Exception:
+                log.exception("audit retention failed")

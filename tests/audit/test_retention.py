@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import delete, func, select, update
 
-from gateway.audit.checkpoints import CHECKPOINTS, write_checkpoint
+from gateway.audit.checkpoints import ANCHORS, CHECKPOINTS, write_checkpoint
 from gateway.audit.models import AuditEvent
 from gateway.audit.retention import archive_and_prune, verify_retained
 from gateway.crypto.signing import open_signing_store
@@ -27,6 +27,7 @@ def db(url: str) -> str:
         engine = create_engine(url)
         async with engine.begin() as conn:
             await conn.execute(delete(CHECKPOINTS))
+            await conn.execute(delete(ANCHORS))
         await engine.dispose()
 
     asyncio.run(clean())
