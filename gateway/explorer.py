@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from graphql import GraphQLInputObjectType, GraphQLObjectType, get_named_type
+from graphql import GraphQLEnumType, GraphQLInputObjectType, GraphQLObjectType, get_named_type
 from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -41,6 +41,7 @@ from gateway.state import GatewayState
 from policies import decisions
 from policies.model import CATEGORY_LABELS, OPEN_LABELS, Action, Open, Tier
 from resolvers.context import ANONYMOUS
+from schema.naming import enum_value
 
 STATIC = Path(__file__).resolve().parent / "static" / "explorer"
 ASSETS = {"explorer.js": "text/javascript; charset=utf-8", "explorer.css": "text/css; charset=utf-8"}
@@ -92,6 +93,14 @@ def open_catalogue(built: BuiltSchema, departments: dict[str, str], max_page_siz
         binding = bindings.nodes[node.name]
         where_arg = gfield.args.get("where")
         where = get_named_type(where_arg.type) if where_arg is not None else None
+        order_arg = gfield.args.get("orderBy")
+        order_fields: dict[str, Any] = {}
+        if order_arg is not None:
+            order_input = get_named_type(order_arg.type)
+            assert isinstance(order_input, GraphQLInputObjectType)
+            order_enum = get_named_type(order_input.fields["field"].type)
+            assert isinstance(order_enum, GraphQLEnumType)
+            order_fields = order_enum.values
         fields = []
         for gname, nfield in node.fields.items():
             spec: FieldSpec | None = binding.fields.get(gname)
@@ -101,6 +110,9 @@ def open_catalogue(built: BuiltSchema, departments: dict[str, str], max_page_siz
                 continue
             decision = decisions.decide_open_field(ds.policy(), spec.policy())
             operators: list[str] = []
+            order_by = None
+            if decisions.may_filter(decision) and enum_value(spec.name) in order_fields:
+                order_by = enum_value(spec.name)  # ordering reveals clear values: only where filtering may
             filterable = isinstance(where, GraphQLInputObjectType) and gname in where.fields
             if filterable and decisions.may_filter(decision):
                 assert isinstance(where, GraphQLInputObjectType)
@@ -118,6 +130,7 @@ def open_catalogue(built: BuiltSchema, departments: dict[str, str], max_page_siz
                 "filterType": scalar if operators else None,
                 "masked": decision.action is Action.MASK,
                 "operators": operators,
+                "orderBy": order_by,
             })
         datasets.append({
             "code": ds.code,
@@ -131,7 +144,9 @@ def open_catalogue(built: BuiltSchema, departments: dict[str, str], max_page_siz
             "openAttribute": OPEN_LABELS[ds.open],
             "conditional": ds.open is Open.CONDITIONAL,
             "description": ds.description,
-            "whereType": where.name if where is not None else None,
+            # argument types exactly as the schema declares them, for the page's variable definitions
+            "whereType": str(where_arg.type) if where_arg is not None else None,
+            "orderByType": str(order_arg.type) if order_arg is not None else None,
             "fields": fields,
         })
     datasets.sort(key=lambda d: (d["conditional"], d["resourceCode"]))

@@ -151,6 +151,27 @@ def test_public_browses_open_data_anonymously(served: str, demo_env: Any) -> Non
             assert 0 < n < total
             expect(page.locator("#status")).to_contain_text(f"共 {n} 条")
 
+            # -- ordering, and the chart of a time series (城市空气质量日报): one line per city on the page
+            page.click("#datasets button[data-code=air_quality_daily]")
+            expect(page.locator("#status")).to_contain_text("第 1 页")
+            page.select_option("#page-size", "50")
+            page.select_option("#order-field", "DATE")
+            page.select_option("#order-dir", "DESC")
+            page.click("#apply-filter")
+            expect(page.locator("#status")).to_contain_text("本页 50 条")
+            aq_fields, aq_rows = _table(page)
+            dates = [r[aq_fields.index("date")] for r in aq_rows]
+            assert dates == sorted(dates, reverse=True)
+            cities = {r[aq_fields.index("city")] for r in aq_rows}
+            expect(page.locator("#chart polyline")).to_have_count(len(cities))
+            assert set(page.locator("#chart-legend li").all_text_contents()) == cities
+            page.click("#next")
+            expect(page.locator("#status")).to_contain_text("第 2 页")
+            url, headers, data = _curl(page.locator("#curl").text_content() or "")
+            later = httpx.post(url, headers=headers, content=data.encode()).json()
+            assert _rows(later, "airQualityDaily", aq_fields) == _table(page)[1]
+            assert max(r[aq_fields.index("date")] for r in _table(page)[1]) <= dates[-1]
+
             # -- a conditionally open dataset: the API key is explained, the API's refusal shown as text
             page.click("#datasets button[data-code=tax_credit_rating]")
             expect(page.locator("#apikey-notice")).to_be_visible()

@@ -68,6 +68,8 @@ def test_lists_exactly_the_open_datasets_with_their_public_metadata(explorer: Te
     assert fields["legalRepresentative"]["title"] == "法定代表人"  # personal, opened by law
     assert fields["registeredCapital"]["type"] == "Decimal"
     assert fields["name"]["operators"][:2] == ["eq", "neq"] and "prefix" in fields["name"]["operators"]
+    assert fields["establishmentDate"]["orderBy"] == "ESTABLISHMENT_DATE"
+    assert er["orderByType"] == "[EnterpriseRegistrationOrderBy!]"
     text = raw.decode()
     leaked = [t for t in FORBIDDEN_TEXT if t in text]
     assert not leaked, leaked
@@ -144,6 +146,7 @@ def test_page_and_assets(explorer: TestClient) -> None:
     # Air-gapped networks: nothing is loaded from anywhere but this gateway, and data never goes in as HTML.
     for asset in STATIC.iterdir():
         body = asset.read_text()
+        body = body.replace('"http://www.w3.org/2000/svg"', "")  # the SVG namespace name, not a fetch
         assert "http://" not in body and "https://" not in body and "//cdn" not in body, asset.name
         for unsafe in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
             assert unsafe not in body, (asset.name, unsafe)
@@ -215,6 +218,7 @@ def test_derivation_follows_the_policy_matrix_field_by_field() -> None:
     got = {f["name"]: f for f in a["fields"]}
     assert set(got) == {"code", "inner", "rep", "count"}
     assert got["rep"]["masked"] is True and got["rep"]["operators"] == []  # masked: no filtering on it
+    assert got["rep"]["orderBy"] is None and got["count"]["orderBy"] == "COUNT"  # nor ordering by it
     assert got["count"]["operators"] == ["eq", "neq", "gt", "gte", "lt", "lte"]
     assert got["code"]["masked"] is False and "prefix" in got["code"]["operators"]
 

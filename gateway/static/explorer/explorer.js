@@ -10,6 +10,8 @@
   let current = null; // the selected dataset
   let cursors = []; // `after` of each page shown so far (null for the first)
   let where = null;
+  let orderBy = null;
+  let shown = []; // the rows on screen (nodes), for the chart
 
   function text(el, value) { el.textContent = value === null || value === undefined ? "" : String(value); }
   function make(tag, value, cls) {
@@ -107,7 +109,19 @@
       o.value = f.name;
       fieldSel.appendChild(o);
     }
-    $("#filter").hidden = !ds.whereType || !fieldSel.options.length;
+    const orderSel = $("#order-field");
+    orderSel.replaceChildren(make("option", "默认"));
+    orderSel.options[0].value = "";
+    for (const f of ds.fields.filter((x) => x.orderBy)) {
+      const o = make("option", f.title);
+      o.value = f.orderBy;
+      orderSel.appendChild(o);
+    }
+    $("#order-dir").value = "ASC";
+    $("#filter").hidden = !ds.whereType;
+    for (const el of [fieldSel, $("#filter-op"), $("#filter-value")]) el.disabled = !fieldSel.options.length;
+    orderBy = null;
+    setupChart(ds);
     fillOperators();
     $("#filter-value").value = "";
     load();
@@ -152,6 +166,7 @@
     const defs = ["$first: Int", "$after: String"];
     const args = ["first: $first", "after: $after"];
     if (ds.whereType) { defs.push("$where: " + ds.whereType); args.push("where: $where"); }
+    if (ds.orderByType) { defs.push("$orderBy: " + ds.orderByType); args.push("orderBy: $orderBy"); }
     const nodeFields = ds.fields.map((f) => "        " + f.name).join("\n");
     const query = "query Explore(" + defs.join(", ") + ") {\n" +
       "  " + ds.rootField + "(" + args.join(", ") + ") {\n" +
@@ -161,6 +176,7 @@
     const after = cursors[cursors.length - 1];
     if (after) variables.after = after;
     if (where) variables.where = where;
+    if (orderBy) variables.orderBy = orderBy;
     return { query: query, variables: variables };
   }
 
@@ -218,6 +234,8 @@
     const thead = $("#rows thead"), tbody = $("#rows tbody");
     thead.replaceChildren();
     tbody.replaceChildren();
+    shown = conn ? conn.edges.map((e) => e.node) : [];
+    drawChart();
     if (!conn) {
       say(ds.conditional ? "匿名访问无数据：需要 API Key。" : "没有数据。");
       text($("#page-no"), "");
@@ -247,6 +265,75 @@
     $("#first-page").disabled = page <= 1;
   }
 
+  // ---- a line chart of the rows on screen: x a Date field, y a number, one line per group
+  const SVG = "http://www.w3.org/2000/svg";
+  const COLORS = ["#1f5fa8", "#d1495b", "#2e8b57", "#e09f3e", "#6a4c93", "#00798c", "#8d6a4f", "#c0587e",
+    "#4f772d", "#3d5a80", "#b5651d", "#7a7a7a"];
+  function svg(tag, attrs, value) {
+    const el = document.createElementNS(SVG, tag);
+    for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, String(v));
+    if (value !== undefined) el.textContent = String(value);
+    return el;
+  }
+  function options(sel, fields, none) {
+    sel.replaceChildren();
+    if (none) { const o = make("option", none); o.value = ""; sel.appendChild(o); }
+    for (const f of fields) { const o = make("option", f.title); o.value = f.name; sel.appendChild(o); }
+  }
+  function setupChart(ds) {
+    const dates = ds.fields.filter((f) => f.type === "Date");
+    const numbers = ds.fields.filter((f) => f.type === "Int" || f.type === "Float");
+    $("#chart-box").hidden = !dates.length || numbers.length < 2; // a time series of measures (e.g. AQI, PM2.5)
+    options($("#chart-y"), numbers);
+    options($("#chart-group"), ds.fields.filter((f) => f.type === "String"), "不分组");
+    // one line per value of the first String field (e.g. 城市); the user may choose another or none
+    const strings = ds.fields.filter((f) => f.type === "String");
+    $("#chart-group").value = strings.length ? strings[0].name : "";
+  }
+  function drawChart() {
+    const box = $("#chart"), legend = $("#chart-legend");
+    box.replaceChildren();
+    legend.replaceChildren();
+    if (!current || $("#chart-box").hidden) return;
+    const xField = current.fields.find((f) => f.type === "Date").name;
+    const yField = $("#chart-y").value, gField = $("#chart-group").value;
+    const points = shown.filter((n) => n[xField] && typeof n[yField] === "number")
+      .map((n) => ({ x: Date.parse(n[xField]), y: n[yField], g: gField ? String(n[gField]) : "" }));
+    if (!points.length) { box.appendChild(svg("text", { x: 450, y: 160, "text-anchor": "middle" }, "本页没有可绘制的数据")); return; }
+    const W = 900, H = 320, L = 56, R = 16, T = 14, B = 36;
+    const xs = points.map((p) => p.x), ys = points.map((p) => p.y);
+    const x0 = Math.min(...xs), x1 = Math.max(...xs), y0 = Math.min(0, ...ys), y1 = Math.max(...ys) || 1;
+    const sx = (x) => L + (x1 === x0 ? (W - L - R) / 2 : (x - x0) / (x1 - x0) * (W - L - R));
+    const sy = (y) => H - B - (y - y0) / (y1 - y0 || 1) * (H - T - B);
+    box.appendChild(svg("line", { x1: L, y1: H - B, x2: W - R, y2: H - B, stroke: "#889" }));
+    box.appendChild(svg("line", { x1: L, y1: T, x2: L, y2: H - B, stroke: "#889" }));
+    for (const v of [y0, (y0 + y1) / 2, y1]) {
+      box.appendChild(svg("text", { x: L - 6, y: sy(v) + 4, "text-anchor": "end", "font-size": 11 },
+        Math.round(v * 10) / 10));
+    }
+    const iso = (t) => new Date(t).toISOString().slice(0, 10);
+    box.appendChild(svg("text", { x: L, y: H - 12, "font-size": 11 }, iso(x0)));
+    box.appendChild(svg("text", { x: W - R, y: H - 12, "font-size": 11, "text-anchor": "end" }, iso(x1)));
+    const groups = new Map();
+    for (const p of points) { if (!groups.has(p.g)) groups.set(p.g, []); groups.get(p.g).push(p); }
+    let i = 0;
+    for (const [g, ps] of groups) {
+      ps.sort((a, b) => a.x - b.x);
+      const color = COLORS[i++ % COLORS.length];
+      const line = svg("polyline", { fill: "none", stroke: color, "stroke-width": 2,
+        points: ps.map((p) => sx(p.x).toFixed(1) + "," + sy(p.y).toFixed(1)).join(" ") });
+      line.dataset.group = g;
+      line.appendChild(svg("title", {}, (g ? g + " " : "") + ps.length + " 点"));
+      box.appendChild(line);
+      for (const p of ps) box.appendChild(svg("circle", { cx: sx(p.x), cy: sy(p.y), r: 2.5, fill: color }));
+      const li = make("li", g || "全部");
+      li.appendChild(svg("svg", { width: 14, height: 4 })).appendChild(svg("rect", { width: 14, height: 4, fill: color }));
+      legend.appendChild(li);
+    }
+  }
+  $("#chart-y").addEventListener("change", drawChart);
+  $("#chart-group").addEventListener("change", drawChart);
+
   // ---- controls
   $("#filter-field").addEventListener("change", fillOperators);
   $("#filter").addEventListener("submit", (ev) => {
@@ -254,16 +341,19 @@
     const f = current.fields.find((x) => x.name === $("#filter-field").value);
     const op = $("#filter-op").value;
     const raw = $("#filter-value").value;
-    if (!f || !op) return;
     try {
-      where = raw.trim() === "" ? null : { [f.name]: { [op]: coerce(f, op, raw.trim()) } };
+      where = !f || !op || raw.trim() === "" ? null : { [f.name]: { [op]: coerce(f, op, raw.trim()) } };
     } catch (err) { showError(err.message); return; }
+    const order = $("#order-field").value;
+    orderBy = order ? [{ field: order, direction: $("#order-dir").value }] : null;
     cursors = [null];
     load();
   });
   $("#clear-filter").addEventListener("click", () => {
     $("#filter-value").value = "";
+    $("#order-field").value = "";
     where = null;
+    orderBy = null;
     cursors = [null];
     load();
   });
