@@ -16,6 +16,7 @@ from gateway.audit import ChainedAuditLog, VariableCipher
 from gateway.audit.alerts import AlertEngine, AlertRules, AlertTask
 from gateway.audit.checkpoints import CheckpointTask
 from gateway.audit.http import AuditAPI
+from gateway.audit.retention import RetentionTask, archive_dir
 from gateway.crypto.routes import SigningKeysEndpoint
 from gateway.crypto.service import DepartmentKeyDirectory, DepartmentKeyRefresh
 from gateway.crypto.signing import ResponseSigner, ResponseSigningMiddleware, open_signing_store
@@ -78,16 +79,20 @@ def _access_log(settings: Settings, engine: AsyncEngine, master_key: bytes) -> A
     raise ValueError(f"SHUQIAO_AUDIT_STORE must be chain or log, not {settings.audit_store!r}")
 
 
-def _audit_background(settings: Settings, state: GatewayState) -> list[CheckpointTask | AlertTask]:
-    """Signed checkpoints and alert rules, both reading the chain beside the request path."""
+def _audit_background(settings: Settings, state: GatewayState
+                      ) -> list[CheckpointTask | AlertTask | RetentionTask]:
+    """Signed checkpoints, alert rules and retention, all reading the chain beside the request path."""
     if settings.audit_store != "chain":
         return []
-    tasks: list[CheckpointTask | AlertTask] = []
+    tasks: list[CheckpointTask | AlertTask | RetentionTask] = []
     if settings.audit_checkpoint_events > 0:
         tasks.append(CheckpointTask(state.engine, state.signer.store, settings.audit_checkpoint_events,
                                     settings.audit_checkpoint_seconds))
     if settings.audit_alerts:
         tasks.append(AlertTask(AlertEngine(state.engine, AlertRules.from_settings(settings))))
+    if settings.audit_retention_days > 0:
+        tasks.append(RetentionTask(state.engine, state.signer.store, archive_dir(settings.var_dir),
+                                   settings.audit_retention_days))
     return tasks
 
 

@@ -63,6 +63,8 @@ class Settings:
     # Signed checkpoints (gateway.audit.checkpoints): every N events or T seconds; 0 N = off.
     audit_checkpoint_events: int = 1000
     audit_checkpoint_seconds: float = 300.0
+    # Retention (gateway.audit.retention): archive and prune sealed events older than N days; 0 = off.
+    audit_retention_days: int = 0
     # Alert rules (gateway.audit.alerts); working hours/days are Asia/Shanghai, ISO weekdays.
     audit_alerts: bool = True
     audit_alert_bulk_rows: int = 10_000
@@ -100,6 +102,7 @@ class Settings:
             audit_store=_env("AUDIT_STORE", "chain"),
             audit_checkpoint_events=_int("AUDIT_CHECKPOINT_EVENTS", 1000),
             audit_checkpoint_seconds=float(_env("AUDIT_CHECKPOINT_SECONDS", "300")),
+            audit_retention_days=_int("AUDIT_RETENTION_DAYS", 0),
             audit_alerts=_env("AUDIT_ALERTS", "1") != "0",
             audit_alert_bulk_rows=_int("AUDIT_ALERT_BULK_ROWS", 10_000),
             audit_alert_bulk_window_seconds=_int("AUDIT_ALERT_BULK_WINDOW_SECONDS", 3600),
