@@ -147,3 +147,41 @@ def test_the_extension_columns_are_covered_by_the_hash(url: str, column: str, va
 
     report = asyncio.run(go())
     assert (report.ok, report.first_bad_seq) == (False, 2)
+
+
+def test_the_index_derived_in_sql_matches_the_reference(url: str) -> None:
+    """The writers derive audit_field_access from the stored detail inside the database; the rows
+    must be exactly `field_access_rows`: one per (dataset, field), its first decision, the legacy
+    "decision" key read too, fields across several events and datasets kept apart."""
+    from gateway.audit.store import field_access_rows
+
+    def event(i: int, fields: list[dict[str, Any]]) -> AccessEvent:
+        return AccessEvent(request_id=f"r{i}", tier="share", principal_kind="department", principal_id="p",
+                           consumer="hrss", client_address=None, operation_name=None, operation_type="query",
+                           query_digest=None, status=200, error_codes=[], latency_ms=1.0, fields=fields)
+
+    events = [
+        event(0, [{"dataset": "population", "field": "name", "action": "mask"},
+                  {"dataset": "population", "field": "name", "action": "allow"},  # an alias: first wins
+                  {"dataset": "legal_entity", "field": "name", "action": "allow"},
+                  {"dataset": "population", "field": "id_number", "decision": "deny"}]),
+        event(1, []),
+        event(2, [{"dataset": "population", "field": "name", "action": "deny", "reason": "无条件共享"}]),
+    ]
+
+    async def go() -> set[tuple[Any, ...]]:
+        engine = create_engine(url)
+        try:
+            log = ChainedAuditLog(engine)
+            await asyncio.gather(*(log.record(e) for e in events))  # one batch
+            assert log.batches == 1
+            async with engine.connect() as conn:
+                return {tuple(r) for r in await conn.execute(
+                    select(ACCESS.c.seq, ACCESS.c.dataset, ACCESS.c.field, ACCESS.c.action))}
+        finally:
+            await engine.dispose()
+
+    expected = {(a["seq"], a["dataset"], a["field"], a["action"])
+                for seq, e in enumerate(events, 1) for a in field_access_rows(seq, e)}
+    assert asyncio.run(go()) == expected
+    assert {(1, "population", "name", "mask"), (1, "population", "id_number", "deny")} <= expected
