@@ -4,6 +4,7 @@ the same run on the same database.
 
     .venv/bin/python bench/audit_bench.py [--backend sqlite|postgres|both] [--seconds 5]
                                           [--concurrency 32] [--rounds 3] [--json]
+                                          [--wire [--connections 8]]
 
 Appends: `ChainedAuditLog.record` on a freshly migrated database, durable commits
 (SQLite synchronous=FULL; PostgreSQL synchronous_commit=on).
@@ -13,6 +14,12 @@ hrss reading `population(first: 20) { name birthDate }` with its grant, `--concu
 in flight, `--rounds` alternating log/chain rounds (drift such as cache warm-up or autovacuum
 hits both), medians reported. Target: audit chain costs ≤ 10% of share-tier throughput vs the
 log-only sink.
+
+--wire measures the share tier the way it is deployed instead: two gateway processes
+(`uvicorn asgi:app`, one worker each) on the same demo database, one with the chain (alerts and
+checkpoints on, the defaults), one with the log-only sink, loaded in turn by wrk with samr's
+100-row page of enterprise registrations (the page case of bench/run_gateway_bench.py);
+reported: the median req/s of the alternating rounds and each server's CPU per request.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a bare checkout too
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from gateway.access_log import AccessEvent
 from gateway.audit import ChainedAuditLog, verify_chain
@@ -128,7 +136,74 @@ async def share_tier(settings: Any, creds: dict[str, Any], seconds: float, concu
             return done / (time.perf_counter() - start)
 
 
-def run_backend(backend: str, seconds: float, concurrency: int, rounds: int) -> dict[str, Any]:
+def wire_share_tier(settings: Any, seconds: float, rounds: int, connections: int,
+                    chain_env: dict[str, str]) -> dict[str, Any]:
+    """Two gateway processes on one database, audit chain vs log-only, loaded in turn by wrk."""
+    import os
+    from types import SimpleNamespace
+
+    import httpx
+    from run_gateway_bench import (
+        PAGE_SIZE,
+        QUERIES,
+        REPO,
+        VENV_BIN,
+        Case,
+        Processes,
+        cpu_seconds,
+        run_wrk,
+        shuqiao_token,
+        wait_ready,
+        write_lua,
+    )
+
+    from tests.support import free_port
+
+    creds = json.loads((settings.var_dir / "demo-credentials.json").read_text())
+    wrk_args = SimpleNamespace(wrk="wrk", connections=connections)
+    procs, cases = Processes(), {}
+    body = json.dumps({"query": QUERIES["shuqiao"][0]})
+    try:
+        for store in ("log", "chain"):
+            port = free_port()
+            env = {**os.environ, "SHUQIAO_DATABASE_URL": settings.database_url,
+                   "SHUQIAO_VAR_DIR": str(settings.var_dir), "SHUQIAO_ISSUER": "http://shuqiao-bench",
+                   "SHUQIAO_AUDIT_STORE": store, **(chain_env if store == "chain" else {})}
+            log_file = settings.var_dir / f"wire-{store}.log"
+            cmd = [str(VENV_BIN / "uvicorn"), "asgi:app", "--host", "127.0.0.1", "--port", str(port),
+                   "--no-access-log", "--log-level", "warning"]
+            proc = procs.start(cmd, log_file=log_file, env=env, cwd=REPO)
+            url = f"http://127.0.0.1:{port}/share/graphql"
+            wait_ready(proc, url, log_file)
+            headers = {"Authorization": f"Bearer {shuqiao_token(url.rsplit('/', 2)[0], creds, 'samr')}"}
+            case = Case(f"shuqiao-{store}", "shuqiao", "page", proc.pid, url, headers, [body])
+            case.script = write_lua(case, settings.var_dir)
+            rows = QUERIES["shuqiao"][2](httpx.post(url, content=body, headers={
+                **headers, "Content-Type": "application/json"}, timeout=10).json()["data"])
+            assert len(rows) == PAGE_SIZE, rows
+            run_wrk(wrk_args, case, 2)  # warm-up
+            cases[store] = case
+        rates: dict[str, list[float]] = {"log": [], "chain": []}
+        cpu: dict[str, list[float]] = {"log": [], "chain": []}
+        for _ in range(rounds):
+            for store, case in cases.items():
+                before = cpu_seconds(case.pid)
+                stats, _quantiles = run_wrk(wrk_args, case, seconds)
+                rates[store].append(stats["requests"] / (stats["duration_us"] / 1e6))
+                cpu[store].append(1000 * (cpu_seconds(case.pid) - before) / max(stats["requests"], 1))
+    finally:
+        procs.stop_all()
+    log_rps, chain_rps = statistics.median(rates["log"]), statistics.median(rates["chain"])
+    return {
+        "log_req_per_s": round(log_rps, 1), "chain_req_per_s": round(chain_rps, 1),
+        "chain_vs_log": round(chain_rps / log_rps, 3), "cost_pct": round(100 * (1 - chain_rps / log_rps), 1),
+        "cpu_ms_per_req": {k: round(statistics.median(v), 2) for k, v in cpu.items()},
+        "connections": connections, "runs": {k: [round(x, 1) for x in v] for k, v in rates.items()},
+    }
+
+
+def run_backend(backend: str, seconds: float, concurrency: int, rounds: int,
+                wire: int = 0, chain_env: dict[str, str] | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         url, drop = create_database(backend, Path(tmp))
         try:
@@ -143,6 +218,9 @@ def run_backend(backend: str, seconds: float, concurrency: int, rounds: int) -> 
             settings = settings_for(url, Path(tmp) / "var")
             init_store(settings)
             creds = load_demo_env(settings)
+            if wire:
+                out["share_tier"] = wire_share_tier(settings, seconds, rounds, wire, chain_env or {})
+                return out
             rates: dict[str, list[float]] = {"log": [], "chain": []}
             for _ in range(rounds):  # alternate, so drift (cache warm-up, autovacuum) hits both
                 for store in ("log", "chain"):
@@ -172,9 +250,15 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=3, help="alternating log/chain share-tier rounds")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--wire", action="store_true", help="share tier: two gateway processes under wrk")
+    ap.add_argument("--connections", type=int, default=8, help="wrk connections (--wire)")
+    ap.add_argument("--chain-env", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra environment for the chain server (--wire), e.g. SHUQIAO_AUDIT_ALERTS=0")
     args = ap.parse_args()
     backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
-    results = [run_backend(b, args.seconds, args.concurrency, args.rounds) for b in backends]
+    wire = args.connections if args.wire else 0
+    chain_env = dict(kv.split("=", 1) for kv in args.chain_env)
+    results = [run_backend(b, args.seconds, args.concurrency, args.rounds, wire, chain_env) for b in backends]
     if args.json:
         print(json.dumps(results, ensure_ascii=False, indent=2))
         return
@@ -186,6 +270,14 @@ def main() -> None:
             f"(×{a['concurrent_per_s'] / a['single_per_s']:.1f}, mean batch {a['mean_batch']}); "
             f"chain verified ({a['chain_verified']} events)"
         )
+        if "connections" in s:
+            print(
+                f"[{r['backend']}] share tier (wire, wrk -c{s['connections']}) req/s: audit log-only "
+                f"{s['log_req_per_s']:.0f}, audit chain {s['chain_req_per_s']:.0f} (medians of {s['runs']}) "
+                f"→ chain/log {s['chain_vs_log']:.3f} (cost {s['cost_pct']}%); server CPU ms/request "
+                f"log {s['cpu_ms_per_req']['log']}, chain {s['cpu_ms_per_req']['chain']}"
+            )
+            continue
         print(
             f"[{r['backend']}] share tier req/s at concurrency {s['concurrency']}: "
             f"audit log-only {s['log_req_per_s']:.0f}, audit chain {s['chain_req_per_s']:.0f} "
