@@ -109,25 +109,23 @@ def open_catalogue(built: BuiltSchema, departments: dict[str, str], max_page_siz
             if not decisions.open_field_exists(ds.policy(), spec.policy()):
                 continue
             decision = decisions.decide_open_field(ds.policy(), spec.policy())
+            # Filtering and ordering reveal clear values, so the page offers them only where the
+            # executor allows them (resolvers.plan refuses the rest with FORBIDDEN_FILTER).
+            clear = decisions.may_filter(decision)
             operators: list[str] = []
-            order_by = None
-            if decisions.may_filter(decision) and enum_value(spec.name) in order_fields:
-                order_by = enum_value(spec.name)  # ordering reveals clear values: only where filtering may
-            filterable = isinstance(where, GraphQLInputObjectType) and gname in where.fields
-            if filterable and decisions.may_filter(decision):
-                assert isinstance(where, GraphQLInputObjectType)
+            filter_scalar = None
+            if clear and isinstance(where, GraphQLInputObjectType) and gname in where.fields:
                 filter_type = get_named_type(where.fields[gname].type)
                 assert isinstance(filter_type, GraphQLInputObjectType)
                 operators = [op for op in OPERATORS if op in filter_type.fields]
-                scalar = _gql_type_name(filter_type.fields["eq"].type)
-            else:
-                scalar = _gql_type_name(nfield.type)
+                filter_scalar = _gql_type_name(filter_type.fields["eq"].type)
+            order_by = enum_value(spec.name) if clear and enum_value(spec.name) in order_fields else None
             fields.append({
                 "name": gname,
                 "title": spec.title,
                 "description": spec.description,
                 "type": _gql_type_name(nfield.type),
-                "filterType": scalar if operators else None,
+                "filterType": filter_scalar,
                 "masked": decision.action is Action.MASK,
                 "operators": operators,
                 "orderBy": order_by,

@@ -12,6 +12,7 @@
   let where = null;
   let orderBy = null;
   let shown = []; // the rows on screen (nodes), for the chart
+  let latest = 0; // only the newest request's answer is drawn
 
   function text(el, value) { el.textContent = value === null || value === undefined ? "" : String(value); }
   function make(tag, value, cls) {
@@ -204,6 +205,7 @@
 
   async function load() {
     const ds = current;
+    const mine = ++latest;
     const body = request();
     text($("#query"), body.query);
     text($("#variables"), JSON.stringify(body.variables, null, 2));
@@ -221,10 +223,10 @@
       });
       doc = await r.json().catch(() => null);
     } catch (err) {
-      if (ds === current) { say(""); showError("请求失败：" + err.message); }
+      if (mine === latest) { say(""); showError("请求失败：" + err.message); }
       return;
     }
-    if (ds !== current) return; // the user moved on
+    if (mine !== latest) return; // the user moved on
     const conn = doc && doc.data ? doc.data[ds.rootField] : null;
     if (!r.ok || !doc || (doc.errors && doc.errors.length)) showError("接口返回错误：\n" + errorText(doc, r));
     renderRows(ds, conn);
