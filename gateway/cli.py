@@ -138,8 +138,10 @@ def _print_demo(s: Settings, creds: dict[str, Any]) -> None:
     base = s.issuer
     typer.echo(f"""
 Shuqiao demo is ready.
+  explorer      {base}/explore           (the public open-data page)
   open tier     {base}/open/graphql      (anonymous; X-API-Key for conditionally open data)
   share tier    {base}/share/graphql     (Bearer token from {base}/oauth/token)
+  audit         {base}/audit             (security officers: a token with audit:read)
   health        {base}/healthz  {base}/readyz
 Demo credentials (also in {s.var_dir}/demo-credentials.json, mode 0600):""")
     for dept, c in creds["clients"].items():
