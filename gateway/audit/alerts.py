@@ -21,8 +21,6 @@ Alerts are listed for officers (`GET /audit/api/alerts`) and acknowledged with a
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Mapping
@@ -38,6 +36,7 @@ from sqlmodel import Field, SQLModel
 
 from gateway.audit.alert_rules import AlertRules, AlertState, EventFacts
 from gateway.audit.alert_rules import utc as _utc
+from gateway.audit.background import PeriodicTask
 from gateway.audit.chain import canonical_time
 from gateway.audit.models import AuditEvent, AuditFieldAccess
 
@@ -305,26 +304,14 @@ async def acknowledge(engine: AsyncEngine, alert_id: int, by: str, comment: str)
     return alert_json(row)
 
 
-class AlertTask:
-    """Runs `AlertEngine` every `poll` seconds until cancelled; failures are logged and retried."""
+class AlertTask(PeriodicTask):
+    """Evaluates the backlog every `poll` seconds."""
+
+    name = "audit-alerts"
 
     def __init__(self, engine: AlertEngine, poll: float = 1.0) -> None:
-        self.engine, self.poll = engine, poll
-        self._task: asyncio.Task[None] | None = None
+        super().__init__(poll)
+        self.engine = engine
 
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="audit-alerts")
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.poll)
-            try:
-                await self.engine.run_backlog()
-            except Exception:
-                log.exception("audit alert evaluation failed")
+    async def step(self) -> None:
+        await self.engine.run_backlog()

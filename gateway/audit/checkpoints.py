@@ -35,6 +35,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from gateway.audit.background import PeriodicTask
 from gateway.audit.chain import GENESIS_HASH, canonical_time, event_hash
 from gateway.audit.models import HEAD_ID, AuditChainHead, AuditCheckpoint, AuditEvent, AuditPruneAnchor
 from gateway.audit.verify import Anchor, VerifyReport, anchor_problem, latest_anchor, verify_chain
@@ -410,27 +411,19 @@ def _verify_archive(data: bytes, public_key: SM2PublicKey) -> ArchiveReport:
 # -- the background writer ---------------------------------------------------------------------
 
 
-class CheckpointTask:
+class CheckpointTask(PeriodicTask):
     """Writes a checkpoint every `every_events` new events or every `every_seconds` when the chain
-    moved (whichever comes first), polling the head each `poll` seconds. Failures are logged and
-    retried; they never touch the request path."""
+    moved (whichever comes first), polling the head each `poll` seconds."""
+
+    name = "audit-checkpoints"
 
     def __init__(self, engine: AsyncEngine, store: KeyStore, every_events: int, every_seconds: float,
                  poll: float = 1.0) -> None:
+        super().__init__(min(poll, every_seconds) if every_seconds > 0 else poll)
         self.engine, self.store = engine, store
         self.every_events, self.every_seconds = every_events, every_seconds
-        self.poll = min(poll, every_seconds) if every_seconds > 0 else poll
-        self._task: asyncio.Task[None] | None = None
         self.written = 0
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="audit-checkpoints")
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        self._since: float | None = None  # loop time of the last checkpoint written (or start)
 
     async def tick(self, elapsed: float) -> bool:
         async with self.engine.connect() as conn:
@@ -445,13 +438,9 @@ class CheckpointTask:
             return True
         return False
 
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        since = loop.time()
-        while True:
-            await asyncio.sleep(self.poll)
-            try:
-                if await self.tick(loop.time() - since):
-                    since = loop.time()
-            except Exception:
-                log.exception("audit checkpoint failed")
+    async def step(self) -> None:
+        now = asyncio.get_running_loop().time()
+        if self._since is None:  # the first step: count from the task's start
+            self._since = now - self.first_after
+        if await self.tick(now - self._since):
+            self._since = now

@@ -19,8 +19,6 @@ is checked as usual. `RetentionTask` prunes events older than N days in the back
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import os
 import uuid
@@ -33,6 +31,7 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from gateway.audit.background import PeriodicTask
 from gateway.audit.chain import GENESIS_HASH, event_hash
 from gateway.audit.checkpoints import (
     ANCHORS,
@@ -253,26 +252,17 @@ async def _verify_from(engine: AsyncEngine, expected: int, prev: str, checked: i
 # -- the background task ----------------------------------------------------------------------------
 
 
-class RetentionTask:
+class RetentionTask(PeriodicTask):
     """Archives and prunes sealed events older than `days` days, first `first_after` seconds after
-    start, then every `every` seconds. Every worker may run it (see archive_and_prune); failures are
-    logged and retried next time, never touching the request path."""
+    start, then every `every` seconds. Every worker may run it (see archive_and_prune)."""
+
+    name = "audit-retention"
 
     def __init__(self, engine: AsyncEngine, store: KeyStore, directory: Path, days: int,
                  every: float = 3600.0, first_after: float = 60.0) -> None:
+        super().__init__(every, first_after)
         self.engine, self.store, self.directory, self.days = engine, store, directory, days
-        self.every, self.first_after = every, first_after
-        self._task: asyncio.Task[None] | None = None
         self.pruned: list[Path] = []
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="audit-retention")
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
 
     async def tick(self) -> Path | None:
         cutoff = datetime.now(UTC) - timedelta(days=self.days)
@@ -282,12 +272,5 @@ class RetentionTask:
             log.info("audit retention: archived and pruned %s", path.name)
         return path
 
-    async def _run(self) -> None:
-        delay = self.first_after
-        while True:
-            await asyncio.sleep(delay)
-            delay = self.every
-            try:
-                await self.tick()
-            except Exception:
-                log.exception("audit retention failed")
+    async def step(self) -> None:
+        await self.tick()
