@@ -1,6 +1,7 @@
 """The officer's page in a real browser (Debian's chromium through Playwright, never a downloaded
 browser) against a served gateway: find every access to population.idNumber by hrss in the last
-week, open one, export the result as CSV."""
+week, open one, export the result as CSV; see the alerts real requests raised, acknowledge one with
+a comment, and never have request-supplied text (an address with markup) rendered as HTML."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import io
 import shutil
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,13 +35,29 @@ def served(demo_env: Any) -> Iterator[str]:
         yield base
 
 
+@pytest.fixture(scope="module")
+def browser(served: str) -> Iterator[Any]:
+    """One chromium for the tests against one served gateway (each test opens its own context).
+    After `served`, so set-up that runs asyncio.run (the demo store) never meets Playwright's loop."""
+    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
+        pytest.fail("chromium is required (apt-get install -y chromium)", pytrace=False)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
 def _token(base: str, client_id: str, secret: str) -> str:
     r = httpx.post(f"{base}/oauth/token", data={"grant_type": "client_credentials"}, auth=(client_id, secret))
     assert r.status_code == 200, r.text
     return r.json()["access_token"]
 
 
-def _officer(demo_env: Any, base: str) -> str:
+def _client(demo_env: Any, department: str, scopes: list[str], client_id: str) -> tuple[str, str]:
     from gateway.db import create_engine
     from gateway.identity.clients import create_client
     from gateway.secrets import SecretHasher, load_master_key
@@ -48,20 +66,25 @@ def _officer(demo_env: Any, base: str) -> str:
         engine = create_engine(demo_env.settings.database_url)
         try:
             hasher = SecretHasher(load_master_key(demo_env.settings.master_key_file))
-            return await create_client(engine, hasher, "police", scopes=["audit:read"],
-                                       client_id=f"officer-b-{uuid.uuid4().hex[:6]}")
+            cid, secret = await create_client(engine, hasher, department, scopes=scopes, client_id=client_id)
+            assert secret is not None
+            return cid, secret
         finally:
             await engine.dispose()
 
-    return _token(base, *asyncio.run(make()))
+    # in a thread of its own: the sync Playwright API keeps an event loop running in this one
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(make())).result()
+
+
+def _officer(demo_env: Any, base: str) -> str:
+    return _token(base, *_client(demo_env, "police", ["audit:read"], f"officer-b-{uuid.uuid4().hex[:6]}"))
 
 
 def test_officer_finds_hrss_access_to_population_id_number_and_exports(
-    served: str, demo_env: Any, tmp_path: Path
+    served: str, demo_env: Any, browser: Any, tmp_path: Path
 ) -> None:
-    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
-        pytest.fail("chromium is required (apt-get install -y chromium)", pytrace=False)
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     creds = demo_env.credentials["clients"]
     hrss = _token(served, creds["hrss"]["client_id"], creds["hrss"]["client_secret"])
@@ -77,34 +100,33 @@ def test_officer_finds_hrss_access_to_population_id_number_and_exports(
         assert r.status_code == 200, r.text
 
     week_ago = (datetime.now(CST) - timedelta(days=7)).strftime("%Y-%m-%dT%H:%M:%S")
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            page = browser.new_context(accept_downloads=True).new_page()
-            page.goto(f"{served}/audit")
-            page.fill("#token", officer)
-            page.dispatch_event("#token", "change")
-            page.fill("input[name=from]", week_ago)
-            page.fill("input[name=department]", "hrss")
-            page.fill("input[name=field]", "population.idNumber")
-            page.click("#search")
-            expect(page.locator("#status")).to_contain_text("events match")
-            total = int(page.locator("#status").inner_text().split()[0])
-            rows = page.locator("#results tbody tr")
-            assert rows.count() == min(total, 100) and total >= 2
-            texts = rows.all_inner_texts()
-            assert all("hrss" in t and "population.id_number" in t for t in texts), texts
-            assert not any("samr" in t for t in texts)
+    context = browser.new_context(accept_downloads=True)
+    try:
+        page = context.new_page()
+        page.goto(f"{served}/audit")
+        page.fill("#token", officer)
+        page.dispatch_event("#token", "change")
+        page.fill("input[name=from]", week_ago)
+        page.fill("input[name=department]", "hrss")
+        page.fill("input[name=field]", "population.idNumber")
+        page.click("#search")
+        expect(page.locator("#status")).to_contain_text("events match")
+        total = int(page.locator("#status").inner_text().split()[0])
+        rows = page.locator("#results tbody tr")
+        assert rows.count() == min(total, 100) and total >= 2
+        texts = rows.all_inner_texts()
+        assert all("hrss" in t and "population.id_number" in t for t in texts), texts
+        assert not any("samr" in t for t in texts)
 
-            rows.first.click()
-            expect(page.locator("#detail pre")).to_contain_text('"department": "hrss"')
+        rows.first.click()
+        expect(page.locator("#detail pre")).to_contain_text('"department": "hrss"')
 
-            with page.expect_download() as dl:
-                page.click("#export-csv")
-            target = tmp_path / "export.csv"
-            dl.value.save_as(target)
-        finally:
-            browser.close()
+        with page.expect_download() as dl:
+            page.click("#export-csv")
+        target = tmp_path / "export.csv"
+        dl.value.save_as(target)
+    finally:
+        context.close()
 
     raw = target.read_bytes()
     assert raw.startswith(b"\xef\xbb\xbf")
@@ -114,3 +136,150 @@ def test_officer_finds_hrss_access_to_population_id_number_and_exports(
     assert {f"hrss-id-{tag}-1", f"hrss-id-{tag}-2"} <= ids
     assert f"hrss-name-{tag}" not in ids and f"samr-id-{tag}" not in ids
     assert all(r["department"] == "hrss" and "population.id_number:" in r["fields"] for r in exported)
+
+
+# no comma or colon: uvicorn (trusting X-Forwarded-For from 127.0.0.1, its default) takes it whole
+MARKUP = "<img src=x onerror=window.__xss=1>"
+# the officer's way to wait for the evaluator (it runs beside the request path, every second):
+# press Refresh until the alerts show (waitForFunction does not await a promise, so no fetch here)
+REFRESH_UNTIL = """([principal, count]) => {
+  if (document.querySelector("#alerts").getAttribute("aria-busy") === "true") return false;
+  const rows = [...document.querySelectorAll("#alerts tbody tr")];
+  if (rows.filter((tr) => tr.textContent.includes(principal)).length >= count) return true;
+  document.querySelector("#alerts-refresh").click();
+  return false;
+}"""
+
+
+def test_officer_acknowledges_alerts_raised_by_real_requests_and_markup_stays_text(
+    served: str, demo_env: Any, browser: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    tag = uuid.uuid4().hex[:8]
+    prober_id, officer_id = f"probe-{tag}", f"officer-a-{tag}"
+    prober = _token(served, *_client(demo_env, "samr", ["share:read"], prober_id))
+    officer = _token(served, *_client(demo_env, "police", ["audit:read"], officer_id))
+    as_officer = {"Authorization": f"Bearer {officer}"}
+    # first a client seen from 21 addresses: 20 new_address alerts, more than the page's 20 per page
+    hopper_id = f"hop-{tag}"
+    hopper_token = _token(served, *_client(demo_env, "samr", ["share:read"], hopper_id))
+    hopper = {"Authorization": f"Bearer {hopper_token}"}
+    with httpx.Client(base_url=served) as http:
+        for i in range(21):
+            forwarded = {"X-Forwarded-For": f"10.77.0.{i}"} if i else {}
+            r = http.post("/share/graphql", json={"query": "{ __typename }"}, headers={**hopper, **forwarded})
+            assert r.status_code == 200, r.text
+    # samr may read neither field: 2 refusals a request, the 20th crosses the default threshold (the
+    # default, because the session's in-process gateway evaluates alerts from the same chain too)
+    q = "{ population(first: 2) { edges { node { idNumber name } } } }"
+    with httpx.Client(base_url=served, headers={"Authorization": f"Bearer {prober}"}) as http:
+        for _ in range(10):
+            r = http.post("/share/graphql", json={"query": q})
+            assert r.status_code == 200 and "FORBIDDEN_FIELD" in r.text, r.text
+    # then the same client through a proxy that forwards an "address" carrying markup: new_address
+    r = httpx.post(f"{served}/share/graphql", json={"query": "{ __typename }"},
+                   headers={"Authorization": f"Bearer {prober}", "X-Forwarded-For": MARKUP})
+    assert r.status_code == 200, r.text
+
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(f"{served}/audit")
+        expect(page.locator("#alerts-status")).to_contain_text("Enter a bearer token")
+        page.fill("#token", officer)
+        page.dispatch_event("#token", "change")
+        # the prober's two alerts come from the newest events: once shown, the hopper's 20 are stored
+        page.wait_for_function(REFRESH_UNTIL, arg=[prober_id, 2], polling=250, timeout=20_000)
+        expect(page.locator("#alerts-status")).to_have_text("20 open alerts shown, more available")
+        assert page.locator("#alert-filters select[name=state]").input_value() == "open"
+        # paging: the newest 20 (the prober's two, then the hopper's), "More" fetches before the last id
+        rows = page.locator("#alerts tbody tr")
+        expect(rows).to_have_count(20)
+        expect(page.locator("#alerts tbody tr", has_text=hopper_id)).to_have_count(18)
+        page.click("#alerts-more")
+        expect(page.locator("#alerts tbody tr", has_text=hopper_id)).to_have_count(20)
+        ids = [int(i) for i in rows.evaluate_all("(trs) => trs.map((tr) => tr.dataset.id)")]
+        assert ids == sorted(set(ids), reverse=True) and len(ids) > 20, ids
+        api = {a["rule"]: a for a in httpx.get(f"{served}/audit/api/alerts", headers=as_officer,
+                                              params={"state": "all"}).json()["alerts"]
+               if a["principal_id"] == prober_id}
+        assert set(api) == {"forbidden_probing", "new_address"}
+        expect(page.locator("#alerts tbody tr", has_text=prober_id)).to_have_count(2)
+        row = lambda rule: page.locator(f"#alerts tbody tr[data-id='{api[rule]['id']}']")  # noqa: E731
+        probe, moved = row("forbidden_probing"), row("new_address")
+        expect(probe.locator("td.rule")).to_have_text("forbidden_probing")
+        expect(moved.locator("td.rule")).to_have_text("new_address")
+        cells = probe.locator("td").all_inner_texts()
+        assert cells[0] == str(api["forbidden_probing"]["id"]) and cells[2:4] == [prober_id, "samr"]
+        assert cells[5] == f"#{api['forbidden_probing']['seq']}" and "was refused 20 fields" in cells[6]
+        assert cells[7] == "open 未处理"
+        at = datetime.fromisoformat(api["forbidden_probing"]["occurred_at"]).astimezone(CST)  # Beijing
+        assert cells[4] == f"{at.year}/{at.month}/{at.day} {at:%H:%M:%S}", cells[4]
+
+        # the address with markup is text: the exact characters shown, no element made, nothing run
+        summary = moved.locator("td.summary")
+        expect(summary).to_have_text(f"{prober_id} used from a new address {MARKUP}")
+        assert page.locator("#alerts img, #alerts b").count() == 0
+        assert page.evaluate("window.__xss") is None
+        # its event seq opens the existing event detail
+        moved.locator("button.seq").click()
+        expect(page.locator("#detail-seq")).to_have_text(f"#{api['new_address']['seq']}")
+        expect(page.locator("#detail pre")).to_contain_text(f'"client_address": "{MARKUP}"')
+        assert page.locator("#detail img").count() == 0
+
+        # no comment: the button stays disabled; blanks submitted with Enter are refused on the page
+        comment_box, ack = probe.locator("input[name=comment]"), probe.locator("form.ack button")
+        expect(ack).to_be_disabled()
+        comment_box.fill("   ")
+        expect(ack).to_be_disabled()
+        comment_box.press("Enter")
+        expect(page.locator("#alerts-status")).to_have_text(
+            f"告警 #{api['forbidden_probing']['id']}: 请填写处理意见 — a comment is required to acknowledge.")
+        expect(page.locator("#alerts-status")).to_have_class("error")
+
+        # with a comment (itself holding markup): acknowledged, gone from the open list
+        comment = f"核实：<b>{tag}</b> 夜间批处理，已报备"
+        comment_box.fill(comment)
+        expect(ack).to_be_enabled()
+        ack.click()
+        expect(page.locator("#alerts-status")).to_contain_text(
+            f"告警 #{api['forbidden_probing']['id']} 已确认 acknowledged")
+        expect(page.locator("#alerts tbody tr", has_text=prober_id)).to_have_count(1)
+        page.select_option("#alert-filters select[name=state]", "acknowledged")
+        expect(page.locator("#alerts")).to_have_attribute("aria-busy", "false")
+        done = row("forbidden_probing")
+        expect(done.locator("td.state")).to_have_text("acknowledged 已确认")
+        expect(done.locator(".comment")).to_have_text(comment)
+        expect(done.locator(".ack-by")).to_contain_text(officer_id)
+        assert page.locator("#alerts b, #alerts img").count() == 0
+
+        # the rule filter
+        page.select_option("#alert-filters select[name=state]", "open")
+        page.select_option("#alert-filters select[name=rule]", "new_address")
+        expect(page.locator("#alerts")).to_have_attribute("aria-busy", "false")  # the list reloaded
+        expect(moved).to_have_count(1)
+        assert set(page.locator("#alerts td.rule").all_inner_texts()) == {"new_address"}
+
+        # acknowledged elsewhere meanwhile: the page says so in text (409) and drops the stale row
+        r = httpx.post(f"{served}/audit/api/alerts/{api['new_address']['id']}/ack",
+                       json={"comment": "另一位审计员已处理"}, headers=as_officer)
+        assert r.status_code == 200, r.text
+        moved.locator("input[name=comment]").fill("重复确认")
+        moved.locator("form.ack button").click()
+        expect(page.locator("#alerts-status")).to_have_text(
+            f"告警 #{api['new_address']['id']} 未确认 not acknowledged: The alert was already acknowledged.")
+        expect(page.locator("#alerts-status")).to_have_class("error")
+        expect(moved).to_have_count(0)
+    finally:
+        context.close()
+
+    # the page's acknowledgement is an audit event: operation ack-alert, the alert id and comment sealed
+    events = httpx.get(f"{served}/audit/api/events", headers=as_officer,
+                       params={"tier": "audit", "principal": officer_id, "limit": 100}).json()["events"]
+    acks = [e for e in events if e["operation_name"] == "ack-alert"]
+    assert sorted(e["status"] for e in acks) == [200, 200, 409], acks
+    sealed = [httpx.get(f"{served}/audit/api/events/{e['seq']}", headers=as_officer).json()["variables"]
+              for e in acks]
+    assert {"id": api["forbidden_probing"]["id"], "comment": comment} in [
+        {k: v for k, v in s.items() if k in ("id", "comment")} for s in sealed]

@@ -4,7 +4,10 @@
   const $ = (sel) => document.querySelector(sel);
   const form = $("#filters"), tbody = $("#results tbody"), status = $("#status"), token = $("#token");
   token.value = sessionStorage.getItem("shuqiao-audit-token") || "";
-  token.addEventListener("change", () => sessionStorage.setItem("shuqiao-audit-token", token.value.trim()));
+  token.addEventListener("change", () => {
+    sessionStorage.setItem("shuqiao-audit-token", token.value.trim());
+    loadAlerts(false);
+  });
   let nextBefore = null;
 
   function say(text, isError) { status.textContent = text; status.className = isError ? "error" : ""; }
@@ -16,14 +19,18 @@
     return p;
   }
 
-  async function call(path, p) {
+  async function call(path, p, init) {
+    const opts = init || {};
     const r = await fetch(path + (p ? "?" + p : ""), {
-      headers: { Authorization: "Bearer " + token.value.trim() },
+      ...opts,
+      headers: { ...(opts.headers || {}), Authorization: "Bearer " + token.value.trim() },
     });
     if (!r.ok) {
       let msg = r.status + " " + r.statusText;
       try { msg = (await r.json()).errors[0].message; } catch (e) { /* not JSON */ }
-      throw new Error(msg);
+      const err = new Error(msg);
+      err.status = r.status;
+      throw err;
     }
     return r;
   }
@@ -70,13 +77,14 @@
     } catch (err) { say(err.message, true); }
   }
 
-  async function detail(seq) {
+  async function detail(seq, report, reveal) {
     try {
       const doc = await (await call("/audit/api/events/" + seq)).json();
       $("#detail-seq").textContent = "#" + seq;
       $("#detail pre").textContent = JSON.stringify(doc, null, 2);
       $("#detail").hidden = false;
-    } catch (err) { say(err.message, true); }
+      if (reveal) $("#detail").scrollIntoView({ block: "start" });
+    } catch (err) { (report || say)("event #" + seq + ": " + err.message, true); }
   }
 
   async function exportAs(format) {
@@ -125,6 +133,140 @@
                : "CHAIN BROKEN at seq " + v.first_bad_seq + ": " + v.reason, !v.ok);
     } catch (err) { say(err.message, true); }
   }
+
+  // -- alerts: list (newest first, paged by id), acknowledge with a required comment ----------
+  // Everything shown comes from requests (principal ids, addresses in summaries, comments), so
+  // it is only ever set as textContent, never parsed as HTML.
+  const alertForm = $("#alert-filters"), alertBody = $("#alerts tbody"), alertStatus = $("#alerts-status");
+  const ALERT_PAGE = 20;
+  let alertsBefore = null, alertsGen = 0;
+
+  function sayAlerts(text, isError) { alertStatus.textContent = text; alertStatus.className = isError ? "error" : ""; }
+
+  function el(tag, text, cls) {
+    const node = document.createElement(tag);
+    if (text !== null && text !== undefined) node.textContent = String(text);
+    if (cls) node.className = cls;
+    return node;
+  }
+
+  function ackForm(a) {
+    const f = el("form", null, "ack");
+    const input = el("input");
+    input.name = "comment";
+    input.required = true;
+    input.maxLength = 2000;
+    input.placeholder = "处理意见 comment (required)";
+    input.setAttribute("aria-label", "处理意见 comment for alert " + a.id);
+    const button = el("button", "确认 Acknowledge");
+    button.type = "submit";
+    button.disabled = true;
+    input.addEventListener("input", () => { button.disabled = !input.value.trim(); });
+    input.addEventListener("keydown", (ev) => {  // Enter with no comment: say why nothing happens
+      if (ev.key !== "Enter" || !button.disabled || input.disabled) return;
+      ev.preventDefault();
+      acknowledge(a.id, input, button);
+    });
+    f.addEventListener("submit", (ev) => { ev.preventDefault(); acknowledge(a.id, input, button); });
+    f.append(input, button);
+    return f;
+  }
+
+  function alertRow(a) {
+    const tr = document.createElement("tr");
+    const acked = Boolean(a.acknowledged_at);
+    tr.dataset.id = a.id;
+    tr.className = acked ? "acked" : "open";
+    cell(tr, a.id);
+    cell(tr, a.rule, "rule");
+    cell(tr, a.principal_id, "principal");
+    cell(tr, a.consumer);
+    cell(tr, beijing(a.occurred_at));
+    const seq = document.createElement("td");
+    const link = el("button", "#" + a.seq, "link seq");
+    link.type = "button";
+    link.title = "打开事件 open event " + a.seq;
+    link.addEventListener("click", () => detail(a.seq, sayAlerts, true));
+    seq.appendChild(link);
+    tr.appendChild(seq);
+    cell(tr, a.summary, "summary");
+    cell(tr, acked ? "acknowledged 已确认" : "open 未处理", "state");
+    const ack = document.createElement("td");
+    ack.className = "ack";
+    if (acked) {
+      ack.append(el("div", (a.acknowledged_by || "") + " · " + beijing(a.acknowledged_at), "ack-by"),
+                 el("div", a.ack_comment, "comment"));
+    } else {
+      ack.appendChild(ackForm(a));
+    }
+    tr.appendChild(ack);
+    return tr;
+  }
+
+  // Returns a one-line summary of what is shown, or null if the list could not be loaded.
+  async function loadAlerts(append) {
+    const gen = ++alertsGen;
+    const clear = () => { alertBody.replaceChildren(); alertsBefore = null; $("#alerts-more").hidden = true; };
+    if (!token.value.trim()) {
+      clear();
+      sayAlerts("输入访问令牌以查看告警 Enter a bearer token to see alerts.");
+      return null;
+    }
+    const p = new URLSearchParams({ state: alertForm.elements.state.value, limit: ALERT_PAGE });
+    if (alertForm.elements.rule.value) p.set("rule", alertForm.elements.rule.value);
+    if (append && alertsBefore !== null) p.set("before", alertsBefore);
+    $("#alerts").setAttribute("aria-busy", "true");
+    try {
+      if (!append) sayAlerts("加载中… loading alerts");
+      const page = await (await call("/audit/api/alerts", p)).json();
+      if (gen !== alertsGen) return null;  // a newer load (other filter, a refresh) replaced this one
+      if (!append) clear();
+      for (const a of page.alerts) alertBody.appendChild(alertRow(a));
+      alertsBefore = page.next_before;
+      $("#alerts-more").hidden = alertsBefore === null;
+      const n = alertBody.rows.length;
+      const label = { open: "open alerts", acknowledged: "acknowledged alerts", all: "alerts" }[p.get("state")];
+      const shown = (n === 0 ? "no " + label : n + " " + label + " shown")
+        + (alertsBefore === null ? "" : ", more available");
+      sayAlerts(shown);
+      return shown;
+    } catch (err) {
+      if (gen !== alertsGen) return null;
+      if (!append) clear();  // not a stale list under an error (e.g. a token without audit:read)
+      sayAlerts(err.message, true);
+      return null;
+    } finally {
+      if (gen === alertsGen) $("#alerts").setAttribute("aria-busy", "false");
+    }
+  }
+
+  async function acknowledge(id, input, button) {
+    const comment = input.value.trim();
+    if (!comment) {
+      sayAlerts("告警 #" + id + ": 请填写处理意见 — a comment is required to acknowledge.", true);
+      input.focus();
+      return;
+    }
+    input.disabled = button.disabled = true;
+    try {
+      await call("/audit/api/alerts/" + id + "/ack", null, {
+        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ comment }),
+      });
+      const shown = await loadAlerts(false);
+      sayAlerts("告警 #" + id + " 已确认 acknowledged" + (shown ? " · " + shown : ""));
+    } catch (err) {
+      const msg = "告警 #" + id + " 未确认 not acknowledged: " + err.message;
+      if (err.status === 404 || err.status === 409) await loadAlerts(false);  // the list was stale
+      input.disabled = false;
+      button.disabled = !input.value.trim();
+      sayAlerts(msg, true);
+    }
+  }
+
+  alertForm.addEventListener("submit", (ev) => { ev.preventDefault(); loadAlerts(false); });
+  alertForm.addEventListener("change", () => loadAlerts(false));
+  $("#alerts-more").addEventListener("click", () => loadAlerts(true));
+  loadAlerts(false);
 
   form.addEventListener("submit", (ev) => { ev.preventDefault(); search(false); });
   $("#more").addEventListener("click", () => search(true));
