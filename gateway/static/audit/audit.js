@@ -156,7 +156,8 @@
     input.name = "comment";
     input.required = true;
     input.maxLength = 2000;
-    input.placeholder = "处理意见 comment (required)";
+    input.placeholder = "处理意见 comment";
+    input.title = "必填 required to acknowledge";
     input.setAttribute("aria-label", "处理意见 comment for alert " + a.id);
     const button = el("button", "确认 Acknowledge");
     button.type = "submit";
