@@ -35,6 +35,7 @@ from starlette.routing import Route
 
 from gateway.access_log import AccessEvent
 from gateway.catalogue.spec import FieldSpec
+from gateway.client_address import client_address
 from gateway.identity.limits_hook import check_rate
 from gateway.registry import BuiltSchema
 from gateway.state import GatewayState
@@ -217,7 +218,7 @@ class Explorer:
             principal_kind=ANONYMOUS.kind.value,
             principal_id=ANONYMOUS.id,
             consumer=None,
-            client_address=request.client.host if request.client else None,
+            client_address=client_address(request),
             operation_name="explorer.catalogue",
             operation_type="query",
             query_digest=None,

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.access_log import AccessEvent, query_digest
+from gateway.client_address import client_address
 from gateway.crypto.requests import SignedRequestRefused, verifier_for
 from gateway.identity.apikeys import InvalidApiKey
 from gateway.identity.limits_hook import check_rate, restrict_grants
@@ -293,7 +294,7 @@ class GraphQLEndpoint:
             principal_kind=principal.kind.value,
             principal_id=principal.id,
             consumer=principal.consumer,
-            client_address=request.client.host if request.client else None,
+            client_address=client_address(request),
             operation_name=outcome.operation_name if outcome else None,
             operation_type=outcome.operation_type if outcome else None,
             query_digest=query_digest(query, variables),

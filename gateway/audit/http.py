@@ -33,6 +33,7 @@ from gateway.audit import officer_graphql, query
 from gateway.audit.alerts import AckError, acknowledge, list_alerts
 from gateway.audit.variables import VariableCipher
 from gateway.audit.verify import verify_chain
+from gateway.client_address import client_address
 from gateway.identity.tokens import InvalidToken
 from gateway.state import GatewayState
 
@@ -120,7 +121,7 @@ class AuditAPI:
                 principal_kind="department" if claims else "anonymous",
                 principal_id=claims.client_id if claims else "anonymous",
                 consumer=claims.department if claims else None,
-                client_address=request.client.host if request.client else None,
+                client_address=client_address(request),
                 operation_name=getattr(request.state, "audit_operation", operation),
                 operation_type=getattr(request.state, "audit_operation_type", "query"),
                 query_digest=getattr(request.state, "audit_query_digest", None),

@@ -20,6 +20,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from gateway.access_log import AccessEvent, AccessLog
+from gateway.client_address import client_address
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -64,7 +65,7 @@ class IdentityAudit:
             principal_kind=principal_kind,
             principal_id=principal_id or "unknown",
             consumer=consumer,
-            client_address=request.client.host if request is not None and request.client else None,
+            client_address=client_address(request),
             operation_name=operation,
             operation_type=operation.split(".", 1)[0],
             query_digest=None,

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 
 from starlette.requests import Request
 
+from gateway.client_address import client_address
 from gateway.identity.ratelimit import Decision, RateLimiter
 from policies.model import Grant
 from resolvers.context import Principal, PrincipalKind
@@ -17,7 +18,7 @@ async def check_rate(limiter: RateLimiter, request: Request, principal: Principa
         limits = getattr(request.state, "api_key_limits", (None, None))
         return await limiter.for_api_key(principal.id, *limits)
     if principal.kind is PrincipalKind.ANONYMOUS:
-        return await limiter.for_address(request.client.host if request.client else "unknown")
+        return await limiter.for_address(client_address(request) or "unknown")
     if principal.kind is PrincipalKind.DEPARTMENT:
         return await limiter.for_client(principal.id)
     return Decision(True)

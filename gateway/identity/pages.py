@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
+from gateway.client_address import client_address
 from gateway.identity.audit import AuditUnavailable
 from gateway.identity.models import User
 from gateway.identity.oauth import StarletteOAuth2Request, _Server, userinfo
@@ -216,7 +217,7 @@ class Pages:
             return self._login_page(
                 request, next_url=next_url, error="表单已过期 The form expired; try again.", status=400
             )
-        address = request.client.host if request.client else "unknown"
+        address = client_address(request) or "unknown"
         throttle = await self.identity.limiter.for_login(address)
         if not throttle.allowed:
             try:

@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from gateway.audit.query import CST
+from gateway.client_address import normalise_address
 from tests.support import serve
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -138,7 +139,8 @@ def test_officer_finds_hrss_access_to_population_id_number_and_exports(
     assert all(r["department"] == "hrss" and "population.id_number:" in r["fields"] for r in exported)
 
 
-# no comma or colon: uvicorn (trusting X-Forwarded-For from 127.0.0.1, its default) takes it whole
+# uvicorn trusts X-Forwarded-For from 127.0.0.1 (its default) and takes the text whole; the gateway
+# records only an IP, anything else as "invalid:<digest>" (gateway/client_address.py)
 MARKUP = "<img src=x onerror=window.__xss=1>"
 # the officer's way to wait for the evaluator (it runs beside the request path, every second):
 # press Refresh until the alerts show (waitForFunction does not await a promise, so no fetch here)
@@ -157,7 +159,8 @@ def test_officer_acknowledges_alerts_raised_by_real_requests_and_markup_stays_te
     from playwright.sync_api import expect
 
     tag = uuid.uuid4().hex[:8]
-    prober_id, officer_id = f"probe-{tag}", f"officer-a-{tag}"
+    # an administrator may name a client anything: markup in a principal id must stay text too
+    prober_id, officer_id = f"probe-<b>{tag}</b>", f"officer-a-{tag}"
     prober = _token(served, *_client(demo_env, "samr", ["share:read"], prober_id))
     officer = _token(served, *_client(demo_env, "police", ["audit:read"], officer_id))
     as_officer = {"Authorization": f"Bearer {officer}"}
@@ -177,7 +180,8 @@ def test_officer_acknowledges_alerts_raised_by_real_requests_and_markup_stays_te
         for _ in range(10):
             r = http.post("/share/graphql", json={"query": q})
             assert r.status_code == 200 and "FORBIDDEN_FIELD" in r.text, r.text
-    # then the same client through a proxy that forwards an "address" carrying markup: new_address
+    # then the same client through a proxy that forwards an "address" carrying markup: new_address,
+    # recorded under a digest, never as the forwarded text
     r = httpx.post(f"{served}/share/graphql", json={"query": "{ __typename }"},
                    headers={"Authorization": f"Bearer {prober}", "X-Forwarded-For": MARKUP})
     assert r.status_code == 200, r.text
@@ -219,13 +223,16 @@ def test_officer_acknowledges_alerts_raised_by_real_requests_and_markup_stays_te
 
         # the address with markup is text: the exact characters shown, no element made, nothing run
         summary = moved.locator("td.summary")
-        expect(summary).to_have_text(f"{prober_id} used from a new address {MARKUP}")
+        forged = normalise_address(MARKUP)
+        assert forged is not None and forged.startswith("invalid:")
+        expect(summary).to_have_text(f"{prober_id} used from a new address {forged}")
         assert page.locator("#alerts img, #alerts b").count() == 0
         assert page.evaluate("window.__xss") is None
         # its event seq opens the existing event detail
         moved.locator("button.seq").click()
         expect(page.locator("#detail-seq")).to_have_text(f"#{api['new_address']['seq']}")
-        expect(page.locator("#detail pre")).to_contain_text(f'"client_address": "{MARKUP}"')
+        expect(page.locator("#detail pre")).to_contain_text(f'"client_address": "{forged}"')
+        assert MARKUP not in page.locator("#detail pre").inner_text()
         assert page.locator("#detail img").count() == 0
 
         # no comment: the button stays disabled; blanks submitted with Enter are refused on the page
