@@ -246,6 +246,20 @@ CSV_COLUMNS = (
 )
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: Any) -> Any:
+    """A text cell that Excel or WPS would run as a formula (request ids, operation names and
+    purposes come from callers) gets a leading apostrophe, the usual neutraliser (OWASP "CSV
+    injection"); the JSON export keeps the exact values."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
 def csv_row(doc: dict[str, Any]) -> list[Any]:
     flat = {
         **doc,
@@ -255,7 +269,7 @@ def csv_row(doc: dict[str, Any]) -> list[Any]:
         "grant_ids": " ".join(str(g) for g in doc["grant_ids"]),
         "purposes": "; ".join(doc["purposes"]),
     }
-    return ["" if flat[c] is None else flat[c] for c in CSV_COLUMNS]
+    return [_cell(flat[c]) for c in CSV_COLUMNS]
 
 
 async def export(engine: AsyncEngine, f: Filters, fmt: str, *, batch: int = 1000) -> AsyncIterator[bytes]:

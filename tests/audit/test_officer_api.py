@@ -157,3 +157,22 @@ def test_the_page_and_its_assets_are_served_without_a_cdn(client: Any) -> None:
     js = client.get("/audit/static/audit.js")
     assert js.status_code == 200 and "/audit/api/events" in js.text
     assert client.get("/audit/static/../app.py").status_code == 404
+
+
+def test_csv_cells_cannot_become_spreadsheet_formulas(
+    client: Any, tokens: dict[str, str], officer: str
+) -> None:
+    """A request id (the caller's X-Request-ID) starting with "-" is exported with a leading
+    apostrophe, so Excel/WPS show it as text; the JSON export keeps the exact value."""
+    from gateway.audit.query import _cell
+
+    assert [_cell(v) for v in ("=1+1", "+1", "@SUM(A1)", "\tx", "plain", 5, -3, None)] == [
+        "'=1+1", "'+1", "'@SUM(A1)", "'\tx", "plain", 5, -3, ""]
+    start, request_id = since(), f"-exp-{uuid.uuid4().hex[:8]}"
+    gql(client, "share", POPULATION, token=tokens["hrss"], variables={"first": 1},
+        headers={"X-Request-ID": request_id})
+    r = api(client, "export", officer, **{"from": start, "department": "hrss", "format": "csv"})
+    rows = list(csv.DictReader(io.StringIO(r.content.decode("utf-8-sig"))))
+    assert [row["request_id"] for row in rows] == ["'" + request_id]
+    j = api(client, "export", officer, **{"from": start, "department": "hrss", "format": "json"})
+    assert [e["request_id"] for e in j.json()["events"]] == [request_id]
