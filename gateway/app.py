@@ -73,7 +73,7 @@ def build_state(settings: Settings, access_log: AccessLog | None = None) -> Gate
 
 def _access_log(settings: Settings, engine: AsyncEngine, master_key: bytes) -> AccessLog:
     if settings.audit_store == "chain":
-        return ChainedAuditLog(engine, VariableCipher.from_master_key(master_key))
+        return ChainedAuditLog(engine, VariableCipher.from_master_key(master_key), hold_connection=True)
     if settings.audit_store == "log":
         return LoggingAccessLog()
     raise ValueError(f"SHUQIAO_AUDIT_STORE must be chain or log, not {settings.audit_store!r}")
@@ -109,6 +109,9 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         yield
         for task in background:
             await task.stop()
+        close = getattr(state.access_log, "aclose", None)
+        if close is not None:
+            await close()
         await state.engine.dispose()
 
     routes = [

@@ -57,3 +57,52 @@ def test_events_queued_while_the_writer_finishes_are_written(url: str) -> None:
     results, report = asyncio.run(asyncio.wait_for(go(), 60))
     assert results == [None] * 40
     assert report.ok and report.events_checked == 45, report
+
+
+def test_the_gateway_writer_keeps_one_connection_and_replaces_a_failed_or_idle_one(url: str) -> None:
+    """hold_connection (the gateway's mode): one pool checkout for many bursts; a failed batch
+    hands its connection back and the next batch takes a fresh one; so does a long-idle one;
+    aclose() returns it. SQLite files use the writer's own sqlite3 connection, never the pool."""
+    from sqlalchemy import event
+
+    async def go() -> tuple[list[int], int]:
+        engine = create_engine(url)
+        checkouts = 0
+
+        def counted(*_: Any) -> None:
+            nonlocal checkouts
+            checkouts += 1
+
+        event.listen(engine.sync_engine.pool, "checkout", counted)
+        log = ChainedAuditLog(engine, hold_connection=True)
+        seen: list[int] = []
+        try:
+            for i in range(3):  # three bursts, one at a time
+                await log.record(make_event(i))
+            seen.append(checkouts)
+            real = log._append
+
+            async def broken(*_: Any) -> None:
+                raise ConnectionError("server closed the connection")
+
+            log._append = broken  # type: ignore[method-assign]
+            try:
+                await log.record(make_event(3))
+            except ConnectionError:
+                seen.append(-1)  # failed closed
+            log._append = real  # type: ignore[method-assign]
+            await log.record(make_event(4))
+            seen.append(checkouts)
+            log.IDLE_RECYCLE = 0.0
+            await log.record(make_event(5))
+            seen.append(checkouts)
+            await log.aclose()
+            return seen, engine.sync_engine.pool.checkedout()
+        finally:
+            await engine.dispose()
+
+    seen, left = asyncio.run(go())
+    if url.startswith("sqlite"):
+        assert seen == [0, -1, 0, 0] and left == 0
+    else:
+        assert seen == [1, -1, 2, 3] and left == 0
