@@ -120,20 +120,51 @@ def entity_statement(plan: EntityDatasetPlan, keys: list[str]) -> Select:
 async def fetch_all(conn: AsyncConnection, statement: Select) -> Sequence[Any]:
     """Rows as index-addressable tuples.
 
-    On PostgreSQL the statement (built and compiled by SQLAlchemy Core) runs on the
-    asyncpg connection directly: SQLAlchemy's result layer costs more than the query on
-    a 100-row page, and asyncpg already returns native Python values. Compiled SQL is
-    memoised per statement object, and plans (with their statements) are cached."""
+    The statement (built and compiled by SQLAlchemy Core) runs on the driver connection
+    directly: on PostgreSQL SQLAlchemy's result layer costs more than the query on a 100-row
+    page and asyncpg already returns native Python values; on SQLite each of SQLAlchemy's
+    cursor calls is a hop to aiosqlite's thread. Compiled SQL is memoised per statement
+    object, and plans (with their statements) are cached."""
+    name = conn.dialect.name
+    if name not in ("postgresql", "sqlite") or conn.dialect.driver not in ("asyncpg", "aiosqlite"):
+        return (await conn.execute(statement)).all()
+    if statement in _compiled:
+        compiled = _compiled[statement]
+    else:
+        compiled = _compiled[statement] = _compile(statement, conn)
+    if compiled is None:
+        return (await conn.execute(statement)).all()
+    sql, params, processors = compiled
+    raw = (await conn.get_raw_connection()).driver_connection
+    assert raw is not None
+    if name == "postgresql":
+        return await raw.fetch(sql, *params)
+    # SQLite: aiosqlite's one-call fetch (two thread hops instead of SQLAlchemy's many, each of
+    # which fought the event loop for the GIL), then SQLAlchemy's own result processors (dates,
+    # decimals, booleans come back from SQLite as text and numbers).
+    rows = await raw.execute_fetchall(sql, params)
+    if not processors:
+        return list(rows)
+    return [tuple(p(v) if p else v for p, v in zip(processors, row, strict=True)) for row in rows]
+
+
+_DRIVER_NATIVE = (str, int, float, bytes, type(None))
+
+
+def _compile(statement: Select, conn: AsyncConnection) -> tuple[str, list[Any], list[Any] | None] | None:
+    """(SQL, positional parameters, per-column result processors or None); None when the raw
+    path does not apply (a SQLite parameter that would need SQLAlchemy's bind processing)."""
+    c = statement.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    values = c.construct_params()
+    params = [values[name] for name in c.positiontup or ()]
     if conn.dialect.name == "postgresql":
-        compiled = _compiled.get(statement)
-        if compiled is None:
-            c = statement.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
-            params = c.construct_params()
-            compiled = (c.string, [params[name] for name in c.positiontup or ()])
-            _compiled[statement] = compiled
-        raw = await conn.get_raw_connection()
-        return await raw.driver_connection.fetch(compiled[0], *compiled[1])
-    return (await conn.execute(statement)).all()
+        return c.string, params, None  # asyncpg takes and returns native Python values
+    if not all(isinstance(v, _DRIVER_NATIVE) and not isinstance(v, bool) for v in params):
+        return None
+    dialect = conn.dialect
+    processors = [col.type.dialect_impl(dialect).result_processor(dialect, None)
+                  for col in statement.selected_columns]
+    return c.string, params, processors if any(processors) else None
 
 
-_compiled: WeakKeyDictionary[Select, tuple[str, list[Any]]] = WeakKeyDictionary()
+_compiled: WeakKeyDictionary[Select, tuple[str, list[Any], list[Any] | None] | None] = WeakKeyDictionary()
