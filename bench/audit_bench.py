@@ -151,6 +151,8 @@ def wire_share_tier(settings: Any, seconds: float, rounds: int, connections: int
         Case,
         Processes,
         cpu_seconds,
+        postgres_cpu,
+        postgres_cpu_delta,
         run_wrk,
         shuqiao_token,
         wait_ready,
@@ -185,12 +187,17 @@ def wire_share_tier(settings: Any, seconds: float, rounds: int, connections: int
             cases[store] = case
         rates: dict[str, list[float]] = {"log": [], "chain": []}
         cpu: dict[str, list[float]] = {"log": [], "chain": []}
+        db_cpu: dict[str, list[float]] = {"log": [], "chain": []}
+        database = settings.database_url.rsplit("/", 1)[1] if "postgresql" in settings.database_url else None
         for _ in range(rounds):
             for store, case in cases.items():
-                before = cpu_seconds(case.pid)
+                before, db_before = cpu_seconds(case.pid), postgres_cpu(database) if database else {}
                 stats, _quantiles = run_wrk(wrk_args, case, seconds)
+                n = max(stats["requests"], 1)
                 rates[store].append(stats["requests"] / (stats["duration_us"] / 1e6))
-                cpu[store].append(1000 * (cpu_seconds(case.pid) - before) / max(stats["requests"], 1))
+                cpu[store].append(1000 * (cpu_seconds(case.pid) - before) / n)
+                if database:
+                    db_cpu[store].append(1000 * postgres_cpu_delta(db_before, postgres_cpu(database)) / n)
     finally:
         procs.stop_all()
     log_rps, chain_rps = statistics.median(rates["log"]), statistics.median(rates["chain"])
@@ -198,6 +205,8 @@ def wire_share_tier(settings: Any, seconds: float, rounds: int, connections: int
         "log_req_per_s": round(log_rps, 1), "chain_req_per_s": round(chain_rps, 1),
         "chain_vs_log": round(chain_rps / log_rps, 3), "cost_pct": round(100 * (1 - chain_rps / log_rps), 1),
         "cpu_ms_per_req": {k: round(statistics.median(v), 2) for k, v in cpu.items()},
+        # PostgreSQL's backends for this database (the WAL writer and checkpointer not included)
+        "db_cpu_ms_per_req": {k: round(statistics.median(v), 2) for k, v in db_cpu.items() if v},
         "connections": connections, "runs": {k: [round(x, 1) for x in v] for k, v in rates.items()},
     }
 
@@ -276,6 +285,8 @@ def main() -> None:
                 f"{s['log_req_per_s']:.0f}, audit chain {s['chain_req_per_s']:.0f} (medians of {s['runs']}) "
                 f"→ chain/log {s['chain_vs_log']:.3f} (cost {s['cost_pct']}%); server CPU ms/request "
                 f"log {s['cpu_ms_per_req']['log']}, chain {s['cpu_ms_per_req']['chain']}"
+                + (f"; PostgreSQL backends CPU ms/request log {s['db_cpu_ms_per_req']['log']}, "
+                   f"chain {s['db_cpu_ms_per_req']['chain']}" if s["db_cpu_ms_per_req"] else "")
             )
             continue
         print(
