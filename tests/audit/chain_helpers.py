@@ -4,7 +4,10 @@ these tests do not depend on the writer's batching internals."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -13,6 +16,7 @@ from gateway.access_log import AccessEvent
 from gateway.audit.chain import GENESIS_HASH, event_hash
 from gateway.audit.models import HEAD_ID, AuditChainHead, AuditEvent, AuditFieldAccess
 from gateway.audit.store import event_row, field_access_rows
+from gateway.db import create_engine
 
 EVENTS, HEAD, FIELD_ACCESS = AuditEvent.__table__, AuditChainHead.__table__, AuditFieldAccess.__table__
 
@@ -35,3 +39,16 @@ async def append(engine: AsyncEngine, events: list[AccessEvent]) -> None:
             if access:
                 await conn.execute(insert(FIELD_ACCESS), access)
         await conn.execute(update(HEAD).where(HEAD.c.id == HEAD_ID).values(seq=seq, hash=prev))
+
+
+def run_with_engine(url: str, job: Callable[[AsyncEngine], Awaitable[Any]]) -> Any:
+    """asyncio.run(job(engine)) on a fresh engine for `url`, disposed afterwards."""
+
+    async def go() -> Any:
+        engine = create_engine(url)
+        try:
+            return await job(engine)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(go())

@@ -7,6 +7,7 @@ import asyncio
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import delete, update
@@ -14,6 +15,7 @@ from sqlalchemy import delete, update
 from gateway.audit.chain import GENESIS_HASH
 from gateway.audit.models import AuditChainHead, AuditEvent, AuditFieldAccess
 from gateway.db import create_engine, upgrade
+from keys.keystore import KeyStore
 
 PG_ADMIN_URL = os.environ.get("SHUQIAO_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 EVENTS = AuditEvent.__table__
@@ -66,3 +68,25 @@ def url(migrated_url: str) -> str:
     return migrated_url
 
 
+@pytest.fixture
+def db(url: str) -> str:
+    """The empty chain with no checkpoints and no prune anchors either."""
+    from gateway.audit.checkpoints import ANCHORS, CHECKPOINTS
+
+    async def clean() -> None:
+        engine = create_engine(url)
+        async with engine.begin() as conn:
+            await conn.execute(delete(CHECKPOINTS))
+            await conn.execute(delete(ANCHORS))
+        await engine.dispose()
+
+    asyncio.run(clean())
+    return url
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> KeyStore:
+    """The gateway's signing key store (checkpoints and archives are signed with it)."""
+    from gateway.crypto.signing import open_signing_store
+
+    return open_signing_store(tmp_path / "var")

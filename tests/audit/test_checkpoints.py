@@ -34,23 +34,6 @@ EVENTS = AuditEvent.__table__
 HEAD = AuditChainHead.__table__
 
 
-@pytest.fixture
-def db(url: str) -> str:
-    async def clean() -> None:
-        engine = create_engine(url)
-        async with engine.begin() as conn:
-            await conn.execute(delete(CHECKPOINTS))
-        await engine.dispose()
-
-    asyncio.run(clean())
-    return url
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> KeyStore:
-    return open_signing_store(tmp_path / "var")
-
-
 async def _append(engine: object, n: int, start: int = 1) -> None:
     await append(engine, [make_event(i) for i in range(start, start + n)])  # type: ignore[arg-type]
 

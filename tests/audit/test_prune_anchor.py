@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,11 +20,11 @@ from gateway.audit import event_hash, verify_chain
 from gateway.audit.checkpoints import ANCHORS, CHECKPOINTS, verify_with_checkpoints, write_checkpoint
 from gateway.audit.models import AuditEvent
 from gateway.audit.retention import RetentionError, RetentionTask, archive_and_prune, verify_retained
-from gateway.crypto.signing import open_signing_store
 from gateway.db import create_engine
 from keys.keystore import KeyStore
 from keys.sm3 import sm3
 from tests.audit import chain_helpers
+from tests.audit.chain_helpers import run_with_engine as run
 from tests.audit.test_audit_chain import make_event
 
 EVENTS = AuditEvent.__table__
@@ -32,37 +32,8 @@ K, N = 10, 15  # pruned through K, events K+1..N remain
 
 
 @pytest.fixture
-def db(url: str) -> str:
-    async def clean() -> None:
-        engine = create_engine(url)
-        async with engine.begin() as conn:
-            await conn.execute(delete(CHECKPOINTS))
-            await conn.execute(delete(ANCHORS))
-        await engine.dispose()
-
-    asyncio.run(clean())
-    return url
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> KeyStore:
-    return open_signing_store(tmp_path / "var")
-
-
-@pytest.fixture
 def archives(tmp_path: Path) -> Path:
     return tmp_path / "var" / "audit-archive"
-
-
-def run(url: str, job: Callable[[AsyncEngine], Awaitable[Any]]) -> Any:
-    async def go() -> Any:
-        engine = create_engine(url)
-        try:
-            return await job(engine)
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(go())
 
 
 async def append(engine: AsyncEngine, first: int, last: int, at: datetime | None = None) -> None:

@@ -5,7 +5,6 @@ a demo gateway of this module's own, so pruning does not touch the session's sha
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,9 @@ from gateway.audit.checkpoints import write_checkpoint
 from gateway.audit.models import AuditEvent
 from gateway.audit.retention import archive_and_prune, archive_dir
 from gateway.crypto.signing import open_signing_store
-from gateway.db import alembic_config, create_engine, upgrade
+from gateway.db import alembic_config, upgrade
 from tests.audit import chain_helpers
+from tests.audit.chain_helpers import run_with_engine as on_db
 from tests.audit.test_audit_chain import make_event
 from tests.audit.test_officer_api import officer  # noqa: F401  (the module fixture)
 from tests.conftest import BACKENDS, DemoEnv, create_database, gql, init_store, load_demo_env, settings_for
@@ -46,17 +46,6 @@ def client(demo_env: DemoEnv) -> Iterator[Any]:
 
     with TestClient(create_app(demo_env.settings)) as c:
         yield c
-
-
-def on_db(url: str, job: Any) -> Any:
-    async def go() -> Any:
-        engine = create_engine(url)
-        try:
-            return await job(engine)
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(go())
 
 
 def test_json_api_and_graphql_verify_after_a_prune(

@@ -7,10 +7,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import pytest
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import func, select, update
 
-from gateway.audit.checkpoints import ANCHORS, CHECKPOINTS, write_checkpoint
+from gateway.audit.checkpoints import write_checkpoint
 from gateway.audit.models import AuditEvent
 from gateway.audit.retention import archive_and_prune, verify_retained
 from gateway.crypto.signing import open_signing_store
@@ -19,19 +18,6 @@ from tests.audit.chain_helpers import append
 from tests.audit.test_audit_chain import make_event
 
 EVENTS = AuditEvent.__table__
-
-
-@pytest.fixture
-def db(url: str) -> str:
-    async def clean() -> None:
-        engine = create_engine(url)
-        async with engine.begin() as conn:
-            await conn.execute(delete(CHECKPOINTS))
-            await conn.execute(delete(ANCHORS))
-        await engine.dispose()
-
-    asyncio.run(clean())
-    return url
 
 
 def test_archive_prune_and_verify_across_the_pruned_range(db: str, tmp_path: Path) -> None:
