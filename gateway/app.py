@@ -15,7 +15,7 @@ from gateway.access_log import AccessLog, LoggingAccessLog
 from gateway.audit import ChainedAuditLog, VariableCipher
 from gateway.audit.alerts import AlertEngine, AlertRules, AlertTask
 from gateway.audit.checkpoints import CheckpointTask
-from gateway.audit.http import AuditAPI
+from gateway.audit.http import EXPORT_PATH, AuditAPI
 from gateway.audit.retention import RetentionTask, archive_dir
 from gateway.crypto.routes import SigningKeysEndpoint
 from gateway.crypto.service import DepartmentKeyDirectory, DepartmentKeyRefresh
@@ -140,7 +140,8 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
     ]
     middleware = [
         # outermost first: the signature covers X-Request-ID, so signing wraps the request id
-        Middleware(ResponseSigningMiddleware, signer=state.signer),
+        Middleware(ResponseSigningMiddleware, signer=state.signer,
+                   always=("/share/graphql", EXPORT_PATH)),
         Middleware(RequestIdMiddleware),
         Middleware(DepartmentKeyRefresh, directory=state.department_keys),
     ]

@@ -67,6 +67,8 @@ class Settings:
     audit_retention_days: int = 0
     # Alert rules (gateway.audit.alerts); working hours/days are Asia/Shanghai, ISO weekdays.
     audit_alerts: bool = True
+    # An export over HTTP is signed as one response (RFC 9421), so it is held in memory: bounded.
+    audit_export_max_events: int = 200_000
     audit_alert_bulk_rows: int = 10_000
     audit_alert_bulk_window_seconds: int = 3600
     audit_alert_probe_denials: int = 20
@@ -104,6 +106,7 @@ class Settings:
             audit_checkpoint_seconds=float(_env("AUDIT_CHECKPOINT_SECONDS", "300")),
             audit_retention_days=_int("AUDIT_RETENTION_DAYS", 0),
             audit_alerts=_env("AUDIT_ALERTS", "1") != "0",
+            audit_export_max_events=_int("AUDIT_EXPORT_MAX_EVENTS", 200_000),
             audit_alert_bulk_rows=_int("AUDIT_ALERT_BULK_ROWS", 10_000),
             audit_alert_bulk_window_seconds=_int("AUDIT_ALERT_BULK_WINDOW_SECONDS", 3600),
             audit_alert_probe_denials=_int("AUDIT_ALERT_PROBE_DENIALS", 20),

@@ -9,7 +9,8 @@ Routes (each page has a machine twin):
                                   status, tier, limit, before
   GET /audit/api/events/{seq}     one event, with its query variables opened
   GET /audit/api/stats            per department, per dataset (by decision), per status
-  GET /audit/api/export           the filtered range, format=csv (UTF-8 with BOM) or json
+  GET /audit/api/export           the filtered range, format=csv (UTF-8 with BOM) or json; the
+                                  response is SM2-signed (RFC 9421) like the share tier's
   GET /audit/api/verify           the chain check: ok, events checked, first broken position
   GET /audit/api/alerts           alerts, newest first: state=open|acknowledged|all, rule, limit, before
   POST /audit/api/alerts/{id}/ack acknowledge with {"comment": ...} (the comment is sealed into the
@@ -43,6 +44,9 @@ ASSETS = {"audit.js": "text/javascript; charset=utf-8", "audit.css": "text/css; 
 log = logging.getLogger("shuqiao")
 
 
+EXPORT_PATH = "/audit/api/export"  # always answered signed (RFC 9421, SM2): see gateway/app.py
+
+
 class Refused(Exception):
     def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
@@ -65,7 +69,7 @@ class AuditAPI:
             Route("/audit/api/events", self._guard("search", self.events)),
             Route("/audit/api/events/{seq:int}", self._guard("detail", self.event)),
             Route("/audit/api/stats", self._guard("stats", self.stats)),
-            Route("/audit/api/export", self._guard("export", self.export)),
+            Route(EXPORT_PATH, self._guard("export", self.export)),
             Route("/audit/api/verify", self._guard("verify", self.verify)),
             Route("/audit/api/alerts", self._guard("alerts", self.alerts)),
             Route("/audit/api/alerts/{id:int}/ack", self._guard("ack-alert", self.ack_alert),
@@ -172,6 +176,12 @@ class AuditAPI:
             raise query.BadFilter("format is csv or json")
         async with self.state.engine.connect() as conn:
             rows = (await query.search(conn, f, limit=1))["total"]
+        limit = self.state.settings.audit_export_max_events
+        if rows > limit:
+            raise Refused(413, "EXPORT_TOO_LARGE",
+                          f"{rows} events match; an export over HTTP holds at most {limit} "
+                          "(SHUQIAO_AUDIT_EXPORT_MAX_EVENTS). Narrow the time range or filters, or "
+                          "use `shuqiao audit export`, which streams and signs any size.")
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
         media = "text/csv; charset=utf-8" if fmt == "csv" else "application/json"
         return StreamingResponse(

@@ -246,6 +246,11 @@ def load_public_keys(keys_url: str | None, pubkeys: list[Path]) -> dict[str, Any
 
 def verify_response_cmd(
     response: Annotated[Path, typer.Argument(help="Saved response: `curl -si … > response.txt`.")],
+    body_file: Annotated[
+        Path | None,
+        typer.Option("--body", help="The body in its own file; RESPONSE then holds the status line "
+                     "and headers only (a detached signature, e.g. an audit export's .sig)."),
+    ] = None,
     keys_url: Annotated[str | None, typer.Option(help="The gateway's GET /keys/sm2 URL.")] = None,
     pubkey: Annotated[list[Path] | None, typer.Option(help="A public key PEM (repeatable).")] = None,
     max_age: Annotated[int | None, typer.Option(help="Reject signatures older than this (s).")] = None,
@@ -254,7 +259,8 @@ def verify_response_cmd(
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Verify a gateway response's RFC 9421 SM2 signature and SM3 Content-Digest."""
+    """Verify a gateway response's RFC 9421 SM2 signature and SM3 Content-Digest (also a saved
+    file against its detached signature: `--body FILE`)."""
     from keys.errors import SignatureError
     from keys.rfc9421 import signed_response, verify_response
 
@@ -262,7 +268,14 @@ def verify_response_cmd(
         typer.echo("error: give --keys-url or --pubkey", err=True)
         raise typer.Exit(2)
     try:
-        status, headers, body = parse_http_response(response.read_bytes())
+        raw = response.read_bytes()
+        if body_file is not None and b"\r\n\r\n" not in raw and b"\n\n" not in raw:
+            raw += b"\r\n"  # a header block saved without its closing blank line
+        status, headers, body = parse_http_response(raw)
+        if body_file is not None:
+            if body:
+                raise ValueError("with --body, the response file must hold no body")
+            body = body_file.read_bytes()
         keys = load_public_keys(keys_url, pubkey or [])
     except (OSError, ValueError, KeyError) as err:
         typer.echo(f"error: {err}", err=True)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -184,3 +184,15 @@ async def _unavailable(send: Send) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+DETACHED_HEADERS = ("content-type", "content-digest", "x-request-id", "signature-input", "signature")
+
+
+def detached_signature(status: int, headers: Mapping[str, str]) -> bytes:
+    """A signed response's status line and the header fields its signature needs, as a file of
+    its own: kept beside a saved body (an audit export), it is verified with
+    `shuqiao verify-response FILE.sig --body FILE` or the OpenSSL recipe in docs/crypto.md."""
+    lower = {k.lower(): v for k, v in headers.items()}
+    lines = [f"HTTP/1.1 {status}"] + [f"{name}: {lower[name]}" for name in DETACHED_HEADERS if name in lower]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")

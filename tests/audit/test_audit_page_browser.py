@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import json
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -122,13 +123,30 @@ def test_officer_finds_hrss_access_to_population_id_number_and_exports(
         rows.first.click()
         expect(page.locator("#detail pre")).to_contain_text('"department": "hrss"')
 
-        with page.expect_download() as dl:
-            page.click("#export-csv")
-        target = tmp_path / "export.csv"
-        dl.value.save_as(target)
+        downloads: list[Any] = []
+        page.on("download", lambda d: downloads.append(d))
+        page.click("#export-csv")
+        expect(page.locator("#status")).to_contain_text(".sig")  # both files handed over
+        for _ in range(50):  # the events reach Python while Playwright runs
+            if len(downloads) == 2:
+                break
+            page.wait_for_timeout(100)
+        names = [d.suggested_filename for d in downloads]
+        assert len(names) == 2 and names[1] == names[0] + ".sig", names
+        target, signature = tmp_path / names[0], tmp_path / names[1]
+        downloads[0].save_as(target)
+        downloads[1].save_as(signature)
     finally:
         context.close()
 
+    # the saved export verifies against its detached signature with the gateway's public keys
+    from typer.testing import CliRunner
+
+    from gateway.cli import app as shuqiao_app
+
+    result = CliRunner().invoke(shuqiao_app, ["verify-response", str(signature), "--body", str(target),
+                                              "--keys-url", f"{served}/keys/sm2", "--json"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["ok"] is True, result.stdout
     raw = target.read_bytes()
     assert raw.startswith(b"\xef\xbb\xbf")
     exported = list(csv.DictReader(io.StringIO(raw.decode("utf-8-sig"))))

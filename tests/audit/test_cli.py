@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from gateway.audit import ChainedAuditLog
 from gateway.audit.cli import audit_app
 from gateway.audit.models import AuditEvent
+from gateway.cli import app as shuqiao_app
 from gateway.db import create_engine
 from tests.audit.test_audit_chain import make_event
 
@@ -33,8 +34,9 @@ def _append(url: str, n: int) -> None:
     asyncio.run(go())
 
 
-def _run(url: str, *args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(audit_app, list(args), env={"SHUQIAO_DATABASE_URL": url})
+def _run(url: str, *args: str, var_dir: Path | None = None) -> tuple[int, str]:
+    env = {"SHUQIAO_DATABASE_URL": url, **({"SHUQIAO_VAR_DIR": str(var_dir)} if var_dir else {})}
+    result = CliRunner().invoke(audit_app, list(args), env=env)
     return result.exit_code, result.stdout
 
 
@@ -59,12 +61,26 @@ def test_verify_json_reports_ok_then_the_first_broken_position(url: str) -> None
 
 
 def test_export_csv_with_bom_and_json(url: str, tmp_path: Path) -> None:
+    from gateway.crypto.signing import open_signing_store
+
     _append(url, 6)
+    var = tmp_path / "var"
+    key = open_signing_store(var).current()[0]
     target = tmp_path / "out.csv"
     code, _ = _run(url, "export", "--from", "2000-01-01", "--to", "2999-12-31", "--format", "csv",
-                   "-o", str(target))
+                   "-o", str(target), var_dir=var)
     raw = target.read_bytes()
     assert code == 0 and raw.startswith(b"\xef\xbb\xbf")
+    # the detached signature beside it verifies with only the public key, and not once changed
+    pub = var / "keys" / "sm2" / f"{key.kid}.pub.pem"
+    sig = tmp_path / "out.csv.sig"
+    check = ["verify-response", str(sig), "--body", str(target), "--pubkey", str(pub), "--json"]
+    result = CliRunner().invoke(shuqiao_app, check)
+    assert result.exit_code == 0 and json.loads(result.stdout)["keyid"] == key.kid, result.stdout
+    target.write_bytes(raw.replace(b"clear", b"CLEAR", 1))
+    result = CliRunner().invoke(shuqiao_app, check)
+    assert result.exit_code == 1 and "Content-Digest does not match" in result.stdout
+    target.write_bytes(raw)
     rows = list(csv.DictReader(io.StringIO(raw.decode("utf-8-sig"))))
     assert [int(r["seq"]) for r in rows] == [1, 2, 3, 4, 5, 6]
     assert rows[0]["fields"] == "ds1.名称:clear"
@@ -73,3 +89,6 @@ def test_export_csv_with_bom_and_json(url: str, tmp_path: Path) -> None:
     assert code == 0 and [e["seq"] for e in events] == [1, 3, 5]
     code, _ = _run(url, "export", "--from", "last tuesday")
     assert code == 2
+    # no signing key: no file-export at all (an unsigned export must not look like a signed one)
+    code, _ = _run(url, "export", "-o", str(tmp_path / "nokey.csv"), var_dir=tmp_path / "empty")
+    assert code == 1 and not (tmp_path / "nokey.csv").exists()

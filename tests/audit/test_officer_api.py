@@ -176,3 +176,42 @@ def test_csv_cells_cannot_become_spreadsheet_formulas(
     assert [row["request_id"] for row in rows] == ["'" + request_id]
     j = api(client, "export", officer, **{"from": start, "department": "hrss", "format": "json"})
     assert [e["request_id"] for e in j.json()["events"]] == [request_id]
+
+
+def test_the_export_is_signed_and_bounded(client: Any, tokens: dict[str, str], officer: str,
+                                          demo_env: Any) -> None:
+    """An export over HTTP is an RFC 9421 SM2-signed response: it verifies with the gateway's
+    public key alone, also as a saved file beside its detached signature, and fails once a byte
+    of it changes. Over SHUQIAO_AUDIT_EXPORT_MAX_EVENTS it is refused with 413 before any work."""
+    from dataclasses import replace
+
+    from starlette.testclient import TestClient
+
+    from gateway.app import create_app
+    from gateway.audit.checkpoints import store_lookup
+    from gateway.crypto.signing import detached_signature, open_signing_store
+    from keys.errors import SignatureError
+    from keys.rfc9421 import verify_response
+
+    start = since()
+    gql(client, "share", POPULATION, token=tokens["hrss"], variables={"first": 1})
+    r = api(client, "export", officer, **{"from": start, "department": "hrss", "format": "csv"})
+    assert r.status_code == 200 and "signature" in r.headers and "content-digest" in r.headers
+    lookup = store_lookup(open_signing_store(demo_env.settings.var_dir, create=False))
+    headers = {k.lower(): v for k, v in r.headers.items()}
+    assert verify_response(200, headers, r.content, lookup).keyid
+    # as files: the body as saved, the detached signature as the page and the CLI write it
+    from gateway.crypto.cli import parse_http_response
+
+    status, saved, rest = parse_http_response(detached_signature(r.status_code, headers))
+    assert (status, rest) == (200, b"") and verify_response(status, saved, r.content, lookup)
+    with pytest.raises(SignatureError, match="Content-Digest"):
+        verify_response(status, saved, r.content.replace(b"hrss", b"hrsS", 1), lookup)
+
+    small = replace(demo_env.settings, audit_export_max_events=1)
+    with TestClient(create_app(small)) as c:
+        r = c.get("/audit/api/export", params={"from": "2000-01-01"},
+                  headers={"Authorization": f"Bearer {officer}"})
+    assert r.status_code == 413, r.text
+    assert r.json()["errors"][0]["extensions"]["code"] == "EXPORT_TOO_LARGE"
+    assert "shuqiao audit export" in r.json()["errors"][0]["message"]

@@ -87,6 +87,15 @@
     } catch (err) { (report || say)("event #" + seq + ": " + err.message, true); }
   }
 
+  function save(blob, name) {
+    const a = document.createElement("a");
+    a.href = URL.createObjectURL(blob);
+    a.download = name;
+    document.body.appendChild(a);
+    a.click();
+    setTimeout(() => { URL.revokeObjectURL(a.href); a.remove(); }, 1000);
+  }
+
   async function exportAs(format) {
     try {
       say("导出中… exporting");
@@ -94,13 +103,15 @@
       const blob = await r.blob();
       const name = (/filename="([^"]+)"/.exec(r.headers.get("content-disposition") || "") || [])[1]
         || "audit." + format;
-      const a = document.createElement("a");
-      a.href = URL.createObjectURL(blob);
-      a.download = name;
-      document.body.appendChild(a);
-      a.click();
-      setTimeout(() => { URL.revokeObjectURL(a.href); a.remove(); }, 1000);
-      say("exported " + name);
+      save(blob, name);
+      // the response is SM2-signed (RFC 9421); its signature travels as a file of its own:
+      // shuqiao verify-response NAME.sig --body NAME --keys-url …/keys/sm2
+      const lines = ["HTTP/1.1 " + r.status];
+      for (const h of ["content-type", "content-digest", "x-request-id", "signature-input", "signature"]) {
+        if (r.headers.has(h)) lines.push(h + ": " + r.headers.get(h));
+      }
+      save(new Blob([lines.join("\r\n") + "\r\n\r\n"], { type: "text/plain" }), name + ".sig");
+      say("exported " + name + " and its signature " + name + ".sig");
     } catch (err) { say(err.message, true); }
   }
 
