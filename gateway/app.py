@@ -37,7 +37,8 @@ from policies.model import Tier
 
 
 def build_state(settings: Settings, access_log: AccessLog | None = None) -> GatewayState:
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, pool_size=settings.db_pool_size,
+                           pool_timeout=settings.db_pool_timeout)
     master_key = load_master_key(settings.master_key_file)
     hasher = SecretHasher(master_key)
     tokens = TokenService(

@@ -16,16 +16,26 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+DEFAULT_POOL_SIZE = 10
+DEFAULT_POOL_TIMEOUT = 10.0
+
+
+def create_engine(url: str, *, pool_size: int = DEFAULT_POOL_SIZE,
+                  pool_timeout: float = DEFAULT_POOL_TIMEOUT) -> AsyncEngine:
+    """A fixed pool of `pool_size` connections, no overflow: under load a request waits (up to
+    `pool_timeout` seconds, then SQLAlchemy's TimeoutError, which the GraphQL tiers answer as
+    503 SERVICE_BUSY) for a connection instead of opening one that is closed
+    again on return. Overflow connections were opened and closed for most requests at 32 concurrent
+    clients (437 PostgreSQL sessions in 14 s, each a backend fork and a handshake; on SQLite each a
+    thread, a file open and a schema parse), which cost more than the requests' own queries. The
+    audit writer keeps one of these connections between bursts."""
+    pool: dict[str, float] = {"pool_size": pool_size, "max_overflow": 0, "pool_timeout": pool_timeout}
     if is_sqlite(url):
         path = make_url(url).database
-        pool: dict[str, int] = {}
-        if path and path != ":memory:":
+        if not path or path == ":memory:":
+            pool = {}  # SQLAlchemy's default, one shared connection: a memory database is per connection
+        else:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-            # The default (5 + 10 overflow) opened and closed an overflow connection for almost
-            # every request under load: each one a new aiosqlite thread, a file open and a schema
-            # parse (233 connections in 13 s at 8 concurrent clients).
-            pool = {"pool_size": pool_size, "max_overflow": pool_size}
         engine = create_async_engine(url, connect_args={"timeout": 30}, **pool)
 
         @event.listens_for(engine.sync_engine, "connect")
@@ -38,7 +48,7 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
             cur.close()
 
         return engine
-    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False)
+    return create_async_engine(url, pool_pre_ping=False, **pool)
 
 
 def alembic_config(url: str):  # type: ignore[no-untyped-def]

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -34,6 +35,10 @@ class HTTPProblem(Exception):
         self.message = message
         self.code = code
         self.headers = headers or {}
+
+
+# Every pooled database connection stayed busy for the pool timeout (gateway.db.create_engine).
+BUSY = HTTPProblem(503, "The gateway is busy; retry shortly.", "SERVICE_BUSY", {"Retry-After": "1"})
 
 
 def _negotiate(accept: str | None) -> str | None:
@@ -147,7 +152,8 @@ class GraphQLEndpoint:
             outcome = await self._execute(principal, query, variables, op_name)
             status = 400 if outcome.request_error and media == GRAPHQL_RESPONSE else 200
             response = Response(orjson.dumps(outcome.body()), status_code=status, media_type=media)
-        except HTTPProblem as problem:
+        except (HTTPProblem, PoolTimeout) as err:
+            problem = err if isinstance(err, HTTPProblem) else BUSY
             status = problem.status
             codes = [problem.code]
             response = Response(

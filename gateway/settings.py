@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from gateway.db import DEFAULT_POOL_SIZE, DEFAULT_POOL_TIMEOUT
+
 DEFAULT_VAR_DIR = Path("var")
 
 
@@ -15,6 +17,13 @@ def _env(name: str, default: str) -> str:
 
 def _int(name: str, default: int) -> int:
     return int(_env(name, str(default)))
+
+
+def _pool_size(size: int) -> int:
+    # The audit writer keeps one connection; requests need at least one more.
+    if size < 2:
+        raise ValueError(f"SHUQIAO_DB_POOL_SIZE must be at least 2, not {size}")
+    return size
 
 
 def normalise_database_url(url: str) -> str:
@@ -45,6 +54,10 @@ class Settings:
     issuer: str = "http://127.0.0.1:8000"
     token_ttl_seconds: int = 3600
     catalogue_poll_seconds: float = 1.0
+    # Database connections per process (gateway.db.create_engine: fixed, no overflow) and how
+    # long a request waits for one before a 503.
+    db_pool_size: int = DEFAULT_POOL_SIZE
+    db_pool_timeout: float = DEFAULT_POOL_TIMEOUT
     limits: Limits = field(default_factory=Limits)
     # Where the master key-encryption key lives; never in the database.
     master_key_file: Path = DEFAULT_VAR_DIR / "master.key"
@@ -86,6 +99,8 @@ class Settings:
             var_dir=var_dir,
             issuer=_env("ISSUER", "http://127.0.0.1:8000").rstrip("/"),
             token_ttl_seconds=_int("TOKEN_TTL_SECONDS", 3600),
+            db_pool_size=_pool_size(_int("DB_POOL_SIZE", DEFAULT_POOL_SIZE)),
+            db_pool_timeout=float(_env("DB_POOL_TIMEOUT", str(DEFAULT_POOL_TIMEOUT))),
             limits=Limits(
                 max_body_bytes=_int("MAX_BODY_BYTES", Limits.max_body_bytes),
                 max_depth=_int("MAX_DEPTH", Limits.max_depth),
