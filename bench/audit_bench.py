@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -43,6 +45,8 @@ from gateway.audit import ChainedAuditLog, verify_chain
 from gateway.db import create_engine, upgrade
 from tests.conftest import create_database, init_store, load_demo_env, settings_for
 
+GATEWAY_CPU, LOAD_CPU = 0, 1  # --pin
+ALL_CPUS = os.sched_getaffinity(0)
 QUERY = "{ population(first: 20) { edges { node { name birthDate } } } }"
 
 
@@ -137,9 +141,9 @@ async def share_tier(settings: Any, creds: dict[str, Any], seconds: float, concu
 
 
 def wire_share_tier(settings: Any, seconds: float, rounds: int, connections: int,
-                    chain_env: dict[str, str]) -> dict[str, Any]:
-    """Two gateway processes on one database, audit chain vs log-only, loaded in turn by wrk."""
-    import os
+                    chain_env: dict[str, str], pin: bool = False) -> dict[str, Any]:
+    """Two gateway processes on one database, audit chain vs log-only, loaded in turn by wrk.
+    `pin`: each gateway on CPU 0, wrk and PostgreSQL's backends for the database on CPU 1."""
     from types import SimpleNamespace
 
     import httpx
@@ -172,7 +176,8 @@ def wire_share_tier(settings: Any, seconds: float, rounds: int, connections: int
                    "SHUQIAO_VAR_DIR": str(settings.var_dir), "SHUQIAO_ISSUER": "http://shuqiao-bench",
                    "SHUQIAO_AUDIT_STORE": store, **(chain_env if store == "chain" else {})}
             log_file = settings.var_dir / f"wire-{store}.log"
-            cmd = [str(VENV_BIN / "uvicorn"), "asgi:app", "--host", "127.0.0.1", "--port", str(port),
+            cmd = [*(["taskset", "-c", str(GATEWAY_CPU)] if pin else []), str(VENV_BIN / "uvicorn"),
+                   "asgi:app", "--host", "127.0.0.1", "--port", str(port),
                    "--no-access-log", "--log-level", "warning"]
             proc = procs.start(cmd, log_file=log_file, env=env, cwd=REPO)
             url = f"http://127.0.0.1:{port}/share/graphql"
@@ -189,6 +194,11 @@ def wire_share_tier(settings: Any, seconds: float, rounds: int, connections: int
         cpu: dict[str, list[float]] = {"log": [], "chain": []}
         db_cpu: dict[str, list[float]] = {"log": [], "chain": []}
         database = settings.database_url.rsplit("/", 1)[1] if "postgresql" in settings.database_url else None
+        if pin:
+            # wrk is our child; the backends exist by now (fixed pools: no new ones during the load)
+            pinned = [0, *(postgres_cpu(database) if database else {})]
+            for pid in pinned:
+                os.sched_setaffinity(pid, {LOAD_CPU})
         for _ in range(rounds):
             for store, case in cases.items():
                 before, db_before = cpu_seconds(case.pid), postgres_cpu(database) if database else {}
@@ -200,6 +210,10 @@ def wire_share_tier(settings: Any, seconds: float, rounds: int, connections: int
                     db_cpu[store].append(1000 * postgres_cpu_delta(db_before, postgres_cpu(database)) / n)
     finally:
         procs.stop_all()
+        if pin:
+            for pid in pinned:
+                with contextlib.suppress(OSError):
+                    os.sched_setaffinity(pid, ALL_CPUS)
     log_rps, chain_rps = statistics.median(rates["log"]), statistics.median(rates["chain"])
     return {
         "log_req_per_s": round(log_rps, 1), "chain_req_per_s": round(chain_rps, 1),
@@ -207,12 +221,13 @@ def wire_share_tier(settings: Any, seconds: float, rounds: int, connections: int
         "cpu_ms_per_req": {k: round(statistics.median(v), 2) for k, v in cpu.items()},
         # PostgreSQL's backends for this database (the WAL writer and checkpointer not included)
         "db_cpu_ms_per_req": {k: round(statistics.median(v), 2) for k, v in db_cpu.items() if v},
-        "connections": connections, "runs": {k: [round(x, 1) for x in v] for k, v in rates.items()},
+        "connections": connections, "pinned": pin,
+        "runs": {k: [round(x, 1) for x in v] for k, v in rates.items()},
     }
 
 
 def run_backend(backend: str, seconds: float, concurrency: int, rounds: int,
-                wire: int = 0, chain_env: dict[str, str] | None = None) -> dict[str, Any]:
+                wire: int = 0, chain_env: dict[str, str] | None = None, pin: bool = False) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         url, drop = create_database(backend, Path(tmp))
         try:
@@ -228,7 +243,7 @@ def run_backend(backend: str, seconds: float, concurrency: int, rounds: int,
             init_store(settings)
             creds = load_demo_env(settings)
             if wire:
-                out["share_tier"] = wire_share_tier(settings, seconds, rounds, wire, chain_env or {})
+                out["share_tier"] = wire_share_tier(settings, seconds, rounds, wire, chain_env or {}, pin)
                 return out
             rates: dict[str, list[float]] = {"log": [], "chain": []}
             for _ in range(rounds):  # alternate, so drift (cache warm-up, autovacuum) hits both
@@ -261,13 +276,16 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--wire", action="store_true", help="share tier: two gateway processes under wrk")
     ap.add_argument("--connections", type=int, default=8, help="wrk connections (--wire)")
+    ap.add_argument("--pin", action="store_true",
+                    help="--wire: each gateway on CPU 0, wrk and the database's PostgreSQL backends on CPU 1")
     ap.add_argument("--chain-env", action="append", default=[], metavar="KEY=VALUE",
                     help="extra environment for the chain server (--wire), e.g. SHUQIAO_AUDIT_ALERTS=0")
     args = ap.parse_args()
     backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
     wire = args.connections if args.wire else 0
     chain_env = dict(kv.split("=", 1) for kv in args.chain_env)
-    results = [run_backend(b, args.seconds, args.concurrency, args.rounds, wire, chain_env) for b in backends]
+    results = [run_backend(b, args.seconds, args.concurrency, args.rounds, wire, chain_env, args.pin)
+               for b in backends]
     if args.json:
         print(json.dumps(results, ensure_ascii=False, indent=2))
         return
@@ -281,7 +299,8 @@ def main() -> None:
         )
         if "connections" in s:
             print(
-                f"[{r['backend']}] share tier (wire, wrk -c{s['connections']}) req/s: audit log-only "
+                f"[{r['backend']}] share tier (wire, wrk -c{s['connections']}"
+                f"{', pinned' if s['pinned'] else ''}) req/s: audit log-only "
                 f"{s['log_req_per_s']:.0f}, audit chain {s['chain_req_per_s']:.0f} (medians of {s['runs']}) "
                 f"→ chain/log {s['chain_vs_log']:.3f} (cost {s['cost_pct']}%); server CPU ms/request "
                 f"log {s['cpu_ms_per_req']['log']}, chain {s['cpu_ms_per_req']['chain']}"
