@@ -1,0 +1,29 @@
+"""Settings read from SHUQIAO_* variables: the database pool."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.settings import Settings
+
+
+def test_pool_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHUQIAO_DB_POOL_SIZE", "24")
+    monkeypatch.setenv("SHUQIAO_DB_POOL_TIMEOUT", "2.5")
+    s = Settings.from_env()
+    assert (s.db_pool_size, s.db_pool_timeout) == (24, 2.5)
+
+
+def test_pool_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SHUQIAO_DB_POOL_SIZE", raising=False)
+    monkeypatch.delenv("SHUQIAO_DB_POOL_TIMEOUT", raising=False)
+    s = Settings.from_env()
+    assert (s.db_pool_size, s.db_pool_timeout) == (10, 10.0)
+
+
+@pytest.mark.parametrize("size", ["0", "1"])
+def test_a_pool_without_room_beside_the_audit_writer_is_refused(
+        monkeypatch: pytest.MonkeyPatch, size: str) -> None:
+    monkeypatch.setenv("SHUQIAO_DB_POOL_SIZE", size)
+    with pytest.raises(ValueError, match="SHUQIAO_DB_POOL_SIZE must be at least 2"):
+        Settings.from_env()
