@@ -5,13 +5,14 @@ its connection back are still written."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
 
 from gateway.audit import ChainedAuditLog, verify_chain
 from gateway.audit.models import AuditEvent
-from gateway.db import create_engine
+from gateway.db import create_engine, upgrade
 from tests.audit.test_audit_chain import make_event
 
 EVENTS = AuditEvent.__table__
@@ -106,3 +107,30 @@ def test_the_gateway_writer_keeps_one_connection_and_replaces_a_failed_or_idle_o
         assert seen == [0, -1, 0, 0] and left == 0
     else:
         assert seen == [1, -1, 2, 3] and left == 0
+
+
+def test_sqlite_batches_larger_than_one_insert_are_split_and_stay_one_chain(tmp_path: Path) -> None:
+    """SQLite sends a batch as multi-row INSERTs bounded by the library's bound-parameter limit;
+    a batch over that limit (here forced to 3 rows per INSERT) is written whole, in queue order.
+    (PostgreSQL sends a batch as one JSON parameter, whatever its size.)"""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'audit.db'}"
+    upgrade(url)
+
+    async def go() -> tuple[list[str], Any, int]:
+        engine = create_engine(url)
+        try:
+            log = ChainedAuditLog(engine)
+            await log.record(make_event(0, "first"))  # opens the writer's connection
+            log._sqlite_rows_per_insert = 3
+            before = log.batches
+            await asyncio.gather(*(log.record(make_event(i, "many")) for i in range(10)))
+            async with engine.connect() as conn:
+                ids = list((await conn.execute(select(EVENTS.c.request_id).order_by(EVENTS.c.seq))).scalars())
+            return ids, await verify_chain(engine), log.batches - before
+        finally:
+            await engine.dispose()
+
+    ids, report, batches = asyncio.run(go())
+    assert report.ok and report.events_checked == 11, report
+    assert ids == ["first-0", *(f"many-{i}" for i in range(10))]
+    assert batches < 4  # so at least one batch held more rows than one INSERT takes
