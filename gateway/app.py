@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -22,7 +23,7 @@ from gateway.crypto.service import DepartmentKeyDirectory, DepartmentKeyRefresh
 from gateway.crypto.signing import ResponseSigner, ResponseSigningMiddleware, open_signing_store
 from gateway.db import create_engine
 from gateway.explorer import Explorer
-from gateway.graphql_http import GraphQLEndpoint
+from gateway.graphql_http import GraphQLEndpoint, busy_response
 from gateway.identity import discovery
 from gateway.identity.apikeys import ApiKeyVerifier
 from gateway.identity.routes import identity_routes
@@ -146,6 +147,7 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         Middleware(RequestIdMiddleware),
         Middleware(DepartmentKeyRefresh, directory=state.department_keys),
     ]
-    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan, debug=settings.debug)
+    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan, debug=settings.debug,
+                    exception_handlers={PoolTimeout: busy_response})
     app.state.gateway = state
     return app

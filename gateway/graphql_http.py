@@ -40,6 +40,19 @@ class HTTPProblem(Exception):
 # Every pooled database connection stayed busy for the pool timeout (gateway.db.create_engine).
 BUSY = HTTPProblem(503, "The gateway is busy; retry shortly.", "SERVICE_BUSY", {"Retry-After": "1"})
 
+AUDIT_UNAVAILABLE = HTTPProblem(503, "The access log is unavailable; no data is served without it.",
+                                "AUDIT_UNAVAILABLE", {"Retry-After": "5"})
+
+
+def problem_response(problem: HTTPProblem, media: str = JSON) -> Response:
+    body = {"errors": [{"message": problem.message, "extensions": {"code": problem.code}}]}
+    return Response(orjson.dumps(body), status_code=problem.status, media_type=media, headers=problem.headers)
+
+
+async def busy_response(_request: Request, _exc: Exception) -> Response:
+    """The app-wide answer to a pool timeout outside the GraphQL tiers (which audit it themselves)."""
+    return problem_response(BUSY)
+
 
 def _negotiate(accept: str | None) -> str | None:
     """The response media type, or None when the client accepts neither."""
@@ -156,33 +169,12 @@ class GraphQLEndpoint:
             problem = err if isinstance(err, HTTPProblem) else BUSY
             status = problem.status
             codes = [problem.code]
-            response = Response(
-                orjson.dumps(
-                    {"errors": [{"message": problem.message, "extensions": {"code": problem.code}}]}
-                ),
-                status_code=status,
-                media_type=media or JSON,
-                headers=problem.headers,
-            )
+            response = problem_response(problem, media or JSON)
         try:
             await self._record(request, principal, outcome, status, codes, query, variables, started)
         except Exception:  # fail closed: no audit record, no data
             logging.getLogger("shuqiao").exception("access log write failed; response withheld")
-            return Response(
-                orjson.dumps(
-                    {
-                        "errors": [
-                            {
-                                "message": "The access log is unavailable; no data is served without it.",
-                                "extensions": {"code": "AUDIT_UNAVAILABLE"},
-                            }
-                        ]
-                    }
-                ),
-                status_code=503,
-                media_type=media or JSON,
-                headers={"Retry-After": "5"},
-            )
+            return problem_response(AUDIT_UNAVAILABLE, media or JSON)
         response.headers.update(getattr(request.state, "ratelimit_headers", {}))
         return response
 

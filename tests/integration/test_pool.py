@@ -78,7 +78,7 @@ def test_concurrent_requests_share_the_fixed_pool_without_opening_more(demo_env:
     assert opened <= 2
 
 
-def test_exhausted_pool_answers_503_service_busy_and_is_audited(demo_env: DemoEnv) -> None:
+def test_exhausted_pool_answers_503_service_busy_and_graphql_audits_it(demo_env: DemoEnv) -> None:
     settings = replace(demo_env.settings, db_pool_size=2, db_pool_timeout=0.3)
 
     async def go() -> None:
@@ -93,6 +93,9 @@ def test_exhausted_pool_answers_503_service_busy_and_is_audited(demo_env: DemoEn
             try:
                 assert held, "the pool had no free connection to hold"
                 r = await client.post("/share/graphql", json={"query": PAGE}, headers=headers)
+                c = demo_env.credentials["clients"]["samr"]
+                token = await client.post("/oauth/token", data={"grant_type": "client_credentials"},
+                                          auth=(c["client_id"], c["client_secret"]))
             finally:
                 for conn in held:
                     await conn.close()
@@ -101,6 +104,11 @@ def test_exhausted_pool_answers_503_service_busy_and_is_audited(demo_env: DemoEn
             body = r.json()
             assert body["errors"][0]["extensions"]["code"] == "SERVICE_BUSY"
             assert "data" not in body
+            # Outside the GraphQL tiers too (here the token endpoint): the same 503, not a 500.
+            assert token.status_code == 503, token.text
+            assert token.headers["retry-after"] == "1"
+            assert token.json()["errors"][0]["extensions"]["code"] == "SERVICE_BUSY"
+            assert "access_token" not in token.text
             request_id = r.headers["x-request-id"]
             async with state.engine.connect() as conn:
                 row = (await conn.execute(select(AuditEvent.__table__).where(
