@@ -9,6 +9,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway import health, subgraphs
@@ -23,9 +25,10 @@ from gateway.crypto.service import DepartmentKeyDirectory, DepartmentKeyRefresh
 from gateway.crypto.signing import ResponseSigner, ResponseSigningMiddleware, open_signing_store
 from gateway.db import create_engine
 from gateway.explorer import Explorer
-from gateway.graphql_http import GraphQLEndpoint, busy_response
+from gateway.graphql_http import BUSY, GraphQLEndpoint, problem_response
 from gateway.identity import discovery
 from gateway.identity.apikeys import ApiKeyVerifier
+from gateway.identity.oauth import oauth_error
 from gateway.identity.routes import identity_routes
 from gateway.identity.service import Identity
 from gateway.identity.tokens import TokenService, load_signing_key
@@ -98,6 +101,16 @@ def _audit_background(settings: Settings, state: GatewayState
     return tasks
 
 
+async def _pool_busy(request: Request, _exc: Exception) -> Response:
+    """A pool timeout outside the GraphQL tiers (which answer and audit it themselves): 503, in the
+    error format of the endpoint asked (RFC 6749 on /oauth/*)."""
+    if request.url.path.startswith("/oauth/"):
+        response = oauth_error("temporarily_unavailable", BUSY.message, BUSY.status)
+        response.headers.update(BUSY.headers)
+        return response
+    return problem_response(BUSY)
+
+
 def create_app(settings: Settings | None = None, *, state: GatewayState | None = None) -> Starlette:
     settings = settings or Settings.from_env()
     state = state or build_state(settings)
@@ -148,6 +161,6 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         Middleware(DepartmentKeyRefresh, directory=state.department_keys),
     ]
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan, debug=settings.debug,
-                    exception_handlers={PoolTimeout: busy_response})
+                    exception_handlers={PoolTimeout: _pool_busy})
     app.state.gateway = state
     return app

@@ -49,11 +49,6 @@ def problem_response(problem: HTTPProblem, media: str = JSON) -> Response:
     return Response(orjson.dumps(body), status_code=problem.status, media_type=media, headers=problem.headers)
 
 
-async def busy_response(_request: Request, _exc: Exception) -> Response:
-    """The app-wide answer to a pool timeout outside the GraphQL tiers (which audit it themselves)."""
-    return problem_response(BUSY)
-
-
 def _negotiate(accept: str | None) -> str | None:
     """The response media type, or None when the client accepts neither."""
     if not accept:

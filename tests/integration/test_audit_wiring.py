@@ -46,3 +46,29 @@ def test_every_request_is_chained(demo_env: Any, tokens: dict[str, str]) -> None
     after, report = _events(settings.database_url)
     assert after - before == 4
     assert report.ok, report
+
+
+def test_no_audit_record_no_data_on_either_tier(demo_env: Any, tokens: dict[str, str]) -> None:
+    """Fail closed: when the access event cannot be written the caller gets 503 AUDIT_UNAVAILABLE
+    and none of the rows that were read."""
+    from gateway.app import build_state
+
+    class Broken:
+        async def record(self, _event: Any) -> None:
+            raise RuntimeError("disk full")
+
+    query = "{ enterpriseRegistration(first: 3) { edges { node { creditCode name } } } }"
+    with TestClient(create_app(demo_env.settings)) as ok:
+        rows = gql(ok, "share", query, token=tokens["samr"]).json()["data"]["enterpriseRegistration"]["edges"]
+    assert len(rows) == 3
+    state = build_state(demo_env.settings, access_log=Broken())
+    with TestClient(create_app(demo_env.settings, state=state)) as broken:
+        for tier, token in (("share", tokens["samr"]), ("open", None)):
+            r = gql(broken, tier, query, token=token)
+            assert r.status_code == 503, r.text
+            assert r.headers["retry-after"] == "5"
+            body = r.json()
+            assert body["errors"][0]["extensions"]["code"] == "AUDIT_UNAVAILABLE"
+            assert "data" not in body
+            for row in rows:
+                assert row["node"]["creditCode"] not in r.text and row["node"]["name"] not in r.text

@@ -104,10 +104,10 @@ def test_exhausted_pool_answers_503_service_busy_and_graphql_audits_it(demo_env:
             body = r.json()
             assert body["errors"][0]["extensions"]["code"] == "SERVICE_BUSY"
             assert "data" not in body
-            # Outside the GraphQL tiers too (here the token endpoint): the same 503, not a 500.
+            # Outside the GraphQL tiers too: the token endpoint's 503 in RFC 6749's format, not a 500.
             assert token.status_code == 503, token.text
             assert token.headers["retry-after"] == "1"
-            assert token.json()["errors"][0]["extensions"]["code"] == "SERVICE_BUSY"
+            assert token.json()["error"] == "temporarily_unavailable"
             assert "access_token" not in token.text
             request_id = r.headers["x-request-id"]
             async with state.engine.connect() as conn:
