@@ -15,6 +15,7 @@ rebuilds it from the database when another worker evaluated events in between.""
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import deque
 from collections.abc import Iterable, Mapping
@@ -134,7 +135,9 @@ def denied_fields(fields: Iterable[Mapping[str, Any]]) -> int:
 
 @dataclass(frozen=True)
 class EventFacts:
-    """What the rules read of one audit event."""
+    """What the rules read of one audit event. `detail` is the stored JSON text; its field list is
+    parsed only when a rule needs it (an event that may hold a denial, or an L4 check out of hours):
+    parsing every event's detail was most of the evaluator's time."""
 
     seq: int
     principal_id: str
@@ -143,14 +146,27 @@ class EventFacts:
     client_address: str | None
     occurred_at: datetime
     row_count: int
-    fields: list[dict[str, Any]]
+    detail: str = "{}"
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> EventFacts:
-        detail = orjson.loads(row["detail"] or "{}")
         return cls(int(row["seq"]), str(row["principal_id"]), row["principal_kind"], row["consumer"],
                    row["client_address"], utc(row["occurred_at"]), int(row["row_count"] or 0),
-                   detail.get("fields") or [])
+                   row["detail"] or "{}")
+
+    @functools.cached_property
+    def fields(self) -> list[dict[str, Any]]:
+        return orjson.loads(self.detail).get("fields") or []
+
+    @property
+    def may_deny(self) -> bool:
+        # A refused field is stored as the JSON string "deny" (under "action" or the older
+        # "decision"); without that text the event refused nothing.
+        return '"deny"' in self.detail
+
+    def may_name(self, json_strings: Iterable[str]) -> bool:
+        """Whether any of these JSON-encoded strings (e.g. field names) occurs in the detail."""
+        return any(s in self.detail for s in json_strings)
 
 
 class AlertState:
@@ -167,6 +183,14 @@ class AlertState:
         self.probes = SlidingSum(rules.probe_window)
         self._addresses: dict[str, set[str]] = {}  # loaded principals → addresses seen
         self.new_addresses: dict[tuple[str, str], int] = {}  # (principal, address) → first seq
+        self._l4: tuple[Mapping[tuple[str, str], int], tuple[str, ...]] | None = None
+
+    def _l4_names(self, levels: Mapping[tuple[str, str], int]) -> tuple[str, ...]:
+        """The L4 field names as they appear in a stored detail (JSON strings), per levels map."""
+        if self._l4 is None or self._l4[0] is not levels:
+            names = {orjson.dumps(f).decode() for (_, f), level in levels.items() if level >= 4}
+            self._l4 = (levels, tuple(sorted(names)))
+        return self._l4[1]
 
     def loaded(self, principal: str) -> bool:
         return principal in self._addresses
@@ -197,7 +221,7 @@ class AlertState:
                       f"(threshold {self.rules.bulk_rows})",
                       rows=total, window_seconds=self.rules.bulk_window.total_seconds())
 
-        denied = denied_fields(e.fields)
+        denied = denied_fields(e.fields) if e.may_deny else 0
         if denied:
             total = self.probes.add(e.principal_id, at, denied)
             if total >= self.rules.probe_denials > total - denied:
@@ -206,11 +230,11 @@ class AlertState:
                       f"(threshold {self.rules.probe_denials})",
                       denials=total, window_seconds=self.rules.probe_window.total_seconds())
 
-        if raise_alerts:
+        if raise_alerts and not self.rules.working(e.occurred_at) and e.may_name(self._l4_names(levels)):
             l4 = sorted({f"{f.get('dataset')}.{f.get('field')}" for f in e.fields
                          if f.get("action") != "deny"
                          and levels.get((str(f.get("dataset")), str(f.get("field"))), 0) >= 4})
-            if l4 and not self.rules.working(e.occurred_at):
+            if l4:
                 alert("l4_out_of_hours",
                       f"{e.principal_id} accessed L4 fields {', '.join(l4)} at "
                       f"{canonical_time(e.occurred_at)} outside working hours",

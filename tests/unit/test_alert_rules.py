@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
+import orjson
+
 from gateway.audit.alert_rules import AlertRules, AlertState, EventFacts, SlidingSum, denied_fields
 
 T0 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)  # Monday 10:00 in Beijing
@@ -17,7 +19,8 @@ def facts(seq: int, *, principal: str = "a", seconds: float = 0, rows: int = 0, 
           fields: list[dict[str, Any]] | None = None) -> EventFacts:
     fs = fields if fields is not None else [
         {"dataset": "population", "field": f"f{seq}_{i}", "action": "deny"} for i in range(denied)]
-    return EventFacts(seq, principal, kind, "samr", address, T0 + timedelta(seconds=seconds), rows, fs)
+    detail = orjson.dumps({"fields": fs, "reads": []}, option=orjson.OPT_SORT_KEYS).decode()  # as stored
+    return EventFacts(seq, principal, kind, "samr", address, T0 + timedelta(seconds=seconds), rows, detail)
 
 
 def rules_raised(state: AlertState, events: list[EventFacts],
@@ -107,3 +110,16 @@ def test_catching_up_updates_windows_and_addresses_without_raising() -> None:
     # the replayed rows count, and the replayed address is now known
     assert rules_raised(state, [facts(2, rows=1, address="10.2.2.2", seconds=1)]) == []
     assert state.bulk.total("a") == 151
+
+
+def test_l4_field_names_are_matched_as_stored_including_non_ascii_and_other_datasets() -> None:
+    """The evaluator reads an event's field list only when its stored detail names an L4 field;
+    that check must never miss one (here a non-ASCII name, and the same name at a lower level in
+    another dataset, which must not raise)."""
+    outside = AlertState(AlertRules(work_days=frozenset({6, 7})))
+    levels = {("人口", "身份证号"): 4, ("企业", "身份证号"): 2, ("人口", "姓名"): 3}
+    served = [{"dataset": "人口", "field": "身份证号", "action": "encrypt"}]
+    elsewhere = [{"dataset": "企业", "field": "身份证号", "action": "allow"}]
+    only_l3 = [{"dataset": "人口", "field": "姓名", "action": "mask"}]
+    assert rules_raised(outside, [facts(1, fields=served), facts(2, fields=elsewhere),
+                                  facts(3, fields=only_l3)], levels) == [("l4_out_of_hours", 1)]
