@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -38,6 +39,8 @@ from gateway.secrets import SecretHasher, load_master_key
 from gateway.settings import Settings
 from gateway.state import GatewayState
 from policies.model import Tier
+
+log = logging.getLogger("shuqiao")
 
 
 def build_state(settings: Settings, access_log: AccessLog | None = None) -> GatewayState:
@@ -104,6 +107,7 @@ def _audit_background(settings: Settings, state: GatewayState
 async def _pool_busy(request: Request, _exc: Exception) -> Response:
     """A pool timeout outside the GraphQL tiers (which answer and audit it themselves): 503, in the
     error format of the endpoint asked (RFC 6749 on /oauth/*)."""
+    log.warning("database pool exhausted: %s answered 503 (raise SHUQIAO_DB_POOL_SIZE?)", request.url.path)
     if request.url.path.startswith("/oauth/"):
         response = oauth_error("temporarily_unavailable", BUSY.message, BUSY.status)
         response.headers.update(BUSY.headers)

@@ -23,12 +23,12 @@ DEFAULT_POOL_TIMEOUT = 10.0
 def create_engine(url: str, *, pool_size: int = DEFAULT_POOL_SIZE,
                   pool_timeout: float = DEFAULT_POOL_TIMEOUT) -> AsyncEngine:
     """A fixed pool of `pool_size` connections, no overflow: under load a request waits for a
-    connection (up to `pool_timeout` seconds, then SQLAlchemy's TimeoutError, which the GraphQL
-    tiers answer as 503 SERVICE_BUSY) instead of opening one that is closed again on return.
+    connection (up to `pool_timeout` seconds, then SQLAlchemy's TimeoutError, which the gateway
+    answers as 503 SERVICE_BUSY) instead of opening one that is closed again on return.
     Overflow connections were opened and closed for most requests at 32 concurrent clients (437
     PostgreSQL sessions in 14 s, each a backend fork and a handshake; on SQLite each a thread, a
-    file open and a schema parse), which cost more than the requests' own queries. The audit
-    writer keeps one of these connections between bursts."""
+    file open and a schema parse), which cost more than the requests' own queries. On PostgreSQL
+    the audit writer keeps one of these connections between bursts (SQLite's has its own)."""
     pool: dict[str, float] = {"pool_size": pool_size, "max_overflow": 0, "pool_timeout": pool_timeout}
     if is_sqlite(url):
         path = make_url(url).database

@@ -36,6 +36,7 @@ from starlette.routing import Route
 from gateway.access_log import AccessEvent
 from gateway.catalogue.spec import FieldSpec
 from gateway.client_address import client_address
+from gateway.graphql_http import AUDIT_UNAVAILABLE, HTTPProblem, problem_response
 from gateway.identity.limits_hook import check_rate
 from gateway.registry import BuiltSchema
 from gateway.state import GatewayState
@@ -157,11 +158,6 @@ def open_catalogue(built: BuiltSchema, departments: dict[str, str], max_page_siz
     }
 
 
-def _error(status: int, message: str, code: str, headers: dict[str, str]) -> Response:
-    body = {"errors": [{"message": message, "extensions": {"code": code}}]}
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
-
-
 class Explorer:
     def __init__(self, state: GatewayState) -> None:
         self.state = state
@@ -206,7 +202,7 @@ class Explorer:
         if not decision.allowed:
             status = 429
             message = f"Rate limit exceeded ({decision.policy}); retry after {decision.retry_after} s."
-            response = _error(429, message, "RATE_LIMITED", decision.headers)
+            response = problem_response(HTTPProblem(429, message, "RATE_LIMITED", decision.headers))
             codes = ["RATE_LIMITED"]
         else:
             status, codes = 200, []
@@ -230,6 +226,5 @@ class Explorer:
             await self.state.access_log.record(event)
         except Exception:  # fail closed, as on the data tiers
             log.exception("access log write failed; explorer catalogue withheld")
-            return _error(503, "The access log is unavailable; nothing is served without it.",
-                          "AUDIT_UNAVAILABLE", {"Retry-After": "5"})
+            return problem_response(AUDIT_UNAVAILABLE)
         return response

@@ -26,10 +26,9 @@ a busy loop):
     batch) nothing is written and the batch is redone in an explicit transaction that locks the
     head first (BEGIN, SELECT ... FOR UPDATE, the same statement, COMMIT).
   - SQLite: a dedicated sqlite3 connection of the writer's own (synchronous=FULL, so no PRAGMA
-    toggling), and the whole transaction (BEGIN IMMEDIATE, head, hashes, executemany, the index
-    rows derived with json_each, COMMIT) runs in one worker-thread call: one hop off the loop per
-    batch instead of ~10, and six statements whatever the batch's size (the events go as one
-    multi-row INSERT).
+    toggling), and the whole transaction (BEGIN IMMEDIATE, head, hashes, one multi-row INSERT of
+    the events, the index rows derived with json_each, COMMIT) runs in one worker-thread call: one
+    hop off the loop per batch instead of ~10, and six statements whatever the batch's size.
 The index rows are derived inside the database because building, binding and encoding one row
 per field in Python cost more CPU than the rest of the append (a 10-field page = 10 rows)."""
 
@@ -37,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import operator
 import sqlite3
 import threading
@@ -119,11 +119,14 @@ SQLITE_MOVE_HEAD = "UPDATE audit_chain_head SET seq = ?, hash = ? WHERE id = ?"
 _SQLITE_ROW = f"({', '.join('?' * len(EVENT_COLUMNS))})"
 
 
+@functools.lru_cache(maxsize=64)
 def sqlite_insert_events(n: int) -> str:
     """One INSERT of n rows. One statement per batch instead of executemany's step per row: each
     step gives up the GIL and has to win it back from the busy event loop before the next row."""
     return (f"INSERT INTO audit_event ({', '.join(EVENT_COLUMNS)}) "  # noqa: S608
             f"VALUES {', '.join([_SQLITE_ROW] * n)}")
+
+
 # The field-access index rows of the events with seq in (?, ?], from their stored detail, inside
 # the database (no Python per field). INSERT OR IGNORE in json_each order keeps a field's first
 # decision, as field_access_rows does.
