@@ -166,7 +166,12 @@ class GraphQLEndpoint:
             codes = [problem.code]
             response = problem_response(problem, media or JSON)
         try:
-            await self._record(request, principal, outcome, status, codes, query, variables, started)
+            event = self._event(request, principal, outcome, status, codes, query, variables, started)
+            # The result is serialised into the response by now: let go of its rows before waiting
+            # for the audit commit, or they outlive young GC passes and are promoted to the old
+            # generation, whose full collections then cost every request.
+            outcome = None
+            await self.state.access_log.record(event)
         except Exception:  # fail closed: no audit record, no data
             logging.getLogger("shuqiao").exception("access log write failed; response withheld")
             return problem_response(AUDIT_UNAVAILABLE, media or JSON)
@@ -269,7 +274,7 @@ class GraphQLEndpoint:
         outcome.context = ctx  # type: ignore[attr-defined]
         return outcome
 
-    async def _record(
+    def _event(
         self,
         request: Request,
         principal: Principal,
@@ -279,9 +284,9 @@ class GraphQLEndpoint:
         query: str | None,
         variables: dict[str, Any] | None,
         started: float,
-    ) -> None:
+    ) -> AccessEvent:
         ctx: ExecutionContext | None = getattr(outcome, "context", None)
-        event = AccessEvent(
+        return AccessEvent(
             request_id=getattr(request.state, "request_id", ""),
             tier=self.tier.value,
             principal_kind=principal.kind.value,
@@ -300,4 +305,3 @@ class GraphQLEndpoint:
             variables=variables,
             signature_kid=getattr(request.state, "signature_kid", None),
         )
-        await self.state.access_log.record(event)
