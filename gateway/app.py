@@ -93,11 +93,14 @@ def _audit_background(settings: Settings, state: GatewayState
     if settings.audit_store != "chain":
         return []
     tasks: list[CheckpointTask | AlertTask | RetentionTask] = []
+    sink = state.access_log
+    witness = sink.witness if isinstance(sink, ChainedAuditLog) else None
     if settings.audit_checkpoint_events > 0:
         tasks.append(CheckpointTask(state.engine, state.signer.store, settings.audit_checkpoint_events,
-                                    settings.audit_checkpoint_seconds))
+                                    settings.audit_checkpoint_seconds, witness=witness))
     if settings.audit_alerts:
-        tasks.append(AlertTask(AlertEngine(state.engine, AlertRules.from_settings(settings))))
+        tasks.append(AlertTask(AlertEngine(state.engine, AlertRules.from_settings(settings),
+                                           witness=witness)))
     if settings.audit_retention_days > 0:
         tasks.append(RetentionTask(state.engine, state.signer.store, archive_dir(settings.var_dir),
                                    settings.audit_retention_days))

@@ -1,6 +1,7 @@
 """Alerts: rules evaluated over the audit chain as events arrive.
 
-`AlertEngine.run_once()` reads the events after the evaluator's cursor (`audit_alert_cursor`),
+`AlertEngine.run_once()` reads the events after the evaluator's cursor (`audit_alert_cursor`; from
+this process's `ChainWitness` when it appended them, else from the database),
 feeds each, in seq order, to the rules' in-memory state (`gateway/audit/alert_rules.py`: sliding
 windows per principal, address history), and in one transaction inserts the alerts and moves
 the cursor (compare-and-set, so two workers never evaluate the same events twice). It only reads
@@ -39,6 +40,7 @@ from gateway.audit.alert_rules import utc as _utc
 from gateway.audit.background import PeriodicTask
 from gateway.audit.chain import canonical_time
 from gateway.audit.models import AuditEvent, AuditFieldAccess
+from gateway.audit.witness import ChainWitness
 
 log = logging.getLogger("shuqiao.audit")
 
@@ -115,8 +117,10 @@ class AlertEngine:
     ADDRESS_CACHE_MAX = 50_000  # principals whose address history is kept in memory
 
     def __init__(self, engine: AsyncEngine, rules: AlertRules | None = None,
-                 levels: Mapping[tuple[str, str], int] | None = None, batch: int = 500) -> None:
+                 levels: Mapping[tuple[str, str], int] | None = None, batch: int = 500,
+                 witness: ChainWitness | None = None) -> None:
         self.engine = engine
+        self.witness = witness  # this process's appends: events held there are not read back
         self.rules = rules or AlertRules()
         self._levels = levels  # None: read from the catalogue, at most every LEVELS_TTL seconds
         self._catalogue_levels: tuple[float, dict[tuple[str, str], int]] | None = None
@@ -137,12 +141,13 @@ class AlertEngine:
     async def _run_once(self) -> int:
         async with self.engine.connect() as conn:
             cursor = await self._cursor(conn)
-            rows = (await conn.execute(
-                select(*FACT_COLUMNS).where(EVENTS.c.seq > cursor).order_by(EVENTS.c.seq).limit(self.batch)
-            )).mappings().all()
-            if not rows:
+            events = self.witness.facts_after(cursor, self.batch) if self.witness else None
+            if events is None:
+                rows = (await conn.execute(select(*FACT_COLUMNS).where(EVENTS.c.seq > cursor)
+                                           .order_by(EVENTS.c.seq).limit(self.batch))).mappings().all()
+                events = [EventFacts.from_row(r) for r in rows]
+            if not events:
                 return 0
-            events = [EventFacts.from_row(r) for r in rows]
             await self._catch_up(conn, cursor)
             await self._load_addresses(conn, {e.principal_id for e in events})
             levels = self._levels if self._levels is not None else await self._levels_now(conn)

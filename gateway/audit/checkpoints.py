@@ -11,8 +11,10 @@ first checkpoint after the rewritten event no longer matches the event at its se
 checkpoint does not verify.
 
 Before signing, the writer re-verifies the chain from the previous checkpoint to the new seq (so it
-never signs a segment that is already broken). Several workers may run the writer: the seq is the
-primary key and a second insert for the same seq is ignored.
+never signs a segment that is already broken), unless this process appended that whole segment
+itself (gateway.audit.witness): then it signs the hash it computed while appending, after checking
+that the stored event still has it. Several workers may run the writer: the seq is the primary
+key and a second insert for the same seq is ignored.
 
 `verify_with_checkpoints` = `verify_chain` + every checkpoint's signature + the checkpointed hash
 against the event at that seq. `export_archive` / `verify_archive`: a seq range as JSON lines ending
@@ -39,6 +41,7 @@ from gateway.audit.background import PeriodicTask
 from gateway.audit.chain import GENESIS_HASH, canonical_time, event_hash
 from gateway.audit.models import HEAD_ID, AuditChainHead, AuditCheckpoint, AuditEvent, AuditPruneAnchor
 from gateway.audit.verify import Anchor, VerifyReport, anchor_problem, latest_anchor, verify_chain
+from gateway.audit.witness import ChainWitness
 from keys import sm2
 from keys.keystore import KeyStore, key_id
 from keys.sm2 import SM2PublicKey
@@ -156,13 +159,21 @@ async def _anchored(conn: AsyncConnection, seq: int) -> bool:
     return first is None or int(first) > seq
 
 
-async def write_checkpoint(engine: AsyncEngine, store: KeyStore, seq: int | None = None) -> Checkpoint | None:
-    """Sign the event at `seq` (default: the chain head). Returns the checkpoint (an existing one
-    if that seq is already checkpointed), None for an empty chain; raises CheckpointError when the
-    segment since the previous checkpoint does not verify (nothing is signed then)."""
+async def write_checkpoint(engine: AsyncEngine, store: KeyStore, seq: int | None = None,
+                           witness: ChainWitness | None = None) -> Checkpoint | None:
+    """Sign the event at `seq` (default: the chain head, or with a `witness` the last event this
+    process appended). Returns the checkpoint (an existing one if that seq is already
+    checkpointed), None for an empty chain; raises CheckpointError when the segment since the
+    previous checkpoint does not verify (nothing is signed then).
+
+    The segment is re-read and re-hashed unless the witness saw this process append all of it,
+    linked from the previous checkpoint; then the stored hash of the target must equal the one
+    this process computed."""
     async with snapshot(engine) as conn:
         head = (await conn.execute(select(HEAD.c.seq).where(HEAD.c.id == HEAD_ID))).scalar()
         target = int(head or 0) if seq is None else seq
+        if seq is None and witness is not None and witness.head and witness.head[0] <= target:
+            target = witness.head[0]
         if target <= 0:
             return None
         if target > int(head or 0):
@@ -171,10 +182,13 @@ async def write_checkpoint(engine: AsyncEngine, store: KeyStore, seq: int | None
         if existing is not None:
             return Checkpoint.from_row(existing)
         previous = await latest_checkpoint(conn, target - 1)
-        problem = await _segment_ok(conn, previous, target)
-        if problem:
+        start = (previous.seq, previous.hash) if previous else (0, GENESIS_HASH)
+        vouched = witness.vouches(start, target) if witness is not None else None
+        if vouched is None and (problem := await _segment_ok(conn, previous, target)):
             raise CheckpointError(f"refusing to sign: {problem}")
         event = (await conn.execute(select(EVENTS.c.hash).where(EVENTS.c.seq == target))).one()
+        if vouched is not None and event.hash != vouched:
+            raise CheckpointError(f"refusing to sign: seq {target} is not the event this gateway appended")
     info, private = store.current()
     created = datetime.now(UTC)
     created_text = canonical_time(created)
@@ -418,9 +432,9 @@ class CheckpointTask(PeriodicTask):
     name = "audit-checkpoints"
 
     def __init__(self, engine: AsyncEngine, store: KeyStore, every_events: int, every_seconds: float,
-                 poll: float = 1.0) -> None:
+                 poll: float = 1.0, witness: ChainWitness | None = None) -> None:
         super().__init__(min(poll, every_seconds) if every_seconds > 0 else poll)
-        self.engine, self.store = engine, store
+        self.engine, self.store, self.witness = engine, store, witness
         self.every_events, self.every_seconds = every_events, every_seconds
         self.written = 0
         self._since: float | None = None  # loop time of the last checkpoint written (or start)
@@ -433,7 +447,7 @@ class CheckpointTask(PeriodicTask):
         if behind <= 0:
             return False
         if behind >= self.every_events or (self.every_seconds > 0 and elapsed >= self.every_seconds):
-            await write_checkpoint(self.engine, self.store)
+            await write_checkpoint(self.engine, self.store, witness=self.witness)
             self.written += 1
             return True
         return False

@@ -55,6 +55,7 @@ from gateway.access_log import AccessEvent
 from gateway.audit.chain import GENESIS_HASH, canonical_time, event_hash
 from gateway.audit.models import HEAD_ID, AuditChainHead, AuditEvent, AuditFieldAccess
 from gateway.audit.variables import VariableCipher
+from gateway.audit.witness import ChainWitness
 
 EVENTS = AuditEvent.__table__
 HEAD = AuditChainHead.__table__
@@ -226,6 +227,7 @@ class ChainedAuditLog:
         self._writer: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.batches = 0  # how many transactions were committed (for tests and the bench)
+        self.witness = ChainWitness()  # what was committed, for the checkpoint and alert jobs
         self._conn: AsyncConnection | None = None  # the writer's, kept between bursts
         self._conn_used = 0.0
         # The (seq, hash) this sink last committed (None: unknown). PostgreSQL's one-statement
@@ -330,6 +332,10 @@ class ChainedAuditLog:
         return True
 
     async def _append(self, conn: AsyncConnection | None, events: list[AccessEvent]) -> None:
+        rows = await self._write(conn, events)
+        self.witness.appended(rows)  # committed: each row has its seq and hashes now
+
+    async def _write(self, conn: AsyncConnection | None, events: list[AccessEvent]) -> list[dict[str, Any]]:
         now = datetime.now(UTC)
         rows = [event_row(e, now, self._cipher) for e in events]  # sealing happens outside the lock
         if self._sqlite_path:
@@ -340,7 +346,7 @@ class ChainedAuditLog:
                 seq, last = _link(rows, *self._head)
                 prepared = (self._head, (seq, last), _processed(rows, EVENT_COLUMNS, self._ev_procs))
             self._head = await asyncio.to_thread(self._append_sqlite_file, rows, prepared)
-            return
+            return rows
         assert conn is not None
         if self._asyncpg:
             await self._append_asyncpg(conn, rows)
@@ -348,6 +354,7 @@ class ChainedAuditLog:
             await self._append_sqlite(conn, rows, events)
         else:
             await self._append_generic(conn, rows, events)
+        return rows
 
     # -- PostgreSQL (asyncpg) ---------------------------------------------------------------
 
