@@ -19,6 +19,7 @@ from gateway.access_log import AccessLog, LoggingAccessLog
 from gateway.audit import ChainedAuditLog, VariableCipher
 from gateway.audit.alerts import AlertEngine, AlertRules, AlertTask
 from gateway.audit.checkpoints import CheckpointTask
+from gateway.audit.field_index import FieldIndexTask
 from gateway.audit.http import EXPORT_PATH, AuditAPI
 from gateway.audit.retention import RetentionTask, archive_dir
 from gateway.crypto.routes import SigningKeysEndpoint
@@ -88,11 +89,12 @@ def _access_log(settings: Settings, engine: AsyncEngine, master_key: bytes) -> A
 
 
 def _audit_background(settings: Settings, state: GatewayState
-                      ) -> list[CheckpointTask | AlertTask | RetentionTask]:
-    """Signed checkpoints, alert rules and retention, all reading the chain beside the request path."""
+                      ) -> list[CheckpointTask | AlertTask | RetentionTask | FieldIndexTask]:
+    """The search index, signed checkpoints, alert rules and retention, all reading the chain beside
+    the request path."""
     if settings.audit_store != "chain":
         return []
-    tasks: list[CheckpointTask | AlertTask | RetentionTask] = []
+    tasks: list[CheckpointTask | AlertTask | RetentionTask | FieldIndexTask] = [FieldIndexTask(state.engine)]
     sink = state.access_log
     witness = sink.witness if isinstance(sink, ChainedAuditLog) else None
     if settings.audit_checkpoint_events > 0:

@@ -35,17 +35,16 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlmodel import Field, SQLModel
 
-from gateway.audit.alert_rules import AlertRules, AlertState, EventFacts
+from gateway.audit.alert_rules import AlertRules, AlertState, EventFacts, denied_fields
 from gateway.audit.alert_rules import utc as _utc
 from gateway.audit.background import PeriodicTask
 from gateway.audit.chain import canonical_time
-from gateway.audit.models import AuditEvent, AuditFieldAccess
+from gateway.audit.models import AuditEvent
 from gateway.audit.witness import ChainWitness
 
 log = logging.getLogger("shuqiao.audit")
 
 EVENTS = AuditEvent.__table__
-FIELD_ACCESS = AuditFieldAccess.__table__
 CURSOR_ID = 1
 RULES = ("bulk_extraction", "forbidden_probing", "l4_out_of_hours", "new_address")
 
@@ -211,15 +210,15 @@ class AlertEngine:
             .order_by(EVENTS.c.seq).execution_options(yield_per=5000))
         async for principal, at, rows in bulk:
             state.bulk.add(principal, _utc(at).timestamp(), int(rows))
+        # From the events themselves, not the field-access index, which may lag behind the chain.
         denials = await conn.stream(
-            select(EVENTS.c.principal_id, EVENTS.c.occurred_at, func.count())
-            .select_from(FIELD_ACCESS.join(EVENTS, EVENTS.c.seq == FIELD_ACCESS.c.seq))
-            .where(EVENTS.c.seq <= cursor, FIELD_ACCESS.c.action == "deny",
+            select(EVENTS.c.principal_id, EVENTS.c.occurred_at, EVENTS.c.detail)
+            .where(EVENTS.c.seq <= cursor, EVENTS.c.detail.contains('"deny"'),
                    EVENTS.c.occurred_at >= newest - self.rules.probe_window - timedelta(seconds=1))
-            .group_by(EVENTS.c.seq, EVENTS.c.principal_id, EVENTS.c.occurred_at)
             .order_by(EVENTS.c.seq).execution_options(yield_per=5000))
-        async for principal, at, count in denials:
-            state.probes.add(principal, _utc(at).timestamp(), int(count))
+        async for principal, at, detail in denials:
+            if count := denied_fields(orjson.loads(detail).get("fields") or []):
+                state.probes.add(principal, _utc(at).timestamp(), count)
 
     async def _load_addresses(self, conn: AsyncConnection, principals: set[str]) -> None:
         state = self._state

@@ -52,7 +52,8 @@ class AuditEvent(SQLModel, table=True):
 class AuditFieldAccess(SQLModel, table=True):
     """One row per (event, dataset, field): the search index officers filter on. It is derived
     from the hashed `detail` of the event, so tampering here cannot hide anything the chain
-    covers: the event shown is always the hashed one."""
+    covers: the event shown is always the hashed one. Filled beside the request path, not in
+    the append's transaction (gateway.audit.field_index)."""
 
     __tablename__ = "audit_field_access"
 
@@ -62,6 +63,15 @@ class AuditFieldAccess(SQLModel, table=True):
     action: str
 
     __table_args__ = (Index("ix_audit_field_access_dataset_field", "dataset", "field", "seq"),)
+
+
+class AuditIndexCursor(SQLModel, table=True):
+    """The seq through which audit_field_access is filled (gateway.audit.field_index)."""
+
+    __tablename__ = "audit_index_cursor"
+
+    id: int = Field(default=HEAD_ID, primary_key=True)
+    seq: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
 class AuditChainHead(SQLModel, table=True):

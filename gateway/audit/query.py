@@ -21,6 +21,7 @@ from sqlalchemy import Select, and_, case, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.audit.chain import canonical_time
+from gateway.audit.field_index import index_pending
 from gateway.audit.models import AuditEvent, AuditFieldAccess
 from gateway.audit.variables import VariableCipher
 
@@ -173,10 +174,19 @@ def _select(conn: AsyncConnection, f: Filters) -> Select[Any]:
     return select(EVENTS).where(*where(conn, f))
 
 
+def _uses_index(f: Filters) -> bool:
+    """Whether the filters read the field-access index. It is filled beside the request path
+    (gateway.audit.field_index), so such a query first fills it through the head: no recent event
+    is missed."""
+    return bool(f.dataset or f.field or f.decision)
+
+
 async def search(
     conn: AsyncConnection, f: Filters, *, limit: int = 100, before: int | None = None
 ) -> dict[str, Any]:
     limit = max(1, min(limit, MAX_PAGE))
+    if _uses_index(f):
+        await index_pending(conn.engine)
     query = _select(conn, f)
     if before is not None:
         query = query.where(EVENTS.c.seq < before)
@@ -208,6 +218,7 @@ async def detail(conn: AsyncConnection, seq: int, cipher: VariableCipher | None)
 
 
 async def stats(conn: AsyncConnection, f: Filters) -> dict[str, Any]:
+    await index_pending(conn.engine)  # the per-dataset figures come from the index
     conds = where(conn, f)
     denied = func.sum(case((EVENTS.c.error_codes.contains("FORBIDDEN"), 1), else_=0))
     by_dept = (await conn.execute(
@@ -277,6 +288,8 @@ async def export(engine: AsyncEngine, f: Filters, fmt: str, *, batch: int = 1000
     Sealed variables are never exported."""
     if fmt not in ("csv", "json"):
         raise BadFilter("format is csv or json")
+    if _uses_index(f):
+        await index_pending(engine)
     async with engine.connect() as conn:
         if fmt == "csv":
             buf = io.StringIO()

@@ -8,8 +8,9 @@ returns only after the transaction holding its event is durable. Under load one 
 fsync) serves many requests; alone, a request pays one transaction.
 
 One batch = one transaction: lock the chain head, read (seq, hash), insert the events with
-seq + 1, seq + 2, ... each linked to the previous hash, insert their field-access index rows,
-move the head, commit. The lock is what keeps several worker processes from forking the chain:
+seq + 1, seq + 2, ... each linked to the previous hash, move the head, commit. The officers'
+field-access index is filled from the stored events afterwards, outside the request path
+(gateway.audit.field_index). The lock is what keeps several worker processes from forking the chain:
   - PostgreSQL: a row lock (`FOR UPDATE`) on the one-row `audit_chain_head`, with
     `synchronous_commit` forced on for the transaction;
   - SQLite: `BEGIN IMMEDIATE`, which takes the database write lock before the head is read, on a
@@ -20,17 +21,15 @@ a busy loop):
   - PostgreSQL: one statement per batch on the raw asyncpg connection (prepared, cached by
     asyncpg), run in autocommit so the statement is its own transaction. Its CTEs lock the head,
     check it still is the (seq, hash) this sink wrote last, insert all events from one JSON
-    parameter (`jsonb_populate_recordset`), derive their field-access index rows from each
-    event's detail in SQL, move the head and set `synchronous_commit` for that transaction: one round
-    trip, one durable commit. If the head moved (another process appended, or this sink's first
+    parameter (`jsonb_populate_recordset`),
+    move the head and set `synchronous_commit` for that transaction: one round trip, one durable
+    commit. If the head moved (another process appended, or this sink's first
     batch) nothing is written and the batch is redone in an explicit transaction that locks the
     head first (BEGIN, SELECT ... FOR UPDATE, the same statement, COMMIT).
   - SQLite: a dedicated sqlite3 connection of the writer's own (synchronous=FULL, so no PRAGMA
     toggling), and the whole transaction (BEGIN IMMEDIATE, head, hashes, one multi-row INSERT of
-    the events, the index rows derived with json_each, COMMIT) runs in one worker-thread call: one
-    hop off the loop per batch instead of ~10, and six statements whatever the batch's size.
-The index rows are derived inside the database because building, binding and encoding one row
-per field in Python cost more CPU than the rest of the append (a 10-field page = 10 rows)."""
+    the events, COMMIT) runs in one worker-thread call: one hop off the loop per batch instead of
+    ~10, and five statements whatever the batch's size."""
 
 from __future__ import annotations
 
@@ -53,13 +52,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.access_log import AccessEvent
 from gateway.audit.chain import GENESIS_HASH, canonical_time, event_hash
-from gateway.audit.models import HEAD_ID, AuditChainHead, AuditEvent, AuditFieldAccess
+from gateway.audit.models import HEAD_ID, AuditChainHead, AuditEvent
 from gateway.audit.variables import VariableCipher
 from gateway.audit.witness import ChainWitness
 
 EVENTS = AuditEvent.__table__
 HEAD = AuditChainHead.__table__
-FIELD_ACCESS = AuditFieldAccess.__table__
 
 MAX_BATCH = 512
 
@@ -98,8 +96,8 @@ def event_row(
 
 def field_access_rows(seq: int, event: AccessEvent) -> list[dict[str, Any]]:
     """The search-index rows of one event: one per (dataset, field), the first decision listed.
-    The PostgreSQL and SQLite writers derive the same rows in SQL from the stored `detail`
-    (PG_INDEX_FIELDS, SQLITE_INDEX_FIELDS); this is the reference they are tested against."""
+    gateway.audit.field_index derives the same rows in SQL from the stored `detail`; this is the
+    reference it is tested against."""
     seen: dict[tuple[str, str], str] = {}
     for f in event.fields:
         key = (str(f.get("dataset") or ""), str(f.get("field") or ""))
@@ -128,19 +126,7 @@ def sqlite_insert_events(n: int) -> str:
             f"VALUES {', '.join([_SQLITE_ROW] * n)}")
 
 
-# The field-access index rows of the events with seq in (?, ?], from their stored detail, inside
-# the database (no Python per field). INSERT OR IGNORE in json_each order keeps a field's first
-# decision, as field_access_rows does.
-SQLITE_INDEX_FIELDS = """
-INSERT OR IGNORE INTO audit_field_access (seq, dataset, field, action)
-SELECT e.seq, coalesce(json_extract(j.value, '$.dataset'), ''),
-       coalesce(json_extract(j.value, '$.field'), ''),
-       coalesce(nullif(json_extract(j.value, '$.action'), ''), json_extract(j.value, '$.decision'), '')
-FROM audit_event AS e, json_each(e.detail, '$.fields') AS j
-WHERE e.seq > ? AND e.seq <= ?
-ORDER BY e.seq, j.key"""
-assert (HEAD.name, EVENTS.name, FIELD_ACCESS.name) == (
-    "audit_chain_head", "audit_event", "audit_field_access")
+assert (HEAD.name, EVENTS.name) == ("audit_chain_head", "audit_event")
 
 
 def _bind_processors(dialect: Dialect, table: Any, names: Sequence[str]) -> list[Callable[[Any], Any] | None]:
@@ -182,9 +168,8 @@ def _events_json(rows: list[dict[str, Any]]) -> str:
 
 
 def _pg_append_sql() -> str:
-    """One statement: check the head, insert the events ($6, a JSON array of rows), derive their
-    field-access index rows from each event's detail (DISTINCT ON keeps a field's first decision,
-    as field_access_rows does), move the head, and force a durable commit."""
+    """One statement: check the head, insert the events ($6, a JSON array of rows), move the head,
+    and force a durable commit."""
     cols = ", ".join(EVENT_COLUMNS)
     return f"""
 WITH h AS (SELECT seq, hash FROM {HEAD.name} WHERE id = $1 FOR UPDATE),
@@ -192,16 +177,6 @@ ok AS (SELECT 1 FROM h WHERE seq = $2 AND hash = $3),
 e AS (INSERT INTO {EVENTS.name} ({cols})
       SELECT {cols} FROM jsonb_populate_recordset(NULL::{EVENTS.name}, $6::jsonb)
       WHERE EXISTS (SELECT 1 FROM ok)),
-f AS (INSERT INTO {FIELD_ACCESS.name} (seq, dataset, field, action)
-      SELECT DISTINCT ON (r.seq, x.dataset, x.field) r.seq, x.dataset, x.field, x.action
-      FROM jsonb_to_recordset($6::jsonb) AS r(seq bigint, detail text)
-      CROSS JOIN LATERAL (
-          SELECT coalesce(el->>'dataset', '') AS dataset, coalesce(el->>'field', '') AS field,
-                 coalesce(nullif(el->>'action', ''), el->>'decision', '') AS action, ord
-          FROM jsonb_array_elements(coalesce(r.detail::jsonb -> 'fields', '[]'::jsonb))
-               WITH ORDINALITY AS t(el, ord)) AS x
-      WHERE EXISTS (SELECT 1 FROM ok)
-      ORDER BY r.seq, x.dataset, x.field, x.ord),
 u AS (UPDATE {HEAD.name} SET seq = $4, hash = $5 WHERE id = $1 AND EXISTS (SELECT 1 FROM ok)
       RETURNING 1)
 SELECT set_config('synchronous_commit', 'on', true) AS sync, (SELECT seq FROM h) AS seq,
@@ -351,9 +326,9 @@ class ChainedAuditLog:
         if self._asyncpg:
             await self._append_asyncpg(conn, rows)
         elif self._sqlite:
-            await self._append_sqlite(conn, rows, events)
+            await self._append_sqlite(conn, rows)
         else:
-            await self._append_generic(conn, rows, events)
+            await self._append_generic(conn, rows)
         return rows
 
     # -- PostgreSQL (asyncpg) ---------------------------------------------------------------
@@ -434,7 +409,6 @@ class ChainedAuditLog:
                 for i in range(0, len(params), per_insert):
                     chunk = params[i:i + per_insert]
                     conn.execute(sqlite_insert_events(len(chunk)), [v for row in chunk for v in row])
-                conn.execute(SQLITE_INDEX_FIELDS, (first, seq))
                 conn.execute(SQLITE_MOVE_HEAD, (seq, last, HEAD_ID))
                 conn.execute("COMMIT")
                 return seq, last
@@ -443,15 +417,14 @@ class ChainedAuditLog:
                     conn.execute("ROLLBACK")
                 raise
 
-    async def _append_sqlite(self, conn: AsyncConnection, rows: list[dict[str, Any]],
-                             events: list[AccessEvent]) -> None:
+    async def _append_sqlite(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
         """SQLite without a file path (":memory:", URI names): on the engine's connection."""
         await conn.exec_driver_sql("PRAGMA synchronous=FULL")
         try:
             # pysqlite only BEGINs (deferred) before DML; an explicit BEGIN IMMEDIATE takes the
             # write lock now, so no other process can read the same head before we commit.
             await conn.exec_driver_sql("BEGIN IMMEDIATE")
-            await self._append_generic(conn, rows, events)
+            await self._append_generic(conn, rows)
         except BaseException:
             await conn.rollback()  # before the PRAGMA below, so nothing half-done gets committed
             raise
@@ -461,18 +434,13 @@ class ChainedAuditLog:
 
     # -- any other driver (SQLAlchemy Core) -----------------------------------------------------
 
-    async def _append_generic(self, conn: AsyncConnection, rows: list[dict[str, Any]],
-                              events: list[AccessEvent]) -> None:
+    async def _append_generic(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
         if not self._sqlite:
             # A server or role configured with synchronous_commit=off must not weaken fail closed.
             await conn.exec_driver_sql("SET LOCAL synchronous_commit TO on")
         seq, prev_hash = await self._lock_head(conn)
-        first = seq
         seq, prev_hash = _link(rows, seq, prev_hash)
-        access = [a for i, e in enumerate(events, first + 1) for a in field_access_rows(i, e)]
         await conn.execute(insert(EVENTS), rows)
-        if access:
-            await conn.execute(insert(FIELD_ACCESS), access)
         await conn.execute(update(HEAD).where(HEAD.c.id == HEAD_ID).values(seq=seq, hash=prev_hash))
         await conn.commit()
 

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import delete, update
 
 from gateway.audit.chain import GENESIS_HASH
-from gateway.audit.models import AuditChainHead, AuditEvent, AuditFieldAccess
+from gateway.audit.models import AuditChainHead, AuditEvent, AuditFieldAccess, AuditIndexCursor
 from gateway.db import create_engine, upgrade
 from keys.keystore import KeyStore
 
@@ -62,6 +62,7 @@ def url(migrated_url: str) -> str:
             await conn.execute(delete(EVENTS))
             await conn.execute(delete(AuditFieldAccess.__table__))
             await conn.execute(update(HEAD).values(seq=0, hash=GENESIS_HASH))
+            await conn.execute(update(AuditIndexCursor.__table__).values(seq=0))
         await engine.dispose()
 
     asyncio.run(reset())

@@ -12,6 +12,7 @@ from sqlalchemy import func, select, update
 
 from gateway.access_log import AccessEvent
 from gateway.audit import ChainedAuditLog, VariableCipher, verify_chain
+from gateway.audit.field_index import index_pending
 from gateway.audit.models import AuditEvent, AuditFieldAccess
 from gateway.db import create_engine
 from keys.errors import DecryptionError
@@ -96,6 +97,7 @@ def test_variables_are_sealed_and_fields_indexed(url: str) -> None:
         engine = create_engine(url)
         try:
             await ChainedAuditLog(engine, CIPHER).record(_event_with_variables())
+            await index_pending(engine)
             async with engine.connect() as conn:
                 row = dict((await conn.execute(select(EVENTS))).mappings().one())
                 access = (await conn.execute(select(ACCESS.c.dataset, ACCESS.c.field, ACCESS.c.action)
@@ -150,9 +152,10 @@ def test_the_extension_columns_are_covered_by_the_hash(url: str, column: str, va
 
 
 def test_the_index_derived_in_sql_matches_the_reference(url: str) -> None:
-    """The writers derive audit_field_access from the stored detail inside the database; the rows
+    """The indexer derives audit_field_access from the stored detail inside the database; the rows
     must be exactly `field_access_rows`: one per (dataset, field), its first decision, the legacy
-    "decision" key read too, fields across several events and datasets kept apart."""
+    "decision" key read too, fields across several events and datasets kept apart. The append
+    itself writes none: the request does not wait for them."""
     from gateway.audit.store import field_access_rows
 
     def event(i: int, fields: list[dict[str, Any]]) -> AccessEvent:
@@ -175,6 +178,10 @@ def test_the_index_derived_in_sql_matches_the_reference(url: str) -> None:
             log = ChainedAuditLog(engine)
             await asyncio.gather(*(log.record(e) for e in events))  # one batch
             assert log.batches == 1
+            async with engine.connect() as conn:
+                assert (await conn.execute(select(func.count()).select_from(ACCESS))).scalar() == 0
+            assert await index_pending(engine, chunk=2) == 3  # in two chunks
+            assert await index_pending(engine) == 0
             async with engine.connect() as conn:
                 return {tuple(r) for r in await conn.execute(
                     select(ACCESS.c.seq, ACCESS.c.dataset, ACCESS.c.field, ACCESS.c.action))}

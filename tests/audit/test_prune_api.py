@@ -90,10 +90,10 @@ def test_migration_0009_upgrades_from_0008(backend: str, tmp_path: Path) -> None
 
     url, drop = create_database(backend, tmp_path)
     try:
-        assert ScriptDirectory.from_config(alembic_config(url)).get_heads() == ["0009"]
+        assert ScriptDirectory.from_config(alembic_config(url)).get_revision("0009").down_revision == "0008"
         upgrade(url, "0008")
         on_db(url, lambda engine: chain_helpers.append(engine, [make_event(i) for i in range(1, 4)]))
-        upgrade(url)
+        upgrade(url, "0009")
 
         async def check(engine: Any) -> None:
             async with engine.connect() as conn:
@@ -112,7 +112,7 @@ def test_migration_0009_upgrades_from_0008(backend: str, tmp_path: Path) -> None
                 return await conn.run_sync(lambda c: inspect(c).has_table("audit_prune_anchor"))
 
         assert on_db(url, gone) is False
-        upgrade(url)
+        upgrade(url, "0009")
         assert on_db(url, gone) is True
     finally:
         drop()

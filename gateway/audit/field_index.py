@@ -1,0 +1,90 @@
+"""The officers' search index (audit_field_access), filled beside the request path.
+
+The index is derived from each event's hashed `detail` (one row per (event, dataset, field), the
+first decision listed), so it need not be written in the append's transaction: the request waits
+for its event, not for its index rows. Written there, a page of ten fields dirtied ten leaves of
+the (dataset, field, seq) index per commit — most of PostgreSQL's work per appended event and half
+of SQLite's. `index_pending` fills the rows of the events after `audit_index_cursor` in one
+set-based statement per chunk and moves the cursor in the same transaction (the cursor row is
+locked first, so two workers never index the same events at once; the insert ignores rows that
+exist). `FieldIndexTask` runs it every second in the gateway, and every search that filters on
+the index runs it first, so results are exact whatever the task's lag."""
+
+from __future__ import annotations
+
+from sqlalchemy import select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from gateway.audit.background import PeriodicTask
+from gateway.audit.models import HEAD_ID, AuditChainHead, AuditFieldAccess, AuditIndexCursor
+
+CURSOR = AuditIndexCursor.__table__
+HEAD = AuditChainHead.__table__
+CHUNK = 1000  # events per transaction (on SQLite the chain writer waits for it meanwhile)
+
+# DISTINCT ON / INSERT OR IGNORE in list order keep a field's first decision, as
+# gateway.audit.store.field_access_rows (the reference the tests compare with) does.
+PG_INDEX = text("""
+INSERT INTO audit_field_access (seq, dataset, field, action)
+SELECT DISTINCT ON (e.seq, x.dataset, x.field) e.seq, x.dataset, x.field, x.action
+FROM audit_event AS e
+CROSS JOIN LATERAL (
+    SELECT coalesce(el->>'dataset', '') AS dataset, coalesce(el->>'field', '') AS field,
+           coalesce(nullif(el->>'action', ''), el->>'decision', '') AS action, ord
+    FROM jsonb_array_elements(coalesce(e.detail::jsonb -> 'fields', '[]'::jsonb))
+         WITH ORDINALITY AS t(el, ord)) AS x
+WHERE e.seq > :after AND e.seq <= :upto
+ORDER BY e.seq, x.dataset, x.field, x.ord
+ON CONFLICT DO NOTHING""")
+SQLITE_INDEX = text("""
+INSERT OR IGNORE INTO audit_field_access (seq, dataset, field, action)
+SELECT e.seq, coalesce(json_extract(j.value, '$.dataset'), ''),
+       coalesce(json_extract(j.value, '$.field'), ''),
+       coalesce(nullif(json_extract(j.value, '$.action'), ''), json_extract(j.value, '$.decision'), '')
+FROM audit_event AS e, json_each(e.detail, '$.fields') AS j
+WHERE e.seq > :after AND e.seq <= :upto
+ORDER BY e.seq, j.key""")
+assert AuditFieldAccess.__tablename__ == "audit_field_access"
+
+
+async def _lock_cursor(conn: AsyncConnection, sqlite: bool) -> int:
+    if sqlite:
+        # Take SQLite's write lock before reading, as the chain writer does with BEGIN IMMEDIATE:
+        # a deferred transaction that read first could not upgrade after another worker wrote.
+        await conn.execute(update(CURSOR).where(CURSOR.c.id == HEAD_ID).values(seq=CURSOR.c.seq))
+    q = select(CURSOR.c.seq).where(CURSOR.c.id == HEAD_ID)
+    seq = (await conn.execute(q if sqlite else q.with_for_update())).scalar()
+    if seq is None:  # the migration seeds it; this covers tables made by metadata.create_all
+        await conn.execute(CURSOR.insert().values(id=HEAD_ID, seq=0))
+        return 0
+    return int(seq)
+
+
+async def index_pending(engine: AsyncEngine, chunk: int = CHUNK) -> int:
+    """Index every event appended so far that is not indexed yet; returns how many events."""
+    sqlite = engine.dialect.name == "sqlite"
+    statement = SQLITE_INDEX if sqlite else PG_INDEX
+    total = 0
+    while True:
+        async with engine.begin() as conn:
+            after = await _lock_cursor(conn, sqlite)
+            head = int((await conn.execute(select(HEAD.c.seq).where(HEAD.c.id == HEAD_ID))).scalar() or 0)
+            upto = min(head, after + chunk)
+            if upto <= after:
+                return total
+            await conn.execute(statement, {"after": after, "upto": upto})
+            await conn.execute(update(CURSOR).where(CURSOR.c.id == HEAD_ID).values(seq=upto))
+        total += upto - after
+
+
+class FieldIndexTask(PeriodicTask):
+    """Fills the search index every `every` seconds."""
+
+    name = "audit-field-index"
+
+    def __init__(self, engine: AsyncEngine, every: float = 1.0) -> None:
+        super().__init__(every)
+        self.engine = engine
+
+    async def step(self) -> None:
+        await index_pending(self.engine)
