@@ -8,9 +8,10 @@ returns only after the transaction holding its event is durable. Under load one 
 fsync) serves many requests; alone, a request pays one transaction.
 
 One batch = one transaction: lock the chain head, read (seq, hash), insert the events with
-seq + 1, seq + 2, ... each linked to the previous hash, move the head, commit. The officers'
-field-access index is filled from the stored events afterwards, outside the request path
-(gateway.audit.field_index). The lock is what keeps several worker processes from forking the chain:
+seq + 1, seq + 2, ... each linked to the previous hash, move the head, commit (the officers'
+field-access index is filled from the stored events afterwards, outside the request path:
+gateway.audit.field_index). The lock is what keeps several worker processes from forking the
+chain:
   - PostgreSQL: a row lock (`FOR UPDATE`) on the one-row `audit_chain_head`, with
     `synchronous_commit` forced on for the transaction;
   - SQLite: `BEGIN IMMEDIATE`, which takes the database write lock before the head is read, on a
@@ -21,11 +22,11 @@ a busy loop):
   - PostgreSQL: one statement per batch on the raw asyncpg connection (prepared, cached by
     asyncpg), run in autocommit so the statement is its own transaction. Its CTEs lock the head,
     check it still is the (seq, hash) this sink wrote last, insert all events from one JSON
-    parameter (`jsonb_populate_recordset`),
-    move the head and set `synchronous_commit` for that transaction: one round trip, one durable
-    commit. If the head moved (another process appended, or this sink's first
-    batch) nothing is written and the batch is redone in an explicit transaction that locks the
-    head first (BEGIN, SELECT ... FOR UPDATE, the same statement, COMMIT).
+    parameter (`jsonb_populate_recordset`), move the head and set `synchronous_commit` for that
+    transaction: one round trip, one durable commit. If the head moved (another process
+    appended, or this sink's first batch) nothing is written and the batch is redone in an
+    explicit transaction that locks the head first (BEGIN, SELECT ... FOR UPDATE, the same
+    statement, COMMIT).
   - SQLite: a dedicated sqlite3 connection of the writer's own (synchronous=FULL, so no PRAGMA
     toggling), and the whole transaction (BEGIN IMMEDIATE, head, hashes, one multi-row INSERT of
     the events, COMMIT) runs in one worker-thread call: one hop off the loop per batch instead of
