@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.access_log import AccessEvent
@@ -39,6 +39,16 @@ async def append(engine: AsyncEngine, events: list[AccessEvent]) -> None:
             if access:
                 await conn.execute(insert(FIELD_ACCESS), access)
         await conn.execute(update(HEAD).where(HEAD.c.id == HEAD_ID).values(seq=seq, hash=prev))
+
+
+async def reset_alerts(engine: AsyncEngine) -> None:
+    """No alerts, no address history, the evaluator's cursor at the start of the chain."""
+    from gateway.audit.alerts import ADDRESSES, ALERTS, CURSOR
+
+    async with engine.begin() as conn:
+        await conn.execute(delete(ALERTS))
+        await conn.execute(delete(ADDRESSES))
+        await conn.execute(update(CURSOR).values(seq=0))
 
 
 def run_with_engine(url: str, job: Callable[[AsyncEngine], Awaitable[Any]]) -> Any:

@@ -10,19 +10,15 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, update
 
 from gateway.access_log import AccessEvent
 from gateway.audit.alerts import (
-    ADDRESSES,
-    ALERTS,
-    CURSOR,
     AlertEngine,
     AlertRules,
     list_alerts,
 )
 from gateway.db import create_engine
-from tests.audit.chain_helpers import append
+from tests.audit.chain_helpers import append, reset_alerts, run_with_engine
 
 ALWAYS = dict(work_start=time(0, 0), work_end=time.max, work_days=frozenset(range(1, 8)))
 NEVER = dict(work_days=frozenset())
@@ -30,15 +26,7 @@ NEVER = dict(work_days=frozenset())
 
 @pytest.fixture
 def db(url: str) -> str:
-    async def clean() -> None:
-        engine = create_engine(url)
-        async with engine.begin() as conn:
-            await conn.execute(delete(ALERTS))
-            await conn.execute(delete(ADDRESSES))
-            await conn.execute(update(CURSOR).values(seq=0))
-        await engine.dispose()
-
-    asyncio.run(clean())
+    run_with_engine(url, reset_alerts)
     return url
 
 
@@ -200,10 +188,7 @@ def test_workers_taking_turns_raise_what_one_evaluator_raises(db: str) -> None:
         engine = create_engine(db)
 
         async def evaluate(*engines: AlertEngine) -> list[tuple[str, str, int]]:
-            async with engine.begin() as conn:
-                await conn.execute(delete(ALERTS))
-                await conn.execute(delete(ADDRESSES))
-                await conn.execute(update(CURSOR).values(seq=0))
+            await reset_alerts(engine)
             turn = idle = 0
             while idle < len(engines):  # take turns, a batch each, until nobody finds work
                 idle = 0 if await engines[turn % len(engines)].run_once() else idle + 1
@@ -224,10 +209,7 @@ def test_workers_taking_turns_raise_what_one_evaluator_raises(db: str) -> None:
             assert (first.rebuilds, second.rebuilds) == (1, 1)  # then each replays the other's turns
             # a fresh evaluator after three batches: it reads the windows back from the database
             early = AlertEngine(engine, rules, {}, batch=2)
-            async with engine.begin() as conn:
-                await conn.execute(delete(ALERTS))
-                await conn.execute(delete(ADDRESSES))
-                await conn.execute(update(CURSOR).values(seq=0))
+            await reset_alerts(engine)
             for _ in range(3):
                 await early.run_once()
             late = AlertEngine(engine, rules, {}, batch=2)

@@ -7,15 +7,16 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from sqlalchemy import delete, update
+from sqlalchemy import update
 
 from gateway.access_log import AccessEvent
 from gateway.audit import ChainedAuditLog
-from gateway.audit.alerts import ADDRESSES, ALERTS, CURSOR, AlertEngine, AlertRules, list_alerts
+from gateway.audit.alerts import AlertEngine, AlertRules, list_alerts
 from gateway.audit.checkpoints import CheckpointError, verify_with_checkpoints, write_checkpoint
 from gateway.audit.models import AuditEvent
 from gateway.db import create_engine
 from keys.keystore import KeyStore
+from tests.audit.chain_helpers import reset_alerts, run_with_engine
 from tests.audit.test_alerts import ALWAYS, ev
 from tests.audit.test_audit_chain import make_event
 
@@ -25,16 +26,7 @@ EVENTS = AuditEvent.__table__
 @pytest.fixture
 def chain(db: str) -> str:
     """The empty chain, no checkpoints, no alerts, the alert cursor at 0."""
-
-    async def clean() -> None:
-        engine = create_engine(db)
-        async with engine.begin() as conn:
-            await conn.execute(delete(ALERTS))
-            await conn.execute(delete(ADDRESSES))
-            await conn.execute(update(CURSOR).values(seq=0))
-        await engine.dispose()
-
-    asyncio.run(clean())
+    run_with_engine(db, reset_alerts)
     return db
 
 
