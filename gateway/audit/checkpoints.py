@@ -162,9 +162,9 @@ async def _anchored(conn: AsyncConnection, seq: int) -> bool:
 async def write_checkpoint(engine: AsyncEngine, store: KeyStore, seq: int | None = None,
                            witness: ChainWitness | None = None) -> Checkpoint | None:
     """Sign the event at `seq` (default: the chain head, or with a `witness` the last event this
-    process appended). Returns the checkpoint (an existing one if that seq is already
-    checkpointed), None for an empty chain; raises CheckpointError when the segment since the
-    previous checkpoint does not verify (nothing is signed then).
+    process appended, when no checkpoint covers it yet). Returns the checkpoint (an existing one
+    if that seq is already checkpointed), None for an empty chain; raises CheckpointError when
+    the segment since the previous checkpoint does not verify (nothing is signed then).
 
     The segment is re-read and re-hashed unless the witness saw this process append all of it,
     linked from the previous checkpoint; then the stored hash of the target must equal the one
@@ -172,8 +172,13 @@ async def write_checkpoint(engine: AsyncEngine, store: KeyStore, seq: int | None
     async with snapshot(engine) as conn:
         head = (await conn.execute(select(HEAD.c.seq).where(HEAD.c.id == HEAD_ID))).scalar()
         target = int(head or 0) if seq is None else seq
-        if seq is None and witness is not None and witness.head and witness.head[0] <= target:
-            target = witness.head[0]
+        mine = witness.head if seq is None and witness is not None else None
+        if mine and mine[0] <= target:
+            # Only if newer than the latest checkpoint: a worker that has been idle while others
+            # appended would otherwise keep "signing" its old head and never the chain's.
+            latest = await latest_checkpoint(conn)
+            if mine[0] > (latest.seq if latest else 0):
+                target = mine[0]
         if target <= 0:
             return None
         if target > int(head or 0):

@@ -79,6 +79,10 @@ def test_a_segment_another_writer_appended_is_verified_from_the_table(chain: str
             cp = await write_checkpoint(engine, store, witness=mine.witness)
             assert cp is not None and cp.seq == 8
             assert (await verify_with_checkpoints(engine, store)).ok
+            # mine idle while theirs appends: the chain's head is signed, not mine again
+            await record(theirs, [make_event(i, "w1") for i in (9, 10)])
+            cp = await write_checkpoint(engine, store, witness=mine.witness)
+            assert cp is not None and cp.seq == 10
         finally:
             await engine.dispose()
 
