@@ -168,8 +168,7 @@ class GraphQLEndpoint:
         try:
             event = self._event(request, principal, outcome, status, codes, query, variables, started)
             # The result is serialised into the response by now: let go of its rows before waiting
-            # for the audit commit, or they outlive young GC passes and are promoted to the old
-            # generation, whose full collections then cost every request.
+            # for the audit commit, or every waiting request holds its whole page in memory.
             outcome = None
             await self.state.access_log.record(event)
         except Exception:  # fail closed: no audit record, no data

@@ -12,9 +12,12 @@ the index runs it first, so results are exact whatever the task's lag."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from gateway.access_log import AccessEvent
 from gateway.audit.background import PeriodicTask
 from gateway.audit.models import HEAD_ID, AuditChainHead, AuditFieldAccess, AuditIndexCursor
 
@@ -23,7 +26,7 @@ HEAD = AuditChainHead.__table__
 CHUNK = 1000  # events per transaction (on SQLite the chain writer waits for it meanwhile)
 
 # DISTINCT ON / INSERT OR IGNORE in list order keep a field's first decision, as
-# gateway.audit.store.field_access_rows (the reference the tests compare with) does.
+# field_access_rows (the reference the tests compare with) does.
 PG_INDEX = text("""
 INSERT INTO audit_field_access (seq, dataset, field, action)
 SELECT DISTINCT ON (e.seq, x.dataset, x.field) e.seq, x.dataset, x.field, x.action
@@ -45,6 +48,17 @@ FROM audit_event AS e, json_each(e.detail, '$.fields') AS j
 WHERE e.seq > :after AND e.seq <= :upto
 ORDER BY e.seq, j.key""")
 assert AuditFieldAccess.__tablename__ == "audit_field_access"
+
+
+def field_access_rows(seq: int, event: AccessEvent) -> list[dict[str, Any]]:
+    """The search-index rows of one event: one per (dataset, field), the first decision listed.
+    PG_INDEX and SQLITE_INDEX derive the same rows in SQL from the stored `detail`; this is the
+    reference they are tested against."""
+    seen: dict[tuple[str, str], str] = {}
+    for f in event.fields:
+        key = (str(f.get("dataset") or ""), str(f.get("field") or ""))
+        seen.setdefault(key, str(f.get("action") or f.get("decision") or ""))
+    return [{"seq": seq, "dataset": d, "field": f, "action": a} for (d, f), a in seen.items()]
 
 
 async def _lock_cursor(conn: AsyncConnection, sqlite: bool) -> int:

@@ -95,17 +95,6 @@ def event_row(
     }
 
 
-def field_access_rows(seq: int, event: AccessEvent) -> list[dict[str, Any]]:
-    """The search-index rows of one event: one per (dataset, field), the first decision listed.
-    gateway.audit.field_index derives the same rows in SQL from the stored `detail`; this is the
-    reference it is tested against."""
-    seen: dict[tuple[str, str], str] = {}
-    for f in event.fields:
-        key = (str(f.get("dataset") or ""), str(f.get("field") or ""))
-        seen.setdefault(key, str(f.get("action") or f.get("decision") or ""))
-    return [{"seq": seq, "dataset": d, "field": f, "action": a} for (d, f), a in seen.items()]
-
-
 
 EVENT_COLUMNS: tuple[str, ...] = tuple(c.name for c in EVENTS.c)
 Batch = list[tuple[AccessEvent, "asyncio.Future[None]"]]

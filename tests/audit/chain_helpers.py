@@ -14,8 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.access_log import AccessEvent
 from gateway.audit.chain import GENESIS_HASH, event_hash
+from gateway.audit.field_index import field_access_rows
 from gateway.audit.models import HEAD_ID, AuditChainHead, AuditEvent, AuditFieldAccess
-from gateway.audit.store import event_row, field_access_rows
+from gateway.audit.store import event_row
 from gateway.db import create_engine
 
 EVENTS, HEAD, FIELD_ACCESS = AuditEvent.__table__, AuditChainHead.__table__, AuditFieldAccess.__table__

@@ -156,7 +156,7 @@ def test_the_index_derived_in_sql_matches_the_reference(url: str) -> None:
     must be exactly `field_access_rows`: one per (dataset, field), its first decision, the legacy
     "decision" key read too, fields across several events and datasets kept apart. The append
     itself writes none: the request does not wait for them."""
-    from gateway.audit.store import field_access_rows
+    from gateway.audit.field_index import field_access_rows
 
     def event(i: int, fields: list[dict[str, Any]]) -> AccessEvent:
         return AccessEvent(request_id=f"r{i}", tier="share", principal_kind="department", principal_id="p",
