@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import statistics
 import sys
 import tempfile
@@ -142,6 +143,14 @@ async def share_tier(settings: Any, creds: dict[str, Any], seconds: float, concu
             return done / (time.perf_counter() - start)
 
 
+def median_interval(values: list[float], level: float = 0.95, resamples: int = 2000) -> tuple[float, float]:
+    """Bootstrap interval of the median (fixed seed: the same rounds give the same interval)."""
+    rng = random.Random(0)
+    medians = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(resamples))
+    tail = int(resamples * (1 - level) / 2)
+    return medians[tail], medians[-tail - 1]
+
+
 def wire_share_tier(settings: Any, seconds: float, rounds: int, connections: int,
                     chain_env: dict[str, str], pin: bool = False) -> dict[str, Any]:
     """Two gateway processes on one database, audit chain vs log-only, loaded in turn by wrk.
@@ -224,10 +233,13 @@ def wire_share_tier(settings: Any, seconds: float, rounds: int, connections: int
     # the drift between rounds that a ratio of the two medians keeps.
     ratios = sorted(c / lg for c, lg in zip(rates["chain"], rates["log"], strict=True))
     ratio = statistics.median(ratios)
+    low, high = median_interval(ratios)
     return {
         "log_req_per_s": round(log_rps, 1), "chain_req_per_s": round(chain_rps, 1),
         "chain_vs_log": round(ratio, 3), "cost_pct": round(100 * (1 - ratio), 1),
         "ratio_range": [round(ratios[0], 3), round(ratios[-1], 3)],
+        # 95% bootstrap interval of the median ratio, as cost: what one run can resolve
+        "cost_pct_interval": [round(100 * (1 - high), 1), round(100 * (1 - low), 1)],
         "cpu_ms_per_req": {k: round(statistics.median(v), 2) for k, v in cpu.items()},
         # PostgreSQL's backends for this database (the WAL writer and checkpointer not included)
         "db_cpu_ms_per_req": {k: round(statistics.median(v), 2) for k, v in db_cpu.items() if v},
@@ -313,7 +325,8 @@ def main() -> None:
                 f"{', pinned' if s['pinned'] else ''}) req/s: audit log-only "
                 f"{s['log_req_per_s']:.0f}, audit chain {s['chain_req_per_s']:.0f} (medians of {s['runs']}) "
                 f"→ chain/log {s['chain_vs_log']:.3f}, median of the rounds' ratios (range "
-                f"{s['ratio_range'][0]:.3f}–{s['ratio_range'][1]:.3f}; cost {s['cost_pct']}%); "
+                f"{s['ratio_range'][0]:.3f}–{s['ratio_range'][1]:.3f}; cost {s['cost_pct']}%, 95% interval "
+                f"{s['cost_pct_interval'][0]}% to {s['cost_pct_interval'][1]}%); "
                 f"server CPU ms/request "
                 f"log {s['cpu_ms_per_req']['log']}, chain {s['cpu_ms_per_req']['chain']}"
                 + (f"; PostgreSQL backends CPU ms/request log {s['db_cpu_ms_per_req']['log']}, "
