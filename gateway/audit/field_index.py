@@ -8,21 +8,36 @@ of SQLite's. `index_pending` fills the rows of the events after `audit_index_cur
 set-based statement per chunk and moves the cursor in the same transaction (the cursor row is
 locked first, so two workers never index the same events at once; the insert ignores rows that
 exist). `FieldIndexTask` runs it every second in the gateway, and every search that filters on
-the index runs it first, so results are exact whatever the task's lag."""
+the index runs it first, so results are exact whatever the task's lag.
+
+A `detail` the SQL cannot read (not JSON, `fields` not a list: only an edited row can hold one,
+and `verify` reports it) must not stop the index at that event, or every later search on it
+would fail: such a chunk is indexed again event by event in Python, the unreadable events left
+out of the index and named in a warning."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+import orjson
 from sqlalchemy import select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.access_log import AccessEvent
 from gateway.audit.background import PeriodicTask
-from gateway.audit.models import HEAD_ID, AuditChainHead, AuditFieldAccess, AuditIndexCursor
+from gateway.audit.models import HEAD_ID, AuditChainHead, AuditEvent, AuditFieldAccess, AuditIndexCursor
+
+log = logging.getLogger("shuqiao.audit")
 
 CURSOR = AuditIndexCursor.__table__
 HEAD = AuditChainHead.__table__
+ACCESS = AuditFieldAccess.__table__
+EVENTS = AuditEvent.__table__
 CHUNK = 1000  # events per transaction (on SQLite the chain writer waits for it meanwhile)
 
 # DISTINCT ON / INSERT OR IGNORE in list order keep a field's first decision, as
@@ -54,8 +69,23 @@ def field_access_rows(seq: int, event: AccessEvent) -> list[dict[str, Any]]:
     """The search-index rows of one event: one per (dataset, field), the first decision listed.
     PG_INDEX and SQLITE_INDEX derive the same rows in SQL from the stored `detail`; this is the
     reference they are tested against."""
+    return _rows(seq, event.fields)
+
+
+def detail_rows(seq: int, detail: str | None) -> list[dict[str, Any]] | None:
+    """The same rows from a stored `detail`; None if it cannot be read as the writer wrote it."""
+    try:
+        fields = orjson.loads(detail or "{}").get("fields", [])
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    if not isinstance(fields, list) or not all(isinstance(f, dict) for f in fields):
+        return None
+    return _rows(seq, fields)
+
+
+def _rows(seq: int, fields: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     seen: dict[tuple[str, str], str] = {}
-    for f in event.fields:
+    for f in fields:
         key = (str(f.get("dataset") or ""), str(f.get("field") or ""))
         seen.setdefault(key, str(f.get("action") or f.get("decision") or ""))
     return [{"seq": seq, "dataset": d, "field": f, "action": a} for (d, f), a in seen.items()]
@@ -80,15 +110,50 @@ async def index_pending(engine: AsyncEngine, chunk: int = CHUNK) -> int:
     statement = SQLITE_INDEX if sqlite else PG_INDEX
     total = 0
     while True:
-        async with engine.begin() as conn:
-            after = await _lock_cursor(conn, sqlite)
-            head = int((await conn.execute(select(HEAD.c.seq).where(HEAD.c.id == HEAD_ID))).scalar() or 0)
-            upto = min(head, after + chunk)
-            if upto <= after:
-                return total
-            await conn.execute(statement, {"after": after, "upto": upto})
-            await conn.execute(update(CURSOR).where(CURSOR.c.id == HEAD_ID).values(seq=upto))
+        try:
+            async with engine.begin() as conn:
+                after, upto = await _chunk(conn, sqlite, chunk)
+                if upto <= after:
+                    return total
+                await conn.execute(statement, {"after": after, "upto": upto})
+                await conn.execute(update(CURSOR).where(CURSOR.c.id == HEAD_ID).values(seq=upto))
+        except DBAPIError:
+            # Rolled back; whatever the cause, the per-event path reads what it can (and raises
+            # again if the database itself is the problem).
+            async with engine.begin() as conn:
+                after, upto = await _chunk(conn, sqlite, chunk)
+                if upto <= after:
+                    return total
+                await _index_each(conn, sqlite, after, upto)
+                await conn.execute(update(CURSOR).where(CURSOR.c.id == HEAD_ID).values(seq=upto))
         total += upto - after
+
+
+async def _chunk(conn: AsyncConnection, sqlite: bool, chunk: int) -> tuple[int, int]:
+    """Lock the cursor; → (after, upto): the next events to index."""
+    after = await _lock_cursor(conn, sqlite)
+    head = int((await conn.execute(select(HEAD.c.seq).where(HEAD.c.id == HEAD_ID))).scalar() or 0)
+    return after, min(head, after + chunk)
+
+
+async def _index_each(conn: AsyncConnection, sqlite: bool, after: int, upto: int) -> None:
+    stored = await conn.execute(
+        select(EVENTS.c.seq, EVENTS.c.detail).where(EVENTS.c.seq > after, EVENTS.c.seq <= upto)
+    )
+    rows: list[dict[str, Any]] = []
+    unreadable: list[int] = []
+    for seq, detail in stored:
+        found = detail_rows(int(seq), detail)
+        if found is None:
+            unreadable.append(int(seq))
+        else:
+            rows.extend(found)
+    if unreadable:
+        log.warning("audit events %s: detail unreadable (edited?), left out of the search index; "
+                    "run `shuqiao audit verify`", unreadable)
+    if rows:
+        ins = (sqlite_insert if sqlite else pg_insert)(ACCESS).on_conflict_do_nothing()
+        await conn.execute(ins, rows)
 
 
 class FieldIndexTask(PeriodicTask):

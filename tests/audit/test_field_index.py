@@ -1,20 +1,22 @@
 """The field-access search index, filled beside the request path, on SQLite and PostgreSQL: the
 append writes no index rows, the indexer fills them from the stored events (in chunks, once each,
 also with two indexers at once), a search filtering on the index sees an event appended a moment
-ago, and migration 0010 starts the cursor at the head of a chain indexed the old way."""
+ago, an edited event whose detail the SQL cannot read does not stop the index, and migration
+0010 starts the cursor at the head of a chain indexed the old way."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from gateway.audit import ChainedAuditLog
 from gateway.audit.field_index import CURSOR, index_pending
-from gateway.audit.models import AuditFieldAccess
+from gateway.audit.models import AuditEvent, AuditFieldAccess
 from gateway.audit.query import Filters, search, stats
 from gateway.db import create_engine, upgrade
 from tests.audit import chain_helpers
@@ -70,6 +72,43 @@ def test_two_indexers_at_once_index_each_event_once(url: str) -> None:
         finally:
             await engine.dispose()
             await other.dispose()
+
+    asyncio.run(go())
+
+
+def test_an_unreadable_detail_is_left_out_and_the_index_goes_on(
+    url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Only an edited row can hold such a detail (verify reports it); the index must not stop
+    there, or every later search on a dataset or field would fail."""
+    events = AuditEvent.__table__
+
+    async def go() -> None:
+        engine = create_engine(url)
+        try:
+            sink = ChainedAuditLog(engine)
+            for i in range(1, 9):
+                await sink.record(make_event(i))
+            async with engine.begin() as conn:
+                await conn.execute(update(events).where(events.c.seq == 3).values(detail="not json {"))
+                await conn.execute(
+                    update(events).where(events.c.seq == 6).values(detail='{"fields": {"dataset": "ds1"}}')
+                )
+            with caplog.at_level(logging.WARNING, logger="shuqiao.audit"):
+                assert await index_pending(engine, chunk=5) == 8
+            assert await cursor(engine) == 8
+            async with engine.connect() as conn:
+                indexed = sorted((await conn.execute(select(ACCESS.c.seq))).scalars())
+                page = await search(conn, Filters(dataset="ds1", field="名称"))
+            assert indexed == [1, 2, 4, 5, 7, 8]
+            assert [e["seq"] for e in page["events"]] == [8, 7, 5, 4, 2, 1]
+            warned = [r.getMessage() for r in caplog.records if "left out of the search index" in r.getMessage()]
+            assert len(warned) == 2 and "[3]" in warned[0] and "[6]" in warned[1]
+            assert not any("not json" in r.getMessage() for r in caplog.records)  # no stored content
+            await sink.record(make_event(9))
+            assert await index_pending(engine) == 1 and await index_rows(engine) == 7
+        finally:
+            await engine.dispose()
 
     asyncio.run(go())
 
