@@ -102,9 +102,9 @@ def test_an_unreadable_detail_is_left_out_and_the_index_goes_on(
                 page = await search(conn, Filters(dataset="ds1", field="名称"))
             assert indexed == [1, 2, 4, 5, 7, 8]
             assert [e["seq"] for e in page["events"]] == [8, 7, 5, 4, 2, 1]
-            warned = [r.getMessage() for r in caplog.records if "left out of the search index" in r.getMessage()]
+            warned = [m for m in caplog.messages if "left out of the search index" in m]
             assert len(warned) == 2 and "[3]" in warned[0] and "[6]" in warned[1]
-            assert not any("not json" in r.getMessage() for r in caplog.records)  # no stored content
+            assert not any("not json" in m for m in caplog.messages)  # no stored content
             await sink.record(make_event(9))
             assert await index_pending(engine) == 1 and await index_rows(engine) == 7
         finally:
@@ -125,6 +125,37 @@ def test_migration_0010_starts_the_cursor_at_the_indexed_head(backend: str, tmp_
         async def check(engine: Any) -> None:
             assert await cursor(engine) == 3 and await index_rows(engine) == 3
             assert await index_pending(engine) == 0
+
+        on_db(url, check)
+    finally:
+        drop()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_downgrading_0010_indexes_what_the_cursor_had_not_reached(backend: str, tmp_path: Path) -> None:
+    """Revision 0009 indexes in the append: events left behind the cursor would never be."""
+    from alembic import command
+
+    from gateway.db import alembic_config
+
+    url, drop = create_database(backend, tmp_path)
+    try:
+        upgrade(url)
+
+        async def appended(engine: Any) -> None:
+            sink = ChainedAuditLog(engine)
+            for i in range(1, 4):
+                await sink.record(make_event(i))
+            await index_pending(engine)  # 1..3 indexed by the cursor
+            for i in range(4, 7):
+                await sink.record(make_event(i))
+
+        on_db(url, appended)
+        command.downgrade(alembic_config(url), "0009")
+
+        async def check(engine: Any) -> None:
+            async with engine.connect() as conn:
+                assert sorted((await conn.execute(select(ACCESS.c.seq))).scalars()) == [1, 2, 3, 4, 5, 6]
 
         on_db(url, check)
     finally:

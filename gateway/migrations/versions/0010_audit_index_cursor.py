@@ -29,5 +29,33 @@ def upgrade() -> None:
                "SELECT 1, coalesce((SELECT max(seq) FROM audit_event), 0)")
 
 
+# Revision 0009's writer indexes each event in its append; before going back to it, index the
+# events after the cursor, or they would never be. Frozen here as migrations are (the gateway's
+# statement lives in gateway.audit.field_index and may change with later revisions).
+_INDEX_REST = {
+    "postgresql": """
+INSERT INTO audit_field_access (seq, dataset, field, action)
+SELECT DISTINCT ON (e.seq, x.dataset, x.field) e.seq, x.dataset, x.field, x.action
+FROM audit_event AS e
+CROSS JOIN LATERAL (
+    SELECT coalesce(el->>'dataset', '') AS dataset, coalesce(el->>'field', '') AS field,
+           coalesce(nullif(el->>'action', ''), el->>'decision', '') AS action, ord
+    FROM jsonb_array_elements(coalesce(e.detail::jsonb -> 'fields', '[]'::jsonb))
+         WITH ORDINALITY AS t(el, ord)) AS x
+WHERE e.seq > (SELECT seq FROM audit_index_cursor WHERE id = 1)
+ORDER BY e.seq, x.dataset, x.field, x.ord
+ON CONFLICT DO NOTHING""",
+    "sqlite": """
+INSERT OR IGNORE INTO audit_field_access (seq, dataset, field, action)
+SELECT e.seq, coalesce(json_extract(j.value, '$.dataset'), ''),
+       coalesce(json_extract(j.value, '$.field'), ''),
+       coalesce(nullif(json_extract(j.value, '$.action'), ''), json_extract(j.value, '$.decision'), '')
+FROM audit_event AS e, json_each(e.detail, '$.fields') AS j
+WHERE e.seq > (SELECT seq FROM audit_index_cursor WHERE id = 1)
+ORDER BY e.seq, j.key""",
+}
+
+
 def downgrade() -> None:
+    op.execute(_INDEX_REST[op.get_bind().dialect.name])
     op.drop_table("audit_index_cursor")
