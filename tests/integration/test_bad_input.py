@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
+
 from tests.conftest import gql
 
 
@@ -145,3 +147,21 @@ def test_health(client: Any) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.get("/readyz").json()["database"] == "ok"
     assert len(client.get("/healthz").headers["x-request-id"]) >= 8
+
+
+def test_readiness_says_busy_when_the_pool_is_exhausted_and_unreachable_otherwise(
+    client: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    engine = client.app.state.gateway.engine
+    for err, said, retry in ((PoolTimeout("QueuePool limit reached"), "busy", "1"),
+                             (OSError("connection refused by 10.0.0.9 secret=s3cr3t"), "unreachable", "5")):
+        def refuse(_engine: Any, err: Exception = err) -> Any:
+            raise err
+
+        monkeypatch.setattr(type(engine), "connect", refuse)  # AsyncEngine has slots
+        r = client.get("/readyz")
+        assert r.status_code == 503 and r.headers["retry-after"] == retry
+        assert r.json() == {"status": "unavailable", "database": said}
+    assert "s3cr3t" not in caplog.text and "OSError" in caplog.text  # the type is logged, not the text
