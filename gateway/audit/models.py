@@ -53,16 +53,23 @@ class AuditFieldAccess(SQLModel, table=True):
     """One row per (event, dataset, field): the search index officers filter on. It is derived
     from the hashed `detail` of the event, so tampering here cannot hide anything the chain
     covers: the event shown is always the hashed one. Filled beside the request path, not in
-    the append's transaction (gateway.audit.field_index)."""
+    the append's transaction (gateway.audit.field_index).
+
+    One b-tree, the key searches use (dataset, field, seq); the seq index, for joins with the
+    events and for pruning, is BRIN on PostgreSQL (rows arrive in seq order, so it costs almost
+    nothing to keep) and the table has no rowid b-tree on SQLite (migration 0011)."""
 
     __tablename__ = "audit_field_access"
 
-    seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
     dataset: str = Field(primary_key=True)
     field: str = Field(primary_key=True)
+    seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
     action: str
 
-    __table_args__ = (Index("ix_audit_field_access_dataset_field", "dataset", "field", "seq"),)
+    __table_args__ = (
+        Index("ix_audit_field_access_seq", "seq", postgresql_using="brin"),
+        {"sqlite_with_rowid": False},
+    )
 
 
 class AuditIndexCursor(SQLModel, table=True):
