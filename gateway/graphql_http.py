@@ -16,6 +16,7 @@ from starlette.responses import Response
 from gateway.access_log import AccessEvent, query_digest
 from gateway.client_address import client_address
 from gateway.crypto.requests import SignedRequestRefused, verifier_for
+from gateway.crypto.signing import SIGNING_UNAVAILABLE
 from gateway.identity.apikeys import InvalidApiKey
 from gateway.identity.limits_hook import check_rate, restrict_grants
 from gateway.identity.tokens import SHARE_AUDIENCE, InvalidToken
@@ -39,6 +40,9 @@ class HTTPProblem(Exception):
 
 # Every pooled database connection stayed busy for the pool timeout (gateway.db.create_engine).
 BUSY = HTTPProblem(503, "The gateway is busy; retry shortly.", "SERVICE_BUSY", {"Retry-After": "1"})
+
+SIGNING_REFUSED = HTTPProblem(503, "Responses must be signed and no signing key is available.",
+                              "SIGNING_UNAVAILABLE", {"Retry-After": "5"})
 
 AUDIT_UNAVAILABLE = HTTPProblem(503, "The access log is unavailable; no data is served without it.",
                                 "AUDIT_UNAVAILABLE", {"Retry-After": "5"})
@@ -157,6 +161,8 @@ class GraphQLEndpoint:
             query, variables, op_name = _params(request, body)
             if request.method == "GET" and query.lstrip().startswith(("mutation", "subscription")):
                 raise HTTPProblem(405, "Only queries may use GET.", "METHOD_NOT_ALLOWED", {"Allow": "POST"})
+            if getattr(request.state, SIGNING_UNAVAILABLE, False):
+                raise SIGNING_REFUSED  # the middleware answers; this records the refusal
             outcome = await self._execute(principal, query, variables, op_name)
             status = 400 if outcome.request_error and media == GRAPHQL_RESPONSE else 200
             response = Response(orjson.dumps(outcome.body()), status_code=status, media_type=media)

@@ -13,8 +13,12 @@ response it signs. `/share/graphql` responses are always signed (401s and 400s t
 
 The key is chosen when the request arrives and its kid put in the request state
 (`request.state.signature_kid`), so the access event can name the key that signs the
-response. The private key is loaded once and cached until `index.json` of the key store
-changes (rotation by the CLI in another process) or the key expires.
+response. With no usable key the response is 503 SIGNING_UNAVAILABLE whatever the app answers;
+the app still runs, with `request.state.signing_unavailable` set, so the GraphQL endpoint can
+refuse without reading data and the refusal is audited like any other.
+
+The private key is loaded once and cached until `index.json` of the key store changes (rotation
+by the CLI in another process) or the key expires.
 """
 
 from __future__ import annotations
@@ -34,6 +38,9 @@ from keys.rfc9421 import sign_response
 from keys.sm2 import SM2PrivateKey
 
 log = logging.getLogger("shuqiao.crypto")
+
+# request.state key: set when no signing key is usable (the endpoint refuses, audited)
+SIGNING_UNAVAILABLE = "signing_unavailable"
 
 COMPONENTS = ("@status", "content-digest", "content-type", "x-request-id")
 DEFAULT_VALIDITY_DAYS = 90
@@ -134,7 +141,15 @@ class ResponseSigningMiddleware:
             key = self.signer.current()
         except Exception:  # no usable signing key: fail closed, nothing unsigned leaves
             log.exception("no response-signing key available")
-            await _unavailable(send)
+            # The endpoint still runs, to refuse and audit the request (it reads no data when
+            # it sees this flag); whatever it answers, the client gets the 503.
+            scope.setdefault("state", {})[SIGNING_UNAVAILABLE] = True
+
+            async def withheld(message: Message) -> None:
+                if message["type"] == "http.response.body" and not message.get("more_body", False):
+                    await _unavailable(send)
+
+            await self.app(scope, receive, withheld)
             return
         scope.setdefault("state", {})["signature_kid"] = key[0].kid
         start: Message | None = None

@@ -72,3 +72,53 @@ def test_no_audit_record_no_data_on_either_tier(demo_env: Any, tokens: dict[str,
             assert "data" not in body
             for row in rows:
                 assert row["node"]["creditCode"] not in r.text and row["node"]["name"] not in r.text
+
+
+def test_no_signing_key_refuses_without_data_and_the_refusal_is_audited(
+    demo_env: Any, tokens: dict[str, str]
+) -> None:
+    """Nothing unsigned leaves, and the refused request still has its event (every request on
+    every tier is audited), naming the caller and the code."""
+    from sqlalchemy import select
+
+    from gateway.app import build_state
+    from gateway.audit.models import AuditEvent
+
+    settings = replace(demo_env.settings, audit_store="chain")
+    state = build_state(settings)
+
+    def no_key() -> Any:
+        raise RuntimeError("key store unreadable")
+
+    state.signer.current = no_key  # type: ignore[method-assign]
+    query = "{ enterpriseRegistration(first: 3) { edges { node { creditCode name } } } }"
+    before, _ = _events(settings.database_url)
+    with TestClient(create_app(settings, state=state)) as c:
+        share = gql(c, "share", query, token=tokens["samr"])
+        signed_open = c.post("/open/graphql", json={"query": query}, headers={"Accept-Signature": 'sig1=()'})
+        plain_open = gql(c, "open", query)
+    for r in (share, signed_open):
+        assert r.status_code == 503 and r.headers["retry-after"] == "5", r.text
+        (error,) = r.json()["errors"]
+        assert error["extensions"] == {"code": "SIGNING_UNAVAILABLE"} and "data" not in r.json()
+        assert "signature" not in r.headers
+    assert plain_open.status_code == 200  # unsigned by choice: served as usual
+    after, report = _events(settings.database_url)
+    assert after - before == 3 and report.ok, report
+
+    async def newest() -> list[Any]:
+        engine = create_engine(settings.database_url)
+        try:
+            async with engine.connect() as conn:
+                q = select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(3)  # type: ignore[attr-defined]
+                return list((await conn.execute(q)).mappings())
+        finally:
+            await engine.dispose()
+
+    plain, opened, shared = asyncio.run(newest())
+    assert shared["tier"] == "share" and shared["status"] == 503 and shared["consumer"] == "samr"
+    assert opened["tier"] == "open" and opened["status"] == 503
+    for refused in (shared, opened):
+        assert "SIGNING_UNAVAILABLE" in refused["error_codes"] and refused["row_count"] is None
+        assert refused["signature_kid"] is None
+    assert plain["status"] == 200
