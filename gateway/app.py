@@ -128,6 +128,7 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await state.registry.refresh(force=True)
         background = _audit_background(settings, state)
+        app.state.audit_tasks = background  # for tests that must not race the evaluator
         for task in background:
             task.start()
         yield

@@ -5,7 +5,8 @@ these tests do not depend on the writer's batching internals."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -63,3 +64,21 @@ def run_with_engine(url: str, job: Callable[[AsyncEngine], Awaitable[Any]]) -> A
             await engine.dispose()
 
     return asyncio.run(go())
+
+
+@contextlib.contextmanager
+def out_of_hours_evaluation(client: Any, url: str) -> Iterator[None]:
+    """Run the block with the gateway's own alert evaluator paused, then evaluate the new events
+    with no working days (every L4 access out of hours). Unpaused, the gateway's evaluator, with
+    the real working hours, could judge them first: in Shanghai's working hours it raises no
+    alert and moves the cursor past them."""
+    from gateway.audit.alerts import AlertEngine, AlertRules, AlertTask
+
+    evaluator = next(t for t in client.app.state.audit_tasks if isinstance(t, AlertTask))
+    client.portal.call(evaluator.stop)
+    try:
+        yield
+        never = AlertRules(work_days=frozenset())
+        run_with_engine(url, lambda engine: AlertEngine(engine, never).run_until_caught_up())
+    finally:
+        client.portal.call(evaluator.start)

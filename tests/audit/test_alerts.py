@@ -115,21 +115,14 @@ POPULATION = "query P($first: Int) { population(first: $first) { edges { node { 
 def test_officer_lists_and_acknowledges_alerts_and_the_ack_is_audited(
     client: Any, tokens: dict[str, str], demo_env: Any
 ) -> None:
+    from tests.audit.chain_helpers import out_of_hours_evaluation
     from tests.audit.test_officer_api import api
     from tests.conftest import gql
 
     token = _officer_token(client, demo_env)
-    r = gql(client, "share", POPULATION, token=tokens["hrss"], variables={"first": 2})
-    assert r.status_code == 200, r.text
-
-    async def evaluate() -> None:
-        engine = create_engine(demo_env.settings.database_url)
-        try:  # no working days: hrss's granted idNumber (L4 in the demo catalogue) is out of hours
-            await AlertEngine(engine, AlertRules(work_days=frozenset())).run_until_caught_up()
-        finally:
-            await engine.dispose()
-
-    asyncio.run(evaluate())
+    with out_of_hours_evaluation(client, demo_env.settings.database_url):
+        r = gql(client, "share", POPULATION, token=tokens["hrss"], variables={"first": 2})
+        assert r.status_code == 200, r.text
     assert client.get("/audit/api/alerts").status_code == 401
     listed = api(client, "alerts", token, rule="l4_out_of_hours").json()["alerts"]
     mine = [a for a in listed if a["consumer"] == "hrss" and "population.id_number" in a["detail"]["fields"]]

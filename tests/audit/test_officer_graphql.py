@@ -6,7 +6,6 @@ every officer GraphQL call is itself an audit event."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -135,20 +134,12 @@ def test_stats_and_verify(client: Any, tokens: dict[str, str], officer: str) -> 
 def test_officer_acknowledges_an_alert_through_graphql(
     client: Any, tokens: dict[str, str], demo_env: Any, officer: str  # noqa: F811
 ) -> None:
-    from gateway.audit.alerts import AlertEngine, AlertRules
-    from gateway.db import create_engine
+    from tests.audit.chain_helpers import out_of_hours_evaluation
 
-    start = datetime.now(UTC).isoformat()
-    assert gql(client, "share", POPULATION, token=tokens["hrss"], variables={"first": 2}).status_code == 200
-
-    async def evaluate() -> None:
-        engine = create_engine(demo_env.settings.database_url)
-        try:  # no working days: hrss's granted idNumber (L4 in the demo catalogue) is out of hours
-            await AlertEngine(engine, AlertRules(work_days=frozenset())).run_until_caught_up()
-        finally:
-            await engine.dispose()
-
-    asyncio.run(evaluate())
+    with out_of_hours_evaluation(client, demo_env.settings.database_url):
+        start = datetime.now(UTC).isoformat()
+        read = gql(client, "share", POPULATION, token=tokens["hrss"], variables={"first": 2})
+        assert read.status_code == 200
     listed = data(og(client, officer, """{ alerts(open: true, rule: "l4_out_of_hours") {
         id rule consumer seq detail acknowledgedAt } }"""))["alerts"]
     mine = [a for a in listed if a["consumer"] == "hrss" and "population.id_number" in a["detail"]["fields"]]
