@@ -45,8 +45,9 @@ log = logging.getLogger("shuqiao")
 
 
 def build_state(settings: Settings, access_log: AccessLog | None = None) -> GatewayState:
-    engine = create_engine(settings.database_url, pool_size=settings.db_pool_size,
-                           pool_timeout=settings.db_pool_timeout)
+    engine = create_engine(
+        settings.database_url, pool_size=settings.db_pool_size, pool_timeout=settings.db_pool_timeout
+    )
     master_key = load_master_key(settings.master_key_file)
     hasher = SecretHasher(master_key)
     tokens = TokenService(
@@ -88,8 +89,9 @@ def _access_log(settings: Settings, engine: AsyncEngine, master_key: bytes) -> A
     raise ValueError(f"SHUQIAO_AUDIT_STORE must be chain or log, not {settings.audit_store!r}")
 
 
-def _audit_background(settings: Settings, state: GatewayState
-                      ) -> list[CheckpointTask | AlertTask | RetentionTask | FieldIndexTask]:
+def _audit_background(
+    settings: Settings, state: GatewayState
+) -> list[CheckpointTask | AlertTask | RetentionTask | FieldIndexTask]:
     """The search index, signed checkpoints, alert rules and retention, all reading the chain beside
     the request path."""
     if settings.audit_store != "chain":
@@ -98,14 +100,25 @@ def _audit_background(settings: Settings, state: GatewayState
     sink = state.access_log
     witness = sink.witness if isinstance(sink, ChainedAuditLog) else None
     if settings.audit_checkpoint_events > 0:
-        tasks.append(CheckpointTask(state.engine, state.signer.store, settings.audit_checkpoint_events,
-                                    settings.audit_checkpoint_seconds, witness=witness))
+        tasks.append(
+            CheckpointTask(
+                state.engine,
+                state.signer.store,
+                settings.audit_checkpoint_events,
+                settings.audit_checkpoint_seconds,
+                witness=witness,
+            )
+        )
     if settings.audit_alerts:
-        tasks.append(AlertTask(AlertEngine(state.engine, AlertRules.from_settings(settings),
-                                           witness=witness)))
+        tasks.append(
+            AlertTask(AlertEngine(state.engine, AlertRules.from_settings(settings), witness=witness))
+        )
     if settings.audit_retention_days > 0:
-        tasks.append(RetentionTask(state.engine, state.signer.store, archive_dir(settings.var_dir),
-                                   settings.audit_retention_days))
+        tasks.append(
+            RetentionTask(
+                state.engine, state.signer.store, archive_dir(settings.var_dir), settings.audit_retention_days
+            )
+        )
     return tasks
 
 
@@ -165,12 +178,16 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
     ]
     middleware = [
         # outermost first: the signature covers X-Request-ID, so signing wraps the request id
-        Middleware(ResponseSigningMiddleware, signer=state.signer,
-                   always=("/share/graphql", EXPORT_PATH)),
+        Middleware(ResponseSigningMiddleware, signer=state.signer, always=("/share/graphql", EXPORT_PATH)),
         Middleware(RequestIdMiddleware),
         Middleware(DepartmentKeyRefresh, directory=state.department_keys),
     ]
-    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan, debug=settings.debug,
-                    exception_handlers={PoolTimeout: _pool_busy})
+    app = Starlette(
+        routes=routes,
+        middleware=middleware,
+        lifespan=lifespan,
+        debug=settings.debug,
+        exception_handlers={PoolTimeout: _pool_busy},
+    )
     app.state.gateway = state
     return app

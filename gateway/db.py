@@ -20,8 +20,9 @@ DEFAULT_POOL_SIZE = 10
 DEFAULT_POOL_TIMEOUT = 10.0
 
 
-def create_engine(url: str, *, pool_size: int = DEFAULT_POOL_SIZE,
-                  pool_timeout: float = DEFAULT_POOL_TIMEOUT) -> AsyncEngine:
+def create_engine(
+    url: str, *, pool_size: int = DEFAULT_POOL_SIZE, pool_timeout: float = DEFAULT_POOL_TIMEOUT
+) -> AsyncEngine:
     """A fixed pool of `pool_size` connections, no overflow: under load a request waits for a
     connection (up to `pool_timeout` seconds, then SQLAlchemy's TimeoutError, which the gateway
     answers as 503 SERVICE_BUSY) instead of opening one that is closed again on return.

@@ -52,8 +52,15 @@ ASSETS = {"explorer.js": "text/javascript; charset=utf-8", "explorer.css": "text
 API_KEY_HEADER = "X-API-Key"
 ENDPOINT = "/open/graphql"
 UPDATE_CYCLES = {
-    "realtime": "实时", "hourly": "每小时", "daily": "每日", "weekly": "每周", "monthly": "每月",
-    "quarterly": "每季度", "yearly": "每年", "annually": "每年", "irregular": "不定期",
+    "realtime": "实时",
+    "hourly": "每小时",
+    "daily": "每日",
+    "weekly": "每周",
+    "monthly": "每月",
+    "quarterly": "每季度",
+    "yearly": "每年",
+    "annually": "每年",
+    "irregular": "不定期",
 }
 # Filter operators the page offers (a subset of what each filter input type declares).
 OPERATORS = ("eq", "neq", "gt", "gte", "lt", "lte", "prefix")
@@ -122,33 +129,37 @@ def open_catalogue(built: BuiltSchema, departments: dict[str, str], max_page_siz
                 operators = [op for op in OPERATORS if op in filter_type.fields]
                 filter_scalar = _gql_type_name(filter_type.fields["eq"].type)
             order_by = enum_value(spec.name) if clear and enum_value(spec.name) in order_fields else None
-            fields.append({
-                "name": gname,
-                "title": spec.title,
-                "description": spec.description,
-                "type": _gql_type_name(nfield.type),
-                "filterType": filter_scalar,
-                "masked": decision.action is Action.MASK,
-                "operators": operators,
-                "orderBy": order_by,
-            })
-        datasets.append({
-            "code": ds.code,
-            "rootField": root,
-            "name": ds.name,
-            "nameEn": ds.name_en,
-            "resourceCode": ds.resource_code,
-            "department": departments.get(ds.department, ds.department),
-            "category": CATEGORY_LABELS[ds.category],
-            "updateCycle": UPDATE_CYCLES.get(ds.update_cycle, ds.update_cycle),
-            "openAttribute": OPEN_LABELS[ds.open],
-            "conditional": ds.open is Open.CONDITIONAL,
-            "description": ds.description,
-            # argument types exactly as the schema declares them, for the page's variable definitions
-            "whereType": str(where_arg.type) if where_arg is not None else None,
-            "orderByType": str(order_arg.type) if order_arg is not None else None,
-            "fields": fields,
-        })
+            fields.append(
+                {
+                    "name": gname,
+                    "title": spec.title,
+                    "description": spec.description,
+                    "type": _gql_type_name(nfield.type),
+                    "filterType": filter_scalar,
+                    "masked": decision.action is Action.MASK,
+                    "operators": operators,
+                    "orderBy": order_by,
+                }
+            )
+        datasets.append(
+            {
+                "code": ds.code,
+                "rootField": root,
+                "name": ds.name,
+                "nameEn": ds.name_en,
+                "resourceCode": ds.resource_code,
+                "department": departments.get(ds.department, ds.department),
+                "category": CATEGORY_LABELS[ds.category],
+                "updateCycle": UPDATE_CYCLES.get(ds.update_cycle, ds.update_cycle),
+                "openAttribute": OPEN_LABELS[ds.open],
+                "conditional": ds.open is Open.CONDITIONAL,
+                "description": ds.description,
+                # argument types exactly as the schema declares them, for the page's variable definitions
+                "whereType": str(where_arg.type) if where_arg is not None else None,
+                "orderByType": str(order_arg.type) if order_arg is not None else None,
+                "fields": fields,
+            }
+        )
     datasets.sort(key=lambda d: (d["conditional"], d["resourceCode"]))
     return {
         "endpoint": ENDPOINT,
@@ -176,15 +187,17 @@ class Explorer:
         return RedirectResponse("/explore", status_code=302)
 
     async def page(self, request: Request) -> Response:
-        return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8",
-                            headers=PAGE_HEADERS)
+        return FileResponse(
+            STATIC / "index.html", media_type="text/html; charset=utf-8", headers=PAGE_HEADERS
+        )
 
     async def asset(self, request: Request) -> Response:
         name = request.path_params["name"]
         if name not in ASSETS:
             return Response("not found", status_code=404)
-        return FileResponse(STATIC / name, media_type=ASSETS[name],
-                            headers={"X-Content-Type-Options": "nosniff"})
+        return FileResponse(
+            STATIC / name, media_type=ASSETS[name], headers={"X-Content-Type-Options": "nosniff"}
+        )
 
     async def _body(self) -> bytes:
         registry = self.state.registry
@@ -206,8 +219,11 @@ class Explorer:
             codes = ["RATE_LIMITED"]
         else:
             status, codes = 200, []
-            response = Response(await self._body(), media_type="application/json",
-                                headers={**decision.headers, "Cache-Control": "no-cache"})
+            response = Response(
+                await self._body(),
+                media_type="application/json",
+                headers={**decision.headers, "Cache-Control": "no-cache"},
+            )
         event = AccessEvent(
             request_id=getattr(request.state, "request_id", ""),
             tier=Tier.OPEN.value,

@@ -41,11 +41,19 @@ class HTTPProblem(Exception):
 # Every pooled database connection stayed busy for the pool timeout (gateway.db.create_engine).
 BUSY = HTTPProblem(503, "The gateway is busy; retry shortly.", "SERVICE_BUSY", {"Retry-After": "1"})
 
-SIGNING_REFUSED = HTTPProblem(503, "Responses must be signed and no signing key is available.",
-                              "SIGNING_UNAVAILABLE", {"Retry-After": "5"})
+SIGNING_REFUSED = HTTPProblem(
+    503,
+    "Responses must be signed and no signing key is available.",
+    "SIGNING_UNAVAILABLE",
+    {"Retry-After": "5"},
+)
 
-AUDIT_UNAVAILABLE = HTTPProblem(503, "The access log is unavailable; no data is served without it.",
-                                "AUDIT_UNAVAILABLE", {"Retry-After": "5"})
+AUDIT_UNAVAILABLE = HTTPProblem(
+    503,
+    "The access log is unavailable; no data is served without it.",
+    "AUDIT_UNAVAILABLE",
+    {"Retry-After": "5"},
+)
 
 
 def problem_response(problem: HTTPProblem, media: str = JSON) -> Response:

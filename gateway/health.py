@@ -39,5 +39,6 @@ async def readyz(request: Request) -> JSONResponse:
 
 
 def _unavailable(database: str, retry_after: str) -> JSONResponse:
-    return JSONResponse({"status": "unavailable", "database": database}, status_code=503,
-                        headers={"Retry-After": retry_after})
+    return JSONResponse(
+        {"status": "unavailable", "database": database}, status_code=503, headers={"Retry-After": retry_after}
+    )

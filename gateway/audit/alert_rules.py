@@ -48,25 +48,42 @@ class AlertRules:
     timezone: str = SHANGHAI
 
     @classmethod
-    def parse(cls, *, bulk_rows: int, bulk_window_seconds: int, probe_denials: int,
-              probe_window_seconds: int, working_hours: str, working_days: str) -> AlertRules:
+    def parse(
+        cls,
+        *,
+        bulk_rows: int,
+        bulk_window_seconds: int,
+        probe_denials: int,
+        probe_window_seconds: int,
+        working_hours: str,
+        working_days: str,
+    ) -> AlertRules:
         """working_hours "08:30-18:00"; working_days "1-5" or "1,2,3,4,5,6" (ISO weekdays)."""
         start, _, end = working_hours.partition("-")
         days: set[int] = set()
         for part in working_days.split(","):
             lo, _, hi = part.partition("-")
             days.update(range(int(lo), int(hi or lo) + 1))
-        return cls(bulk_rows, timedelta(seconds=bulk_window_seconds), probe_denials,
-                   timedelta(seconds=probe_window_seconds), _hhmm(start), _hhmm(end), frozenset(days))
+        return cls(
+            bulk_rows,
+            timedelta(seconds=bulk_window_seconds),
+            probe_denials,
+            timedelta(seconds=probe_window_seconds),
+            _hhmm(start),
+            _hhmm(end),
+            frozenset(days),
+        )
 
     @classmethod
     def from_settings(cls, settings: Any) -> AlertRules:
-        return cls.parse(bulk_rows=settings.audit_alert_bulk_rows,
-                         bulk_window_seconds=settings.audit_alert_bulk_window_seconds,
-                         probe_denials=settings.audit_alert_probe_denials,
-                         probe_window_seconds=settings.audit_alert_probe_window_seconds,
-                         working_hours=settings.audit_working_hours,
-                         working_days=settings.audit_working_days)
+        return cls.parse(
+            bulk_rows=settings.audit_alert_bulk_rows,
+            bulk_window_seconds=settings.audit_alert_bulk_window_seconds,
+            probe_denials=settings.audit_alert_probe_denials,
+            probe_window_seconds=settings.audit_alert_probe_window_seconds,
+            working_hours=settings.audit_working_hours,
+            working_days=settings.audit_working_days,
+        )
 
     def working(self, when: datetime) -> bool:
         if when.tzinfo is None:
@@ -128,8 +145,9 @@ def denied_fields(fields: Iterable[Mapping[str, Any]]) -> int:
     first decision listed for a field is the one indexed)."""
     first: dict[tuple[str, str], str] = {}
     for f in fields:
-        first.setdefault((str(f.get("dataset")), str(f.get("field"))),
-                         str(f.get("action", f.get("decision", ""))))
+        first.setdefault(
+            (str(f.get("dataset")), str(f.get("field"))), str(f.get("action", f.get("decision", "")))
+        )
     return sum(1 for action in first.values() if action == "deny")
 
 
@@ -150,9 +168,16 @@ class EventFacts:
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> EventFacts:
-        return cls(int(row["seq"]), str(row["principal_id"]), row["principal_kind"], row["consumer"],
-                   row["client_address"], utc(row["occurred_at"]), int(row["row_count"] or 0),
-                   row["detail"] or "{}")
+        return cls(
+            int(row["seq"]),
+            str(row["principal_id"]),
+            row["principal_kind"],
+            row["consumer"],
+            row["client_address"],
+            utc(row["occurred_at"]),
+            int(row["row_count"] or 0),
+            row["detail"] or "{}",
+        )
 
     @functools.cached_property
     def fields(self) -> list[dict[str, Any]]:
@@ -202,43 +227,66 @@ class AlertState:
         self._addresses.clear()
         self.new_addresses.clear()
 
-    def observe(self, e: EventFacts, levels: Mapping[tuple[str, str], int],
-                raise_alerts: bool = True) -> list[dict[str, Any]]:
+    def observe(
+        self, e: EventFacts, levels: Mapping[tuple[str, str], int], raise_alerts: bool = True
+    ) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
 
         def alert(rule: str, summary: str, **info: Any) -> None:
             if raise_alerts:
-                out.append({"rule": rule, "principal_id": e.principal_id, "consumer": e.consumer,
-                            "seq": e.seq, "occurred_at": e.occurred_at, "raised_at": datetime.now(UTC),
-                            "summary": summary, "detail": orjson.dumps(info).decode()})
+                out.append(
+                    {
+                        "rule": rule,
+                        "principal_id": e.principal_id,
+                        "consumer": e.consumer,
+                        "seq": e.seq,
+                        "occurred_at": e.occurred_at,
+                        "raised_at": datetime.now(UTC),
+                        "summary": summary,
+                        "detail": orjson.dumps(info).decode(),
+                    }
+                )
 
         at = e.occurred_at.timestamp()
         if e.row_count > 0:
             total = self.bulk.add(e.principal_id, at, e.row_count)
             if total >= self.rules.bulk_rows > total - e.row_count:
-                alert("bulk_extraction",
-                      f"{e.principal_id} read {total} rows within {self.rules.bulk_window} "
-                      f"(threshold {self.rules.bulk_rows})",
-                      rows=total, window_seconds=self.rules.bulk_window.total_seconds())
+                alert(
+                    "bulk_extraction",
+                    f"{e.principal_id} read {total} rows within {self.rules.bulk_window} "
+                    f"(threshold {self.rules.bulk_rows})",
+                    rows=total,
+                    window_seconds=self.rules.bulk_window.total_seconds(),
+                )
 
         denied = denied_fields(e.fields) if e.may_deny else 0
         if denied:
             total = self.probes.add(e.principal_id, at, denied)
             if total >= self.rules.probe_denials > total - denied:
-                alert("forbidden_probing",
-                      f"{e.principal_id} was refused {total} fields within {self.rules.probe_window} "
-                      f"(threshold {self.rules.probe_denials})",
-                      denials=total, window_seconds=self.rules.probe_window.total_seconds())
+                alert(
+                    "forbidden_probing",
+                    f"{e.principal_id} was refused {total} fields within {self.rules.probe_window} "
+                    f"(threshold {self.rules.probe_denials})",
+                    denials=total,
+                    window_seconds=self.rules.probe_window.total_seconds(),
+                )
 
         if raise_alerts and not self.rules.working(e.occurred_at) and e.may_name(self._l4_names(levels)):
-            l4 = sorted({f"{f.get('dataset')}.{f.get('field')}" for f in e.fields
-                         if f.get("action") != "deny"
-                         and levels.get((str(f.get("dataset")), str(f.get("field"))), 0) >= 4})
+            l4 = sorted(
+                {
+                    f"{f.get('dataset')}.{f.get('field')}"
+                    for f in e.fields
+                    if f.get("action") != "deny"
+                    and levels.get((str(f.get("dataset")), str(f.get("field"))), 0) >= 4
+                }
+            )
             if l4:
-                alert("l4_out_of_hours",
-                      f"{e.principal_id} accessed L4 fields {', '.join(l4)} at "
-                      f"{canonical_time(e.occurred_at)} outside working hours",
-                      fields=l4)
+                alert(
+                    "l4_out_of_hours",
+                    f"{e.principal_id} accessed L4 fields {', '.join(l4)} at "
+                    f"{canonical_time(e.occurred_at)} outside working hours",
+                    fields=l4,
+                )
 
         if e.client_address and e.principal_kind != "anonymous":
             seen = self._addresses.get(e.principal_id)
@@ -246,8 +294,11 @@ class AlertState:
                 return out
             if e.client_address not in seen:
                 if seen:  # a client's very first use only records its address
-                    alert("new_address", f"{e.principal_id} used from a new address {e.client_address}",
-                          address=e.client_address)
+                    alert(
+                        "new_address",
+                        f"{e.principal_id} used from a new address {e.client_address}",
+                        address=e.client_address,
+                    )
                 seen.add(e.client_address)
                 if raise_alerts:
                     self.new_addresses.setdefault((e.principal_id, e.client_address), e.seq)

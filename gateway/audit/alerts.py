@@ -96,13 +96,24 @@ async def load_levels(conn: AsyncConnection) -> dict[tuple[str, str], int]:
     from gateway.catalogue.models import Dataset, DatasetField
 
     ds, f = Dataset.__table__, DatasetField.__table__
-    rows = await conn.execute(select(ds.c.code, f.c.name, f.c.level)
-                              .select_from(f.join(ds, ds.c.id == f.c.dataset_id)).where(f.c.level >= 3))
+    rows = await conn.execute(
+        select(ds.c.code, f.c.name, f.c.level)
+        .select_from(f.join(ds, ds.c.id == f.c.dataset_id))
+        .where(f.c.level >= 3)
+    )
     return {(r.code, r.name): int(r.level) for r in rows}
 
 
-FACT_COLUMNS = (EVENTS.c.seq, EVENTS.c.principal_id, EVENTS.c.principal_kind, EVENTS.c.consumer,
-                EVENTS.c.client_address, EVENTS.c.occurred_at, EVENTS.c.row_count, EVENTS.c.detail)
+FACT_COLUMNS = (
+    EVENTS.c.seq,
+    EVENTS.c.principal_id,
+    EVENTS.c.principal_kind,
+    EVENTS.c.consumer,
+    EVENTS.c.client_address,
+    EVENTS.c.occurred_at,
+    EVENTS.c.row_count,
+    EVENTS.c.detail,
+)
 
 
 class AlertEngine:
@@ -115,9 +126,14 @@ class AlertEngine:
     REPLAY_MAX = 50_000  # a larger gap is cheaper to rebuild than to replay
     ADDRESS_CACHE_MAX = 50_000  # principals whose address history is kept in memory
 
-    def __init__(self, engine: AsyncEngine, rules: AlertRules | None = None,
-                 levels: Mapping[tuple[str, str], int] | None = None, batch: int = 500,
-                 witness: ChainWitness | None = None) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        rules: AlertRules | None = None,
+        levels: Mapping[tuple[str, str], int] | None = None,
+        batch: int = 500,
+        witness: ChainWitness | None = None,
+    ) -> None:
         self.engine = engine
         self.witness = witness  # this process's appends: events held there are not read back
         self.rules = rules or AlertRules()
@@ -142,8 +158,18 @@ class AlertEngine:
             cursor = await self._cursor(conn)
             events = self.witness.facts_after(cursor, self.batch) if self.witness else None
             if events is None:
-                rows = (await conn.execute(select(*FACT_COLUMNS).where(EVENTS.c.seq > cursor)
-                                           .order_by(EVENTS.c.seq).limit(self.batch))).mappings().all()
+                rows = (
+                    (
+                        await conn.execute(
+                            select(*FACT_COLUMNS)
+                            .where(EVENTS.c.seq > cursor)
+                            .order_by(EVENTS.c.seq)
+                            .limit(self.batch)
+                        )
+                    )
+                    .mappings()
+                    .all()
+                )
                 events = [EventFacts.from_row(r) for r in rows]
             if not events:
                 return 0
@@ -157,16 +183,21 @@ class AlertEngine:
         last = events[-1].seq
         self._state_seq = last
         async with self.engine.begin() as conn:
-            moved = await conn.execute(update(CURSOR).where(CURSOR.c.id == CURSOR_ID, CURSOR.c.seq == cursor)
-                                       .values(seq=last))
+            moved = await conn.execute(
+                update(CURSOR).where(CURSOR.c.id == CURSOR_ID, CURSOR.c.seq == cursor).values(seq=last)
+            )
             if moved.rowcount != 1:  # another worker evaluated these events first (and stored them)
                 await conn.rollback()
                 return 0
             ins = sqlite_insert if self._sqlite else pg_insert
             if state.new_addresses:
-                await conn.execute(ins(ADDRESSES).on_conflict_do_nothing(),
-                                   [{"principal_id": p, "client_address": a, "first_seq": s}
-                                    for (p, a), s in state.new_addresses.items()])
+                await conn.execute(
+                    ins(ADDRESSES).on_conflict_do_nothing(),
+                    [
+                        {"principal_id": p, "client_address": a, "first_seq": s}
+                        for (p, a), s in state.new_addresses.items()
+                    ],
+                )
             if alerts:
                 await conn.execute(ins(ALERTS).on_conflict_do_nothing(), alerts)
         return len(events)
@@ -185,9 +216,12 @@ class AlertEngine:
         if self._state_seq == cursor:
             return
         if self._state_seq is not None and self._state_seq < cursor <= self._state_seq + self.REPLAY_MAX:
-            result = await conn.stream(select(*FACT_COLUMNS)
-                                       .where(EVENTS.c.seq > self._state_seq, EVENTS.c.seq <= cursor)
-                                       .order_by(EVENTS.c.seq).execution_options(yield_per=2000))
+            result = await conn.stream(
+                select(*FACT_COLUMNS)
+                .where(EVENTS.c.seq > self._state_seq, EVENTS.c.seq <= cursor)
+                .order_by(EVENTS.c.seq)
+                .execution_options(yield_per=2000)
+            )
             async for row in result.mappings():
                 self._state.observe(EventFacts.from_row(row), {}, raise_alerts=False)
         else:
@@ -198,24 +232,35 @@ class AlertEngine:
         """Fill the windows from the events up to `cursor` that can still count: two reads."""
         self.rebuilds += 1
         state = self._state = AlertState(self.rules)
-        newest = (await conn.execute(select(func.max(EVENTS.c.occurred_at))
-                                     .where(EVENTS.c.seq <= cursor))).scalar()
+        newest = (
+            await conn.execute(select(func.max(EVENTS.c.occurred_at)).where(EVENTS.c.seq <= cursor))
+        ).scalar()
         if newest is None:
             return
         newest = _utc(newest)
         bulk = await conn.stream(
             select(EVENTS.c.principal_id, EVENTS.c.occurred_at, EVENTS.c.row_count)
-            .where(EVENTS.c.seq <= cursor, EVENTS.c.row_count > 0,
-                   EVENTS.c.occurred_at >= newest - self.rules.bulk_window - timedelta(seconds=1))
-            .order_by(EVENTS.c.seq).execution_options(yield_per=5000))
+            .where(
+                EVENTS.c.seq <= cursor,
+                EVENTS.c.row_count > 0,
+                EVENTS.c.occurred_at >= newest - self.rules.bulk_window - timedelta(seconds=1),
+            )
+            .order_by(EVENTS.c.seq)
+            .execution_options(yield_per=5000)
+        )
         async for principal, at, rows in bulk:
             state.bulk.add(principal, _utc(at).timestamp(), int(rows))
         # From the events themselves, not the field-access index, which may lag behind the chain.
         denials = await conn.stream(
             select(EVENTS.c.principal_id, EVENTS.c.occurred_at, EVENTS.c.detail)
-            .where(EVENTS.c.seq <= cursor, EVENTS.c.detail.contains('"deny"'),
-                   EVENTS.c.occurred_at >= newest - self.rules.probe_window - timedelta(seconds=1))
-            .order_by(EVENTS.c.seq).execution_options(yield_per=5000))
+            .where(
+                EVENTS.c.seq <= cursor,
+                EVENTS.c.detail.contains('"deny"'),
+                EVENTS.c.occurred_at >= newest - self.rules.probe_window - timedelta(seconds=1),
+            )
+            .order_by(EVENTS.c.seq)
+            .execution_options(yield_per=5000)
+        )
         async for principal, at, detail in denials:
             if count := denied_fields(orjson.loads(detail).get("fields") or []):
                 state.probes.add(principal, _utc(at).timestamp(), count)
@@ -230,8 +275,11 @@ class AlertEngine:
         for p in missing:
             state.load_addresses(p, ())
         for chunk in range(0, len(missing), 500):
-            rows = await conn.execute(select(ADDRESSES.c.principal_id, ADDRESSES.c.client_address)
-                                      .where(ADDRESSES.c.principal_id.in_(missing[chunk:chunk + 500])))
+            rows = await conn.execute(
+                select(ADDRESSES.c.principal_id, ADDRESSES.c.client_address).where(
+                    ADDRESSES.c.principal_id.in_(missing[chunk : chunk + 500])
+                )
+            )
             for principal, address in rows:
                 state.load_addresses(principal, (address,))
 
@@ -259,17 +307,29 @@ class AlertEngine:
 
 def alert_json(row: Any) -> dict[str, Any]:
     return {
-        "id": row.id, "rule": row.rule, "principal_id": row.principal_id, "consumer": row.consumer,
-        "seq": int(row.seq), "occurred_at": canonical_time(row.occurred_at),
-        "raised_at": canonical_time(row.raised_at), "summary": row.summary,
+        "id": row.id,
+        "rule": row.rule,
+        "principal_id": row.principal_id,
+        "consumer": row.consumer,
+        "seq": int(row.seq),
+        "occurred_at": canonical_time(row.occurred_at),
+        "raised_at": canonical_time(row.raised_at),
+        "summary": row.summary,
         "detail": orjson.loads(row.detail),
         "acknowledged_at": canonical_time(row.acknowledged_at) if row.acknowledged_at else None,
-        "acknowledged_by": row.acknowledged_by, "ack_comment": row.ack_comment,
+        "acknowledged_by": row.acknowledged_by,
+        "ack_comment": row.ack_comment,
     }
 
 
-async def list_alerts(conn: AsyncConnection, *, state: str = "open", rule: str | None = None,
-                      limit: int = 100, before: int | None = None) -> dict[str, Any]:
+async def list_alerts(
+    conn: AsyncConnection,
+    *,
+    state: str = "open",
+    rule: str | None = None,
+    limit: int = 100,
+    before: int | None = None,
+) -> dict[str, Any]:
     q = select(ALERTS).order_by(ALERTS.c.id.desc()).limit(min(max(limit, 1), 1000))
     if state == "open":
         q = q.where(ALERTS.c.acknowledged_at.is_(None))
@@ -296,10 +356,11 @@ async def acknowledge(engine: AsyncEngine, alert_id: int, by: str, comment: str)
     if not comment.strip():
         raise AckError(400, "An acknowledgement needs a comment.")
     async with engine.begin() as conn:
-        done = await conn.execute(update(ALERTS)
-                                  .where(ALERTS.c.id == alert_id, ALERTS.c.acknowledged_at.is_(None))
-                                  .values(acknowledged_at=_utc(datetime.now(UTC)), acknowledged_by=by,
-                                          ack_comment=comment.strip()))
+        done = await conn.execute(
+            update(ALERTS)
+            .where(ALERTS.c.id == alert_id, ALERTS.c.acknowledged_at.is_(None))
+            .values(acknowledged_at=_utc(datetime.now(UTC)), acknowledged_by=by, ack_comment=comment.strip())
+        )
         row = (await conn.execute(select(ALERTS).where(ALERTS.c.id == alert_id))).first()
     if row is None:
         raise AckError(404, "No alert with that id.")

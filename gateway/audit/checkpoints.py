@@ -79,17 +79,26 @@ class Checkpoint:
             sig = bytes.fromhex(self.signature)
         except ValueError:
             return False
-        return (sig.hex() == self.signature and key_id(public_key) == self.kid
-                and sm2.verify(public_key, self.message(), sig))
+        return (
+            sig.hex() == self.signature
+            and key_id(public_key) == self.kid
+            and sm2.verify(public_key, self.message(), sig)
+        )
 
     def to_json(self) -> dict[str, Any]:
-        return {"seq": self.seq, "hash": self.hash, "created_at": self.created_at, "kid": self.kid,
-                "signature": self.signature}
+        return {
+            "seq": self.seq,
+            "hash": self.hash,
+            "created_at": self.created_at,
+            "kid": self.kid,
+            "signature": self.signature,
+        }
 
     @classmethod
     def from_row(cls, row: Any) -> Checkpoint:
-        return cls(int(row.seq), str(row.hash), canonical_time(row.created_at), str(row.kid),
-                   str(row.signature))
+        return cls(
+            int(row.seq), str(row.hash), canonical_time(row.created_at), str(row.kid), str(row.signature)
+        )
 
 
 def signed_message(seq: int, hash_: str, created_at: str, kid: str) -> bytes:
@@ -134,8 +143,12 @@ async def _segment_ok(conn: AsyncConnection, start: Checkpoint | None, end_seq: 
             return f"seq {start.seq}: event no longer matches its checkpoint"
         if row is None and expected > 1 and not await _anchored(conn, start.seq):
             return f"seq {start.seq}: checkpointed event is missing"
-    q = (select(EVENTS).where(EVENTS.c.seq >= expected, EVENTS.c.seq <= end_seq)
-         .order_by(EVENTS.c.seq).execution_options(yield_per=2000))
+    q = (
+        select(EVENTS)
+        .where(EVENTS.c.seq >= expected, EVENTS.c.seq <= end_seq)
+        .order_by(EVENTS.c.seq)
+        .execution_options(yield_per=2000)
+    )
     async for row in (await conn.stream(q)).mappings():
         seq = int(row["seq"])
         if seq != expected:
@@ -159,8 +172,9 @@ async def _anchored(conn: AsyncConnection, seq: int) -> bool:
     return first is None or int(first) > seq
 
 
-async def write_checkpoint(engine: AsyncEngine, store: KeyStore, seq: int | None = None,
-                           witness: ChainWitness | None = None) -> Checkpoint | None:
+async def write_checkpoint(
+    engine: AsyncEngine, store: KeyStore, seq: int | None = None, witness: ChainWitness | None = None
+) -> Checkpoint | None:
     """Sign the event at `seq` (default: the chain head, or with a `witness` the last event this
     process appended, when no checkpoint covers it yet). Returns the checkpoint (an existing one
     if that seq is already checkpointed), None for an empty chain; raises CheckpointError when
@@ -198,8 +212,13 @@ async def write_checkpoint(engine: AsyncEngine, store: KeyStore, seq: int | None
     created = datetime.now(UTC)
     created_text = canonical_time(created)
     sig = sm2.sign(private, signed_message(target, event.hash, created_text, info.kid)).hex()
-    values = {"seq": target, "hash": event.hash, "created_at": _parse_time(created_text), "kid": info.kid,
-              "signature": sig}
+    values = {
+        "seq": target,
+        "hash": event.hash,
+        "created_at": _parse_time(created_text),
+        "kid": info.kid,
+        "signature": sig,
+    }
     ins = (sqlite_insert if engine.dialect.name == "sqlite" else pg_insert)(CHECKPOINTS)
     async with engine.begin() as conn:
         await conn.execute(ins.values(**values).on_conflict_do_nothing())
@@ -234,8 +253,9 @@ class CheckpointReport:
     pruned_through: int | None = None  # the prune anchor: events 1..this are archived
 
 
-async def verify_with_checkpoints(engine: AsyncEngine, store: KeyStore,
-                                  chain: VerifyReport | None = None) -> CheckpointReport:
+async def verify_with_checkpoints(
+    engine: AsyncEngine, store: KeyStore, chain: VerifyReport | None = None
+) -> CheckpointReport:
     """`verify_chain`, then every checkpoint: signature by a known gateway key valid when it was
     made, and its hash equal to the event at its seq. Checkpoints in a pruned range are checked
     for their signature only; the one at the prune anchor must equal the anchor."""
@@ -243,26 +263,31 @@ async def verify_with_checkpoints(engine: AsyncEngine, store: KeyStore,
     lookup = store_lookup(store)
     checked, last = 0, None
     async with snapshot(engine) as conn:
-        q = (select(CHECKPOINTS, EVENTS.c.hash.label("event_hash"))
-             .select_from(CHECKPOINTS.outerjoin(EVENTS, EVENTS.c.seq == CHECKPOINTS.c.seq))
-             .order_by(CHECKPOINTS.c.seq))
+        q = (
+            select(CHECKPOINTS, EVENTS.c.hash.label("event_hash"))
+            .select_from(CHECKPOINTS.outerjoin(EVENTS, EVENTS.c.seq == CHECKPOINTS.c.seq))
+            .order_by(CHECKPOINTS.c.seq)
+        )
         anchor = await latest_anchor(conn)
         first_event = (await conn.execute(select(func.min(EVENTS.c.seq)))).scalar()
         pruned_through = anchor.through_seq if anchor else _legacy_pruned(first_event)
         pruned = anchor.through_seq if anchor else None
         for row in (await conn.execute(q)).all():
             cp = Checkpoint.from_row(row)
-            bad = (_signature_problem(cp, lookup)
-                   or _checkpoint_problem(cp, row.event_hash, pruned_through, anchor))
+            bad = _signature_problem(cp, lookup) or _checkpoint_problem(
+                cp, row.event_hash, pruned_through, anchor
+            )
             if bad:
                 return CheckpointReport(False, chain.events_checked, checked, cp.seq, bad, last, pruned)
             checked, last = checked + 1, cp.seq
         if anchor is not None and (problem := await anchor_problem(conn, anchor)):
-            return CheckpointReport(False, chain.events_checked, checked, anchor.through_seq, problem, last,
-                                    pruned)
+            return CheckpointReport(
+                False, chain.events_checked, checked, anchor.through_seq, problem, last, pruned
+            )
     if not chain.ok:
-        return CheckpointReport(False, chain.events_checked, checked, chain.first_bad_seq, chain.reason, last,
-                                pruned)
+        return CheckpointReport(
+            False, chain.events_checked, checked, chain.first_bad_seq, chain.reason, last, pruned
+        )
     return CheckpointReport(True, chain.events_checked, checked, None, None, last, pruned)
 
 
@@ -284,8 +309,9 @@ def _signature_problem(cp: Checkpoint, lookup: Callable[[str], SM2PublicKey | No
     return None
 
 
-def _checkpoint_problem(cp: Checkpoint, event_hash_: str | None, pruned_through: int,
-                        anchor: Anchor | None) -> str | None:
+def _checkpoint_problem(
+    cp: Checkpoint, event_hash_: str | None, pruned_through: int, anchor: Anchor | None
+) -> str | None:
     """The checkpoint against the chain: its event's hash, or the anchor when it is the anchor."""
     if anchor is not None and cp.seq == anchor.through_seq and cp.hash != anchor.hash:
         return f"checkpoint {cp.seq}: differs from the prune anchor at its seq"
@@ -294,14 +320,17 @@ def _checkpoint_problem(cp: Checkpoint, event_hash_: str | None, pruned_through:
     if event_hash_ is None:
         return f"checkpoint {cp.seq}: its event is missing"
     if event_hash_ != cp.hash:
-        return (f"checkpoint {cp.seq}: the event at seq {cp.seq} no longer has the signed hash "
-                "(the chain was rewritten at or before it)")
+        return (
+            f"checkpoint {cp.seq}: the event at seq {cp.seq} no longer has the signed hash "
+            "(the chain was rewritten at or before it)"
+        )
     return None
 
 
 def as_verify_report(report: CheckpointReport) -> VerifyReport:
-    return VerifyReport(report.ok, report.events_checked, report.first_bad_seq, report.reason,
-                        report.pruned_through)
+    return VerifyReport(
+        report.ok, report.events_checked, report.first_bad_seq, report.reason, report.pruned_through
+    )
 
 
 # -- archives ----------------------------------------------------------------------------------
@@ -317,8 +346,9 @@ def _line(doc: dict[str, Any]) -> bytes:
     return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS) + b"\n"
 
 
-async def export_archive(engine: AsyncEngine, store: KeyStore, from_seq: int, to_seq: int | None
-                         ) -> AsyncIterator[bytes]:
+async def export_archive(
+    engine: AsyncEngine, store: KeyStore, from_seq: int, to_seq: int | None
+) -> AsyncIterator[bytes]:
     """JSON lines: a header {format, from_seq, to_seq, prev_hash, kid}, one line per event
     (every column), and a last line {"checkpoint": {...}} signing the event at to_seq (a
     checkpoint is written for to_seq if there is none). Sealed variables stay sealed."""
@@ -330,10 +360,21 @@ async def export_archive(engine: AsyncEngine, store: KeyStore, from_seq: int, to
         raise CheckpointError(f"bad range {from_seq}..{to_seq}")
     async with snapshot(engine) as conn:
         prev_hash = await _hash_before(conn, from_seq)
-        yield _line({"format": ARCHIVE_FORMAT, "from_seq": from_seq, "to_seq": to_seq,
-                     "prev_hash": prev_hash, "kid": checkpoint.kid})
-        q = (select(EVENTS).where(EVENTS.c.seq >= from_seq, EVENTS.c.seq <= to_seq)
-             .order_by(EVENTS.c.seq).execution_options(yield_per=2000))
+        yield _line(
+            {
+                "format": ARCHIVE_FORMAT,
+                "from_seq": from_seq,
+                "to_seq": to_seq,
+                "prev_hash": prev_hash,
+                "kid": checkpoint.kid,
+            }
+        )
+        q = (
+            select(EVENTS)
+            .where(EVENTS.c.seq >= from_seq, EVENTS.c.seq <= to_seq)
+            .order_by(EVENTS.c.seq)
+            .execution_options(yield_per=2000)
+        )
         async for row in (await conn.stream(q)).mappings():
             yield _line(_event_doc(row))
     yield _line({"checkpoint": checkpoint.to_json()})
@@ -436,8 +477,15 @@ class CheckpointTask(PeriodicTask):
 
     name = "audit-checkpoints"
 
-    def __init__(self, engine: AsyncEngine, store: KeyStore, every_events: int, every_seconds: float,
-                 poll: float = 1.0, witness: ChainWitness | None = None) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        store: KeyStore,
+        every_events: int,
+        every_seconds: float,
+        poll: float = 1.0,
+        witness: ChainWitness | None = None,
+    ) -> None:
         super().__init__(min(poll, every_seconds) if every_seconds > 0 else poll)
         self.engine, self.store, self.witness = engine, store, witness
         self.every_events, self.every_seconds = every_events, every_seconds

@@ -34,8 +34,10 @@ def verify(as_json: Annotated[bool, typer.Option("--json", help="Print one JSON 
     elif report.ok:
         typer.echo(f"audit chain verified: {report.events_checked} events")
     else:
-        typer.echo(f"AUDIT CHAIN BROKEN at seq {report.first_bad_seq}: {report.reason} "
-                   f"({report.events_checked} events verified before it)")
+        typer.echo(
+            f"AUDIT CHAIN BROKEN at seq {report.first_bad_seq}: {report.reason} "
+            f"({report.events_checked} events verified before it)"
+        )
     raise typer.Exit(0 if report.ok else 1)
 
 
@@ -57,8 +59,16 @@ def export(
     an RFC 9421 response (`shuqiao verify-response FILE.sig --body FILE --pubkey …`)."""
     from gateway.audit import query
 
-    params = {"from": from_, "to": to, "principal": principal, "department": department,
-              "dataset": dataset, "field": field, "decision": decision, "status": status}
+    params = {
+        "from": from_,
+        "to": to,
+        "principal": principal,
+        "department": department,
+        "dataset": dataset,
+        "field": field,
+        "decision": decision,
+        "status": status,
+    }
     try:
         filters = query.Filters.from_params({k: v for k, v in params.items() if v is not None})
         if fmt not in ("csv", "json"):
@@ -148,8 +158,10 @@ def verify_checkpoints(as_json: Annotated[bool, typer.Option("--json")] = False)
         typer.echo(json.dumps(asdict(report), ensure_ascii=False))
     elif report.ok:
         pruned = f" (1..{report.pruned_through} pruned and archived)" if report.pruned_through else ""
-        typer.echo(f"audit chain verified: {report.events_checked} events{pruned}, "
-                   f"{report.checkpoints_checked} signed checkpoints")
+        typer.echo(
+            f"audit chain verified: {report.events_checked} events{pruned}, "
+            f"{report.checkpoints_checked} signed checkpoints"
+        )
     else:
         typer.echo(f"AUDIT CHAIN BROKEN at seq {report.first_bad_seq}: {report.reason}")
     raise typer.Exit(0 if report.ok else 1)
@@ -193,8 +205,10 @@ def verify_archive_cmd(
     if as_json:
         typer.echo(json.dumps(asdict(report), ensure_ascii=False))
     elif report.ok:
-        typer.echo(f"archive verified: seq {report.from_seq}..{report.to_seq}, {report.events} events, "
-                   f"signed by key {report.kid}")
+        typer.echo(
+            f"archive verified: seq {report.from_seq}..{report.to_seq}, {report.events} events, "
+            f"signed by key {report.kid}"
+        )
     else:
         typer.echo(f"ARCHIVE DOES NOT VERIFY: {report.reason}")
     raise typer.Exit(0 if report.ok else 1)
@@ -202,8 +216,12 @@ def verify_archive_cmd(
 
 @audit_app.command("prune")
 def prune(
-    older_than_days: Annotated[int | None, typer.Option(
-        "--older-than-days", min=0, help="Only up to the newest checkpoint whose event is older.")] = None,
+    older_than_days: Annotated[
+        int | None,
+        typer.Option(
+            "--older-than-days", min=0, help="Only up to the newest checkpoint whose event is older."
+        ),
+    ] = None,
 ) -> None:
     """Archive everything up to the latest checkpoint (or the newest one older than N days) to
     <var_dir>/audit-archive/ (signed, verified) and delete those rows; a prune anchor records where,
@@ -214,8 +232,9 @@ def prune(
     cutoff = None if older_than_days is None else datetime.now(UTC) - timedelta(days=older_than_days)
 
     async def go(engine: Any) -> Any:
-        return await archive_and_prune(engine, _store(), archive_dir(Settings.from_env().var_dir),
-                                       older_than=cutoff)
+        return await archive_and_prune(
+            engine, _store(), archive_dir(Settings.from_env().var_dir), older_than=cutoff
+        )
 
     path = run_with_engine(go, expected=(RetentionError,), status=1)
     typer.echo(f"archived and pruned: {path}" if path else "nothing sealed by a checkpoint to prune")
@@ -235,8 +254,10 @@ def verify_retained_cmd(as_json: Annotated[bool, typer.Option("--json")] = False
     if as_json:
         typer.echo(json.dumps(asdict(report), ensure_ascii=False))
     elif report.ok:
-        typer.echo(f"audit history verified: {report.events_checked} events (archives and chain), "
-                   f"{report.checkpoints_checked} signed checkpoints")
+        typer.echo(
+            f"audit history verified: {report.events_checked} events (archives and chain), "
+            f"{report.checkpoints_checked} signed checkpoints"
+        )
     else:
         typer.echo(f"AUDIT HISTORY BROKEN at seq {report.first_bad_seq}: {report.reason}")
     raise typer.Exit(0 if report.ok else 1)

@@ -150,8 +150,11 @@ async def _index_each(conn: AsyncConnection, sqlite: bool, after: int, upto: int
         else:
             rows.extend(found)
     if unreadable:
-        log.warning("audit events %s: detail unreadable (edited?), left out of the search index; "
-                    "run `shuqiao audit verify`", unreadable)
+        log.warning(
+            "audit events %s: detail unreadable (edited?), left out of the search index; "
+            "run `shuqiao audit verify`",
+            unreadable,
+        )
     if rows:
         ins = (sqlite_insert if sqlite else pg_insert)(ACCESS).on_conflict_do_nothing()
         await conn.execute(ins, rows)

@@ -72,8 +72,9 @@ class AuditAPI:
             Route(EXPORT_PATH, self._guard("export", self.export)),
             Route("/audit/api/verify", self._guard("verify", self.verify)),
             Route("/audit/api/alerts", self._guard("alerts", self.alerts)),
-            Route("/audit/api/alerts/{id:int}/ack", self._guard("ack-alert", self.ack_alert),
-                  methods=["POST"]),
+            Route(
+                "/audit/api/alerts/{id:int}/ack", self._guard("ack-alert", self.ack_alert), methods=["POST"]
+            ),
             Route("/audit/graphql", self._guard("graphql", self.graphql), methods=["POST"]),
         ]
 
@@ -90,18 +91,30 @@ class AuditAPI:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         realm = 'Bearer realm="shuqiao-audit"'
         if scheme.lower() != "bearer" or not token.strip():
-            raise Refused(401, "UNAUTHENTICATED", "A bearer token with the audit:read scope is required.",
-                          {"WWW-Authenticate": realm})
+            raise Refused(
+                401,
+                "UNAUTHENTICATED",
+                "A bearer token with the audit:read scope is required.",
+                {"WWW-Authenticate": realm},
+            )
         try:
             # Any of our audiences: a share-tier token is a valid token that lacks the scope (403),
             # not an invalid one (401).
             claims = self.state.tokens.verify(token.strip(), audience=None)
         except InvalidToken:
-            raise Refused(401, "UNAUTHENTICATED", "The access token is invalid or expired.",
-                          {"WWW-Authenticate": realm + ', error="invalid_token"'}) from None
+            raise Refused(
+                401,
+                "UNAUTHENTICATED",
+                "The access token is invalid or expired.",
+                {"WWW-Authenticate": realm + ', error="invalid_token"'},
+            ) from None
         if SCOPE not in claims.scopes:
-            raise Refused(403, "FORBIDDEN", "The token lacks the audit:read scope.",
-                          {"WWW-Authenticate": realm + f', error="insufficient_scope", scope="{SCOPE}"'})
+            raise Refused(
+                403,
+                "FORBIDDEN",
+                "The token lacks the audit:read scope.",
+                {"WWW-Authenticate": realm + f', error="insufficient_scope", scope="{SCOPE}"'},
+            )
         return claims
 
     def _guard(self, operation: str, handler: Any) -> Any:
@@ -113,12 +126,19 @@ class AuditAPI:
                 request.state.audit_claims = claims
                 response, rows = await handler(request)
             except Refused as refused:
-                response, rows = _json({"errors": [{"message": refused.message,
-                                                    "extensions": {"code": refused.code}}]},
-                                       refused.status, refused.headers), None
+                response, rows = (
+                    _json(
+                        {"errors": [{"message": refused.message, "extensions": {"code": refused.code}}]},
+                        refused.status,
+                        refused.headers,
+                    ),
+                    None,
+                )
             except query.BadFilter as bad:
-                response, rows = _json({"errors": [{"message": str(bad),
-                                                    "extensions": {"code": "BAD_USER_INPUT"}}]}, 400), None
+                response, rows = (
+                    _json({"errors": [{"message": str(bad), "extensions": {"code": "BAD_USER_INPUT"}}]}, 400),
+                    None,
+                )
             event = AccessEvent(
                 request_id=getattr(request.state, "request_id", ""),
                 tier="audit",
@@ -135,16 +155,29 @@ class AuditAPI:
                 latency_ms=round((time.perf_counter() - started) * 1000, 3),
                 reads=[{"dataset": "audit_event", "rows": rows}] if rows is not None else [],
                 subject=claims.subject if claims else None,
-                variables={**request.query_params, **request.path_params,
-                           **getattr(request.state, "audit_variables", {})} or None,
+                variables={
+                    **request.query_params,
+                    **request.path_params,
+                    **getattr(request.state, "audit_variables", {}),
+                }
+                or None,
             )
             try:
                 await self.state.access_log.record(event)
             except Exception:  # fail closed, as on the data tiers
                 log.exception("audit-of-audit write failed; response withheld")
-                return _json({"errors": [{"message": "The access log is unavailable.",
-                                          "extensions": {"code": "AUDIT_UNAVAILABLE"}}]},
-                             503, {"Retry-After": "5"})
+                return _json(
+                    {
+                        "errors": [
+                            {
+                                "message": "The access log is unavailable.",
+                                "extensions": {"code": "AUDIT_UNAVAILABLE"},
+                            }
+                        ]
+                    },
+                    503,
+                    {"Retry-After": "5"},
+                )
             return response
 
         return endpoint
@@ -178,14 +211,18 @@ class AuditAPI:
             rows = (await query.search(conn, f, limit=1))["total"]
         limit = self.state.settings.audit_export_max_events
         if rows > limit:
-            raise Refused(413, "EXPORT_TOO_LARGE",
-                          f"{rows} events match; an export over HTTP holds at most {limit} "
-                          "(SHUQIAO_AUDIT_EXPORT_MAX_EVENTS). Narrow the time range or filters, or "
-                          "use `shuqiao audit export`, which streams and signs any size.")
+            raise Refused(
+                413,
+                "EXPORT_TOO_LARGE",
+                f"{rows} events match; an export over HTTP holds at most {limit} "
+                "(SHUQIAO_AUDIT_EXPORT_MAX_EVENTS). Narrow the time range or filters, or "
+                "use `shuqiao audit export`, which streams and signs any size.",
+            )
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
         media = "text/csv; charset=utf-8" if fmt == "csv" else "application/json"
         return StreamingResponse(
-            query.export(self.state.engine, f, fmt), media_type=media,
+            query.export(self.state.engine, f, fmt),
+            media_type=media,
             headers={"Content-Disposition": f'attachment; filename="audit-{stamp}.{fmt}"'},
         ), rows
 
@@ -197,9 +234,13 @@ class AuditAPI:
         params = request.query_params
         try:
             async with self.state.engine.connect() as conn:
-                page = await list_alerts(conn, state=params.get("state", "open"), rule=params.get("rule"),
-                                         limit=_int(params.get("limit"), 100),
-                                         before=_int(params.get("before"), 0) or None)
+                page = await list_alerts(
+                    conn,
+                    state=params.get("state", "open"),
+                    rule=params.get("rule"),
+                    limit=_int(params.get("limit"), 100),
+                    before=_int(params.get("before"), 0) or None,
+                )
         except ValueError as err:
             raise query.BadFilter(str(err)) from None
         return _json(page), len(page["alerts"])

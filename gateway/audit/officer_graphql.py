@@ -71,16 +71,24 @@ class EventFilter:
     department: str | None = None
     dataset: str | None = None
     field: str | None = strawberry.field(
-        default=None, description="idNumber, id_number or population.idNumber")
+        default=None, description="idNumber, id_number or population.idNumber"
+    )
     decision: str | None = strawberry.field(default=None, description="allow, mask, encrypt or deny")
     status: int | None = None
     tier: str | None = None
 
     def filters(self) -> audit_query.Filters:
-        params = {"from": self.from_, "to": self.to, "principal": self.principal,
-                  "department": self.department, "dataset": self.dataset, "field": self.field,
-                  "decision": self.decision, "status": None if self.status is None else str(self.status),
-                  "tier": self.tier}
+        params = {
+            "from": self.from_,
+            "to": self.to,
+            "principal": self.principal,
+            "department": self.department,
+            "dataset": self.dataset,
+            "field": self.field,
+            "decision": self.decision,
+            "status": None if self.status is None else str(self.status),
+            "tier": self.tier,
+        }
         return audit_query.Filters.from_params({k: v for k, v in params.items() if v is not None})
 
 
@@ -128,7 +136,8 @@ class Event:
     prev_hash: str
     hash: str
     variables: JSON | None = strawberry.field(
-        default=None, description="The sealed query variables, opened; only on `event(seq:)`.")
+        default=None, description="The sealed query variables, opened; only on `event(seq:)`."
+    )
     variables_error: str | None = None
 
 
@@ -138,22 +147,49 @@ def _int_or_none(value: Any) -> int | None:
 
 def _event(doc: dict[str, Any]) -> Event:
     return Event(
-        seq=doc["seq"], occurred_at=doc["occurred_at"], request_id=doc["request_id"], tier=doc["tier"],
-        principal_kind=doc["principal_kind"], principal_id=doc["principal_id"],
-        department=doc["department"], subject=doc["subject"], client_address=doc["client_address"],
-        operation_name=doc["operation_name"], operation_type=doc["operation_type"],
-        query_digest=doc["query_digest"], status=doc["status"], error_codes=doc["error_codes"],
-        latency_ms=doc["latency_ms"], row_count=doc["row_count"],
-        fields=[FieldDecision(dataset=f.get("dataset"), field=f.get("field"),
-                              action=f.get("action", f.get("decision")), reason=f.get("reason"),
-                              grant_id=_int_or_none(f.get("grant_id"))) for f in doc["fields"]],
-        reads=[Read(dataset=r.get("dataset"), rows=_int_or_none(r.get("rows")),
-                    grant_id=_int_or_none(r.get("grant_id")), purpose=r.get("purpose"))
-               for r in doc["reads"]],
-        grant_ids=[int(g) for g in doc["grant_ids"]], purposes=doc["purposes"],
-        has_variables=doc["has_variables"], signature_kid=doc["signature_kid"],
-        prev_hash=doc["prev_hash"], hash=doc["hash"],
-        variables=doc.get("variables"), variables_error=doc.get("variables_error"),
+        seq=doc["seq"],
+        occurred_at=doc["occurred_at"],
+        request_id=doc["request_id"],
+        tier=doc["tier"],
+        principal_kind=doc["principal_kind"],
+        principal_id=doc["principal_id"],
+        department=doc["department"],
+        subject=doc["subject"],
+        client_address=doc["client_address"],
+        operation_name=doc["operation_name"],
+        operation_type=doc["operation_type"],
+        query_digest=doc["query_digest"],
+        status=doc["status"],
+        error_codes=doc["error_codes"],
+        latency_ms=doc["latency_ms"],
+        row_count=doc["row_count"],
+        fields=[
+            FieldDecision(
+                dataset=f.get("dataset"),
+                field=f.get("field"),
+                action=f.get("action", f.get("decision")),
+                reason=f.get("reason"),
+                grant_id=_int_or_none(f.get("grant_id")),
+            )
+            for f in doc["fields"]
+        ],
+        reads=[
+            Read(
+                dataset=r.get("dataset"),
+                rows=_int_or_none(r.get("rows")),
+                grant_id=_int_or_none(r.get("grant_id")),
+                purpose=r.get("purpose"),
+            )
+            for r in doc["reads"]
+        ],
+        grant_ids=[int(g) for g in doc["grant_ids"]],
+        purposes=doc["purposes"],
+        has_variables=doc["has_variables"],
+        signature_kid=doc["signature_kid"],
+        prev_hash=doc["prev_hash"],
+        hash=doc["hash"],
+        variables=doc.get("variables"),
+        variables_error=doc.get("variables_error"),
     )
 
 
@@ -224,7 +260,8 @@ class VerifyReport:
     first_bad_seq: int | None
     reason: str | None
     pruned_through: int | None = strawberry.field(
-        default=None, description="Events 1..this were archived and pruned; the check starts after it.")
+        default=None, description="Events 1..this were archived and pruned; the check starts after it."
+    )
 
 
 @strawberry.type
@@ -274,8 +311,9 @@ def _filters(f: EventFilter | None) -> audit_query.Filters:
 @strawberry.type
 class Query:
     @strawberry.field(description="Search, newest first; keyset by seq.")
-    async def events(self, info: Info, filter: EventFilter | None = None, first: int = 50,
-                     after: str | None = None) -> EventConnection:
+    async def events(
+        self, info: Info, filter: EventFilter | None = None, first: int = 50, after: str | None = None
+    ) -> EventConnection:
         ctx = _ctx(info)
         if not 1 <= first <= audit_query.MAX_PAGE:
             raise _err(f"first is 1..{audit_query.MAX_PAGE}", "BAD_USER_INPUT")
@@ -286,9 +324,12 @@ class Query:
         ctx.rows += len(page["events"])
         edges = [EventEdge(cursor=_cursor(d["seq"]), node=_event(d)) for d in page["events"]]
         return EventConnection(
-            total_count=page["total"], edges=edges,
-            page_info=PageInfo(has_next_page=page["next_before"] is not None,
-                               end_cursor=edges[-1].cursor if edges else None))
+            total_count=page["total"],
+            edges=edges,
+            page_info=PageInfo(
+                has_next_page=page["next_before"] is not None, end_cursor=edges[-1].cursor if edges else None
+            ),
+        )
 
     @strawberry.field(description="One event; its sealed variables are opened.")
     async def event(self, info: Info, seq: int) -> Event | None:
@@ -301,18 +342,30 @@ class Query:
         return _event(doc)
 
     @strawberry.field(description="Per department, per dataset (by decision), per status.")
-    async def stats(self, info: Info, from_: Annotated[str | None, strawberry.argument(name="from")] = None,
-                    to: str | None = None) -> Stats:
+    async def stats(
+        self,
+        info: Info,
+        from_: Annotated[str | None, strawberry.argument(name="from")] = None,
+        to: str | None = None,
+    ) -> Stats:
         ctx = _ctx(info)
         f = _filters(EventFilter(from_=from_, to=to))
         async with ctx.state.engine.connect() as conn:
             s = await audit_query.stats(conn, f)
         return Stats(
             departments=[DepartmentStats(**d) for d in s["departments"]],
-            datasets=[DatasetStats(dataset=d["dataset"], events_by_decision=[
-                DecisionCount(decision=k, events=v) for k, v in sorted(d["events_by_decision"].items())])
-                for d in s["datasets"]],
-            statuses=[StatusCount(**x) for x in s["statuses"]])
+            datasets=[
+                DatasetStats(
+                    dataset=d["dataset"],
+                    events_by_decision=[
+                        DecisionCount(decision=k, events=v)
+                        for k, v in sorted(d["events_by_decision"].items())
+                    ],
+                )
+                for d in s["datasets"]
+            ],
+            statuses=[StatusCount(**x) for x in s["statuses"]],
+        )
 
     @strawberry.field(description="The chain check, as `shuqiao audit verify --json`.")
     async def verify(self, info: Info) -> VerifyReport:
@@ -322,8 +375,9 @@ class Query:
         return VerifyReport(**asdict(report))
 
     @strawberry.field(description="Newest first. open: true = open, false = acknowledged, null = all.")
-    async def alerts(self, info: Info, open: bool | None = None, rule: str | None = None,
-                     first: int = 100) -> list[Alert]:
+    async def alerts(
+        self, info: Info, open: bool | None = None, rule: str | None = None, first: int = 100
+    ) -> list[Alert]:
         ctx = _ctx(info)
         state = "all" if open is None else "open" if open else "acknowledged"
         async with ctx.state.engine.connect() as conn:
@@ -342,8 +396,9 @@ class Mutation:
         try:
             doc = await acknowledge(ctx.state.engine, id, by, comment)
         except AckError as err:
-            raise _err(str(err), {404: "NOT_FOUND", 409: "CONFLICT"}.get(err.status, "BAD_USER_INPUT")) \
-                from None
+            raise _err(
+                str(err), {404: "NOT_FOUND", 409: "CONFLICT"}.get(err.status, "BAD_USER_INPUT")
+            ) from None
         ctx.rows += 1
         return _alert(doc)
 
@@ -382,8 +437,9 @@ def _format(error: GraphQLError) -> dict[str, Any]:
     return out
 
 
-async def handle(request: Request, state: GatewayState,
-                 cipher: VariableCipher | None) -> tuple[Response, int]:
+async def handle(
+    request: Request, state: GatewayState, cipher: VariableCipher | None
+) -> tuple[Response, int]:
     try:
         body = orjson.loads(await request.body() or b"null")
     except orjson.JSONDecodeError:
@@ -409,8 +465,9 @@ async def handle(request: Request, state: GatewayState,
         request.state.audit_operation_type = op.operation.value
 
     ctx = OfficerContext(state=state, cipher=cipher, claims=request.state.audit_claims)
-    result = await schema.execute(text, variable_values=variables, context_value=ctx,
-                                  operation_name=operation)
+    result = await schema.execute(
+        text, variable_values=variables, context_value=ctx, operation_name=operation
+    )
     request.state.audit_variables.update(ctx.sealed)
     payload: dict[str, Any] = {}
     status = 200

@@ -221,19 +221,30 @@ async def stats(conn: AsyncConnection, f: Filters) -> dict[str, Any]:
     await index_pending(conn.engine)  # the per-dataset figures come from the index
     conds = where(conn, f)
     denied = func.sum(case((EVENTS.c.error_codes.contains("FORBIDDEN"), 1), else_=0))
-    by_dept = (await conn.execute(
-        select(EVENTS.c.consumer, func.count(), func.coalesce(func.sum(EVENTS.c.row_count), 0), denied)
-        .where(*conds).group_by(EVENTS.c.consumer).order_by(func.count().desc())
-    )).all()
-    by_dataset = (await conn.execute(
-        select(ACCESS.c.dataset, ACCESS.c.action, func.count(func.distinct(ACCESS.c.seq)))
-        .join(EVENTS, EVENTS.c.seq == ACCESS.c.seq).where(*conds)
-        .group_by(ACCESS.c.dataset, ACCESS.c.action)
-    )).all()
-    by_status = (await conn.execute(
-        select(EVENTS.c.status, func.count()).where(*conds)
-        .group_by(EVENTS.c.status).order_by(EVENTS.c.status)
-    )).all()
+    by_dept = (
+        await conn.execute(
+            select(EVENTS.c.consumer, func.count(), func.coalesce(func.sum(EVENTS.c.row_count), 0), denied)
+            .where(*conds)
+            .group_by(EVENTS.c.consumer)
+            .order_by(func.count().desc())
+        )
+    ).all()
+    by_dataset = (
+        await conn.execute(
+            select(ACCESS.c.dataset, ACCESS.c.action, func.count(func.distinct(ACCESS.c.seq)))
+            .join(EVENTS, EVENTS.c.seq == ACCESS.c.seq)
+            .where(*conds)
+            .group_by(ACCESS.c.dataset, ACCESS.c.action)
+        )
+    ).all()
+    by_status = (
+        await conn.execute(
+            select(EVENTS.c.status, func.count())
+            .where(*conds)
+            .group_by(EVENTS.c.status)
+            .order_by(EVENTS.c.status)
+        )
+    ).all()
     datasets: dict[str, dict[str, int]] = {}
     for ds, action, n in by_dataset:
         datasets.setdefault(ds, {})[action] = int(n)
@@ -243,17 +254,33 @@ async def stats(conn: AsyncConnection, f: Filters) -> dict[str, Any]:
             {"department": d, "events": int(n), "rows": int(r or 0), "refused": int(x or 0)}
             for d, n, r, x in by_dept
         ],
-        "datasets": [
-            {"dataset": ds, "events_by_decision": acts} for ds, acts in sorted(datasets.items())
-        ],
+        "datasets": [{"dataset": ds, "events_by_decision": acts} for ds, acts in sorted(datasets.items())],
         "statuses": [{"status": int(s), "events": int(n)} for s, n in by_status],
     }
 
 
 CSV_COLUMNS = (
-    "seq", "occurred_at", "request_id", "tier", "principal_kind", "principal_id", "department", "subject",
-    "client_address", "operation_name", "operation_type", "status", "error_codes", "latency_ms",
-    "row_count", "fields", "grant_ids", "purposes", "query_digest", "signature_kid", "hash",
+    "seq",
+    "occurred_at",
+    "request_id",
+    "tier",
+    "principal_kind",
+    "principal_id",
+    "department",
+    "subject",
+    "client_address",
+    "operation_name",
+    "operation_type",
+    "status",
+    "error_codes",
+    "latency_ms",
+    "row_count",
+    "fields",
+    "grant_ids",
+    "purposes",
+    "query_digest",
+    "signature_kid",
+    "hash",
 )
 
 
@@ -275,8 +302,9 @@ def csv_row(doc: dict[str, Any]) -> list[Any]:
     flat = {
         **doc,
         "error_codes": " ".join(doc["error_codes"]),
-        "fields": "; ".join(f"{f.get('dataset')}.{f.get('field')}:{f.get('action', f.get('decision'))}"
-                            for f in doc["fields"]),
+        "fields": "; ".join(
+            f"{f.get('dataset')}.{f.get('field')}:{f.get('action', f.get('decision'))}" for f in doc["fields"]
+        ),
         "grant_ids": " ".join(str(g) for g in doc["grant_ids"]),
         "purposes": "; ".join(doc["purposes"]),
     }
@@ -300,9 +328,15 @@ async def export(engine: AsyncEngine, f: Filters, fmt: str, *, batch: int = 1000
             yield b'{"filters":' + orjson.dumps(f.as_params()) + b',"events":['
         after, first = 0, True
         while True:
-            rows = (await conn.execute(
-                _select(conn, f).where(EVENTS.c.seq > after).order_by(EVENTS.c.seq).limit(batch)
-            )).mappings().all()
+            rows = (
+                (
+                    await conn.execute(
+                        _select(conn, f).where(EVENTS.c.seq > after).order_by(EVENTS.c.seq).limit(batch)
+                    )
+                )
+                .mappings()
+                .all()
+            )
             if not rows:
                 break
             after = int(rows[-1]["seq"])

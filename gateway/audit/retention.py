@@ -70,9 +70,14 @@ class _Plan:
     after: int  # the latest anchor's through_seq when planned (0: none)
 
 
-async def archive_and_prune(engine: AsyncEngine, store: KeyStore, directory: Path, *,
-                            through_seq: int | None = None, older_than: datetime | None = None
-                            ) -> Path | None:
+async def archive_and_prune(
+    engine: AsyncEngine,
+    store: KeyStore,
+    directory: Path,
+    *,
+    through_seq: int | None = None,
+    older_than: datetime | None = None,
+) -> Path | None:
     """Archive and prune up to the newest checkpoint within the bounds; None when nothing is sealed
     there or another worker pruned the range first. Raises RetentionError when the segment does
     not verify (nothing is deleted then)."""
@@ -107,8 +112,9 @@ async def _plan(conn: AsyncConnection, through_seq: int | None, older_than: date
     if through_seq is not None:
         q = q.where(CHECKPOINTS.c.seq <= through_seq)
     if older_than is not None:  # the checkpointed event's own time: that is what becomes old
-        q = (q.join(EVENTS, EVENTS.c.seq == CHECKPOINTS.c.seq)
-             .where(EVENTS.c.occurred_at < older_than.astimezone(UTC)))
+        q = q.join(EVENTS, EVENTS.c.seq == CHECKPOINTS.c.seq).where(
+            EVENTS.c.occurred_at < older_than.astimezone(UTC)
+        )
     row = (await conn.execute(q)).first()
     if row is None:
         return None
@@ -155,8 +161,14 @@ async def _lost_race(engine: AsyncEngine, plan: _Plan) -> bool:
 
 
 async def _commit(engine: AsyncEngine, plan: _Plan, tmp: Path, target: Path, digest: str) -> Path | None:
-    anchor = {"through_seq": plan.through.seq, "from_seq": plan.from_seq, "hash": plan.through.hash,
-              "archive": target.name, "archive_sm3": digest, "pruned_at": datetime.now(UTC)}
+    anchor = {
+        "through_seq": plan.through.seq,
+        "from_seq": plan.from_seq,
+        "hash": plan.through.hash,
+        "archive": target.name,
+        "archive_sm3": digest,
+        "pruned_at": datetime.now(UTC),
+    }
     renamed = False
     try:
         async with engine.begin() as conn:
@@ -216,9 +228,13 @@ async def verify_retained(engine: AsyncEngine, store: KeyStore, directory: Path)
         prev, expected = str(report.last_hash), int(report.to_seq or 0) + 1
     if anchors:
         missing = min(anchors.values(), key=lambda r: int(r.through_seq))
-        return CheckpointReport(False, checked, 0, int(missing.from_seq),
-                                f"archive {missing.archive} of the prune anchor at seq {missing.through_seq} "
-                                "is missing")
+        return CheckpointReport(
+            False,
+            checked,
+            0,
+            int(missing.from_seq),
+            f"archive {missing.archive} of the prune anchor at seq {missing.through_seq} is missing",
+        )
     chain = await _verify_from(engine, expected, prev, checked)
     return await verify_with_checkpoints(engine, store, chain)
 
@@ -239,8 +255,9 @@ async def _verify_from(engine: AsyncEngine, expected: int, prev: str, checked: i
         async for row in (await conn.stream(q)).mappings():
             seq = int(row["seq"])
             if seq != expected:
-                return VerifyReport(False, checked, expected,
-                                    f"missing event: expected seq {expected}, found {seq}")
+                return VerifyReport(
+                    False, checked, expected, f"missing event: expected seq {expected}, found {seq}"
+                )
             if event_hash(row) != row["hash"] or row["prev_hash"] != prev:
                 return VerifyReport(False, checked, seq, f"seq {seq}: chain broken")
             prev, expected, checked = row["hash"], expected + 1, checked + 1
@@ -258,8 +275,15 @@ class RetentionTask(PeriodicTask):
 
     name = "audit-retention"
 
-    def __init__(self, engine: AsyncEngine, store: KeyStore, directory: Path, days: int,
-                 every: float = 3600.0, first_after: float = 60.0) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        store: KeyStore,
+        directory: Path,
+        days: int,
+        every: float = 3600.0,
+        first_after: float = 60.0,
+    ) -> None:
         super().__init__(every, first_after)
         self.engine, self.store, self.directory, self.days = engine, store, directory, days
         self.pruned: list[Path] = []

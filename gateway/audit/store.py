@@ -86,14 +86,14 @@ def event_row(
         "error_codes": orjson.dumps(list(event.error_codes)).decode(),
         # Rounded here so the stored float and the hashed float are the same number.
         "latency_ms": round(float(event.latency_ms), 3),
-        "detail": orjson.dumps({"fields": event.fields, "reads": event.reads},
-                               option=orjson.OPT_SORT_KEYS).decode(),
+        "detail": orjson.dumps(
+            {"fields": event.fields, "reads": event.reads}, option=orjson.OPT_SORT_KEYS
+        ).decode(),
         "subject": event.subject,
         "row_count": rows,
         "variables_enc": cipher.seal(event.request_id, event.variables) if cipher else None,
         "signature_kid": event.signature_kid,
     }
-
 
 
 EVENT_COLUMNS: tuple[str, ...] = tuple(c.name for c in EVENTS.c)
@@ -112,8 +112,10 @@ _SQLITE_ROW = f"({', '.join('?' * len(EVENT_COLUMNS))})"
 def sqlite_insert_events(n: int) -> str:
     """One INSERT of n rows. One statement per batch instead of executemany's step per row: each
     step gives up the GIL and has to win it back from the busy event loop before the next row."""
-    return (f"INSERT INTO audit_event ({', '.join(EVENT_COLUMNS)}) "  # noqa: S608
-            f"VALUES {', '.join([_SQLITE_ROW] * n)}")
+    return (
+        f"INSERT INTO audit_event ({', '.join(EVENT_COLUMNS)}) "  # noqa: S608
+        f"VALUES {', '.join([_SQLITE_ROW] * n)}"
+    )
 
 
 assert (HEAD.name, EVENTS.name) == ("audit_chain_head", "audit_event")
@@ -125,8 +127,9 @@ def _bind_processors(dialect: Dialect, table: Any, names: Sequence[str]) -> list
     return [table.c[n].type.bind_processor(dialect) for n in names]
 
 
-def _processed(rows: list[dict[str, Any]], names: Sequence[str],
-               procs: list[Callable[[Any], Any] | None]) -> list[tuple[Any, ...]]:
+def _processed(
+    rows: list[dict[str, Any]], names: Sequence[str], procs: list[Callable[[Any], Any] | None]
+) -> list[tuple[Any, ...]]:
     get = operator.itemgetter(*names)
     active = [(i, p) for i, p in enumerate(procs) if p is not None]
     if not active:
@@ -178,8 +181,9 @@ class ChainedAuditLog:
 
     IDLE_RECYCLE = 30.0  # seconds: a writer connection idle this long is replaced before use
 
-    def __init__(self, engine: AsyncEngine, cipher: VariableCipher | None = None, *,
-                 hold_connection: bool = False) -> None:
+    def __init__(
+        self, engine: AsyncEngine, cipher: VariableCipher | None = None, *, hold_connection: bool = False
+    ) -> None:
         """`hold_connection`: keep the writer's connection between bursts (the gateway does, and
         calls `aclose()` at shutdown); otherwise it goes back to the pool whenever the queue
         empties, so a one-off user (a CLI command, a test) needs no closing."""
@@ -362,8 +366,9 @@ class ChainedAuditLog:
     def _sqlite_connection(self) -> sqlite3.Connection:
         if self._sqlite_conn is None:
             assert self._sqlite_path is not None
-            conn = sqlite3.connect(self._sqlite_path, timeout=30, isolation_level=None,
-                                   check_same_thread=False)
+            conn = sqlite3.connect(
+                self._sqlite_path, timeout=30, isolation_level=None, check_same_thread=False
+            )
             # The gateway's engine runs synchronous=NORMAL, which in WAL mode may lose the last
             # commits on power loss; the audit commit must survive that, so this connection
             # (used for nothing else) syncs fully.
@@ -378,7 +383,8 @@ class ChainedAuditLog:
         return self._sqlite_conn
 
     def _append_sqlite_file(
-        self, rows: list[dict[str, Any]],
+        self,
+        rows: list[dict[str, Any]],
         prepared: tuple[tuple[int, str], tuple[int, str], list[tuple[Any, ...]]] | None,
     ) -> tuple[int, str]:
         """One batch in a worker thread (one hop off the event loop); → the new head.
@@ -402,7 +408,7 @@ class ChainedAuditLog:
                     params = _processed(rows, EVENT_COLUMNS, self._ev_procs)
                 per_insert = self._sqlite_rows_per_insert
                 for i in range(0, len(params), per_insert):
-                    chunk = params[i:i + per_insert]
+                    chunk = params[i : i + per_insert]
                     conn.execute(sqlite_insert_events(len(chunk)), [v for row in chunk for v in row])
                 conn.execute(SQLITE_MOVE_HEAD, (seq, last, HEAD_ID))
                 conn.execute("COMMIT")

@@ -41,6 +41,6 @@ class VariableCipher:
             return None
         if not sealed.startswith(PREFIX):
             raise ValueError("not a sealed-variables value")
-        data = sealed[len(PREFIX):]
+        data = sealed[len(PREFIX) :]
         blob = base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
         return orjson.loads(sm4.decrypt(self._key, blob, aad=request_id.encode()))

@@ -67,8 +67,9 @@ async def latest_anchor(conn: AsyncConnection) -> Anchor | None:
 
 async def anchor_problem(conn: AsyncConnection, anchor: Anchor) -> str | None:
     """The anchor must equal the signed checkpoint prune kept at its seq; None when it does."""
-    signed = (await conn.execute(select(CHECKPOINTS.c.hash)
-                                 .where(CHECKPOINTS.c.seq == anchor.through_seq))).scalar()
+    signed = (
+        await conn.execute(select(CHECKPOINTS.c.hash).where(CHECKPOINTS.c.seq == anchor.through_seq))
+    ).scalar()
     if signed is None:
         return f"prune anchor at seq {anchor.through_seq}: no signed checkpoint at its seq"
     if signed != anchor.hash:

@@ -248,8 +248,11 @@ def verify_response_cmd(
     response: Annotated[Path, typer.Argument(help="Saved response: `curl -si … > response.txt`.")],
     body_file: Annotated[
         Path | None,
-        typer.Option("--body", help="The body in its own file; RESPONSE then holds the status line "
-                     "and headers only (a detached signature, e.g. an audit export's .sig)."),
+        typer.Option(
+            "--body",
+            help="The body in its own file; RESPONSE then holds the status line "
+            "and headers only (a detached signature, e.g. an audit export's .sig).",
+        ),
     ] = None,
     keys_url: Annotated[str | None, typer.Option(help="The gateway's GET /keys/sm2 URL.")] = None,
     pubkey: Annotated[list[Path] | None, typer.Option(help="A public key PEM (repeatable).")] = None,

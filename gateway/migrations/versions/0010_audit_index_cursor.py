@@ -25,8 +25,9 @@ def upgrade() -> None:
         sa.Column("seq", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
-    op.execute("INSERT INTO audit_index_cursor (id, seq) "
-               "SELECT 1, coalesce((SELECT max(seq) FROM audit_event), 0)")
+    op.execute(
+        "INSERT INTO audit_index_cursor (id, seq) SELECT 1, coalesce((SELECT max(seq) FROM audit_event), 0)"
+    )
 
 
 # Revision 0009's writer indexes each event in its append; before going back to it, index the

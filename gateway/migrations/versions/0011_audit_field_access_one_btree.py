@@ -37,8 +37,10 @@ def _rebuild(key: tuple[str, ...], *, one_btree: bool) -> None:
         sa.PrimaryKeyConstraint(*key, name="audit_field_access_pkey"),
         sqlite_with_rowid=not one_btree,
     )
-    op.execute(f"INSERT INTO audit_field_access ({COLUMNS}) "  # noqa: S608
-               f"SELECT {COLUMNS} FROM audit_field_access_old")
+    op.execute(
+        f"INSERT INTO audit_field_access ({COLUMNS}) "  # noqa: S608
+        f"SELECT {COLUMNS} FROM audit_field_access_old"
+    )
     op.drop_table("audit_field_access_old")  # with its indexes
 
 
