@@ -162,8 +162,9 @@ def _compile(statement: Select, conn: AsyncConnection) -> tuple[str, list[Any], 
     if not all(isinstance(v, _DRIVER_NATIVE) and not isinstance(v, bool) for v in params):
         return None
     dialect = conn.dialect
-    processors = [col.type.dialect_impl(dialect).result_processor(dialect, None)
-                  for col in statement.selected_columns]
+    processors = [
+        col.type.dialect_impl(dialect).result_processor(dialect, None) for col in statement.selected_columns
+    ]
     return c.string, params, processors if any(processors) else None
 
 
