@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -25,7 +26,7 @@ from gateway.audit.retention import RetentionTask, archive_dir
 from gateway.crypto.routes import SigningKeysEndpoint
 from gateway.crypto.service import DepartmentKeyDirectory, DepartmentKeyRefresh
 from gateway.crypto.signing import ResponseSigner, ResponseSigningMiddleware, open_signing_store
-from gateway.db import create_engine
+from gateway.db import create_engine, pool_fits
 from gateway.explorer import Explorer
 from gateway.graphql_http import BUSY, GraphQLEndpoint, problem_response
 from gateway.identity import discovery
@@ -133,6 +134,14 @@ async def _pool_busy(request: Request, _exc: Exception) -> Response:
     return problem_response(BUSY)
 
 
+def _workers() -> int:
+    """uvicorn's --workers defaults to WEB_CONCURRENCY; each worker has a pool of its own."""
+    try:
+        return max(1, int(os.environ.get("WEB_CONCURRENCY", "1")))
+    except ValueError:
+        return 1
+
+
 def create_app(settings: Settings | None = None, *, state: GatewayState | None = None) -> Starlette:
     settings = settings or Settings.from_env()
     state = state or build_state(settings)
@@ -140,6 +149,8 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await state.registry.refresh(force=True)
+        if warning := await pool_fits(state.engine, settings.db_pool_size, _workers()):
+            log.warning("%s", warning)
         background = _audit_background(settings, state)
         app.state.audit_tasks = background  # for tests that must not race the evaluator
         for task in background:

@@ -71,3 +71,26 @@ def upgrade(url: str, revision: str = "heads") -> None:
 
 async def upgrade_async(url: str, revision: str = "heads") -> None:
     await asyncio.to_thread(upgrade, url, revision)
+
+
+async def pool_fits(engine: AsyncEngine, pool_size: int, workers: int) -> str | None:
+    """On PostgreSQL: a warning if `workers` processes with `pool_size` connections each cannot
+    all connect (more than max_connections minus the superuser reserve); None if they fit, on
+    SQLite, or if the server does not say. Too many shows up only under load, as refused
+    connections, so it is said at start-up."""
+    if engine.dialect.name != "postgresql":
+        return None
+    try:
+        async with engine.connect() as conn:
+            limit = int((await conn.exec_driver_sql("SHOW max_connections")).scalar_one())
+            reserved = int((await conn.exec_driver_sql("SHOW superuser_reserved_connections")).scalar_one())
+    except Exception:  # a start-up check must not stop the start
+        return None
+    wanted, usable = pool_size * workers, limit - reserved
+    if wanted <= usable:
+        return None
+    return (
+        f"SHUQIAO_DB_POOL_SIZE={pool_size} x {workers} worker(s) = {wanted} connections, but "
+        f"PostgreSQL accepts {usable} (max_connections {limit} - {reserved} reserved): "
+        "lower the pool size or raise max_connections"
+    )
