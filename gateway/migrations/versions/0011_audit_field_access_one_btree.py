@@ -2,6 +2,8 @@
 instead of two; the seq index is BRIN on PostgreSQL, and SQLite stores the table WITHOUT ROWID
 
 Filling the index was most of PostgreSQL's work per appended event (60 µs, 35 with this shape).
+The upgrade copies the table in one transaction: on a large index, plan for it (the gateway's
+indexer waits for the lock; requests and appends do not touch this table).
 
 Revision ID: 0011
 Revises: 0010
