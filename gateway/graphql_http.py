@@ -16,7 +16,7 @@ from starlette.responses import Response
 from gateway.access_log import AccessEvent, query_digest
 from gateway.client_address import client_address
 from gateway.crypto.requests import SignedRequestRefused, verifier_for
-from gateway.crypto.signing import SIGNING_UNAVAILABLE
+from gateway.crypto.signing import NO_KEY_MESSAGE, SIGNING_UNAVAILABLE
 from gateway.identity.apikeys import InvalidApiKey
 from gateway.identity.limits_hook import check_rate, restrict_grants
 from gateway.identity.tokens import SHARE_AUDIENCE, InvalidToken
@@ -41,12 +41,8 @@ class HTTPProblem(Exception):
 # Every pooled database connection stayed busy for the pool timeout (gateway.db.create_engine).
 BUSY = HTTPProblem(503, "The gateway is busy; retry shortly.", "SERVICE_BUSY", {"Retry-After": "1"})
 
-SIGNING_REFUSED = HTTPProblem(
-    503,
-    "Responses must be signed and no signing key is available.",
-    "SIGNING_UNAVAILABLE",
-    {"Retry-After": "5"},
-)
+# The same answer as the signing middleware's, which is what the client gets (this one is audited).
+SIGNING_REFUSED = HTTPProblem(503, NO_KEY_MESSAGE, "SIGNING_UNAVAILABLE", {"Retry-After": "5"})
 
 AUDIT_UNAVAILABLE = HTTPProblem(
     503,

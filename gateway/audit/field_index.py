@@ -107,34 +107,35 @@ async def _lock_cursor(conn: AsyncConnection, sqlite: bool) -> int:
 
 async def index_pending(engine: AsyncEngine, chunk: int = CHUNK) -> int:
     """Index every event appended so far that is not indexed yet; returns how many events."""
-    sqlite = engine.dialect.name == "sqlite"
-    statement = SQLITE_INDEX if sqlite else PG_INDEX
     total = 0
     while True:
         try:
-            async with engine.begin() as conn:
-                after, upto = await _chunk(conn, sqlite, chunk)
-                if upto <= after:
-                    return total
-                await conn.execute(statement, {"after": after, "upto": upto})
-                await conn.execute(update(CURSOR).where(CURSOR.c.id == HEAD_ID).values(seq=upto))
+            done = await _index_chunk(engine, chunk, each=False)
         except DBAPIError:
             # Rolled back; whatever the cause, the per-event path reads what it can (and raises
             # again if the database itself is the problem).
-            async with engine.begin() as conn:
-                after, upto = await _chunk(conn, sqlite, chunk)
-                if upto <= after:
-                    return total
-                await _index_each(conn, sqlite, after, upto)
-                await conn.execute(update(CURSOR).where(CURSOR.c.id == HEAD_ID).values(seq=upto))
-        total += upto - after
+            done = await _index_chunk(engine, chunk, each=True)
+        if not done:
+            return total
+        total += done
 
 
-async def _chunk(conn: AsyncConnection, sqlite: bool, chunk: int) -> tuple[int, int]:
-    """Lock the cursor; → (after, upto): the next events to index."""
-    after = await _lock_cursor(conn, sqlite)
-    head = int((await conn.execute(select(HEAD.c.seq).where(HEAD.c.id == HEAD_ID))).scalar() or 0)
-    return after, min(head, after + chunk)
+async def _index_chunk(engine: AsyncEngine, chunk: int, *, each: bool) -> int:
+    """Index the next `chunk` events and move the cursor past them, in one transaction: set-based,
+    or `each` event in Python. Returns how many events (0: none left)."""
+    sqlite = engine.dialect.name == "sqlite"
+    async with engine.begin() as conn:
+        after = await _lock_cursor(conn, sqlite)
+        head = int((await conn.execute(select(HEAD.c.seq).where(HEAD.c.id == HEAD_ID))).scalar() or 0)
+        upto = min(head, after + chunk)
+        if upto <= after:
+            return 0
+        if each:
+            await _index_each(conn, sqlite, after, upto)
+        else:
+            await conn.execute(SQLITE_INDEX if sqlite else PG_INDEX, {"after": after, "upto": upto})
+        await conn.execute(update(CURSOR).where(CURSOR.c.id == HEAD_ID).values(seq=upto))
+    return upto - after
 
 
 async def _index_each(conn: AsyncConnection, sqlite: bool, after: int, upto: int) -> None:

@@ -198,9 +198,9 @@ class ChainedAuditLog:
         self.batches = 0  # how many transactions were committed (for tests and the bench)
         self.witness = ChainWitness()  # what was committed, for the checkpoint and alert jobs
         self._conn: AsyncConnection | None = None  # the writer's, kept between bursts
-        # asyncpg's connection under self._conn: fetched once per checkout, not per batch
-        # (get_raw_connection is a greenlet hop, ~25 µs a batch)
-        self._driver: tuple[AsyncConnection, Any] | None = None
+        # asyncpg's connection under self._conn, reset with it: fetched once per checkout, not
+        # per batch (get_raw_connection is a greenlet hop, ~25 µs a batch)
+        self._raw: Any = None
         self._conn_used = 0.0
         # The (seq, hash) this sink last committed (None: unknown). PostgreSQL's one-statement
         # append is anchored on it; SQLite links the next batch on the loop against it.
@@ -219,7 +219,7 @@ class ChainedAuditLog:
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # first use, or used again from a new event loop
             # (a connection held on the old loop cannot be closed from this one: it is dropped)
-            self._loop, self._writer, self._pending, self._conn, self._driver = loop, None, [], None, None
+            self._loop, self._writer, self._pending, self._conn, self._raw = loop, None, [], None, None
         done: asyncio.Future[None] = loop.create_future()
         self._pending.append((event, done))
         if self._writer is None or self._writer.done():
@@ -263,7 +263,7 @@ class ChainedAuditLog:
         return self._conn
 
     async def _drop_connection(self) -> None:
-        conn, self._conn, self._driver = self._conn, None, None
+        conn, self._conn, self._raw = self._conn, None, None
         if conn is not None:
             with contextlib.suppress(Exception):
                 await asyncio.shield(conn.close())
@@ -335,9 +335,9 @@ class ChainedAuditLog:
         return [HEAD_ID, expect[0], expect[1], head[0], head[1], _events_json(rows)]
 
     async def _append_asyncpg(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
-        if self._driver is None or self._driver[0] is not conn:
-            self._driver = (conn, (await conn.get_raw_connection()).driver_connection)
-        raw = self._driver[1]
+        if self._raw is None:
+            self._raw = (await conn.get_raw_connection()).driver_connection
+        raw = self._raw
         assert raw is not None
         if self._head is not None:
             # Fast path: one autocommitted statement, valid only if the head is still ours.

@@ -41,6 +41,7 @@ log = logging.getLogger("shuqiao.crypto")
 
 # request.state key: set when no signing key is usable (the endpoint refuses, audited)
 SIGNING_UNAVAILABLE = "signing_unavailable"
+NO_KEY_MESSAGE = "Responses must be signed and no signing key is available."
 
 COMPONENTS = ("@status", "content-digest", "content-type", "x-request-id")
 DEFAULT_VALIDITY_DAYS = 90
@@ -181,7 +182,7 @@ async def _unavailable(send: Send) -> None:
         {
             "errors": [
                 {
-                    "message": "Responses must be signed and no signing key is available.",
+                    "message": NO_KEY_MESSAGE,
                     "extensions": {"code": "SIGNING_UNAVAILABLE"},
                 }
             ]
