@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from gateway.audit.chain import canonical_time
+from gateway.audit.detail import denied_count, stored_fields
 
 SHANGHAI = "Asia/Shanghai"
 
@@ -140,17 +141,6 @@ class SlidingSum:
                 del self._buckets[key], self._totals[key]
 
 
-def denied_fields(fields: Iterable[Mapping[str, Any]]) -> int:
-    """Distinct dataset.field refused in one event — as the field-access index counts them (the
-    first decision listed for a field is the one indexed)."""
-    first: dict[tuple[str, str], str] = {}
-    for f in fields:
-        first.setdefault(
-            (str(f.get("dataset")), str(f.get("field"))), str(f.get("action", f.get("decision", "")))
-        )
-    return sum(1 for action in first.values() if action == "deny")
-
-
 @dataclass(frozen=True)
 class EventFacts:
     """What the rules read of one audit event. `detail` is the stored JSON text; its field list is
@@ -180,8 +170,18 @@ class EventFacts:
         )
 
     @functools.cached_property
-    def fields(self) -> list[dict[str, Any]]:
-        return orjson.loads(self.detail).get("fields") or []
+    def _stored(self) -> list[Mapping[str, Any]] | None:
+        return stored_fields(self.detail)
+
+    @property
+    def fields(self) -> list[Mapping[str, Any]]:
+        """The field decisions; none for a detail that is not what the writer wrote (an edited
+        row: `verify` reports it, and the rules must not stop there)."""
+        return self._stored or []
+
+    @property
+    def readable(self) -> bool:
+        return self._stored is not None
 
     @property
     def may_deny(self) -> bool:
@@ -209,6 +209,7 @@ class AlertState:
         self._addresses: dict[str, set[str]] = {}  # loaded principals → addresses seen
         self.new_addresses: dict[tuple[str, str], int] = {}  # (principal, address) → first seq
         self._l4: tuple[Mapping[tuple[str, str], int], tuple[str, ...]] | None = None
+        self.unreadable: set[int] = set()  # seqs whose detail a rule needed and could not read
 
     def _l4_names(self, levels: Mapping[tuple[str, str], int]) -> tuple[str, ...]:
         """The L4 field names as they appear in a stored detail (JSON strings), per levels map."""
@@ -259,7 +260,12 @@ class AlertState:
                     window_seconds=self.rules.bulk_window.total_seconds(),
                 )
 
-        denied = denied_fields(e.fields) if e.may_deny else 0
+        def fields() -> list[Mapping[str, Any]]:
+            if not e.readable:
+                self.unreadable.add(e.seq)
+            return e.fields
+
+        denied = denied_count(fields()) if e.may_deny else 0
         if denied:
             total = self.probes.add(e.principal_id, at, denied)
             if total >= self.rules.probe_denials > total - denied:
@@ -275,8 +281,8 @@ class AlertState:
             l4 = sorted(
                 {
                     f"{f.get('dataset')}.{f.get('field')}"
-                    for f in e.fields
-                    if f.get("action") != "deny"
+                    for f in fields()
+                    if (f.get("action") or f.get("decision")) != "deny"
                     and levels.get((str(f.get("dataset")), str(f.get("field"))), 0) >= 4
                 }
             )

@@ -35,10 +35,11 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlmodel import Field, SQLModel
 
-from gateway.audit.alert_rules import AlertRules, AlertState, EventFacts, denied_fields
+from gateway.audit.alert_rules import AlertRules, AlertState, EventFacts
 from gateway.audit.alert_rules import utc as _utc
 from gateway.audit.background import PeriodicTask
 from gateway.audit.chain import canonical_time
+from gateway.audit.detail import denied_count, stored_fields
 from gateway.audit.models import AuditEvent
 from gateway.audit.witness import ChainWitness
 
@@ -179,6 +180,14 @@ class AlertEngine:
             state = self._state  # after the catch-up, which may have rebuilt it
             state.new_addresses.clear()
             alerts = [a for e in events for a in state.observe(e, levels)]
+            if state.unreadable:
+                # Without stored content: an edited row may hold anything, personal data included.
+                log.warning(
+                    "audit events %s: detail unreadable (edited?), evaluated without their fields; "
+                    "run `shuqiao audit verify`",
+                    sorted(state.unreadable),
+                )
+                state.unreadable.clear()
             await conn.rollback()
         last = events[-1].seq
         self._state_seq = last
@@ -252,7 +261,7 @@ class AlertEngine:
             state.bulk.add(principal, _utc(at).timestamp(), int(rows))
         # From the events themselves, not the field-access index, which may lag behind the chain.
         denials = await conn.stream(
-            select(EVENTS.c.principal_id, EVENTS.c.occurred_at, EVENTS.c.detail)
+            select(EVENTS.c.seq, EVENTS.c.principal_id, EVENTS.c.occurred_at, EVENTS.c.detail)
             .where(
                 EVENTS.c.seq <= cursor,
                 EVENTS.c.detail.contains('"deny"'),
@@ -261,8 +270,11 @@ class AlertEngine:
             .order_by(EVENTS.c.seq)
             .execution_options(yield_per=5000)
         )
-        async for principal, at, detail in denials:
-            if count := denied_fields(orjson.loads(detail).get("fields") or []):
+        async for seq, principal, at, detail in denials:
+            fields = stored_fields(detail)
+            if fields is None:
+                state.unreadable.add(int(seq))
+            elif count := denied_count(fields):
                 state.probes.add(principal, _utc(at).timestamp(), count)
 
     async def _load_addresses(self, conn: AsyncConnection, principals: set[str]) -> None:

@@ -23,7 +23,6 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import orjson
 from sqlalchemy import select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -32,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.access_log import AccessEvent
 from gateway.audit.background import PeriodicTask
+from gateway.audit.detail import first_decisions, stored_fields
 from gateway.audit.models import HEAD_ID, AuditChainHead, AuditEvent, AuditFieldAccess, AuditIndexCursor
 
 log = logging.getLogger("shuqiao.audit")
@@ -75,21 +75,14 @@ def field_access_rows(seq: int, event: AccessEvent) -> list[dict[str, Any]]:
 
 def detail_rows(seq: int, detail: str | None) -> list[dict[str, Any]] | None:
     """The same rows from a stored `detail`; None if it cannot be read as the writer wrote it."""
-    try:
-        fields = orjson.loads(detail or "{}").get("fields", [])
-    except (orjson.JSONDecodeError, AttributeError):
-        return None
-    if not isinstance(fields, list) or not all(isinstance(f, dict) for f in fields):
-        return None
-    return _rows(seq, fields)
+    fields = stored_fields(detail)
+    return None if fields is None else _rows(seq, fields)
 
 
 def _rows(seq: int, fields: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    seen: dict[tuple[str, str], str] = {}
-    for f in fields:
-        key = (str(f.get("dataset") or ""), str(f.get("field") or ""))
-        seen.setdefault(key, str(f.get("action") or f.get("decision") or ""))
-    return [{"seq": seq, "dataset": d, "field": f, "action": a} for (d, f), a in seen.items()]
+    return [
+        {"seq": seq, "dataset": d, "field": f, "action": a} for (d, f), a in first_decisions(fields).items()
+    ]
 
 
 async def _lock_cursor(conn: AsyncConnection, sqlite: bool) -> int:

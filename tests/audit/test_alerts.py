@@ -215,3 +215,51 @@ def test_workers_taking_turns_raise_what_one_evaluator_raises(db: str) -> None:
             await engine.dispose()
 
     asyncio.run(go())
+
+
+def test_an_unreadable_detail_does_not_stop_the_evaluator(db: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Only an edited row holds a detail that is not JSON or whose fields are not a list (verify
+    reports it); the rules read it as refusing nothing and go on, with a warning that names the
+    events and none of their content, live and when a fresh evaluator rebuilds its windows."""
+    import logging
+
+    from sqlalchemy import update
+
+    from gateway.audit.models import AuditEvent
+
+    events_table = AuditEvent.__table__
+    rules = AlertRules(probe_denials=5, **ALWAYS)
+    events = [ev("p", denied=2) for _ in range(5)] + [ev("p", rows=1)]
+
+    async def go() -> tuple[list[tuple[str, int, int]], list[str]]:
+        engine = create_engine(db)
+        try:
+            for e in events:
+                await append(engine, [e])
+            async with engine.begin() as conn:
+                await conn.execute(update(events_table).where(events_table.c.seq == 2)
+                                   .values(detail='"deny" secret-110101 {'))
+                await conn.execute(update(events_table).where(events_table.c.seq == 5)
+                                   .values(detail='{"fields": {"action": "deny"}}'))
+            with caplog.at_level(logging.WARNING, logger="shuqiao.audit"):
+                await AlertEngine(engine, rules, {}, batch=3).run_once()  # seqs 1..3
+                late = AlertEngine(engine, rules, {}, batch=3)  # rebuilds over 1..3, then 4..6
+                await late.run_until_caught_up()
+            assert late.rebuilds == 1
+            async with engine.connect() as conn:
+                alerts = (await list_alerts(conn, state="all"))["alerts"]
+            return [(a["rule"], a["seq"], a["detail"]["denials"]) for a in alerts], caplog.messages
+        finally:
+            await engine.dispose()
+
+    alerts, messages = asyncio.run(go())
+    # 2 (seq 1) + 2 (seq 3) + 2 (seq 4) = 6 ≥ 5 at seq 4; unedited, it would have fired at seq 3
+    assert alerts == [("forbidden_probing", 4, 6)]
+    warned = [m for m in messages if "evaluated without their fields" in m]
+    assert warned == [
+        "audit events [2]: detail unreadable (edited?), evaluated without their fields; "
+        "run `shuqiao audit verify`",
+        "audit events [2, 5]: detail unreadable (edited?), evaluated without their fields; "
+        "run `shuqiao audit verify`",
+    ]
+    assert not any("secret-110101" in m for m in messages)

@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from gateway.audit.alert_rules import AlertRules, AlertState, EventFacts, SlidingSum, denied_fields
+from gateway.audit.alert_rules import AlertRules, AlertState, EventFacts, SlidingSum
 
 T0 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)  # Monday 10:00 in Beijing
 ALWAYS = dict(work_start=time(0, 0), work_end=time.max, work_days=frozenset(range(1, 8)))
@@ -48,14 +48,6 @@ def test_sliding_sum_merges_a_second_and_forgets_quiet_keys() -> None:
         window.add("other", 1000.0 + i, 1)
     assert "burst" not in window._buckets and window.total("burst") == 0
     assert window.total("other") == 6  # [floor(10999 - 5), 10999]: six one-second buckets
-
-
-def test_denied_fields_are_distinct_and_take_the_first_decision() -> None:
-    fields = [{"dataset": d, "field": f, "action": a}
-              for d, f, a in [("p", "x", "deny"), ("p", "x", "deny"), ("p", "y", "allow"),
-                              ("p", "y", "deny")]]
-    fields.append({"dataset": "q", "field": "x", "decision": "deny"})
-    assert denied_fields(fields) == 2
 
 
 def test_bulk_extraction_raises_once_when_the_window_crosses_the_threshold() -> None:
