@@ -11,17 +11,34 @@ DIGEST_SIZE = 32
 BLOCK_SIZE = 64
 
 
+# OpenSSL-backed hashers (cryptography's, and hashlib's) let go of the GIL for each update of
+# 2048 bytes or more, and getting it back waits out the interpreter's switch interval (5 ms)
+# whenever another thread is running Python: in the gateway on SQLite the database driver's
+# threads always are, so one SM3 of an audit event or a response body cost the event loop
+# milliseconds. Slices below that size hash as fast and keep the GIL.
+GIL_SLICE = 2047
+
+
+def _feed(h: hashes.Hash | _crypto_hmac.HMAC, data: bytes) -> None:
+    if len(data) <= GIL_SLICE:
+        h.update(data)
+        return
+    view = memoryview(data)
+    for i in range(0, len(view), GIL_SLICE):
+        h.update(view[i : i + GIL_SLICE])
+
+
 def sm3(data: bytes) -> bytes:
     """Return the 32-byte SM3 digest of ``data``."""
     h = hashes.Hash(hashes.SM3())
-    h.update(data)
+    _feed(h, data)
     return h.finalize()
 
 
 def hmac_sm3(key: bytes, data: bytes) -> bytes:
     """Return the 32-byte HMAC-SM3 of ``data`` under ``key``."""
     h = _crypto_hmac.HMAC(key, hashes.SM3())
-    h.update(data)
+    _feed(h, data)
     return h.finalize()
 
 

@@ -52,3 +52,15 @@ def test_hmac_sm3_matches_openssl(tmp_path):
         text=True,
     ).stdout.strip()
     assert out.lower() == hmac_sm3(bytes.fromhex("00112233"), b"shuqiao").hex()
+
+
+@pytest.mark.parametrize("size", [2047, 2048, 4094, 4095, 10_000])
+def test_long_messages_fed_in_slices_hash_as_one(size: int) -> None:
+    """sm3 feeds long inputs in slices (so OpenSSL keeps the GIL); the digest is gmssl's, an
+    independent pure-Python SM3, over the whole message, and the HMAC is RFC 2104's."""
+    from gmssl import func
+    from gmssl import sm3 as gm
+
+    data = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    assert sm3(data).hex() == gm.sm3_hash(func.bytes_to_list(data))
+    assert hmac_sm3(b"k", data) == _hmac_by_definition(b"k", data)
