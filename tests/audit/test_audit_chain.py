@@ -243,3 +243,25 @@ def test_two_processes_appending_concurrently_make_one_unbroken_chain(url: str) 
     owners = [stored[s]["request_id"].split(".")[0] for s in range(1, total + 1)]
     switches = sum(a != b for a, b in itertools.pairwise(owners))
     assert switches > 1
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2026-11-22T04:40:00.123456+00:00",
+        "2026-11-22T04:40:00",  # naive, as SQLite returns it: UTC
+        "1999-01-02T03:04:05+08:00",  # another zone: converted
+        "2026-01-01T00:00:00.000001+00:00",
+    ],
+)
+def test_hashed_times_are_utc_with_microseconds_and_z(value: str) -> None:
+    """The hashed text of `occurred_at` is fixed by the format (exported archives are verified
+    offline against it): always microseconds, always UTC, always "Z"."""
+    from datetime import UTC, datetime
+
+    from gateway.audit.chain import canonical_time
+
+    when = datetime.fromisoformat(value)
+    aware = when if when.tzinfo else when.replace(tzinfo=UTC)
+    assert canonical_time(when) == aware.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    assert canonical_time(when).endswith("Z") and len(canonical_time(when)) == 27
