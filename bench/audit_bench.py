@@ -151,6 +151,21 @@ def median_interval(values: list[float], level: float = 0.95, resamples: int = 2
     return medians[tail], medians[-tail - 1]
 
 
+def tree_cpu(pid: int) -> float:
+    """CPU seconds of a server and its child processes (SQLite's audit writer runs in one)."""
+    from run_gateway_bench import cpu_seconds
+
+    children = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                if int((p / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    children.append(int(p.name))
+            except (OSError, ValueError, IndexError):
+                continue
+    return cpu_seconds(pid) + sum(cpu_seconds(c) for c in children)
+
+
 def wire_share_tier(settings: Any, seconds: float, rounds: int, connections: int,
                     chain_env: dict[str, str], pin: bool = False) -> dict[str, Any]:
     """Two gateway processes on one database, audit chain vs log-only, loaded in turn by wrk.
@@ -165,7 +180,6 @@ def wire_share_tier(settings: Any, seconds: float, rounds: int, connections: int
         VENV_BIN,
         Case,
         Processes,
-        cpu_seconds,
         postgres_cpu,
         postgres_cpu_delta,
         run_wrk,
@@ -215,11 +229,11 @@ def wire_share_tier(settings: Any, seconds: float, rounds: int, connections: int
             # changes by ±25% over minutes here) does not always favour the same one.
             for store in ("log", "chain") if i % 2 == 0 else ("chain", "log"):
                 case = cases[store]
-                before, db_before = cpu_seconds(case.pid), postgres_cpu(database) if database else {}
+                before, db_before = tree_cpu(case.pid), postgres_cpu(database) if database else {}
                 stats, _quantiles = run_wrk(wrk_args, case, seconds)
                 n = max(stats["requests"], 1)
                 rates[store].append(stats["requests"] / (stats["duration_us"] / 1e6))
-                cpu[store].append(1000 * (cpu_seconds(case.pid) - before) / n)
+                cpu[store].append(1000 * (tree_cpu(case.pid) - before) / n)
                 if database:
                     db_cpu[store].append(1000 * postgres_cpu_delta(db_before, postgres_cpu(database)) / n)
     finally:

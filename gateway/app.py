@@ -151,6 +151,11 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         await state.registry.refresh(force=True)
         if warning := await pool_fits(state.engine, settings.db_pool_size, _workers()):
             log.warning("%s", warning)
+        if (start := getattr(state.access_log, "start", None)) is not None:
+            try:
+                await start()
+            except Exception as err:  # the first append tries again; until then it fails closed
+                log.error("audit writer did not start: %s", err)
         background = _audit_background(settings, state)
         app.state.audit_tasks = background  # for tests that must not race the evaluator
         for task in background:

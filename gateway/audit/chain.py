@@ -76,3 +76,13 @@ def canonical_bytes(row: Mapping[str, Any]) -> bytes:
 
 def event_hash(row: Mapping[str, Any]) -> str:
     return sm3(canonical_bytes(row)).hex()
+
+
+def link(rows: list[dict[str, Any]], seq: int, prev_hash: str) -> tuple[int, str]:
+    """Number and chain the rows after (seq, prev_hash), in queue order; → the new head."""
+    for row in rows:
+        seq += 1
+        row["seq"] = seq
+        row["prev_hash"] = prev_hash
+        row["hash"] = prev_hash = event_hash(row)
+    return seq, prev_hash

@@ -27,20 +27,18 @@ a busy loop):
     appended, or this sink's first batch) nothing is written and the batch is redone in an
     explicit transaction that locks the head first (BEGIN, SELECT ... FOR UPDATE, the same
     statement, COMMIT).
-  - SQLite: a dedicated sqlite3 connection of the writer's own (synchronous=FULL, so no PRAGMA
-    toggling), and the whole transaction (BEGIN IMMEDIATE, head, hashes, one multi-row INSERT of
-    the events, COMMIT) runs in one worker-thread call: one hop off the loop per batch instead of
-    ~10, and five statements whatever the batch's size."""
+  - SQLite (a database file): the writer's own sqlite3 connection (synchronous=FULL, so no
+    PRAGMA toggling) runs the whole transaction (BEGIN IMMEDIATE, head, one multi-row INSERT,
+    COMMIT) in one call, with the rows already linked here against the head this sink wrote
+    last: for the gateway (`hold_connection`) in a process of its own, one socket round trip per
+    batch with no GIL shared with the loop; for one-off users in a worker thread
+    (gateway.audit.sqlite_writer)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import operator
-import sqlite3
 import threading
-from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,12 +46,14 @@ import orjson
 from sqlalchemy import insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.access_log import AccessEvent
-from gateway.audit.chain import GENESIS_HASH, canonical_time, event_hash
+from gateway.audit.chain import GENESIS_HASH, canonical_time, link
 from gateway.audit.models import HEAD_ID, AuditChainHead, AuditEvent
+from gateway.audit.rows import EVENT_COLUMNS, bind_processors, event_row, processed
+from gateway.audit.sqlite_writer import LINK_COLUMNS, SqliteChainFile, WriterProcess
+from gateway.audit.sqlite_writer import Batch as SqliteBatch
 from gateway.audit.variables import VariableCipher
 from gateway.audit.witness import ChainWitness
 
@@ -63,94 +63,12 @@ HEAD = AuditChainHead.__table__
 MAX_BATCH = 512
 
 
-def event_row(
-    event: AccessEvent, occurred_at: datetime, cipher: VariableCipher | None = None
-) -> dict[str, Any]:
-    """The audit_event columns for an access event, minus seq / prev_hash / hash.
-
-    Query variables are stored only sealed (no cipher: not stored at all); response values are
-    never part of an event."""
-    rows = sum(int(r.get("rows") or 0) for r in event.reads) if event.reads else None
-    return {
-        "occurred_at": occurred_at,
-        "request_id": event.request_id,
-        "tier": event.tier,
-        "principal_kind": event.principal_kind,
-        "principal_id": event.principal_id,
-        "consumer": event.consumer,
-        "client_address": event.client_address,
-        "operation_name": event.operation_name,
-        "operation_type": event.operation_type,
-        "query_digest": event.query_digest,
-        "status": int(event.status),
-        "error_codes": orjson.dumps(list(event.error_codes)).decode(),
-        # Rounded here so the stored float and the hashed float are the same number.
-        "latency_ms": round(float(event.latency_ms), 3),
-        "detail": orjson.dumps(
-            {"fields": event.fields, "reads": event.reads}, option=orjson.OPT_SORT_KEYS
-        ).decode(),
-        "subject": event.subject,
-        "row_count": rows,
-        "variables_enc": cipher.seal(event.request_id, event.variables) if cipher else None,
-        "signature_kid": event.signature_kid,
-    }
-
-
-EVENT_COLUMNS: tuple[str, ...] = tuple(c.name for c in EVENTS.c)
 Batch = list[tuple[AccessEvent, "asyncio.Future[None]"]]
 
 # Raw-driver statements. Identifiers come from the models, never from input.
 PG_LOCK_HEAD = "SELECT seq, hash FROM audit_chain_head WHERE id = $1 FOR UPDATE"
 PG_SEED_HEAD = "INSERT INTO audit_chain_head (id, seq, hash) VALUES ($1, 0, $2) ON CONFLICT DO NOTHING"
-SQLITE_READ_HEAD = "SELECT seq, hash FROM audit_chain_head WHERE id = ?"
-SQLITE_SEED_HEAD = "INSERT INTO audit_chain_head (id, seq, hash) VALUES (?, 0, ?) ON CONFLICT DO NOTHING"
-SQLITE_MOVE_HEAD = "UPDATE audit_chain_head SET seq = ?, hash = ? WHERE id = ?"
-_SQLITE_ROW = f"({', '.join('?' * len(EVENT_COLUMNS))})"
-
-
-@functools.lru_cache(maxsize=64)
-def sqlite_insert_events(n: int) -> str:
-    """One INSERT of n rows. One statement per batch instead of executemany's step per row: each
-    step gives up the GIL and has to win it back from the busy event loop before the next row."""
-    return (
-        f"INSERT INTO audit_event ({', '.join(EVENT_COLUMNS)}) "  # noqa: S608
-        f"VALUES {', '.join([_SQLITE_ROW] * n)}"
-    )
-
-
 assert (HEAD.name, EVENTS.name) == ("audit_chain_head", "audit_event")
-
-
-def _bind_processors(dialect: Dialect, table: Any, names: Sequence[str]) -> list[Callable[[Any], Any] | None]:
-    """What SQLAlchemy would apply to each column's value on insert (e.g. UTCDateTime's checks),
-    so the raw-driver paths store exactly what `insert(EVENTS)` stored."""
-    return [table.c[n].type.bind_processor(dialect) for n in names]
-
-
-def _processed(
-    rows: list[dict[str, Any]], names: Sequence[str], procs: list[Callable[[Any], Any] | None]
-) -> list[tuple[Any, ...]]:
-    get = operator.itemgetter(*names)
-    active = [(i, p) for i, p in enumerate(procs) if p is not None]
-    if not active:
-        return [get(r) for r in rows]
-    out = []
-    for r in rows:
-        values = list(get(r))
-        for i, p in active:
-            values[i] = p(values[i])
-        out.append(tuple(values))
-    return out
-
-
-def _link(rows: list[dict[str, Any]], seq: int, prev_hash: str) -> tuple[int, str]:
-    """Number and chain the rows after (seq, prev_hash), in queue order; → the new head."""
-    for row in rows:
-        seq += 1
-        row["seq"] = seq
-        row["prev_hash"] = prev_hash
-        row["hash"] = prev_hash = event_hash(row)
-    return seq, prev_hash
 
 
 def _events_json(rows: list[dict[str, Any]]) -> str:
@@ -208,18 +126,39 @@ class ChainedAuditLog:
         self._asyncpg = dialect.name == "postgresql" and dialect.driver == "asyncpg"
         self._pg_sql = _pg_append_sql() if self._asyncpg else ""
         path = engine.url.database if self._sqlite else None
-        # SQLite: the writer's own connection (a file database only; ":memory:" is per connection)
-        self._sqlite_path = path if path and path != ":memory:" and not path.startswith("file:") else None
-        self._sqlite_conn: sqlite3.Connection | None = None
-        self._sqlite_rows_per_insert = 1
-        self._sqlite_mutex = threading.Lock()
-        self._ev_procs = _bind_processors(dialect, EVENTS, EVENT_COLUMNS)
+        # SQLite: the writer's own connection (a file database only; ":memory:" is per connection),
+        # in a process of its own for the gateway, in a worker thread for one-off users
+        path = path if path and path != ":memory:" and not path.startswith("file:") else None
+        self._sqlite_path = path
+        self._sqlite_process = (
+            WriterProcess(path, EVENT_COLUMNS, HEAD_ID) if path and hold_connection else None
+        )
+        self._sqlite_file = (
+            SqliteChainFile(path, EVENT_COLUMNS, HEAD_ID) if path and not hold_connection else None
+        )
+        self._procs = bind_processors(dialect, EVENTS, EVENT_COLUMNS)
+        # SQLite's writer relinks encoded rows by setting these values as they are
+        assert all(p is None for n, p in zip(EVENT_COLUMNS, self._procs, strict=True) if n in LINK_COLUMNS)
+        self._sqlite_mutex = threading.Lock()  # a thread left running by a previous event loop
 
-    async def record(self, event: AccessEvent) -> None:
+    async def start(self) -> None:
+        """Start what the writer needs before the first request (SQLite: its process), so the
+        first request does not wait for it; a failure here is retried by the first append."""
+        self._on_loop()
+        if self._sqlite_process is not None:
+            await self._sqlite_process.start()
+
+    def _on_loop(self) -> asyncio.AbstractEventLoop:
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # first use, or used again from a new event loop
             # (a connection held on the old loop cannot be closed from this one: it is dropped)
             self._loop, self._writer, self._pending, self._conn, self._raw = loop, None, [], None, None
+            if self._sqlite_process is not None:
+                self._sqlite_process.abandon()
+        return loop
+
+    async def record(self, event: AccessEvent) -> None:
+        loop = self._on_loop()
         done: asyncio.Future[None] = loop.create_future()
         self._pending.append((event, done))
         if self._writer is None or self._writer.done():
@@ -275,6 +214,8 @@ class ChainedAuditLog:
                 await self._writer
         if self._loop is asyncio.get_running_loop():
             await self._drop_connection()
+            if self._sqlite_process is not None:
+                await self._sqlite_process.aclose()
 
     @staticmethod
     def _fail(batch: Batch, err: BaseException) -> None:
@@ -311,13 +252,7 @@ class ChainedAuditLog:
         now = datetime.now(UTC)
         rows = [event_row(e, now, self._cipher) for e in events]  # sealing happens outside the lock
         if self._sqlite_path:
-            # Link and encode here, against the head this sink wrote last: Python work in the worker
-            # thread fought the event loop for the GIL (twice the context switches per request).
-            prepared = None
-            if self._head is not None:
-                seq, last = _link(rows, *self._head)
-                prepared = (self._head, (seq, last), _processed(rows, EVENT_COLUMNS, self._ev_procs))
-            self._head = await asyncio.to_thread(self._append_sqlite_file, rows, prepared)
+            await self._append_sqlite_file(rows)
             return rows
         assert conn is not None
         if self._asyncpg:
@@ -342,7 +277,7 @@ class ChainedAuditLog:
         if self._head is not None:
             # Fast path: one autocommitted statement, valid only if the head is still ours.
             expect = self._head
-            seq, last = _link(rows, *expect)
+            seq, last = link(rows, *expect)
             got = await raw.fetchrow(self._pg_sql, *self._pg_args(rows, expect, (seq, last)))
             if got is not None and got["moved"] == 1:
                 self._head = (seq, last)
@@ -355,7 +290,7 @@ class ChainedAuditLog:
                 await raw.execute(PG_SEED_HEAD, HEAD_ID, GENESIS_HASH)
                 head = await raw.fetchrow(PG_LOCK_HEAD, HEAD_ID)
             expect = (int(head["seq"]), str(head["hash"]))
-            seq, last = _link(rows, *expect)
+            seq, last = link(rows, *expect)
             got = await raw.fetchrow(self._pg_sql, *self._pg_args(rows, expect, (seq, last)))
             if got is None or got["moved"] != 1:  # cannot happen with the head locked
                 raise RuntimeError(f"audit chain head moved while locked: {dict(got or {})}")
@@ -363,60 +298,28 @@ class ChainedAuditLog:
 
     # -- SQLite ---------------------------------------------------------------------------------
 
-    def _sqlite_connection(self) -> sqlite3.Connection:
-        if self._sqlite_conn is None:
-            assert self._sqlite_path is not None
-            conn = sqlite3.connect(
-                self._sqlite_path, timeout=30, isolation_level=None, check_same_thread=False
-            )
-            # The gateway's engine runs synchronous=NORMAL, which in WAL mode may lose the last
-            # commits on power loss; the audit commit must survive that, so this connection
-            # (used for nothing else) syncs fully.
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("PRAGMA foreign_keys=ON")
-            # 32766 bound parameters since SQLite 3.32 (a whole MAX_BATCH in one INSERT), fewer
-            # where the library was built with a lower limit
-            limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-            self._sqlite_rows_per_insert = max(1, limit // len(EVENT_COLUMNS))
-            self._sqlite_conn = conn
-        return self._sqlite_conn
+    async def _append_sqlite_file(self, rows: list[dict[str, Any]]) -> None:
+        # Linked and encoded here against the head this sink wrote last: the writer links again
+        # only if another process appended since (and then this sink relinks its rows to match).
+        linked_to = self._head
+        if linked_to is not None:
+            link(rows, *linked_to)
+        else:  # the head is unknown (first batch, after a failure): the writer links them
+            for row in rows:
+                row["seq"] = row["prev_hash"] = row["hash"] = None
+        batch = (rows, processed(rows, EVENT_COLUMNS, self._procs))
+        if self._sqlite_process is not None:
+            before, after = await self._sqlite_process.append(batch, linked_to)
+        else:
+            before, after = await asyncio.to_thread(self._in_thread, batch, linked_to)
+        if before != linked_to and link(rows, *before) != after:
+            raise RuntimeError(f"audit writer linked the batch differently: {before} → {after}")
+        self._head = after
 
-    def _append_sqlite_file(
-        self,
-        rows: list[dict[str, Any]],
-        prepared: tuple[tuple[int, str], tuple[int, str], list[tuple[Any, ...]]] | None,
-    ) -> tuple[int, str]:
-        """One batch in a worker thread (one hop off the event loop); → the new head.
-        `prepared`: (expected head, new head, encoded rows) linked by the caller; used only if the
-        head still is the expected one (another process may have appended since)."""
+    def _in_thread(self, batch: SqliteBatch, linked_to: tuple[int, str] | None) -> Any:
+        assert self._sqlite_file is not None
         with self._sqlite_mutex:
-            conn = self._sqlite_connection()
-            try:
-                # Takes the database write lock now, so no other process (or sink) can read the
-                # same head before we commit.
-                conn.execute("BEGIN IMMEDIATE")
-                head = conn.execute(SQLITE_READ_HEAD, (HEAD_ID,)).fetchone()
-                if head is None:
-                    conn.execute(SQLITE_SEED_HEAD, (HEAD_ID, GENESIS_HASH))
-                    head = (0, GENESIS_HASH)
-                first = int(head[0])
-                if prepared is not None and prepared[0] == (first, str(head[1])):
-                    (seq, last), params = prepared[1], prepared[2]
-                else:
-                    seq, last = _link(rows, first, str(head[1]))
-                    params = _processed(rows, EVENT_COLUMNS, self._ev_procs)
-                per_insert = self._sqlite_rows_per_insert
-                for i in range(0, len(params), per_insert):
-                    chunk = params[i : i + per_insert]
-                    conn.execute(sqlite_insert_events(len(chunk)), [v for row in chunk for v in row])
-                conn.execute(SQLITE_MOVE_HEAD, (seq, last, HEAD_ID))
-                conn.execute("COMMIT")
-                return seq, last
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+            return self._sqlite_file.append(batch, linked_to)
 
     async def _append_sqlite(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
         """SQLite without a file path (":memory:", URI names): on the engine's connection."""
@@ -440,7 +343,7 @@ class ChainedAuditLog:
             # A server or role configured with synchronous_commit=off must not weaken fail closed.
             await conn.exec_driver_sql("SET LOCAL synchronous_commit TO on")
         seq, prev_hash = await self._lock_head(conn)
-        seq, prev_hash = _link(rows, seq, prev_hash)
+        seq, prev_hash = link(rows, seq, prev_hash)
         await conn.execute(insert(EVENTS), rows)
         await conn.execute(update(HEAD).where(HEAD.c.id == HEAD_ID).values(seq=seq, hash=prev_hash))
         await conn.commit()

@@ -45,6 +45,25 @@ def _serve(demo_env: Any, port: int) -> subprocess.Popen[bytes]:
     pytest.fail("the gateway did not become ready")
 
 
+def _children(pid: int) -> list[int]:
+    out = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                if int((p / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    out.append(int(p.name))
+            except (OSError, ValueError):
+                continue
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def test_sigkill_under_load_loses_no_answered_request(demo_env: Any) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -79,11 +98,17 @@ def test_sigkill_under_load_loses_no_answered_request(demo_env: Any) -> None:
         deadline = time.time() + 20
         while len(answered) < 150 and time.time() < deadline:
             time.sleep(0.05)
+        writers = _children(proc.pid)  # SQLite: the audit writer's process
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
         stop.set()
         loader.join(30)
         assert len(answered) >= 150
+        # Orphaned, it sees the gateway's end of its socket close and exits.
+        deadline = time.time() + 10
+        while any(_alive(w) for w in writers) and time.time() < deadline:
+            time.sleep(0.05)
+        assert not [w for w in writers if _alive(w)]
     finally:
         stop.set()
         if proc.poll() is None:

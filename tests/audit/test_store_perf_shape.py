@@ -121,7 +121,7 @@ def test_sqlite_batches_larger_than_one_insert_are_split_and_stay_one_chain(tmp_
         try:
             log = ChainedAuditLog(engine)
             await log.record(make_event(0, "first"))  # opens the writer's connection
-            log._sqlite_rows_per_insert = 3
+            log._sqlite_file.rows_per_insert = 3  # type: ignore[union-attr]
             before = log.batches
             await asyncio.gather(*(log.record(make_event(i, "many")) for i in range(10)))
             async with engine.connect() as conn:
