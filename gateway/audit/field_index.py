@@ -108,9 +108,9 @@ async def index_pending(engine: AsyncEngine, chunk: int = CHUNK) -> int:
             # Rolled back; whatever the cause, the per-event path reads what it can (and raises
             # again if the database itself is the problem).
             done = await _index_chunk(engine, chunk, each=True)
-        if not done:
-            return total
         total += done
+        if done < chunk:  # through the head as it was: one transaction, not a second empty one
+            return total
 
 
 async def _index_chunk(engine: AsyncEngine, chunk: int, *, each: bool) -> int:
