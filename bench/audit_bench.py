@@ -155,15 +155,9 @@ def tree_cpu(pid: int) -> float:
     """CPU seconds of a server and its child processes (SQLite's audit writer runs in one)."""
     from run_gateway_bench import cpu_seconds
 
-    children = []
-    for p in Path("/proc").iterdir():
-        if p.name.isdigit():
-            try:
-                if int((p / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                    children.append(int(p.name))
-            except (OSError, ValueError, IndexError):
-                continue
-    return cpu_seconds(pid) + sum(cpu_seconds(c) for c in children)
+    from tests.support import child_pids
+
+    return cpu_seconds(pid) + sum(cpu_seconds(c) for c in child_pids(pid))
 
 
 def wire_share_tier(settings: Any, seconds: float, rounds: int, connections: int,

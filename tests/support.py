@@ -21,6 +21,19 @@ ROOT = Path(__file__).resolve().parents[1]
 T = TypeVar("T")
 
 
+def child_pids(pid: int) -> list[int]:
+    """The live or unreaped children of a process, from /proc."""
+    out = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                if int((p / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    out.append(int(p.name))
+            except (OSError, ValueError, IndexError):
+                continue
+    return out
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

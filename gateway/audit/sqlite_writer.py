@@ -217,13 +217,7 @@ class WriterProcess:
         finally:
             theirs.close()
         self._reader, self._writer = await asyncio.open_unix_connection(sock=ours)
-        try:
-            reply = await asyncio.wait_for(self._receive(), self.START_TIMEOUT)
-        except BaseException as err:
-            await self.aclose()
-            if isinstance(err, OSError | asyncio.IncompleteReadError):
-                raise AuditWriterError("audit writer process exited at start") from err
-            raise
+        reply = await self._exchange(None, "at start", self.START_TIMEOUT)
         if reply[0] != "ready":
             await self.aclose()
             raise AuditWriterError(f"audit writer could not open the database: {reply[1]}")
@@ -231,21 +225,26 @@ class WriterProcess:
     async def append(self, batch: Batch, linked_to: Head | None) -> tuple[Head, Head]:
         """One batch, committed by the child; → (head before, head after). Any failure raises."""
         await self.start()
-        assert self._writer is not None
-        try:
-            self._writer.write(_frame((batch, linked_to)))
-            await self._writer.drain()
-            reply = await self._receive()
-        except BaseException as err:
-            # Lost mid-batch (the child died, or we were cancelled with a reply pending): a new
-            # child for the next batch, so no stale reply is ever read as its answer.
-            await self.aclose()
-            if isinstance(err, OSError | asyncio.IncompleteReadError):
-                raise AuditWriterError("audit writer process exited") from err
-            raise
+        reply = await self._exchange((batch, linked_to), "mid-batch")
         if reply[0] != "ok":
             raise AuditWriterError(f"audit append failed: {reply[1]}")
         return reply[1], reply[2]
+
+    async def _exchange(self, message: Any, lost: str, timeout: float | None = None) -> tuple[Any, ...]:
+        """Send `message` (None: only read) and read the reply. If anything goes wrong on the way
+        (the child died, a timeout, we were cancelled with a reply pending), the child is let go
+        and the next batch gets a new one, so no stale reply is ever read as another's answer."""
+        assert self._writer is not None
+        try:
+            if message is not None:
+                self._writer.write(_frame(message))
+                await self._writer.drain()
+            return await asyncio.wait_for(self._receive(), timeout)
+        except BaseException as err:
+            await self.aclose()
+            if isinstance(err, OSError | asyncio.IncompleteReadError):
+                raise AuditWriterError(f"audit writer process exited {lost}") from err
+            raise
 
     async def _receive(self) -> tuple[Any, ...]:
         assert self._reader is not None

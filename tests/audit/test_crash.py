@@ -22,7 +22,7 @@ from gateway.audit import verify_chain
 from gateway.audit.models import AuditEvent
 from gateway.db import create_engine
 from tests.audit.test_audit_page_browser import _token
-from tests.support import free_port
+from tests.support import child_pids, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -43,18 +43,6 @@ def _serve(demo_env: Any, port: int) -> subprocess.Popen[bytes]:
             time.sleep(0.1)
     proc.kill()
     pytest.fail("the gateway did not become ready")
-
-
-def _children(pid: int) -> list[int]:
-    out = []
-    for p in Path("/proc").iterdir():
-        if p.name.isdigit():
-            try:
-                if int((p / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                    out.append(int(p.name))
-            except (OSError, ValueError):
-                continue
-    return out
 
 
 def _alive(pid: int) -> bool:
@@ -98,7 +86,7 @@ def test_sigkill_under_load_loses_no_answered_request(demo_env: Any) -> None:
         deadline = time.time() + 20
         while len(answered) < 150 and time.time() < deadline:
             time.sleep(0.05)
-        writers = _children(proc.pid)  # SQLite: the audit writer's process
+        writers = child_pids(proc.pid)  # SQLite: the audit writer's process
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
         stop.set()
