@@ -149,24 +149,29 @@ def serve(sock: socket.socket, path: str, columns: tuple[str, ...], head_id: int
     except Exception as err:
         sock.sendall(_frame(("error", _error_text(err))))
         return
-    while (header := _read_exactly(sock, _LEN.size)) is not None:
-        body = _read_exactly(sock, _LEN.unpack(header)[0])
-        if body is None:
-            break
-        batch, linked_to = pickle.loads(body)  # noqa: S301 - from our own parent, over a socket pair
-        try:
-            reply: tuple[Any, ...] = ("ok", *chain.append(batch, linked_to))
-        except Exception as err:
-            reply = ("error", _error_text(err))
-        sock.sendall(_frame(reply))
-    chain.close()
+    try:
+        while (header := _read_exactly(sock, _LEN.size)) is not None:
+            body = _read_exactly(sock, _LEN.unpack(header)[0])
+            if body is None:
+                break
+            batch, linked_to = pickle.loads(body)  # noqa: S301 - our own parent, over a socket pair
+            try:
+                reply: tuple[Any, ...] = ("ok", *chain.append(batch, linked_to))
+            except Exception as err:
+                reply = ("error", _error_text(err))
+            sock.sendall(_frame(reply))
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the gateway went away mid-batch: what was committed stays, nobody is waiting
+    finally:
+        chain.close()
 
 
 class AuditWriterError(RuntimeError):
     """The writer process refused or lost a batch."""
 
 
-# Not `-m gateway.audit.sqlite_writer`: the package imports this module before runpy would run it
+# The child's entry point, imported by name (run with -m, this module would exist twice: as
+# __main__ and as itself).
 CHILD = "import sys; from gateway.audit.sqlite_writer import main; main(sys.argv[1:])"
 
 
@@ -193,10 +198,10 @@ class WriterProcess:
             # The package's own root first, so the child imports this very code however the
             # gateway was started (installed, or from a source tree).
             root = str(Path(__file__).resolve().parents[2])
-            env = {
-                **os.environ,
-                "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
-            }
+            # Nothing of the gateway's settings: the master key, if set in the environment,
+            # has no business in a process that only appends rows.
+            env = {k: v for k, v in os.environ.items() if not k.startswith("SHUQIAO_")}
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
             self._proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
                 [
                     sys.executable,

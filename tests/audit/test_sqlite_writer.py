@@ -163,3 +163,25 @@ def test_the_writer_outlives_sigterm_and_sigint(sqlite_url: str) -> None:
 
     assert asyncio.run(go()) == (0, 2)
 
+
+
+def test_the_writer_gets_none_of_the_gateways_settings(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A master key given in the environment stays with the gateway: the writer only appends."""
+    monkeypatch.setenv("SHUQIAO_MASTER_KEY", "00" * 16 + "feedface")
+
+    async def go() -> bytes:
+        engine = create_engine(sqlite_url)
+        try:
+            sink = ChainedAuditLog(engine, hold_connection=True)
+            await sink.start()
+            environ = Path(f"/proc/{_writer_pid(sink)}/environ").read_bytes()
+            await sink.record(make_event(1))  # and it still works
+            await sink.aclose()
+            return environ
+        finally:
+            await engine.dispose()
+
+    environ = asyncio.run(go())
+    assert b"SHUQIAO_" not in environ and b"feedface" not in environ and b"PYTHONPATH=" in environ
