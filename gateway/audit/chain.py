@@ -78,6 +78,9 @@ def event_hash(row: Mapping[str, Any]) -> str:
     return sm3(canonical_bytes(row)).hex()
 
 
+LINK_COLUMNS: tuple[str, ...] = ("seq", "prev_hash", "hash")  # what `link` sets
+
+
 def link(rows: list[dict[str, Any]], seq: int, prev_hash: str) -> tuple[int, str]:
     """Number and chain the rows after (seq, prev_hash), in queue order; → the new head."""
     for row in rows:

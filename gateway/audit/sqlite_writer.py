@@ -33,7 +33,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gateway.audit.chain import GENESIS_HASH, link
+from gateway.audit.chain import GENESIS_HASH, LINK_COLUMNS, link
 
 # Nothing here imports SQLAlchemy or the models: the child process starts in ~0.1 s instead of
 # ~1 s. The caller passes the table's column names and the head row's id, and encodes the rows.
@@ -43,7 +43,6 @@ Batch = tuple[list[dict[str, Any]], list[tuple[Any, ...]]]  # rows (for relinkin
 READ_HEAD = "SELECT seq, hash FROM audit_chain_head WHERE id = ?"
 SEED_HEAD = "INSERT INTO audit_chain_head (id, seq, hash) VALUES (?, 0, ?) ON CONFLICT DO NOTHING"
 MOVE_HEAD = "UPDATE audit_chain_head SET seq = ?, hash = ? WHERE id = ?"
-LINK_COLUMNS = ("seq", "prev_hash", "hash")  # what relinking changes; none has a bind processor
 
 
 @functools.lru_cache(maxsize=64)
@@ -89,15 +88,14 @@ class SqliteChainFile:
                 conn.execute(SEED_HEAD, (self.head_id, GENESIS_HASH))
                 head = (0, GENESIS_HASH)
             before = (int(head[0]), str(head[1]))
-            if linked_to == before and rows:
-                after = (int(rows[-1]["seq"]), str(rows[-1]["hash"]))
-            else:
-                after = link(rows, *before)
-                for i, row in enumerate(rows):
+            if linked_to != before:
+                link(rows, *before)
+                for i, row in enumerate(rows):  # the link columns have no bind processor
                     values = list(params[i])
                     for at, name in zip(self._link_at, LINK_COLUMNS, strict=True):
                         values[at] = row[name]
                     params[i] = tuple(values)
+            after = (int(rows[-1]["seq"]), str(rows[-1]["hash"])) if rows else before
             for i in range(0, len(params), self.rows_per_insert):
                 chunk = params[i : i + self.rows_per_insert]
                 conn.execute(insert_sql(self.columns, len(chunk)), [v for row in chunk for v in row])

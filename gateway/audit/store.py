@@ -49,11 +49,11 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.access_log import AccessEvent
-from gateway.audit.chain import GENESIS_HASH, canonical_time, link
+from gateway.audit.chain import GENESIS_HASH, LINK_COLUMNS, canonical_time, link
 from gateway.audit.models import HEAD_ID, AuditChainHead, AuditEvent
 from gateway.audit.rows import EVENT_COLUMNS, bind_processors, event_row, processed
-from gateway.audit.sqlite_writer import LINK_COLUMNS, SqliteChainFile, WriterProcess
 from gateway.audit.sqlite_writer import Batch as SqliteBatch
+from gateway.audit.sqlite_writer import Head, SqliteChainFile, WriterProcess
 from gateway.audit.variables import VariableCipher
 from gateway.audit.witness import ChainWitness
 
@@ -306,7 +306,7 @@ class ChainedAuditLog:
             link(rows, *linked_to)
         else:  # the head is unknown (first batch, after a failure): the writer links them
             for row in rows:
-                row["seq"] = row["prev_hash"] = row["hash"] = None
+                row.update(dict.fromkeys(LINK_COLUMNS))
         batch = (rows, processed(rows, EVENT_COLUMNS, self._procs))
         if self._sqlite_process is not None:
             before, after = await self._sqlite_process.append(batch, linked_to)
@@ -316,7 +316,7 @@ class ChainedAuditLog:
             raise RuntimeError(f"audit writer linked the batch differently: {before} → {after}")
         self._head = after
 
-    def _in_thread(self, batch: SqliteBatch, linked_to: tuple[int, str] | None) -> Any:
+    def _in_thread(self, batch: SqliteBatch, linked_to: Head | None) -> tuple[Head, Head]:
         assert self._sqlite_file is not None
         with self._sqlite_mutex:
             return self._sqlite_file.append(batch, linked_to)
