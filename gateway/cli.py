@@ -11,8 +11,8 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from catalogue.service import CatalogueError
 from gateway.audit.cli import audit_app
-from gateway.catalogue.service import CatalogueError
 from gateway.cli_support import emit, run_with_engine
 from gateway.crypto.cli import decrypt_field_cmd, keys_app, sign_request_cmd, verify_response_cmd
 from gateway.identity.cli import IDENTITY_APPS
@@ -178,7 +178,7 @@ app.add_typer(pool_app, name="pool")
 @pool_app.command("encrypt")
 def pool_encrypt(batch: int = 1000, as_json: JsonOpt = False) -> None:
     """Encrypt clear L4 / sensitive values already in the pool (resumable; safe to re-run)."""
-    from gateway.catalogue.encrypt_existing import encrypt_existing
+    from catalogue.encrypt_existing import encrypt_existing
     from gateway.secrets import load_master_key
 
     master_key = load_master_key(_settings().master_key_file)
@@ -237,7 +237,7 @@ def grant_create(
 
 @catalog_app.command("list")
 def catalog_list(as_json: JsonOpt = False) -> None:
-    from gateway.catalogue.service import load_catalogue
+    from catalogue.service import load_catalogue
 
     cat = _run(load_catalogue)
     rows = [
@@ -267,7 +267,7 @@ def catalog_list(as_json: JsonOpt = False) -> None:
 @catalog_app.command("publish")
 def catalog_publish(dataset: str) -> None:
     """Publish a dataset: it appears in the schemas of running gateways within a second."""
-    from gateway.catalogue.service import set_published
+    from catalogue.service import set_published
 
     _run(lambda e: set_published(e, dataset, True))
     typer.echo(f"{dataset} published")
@@ -275,7 +275,7 @@ def catalog_publish(dataset: str) -> None:
 
 @catalog_app.command("unpublish")
 def catalog_unpublish(dataset: str) -> None:
-    from gateway.catalogue.service import set_published
+    from catalogue.service import set_published
 
     _run(lambda e: set_published(e, dataset, False))
     typer.echo(f"{dataset} unpublished")
@@ -290,7 +290,7 @@ def catalog_set_field(
     mask: Annotated[str | None, typer.Option(help="a masking rule, or 'none'")] = None,
 ) -> None:
     """Reclassify one field (信息项)."""
-    from gateway.catalogue.service import update_field
+    from catalogue.service import update_field
     from policies.model import PI, Level, MaskRule
 
     changes: dict[str, Any] = {}

@@ -33,8 +33,8 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from catalogue.spec import FieldSpec
 from gateway.access_log import AccessEvent
-from gateway.catalogue.spec import FieldSpec
 from gateway.client_address import client_address
 from gateway.graphql_http import AUDIT_UNAVAILABLE, HTTPProblem, problem_response
 from gateway.identity.limits_hook import check_rate

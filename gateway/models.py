@@ -1,10 +1,10 @@
 """Every table on SQLModel.metadata, for Alembic and for code that needs them all."""
 
+from catalogue.models import CatalogueState, Dataset, DatasetField, Department
+from catalogue.protection import DataKey
 from gateway.audit.alerts import AuditAlert, AuditAlertCursor
 from gateway.audit.checkpoints import AuditCheckpoint
 from gateway.audit.models import AuditChainHead, AuditEvent
-from gateway.catalogue.models import CatalogueState, Dataset, DatasetField, Department
-from gateway.catalogue.protection import DataKey
 from gateway.crypto.models import DepartmentKey
 from gateway.grants.models import GrantRecord
 from gateway.identity.models import (

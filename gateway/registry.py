@@ -11,10 +11,10 @@ import time
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.catalogue.protection import PoolKeyring, load_keyring
-from gateway.catalogue.service import Catalogue, catalogue_version, load_catalogue
+from catalogue.protection import PoolKeyring, load_keyring
+from catalogue.service import Catalogue, catalogue_version, load_catalogue
 from gateway.grants.service import load_grants
-from gateway.settings import Limits
+from policies.limits import Limits
 from policies.model import Grant, Tier
 from resolvers.documents import DocumentCache
 from resolvers.execute import PlanCache

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from gateway.db import DEFAULT_POOL_SIZE, DEFAULT_POOL_TIMEOUT
+from policies.limits import Limits
 
 DEFAULT_VAR_DIR = Path("var")
 
@@ -33,18 +34,6 @@ def normalise_database_url(url: str) -> str:
     if url.startswith("sqlite:///"):
         return "sqlite+aiosqlite:///" + url.split(":///", 1)[1]
     return url
-
-
-@dataclass(frozen=True)
-class Limits:
-    max_body_bytes: int = 64 * 1024
-    max_depth: int = 10
-    max_cost: int = 50_000
-    max_aliases: int = 30
-    max_root_fields: int = 10
-    max_page_size: int = 500
-    default_page_size: int = 20
-    max_errors: int = 200
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,20 @@ from graphql import (
 )
 
 
+@dataclass(frozen=True)
+class Limits:
+    """The operator's ceilings on one request (SHUQIAO_MAX_* settings)."""
+
+    max_body_bytes: int = 64 * 1024
+    max_depth: int = 10
+    max_cost: int = 50_000
+    max_aliases: int = 30
+    max_root_fields: int = 10
+    max_page_size: int = 500
+    default_page_size: int = 20
+    max_errors: int = 200
+
+
 @dataclass(frozen=True, slots=True)
 class DocumentShape:
     depth: int  # deepest data field (introspection excluded)

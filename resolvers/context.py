@@ -8,9 +8,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from gateway.catalogue.protection import PoolKeyring
-from gateway.catalogue.spec import DatasetSpec, FieldSpec
-from gateway.settings import Limits
+from catalogue.protection import PoolKeyring
+from catalogue.spec import DatasetSpec, FieldSpec
+from policies.limits import Limits
 from policies.model import Action, Grant, Tier
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from gateway.catalogue.spec import FieldType
+from catalogue.spec import FieldType
 from resolvers import errors
 from resolvers.errors import FieldError
 

@@ -11,8 +11,7 @@ from dataclasses import dataclass
 
 from graphql import DocumentNode, GraphQLError, GraphQLSchema, parse, validate
 
-from gateway.settings import Limits
-from policies.limits import DocumentShape, measure
+from policies.limits import DocumentShape, Limits, measure
 from resolvers.errors import (
     PARSE_FAILED,
     QUERY_TOO_DEEP,

@@ -11,8 +11,8 @@ from typing import Any
 from graphql import FieldNode, FragmentDefinitionNode, GraphQLField, GraphQLObjectType, GraphQLSchema
 from graphql.execution.values import VariableValues, get_argument_values
 
-from gateway.catalogue.protection import DatasetCipher, blind_column, is_protected
-from gateway.catalogue.spec import ENTITY_KEY_NAMES, DatasetSpec, Entity, FieldSpec, FieldType
+from catalogue.protection import DatasetCipher, blind_column, is_protected
+from catalogue.spec import ENTITY_KEY_NAMES, DatasetSpec, Entity, FieldSpec, FieldType
 from policies import decisions
 from policies.limits import connection_cost
 from policies.masking import MASKERS

@@ -11,8 +11,8 @@ from weakref import WeakKeyDictionary
 from sqlalchemy import ColumnElement, Select, Table, and_, false, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.catalogue.pool import ROW_ID, pool_table
-from gateway.catalogue.spec import DatasetSpec
+from catalogue.pool import ROW_ID, pool_table
+from catalogue.spec import DatasetSpec
 from resolvers import errors
 from resolvers.errors import FieldError
 from resolvers.plan import ConnectionPlan, EntityDatasetPlan

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from gateway.catalogue.spec import DatasetSpec, Entity, FieldSpec
+from catalogue.spec import DatasetSpec, Entity, FieldSpec
 from policies.model import Tier
 
 

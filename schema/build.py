@@ -18,8 +18,8 @@ import strawberry
 from graphql import GraphQLSchema
 from strawberry.schema.config import StrawberryConfig
 
-from gateway.catalogue.service import Catalogue
-from gateway.catalogue.spec import ENTITY_KEY_NAMES, DatasetSpec, Entity, FieldSpec
+from catalogue.service import Catalogue
+from catalogue.spec import ENTITY_KEY_NAMES, DatasetSpec, Entity, FieldSpec
 from policies import decisions
 from policies.model import CATEGORY_LABELS, OPEN_LABELS, PI, SHARE_LABELS, Tier
 from schema.bindings import Bindings, EntityBinding, NodeBinding

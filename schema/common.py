@@ -8,7 +8,7 @@ from enum import Enum
 
 import strawberry
 
-from gateway.catalogue.spec import FieldType
+from catalogue.spec import FieldType
 
 _UNSET = strawberry.UNSET
 

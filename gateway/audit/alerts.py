@@ -94,7 +94,7 @@ ADDRESSES = AuditAlertAddress.__table__
 
 async def load_levels(conn: AsyncConnection) -> dict[tuple[str, str], int]:
     """(dataset code, field name) → level for the L3+ fields of the catalogue."""
-    from gateway.catalogue.models import Dataset, DatasetField
+    from catalogue.models import Dataset, DatasetField
 
     ds, f = Dataset.__table__, DatasetField.__table__
     rows = await conn.execute(

@@ -33,7 +33,7 @@ from contextvars import ContextVar
 from datetime import date, datetime
 from typing import Any
 
-from gateway.catalogue.spec import DatasetSpec, FieldSpec
+from catalogue.spec import DatasetSpec, FieldSpec
 from gateway.crypto.service import DepartmentKeyDirectory, RecipientKey
 from keys import sm2, sm4
 from keys.envelope import ALG, open_envelope

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from sqlmodel import Field, SQLModel
 
-from gateway.catalogue.models import utcnow
+from catalogue.models import utcnow
 
 # active: the key fields are encrypted to (at most one per department);
 # retired: replaced by a newer key — the department keeps its private key to read old values;

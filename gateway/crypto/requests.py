@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.requests import Request
 
-from gateway.catalogue.models import Department, utcnow
+from catalogue.models import Department, utcnow
 from gateway.crypto.models import SignedRequestPolicy
 from gateway.crypto.service import DepartmentKeyDirectory, KeyRegistrationError
 from keys.errors import SignatureError

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.catalogue.models import Department
+from catalogue.models import Department
 from gateway.crypto.models import DepartmentKey, SignedRequestPolicy
 from keys import sm2
 from keys.errors import InvalidKeyError

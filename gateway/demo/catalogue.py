@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from gateway.catalogue.spec import DatasetSpec, DepartmentSpec, Entity, FieldSpec, FieldType
+from catalogue.spec import DatasetSpec, DepartmentSpec, Entity, FieldSpec, FieldType
 from gateway.identifiers import credit_code_check_char, organization_code_check_char
 from policies.model import PI, Category, Level, MaskRule, Open, Share, Tier
 

@@ -23,10 +23,10 @@ from typing import Any
 from sqlalchemy import Table, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from gateway.catalogue import service
-from gateway.catalogue.pool import pool_table
-from gateway.catalogue.protection import RowEncoder, load_keyring, protected_fields
-from gateway.catalogue.spec import DatasetSpec
+from catalogue import service
+from catalogue.pool import pool_table
+from catalogue.protection import RowEncoder, load_keyring, protected_fields
+from catalogue.spec import DatasetSpec
 from gateway.demo.catalogue import demo_catalogue
 from gateway.demo.generate import DEFAULT_SEED, DemoGenerator, Size
 

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from sqlmodel import Field, SQLModel
 
-from gateway.catalogue.models import utcnow
+from catalogue.models import utcnow
 
 
 class GrantRecord(SQLModel, table=True):

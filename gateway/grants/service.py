@@ -8,8 +8,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from gateway.catalogue.models import Dataset
-from gateway.catalogue.service import CatalogueError, bump_version
+from catalogue.models import Dataset
+from catalogue.service import CatalogueError, bump_version
 from gateway.grants.models import GrantRecord
 from policies.model import Grant, Tier
 

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from gateway.catalogue.models import Department
+from catalogue.models import Department
 from gateway.identity.models import Enterprise, OAuthClient, TrustedIssuer
 from gateway.identity.oauth import SCOPES, SECRET_METHODS
 from gateway.secrets import SecretHasher

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from sqlmodel import Field, SQLModel
 
-from gateway.catalogue.models import utcnow
+from catalogue.models import utcnow
 
 
 class OAuthClient(SQLModel, table=True):

@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from gateway.catalogue.models import Department
+from catalogue.models import Department
 from gateway.identity.models import Enterprise, User
 from gateway.identity.passwords import DUMMY_HASH, check_strength, hash_password, verify_password
 from gateway.identity.roles import check_roles

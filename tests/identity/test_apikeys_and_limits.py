@@ -142,7 +142,7 @@ def test_key_scoped_to_one_dataset_is_refused_another_granted_one(client: Any, d
 async def _revoke_grant(engine: Any, grant_id: int) -> None:
     from sqlmodel.ext.asyncio.session import AsyncSession
 
-    from gateway.catalogue.service import bump_version
+    from catalogue.service import bump_version
     from gateway.grants.models import GrantRecord
 
     async with AsyncSession(engine) as session:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from gateway.catalogue import service
+from catalogue import service
 from gateway.db import create_engine
 from policies.model import Level
 from tests.conftest import gql

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from sqlalchemy import func, inspect, select, text
 
-from gateway.catalogue.pool import pool_table
-from gateway.catalogue.protection import PoolKeyring
+from catalogue.pool import pool_table
+from catalogue.protection import PoolKeyring
 from gateway.db import create_engine, upgrade
 from gateway.demo import generate as demo_generate
 from gateway.demo.catalogue import DATASETS, ENTERPRISE_REGISTRATION, POPULATION

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select, text
 
-from gateway.catalogue import service
-from gateway.catalogue.encrypt_existing import encrypt_existing
-from gateway.catalogue.pool import pool_table
-from gateway.catalogue.protection import CIPHER_PREFIX, PoolKeyring, blind_column
-from gateway.catalogue.spec import DatasetSpec, DepartmentSpec, FieldSpec, FieldType
+from catalogue import service
+from catalogue.encrypt_existing import encrypt_existing
+from catalogue.pool import pool_table
+from catalogue.protection import CIPHER_PREFIX, PoolKeyring, blind_column
+from catalogue.spec import DatasetSpec, DepartmentSpec, FieldSpec, FieldType
 from gateway.db import create_engine, upgrade
 from gateway.demo.generate import DemoGenerator
 from policies.model import PI, Category, Level, Open, Share

@@ -14,13 +14,13 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from catalogue import service
+from catalogue.service import Catalogue
+from catalogue.spec import DatasetSpec, DepartmentSpec, FieldSpec, FieldType
 from gateway.app import build_state, create_app
-from gateway.catalogue import service
-from gateway.catalogue.service import Catalogue
-from gateway.catalogue.spec import DatasetSpec, DepartmentSpec, FieldSpec, FieldType
 from gateway.explorer import API_KEY_HEADER, STATIC, open_catalogue
 from gateway.registry import BuiltSchema
-from gateway.settings import Limits
+from policies.limits import Limits
 from policies.model import PI, Category, Level, MaskRule, Open, Share, Tier
 from schema.build import build_tier_schema
 from tests.conftest import gql

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from gateway.catalogue.service import _validate
-from gateway.catalogue.spec import DatasetSpec, FieldType
+from catalogue.service import _validate
+from catalogue.spec import DatasetSpec, FieldType
 from gateway.demo.catalogue import (
     AQI_CITIES,
     DATASETS,

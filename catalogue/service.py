@@ -10,10 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.schema import CreateIndex
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from gateway.catalogue.models import CatalogueState, Dataset, DatasetField, Department, utcnow
-from gateway.catalogue.pool import pool_table
-from gateway.catalogue.protection import check_protectable
-from gateway.catalogue.spec import DatasetSpec, DepartmentSpec, Entity, FieldSpec, FieldType
+from catalogue.models import CatalogueState, Dataset, DatasetField, Department, utcnow
+from catalogue.pool import pool_table
+from catalogue.protection import check_protectable
+from catalogue.spec import DatasetSpec, DepartmentSpec, Entity, FieldSpec, FieldType
 from policies.model import PI, Category, Level, MaskRule, Open, Share
 
 

@@ -22,8 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import Field, SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from gateway.catalogue.models import utcnow
-from gateway.catalogue.spec import DatasetSpec, FieldSpec, FieldType
+from catalogue.models import utcnow
+from catalogue.spec import DatasetSpec, FieldSpec, FieldType
 from keys import sm4
 from keys.errors import DecryptionError
 from keys.sm3 import hmac_sm3

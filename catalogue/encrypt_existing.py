@@ -11,9 +11,9 @@ from collections.abc import Callable
 from sqlalchemy import bindparam, not_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.catalogue import service
-from gateway.catalogue.pool import ROW_ID, pool_table
-from gateway.catalogue.protection import CIPHER_PREFIX, blind_column, load_keyring, protected_fields
+from catalogue import service
+from catalogue.pool import ROW_ID, pool_table
+from catalogue.protection import CIPHER_PREFIX, blind_column, load_keyring, protected_fields
 
 Progress = Callable[[str, int], None]
 

@@ -18,8 +18,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeEngine
 
-from gateway.catalogue.protection import blind_column, protected_fields
-from gateway.catalogue.spec import DatasetSpec, FieldSpec, FieldType
+from catalogue.protection import blind_column, protected_fields
+from catalogue.spec import DatasetSpec, FieldSpec, FieldType
 
 ROW_ID = "_id"  # internal surrogate key: the keyset-pagination tie-breaker, never exposed
 
