@@ -4,6 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
+PACKAGES := gateway catalogue schema resolvers policies keys
+
 .PHONY: run test lint bench clean
 
 $(STAMP): pyproject.toml
@@ -17,18 +19,20 @@ run: $(STAMP)
 	$(BIN)/shuqiao demo init
 	$(BIN)/shuqiao serve
 
-## test: the whole suite, on SQLite and PostgreSQL (127.0.0.1:5432 or SHUQIAO_TEST_POSTGRES_URL)
-test: $(STAMP)
-	$(BIN)/ruff check .
+## test: lint, then the whole suite, on SQLite and PostgreSQL (127.0.0.1:5432 or SHUQIAO_TEST_POSTGRES_URL)
+test: lint
 	$(BIN)/pytest
 
+## lint: style, the one-way layering (import-linter contracts in pyproject.toml) and types (mypy)
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check gateway schema resolvers policies keys
+	$(BIN)/ruff format --check $(PACKAGES)
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 bench: $(STAMP)
 	$(BIN)/python bench/crypto_bench.py
 	$(BIN)/python bench/run_gateway_bench.py
 
 clean:
-	rm -rf $(VENV) var .pytest_cache
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .import_linter_cache
