@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field, SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from catalogue.models import utcnow
@@ -120,7 +119,7 @@ class PoolKeyring:
     async def load(self, engine: AsyncEngine, datasets: list[DatasetSpec] | None = None) -> PoolKeyring:
         """Load every stored key; create keys for `datasets` that need one and have none."""
         async with AsyncSession(engine, expire_on_commit=False) as session:
-            rows = {r.dataset_code: r for r in (await session.exec(select(DataKey))).scalars()}
+            rows = {r.dataset_code: r for r in (await session.exec(select(DataKey))).all()}
             for spec in datasets or []:
                 if spec.code not in rows and protected_fields(spec):
                     row = DataKey(
@@ -172,7 +171,7 @@ class RowEncoder:
             return row
         assert self.cipher is not None
         values = list(row)
-        blinds = []
+        blinds: list[str | None] = []
         for i, name in self.protected:
             clear = values[i]
             if clear is None:

@@ -4,10 +4,13 @@ same transaction, which is how every worker learns to rebuild its schemas."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from enum import Enum
+from typing import TypeVar
 
-from sqlalchemy import inspect, select, update
+from sqlalchemy import Connection, inspect, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.schema import CreateIndex
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from catalogue.models import CatalogueState, Dataset, DatasetField, Department, utcnow
@@ -31,7 +34,10 @@ class Catalogue:
         return [d for d in self.datasets.values() if d.published]
 
 
-def _opt(enum: type, value: str | None):  # type: ignore[no-untyped-def]
+E = TypeVar("E", bound=Enum)
+
+
+def _opt(enum: type[E], value: str | None) -> E | None:
     return enum(value) if value else None
 
 
@@ -78,16 +84,16 @@ def _dataset_spec(row: Dataset, fields: list[DatasetField]) -> DatasetSpec:
 
 
 async def catalogue_version(conn: AsyncConnection) -> int:
-    version = await conn.scalar(select(CatalogueState.version).where(CatalogueState.id == 1))
+    version = await conn.scalar(select(col(CatalogueState.version)).where(col(CatalogueState.id) == 1))
     return int(version or 0)
 
 
 async def load_catalogue(engine: AsyncEngine) -> Catalogue:
     async with AsyncSession(engine) as session:
         state = await session.get(CatalogueState, 1)
-        departments = (await session.exec(select(Department))).scalars().all()
-        datasets = (await session.exec(select(Dataset))).scalars().all()
-        fields = (await session.exec(select(DatasetField))).scalars().all()
+        departments = (await session.exec(select(Department))).all()
+        datasets = (await session.exec(select(Dataset))).all()
+        fields = (await session.exec(select(DatasetField))).all()
     by_dataset: dict[int, list[DatasetField]] = {}
     for f in fields:
         by_dataset.setdefault(f.dataset_id, []).append(f)
@@ -140,7 +146,7 @@ async def save_dataset(engine: AsyncEngine, spec: DatasetSpec) -> None:
     (that would rewrite data, which is a migration, not a catalogue edit)."""
     _validate(spec)
     async with AsyncSession(engine) as session:
-        row = (await session.exec(select(Dataset).where(Dataset.code == spec.code))).scalar_one_or_none()
+        row = (await session.exec(select(Dataset).where(col(Dataset.code) == spec.code))).one_or_none()
         old_fields: dict[str, DatasetField] = {}
         if row is None:
             row = Dataset(
@@ -153,10 +159,10 @@ async def save_dataset(engine: AsyncEngine, spec: DatasetSpec) -> None:
                 open=spec.open.value,
             )
         else:
-            for f in (
-                await session.exec(select(DatasetField).where(DatasetField.dataset_id == row.id))
-            ).scalars():
-                old_fields[f.name] = f
+            for existing in await session.exec(
+                select(DatasetField).where(col(DatasetField.dataset_id) == row.id)
+            ):
+                old_fields[existing.name] = existing
         for name, value in {
             "resource_code": spec.resource_code,
             "name": spec.name,
@@ -211,7 +217,7 @@ async def sync_pool_table(engine: AsyncEngine, spec: DatasetSpec) -> None:
         await conn.run_sync(_sync_pool_table, spec)
 
 
-def _sync_pool_table(sync_conn, spec: DatasetSpec) -> None:  # type: ignore[no-untyped-def]
+def _sync_pool_table(sync_conn: Connection, spec: DatasetSpec) -> None:
     table = pool_table(spec)
     inspector = inspect(sync_conn)
     if not inspector.has_table(table.name):
@@ -234,7 +240,7 @@ def _sync_pool_table(sync_conn, spec: DatasetSpec) -> None:  # type: ignore[no-u
 async def set_published(engine: AsyncEngine, code: str, published: bool) -> DatasetSpec:
     async with AsyncSession(engine) as session:
         result = await session.exec(
-            update(Dataset).where(Dataset.code == code).values(published=published, updated_at=utcnow())
+            update(Dataset).where(col(Dataset.code) == code).values(published=published, updated_at=utcnow())
         )
         if result.rowcount == 0:
             raise CatalogueError(f"no dataset {code!r}")

@@ -27,7 +27,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -165,7 +165,7 @@ class KeyStore:
         log.info("generated signing key kid=%s valid until %s", kid, _iso(info.not_after))
         return info
 
-    def _write_index(self, keys: list[KeyInfo]) -> None:
+    def _write_index(self, keys: Sequence[KeyInfo]) -> None:
         body = json.dumps({"version": 1, "keys": [k.to_json() for k in keys]}, indent=2) + "\n"
         self._write(INDEX, body.encode("utf-8"), 0o644)
 

@@ -8,12 +8,13 @@ shaped straight into response dicts — no per-field resolver calls, no ORM obje
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import orjson
-from graphql import FragmentDefinitionNode, OperationDefinitionNode, OperationType, execute
+from graphql import ExecutionResult, FragmentDefinitionNode, OperationDefinitionNode, OperationType, execute
 from graphql.execution.values import get_variable_values
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -230,9 +231,13 @@ async def _execute(
     data: dict[str, Any] = {}
     errs: list[dict[str, Any]] = []
     if any(p is None for _, p in plans):
-        intro = execute(tier.graphql, planned.document, None, None, dict(planned.coerced.coerced), op_name)
+        # Introspection only: no resolver is async, so graphql-core answers synchronously.
+        intro = cast(
+            ExecutionResult,
+            execute(tier.graphql, planned.document, None, None, dict(planned.coerced.coerced), op_name),
+        )
         for e in intro.errors or ():
-            errs.append(e.formatted)
+            errs.append(dict(e.formatted))
     for key, plan in plans:
         if plan is None:
             data[key] = (intro.data or {}).get(key)
@@ -257,6 +262,7 @@ async def _connection(
     if plan.statement is None:
         plan.statement, plan.names = connection_statement(plan)
     statement, names = plan.statement, plan.names
+    assert names is not None
     rows = await fetch_all(conn, statement)
     has_next = len(rows) > plan.first
     rows = rows[: plan.first]
@@ -333,7 +339,7 @@ def _record_read(ctx: ExecutionContext, dataset: str, rows: int, access: Any) ->
 Errors = list[dict[str, Any]]
 
 
-def _shape(plan: NodePlan, rows: list[Any]) -> tuple[list[dict[str, Any]], list[Errors]]:
+def _shape(plan: NodePlan, rows: Sequence[Any]) -> tuple[list[dict[str, Any]], list[Errors]]:
     """Rows → node dicts, and per row the errors with paths relative to the node."""
     shape = plan.shaper()
     out = [shape(row) for row in rows]
@@ -348,7 +354,7 @@ _NO_ERRORS: Errors = []
 
 async def _links(
     plan: NodePlan,
-    rows: list[Any],
+    rows: Sequence[Any],
     nodes: list[dict[str, Any]],
     row_errs: list[Errors],
     ctx: ExecutionContext,

@@ -60,6 +60,7 @@ def _after(table: Table, order: list[tuple[str, bool]], values: list[Any]) -> Co
     keys = [(table.c[name], desc) for name, desc in order] + [(table.c[ROW_ID], False)]
     clauses = []
     for k, ((col, desc), v) in enumerate(zip(keys, values, strict=True)):
+        beyond: ColumnElement[bool]
         if v is None:
             beyond = col.is_not(None) if desc else false()
         else:

@@ -7,6 +7,7 @@ through the declaring module, and the cycle needs names, not objects.
 
 from __future__ import annotations
 
+import enum
 import functools
 import itertools
 import sys
@@ -131,6 +132,7 @@ class _Builder:
         for entity, members in entity_members.items():
             self._entity_type(entity, members)
         query = self._query(datasets, entity_members)
+        schema: strawberry.Schema
         if self.subgraph:
             schema = strawberry.federation.Schema(
                 query=query,
@@ -202,10 +204,8 @@ class _Builder:
             )
             order_enum = strawberry.enum(
                 typing.cast(
-                    type,
-                    __import__("enum").Enum(
-                        f"{node}OrderField", {enum_value(f.name): f.name for f in fields}
-                    ),
+                    "type[enum.Enum]",
+                    enum.Enum(f"{node}OrderField", {enum_value(f.name): f.name for f in fields}),
                 ),
                 name=f"{node}OrderField",
             )
@@ -297,7 +297,7 @@ def _null_resolver(
     *,
     defaults: dict[str, object] | None = None,
     names: dict[str, str] | None = None,
-) -> object:
+) -> Callable[..., None]:
     """A resolver that only carries the argument signature: data is served by the
     compiled executor (resolvers/), never by Strawberry's per-field resolution."""
     import inspect

@@ -70,6 +70,7 @@ def private_key_pem(d: int, x: int, y: int) -> str:
 
 def decode_public_key(data: bytes | str) -> tuple[int, int]:
     """Parse a PEM or DER ``SubjectPublicKeyInfo``; return the validated point."""
+    body: bytes | None
     if isinstance(data, bytes | bytearray) and data[:1] == b"\x30":
         body = bytes(data)
     else:

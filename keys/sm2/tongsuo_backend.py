@@ -60,7 +60,7 @@ def _crypt(init: Any, op: Any, evp_pkey: Any, data: bytes) -> bytes | None:
     if op(ctx, buf, out_len, data, len(data)) != 1:
         _tongsuo._consume_errors()
         return None
-    return _ffi.buffer(buf)[: out_len[0]]
+    return bytes(_ffi.buffer(buf)[: out_len[0]])
 
 
 class TongsuoBackend:
@@ -87,12 +87,13 @@ class TongsuoBackend:
         ):
             _tongsuo._consume_errors()
             raise CryptoError("Tongsuo: SM2 signing failed")
-        return _ffi.buffer(buf)[: sig_len[0]]
+        return bytes(_ffi.buffer(buf)[: sig_len[0]])
 
     def verify(self, key: SM2PublicKey, digest: bytes, signature: bytes) -> bool:
         ctx = _ctx(_public_evp(key))
-        ok = _lib.EVP_PKEY_verify_init(ctx) == 1 and (
-            _lib.EVP_PKEY_verify(ctx, signature, len(signature), digest, len(digest)) == 1
+        ok = bool(
+            _lib.EVP_PKEY_verify_init(ctx) == 1
+            and _lib.EVP_PKEY_verify(ctx, signature, len(signature), digest, len(digest)) == 1
         )
         if not ok:
             _tongsuo._consume_errors()  # a failed verify leaves errors on the queue
