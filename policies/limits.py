@@ -124,7 +124,7 @@ class _Walker:
                 if isinstance(node, FragmentSpreadNode):
                     if node.name.value in self.fragments:
                         out[node.name.value] = None
-                elif node.selection_set is not None:
+                elif isinstance(node, FieldNode | InlineFragmentNode) and node.selection_set is not None:
                     sets.append(node.selection_set)
         return list(out)
 
