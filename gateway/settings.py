@@ -95,6 +95,7 @@ class Settings:
                 max_depth=_int("MAX_DEPTH", Limits.max_depth),
                 max_cost=_int("MAX_COST", Limits.max_cost),
                 max_aliases=_int("MAX_ALIASES", Limits.max_aliases),
+                max_fields=_int("MAX_FIELDS", Limits.max_fields),
                 max_page_size=_int("MAX_PAGE_SIZE", Limits.max_page_size),
             ),
             master_key_file=Path(_env("MASTER_KEY_FILE", str(var_dir / "master.key"))),

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 
 from graphql import DocumentNode, GraphQLError, GraphQLSchema, parse, validate
 
-from policies.limits import DocumentShape, Limits, measure
+from policies.limits import SATURATED, DocumentShape, Limits, measure
 from resolvers.errors import (
     PARSE_FAILED,
+    QUERY_TOO_COMPLEX,
     QUERY_TOO_DEEP,
     TOO_MANY_ALIASES,
     TOO_MANY_ROOT_FIELDS,
@@ -34,6 +35,10 @@ class Prepared:
 
 def _locations(err: GraphQLError) -> list[dict[str, int]] | None:
     return [{"line": loc.line, "column": loc.column} for loc in err.locations] if err.locations else None
+
+
+def _count(n: int) -> str:
+    return f"more than {SATURATED:,}" if n >= SATURATED else f"{n:,}"
 
 
 def prepare(schema: GraphQLSchema, query: str, limits: Limits) -> Prepared:
@@ -67,7 +72,16 @@ def prepare(schema: GraphQLSchema, query: str, limits: Limits) -> Prepared:
                 limit=limits.max_depth,
             )
         )
-    if problems:
+    if shape.fields > limits.max_fields:
+        problems.append(
+            RequestError(
+                f"The query expands to {_count(shape.fields)} fields (a fragment counts once per spread); "
+                f"at most {limits.max_fields} are allowed.",
+                QUERY_TOO_COMPLEX,
+                limit=limits.max_fields,
+            )
+        )
+    if problems:  # refused before validation, which is itself costly on such documents
         return Prepared(document, shape, tuple(problems))
     errors = validate(schema, document, max_errors=20)
     if errors:

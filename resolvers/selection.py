@@ -40,6 +40,9 @@ def collect(
     fragments: dict[str, FragmentDefinitionNode],
     variables: VariableValues,
 ) -> Collected:
+    """The spec's CollectFields: a fragment spread again within one collection adds no new
+    field, so each is walked at most once per call. That keeps a call linear in the document
+    however its fragments fan out (re-walking on every spread is exponential), and ends cycles."""
     out: Collected = {}
     seen: set[str] = set()
 
@@ -58,7 +61,6 @@ def collect(
                     continue
                 seen.add(name)
                 visit(fragments[name].selection_set)
-                seen.discard(name)
 
     for sel in selection_sets:
         visit(sel)

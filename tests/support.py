@@ -34,6 +34,18 @@ def child_pids(pid: int) -> list[int]:
     return out
 
 
+def fan_out(
+    depth: int,
+    on: str = "EnterpriseRegistration",
+    around: str = "enterpriseRegistration(first: 1) { edges { node { * } } }",
+) -> str:
+    """`F{i}` spreads `F{i-1}` twice: a kilobyte or two that expands to 2**depth fields,
+    spread where `around` has its `*`."""
+    frags = [f"fragment F0 on {on} {{ name }}"]
+    frags += [f"fragment F{i} on {on} {{ ...F{i - 1} ...F{i - 1} }}" for i in range(1, depth + 1)]
+    return " ".join(["{ " + around.replace("*", f"...F{depth}") + " }", *frags])
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -1,4 +1,4 @@
-"""Settings read from SHUQIAO_* variables: the database pool."""
+"""Settings read from SHUQIAO_* variables: the database pool, the field limit."""
 
 from __future__ import annotations
 
@@ -27,3 +27,10 @@ def test_a_pool_without_room_beside_the_audit_writer_is_refused(
     monkeypatch.setenv("SHUQIAO_DB_POOL_SIZE", size)
     with pytest.raises(ValueError, match="SHUQIAO_DB_POOL_SIZE must be at least 2"):
         Settings.from_env()
+
+
+def test_field_limit_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SHUQIAO_MAX_FIELDS", raising=False)
+    assert Settings.from_env().limits.max_fields == 2000
+    monkeypatch.setenv("SHUQIAO_MAX_FIELDS", "150")
+    assert Settings.from_env().limits.max_fields == 150

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import gql
+from tests.support import fan_out
 
 
 def _code(r: Any) -> str:
@@ -65,6 +66,57 @@ def test_five_hundred_aliases_refused_quickly(client: Any) -> None:
     r = gql(client, "open", q)
     assert r.status_code == 400 and _code(r) == "TOO_MANY_ALIASES"
     assert time.perf_counter() - started < 2
+
+
+def _count_collection(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the selections the planner's field collection visits (resolvers/selection.py)."""
+    import resolvers.selection as selection
+
+    count = [0]
+    included = selection._included
+
+    def counting(node: Any, variables: Any) -> bool:
+        count[0] += 1
+        return included(node, variables)
+
+    monkeypatch.setattr(selection, "_included", counting)
+    return count
+
+
+def test_fragment_fan_out_refused_before_planning_on_both_tiers(
+    client: Any, tokens: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`F{i} { ...F{i-1} ...F{i-1} }` 21 and 29 deep: a kilobyte that expands to millions
+    (billions) of fields is refused by arithmetic on the fragments, never expanded."""
+    collected = _count_collection(monkeypatch)
+    for depth in (21, 29):
+        for tier, token in (("open", None), ("share", tokens["hrss"])):
+            r = gql(client, tier, fan_out(depth), token=token)
+            assert r.status_code == 400 and _code(r) == "QUERY_TOO_COMPLEX", r.text
+            assert "data" not in r.json() and r.json()["errors"][0]["extensions"]["limit"] == 2000
+    assert collected[0] == 0  # the planner never saw them
+    assert client.get("/healthz").json() == {"status": "ok"}
+
+
+def test_fragments_within_the_field_limit_still_work(
+    client: Any, tokens: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plain = "{ enterpriseRegistration(first: 3) { edges { node { creditCode name industry } } } }"
+    spread = (
+        "{ enterpriseRegistration(first: 3) { edges { node { ...A ...B ...A ...C } } } }"
+        " fragment A on EnterpriseRegistration { creditCode ...B }"
+        " fragment B on EnterpriseRegistration { name } fragment C on EnterpriseRegistration { industry }"
+    )
+    for tier, token in (("open", None), ("share", tokens["samr"])):
+        want = gql(client, tier, plain, token=token)
+        got = gql(client, tier, spread, token=token)
+        assert want.status_code == got.status_code == 200, got.text
+        assert got.json()["data"] == want.json()["data"]
+    collected = _count_collection(monkeypatch)
+    r = gql(client, "open", fan_out(10))  # 1,027 fields: within the limit, one name in the answer
+    assert r.status_code == 200, r.text
+    assert 0 < collected[0] <= 2 * (4 + 2 * 10 + 1)  # planning visits each written selection about once
+    assert r.json()["data"]["enterpriseRegistration"]["edges"][0]["node"].keys() == {"name"}
 
 
 def test_page_size_above_cap(client: Any) -> None:

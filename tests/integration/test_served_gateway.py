@@ -11,7 +11,7 @@ import httpx
 import pytest
 from authlib.integrations.httpx_client import OAuth2Client
 
-from tests.support import serve
+from tests.support import fan_out, serve
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -57,3 +57,21 @@ def test_open_tier_over_http(served: str) -> None:
     )
     assert r.status_code == 200 and r.headers["content-type"].startswith("application/json")
     assert "西安" in r.text or "市" in r.text  # UTF-8 Chinese text, not \\u escapes
+
+
+def test_fragment_fan_out_is_refused_while_healthz_answers(served: str) -> None:
+    """21, 29 and 40 deep fan-outs (each a kilobyte or two) alongside /healthz: all answered
+    within httpx's default timeout — before, the 29-deep one held the event loop for minutes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    accept = {"Accept": "application/graphql-response+json"}
+    with ThreadPoolExecutor(6) as pool:
+        bombs = [
+            pool.submit(httpx.post, f"{served}/open/graphql", json={"query": fan_out(d)}, headers=accept)
+            for d in (21, 29, 40)
+        ]
+        health = [pool.submit(httpx.get, f"{served}/healthz") for _ in range(3)]
+        for f in bombs:
+            r = f.result()
+            assert r.status_code == 400 and r.json()["errors"][0]["extensions"]["code"] == "QUERY_TOO_COMPLEX"
+        assert all(f.result().json() == {"status": "ok"} for f in health)
