@@ -25,8 +25,7 @@ from starlette.templating import Jinja2Templates
 from gateway.client_address import client_address
 from gateway.identity.audit import AuditUnavailable
 from gateway.identity.models import User
-from gateway.identity.oauth import StarletteOAuth2Request, _Server, userinfo
-from gateway.identity.roles import scopes_for_roles
+from gateway.identity.oauth import StarletteOAuth2Request, _granted, _Server, userinfo
 from gateway.identity.tokens import InvalidToken
 
 if TYPE_CHECKING:
@@ -146,9 +145,13 @@ class Pages:
                 log.exception("identity audit write failed; consent answer withheld")
                 return self._unavailable(request)
             return response
-        allowed = scopes_for_roles(user.roles.split())
-        asked = [s for s in (oauth_request.scope or "").split() if s in allowed]
         client = grant.client
+        try:  # what this person may grant this client (the same rule as the token endpoint)
+            asked = sorted(_granted(oauth_request.scope, client, user))
+        except OAuth2Error as error:
+            error.state = oauth_request.payload.state
+            error.redirect_uri = oauth_request.payload.redirect_uri or client.get_default_redirect_uri()
+            return server.handle_error_response(oauth_request, error)
         return self._page(
             request,
             "consent.html",
