@@ -48,6 +48,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.identity.audit import AuditUnavailable
+from gateway.identity.bearer import is_live, verify_token
 from gateway.identity.models import AuthorizationCode, OAuthClient, RefreshToken, User
 from gateway.identity.roles import API_SCOPES, OIDC_SCOPES, InvalidScope, token_scopes
 from gateway.identity.tokens import InvalidToken, TokenClaims, peek_claims
@@ -404,7 +405,7 @@ class _TokenLookup:
         looks_like_jwt = token_string.count(".") == 2
         if token_type_hint != "refresh_token" and looks_like_jwt:  # noqa: S105
             try:
-                claims = identity.tokens.verify(token_string, audience=None)
+                claims = _bridge(verify_token, identity, token_string, None)
             except InvalidToken:
                 claims = None
             if claims is not None:
@@ -413,7 +414,8 @@ class _TokenLookup:
                     "jti": claims.jti,
                     "token_client_id": claims.client_id,
                 }
-                return AccessRecord(claims, _bridge(identity.revocations.is_revoked, claims.jti))
+                # revoked, or its client or person disabled: inactive (RFC 7662), nothing to revoke
+                return AccessRecord(claims, not _bridge(is_live, identity, claims))
         row = _bridge(identity.store.find_refresh, token_string)
         if row is None:
             return None

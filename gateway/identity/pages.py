@@ -24,9 +24,9 @@ from starlette.templating import Jinja2Templates
 
 from gateway.client_address import client_address
 from gateway.identity.audit import AuditUnavailable
+from gateway.identity.bearer import BearerRefused
 from gateway.identity.models import User
 from gateway.identity.oauth import StarletteOAuth2Request, _granted, _Server, userinfo
-from gateway.identity.tokens import InvalidToken
 
 if TYPE_CHECKING:
     from gateway.identity.service import Identity
@@ -63,6 +63,7 @@ class Pages:
         self.identity = identity
         self._key = bytes.fromhex(identity.hasher.hash("shuqiao/session-cookie/v1"))
         self.secure = secure_cookies
+        self._userinfo_bearer = identity.protector(realm="shuqiao", scopes=["openid"])
 
     # ------------------------------------------------------------ session cookie
     def _sign(self, payload: str) -> str:
@@ -266,23 +267,14 @@ class Pages:
 
     # ------------------------------------------------------------ /oauth/userinfo
     async def userinfo(self, request: Request) -> Response:
-        auth = request.headers.get("authorization", "")
-        scheme, _, token = auth.partition(" ")
-        challenge = 'Bearer realm="shuqiao"'
-        if scheme.lower() != "bearer" or not token.strip():
-            return Response(status_code=401, headers={"WWW-Authenticate": challenge})
         try:
-            claims = await self.identity.authenticate_bearer(token.strip(), None)
-        except InvalidToken:
-            return Response(
-                status_code=401, headers={"WWW-Authenticate": challenge + ', error="invalid_token"'}
-            )
-        user = await self.identity.store.user(claims.subject) if "openid" in claims.scopes else None
-        if user is None:
-            return Response(
-                status_code=403,
-                headers={"WWW-Authenticate": challenge + ', error="insufficient_scope", scope="openid"'},
-            )
+            claims = await self._userinfo_bearer.validate_request(request)
+        except BearerRefused as refused:
+            return Response(status_code=refused.status, headers=refused.headers)
+        user = await self.identity.store.user(claims.subject)
+        if user is None:  # an openid token is a person's; a client's has nobody to describe
+            challenge = 'Bearer realm="shuqiao", error="insufficient_scope", scope="openid"'
+            return Response(status_code=403, headers={"WWW-Authenticate": challenge})
         return JSONResponse(userinfo(user, " ".join(claims.scopes)), headers={"Cache-Control": "no-store"})
 
 
