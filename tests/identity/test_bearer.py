@@ -276,3 +276,57 @@ def test_disabled_user_cut_on_every_process_cli_and_api(
     assert r.json()["disabled"] is True
     assert _refused(ENDPOINTS["userinfo"](a, fresh["access_token"]))
     assert _refused(eventually(lambda: ENDPOINTS["share"](b, fresh["access_token"])))
+
+
+# ------------------------------------------------------------------ the liveness cache
+
+
+class _Store:
+    """A stand-in for IdentityStore.poll: counts polls, can fail."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.fail = False
+        self.revoked: list[tuple[int, str, int]] = []
+        self.clients: frozenset[str] = frozenset()
+        self.users: frozenset[str] = frozenset()
+
+    async def poll(self, seq: int) -> tuple[list[tuple[int, str, int]], frozenset[str], frozenset[str]]:
+        self.calls += 1
+        if self.fail:
+            raise ConnectionError("database down")
+        return [r for r in self.revoked if r[0] > seq], self.clients, self.users
+
+
+def test_liveness_polls_once_per_interval_and_fails_closed() -> None:
+    import asyncio
+
+    from gateway.identity.store import RevocationList
+    from gateway.identity.tokens import TokenClaims
+
+    def claims(client: str = "c1", subject: str = "u1", jti: str = "j1") -> TokenClaims:
+        return TokenClaims(client, "hrss", frozenset({"share:read"}), subject, 2_000_000_000, jti)
+
+    async def scenario() -> None:
+        store = _Store()
+        live = RevocationList(store, interval=3600)  # type: ignore[arg-type]
+        for _ in range(100):  # a hundred requests in one interval: one poll
+            assert await live.refusal(claims()) is None
+        assert store.calls == 1
+        store.clients, store.users, store.revoked = frozenset({"c1"}), frozenset({"u2"}), [(1, "j3", 0)]
+        assert await live.refusal(claims()) is None  # not yet learnt: the interval has not passed
+        await live.refresh(force=True)  # what the admin API does on its own worker
+        assert await live.refusal(claims()) == "client disabled"
+        assert await live.refusal(claims("c2", "u2")) == "user disabled"
+        assert await live.refusal(claims("c2", "u1", "j3")) == "revoked"
+        assert await live.refusal(claims("c2", "u1", "j4")) is None
+        # the database fails: the request fails, and the next one polls again rather than trust the cache
+        store.fail = True
+        with pytest.raises(ConnectionError):
+            await live.refresh(force=True)
+        calls = store.calls
+        with pytest.raises(ConnectionError):
+            await live.refusal(claims("c2"))
+        assert store.calls == calls + 1
+
+    asyncio.run(scenario())
