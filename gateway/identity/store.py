@@ -127,9 +127,6 @@ class IdentityStore:
                 s.add(RevokedToken(jti=jti, expires_at=expires_at))
                 await s.commit()
 
-    async def revoked_since(self, seq: int) -> list[tuple[int, str, int]]:
-        return (await self.poll(seq))[0]
-
     async def poll(self, seq: int) -> tuple[list[tuple[int, str, int]], frozenset[str], frozenset[str]]:
         """Access-token ids revoked after `seq`, and the clients and people now disabled (few:
         both tables are small and this runs once a second per worker)."""
@@ -140,8 +137,8 @@ class IdentityStore:
                 .order_by(RevokedToken.seq)  # type: ignore[arg-type]
             )
             revoked = [(int(a), str(b), int(c)) for a, b, c in rows]
-            clients = await s.exec(select(OAuthClient.client_id).where(OAuthClient.disabled))  # type: ignore[arg-type]
-            users = await s.exec(select(User.id).where(User.disabled))  # type: ignore[arg-type]
+            clients = await s.exec(select(OAuthClient.client_id).where(OAuthClient.disabled))  # type: ignore[call-overload]
+            users = await s.exec(select(User.id).where(User.disabled))  # type: ignore[call-overload]
             return revoked, frozenset(str(c) for (c,) in clients), frozenset(str(u) for (u,) in users)
 
 
@@ -183,10 +180,6 @@ class RevocationList:
         if len(self._jtis) > 50_000:
             cut = time.time()
             self._jtis = {j: e for j, e in self._jtis.items() if e > cut}
-
-    async def is_revoked(self, jti: str) -> bool:
-        await self.refresh()
-        return jti in self._jtis
 
     async def refusal(self, claims: TokenClaims) -> str | None:
         """Why this token is dead (for logs), or None if it is live."""
