@@ -18,8 +18,8 @@ from gateway.client_address import client_address
 from gateway.crypto.requests import SignedRequestRefused, verifier_for
 from gateway.crypto.signing import NO_KEY_MESSAGE, SIGNING_UNAVAILABLE
 from gateway.identity.apikeys import InvalidApiKey
+from gateway.identity.bearer import BearerRefused
 from gateway.identity.limits_hook import check_rate, restrict_grants
-from gateway.identity.tokens import SHARE_AUDIENCE, InvalidToken
 from gateway.state import GatewayState
 from policies.model import Tier
 from resolvers.context import ANONYMOUS, ExecutionContext, Principal, PrincipalKind
@@ -189,39 +189,10 @@ class GraphQLEndpoint:
 
     async def _identify(self, request: Request) -> Principal:
         if self.tier is Tier.SHARE:
-            auth = request.headers.get("authorization", "")
-            realm = (
-                f'Bearer realm="shuqiao", resource_metadata="{self.state.settings.issuer}'
-                '/.well-known/oauth-protected-resource"'
-            )
-            if not auth:
-                raise HTTPProblem(
-                    401, "A bearer token is required.", "UNAUTHENTICATED", {"WWW-Authenticate": realm}
-                )
-            scheme, _, token = auth.partition(" ")
-            if scheme.lower() != "bearer" or not token.strip():
-                raise HTTPProblem(
-                    401,
-                    "Use the Bearer scheme.",
-                    "UNAUTHENTICATED",
-                    {"WWW-Authenticate": realm + ', error="invalid_request"'},
-                )
-            try:
-                claims = await self.state.identity.authenticate_bearer(token.strip(), SHARE_AUDIENCE)
-            except InvalidToken:
-                raise HTTPProblem(
-                    401,
-                    "The access token is invalid or expired.",
-                    "UNAUTHENTICATED",
-                    {"WWW-Authenticate": realm + ', error="invalid_token"'},
-                ) from None
-            if "share:read" not in claims.scopes or not claims.department:
-                raise HTTPProblem(
-                    403,
-                    "The token lacks the share:read scope.",
-                    "FORBIDDEN",
-                    {"WWW-Authenticate": realm + ', error="insufficient_scope", scope="share:read"'},
-                )
+            try:  # the one bearer check (gateway.identity.bearer)
+                claims = await self.state.identity.share_bearer.validate_request(request)
+            except BearerRefused as refused:
+                raise HTTPProblem(refused.status, refused.message, refused.code, refused.headers) from None
             return Principal(
                 PrincipalKind.DEPARTMENT, claims.client_id, claims.department, claims.scopes, claims.subject
             )

@@ -1,29 +1,32 @@
 """Department subgraphs (Apollo Federation v2 SDL) for teams composing their own supergraph.
 
 A subgraph shows every field of the provider's own datasets, including unshared ones, so
-only that department (or a token with the admin scope) may read it."""
+only that department (a share:read token of its own) or a token with the admin scope may
+read it. The token is checked by the one bearer check (gateway.identity.bearer): revoked
+tokens and those of disabled clients or people are refused like on every other endpoint."""
 
 from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from gateway.identity.tokens import InvalidToken
+from gateway.identity.bearer import BearerProtector, BearerRefused
+from gateway.identity.service import Identity
 from schema.build import build_subgraph
+
+
+def bearer(identity: Identity) -> BearerProtector:
+    return identity.protector(realm="shuqiao", scopes=["share:read", "admin"])
 
 
 async def subgraph_sdl(request: Request) -> Response:
     state = request.app.state.gateway
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    challenge = {"WWW-Authenticate": 'Bearer realm="shuqiao"'}
-    if scheme.lower() != "bearer" or not token:
-        return JSONResponse({"error": "a bearer token is required"}, status_code=401, headers=challenge)
     try:
-        claims = state.tokens.verify(token.strip())
-    except InvalidToken:
-        return JSONResponse({"error": "invalid_token"}, status_code=401, headers=challenge)
+        claims = await bearer(state.identity).validate_request(request)
+    except BearerRefused as refused:
+        return JSONResponse({"error": refused.message}, status_code=refused.status, headers=refused.headers)
     department = request.path_params["department"]
-    if claims.department != department and "admin" not in claims.scopes:
+    if "admin" not in claims.scopes and claims.department != department:
         return JSONResponse({"error": "only the providing department may read its subgraph"}, status_code=403)
     catalogue = await state.registry.refresh()
     if department not in catalogue.departments:

@@ -35,7 +35,7 @@ from gateway.audit.alerts import AckError, acknowledge, list_alerts
 from gateway.audit.variables import VariableCipher
 from gateway.audit.verify import verify_chain
 from gateway.client_address import client_address
-from gateway.identity.tokens import InvalidToken
+from gateway.identity.bearer import BearerRefused
 from gateway.state import GatewayState
 
 SCOPE = "audit:read"
@@ -87,42 +87,22 @@ class AuditAPI:
             return Response("not found", status_code=404)
         return FileResponse(STATIC / name, media_type=ASSETS[name])
 
-    def _claims(self, request: Request) -> Any:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        realm = 'Bearer realm="shuqiao-audit"'
-        if scheme.lower() != "bearer" or not token.strip():
-            raise Refused(
-                401,
-                "UNAUTHENTICATED",
-                "A bearer token with the audit:read scope is required.",
-                {"WWW-Authenticate": realm},
-            )
+    async def _claims(self, request: Request) -> Any:
+        # The one bearer check (gateway.identity.bearer), for any of our audiences: a share-tier
+        # token is a valid token that lacks the scope (403), not an invalid one (401).
+        assert self.state.identity is not None
+        bearer = self.state.identity.protector(realm="shuqiao-audit", scopes=[SCOPE])
         try:
-            # Any of our audiences: a share-tier token is a valid token that lacks the scope (403),
-            # not an invalid one (401).
-            claims = self.state.tokens.verify(token.strip(), audience=None)
-        except InvalidToken:
-            raise Refused(
-                401,
-                "UNAUTHENTICATED",
-                "The access token is invalid or expired.",
-                {"WWW-Authenticate": realm + ', error="invalid_token"'},
-            ) from None
-        if SCOPE not in claims.scopes:
-            raise Refused(
-                403,
-                "FORBIDDEN",
-                "The token lacks the audit:read scope.",
-                {"WWW-Authenticate": realm + f', error="insufficient_scope", scope="{SCOPE}"'},
-            )
-        return claims
+            return await bearer.validate_request(request)
+        except BearerRefused as refused:
+            raise Refused(refused.status, refused.code, refused.message, refused.headers) from None
 
     def _guard(self, operation: str, handler: Any) -> Any:
         async def endpoint(request: Request) -> Response:
             started = time.perf_counter()
             claims = None
             try:
-                claims = self._claims(request)
+                claims = await self._claims(request)
                 request.state.audit_claims = claims
                 response, rows = await handler(request)
             except Refused as refused:

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway.identity.models import TrustedIssuer
+from gateway.identity.roles import InvalidScope, token_scopes
 from gateway.identity.tokens import LEEWAY_SECONDS, SHARE_AUDIENCE, InvalidToken, TokenClaims
 
 log = logging.getLogger("shuqiao.identity")
@@ -149,15 +150,17 @@ class ExternalIssuers:
         dept = mapping.get(raw) if isinstance(raw, str) else None
         if dept is None:
             raise InvalidToken("department claim not mapped")
-        roles_raw = c.get(cfg.roles_claim) or []
-        roles = (
-            frozenset(r for r in roles_raw if isinstance(r, str))
-            if isinstance(roles_raw, list)
-            else frozenset()
-        )
-        allowed = set(cfg.scopes.split())
+        roles_raw = c.get(cfg.roles_claim)
+        # a token that names roles gets no more than those roles allow; one without gets
+        # what the issuer is configured for
+        roles = frozenset(r for r in roles_raw if isinstance(r, str)) if isinstance(roles_raw, list) else None
         asked = c.get("scope")
-        scopes = allowed & set(asked.split()) if isinstance(asked, str) else allowed
+        try:
+            scopes = token_scopes(
+                asked if isinstance(asked, str) else None, registered=cfg.scopes, roles=roles
+            )
+        except InvalidScope:
+            scopes = frozenset()  # a valid token that may do nothing: 403 insufficient_scope
         client = c.get("client_id") or c.get("azp") or c["sub"]
         return TokenClaims(
             client_id=f"{cfg.issuer}#{client}",
@@ -166,7 +169,7 @@ class ExternalIssuers:
             subject=str(c["sub"]),
             expires_at=int(c["exp"]),
             jti=str(c.get("jti", "")),
-            roles=roles,
+            roles=roles or frozenset(),
             audiences=frozenset({SHARE_AUDIENCE}),
             issuer=cfg.issuer,
         )

@@ -35,7 +35,7 @@ from authlib.oauth2.rfc6749 import (
     TokenMixin,
     grants,
 )
-from authlib.oauth2.rfc6749.errors import InvalidRequestError
+from authlib.oauth2.rfc6749.errors import InvalidRequestError, InvalidScopeError
 from authlib.oauth2.rfc6749.requests import OAuth2Payload
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
@@ -48,8 +48,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.identity.audit import AuditUnavailable
+from gateway.identity.bearer import is_live, verify_token
 from gateway.identity.models import AuthorizationCode, OAuthClient, RefreshToken, User
-from gateway.identity.roles import API_SCOPES, OIDC_SCOPES, scopes_for_roles
+from gateway.identity.roles import API_SCOPES, OIDC_SCOPES, InvalidScope, token_scopes
 from gateway.identity.tokens import InvalidToken, TokenClaims, peek_claims
 
 if TYPE_CHECKING:
@@ -87,13 +88,18 @@ class Client(ClientMixin):
         uris = self.row.redirect_uris.split()
         return uris[0] if uris else None
 
-    def get_allowed_scope(self, scope: str | None) -> str:
-        allowed = set(self.row.scopes.split())
-        if "authorization_code" in self._grants():
-            allowed |= set(OIDC_SCOPES)
-        if not scope:
-            return " ".join(sorted(allowed - set(OIDC_SCOPES)))
-        return " ".join(s for s in scope.split() if s in allowed)
+    def get_allowed_scope(self, scope: str | None) -> str | None:
+        """At the authorization endpoint (no person yet): what this client may ask for;
+        None (invalid_scope) when that is nothing. The person's roles narrow it later."""
+        try:
+            return _join(token_scopes(scope, registered=self.row.scopes, oidc=self.oidc))
+        except InvalidScope:
+            return None
+
+    @property
+    def oidc(self) -> bool:
+        """openid/profile: only for people, through an authorization-code client."""
+        return "authorization_code" in self._grants()
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:
         return redirect_uri in self.row.redirect_uris.split()
@@ -221,8 +227,8 @@ class _AuthorizationCode(grants.AuthorizationCodeGrant):
 
     def save_authorization_code(self, code: str, request: OAuth2Request) -> None:
         user: User = request.user
-        allowed = scopes_for_roles(user.roles.split())
-        scope = " ".join(s for s in (request.scope or "").split() if s in allowed)
+        client: Client = request.client
+        scope = _join(_granted(request.scope, client, user))
         data = request.payload.data
         row = AuthorizationCode(
             code_hash="",
@@ -292,6 +298,27 @@ class _IdTokens:
         )
 
 
+def _join(scopes: frozenset[str]) -> str:
+    return " ".join(sorted(scopes))
+
+
+def _granted(
+    asked: str | None, client: Client, user: User | None, ceiling: str | None = None
+) -> frozenset[str]:
+    """The scope rule (gateway.identity.roles.token_scopes) with this request's client and person,
+    both as stored now; nothing grantable is RFC 6749 invalid_scope."""
+    try:
+        return token_scopes(
+            asked,
+            registered=client.row.scopes,
+            oidc=user is not None and client.oidc,
+            roles=user.roles.split() if user is not None else None,
+            ceiling=ceiling,
+        )
+    except InvalidScope:
+        raise InvalidScopeError() from None
+
+
 def userinfo(user: User, scope: str) -> dict[str, Any]:
     info: dict[str, Any] = {"sub": user.id}
     if "profile" in scope.split():
@@ -328,6 +355,11 @@ class _RefreshTokenGrant(grants.RefreshTokenGrant):
     def authenticate_user(self, refresh_token: RefreshRecord) -> User | None:
         user = _bridge(self.server.identity.store.user, refresh_token.row.user_id)
         return user if user is not None and not user.disabled else None
+
+    def issue_token(self, user: User, refresh_token: RefreshRecord) -> dict[str, Any]:
+        # never wider than the original grant (the roles and the client are re-read in _generate)
+        self.server.scope_ceiling = refresh_token.get_scope()
+        return super().issue_token(user, refresh_token)
 
     def revoke_old_credential(self, refresh_token: RefreshRecord) -> None:
         """Already marked used by `authenticate_refresh_token`."""
@@ -373,7 +405,7 @@ class _TokenLookup:
         looks_like_jwt = token_string.count(".") == 2
         if token_type_hint != "refresh_token" and looks_like_jwt:  # noqa: S105
             try:
-                claims = identity.tokens.verify(token_string, audience=None)
+                claims = _bridge(verify_token, identity, token_string, None)
             except InvalidToken:
                 claims = None
             if claims is not None:
@@ -382,7 +414,8 @@ class _TokenLookup:
                     "jti": claims.jti,
                     "token_client_id": claims.client_id,
                 }
-                return AccessRecord(claims, _bridge(identity.revocations.is_revoked, claims.jti))
+                # revoked, or its client or person disabled: inactive (RFC 7662), nothing to revoke
+                return AccessRecord(claims, not _bridge(is_live, identity, claims))
         row = _bridge(identity.store.find_refresh, token_string)
         if row is None:
             return None
@@ -447,6 +480,7 @@ class _Server(AuthorizationServer):
         self._issued: dict[str, dict[str, Any]] = {}
         # what the audit event of this request needs to know (one _Server per request)
         self.audit_notes: dict[str, Any] = {}
+        self.scope_ceiling: str | None = None  # refresh: the original grant's scope
         self.register_client_auth_method("private_key_jwt", _PrivateKeyJWT(identity))
         self.register_grant(_ClientCredentials)
         self.register_grant(_AuthorizationCode, [_S256Only(required=True), _IdTokens()])
@@ -464,11 +498,8 @@ class _Server(AuthorizationServer):
         expires_in: int | None = None,
         include_refresh_token: bool = True,
     ) -> dict[str, Any]:
-        scope = scope or client.get_allowed_scope(None)  # no scope asked: all the client may have
-        scopes = (scope or "").split()
+        scopes = sorted(_granted(scope, client, user, self.scope_ceiling))
         if user is not None:
-            allowed = scopes_for_roles(user.roles.split())
-            scopes = [s for s in scopes if s in allowed]
             token, claims = self.identity.tokens.issue_with_claims(
                 client.get_client_id(),
                 user.department_code,

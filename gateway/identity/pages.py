@@ -24,10 +24,9 @@ from starlette.templating import Jinja2Templates
 
 from gateway.client_address import client_address
 from gateway.identity.audit import AuditUnavailable
+from gateway.identity.bearer import BearerRefused
 from gateway.identity.models import User
-from gateway.identity.oauth import StarletteOAuth2Request, _Server, userinfo
-from gateway.identity.roles import scopes_for_roles
-from gateway.identity.tokens import InvalidToken
+from gateway.identity.oauth import StarletteOAuth2Request, _granted, _Server, userinfo
 
 if TYPE_CHECKING:
     from gateway.identity.service import Identity
@@ -64,6 +63,7 @@ class Pages:
         self.identity = identity
         self._key = bytes.fromhex(identity.hasher.hash("shuqiao/session-cookie/v1"))
         self.secure = secure_cookies
+        self._userinfo_bearer = identity.protector(realm="shuqiao", scopes=["openid"])
 
     # ------------------------------------------------------------ session cookie
     def _sign(self, payload: str) -> str:
@@ -146,9 +146,13 @@ class Pages:
                 log.exception("identity audit write failed; consent answer withheld")
                 return self._unavailable(request)
             return response
-        allowed = scopes_for_roles(user.roles.split())
-        asked = [s for s in (oauth_request.scope or "").split() if s in allowed]
         client = grant.client
+        try:  # what this person may grant this client (the same rule as the token endpoint)
+            asked = sorted(_granted(oauth_request.scope, client, user))
+        except OAuth2Error as error:
+            error.state = oauth_request.payload.state
+            error.redirect_uri = oauth_request.payload.redirect_uri or client.get_default_redirect_uri()
+            return server.handle_error_response(oauth_request, error)
         return self._page(
             request,
             "consent.html",
@@ -263,23 +267,14 @@ class Pages:
 
     # ------------------------------------------------------------ /oauth/userinfo
     async def userinfo(self, request: Request) -> Response:
-        auth = request.headers.get("authorization", "")
-        scheme, _, token = auth.partition(" ")
-        challenge = 'Bearer realm="shuqiao"'
-        if scheme.lower() != "bearer" or not token.strip():
-            return Response(status_code=401, headers={"WWW-Authenticate": challenge})
         try:
-            claims = await self.identity.authenticate_bearer(token.strip(), None)
-        except InvalidToken:
-            return Response(
-                status_code=401, headers={"WWW-Authenticate": challenge + ', error="invalid_token"'}
-            )
-        user = await self.identity.store.user(claims.subject) if "openid" in claims.scopes else None
-        if user is None:
-            return Response(
-                status_code=403,
-                headers={"WWW-Authenticate": challenge + ', error="insufficient_scope", scope="openid"'},
-            )
+            claims = await self._userinfo_bearer.validate_request(request)
+        except BearerRefused as refused:
+            return Response(status_code=refused.status, headers=refused.headers)
+        user = await self.identity.store.user(claims.subject)
+        if user is None:  # an openid token is a person's; a client's has nobody to describe
+            challenge = 'Bearer realm="shuqiao", error="insufficient_scope", scope="openid"'
+            return Response(status_code=403, headers={"WWW-Authenticate": challenge})
         return JSONResponse(userinfo(user, " ".join(claims.scopes)), headers={"Cache-Control": "no-store"})
 
 

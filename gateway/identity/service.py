@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.access_log import AccessLog
 from gateway.identity.apikeys import ApiKeyVerifier
 from gateway.identity.audit import IdentityAudit
+from gateway.identity.bearer import BearerProtector
 from gateway.identity.external import ExternalIssuers
 from gateway.identity.ratelimit import RateLimiter
 from gateway.identity.store import IdentityStore, RevocationList
-from gateway.identity.tokens import InvalidToken, TokenClaims, TokenService, peek_claims, peek_header
+from gateway.identity.tokens import SHARE_AUDIENCE, TokenService
 from gateway.identity.users import UserService
 from gateway.secrets import SecretHasher
 
@@ -99,16 +102,18 @@ class Identity:
             audit=IdentityAudit(audit_log),
         )
 
-    async def authenticate_bearer(self, token: str, audience: str | None) -> TokenClaims:
-        """Resource-server check of a bearer token: ours (signature, claims, revocation) or
-        one from a trusted external issuer. Raises InvalidToken, whose text is for logs."""
-        header = peek_header(token)
-        unverified = peek_claims(token)
-        if unverified.get("iss") == self.tokens.issuer:
-            claims = self.tokens.verify(token, audience)
-            if await self.revocations.is_revoked(claims.jti):
-                raise InvalidToken("revoked")
-            return claims
-        if audience is not None and audience != "shuqiao:share":
-            raise InvalidToken("external tokens reach the share tier only")
-        return await self.external.verify(token, header, unverified)
+    def protector(self, **requirements: Any) -> BearerProtector:
+        """The bearer check for one endpoint (gateway.identity.bearer): the only token check."""
+        return BearerProtector(self, **requirements)
+
+    @cached_property
+    def share_bearer(self) -> BearerProtector:
+        """The share tier's: share:read and a department, ours or a trusted issuer's tokens."""
+        return self.protector(
+            realm="shuqiao",
+            audience=SHARE_AUDIENCE,
+            scopes=["share:read"],
+            external=True,
+            need_department=True,
+            resource_metadata=f"{self.issuer}/.well-known/oauth-protected-resource",
+        )

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway.identity.models import AuthorizationCode, OAuthClient, RefreshToken, RevokedToken, User
+from gateway.identity.tokens import TokenClaims
 from gateway.secrets import SecretHasher
 
 CODE_TTL = timedelta(minutes=5)
@@ -126,26 +127,36 @@ class IdentityStore:
                 s.add(RevokedToken(jti=jti, expires_at=expires_at))
                 await s.commit()
 
-    async def revoked_since(self, seq: int) -> list[tuple[int, str, int]]:
+    async def poll(self, seq: int) -> tuple[list[tuple[int, str, int]], frozenset[str], frozenset[str]]:
+        """Access-token ids revoked after `seq`, and the clients and people now disabled (few:
+        both tables are small and this runs once a second per worker)."""
         async with AsyncSession(self.engine, expire_on_commit=False) as s:
             rows = await s.exec(
                 select(RevokedToken.seq, RevokedToken.jti, RevokedToken.expires_at)
                 .where(RevokedToken.seq > seq)
                 .order_by(RevokedToken.seq)  # type: ignore[arg-type]
             )
-            return [(int(a), str(b), int(c)) for a, b, c in rows]
+            revoked = [(int(a), str(b), int(c)) for a, b, c in rows]
+            clients = await s.exec(select(OAuthClient.client_id).where(OAuthClient.disabled))  # type: ignore[call-overload]
+            users = await s.exec(select(User.id).where(User.disabled))  # type: ignore[call-overload]
+            return revoked, frozenset(str(c) for (c,) in clients), frozenset(str(u) for (u,) in users)
 
 
 class RevocationList:
-    """Revoked access-token ids, polled from the database at most once per `interval`, so
-    every worker process refuses a revoked token within that interval."""
+    """What makes a well-signed access token dead before it expires: its jti revoked, its client
+    disabled, its person disabled. Polled from the database at most once per `interval` (one
+    second), so every worker process, whichever process made the change (the admin API, the CLI,
+    another worker), refuses such a token within that interval of the commit."""
 
     def __init__(self, store: IdentityStore, interval: float = 1.0) -> None:
         self.store = store
         self.interval = interval
         self._seq = 0
         self._jtis: dict[str, int] = {}
+        self._clients: frozenset[str] = frozenset()
+        self._users: frozenset[str] = frozenset()
         self._next = 0.0
+        self.polls = 0  # database polls, for tests
 
     def add(self, jti: str, exp: int) -> None:
         self._jtis[jti] = exp
@@ -154,14 +165,29 @@ class RevocationList:
         now = time.monotonic()
         if not force and now < self._next:
             return
+        # Concurrent requests meanwhile use the last poll's answer (at most a poll's time older).
         self._next = now + self.interval
-        for seq, jti, exp in await self.store.revoked_since(self._seq):
+        try:
+            revoked, clients, users = await self.store.poll(self._seq)
+        except BaseException:
+            self._next = 0.0  # fail closed: the next request polls again rather than trust this one
+            raise
+        self.polls += 1
+        for seq, jti, exp in revoked:
             self._seq = max(self._seq, seq)
             self._jtis[jti] = exp
+        self._clients, self._users = clients, users
         if len(self._jtis) > 50_000:
             cut = time.time()
             self._jtis = {j: e for j, e in self._jtis.items() if e > cut}
 
-    async def is_revoked(self, jti: str) -> bool:
+    async def refusal(self, claims: TokenClaims) -> str | None:
+        """Why this token is dead (for logs), or None if it is live."""
         await self.refresh()
-        return jti in self._jtis
+        if claims.jti and claims.jti in self._jtis:
+            return "revoked"
+        if claims.client_id in self._clients:
+            return "client disabled"
+        if claims.subject in self._users:
+            return "user disabled"
+        return None

@@ -109,6 +109,9 @@ def test_external_op_tokens(demo_env: Any, ops: tuple[str, str]) -> None:
         refused(_token(other_op, "hrss-system"))  # wrong issuer: not trusted
         refused(_token(op, "hrss-system", resource="https://elsewhere.test/api"))  # wrong audience
         refused(_token(op, "stranger-system"))  # department claim not mapped
+        # a mapped department, but roles that allow no scope of ours: a valid token that may do nothing
+        kiosk = _share(base, _token(op, "hrss-kiosk"))
+        assert kiosk.status_code == 403 and 'error="insufficient_scope"' in kiosk.headers["www-authenticate"]
         head, body, sig = token.split(".")
         claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
         claims["org"] = "hrss-org"

@@ -7,7 +7,9 @@ import Provider from 'oidc-provider';
 const port = Number(process.argv[2]);
 const audience = process.env.OP_AUDIENCE;
 const jwks = JSON.parse(process.env.OP_JWKS);
-const orgOf = { 'hrss-system': 'hrss-org', 'stranger-system': 'unmapped-org' };
+const orgOf = { 'hrss-system': 'hrss-org', 'stranger-system': 'unmapped-org', 'hrss-kiosk': 'hrss-org' };
+// a kiosk account whose roles allow no scope of ours (tests the external scope rule)
+const rolesOf = { 'hrss-kiosk': ['enterprise_user'] };
 
 const provider = new Provider(`http://127.0.0.1:${port}`, {
   jwks,
@@ -37,6 +39,9 @@ const provider = new Provider(`http://127.0.0.1:${port}`, {
       }),
     },
   },
-  extraTokenClaims: (ctx, token) => ({ org: orgOf[token.clientId], roles: ['developer'] }),
+  extraTokenClaims: (ctx, token) => ({
+    org: orgOf[token.clientId],
+    roles: rolesOf[token.clientId] || ['developer'],
+  }),
 });
 provider.listen(port, '127.0.0.1', () => console.log('ready'));
