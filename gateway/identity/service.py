@@ -12,6 +12,7 @@ from gateway.access_log import AccessLog
 from gateway.identity.apikeys import ApiKeyVerifier
 from gateway.identity.audit import IdentityAudit
 from gateway.identity.external import ExternalIssuers
+from gateway.identity.failures import FailureGuard
 from gateway.identity.ratelimit import RateLimiter
 from gateway.identity.store import IdentityStore, RevocationList
 from gateway.identity.tokens import InvalidToken, TokenClaims, TokenService, peek_claims, peek_header
@@ -74,6 +75,7 @@ class Identity:
         key_per_minute: int = 120,
         key_per_day: int = 10_000,
         client_rate: str | None = None,
+        auth_failure_rate: str = "20/minute",
         audit_log: AccessLog | None = None,
     ) -> Identity:
         store = IdentityStore(engine, hasher)
@@ -92,12 +94,18 @@ class Identity:
                 key_per_minute=key_per_minute,
                 key_per_day=key_per_day,
                 client=client_rate,
+                auth_failures=auth_failure_rate,
                 anonymous=anonymous_rate,
                 namespace=namespace,
             ),
             replay=ReplayCache(redis_url, namespace),
             audit=IdentityAudit(audit_log),
         )
+
+    @property
+    def failures(self) -> FailureGuard:
+        """Failed authentication per client address (gateway.identity.failures)."""
+        return FailureGuard(self.limiter, self.audit)
 
     async def authenticate_bearer(self, token: str, audience: str | None) -> TokenClaims:
         """Resource-server check of a bearer token: ours (signature, claims, revocation) or
