@@ -46,7 +46,7 @@ def parse_proxies(spec: str | Iterable[str]) -> tuple[Network, ...]:
             try:
                 out.append(ipaddress.ip_network(item.strip(), strict=False))
             except ValueError:
-                raise ValueError(f"SHUQIAO_TRUSTED_PROXIES: {item.strip()!r} is not an IP address or CIDR") from None
+                raise ValueError(f"SHUQIAO_TRUSTED_PROXIES: {item.strip()!r} is not an IP or CIDR") from None
     return tuple(out)
 
 
