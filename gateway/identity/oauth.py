@@ -576,7 +576,7 @@ class OAuthEndpoints:
         throttled = await guard.check(request)
         if throttled is not None:  # too many failures from this address: not even tried
             try:
-                await guard.record_refusal(request, throttled, endpoint, _claimed_client(request, form))
+                await guard.record_refusal(request, throttled, endpoint, _claimed_client(request, dict(form)))
             except AuditUnavailable:
                 log.exception("identity audit write failed; %s answer withheld", endpoint)
                 return _audit_unavailable()
