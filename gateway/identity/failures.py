@@ -31,8 +31,7 @@ class Throttled:
     @property
     def message(self) -> str:
         return (
-            "Too many failed authentications from this address; "
-            f"retry after {self.decision.retry_after} s."
+            f"Too many failed authentications from this address; retry after {self.decision.retry_after} s."
         )
 
 
