@@ -62,3 +62,10 @@ def test_a_forged_hop_is_a_digest() -> None:
 def test_a_malformed_proxy_setting_is_an_error() -> None:
     with pytest.raises(ValueError, match="TRUSTED_PROXIES"):
         parse_proxies("10.0.0.1, proxy.example")
+
+
+def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHUQIAO_TRUSTED_PROXIES", "10.0.0.1, 10.1.0.0/16 ,")
+    monkeypatch.setenv("SHUQIAO_AUTH_FAILURE_RATE", "5/minute")
+    s = Settings.from_env()
+    assert (s.trusted_proxies, s.auth_failure_rate) == (("10.0.0.1", "10.1.0.0/16"), "5/minute")
