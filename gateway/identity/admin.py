@@ -103,7 +103,7 @@ class AdminAPI:
 
         async def endpoint(request: Request) -> Response:
             started = time.perf_counter()
-            fn, operation = handlers[request.method]
+            fn, operation = handlers.get(request.method) or handlers["GET"]  # HEAD comes with GET
             guard = self.identity.failures
             throttled = await guard.check(request)
             if throttled is not None:  # too many failed tokens from this address

@@ -136,6 +136,7 @@ def test_refused_admin_calls_are_events(client: Any, demo_env: Any) -> None:
 
     r, rid = _call(client, "GET", "/admin/identity/clients", _admin_token(demo_env))
     assert r.status_code == 200 and events(demo_env, rid) == []  # a listing changes nothing
+    assert client.head("/admin/identity/roles").status_code == 401
 
 
 class _Broken:
