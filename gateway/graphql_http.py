@@ -274,6 +274,7 @@ class GraphQLEndpoint:
         """Rate limits and quotas (gateway.identity.ratelimit): 429 with Retry-After."""
         decision = await check_rate(self.state.identity.limiter, request, principal)
         if not decision.allowed:
+            request.state.quiet_refusal = not decision.record
             raise HTTPProblem(
                 429,
                 f"Rate limit exceeded ({decision.policy}); retry after {decision.retry_after} s.",

@@ -30,6 +30,9 @@ class Decision:
     headers: dict[str, str] = field(default_factory=dict)
     retry_after: int = 0
     policy: str = ""
+    # For a refusal without credentials: whether it is the first of its window, the one the audit
+    # log keeps (first_refusal); the others are answered but not recorded.
+    record: bool = True
 
 
 def redis_storage_uri(url: str) -> str:
@@ -111,12 +114,13 @@ class RateLimiter:
     async def auth_failed(self, address: str) -> None:
         await self.strategy.hit(self.auth_failures, "authfail", address)
 
-    async def first_refusal(self, address: str) -> bool:
-        """True for the first refused attempt from this address in a failure window: the one
-        that is recorded, so a refused burst adds one audit event, not one per attempt."""
-        window = self.auth_failures
+    async def first_refusal(self, address: str, kind: str = "authfail") -> bool:
+        """True for the first refused attempt from this address in a window of the `kind` limit
+        (failed authentication, or anonymous requests): the one that is recorded, so a refused
+        burst adds one audit event, not one per attempt."""
+        window = self.anonymous if kind == "anonymous" else self.auth_failures
         once = type(window)(1, window.multiples)
-        return await self.daily_strategy.hit(once, "authfail-noted", address)
+        return await self.daily_strategy.hit(once, f"{kind}-noted", address)
 
     async def _check(self, items: list[tuple[str, RateLimitItem]], *ids: str) -> Decision:
         now = time.time()

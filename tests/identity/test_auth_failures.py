@@ -187,6 +187,26 @@ def test_failures_are_counted_in_redis_across_processes(demo_env: Any) -> None:
         assert _token(other_worker, address, c["client_id"], c["client_secret"]).status_code == 429
 
 
+def test_anonymous_refusals_are_one_event_per_window(demo_env: Any) -> None:
+    """Anonymous callers past their limit do not grow the log either: one event per refused burst."""
+    from starlette.testclient import TestClient
+
+    from gateway.app import create_app
+
+    settings = demo_env.settings.with_(anonymous_rate="2/minute", trusted_proxies=(PROXY,))
+    address, other = _address(), _address()
+    with TestClient(create_app(settings), client=(PROXY, 3)) as app:
+        codes = [
+            app.post("/open/graphql", json={"query": "{ __typename }"}, headers={"X-Forwarded-For": address})
+            for _ in range(6)
+        ]
+        pages = [app.get("/explore/api/catalogue", headers={"X-Forwarded-For": other}) for _ in range(5)]
+    assert [r.status_code for r in codes] == [200, 200, 429, 429, 429, 429]
+    assert [r.status_code for r in pages] == [200, 200, 429, 429, 429]
+    assert [r["status"] for r in by_address(demo_env, address)] == [200, 200, 429]
+    assert [r["status"] for r in by_address(demo_env, other)] == [200, 200, 429]
+
+
 # ---------------------------------------------------------------------- one answer for client failures
 
 
