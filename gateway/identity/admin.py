@@ -202,6 +202,19 @@ class AdminAPI:
         described = clients.describe_client(row)
         return Done(described, row.client_id, described, row.department_code)
 
+    async def client_rotate_secret(self, request: Request) -> Done:
+        engine, cid = self.identity.engine, request.path_params["client_id"]
+        secret, previous = await clients.rotate_client_secret(engine, self.identity.hasher, cid)
+        row = await self.identity.store.client(cid)
+        assert row is not None  # just changed
+        return Done(
+            {"client_id": cid, "client_secret": secret},
+            cid,
+            clients.describe_client(row),
+            row.department_code,
+            undo=lambda: clients.restore_client_secret(engine, cid, previous),  # the old one works again
+        )
+
     async def client_disable(self, request: Request) -> Done:
         return await self._client_disabled(request, True)
 
@@ -346,6 +359,10 @@ class AdminAPI:
                 "/clients", GET=(self.clients_list, None), POST=(self.client_create, "admin.client.create")
             ),
             route("/clients/{client_id}/disable", POST=(self.client_disable, "admin.client.disable")),
+            route(
+                "/clients/{client_id}/rotate-secret",
+                POST=(self.client_rotate_secret, "admin.client.rotate_secret"),
+            ),
             route("/clients/{client_id}/enable", POST=(self.client_enable, "admin.client.enable")),
             route("/users", GET=(self.users_list, None), POST=(self.user_create, "admin.user.create")),
             route("/users/{username}/unlock", POST=(self.user_unlock, "admin.user.unlock")),

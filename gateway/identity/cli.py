@@ -163,6 +163,25 @@ def client_list(as_json: JsonOpt = False) -> None:
     )
 
 
+@client_app.command("rotate-secret")
+def client_rotate_secret(client_id: str, as_json: JsonOpt = False) -> None:
+    """A new secret (printed once); the old one stops working at once."""
+    from gateway.identity.clients import restore_client_secret, rotate_client_secret
+
+    hasher = _hasher()
+    secret, _ = _audited(
+        lambda e: rotate_client_secret(e, hasher, client_id),
+        "admin.client.rotate_secret",
+        lambda _: (client_id, {}, None),  # never the secret or either hash
+        undo=lambda e, made: restore_client_secret(e, client_id, made[1]),
+    )
+    _emit(
+        as_json,
+        {"client_id": client_id, "client_secret": secret},
+        f"client_id={client_id}\nclient_secret={secret}\n(the secret is shown only now)",
+    )
+
+
 @client_app.command("disable")
 def client_disable(client_id: str, enable: bool = False, as_json: JsonOpt = False) -> None:
     from gateway.identity.clients import describe_client, set_client_disabled

@@ -99,7 +99,9 @@ class Client(ClientMixin):
         return redirect_uri in self.row.redirect_uris.split()
 
     def check_client_secret(self, client_secret: str) -> bool:
-        return bool(self.row.secret_hash) and self._hasher.verify(client_secret, self.row.secret_hash)
+        # one hash check whether or not the client has a secret: the timing says nothing
+        matches = self._hasher.verify(client_secret, self.row.secret_hash or _UNKNOWN_CLIENT_HASH)
+        return bool(self.row.secret_hash) and matches
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
         return not self.row.disabled and method in self.row.auth_methods.split()

@@ -64,11 +64,25 @@ def test_client_events_through_the_admin_api(client: Any, demo_env: Any) -> None
         row, d = one(demo_env, rid, admin)
         assert row["operation_name"] == f"admin.client.{op}" and d["target"] == cid
 
+    old_hash = on_db(demo_env, secret_hash)
+    r, rid = _call(client, "POST", f"/admin/identity/clients/{cid}/rotate-secret", admin)
+    assert r.status_code == 201
+    new_secret = r.json()["client_secret"]
+    row, d = one(demo_env, rid, new_secret, secret, old_hash, on_db(demo_env, secret_hash))
+    assert row["operation_name"] == "admin.client.rotate_secret" and d["target"] == cid
+    assert _token_status(client, cid, secret) == 401 and _token_status(client, cid, new_secret) == 200
+
     r, rid = _call(client, "POST", "/admin/identity/clients/no-such/disable", admin)
     assert r.status_code == 400
     row, d = one(demo_env, rid)
     assert row["operation_name"] == "admin.client.disable" and row["status"] == 400
     assert d["target"] == "no-such" and json.loads(row["error_codes"]) == ["bad_request"]
+
+
+def _token_status(client: Any, cid: str, secret: str) -> int:
+    return client.post(
+        "/oauth/token", data={"grant_type": "client_credentials"}, auth=(cid, secret)
+    ).status_code
 
 
 def test_user_and_issuer_events_through_the_admin_api(client: Any, demo_env: Any) -> None:
@@ -170,6 +184,23 @@ def test_a_client_whose_creation_is_not_recorded_is_disabled(demo_env: Any) -> N
     assert on_db(demo_env, disabled) is True
 
 
+def test_a_secret_rotation_not_recorded_is_taken_back(client: Any, demo_env: Any) -> None:
+    from starlette.testclient import TestClient
+
+    from gateway.app import build_state, create_app
+
+    admin = _admin_token(demo_env)
+    cid = f"unrot-{secrets.token_hex(3)}"
+    secret = _call(client, "POST", "/admin/identity/clients", admin, {"department": "tax", "client_id": cid})[
+        0
+    ].json()["client_secret"]
+    settings = demo_env.settings
+    with TestClient(create_app(settings, state=build_state(settings, access_log=_Broken()))) as broken:
+        r, _ = _call(broken, "POST", f"/admin/identity/clients/{cid}/rotate-secret", admin)
+    assert r.status_code == 503 and "client_secret" not in r.text
+    assert _token_status(client, cid, secret) == 200  # the old secret works again
+
+
 def test_cli_changes_are_events(demo_env: Any) -> None:
     from typer.testing import CliRunner
 
@@ -191,6 +222,7 @@ def test_cli_changes_are_events(demo_env: Any) -> None:
     username, password = f"cli-{secrets.token_hex(3)}", f"pw-{secrets.token_hex(8)}-long"
     issuer = f"https://idp-{secrets.token_hex(3)}.example.gov.cn"
     made = run("client", "create", "--department", "tax", "--client-id", cid)
+    rotated = run("client", "rotate-secret", cid)
     run("client", "disable", cid)
     run("client", "disable", cid, "--enable")
     run("user", "create", username, "--role", "developer", "--department", "tax", "--password", password)
@@ -222,6 +254,7 @@ def test_cli_changes_are_events(demo_env: Any) -> None:
     mine = [r for r in on_db(demo_env, go) if target(r) in (cid, username, issuer)]
     assert [r["operation_name"] for r in mine] == [
         "admin.client.create",
+        "admin.client.rotate_secret",
         "admin.client.disable",
         "admin.client.enable",
         "admin.user.create",
@@ -232,7 +265,7 @@ def test_cli_changes_are_events(demo_env: Any) -> None:
     ]
     assert all(r["principal_id"].startswith("cli") for r in mine)
     text = json.dumps(mine, default=str)
-    assert made["client_secret"] not in text and password not in text
+    assert made["client_secret"] not in text and rotated["client_secret"] not in text and password not in text
 
 
 # ---------------------------------------------------------------------- subgraph reads
