@@ -58,7 +58,7 @@ async def record_subgraph_read(request: Request, response: Response, started: fl
         error_codes=[] if status < 400 else [_CODES.get(status, "ERROR")],
         latency_ms=round((time.perf_counter() - started) * 1000, 3),
         reads=[{"subgraph": {"department": request.path_params.get("department")}}],
-        subject=claims.subject if claims is not None and claims.subject != claims.client_id else None,
+        subject=claims.subject if claims is not None else None,  # as the share tier records it
     )
     try:
         await state.access_log.record(event)
