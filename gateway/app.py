@@ -23,6 +23,7 @@ from gateway.audit.checkpoints import CheckpointTask
 from gateway.audit.field_index import FieldIndexTask
 from gateway.audit.http import EXPORT_PATH, AuditAPI
 from gateway.audit.retention import RetentionTask, archive_dir
+from gateway.client_address import ClientAddressMiddleware, parse_proxies
 from gateway.crypto.routes import SigningKeysEndpoint
 from gateway.crypto.service import DepartmentKeyDirectory, DepartmentKeyRefresh
 from gateway.crypto.signing import ResponseSigner, ResponseSigningMiddleware, open_signing_store
@@ -74,6 +75,7 @@ def build_state(settings: Settings, access_log: AccessLog | None = None) -> Gate
             key_per_minute=settings.api_key_rate_per_minute,
             key_per_day=settings.api_key_daily_quota,
             client_rate=settings.share_client_rate,
+            auth_failure_rate=settings.auth_failure_rate,
             audit_log=access_log,  # sign-ins and token events (gateway.identity.audit)
         ),
         access_log=access_log,
@@ -196,6 +198,8 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         # outermost first: the signature covers X-Request-ID, so signing wraps the request id
         Middleware(ResponseSigningMiddleware, signer=state.signer, always=("/share/graphql", EXPORT_PATH)),
         Middleware(RequestIdMiddleware),
+        # who is calling, once: X-Forwarded-For only from SHUQIAO_TRUSTED_PROXIES
+        Middleware(ClientAddressMiddleware, trusted_proxies=parse_proxies(settings.trusted_proxies)),
         Middleware(DepartmentKeyRefresh, directory=state.department_keys),
     ]
     app = Starlette(

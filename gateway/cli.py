@@ -168,6 +168,8 @@ def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
         workers=workers,
         log_level="info",
         access_log=False,
+        # X-Forwarded-For is ours to judge (gateway.client_address, SHUQIAO_TRUSTED_PROXIES)
+        proxy_headers=False,
     )
 
 

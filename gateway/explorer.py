@@ -217,6 +217,8 @@ class Explorer:
             message = f"Rate limit exceeded ({decision.policy}); retry after {decision.retry_after} s."
             response = problem_response(HTTPProblem(429, message, "RATE_LIMITED", decision.headers))
             codes = ["RATE_LIMITED"]
+            if not decision.record:
+                return response  # one event per refused burst (gateway.identity.limits_hook)
         else:
             status, codes = 200, []
             response = Response(

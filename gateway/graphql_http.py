@@ -159,7 +159,7 @@ class GraphQLEndpoint:
             if media is None:
                 raise HTTPProblem(406, f"Accept {GRAPHQL_RESPONSE} or {JSON}.", "NOT_ACCEPTABLE")
             body = await _read_body(request, self.state.settings.limits.max_body_bytes)
-            principal = await self._identify(request)
+            principal = await self._identify_limited(request)
             await self._check_signature(request, principal, body)
             await self._limit(request, principal)
             query, variables, op_name = _params(request, body)
@@ -175,6 +175,8 @@ class GraphQLEndpoint:
             status = problem.status
             codes = [problem.code]
             response = problem_response(problem, media or JSON)
+        if getattr(request.state, "quiet_refusal", False):
+            return response  # a refused burst is recorded once per window (gateway.identity.failures)
         try:
             event = self._event(request, principal, outcome, status, codes, query, variables, started)
             # The result is serialised into the response by now: let go of its rows before waiting
@@ -211,6 +213,24 @@ class GraphQLEndpoint:
         request.state.api_key_limits = (ident.rate_per_minute, ident.daily_quota)
         return Principal(PrincipalKind.ENTERPRISE, ident.prefix, ident.enterprise, ident.datasets)
 
+    async def _identify_limited(self, request: Request) -> Principal:
+        """`_identify` behind the per-address limit on failed authentication: past it, 429
+        without trying the credential; a 401 counts as a failure. Anonymous open-tier calls
+        present no credential and have their own limit."""
+        if self.tier is Tier.OPEN and "x-api-key" not in request.headers:
+            return await self._identify(request)
+        guard = self.state.identity.failures
+        throttled = await guard.check(request)
+        if throttled is not None:
+            request.state.quiet_refusal = not throttled.record
+            raise HTTPProblem(429, throttled.message, "RATE_LIMITED", throttled.decision.headers)
+        try:
+            return await self._identify(request)
+        except HTTPProblem as problem:
+            if problem.status == 401:
+                await guard.failed(request)
+            raise
+
     async def _check_signature(self, request: Request, principal: Principal, body: bytes) -> None:
         """Share tier: verify an RFC 9421 request signature (required for marked departments)
         before anything runs; a refusal is a 401 with a `Signature` challenge (gateway.crypto.requests)."""
@@ -225,6 +245,7 @@ class GraphQLEndpoint:
         """Rate limits and quotas (gateway.identity.ratelimit): 429 with Retry-After."""
         decision = await check_rate(self.state.identity.limiter, request, principal)
         if not decision.allowed:
+            request.state.quiet_refusal = not decision.record
             raise HTTPProblem(
                 429,
                 f"Rate limit exceeded ({decision.policy}); retry after {decision.retry_after} s.",

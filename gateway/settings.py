@@ -61,6 +61,11 @@ class Settings:
     api_key_rate_per_minute: int = 120
     api_key_daily_quota: int = 10_000
     share_client_rate: str | None = None  # share-tier requests per OAuth client, e.g. "600/minute"
+    # Failed authentications per client address (bad secret, token, API key, password) before
+    # 429 (gateway.identity.failures); and the proxies whose X-Forwarded-For is believed
+    # (gateway.client_address; IPs or CIDRs, none by default).
+    auth_failure_rate: str = "20/minute"
+    trusted_proxies: tuple[str, ...] = ()
     audit_store: str = "chain"
     # Signed checkpoints (gateway.audit.checkpoints): every N events or T seconds; 0 N = off.
     audit_checkpoint_events: int = 1000
@@ -106,6 +111,8 @@ class Settings:
             api_key_rate_per_minute=_int("API_KEY_RATE_PER_MINUTE", 120),
             api_key_daily_quota=_int("API_KEY_DAILY_QUOTA", 10_000),
             share_client_rate=_env("SHARE_CLIENT_RATE", "") or None,
+            auth_failure_rate=_env("AUTH_FAILURE_RATE", "20/minute"),
+            trusted_proxies=tuple(p.strip() for p in _env("TRUSTED_PROXIES", "").split(",") if p.strip()),
             audit_store=_env("AUDIT_STORE", "chain"),
             audit_checkpoint_events=_int("AUDIT_CHECKPOINT_EVENTS", 1000),
             audit_checkpoint_seconds=float(_env("AUDIT_CHECKPOINT_SECONDS", "300")),

@@ -7,12 +7,21 @@ tokens and those of disabled clients or people are refused like on every other e
 
 from __future__ import annotations
 
+import logging
+import time
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
+from gateway.access_log import AccessEvent
+from gateway.client_address import client_address
 from gateway.identity.bearer import BearerProtector, BearerRefused
 from gateway.identity.service import Identity
+from policies.model import Tier
 from schema.build import build_subgraph
+
+log = logging.getLogger("shuqiao")
+_CODES = {401: "UNAUTHENTICATED", 403: "FORBIDDEN", 404: "NOT_FOUND", 429: "RATE_LIMITED"}
 
 
 def bearer(identity: Identity) -> BearerProtector:
@@ -20,11 +29,63 @@ def bearer(identity: Identity) -> BearerProtector:
 
 
 async def subgraph_sdl(request: Request) -> Response:
+    """The SDL, behind the failure limit, and recorded (gateway.subgraphs.record_subgraph_read)."""
+    started = time.perf_counter()
+    guard = request.app.state.gateway.identity.failures
+    throttled = await guard.check(request)
+    if throttled is not None:  # too many failed tokens from this address: not even tried
+        response: Response = JSONResponse({"error": throttled.message}, 429, throttled.decision.headers)
+        if not throttled.record:  # one event per refused burst
+            return response
+    else:
+        response = await _subgraph_sdl(request)
+        if response.status_code == 401:
+            await guard.failed(request)
+    return await record_subgraph_read(request, response, started)
+
+
+async def record_subgraph_read(request: Request, response: Response, started: float) -> Response:
+    """One audit event per subgraph read (share tier, `subgraph.sdl`): who asked (the token's
+    client, or anonymous), for which department, and the outcome. Fail closed: an SDL whose
+    read cannot be recorded is not handed out."""
+    state = request.app.state.gateway
+    claims = getattr(request.state, "subgraph_claims", None)
+    status = response.status_code
+    event = AccessEvent(
+        request_id=getattr(request.state, "request_id", ""),
+        tier=Tier.SHARE.value,
+        principal_kind="department" if claims is not None else "anonymous",
+        principal_id=claims.client_id if claims is not None else "anonymous",
+        consumer=claims.department if claims is not None else None,
+        client_address=client_address(request),
+        operation_name="subgraph.sdl",
+        operation_type="query",
+        query_digest=None,
+        status=status,
+        error_codes=[] if status < 400 else [_CODES.get(status, "ERROR")],
+        latency_ms=round((time.perf_counter() - started) * 1000, 3),
+        reads=[{"subgraph": {"department": request.path_params.get("department")}}],
+        subject=claims.subject if claims is not None else None,  # as the share tier records it
+    )
+    try:
+        await state.access_log.record(event)
+    except Exception:
+        log.exception("access log write failed; subgraph answer withheld")
+        return JSONResponse(
+            {"error": "The access log is unavailable; no data is served without it."},
+            503,
+            {"Retry-After": "5"},
+        )
+    return response
+
+
+async def _subgraph_sdl(request: Request) -> Response:
     state = request.app.state.gateway
     try:
         claims = await bearer(state.identity).validate_request(request)
     except BearerRefused as refused:
         return JSONResponse({"error": refused.message}, status_code=refused.status, headers=refused.headers)
+    request.state.subgraph_claims = claims  # for the event
     department = request.path_params["department"]
     if "admin" not in claims.scopes and claims.department != department:
         return JSONResponse({"error": "only the providing department may read its subgraph"}, status_code=403)

@@ -1,6 +1,6 @@
 """Identity events on the audit log: every token issued, refused, rotated, revoked or
-introspected, every sign-in, every consent decision, every API key created, rotated or
-revoked.
+introspected, every sign-in, every consent decision, every administrative action (clients,
+people, trusted issuers, API keys; from the admin API or the CLI: `record_admin_event`).
 
 Each is one `AccessEvent` with `tier="identity"` and `operation_name` such as
 `token.issue` or `login.failure`. What the event is about goes in the existing columns
@@ -17,6 +17,7 @@ from __future__ import annotations
 import getpass
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from gateway.access_log import AccessEvent, AccessLog
@@ -94,36 +95,58 @@ def describe_key(row: ApiKey) -> dict[str, Any]:
     }
 
 
-async def record_api_key_event(
-    audit: IdentityAudit,
-    operation: str,
-    row: ApiKey,
-    *,
-    principal_kind: str,
-    principal_id: str | None,
-    subject: str | None = None,
-    request: Request | None = None,
-    previous: ApiKey | None = None,
-    status: int = 200,
-) -> None:
+def key_change(row: ApiKey, previous: ApiKey | None = None) -> dict[str, Any]:
+    """An API-key event's detail; a rotation also names the key it replaces."""
     detail = describe_key(row)
     if previous is not None:
         detail["previous_prefix"] = previous.prefix
         detail["previous_expires_at"] = previous.expires_at.isoformat() if previous.expires_at else None
-    await audit.record(
-        operation,
-        status=status,
-        principal_kind=principal_kind,
-        principal_id=principal_id,
-        consumer=row.enterprise_code,
-        subject=subject,
-        detail=detail,
-        request=request,
-    )
+    return detail
+
+
+async def record_admin_event(
+    audit: IdentityAudit,
+    operation: str,
+    *,
+    status: int,
+    principal_kind: str,
+    principal_id: str | None,
+    subject: str | None = None,
+    target: str | None = None,
+    consumer: str | None = None,
+    detail: dict[str, Any] | None = None,
+    error: str | None = None,
+    request: Request | None = None,
+    started: float | None = None,
+    undo: Callable[[], Awaitable[Any]] | None = None,
+) -> None:
+    """The one path for every administrative action, from the admin API and from the CLI:
+    who (principal), what (`admin.client.create`, `apikey.rotate`, ...), on what (`target`:
+    a client id, username, issuer, key prefix) and the outcome. `detail` is a `describe_*`
+    of the row, which never holds a secret, hash or key material. If the event cannot be
+    recorded, `undo` takes back what was just handed out (a key revoked, a client disabled)
+    before `AuditUnavailable` propagates: nothing issued goes unrecorded."""
+    try:
+        await audit.record(
+            operation,
+            status=status,
+            principal_kind=principal_kind,
+            principal_id=principal_id,
+            consumer=consumer,
+            subject=subject,
+            error=error,
+            detail={"target": target, **(detail or {})},
+            request=request,
+            started=started,
+        )
+    except AuditUnavailable:
+        if undo is not None:
+            await undo()
+        raise
 
 
 def cli_audit(settings: Settings, engine: AsyncEngine) -> IdentityAudit:
-    """The audit sink the `shuqiao apikey …` commands write to: the gateway's own."""
+    """The audit sink the `shuqiao client|user|apikey|issuer …` commands write to: the gateway's own."""
     from gateway.access_log import LoggingAccessLog
     from gateway.audit import ChainedAuditLog, VariableCipher
     from gateway.secrets import load_master_key

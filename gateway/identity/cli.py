@@ -50,6 +50,39 @@ def _run(make: Callable[[Any], Awaitable[T]]) -> T:
         raise typer.Exit(3) from None
 
 
+def _audited(
+    action: Callable[[Any], Awaitable[T]],
+    operation: str,
+    what: Callable[[T], tuple[str | None, dict[str, Any], str | None]],
+    undo: Callable[[Any, T], Awaitable[Any]] | None = None,
+) -> T:
+    """One administrative change and its audit event (gateway.identity.audit.record_admin_event,
+    the path the admin API takes too): operator `cli:<login>`, the operation, its target and a
+    description without secrets. `what(result)` gives (target, detail, consumer). If the event
+    cannot be recorded, `undo` takes back what was handed out and the command exits 3 without
+    printing it."""
+    from gateway.identity.audit import cli_audit, cli_operator, record_admin_event
+
+    async def make(engine: Any) -> T:
+        audit = cli_audit(Settings.from_env(), engine)  # opened first: no sink, no change
+        result = await action(engine)
+        target, detail, consumer = what(result)
+        await record_admin_event(
+            audit,
+            operation,
+            status=200,
+            principal_kind="operator",
+            principal_id=cli_operator(),
+            target=target,
+            consumer=consumer,
+            detail=detail,
+            undo=(lambda: undo(engine, result)) if undo is not None else None,
+        )
+        return result
+
+    return _run(make)
+
+
 def _emit(as_json: bool, data: Any, human: str) -> None:
     emit(as_json, data, human)
 
@@ -80,12 +113,13 @@ def client_create(
     as_json: JsonOpt = False,
 ) -> None:
     """Register a client; prints its secret once (none for private_key_jwt or public clients)."""
-    from gateway.identity.clients import create_client
+    from gateway.identity.clients import create_client, describe_client, list_clients, set_client_disabled
 
     hasher = _hasher()
     keys = jwks.read_text() if jwks else None
-    cid, secret = _run(
-        lambda e: create_client(
+
+    async def create(e: Any) -> tuple[str, str | None, dict[str, Any]]:
+        cid, secret = await create_client(
             e,
             hasher,
             department,
@@ -97,6 +131,14 @@ def client_create(
             redirect_uris=redirect_uri,
             jwks=keys,
         )
+        row = next(c for c in await list_clients(e) if c.client_id == cid)
+        return cid, secret, describe_client(row)  # the description never holds the secret
+
+    cid, secret, _ = _audited(
+        create,
+        "admin.client.create",
+        lambda made: (made[0], made[2], department),
+        undo=lambda e, made: set_client_disabled(e, made[0], True),
     )
     _emit(
         as_json,
@@ -121,11 +163,34 @@ def client_list(as_json: JsonOpt = False) -> None:
     )
 
 
+@client_app.command("rotate-secret")
+def client_rotate_secret(client_id: str, as_json: JsonOpt = False) -> None:
+    """A new secret (printed once); the old one stops working at once."""
+    from gateway.identity.clients import restore_client_secret, rotate_client_secret
+
+    hasher = _hasher()
+    secret, _ = _audited(
+        lambda e: rotate_client_secret(e, hasher, client_id),
+        "admin.client.rotate_secret",
+        lambda _: (client_id, {}, None),  # never the secret or either hash
+        undo=lambda e, made: restore_client_secret(e, client_id, made[1]),
+    )
+    _emit(
+        as_json,
+        {"client_id": client_id, "client_secret": secret},
+        f"client_id={client_id}\nclient_secret={secret}\n(the secret is shown only now)",
+    )
+
+
 @client_app.command("disable")
 def client_disable(client_id: str, enable: bool = False, as_json: JsonOpt = False) -> None:
     from gateway.identity.clients import describe_client, set_client_disabled
 
-    row = _run(lambda e: set_client_disabled(e, client_id, not enable))
+    row = _audited(
+        lambda e: set_client_disabled(e, client_id, not enable),
+        "admin.client.enable" if enable else "admin.client.disable",
+        lambda r: (r.client_id, describe_client(r), r.department_code),
+    )
     _emit(as_json, describe_client(row), f"{client_id} {'enabled' if enable else 'disabled'}")
 
 
@@ -138,7 +203,11 @@ def enterprise_create(
 ) -> None:
     from gateway.identity.clients import ensure_enterprise
 
-    _run(lambda e: ensure_enterprise(e, code, name, credit_code))
+    _audited(
+        lambda e: ensure_enterprise(e, code, name, credit_code),
+        "admin.enterprise.create",
+        lambda _: (code, {"name": name, "credit_code": credit_code}, code),
+    )
     _emit(as_json, {"code": code, "name": name}, f"enterprise {code} ready")
 
 
@@ -153,13 +222,13 @@ def apikey_create(
     as_json: JsonOpt = False,
 ) -> None:
     """Issue an API key to an enterprise; prints it once."""
-    from gateway.identity.apikeys import create_api_key, describe
+    from gateway.identity.apikeys import create_api_key, describe, revoke_api_key
+    from gateway.identity.audit import key_change
 
     expires = datetime.now(UTC) + timedelta(days=expires_days) if expires_days else None
     hasher = _hasher()
-
-    async def make(e: Any) -> Any:
-        key, row = await create_api_key(
+    key, row = _audited(
+        lambda e: create_api_key(
             e,
             hasher,
             enterprise,
@@ -168,11 +237,11 @@ def apikey_create(
             datasets=dataset,
             rate_per_minute=rate_per_minute,
             daily_quota=daily_quota,
-        )
-        await _audit_key(e, "apikey.create", row)
-        return key, row
-
-    key, row = _run(make)
+        ),
+        "apikey.create",
+        lambda made: (made[1].prefix, key_change(made[1]), made[1].enterprise_code),
+        undo=lambda e, made: revoke_api_key(e, made[1].prefix),
+    )
     _emit(
         as_json, {"api_key": key, **describe(row)}, f"X-API-Key: {key}\n(prefix {row.prefix}; shown only now)"
     )
@@ -196,16 +265,16 @@ def apikey_list(enterprise: str | None = None, as_json: JsonOpt = False) -> None
 @apikey_app.command("rotate")
 def apikey_rotate(prefix: str, overlap_hours: float = 24.0, as_json: JsonOpt = False) -> None:
     """A new key with the same scopes and limits; the old one keeps working for the overlap."""
-    from gateway.identity.apikeys import describe, rotate_api_key
+    from gateway.identity.apikeys import describe, revoke_api_key, rotate_api_key
+    from gateway.identity.audit import key_change
 
     hasher = _hasher()
-
-    async def make(e: Any) -> Any:
-        key, new, old = await rotate_api_key(e, hasher, prefix, timedelta(hours=overlap_hours))
-        await _audit_key(e, "apikey.rotate", new, previous=old)
-        return key, new, old
-
-    key, new, old = _run(make)
+    key, new, old = _audited(
+        lambda e: rotate_api_key(e, hasher, prefix, timedelta(hours=overlap_hours)),
+        "apikey.rotate",
+        lambda made: (made[1].prefix, key_change(made[1], made[2]), made[1].enterprise_code),
+        undo=lambda e, made: revoke_api_key(e, made[1].prefix),
+    )
     _emit(
         as_json,
         {"api_key": key, **describe(new), "previous": describe(old)},
@@ -216,33 +285,14 @@ def apikey_rotate(prefix: str, overlap_hours: float = 24.0, as_json: JsonOpt = F
 @apikey_app.command("revoke")
 def apikey_revoke(prefix: str, as_json: JsonOpt = False) -> None:
     from gateway.identity.apikeys import describe, revoke_api_key
+    from gateway.identity.audit import key_change
 
-    async def make(e: Any) -> Any:
-        row = await revoke_api_key(e, prefix)
-        await _audit_key(e, "apikey.revoke", row, issued=False)
-        return row
-
-    row = _run(make)
+    row = _audited(
+        lambda e: revoke_api_key(e, prefix),
+        "apikey.revoke",
+        lambda r: (r.prefix, key_change(r), r.enterprise_code),
+    )
     _emit(as_json, describe(row), f"{prefix} revoked")
-
-
-async def _audit_key(
-    engine: Any, operation: str, row: Any, *, previous: Any = None, issued: bool = True
-) -> None:
-    """Record the event on the gateway's audit log; if that fails, a key just issued is
-    revoked again and the command fails (the key is never printed)."""
-    from gateway.identity.apikeys import revoke_api_key
-    from gateway.identity.audit import cli_audit, cli_operator, record_api_key_event
-
-    audit = cli_audit(Settings.from_env(), engine)
-    try:
-        await record_api_key_event(
-            audit, operation, row, principal_kind="operator", principal_id=cli_operator(), previous=previous
-        )
-    except Exception:
-        if issued:
-            await revoke_api_key(engine, row.prefix)
-        raise
 
 
 # ---------------------------------------------------------------- people and roles
@@ -263,10 +313,13 @@ def user_create(
     from gateway.identity.users import UserService, describe
 
     pw = password or typer.prompt("password", hide_input=True, confirmation_prompt=True)
-    user = _run(
+    user = _audited(
         lambda e: UserService(e).create(
             username, pw, roles=role, department=department, enterprise=enterprise, display_name=display_name
-        )
+        ),
+        "admin.user.create",
+        _user_event,
+        undo=lambda e, u: UserService(e).update(u.username, disabled=True),
     )
     _emit(as_json, describe(user), f"user {username} ({user.id}) created")
 
@@ -293,7 +346,9 @@ def user_unlock(username: str, as_json: JsonOpt = False) -> None:
 
     _emit(
         as_json,
-        describe(_run(lambda e: UserService(e).update(username, unlock=True))),
+        describe(
+            _audited(lambda e: UserService(e).update(username, unlock=True), "admin.user.unlock", _user_event)
+        ),
         f"{username} unlocked",
     )
 
@@ -304,7 +359,7 @@ def user_set_roles(
 ) -> None:
     from gateway.identity.users import UserService, describe
 
-    u = _run(lambda e: UserService(e).update(username, roles=role))
+    u = _audited(lambda e: UserService(e).update(username, roles=role), "admin.user.roles", _user_event)
     _emit(as_json, describe(u), f"{username}: {u.roles}")
 
 
@@ -312,8 +367,18 @@ def user_set_roles(
 def user_disable(username: str, enable: bool = False, as_json: JsonOpt = False) -> None:
     from gateway.identity.users import UserService, describe
 
-    u = _run(lambda e: UserService(e).update(username, disabled=not enable))
+    u = _audited(
+        lambda e: UserService(e).update(username, disabled=not enable),
+        "admin.user.enable" if enable else "admin.user.disable",
+        _user_event,
+    )
     _emit(as_json, describe(u), f"{username} {'enabled' if enable else 'disabled'}")
+
+
+def _user_event(u: Any) -> tuple[str | None, dict[str, Any], str | None]:
+    from gateway.identity.users import describe
+
+    return u.username, describe(u), u.department_code or u.enterprise_code
 
 
 @role_app.command("list")
@@ -340,10 +405,10 @@ def issuer_add(
     as_json: JsonOpt = False,
 ) -> None:
     """Trust an OpenID provider's access tokens on the share tier, for mapped departments."""
-    from gateway.identity.clients import add_issuer, describe_issuer
+    from gateway.identity.clients import add_issuer, describe_issuer, remove_issuer
 
     mapping = dict(m.split("=", 1) for m in map_department or [])
-    row = _run(
+    row = _audited(
         lambda e: add_issuer(
             e,
             issuer,
@@ -354,7 +419,10 @@ def issuer_add(
             roles_claim=roles_claim,
             scopes=scope,
             algorithms=algorithm,
-        )
+        ),
+        "admin.issuer.add",
+        lambda r: (r.issuer, describe_issuer(r), None),
+        undo=lambda e, r: remove_issuer(e, r.issuer),
     )
     _emit(as_json, describe_issuer(row), f"trusting {issuer}")
 
@@ -373,5 +441,5 @@ def issuer_list(as_json: JsonOpt = False) -> None:
 def issuer_remove(issuer: str, as_json: JsonOpt = False) -> None:
     from gateway.identity.clients import remove_issuer
 
-    _run(lambda e: remove_issuer(e, issuer))
+    _audited(lambda e: remove_issuer(e, issuer), "admin.issuer.remove", lambda _: (issuer, {}, None))
     _emit(as_json, {"removed": issuer}, f"no longer trusting {issuer}")

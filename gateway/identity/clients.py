@@ -123,6 +123,32 @@ async def set_client_disabled(engine: AsyncEngine, client_id: str, disabled: boo
         return row
 
 
+async def rotate_client_secret(engine: AsyncEngine, hasher: SecretHasher, client_id: str) -> tuple[str, str]:
+    """A new secret for a client that authenticates with one; the old one stops working at once.
+    Returns (the new secret, shown once; the previous hash, only for `restore_client_secret`
+    when the change cannot be recorded)."""
+    async with AsyncSession(engine) as s:
+        row = await s.get(OAuthClient, client_id)
+        if row is None:
+            raise IdentityError(f"no client {client_id!r}")
+        if not set(row.auth_methods.split()) & set(SECRET_METHODS):
+            raise IdentityError(f"client {client_id!r} does not authenticate with a secret")
+        secret = secrets.token_urlsafe(32)
+        previous, row.secret_hash = row.secret_hash, hasher.hash(secret)
+        s.add(row)
+        await s.commit()
+        return secret, previous
+
+
+async def restore_client_secret(engine: AsyncEngine, client_id: str, previous_hash: str) -> None:
+    async with AsyncSession(engine) as s:
+        row = await s.get(OAuthClient, client_id)
+        if row is not None:
+            row.secret_hash = previous_hash
+            s.add(row)
+            await s.commit()
+
+
 async def ensure_enterprise(
     engine: AsyncEngine, code: str, name: str, credit_code: str | None = None
 ) -> None:

@@ -4,6 +4,7 @@ now (rate limits and quotas), and which grants may an API key use (its scopes)."
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 
 from starlette.requests import Request
 
@@ -18,7 +19,12 @@ async def check_rate(limiter: RateLimiter, request: Request, principal: Principa
         limits = getattr(request.state, "api_key_limits", (None, None))
         return await limiter.for_api_key(principal.id, *limits)
     if principal.kind is PrincipalKind.ANONYMOUS:
-        return await limiter.for_address(client_address(request) or "unknown")
+        address = client_address(request) or "unknown"
+        decision = await limiter.for_address(address)
+        if decision.allowed:
+            return decision
+        # without credentials, a refused burst is one audit event per window, not one per request
+        return replace(decision, record=await limiter.first_refusal(address, "anonymous"))
     if principal.kind is PrincipalKind.DEPARTMENT:
         return await limiter.for_client(principal.id)
     return Decision(True)

@@ -105,7 +105,9 @@ class Client(ClientMixin):
         return redirect_uri in self.row.redirect_uris.split()
 
     def check_client_secret(self, client_secret: str) -> bool:
-        return bool(self.row.secret_hash) and self._hasher.verify(client_secret, self.row.secret_hash)
+        # one hash check whether or not the client has a secret: the timing says nothing
+        matches = self._hasher.verify(client_secret, self.row.secret_hash or _UNKNOWN_CLIENT_HASH)
+        return bool(self.row.secret_hash) and matches
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
         return not self.row.disabled and method in self.row.auth_methods.split()
@@ -525,6 +527,10 @@ class _Server(AuthorizationServer):
     def query_client(self, client_id: str) -> Client | None:
         if client_id not in self._clients:
             row = _bridge(self.identity.store.client, client_id)
+            if row is None:
+                # As much work as checking a real client's secret, so the answer's timing does
+                # not tell an unknown client from a wrong secret (the message does not either).
+                self.identity.hasher.verify(client_id, _UNKNOWN_CLIENT_HASH)
             self._clients[client_id] = Client(row, self.identity.hasher) if row is not None else None
         return self._clients[client_id]
 
@@ -599,18 +605,32 @@ class OAuthEndpoints:
         if not _is_form(request):
             return oauth_error("invalid_request", "use application/x-www-form-urlencoded", 400)
         form = await _form_items(request)
+        guard = self.identity.failures
+        throttled = await guard.check(request)
+        if throttled is not None:  # too many failures from this address: not even tried
+            try:
+                await guard.record_refusal(request, throttled, endpoint, _claimed_client(request, dict(form)))
+            except AuditUnavailable:
+                log.exception("identity audit write failed; %s answer withheld", endpoint)
+                return _audit_unavailable()
+            response = oauth_error("slow_down", throttled.message, 429)
+            response.headers.update(throttled.decision.headers)
+            return response
         server = self.server()
         oauth_request = StarletteOAuth2Request(request, form)
-        response = await anyio.to_thread.run_sync(call, server, oauth_request)
+        if _basic_unreadable(request):  # Authlib would raise on it (a bare 500)
+            response = client_refused()
+        else:
+            response = _one_client_error(await anyio.to_thread.run_sync(call, server, oauth_request))
         client = oauth_request.client
         request.state.oauth_client = client.get_client_id() if client is not None else None
+        if response.status_code == 401:
+            await guard.failed(request)
         try:
             await self._audit(endpoint, request, dict(form), server, oauth_request, response, started)
         except AuditUnavailable:
             log.exception("identity audit write failed; %s answer withheld", endpoint)
-            return oauth_error(
-                "temporarily_unavailable", "The audit log is unavailable; try again later.", 503
-            )
+            return _audit_unavailable()
         return response
 
     async def _audit(
@@ -711,6 +731,50 @@ def _claimed_client(request: Request, form: dict[str, str]) -> str | None:
             return None
         return str(sub)[:200] if sub else None
     return None
+
+
+# A hash no secret has (the HMAC output is 32 bytes; this is the right length and all zeros).
+_UNKNOWN_CLIENT_HASH = "00" * 32
+CLIENT_REFUSED = "Client authentication failed."
+
+
+def client_refused() -> Response:
+    """The one answer to failed client authentication, whatever failed: an unknown client, a
+    wrong secret, a disabled client, a bad assertion, unreadable Basic credentials (RFC 6749
+    section 5.2: 401 with a challenge)."""
+    response = oauth_error("invalid_client", CLIENT_REFUSED, 401)
+    response.headers["WWW-Authenticate"] = 'Basic realm="shuqiao"'
+    return response
+
+
+def _one_client_error(response: Response) -> Response:
+    """Authlib says "does not exist" for an unknown client and something else for a wrong
+    secret (400 or 401 by method): that tells a caller which client ids are real."""
+    if response.status_code not in (400, 401):
+        return response
+    try:
+        error = orjson.loads(bytes(response.body)).get("error")
+    except (orjson.JSONDecodeError, AttributeError):
+        return response
+    return client_refused() if error == "invalid_client" else response
+
+
+def _basic_unreadable(request: Request) -> bool:
+    """Basic credentials that are not base64 of UTF-8 text."""
+    scheme, _, value = request.headers.get("authorization", "").strip().partition(" ")
+    if scheme.lower() != "basic":
+        return False
+    try:
+        base64.b64decode(value.strip()).decode("utf-8")
+    except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
+        return True
+    return False
+
+
+def _audit_unavailable() -> Response:
+    response = oauth_error("temporarily_unavailable", "The audit log is unavailable; try again later.", 503)
+    response.headers["Retry-After"] = "5"
+    return response
 
 
 def oauth_error(error: str, description: str, status: int) -> Response:

@@ -27,6 +27,7 @@ from gateway.identity.audit import AuditUnavailable
 from gateway.identity.bearer import BearerRefused
 from gateway.identity.models import User
 from gateway.identity.oauth import StarletteOAuth2Request, _granted, _Server, userinfo
+from gateway.identity.ratelimit import Decision
 
 if TYPE_CHECKING:
     from gateway.identity.service import Identity
@@ -194,6 +195,18 @@ class Pages:
             request=request,
         )
 
+    async def _throttled(self, request: Request) -> tuple[Decision, bool] | None:
+        """Too many failed authentications (any endpoint) or sign-in attempts from this
+        address: the refusal, and whether it is the first of its window (the one recorded)."""
+        throttled = await self.identity.failures.check(request)
+        if throttled is not None:
+            return throttled.decision, throttled.record
+        address = client_address(request) or "unknown"
+        attempts = await self.identity.limiter.for_login(address)
+        if attempts.allowed:
+            return None
+        return attempts, await self.identity.limiter.first_refusal(address)
+
     # ------------------------------------------------------------ /oauth/login
     def _login_page(
         self, request: Request, *, next_url: str, error: str = "", username: str = "", status: int = 200
@@ -221,21 +234,24 @@ class Pages:
             return self._login_page(
                 request, next_url=next_url, error="表单已过期 The form expired; try again.", status=400
             )
-        address = client_address(request) or "unknown"
-        throttle = await self.identity.limiter.for_login(address)
-        if not throttle.allowed:
+        refusal = await self._throttled(request)
+        if refusal is not None:
+            decision, record = refusal
             try:
-                await self._record_login(request, "login.throttled", username, None, 429)
+                if record:  # one event per refused burst, not one per attempt
+                    await self._record_login(request, "login.throttled", username, None, 429)
             except AuditUnavailable:
                 log.exception("identity audit write failed; sign-in answer withheld")
                 return self._unavailable(request)
             response = self._login_page(
                 request, next_url=next_url, error="尝试过多 Too many attempts; wait a minute.", status=429
             )
-            response.headers["Retry-After"] = str(throttle.retry_after)
+            response.headers["Retry-After"] = str(decision.retry_after)
             return response
         result = await self.identity.users.authenticate(username, str(form.get("password", "")))
         operation = "login.success" if result.user else ("login.locked" if result.locked else "login.failure")
+        if result.user is None:
+            await self.identity.failures.failed(request)
         try:
             await self._record_login(
                 request, operation, username, result.user, 303 if result.user is not None else 401

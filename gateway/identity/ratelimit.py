@@ -30,6 +30,9 @@ class Decision:
     headers: dict[str, str] = field(default_factory=dict)
     retry_after: int = 0
     policy: str = ""
+    # For a refusal without credentials: whether it is the first of its window, the one the audit
+    # log keeps (first_refusal); the others are answered but not recorded.
+    record: bool = True
 
 
 def redis_storage_uri(url: str) -> str:
@@ -50,6 +53,7 @@ class RateLimiter:
         login: str = "30/minute",
         namespace: str = "shuqiao",
         client: str | None = None,
+        auth_failures: str = "20/minute",
     ) -> None:
         self.storage: Storage = (
             storage_from_string(redis_storage_uri(redis_url), key_prefix=namespace, implementation="redispy")
@@ -67,6 +71,7 @@ class RateLimiter:
         self.anonymous = parse(anonymous)
         self.login = parse(login)
         self.client = parse(client) if client else None
+        self.auth_failures = parse(auth_failures)
 
     async def for_api_key(self, prefix: str, per_minute: int | None, per_day: int | None) -> Decision:
         items = [
@@ -87,6 +92,35 @@ class RateLimiter:
     async def for_login(self, address: str) -> Decision:
         """Sign-in attempts per client address (the per-account lock-out is in users.py)."""
         return await self._check([("login", self.login)], "login", address)
+
+    # ------------------------------------------------ failed authentication, per address
+    # Counted only when authentication fails, and tested (not counted) before it is tried, so
+    # a caller with good credentials is never slowed by its own successes.
+
+    async def auth_failure_blocked(self, address: str) -> Decision:
+        """Refused (with Retry-After) once this address failed `auth_failures` times in the window."""
+        item = self.auth_failures
+        if await self.strategy.test(item, "authfail", address):
+            return Decision(True)
+        stats = await self.strategy.get_window_stats(item, "authfail", address)
+        reset = max(1, min(item.get_expiry(), math.ceil(stats.reset_time - time.time())))
+        headers = {
+            "RateLimit-Policy": f'"auth-failures";q={item.amount};w={item.get_expiry()}',
+            "RateLimit": f'"auth-failures";r=0;t={reset}',
+            "Retry-After": str(reset),
+        }
+        return Decision(False, headers, reset, "auth-failures")
+
+    async def auth_failed(self, address: str) -> None:
+        await self.strategy.hit(self.auth_failures, "authfail", address)
+
+    async def first_refusal(self, address: str, kind: str = "authfail") -> bool:
+        """True for the first refused attempt from this address in a window of the `kind` limit
+        (failed authentication, or anonymous requests): the one that is recorded, so a refused
+        burst adds one audit event, not one per attempt."""
+        window = self.anonymous if kind == "anonymous" else self.auth_failures
+        once = type(window)(1, window.multiples)
+        return await self.daily_strategy.hit(once, f"{kind}-noted", address)
 
     async def _check(self, items: list[tuple[str, RateLimitItem]], *ids: str) -> Decision:
         now = time.time()

@@ -15,6 +15,7 @@ from gateway.identity.apikeys import ApiKeyVerifier
 from gateway.identity.audit import IdentityAudit
 from gateway.identity.bearer import BearerProtector
 from gateway.identity.external import ExternalIssuers
+from gateway.identity.failures import FailureGuard
 from gateway.identity.ratelimit import RateLimiter
 from gateway.identity.store import IdentityStore, RevocationList
 from gateway.identity.tokens import SHARE_AUDIENCE, TokenService
@@ -77,6 +78,7 @@ class Identity:
         key_per_minute: int = 120,
         key_per_day: int = 10_000,
         client_rate: str | None = None,
+        auth_failure_rate: str = "20/minute",
         audit_log: AccessLog | None = None,
     ) -> Identity:
         store = IdentityStore(engine, hasher)
@@ -95,6 +97,7 @@ class Identity:
                 key_per_minute=key_per_minute,
                 key_per_day=key_per_day,
                 client=client_rate,
+                auth_failures=auth_failure_rate,
                 anonymous=anonymous_rate,
                 namespace=namespace,
             ),
@@ -117,3 +120,8 @@ class Identity:
             need_department=True,
             resource_metadata=f"{self.issuer}/.well-known/oauth-protected-resource",
         )
+
+    @property
+    def failures(self) -> FailureGuard:
+        """Failed authentication per client address (gateway.identity.failures)."""
+        return FailureGuard(self.limiter, self.audit)
