@@ -84,6 +84,7 @@ async def _subgraph_sdl(request: Request) -> Response:
     try:
         claims = await bearer(state.identity).validate_request(request)
     except BearerRefused as refused:
+        request.state.subgraph_claims = refused.claims  # who asked, when the token was valid
         return JSONResponse({"error": refused.message}, status_code=refused.status, headers=refused.headers)
     request.state.subgraph_claims = claims  # for the event
     department = request.path_params["department"]

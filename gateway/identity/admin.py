@@ -69,6 +69,7 @@ class AdminAPI:
         try:
             request.state.admin_claims = await self.bearer.validate_request(request)
         except BearerRefused as refused:
+            request.state.admin_claims = refused.claims  # a valid token without the scope: who asked
             raise _Refused(_problem(refused.status, refused.message, refused.headers)) from None
 
     async def _body(self, request: Request) -> dict[str, Any]:

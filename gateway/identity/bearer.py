@@ -37,6 +37,8 @@ class BearerRefused(Exception):
         self.status = status
         self.message = message
         self.headers = {"WWW-Authenticate": challenge}
+        # A valid token that lacks the scope still names its principal, for the audit event.
+        self.claims: TokenClaims | None = None
 
     @property
     def code(self) -> str:
@@ -130,5 +132,9 @@ class BearerProtector:
             raise self._refuse(401, "Send one Authorization header.", "invalid_request")
         token = self.parse(sent[0] if sent else None)
         claims = await self.authenticate_token(token)
-        self.validate_scope(claims)
+        try:
+            self.validate_scope(claims)
+        except BearerRefused as refused:
+            refused.claims = claims
+            raise
         return claims
