@@ -35,7 +35,7 @@ from gateway.identity.oauth import oauth_error
 from gateway.identity.routes import identity_routes
 from gateway.identity.service import Identity
 from gateway.identity.tokens import TokenService, load_signing_key
-from gateway.middleware import RequestIdMiddleware
+from gateway.middleware import FailureMiddleware, RequestIdMiddleware, error_response, failure_problem
 from gateway.registry import SchemaRegistry
 from gateway.secrets import SecretHasher, load_master_key
 from gateway.settings import Settings
@@ -134,6 +134,15 @@ async def _pool_busy(request: Request, _exc: Exception) -> Response:
     return problem_response(BUSY)
 
 
+async def _last_resort(request: Request, exc: Exception) -> Response:
+    """Starlette's outermost handler, for a failure in the middleware above FailureMiddleware:
+    still the problem document (with the request id when one was assigned), never a text page."""
+    response = error_response(request.scope, failure_problem(request.scope, exc))
+    if request_id := request.scope.get("state", {}).get("request_id"):
+        response.headers["X-Request-ID"] = request_id
+    return response
+
+
 def _workers() -> int:
     """uvicorn's --workers defaults to WEB_CONCURRENCY; each worker has a pool of its own."""
     try:
@@ -196,6 +205,7 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         # outermost first: the signature covers X-Request-ID, so signing wraps the request id
         Middleware(ResponseSigningMiddleware, signer=state.signer, always=("/share/graphql", EXPORT_PATH)),
         Middleware(RequestIdMiddleware),
+        Middleware(FailureMiddleware),  # any exception below: an audited problem document
         Middleware(DepartmentKeyRefresh, directory=state.department_keys),
     ]
     app = Starlette(
@@ -203,7 +213,7 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         middleware=middleware,
         lifespan=lifespan,
         debug=settings.debug,
-        exception_handlers={PoolTimeout: _pool_busy},
+        exception_handlers={PoolTimeout: _pool_busy, Exception: _last_resort},
     )
     app.state.gateway = state
     return app

@@ -4,11 +4,17 @@ access event → response. Status codes and media types follow the GraphQL-over-
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from asyncpg.exceptions import InterfaceError as AsyncpgInterfaceError
+from asyncpg.exceptions import PostgresConnectionError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.requests import Request
 from starlette.responses import Response
@@ -19,11 +25,14 @@ from gateway.crypto.requests import SignedRequestRefused, verifier_for
 from gateway.crypto.signing import NO_KEY_MESSAGE, SIGNING_UNAVAILABLE
 from gateway.identity.apikeys import InvalidApiKey
 from gateway.identity.limits_hook import check_rate, restrict_grants
+from gateway.identity.ratelimit import RateLimitUnavailable
 from gateway.identity.tokens import SHARE_AUDIENCE, InvalidToken
 from gateway.state import GatewayState
 from policies.model import Tier
 from resolvers.context import ANONYMOUS, ExecutionContext, Principal, PrincipalKind
 from resolvers.execute import Outcome, run
+
+log = logging.getLogger("shuqiao")
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON = "application/json"
@@ -44,12 +53,70 @@ BUSY = HTTPProblem(503, "The gateway is busy; retry shortly.", "SERVICE_BUSY", {
 # The same answer as the signing middleware's, which is what the client gets (this one is audited).
 SIGNING_REFUSED = HTTPProblem(503, NO_KEY_MESSAGE, "SIGNING_UNAVAILABLE", {"Retry-After": "5"})
 
+# asyncpg's own errors for a server that is gone, restarting or refusing connections
+_ASYNCPG_DOWN = (PostgresConnectionError, AsyncpgInterfaceError)
+INTERNAL_ERROR = "INTERNAL_SERVER_ERROR"
+
 AUDIT_UNAVAILABLE = HTTPProblem(
     503,
     "The access log is unavailable; no data is served without it.",
     "AUDIT_UNAVAILABLE",
     {"Retry-After": "5"},
 )
+
+
+DATABASE_UNAVAILABLE = HTTPProblem(
+    503, "The database is unavailable; retry shortly.", "DATABASE_UNAVAILABLE", {"Retry-After": "5"}
+)
+
+# Redis holds the shared rate-limit counters: without them no limit can be enforced, so requests
+# that need one are refused (fail closed) until it is back.
+RATE_LIMIT_UNAVAILABLE = HTTPProblem(
+    503,
+    "The rate-limit store is unavailable; no request is served without its limit. Retry shortly.",
+    "RATE_LIMIT_UNAVAILABLE",
+    {"Retry-After": "5"},
+)
+
+REDIS_UNAVAILABLE = HTTPProblem(
+    503, "A shared store is unavailable; retry shortly.", "REDIS_UNAVAILABLE", {"Retry-After": "5"}
+)
+
+# Anything unexpected: the client learns nothing of it but the request id to quote.
+INTERNAL = HTTPProblem(
+    500, "An internal error occurred; it has been logged under this request's X-Request-ID.", INTERNAL_ERROR
+)
+
+
+def classify(err: BaseException) -> HTTPProblem | None:
+    """The 503 for an exception that means a dependency is down or saturated, else None.
+
+    SQLAlchemy wraps driver errors (`.orig`, `__cause__`); the raw asyncpg path
+    (resolvers.sql.fetch_all) raises them bare, and a refused connect is an OSError."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, PoolTimeout):
+            return BUSY
+        if isinstance(current, RateLimitUnavailable):
+            return RATE_LIMIT_UNAVAILABLE
+        if isinstance(current, RedisConnectionError | RedisTimeoutError):
+            return REDIS_UNAVAILABLE
+        if isinstance(current, OperationalError | InterfaceError | DisconnectionError):
+            return DATABASE_UNAVAILABLE
+        if isinstance(current, DBAPIError) and current.connection_invalidated:
+            return DATABASE_UNAVAILABLE
+        if isinstance(current, _ASYNCPG_DOWN) or _network(current):
+            return DATABASE_UNAVAILABLE
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _network(err: BaseException) -> bool:
+    """A socket that could not connect or was cut (asyncio's "Multiple exceptions" on connect is a
+    plain OSError); not a missing file or a permission, which are OSErrors too."""
+    return isinstance(err, ConnectionError | TimeoutError | socket.gaierror) or type(err) is OSError
 
 
 def problem_response(problem: HTTPProblem, media: str = JSON) -> Response:
@@ -170,11 +237,12 @@ class GraphQLEndpoint:
             outcome = await self._execute(principal, query, variables, op_name)
             status = 400 if outcome.request_error and media == GRAPHQL_RESPONSE else 200
             response = Response(orjson.dumps(outcome.body()), status_code=status, media_type=media)
-        except (HTTPProblem, PoolTimeout) as err:
-            problem = err if isinstance(err, HTTPProblem) else BUSY
-            status = problem.status
-            codes = [problem.code]
-            response = problem_response(problem, media or JSON)
+        except HTTPProblem as problem:
+            status, codes, response = problem.status, [problem.code], problem_response(problem, media or JSON)
+        except Exception as err:  # still an answer, audited: a problem document, never a bare 500
+            outcome = None
+            problem = self._failure(request, err)
+            status, codes, response = problem.status, [problem.code], problem_response(problem, media or JSON)
         try:
             event = self._event(request, principal, outcome, status, codes, query, variables, started)
             # The result is serialised into the response by now: let go of its rows before waiting
@@ -182,10 +250,25 @@ class GraphQLEndpoint:
             outcome = None
             await self.state.access_log.record(event)
         except Exception:  # fail closed: no audit record, no data
-            logging.getLogger("shuqiao").exception("access log write failed; response withheld")
+            log.exception("access log write failed; response withheld")
+            if (
+                status >= 500
+            ):  # a refusal already, served no data: keep its own reason (the database is down…)
+                return response
             return problem_response(AUDIT_UNAVAILABLE, media or JSON)
         response.headers.update(getattr(request.state, "ratelimit_headers", {}))
         return response
+
+    def _failure(self, request: Request, err: Exception) -> HTTPProblem:
+        """503 for a dependency that is down (logged by type: a driver's message may name hosts
+        or values), 500 for anything else (logged with its traceback, never sent)."""
+        request_id = getattr(request.state, "request_id", "")
+        problem = classify(err)
+        if problem is None:
+            log.error("request %s on %s failed", request_id, request.url.path, exc_info=err)
+            return INTERNAL
+        log.warning("request %s answered %s: %s", request_id, problem.code, type(err).__name__)
+        return problem
 
     async def _identify(self, request: Request) -> Principal:
         if self.tier is Tier.SHARE:

@@ -166,7 +166,9 @@ def test_readiness_says_busy_when_the_pool_is_exhausted_and_unreachable_otherwis
         monkeypatch.setattr(type(engine), "connect", refuse)  # AsyncEngine has slots
         r = client.get("/readyz")
         assert r.status_code == 503 and r.headers["retry-after"] == retry
-        assert r.json() == {"status": "unavailable", "database": said}
+        assert r.json()["status"] == "unavailable" and r.json()["database"] == said
+        assert r.json()["audit"] == said  # the chained store lives in that database
+        assert r.json()["signing"] == "ok" and "redis" not in r.json()  # no Redis configured
     assert "s3cr3t" not in caplog.text and "OSError" in caplog.text  # the type is logged, not the text
 
 
