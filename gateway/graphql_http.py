@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 from asyncpg.exceptions import InterfaceError as AsyncpgInterfaceError
 from asyncpg.exceptions import PostgresConnectionError
+from graphql import GraphQLError, get_operation_ast, parse
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
@@ -30,12 +31,14 @@ from gateway.identity.tokens import SHARE_AUDIENCE, InvalidToken
 from gateway.state import GatewayState
 from policies.model import Tier
 from resolvers.context import ANONYMOUS, ExecutionContext, Principal, PrincipalKind
+from resolvers.documents import MAX_TOKENS
 from resolvers.execute import Outcome, run
 
 log = logging.getLogger("shuqiao")
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON = "application/json"
+UTF8 = ("utf-8", "utf8")
 
 
 class HTTPProblem(Exception):
@@ -125,28 +128,60 @@ def problem_response(problem: HTTPProblem, media: str = JSON) -> Response:
 
 
 def _negotiate(accept: str | None) -> str | None:
-    """The response media type, or None when the client accepts neither."""
+    """The response media type (GraphQL over HTTP, "Body"): the acceptable one the client ranks
+    highest, or None when it accepts neither. A media range naming a charset other than UTF-8 is
+    not acceptable (responses are UTF-8)."""
     if not accept:
         return JSON  # legacy clients: the spec says treat a missing Accept as application/json
     best, best_q = None, 0.0
     for part in accept.split(","):
         media, *params = [p.strip() for p in part.split(";")]
         q = 1.0
+        charset_ok = True
         for p in params:
-            if p.startswith("q="):
+            name, _, value = p.partition("=")
+            name, value = name.strip().lower(), value.strip().strip('"').lower()
+            if name == "q":
                 try:
-                    q = float(p[2:])
+                    q = float(value)
                 except ValueError:
                     q = 0.0
+            elif name == "charset":
+                charset_ok = value in UTF8
         candidate = {
             GRAPHQL_RESPONSE: GRAPHQL_RESPONSE,
             JSON: JSON,
             "application/*": GRAPHQL_RESPONSE,
             "*/*": JSON,
         }.get(media.lower())
-        if candidate and q > best_q:
+        if candidate and charset_ok and q > best_q:
             best, best_q = candidate, q
     return best
+
+
+def content_type(status: int, media: str | None) -> str:
+    """The Content-Type of an answer, with its encoding. A legacy client (application/json) gets
+    application/json for 2xx answers only: any other answer declares itself a GraphQL response
+    (spec, "Body"), so intermediaries and clients can tell it from a proxy's error page. A 406
+    (no media type acceptable) is plain JSON."""
+    if media is None:
+        chosen = JSON
+    elif status >= 300:
+        chosen = GRAPHQL_RESPONSE
+    else:
+        chosen = media
+    return f"{chosen}; charset=utf-8"
+
+
+def _operation_type(query: str, op_name: str | None) -> str | None:
+    """The type of the operation a GET would run ("query", "mutation"…), or None when the document
+    does not parse or names no single operation (the executor then says why)."""
+    try:
+        document = parse(query, max_tokens=MAX_TOKENS)
+    except GraphQLError:
+        return None
+    op = get_operation_ast(document, op_name)
+    return op.operation.value if op is not None else None
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -161,24 +196,46 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
+def _json_param(q: Any, name: str) -> Any:
+    """A GET parameter that carries JSON ({variables}, {extensions}); the empty string is absent."""
+    raw = q.get(name)
+    if not raw:
+        return None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise HTTPProblem(400, f"`{name}` is not valid JSON.", "BAD_REQUEST") from None
+
+
+def _check_content_type(header: str) -> None:
+    """POST bodies are application/json in UTF-8 (assumed when no charset is named)."""
+    media, *params = [p.strip() for p in header.split(";")]
+    charsets = [
+        p.partition("=")[2].strip().strip('"').lower() for p in params if p.lower().startswith("charset")
+    ]
+    if media.lower() != JSON or any(c not in UTF8 for c in charsets):
+        raise HTTPProblem(
+            415,
+            "POST a JSON body with Content-Type: application/json (UTF-8).",
+            "UNSUPPORTED_MEDIA_TYPE",
+            {"Accept-Post": "application/json"},
+        )
+
+
 def _params(request: Request, body: bytes) -> tuple[str, dict[str, Any] | None, str | None]:
+    """The GraphQL-over-HTTP request parameters; a 400 for any that is not of its type
+    (query: string; operationName: string; variables and extensions: objects; null or, on GET,
+    the empty string = absent). Other members are ignored, as the spec says they must be."""
     if request.method == "GET":
         q = request.query_params
-        variables = None
-        if "variables" in q:
-            try:
-                variables = orjson.loads(q["variables"])
-            except orjson.JSONDecodeError:
-                raise HTTPProblem(400, "`variables` is not valid JSON.", "BAD_REQUEST") from None
-        query = q.get("query")
-        op_name = q.get("operationName")
-        payload: dict[str, Any] = {"query": query, "variables": variables, "operationName": op_name}
+        payload: dict[str, Any] = {
+            "query": q.get("query"),
+            "variables": _json_param(q, "variables"),
+            "operationName": q.get("operationName") or None,
+            "extensions": _json_param(q, "extensions"),
+        }
     else:
-        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if ctype != JSON:
-            raise HTTPProblem(
-                415, "POST a JSON body with Content-Type: application/json.", "UNSUPPORTED_MEDIA_TYPE"
-            )
+        _check_content_type(request.headers.get("content-type", ""))
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -192,12 +249,15 @@ def _params(request: Request, body: bytes) -> tuple[str, dict[str, Any] | None, 
         if not isinstance(payload, dict):
             raise HTTPProblem(400, "The request body must be a JSON object.", "BAD_REQUEST")
     query, variables, op_name = payload.get("query"), payload.get("variables"), payload.get("operationName")
+    extensions = payload.get("extensions")
     if not isinstance(query, str) or not query.strip():
         raise HTTPProblem(400, "`query` is required and must be a string.", "BAD_REQUEST")
     if variables is not None and not isinstance(variables, dict):
         raise HTTPProblem(400, "`variables` must be a JSON object.", "BAD_REQUEST")
     if op_name is not None and not isinstance(op_name, str):
         raise HTTPProblem(400, "`operationName` must be a string.", "BAD_REQUEST")
+    if extensions is not None and not isinstance(extensions, dict):
+        raise HTTPProblem(400, "`extensions` must be a JSON object.", "BAD_REQUEST")
     return query, variables, op_name
 
 
@@ -230,19 +290,32 @@ class GraphQLEndpoint:
             await self._check_signature(request, principal, body)
             await self._limit(request, principal)
             query, variables, op_name = _params(request, body)
-            if request.method == "GET" and query.lstrip().startswith(("mutation", "subscription")):
+            if request.method == "GET" and _operation_type(query, op_name) not in (None, "query"):
+                # GET is safe: a mutation (or subscription) is refused before anything runs
                 raise HTTPProblem(405, "Only queries may use GET.", "METHOD_NOT_ALLOWED", {"Allow": "POST"})
             if getattr(request.state, SIGNING_UNAVAILABLE, False):
                 raise SIGNING_REFUSED  # the middleware answers; this records the refusal
             outcome = await self._execute(principal, query, variables, op_name)
-            status = 400 if outcome.request_error and media == GRAPHQL_RESPONSE else 200
-            response = Response(orjson.dumps(outcome.body()), status_code=status, media_type=media)
+            # No `data` (a request error: parse, validation, limits, variables) → 400 under either
+            # media type; `data` present → 200, field errors or not.
+            status = 400 if outcome.request_error else 200
+            response = Response(
+                orjson.dumps(outcome.body()), status_code=status, media_type=content_type(status, media)
+            )
         except HTTPProblem as problem:
-            status, codes, response = problem.status, [problem.code], problem_response(problem, media or JSON)
+            status, codes, response = (
+                problem.status,
+                [problem.code],
+                problem_response(problem, content_type(problem.status, media)),
+            )
         except Exception as err:  # still an answer, audited: a problem document, never a bare 500
             outcome = None
             problem = self._failure(request, err)
-            status, codes, response = problem.status, [problem.code], problem_response(problem, media or JSON)
+            status, codes, response = (
+                problem.status,
+                [problem.code],
+                problem_response(problem, content_type(problem.status, media)),
+            )
         try:
             event = self._event(request, principal, outcome, status, codes, query, variables, started)
             # The result is serialised into the response by now: let go of its rows before waiting
@@ -255,7 +328,7 @@ class GraphQLEndpoint:
                 status >= 500
             ):  # a refusal already, served no data: keep its own reason (the database is down…)
                 return response
-            return problem_response(AUDIT_UNAVAILABLE, media or JSON)
+            return problem_response(AUDIT_UNAVAILABLE, content_type(AUDIT_UNAVAILABLE.status, media))
         response.headers.update(getattr(request.state, "ratelimit_headers", {}))
         return response
 
