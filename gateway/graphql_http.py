@@ -322,11 +322,13 @@ class GraphQLEndpoint:
             # for the audit commit, or every waiting request holds its whole page in memory.
             outcome = None
             await self.state.access_log.record(event)
-        except Exception:  # fail closed: no audit record, no data
-            log.exception("access log write failed; response withheld")
-            if (
-                status >= 500
-            ):  # a refusal already, served no data: keep its own reason (the database is down…)
+        except Exception as err:  # fail closed: no audit record, no data
+            request_id = getattr(request.state, "request_id", "")
+            if classify(err) is not None:  # the store is down: one line, not a traceback per request
+                log.warning("request %s: access log unavailable (%s)", request_id, type(err).__name__)
+            else:
+                log.exception("request %s: access log write failed; response withheld", request_id)
+            if status >= 500:  # a refusal already, serving no data: keep its reason (database down…)
                 return response
             return problem_response(AUDIT_UNAVAILABLE, content_type(AUDIT_UNAVAILABLE.status, media))
         response.headers.update(getattr(request.state, "ratelimit_headers", {}))
