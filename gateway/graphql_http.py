@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from asyncpg.exceptions import InsufficientResourcesError, OperatorInterventionError, PostgresConnectionError
 from asyncpg.exceptions import InterfaceError as AsyncpgInterfaceError
-from asyncpg.exceptions import PostgresConnectionError
 from graphql import GraphQLError, get_operation_ast, parse
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -56,8 +56,14 @@ BUSY = HTTPProblem(503, "The gateway is busy; retry shortly.", "SERVICE_BUSY", {
 # The same answer as the signing middleware's, which is what the client gets (this one is audited).
 SIGNING_REFUSED = HTTPProblem(503, NO_KEY_MESSAGE, "SIGNING_UNAVAILABLE", {"Retry-After": "5"})
 
-# asyncpg's own errors for a server that is gone, restarting or refusing connections
-_ASYNCPG_DOWN = (PostgresConnectionError, AsyncpgInterfaceError)
+# asyncpg's own errors for a server that is gone, shutting down, starting up (class 57: admin
+# shutdown, cannot connect now, a cancelled statement) or out of connections (class 53)
+_ASYNCPG_DOWN = (
+    PostgresConnectionError,
+    AsyncpgInterfaceError,
+    OperatorInterventionError,
+    InsufficientResourcesError,
+)
 INTERNAL_ERROR = "INTERNAL_SERVER_ERROR"
 
 AUDIT_UNAVAILABLE = HTTPProblem(
