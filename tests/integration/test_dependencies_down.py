@@ -120,6 +120,25 @@ def test_an_unexpected_exception_anywhere_else_is_an_audited_problem_document(
     assert len(recorder.by_request(r.headers["x-request-id"])) == 1
 
 
+def test_a_failure_in_the_outer_middleware_is_still_a_problem_document(
+    failing: tuple[TestClient, Recorder, DemoEnv], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Signing wraps everything else: if it fails, Starlette's last handler answers — the same JSON
+    shape and the request id, no exception text, no data."""
+    client, _, env = failing
+    token = _token(client, env)
+    signer = client.app.state.gateway.signer
+
+    def broken(*_a: Any, **_k: Any) -> Any:
+        raise RuntimeError("secret-detail in the signer")
+
+    monkeypatch.setattr(signer, "sign", broken)
+    r = gql(client, "share", OPEN_Q, token=token, headers={"X-Request-ID": "outer-failure-01"})
+    assert r.status_code == 500 and r.json()["errors"][0]["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
+    assert r.headers["x-request-id"] == "outer-failure-01" and "secret-detail" not in r.text
+    assert "data" not in r.json()
+
+
 def test_a_refusal_whose_audit_fails_is_still_an_answer(
     failing: tuple[TestClient, Recorder, DemoEnv], monkeypatch: pytest.MonkeyPatch
 ) -> None:
