@@ -36,7 +36,7 @@ from gateway.identity.oauth import oauth_error
 from gateway.identity.routes import identity_routes
 from gateway.identity.service import Identity
 from gateway.identity.tokens import TokenService, load_signing_key
-from gateway.middleware import RequestIdMiddleware
+from gateway.middleware import FailureMiddleware, RequestIdMiddleware, error_response, failure_problem
 from gateway.registry import SchemaRegistry
 from gateway.secrets import SecretHasher, load_master_key
 from gateway.settings import Settings
@@ -136,6 +136,15 @@ async def _pool_busy(request: Request, _exc: Exception) -> Response:
     return problem_response(BUSY)
 
 
+async def _last_resort(request: Request, exc: Exception) -> Response:
+    """Starlette's outermost handler, for a failure in the middleware above FailureMiddleware:
+    still the problem document (with the request id when one was assigned), never a text page."""
+    response = error_response(request.scope, failure_problem(request.scope, exc))
+    if request_id := request.scope.get("state", {}).get("request_id"):
+        response.headers["X-Request-ID"] = request_id
+    return response
+
+
 def _workers() -> int:
     """uvicorn's --workers defaults to WEB_CONCURRENCY; each worker has a pool of its own."""
     try:
@@ -200,6 +209,7 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         Middleware(RequestIdMiddleware),
         # who is calling, once: X-Forwarded-For only from SHUQIAO_TRUSTED_PROXIES
         Middleware(ClientAddressMiddleware, trusted_proxies=parse_proxies(settings.trusted_proxies)),
+        Middleware(FailureMiddleware),  # any exception below: an audited problem document
         Middleware(DepartmentKeyRefresh, directory=state.department_keys),
     ]
     app = Starlette(
@@ -207,7 +217,7 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         middleware=middleware,
         lifespan=lifespan,
         debug=settings.debug,
-        exception_handlers={PoolTimeout: _pool_busy},
+        exception_handlers={PoolTimeout: _pool_busy, Exception: _last_resort},
     )
     app.state.gateway = state
     return app

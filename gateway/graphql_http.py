@@ -4,11 +4,18 @@ access event → response. Status codes and media types follow the GraphQL-over-
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from asyncpg.exceptions import InsufficientResourcesError, OperatorInterventionError, PostgresConnectionError
+from asyncpg.exceptions import InterfaceError as AsyncpgInterfaceError
+from graphql import GraphQLError, get_operation_ast, parse
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.requests import Request
 from starlette.responses import Response
@@ -20,13 +27,18 @@ from gateway.crypto.signing import NO_KEY_MESSAGE, SIGNING_UNAVAILABLE
 from gateway.identity.apikeys import InvalidApiKey
 from gateway.identity.bearer import BearerRefused
 from gateway.identity.limits_hook import check_rate, restrict_grants
+from gateway.identity.ratelimit import RateLimitUnavailable
 from gateway.state import GatewayState
 from policies.model import Tier
 from resolvers.context import ANONYMOUS, ExecutionContext, Principal, PrincipalKind
+from resolvers.documents import MAX_TOKENS
 from resolvers.execute import Outcome, run
+
+log = logging.getLogger("shuqiao")
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON = "application/json"
+UTF8 = ("utf-8", "utf8")
 
 
 class HTTPProblem(Exception):
@@ -44,6 +56,16 @@ BUSY = HTTPProblem(503, "The gateway is busy; retry shortly.", "SERVICE_BUSY", {
 # The same answer as the signing middleware's, which is what the client gets (this one is audited).
 SIGNING_REFUSED = HTTPProblem(503, NO_KEY_MESSAGE, "SIGNING_UNAVAILABLE", {"Retry-After": "5"})
 
+# asyncpg's own errors for a server that is gone, shutting down, starting up (class 57: admin
+# shutdown, cannot connect now, a cancelled statement) or out of connections (class 53)
+_ASYNCPG_DOWN = (
+    PostgresConnectionError,
+    AsyncpgInterfaceError,
+    OperatorInterventionError,
+    InsufficientResourcesError,
+)
+INTERNAL_ERROR = "INTERNAL_SERVER_ERROR"
+
 AUDIT_UNAVAILABLE = HTTPProblem(
     503,
     "The access log is unavailable; no data is served without it.",
@@ -52,34 +74,120 @@ AUDIT_UNAVAILABLE = HTTPProblem(
 )
 
 
+DATABASE_UNAVAILABLE = HTTPProblem(
+    503, "The database is unavailable; retry shortly.", "DATABASE_UNAVAILABLE", {"Retry-After": "5"}
+)
+
+# Redis holds the shared rate-limit counters: without them no limit can be enforced, so requests
+# that need one are refused (fail closed) until it is back.
+RATE_LIMIT_UNAVAILABLE = HTTPProblem(
+    503,
+    "The rate-limit store is unavailable; no request is served without its limit. Retry shortly.",
+    "RATE_LIMIT_UNAVAILABLE",
+    {"Retry-After": "5"},
+)
+
+REDIS_UNAVAILABLE = HTTPProblem(
+    503, "A shared store is unavailable; retry shortly.", "REDIS_UNAVAILABLE", {"Retry-After": "5"}
+)
+
+# Anything unexpected: the client learns nothing of it but the request id to quote.
+INTERNAL = HTTPProblem(
+    500, "An internal error occurred; it has been logged under this request's X-Request-ID.", INTERNAL_ERROR
+)
+
+
+def classify(err: BaseException) -> HTTPProblem | None:
+    """The 503 for an exception that means a dependency is down or saturated, else None.
+
+    SQLAlchemy wraps driver errors (`.orig`, `__cause__`); the raw asyncpg path
+    (resolvers.sql.fetch_all) raises them bare, and a refused connect is an OSError."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, PoolTimeout):
+            return BUSY
+        if isinstance(current, RateLimitUnavailable):
+            return RATE_LIMIT_UNAVAILABLE
+        if isinstance(current, RedisConnectionError | RedisTimeoutError):
+            return REDIS_UNAVAILABLE
+        if isinstance(current, OperationalError | InterfaceError | DisconnectionError):
+            return DATABASE_UNAVAILABLE
+        if isinstance(current, DBAPIError) and current.connection_invalidated:
+            return DATABASE_UNAVAILABLE
+        if isinstance(current, _ASYNCPG_DOWN) or _network(current):
+            return DATABASE_UNAVAILABLE
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _network(err: BaseException) -> bool:
+    """A socket that could not connect or was cut (asyncio's "Multiple exceptions" on connect is a
+    plain OSError); not a missing file or a permission, which are OSErrors too."""
+    return isinstance(err, ConnectionError | TimeoutError | socket.gaierror) or type(err) is OSError
+
+
 def problem_response(problem: HTTPProblem, media: str = JSON) -> Response:
     body = {"errors": [{"message": problem.message, "extensions": {"code": problem.code}}]}
     return Response(orjson.dumps(body), status_code=problem.status, media_type=media, headers=problem.headers)
 
 
 def _negotiate(accept: str | None) -> str | None:
-    """The response media type, or None when the client accepts neither."""
+    """The response media type (GraphQL over HTTP, "Body"): the acceptable one the client ranks
+    highest, or None when it accepts neither. A media range naming a charset other than UTF-8 is
+    not acceptable (responses are UTF-8)."""
     if not accept:
         return JSON  # legacy clients: the spec says treat a missing Accept as application/json
     best, best_q = None, 0.0
     for part in accept.split(","):
         media, *params = [p.strip() for p in part.split(";")]
         q = 1.0
+        charset_ok = True
         for p in params:
-            if p.startswith("q="):
+            name, _, value = p.partition("=")
+            name, value = name.strip().lower(), value.strip().strip('"').lower()
+            if name == "q":
                 try:
-                    q = float(p[2:])
+                    q = float(value)
                 except ValueError:
                     q = 0.0
+            elif name == "charset":
+                charset_ok = value in UTF8
         candidate = {
             GRAPHQL_RESPONSE: GRAPHQL_RESPONSE,
             JSON: JSON,
             "application/*": GRAPHQL_RESPONSE,
             "*/*": JSON,
         }.get(media.lower())
-        if candidate and q > best_q:
+        if candidate and charset_ok and q > best_q:
             best, best_q = candidate, q
     return best
+
+
+def content_type(status: int, media: str | None) -> str:
+    """The Content-Type of an answer, with its encoding. A legacy client (application/json) gets
+    application/json for 2xx answers only: any other answer declares itself a GraphQL response
+    (spec, "Body"), so intermediaries and clients can tell it from a proxy's error page. A 406
+    (no media type acceptable) is plain JSON."""
+    if media is None:
+        chosen = JSON
+    elif status >= 300:
+        chosen = GRAPHQL_RESPONSE
+    else:
+        chosen = media
+    return f"{chosen}; charset=utf-8"
+
+
+def _operation_type(query: str, op_name: str | None) -> str | None:
+    """The type of the operation a GET would run ("query", "mutation"…), or None when the document
+    does not parse or names no single operation (the executor then says why)."""
+    try:
+        document = parse(query, max_tokens=MAX_TOKENS)
+    except GraphQLError:
+        return None
+    op = get_operation_ast(document, op_name)
+    return op.operation.value if op is not None else None
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -94,24 +202,46 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
+def _json_param(q: Any, name: str) -> Any:
+    """A GET parameter that carries JSON ({variables}, {extensions}); the empty string is absent."""
+    raw = q.get(name)
+    if not raw:
+        return None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise HTTPProblem(400, f"`{name}` is not valid JSON.", "BAD_REQUEST") from None
+
+
+def _check_content_type(header: str) -> None:
+    """POST bodies are application/json in UTF-8 (assumed when no charset is named)."""
+    media, *params = [p.strip() for p in header.split(";")]
+    charsets = [
+        p.partition("=")[2].strip().strip('"').lower() for p in params if p.lower().startswith("charset")
+    ]
+    if media.lower() != JSON or any(c not in UTF8 for c in charsets):
+        raise HTTPProblem(
+            415,
+            "POST a JSON body with Content-Type: application/json (UTF-8).",
+            "UNSUPPORTED_MEDIA_TYPE",
+            {"Accept-Post": "application/json"},
+        )
+
+
 def _params(request: Request, body: bytes) -> tuple[str, dict[str, Any] | None, str | None]:
+    """The GraphQL-over-HTTP request parameters; a 400 for any that is not of its type
+    (query: string; operationName: string; variables and extensions: objects; null or, on GET,
+    the empty string = absent). Other members are ignored, as the spec says they must be."""
     if request.method == "GET":
         q = request.query_params
-        variables = None
-        if "variables" in q:
-            try:
-                variables = orjson.loads(q["variables"])
-            except orjson.JSONDecodeError:
-                raise HTTPProblem(400, "`variables` is not valid JSON.", "BAD_REQUEST") from None
-        query = q.get("query")
-        op_name = q.get("operationName")
-        payload: dict[str, Any] = {"query": query, "variables": variables, "operationName": op_name}
+        payload: dict[str, Any] = {
+            "query": q.get("query"),
+            "variables": _json_param(q, "variables"),
+            "operationName": q.get("operationName") or None,
+            "extensions": _json_param(q, "extensions"),
+        }
     else:
-        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if ctype != JSON:
-            raise HTTPProblem(
-                415, "POST a JSON body with Content-Type: application/json.", "UNSUPPORTED_MEDIA_TYPE"
-            )
+        _check_content_type(request.headers.get("content-type", ""))
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -125,12 +255,15 @@ def _params(request: Request, body: bytes) -> tuple[str, dict[str, Any] | None, 
         if not isinstance(payload, dict):
             raise HTTPProblem(400, "The request body must be a JSON object.", "BAD_REQUEST")
     query, variables, op_name = payload.get("query"), payload.get("variables"), payload.get("operationName")
+    extensions = payload.get("extensions")
     if not isinstance(query, str) or not query.strip():
         raise HTTPProblem(400, "`query` is required and must be a string.", "BAD_REQUEST")
     if variables is not None and not isinstance(variables, dict):
         raise HTTPProblem(400, "`variables` must be a JSON object.", "BAD_REQUEST")
     if op_name is not None and not isinstance(op_name, str):
         raise HTTPProblem(400, "`operationName` must be a string.", "BAD_REQUEST")
+    if extensions is not None and not isinstance(extensions, dict):
+        raise HTTPProblem(400, "`extensions` must be a JSON object.", "BAD_REQUEST")
     return query, variables, op_name
 
 
@@ -163,18 +296,32 @@ class GraphQLEndpoint:
             await self._check_signature(request, principal, body)
             await self._limit(request, principal)
             query, variables, op_name = _params(request, body)
-            if request.method == "GET" and query.lstrip().startswith(("mutation", "subscription")):
+            if request.method == "GET" and _operation_type(query, op_name) not in (None, "query"):
+                # GET is safe: a mutation (or subscription) is refused before anything runs
                 raise HTTPProblem(405, "Only queries may use GET.", "METHOD_NOT_ALLOWED", {"Allow": "POST"})
             if getattr(request.state, SIGNING_UNAVAILABLE, False):
                 raise SIGNING_REFUSED  # the middleware answers; this records the refusal
             outcome = await self._execute(principal, query, variables, op_name)
-            status = 400 if outcome.request_error and media == GRAPHQL_RESPONSE else 200
-            response = Response(orjson.dumps(outcome.body()), status_code=status, media_type=media)
-        except (HTTPProblem, PoolTimeout) as err:
-            problem = err if isinstance(err, HTTPProblem) else BUSY
-            status = problem.status
-            codes = [problem.code]
-            response = problem_response(problem, media or JSON)
+            # No `data` (a request error: parse, validation, limits, variables) → 400 under either
+            # media type; `data` present → 200, field errors or not.
+            status = 400 if outcome.request_error else 200
+            response = Response(
+                orjson.dumps(outcome.body()), status_code=status, media_type=content_type(status, media)
+            )
+        except HTTPProblem as problem:
+            status, codes, response = (
+                problem.status,
+                [problem.code],
+                problem_response(problem, content_type(problem.status, media)),
+            )
+        except Exception as err:  # still an answer, audited: a problem document, never a bare 500
+            outcome = None
+            problem = self._failure(request, err)
+            status, codes, response = (
+                problem.status,
+                [problem.code],
+                problem_response(problem, content_type(problem.status, media)),
+            )
         if getattr(request.state, "quiet_refusal", False):
             return response  # a refused burst is recorded once per window (gateway.identity.failures)
         try:
@@ -183,11 +330,28 @@ class GraphQLEndpoint:
             # for the audit commit, or every waiting request holds its whole page in memory.
             outcome = None
             await self.state.access_log.record(event)
-        except Exception:  # fail closed: no audit record, no data
-            logging.getLogger("shuqiao").exception("access log write failed; response withheld")
-            return problem_response(AUDIT_UNAVAILABLE, media or JSON)
+        except Exception as err:  # fail closed: no audit record, no data
+            request_id = getattr(request.state, "request_id", "")
+            if classify(err) is not None:  # the store is down: one line, not a traceback per request
+                log.warning("request %s: access log unavailable (%s)", request_id, type(err).__name__)
+            else:
+                log.exception("request %s: access log write failed; response withheld", request_id)
+            if status >= 500:  # a refusal already, serving no data: keep its reason (database down…)
+                return response
+            return problem_response(AUDIT_UNAVAILABLE, content_type(AUDIT_UNAVAILABLE.status, media))
         response.headers.update(getattr(request.state, "ratelimit_headers", {}))
         return response
+
+    def _failure(self, request: Request, err: Exception) -> HTTPProblem:
+        """503 for a dependency that is down (logged by type: a driver's message may name hosts
+        or values), 500 for anything else (logged with its traceback, never sent)."""
+        request_id = getattr(request.state, "request_id", "")
+        problem = classify(err)
+        if problem is None:
+            log.error("request %s on %s failed", request_id, request.url.path, exc_info=err)
+            return INTERNAL
+        log.warning("request %s answered %s: %s", request_id, problem.code, type(err).__name__)
+        return problem
 
     async def _identify(self, request: Request) -> Principal:
         if self.tier is Tier.SHARE:

@@ -41,6 +41,10 @@ class Limits:
     max_page_size: int = 500
     default_page_size: int = 20
     max_errors: int = 200
+    # Filter operands: an `in` list longer than this, or a string operand (or entity key) longer
+    # than that, is refused before any SQL is built (a 50 KB LIKE pattern fails inside SQLite).
+    max_in_list: int = 1000
+    max_string_operand: int = 1000
 
 
 @dataclass(frozen=True, slots=True)

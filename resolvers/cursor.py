@@ -9,6 +9,7 @@ import base64
 import binascii
 import datetime
 import decimal
+import math
 from typing import Any
 
 import orjson
@@ -48,13 +49,20 @@ def _typed(v: Any, t: FieldType) -> Any:
     if v is None:
         return None
     if t is FieldType.STRING and isinstance(v, str):
+        if "\x00" in v:  # no stored value has one; PostgreSQL refuses it in a parameter
+            raise ValueError("NUL")
         return v
     if t is FieldType.INTEGER and isinstance(v, int) and not isinstance(v, bool):
         return v
     if t is FieldType.FLOAT and isinstance(v, int | float) and not isinstance(v, bool):
+        if not math.isfinite(v):
+            raise ValueError("not finite")
         return float(v)
     if t is FieldType.DECIMAL and isinstance(v, str):
-        return decimal.Decimal(v)
+        d = decimal.Decimal(v)
+        if not d.is_finite():  # sNaN cannot even be compared; NaN and Infinity never came from a row
+            raise ValueError("not finite")
+        return d
     if t is FieldType.DATE and isinstance(v, str):
         return datetime.date.fromisoformat(v)
     if t is FieldType.DATETIME and isinstance(v, str):

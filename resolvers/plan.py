@@ -3,6 +3,8 @@ to shape it. Decisions are made once per column here, never per value."""
 
 from __future__ import annotations
 
+import decimal
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -327,6 +329,9 @@ class Planner:
                     field=gql,
                     resourceCode=ds.resource_code,
                 )
+            for op, value in cond.items():
+                if value is not None:
+                    self._check_operand(gql, op, value)
             if not is_protected(f):
                 out.extend((f.name, op, value) for op, value in cond.items() if value is not None)
                 continue
@@ -348,6 +353,25 @@ class Planner:
                         field=gql,
                     )
         return out
+
+    def _check_operand(self, gql: str, op: str, value: Any) -> None:
+        """Refuse operands no stored value can match or the database cannot take: `in` lists
+        and strings past the limits, NUL bytes (PostgreSQL text cannot hold one) and
+        non-finite decimals or floats (sNaN cannot even be compared)."""
+        limits = self.ctx.limits
+        if op == "in":
+            if len(value) > limits.max_in_list:
+                raise FieldError(
+                    f"`{gql}.in` has {len(value)} values; at most {limits.max_in_list} are allowed.",
+                    errors.FILTER_TOO_LARGE,
+                    field=gql,
+                    limit=limits.max_in_list,
+                )
+            for v in value:
+                if v is not None:
+                    check_value(f"{gql}.in", v, limits.max_string_operand)
+            return
+        check_value(f"{gql}.{op}", value, limits.max_string_operand)
 
     def _order(self, ds: DatasetSpec, order_args: list[Any]) -> list[tuple[str, bool]]:
         out: list[tuple[str, bool]] = []
@@ -378,6 +402,7 @@ class Planner:
         value = (
             args[ENTITY_KEY_NAMES[entity]] if ENTITY_KEY_NAMES[entity] in args else next(iter(args.values()))
         )
+        check_value(ENTITY_KEY_NAMES[entity], value, self.ctx.limits.max_string_operand)
         type_name = self.bindings.entities_by_kind[entity]
         plan = self.entity(type_name, subselection(nodes, self.fragments, self.variables))
         return EntityLookupPlan(key, str(value), plan)
@@ -533,6 +558,28 @@ def forbidden_dataset(
 
 def _type_name(binding: NodeBinding) -> str:
     return binding.connection_type.removesuffix("Connection")
+
+
+def check_value(name: str, value: Any, max_length: int) -> None:
+    """One filter operand or entity key: a FieldError (BAD_USER_INPUT, or FILTER_TOO_LARGE for
+    an over-long string) for a value that could only fail in the database or match nothing."""
+    if isinstance(value, str):
+        if len(value) > max_length:
+            raise FieldError(
+                f"`{name}` is {len(value)} characters long; at most {max_length} are allowed.",
+                errors.FILTER_TOO_LARGE,
+                limit=max_length,
+            )
+        if "\x00" in value:
+            raise FieldError(f"`{name}` contains a NUL character.", errors.BAD_USER_INPUT)
+    elif not _finite(value):
+        raise FieldError(f"`{name}` must be a finite number.", errors.BAD_USER_INPUT)
+
+
+def _finite(value: Any) -> bool:
+    if isinstance(value, decimal.Decimal):
+        return value.is_finite()
+    return not isinstance(value, float) or math.isfinite(value)
 
 
 def _camel(snake: str) -> str:

@@ -20,8 +20,16 @@ from limits import RateLimitItem, RateLimitItemPerDay, RateLimitItemPerMinute, p
 from limits.aio.storage import MemoryStorage, Storage
 from limits.aio.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
 from limits.storage import storage_from_string
+from redis.exceptions import RedisError
 
 log = logging.getLogger("shuqiao.ratelimit")
+
+REDIS_TIMEOUT = 1.0  # seconds, to connect to Redis and for each command
+
+
+class RateLimitUnavailable(Exception):
+    """The counters' store (Redis) could not be reached: no limit can be enforced, so the
+    request is refused with a 503 (fail closed) rather than served unlimited."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +64,14 @@ class RateLimiter:
         auth_failures: str = "20/minute",
     ) -> None:
         self.storage: Storage = (
-            storage_from_string(redis_storage_uri(redis_url), key_prefix=namespace, implementation="redispy")
+            storage_from_string(
+                redis_storage_uri(redis_url),
+                key_prefix=namespace,
+                implementation="redispy",
+                # an unreachable Redis is refused in a second, not after the OS's TCP timeout
+                socket_connect_timeout=REDIS_TIMEOUT,
+                socket_timeout=REDIS_TIMEOUT,
+            )
             if redis_url
             else MemoryStorage()
         )
@@ -123,6 +138,20 @@ class RateLimiter:
         return await self.daily_strategy.hit(once, f"{kind}-noted", address)
 
     async def _check(self, items: list[tuple[str, RateLimitItem]], *ids: str) -> Decision:
+        try:
+            return await self._count(items, *ids)
+        except (RedisError, OSError) as err:
+            log.warning("rate-limit store unreachable: %s", type(err).__name__)  # its text names the host
+            raise RateLimitUnavailable from err
+
+    async def check_store(self) -> bool:
+        """For /readyz: can the counters be reached (always, in-process)?"""
+        try:
+            return bool(await self.storage.check())
+        except (RedisError, OSError):
+            return False
+
+    async def _count(self, items: list[tuple[str, RateLimitItem]], *ids: str) -> Decision:
         now = time.time()
         policies, states = [], []
         for name, item in items:

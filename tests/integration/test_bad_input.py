@@ -43,7 +43,8 @@ def test_unknown_field_is_a_validation_error(client: Any) -> None:
     r = gql(client, "open", "{ enterpriseRegistration { edges { node { nope } } } }")
     assert r.status_code == 400 and _code(r) == "GRAPHQL_VALIDATION_FAILED"
     legacy = gql(client, "open", "{ nope }", accept="application/json")
-    assert legacy.status_code == 200 and "data" not in legacy.json()  # spec: 200 under application/json
+    # no data → 4xx under application/json too (GraphQL over HTTP, draft of 2026, "Status Codes")
+    assert legacy.status_code == 400 and "data" not in legacy.json()
 
 
 def test_depth_bomb(client: Any, tokens: dict[str, str]) -> None:
@@ -207,13 +208,83 @@ def test_readiness_says_busy_when_the_pool_is_exhausted_and_unreachable_otherwis
     from sqlalchemy.exc import TimeoutError as PoolTimeout
 
     engine = client.app.state.gateway.engine
-    for err, said, retry in ((PoolTimeout("QueuePool limit reached"), "busy", "1"),
-                             (OSError("connection refused by 10.0.0.9 secret=s3cr3t"), "unreachable", "5")):
+    for err, said, retry in (
+        (PoolTimeout("QueuePool limit reached"), "busy", "1"),
+        (OSError("connection refused by 10.0.0.9 secret=s3cr3t"), "unreachable", "5"),
+    ):
+
         def refuse(_engine: Any, err: Exception = err) -> Any:
             raise err
 
         monkeypatch.setattr(type(engine), "connect", refuse)  # AsyncEngine has slots
         r = client.get("/readyz")
         assert r.status_code == 503 and r.headers["retry-after"] == retry
-        assert r.json() == {"status": "unavailable", "database": said}
+        assert r.json()["status"] == "unavailable" and r.json()["database"] == said
+        assert r.json()["audit"] == said  # the chained store lives in that database
+        assert r.json()["signing"] == "ok" and "redis" not in r.json()  # no Redis configured
     assert "s3cr3t" not in caplog.text and "OSError" in caplog.text  # the type is logged, not the text
+
+
+# -- Reproducers of issue 13 item 3: each was a plain-text 500 with no audit event.
+OPEN_NAME = "query($v: [String!]) { enterpriseRegistration(where: {name: {in: $v}}) { totalCount } }"
+SHARE_NAME = "query($v: [String!]) { enterpriseRegistration(where: {creditCode: {in: $v}}) { totalCount } }"
+
+
+def _refused(r: Any, code: str, status: int = 400) -> None:
+    """A clean refusal: the status, one GraphQL error with the code, and a request id."""
+    assert r.status_code == status, r.text
+    assert _code(r) == code, r.text
+    assert "data" not in r.json()
+    assert len(r.headers["x-request-id"]) >= 8
+
+
+def test_in_list_over_the_limit_is_refused_on_both_tiers(client: Any, tokens: dict[str, str]) -> None:
+    values = [f"v{i}" for i in range(1001)]
+    r = gql(client, "open", OPEN_NAME, variables={"v": values})
+    _refused(r, "FILTER_TOO_LARGE")
+    assert r.json()["errors"][0]["extensions"]["limit"] == 1000
+    _refused(
+        gql(client, "share", SHARE_NAME, token=tokens["samr"], variables={"v": values}), "FILTER_TOO_LARGE"
+    )
+    ok = gql(client, "open", OPEN_NAME, variables={"v": values[:1000]})
+    assert ok.status_code == 200 and ok.json()["data"]["enterpriseRegistration"]["totalCount"] == 0
+
+
+def test_long_prefix_is_refused(client: Any) -> None:
+    q = "query($v: String) { enterpriseRegistration(where: {name: {prefix: $v}}) { totalCount } }"
+    _refused(gql(client, "open", q, variables={"v": "x" * 50_000}), "FILTER_TOO_LARGE")
+    _refused(gql(client, "open", q, variables={"v": "x" * 1001}), "FILTER_TOO_LARGE")
+
+
+@pytest.mark.parametrize("bad", ["sNaN", "NaN", "Infinity", "-Infinity"])
+def test_non_finite_decimal_filter_is_bad_input(client: Any, bad: str) -> None:
+    q = "query($v: Decimal) { enterpriseRegistration(where: {registeredCapital: {gt: $v}}) { totalCount } }"
+    _refused(gql(client, "open", q, variables={"v": bad}), "BAD_USER_INPUT")
+    literal = f'{{ enterpriseRegistration(where: {{registeredCapital: {{eq: "{bad}"}}}}) {{ totalCount }} }}'
+    _refused(gql(client, "open", literal), "BAD_USER_INPUT")
+
+
+@pytest.mark.parametrize("bad", ["sNaN", "NaN", "Infinity"])
+def test_non_finite_decimal_in_a_cursor_is_bad_input(client: Any, bad: str) -> None:
+    import base64
+
+    import orjson
+
+    after = base64.urlsafe_b64encode(orjson.dumps([bad, 1])).rstrip(b"=").decode()
+    q = (
+        "query($a: String) { enterpriseRegistration(orderBy: [{field: REGISTERED_CAPITAL}], after: $a) "
+        "{ totalCount } }"
+    )
+    _refused(gql(client, "open", q, variables={"a": after}), "BAD_USER_INPUT")
+
+
+def test_nul_byte_in_a_filter_or_entity_key_is_bad_input(client: Any, tokens: dict[str, str]) -> None:
+    q = "query($v: String) { enterpriseRegistration(where: {name: {eq: $v}}) { totalCount } }"
+    _refused(gql(client, "open", q, variables={"v": "a\x00b"}), "BAD_USER_INPUT")
+    q = "query($v: [String!]) { enterpriseRegistration(where: {name: {in: $v}}) { totalCount } }"
+    _refused(gql(client, "open", q, variables={"v": ["ok", "a\x00b"]}), "BAD_USER_INPUT")
+    for field, arg in (("legalEntity", "creditCode"), ("person", "idNumber")):
+        q = f"query($v: String!) {{ {field}({arg}: $v) {{ __typename }} }}"
+        _refused(gql(client, "share", q, token=tokens["hrss"], variables={"v": "9\x00"}), "BAD_USER_INPUT")
+    q = "query($v: String!) { legalEntity(creditCode: $v) { __typename } }"
+    _refused(gql(client, "share", q, token=tokens["hrss"], variables={"v": "9" * 1001}), "FILTER_TOO_LARGE")
