@@ -196,14 +196,12 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         *AuditAPI(state, VariableCipher.from_master_key(load_master_key(settings.master_key_file))).routes(),
         *Explorer(state).routes(),  # GET / → /explore: the public open-data page and its catalogue JSON
     ]
-    observers = [*tracing.observers(settings.otel), log_line]
-    if settings.metrics:
-        observers.append(metrics.observe_request)
+    observers = [log_line, metrics.observe_request] if settings.metrics else [log_line]
     middleware = [
         # outermost first: tracing (optional), then the access-log line and request metrics,
         # which see the answer as sent (docs/operations.md)
         *tracing.middleware(settings.otel),
-        Middleware(RequestLogMiddleware, observers=observers),
+        Middleware(RequestLogMiddleware, observers=observers, on_response=tracing.observers(settings.otel)),
         # the signature covers X-Request-ID, so signing wraps the request id
         Middleware(ResponseSigningMiddleware, signer=state.signer, always=("/share/graphql", EXPORT_PATH)),
         Middleware(RequestIdMiddleware),

@@ -4,8 +4,8 @@ and traces are made of.
 `RequestLogMiddleware` is a pure ASGI middleware, outside response signing so it sees what the
 client got (a withheld 503 included). When the request is done it fills one `RequestFacts` —
 request id, method, route template, tier, principal, status, extensions code, duration, bytes —
-and hands it to each observer in turn (`log_line` here, `gateway.metrics.observe_request`, the
-span namer of `gateway.tracing`).
+and hands it to each observer in turn (`log_line` here, `gateway.metrics.observe_request`); the
+span namer of `gateway.tracing` sees it as the answer starts, while the span is still open.
 
 What it never holds: a query, variables, a header value, a token, a key or a password. The
 principal is what the request's audit event names (a client id, an API-key prefix, a user name,
@@ -140,9 +140,14 @@ def log_line(facts: RequestFacts) -> None:
 
 
 class RequestLogMiddleware:
-    def __init__(self, app: ASGIApp, observers: Sequence[Observer] = (log_line,)) -> None:
+    def __init__(
+        self, app: ASGIApp, observers: Sequence[Observer] = (log_line,), on_response: Sequence[Observer] = ()
+    ) -> None:
+        """`observers` see each request once it is done; `on_response` as its answer starts (the
+        route is known by then, the request still in progress: a tracing span is still open)."""
         self.app = app
         self.observers = tuple(observers)
+        self.on_response = tuple(on_response)
         self._templates: dict[int, str] | None = None
 
     def _route(self, scope: Scope) -> str:
@@ -170,6 +175,8 @@ class RequestLogMiddleware:
                 if facts.status >= 400:
                     ctype = dict(message.get("headers", [])).get(b"content-type", b"")
                     error_body = bytearray() if b"json" in ctype else None
+                facts.route = self._route(scope)
+                self._notify(self.on_response, facts)
             elif message["type"] == "http.response.body":
                 chunk = message.get("body", b"")
                 facts.bytes += len(chunk)
@@ -193,8 +200,12 @@ class RequestLogMiddleware:
             facts.route = self._route(scope)
             if error_body:
                 facts.code = _code_from_body(bytes(error_body)) or facts.code
-            for observe in self.observers:
-                try:
-                    observe(facts)
-                except Exception:  # an observer must never turn an answer into an error
-                    log.exception("request observer %r failed", observe)
+            self._notify(self.observers, facts)
+
+    @staticmethod
+    def _notify(observers: tuple[Observer, ...], facts: RequestFacts) -> None:
+        for observe in observers:
+            try:
+                observe(facts)
+            except Exception:  # an observer must never turn an answer into an error
+                log.exception("request observer %r failed", observe)
