@@ -111,3 +111,30 @@ def test_catalog_publish_takes_what_the_readme_says() -> None:
     assert "publish CODE" in readme
     out = CliRunner().invoke(app, ["catalog", "publish", "--help"]).output
     assert "CODE" in out and "资源代码" in out
+
+
+@pytest.mark.parametrize("demo_env", ["sqlite"], indirect=True)
+def test_catalog_publish_by_code_or_resource_code(demo_env: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`shuqiao catalog publish CODE`: CODE as `catalog list` shows it, either column."""
+    import json
+
+    s = demo_env.settings
+    monkeypatch.setenv("SHUQIAO_DATABASE_URL", s.database_url)
+    monkeypatch.setenv("SHUQIAO_VAR_DIR", str(s.var_dir))
+    monkeypatch.setenv("SHUQIAO_MASTER_KEY_FILE", str(s.master_key_file))
+    runner = CliRunner()
+
+    def published() -> bool:
+        listed = json.loads(runner.invoke(app, ["catalog", "list", "--json"]).output)
+        return next(d["published"] for d in listed if d["code"] == "air_quality_daily")
+
+    try:
+        by_resource = runner.invoke(app, ["catalog", "unpublish", "610000-ECO-000002"])
+        assert by_resource.exit_code == 0, by_resource.output
+        assert "air_quality_daily unpublished" in by_resource.output and not published()
+        by_code = runner.invoke(app, ["catalog", "publish", "air_quality_daily"])
+        assert by_code.exit_code == 0 and published()
+        unknown = runner.invoke(app, ["catalog", "publish", "610000-NONE-000001"])
+        assert unknown.exit_code == 2 and "no dataset" in unknown.output
+    finally:
+        runner.invoke(app, ["catalog", "publish", "air_quality_daily"])
