@@ -21,7 +21,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -78,12 +78,14 @@ class RequestFacts:
     trace_id: str | None = None  # set by gateway.tracing when a span is recording
 
     def as_dict(self) -> dict[str, Any]:
-        doc = asdict(self)
+        # by hand: dataclasses.asdict deep-copies, and cost more than the rest of the line
+        doc = {name: getattr(self, name) for name in _FACTS}
         if doc["trace_id"] is None:
             del doc["trace_id"]
         return doc
 
 
+_FACTS = tuple(f.name for f in fields(RequestFacts))
 Observer = Callable[[RequestFacts], None]
 _current: ContextVar[RequestFacts | None] = ContextVar("shuqiao_request_facts", default=None)
 
