@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any
 
 import pytest
@@ -27,6 +28,13 @@ VARIABLE_VALUE = "张变量VALUE-7e1f"
 GET_VARIABLE_VALUE = "雁塔区VALUE-93ab"
 WRONG_SECRET = "WRONG-SECRET-5c0d-hunter2"
 FORGED_TOKEN = "eyJforged.bearer.TOKEN-a41c"
+PASSWORD = "Pa55word-SENTINEL-e09b"
+
+
+def _field(html: str, name: str) -> str:
+    m = re.search(rf'name="{name}" value="([^"]*)"', html)
+    assert m, f"no {name} in page"
+    return m.group(1).replace("&amp;", "&")
 
 
 def _lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
@@ -91,6 +99,18 @@ def run(client: Any, demo_env: Any, tokens: dict[str, str]) -> Any:
             ),
             "unmatched": client.get("/no/such/path-8d2e"),
         }
+        page = client.get("/oauth/login")
+        responses["login_page"] = page
+        responses["login"] = client.post(
+            "/oauth/login",
+            data={
+                "username": "nobody-8d2e",
+                "password": PASSWORD,
+                "csrf": _field(page.text, "csrf"),
+                "next": "",
+            },
+            follow_redirects=False,
+        )
     finally:
         root.removeHandler(handler)
         root.setLevel(old_level)
@@ -101,6 +121,7 @@ def run(client: Any, demo_env: Any, tokens: dict[str, str]) -> Any:
         "bearer token": tokens["hrss"],
         "issued token": responses["token"].json()["access_token"],
         "forged token": FORGED_TOKEN,
+        "password": PASSWORD,
         "variable": VARIABLE_VALUE,
         "GET variable": GET_VARIABLE_VALUE,
     }
@@ -135,6 +156,9 @@ def test_one_line_per_request_with_its_facts(run: Any) -> None:
     assert open_get["method"] == "GET" and open_get["tier"] == "open" and open_get["status"] == 200
     assert open_get["principal_kind"] == "enterprise"
     assert open_get["principal"] in api_key and open_get["principal"] != api_key  # its prefix
+
+    login = _one(lines, responses["login"])
+    assert (login["route"], login["status"], login["principal"]) == ("/oauth/login", 401, None)
 
     sub = _one(lines, responses["subgraph"])
     assert sub["route"] == "/share/subgraphs/{department}.graphql"
