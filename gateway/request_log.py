@@ -51,6 +51,7 @@ TIERS: tuple[tuple[str, str], ...] = (
 )
 UNMATCHED = "(unmatched)"  # the route label of a path no route took (a 404): never the raw path
 _CODE = re.compile(r"^[A-Za-z0-9_.]{1,48}$")  # a code label is a constant, never free text
+_UNPROVEN = frozenset({400, 401, 429})
 _ERROR_BODY_MAX = 8192  # error bodies larger than this are not read for their code
 
 
@@ -98,8 +99,9 @@ def note_event(event: AccessEvent) -> None:
         return
     if event.error_codes and facts.code is None:
         facts.code = _code(event.error_codes[0])
-    # An identity event with an error (bad secret, unknown user, reused code) names a claimed id.
-    if event.tier == "identity" and (event.error_codes or event.status >= 400):
+    # A refused sign-in or token request (bad secret, unknown user, reused code, throttled) names
+    # the id it claimed, which is the audit log's to keep, not a principal.
+    if event.tier == "identity" and event.status in _UNPROVEN:
         facts.principal_kind = facts.principal_kind or "unauthenticated"
         return
     facts.principal_kind, facts.principal = event.principal_kind, event.principal_id
