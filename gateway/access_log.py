@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from gateway.request_log import note_event
 from keys.sm3 import sm3
 
 log = logging.getLogger("shuqiao.access")
@@ -57,6 +58,7 @@ class LoggingAccessLog:
     """Structured JSON lines on the `shuqiao.access` logger."""
 
     async def record(self, event: AccessEvent) -> None:
+        note_event(event)  # the request's access-log line names its principal and code
         # A shallow dict: dataclasses.asdict deep-copies every nested list, which cost more
         # than the whole query on a cached lookup.
         doc = {name: getattr(event, name) for name in _EVENT_FIELDS}

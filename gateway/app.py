@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway import health, subgraphs
+from gateway import health, metrics, subgraphs, tracing
 from gateway.access_log import AccessLog, LoggingAccessLog
 from gateway.audit import ChainedAuditLog, VariableCipher
 from gateway.audit.alerts import AlertEngine, AlertRules, AlertTask
@@ -38,6 +38,7 @@ from gateway.identity.service import Identity
 from gateway.identity.tokens import TokenService, load_signing_key
 from gateway.middleware import FailureMiddleware, RequestIdMiddleware, error_response, failure_problem
 from gateway.registry import SchemaRegistry
+from gateway.request_log import RequestLogMiddleware, log_line
 from gateway.secrets import SecretHasher, load_master_key
 from gateway.settings import Settings
 from gateway.state import GatewayState
@@ -159,6 +160,7 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        metrics.watch_pool(state.engine)
         await state.registry.refresh(force=True)
         if warning := await pool_fits(state.engine, settings.db_pool_size, _workers()):
             log.warning("%s", warning)
@@ -177,11 +179,13 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         close = getattr(state.access_log, "aclose", None)
         if close is not None:
             await close()
+        metrics.unwatch_pool(state.engine)
         await state.engine.dispose()
 
     routes = [
         Route("/healthz", health.healthz),
         Route("/readyz", health.readyz),
+        *metrics.routes(settings.metrics, settings.metrics_allow),  # GET /metrics (Prometheus)
         Route(
             "/open/graphql",
             GraphQLEndpoint(Tier.OPEN, state).handle,
@@ -203,8 +207,13 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         *AuditAPI(state, VariableCipher.from_master_key(load_master_key(settings.master_key_file))).routes(),
         *Explorer(state).routes(),  # GET / → /explore: the public open-data page and its catalogue JSON
     ]
+    observers = [log_line, metrics.observe_request] if settings.metrics else [log_line]
     middleware = [
-        # outermost first: the signature covers X-Request-ID, so signing wraps the request id
+        # outermost first: tracing (optional), then the access-log line and request metrics,
+        # which see the answer as sent (docs/operations.md)
+        *tracing.middleware(settings.otel),
+        Middleware(RequestLogMiddleware, observers=observers, on_response=tracing.observers(settings.otel)),
+        # the signature covers X-Request-ID, so signing wraps the request id
         Middleware(ResponseSigningMiddleware, signer=state.signer, always=("/share/graphql", EXPORT_PATH)),
         Middleware(RequestIdMiddleware),
         # who is calling, once: X-Forwarded-For only from SHUQIAO_TRUSTED_PROXIES

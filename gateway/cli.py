@@ -156,9 +156,17 @@ Demo credentials (also in {s.var_dir}/demo-credentials.json, mode 0600):""")
 
 @app.command()
 def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
-    """Run the gateway (uvicorn)."""
+    """Run the gateway (uvicorn). The issuer is http://HOST:PORT unless SHUQIAO_ISSUER is set."""
+    import os
+
     import uvicorn
 
+    from gateway.metrics import prepare_multiprocess_dir
+    from gateway.settings import serve_environment
+
+    # The workers read their settings from the environment (gateway.app:create_app).
+    os.environ.update(serve_environment(host, port, os.environ))
+    prepare_multiprocess_dir()  # PROMETHEUS_MULTIPROC_DIR: last run's samples are not this run's
     # The factory string (not the repo-root asgi.py) so this works from any directory.
     uvicorn.run(
         "gateway.app:create_app",
@@ -167,10 +175,30 @@ def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
         port=port,
         workers=workers,
         log_level="info",
-        access_log=False,
+        access_log=False,  # the gateway's own line per request is on `shuqiao.http`
+        log_config=log_config(),
         # X-Forwarded-For is ours to judge (gateway.client_address, SHUQIAO_TRUSTED_PROXIES)
         proxy_headers=False,
     )
+
+
+def log_config() -> dict[str, Any]:
+    """uvicorn's logging, plus the gateway's loggers at INFO: `shuqiao.http` (one JSON line per
+    request) on stdout as it is, the rest of `shuqiao` on stderr beside uvicorn's messages."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["formatters"]["json_line"] = {"format": "%(message)s"}
+    config["handlers"]["shuqiao_http"] = {
+        "formatter": "json_line",
+        "class": "logging.StreamHandler",
+        "stream": "ext://sys.stdout",
+    }
+    config["loggers"]["shuqiao"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    config["loggers"]["shuqiao.http"] = {"handlers": ["shuqiao_http"], "level": "INFO", "propagate": False}
+    return config
 
 
 pool_app = typer.Typer(help="The data pool: encryption at rest.", no_args_is_help=True)
@@ -266,20 +294,36 @@ def catalog_list(as_json: JsonOpt = False) -> None:
     )
 
 
-@catalog_app.command("publish")
-def catalog_publish(dataset: str) -> None:
-    """Publish a dataset: it appears in the schemas of running gateways within a second."""
-    from catalogue.service import set_published
+CodeArg = Annotated[
+    str, typer.Argument(metavar="CODE", help="The dataset code (population) or its 资源代码.")
+]
 
-    _run(lambda e: set_published(e, dataset, True))
+
+async def _set_published(engine: Any, code: str, published: bool) -> str:
+    """Publish or unpublish by dataset code or resource code (`catalog list` shows both)."""
+    from catalogue.service import load_catalogue, set_published
+
+    datasets = (await load_catalogue(engine)).datasets
+    if code not in datasets:
+        by_resource = [d.code for d in datasets.values() if d.resource_code == code]
+        if not by_resource:
+            raise CatalogueError(f"no dataset with code or resource code {code!r}")
+        code = by_resource[0]
+    await set_published(engine, code, published)
+    return code
+
+
+@catalog_app.command("publish")
+def catalog_publish(code: CodeArg) -> None:
+    """Publish a dataset: it appears in the schemas of running gateways within a second."""
+    dataset = _run(lambda e: _set_published(e, code, True))
     typer.echo(f"{dataset} published")
 
 
 @catalog_app.command("unpublish")
-def catalog_unpublish(dataset: str) -> None:
-    from catalogue.service import set_published
-
-    _run(lambda e: set_published(e, dataset, False))
+def catalog_unpublish(code: CodeArg) -> None:
+    """Withdraw a dataset from the schemas of running gateways (within a second)."""
+    dataset = _run(lambda e: _set_published(e, code, False))
     typer.echo(f"{dataset} unpublished")
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -18,6 +20,45 @@ def _env(name: str, default: str) -> str:
 
 def _int(name: str, default: int) -> int:
     return int(_env(name, str(default)))
+
+
+def _switch(name: str, default: bool | None) -> bool | None:
+    value = _env(name, "").strip().lower()
+    if not value:
+        return default
+    if value in ("on", "1", "true", "yes"):
+        return True
+    if value in ("off", "0", "false", "no"):
+        return False
+    raise ValueError(f"SHUQIAO_{name} must be on or off, not {value!r}")
+
+
+def parse_allow(text: str) -> tuple[str, ...]:
+    """SHUQIAO_METRICS_ALLOW: comma-separated networks (CIDR) or addresses, checked at start."""
+    nets = tuple(p.strip() for p in text.split(",") if p.strip())
+    for net in nets:
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            raise ValueError(f"SHUQIAO_METRICS_ALLOW: {net!r} is not an IP network") from None
+    return nets
+
+
+def default_issuer(host: str, port: int) -> str:
+    """The issuer (and public base URL) of a gateway served at host:port, for when SHUQIAO_ISSUER
+    is not set. A wildcard address is not an address clients use: the loopback one stands in."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)  # noqa: S104
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def serve_environment(host: str, port: int, environ: Mapping[str, str]) -> dict[str, str]:
+    """What `shuqiao serve --host --port` adds to the environment its workers read their
+    settings from: the issuer follows the address served, unless SHUQIAO_ISSUER is set."""
+    if environ.get("SHUQIAO_ISSUER", "").strip():
+        return {}
+    return {"SHUQIAO_ISSUER": default_issuer(host, port)}
 
 
 def _pool_size(size: int) -> int:
@@ -82,6 +123,11 @@ class Settings:
     audit_alert_probe_window_seconds: int = 600
     audit_working_hours: str = "08:30-18:00"
     audit_working_days: str = "1-5"
+    # Operations (docs/operations.md): GET /metrics and who may scrape it (CIDRs of the direct
+    # peer); OpenTelemetry tracing: True, False, or None = on when OTEL_EXPORTER_OTLP_ENDPOINT is set.
+    metrics: bool = True
+    metrics_allow: tuple[str, ...] = ("127.0.0.1/32", "::1/128")
+    otel: bool | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -125,6 +171,9 @@ class Settings:
             audit_alert_probe_window_seconds=_int("AUDIT_ALERT_PROBE_WINDOW_SECONDS", 600),
             audit_working_hours=_env("AUDIT_WORKING_HOURS", "08:30-18:00"),
             audit_working_days=_env("AUDIT_WORKING_DAYS", "1-5"),
+            metrics=_switch("METRICS", True),
+            metrics_allow=parse_allow(_env("METRICS_ALLOW", "127.0.0.1/32,::1/128")),
+            otel=_switch("OTEL", None),
         )
 
     def with_(self, **changes: object) -> Settings:

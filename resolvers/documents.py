@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from graphql import DocumentNode, GraphQLError, GraphQLSchema, parse, validate
 
 from policies.limits import SATURATED, DocumentShape, Limits, measure
+from resolvers.cache_stats import DOCUMENT_HIT, DOCUMENT_MISS
 from resolvers.errors import (
     PARSE_FAILED,
     QUERY_TOO_COMPLEX,
@@ -103,8 +104,10 @@ class DocumentCache:
     def get(self, query: str) -> Prepared:
         hit = self._entries.get(query)
         if hit is not None:
+            DOCUMENT_HIT.inc()
             self._entries.move_to_end(query)
             return hit
+        DOCUMENT_MISS.inc()
         prepared = prepare(self._schema, query, self._limits)
         self._entries[query] = prepared
         if len(self._entries) > self._size:

@@ -19,6 +19,7 @@ from graphql.execution.values import get_variable_values
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from resolvers import cursor, errors
+from resolvers.cache_stats import PLAN_HIT, PLAN_MISS
 from resolvers.context import DatasetRead, ExecutionContext
 from resolvers.errors import FieldError, RequestError
 from resolvers.plan import (
@@ -121,6 +122,8 @@ async def run(
         orjson.dumps(variables or {}, option=orjson.OPT_SORT_KEYS),
     )
     planned = plans.get(key, ctx.now) if plans is not None else None
+    if plans is not None:
+        (PLAN_MISS if planned is None else PLAN_HIT).inc()
     if planned is None:
         result = _plan(tier, query, variables, operation_name, ctx, cache)
         if isinstance(result, Outcome):

@@ -39,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -56,6 +57,8 @@ from gateway.audit.sqlite_writer import Batch as SqliteBatch
 from gateway.audit.sqlite_writer import Head, SqliteChainFile, WriterProcess
 from gateway.audit.variables import VariableCipher
 from gateway.audit.witness import ChainWitness
+from gateway.metrics import AUDIT_APPEND_SECONDS, AUDIT_BATCH_EVENTS, AUDIT_COMMIT_SECONDS, AUDIT_FAILURES
+from gateway.request_log import note_event
 
 EVENTS = AuditEvent.__table__
 HEAD = AuditChainHead.__table__
@@ -158,13 +161,16 @@ class ChainedAuditLog:
         return loop
 
     async def record(self, event: AccessEvent) -> None:
+        note_event(event)  # the request's access-log line names its principal and code
         loop = self._on_loop()
         done: asyncio.Future[None] = loop.create_future()
         self._pending.append((event, done))
         if self._writer is None or self._writer.done():
             self._writer = loop.create_task(self._drain())
+        started = time.perf_counter()
         # A cancelled caller cancels only its own wait: its event stays queued and is written.
         await done  # raises if the transaction holding our event failed
+        AUDIT_APPEND_SECONDS.observe(time.perf_counter() - started)
 
     async def _drain(self) -> None:
         """The writer: batches until the queue is empty. It is only seen as gone (`done()`) once
@@ -228,9 +234,11 @@ class ChainedAuditLog:
         """Write the oldest queued events (up to MAX_BATCH) in one transaction and settle their
         futures: committed → result, failed → the error (each of those callers fails closed)."""
         batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+        started = time.perf_counter()
         try:
             await self._append(conn, [e for e, _ in batch])
         except BaseException as err:
+            AUDIT_FAILURES.inc()
             self._head = None
             self._fail(batch, err)
             if not isinstance(err, Exception):
@@ -238,6 +246,8 @@ class ChainedAuditLog:
                 self._pending = []
                 raise
             return False
+        AUDIT_COMMIT_SECONDS.observe(time.perf_counter() - started)
+        AUDIT_BATCH_EVENTS.observe(len(batch))
         self.batches += 1
         for _, f in batch:
             if not f.done():

@@ -32,6 +32,7 @@ from pathlib import Path
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.metrics import SIGNING_SECONDS
 from keys.errors import UnknownKeyError
 from keys.keystore import INDEX, KeyInfo, KeyStore
 from keys.rfc9421 import sign_response
@@ -102,7 +103,8 @@ class ResponseSigner:
         components = tuple(
             c for c in self.components if c.startswith("@") or c == "content-digest" or c in headers
         )
-        return sign_response(private, info.kid, status, headers, body, components=components)
+        with SIGNING_SECONDS.time():
+            return sign_response(private, info.kid, status, headers, body, components=components)
 
 
 def _header_map(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
