@@ -10,7 +10,10 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
 import orjson
+from starlette.responses import Response
 
+from gateway.outages import classify
+from gateway.problems import AUDIT_UNAVAILABLE, JSON, problem_response
 from gateway.request_log import note_event
 from keys.sm3 import sm3
 
@@ -64,3 +67,23 @@ class LoggingAccessLog:
         doc = {name: getattr(event, name) for name in _EVENT_FIELDS}
         doc.pop("variables", None)  # may carry ID numbers; only the sealed chain store keeps them
         log.info("%s", orjson.dumps(doc).decode())
+
+
+async def answer_once_recorded(
+    sink: AccessLog, event: AccessEvent, response: Response, media: str = JSON
+) -> Response:
+    """Fail closed, the one way every audited endpoint does it: `response` leaves only once its
+    event is recorded. If it cannot be, the client gets AUDIT_UNAVAILABLE instead — unless the
+    answer was already a 5xx refusal, which serves no data and whose reason (a database that is
+    down…) stands."""
+    try:
+        await sink.record(event)
+    except Exception as err:
+        if classify(err) is not None:  # the store is down: one line, not a traceback per request
+            log.warning("request %s: access log unavailable (%s)", event.request_id, type(err).__name__)
+        else:
+            log.exception("request %s: access log write failed; answer withheld", event.request_id)
+        if response.status_code >= 500:
+            return response
+        return problem_response(AUDIT_UNAVAILABLE, media)
+    return response

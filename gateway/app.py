@@ -10,10 +10,11 @@ from collections.abc import AsyncIterator
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from gateway import health, metrics, subgraphs, tracing
 from gateway.access_log import AccessLog, LoggingAccessLog
@@ -29,14 +30,15 @@ from gateway.crypto.service import DepartmentKeyDirectory, DepartmentKeyRefresh
 from gateway.crypto.signing import ResponseSigner, ResponseSigningMiddleware, open_signing_store
 from gateway.db import create_engine, pool_fits
 from gateway.explorer import Explorer
-from gateway.graphql_http import BUSY, GraphQLEndpoint, problem_response
+from gateway.graphql_http import GraphQLEndpoint
 from gateway.identity import discovery
 from gateway.identity.apikeys import ApiKeyVerifier
 from gateway.identity.oauth import oauth_error
-from gateway.identity.routes import identity_routes
+from gateway.identity.routes import admin_routes, identity_static, oauth_routes
 from gateway.identity.service import Identity
 from gateway.identity.tokens import TokenService, load_signing_key
 from gateway.middleware import FailureMiddleware, RequestIdMiddleware, error_response, failure_problem
+from gateway.problems import BUSY, Problem, problem_response
 from gateway.registry import SchemaRegistry
 from gateway.request_log import RequestLogMiddleware, log_line
 from gateway.secrets import SecretHasher, load_master_key
@@ -137,6 +139,17 @@ async def _pool_busy(request: Request, _exc: Exception) -> Response:
     return problem_response(BUSY)
 
 
+_STATUS_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    """Starlette's own refusals (no such path, method not allowed) in the one problem shape."""
+    assert isinstance(exc, HTTPException)
+    status = exc.status_code
+    code = _STATUS_CODES.get(status, "BAD_REQUEST" if status < 500 else "INTERNAL_SERVER_ERROR")
+    return problem_response(Problem(status, str(exc.detail), code, dict(exc.headers or {})))
+
+
 async def _last_resort(request: Request, exc: Exception) -> Response:
     """Starlette's outermost handler, for a failure in the middleware above FailureMiddleware:
     still the problem document (with the request id when one was assigned), never a text page."""
@@ -182,6 +195,14 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         metrics.unwatch_pool(state.engine)
         await state.engine.dispose()
 
+    audit = AuditAPI(
+        state.engine,
+        state.access_log,
+        state.identity.protector(realm="shuqiao-audit", scopes=["audit:read"]).validate_request,
+        VariableCipher.from_master_key(load_master_key(settings.master_key_file)),
+        settings.audit_export_max_events,
+    )
+    explorer = Explorer(state)
     routes = [
         Route("/healthz", health.healthz),
         Route("/readyz", health.readyz),
@@ -196,16 +217,22 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
             GraphQLEndpoint(Tier.SHARE, state).handle,
             methods=["GET", "POST", "PUT", "DELETE"],
         ),
-        *identity_routes(state.identity),  # /oauth/*, /admin/identity/*, sign-in pages
+        Mount("/oauth", routes=oauth_routes(state.identity)),  # RFC 6749 endpoints and sign-in pages
+        Mount("/admin/identity", routes=admin_routes(state.identity)),  # clients, people, API keys
+        Mount("/static/identity", identity_static(), name="identity-static"),
         Route("/.well-known/openid-configuration", discovery.openid_configuration),
         Route("/.well-known/oauth-authorization-server", discovery.openid_configuration),
         Route("/.well-known/oauth-protected-resource", discovery.protected_resource),
         Route("/.well-known/jwks.json", discovery.jwks),
         Route("/share/subgraphs/{department}.graphql", subgraphs.subgraph_sdl),
         Route("/keys/sm2", SigningKeysEndpoint(state.signer.store).handle),
-        # The officer API and page (audit:read): search, detail, stats, export, verify.
-        *AuditAPI(state, VariableCipher.from_master_key(load_master_key(settings.master_key_file))).routes(),
-        *Explorer(state).routes(),  # GET / → /explore: the public open-data page and its catalogue JSON
+        # The officer page and API (audit:read): search, detail, stats, export, verify, alerts.
+        Route("/audit", audit.page),
+        Mount("/audit", routes=audit.routes()),
+        # The public open-data page, its assets and catalogue JSON; GET / → /explore.
+        Route("/", explorer.root),
+        Route("/explore", explorer.page),
+        Mount("/explore", routes=explorer.routes()),
     ]
     observers = [log_line, metrics.observe_request] if settings.metrics else [log_line]
     middleware = [
@@ -226,7 +253,7 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         middleware=middleware,
         lifespan=lifespan,
         debug=settings.debug,
-        exception_handlers={PoolTimeout: _pool_busy, Exception: _last_resort},
+        exception_handlers={HTTPException: _http_exception, PoolTimeout: _pool_busy, Exception: _last_resort},
     )
     app.state.gateway = state
     return app

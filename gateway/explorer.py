@@ -34,10 +34,10 @@ from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from catalogue.spec import FieldSpec
-from gateway.access_log import AccessEvent
+from gateway.access_log import AccessEvent, answer_once_recorded
 from gateway.client_address import client_address
-from gateway.graphql_http import AUDIT_UNAVAILABLE, HTTPProblem, problem_response
 from gateway.identity.limits_hook import check_rate
+from gateway.problems import Problem, problem_response
 from gateway.registry import BuiltSchema
 from gateway.state import GatewayState
 from policies import decisions
@@ -176,11 +176,10 @@ class Explorer:
         self._cache: weakref.WeakKeyDictionary[BuiltSchema, bytes] = weakref.WeakKeyDictionary()
 
     def routes(self) -> list[Route]:
+        """Under `Mount("/explore")`; the page itself is `GET /explore` (`self.page`)."""
         return [
-            Route("/", self.root),
-            Route("/explore", self.page),
-            Route("/explore/static/{name}", self.asset),
-            Route("/explore/api/catalogue", self.catalogue),
+            Route("/static/{name}", self.asset),
+            Route("/api/catalogue", self.catalogue),
         ]
 
     async def root(self, request: Request) -> Response:
@@ -194,7 +193,7 @@ class Explorer:
     async def asset(self, request: Request) -> Response:
         name = request.path_params["name"]
         if name not in ASSETS:
-            return Response("not found", status_code=404)
+            return problem_response(Problem(404, "No such asset.", "NOT_FOUND"))
         return FileResponse(
             STATIC / name, media_type=ASSETS[name], headers={"X-Content-Type-Options": "nosniff"}
         )
@@ -215,7 +214,7 @@ class Explorer:
         if not decision.allowed:
             status = 429
             message = f"Rate limit exceeded ({decision.policy}); retry after {decision.retry_after} s."
-            response = problem_response(HTTPProblem(429, message, "RATE_LIMITED", decision.headers))
+            response = problem_response(Problem(429, message, "RATE_LIMITED", decision.headers))
             codes = ["RATE_LIMITED"]
             if not decision.record:
                 return response  # one event per refused burst (gateway.identity.limits_hook)
@@ -240,9 +239,4 @@ class Explorer:
             error_codes=codes,
             latency_ms=round((time.perf_counter() - started) * 1000, 3),
         )
-        try:
-            await self.state.access_log.record(event)
-        except Exception:  # fail closed, as on the data tiers
-            log.exception("access log write failed; explorer catalogue withheld")
-            return problem_response(AUDIT_UNAVAILABLE)
-        return response
+        return await answer_once_recorded(self.state.access_log, event, response)

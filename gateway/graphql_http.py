@@ -4,30 +4,24 @@ access event → response. Status codes and media types follow the GraphQL-over-
 from __future__ import annotations
 
 import logging
-import socket
 import time
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from asyncpg.exceptions import InsufficientResourcesError, OperatorInterventionError, PostgresConnectionError
-from asyncpg.exceptions import InterfaceError as AsyncpgInterfaceError
 from graphql import GraphQLError, get_operation_ast, parse
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.access_log import AccessEvent, query_digest
+from gateway.access_log import AccessEvent, answer_once_recorded, query_digest
 from gateway.client_address import client_address
 from gateway.crypto.requests import SignedRequestRefused, verifier_for
 from gateway.crypto.signing import NO_KEY_MESSAGE, SIGNING_UNAVAILABLE
 from gateway.identity.apikeys import InvalidApiKey
 from gateway.identity.bearer import BearerRefused
 from gateway.identity.limits_hook import check_rate, restrict_grants
-from gateway.identity.ratelimit import RateLimitUnavailable
+from gateway.outages import classify
+from gateway.problems import AUDIT_UNAVAILABLE, INTERNAL, JSON, Problem, problem_response
 from gateway.state import GatewayState
 from policies.model import Tier
 from resolvers.context import ANONYMOUS, ExecutionContext, Principal, PrincipalKind
@@ -37,100 +31,11 @@ from resolvers.execute import Outcome, run
 log = logging.getLogger("shuqiao")
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
-JSON = "application/json"
 UTF8 = ("utf-8", "utf8")
 
 
-class HTTPProblem(Exception):
-    def __init__(self, status: int, message: str, code: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.code = code
-        self.headers = headers or {}
-
-
-# Every pooled database connection stayed busy for the pool timeout (gateway.db.create_engine).
-BUSY = HTTPProblem(503, "The gateway is busy; retry shortly.", "SERVICE_BUSY", {"Retry-After": "1"})
-
 # The same answer as the signing middleware's, which is what the client gets (this one is audited).
-SIGNING_REFUSED = HTTPProblem(503, NO_KEY_MESSAGE, "SIGNING_UNAVAILABLE", {"Retry-After": "5"})
-
-# asyncpg's own errors for a server that is gone, shutting down, starting up (class 57: admin
-# shutdown, cannot connect now, a cancelled statement) or out of connections (class 53)
-_ASYNCPG_DOWN = (
-    PostgresConnectionError,
-    AsyncpgInterfaceError,
-    OperatorInterventionError,
-    InsufficientResourcesError,
-)
-INTERNAL_ERROR = "INTERNAL_SERVER_ERROR"
-
-AUDIT_UNAVAILABLE = HTTPProblem(
-    503,
-    "The access log is unavailable; no data is served without it.",
-    "AUDIT_UNAVAILABLE",
-    {"Retry-After": "5"},
-)
-
-
-DATABASE_UNAVAILABLE = HTTPProblem(
-    503, "The database is unavailable; retry shortly.", "DATABASE_UNAVAILABLE", {"Retry-After": "5"}
-)
-
-# Redis holds the shared rate-limit counters: without them no limit can be enforced, so requests
-# that need one are refused (fail closed) until it is back.
-RATE_LIMIT_UNAVAILABLE = HTTPProblem(
-    503,
-    "The rate-limit store is unavailable; no request is served without its limit. Retry shortly.",
-    "RATE_LIMIT_UNAVAILABLE",
-    {"Retry-After": "5"},
-)
-
-REDIS_UNAVAILABLE = HTTPProblem(
-    503, "A shared store is unavailable; retry shortly.", "REDIS_UNAVAILABLE", {"Retry-After": "5"}
-)
-
-# Anything unexpected: the client learns nothing of it but the request id to quote.
-INTERNAL = HTTPProblem(
-    500, "An internal error occurred; it has been logged under this request's X-Request-ID.", INTERNAL_ERROR
-)
-
-
-def classify(err: BaseException) -> HTTPProblem | None:
-    """The 503 for an exception that means a dependency is down or saturated, else None.
-
-    SQLAlchemy wraps driver errors (`.orig`, `__cause__`); the raw asyncpg path
-    (resolvers.sql.fetch_all) raises them bare, and a refused connect is an OSError."""
-    seen: set[int] = set()
-    current: BaseException | None = err
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, PoolTimeout):
-            return BUSY
-        if isinstance(current, RateLimitUnavailable):
-            return RATE_LIMIT_UNAVAILABLE
-        if isinstance(current, RedisConnectionError | RedisTimeoutError):
-            return REDIS_UNAVAILABLE
-        if isinstance(current, OperationalError | InterfaceError | DisconnectionError):
-            return DATABASE_UNAVAILABLE
-        if isinstance(current, DBAPIError) and current.connection_invalidated:
-            return DATABASE_UNAVAILABLE
-        if isinstance(current, _ASYNCPG_DOWN) or _network(current):
-            return DATABASE_UNAVAILABLE
-        current = current.__cause__ or current.__context__
-    return None
-
-
-def _network(err: BaseException) -> bool:
-    """A socket that could not connect or was cut (asyncio's "Multiple exceptions" on connect is a
-    plain OSError); not a missing file or a permission, which are OSErrors too."""
-    return isinstance(err, ConnectionError | TimeoutError | socket.gaierror) or type(err) is OSError
-
-
-def problem_response(problem: HTTPProblem, media: str = JSON) -> Response:
-    body = {"errors": [{"message": problem.message, "extensions": {"code": problem.code}}]}
-    return Response(orjson.dumps(body), status_code=problem.status, media_type=media, headers=problem.headers)
+SIGNING_REFUSED = Problem(503, NO_KEY_MESSAGE, "SIGNING_UNAVAILABLE", {"Retry-After": "5"})
 
 
 def _negotiate(accept: str | None) -> str | None:
@@ -193,12 +98,12 @@ def _operation_type(query: str, op_name: str | None) -> str | None:
 async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise HTTPProblem(413, f"The request body is larger than {limit} bytes.", "PAYLOAD_TOO_LARGE")
+        raise Problem(413, f"The request body is larger than {limit} bytes.", "PAYLOAD_TOO_LARGE")
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > limit:
-            raise HTTPProblem(413, f"The request body is larger than {limit} bytes.", "PAYLOAD_TOO_LARGE")
+            raise Problem(413, f"The request body is larger than {limit} bytes.", "PAYLOAD_TOO_LARGE")
     return bytes(body)
 
 
@@ -210,7 +115,7 @@ def _json_param(q: Any, name: str) -> Any:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
-        raise HTTPProblem(400, f"`{name}` is not valid JSON.", "BAD_REQUEST") from None
+        raise Problem(400, f"`{name}` is not valid JSON.", "BAD_REQUEST") from None
 
 
 def _check_content_type(header: str) -> None:
@@ -220,7 +125,7 @@ def _check_content_type(header: str) -> None:
         p.partition("=")[2].strip().strip('"').lower() for p in params if p.lower().startswith("charset")
     ]
     if media.lower() != JSON or any(c not in UTF8 for c in charsets):
-        raise HTTPProblem(
+        raise Problem(
             415,
             "POST a JSON body with Content-Type: application/json (UTF-8).",
             "UNSUPPORTED_MEDIA_TYPE",
@@ -245,25 +150,25 @@ def _params(request: Request, body: bytes) -> tuple[str, dict[str, Any] | None, 
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError:
-            raise HTTPProblem(400, "The request body is not valid JSON.", "BAD_REQUEST") from None
+            raise Problem(400, "The request body is not valid JSON.", "BAD_REQUEST") from None
         if isinstance(payload, list):
-            raise HTTPProblem(
+            raise Problem(
                 400,
                 "Batched requests are not accepted; send one operation per request.",
                 "BATCHING_NOT_SUPPORTED",
             )
         if not isinstance(payload, dict):
-            raise HTTPProblem(400, "The request body must be a JSON object.", "BAD_REQUEST")
+            raise Problem(400, "The request body must be a JSON object.", "BAD_REQUEST")
     query, variables, op_name = payload.get("query"), payload.get("variables"), payload.get("operationName")
     extensions = payload.get("extensions")
     if not isinstance(query, str) or not query.strip():
-        raise HTTPProblem(400, "`query` is required and must be a string.", "BAD_REQUEST")
+        raise Problem(400, "`query` is required and must be a string.", "BAD_REQUEST")
     if variables is not None and not isinstance(variables, dict):
-        raise HTTPProblem(400, "`variables` must be a JSON object.", "BAD_REQUEST")
+        raise Problem(400, "`variables` must be a JSON object.", "BAD_REQUEST")
     if op_name is not None and not isinstance(op_name, str):
-        raise HTTPProblem(400, "`operationName` must be a string.", "BAD_REQUEST")
+        raise Problem(400, "`operationName` must be a string.", "BAD_REQUEST")
     if extensions is not None and not isinstance(extensions, dict):
-        raise HTTPProblem(400, "`extensions` must be a JSON object.", "BAD_REQUEST")
+        raise Problem(400, "`extensions` must be a JSON object.", "BAD_REQUEST")
     return query, variables, op_name
 
 
@@ -283,14 +188,14 @@ class GraphQLEndpoint:
         codes: list[str] = []
         try:
             if request.method not in self.methods:
-                raise HTTPProblem(
+                raise Problem(
                     405,
                     f"Use {' or '.join(self.methods)}.",
                     "METHOD_NOT_ALLOWED",
                     {"Allow": ", ".join(self.methods)},
                 )
             if media is None:
-                raise HTTPProblem(406, f"Accept {GRAPHQL_RESPONSE} or {JSON}.", "NOT_ACCEPTABLE")
+                raise Problem(406, f"Accept {GRAPHQL_RESPONSE} or {JSON}.", "NOT_ACCEPTABLE")
             body = await _read_body(request, self.state.settings.limits.max_body_bytes)
             principal = await self._identify_limited(request)
             await self._check_signature(request, principal, body)
@@ -298,7 +203,7 @@ class GraphQLEndpoint:
             query, variables, op_name = _params(request, body)
             if request.method == "GET" and _operation_type(query, op_name) not in (None, "query"):
                 # GET is safe: a mutation (or subscription) is refused before anything runs
-                raise HTTPProblem(405, "Only queries may use GET.", "METHOD_NOT_ALLOWED", {"Allow": "POST"})
+                raise Problem(405, "Only queries may use GET.", "METHOD_NOT_ALLOWED", {"Allow": "POST"})
             if getattr(request.state, SIGNING_UNAVAILABLE, False):
                 raise SIGNING_REFUSED  # the middleware answers; this records the refusal
             outcome = await self._execute(principal, query, variables, op_name)
@@ -308,7 +213,7 @@ class GraphQLEndpoint:
             response = Response(
                 orjson.dumps(outcome.body()), status_code=status, media_type=content_type(status, media)
             )
-        except HTTPProblem as problem:
+        except Problem as problem:
             status, codes, response = (
                 problem.status,
                 [problem.code],
@@ -324,25 +229,16 @@ class GraphQLEndpoint:
             )
         if getattr(request.state, "quiet_refusal", False):
             return response  # a refused burst is recorded once per window (gateway.identity.failures)
-        try:
-            event = self._event(request, principal, outcome, status, codes, query, variables, started)
-            # The result is serialised into the response by now: let go of its rows before waiting
-            # for the audit commit, or every waiting request holds its whole page in memory.
-            outcome = None
-            await self.state.access_log.record(event)
-        except Exception as err:  # fail closed: no audit record, no data
-            request_id = getattr(request.state, "request_id", "")
-            if classify(err) is not None:  # the store is down: one line, not a traceback per request
-                log.warning("request %s: access log unavailable (%s)", request_id, type(err).__name__)
-            else:
-                log.exception("request %s: access log write failed; response withheld", request_id)
-            if status >= 500:  # a refusal already, serving no data: keep its reason (database down…)
-                return response
-            return problem_response(AUDIT_UNAVAILABLE, content_type(AUDIT_UNAVAILABLE.status, media))
+        event = self._event(request, principal, outcome, status, codes, query, variables, started)
+        # The result is serialised into the response by now: let go of its rows before waiting
+        # for the audit commit, or every waiting request holds its whole page in memory.
+        outcome = None
         response.headers.update(getattr(request.state, "ratelimit_headers", {}))
-        return response
+        return await answer_once_recorded(
+            self.state.access_log, event, response, content_type(AUDIT_UNAVAILABLE.status, media)
+        )
 
-    def _failure(self, request: Request, err: Exception) -> HTTPProblem:
+    def _failure(self, request: Request, err: Exception) -> Problem:
         """503 for a dependency that is down (logged by type: a driver's message may name hosts
         or values), 500 for anything else (logged with its traceback, never sent)."""
         request_id = getattr(request.state, "request_id", "")
@@ -358,7 +254,7 @@ class GraphQLEndpoint:
             try:  # the one bearer check (gateway.identity.bearer)
                 claims = await self.state.identity.share_bearer.validate_request(request)
             except BearerRefused as refused:
-                raise HTTPProblem(refused.status, refused.message, refused.code, refused.headers) from None
+                raise Problem(refused.status, refused.message, refused.code, refused.headers) from None
             return Principal(
                 PrincipalKind.DEPARTMENT, claims.client_id, claims.department, claims.scopes, claims.subject
             )
@@ -368,7 +264,7 @@ class GraphQLEndpoint:
         try:
             ident = await self.state.identity.api_keys.verify(key.strip())
         except InvalidApiKey:
-            raise HTTPProblem(
+            raise Problem(
                 401,
                 "The API key is not valid.",
                 "UNAUTHENTICATED",
@@ -387,10 +283,10 @@ class GraphQLEndpoint:
         throttled = await guard.check(request)
         if throttled is not None:
             request.state.quiet_refusal = not throttled.record
-            raise HTTPProblem(429, throttled.message, "RATE_LIMITED", throttled.decision.headers)
+            raise Problem(429, throttled.message, "RATE_LIMITED", throttled.decision.headers)
         try:
             return await self._identify(request)
-        except HTTPProblem as problem:
+        except Problem as problem:
             if problem.status == 401:
                 await guard.failed(request)
             raise
@@ -403,14 +299,14 @@ class GraphQLEndpoint:
         try:
             await self.signatures.check(request, principal.consumer, body)
         except SignedRequestRefused as refused:
-            raise HTTPProblem(refused.status, refused.message, refused.code, refused.headers) from None
+            raise Problem(refused.status, refused.message, refused.code, refused.headers) from None
 
     async def _limit(self, request: Request, principal: Principal) -> None:
         """Rate limits and quotas (gateway.identity.ratelimit): 429 with Retry-After."""
         decision = await check_rate(self.state.identity.limiter, request, principal)
         if not decision.allowed:
             request.state.quiet_refusal = not decision.record
-            raise HTTPProblem(
+            raise Problem(
                 429,
                 f"Rate limit exceeded ({decision.policy}); retry after {decision.retry_after} s.",
                 "RATE_LIMITED",

@@ -168,11 +168,11 @@ class MetricsEndpoint:
         return any(peer in net for net in self.allow)
 
     async def handle(self, request: Request) -> Response:
-        from gateway.graphql_http import HTTPProblem, problem_response
+        from gateway.problems import Problem, problem_response
 
         if not self.allowed(request):
             return problem_response(
-                HTTPProblem(403, "Metrics are served only to SHUQIAO_METRICS_ALLOW.", "FORBIDDEN")
+                Problem(403, "Metrics are served only to SHUQIAO_METRICS_ALLOW.", "FORBIDDEN")
             )
         registry: CollectorRegistry = REGISTRY
         if multiprocess():

@@ -14,7 +14,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.access_log import AccessEvent
 from gateway.client_address import client_address
-from gateway.graphql_http import INTERNAL, HTTPProblem, classify, problem_response
+from gateway.outages import classify
+from gateway.problems import INTERNAL, Problem, problem_response
 
 log = logging.getLogger("shuqiao")
 
@@ -46,7 +47,7 @@ class RequestIdMiddleware:
 
 class FailureMiddleware:
     """Every exception a route lets out becomes an answer: a 503 with Retry-After when a
-    dependency is down (gateway.graphql_http.classify), else a 500 — in one JSON shape (RFC 6749's
+    dependency is down (gateway.outages.classify), else a 500 — in one JSON shape (RFC 6749's
     on /oauth/*), with no exception text, and recorded on the access log. It sits inside
     RequestIdMiddleware and the signing middleware, so the answer carries X-Request-ID and is
     signed where the path is. (The GraphQL tiers catch and audit their own failures.)"""
@@ -77,7 +78,7 @@ class FailureMiddleware:
             await error_response(scope, problem)(scope, receive, send)
 
 
-def failure_problem(scope: Scope, err: BaseException) -> HTTPProblem:
+def failure_problem(scope: Scope, err: BaseException) -> Problem:
     """The answer for an exception (logged here: by type for a dependency, with the traceback
     otherwise; the request id ties the log line to the client's report)."""
     request_id = scope.get("state", {}).get("request_id", "")
@@ -89,7 +90,7 @@ def failure_problem(scope: Scope, err: BaseException) -> HTTPProblem:
     return problem
 
 
-def error_response(scope: Scope, problem: HTTPProblem) -> Response:
+def error_response(scope: Scope, problem: Problem) -> Response:
     if scope.get("path", "").startswith("/oauth/"):  # RFC 6749 §5.2's shape for its endpoints
         error = "temporarily_unavailable" if problem.status == 503 else "server_error"
         return JSONResponse(
@@ -100,7 +101,7 @@ def error_response(scope: Scope, problem: HTTPProblem) -> Response:
     return problem_response(problem)
 
 
-async def _record(scope: Scope, problem: HTTPProblem, started: float) -> None:
+async def _record(scope: Scope, problem: Problem, started: float) -> None:
     """One access event for the failed request; if even that fails, the log line above stands."""
     gateway = getattr(getattr(scope.get("app"), "state", None), "gateway", None)
     if gateway is None:

@@ -11,12 +11,13 @@ import logging
 import time
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response
 
-from gateway.access_log import AccessEvent
+from gateway.access_log import AccessEvent, answer_once_recorded
 from gateway.client_address import client_address
 from gateway.identity.bearer import BearerProtector, BearerRefused
 from gateway.identity.service import Identity
+from gateway.problems import Problem, problem_response
 from policies.model import Tier
 from schema.build import build_subgraph
 
@@ -34,7 +35,9 @@ async def subgraph_sdl(request: Request) -> Response:
     guard = request.app.state.gateway.identity.failures
     throttled = await guard.check(request)
     if throttled is not None:  # too many failed tokens from this address: not even tried
-        response: Response = JSONResponse({"error": throttled.message}, 429, throttled.decision.headers)
+        response: Response = problem_response(
+            Problem(429, throttled.message, "RATE_LIMITED", throttled.decision.headers)
+        )
         if not throttled.record:  # one event per refused burst
             return response
     else:
@@ -67,16 +70,7 @@ async def record_subgraph_read(request: Request, response: Response, started: fl
         reads=[{"subgraph": {"department": request.path_params.get("department")}}],
         subject=claims.subject if claims is not None else None,  # as the share tier records it
     )
-    try:
-        await state.access_log.record(event)
-    except Exception:
-        log.exception("access log write failed; subgraph answer withheld")
-        return JSONResponse(
-            {"error": "The access log is unavailable; no data is served without it."},
-            503,
-            {"Retry-After": "5"},
-        )
-    return response
+    return await answer_once_recorded(state.access_log, event, response)
 
 
 async def _subgraph_sdl(request: Request) -> Response:
@@ -85,14 +79,16 @@ async def _subgraph_sdl(request: Request) -> Response:
         claims = await bearer(state.identity).validate_request(request)
     except BearerRefused as refused:
         request.state.subgraph_claims = refused.claims  # who asked, when the token was valid
-        return JSONResponse({"error": refused.message}, status_code=refused.status, headers=refused.headers)
+        return problem_response(refused)
     request.state.subgraph_claims = claims  # for the event
     department = request.path_params["department"]
     if "admin" not in claims.scopes and claims.department != department:
-        return JSONResponse({"error": "only the providing department may read its subgraph"}, status_code=403)
+        return problem_response(
+            Problem(403, "Only the providing department may read its subgraph.", "FORBIDDEN")
+        )
     catalogue = await state.registry.refresh()
     if department not in catalogue.departments:
-        return JSONResponse({"error": f"no department {department!r}"}, status_code=404)
+        return problem_response(Problem(404, f"No department {department!r}.", "NOT_FOUND"))
     return PlainTextResponse(
         build_subgraph(catalogue, department).sdl(), media_type="text/plain; charset=utf-8"
     )

@@ -21,36 +21,36 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from gateway.access_log import AccessEvent
+from gateway.access_log import AccessEvent, AccessLog, answer_once_recorded
 from gateway.audit import officer_graphql, query
 from gateway.audit.alerts import AckError, acknowledge, list_alerts
 from gateway.audit.variables import VariableCipher
 from gateway.audit.verify import verify_chain
 from gateway.client_address import client_address
-from gateway.identity.bearer import BearerRefused
-from gateway.state import GatewayState
+from gateway.problems import Problem, problem_response
 
-SCOPE = "audit:read"
 STATIC = Path(__file__).resolve().parent.parent / "static" / "audit"
 ASSETS = {"audit.js": "text/javascript; charset=utf-8", "audit.css": "text/css; charset=utf-8"}
 log = logging.getLogger("shuqiao")
 
 
+MOUNT = "/audit"
 EXPORT_PATH = "/audit/api/export"  # always answered signed (RFC 9421, SM2): see gateway/app.py
 
 
-class Refused(Exception):
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+# The bearer check the app factory hands in (gateway.identity.bearer): the request's claims,
+# or a Problem (401/403 with its challenge).
+BearerCheck = Callable[[Request], Awaitable[Any]]
 
 
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -58,24 +58,37 @@ def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -
 
 
 class AuditAPI:
-    def __init__(self, state: GatewayState, cipher: VariableCipher | None) -> None:
-        self.state = state
+    """Given what it needs by the app factory: the store, the access log, the one bearer check
+    (with the audit:read scope), the cipher that opens sealed variables, the export ceiling."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        access_log: AccessLog,
+        bearer: BearerCheck,
+        cipher: VariableCipher | None,
+        export_max_events: int,
+    ) -> None:
+        self.engine = engine
+        self.access_log = access_log
+        self.bearer = bearer
         self.cipher = cipher
+        self.export_max_events = export_max_events
 
     def routes(self) -> list[Route]:
+        """Under `Mount(MOUNT)`; the page itself is `GET /audit` (`self.page`)."""
         return [
-            Route("/audit", self.page),
-            Route("/audit/static/{name}", self.asset),
-            Route("/audit/api/events", self._guard("search", self.events)),
-            Route("/audit/api/events/{seq:int}", self._guard("detail", self.event)),
-            Route("/audit/api/stats", self._guard("stats", self.stats)),
-            Route(EXPORT_PATH, self._guard("export", self.export)),
-            Route("/audit/api/verify", self._guard("verify", self.verify)),
-            Route("/audit/api/alerts", self._guard("alerts", self.alerts)),
+            Route("/static/{name}", self.asset),
+            Route("/api/events", self._guard("search", self.events)),
+            Route("/api/events/{seq:int}", self._guard("detail", self.event)),
+            Route("/api/stats", self._guard("stats", self.stats)),
+            Route(EXPORT_PATH.removeprefix(MOUNT), self._guard("export", self.export)),
+            Route("/api/verify", self._guard("verify", self.verify)),
+            Route("/api/alerts", self._guard("alerts", self.alerts)),
             Route(
                 "/audit/api/alerts/{id:int}/ack", self._guard("ack-alert", self.ack_alert), methods=["POST"]
             ),
-            Route("/audit/graphql", self._guard("graphql", self.graphql), methods=["POST"]),
+            Route("/graphql", self._guard("graphql", self.graphql), methods=["POST"]),
         ]
 
     async def page(self, request: Request) -> Response:
@@ -84,41 +97,22 @@ class AuditAPI:
     async def asset(self, request: Request) -> Response:
         name = request.path_params["name"]
         if name not in ASSETS:
-            return Response("not found", status_code=404)
+            return problem_response(Problem(404, "No such asset.", "NOT_FOUND"))
         return FileResponse(STATIC / name, media_type=ASSETS[name])
-
-    async def _claims(self, request: Request) -> Any:
-        # The one bearer check (gateway.identity.bearer), for any of our audiences: a share-tier
-        # token is a valid token that lacks the scope (403), not an invalid one (401).
-        assert self.state.identity is not None
-        bearer = self.state.identity.protector(realm="shuqiao-audit", scopes=[SCOPE])
-        try:
-            return await bearer.validate_request(request)
-        except BearerRefused as refused:
-            raise Refused(refused.status, refused.code, refused.message, refused.headers) from None
 
     def _guard(self, operation: str, handler: Any) -> Any:
         async def endpoint(request: Request) -> Response:
             started = time.perf_counter()
             claims = None
             try:
-                claims = await self._claims(request)
+                claims = await self.bearer(request)
                 request.state.audit_claims = claims
                 response, rows = await handler(request)
-            except Refused as refused:
-                response, rows = (
-                    _json(
-                        {"errors": [{"message": refused.message, "extensions": {"code": refused.code}}]},
-                        refused.status,
-                        refused.headers,
-                    ),
-                    None,
-                )
+            except Problem as problem:
+                claims = claims or getattr(problem, "claims", None)  # a valid token without the scope
+                response, rows = problem_response(problem), None
             except query.BadFilter as bad:
-                response, rows = (
-                    _json({"errors": [{"message": str(bad), "extensions": {"code": "BAD_USER_INPUT"}}]}, 400),
-                    None,
-                )
+                response, rows = problem_response(Problem(400, str(bad), "BAD_USER_INPUT")), None
             event = AccessEvent(
                 request_id=getattr(request.state, "request_id", ""),
                 tier="audit",
@@ -142,23 +136,7 @@ class AuditAPI:
                 }
                 or None,
             )
-            try:
-                await self.state.access_log.record(event)
-            except Exception:  # fail closed, as on the data tiers
-                log.exception("audit-of-audit write failed; response withheld")
-                return _json(
-                    {
-                        "errors": [
-                            {
-                                "message": "The access log is unavailable.",
-                                "extensions": {"code": "AUDIT_UNAVAILABLE"},
-                            }
-                        ]
-                    },
-                    503,
-                    {"Retry-After": "5"},
-                )
-            return response
+            return await answer_once_recorded(self.access_log, event, response)
 
         return endpoint
 
@@ -166,20 +144,20 @@ class AuditAPI:
         f = query.Filters.from_params(request.query_params)
         limit = _int(request.query_params.get("limit"), 100)
         before = request.query_params.get("before")
-        async with self.state.engine.connect() as conn:
+        async with self.engine.connect() as conn:
             page = await query.search(conn, f, limit=limit, before=_int(before, 0) if before else None)
         return _json(page), len(page["events"])
 
     async def event(self, request: Request) -> tuple[Response, int]:
-        async with self.state.engine.connect() as conn:
+        async with self.engine.connect() as conn:
             doc = await query.detail(conn, int(request.path_params["seq"]), self.cipher)
         if doc is None:
-            raise Refused(404, "NOT_FOUND", "No event with that seq.")
+            raise Problem(404, "No event with that seq.", "NOT_FOUND")
         return _json(doc), 1
 
     async def stats(self, request: Request) -> tuple[Response, int]:
         f = query.Filters.from_params(request.query_params)
-        async with self.state.engine.connect() as conn:
+        async with self.engine.connect() as conn:
             return _json(await query.stats(conn, f)), 0
 
     async def export(self, request: Request) -> tuple[Response, int]:
@@ -187,33 +165,33 @@ class AuditAPI:
         fmt = request.query_params.get("format", "csv")
         if fmt not in ("csv", "json"):
             raise query.BadFilter("format is csv or json")
-        async with self.state.engine.connect() as conn:
+        async with self.engine.connect() as conn:
             rows = (await query.search(conn, f, limit=1))["total"]
-        limit = self.state.settings.audit_export_max_events
+        limit = self.export_max_events
         if rows > limit:
-            raise Refused(
+            raise Problem(
                 413,
-                "EXPORT_TOO_LARGE",
                 f"{rows} events match; an export over HTTP holds at most {limit} "
                 "(SHUQIAO_AUDIT_EXPORT_MAX_EVENTS). Narrow the time range or filters, or "
                 "use `shuqiao audit export`, which streams and signs any size.",
+                "EXPORT_TOO_LARGE",
             )
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
         media = "text/csv; charset=utf-8" if fmt == "csv" else "application/json"
         return StreamingResponse(
-            query.export(self.state.engine, f, fmt),
+            query.export(self.engine, f, fmt),
             media_type=media,
             headers={"Content-Disposition": f'attachment; filename="audit-{stamp}.{fmt}"'},
         ), rows
 
     async def verify(self, request: Request) -> tuple[Response, int]:
-        report = await verify_chain(self.state.engine)
+        report = await verify_chain(self.engine)
         return _json(report.to_json()), report.events_checked
 
     async def alerts(self, request: Request) -> tuple[Response, int]:
         params = request.query_params
         try:
-            async with self.state.engine.connect() as conn:
+            async with self.engine.connect() as conn:
                 page = await list_alerts(
                     conn,
                     state=params.get("state", "open"),
@@ -236,14 +214,14 @@ class AuditAPI:
         claims = request.state.audit_claims
         by = f"{claims.client_id}/{claims.subject}" if claims.subject else claims.client_id
         try:
-            alert = await acknowledge(self.state.engine, int(request.path_params["id"]), by, comment)
+            alert = await acknowledge(self.engine, int(request.path_params["id"]), by, comment)
         except AckError as err:
             code = {404: "NOT_FOUND", 409: "CONFLICT"}.get(err.status, "BAD_USER_INPUT")
-            raise Refused(err.status, code, str(err)) from None
+            raise Problem(err.status, str(err), code) from None
         return _json(alert), 1
 
     async def graphql(self, request: Request) -> tuple[Response, int]:
-        return await officer_graphql.handle(request, self.state, self.cipher)
+        return await officer_graphql.handle(request, self.engine, self.cipher)
 
 
 def _int(text: str | None, default: int) -> int:

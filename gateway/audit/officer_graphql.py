@@ -28,6 +28,7 @@ import orjson
 import strawberry
 from graphql import GraphQLError, OperationDefinitionNode, parse
 from graphql.error import GraphQLSyntaxError
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 from starlette.responses import Response
 from strawberry.scalars import JSON
@@ -38,14 +39,13 @@ from gateway.audit import query as audit_query
 from gateway.audit.alerts import AckError, acknowledge, list_alerts
 from gateway.audit.variables import VariableCipher
 from gateway.audit.verify import verify_chain
-from gateway.state import GatewayState
 
 log = logging.getLogger("shuqiao")
 
 
 @dataclass
 class OfficerContext:
-    state: GatewayState
+    engine: AsyncEngine
     cipher: VariableCipher | None
     claims: Any
     rows: int = 0  # audit_event rows handed out, for the call's own event
@@ -319,7 +319,7 @@ class Query:
             raise _err(f"first is 1..{audit_query.MAX_PAGE}", "BAD_USER_INPUT")
         f = _filters(filter)
         before = _seq_of(after) if after else None
-        async with ctx.state.engine.connect() as conn:
+        async with ctx.engine.connect() as conn:
             page = await audit_query.search(conn, f, limit=first, before=before)
         ctx.rows += len(page["events"])
         edges = [EventEdge(cursor=_cursor(d["seq"]), node=_event(d)) for d in page["events"]]
@@ -334,7 +334,7 @@ class Query:
     @strawberry.field(description="One event; its sealed variables are opened.")
     async def event(self, info: Info, seq: int) -> Event | None:
         ctx = _ctx(info)
-        async with ctx.state.engine.connect() as conn:
+        async with ctx.engine.connect() as conn:
             doc = await audit_query.detail(conn, seq, ctx.cipher)
         if doc is None:
             return None
@@ -350,7 +350,7 @@ class Query:
     ) -> Stats:
         ctx = _ctx(info)
         f = _filters(EventFilter(from_=from_, to=to))
-        async with ctx.state.engine.connect() as conn:
+        async with ctx.engine.connect() as conn:
             s = await audit_query.stats(conn, f)
         return Stats(
             departments=[DepartmentStats(**d) for d in s["departments"]],
@@ -370,7 +370,7 @@ class Query:
     @strawberry.field(description="The chain check, as `shuqiao audit verify --json`.")
     async def verify(self, info: Info) -> VerifyReport:
         ctx = _ctx(info)
-        report = await verify_chain(ctx.state.engine)
+        report = await verify_chain(ctx.engine)
         ctx.rows += report.events_checked
         return VerifyReport(**asdict(report))
 
@@ -380,7 +380,7 @@ class Query:
     ) -> list[Alert]:
         ctx = _ctx(info)
         state = "all" if open is None else "open" if open else "acknowledged"
-        async with ctx.state.engine.connect() as conn:
+        async with ctx.engine.connect() as conn:
             page = await list_alerts(conn, state=state, rule=rule, limit=first)
         return [_alert(a) for a in page["alerts"]]
 
@@ -394,7 +394,7 @@ class Mutation:
         claims = ctx.claims
         by = f"{claims.client_id}/{claims.subject}" if claims.subject else claims.client_id
         try:
-            doc = await acknowledge(ctx.state.engine, id, by, comment)
+            doc = await acknowledge(ctx.engine, id, by, comment)
         except AckError as err:
             raise _err(
                 str(err), {404: "NOT_FOUND", 409: "CONFLICT"}.get(err.status, "BAD_USER_INPUT")
@@ -438,7 +438,7 @@ def _format(error: GraphQLError) -> dict[str, Any]:
 
 
 async def handle(
-    request: Request, state: GatewayState, cipher: VariableCipher | None
+    request: Request, engine: AsyncEngine, cipher: VariableCipher | None
 ) -> tuple[Response, int]:
     try:
         body = orjson.loads(await request.body() or b"null")
@@ -464,7 +464,7 @@ async def handle(
         request.state.audit_operation = f"graphql:{op.name.value if op.name else roots}"
         request.state.audit_operation_type = op.operation.value
 
-    ctx = OfficerContext(state=state, cipher=cipher, claims=request.state.audit_claims)
+    ctx = OfficerContext(engine=engine, cipher=cipher, claims=request.state.audit_claims)
     result = await schema.execute(
         text, variable_values=variables, context_value=ctx, operation_name=operation
     )

@@ -26,6 +26,7 @@ from gateway.identity.bearer import BearerRefused
 from gateway.identity.passwords import WeakPassword
 from gateway.identity.roles import ROLES, UnknownRole
 from gateway.identity.tokens import ADMIN_AUDIENCE
+from gateway.problems import Problem, problem_response
 
 if TYPE_CHECKING:
     from gateway.identity.service import Identity
@@ -39,8 +40,19 @@ class _Refused(Exception):
         self.response = response
 
 
+_CODES = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHENTICATED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    429: "RATE_LIMITED",
+    503: "AUDIT_UNAVAILABLE",
+}
+
+
 def _problem(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
-    return JSONResponse({"error": message}, status_code=status, headers={**NO_STORE, **(headers or {})})
+    """The one problem shape (gateway.problems), never cached: answers may carry secrets."""
+    return problem_response(Problem(status, message, _CODES[status], headers), headers=NO_STORE)
 
 
 @dataclass
@@ -337,7 +349,7 @@ class AdminAPI:
         return [{"role": r, "title": t, "scopes": sorted(s)} for r, (t, s) in ROLES.items()]
 
     def routes(self) -> list[Route]:
-        p = "/admin/identity"
+        p = ""  # mounted at /admin/identity by the app factory
 
         def route(path: str, **handlers: tuple[Handler, str | None]) -> Route:
             return Route(f"{p}{path}", self._wrap(handlers), methods=list(handlers))

@@ -21,6 +21,7 @@ from authlib.oauth2.rfc6749 import TokenValidator
 from starlette.requests import Request
 
 from gateway.identity.tokens import SHARE_AUDIENCE, InvalidToken, TokenClaims, peek_claims, peek_header
+from gateway.problems import Problem
 
 if TYPE_CHECKING:
     from gateway.identity.service import Identity
@@ -29,21 +30,14 @@ if TYPE_CHECKING:
 _CREDENTIALS = re.compile(r"([A-Za-z]+) +([A-Za-z0-9\-._~+/]+=*)")
 
 
-class BearerRefused(Exception):
+class BearerRefused(Problem):
     """The request may not proceed; `message` is safe to show, `headers` carry the challenge."""
 
     def __init__(self, status: int, message: str, challenge: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = {"WWW-Authenticate": challenge}
+        code = "FORBIDDEN" if status == 403 else "UNAUTHENTICATED"
+        super().__init__(status, message, code, {"WWW-Authenticate": challenge})
         # A valid token that lacks the scope still names its principal, for the audit event.
         self.claims: TokenClaims | None = None
-
-    @property
-    def code(self) -> str:
-        """The GraphQL-tier error code for this refusal."""
-        return "FORBIDDEN" if self.status == 403 else "UNAUTHENTICATED"
 
 
 async def verify_token(

@@ -22,14 +22,11 @@ from limits.aio.strategies import FixedWindowRateLimiter, MovingWindowRateLimite
 from limits.storage import storage_from_string
 from redis.exceptions import RedisError
 
+from gateway.outages import RateLimitUnavailable
+
 log = logging.getLogger("shuqiao.ratelimit")
 
 REDIS_TIMEOUT = 1.0  # seconds, to connect to Redis and for each command
-
-
-class RateLimitUnavailable(Exception):
-    """The counters' store (Redis) could not be reached: no limit can be enforced, so the
-    request is refused with a 503 (fail closed) rather than served unlimited."""
 
 
 @dataclass(frozen=True, slots=True)

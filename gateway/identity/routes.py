@@ -1,10 +1,11 @@
-"""Every identity route, for the app factory to list in one line."""
+"""The identity routes, for the app factory to mount under /oauth, /admin/identity and
+/static/identity."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Route
 from starlette.staticfiles import StaticFiles
 
 from gateway.identity.admin import AdminAPI
@@ -15,17 +16,25 @@ from gateway.identity.service import Identity
 STATIC = Path(__file__).resolve().parents[1] / "static" / "identity"
 
 
-def identity_routes(identity: Identity) -> list[BaseRoute]:
+def oauth_routes(identity: Identity) -> list[BaseRoute]:
+    """Under `Mount("/oauth")`: the authorization server's endpoints and the sign-in pages."""
     oauth = OAuthEndpoints(identity)
     pages = Pages(identity, secure_cookies=identity.issuer.startswith("https://"))
     return [
-        Route("/oauth/token", oauth.token, methods=["GET", "POST"]),
-        Route("/oauth/revoke", oauth.revoke, methods=["GET", "POST"]),
-        Route("/oauth/introspect", oauth.introspect, methods=["GET", "POST"]),
-        Route("/oauth/authorize", pages.authorize, methods=["GET", "POST"]),
-        Route("/oauth/login", pages.login, methods=["GET", "POST"]),
-        Route("/oauth/logout", pages.logout, methods=["GET", "POST"]),
-        Route("/oauth/userinfo", pages.userinfo, methods=["GET", "POST"]),
-        *AdminAPI(identity).routes(),
-        Mount("/static/identity", StaticFiles(directory=STATIC), name="identity-static"),
+        Route("/token", oauth.token, methods=["GET", "POST"]),
+        Route("/revoke", oauth.revoke, methods=["GET", "POST"]),
+        Route("/introspect", oauth.introspect, methods=["GET", "POST"]),
+        Route("/authorize", pages.authorize, methods=["GET", "POST"]),
+        Route("/login", pages.login, methods=["GET", "POST"]),
+        Route("/logout", pages.logout, methods=["GET", "POST"]),
+        Route("/userinfo", pages.userinfo, methods=["GET", "POST"]),
     ]
+
+
+def admin_routes(identity: Identity) -> list[BaseRoute]:
+    """Under `Mount("/admin/identity")`: clients, people, API keys, issuers, roles."""
+    return list(AdminAPI(identity).routes())
+
+
+def identity_static() -> StaticFiles:
+    return StaticFiles(directory=STATIC)

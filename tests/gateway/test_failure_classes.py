@@ -16,8 +16,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from gateway.graphql_http import classify
-from gateway.identity.ratelimit import RateLimitUnavailable
+from gateway.outages import RateLimitUnavailable, classify
 
 
 def _wrapped(inner: BaseException) -> BaseException:

@@ -1,0 +1,71 @@
+"""The one error shape of our HTTP answers: a `Problem` raised anywhere on a request path becomes
+`{"errors": [{"message": ..., "extensions": {"code": ...}}]}` with its status and headers — the
+GraphQL response shape, so the tiers, the officer API, the admin API and the failure middleware
+answer alike (tests/gateway/test_error_shape.py). Two protocols keep their own, as their RFCs
+require: RFC 6749 errors on /oauth/* (gateway.identity.oauth.oauth_error) and the health report
+of /readyz."""
+
+from __future__ import annotations
+
+import orjson
+from starlette.responses import Response
+
+JSON = "application/json"
+INTERNAL_ERROR = "INTERNAL_SERVER_ERROR"
+
+
+class Problem(Exception):
+    """A refusal or failure with a message that is safe to show and a stable `extensions.code`."""
+
+    def __init__(self, status: int, message: str, code: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+        self.headers = headers or {}
+
+
+def problem_body(problem: Problem) -> dict[str, list[dict[str, object]]]:
+    return {"errors": [{"message": problem.message, "extensions": {"code": problem.code}}]}
+
+
+def problem_response(problem: Problem, media: str = JSON, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        orjson.dumps(problem_body(problem)),
+        status_code=problem.status,
+        media_type=media,
+        headers={**problem.headers, **(headers or {})},
+    )
+
+
+# Every pooled database connection stayed busy for the pool timeout (gateway.db.create_engine).
+BUSY = Problem(503, "The gateway is busy; retry shortly.", "SERVICE_BUSY", {"Retry-After": "1"})
+
+AUDIT_UNAVAILABLE = Problem(
+    503,
+    "The access log is unavailable; no data is served without it.",
+    "AUDIT_UNAVAILABLE",
+    {"Retry-After": "5"},
+)
+
+DATABASE_UNAVAILABLE = Problem(
+    503, "The database is unavailable; retry shortly.", "DATABASE_UNAVAILABLE", {"Retry-After": "5"}
+)
+
+# Redis holds the shared rate-limit counters: without them no limit can be enforced, so requests
+# that need one are refused (fail closed) until it is back.
+RATE_LIMIT_UNAVAILABLE = Problem(
+    503,
+    "The rate-limit store is unavailable; no request is served without its limit. Retry shortly.",
+    "RATE_LIMIT_UNAVAILABLE",
+    {"Retry-After": "5"},
+)
+
+REDIS_UNAVAILABLE = Problem(
+    503, "A shared store is unavailable; retry shortly.", "REDIS_UNAVAILABLE", {"Retry-After": "5"}
+)
+
+# Anything unexpected: the client learns nothing of it but the request id to quote.
+INTERNAL = Problem(
+    500, "An internal error occurred; it has been logged under this request's X-Request-ID.", INTERNAL_ERROR
+)
