@@ -42,7 +42,8 @@ def test_every_refusal_has_the_one_shape(
 ) -> None:
     r = client.request(method, path, headers=headers, json=body)
     assert r.status_code >= 400, (path, r.status_code)
-    assert r.headers["content-type"].split(";")[0] in ("application/json", "application/graphql-response+json")
+    media = r.headers["content-type"].split(";")[0]
+    assert media in ("application/json", "application/graphql-response+json")
     assert _is_problem(r.json()), (path, r.text)
 
 
