@@ -21,6 +21,7 @@ from gateway.identity.apikeys import InvalidApiKey
 from gateway.identity.bearer import BearerRefused
 from gateway.identity.limits_hook import check_rate, restrict_grants
 from gateway.outages import classify
+from gateway.registry import BuiltSchema
 from gateway.problems import AUDIT_UNAVAILABLE, INTERNAL, JSON, Problem, problem_response
 from gateway.state import GatewayState
 from policies.model import Tier
@@ -206,7 +207,9 @@ class GraphQLEndpoint:
                 raise Problem(405, "Only queries may use GET.", "METHOD_NOT_ALLOWED", {"Allow": "POST"})
             if getattr(request.state, SIGNING_UNAVAILABLE, False):
                 raise SIGNING_REFUSED  # the middleware answers; this records the refusal
-            outcome = await self._execute(principal, query, variables, op_name)
+            outcome = await self._execute(
+                principal, query, variables, op_name, await self._schema(request, principal)
+            )
             # No `data` (a request error: parse, validation, limits, variables) → 400 under either
             # media type; `data` present → 200, field errors or not.
             status = 400 if outcome.request_error else 200
@@ -314,11 +317,19 @@ class GraphQLEndpoint:
             )
         request.state.ratelimit_headers = decision.headers
 
+    async def _schema(self, request: Request, principal: Principal) -> BuiltSchema:
+        """The schema this request runs against: the tier's, per consuming department."""
+        return await self.state.registry.schema(self.tier, principal.consumer)
+
     async def _execute(
-        self, principal: Principal, query: str, variables: dict[str, Any] | None, op_name: str | None
+        self,
+        principal: Principal,
+        query: str,
+        variables: dict[str, Any] | None,
+        op_name: str | None,
+        built: BuiltSchema,
     ) -> Outcome:
         registry = self.state.registry
-        built = await registry.schema(self.tier, principal.consumer)
         ctx = ExecutionContext(
             self.tier,
             principal,
