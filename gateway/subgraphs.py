@@ -132,6 +132,5 @@ async def _subgraph_sdl(request: Request) -> Response:
     catalogue = await state.registry.refresh()
     if department not in catalogue.departments:
         return problem_response(Problem(404, f"No department {department!r}.", "NOT_FOUND"))
-    return PlainTextResponse(
-        build_subgraph(catalogue, department).sdl(), media_type="text/plain; charset=utf-8"
-    )
+    sdl = build_subgraph(catalogue, department).federation_sdl or ""  # the provider's own view
+    return PlainTextResponse(sdl, media_type="text/plain; charset=utf-8")

@@ -1,0 +1,87 @@
+"""The demo's five department subgraphs compose (@apollo/composition) with no error and no
+hint, and the supergraph's API schema is the share tier's schema, field for field, for the
+caller whose view of the subgraphs was composed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import gql
+from tests.federation.conftest import DEPARTMENTS, compose
+
+INTROSPECTION = """{ __schema { types { kind name description
+  fields { name description args { name defaultValue type { ...T } } type { ...T } }
+  inputFields { name defaultValue type { ...T } } enumValues { name } } } }
+fragment T on __Type { kind name ofType { kind name ofType { kind name ofType { kind name } } } }"""
+
+
+def _subgraphs(
+    client: Any, token: str, via_get: bool = False, only: tuple[str, ...] = DEPARTMENTS
+) -> list[dict[str, str]]:
+    out = []
+    for d in only:
+        headers = {"Authorization": f"Bearer {token}"}
+        if via_get:
+            r = client.get(f"/share/subgraphs/{d}.graphql", headers=headers)
+            sdl = r.text
+        else:
+            r = client.post(
+                f"/share/subgraphs/{d}/graphql", json={"query": "{ _service { sdl } }"}, headers=headers
+            )
+            sdl = r.json()["data"]["_service"]["sdl"]
+        assert r.status_code == 200, r.text
+        out.append({"name": d, "url": f"http://node/share/subgraphs/{d}/graphql", "sdl": sdl})
+    return out
+
+
+def _shape(schema: dict[str, Any]) -> dict[str, Any]:
+    """Types → (kind, description, fields with types, args and descriptions, input fields,
+    enum values): everything a caller's introspection shows, introspection types aside."""
+
+    def t(ref: dict[str, Any] | None) -> Any:
+        return None if ref is None else (ref["kind"], ref["name"], t(ref.get("ofType")))
+
+    out = {}
+    for ty in schema["types"]:
+        if ty["name"].startswith("__"):
+            continue
+        fields = {
+            f["name"]: (
+                t(f["type"]),
+                f["description"],
+                sorted((a["name"], t(a["type"]), a["defaultValue"]) for a in f["args"]),
+            )
+            for f in ty.get("fields") or []
+        }
+        inputs = {f["name"]: (t(f["type"]), f["defaultValue"]) for f in ty.get("inputFields") or []}
+        enums = sorted(e["name"] for e in ty.get("enumValues") or [])
+        out[ty["name"]] = (ty["kind"], ty["description"], fields, inputs, enums)
+    return out
+
+
+@pytest.mark.parametrize("caller", ["hrss", "samr"])
+def test_subgraphs_compose_into_the_callers_share_schema(
+    client: Any, tokens: dict[str, str], node_modules: Path, caller: str
+) -> None:
+    composed = compose(node_modules, _subgraphs(client, tokens[caller]))
+    assert composed["errors"] == []
+    assert composed["hints"] == []
+    share = gql(client, "share", INTROSPECTION, token=tokens[caller]).json()["data"]["__schema"]
+    api, ours = _shape(composed["apiSchema"]), _shape(share)
+    assert sorted(api) == sorted(ours)
+    for name in ours:
+        assert api[name] == ours[name], name
+    # the cross-department links the share tier serves are in the supergraph
+    assert "legalRep" in api["EnterpriseRegistration"][2] and "employer" in api["SocialInsurance"][2]
+
+
+def test_each_providers_own_sdl_composes(client: Any, tokens: dict[str, str], node_modules: Path) -> None:
+    """GET /share/subgraphs/{dept}.graphql (the provider's own view, with its own token)."""
+    subgraphs = []
+    for d in DEPARTMENTS:
+        subgraphs += _subgraphs(client, tokens[d], via_get=True, only=(d,))
+    composed = compose(node_modules, subgraphs)
+    assert composed["errors"] == [] and composed["hints"] == []
