@@ -3,6 +3,7 @@
 //
 //   node router.mjs --supergraph supergraph.graphql --port 4000 [--timeout-ms 5000]
 //                   [--name province-router] [--credentials forward|none] [--inject-token TOKEN]
+//                   [--header "Name: value" ...]   (static headers on every subgraph request)
 //
 // The router only plans and merges (docs/federation.md): by default it forwards the caller's
 // own Authorization header to every subgraph and nothing else identifies the caller. Each
@@ -17,6 +18,7 @@ import { parseArgs } from "node:util";
 import { ApolloGateway, RemoteGraphQLDataSource } from "@apollo/gateway";
 import { ApolloServer } from "@apollo/server";
 import { startStandaloneServer } from "@apollo/server/standalone";
+import { Kind, parse } from "graphql";
 
 const { values: opts } = parseArgs({
   options: {
@@ -27,6 +29,7 @@ const { values: opts } = parseArgs({
     name: { type: "string", default: "shuqiao-router" },
     credentials: { type: "string", default: "forward" },
     "inject-token": { type: "string" },
+    header: { type: "string", multiple: true, default: [] },
   },
 });
 if (!opts.supergraph) throw new Error("--supergraph is required");
@@ -35,13 +38,66 @@ const timeoutMs = Number(opts["timeout-ms"]);
 // Node's fetch, with a deadline per subgraph request: nothing waits past it.
 const fetcher = (url, init) => fetch(url, { ...init, signal: AbortSignal.timeout(timeoutMs) });
 
+// The fields a subgraph request would have filled, as paths in that request's response
+// (`_entities` paths are mapped back to the client's paths by @apollo/gateway).
+function missingPaths(query, variables) {
+  const paths = [];
+  const op = parse(query).definitions.find((d) => d.kind === Kind.OPERATION_DEFINITION);
+  const name = (f) => (f.alias ?? f.name).value;
+  const fieldsOf = (sel) =>
+    (sel?.selections ?? []).flatMap((s) =>
+      s.kind === Kind.FIELD ? (s.name.value === "__typename" ? [] : [s]) : fieldsOf(s.selectionSet),
+    );
+  for (const root of fieldsOf(op.selectionSet)) {
+    if (root.name.value === "_entities") {
+      const count = (variables?.representations ?? []).length;
+      for (let i = 0; i < count; i++) {
+        for (const f of fieldsOf(root.selectionSet)) paths.push([name(root), i, name(f)]);
+      }
+    } else {
+      const inner = fieldsOf(root.selectionSet);
+      if (inner.length === 0) paths.push([name(root)]);
+      for (const f of inner) paths.push([name(root), name(f)]);
+    }
+  }
+  return paths;
+}
+
 class CallerDataSource extends RemoteGraphQLDataSource {
+  constructor(config) {
+    super(config);
+    this.name = config.name;
+  }
+
+  // A subgraph that cannot be reached (refused, reset, past the deadline) is not an answer:
+  // report it at every path it would have filled, and let the other subgraphs' data stand.
+  async process(options) {
+    try {
+      return await super.process(options);
+    } catch (err) {
+      if (err?.extensions?.response) throw err; // an HTTP answer (401, 403…): the gateway reports it
+      const { request } = options;
+      const message = `The ${this.name} subgraph did not answer: ${err?.name === "TimeoutError" ? `no answer within ${timeoutMs} ms` : "unreachable"}.`;
+      return {
+        errors: missingPaths(request.query, request.variables).map((path) => ({
+          message,
+          path,
+          extensions: { code: "SUBGRAPH_UNAVAILABLE", serviceName: this.name },
+        })),
+      };
+    }
+  }
+
   willSendRequest({ request, context }) {
     const headers = request.http.headers;
     if (opts["inject-token"]) {
       headers.set("authorization", `Bearer ${opts["inject-token"]}`); // misconfigured: never do this
     } else if (opts.credentials === "forward" && context.authorization) {
       headers.set("authorization", context.authorization);
+    }
+    for (const h of opts.header) {
+      const at = h.indexOf(":");
+      headers.set(h.slice(0, at).trim(), h.slice(at + 1).trim());
     }
     headers.set("x-shuqiao-router", opts.name); // a claim for the audit log, not a credential
     if (context.requestId) headers.set("x-request-id", context.requestId);
@@ -66,7 +122,7 @@ const supergraphSdl = async ({ update }) => {
 
 const gateway = new ApolloGateway({
   supergraphSdl,
-  buildService: ({ url }) => new CallerDataSource({ url, fetcher }),
+  buildService: ({ name, url }) => new CallerDataSource({ name, url, fetcher }),
 });
 const server = new ApolloServer({ gateway, includeStacktraceInErrorResponses: false });
 const { url } = await startStandaloneServer(server, {

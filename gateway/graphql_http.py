@@ -21,8 +21,8 @@ from gateway.identity.apikeys import InvalidApiKey
 from gateway.identity.bearer import BearerRefused
 from gateway.identity.limits_hook import check_rate, restrict_grants
 from gateway.outages import classify
-from gateway.registry import BuiltSchema
 from gateway.problems import AUDIT_UNAVAILABLE, INTERNAL, JSON, Problem, problem_response
+from gateway.registry import BuiltSchema
 from gateway.state import GatewayState
 from policies.model import Tier
 from resolvers.context import ANONYMOUS, ExecutionContext, Principal, PrincipalKind

@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-
-from typing import Any
 
 from gateway.access_log import AccessEvent, answer_once_recorded
 from gateway.client_address import client_address
@@ -65,6 +64,8 @@ class SubgraphEndpoint(GraphQLEndpoint):
             }
         )
         return event
+
+
 _CODES = {401: "UNAUTHENTICATED", 403: "FORBIDDEN", 404: "NOT_FOUND", 429: "RATE_LIMITED"}
 
 

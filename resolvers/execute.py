@@ -28,10 +28,10 @@ from resolvers.plan import (
     EntityLookupPlan,
     EntityPlan,
     Kind,
-    RepresentationsPlan,
-    ServicePlan,
     NodePlan,
     Planner,
+    RepresentationsPlan,
+    ServicePlan,
     forbidden_dataset,
 )
 from resolvers.selection import collect, subselection

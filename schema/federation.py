@@ -24,6 +24,7 @@ from typing import Any
 
 import strawberry
 from strawberry.federation.schema_directives import Key
+from strawberry.federation.types import FieldSet
 
 from catalogue.service import Catalogue
 from schema.build import TierSchema, build_subgraph_schema
@@ -44,7 +45,7 @@ class _Kinds:
 
     def entity(self, key: str, *, resolvable: bool) -> Callable[..., type]:
         def declare(cls: type, *, name: str, description: str) -> type:
-            keys = [key] if resolvable else [Key(fields=key, resolvable=False)]  # type: ignore[call-arg]
+            keys: list[str | Key] = [key] if resolvable else [Key(fields=FieldSet(key), resolvable=False)]
             return strawberry.federation.type(cls, name=name, description=description, keys=keys)
 
         return declare
@@ -54,7 +55,9 @@ class _Kinds:
 
 
 _PLUMBING = re.compile(r"^(scalar _Any|union _Entity\b|type _Service\b)")
-_PLUMBING_FIELDS = re.compile(r"^  (_entities\(representations: \[_Any!\]!\): \[_Entity\]!|_service: _Service!)$")
+_PLUMBING_FIELDS = re.compile(
+    r"^  (_entities\(representations: \[_Any!\]!\): \[_Entity\]!|_service: _Service!)$"
+)
 _SCHEMA_LINK = re.compile(r"^schema (@link\(.*\)) \{\n  query: Query\n\}$", re.S)
 
 

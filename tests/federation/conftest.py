@@ -99,7 +99,9 @@ def router(supergraph_sdl: str, tmp: Path, *args: str) -> Iterator[str]:
             if proc.poll() is not None:
                 break
             try:
-                httpx.get(f"{url}?query=%7B__typename%7D", headers={"apollo-require-preflight": "1"}, timeout=1)
+                httpx.get(
+                    f"{url}?query=%7B__typename%7D", headers={"apollo-require-preflight": "1"}, timeout=1
+                )
                 break
             except httpx.HTTPError:
                 time.sleep(0.1)

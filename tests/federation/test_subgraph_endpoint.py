@@ -22,7 +22,12 @@ def sub(client: Any, dept: str, query: str, token: str | None, variables: dict |
 
 
 def _credit_codes(client: Any, token: str, n: int = 2) -> list[str]:
-    body = gql(client, "share", "{ taxCreditRating(first: %d) { edges { node { creditCode } } } }" % n, token=token)
+    body = gql(
+        client,
+        "share",
+        f"{{ taxCreditRating(first: {n}) {{ edges {{ node {{ creditCode }} }} }} }}",
+        token=token,
+    )
     return [e["node"]["creditCode"] for e in body.json()["data"]["taxCreditRating"]["edges"]]
 
 
@@ -52,7 +57,7 @@ def test_entities_apply_the_callers_policies(client: Any, tokens: dict[str, str]
     direct = gql(
         client,
         "share",
-        '{ legalEntity(creditCode: "%s") { taxCreditRating { rating taxPaidAmount } } }' % codes[0],
+        f'{{ legalEntity(creditCode: "{codes[0]}") {{ taxCreditRating {{ rating taxPaidAmount }} }} }}',
         token=tokens["hrss"],
     ).json()["data"]["legalEntity"]
     assert shared[0]["taxCreditRating"] == direct["taxCreditRating"]
