@@ -2,10 +2,13 @@
 //
 //   node compose.mjs samr=http://node/share/subgraphs/samr/graphql=samr.graphql ...   (name=url=file)
 //   node compose.mjs < manifest.json    ([{"name", "url", "sdl"}, ...] on stdin)
+//   node compose.mjs --out supergraph.graphql ...   (also write the supergraph, on success only)
 //
 // Prints one JSON object: {"errors": [...], "hints": [...], "supergraphSdl": "...",
-// "apiSchema": <introspection of the API schema>}; exits 1 when composition fails.
-import { readFileSync } from "node:fs";
+// "apiSchema": <introspection of the API schema>}; exits 1 when composition fails, and then
+// leaves --out untouched, so a failing composition never replaces a working supergraph (a
+// router watching the file keeps serving the old one).
+import { readFileSync, renameSync, writeFileSync } from "node:fs";
 import { composeServices } from "@apollo/composition";
 import { introspectionFromSchema, parse } from "graphql";
 
@@ -29,7 +32,14 @@ function describe(e) {
   return { message: e.message, code: e.extensions?.code ?? e.definition?.code ?? null };
 }
 
-const services = readManifest(process.argv.slice(2)).map((s) => ({
+let args = process.argv.slice(2);
+let out = null;
+const at = args.indexOf("--out");
+if (at >= 0) {
+  out = args[at + 1];
+  args = [...args.slice(0, at), ...args.slice(at + 2)];
+}
+const services = readManifest(args).map((s) => ({
   name: s.name,
   url: s.url,
   typeDefs: parse(s.sdl),
@@ -40,6 +50,10 @@ if (result.errors) {
   process.exit(1);
 }
 const api = result.schema.toAPISchema().toGraphQLJSSchema();
+if (out) {
+  writeFileSync(`${out}.tmp`, result.supergraphSdl);
+  renameSync(`${out}.tmp`, out); // atomic: a watcher never reads half a supergraph
+}
 process.stdout.write(
   JSON.stringify({
     errors: [],

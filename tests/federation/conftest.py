@@ -36,10 +36,10 @@ def node_modules() -> Path:
     return modules
 
 
-def compose(node_modules: Path, subgraphs: list[dict[str, str]]) -> dict[str, Any]:
+def compose(node_modules: Path, subgraphs: list[dict[str, str]], out: Path | None = None) -> dict[str, Any]:
     """compose.mjs on [{"name", "url", "sdl"}]: errors, hints, supergraphSdl, apiSchema."""
     done = subprocess.run(
-        ["node", str(NODE_DIR / "compose.mjs")],
+        ["node", str(NODE_DIR / "compose.mjs"), *(["--out", str(out)] if out else [])],
         input=json.dumps(subgraphs).encode(),
         capture_output=True,
         timeout=120,
@@ -108,6 +108,7 @@ def router(supergraph_sdl: str, tmp: Path, *args: str) -> Iterator[str]:
         if proc.poll() is not None:
             pytest.fail(f"the router exited:\n{log.read_text()[-3000:]}")
         router.supergraph = path  # type: ignore[attr-defined]
+        router.log = log  # type: ignore[attr-defined]
         yield url
     finally:
         proc.terminate()

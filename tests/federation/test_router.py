@@ -338,3 +338,45 @@ def test_a_subgraph_that_is_down_costs_only_its_own_fields(
             "police",
         ),
     }
+
+
+def test_a_new_composition_is_served_without_restart_and_a_bad_one_refused(
+    gateway: str, tokens: dict[str, str], node_modules: Path, tmp_path: Path
+) -> None:
+    """Publishing a subgraph (eco joins) reaches a running router when the composition is
+    written over its supergraph file; a composition that fails is never written, and a
+    supergraph file that does not load leaves the working one serving."""
+    from tests.federation.conftest import DEPARTMENTS, compose, service_sdl
+
+    subgraphs = [
+        {
+            "name": d,
+            "url": f"{gateway}/share/subgraphs/{d}/graphql",
+            "sdl": service_sdl(gateway, d, tokens["eco"]),
+        }
+        for d in DEPARTMENTS
+    ]
+    without_eco = compose(node_modules, [s for s in subgraphs if s["name"] != "eco"])
+    query = "{ dischargePermit(first: 1) { totalCount } }"
+    with router(without_eco["supergraphSdl"], tmp_path) as url:
+        path: Path = router.supergraph  # type: ignore[attr-defined]
+        assert post(url, query, tokens["eco"]).status_code == 400  # no such field yet
+        assert compose(node_modules, subgraphs, out=path)["errors"] == []
+        for _ in range(100):
+            answer = post(url, query, tokens["eco"])
+            if answer.status_code == 200:
+                break
+            time.sleep(0.1)
+        assert answer.json()["data"]["dischargePermit"]["totalCount"] > 0
+        working = path.read_text()
+        broken = [*subgraphs, {**subgraphs[0], "name": "samr2", "sdl": "type Query { legalEntity: Int }"}]
+        assert compose(node_modules, broken, out=path)["errors"]  # refused before it replaces anything
+        assert path.read_text() == working
+        path.write_text("this is not a supergraph")
+        log: Path = router.log  # type: ignore[attr-defined]
+        for _ in range(100):  # the watcher polls every 0.5 s
+            if "supergraph.refused" in log.read_text():
+                break
+            time.sleep(0.1)
+        assert "supergraph.refused" in log.read_text()
+        assert post(url, query, tokens["eco"]).json()["data"]["dischargePermit"]["totalCount"] > 0
