@@ -77,6 +77,8 @@ class Settings:
     audit_alert_probe_window_seconds: int = 600
     audit_working_hours: str = "08:30-18:00"
     audit_working_days: str = "1-5"
+    # `grant list --state expiring`: grants that end within this many days.
+    grant_expiry_warning_days: int = 30
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -117,6 +119,7 @@ class Settings:
             audit_alert_probe_window_seconds=_int("AUDIT_ALERT_PROBE_WINDOW_SECONDS", 600),
             audit_working_hours=_env("AUDIT_WORKING_HOURS", "08:30-18:00"),
             audit_working_days=_env("AUDIT_WORKING_DAYS", "1-5"),
+            grant_expiry_warning_days=_int("GRANT_EXPIRY_WARNING_DAYS", 30),
         )
 
     def with_(self, **changes: object) -> Settings:
