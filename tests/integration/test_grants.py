@@ -5,6 +5,7 @@ work, are audited, and a revocation is honoured by the next request."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from alembic import command
 from sqlalchemy import select
 from typer.testing import CliRunner
 
@@ -396,3 +398,59 @@ def _last_share_event(demo_env: Any, consumer: str) -> dict[str, Any]:
             return dict(row._mapping)
 
     return on_db(demo_env, go)
+
+
+# ------------------------------------------------------------------ migration 0012
+
+
+SEED_0011 = (
+    "INSERT INTO department (code, name, name_en) VALUES ('d', 'D', 'D')",
+    "INSERT INTO dataset (code, resource_code, name, name_en, description, department_code, category,"
+    " theme, update_cycle, format, share, share_conditions, open, open_conditions, published,"
+    " created_at, updated_at) VALUES ('ds', 'R-1', 'n', 'n', '', 'd', 'base', '', 'daily', 'table',"
+    " 'conditional', '', 'none', '', true, 'NOW', 'NOW')",
+    'INSERT INTO "grant" (tier, dataset_code, consumer, fields, clear_fields, purpose, status, created_at)'
+    " VALUES ('share', 'ds', 'c', 'a b', 'a', 'p', 'approved', 'NOW')",
+)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_migration_0012_keeps_existing_grants_and_goes_both_ways(backend: str, tmp_path: Any) -> None:
+    from sqlalchemy import inspect, text
+
+    from gateway.db import alembic_config, create_engine, upgrade
+    from tests.conftest import create_database
+
+    url, drop = create_database(backend, tmp_path)
+    try:
+        upgrade(url, "0011")
+        now = "2026-12-01 00:00:00"
+
+        async def seed(e: Any) -> None:
+            async with e.begin() as conn:
+                for sql in SEED_0011:
+                    await conn.execute(text(sql.replace("NOW", now)))
+
+        async def columns(e: Any) -> tuple[set[str], list[Any]]:
+            async with e.connect() as conn:
+                cols = await conn.run_sync(lambda c: {col["name"] for col in inspect(c).get_columns("grant")})
+                rows = (await conn.execute(text('SELECT consumer, fields, status FROM "grant"'))).all()
+                return cols, [tuple(r) for r in rows]
+
+        async def run(job: Any) -> Any:
+            engine = create_engine(url)
+            try:
+                return await job(engine)
+            finally:
+                await engine.dispose()
+
+        asyncio.run(run(seed))
+        upgrade(url, "0012")
+        cols, rows = asyncio.run(run(columns))
+        assert {"revoked_at", "revoked_by", "revoke_reason", "renewed_at", "renewed_by", "created_by"} <= cols
+        assert rows == [("c", "a b", "approved")]
+        command.downgrade(alembic_config(url), "0011")
+        cols, rows = asyncio.run(run(columns))
+        assert "revoked_at" not in cols and rows == [("c", "a b", "approved")]
+    finally:
+        drop()
