@@ -210,9 +210,12 @@ def _grant_run(make: Callable[[Any], Awaitable[T]], *, done: str = "nothing was 
 
 async def _grant_event(engine: Any, operation: str, **kw: Any) -> None:
     from gateway.grants.audit import record_grant_event
-    from gateway.identity.audit import cli_audit, cli_operator
+    from gateway.identity.audit import AuditUnavailable, cli_audit, cli_operator
 
-    audit = cli_audit(_settings(), engine)
+    try:
+        audit = cli_audit(_settings(), engine)
+    except Exception as err:  # e.g. the master key that seals the log cannot be read
+        raise AuditUnavailable(f"{type(err).__name__}: {err}") from err
     await record_grant_event(audit, operation, principal_kind="operator", principal_id=cli_operator(), **kw)
 
 

@@ -454,3 +454,21 @@ def test_migration_0012_keeps_existing_grants_and_goes_both_ways(backend: str, t
         assert "revoked_at" not in cols and rows == [("c", "a b", "approved")]
     finally:
         drop()
+
+
+def test_a_grant_whose_event_cannot_be_recorded_is_not_left_in_force(demo_env: Any) -> None:
+    s = demo_env.settings
+    env = {
+        "SHUQIAO_DATABASE_URL": s.database_url,
+        "SHUQIAO_VAR_DIR": str(s.var_dir),
+        "SHUQIAO_MASTER_KEY_FILE": str(s.var_dir / "no-such-master.key"),  # the audit sink cannot open
+    }
+    args = ["grant", "create", "--dataset", "population", "--consumer", "eco", "--field", "name"]
+    r = CliRunner().invoke(app, [*args, "--purpose", "审计不可用"], env=env)
+    assert r.exit_code == 3 and r.stdout == ""
+    assert "audit log is unavailable" in r.stderr and "revoked again" in r.stderr
+    from gateway.grants.service import list_grants
+
+    eco = on_db(demo_env, lambda e: list_grants(e, consumer="eco", dataset="population", state="all"))
+    mine = [g for g in eco if g.purpose == "审计不可用"]
+    assert mine and all(g.status == "revoked" for g in mine)
