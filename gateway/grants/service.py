@@ -300,7 +300,9 @@ async def renew_grant(
         if until <= now:
             raise GrantError(f"the new expiry {until:%Y-%m-%d %H:%M %Z} is in the past")
         current = _aware(row.expires_at)
-        if current is not None and until <= current:
+        if current is None:
+            raise GrantError(f"grant {grant_id} never expires: there is nothing to renew")
+        if until <= current:
             raise GrantError(
                 f"grant {grant_id} already runs until {current:%Y-%m-%d %H:%M %Z}; renewal extends it "
                 "(to end it early, revoke it)"

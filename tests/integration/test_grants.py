@@ -472,3 +472,18 @@ def test_a_grant_whose_event_cannot_be_recorded_is_not_left_in_force(demo_env: A
     eco = on_db(demo_env, lambda e: list_grants(e, consumer="eco", dataset="population", state="all"))
     mine = [g for g in eco if g.purpose == "审计不可用"]
     assert mine and all(g.status == "revoked" for g in mine)
+
+
+def test_renewal_never_shortens_a_grant(demo_env: Any, cleanup: list[int]) -> None:
+    from gateway.grants.service import GrantError, create_grant, renew_grant
+    from policies.model import Tier
+
+    row = on_db(
+        demo_env,
+        lambda e: create_grant(
+            e, tier=Tier.SHARE, dataset="population", consumer="eco", fields=["gender"], purpose="无期限"
+        ),
+    )
+    cleanup.append(row.id)
+    with pytest.raises(GrantError, match="never expires"):
+        on_db(demo_env, lambda e: renew_grant(e, row.id, until=datetime.now(UTC) + timedelta(days=9)))
