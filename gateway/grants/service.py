@@ -17,8 +17,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from catalogue.models import Dataset, DatasetField, Department
-from catalogue.service import bump_version
+from catalogue.models import Department
+from catalogue.service import bump_version, load_catalogue
 from gateway.grants.models import GrantRecord
 from policies import decisions
 from policies.model import PI, DatasetPolicy, FieldPolicy, Grant, Level, Open, Share, Tier
@@ -125,15 +125,14 @@ async def _consumers(session: AsyncSession, tier: Tier) -> list[str]:
     return list((await session.exec(select(Enterprise.code))).scalars())
 
 
-async def _target(session: AsyncSession, tier: Tier, dataset: str) -> _Target:
-    rows = (await session.exec(select(Dataset))).scalars().all()
-    by_code = {d.code: d for d in rows}
+async def _target(engine: AsyncEngine, tier: Tier, dataset: str) -> _Target:
+    catalogue = await load_catalogue(engine)
     if tier is Tier.SHARE:
-        eligible = {c for c, d in by_code.items() if d.share != Share.NONE.value}
+        eligible = {c for c, d in catalogue.datasets.items() if d.share is not Share.NONE}
     else:
-        eligible = {c for c, d in by_code.items() if d.open != Open.NONE.value}
-    ds = by_code.get(dataset)
-    if ds is None:
+        eligible = {c for c, d in catalogue.datasets.items() if d.open is not Open.NONE}
+    spec = catalogue.datasets.get(dataset)
+    if spec is None:
         raise GrantError(
             f"no dataset {dataset!r}; datasets that can be granted on the {tier.value} tier: "
             f"{_listing(eligible)}"
@@ -144,26 +143,15 @@ async def _target(session: AsyncSession, tier: Tier, dataset: str) -> _Target:
             f"dataset {dataset!r} is {attr}: no grant can give access to it on the {tier.value} tier; "
             f"datasets that can be granted there: {_listing(eligible)}"
         )
-    policy = DatasetPolicy(
-        ds.code, ds.resource_code, ds.department_code, Share(ds.share), Open(ds.open), ds.published
-    )
-    field_rows = (await session.exec(select(DatasetField).where(DatasetField.dataset_id == ds.id))).scalars()
+    policy = spec.policy()
     fields: dict[str, FieldPolicy] = {}
-    for f in field_rows:
-        fp = FieldPolicy(
-            f.name,
-            Level(f.level),
-            PI(f.pi),
-            Share(f.share) if f.share else None,
-            Open(f.open) if f.open else None,
-            None,
-            f.open_personal,
-        )
-        grantable = (
-            decisions.field_share(policy, fp) is not Share.NONE
-            if tier is Tier.SHARE
-            else decisions.open_field_exists(policy, fp)
-        )
+    for f in spec.fields:
+        fp = f.policy()
+        # only what a grant on this tier can give: a field 不予共享 / absent from the open view cannot
+        if tier is Tier.SHARE:
+            grantable = decisions.field_share(policy, fp) is not Share.NONE
+        else:
+            grantable = decisions.open_field_exists(policy, fp)
         if grantable:
             fields[f.name] = fp
     return _Target(policy, fields)
@@ -210,7 +198,7 @@ async def create_grant(
         if consumer not in consumers:
             kind = "department" if tier is Tier.SHARE else "enterprise (API-key holder)"
             raise GrantError(f"no {kind} {consumer!r}; {kind}s: {_listing(consumers)}")
-        target = await _target(session, tier, dataset)
+        target = await _target(engine, tier, dataset)
         if not purpose.strip():
             raise GrantError("a grant needs a declared purpose (--purpose)")
         names = _resolve(fields or [], target.fields, "field(s)", dataset)
