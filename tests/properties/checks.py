@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -80,10 +81,8 @@ class CallerCheck:
         """No restricted clear value in the body (raw and as decoded JSON), other than one the
         caller sent itself (an error may quote the caller's own argument back)."""
         texts = [r.text]
-        try:
+        with contextlib.suppress(ValueError):  # not JSON: the raw text is all there is
             texts.append(json.dumps(r.json(), ensure_ascii=False))
-        except ValueError:
-            pass
         for canary in self.restricted - sent:
             for text in texts:
                 assert canary not in text, f"{self.where()}: restricted value {canary!r} in {text[:2000]}"
@@ -282,7 +281,8 @@ class CallerCheck:
         row = self.example.probe_row % self.rows
         c = self.applied.cells[spec.entity_field][row]
         arg = camel(ENTITY_KEY_NAMES[spec.entity])
-        q = f"query($k: String!) {{ {root}({arg}: $k) {{ {self.root}(first: 5) {{ {self.selection(present)} }} }} }}"
+        sel = self.selection(present)
+        q = f"query($k: String!) {{ {root}({arg}: $k) {{ {self.root}(first: 5) {{ {sel} }} }} }}"
         r = self.post(q, {"k": c.stored}, sent={c.canary or ""})
         assert r.status_code == 200, (self.where(), r.text)
         body = r.json()

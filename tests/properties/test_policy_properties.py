@@ -10,13 +10,16 @@ looks up entities through the real app, and `checks.py` holds each answer to the
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 
+from catalogue.spec import Entity, FieldSpec, FieldType
+from policies.model import PI, Level, MaskRule, Open, Share
 from tests.properties.checks import check_example
 from tests.properties.harness import Store
-from tests.properties.strategies import Example, examples
+from tests.properties.strategies import DatasetDraw, Example, GrantPlan, examples, field_name
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +36,56 @@ def postgres_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
     store.close()
 
 
+def _example(
+    share: Share,
+    open_: Open,
+    *fields: FieldSpec,
+    keyed_grant: GrantPlan | None = None,
+    entity: Entity | None = None,
+) -> Example:
+    ds = DatasetDraw(share, open_, fields, entity, fields[0].name if entity else None, rows=2)
+    return Example(ds, keyed_grant, None, None, probe=0, probe_row=0)
+
+
+def _field(index: int = 0, **kw: Any) -> FieldSpec:
+    return FieldSpec(name=field_name(index), type=kw.pop("type", FieldType.STRING), title="项", **kw)
+
+
+# Examples the properties found, kept so every run replays them.
+FOUND = [
+    # No dataset open at all: the open tier's Query type had no field, the schema was invalid
+    # and every open-tier request failed.
+    _example(Share.UNCONDITIONAL, Open.NONE, _field(level=Level.L1)),
+    # An open dataset none of whose fields is open: its row type had no field (same failure).
+    _example(Share.UNCONDITIONAL, Open.UNCONDITIONAL, _field(level=Level.L3, mask=MaskRule.NAME)),
+    # Personal, "open by law", in a dataset that is not open at all: the public never sees it,
+    # yet every department got it in clear, with no grant and no mask.
+    _example(Share.UNCONDITIONAL, Open.NONE, _field(level=Level.L1, pi=PI.PERSONAL, open_personal=True)),
+    # The same with a mask rule: the public sees it masked, so must a department without a
+    # clear grant ("L3 or pi = personal → mask unless the grant lists the field in clear").
+    _example(
+        Share.UNCONDITIONAL,
+        Open.UNCONDITIONAL,
+        _field(level=Level.L1, pi=PI.PERSONAL, open_personal=True, mask=MaskRule.NAME),
+    ),
+    # A field stored encrypted cannot order results, even for its provider (BAD_USER_INPUT).
+    _example(
+        Share.CONDITIONAL,
+        Open.NONE,
+        _field(level=Level.L4, pi=PI.SENSITIVE, mask=MaskRule.ID_NUMBER),
+        keyed_grant=GrantPlan((field_name(0),), (field_name(0),), "future"),
+        entity=Entity.PERSON,
+    ),
+]
+
+
+def _with_found(test: Any) -> Any:
+    for ex in FOUND:
+        test = example(example=ex)(test)
+    return test
+
+
+@_with_found
 @settings(max_examples=60)
 @given(example=examples())
 def test_policy_matrix_holds_over_http(sqlite_store: Store, example: Example) -> None:
