@@ -90,6 +90,8 @@ class CallerCheck:
     # ------------------------------------------------------------------
     def run(self) -> None:
         present = self.introspect()
+        if self.caller.consumer is None:  # anonymous: the explorer reads the same open schema
+            self.explorer(present)
         if present is None:
             return
         self.absent_probe()
@@ -128,6 +130,32 @@ class CallerCheck:
                 assert f.name not in present, (self.where(), f.name)
                 assert camel(f.name) not in text and enum_value(f.name) not in text, (self.where(), f.name)
         return present
+
+    def explorer(self, present: set[str] | None) -> None:
+        """The explorer's catalogue (the page's machine twin) lists exactly the open fields,
+        says which are masked, and offers filtering and ordering only on clear ones."""
+        r = self.store.client.get("/explore/api/catalogue")
+        assert r.status_code == 200, r.text
+        self.assert_no_leak(r, set())
+        listed = [d for d in r.json()["datasets"] if d["code"] == self.spec.code]
+        if present is None:
+            assert not listed and self.spec.resource_code not in r.text, self.where()
+            return
+        assert len(listed) == 1, (self.where(), listed)
+        fields = {f["name"]: f for f in listed[0]["fields"]}
+        assert set(fields) == {camel(n) for n in present}, (self.where(), fields)
+        for f in self.spec.fields:
+            entry = fields.get(camel(f.name))
+            if entry is None:
+                assert camel(f.name) not in r.text and enum_value(f.name) not in r.text, (
+                    self.where(),
+                    f.name,
+                )
+                continue
+            (treatment,) = self.expect[f.name]  # the open tier's answers are all fixed
+            assert entry["masked"] is (treatment == MASKED), (self.where(), f.name, entry)
+            if treatment != CLEAR:
+                assert not entry["operators"] and entry["orderBy"] is None, (self.where(), f.name, entry)
 
     def absent_probe(self) -> None:
         """Asking for a field that does not exist is a validation error that quotes nothing."""
@@ -225,26 +253,36 @@ class CallerCheck:
         return candidates[self.example.probe % len(candidates)] if candidates else None
 
     def filter_probe(self, present: set[str]) -> None:
-        """`where` on a field is accepted only if the caller may know the field in clear."""
+        """`where` on a field is accepted only if the caller may know the field in clear,
+        whatever the operator; a field stored encrypted is matched by equality only."""
         f = self._probe_field(present)
         if f is None:
             return
         c = self.applied.cells[f.name][self.example.probe_row % self.rows]
+        op = self.example.probe_op
+        if op == "prefix" and f.type is not FieldType.STRING:
+            op = "eq"
+        value = WHERE_JSON[f.type](c.stored)
+        operand = {"in": [value], "isNull": False}.get(op, value)
         q = (
             f"query($w: {self.node_type}Where) {{ {self.root}(first: 10, where: $w) "
             f"{{ totalCount edges {{ node {{ {self.selection(present)} }} }} }} }}"
         )
-        value = WHERE_JSON[f.type](c.stored)
-        r = self.post(q, {"w": {camel(f.name): {"eq": value}}}, sent={c.canary or ""})
+        r = self.post(q, {"w": {camel(f.name): {op: operand}}}, sent={c.canary or ""})
         body = r.json()
         observed = self.observed[f.name]
-        if oracle.may_filter(observed):
-            assert r.status_code == 200, (self.where(), f.name, observed, body)
-            assert not set(_codes(body)) - {"FORBIDDEN_FIELD"}, (self.where(), f.name, observed, body)
-            assert body["data"][self.root]["totalCount"] == 1, (self.where(), f.name, body)
-        else:
-            assert (body.get("data") or {}).get(self.root) is None, (self.where(), f.name, observed, body)
-            assert _codes(body) == ["FORBIDDEN_FILTER"], (self.where(), f.name, observed, body)
+        why = (self.where(), f.name, op, observed, body)
+        if not oracle.may_filter(observed):
+            assert (body.get("data") or {}).get(self.root) is None, why
+            assert _codes(body) == ["FORBIDDEN_FILTER"], why
+            return
+        if is_protected(f) and op not in ("eq", "neq", "in", "isNull"):
+            assert (body.get("data") or {}).get(self.root) is None and _codes(body) == ["BAD_USER_INPUT"], why
+            return
+        assert r.status_code == 200 and not set(_codes(body)) - {"FORBIDDEN_FIELD"}, why
+        expected = {"eq": 1, "in": 1, "prefix": 1, "neq": self.rows - 1, "isNull": self.rows}.get(op)
+        if expected is not None:  # (gt compares in the database's collation: not counted here)
+            assert body["data"][self.root]["totalCount"] == expected, why
 
     def order_probe(self, present: set[str]) -> None:
         """`orderBy` reveals order, so it too needs the field in clear. A field stored

@@ -44,6 +44,7 @@ SCALAR_TYPES = (
 )
 HAN_DIGITS = "零一二三四五六七八九"
 EXPIRIES = ("none", "future", "past")
+FILTER_OPS = ("eq", "neq", "in", "gt", "prefix", "isNull")
 DATASET_SHARES = (Share.UNCONDITIONAL, Share.UNCONDITIONAL, Share.CONDITIONAL, Share.CONDITIONAL, Share.NONE)
 DATASET_OPENS = (Open.UNCONDITIONAL, Open.UNCONDITIONAL, Open.CONDITIONAL, Open.CONDITIONAL, Open.NONE)
 
@@ -144,6 +145,7 @@ class Example:
     open_grant: GrantPlan | None
     probe: int  # which visible field to filter and order on (modulo their number)
     probe_row: int
+    probe_op: str = "eq"  # the filter operator tried on it
 
 
 @st.composite
@@ -158,6 +160,7 @@ def examples(draw: st.DrawFn) -> Example:
         open_grant=open_grant,
         probe=draw(st.integers(0, 5)),
         probe_row=draw(st.integers(0, 2)),
+        probe_op=draw(st.sampled_from(FILTER_OPS)),
     )
 
 
