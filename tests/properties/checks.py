@@ -61,10 +61,17 @@ class CallerCheck:
             f.name: oracle.field_outcomes(spec, f, caller, applied.grants, applied.now) for f in spec.fields
         }
         # Clear values this caller must never see, anywhere.
+        # (A reference column holds other rows' keys: a value is restricted only if every
+        # column holding it is.)
         self.restricted: set[str] = set()
+        readable: set[str] = set()
         for f in spec.fields:
+            canaries = {c.canary for c in applied.cells[f.name] if c.canary is not None}
             if self.ds_expect != DS_OK or CLEAR not in self.expect[f.name]:
-                self.restricted |= {c.canary for c in applied.cells[f.name] if c.canary is not None}
+                self.restricted |= canaries
+            else:
+                readable |= canaries
+        self.restricted -= readable
         self.observed: dict[str, str] = {}
 
     def where(self) -> str:
@@ -100,6 +107,7 @@ class CallerCheck:
         self.filter_probe(present)
         self.order_probe(present)
         self.entity_probe(present)
+        self.link_probe(present)
 
     def introspect(self) -> set[str] | None:
         r = self.post(INTROSPECTION)
@@ -120,6 +128,7 @@ class CallerCheck:
             return None
         assert self.root in self.query_fields, self.where()
         node_fields = {f["name"] for f in types[self.node_type]["fields"] or []}
+        self.node_fields = node_fields
         present = {f.name for f in self.spec.fields if camel(f.name) in node_fields}
         for f in self.spec.fields:
             expect = self.expect[f.name]
@@ -340,3 +349,48 @@ class CallerCheck:
             if f.name in present:
                 got = self.classify(f, self.applied.cells[f.name][row], rows[0], (root, self.root, 0), denied)
                 assert got == self.observed[f.name], (self.where(), f.name, got, body)
+
+    def link_probe(self, present: set[str]) -> None:
+        """Following a reference reveals its value, so only a reference read in clear may be
+        followed; the rows reached through it are treated as everywhere else."""
+        spec = self.spec
+        ref = next((f for f in spec.fields if f.references is not None), None)
+        if ref is None or ref.references is None or ref.link_name is None:
+            return
+        link = camel(ref.link_name)
+        # offered where the column is and the entity exists for this caller
+        offered = ref.name in present and ENTITY_ROOTS[ref.references.value] in self.query_fields
+        assert (link in self.node_fields) == offered, (self.where(), link)
+        if not offered:
+            return
+        event(f"link offered to {self.caller.tier.value}, reference {self.observed[ref.name]}")
+        key_field = spec.entity_field or ""
+        sel = self.selection(present)
+        q = (
+            f"{{ {self.root}(first: 10) {{ edges {{ node {{ {link} "
+            f"{{ {self.root}(first: 5) {{ {sel} }} }} }} }} }} }}"
+        )
+        r = self.post(q)
+        assert r.status_code == 200, (self.where(), r.text)
+        body = r.json()
+        why = (self.where(), body)
+        errors = {tuple(e["path"]): e["extensions"]["code"] for e in body.get("errors", [])}
+        denied = {p for p, code in errors.items() if code == "FORBIDDEN_FIELD"}
+        for i, edge in enumerate(body["data"][self.root]["edges"]):
+            path = (self.root, "edges", i, "node", link)
+            target = edge["node"][link]
+            if self.observed[ref.name] != CLEAR:
+                assert target is None and path in denied, why
+                continue
+            assert target is not None, why
+            rows = target[self.root]
+            if self.observed.get(key_field) not in (CLEAR, ENCRYPTED):
+                assert rows is None and (*path, self.root) in denied, why
+                continue
+            assert rows is not None and len(rows) == 1, why
+            row = (i + 1) % self.rows
+            for f in spec.fields:
+                if f.name in present:
+                    at = (*path, self.root, 0)
+                    got = self.classify(f, self.applied.cells[f.name][row], rows[0], at, denied)
+                    assert got == self.observed[f.name], (self.where(), f.name, got, body)

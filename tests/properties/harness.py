@@ -133,10 +133,14 @@ class Store:
         n = next(self._serial)
         code = f"prop_{self.backend[:2]}{n:04d}"
         spec = example.dataset.spec(code, f"PROP-{self.backend[:2].upper()}-{n:06d}", PROVIDER)
+        rows = example.dataset.rows
         cells = {
-            f.name: [cell(f, n * 100 + i * 10 + r) for r in range(example.dataset.rows)]
-            for i, f in enumerate(spec.fields)
+            f.name: [cell(f, n * 100 + i * 10 + r) for r in range(rows)] for i, f in enumerate(spec.fields)
         }
+        for f in spec.fields:
+            if f.references is not None:  # row r refers to the entity of row r + 1
+                keys = cells[spec.entity_field or ""]
+                cells[f.name] = [keys[(r + 1) % rows] for r in range(rows)]
         now = datetime.now(UTC)
         grants = [
             self._grant(KEYED, Tier.SHARE, example.keyed_grant, now),

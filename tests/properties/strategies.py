@@ -8,7 +8,7 @@ a***@x.cn, date → year, amount → range bucket), not computed by policies.mas
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -109,6 +109,13 @@ def datasets(draw: st.DrawFn) -> DatasetDraw:
     strings = [f.name for f in fields if f.type is FieldType.STRING]
     entity = draw(st.none() | st.sampled_from(Entity)) if strings else None
     entity_field = draw(st.sampled_from(strings)) if entity is not None else None
+    if entity is not None and draw(st.booleans()):
+        # A column referencing the dataset's own entity (its values are other rows' keys),
+        # so the schema offers a link to follow; same type and mask rule as the key.
+        key = next(f for f in fields if f.name == entity_field)
+        ref = draw(field_specs(n))
+        link = f"fld{n:02d}_link"
+        fields = (*fields, replace(ref, type=key.type, mask=key.mask, references=entity, link_name=link))
     return DatasetDraw(
         share=draw(st.sampled_from(DATASET_SHARES)),
         open=draw(st.sampled_from(DATASET_OPENS)),

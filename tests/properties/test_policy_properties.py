@@ -16,7 +16,7 @@ import pytest
 from hypothesis import example, given, settings
 
 from catalogue.spec import Entity, FieldSpec, FieldType
-from policies.model import PI, Level, MaskRule, Open, Share
+from policies.model import PI, Level, MaskRule, Open, Share, Tier
 from tests.properties.checks import check_example
 from tests.properties.harness import Store
 from tests.properties.strategies import DatasetDraw, Example, GrantPlan, examples, field_name
@@ -96,3 +96,42 @@ def test_policy_matrix_holds_over_http(sqlite_store: Store, example: Example) ->
 @given(example=examples())
 def test_policy_matrix_holds_over_http_on_postgres(postgres_store: Store, example: Example) -> None:
     check_example(postgres_store, postgres_store.apply(example), example)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="DESIGN.md section 9: several valid grants of one consumer on one dataset combine, none "
+    "silently replaces another; policies.decisions.select_grant uses the latest grant only",
+)
+def test_two_grants_of_one_consumer_combine(sqlite_store: Store) -> None:
+    from gateway.grants.service import create_grant
+    from schema.naming import camel
+    from tests.properties.harness import CALLERS, KEYED
+
+    first, second = field_name(0), field_name(1)
+    applied = sqlite_store.apply(
+        _example(
+            Share.CONDITIONAL,
+            Open.NONE,
+            _field(0, level=Level.L1),
+            _field(1, level=Level.L1),
+            keyed_grant=GrantPlan((first,), (), "future"),
+        )
+    )
+    code = applied.spec.code
+    sqlite_store.run(
+        create_grant(
+            sqlite_store.engine,
+            tier=Tier.SHARE,
+            dataset=code,
+            consumer=KEYED,
+            fields=[second],
+            purpose="第二项申请",
+        )
+    )
+    keyed = next(c for c in CALLERS if c.consumer == KEYED)
+    root = camel(code)
+    query = f"{{ {root}(first: 1) {{ edges {{ node {{ {camel(first)} {camel(second)} }} }} }} }}"
+    node = sqlite_store.post(keyed, query).json()["data"][root]["edges"][0]["node"]
+    assert node[camel(second)] == applied.cells[second][0].clear
+    assert node[camel(first)] == applied.cells[first][0].clear  # denied today: the later grant won
