@@ -117,6 +117,8 @@ class CallerCheck:
         types = {t["name"]: t for t in schema["types"]}
         query = types[schema["queryType"]["name"]]
         self.query_fields = {f["name"] for f in query["fields"] or []}
+        if self.applied.unpublished:  # withdrawn from the catalogue: gone for everyone, provider too
+            assert pascal(self.applied.unpublished) not in text, (self.where(), self.applied.unpublished)
         event(f"{self.caller.name}: dataset {self.ds_expect}")
         if self.ds_expect == DS_ABSENT:
             assert self.root not in self.query_fields, self.where()

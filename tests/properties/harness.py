@@ -47,6 +47,7 @@ class Applied:
     cells: dict[str, list[Cell]]  # field name → one cell per row
     grants: list[GrantDraw]
     now: datetime
+    unpublished: str | None = None  # the previous example's dataset, withdrawn before this one
 
 
 class Store:
@@ -147,7 +148,7 @@ class Store:
             self._grant(PLAIN, Tier.SHARE, example.plain_grant, now),
             self._grant(GRANTED_ENTERPRISE, Tier.OPEN, example.open_grant, now),
         ]
-        applied = Applied(spec, cells, [g for g in grants if g is not None], now)
+        applied = Applied(spec, cells, [g for g in grants if g is not None], now, self._previous)
         self.run(self._apply(applied, self._previous))
         self._previous = code
         return applied

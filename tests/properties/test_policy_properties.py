@@ -92,7 +92,7 @@ def test_policy_matrix_holds_over_http(sqlite_store: Store, example: Example) ->
 
 
 @pytest.mark.postgres
-@settings(max_examples=15)
+@settings(max_examples=20)
 @given(example=examples())
 def test_policy_matrix_holds_over_http_on_postgres(postgres_store: Store, example: Example) -> None:
     check_example(postgres_store, postgres_store.apply(example), example)
