@@ -98,11 +98,6 @@ def test_policy_matrix_holds_over_http_on_postgres(postgres_store: Store, exampl
     check_example(postgres_store, postgres_store.apply(example), example)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DESIGN.md section 9: several valid grants of one consumer on one dataset combine, none "
-    "silently replaces another; policies.decisions.select_grant uses the latest grant only",
-)
 def test_two_grants_of_one_consumer_combine(sqlite_store: Store) -> None:
     from gateway.grants.service import create_grant
     from schema.naming import camel
@@ -134,4 +129,4 @@ def test_two_grants_of_one_consumer_combine(sqlite_store: Store) -> None:
     query = f"{{ {root}(first: 1) {{ edges {{ node {{ {camel(first)} {camel(second)} }} }} }} }}"
     node = sqlite_store.post(keyed, query).json()["data"][root]["edges"][0]["node"]
     assert node[camel(second)] == applied.cells[second][0].clear
-    assert node[camel(first)] == applied.cells[first][0].clear  # denied today: the later grant won
+    assert node[camel(first)] == applied.cells[first][0].clear  # the earlier grant counts too (§9)
