@@ -318,7 +318,7 @@ class _Builder:
                 resolver=resolver, name=root, description=ENTITY_DESCRIPTIONS[entity]
             )
             self.bindings.root_entities[root] = entity
-        if not attrs:
+        if not attrs and self.fed is None:  # a subgraph's Query has _service (schema.federation)
             # GraphQL requires a field on Query; with nothing to offer, one that says so
             # (answered null by graphql-core) rather than an invalid schema and a failing tier.
             attrs[EMPTY_ROOT] = strawberry.field(

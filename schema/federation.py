@@ -72,7 +72,10 @@ def subgraph_sdl(printed: str) -> str:
         if link:
             out.append(f"extend schema {link.group(1)}")
             continue
-        out.append("\n".join(line for line in block.split("\n") if not _PLUMBING_FIELDS.match(line)))
+        lines = [line for line in block.split("\n") if not _PLUMBING_FIELDS.match(line)]
+        if lines[-2:] == ["type Query {", "}"]:
+            continue  # no root field of its own (it only contributes entity fields, or nothing)
+        out.append("\n".join(lines))
     return "\n\n".join(out) + "\n"
 
 

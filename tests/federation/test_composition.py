@@ -85,3 +85,20 @@ def test_each_providers_own_sdl_composes(client: Any, tokens: dict[str, str], no
         subgraphs += _subgraphs(client, tokens[d], via_get=True, only=(d,))
     composed = compose(node_modules, subgraphs)
     assert composed["errors"] == [] and composed["hints"] == []
+
+
+def test_a_department_without_datasets_has_a_subgraph_without_query() -> None:
+    """A consumer-only department (a province department known at a city node): its subgraph
+    has no root field to share, so no `Query` at all — not an empty type, not `_empty`."""
+    from catalogue.service import Catalogue
+    from catalogue.spec import DepartmentSpec
+    from gateway.demo.catalogue import demo_catalogue
+    from schema.federation import build_federated_subgraph
+
+    departments, datasets = demo_catalogue()
+    departments.append(DepartmentSpec("consumer_only", "只用数据的部门"))
+    catalogue = Catalogue(1, {d.code: d for d in departments}, {d.code: d for d in datasets})
+    built = build_federated_subgraph(catalogue, "consumer_only", "consumer_only")
+    assert built.federation_sdl is not None
+    assert "type Query" not in built.federation_sdl and "_empty" not in built.federation_sdl
+    assert "_service" in built.graphql.query_type.fields  # type: ignore[union-attr]
