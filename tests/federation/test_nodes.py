@@ -170,3 +170,61 @@ def test_city_audit_names_the_province_caller(city: str, province_tokens: dict[s
     event = mine[0]
     assert event.consumer == "hrss" and event.principal_id.endswith("#demo-hrss")
     assert orjson.loads(event.detail)["reads"][-1]["subgraph"]["router"] == "city-audit-check"
+
+
+@pytest.mark.slow
+def test_federation_demo_command(tmp_path: Path, node_modules: Path) -> None:
+    """`shuqiao federation demo` from nothing: both nodes set up, composed, routed; the query
+    it prints is answered by both nodes through the router; Ctrl-C stops everything."""
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    from tests.support import ROOT, free_port
+
+    ports = [str(free_port()) for _ in range(3)]
+    out = tmp_path / "demo.log"
+    with out.open("wb") as log:
+        proc = subprocess.Popen(
+            [
+                *(sys.executable, "-c", "from gateway.cli import main; main()", "federation", "demo"),
+                *("--var", str(tmp_path / "var"), "--province-port", ports[0]),
+                *("--city-port", ports[1], "--router-port", ports[2]),
+            ],
+            cwd=ROOT,
+            env={k: v for k, v in os.environ.items() if not k.startswith("SHUQIAO_")},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        for _ in range(1200):
+            if "Ctrl-C stops all three" in out.read_text() or proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        text = out.read_text()
+        assert "Ctrl-C stops all three" in text, text[-3000:]
+        secret = re.search(r"-u (demo-hrss):(\S+) ", text)
+        assert secret is not None
+        token = httpx.post(
+            f"http://127.0.0.1:{ports[0]}/oauth/token",
+            data={"grant_type": "client_credentials"},
+            auth=(secret.group(1), secret.group(2)),
+            timeout=30,
+        ).json()["access_token"]
+        from gateway.federation import QUERY
+
+        body = post(f"http://127.0.0.1:{ports[2]}/", QUERY, token).json()
+        assert "errors" not in body, body
+        node = body["data"]["xaHousingFund"]["edges"][0]["node"]
+        assert node["fundEmployer"]["enterpriseRegistration"] and node["fundEmployer"]["xaFoodLicense"]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    for port in ports:  # nothing left listening
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
