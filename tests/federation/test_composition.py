@@ -102,3 +102,50 @@ def test_a_department_without_datasets_has_a_subgraph_without_query() -> None:
     assert built.federation_sdl is not None
     assert "type Query" not in built.federation_sdl and "_empty" not in built.federation_sdl
     assert "_service" in built.graphql.query_type.fields  # type: ignore[union-attr]
+
+
+def test_unshared_fields_and_datasets_compose_per_caller(node_modules: Path) -> None:
+    """Beyond the demo (where everything is shared): with an unshared field and an unshared
+    dataset, each caller's composition is still exactly its share schema — the provider sees
+    its own unshared parts, every other caller does not."""
+    from dataclasses import replace
+
+    from graphql import introspection_from_schema
+
+    from catalogue.service import Catalogue
+    from gateway.demo.catalogue import demo_catalogue
+    from policies.model import Share, Tier
+    from schema.build import build_tier_schema
+    from schema.federation import build_federated_subgraph
+
+    departments, datasets = demo_catalogue()
+    changed = []
+    for ds in datasets:
+        if ds.code == "enterprise_registration":  # contactPhone: 不予共享
+            fields = tuple(
+                replace(f, share=Share.NONE) if f.name == "contact_phone" else f for f in ds.fields
+            )
+            ds = replace(ds, fields=fields)
+        if ds.code == "discharge_permit":  # the whole dataset: 不予共享
+            ds = replace(ds, share=Share.NONE)
+        changed.append(ds)
+    catalogue = Catalogue(1, {d.code: d for d in departments}, {d.code: d for d in changed})
+    for caller in ("samr", "eco", "hrss"):
+        subgraphs = [
+            {
+                "name": d,
+                "url": f"http://node/{d}",
+                "sdl": build_federated_subgraph(catalogue, d, caller).federation_sdl,
+            }
+            for d in DEPARTMENTS
+        ]
+        composed = compose(node_modules, subgraphs)  # type: ignore[arg-type]
+        assert composed["errors"] == [] and composed["hints"] == [], caller
+        share = introspection_from_schema(build_tier_schema(catalogue, Tier.SHARE, caller).graphql)[
+            "__schema"
+        ]
+        api, ours = _shape(composed["apiSchema"]), _shape(share)  # type: ignore[arg-type]
+        assert api == ours, caller
+        registration = api["EnterpriseRegistration"][2]
+        assert ("contactPhone" in registration) is (caller == "samr")
+        assert ("DischargePermit" in api) is (caller == "eco")
