@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 PACKAGES := gateway catalogue schema resolvers policies keys
 
-.PHONY: run test lint bench clean federation
+.PHONY: run test lint bench clean federation federation-demo
 
 # The federation tests' Node packages (@apollo/composition, @apollo/gateway, @apollo/server),
 # installed from the lockfile; reinstalled when the lockfile changes.
@@ -29,6 +29,10 @@ test: lint federation
 
 ## federation: the Node packages tests/federation needs (Node >= 20), from federation/package-lock.json
 federation: $(FEDERATION_STAMP)
+
+## federation-demo: two nodes (the province's demo, 西安市) and a stock router in front (docs/federation.md)
+federation-demo: $(STAMP) federation
+	$(BIN)/shuqiao federation demo
 
 $(FEDERATION_STAMP): federation/package.json federation/package-lock.json
 	npm ci --prefix federation --ignore-scripts --no-audit --no-fund
