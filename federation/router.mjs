@@ -4,6 +4,12 @@
 //   node router.mjs --supergraph supergraph.graphql --port 4000 [--timeout-ms 5000]
 //                   [--name province-router] [--credentials forward|none] [--inject-token TOKEN]
 //                   [--header "Name: value" ...]   (static headers on every subgraph request)
+//                   [--exchange CLIENT_ID:SECRET@TOKEN_URL]
+//
+// With --exchange the router is a registered client of the node's token endpoint: it trades
+// each caller's token for a short delegated one (RFC 8693; `act` names the router) and sends
+// that to the subgraphs, which then apply the caller's policies and record the router as the
+// authenticated actor. A caller token that cannot be exchanged is not forwarded at all.
 //
 // The router only plans and merges (docs/federation.md): by default it forwards the caller's
 // own Authorization header to every subgraph and nothing else identifies the caller. Each
@@ -30,6 +36,7 @@ const { values: opts } = parseArgs({
     credentials: { type: "string", default: "forward" },
     "inject-token": { type: "string" },
     header: { type: "string", multiple: true, default: [] },
+    exchange: { type: "string" }, // CLIENT_ID:SECRET@TOKEN_URL (RFC 8693 token exchange)
   },
 });
 if (!opts.supergraph) throw new Error("--supergraph is required");
@@ -63,6 +70,37 @@ function missingPaths(query, variables) {
   return paths;
 }
 
+const exchanged = new Map(); // caller token -> {token, until}
+
+async function delegated(authorization) {
+  const caller = /^Bearer\s+(\S+)$/i.exec(authorization ?? "")?.[1];
+  if (!caller) return null;
+  const hit = exchanged.get(caller);
+  if (hit && hit.until > Date.now()) return hit.token;
+  const at = opts.exchange.lastIndexOf("@");
+  const credentials = opts.exchange.slice(0, at);
+  const colon = credentials.indexOf(":");
+  const [id, secret] = [credentials.slice(0, colon), credentials.slice(colon + 1)];
+  const response = await fetch(opts.exchange.slice(at + 1), {
+    method: "POST",
+    headers: {
+      "content-type": "application/x-www-form-urlencoded",
+      authorization: `Basic ${Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`).toString("base64")}`,
+    },
+    body: new URLSearchParams({
+      grant_type: "urn:ietf:params:oauth:grant-type:token-exchange",
+      subject_token: caller,
+      subject_token_type: "urn:ietf:params:oauth:token-type:access_token",
+    }),
+    signal: AbortSignal.timeout(timeoutMs),
+  });
+  if (!response.ok) return null;
+  const body = await response.json();
+  if (exchanged.size > 10000) exchanged.clear();
+  exchanged.set(caller, { token: body.access_token, until: Date.now() + (body.expires_in - 30) * 1000 });
+  return body.access_token;
+}
+
 class CallerDataSource extends RemoteGraphQLDataSource {
   constructor(config) {
     super(config);
@@ -88,10 +126,13 @@ class CallerDataSource extends RemoteGraphQLDataSource {
     }
   }
 
-  willSendRequest({ request, context }) {
+  async willSendRequest({ request, context }) {
     const headers = request.http.headers;
     if (opts["inject-token"]) {
       headers.set("authorization", `Bearer ${opts["inject-token"]}`); // misconfigured: never do this
+    } else if (opts.exchange) {
+      const token = await delegated(context.authorization);
+      if (token) headers.set("authorization", `Bearer ${token}`);
     } else if (opts.credentials === "forward" && context.authorization) {
       headers.set("authorization", context.authorization);
     }

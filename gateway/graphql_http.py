@@ -258,6 +258,7 @@ class GraphQLEndpoint:
                 claims = await self.state.identity.share_bearer.validate_request(request)
             except BearerRefused as refused:
                 raise Problem(refused.status, refused.message, refused.code, refused.headers) from None
+            request.state.token_actor = claims.actor  # RFC 8693 `act`: a router presenting it
             return Principal(
                 PrincipalKind.DEPARTMENT, claims.client_id, claims.department, claims.scopes, claims.subject
             )

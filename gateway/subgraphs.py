@@ -58,7 +58,9 @@ class SubgraphEndpoint(GraphQLEndpoint):
             {
                 "subgraph": {
                     "department": request.path_params.get("department"),
-                    # the actor as the router claims itself; the principal is the token's caller
+                    # the principal is the token's caller; the actor is the router: verified when
+                    # it presents a delegated token (RFC 8693 `act`), else only as it names itself
+                    "actor": getattr(request.state, "token_actor", None),
                     "router": claim[:200] if claim else None,
                 }
             }
