@@ -384,7 +384,8 @@ class _TokenExchange(grants.BaseGrant, grants.TokenEndpointMixin):
     one that names the caller as subject — same client id, department, person and roles — and
     the router as actor (`act.sub`). Subgraphs apply the caller's policies and record the actor.
     No actor token: the authenticated client is the actor. A delegated token is not exchanged
-    again (no chains of actors)."""
+    again (no chains of actors), and dies with the caller's token or when the router's client
+    is disabled (gateway.identity.store)."""
 
     GRANT_TYPE = TOKEN_EXCHANGE
     TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = AUTH_METHODS
@@ -430,7 +431,11 @@ class _TokenExchange(grants.BaseGrant, grants.TokenEndpointMixin):
             subject=s.subject,
             now=now,
             roles=sorted(s.roles),
-            extra={"exp": expires, "act": {"sub": self.request.client.get_client_id()}},
+            extra={
+                "exp": expires,
+                "act": {"sub": self.request.client.get_client_id()},
+                "parent_jti": s.jti,  # revoking the caller's token revokes this one too
+            },
         )
         body = {
             "access_token": token,

@@ -48,6 +48,7 @@ class TokenClaims:
     issuer: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     actor: str | None = None  # RFC 8693 `act.sub`: who presents a delegated token (a router)
+    parent_jti: str | None = None  # a delegated token dies with the token it was exchanged for
 
 
 def audiences_for(scopes: list[str] | frozenset[str]) -> list[str]:
@@ -255,4 +256,5 @@ def claims_from(c: dict[str, Any]) -> TokenClaims:
         auds,
         str(c.get("iss", "")),
         actor=actor,
+        parent_jti=str(c["parent_jti"]) if isinstance(c.get("parent_jti"), str) else None,
     )

@@ -121,3 +121,50 @@ def test_a_router_with_delegated_tokens_answers_as_the_share_tier(
             break
         time.sleep(0.1)
     assert ("demo-hrss", router_client[0]) in actors and ("demo-samr", router_client[0]) in actors
+
+
+def test_a_delegated_token_dies_with_the_callers_token_and_with_the_router(
+    gateway: str, demo_env: DemoEnv
+) -> None:
+    from gateway.identity.clients import create_client, set_client_disabled
+    from gateway.secrets import SecretHasher, load_master_key
+
+    hasher = SecretHasher(load_master_key(demo_env.settings.master_key_file))
+    cid = f"short-lived-router-{free_port()}"
+    _, secret = on_db(
+        demo_env, lambda e: create_client(e, hasher, "eco", client_id=cid, grant_types=[EXCHANGE])
+    )
+    hrss = demo_env.credentials["clients"]["hrss"]
+    hrss_auth = (hrss["client_id"], hrss["client_secret"])
+
+    def caller_token() -> str:  # a fresh one: the session's tokens must stay live
+        r = httpx.post(f"{gateway}/oauth/token", data={"grant_type": "client_credentials"}, auth=hrss_auth)
+        return str(r.json()["access_token"])
+
+    def status(token: str) -> int:
+        q = {"query": "{ _service { sdl } }"}
+        r = httpx.post(
+            f"{gateway}/share/subgraphs/hrss/graphql", json=q, headers={"Authorization": f"Bearer {token}"}
+        )
+        return r.status_code
+
+    def until_refused(token: str) -> int:
+        for _ in range(50):  # every worker learns of a revocation within a second
+            if (code := status(token)) == 401:
+                return code
+            time.sleep(0.1)
+        return status(token)
+
+    caller = caller_token()
+    delegated = _exchange(gateway, (cid, secret or ""), caller).json()["access_token"]
+    assert status(delegated) == 200
+    revoked = httpx.post(
+        f"{gateway}/oauth/revoke", data={"token": caller, "token_type_hint": "access_token"}, auth=hrss_auth
+    )
+    assert revoked.status_code == 200
+    assert until_refused(delegated) == 401
+
+    delegated = _exchange(gateway, (cid, secret or ""), caller_token()).json()["access_token"]
+    assert status(delegated) == 200
+    on_db(demo_env, lambda e: set_client_disabled(e, cid, True))
+    assert until_refused(delegated) == 401
