@@ -80,6 +80,9 @@ def _dataset_spec(row: Dataset, fields: list[DatasetField]) -> DatasetSpec:
         entity=_opt(Entity, row.entity),
         entity_field=row.entity_field,
         published=row.published,
+        licence=row.licence,
+        contact=row.contact,
+        tags=tuple(row.tags or ()),
     )
 
 
@@ -180,6 +183,9 @@ async def save_dataset(engine: AsyncEngine, spec: DatasetSpec) -> None:
             "entity": spec.entity.value if spec.entity else None,
             "entity_field": spec.entity_field,
             "published": spec.published,
+            "licence": spec.licence,
+            "contact": spec.contact,
+            "tags": list(spec.tags),
         }.items():
             setattr(row, name, value)
         row.updated_at = utcnow()
