@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import io
 import json
-import re
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
