@@ -162,8 +162,8 @@ def _pool_diff(old: DatasetSpec, new: DatasetSpec) -> tuple[list[str], list[str]
     retyped = {f.name for f in new.fields if f.name in a.c and _type_of(old, f.name) not in (None, f.type)}
     add_cols = [c.name for c in b.columns if c.name not in a.c or c.name in retyped]
     drop_cols = [c.name for c in a.columns if c.name not in b.c or c.name in retyped]
-    a_ix = {ix.name: ix for ix in a.indexes}
-    b_ix = {ix.name: ix for ix in b.indexes}
+    a_ix = {str(ix.name): ix for ix in a.indexes}
+    b_ix = {str(ix.name): ix for ix in b.indexes}
     add_ix = sorted(n for n in b_ix if n not in a_ix or {c.name for c in b_ix[n].columns} & retyped)
     drop_ix = sorted(n for n in a_ix if n not in b_ix or {c.name for c in a_ix[n].columns} & set(drop_cols))
     return add_cols, drop_cols, add_ix, drop_ix
@@ -185,21 +185,17 @@ def make_plan(
     scope = [d.code for d in departments]
     changes: list[Change] = []
     for d in departments:
-        old = live.departments.get(d.code)
-        if old is None:
+        was = live.departments.get(d.code)
+        if was is None:
             changes.append(Change("add", "department", d.code, {"name": [None, d.name]}))
-        elif (diff := _attr_changes(old, d)) != {}:
-            changes.append(Change("change", "department", d.code, diff))
+        elif (changed := _attr_changes(was, d)) != {}:
+            changes.append(Change("change", "department", d.code, changed))
     wanted = {s.code for s in datasets}
     by_resource = {s.resource_code: s.code for s in live.datasets.values()}
     for new in datasets:
         owner = by_resource.get(new.resource_code)
-        if (
-            owner is not None
-            and owner != new.code
-            and owner
-            not in {s.code for s in live.datasets.values() if s.department in scope and s.code not in wanted}
-        ):
+        # the other dataset keeps that code unless the file renames or removes it
+        if owner is not None and owner not in wanted and live.datasets[owner].department not in scope:
             raise service.CatalogueError(
                 f"dataset {new.code}: resource code {new.resource_code} belongs to dataset {owner}"
             )
@@ -233,22 +229,22 @@ def make_plan(
                         loses=f"{values:,} values in column {f.name}",
                     )
                 )
-    for old in live.datasets.values():
-        if old.department in scope and old.code not in wanted:
-            grants = _grants_on(conn, old.code)
+    for gone in live.datasets.values():
+        if gone.department in scope and gone.code not in wanted:
+            grants = _grants_on(conn, gone.code)
             if grants:
                 raise service.CatalogueError(
-                    f"dataset {old.code} is not in the file but has {grants} grant(s): a dataset with grants "
+                    f"dataset {gone.code} is not in the file but has {grants} grant(s): a dataset with grants "
                     "cannot be removed (keep it with published: false, or revoke and delete its grants first)"
                 )
-            rows = _count(conn, pool_table_name(old.code))
+            rows = _count(conn, pool_table_name(gone.code))
             changes.append(
                 Change(
                     "remove",
                     "dataset",
-                    old.code,
-                    pool=[f"DROP TABLE {pool_table_name(old.code)}"],
-                    loses=f"{rows:,} rows in {pool_table_name(old.code)} and its data keys",
+                    gone.code,
+                    pool=[f"DROP TABLE {pool_table_name(gone.code)}"],
+                    loses=f"{rows:,} rows in {pool_table_name(gone.code)} and its data keys",
                 )
             )
     return Plan(changes, scope)
@@ -338,8 +334,8 @@ def _write_dataset(session: Session, spec: DatasetSpec) -> None:
 
 def _remove_dataset(session: Session, code: str) -> None:
     row = session.exec(sm_select(Dataset).where(col(Dataset.code) == code)).one()
-    session.exec(delete(DatasetField).where(col(DatasetField.dataset_id) == row.id))  # type: ignore[call-overload]
-    session.exec(delete(DataKey).where(col(DataKey.dataset_code) == code))  # type: ignore[call-overload]
+    session.exec(delete(DatasetField).where(col(DatasetField.dataset_id) == row.id))
+    session.exec(delete(DataKey).where(col(DataKey.dataset_code) == code))
     session.delete(row)
     session.flush()
 
@@ -413,16 +409,16 @@ def _apply_sync(
     session.flush()
     scope = {d.code for d in departments}
     wanted = {s.code for s in datasets}
-    for old in live.datasets.values():
-        if old.department in scope and old.code not in wanted:
-            _remove_dataset(session, old.code)
-            alter_pool(conn, old, None)
+    for gone in live.datasets.values():
+        if gone.department in scope and gone.code not in wanted:
+            _remove_dataset(session, gone.code)
+            alter_pool(conn, gone, None)
     for spec in datasets:
-        old = live.datasets.get(spec.code)
-        if old is not None and old == spec:
+        before = live.datasets.get(spec.code)
+        if before is not None and before == spec:
             continue
         _write_dataset(session, spec)
-        alter_pool(conn, old, spec)
+        alter_pool(conn, before, spec)
     version = _bump(session)
     session.close()
     return ApplyResult(plan, applied=True, version=version)
@@ -459,7 +455,7 @@ async def export_document(engine: AsyncEngine, departments: Iterable[str] | None
     specs = [s for s in live.datasets.values() if s.department in codes]  # in creation order
     # departments in the order their first dataset was created (a file's own order, applied
     # to an empty catalogue), then those without datasets by code
-    first = {}
+    first: dict[str, int] = {}
     for i, s in enumerate(specs):
         first.setdefault(s.department, i)
     depts.sort(key=lambda d: (first.get(d.code, len(specs)), d.code))
