@@ -234,7 +234,8 @@ def make_plan(
             grants = _grants_on(conn, gone.code)
             if grants:
                 raise service.CatalogueError(
-                    f"dataset {gone.code} is not in the file but has {grants} grant(s): a dataset with grants "
+                    f"dataset {gone.code} is not in the file but has {grants} grant(s): "
+                    "a dataset with grants "
                     "cannot be removed (keep it with published: false, or revoke and delete its grants first)"
                 )
             rows = _count(conn, pool_table_name(gone.code))

@@ -280,66 +280,86 @@ def _message(err: dict[str, Any], loc: tuple[int | str, ...]) -> str:
     return f"{name}: {err['msg']}" if name else err["msg"]
 
 
-def _semantic(doc: CatalogueDoc) -> list[tuple[tuple[int | str, ...], str, bool]]:
-    """Rules across nodes: (loc, message, point at the key)."""
-    out: list[tuple[tuple[int | str, ...], str, bool]] = []
+Loc = tuple[int | str, ...]
+
+
+def _items(data: Any, key: str) -> list[tuple[int, dict[str, Any]]]:
+    seq = data.get(key) if isinstance(data, dict) else None
+    return [(i, x) for i, x in enumerate(seq) if isinstance(x, dict)] if isinstance(seq, list) else []
+
+
+def _str(d: dict[str, Any], key: str) -> str | None:
+    v = d.get(key)
+    return v if isinstance(v, str) else None
+
+
+def _semantic(data: Any) -> list[tuple[Loc, str, bool]]:
+    """Rules across nodes, on the parsed data as it is (so they are reported together with
+    the per-key errors, whatever else is wrong): (loc, message, point at the key)."""
+    out: list[tuple[Loc, str, bool]] = []
     declared: dict[str, int] = {}
-    for i, d in enumerate(doc.departments):
-        if d.code in declared:
-            out.append((("departments", i, "code"), f"department {d.code} is declared twice", False))
-        declared.setdefault(d.code, i)
+    for i, d in _items(data, "departments"):
+        code = _str(d, "code")
+        if code is None:
+            continue
+        if code in declared:
+            out.append((("departments", i, "code"), f"department {code} is declared twice", False))
+        declared.setdefault(code, i)
     codes: dict[str, int] = {}
     resources: dict[str, int] = {}
-    for i, ds in enumerate(doc.datasets):
-        at: tuple[int | str, ...] = ("datasets", i)
-        if ds.code in codes:
-            out.append(
-                (
-                    (*at, "code"),
-                    f"dataset {ds.code} is declared twice (also datasets[{codes[ds.code]}])",
-                    False,
+    for i, ds in _items(data, "datasets"):
+        at: Loc = ("datasets", i)
+        code, resource, dept = _str(ds, "code"), _str(ds, "resource_code"), _str(ds, "department")
+        if code is not None:
+            if code in codes:
+                out.append(
+                    ((*at, "code"), f"dataset {code} is declared twice (also datasets[{codes[code]}])", False)
                 )
-            )
-        codes.setdefault(ds.code, i)
-        if ds.resource_code in resources:
-            out.append(((*at, "resource_code"), f"resource code {ds.resource_code} is used twice", False))
-        resources.setdefault(ds.resource_code, i)
-        if "__" in ds.code:
-            out.append(((*at, "code"), "'__' is reserved and may not appear in a code", False))
-        if ds.department not in declared:
+            codes.setdefault(code, i)
+            if "__" in code:
+                out.append(((*at, "code"), "'__' is reserved and may not appear in a code", False))
+        if resource is not None:
+            if resource in resources:
+                out.append(((*at, "resource_code"), f"resource code {resource} is used twice", False))
+            resources.setdefault(resource, i)
+        if dept is not None and dept not in declared:
             known = ", ".join(declared) or "none"
             out.append(
                 (
                     (*at, "department"),
-                    f"department {ds.department} is not declared in departments (declared: {known})",
+                    f"department {dept} is not declared in departments (declared: {known})",
                     False,
                 )
             )
-        middle = ds.resource_code.split("-")[1] if ds.resource_code.count("-") == 2 else None
-        if middle is not None and middle != ds.department.upper():
-            out.append(
-                (
-                    (*at, "resource_code"),
-                    f"the middle part of the resource code must be the department code in upper case: "
-                    f"{ds.department.upper()} (got {middle})",
-                    False,
-                )
-            )
-        columns: dict[str, int] = {}
-        for j, f in enumerate(ds.fields):
-            fat = (*at, "fields", j)
-            if f.column in columns:
-                out.append(((*fat, "column"), f"column {f.column} is declared twice in {ds.code}", False))
-            columns.setdefault(f.column, j)
-            if "__" in f.column:
+        if resource is not None and dept is not None and resource.count("-") == 2:
+            middle = resource.split("-")[1]
+            if middle != dept.upper():
                 out.append(
-                    ((*fat, "column"), "'__' is reserved (blind-index columns) and may not appear", False)
+                    (
+                        (*at, "resource_code"),
+                        "the middle part of the resource code must be the department code in upper case: "
+                        f"{dept.upper()} (got {middle})",
+                        False,
+                    )
                 )
-            if f.link_name and not f.references:
+        columns: dict[str, int] = {}
+        for j, f in _items(ds, "fields"):
+            fat: Loc = (*at, "fields", j)
+            column = _str(f, "column")
+            if column is not None:
+                if column in columns:
+                    out.append(((*fat, "column"), f"column {column} is declared twice in {code}", False))
+                columns.setdefault(column, j)
+                if "__" in column:
+                    out.append(
+                        ((*fat, "column"), "'__' is reserved (blind-index columns) and may not appear", False)
+                    )
+            if f.get("link_name") and not f.get("references"):
                 out.append(
                     ((*fat, "link_name"), "link_name needs references (the entity it links to)", False)
                 )
-            if (Level[f.level] >= Level.L4 or f.pi is PI.SENSITIVE) and f.type is not FieldType.STRING:
+            protected = f.get("level") == "L4" or f.get("pi") == PI.SENSITIVE.value
+            if protected and f.get("type", FieldType.STRING.value) != FieldType.STRING.value:
                 out.append(
                     (
                         (*fat, "type"),
@@ -347,23 +367,18 @@ def _semantic(doc: CatalogueDoc) -> list[tuple[tuple[int | str, ...], str, bool]
                         False,
                     )
                 )
-        if ds.entity_key is not None and ds.entity_key not in columns:
+        key = _str(ds, "entity_key")
+        if key is not None and columns and key not in columns:
             out.append(
                 (
                     (*at, "entity_key"),
-                    f"entity_key {ds.entity_key} is not a column of {ds.code} "
-                    f"(columns: {', '.join(columns)})",
+                    f"entity_key {key} is not a column of {code} (columns: {', '.join(columns)})",
                     False,
                 )
             )
-        if (ds.entity is None) != (ds.entity_key is None):
-            out.append(
-                (
-                    (*at, "entity" if ds.entity is None else "entity_key"),
-                    "entity and entity_key go together",
-                    True,
-                )
-            )
+        if (ds.get("entity") is None) != (ds.get("entity_key") is None):
+            missing = "entity" if ds.get("entity") is None else "entity_key"
+            out.append(((*at, missing), "entity and entity_key go together", True))
     return out
 
 
@@ -391,23 +406,17 @@ def parse(text: str, filename: str = "<catalogue>") -> CatalogueDoc:
             [DocError(1, 1, "(document)", "the file must be a mapping with departments and datasets")],
             filename,
         )
+    data = _plain(root)
+    errors = [DocError(*_position(root, loc, key=key), _path(loc), msg) for loc, msg, key in _semantic(data)]
     try:
-        doc = CatalogueDoc.model_validate(_plain(root))
+        doc = CatalogueDoc.model_validate(data)
     except ValidationError as err:
-        errors = []
         for e in err.errors():
             loc = tuple(e["loc"])
             line, col = _position(root, loc, key=e["type"] == "extra_forbidden")
             errors.append(DocError(line, col, _path(loc), _message(dict(e), loc)))
-        raise DocumentInvalid(_sorted(errors), filename) from None
-    problems = _semantic(doc)
-    if problems:
-        raise DocumentInvalid(
-            _sorted(
-                [DocError(*_position(root, loc, key=key), _path(loc), msg) for loc, msg, key in problems]
-            ),
-            filename,
-        )
+    if errors:
+        raise DocumentInvalid(_sorted(errors), filename)
     return doc
 
 
