@@ -60,7 +60,9 @@ def live(store: Any) -> Any:
 def two_datasets(dept: str) -> str:
     return catalogue_file(
         dept,
-        dataset_yaml(dept, f"{dept}_a", 1, field_yaml("code", indexed="true") + field_yaml("amount", "integer"))
+        dataset_yaml(
+            dept, f"{dept}_a", 1, field_yaml("code", indexed="true") + field_yaml("amount", "integer")
+        )
         + dataset_yaml(dept, f"{dept}_b", 2, field_yaml("name")),
     )
 
@@ -96,7 +98,10 @@ def test_new_fields_add_columns_and_keep_rows(store: Any) -> None:
     ]
     assert ("add", "tb_a.note") in changes and not result.plan.destructive
     assert "note" in (columns(store, "pool_tb_a") or {})
-    assert sql(store, "SELECT code, amount, note FROM pool_tb_a ORDER BY code") == [("x", 1, None), ("y", 2, None)]
+    assert sql(store, "SELECT code, amount, note FROM pool_tb_a ORDER BY code") == [
+        ("x", 1, None),
+        ("y", 2, None),
+    ]
 
 
 def test_metadata_changes_touch_no_table(store: Any) -> None:
@@ -106,7 +111,10 @@ def test_metadata_changes_touch_no_table(store: Any) -> None:
     )
     changed = changed.replace(field_yaml("name"), field_yaml("name", level="L3", pi="personal", mask="name"))
     result = apply(store, changed)
-    assert [(c.action, c.target) for c in result.plan.changes] == [("change", "tc_b"), ("change", "tc_b.name")]
+    assert [(c.action, c.target) for c in result.plan.changes] == [
+        ("change", "tc_b"),
+        ("change", "tc_b.name"),
+    ]
     assert result.plan.changes[0].changes == {
         "name": ["tc_b 数据", "tc_b 新名"],
         "licence": ["", "CC0-1.0"],
@@ -157,7 +165,9 @@ def test_a_failure_mid_apply_leaves_catalogue_and_pool_as_they_were(store: Any, 
     bigger = two_datasets("tf").replace(
         "departments:\n  - code: tf\n    name: 测试部门\n", "departments:\n  - code: tf\n    name: 改名\n"
     )
-    bigger = bigger.replace(field_yaml("amount", "integer"), field_yaml("amount", "string") + field_yaml("extra"))
+    bigger = bigger.replace(
+        field_yaml("amount", "integer"), field_yaml("amount", "string") + field_yaml("extra")
+    )
     bigger += dataset_yaml("tf", "tf_c", 3, field_yaml("c"))
     bigger = bigger.replace(dataset_yaml("tf", "tf_b", 2, field_yaml("name")), "")  # tf_b removed
     calls: list[str] = []
@@ -190,7 +200,9 @@ def test_a_failure_mid_apply_leaves_catalogue_and_pool_as_they_were(store: Any, 
 def test_other_departments_are_not_touched(store: Any) -> None:
     apply(store, two_datasets("tg"))
     apply(store, two_datasets("th"))
-    result = apply(store, catalogue_file("th", dataset_yaml("th", "th_a", 1, field_yaml("code"))), dry_run=True)
+    result = apply(
+        store, catalogue_file("th", dataset_yaml("th", "th_a", 1, field_yaml("code"))), dry_run=True
+    )
     assert {c.target for c in result.plan.changes} >= {"th_b", "th_a.amount"}
     assert not any(c.target.startswith("tg") for c in result.plan.changes)
 

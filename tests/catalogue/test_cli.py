@@ -97,7 +97,9 @@ def test_a_bad_file_lists_every_error_with_its_line(store: Any, tmp_path: Path) 
 def test_destructive_needs_the_flag(store: Any, tmp_path: Path) -> None:
     run = runner(store)
     f = tmp_path / "c.yaml"
-    f.write_text(catalogue_file("cli_d", dataset_yaml("cli_d", "cli_d_a", 1, field_yaml("a") + field_yaml("b"))))
+    f.write_text(
+        catalogue_file("cli_d", dataset_yaml("cli_d", "cli_d_a", 1, field_yaml("a") + field_yaml("b")))
+    )
     assert run("catalog", "apply", str(f)).exit_code == 0
     f.write_text(catalogue_file("cli_d", dataset_yaml("cli_d", "cli_d_a", 1, field_yaml("a"))))
     refused = run("catalog", "apply", str(f))

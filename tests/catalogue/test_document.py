@@ -20,7 +20,7 @@ from catalogue.document import (
     to_specs,
 )
 from gateway.demo.catalogue import demo_catalogue
-from tests.catalogue.conftest import DEMO_FILE, EXAMPLE
+from tests.catalogue.conftest import DEMO_FILE
 
 GOOD = """\
 departments:
@@ -75,10 +75,25 @@ def test_enumeration_error_names_line_column_and_the_values_allowed() -> None:
 @pytest.mark.parametrize(
     ("old", "new", "line", "expected"),
     [
-        ("category: theme", "category: 主题库", 9, "category must be one of base (基础库), theme (主题库), special (专题库)"),
-        ("share: unconditional", "share: yes", 10, "share must be one of unconditional (无条件共享), conditional"),
+        (
+            "category: theme",
+            "category: 主题库",
+            9,
+            "category must be one of base (基础库), theme (主题库), special (专题库)",
+        ),
+        (
+            "share: unconditional",
+            "share: yes",
+            10,
+            "share must be one of unconditional (无条件共享), conditional",
+        ),
         ("open: unconditional", "open: maybe", 11, "open must be one of unconditional (无条件开放)"),
-        ("type: string\n      - name: 管理", "type: text\n      - name: 管理", 15, "type must be one of string, integer"),
+        (
+            "type: string\n      - name: 管理",
+            "type: text\n      - name: 管理",
+            15,
+            "type must be one of string, integer",
+        ),
     ],
 )
 def test_every_enumeration_lists_its_values(old: str, new: str, line: int, expected: str) -> None:
@@ -132,7 +147,9 @@ def test_protected_fields_must_be_strings() -> None:
 
 
 def test_entity_key_must_be_a_column() -> None:
-    text = GOOD.replace("    fields:\n", "    entity: legal_entity\n    entity_key: credit_code\n    fields:\n")
+    text = GOOD.replace(
+        "    fields:\n", "    entity: legal_entity\n    entity_key: credit_code\n    fields:\n"
+    )
     e = only(text)
     assert e.path == "datasets[0].entity_key" and "not a column" in e.message and "toilet_code" in e.message
 
@@ -140,7 +157,10 @@ def test_entity_key_must_be_a_column() -> None:
 def test_duplicates() -> None:
     code, resource = errors_of(GOOD + GOOD.split("datasets:\n", 1)[1])
     assert (code.line, code.path) == (20, "datasets[1].code") and "declared twice" in code.message
-    assert (resource.line, resource.path) == (21, "datasets[1].resource_code") and "used twice" in resource.message
+    assert (resource.line, resource.path) == (
+        21,
+        "datasets[1].resource_code",
+    ) and "used twice" in resource.message
     e = only(GOOD.replace("    name: 西安市城市管理局\n", "    name: 西安市城市管理局\n    name: again\n"))
     assert e.line == 4 and "duplicate key" in e.message
 
@@ -176,9 +196,10 @@ def test_json_documents_are_accepted_with_positions() -> None:
     assert parse(text) == doc
     bad = text.replace('"level": "L3"', '"level": "L0"')
     e = only(bad)
-    assert e.message.startswith("level must be one of") and e.line == bad.split("\n").index(
-        next(line for line in bad.split("\n") if '"L0"' in line)
-    ) + 1
+    assert (
+        e.message.startswith("level must be one of")
+        and e.line == bad.split("\n").index(next(line for line in bad.split("\n") if '"L0"' in line)) + 1
+    )
 
 
 def test_the_published_schema_is_the_models() -> None:
