@@ -244,3 +244,24 @@ def test_pool_table_matches_the_catalogue_definition(store: Any) -> None:
     apply(store, two_datasets("tn"))
     spec = live(store).datasets["tn_a"]
     assert set(columns(store, "pool_tn_a") or {}) == {c.name for c in pool_table(spec).columns}
+
+
+def test_a_dataset_with_grants_is_not_removed(store: Any) -> None:
+    from gateway.grants.service import create_grant
+    from policies.model import Tier
+
+    apply(store, two_datasets("to"))
+    apply(store, two_datasets("tp"))  # the consumer: a department
+    on_store(
+        store,
+        lambda e: create_grant(
+            e, tier=Tier.SHARE, dataset="to_b", consumer="tp", fields=["name"], purpose="测试"
+        ),
+    )
+    without_b = catalogue_file(
+        "to",
+        dataset_yaml("to", "to_a", 1, field_yaml("code", indexed="true") + field_yaml("amount", "integer")),
+    )
+    with pytest.raises(CatalogueError, match="to_b is not in the file but has 1 grant"):
+        apply(store, without_b, allow_destructive=True, dry_run=True)
+    assert "to_b" in live(store).datasets
