@@ -270,7 +270,7 @@ def _field_changes(conn: Connection, dataset: str, old: FieldSpec | None, new: F
         values = _count(conn, pool_table_name(dataset), new.name)
         if values:
             note = (
-                f"{values:,} stored values must be encrypted: run `shuqiao pool encrypt`"
+                f"{values:,} stored values must be encrypted (the CLI does it; else `shuqiao pool encrypt`)"
                 if is_protected(new)
                 else f"{values:,} stored values stay encrypted at rest; reload the data to store them clear"
             )

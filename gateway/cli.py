@@ -570,6 +570,12 @@ def catalog_apply(
             result = await apply_document(engine, doc, dry_run=dry_run, allow_destructive=allow_destructive)
         except DestructiveRefused as refused:
             return refused
+        if result.applied and any(c.note and "pool encrypt" in c.note for c in result.plan.changes):
+            # fields newly L4 / sensitive: their stored values are encrypted now, not left clear
+            from catalogue.encrypt_existing import encrypt_existing
+            from gateway.secrets import load_master_key
+
+            await encrypt_existing(engine, load_master_key(_settings().master_key_file))
         if audit is not None and result.applied:
             await record_admin_event(
                 audit,

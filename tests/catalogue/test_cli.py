@@ -116,3 +116,31 @@ def test_stdin_and_schema(store: Any) -> None:
     assert run("catalog", "apply", "-", "--dry-run", input=text).exit_code == 0
     schema = json.loads(run("catalog", "schema").output)
     assert schema["title"] == "Shuqiao catalogue"
+
+
+def test_a_field_made_sensitive_is_encrypted_at_once(store: Any, tmp_path: Path) -> None:
+    from sqlalchemy import text
+
+    run = runner(store)
+    f = tmp_path / "p.yaml"
+    f.write_text(catalogue_file("cli_p", dataset_yaml("cli_p", "cli_p_a", 1, field_yaml("phone"))))
+    assert run("catalog", "apply", str(f)).exit_code == 0
+
+    async def insert(engine: Any) -> None:
+        async with engine.begin() as conn:
+            await conn.execute(text("INSERT INTO pool_cli_p_a (phone) VALUES ('13912345678')"))
+
+    on_store(store, insert)
+    f.write_text(
+        catalogue_file("cli_p", dataset_yaml("cli_p", "cli_p_a", 1, field_yaml("phone", level="L4")))
+    )
+    done = run("catalog", "apply", str(f))
+    assert done.exit_code == 0, done.output
+    assert "1 stored values must be encrypted" in done.output
+
+    async def stored(engine: Any) -> list[Any]:
+        async with engine.connect() as conn:
+            return list((await conn.execute(text("SELECT phone, phone__bidx FROM pool_cli_p_a"))).all())
+
+    [(phone, blind)] = on_store(store, stored)
+    assert phone.startswith("sm4gcm:") and blind
