@@ -265,15 +265,15 @@ def _field_changes(conn: Connection, dataset: str, old: FieldSpec | None, new: F
     diff = _attr_changes(old, new)
     if not diff:
         return []
-    note = None
+    note = loses = None
     if is_protected(old) != is_protected(new):
         values = _count(conn, pool_table_name(dataset), new.name)
-        if values:
+        if values and is_protected(new):
             note = (
                 f"{values:,} stored values must be encrypted (the CLI does it; else `shuqiao pool encrypt`)"
-                if is_protected(new)
-                else f"{values:,} stored values stay encrypted at rest; reload the data to store them clear"
             )
+        elif values:  # no longer protected: the stored ciphertexts would be served as they are
+            loses = f"{values:,} values in column {new.name} stay ciphertext: reload them"
     if "type" in diff:
         values = _count(conn, pool_table_name(dataset), new.name)
         return [
@@ -286,7 +286,7 @@ def _field_changes(conn: Connection, dataset: str, old: FieldSpec | None, new: F
                 note=note,
             )
         ]
-    return [Change("change", "field", target, diff, note=note)]
+    return [Change("change", "field", target, diff, loses=loses, note=note)]
 
 
 # ---------------------------------------------------------------- applying

@@ -265,3 +265,12 @@ def test_a_dataset_with_grants_is_not_removed(store: Any) -> None:
     with pytest.raises(CatalogueError, match="to_b is not in the file but has 1 grant"):
         apply(store, without_b, allow_destructive=True, dry_run=True)
     assert "to_b" in live(store).datasets
+
+
+def test_a_field_no_longer_protected_needs_leave(store: Any) -> None:
+    sensitive = catalogue_file("tq", dataset_yaml("tq", "tq_a", 1, field_yaml("idn", level="L4")))
+    apply(store, sensitive)
+    sql(store, "INSERT INTO pool_tq_a (idn, idn__bidx) VALUES ('sm4gcm:xxxx', 'ab')")
+    plain = catalogue_file("tq", dataset_yaml("tq", "tq_a", 1, field_yaml("idn")))
+    with pytest.raises(DestructiveRefused, match="1 values in column idn stay ciphertext"):
+        apply(store, plain)
