@@ -220,7 +220,6 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         ),
         Mount("/oauth", routes=oauth_routes(state.identity)),  # RFC 6749 endpoints and sign-in pages
         Mount("/admin/identity", routes=admin_routes(state.identity)),  # clients, people, API keys
-        Mount("/admin/catalogue", routes=catalogue_routes(state.identity)),  # catalogue as code
         Mount("/static/identity", identity_static(), name="identity-static"),
         Route("/.well-known/openid-configuration", discovery.openid_configuration),
         Route("/.well-known/oauth-authorization-server", discovery.openid_configuration),
@@ -228,6 +227,7 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         Route("/.well-known/jwks.json", discovery.jwks),
         Route("/share/subgraphs/{department}.graphql", subgraphs.subgraph_sdl),
         Route("/keys/sm2", SigningKeysEndpoint(state.signer.store).handle),
+        Mount("/admin/catalogue", routes=catalogue_routes(state.identity)),  # catalogue as code
         # The officer page and API (audit:read): search, detail, stats, export, verify, alerts.
         Route("/audit", audit.page),
         Mount("/audit", routes=audit.routes()),
