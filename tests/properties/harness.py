@@ -163,7 +163,10 @@ class Store:
         )
 
     async def _apply(self, applied: Applied, previous: str | None) -> None:
-        from gateway.grants.service import create_grant
+        from sqlmodel.ext.asyncio.session import AsyncSession
+
+        from catalogue.service import bump_version
+        from gateway.grants.models import GrantRecord
 
         spec = applied.spec
         if previous is not None:
@@ -182,14 +185,21 @@ class Store:
             await conn.execute(
                 pool_table(spec).insert(), [dict(zip(encoder.columns, row, strict=True)) for row in rows]
             )
-        for g in applied.grants:
-            await create_grant(
-                self.engine,
-                tier=g.tier,
-                dataset=spec.code,
-                consumer=g.consumer,
-                fields=sorted(g.fields),
-                clear_fields=sorted(g.clear_fields),
-                purpose="性质测试",
-                expires_at=g.expires_at,
-            )
+        # Grant rows as they may stand in the store (an expired one, one from before today's
+        # validation): written directly, so the policy is tested on every row it may meet;
+        # create_grant's validation has its own tests (tests/integration/test_grants.py).
+        async with AsyncSession(self.engine) as session:
+            for g in applied.grants:
+                session.add(
+                    GrantRecord(
+                        tier=g.tier.value,
+                        dataset_code=spec.code,
+                        consumer=g.consumer,
+                        fields=" ".join(sorted(g.fields)),
+                        clear_fields=" ".join(sorted(g.clear_fields)),
+                        purpose="性质测试",
+                        expires_at=g.expires_at,
+                    )
+                )
+            await bump_version(session)
+            await session.commit()
