@@ -357,3 +357,19 @@ def test_generated_documents_round_trip() -> None:
         assert parse(dump(doc, as_json=True)) == doc
 
     check()
+
+
+def test_the_reference_names_every_allowed_value() -> None:
+    from catalogue.document import CatalogueDoc, DatasetDoc, FieldDoc, UpdateCycle
+    from catalogue.spec import Entity, FieldType
+    from policies.model import PI, Category, MaskRule, Open, Share
+
+    doc = (DEMO_FILE.parents[2] / "docs" / "catalogue.md").read_text(encoding="utf-8")
+    for enum in (FieldType, PI, MaskRule, Share, Open, Category, UpdateCycle, Entity):
+        for member in enum:
+            assert f"`{member.value}`" in doc, (
+                f"{enum.__name__}.{member.value} missing from docs/catalogue.md"
+            )
+    for model in (CatalogueDoc, DatasetDoc, FieldDoc):
+        for key in model.model_fields:
+            assert f"`{key}`" in doc, f"{model.__name__}.{key} missing from docs/catalogue.md"
