@@ -406,7 +406,11 @@ def parse(text: str, filename: str = "<catalogue>") -> CatalogueDoc:
             [DocError(1, 1, "(document)", "the file must be a mapping with departments and datasets")],
             filename,
         )
-    data = _plain(root)
+    return _validate(root, _plain(root), filename)
+
+
+def _validate(root: Any, data: Any, filename: str) -> CatalogueDoc:
+    """Validate parsed data; `root` is the node tree that knows positions (or the data itself)."""
     errors = [DocError(*_position(root, loc, key=key), _path(loc), msg) for loc, msg, key in _semantic(data)]
     try:
         doc = CatalogueDoc.model_validate(data)

@@ -373,3 +373,11 @@ def test_the_reference_names_every_allowed_value() -> None:
     for model in (CatalogueDoc, DatasetDoc, FieldDoc):
         for key in model.model_fields:
             assert f"`{key}`" in doc, f"{model.__name__}.{key} missing from docs/catalogue.md"
+
+
+def test_tab_indented_json_parses() -> None:
+    doc = parse(GOOD)
+    tabbed = json.dumps(doc.model_dump(mode="json"), ensure_ascii=False, indent="\t")
+    assert parse(tabbed) == doc
+    bad = tabbed.replace('"L3"', '"L7"')
+    assert only(bad).message.startswith("level must be one of L1, L2, L3, L4")
