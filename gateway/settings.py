@@ -128,6 +128,8 @@ class Settings:
     metrics: bool = True
     metrics_allow: tuple[str, ...] = ("127.0.0.1/32", "::1/128")
     otel: bool | None = None
+    # `grant list --state expiring`: grants that end within this many days.
+    grant_expiry_warning_days: int = 30
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -174,6 +176,7 @@ class Settings:
             metrics=_switch("METRICS", True),
             metrics_allow=parse_allow(_env("METRICS_ALLOW", "127.0.0.1/32,::1/128")),
             otel=_switch("OTEL", None),
+            grant_expiry_warning_days=_int("GRANT_EXPIRY_WARNING_DAYS", 30),
         )
 
     def with_(self, **changes: object) -> Settings:

@@ -333,10 +333,10 @@ def _denied_dataset(
 
 
 def _record_read(ctx: ExecutionContext, dataset: str, rows: int, access: Any) -> None:
-    grant = access.grant if access is not None else None
-    ctx.reads.append(
-        DatasetRead(dataset, rows, grant.id if grant else None, grant.purpose if grant else None)
-    )
+    grants = access.grant if access is not None else None
+    ids = grants.ids if grants is not None else ()
+    purposes = grants.purposes if grants is not None else ()
+    ctx.reads.append(DatasetRead(dataset, rows, ids[0] if ids else None, "; ".join(purposes) or None, ids))
 
 
 Errors = list[dict[str, Any]]
