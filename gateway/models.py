@@ -17,8 +17,11 @@ from gateway.identity.models import (
     TrustedIssuer,
     User,
 )
+from gateway.workflow.models import Application, ApplicationEvent
 
 __all__ = [
+    "Application",
+    "ApplicationEvent",
     "ApiKey",
     "AuditAlert",
     "AuditAlertCursor",

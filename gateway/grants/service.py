@@ -105,6 +105,7 @@ def describe(
         "revoke_reason": row.revoke_reason,
         "renewed_at": iso(row.renewed_at),
         "renewed_by": row.renewed_by,
+        "application_id": row.application_id,
     }
 
 
@@ -191,8 +192,10 @@ async def create_grant(
     purpose: str,
     expires_at: datetime | None = None,
     created_by: str | None = None,
+    application_id: int | None = None,
 ) -> GrantRecord:
-    """Record an approved grant. It adds to the consumer's other grants (they combine)."""
+    """Record an approved grant. It adds to the consumer's other grants (they combine).
+    `application_id`: the application (申请) whose approval this is, if any."""
     async with AsyncSession(engine) as session:
         consumers = await _consumers(session, tier)
         if consumer not in consumers:
@@ -235,6 +238,7 @@ async def create_grant(
             purpose=purpose,
             expires_at=expires_at,
             created_by=created_by,
+            application_id=application_id,
         )
         session.add(row)
         await bump_version(session)  # grants change decisions: every worker reloads them
