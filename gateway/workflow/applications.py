@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import orjson
@@ -74,6 +74,29 @@ def _loads(text: str | None) -> Any:
 
 def _dumps(value: Any) -> str | None:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode() if value is not None else None
+
+
+CST = timezone(timedelta(hours=8))
+
+
+def parse_time(value: str, what: str = "date") -> datetime:
+    """A date means "through that day" (China Standard Time, as a period end); a full ISO 8601
+    time is taken as given (UTC when it has no offset)."""
+    try:
+        if len(value) == 10:
+            day = datetime.fromisoformat(value).replace(tzinfo=CST)
+            return (day + timedelta(days=1)).astimezone(UTC)
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        raise WorkflowError(f"{what} {value!r} is not a date (YYYY-MM-DD) or an ISO 8601 time") from None
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+def parse_start(value: str) -> datetime:
+    """A period start: a date is the start of that day (China Standard Time)."""
+    if len(value) == 10:
+        return parse_time(value, "period start") - timedelta(days=1)
+    return parse_time(value, "period start")
 
 
 def facts(row: Application) -> Facts:
