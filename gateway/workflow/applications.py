@@ -334,11 +334,12 @@ async def create(
     return row
 
 
-async def _load(session: AsyncSession, actor: Actor, app_id: int) -> Application:
+async def _load(session: AsyncSession, actor: Actor, app_id: int, *, see: bool = True) -> Application:
+    """`see=False` for a step, whose own rule (`rules.may`, who before state) says who may take it."""
     row = await session.get(Application, app_id)
     if row is None:
         raise WorkflowError(f"no application {app_id}", "NOT_FOUND")
-    if not rules.may_see(actor, facts(row)):
+    if see and not rules.may_see(actor, facts(row)):
         raise WorkflowError(f"application {app_id} is neither yours nor addressed to you", "FORBIDDEN")
     return row
 
@@ -359,7 +360,7 @@ async def _transition(
     event (the step taken back if that cannot be written). `check(row)` may refuse first."""
     now = datetime.now(UTC)
     async with AsyncSession(engine) as session:
-        row = await _load(session, actor, app_id)
+        row = await _load(session, actor, app_id, see=False)
         _refuse(rules.may(actor, step, facts(row)))
         if (missing := rules.reason_missing(step, reason)) is not None:
             raise WorkflowError(missing)
@@ -383,9 +384,10 @@ async def _transition(
             setattr(row, key, value)
         event = _event(row, actor, step, before, reason, changes)
         session.add(event)
+        await session.flush()
+        event_id = event.id
         await session.commit()
         await session.refresh(row)
-        event_id = event.id
     try:
         await _record(audit, actor, row, step, {"from": before, "reason": reason, "changes": changes})
     except AuditUnavailable:
@@ -402,7 +404,7 @@ async def submit(
 ) -> Application:
     """Submit a draft, or resubmit a returned application (with `note` answering the steward)."""
     async with AsyncSession(engine) as session:
-        row = await _load(session, actor, app_id)
+        row = await _load(session, actor, app_id, see=False)
     step = Step.RESUBMIT if row.state == State.RETURNED.value else Step.SUBMIT
     return await _transition(
         engine, audit, actor, app_id, step, reason=note, values={"submitted_at": datetime.now(UTC)}
@@ -457,7 +459,7 @@ async def approve(
     one (or an approval that adds one) is refused here rather than granted wider than approved."""
     now = datetime.now(UTC)
     async with AsyncSession(engine) as session:
-        row = await _load(session, actor, app_id)
+        row = await _load(session, actor, app_id, see=False)
     _refuse(rules.may(actor, Step.APPROVE, facts(row)))
     tier = Tier(row.tier)
     requested: dict[str, str] = _loads(row.requested) or {}

@@ -123,12 +123,16 @@ def test_visibility() -> None:
         assert not may_see(OTHER_DEPT, app) and not may_see(OTHER_STEWARD, app)
         assert may_see(STEWARD, app) == (state is not State.DRAFT)  # a draft is the applicant's own
     # a police developer (no grants:approve) does not see the queue
-    assert not may_see(Actor("police-dev", department="police", apply=True), Facts("hrss", "police", State.SUBMITTED))
+    assert not may_see(
+        Actor("police-dev", department="police", apply=True), Facts("hrss", "police", State.SUBMITTED)
+    )
 
 
 def test_grant_visibility_and_changes() -> None:
     assert may_see_grant(APPLICANT, "hrss", "police") and may_see_grant(STEWARD, "hrss", "police")
-    assert not may_see_grant(OTHER_DEPT, "hrss", "police") and not may_see_grant(OTHER_STEWARD, "hrss", "police")
+    assert not may_see_grant(OTHER_DEPT, "hrss", "police") and not may_see_grant(
+        OTHER_STEWARD, "hrss", "police"
+    )
     assert may_change_grant(STEWARD, "renew", "hrss", "police").allowed
     assert may_change_grant(ADMIN, "renew", "hrss", "police").allowed
     assert may_change_grant(APPLICANT, "revoke", "hrss", "police").allowed  # giving it up
