@@ -20,9 +20,9 @@ from gateway.identity.models import (
 from gateway.workflow.models import Application, ApplicationEvent
 
 __all__ = [
+    "ApiKey",
     "Application",
     "ApplicationEvent",
-    "ApiKey",
     "AuditAlert",
     "AuditAlertCursor",
     "AuditChainHead",

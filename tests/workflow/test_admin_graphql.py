@@ -142,14 +142,14 @@ def people(client: Any, demo_env: Any) -> dict[str, str]:
 
 
 CREATE = (
-    """mutation($input: CreateApplicationInput!) { createApplication(input: $input) { %s
-  history { step actor toState } } }"""
-    % APP_FIELDS
+    "mutation($input: CreateApplicationInput!) { createApplication(input: $input) { "
+    + APP_FIELDS
+    + " history { step actor toState } } }"
 )
 APPROVE = (
-    """mutation($id: Int!, $input: ApproveInput) { approveApplication(id: $id, input: $input) { %s
-  approvedFields { name treatment } history { step actor reason changes } } }"""
-    % APP_FIELDS
+    "mutation($id: Int!, $input: ApproveInput) { approveApplication(id: $id, input: $input) { "
+    + APP_FIELDS
+    + " approvedFields { name treatment } history { step actor reason changes } } }"
 )
 
 

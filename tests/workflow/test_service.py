@@ -235,7 +235,7 @@ def test_approve_narrowed_creates_a_grant_that_adds(demo_env: Any) -> None:
     # it adds: hrss keeps its demo grant on population
     held = on_db(demo_env, lambda e: grants.list_grants(e, consumer="hrss", dataset="population"))
     assert len(held) >= 2
-    stored, events = on_db(demo_env, lambda e: apps.get(e, HRSS, row.id))
+    _, events = on_db(demo_env, lambda e: apps.get(e, HRSS, row.id))
     assert [ev.step for ev in events] == ["create", "submit", "approve"]
     assert json.loads(events[-1].changes) == {"fields": {"phone": "masked"}}
     assert events[-1].reason == "只需脱敏"
