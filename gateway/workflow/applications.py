@@ -437,7 +437,13 @@ async def return_(
 ) -> Application:
     """Back to the applicant for more information; they answer by resubmitting."""
     return await _transition(
-        engine, audit, actor, app_id, Step.RETURN, reason=reason, values={"decision_reason": reason.strip()}
+        engine,
+        audit,
+        actor,
+        app_id,
+        Step.RETURN,
+        reason=reason,
+        values={"decided_by": actor.principal, "decision_reason": reason.strip()},
     )
 
 

@@ -341,3 +341,36 @@ def test_authentication_and_the_call_event(client: Any, demo_env: Any, people: d
     row = rows[0]
     assert row["tier"] == "admin" and row["operation_name"] == "graphql:Mine" and row["consumer"] == "hrss"
     assert row["principal_kind"] == "person" and row["subject"]
+
+
+def test_a_steward_system_approves_with_client_credentials(
+    client: Any, demo_env: Any, people: dict[str, str]
+) -> None:
+    """The README's machine path: a police approvals system (client credentials, grants:approve)."""
+    cid, secret = on_db(
+        demo_env,
+        lambda e: create_client(
+            e,
+            hasher(demo_env),
+            "police",
+            client_id=f"police-approvals-{secrets.token_hex(3)}",
+            scopes=["share:read", "grants:approve"],
+        ),
+    )
+    r = client.post("/oauth/token", data={"grant_type": "client_credentials"}, auth=(cid, secret))
+    police_system = r.json()["access_token"]
+    made = _create(client, people["hrss_system"]).json()["data"]["createApplication"]
+    done = admin(
+        client,
+        police_system,
+        APPROVE,
+        {"id": made["id"], "input": {"fields": [{"name": "phone", "treatment": "masked"}]}},
+    ).json()
+    assert "errors" not in done, done
+    app = done["data"]["approveApplication"]
+    assert app["state"] == "approved" and app["history"][-1]["actor"] == cid
+    revoke = 'mutation($id: Int!) { revokeGrant(id: $id, reason: "test over") { state } }'
+    assert (
+        admin(client, police_system, revoke, {"id": app["grantId"]}).json()["data"]["revokeGrant"]["state"]
+        == "revoked"
+    )
