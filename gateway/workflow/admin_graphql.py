@@ -204,11 +204,12 @@ class GrantType:
     revoke_reason: str | None
     renewed_at: str | None
     application_id: int | None
+    row_scope: JSON | None = strawberry.field(description="The rows it opens; null: every row")
 
     @staticmethod
     def of(row: GrantRecord, warning_days: int) -> GrantType:
         d = grants.describe(row, warning_days=warning_days)
-        return GrantType(**{k: d[k] for k in GrantType.__annotations__ if k in d})
+        return GrantType(**{k: d[k] for k in GrantType.__annotations__ if k in d})  # type: ignore[arg-type]
 
 
 @strawberry.input(description="A new application. Dates: YYYY-MM-DD (China Standard Time) or ISO 8601.")

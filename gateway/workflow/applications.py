@@ -25,7 +25,9 @@ from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from catalogue.protection import is_protected
 from catalogue.service import load_catalogue
+from catalogue.spec import FieldType
 from gateway.grants import service as grants
 from gateway.grants.models import GrantRecord
 from gateway.identity.audit import AuditUnavailable, IdentityAudit
@@ -33,6 +35,7 @@ from gateway.workflow.models import Application, ApplicationEvent
 from policies import workflow as rules
 from policies.model import Tier
 from policies.workflow import Actor, Facts, State, Step
+from schema.naming import camel
 
 __all__ = [
     "Actor",
@@ -197,11 +200,25 @@ async def _check(
             raise
         raise WorkflowError(str(err)) from None
     catalogue = await load_catalogue(engine)
-    columns = [f.name for f in catalogue.datasets[dataset].fields]
+    # a row scope names plain text or whole-number columns (not ones stored encrypted), by
+    # their stored or GraphQL names
+    kinds = {
+        f.name: str if f.type is FieldType.STRING else int
+        for f in catalogue.datasets[dataset].fields
+        if f.type in (FieldType.STRING, FieldType.INTEGER) and not is_protected(f)
+    }
+    by_camel = {camel(n): n for n in kinds}
+    if isinstance(scope, dict):
+        scope = {by_camel.get(k, k): v for k, v in scope.items()}
     try:
-        checked_scope = rules.check_scope(scope, columns)
+        checked_scope = rules.check_scope(scope, kinds)
     except ValueError as err:
         raise WorkflowError(str(err)) from None
+    for name, cond in (checked_scope or {}).items():
+        values = cond.get("in", [cond.get("eq")])
+        if not all(type(v) is kinds[name] for v in values):
+            kind = "text" if kinds[name] is str else "whole numbers"
+            raise WorkflowError(f"row scope on {name}: its values are {kind}")
     return _Checked(tier, dataset, target.dataset.provider, checked, checked_scope)
 
 
@@ -459,10 +476,8 @@ async def approve(
     reason: str | None = None,
 ) -> Application:
     """Approve as asked, or narrowed: fewer fields, a lower treatment (clear → masked), a
-    tighter row scope, an earlier end; never wider. Creates the grant.
-
-    Row scopes are recorded but not yet enforced in the SQL, so an application that asks for
-    one (or an approval that adds one) is refused here rather than granted wider than approved."""
+    tighter row scope, an earlier end; never wider. Creates the grant, with the row scope,
+    which every read under it then carries into its SQL (`resolvers.sql`)."""
     now = datetime.now(UTC)
     async with AsyncSession(engine) as session:
         row = await _load(session, actor, app_id, see=False)
@@ -492,11 +507,6 @@ async def approve(
         raise WorkflowError(
             "an approval keeps every row-scope condition asked for, with the same or fewer values"
         )
-    if scope:
-        raise WorkflowError(
-            "row scopes are not enforced by this gateway yet: an approval with one would give every row; "
-            "return the application asking for it without a row scope, or reject it"
-        )
     end = _aware(period_end) or _aware(row.period_end) or now
     start = _aware(row.period_start)
     if not rules.period_narrows((start, _aware(row.period_end) or end), (start, end)):
@@ -513,6 +523,7 @@ async def approve(
         for k, v in {
             "fields": approved_fields if approved_fields != requested else None,
             "period_end": _iso(end) if end != _aware(row.period_end) else None,
+            "row_scope": scope if scope != asked_scope else None,
         }.items()
         if v is not None
     }
@@ -574,6 +585,7 @@ async def approve(
             expires_at=end,
             created_by=actor.principal,
             application_id=app_id,
+            row_scope=scope,
         )
     except grants.GrantError as err:
         await undo("", None)

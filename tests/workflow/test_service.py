@@ -322,7 +322,7 @@ def test_a_step_whose_event_cannot_be_recorded_is_taken_back(demo_env: Any) -> N
     on_db(demo_env, lambda e: apps.withdraw(e, None, HRSS, row.id))
 
 
-def test_row_scope_is_recorded_but_not_granted_unenforced(demo_env: Any) -> None:
+def test_row_scope_validation_and_narrowing(demo_env: Any) -> None:
     row = _apply(demo_env, row_scope={"district": {"in": ["雁塔区", "碑林区"]}})
     assert json.loads(row.row_scope) == {"district": {"in": ["碑林区", "雁塔区"]}}
     _refused(
@@ -331,8 +331,45 @@ def test_row_scope_is_recorded_but_not_granted_unenforced(demo_env: Any) -> None
         "keeps every row-scope condition",
         lambda e: apps.approve(e, None, POLICE, row.id, row_scope={"district": {"in": ["未央区"]}}),
     )
-    _refused(demo_env, "BAD_USER_INPUT", "not enforced", lambda e: apps.approve(e, None, POLICE, row.id))
+    _refused(
+        demo_env,
+        "BAD_USER_INPUT",
+        "keeps every row-scope condition",
+        lambda e: apps.approve(e, None, POLICE, row.id, row_scope={}),  # dropping it opens every row
+    )
     on_db(demo_env, lambda e: apps.withdraw(e, None, HRSS, row.id))
+    _refused(
+        demo_env,
+        "BAD_USER_INPUT",
+        r"row scope: no field 'idNumber'; fields: district, district_code,",  # stored encrypted
+        lambda e: apps.create(
+            e,
+            None,
+            HRSS,
+            dataset="population",
+            fields=["phone"],
+            purpose="p",
+            legal_basis="b",
+            period_end=YEAR,
+            row_scope={"idNumber": {"eq": "x"}},
+        ),
+    )
+    _refused(
+        demo_env,
+        "BAD_USER_INPUT",
+        "its values are text",
+        lambda e: apps.create(
+            e,
+            None,
+            HRSS,
+            dataset="population",
+            fields=["phone"],
+            purpose="p",
+            legal_basis="b",
+            period_end=YEAR,
+            row_scope={"districtCode": {"in": [610113]}},
+        ),
+    )
 
 
 def test_demo_seeds_each_state(demo_env: Any) -> None:

@@ -1,4 +1,5 @@
 """applications (申请) and their history; a grant names the application it was approved from
+and may carry a row scope
 
 Revision ID: 0015
 Revises: 0012
@@ -74,10 +75,12 @@ def upgrade() -> None:
         b.create_index(b.f("ix_application_event_application_id"), ["application_id"], unique=False)
     with op.batch_alter_table("grant", schema=None) as b:
         b.add_column(sa.Column("application_id", sa.Integer(), nullable=True))
+        b.add_column(sa.Column("row_scope", S(), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("grant", schema=None) as b:
+        b.drop_column("row_scope")
         b.drop_column("application_id")
     with op.batch_alter_table("application_event", schema=None) as b:
         b.drop_index(b.f("ix_application_event_application_id"))
