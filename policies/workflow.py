@@ -21,7 +21,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from policies.decisions import field_share, open_field_exists
+from policies.decisions import field_share, open_dataset_listed, open_field_exists
 from policies.model import PI, DatasetPolicy, FieldPolicy, Level, Share, Tier, Treatment
 
 
@@ -215,8 +215,13 @@ def valid_treatments(tier: Tier, dataset: DatasetPolicy, field: FieldPolicy) -> 
         return ()
     if field.level >= Level.L4 or field.pi is PI.SENSITIVE:
         return ("encrypted",)
-    if field.pi is PI.PERSONAL and field.open_personal and field.level <= Level.L2:
-        return ("clear",)
+    if (
+        field.pi is PI.PERSONAL
+        and field.mask is None
+        and open_dataset_listed(dataset)
+        and open_field_exists(dataset, field)
+    ):
+        return ("clear",)  # public by law: every department reads it as the public does
     if field.level >= Level.L3 or field.pi is PI.PERSONAL:
         return ("masked", "clear") if field.mask is not None else ("clear",)
     return ("clear",)

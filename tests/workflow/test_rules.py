@@ -168,6 +168,10 @@ def test_valid_treatments_share() -> None:
     assert valid_treatments(Tier.SHARE, POP, FIELDS["district"]) == ("clear",)
     assert valid_treatments(Tier.SHARE, POP, FIELDS["secret"]) == ()
     assert valid_treatments(Tier.SHARE, POP, FIELDS["legal_rep"]) == ("clear",)
+    public = DatasetPolicy("ent", "R-3", "samr", Share.UNCONDITIONAL, Open.UNCONDITIONAL)
+    assert valid_treatments(Tier.SHARE, public, FIELDS["legal_rep"]) == ("clear",)  # as the public reads it
+    masked_rep = FieldPolicy("rep", Level.L1, PI.PERSONAL, mask=MaskRule.NAME, open_personal=True)
+    assert valid_treatments(Tier.SHARE, public, masked_rep) == ("masked", "clear")
     none = DatasetPolicy("x", "R", "police", Share.NONE, Open.NONE)
     assert valid_treatments(Tier.SHARE, none, FIELDS["district"]) == ()
 
