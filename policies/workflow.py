@@ -74,6 +74,7 @@ class Actor:
     a steward of `department` (grants:approve); `admin`: everything."""
 
     principal: str
+    kind: str = "person"  # person | system (client credentials) | operator (the CLI)
     department: str | None = None
     enterprise: str | None = None
     apply: bool = False

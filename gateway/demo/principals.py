@@ -95,7 +95,7 @@ async def seed_applications(engine: AsyncEngine, now: datetime | None = None) ->
     year = now + timedelta(days=365)
 
     def applicant(dept: str) -> Actor:
-        return Actor(principal=f"demo-{dept}", department=dept, apply=True)
+        return Actor(principal=f"demo-{dept}", kind="system", department=dept, apply=True)
 
     steward = {
         d: Actor(principal=f"{d}-steward", department=d, apply=True, approve=True) for d in ("police", "hrss")

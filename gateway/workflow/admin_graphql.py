@@ -85,6 +85,7 @@ def actor_from(claims: TokenClaims, username: str | None = None) -> Actor:
     approve = "grants:approve" in claims.scopes and (not person or bool(claims.roles & {"steward", "admin"}))
     return Actor(
         principal=(username or claims.subject) if person else claims.client_id,
+        kind="person" if person else "system",
         department=claims.department,
         apply="share:read" in claims.scopes and claims.department is not None,
         approve=approve and claims.department is not None,

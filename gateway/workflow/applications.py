@@ -257,7 +257,7 @@ async def _record(
     await audit.record(
         f"application.{step.value}",
         status=200,
-        principal_kind="person" if "/" in actor.principal or actor.principal.startswith("cli") else "client",
+        principal_kind=actor.kind,
         principal_id=actor.principal,
         consumer=row.consumer,
         detail={
@@ -728,7 +728,7 @@ async def revoke_grant(
         raise WorkflowError(str(err), "CONFLICT" if "already" in str(err) else "BAD_USER_INPUT") from None
     if audit is not None:  # a revocation stands even if its event cannot be written; the caller is told
         await record_grant_event(
-            audit, "grant.revoke", principal_kind="person", principal_id=actor.principal, row=row
+            audit, "grant.revoke", principal_kind=actor.kind, principal_id=actor.principal, row=row
         )
     return row
 
@@ -749,7 +749,7 @@ async def renew_grant(
     if audit is not None:
         try:
             await record_grant_event(
-                audit, "grant.renew", principal_kind="person", principal_id=actor.principal, row=row
+                audit, "grant.renew", principal_kind=actor.kind, principal_id=actor.principal, row=row
             )
         except AuditUnavailable:  # take the renewal back: nothing widened goes unrecorded
             async with AsyncSession(engine) as session:

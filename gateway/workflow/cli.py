@@ -52,12 +52,12 @@ async def _actor(engine: Any, org: str | None) -> Any:
 
     operator = cli_operator()
     if org is None:
-        return Actor(principal=operator, admin=True)
+        return Actor(principal=operator, kind="operator", admin=True)
     async with AsyncSession(engine) as session:
         if await session.get(Department, org) is not None:
-            return Actor(principal=f"{operator} for {org}", department=org, apply=True, approve=True)
+            return Actor(f"{operator} for {org}", kind="operator", department=org, apply=True, approve=True)
         if await session.get(Enterprise, org) is not None:
-            return Actor(principal=f"{operator} for {org}", enterprise=org, apply=True)
+            return Actor(f"{operator} for {org}", kind="operator", enterprise=org, apply=True)
     raise WorkflowError(f"--as {org!r}: no such department or enterprise")
 
 

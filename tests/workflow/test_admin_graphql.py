@@ -342,6 +342,18 @@ def test_authentication_and_the_call_event(client: Any, demo_env: Any, people: d
     assert row["tier"] == "admin" and row["operation_name"] == "graphql:Mine" and row["consumer"] == "hrss"
     assert row["principal_kind"] == "person" and row["subject"]
 
+    async def steps(engine: Any) -> set[tuple[str, str]]:
+        async with engine.connect() as conn:
+            rows = await conn.execute(
+                select(AuditEvent.principal_id, AuditEvent.principal_kind).where(
+                    AuditEvent.operation_name == "application.create"
+                )
+            )
+            return {(r[0], r[1]) for r in rows}
+
+    made = on_db(demo_env, steps)  # each step is an event of its own, naming who took it
+    assert ("hrss-developer", "person") in made and any(k == "system" for _, k in made)
+
 
 def test_a_steward_system_approves_with_client_credentials(
     client: Any, demo_env: Any, people: dict[str, str]

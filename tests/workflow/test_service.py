@@ -471,3 +471,73 @@ def test_cli_walk_and_audit(demo_env: Any) -> None:
         "application.list",
     } <= {o for o, _ in events}
     assert any(p.endswith(" for police") for o, p in events if o == "application.approve")
+    kinds = on_db(demo_env, lambda e: _kinds(e))
+    assert kinds == {"operator"}
+
+
+async def _kinds(engine: Any) -> set[str]:
+    from gateway.audit.models import AuditEvent
+
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(AuditEvent.principal_kind).where(
+                AuditEvent.operation_name.like("application.%"),  # type: ignore[union-attr]
+                AuditEvent.principal_id.like("cli:%"),  # type: ignore[union-attr]
+            )
+        )
+        return {r[0] for r in rows}
+
+
+def test_an_enterprise_applies_on_the_open_tier(demo_env: Any) -> None:
+    until = (datetime.now(UTC) + timedelta(days=30)).date().isoformat()
+    r = cli(
+        demo_env,
+        "application",
+        "create",
+        "--as",
+        "demo-bank",
+        "--tier",
+        "open",
+        "--dataset",
+        "tax_credit_rating",
+        "--field",
+        "rating",
+        "--purpose",
+        "授信审查",
+        "--legal-basis",
+        "授权运营协议",
+        "--until",
+        until,
+        "--submit",
+        "--json",
+    )
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert doc["tier"] == "open" and doc["consumer"] == "demo-bank" and doc["provider"] == "tax"
+    refused = cli(demo_env, "application", "approve", str(doc["id"]), "--as", "demo-bank")
+    assert refused.exit_code == 2 and "only a steward of tax" in refused.output
+    r = cli(demo_env, "application", "approve", str(doc["id"]), "--as", "tax", "--json")
+    assert r.exit_code == 0, r.output
+    grant = on_db(demo_env, lambda e: grants.get_grant(e, json.loads(r.stdout)["grant_id"]))
+    assert grant.tier == "open" and grant.fields == "rating" and grant.consumer == "demo-bank"
+    on_db(demo_env, lambda e: grants.revoke_grant(e, grant.id, reason="test over"))
+    bad = cli(
+        demo_env,
+        "application",
+        "create",
+        "--as",
+        "demo-bank",
+        "--tier",
+        "open",
+        "--dataset",
+        "population",
+        "--field",
+        "name",
+        "--purpose",
+        "p",
+        "--legal-basis",
+        "b",
+        "--until",
+        until,
+    )
+    assert bad.exit_code == 2 and "不予开放" in bad.output
