@@ -232,7 +232,9 @@ async def _consumer(engine: AsyncEngine, actor: Actor, tier: Tier, consumer: str
     if consumer is None or consumer == own:
         if own is None:
             kind = "department" if tier is Tier.SHARE else "enterprise"
-            raise WorkflowError(f"a {tier.value}-tier application is made for a {kind}; name it (consumer)")
+            raise WorkflowError(
+                f"an application on the {tier.value} tier is made for a {kind}; name it (consumer)"
+            )
         return own
     if not actor.admin:
         raise WorkflowError(
@@ -371,18 +373,15 @@ async def _transition(
     reason: str | None = None,
     values: dict[str, Any] | None = None,
     changes: Any = None,
-    check: Any = None,
 ) -> Application:
     """Take `step`: the rule, then one conditional update and its history row, then the audit
-    event (the step taken back if that cannot be written). `check(row)` may refuse first."""
+    event (the step taken back if that cannot be written)."""
     now = datetime.now(UTC)
     async with AsyncSession(engine) as session:
         row = await _load(session, actor, app_id, see=False)
         _refuse(rules.may(actor, step, facts(row)))
         if (missing := rules.reason_missing(step, reason)) is not None:
             raise WorkflowError(missing)
-        if check is not None:
-            check(row)
         before = row.state
         previous = {k: getattr(row, k) for k in (values or {})} | {
             "state": before,
@@ -577,7 +576,7 @@ async def approve(
             tier=tier,
             dataset=row.dataset_code,
             consumer=row.consumer,
-            fields=list(approved_fields) if tier is Tier.SHARE else [n for n in approved_fields],
+            fields=list(approved_fields),
             clear_fields=[n for n, t in approved_fields.items() if t == "clear"]
             if tier is Tier.SHARE
             else [],
