@@ -540,9 +540,21 @@ class AdminGraphQL:
         started = time.perf_counter()
         claims: TokenClaims | None = None
         call = _Call()
-        actor: Actor | None = None
+        guard = self.bearer.identity.failures  # failed authentication, limited per address
         try:
-            claims = await self.bearer.validate_request(request)
+            throttled = await guard.check(request)
+            if throttled is not None:
+                if not throttled.record:  # a refused burst is recorded once per window
+                    return problem_response(
+                        Problem(429, throttled.message, "RATE_LIMITED", throttled.decision.headers)
+                    )
+                raise Problem(429, throttled.message, "RATE_LIMITED", throttled.decision.headers)
+            try:
+                claims = await self.bearer.validate_request(request)
+            except Problem as refused:
+                if refused.status == 401:
+                    await guard.failed(request)
+                raise
             actor = actor_from(claims, await self._username(claims))
             ctx = AdminContext(self.engine, actor, self.audit, claims, self.warning_days)
             response = await handle(request, ctx, call)

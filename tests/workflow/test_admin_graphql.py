@@ -386,3 +386,26 @@ def test_a_steward_system_approves_with_client_credentials(
         admin(client, police_system, revoke, {"id": app["grantId"]}).json()["data"]["revokeGrant"]["state"]
         == "revoked"
     )
+
+
+def test_failed_authentication_is_limited_per_address(demo_env: Any) -> None:
+    """Like every endpoint that takes a credential: past SHUQIAO_AUTH_FAILURE_RATE, 429 without
+    trying the token."""
+    from starlette.testclient import TestClient
+
+    from gateway.app import create_app
+
+    settings = demo_env.settings.with_(auth_failure_rate="2/minute", trusted_proxies=("10.9.0.2",))
+    address = {"X-Forwarded-For": f"203.0.113.{secrets.randbelow(250) + 1}"}
+    with TestClient(create_app(settings), client=("10.9.0.2", 40000)) as c:
+        statuses = [
+            c.post(
+                "/admin/graphql",
+                json={"query": "{ myApplications { id } }"},
+                headers={**address, "Authorization": "Bearer forged"},
+            ).status_code
+            for _ in range(4)
+        ]
+        assert statuses[:2] == [401, 401] and statuses[2:] == [429, 429]
+        r = c.post("/admin/graphql", json={"query": "{ myApplications { id } }"}, headers=address)
+        assert r.status_code == 429 and _codes(r.json()) == ["RATE_LIMITED"] and "retry-after" in r.headers
