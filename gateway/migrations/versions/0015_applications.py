@@ -13,7 +13,7 @@ import sqlmodel
 from alembic import op
 
 revision = "0015"
-down_revision = "0012"
+down_revision = "0013"  # chained after the catalogue metadata
 branch_labels = None
 depends_on = None
 
