@@ -24,6 +24,7 @@ from gateway.audit.checkpoints import CheckpointTask
 from gateway.audit.field_index import FieldIndexTask
 from gateway.audit.http import EXPORT_PATH, AuditAPI
 from gateway.audit.retention import RetentionTask, archive_dir
+from gateway.catalogue_admin import catalogue_routes
 from gateway.client_address import ClientAddressMiddleware, parse_proxies
 from gateway.crypto.routes import SigningKeysEndpoint
 from gateway.crypto.service import DepartmentKeyDirectory, DepartmentKeyRefresh
@@ -44,6 +45,8 @@ from gateway.request_log import RequestLogMiddleware, log_line
 from gateway.secrets import SecretHasher, load_master_key
 from gateway.settings import Settings
 from gateway.state import GatewayState
+from gateway.workflow.admin_graphql import SCOPES as WORKFLOW_SCOPES
+from gateway.workflow.admin_graphql import AdminGraphQL
 from policies.model import Tier
 
 log = logging.getLogger("shuqiao")
@@ -219,6 +222,18 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         ),
         Mount("/oauth", routes=oauth_routes(state.identity)),  # RFC 6749 endpoints and sign-in pages
         Mount("/admin/identity", routes=admin_routes(state.identity)),  # clients, people, API keys
+        # applications, approvals, grants (gateway/workflow/admin_graphql.py)
+        Route(
+            "/admin/graphql",
+            AdminGraphQL(
+                state.engine,
+                state.identity.protector(realm="shuqiao-admin", scopes=WORKFLOW_SCOPES),
+                state.access_log,
+                state.identity.audit,
+                settings.grant_expiry_warning_days,
+            ).handle,
+            methods=["POST"],
+        ),
         Mount("/static/identity", identity_static(), name="identity-static"),
         Route("/.well-known/openid-configuration", discovery.openid_configuration),
         Route("/.well-known/oauth-authorization-server", discovery.openid_configuration),
@@ -232,6 +247,7 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
             methods=["GET", "POST", "PUT", "DELETE"],
         ),
         Route("/keys/sm2", SigningKeysEndpoint(state.signer.store).handle),
+        Mount("/admin/catalogue", routes=catalogue_routes(state.identity)),  # catalogue as code
         # The officer page and API (audit:read): search, detail, stats, export, verify, alerts.
         Route("/audit", audit.page),
         Mount("/audit", routes=audit.routes()),

@@ -17,9 +17,12 @@ from gateway.identity.models import (
     TrustedIssuer,
     User,
 )
+from gateway.workflow.models import Application, ApplicationEvent
 
 __all__ = [
     "ApiKey",
+    "Application",
+    "ApplicationEvent",
     "AuditAlert",
     "AuditAlertCursor",
     "AuditChainHead",
