@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator
+from typing import Any
 
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -44,6 +45,9 @@ from gateway.request_log import RequestLogMiddleware, log_line
 from gateway.secrets import SecretHasher, load_master_key
 from gateway.settings import Settings
 from gateway.state import GatewayState
+from gateway.workflow.kpi import KpiSnapshotTask
+from gateway.workflow.kpi_http import SCOPES as KPI_SCOPES
+from gateway.workflow.kpi_http import KpiEndpoints
 from policies.model import Tier
 
 log = logging.getLogger("shuqiao")
@@ -182,7 +186,9 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
                 await start()
             except Exception as err:  # the first append tries again; until then it fails closed
                 log.error("audit writer did not start: %s", err)
-        background = _audit_background(settings, state)
+        background: list[Any] = [*_audit_background(settings, state)]
+        if settings.kpi_snapshots:  # the day's KPI snapshot, once (gateway.workflow.kpi)
+            background.append(KpiSnapshotTask(state.engine))
         app.state.audit_tasks = background  # for tests that must not race the evaluator
         for task in background:
             task.start()
@@ -203,6 +209,7 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         settings.audit_export_max_events,
     )
     explorer = Explorer(state)
+    kpis = KpiEndpoints(state.engine, state.identity.protector(realm="shuqiao-kpi", scopes=KPI_SCOPES))
     routes = [
         Route("/healthz", health.healthz),
         Route("/readyz", health.readyz),
@@ -226,6 +233,9 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         Route("/.well-known/jwks.json", discovery.jwks),
         Route("/share/subgraphs/{department}.graphql", subgraphs.subgraph_sdl),
         Route("/keys/sm2", SigningKeysEndpoint(state.signer.store).handle),
+        # The plan's KPIs: overall figures public, per department with a bearer (share:read or admin).
+        Route("/kpi.json", kpis.json),
+        Route("/kpi.csv", kpis.csv),
         # The officer page and API (audit:read): search, detail, stats, export, verify, alerts.
         Route("/audit", audit.page),
         Mount("/audit", routes=audit.routes()),

@@ -17,6 +17,9 @@ from gateway.identity.models import (
     TrustedIssuer,
     User,
 )
+from gateway.workflow.demands import Demand
+from gateway.workflow.kpi import KpiSnapshot
+from gateway.workflow.quality import QualityReport
 
 __all__ = [
     "ApiKey",
@@ -30,11 +33,14 @@ __all__ = [
     "DataKey",
     "Dataset",
     "DatasetField",
+    "Demand",
     "Department",
     "DepartmentKey",
     "Enterprise",
     "GrantRecord",
+    "KpiSnapshot",
     "OAuthClient",
+    "QualityReport",
     "RefreshToken",
     "RevokedToken",
     "TrustedIssuer",

@@ -18,6 +18,7 @@ from gateway.grants.service import create_grant
 from gateway.identity.apikeys import create_api_key
 from gateway.identity.clients import create_client, ensure_enterprise
 from gateway.secrets import SecretHasher
+from gateway.workflow.demo import seed_workflow_demo
 
 
 async def setup_principals(
@@ -50,6 +51,7 @@ async def setup_principals(
                 purpose=g.purpose,
                 expires_at=g.expires_at,
             )
+    await seed_workflow_demo(engine)  # a demand in each state, an overdue and a timely report
     credentials_file.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(credentials_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
