@@ -25,6 +25,8 @@ async def setup_principals(
     engine: AsyncEngine, hasher: SecretHasher, credentials_file: Path
 ) -> dict[str, Any]:
     """Idempotent: once the credentials file exists, it is the record of what was made."""
+    # demands and quality reports (idempotent on their own: a store upgraded later gets them too)
+    await seed_workflow_demo(engine)
     if credentials_file.exists():
         return json.loads(credentials_file.read_text())
     creds: dict[str, Any] = {"clients": {}, "api_keys": {}}
@@ -51,7 +53,6 @@ async def setup_principals(
                 purpose=g.purpose,
                 expires_at=g.expires_at,
             )
-    await seed_workflow_demo(engine)  # a demand in each state, an overdue and a timely report
     credentials_file.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(credentials_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:

@@ -286,16 +286,26 @@ def _pct(value: float | None) -> str:
     return "—" if value is None else f"{value * 100:.1f}%"
 
 
+def _pad(text: str, width: int) -> str:
+    """Left-justify by display width: a CJK character takes two columns in a terminal."""
+    import unicodedata
+
+    used = sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+    return text + " " * max(0, width - used)
+
+
 def kpi_text(doc: dict[str, Any]) -> str:
     lines = [f"KPIs as of {doc['as_of'][:19]} ({'overall' if doc['scope'] == '*' else doc['scope']})"]
     for k in doc["kpis"]:
         verdict = {True: "met", False: "below target", None: "no data"}[k["met"]]
         lines.append(
-            f"  {k['name']:10s} {_pct(k['value']):>7s}  {k['numerator']}/{k['denominator']}  "
+            f"  {_pad(k['name'], 18)} {_pct(k['value']):>7s}  {k['numerator']}/{k['denominator']}  "
             f"target {_pct(k['target'])}  {verdict}"
         )
         for code, fig in k.get("departments", {}).items():
-            lines.append(f"      {code:8s} {_pct(fig['value']):>7s}  {fig['numerator']}/{fig['denominator']}")
+            lines.append(
+                f"      {code:14s} {_pct(fig['value']):>7s}  {fig['numerator']}/{fig['denominator']}"
+            )
     return "\n".join(lines)
 
 

@@ -217,3 +217,13 @@ def test_the_background_task_is_off_by_default_and_on_with_the_setting(
     app = create_app(env.settings.with_(kpi_snapshots=True))
     with TestClient(app):
         assert any(isinstance(t, KpiSnapshotTask) for t in app.state.audit_tasks)
+
+
+def test_the_demo_seeds_once(env: Any) -> None:
+    from gateway.workflow.demo import seed_workflow_demo
+
+    assert on_db(env, seed_workflow_demo) == {"demands": 0, "quality_reports": 0}
+    states = sorted(d["state"] for d in cli_json(env, "demand", "list"))
+    assert states == ["open", "will_provide"]
+    reports = {r["dataset"]: r["timeliness"] for r in cli_json(env, "quality", "list")}
+    assert reports == {"enterprise_registration": "overdue", "tax_credit_rating": "fixed_in_time"}
