@@ -159,7 +159,10 @@ async def report_quality(
         raise WorkflowError(f"{dataset} has no field {field!r}; fields: {listing(names)}")
     if is_protected(spec.field(key_name)):
         if keyring is None:
-            raise WorkflowError(f"{dataset}.{key_name} is protected and no data key is loaded")
+            raise WorkflowError(
+                f"{dataset}.{key_name} is protected (kept only as a blind index) and this endpoint has no "
+                "data key loaded; file the report with `shuqiao quality report`"
+            )
         ref = BLIND_PREFIX + keyring.cipher(dataset).blind(key_name, record)
     else:
         _no_id_numbers(record, "record key")

@@ -5,6 +5,7 @@ admin API's `kpis`, and daily snapshots (the trend). SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
 from collections.abc import Iterator
 from typing import Any
@@ -48,6 +49,18 @@ HAND = {
 }
 
 
+# With the applications workflow (gateway.workflow.applications) its demo seeds four submitted
+# share-tier applications: three to police (hrss's pending, samr's rejected, tax's returned) and
+# one to hrss, approved (tax on social_insurance; its grant came from the application, so it is
+# not counted again). 共享率 becomes met 2 (the approval + the administrator's grant) / 7
+# (2 demands + 4 applications + 1 grant): police 1/5, hrss 1/1, tax 0/1.
+if importlib.util.find_spec("gateway.workflow.applications") is not None:
+    HAND["sharing"] = (
+        (2, 7),
+        {"samr": (0, 0), "tax": (0, 1), "eco": (0, 0), "hrss": (1, 1), "police": (1, 5)},
+    )
+
+
 @pytest.fixture(scope="module")
 def client(env: Any) -> Iterator[TestClient]:
     from gateway.app import create_app
@@ -77,7 +90,8 @@ def test_the_kpis_match_the_hand_computation(client: TestClient, token: str) -> 
     got = {k["key"]: (pair(k), {d: pair(f) for d, f in k["departments"].items()}) for k in doc["kpis"]}
     assert got == HAND
     by_key = {k["key"]: k for k in doc["kpis"]}
-    assert by_key["sharing"]["value"] == pytest.approx(1 / 3) and by_key["sharing"]["met"] is False
+    (met, demanded), _ = HAND["sharing"]
+    assert by_key["sharing"]["value"] == pytest.approx(met / demanded) and by_key["sharing"]["met"] is False
     assert by_key["opening"]["met"] is True and by_key["opening"]["target"] == 0.25
     assert by_key["cataloguing"]["name"] == "编目率" and by_key["cataloguing"]["definition"]
     assert by_key["sharing"]["departments"]["eco"]["value"] is None  # nothing counted: no value
@@ -170,7 +184,9 @@ def test_snapshots_are_the_trend_one_per_day(env: Any, client: TestClient) -> No
     first = cli_json(env, "kpi", "snapshot")
     again = cli_json(env, "kpi", "snapshot")  # the same day: replaces, never a second point
     assert first["day"] == again["day"]
-    assert first["figures"]["sharing"]["*"] == [1, 3] and first["figures"]["sharing"]["police"] == [1, 2]
+    overall, depts = HAND["sharing"]
+    assert first["figures"]["sharing"]["*"] == list(overall)
+    assert first["figures"]["sharing"]["police"] == list(depts["police"])
 
     async def count(engine: Any) -> int:
         from sqlmodel import func, select
@@ -182,7 +198,7 @@ def test_snapshots_are_the_trend_one_per_day(env: Any, client: TestClient) -> No
     assert on_db(env, count) == 1
     doc = client.get("/kpi.json").json()
     sharing = next(k for k in doc["kpis"] if k["key"] == "sharing")
-    assert [(p["day"], pair(p)) for p in sharing["trend"]] == [(first["day"], (1, 3))]
+    assert [(p["day"], pair(p)) for p in sharing["trend"]] == [(first["day"], overall)]
     events = identity_events(env, "kpi.snapshot")
     assert len(events) == 2 and events[-1]["principal_kind"] == "operator"
     assert events[-1]["identity"]["target"] == f"kpi_snapshot:{first['day']}"
