@@ -158,8 +158,15 @@ def decide_share_field(
                 grant_id=grant_id,
             )
         return Decision(Action.ENCRYPT, "granted; encrypted to the consumer's SM2 key", grant_id=grant_id)
-    if field.pi is PI.PERSONAL and field.open_personal and field.level <= Level.L2:
-        # Opened to the public by law (法定代表人): a department never sees less than the public.
+    if (
+        field.pi is PI.PERSONAL
+        and field.mask is None
+        and open_dataset_listed(dataset)
+        and open_field_exists(dataset, field)
+    ):
+        # Published in clear on the open tier (法定代表人, open by law, no mask rule): a
+        # department never sees less than the public. Where the public sees the field masked,
+        # or not at all, it is personal information like any other (masked or denied below).
         return Decision(Action.ALLOW, "personal information public by law", grant_id=grant_id)
     if field.level >= Level.L3 or field.pi is PI.PERSONAL:
         if treatment is Treatment.CLEAR:
