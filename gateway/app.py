@@ -234,6 +234,7 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         Route("/share/subgraphs/{department}.graphql", subgraphs.subgraph_sdl),
         Route("/keys/sm2", SigningKeysEndpoint(state.signer.store).handle),
         # The plan's KPIs: overall figures public, per department with a bearer (share:read or admin).
+        Route("/kpi", kpis.page),  # the same, as a page (Chinese first, no script)
         Route("/kpi.json", kpis.json),
         Route("/kpi.csv", kpis.csv),
         # The officer page and API (audit:read): search, detail, stats, export, verify, alerts.

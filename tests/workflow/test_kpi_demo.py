@@ -243,3 +243,20 @@ def test_the_demo_seeds_once(env: Any) -> None:
     assert states == ["open", "will_provide"]
     reports = {r["dataset"]: r["timeliness"] for r in cli_json(env, "quality", "list")}
     assert reports == {"enterprise_registration": "overdue", "tax_credit_rating": "fixed_in_time"}
+
+
+def test_the_page_shows_the_public_figures_and_the_trend(env: Any, client: TestClient) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from gateway.workflow.kpi import take_snapshot
+
+    on_db(env, lambda e: take_snapshot(e, now=datetime.now(UTC) - timedelta(days=1)))
+    on_db(env, take_snapshot)
+    r = client.get("/kpi")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert "default-src 'none'" in r.headers["content-security-policy"]
+    page = r.text
+    assert page.index("编目率") < page.index("归集率") < page.index("问题数据及时整改率")
+    assert "85.7%" in page and "6 / 7" in page and "<script" not in page
+    assert page.count('class="kpi-trend"') == 5  # two days of snapshots: a line per KPI
+    assert "samr" not in page  # per-department figures are not on the public page
