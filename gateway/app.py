@@ -209,7 +209,11 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         settings.audit_export_max_events,
     )
     explorer = Explorer(state)
-    kpis = KpiEndpoints(state.engine, state.identity.protector(realm="shuqiao-kpi", scopes=KPI_SCOPES))
+    kpis = KpiEndpoints(
+        state.engine,
+        state.identity.protector(realm="shuqiao-kpi", scopes=KPI_SCOPES),
+        state.identity.limiter,
+    )
     routes = [
         Route("/healthz", health.healthz),
         Route("/readyz", health.readyz),

@@ -24,17 +24,29 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.identity.bearer import BearerProtector
+from gateway.identity.limits_hook import check_rate
+from gateway.identity.ratelimit import RateLimiter
 from gateway.problems import Problem, problem_response
 from gateway.workflow.common import WorkflowError
 from gateway.workflow.kpi import CSV_COLUMNS, kpi_report
+from resolvers.context import ANONYMOUS
 
 SCOPES = ["share:read", "admin"]  # any one admits the per-department figures
 
 
 class KpiEndpoints:
-    def __init__(self, engine: AsyncEngine, bearer: BearerProtector) -> None:
+    def __init__(self, engine: AsyncEngine, bearer: BearerProtector, limiter: RateLimiter) -> None:
         self.engine = engine
         self.bearer = bearer
+        self.limiter = limiter  # anonymous callers: the open tier's per-address limit
+
+    async def _limit(self, request: Request) -> None:
+        """Every public answer is computed live (a dozen queries): limited per address, as the
+        open tier and the explorer are (SHUQIAO_ANONYMOUS_RATE)."""
+        decision = await check_rate(self.limiter, request, ANONYMOUS)
+        if not decision.allowed:
+            message = f"Rate limit exceeded ({decision.policy}); retry after {decision.retry_after} s."
+            raise Problem(429, message, "RATE_LIMITED", decision.headers)
 
     async def _report(self, request: Request) -> tuple[dict[str, object], list[dict[str, object]]]:
         params = request.query_params
@@ -43,6 +55,8 @@ class KpiEndpoints:
         if request.headers.get("authorization") or department is not None:
             await self.bearer.validate_request(request)  # BearerRefused is a Problem: 401 / 403
             per_department = True
+        else:
+            await self._limit(request)
         try:
             since, until = _day(params.get("since"), "since"), _day(params.get("until"), "until")
             report = await kpi_report(self.engine, since=since, until=until, department=department)
@@ -60,6 +74,10 @@ class KpiEndpoints:
 
     async def page(self, request: Request) -> Response:
         """GET /kpi: the public figures as a page (a bearer is not asked for: browsers send none)."""
+        try:
+            await self._limit(request)
+        except Problem as problem:
+            return problem_response(problem)
         report = await kpi_report(self.engine)
         body = render_page(report.document(per_department=False))
         return Response(body, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)

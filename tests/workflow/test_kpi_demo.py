@@ -260,3 +260,16 @@ def test_the_page_shows_the_public_figures_and_the_trend(env: Any, client: TestC
     assert "85.7%" in page and "6 / 7" in page and "<script" not in page
     assert page.count('class="kpi-trend"') == 5  # two days of snapshots: a line per KPI
     assert "samr" not in page  # per-department figures are not on the public page
+
+
+def test_anonymous_callers_are_rate_limited_like_the_open_tier(env: Any, token: str) -> None:
+    from gateway.app import create_app
+
+    with TestClient(create_app(env.settings.with_(anonymous_rate="2/minute"))) as limited:
+        statuses = [limited.get(path).status_code for path in ("/kpi.json", "/kpi.csv", "/kpi")]
+        assert statuses == [200, 200, 429]
+        r = limited.get("/kpi.json")
+        assert r.status_code == 429 and r.json()["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
+        assert "retry-after" in r.headers
+        # a department's token is not an anonymous caller
+        assert limited.get("/kpi.json", headers={"Authorization": f"Bearer {token}"}).status_code == 200
