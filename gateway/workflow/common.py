@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import update
+from sqlmodel.ext.asyncio.session import AsyncSession
+
 ADMIN_SCOPE = "admin"
 STEWARD_SCOPES = frozenset({"grants:approve", "catalog:write"})
 
@@ -25,6 +28,12 @@ class WorkflowForbidden(WorkflowError):
 
 class WorkflowNotFound(WorkflowError):
     code = "NOT_FOUND"
+
+
+class WorkflowConflict(WorkflowError):
+    """Someone else took a step on the same demand or report meanwhile; look again."""
+
+    code = "CONFLICT"
 
 
 @dataclass(frozen=True)
@@ -70,6 +79,21 @@ class Actor:
             return
         if self.department != department or not self.steward:
             raise WorkflowForbidden(f"only {department}'s data steward (or an administrator) may {what}")
+
+
+async def save_step(session: AsyncSession, row: Any, seen_history: str, what: str) -> None:
+    """Write a step's changes only if nobody took a step since the row was read (its history is
+    as it was): two stewards answering at once cannot both win, nor one overwrite the other."""
+    model = type(row)
+    values = {name: getattr(row, name) for name in model.model_fields if name != "id"}
+    session.expunge(row)
+    result = await session.exec(
+        update(model).where(model.id == row.id, model.history == seen_history).values(**values)
+    )
+    if result.rowcount != 1:
+        await session.rollback()
+        raise WorkflowConflict(f"{what} changed meanwhile; list it again and retry")
+    await session.commit()
 
 
 def operator_actor(name: str) -> Actor:

@@ -29,6 +29,7 @@ from gateway.workflow.common import (
     iso,
     listing,
     now_utc,
+    save_step,
 )
 from policies.workdays import CST
 
@@ -159,6 +160,7 @@ async def answer_demand(
         promised_date = None
     async with AsyncSession(engine) as session:
         row = await _get(session, demand_id)
+        seen = row.history
         actor.check_steward_of(row.provider, "answer this demand")
         if row.state not in ("open", "will_provide"):
             raise WorkflowError(
@@ -177,9 +179,7 @@ async def answer_demand(
             promised_date=promised_date.isoformat() if promised_date else None,
             reason=row.reason,
         )
-        session.add(row)
-        await session.commit()
-        await session.refresh(row)
+        await save_step(session, row, seen, f"demand {demand_id}")
     return row
 
 
@@ -187,6 +187,7 @@ async def fulfil_demand(engine: AsyncEngine, actor: Actor, demand_id: int, *, da
     """The data is catalogued: link the demand to the provider's published dataset."""
     async with AsyncSession(engine) as session:
         row = await _get(session, demand_id)
+        seen = row.history
         actor.check_steward_of(row.provider, "fulfil this demand")
         if row.state not in ("open", "will_provide"):
             raise WorkflowError(
@@ -208,9 +209,7 @@ async def fulfil_demand(engine: AsyncEngine, actor: Actor, demand_id: int, *, da
         row.fulfilled_at = now_utc()
         row.fulfilled_by = actor.label()
         row.history = append_history(row.history, actor, "fulfil", "fulfilled", dataset=dataset)
-        session.add(row)
-        await session.commit()
-        await session.refresh(row)
+        await save_step(session, row, seen, f"demand {demand_id}")
     return row
 
 

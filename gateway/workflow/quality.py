@@ -41,6 +41,7 @@ from gateway.workflow.common import (
     iso,
     listing,
     now_utc,
+    save_step,
 )
 from policies.workdays import add_working_days
 
@@ -222,6 +223,7 @@ async def resolve_quality(
     _no_id_numbers(reason, "note")
     async with AsyncSession(engine) as session:
         row = await _get(session, report_id)
+        seen = row.history
         actor.check_steward_of(row.provider, "resolve this report")
         if row.state != "open":
             raise WorkflowError(f"report {report_id} is already {row.state}")
@@ -232,9 +234,7 @@ async def resolve_quality(
         row.history = append_history(
             row.history, actor, "resolve", resolution, at=row.resolved_at, reason=row.reason
         )
-        session.add(row)
-        await session.commit()
-        await session.refresh(row)
+        await save_step(session, row, seen, f"report {report_id}")
     return row
 
 

@@ -225,3 +225,32 @@ def test_a_provisional_deadline_is_recomputed_once_the_calendar_knows_the_year(e
     changed, deadline, provisional = on_db(env, go)
     assert changed == 1 and provisional is False
     assert deadline.replace(tzinfo=deadline.tzinfo or UTC) == add_working_days(opened).due
+
+
+def test_two_stewards_at_once_cannot_both_resolve(env: Any) -> None:
+    """The second writer read the report before the first resolved it: its write is refused."""
+    import pytest
+    from sqlmodel.ext.asyncio.session import AsyncSession
+
+    from gateway.workflow.common import WorkflowConflict, operator_actor, save_step
+    from gateway.workflow.quality import QualityReport, report_quality, resolve_quality
+
+    actor = operator_actor("cli:test")
+
+    async def go(engine: Any) -> str:
+        row = await report_quality(
+            engine, actor, reporter="eco", dataset="enterprise_registration", record="X", description="d"
+        )
+        async with AsyncSession(engine) as late:
+            stale = await late.get(QualityReport, row.id)
+            seen = stale.history
+            await resolve_quality(
+                engine, actor, row.id, resolution="fixed", reason="first"
+            )  # the other steward
+            stale.state, stale.reason = "disputed", "second"
+            with pytest.raises(WorkflowConflict):
+                await save_step(late, stale, seen, f"report {row.id}")
+        async with AsyncSession(engine) as session:
+            return (await session.get(QualityReport, row.id)).reason
+
+    assert on_db(env, go) == "first"
