@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import MetaData, Table, exists, inspect, select
+from sqlalchemy import exists, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import Field, SQLModel, col, delete
@@ -92,12 +92,9 @@ async def _applications(engine: AsyncEngine, catalogue: Catalogue) -> tuple[rule
         tables = set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
         facts: list[rules.ApplicationFact] = []
         from_applications: set[int] = set()
-        if "application" in tables:  # the applications workflow (reflected: no import cycle)
-            app = await conn.run_sync(lambda c: Table("application", MetaData(), autoload_with=c))
+        if "application" in tables:  # the applications workflow (by name: no import of it here)
             rows = await conn.execute(
-                select(app.c.consumer, app.c.provider, app.c.state, app.c.grant_id).where(
-                    app.c.tier == "share"
-                )
+                text("SELECT consumer, provider, state, grant_id FROM application WHERE tier = 'share'")
             )
             for consumer, provider, state, grant_id in rows:
                 if grant_id is not None:
