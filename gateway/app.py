@@ -25,6 +25,7 @@ from gateway.audit.checkpoints import CheckpointTask
 from gateway.audit.field_index import FieldIndexTask
 from gateway.audit.http import EXPORT_PATH, AuditAPI
 from gateway.audit.retention import RetentionTask, archive_dir
+from gateway.catalogue_admin import catalogue_routes
 from gateway.client_address import ClientAddressMiddleware, parse_proxies
 from gateway.crypto.routes import SigningKeysEndpoint
 from gateway.crypto.service import DepartmentKeyDirectory, DepartmentKeyRefresh
@@ -241,6 +242,7 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         Route("/kpi", kpis.page),  # the same, as a page (Chinese first, no script)
         Route("/kpi.json", kpis.json),
         Route("/kpi.csv", kpis.csv),
+        Mount("/admin/catalogue", routes=catalogue_routes(state.identity)),  # catalogue as code
         # The officer page and API (audit:read): search, detail, stats, export, verify, alerts.
         Route("/audit", audit.page),
         Mount("/audit", routes=audit.routes()),
