@@ -46,6 +46,8 @@ from gateway.request_log import RequestLogMiddleware, log_line
 from gateway.secrets import SecretHasher, load_master_key
 from gateway.settings import Settings
 from gateway.state import GatewayState
+from gateway.workflow.admin_graphql import SCOPES as WORKFLOW_SCOPES
+from gateway.workflow.admin_graphql import AdminGraphQL
 from gateway.workflow.kpi import KpiSnapshotTask
 from gateway.workflow.kpi_http import SCOPES as KPI_SCOPES
 from gateway.workflow.kpi_http import KpiEndpoints
@@ -231,6 +233,19 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         ),
         Mount("/oauth", routes=oauth_routes(state.identity)),  # RFC 6749 endpoints and sign-in pages
         Mount("/admin/identity", routes=admin_routes(state.identity)),  # clients, people, API keys
+        # applications, approvals, grants (gateway/workflow/admin_graphql.py)
+        Route(
+            "/admin/graphql",
+            AdminGraphQL(
+                state.engine,
+                state.identity.protector(realm="shuqiao-admin", scopes=WORKFLOW_SCOPES),
+                state.access_log,
+                state.identity.audit,
+                settings.grant_expiry_warning_days,
+                keyring=lambda: state.registry.keyring,  # quality reports keyed by 身份证号 (blind index)
+            ).handle,
+            methods=["POST"],
+        ),
         Mount("/static/identity", identity_static(), name="identity-static"),
         Route("/.well-known/openid-configuration", discovery.openid_configuration),
         Route("/.well-known/oauth-authorization-server", discovery.openid_configuration),

@@ -19,10 +19,13 @@ from gateway.identity.models import (
 )
 from gateway.workflow.demands import Demand
 from gateway.workflow.kpi import KpiSnapshot
+from gateway.workflow.models import Application, ApplicationEvent
 from gateway.workflow.quality import QualityReport
 
 __all__ = [
     "ApiKey",
+    "Application",
+    "ApplicationEvent",
     "AuditAlert",
     "AuditAlertCursor",
     "AuditChainHead",

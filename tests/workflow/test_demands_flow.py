@@ -254,3 +254,63 @@ def test_the_undo_when_the_event_fails_after_the_change(env: Any) -> None:
 
     added, state = on_db(env, go)
     assert added == [] and state == "open"
+
+
+def test_through_the_admin_graphql_endpoint(env: Any) -> None:
+    """POST /admin/graphql with real tokens: hrss's system files and reports, police's approvals
+    system (client credentials, grants:approve) answers, samr's cannot; a report keyed by 身份证号
+    is kept as its blind index (the endpoint hands the resolvers the pool keyring)."""
+    from starlette.testclient import TestClient
+
+    from gateway.app import create_app
+    from gateway.identity.clients import create_client
+    from gateway.secrets import SecretHasher, load_master_key
+
+    hasher = SecretHasher(load_master_key(env.settings.master_key_file))
+    police_id, police_secret = on_db(
+        env, lambda e: create_client(e, hasher, "police", scopes=["share:read", "grants:approve"])
+    )
+    with TestClient(create_app(env.settings)) as client:
+
+        def token(client_id: str, secret: str) -> str:
+            r = client.post(
+                "/oauth/token", data={"grant_type": "client_credentials"}, auth=(client_id, secret)
+            )
+            assert r.status_code == 200, r.text
+            return r.json()["access_token"]
+
+        clients = env.credentials["clients"]
+        hrss = token(clients["hrss"]["client_id"], clients["hrss"]["client_secret"])
+        samr = token(clients["samr"]["client_id"], clients["samr"]["client_secret"])
+        police = token(police_id, police_secret or "")
+
+        def call(bearer: str, query: str) -> Any:
+            r = client.post(
+                "/admin/graphql", json={"query": query}, headers={"Authorization": f"Bearer {bearer}"}
+            )
+            return r.json()
+
+        made = call(
+            hrss,
+            'mutation { createDemand(provider: "police", description: "迁入登记", purpose: "参保") { id } }',
+        )
+        demand_id = made["data"]["createDemand"]["id"]
+        answer = (
+            f'mutation {{ answerDemand(id: {demand_id}, answer: "cannot_provide", reason: "暂无") '
+            "{ state } }"
+        )
+        refused = call(samr, answer)
+        assert refused["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+        assert call(police, answer)["data"]["answerDemand"]["state"] == "cannot_provide"
+        report = call(
+            hrss,
+            'mutation { reportQuality(dataset: "population", record: "610113199001011234", field: "name", '
+            'description: "姓名有误") { recordRef provider } }',
+        )
+        assert report["data"]["reportQuality"]["recordRef"].startswith("bidx:")
+        assert "610113199001011234" not in str(report)
+        kpis = call(samr, '{ kpis(department: "police") { scope kpis { key figure { denominator } } } }')
+        assert kpis["data"]["kpis"]["scope"] == "police"
+    events = [e for e in identity_events(env, "demand.%") if e["identity"]["target"] == f"demand:{demand_id}"]
+    assert [e["operation_name"] for e in events] == ["demand.create", "demand.answer"]
+    assert events[-1]["principal_id"] == police_id

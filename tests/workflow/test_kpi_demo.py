@@ -5,7 +5,6 @@ admin API's `kpis`, and daily snapshots (the trend). SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import csv
-import importlib.util
 import io
 from collections.abc import Iterator
 from typing import Any
@@ -20,14 +19,18 @@ env = module_env("kpi")
 # ---- the hand computation, from the demo's known content (DESIGN.md section 5, gateway/demo/) ----
 # Six datasets, all published and loaded: samr enterprise_registration, tax tax_credit_rating,
 # eco discharge_permit and air_quality_daily, hrss social_insurance, police population.
-# The demo's demands: hrss → police (open), samr → tax (will_provide). Grants: hrss on police's
-# population (share tier, an administrator's grant: one approved share demand); demo-bank's is
-# on the open tier (not a share demand). Quality reports: hrss on samr's enterprise_registration,
-# 20 days old and open (overdue); samr on tax's tax_credit_rating, fixed an hour after opening.
+# The demo's demands: hrss → police (open), samr → tax (will_provide). Its share-tier applications
+# (gateway.demo.principals.seed_applications): three to police (hrss's pending, samr's rejected,
+# tax's returned) and one to hrss, approved (tax on social_insurance; its grant came from the
+# application, so it is not counted twice). Grants made outside the workflow: hrss on police's
+# population (an administrator's: one approved share demand); demo-bank's is on the open tier.
+# Quality reports: hrss on samr's enterprise_registration, 20 days old and open (overdue);
+# samr on tax's tax_credit_rating, fixed an hour after opening.
 #
 # 编目率: 6 published / (6 datasets + 1 promised demand, tax's) → tax 1/2, every other 1/1
 # 归集率: 6 collected / 6 published
-# 共享率: met 1 (the grant) / 3 (2 demands + 1 grant) → police 1/2, tax 0/1
+# 共享率: met 2 (the approval + the administrator's grant) / 7 (2 demands + 4 applications + 1 grant)
+#   → police 1/5 (open demand, 3 applications, the grant), hrss 1/1, tax 0/1
 # 开放率: fields in the open view / fields, of the 6 collected datasets:
 #   enterprise_registration 11/13 (not legal_rep_id_number L4, contact_phone L3 personal)
 #   tax_credit_rating 6/7 (not tax_paid_amount L3); discharge_permit 11/11; air_quality_daily 8/8
@@ -37,7 +40,7 @@ env = module_env("kpi")
 HAND = {
     "cataloguing": ((6, 7), {"samr": (1, 1), "tax": (1, 2), "eco": (2, 2), "hrss": (1, 1), "police": (1, 1)}),
     "collection": ((6, 6), {"samr": (1, 1), "tax": (1, 1), "eco": (2, 2), "hrss": (1, 1), "police": (1, 1)}),
-    "sharing": ((1, 3), {"samr": (0, 0), "tax": (0, 1), "eco": (0, 0), "hrss": (0, 0), "police": (1, 2)}),
+    "sharing": ((2, 7), {"samr": (0, 0), "tax": (0, 1), "eco": (0, 0), "hrss": (1, 1), "police": (1, 5)}),
     "opening": (
         (36, 56),
         {"samr": (11, 13), "tax": (6, 7), "eco": (19, 19), "hrss": (0, 8), "police": (0, 9)},
@@ -47,18 +50,6 @@ HAND = {
         {"samr": (0, 1), "tax": (1, 1), "eco": (0, 0), "hrss": (0, 0), "police": (0, 0)},
     ),
 }
-
-
-# With the applications workflow (gateway.workflow.applications) its demo seeds four submitted
-# share-tier applications: three to police (hrss's pending, samr's rejected, tax's returned) and
-# one to hrss, approved (tax on social_insurance; its grant came from the application, so it is
-# not counted again). 共享率 becomes met 2 (the approval + the administrator's grant) / 7
-# (2 demands + 4 applications + 1 grant): police 1/5, hrss 1/1, tax 0/1.
-if importlib.util.find_spec("gateway.workflow.applications") is not None:
-    HAND["sharing"] = (
-        (2, 7),
-        {"samr": (0, 0), "tax": (0, 1), "eco": (0, 0), "hrss": (1, 1), "police": (1, 5)},
-    )
 
 
 @pytest.fixture(scope="module")

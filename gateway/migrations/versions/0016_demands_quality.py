@@ -1,7 +1,7 @@
 """workflow: demands (需求清单), data-quality reports (问题数据) and daily KPI snapshots
 
 Revision ID: 0016
-Revises: 0012
+Revises: 0015
 Create Date: 2026-12-03 04:30:00
 """
 
@@ -12,7 +12,7 @@ import sqlmodel
 from alembic import op
 
 revision = "0016"
-down_revision = "0012"
+down_revision = "0015"  # chained after the applications
 branch_labels = None
 depends_on = None
 
