@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator
+from typing import Any
 
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -47,6 +48,9 @@ from gateway.settings import Settings
 from gateway.state import GatewayState
 from gateway.workflow.admin_graphql import SCOPES as WORKFLOW_SCOPES
 from gateway.workflow.admin_graphql import AdminGraphQL
+from gateway.workflow.kpi import KpiSnapshotTask
+from gateway.workflow.kpi_http import SCOPES as KPI_SCOPES
+from gateway.workflow.kpi_http import KpiEndpoints
 from policies.model import Tier
 
 log = logging.getLogger("shuqiao")
@@ -185,7 +189,9 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
                 await start()
             except Exception as err:  # the first append tries again; until then it fails closed
                 log.error("audit writer did not start: %s", err)
-        background = _audit_background(settings, state)
+        background: list[Any] = [*_audit_background(settings, state)]
+        if settings.kpi_snapshots:  # the day's KPI snapshot, once (gateway.workflow.kpi)
+            background.append(KpiSnapshotTask(state.engine))
         app.state.audit_tasks = background  # for tests that must not race the evaluator
         for task in background:
             task.start()
@@ -206,6 +212,11 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         settings.audit_export_max_events,
     )
     explorer = Explorer(state)
+    kpis = KpiEndpoints(
+        state.engine,
+        state.identity.protector(realm="shuqiao-kpi", scopes=KPI_SCOPES),
+        state.identity.limiter,
+    )
     routes = [
         Route("/healthz", health.healthz),
         Route("/readyz", health.readyz),
@@ -231,6 +242,7 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
                 state.access_log,
                 state.identity.audit,
                 settings.grant_expiry_warning_days,
+                keyring=lambda: state.registry.keyring,  # quality reports keyed by 身份证号 (blind index)
             ).handle,
             methods=["POST"],
         ),
@@ -247,6 +259,10 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
             methods=["GET", "POST", "PUT", "DELETE"],
         ),
         Route("/keys/sm2", SigningKeysEndpoint(state.signer.store).handle),
+        # The plan's KPIs: overall figures public, per department with a bearer (share:read or admin).
+        Route("/kpi", kpis.page),  # the same, as a page (Chinese first, no script)
+        Route("/kpi.json", kpis.json),
+        Route("/kpi.csv", kpis.csv),
         Mount("/admin/catalogue", routes=catalogue_routes(state.identity)),  # catalogue as code
         # The officer page and API (audit:read): search, detail, stats, export, verify, alerts.
         Route("/audit", audit.page),

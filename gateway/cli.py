@@ -19,6 +19,7 @@ from gateway.crypto.cli import decrypt_field_cmd, keys_app, sign_request_cmd, ve
 from gateway.identity.cli import IDENTITY_APPS
 from gateway.settings import Settings
 from gateway.workflow.cli import application_app
+from gateway.workflow.kpi_cli import demand_app, kpi_app, quality_app
 
 app = typer.Typer(help="Shuqiao (数桥) government data gateway.", no_args_is_help=True)
 demo_app = typer.Typer(help="The bundled demo data and principals.", no_args_is_help=True)
@@ -31,6 +32,9 @@ for sub, name in [
     (demo_app, "demo"),
     *IDENTITY_APPS,  # client, enterprise, apikey, user, issuer, role (gateway.identity.cli)
     (grant_app, "grant"),
+    (demand_app, "demand"),  # demands, quality reports, KPIs: gateway.workflow.kpi_cli
+    (quality_app, "quality"),
+    (kpi_app, "kpi"),
     (catalog_app, "catalog"),
     (db_app, "db"),
 ]:

@@ -23,6 +23,7 @@ from gateway.identity.clients import create_client, ensure_enterprise
 from gateway.identity.users import UserService
 from gateway.secrets import SecretHasher
 from gateway.workflow import applications as apps
+from gateway.workflow.demo import seed_workflow_demo
 from gateway.workflow.models import Application
 from policies.workflow import Actor
 
@@ -37,6 +38,8 @@ async def setup_principals(
     engine: AsyncEngine, hasher: SecretHasher, credentials_file: Path
 ) -> dict[str, Any]:
     """Idempotent: once the credentials file exists, it is the record of what was made."""
+    # demands and quality reports (idempotent on their own: a store upgraded later gets them too)
+    await seed_workflow_demo(engine)
     if credentials_file.exists():
         return json.loads(credentials_file.read_text())
     creds: dict[str, Any] = {"clients": {}, "api_keys": {}}

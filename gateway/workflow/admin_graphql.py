@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,8 +50,11 @@ from gateway.identity.models import User
 from gateway.identity.tokens import TokenClaims
 from gateway.problems import AUDIT_UNAVAILABLE, Problem, problem_response
 from gateway.workflow import applications as apps
+from gateway.workflow.demands_graphql import DemandMutation, DemandQuery
+from gateway.workflow.kpi_graphql import KpiQuery
 from gateway.workflow.models import Application as ApplicationRow
 from gateway.workflow.models import ApplicationEvent
+from gateway.workflow.quality_graphql import QualityMutation, QualityQuery
 from policies.model import Tier
 from policies.workflow import Actor, steps_for
 
@@ -68,6 +72,7 @@ class AdminContext:
     warning_days: int = grants.DEFAULT_WARNING_DAYS
     sealed: dict[str, Any] = field(default_factory=dict)  # added to the call's sealed variables
     rows: int = 0  # records handed out, for the call's own event
+    keyring: Any = None  # the pool keyring: a quality report keyed by a protected field (blind index)
 
 
 def ctx_of(info: Info) -> AdminContext:
@@ -406,8 +411,8 @@ class WorkflowMutation:
 
 
 # Add another module's root types here (one line each); their resolvers get AdminContext.
-QUERY_TYPES: list[type] = [WorkflowQuery]
-MUTATION_TYPES: list[type] = [WorkflowMutation]
+QUERY_TYPES: list[type] = [WorkflowQuery, DemandQuery, QualityQuery, KpiQuery]
+MUTATION_TYPES: list[type] = [WorkflowMutation, DemandMutation, QualityMutation]
 
 Query = merge_types("Query", tuple(QUERY_TYPES))
 Mutation = merge_types("Mutation", tuple(MUTATION_TYPES))
@@ -522,12 +527,14 @@ class AdminGraphQL:
         access_log: AccessLog,
         audit: IdentityAudit | None,
         warning_days: int = grants.DEFAULT_WARNING_DAYS,
+        keyring: Callable[[], Any] | None = None,
     ) -> None:
         self.engine = engine
         self.bearer = bearer
         self.access_log = access_log
         self.audit = audit
         self.warning_days = warning_days
+        self.keyring = keyring  # the current pool keyring (it is reloaded with the catalogue)
 
     async def _username(self, claims: TokenClaims) -> str | None:
         if claims.subject == claims.client_id:
@@ -557,6 +564,7 @@ class AdminGraphQL:
                 raise
             actor = actor_from(claims, await self._username(claims))
             ctx = AdminContext(self.engine, actor, self.audit, claims, self.warning_days)
+            ctx.keyring = self.keyring() if self.keyring is not None else None
             response = await handle(request, ctx, call)
         except Problem as problem:
             claims = claims or getattr(problem, "claims", None)  # a valid token without the scope
