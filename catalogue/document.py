@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import dataclass
+from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
@@ -26,7 +27,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
-from catalogue.protection import check_protectable
+from catalogue.protection import check_protectable, check_watermarkable
 from catalogue.spec import DatasetSpec, DepartmentSpec, Entity, FieldSpec, FieldType
 from policies.model import (
     CATEGORY_LABELS,
@@ -69,6 +70,16 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", use_enum_values=False, str_strip_whitespace=False)
 
 
+class WatermarkDoc(_Strict):
+    """数据水印: how far a delivered value may move to carry the recipient's mark."""
+
+    tolerance: Decimal = Field(
+        gt=0,
+        description="The largest change a mark may make, in the field's unit (e.g. 0.01 万元; "
+        "a whole number for integers). Only numbers no decision depends on; never keys or L4",
+    )
+
+
 class FieldDoc(_Strict):
     """One 信息项 (data item): a column of the dataset's pool table."""
 
@@ -92,6 +103,12 @@ class FieldDoc(_Strict):
     references: Entity | None = Field(None, description="This column holds another entity's key")
     link_name: str | None = Field(
         None, pattern=_IDENT, max_length=64, description="GraphQL link to that entity"
+    )
+    watermark: WatermarkDoc | None = Field(
+        None, description="数据水印: deliveries to identified consumers carry a keyed mark within tolerance"
+    )
+    decision_relevant: bool = Field(
+        False, description="A decision depends on the exact value: it never carries a watermark"
     )
     description: str = ""
 
@@ -220,6 +237,7 @@ _MODELS: dict[str, type[BaseModel]] = {
     "department": DepartmentDoc,
     "dataset": DatasetDoc,
     "field": FieldDoc,
+    "watermark": WatermarkDoc,
 }
 
 
@@ -230,6 +248,8 @@ def _kind(loc: tuple[int | str, ...]) -> str:
         return "root"
     if keys[0] == "departments":
         return "department"
+    if len(keys) >= 4 and keys[2] == "watermark":
+        return "watermark"
     return "field" if len(keys) >= 3 else "dataset"
 
 
@@ -419,9 +439,25 @@ def _validate(root: Any, data: Any, filename: str) -> CatalogueDoc:
             loc = tuple(e["loc"])
             line, col = _position(root, loc, key=e["type"] == "extra_forbidden")
             errors.append(DocError(line, col, _path(loc), _message(dict(e), loc)))
+    else:
+        errors.extend(_watermark_errors(root, doc))
     if errors:
         raise DocumentInvalid(_sorted(errors), filename)
     return doc
+
+
+def _watermark_errors(root: Any, doc: CatalogueDoc) -> list[DocError]:
+    """The watermark rules (catalogue.protection.check_watermarkable), at each field's `watermark`."""
+    out: list[DocError] = []
+    for i, ds in enumerate(doc.datasets):
+        if not any(f.watermark for f in ds.fields):
+            continue
+        spec = to_specs(CatalogueDoc(datasets=[ds]), check=False)[1][0]
+        columns = [f.column for f in ds.fields]
+        for name, message in check_watermarkable(spec):
+            loc: Loc = ("datasets", i, "fields", columns.index(name), "watermark")
+            out.append(DocError(*_position(root, loc, key=True), _path(loc), message))
+    return out
 
 
 def _sorted(errors: list[DocError]) -> list[DocError]:
@@ -440,7 +476,7 @@ def _plain(node: Any) -> Any:
 # ---------------------------------------------------------------- document ↔ specs
 
 
-def to_specs(doc: CatalogueDoc) -> tuple[list[DepartmentSpec], list[DatasetSpec]]:
+def to_specs(doc: CatalogueDoc, *, check: bool = True) -> tuple[list[DepartmentSpec], list[DatasetSpec]]:
     departments = [DepartmentSpec(d.code, d.name, d.name_en) for d in doc.departments]
     datasets = [
         DatasetSpec(
@@ -468,6 +504,8 @@ def to_specs(doc: CatalogueDoc) -> tuple[list[DepartmentSpec], list[DatasetSpec]
                     indexed=f.indexed,
                     references=f.references,
                     link_name=f.link_name,
+                    watermark_tolerance=f.watermark.tolerance if f.watermark else None,
+                    decision_relevant=f.decision_relevant,
                 )
                 for f in ds.fields
             ),
@@ -486,10 +524,12 @@ def to_specs(doc: CatalogueDoc) -> tuple[list[DepartmentSpec], list[DatasetSpec]
         )
         for ds in doc.datasets
     ]
-    for spec in datasets:  # the file rules above imply these; a spec that fails is a bug here
+    for spec in datasets if check else ():  # the file rules imply these; a failure is a bug here
         problem = check_protectable(spec)
         if problem:
             raise ValueError(problem)
+        if marks := check_watermarkable(spec):
+            raise ValueError(marks[0][1])
     return departments, datasets
 
 
@@ -533,6 +573,10 @@ def from_specs(departments: list[DepartmentSpec], datasets: list[DatasetSpec]) -
                         indexed=f.indexed,
                         references=f.references,
                         link_name=f.link_name,
+                        watermark=WatermarkDoc(tolerance=f.watermark_tolerance)
+                        if f.watermark_tolerance is not None
+                        else None,
+                        decision_relevant=f.decision_relevant,
                         description=f.description,
                     )
                     for f in s.fields

@@ -68,6 +68,8 @@ class DatasetField(SQLModel, table=True):
     indexed: bool = Field(default=False)
     references: str | None = Field(default=None, max_length=32)
     link_name: str | None = Field(default=None, max_length=64)
+    watermark_tolerance: str | None = Field(default=None, max_length=40)  # a decimal, as text
+    decision_relevant: bool = Field(default=False)
 
 
 class CatalogueState(SQLModel, table=True):

@@ -56,6 +56,34 @@ def check_protectable(spec: DatasetSpec) -> str | None:
     return None
 
 
+def check_watermarkable(spec: DatasetSpec) -> list[tuple[str, str]]:
+    """Why fields of this dataset may not carry a watermark (policies.watermark); empty if
+    every declared tolerance is allowed; (field name, message) pairs. A mark changes the value a consumer sees, so it is
+    only for numbers whose exact value nobody decides on, and it needs a row key to trace."""
+    out: list[tuple[str, str]] = []
+    for f in spec.fields:
+        t = f.watermark_tolerance
+        if t is None:
+            continue
+        where, msgs = f"{spec.code}.{f.name}", []
+        if f.type not in (FieldType.INTEGER, FieldType.FLOAT, FieldType.DECIMAL):
+            msgs.append(f"{where}: only integer, float and decimal fields may carry a watermark")
+        if not t.is_finite() or t <= 0:
+            msgs.append(f"{where}: the watermark tolerance must be a positive number")
+        elif f.type is FieldType.INTEGER and t != t.to_integral_value():
+            msgs.append(f"{where}: an integer field's watermark tolerance must be a whole number")
+        if f.name == spec.entity_field or f.references is not None or f.indexed:
+            msgs.append(f"{where}: identifiers, keys and indexed (looked-up) fields never carry a watermark")
+        if f.level >= Level.L4 or is_protected(f):
+            msgs.append(f"{where}: L4 and sensitive values never carry a watermark")
+        if f.decision_relevant:
+            msgs.append(f"{where}: a decision-relevant value never carries a watermark")
+        if not spec.entity_field:
+            msgs.append(f"{where}: a watermark needs rows identified by an entity key (entity_key)")
+        out.extend((f.name, m) for m in msgs)
+    return out
+
+
 class DataKey(SQLModel, table=True):
     """A dataset's SM4 data key and blind-index key, each wrapped (SM4-GCM) under the KEK."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from enum import Enum
 from typing import TypeVar
 
@@ -17,7 +18,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from catalogue.models import CatalogueState, Dataset, DatasetField, Department, utcnow
 from catalogue.pool import pool_table
-from catalogue.protection import check_protectable
+from catalogue.protection import check_protectable, check_watermarkable
 from catalogue.spec import DatasetSpec, DepartmentSpec, Entity, FieldSpec, FieldType
 from policies.model import PI, Category, Level, MaskRule, Open, Share
 
@@ -59,6 +60,8 @@ def _field_spec(row: DatasetField) -> FieldSpec:
         indexed=row.indexed,
         references=_opt(Entity, row.references),
         link_name=row.link_name,
+        watermark_tolerance=Decimal(row.watermark_tolerance) if row.watermark_tolerance else None,
+        decision_relevant=row.decision_relevant,
     )
 
 
@@ -161,6 +164,9 @@ def validate(spec: DatasetSpec) -> None:
     problem = check_protectable(spec)
     if problem:
         raise CatalogueError(problem)
+    marks = check_watermarkable(spec)
+    if marks:
+        raise CatalogueError("; ".join(m for _, m in marks))
     if spec.entity_field and spec.entity_field not in names:
         raise CatalogueError(f"dataset {spec.code}: entity field {spec.entity_field} missing")
 
@@ -199,6 +205,8 @@ def fill_field_row(frow: DatasetField, f: FieldSpec, position: int) -> None:
     frow.nullable, frow.indexed = f.nullable, f.indexed
     frow.references = f.references.value if f.references else None
     frow.link_name = f.link_name
+    frow.watermark_tolerance = str(f.watermark_tolerance) if f.watermark_tolerance is not None else None
+    frow.decision_relevant = f.decision_relevant
 
 
 _validate = validate  # the name tests/demo knows

@@ -7,6 +7,7 @@ through `DatasetSpec.policy()` / `FieldSpec.policy()` so neither depends on the 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Decimal
 from enum import StrEnum
 
 from policies.model import (
@@ -60,6 +61,11 @@ class FieldSpec:
     # the schema then offers `link_name: LegalEntity` next to it.
     references: Entity | None = None
     link_name: str | None = None
+    # 数据水印: deliveries to an identified consumer may move this value by up to the
+    # tolerance (policies.watermark); None: never marked.
+    watermark_tolerance: Decimal | None = None
+    # A decision could depend on the exact value (a threshold, a fee): never marked.
+    decision_relevant: bool = False
 
     def policy(self) -> FieldPolicy:
         return FieldPolicy(

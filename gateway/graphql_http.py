@@ -339,6 +339,7 @@ class GraphQLEndpoint:
             self.state.settings.limits,
             encryptor=self.state.encryptor_for(principal),
             pool=registry.keyring,
+            watermark=self.state.watermark_for(principal),
         )
         async with self.state.engine.connect() as conn:
             outcome = await run(

@@ -20,9 +20,11 @@ from gateway.identity.models import (
 from gateway.workflow.demands import Demand
 from gateway.workflow.kpi import KpiSnapshot
 from gateway.workflow.models import Application, ApplicationEvent
+from gateway.watermark_keys import WatermarkKey
 from gateway.workflow.quality import QualityReport
 
 __all__ = [
+    "WatermarkKey",
     "ApiKey",
     "Application",
     "ApplicationEvent",

@@ -12,6 +12,7 @@ import time
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from catalogue.protection import PoolKeyring, load_keyring
+from gateway.watermark_keys import WatermarkKeyring, load_watermark_keys
 from catalogue.service import Catalogue, catalogue_version, load_catalogue
 from gateway.grants.service import load_grants
 from policies.limits import Limits
@@ -35,6 +36,7 @@ class SchemaRegistry:
     ) -> None:
         self._master_key = master_key
         self.keyring: PoolKeyring | None = None
+        self.watermark_keys: WatermarkKeyring | None = None  # gateway.watermark_keys
         self.engine = engine
         self.limits = limits
         self.poll_seconds = poll_seconds
@@ -63,6 +65,7 @@ class SchemaRegistry:
                 self._grants = await load_grants(self.engine)
                 if self._master_key is not None:
                     self.keyring = await load_keyring(self.engine, self._master_key, catalogue.published())
+                    self.watermark_keys = await load_watermark_keys(self.engine, self._master_key)
                 self._schemas = {}
                 self._subgraphs = {}
                 self._catalogue = catalogue

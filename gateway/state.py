@@ -16,7 +16,7 @@ from gateway.identity.tokens import TokenService
 from gateway.registry import SchemaRegistry
 from gateway.secrets import SecretHasher
 from gateway.settings import Settings
-from resolvers.context import Encryptor, Principal, PrincipalKind
+from resolvers.context import Encryptor, Principal, PrincipalKind, Watermarking
 
 
 @dataclass
@@ -40,3 +40,12 @@ class GatewayState:
         if self.department_keys is None:
             return None
         return encryptor_for_department(self.department_keys, principal.consumer)
+
+    def watermark_for(self, principal: Principal) -> Watermarking | None:
+        """Deliveries to an identified consumer (a department, or an enterprise by API key) carry
+        its watermark (policies.watermark); anonymous callers get the data as stored."""
+        if principal.kind is PrincipalKind.ANONYMOUS or not principal.consumer:
+            return None
+        keys = self.registry.watermark_keys
+        key = keys.current if keys is not None else None
+        return Watermarking(key, principal.consumer) if key is not None else None

@@ -12,6 +12,7 @@ from catalogue.protection import PoolKeyring
 from catalogue.spec import DatasetSpec, FieldSpec
 from policies.limits import Limits
 from policies.model import Action, Grant, Tier
+from policies.watermark import DEFAULT_GAMMA, SCHEME, MarkKey, watermark_id
 
 
 class PrincipalKind(StrEnum):
@@ -33,6 +34,28 @@ ANONYMOUS = Principal(PrincipalKind.ANONYMOUS, "anonymous")
 
 # Encrypts one clear value of a field for the consumer; returns the compact envelope string.
 Encryptor = Callable[[DatasetSpec, FieldSpec, Any], str]
+
+
+@dataclass(frozen=True, slots=True)
+class Watermarking:
+    """Mark values delivered to this identified recipient (policies.watermark). The recipient
+    is the consumer — the department on the share tier, the enterprise on the open tier — not
+    the client or API key, so every key of one enterprise gets the same marks."""
+
+    key: MarkKey
+    recipient: str
+    gamma: float = DEFAULT_GAMMA
+
+    def evidence(self, fields: list[str]) -> dict[str, Any]:
+        """What the audit log records: ids and parameters, never the secret."""
+        return {
+            "id": watermark_id(self.key.kid, self.recipient),
+            "scheme": SCHEME,
+            "kid": self.key.kid,
+            "recipient": self.recipient,
+            "gamma": self.gamma,
+            "fields": fields,
+        }
 
 
 @dataclass(slots=True)
@@ -62,6 +85,7 @@ class DatasetRead:
     grant_id: int | None = None  # the oldest of the grants read under (all of them: grant_ids)
     purpose: str | None = None  # their declared purposes, "; "-joined
     grant_ids: tuple[int, ...] = ()  # every active grant of the consumer on the dataset (they combine)
+    watermark: dict[str, Any] | None = None  # Watermarking.evidence of the marked fields read
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -72,6 +96,8 @@ class DatasetRead:
         }
         if len(self.grant_ids) > 1:
             out["grant_ids"] = list(self.grant_ids)
+        if self.watermark is not None:
+            out["watermark"] = self.watermark
         return out
 
 
@@ -84,6 +110,7 @@ class ExecutionContext:
     limits: Limits
     encryptor: Encryptor | None = None  # None: the encrypt action is unavailable, so it denies
     pool: PoolKeyring | None = None  # data keys for columns encrypted at rest
+    watermark: Watermarking | None = None  # None: an anonymous caller, or marking is off
     accesses: dict[tuple[str, str], FieldAccess] = field(default_factory=dict)
     reads: list[DatasetRead] = field(default_factory=list)
 

@@ -121,6 +121,7 @@ async def run(
         # its enterprise's grants than another key of the same enterprise
         tuple(sorted(g.id for g in ctx.grants if g.consumer == ctx.principal.consumer)),
         ctx.encryptor is not None,
+        ctx.watermark.key.kid if ctx.watermark is not None else None,
         orjson.dumps(variables or {}, option=orjson.OPT_SORT_KEYS),
     )
     planned = plans.get(key, ctx.now) if plans is not None else None
@@ -283,7 +284,7 @@ async def _connection(
     rows = await fetch_all(conn, statement)
     has_next = len(rows) > plan.first
     rows = rows[: plan.first]
-    _record_read(ctx, plan.dataset.code, len(rows), plan.access)
+    _record_read(ctx, plan.dataset.code, len(rows), plan.access, plan.node)
     total = 0
     if plan.want_total:
         if rows:
@@ -346,11 +347,18 @@ def _denied_dataset(
     return [{**e.payload, "path": path} for e in denied]
 
 
-def _record_read(ctx: ExecutionContext, dataset: str, rows: int, access: Any) -> None:
+def _record_read(
+    ctx: ExecutionContext, dataset: str, rows: int, access: Any, node: NodePlan | None = None
+) -> None:
     grants = access.grant if access is not None else None
     ids = grants.ids if grants is not None else ()
     purposes = grants.purposes if grants is not None else ()
-    ctx.reads.append(DatasetRead(dataset, rows, ids[0] if ids else None, "; ".join(purposes) or None, ids))
+    mark = None
+    if ctx.watermark is not None and node is not None and node.marked and rows:
+        mark = ctx.watermark.evidence(list(node.marked))
+    ctx.reads.append(
+        DatasetRead(dataset, rows, ids[0] if ids else None, "; ".join(purposes) or None, ids, mark)
+    )
 
 
 Errors = list[dict[str, Any]]
@@ -415,7 +423,7 @@ async def _entities(
             # Encrypted keys are looked up (and rows grouped) by their blind-index values.
             by_lookup = {ds_plan.blind(k): k for k in keys} if ds_plan.blind else {k: k for k in keys}
             rows = await fetch_all(conn, entity_statement(ds_plan, list(by_lookup)))
-            _record_read(ctx, ds_plan.dataset.code, len(rows), ds_plan.access)
+            _record_read(ctx, ds_plan.dataset.code, len(rows), ds_plan.access, node)
             shaped, row_errs = _shape(node, rows)
             await _links(node, rows, shaped, row_errs, ctx, conn)
             key_index = node.columns.index(ds_plan.key_column)

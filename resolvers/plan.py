@@ -19,6 +19,7 @@ from policies import decisions
 from policies.limits import connection_cost
 from policies.masking import MASKERS
 from policies.model import Action, DatasetAccess, Decision, Tier
+from policies.watermark import mark_value
 from resolvers import cursor, errors
 from resolvers.context import ExecutionContext, FieldAccess
 from resolvers.errors import FieldError
@@ -44,6 +45,8 @@ class Entry:
     kind: Kind
     index: int = -1  # column index in the fetched row
     transform: Transform | None = None
+    # VALUE: when >= 0, `transform(value, row[key_index])` (a watermark keyed by the row's key)
+    key_index: int = -1
     # DENIED: error template; TYPENAME: type name; LINK: LinkPlan; DATASET: EntityDatasetPlan
     payload: Any = None
 
@@ -55,6 +58,7 @@ class NodePlan:
     columns: list[str] = field(default_factory=list)
     entries: list[Entry] = field(default_factory=list)
     links: list[Entry] = field(default_factory=list)
+    marked: list[str] = field(default_factory=list)  # fields delivered with a watermark
     _shaper: Callable[[Any], dict[str, Any]] | None = None
 
     def column(self, name: str) -> int:
@@ -192,6 +196,9 @@ def compile_shaper(entries: list[Entry]) -> Callable[[Any], dict[str, Any]]:
         key = repr(e.key)
         if e.kind is Kind.VALUE and e.transform is None:
             items.append(f"{key}: row[{e.index}]")
+        elif e.kind is Kind.VALUE and e.key_index >= 0:
+            env[f"t{i}"] = e.transform
+            items.append(f"{key}: (None if (v{i} := row[{e.index}]) is None else t{i}(v{i}, row[{e.key_index}]))")
         elif e.kind is Kind.VALUE:
             env[f"t{i}"] = e.transform
             items.append(f"{key}: (None if (v{i} := row[{e.index}]) is None else t{i}(v{i}))")
@@ -544,7 +551,35 @@ class Planner:
         opener = self._opener(ds, f)
         if opener is not None:  # stored encrypted: decrypt, then apply the decision
             transform = opener if transform is None else _chain(opener, transform)
+        marked = self._watermark(plan, ds, f, d, transform)
+        if marked is not None:
+            return Entry(key, Kind.VALUE, index, marked[0], key_index=marked[1])
         return Entry(key, Kind.VALUE, index, transform)
+
+    def _watermark(
+        self, plan: NodePlan, ds: DatasetSpec, f: FieldSpec, d: Decision, then: Transform | None
+    ) -> tuple[Callable[[Any, Any], Any], int] | None:
+        """A value in clear, of a field that tolerates a mark, to an identified recipient: mark
+        it (policies.watermark), keyed by the row's entity key, before it is stringified.
+        Filters, ordering and cursors still work on the stored (true) values."""
+        wm = self.ctx.watermark
+        tolerance = f.watermark_tolerance
+        if wm is None or tolerance is None or d.action is not Action.ALLOW or not ds.entity_field:
+            return None
+        if is_protected(f):  # the catalogue rules forbid it; never mark what is stored encrypted
+            return None
+        key_index = plan.column(ds.entity_field)
+        key_of = self._opener(ds, ds.field(ds.entity_field)) or (lambda k: k)
+        after = then or (lambda v: v)
+        secret, recipient, gamma, code, name = wm.key.secret, wm.recipient, wm.gamma, ds.code, f.name
+
+        def mark(v: Any, row_key: Any) -> Any:
+            k = None if row_key is None else key_of(row_key)
+            return after(mark_value(v, tolerance, secret, recipient, code, name, k, gamma))
+
+        if f.name not in plan.marked:
+            plan.marked.append(f.name)
+        return mark, key_index
 
     def _cipher(self, ds: DatasetSpec) -> DatasetCipher:
         if self.ctx.pool is None:

@@ -1,0 +1,43 @@
+"""watermark (数据水印): per-field tolerance and decision-relevance in the catalogue, and the
+gateway's wrapped watermark keys
+
+Revision ID: 0018
+Revises: 0016
+Create Date: 2026-12-03 05:10:00
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+import sqlmodel
+from alembic import op
+
+revision = "0018"
+down_revision = "0016"  # demands and quality (the lead re-chains at merge if needed)
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("dataset_field", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("watermark_tolerance", sqlmodel.sql.sqltypes.AutoString(length=40), nullable=True)
+        )
+        batch_op.add_column(
+            sa.Column("decision_relevant", sa.Boolean(), nullable=False, server_default=sa.false())
+        )
+    op.create_table(
+        "watermark_key",
+        sa.Column("kid", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+        sa.Column("wrapped_key", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column("retired_at", sa.DateTime(), nullable=True),
+        sa.PrimaryKeyConstraint("kid"),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("watermark_key")
+    with op.batch_alter_table("dataset_field", schema=None) as batch_op:
+        batch_op.drop_column("decision_relevant")
+        batch_op.drop_column("watermark_tolerance")
