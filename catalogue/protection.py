@@ -57,9 +57,10 @@ def check_protectable(spec: DatasetSpec) -> str | None:
 
 
 def check_watermarkable(spec: DatasetSpec) -> list[tuple[str, str]]:
-    """Why fields of this dataset may not carry a watermark (policies.watermark); empty if
-    every declared tolerance is allowed; (field name, message) pairs. A mark changes the value a consumer sees, so it is
-    only for numbers whose exact value nobody decides on, and it needs a row key to trace."""
+    """Why fields of this dataset may not carry a watermark (policies.watermark), as (field
+    name, message) pairs; empty if every declared tolerance is allowed. A mark changes the
+    value a consumer sees, so it is only for numbers whose exact value nobody decides on, and
+    it needs a row key to be traced."""
     out: list[tuple[str, str]] = []
     for f in spec.fields:
         t = f.watermark_tolerance

@@ -18,6 +18,7 @@ from gateway.cli_support import emit, run_with_engine
 from gateway.crypto.cli import decrypt_field_cmd, keys_app, sign_request_cmd, verify_response_cmd
 from gateway.identity.cli import IDENTITY_APPS
 from gateway.settings import Settings
+from gateway.watermark_cli import watermark_app
 from gateway.workflow.cli import application_app
 from gateway.workflow.kpi_cli import demand_app, kpi_app, quality_app
 
@@ -42,6 +43,7 @@ for sub, name in [
 app.add_typer(audit_app, name="audit")
 app.add_typer(application_app, name="application")  # 申请: apply, approve (gateway/workflow/cli.py)
 app.add_typer(keys_app, name="keys")
+app.add_typer(watermark_app, name="watermark")  # 数据水印 (gateway/watermark_cli.py)
 app.command("verify-response")(verify_response_cmd)
 app.command("decrypt-field")(decrypt_field_cmd)
 app.command("sign-request")(sign_request_cmd)

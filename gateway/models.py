@@ -17,14 +17,13 @@ from gateway.identity.models import (
     TrustedIssuer,
     User,
 )
+from gateway.watermark_keys import WatermarkKey
 from gateway.workflow.demands import Demand
 from gateway.workflow.kpi import KpiSnapshot
 from gateway.workflow.models import Application, ApplicationEvent
-from gateway.watermark_keys import WatermarkKey
 from gateway.workflow.quality import QualityReport
 
 __all__ = [
-    "WatermarkKey",
     "ApiKey",
     "Application",
     "ApplicationEvent",
@@ -50,4 +49,5 @@ __all__ = [
     "RevokedToken",
     "TrustedIssuer",
     "User",
+    "WatermarkKey",
 ]

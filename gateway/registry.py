@@ -12,9 +12,9 @@ import time
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from catalogue.protection import PoolKeyring, load_keyring
-from gateway.watermark_keys import WatermarkKeyring, load_watermark_keys
 from catalogue.service import Catalogue, catalogue_version, load_catalogue
 from gateway.grants.service import load_grants
+from gateway.watermark_keys import WatermarkKeyring, load_watermark_keys
 from policies.limits import Limits
 from policies.model import Grant, Tier
 from resolvers.documents import DocumentCache

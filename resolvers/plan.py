@@ -198,7 +198,9 @@ def compile_shaper(entries: list[Entry]) -> Callable[[Any], dict[str, Any]]:
             items.append(f"{key}: row[{e.index}]")
         elif e.kind is Kind.VALUE and e.key_index >= 0:
             env[f"t{i}"] = e.transform
-            items.append(f"{key}: (None if (v{i} := row[{e.index}]) is None else t{i}(v{i}, row[{e.key_index}]))")
+            items.append(
+                f"{key}: (None if (v{i} := row[{e.index}]) is None else t{i}(v{i}, row[{e.key_index}]))"
+            )
         elif e.kind is Kind.VALUE:
             env[f"t{i}"] = e.transform
             items.append(f"{key}: (None if (v{i} := row[{e.index}]) is None else t{i}(v{i}))")

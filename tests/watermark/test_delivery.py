@@ -5,7 +5,6 @@ without a tolerance get the stored values; the audit event names the watermark, 
 from __future__ import annotations
 
 import asyncio
-import json
 from decimal import Decimal
 from typing import Any
 
@@ -13,7 +12,8 @@ import pytest
 
 from tests.conftest import gql
 
-Q = "{ enterpriseRegistration(first: 200, orderBy: [{field: CREDIT_CODE}]) { edges { node { creditCode name registeredCapital establishmentDate } } } }"
+Q = """{ enterpriseRegistration(first: 200, orderBy: [{field: CREDIT_CODE}]) {
+  edges { node { creditCode name registeredCapital establishmentDate } } } }"""
 
 
 def rows(body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -28,7 +28,11 @@ def deliveries(client: Any, tokens: dict[str, str], demo_env: Any) -> dict[str, 
         "hrss": rows(gql(client, "share", Q, token=tokens["hrss"]).json()),
         "samr": rows(gql(client, "share", Q, token=tokens["samr"]).json()),
         "hrss_again": rows(gql(client, "share", Q, token=tokens["hrss"]).json()),
-        "bank": rows(gql(client, "open", Q, headers={"X-API-Key": demo_env.credentials["api_keys"]["demo-bank"]}).json()),
+        "bank": rows(
+            gql(
+                client, "open", Q, headers={"X-API-Key": demo_env.credentials["api_keys"]["demo-bank"]}
+            ).json()
+        ),
     }
     return out
 
@@ -42,7 +46,9 @@ def _stored(demo_env: Any) -> dict[str, Decimal]:
         engine = create_engine(demo_env.settings.database_url)
         try:
             async with engine.connect() as conn:
-                result = await conn.execute(text("SELECT credit_code, registered_capital FROM pool_enterprise_registration"))
+                result = await conn.execute(
+                    text("SELECT credit_code, registered_capital FROM pool_enterprise_registration")
+                )
                 return {r[0]: Decimal(str(r[1])) for r in result if r[1] is not None}
         finally:
             await engine.dispose()
@@ -85,6 +91,7 @@ def test_each_consumer_gets_its_own_marks_within_tolerance(
 def test_filtering_still_uses_true_values(client: Any, tokens: dict[str, str], demo_env: Any) -> None:
     stored = _stored(demo_env)
     code, value = sorted(stored.items())[0]
-    q = '{ enterpriseRegistration(where: {registeredCapital: {eq: "%s"}}) { edges { node { creditCode } } } }' % value
+    where = f'{{registeredCapital: {{eq: "{value}"}}}}'
+    q = f"{{ enterpriseRegistration(where: {where}) {{ edges {{ node {{ creditCode }} }} }} }}"
     found = [r["creditCode"] for r in rows(gql(client, "share", q, token=tokens["hrss"]).json())]
     assert code in found

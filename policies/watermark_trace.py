@@ -1,0 +1,209 @@
+"""Tracing a suspected leak back to its recipient (policies.watermark), as pure functions: the
+gateway reads the file, the catalogue, the true values and the keys; this decides which
+columns are which and scores every candidate recipient.
+
+A leak may have lost its headers' names, its column order, rows and columns, and some values
+may be edited. So:
+
+- the row key column is found by name, else by the form of its values (统一社会信用代码, 身份证号);
+  without it nothing can be traced (the mark is keyed by it);
+- each marked field is matched to a column by name, else to the numeric column whose values
+  lie within the field's tolerance of the true values of the same rows most often (renamed or
+  reordered columns); a column is used for one field at most.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from policies.watermark import Cell, MarkKey, Score, score
+
+KEY_FORMS = {
+    "legal_entity": re.compile(r"^[0-9A-HJ-NPQRTUWXY]{2}\d{6}[0-9A-HJ-NPQRTUWXY]{10}$"),
+    "person": re.compile(r"^\d{17}[\dXx]$"),
+}
+MIN_SHARE = 0.8  # of a column's non-empty values that must look like keys / numbers
+MIN_CLOSE = 0.6  # of a column's cells within tolerance of the truth, to be taken for a field
+
+
+@dataclass(frozen=True, slots=True)
+class MarkedField:
+    dataset: str
+    name: str  # column name in the catalogue, snake_case
+    title: str  # 信息项名称
+    tolerance: Decimal
+
+    def names(self) -> set[str]:
+        camel = re.sub(r"_([a-z0-9])", lambda m: m.group(1).upper(), self.name)
+        return {_norm(self.name), _norm(camel), _norm(self.title)}
+
+
+@dataclass(frozen=True, slots=True)
+class TraceTarget:
+    """One dataset a leak may come from: its key and its marked fields."""
+
+    dataset: str
+    entity: str  # legal_entity | person
+    key_field: str
+    key_title: str
+    fields: tuple[MarkedField, ...]
+
+
+@dataclass
+class Matching:
+    dataset: str
+    key_column: str | None
+    columns: dict[str, str] = field(default_factory=dict)  # marked field → leak column
+    how: dict[str, str] = field(default_factory=dict)  # field → "name" | "values"
+    problem: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "dataset": self.dataset,
+            "key_column": self.key_column,
+            "columns": self.columns,
+            "matched_by": self.how,
+            "problem": self.problem,
+        }
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[\s_\-（）()]", "", name).lower()
+
+
+def number(text: Any) -> Decimal | None:
+    if text is None or isinstance(text, bool):
+        return None
+    if isinstance(text, int | float | Decimal):
+        text = str(text)
+    if not isinstance(text, str):
+        return None
+    try:
+        d = Decimal(text.strip().replace(",", ""))
+    except InvalidOperation:
+        return None
+    return d if d.is_finite() else None
+
+
+def _values(rows: Sequence[Mapping[str, Any]], column: str) -> list[Any]:
+    return [r.get(column) for r in rows if r.get(column) not in (None, "")]
+
+
+def find_key_column(rows: Sequence[Mapping[str, Any]], target: TraceTarget) -> str | None:
+    columns = list(rows[0].keys()) if rows else []
+    wanted = MarkedField(target.dataset, target.key_field, target.key_title, Decimal(1)).names()
+    for c in columns:
+        if _norm(c) in wanted:
+            return c
+    form = KEY_FORMS.get(target.entity)
+    if form is None:
+        return None
+    best, best_share = None, 0.0
+    for c in columns:
+        vals = _values(rows, c)
+        if not vals:
+            continue
+        share = sum(bool(form.match(str(v).strip())) for v in vals) / len(vals)
+        if share > best_share:
+            best, best_share = c, share
+    return best if best_share >= MIN_SHARE else None
+
+
+def match(
+    rows: Sequence[Mapping[str, Any]],
+    target: TraceTarget,
+    truth: Mapping[str, Mapping[str, Sequence[Decimal]]] | None = None,
+) -> Matching:
+    """Which leak column holds which marked field. `truth[field][row key]` are the stored
+    values (several rows may share a key), used to match columns whose names say nothing."""
+    key = find_key_column(rows, target)
+    out = Matching(target.dataset, key)
+    if key is None:
+        out.problem = (
+            f"no column holds {target.key_title} ({target.key_field}): the mark is keyed by it, "
+            "so this leak cannot be traced against this dataset"
+        )
+        return out
+    columns = [c for c in (rows[0].keys() if rows else []) if c != key]
+    free = list(columns)
+    for f in target.fields:
+        named = next((c for c in free if _norm(c) in f.names()), None)
+        if named is not None:
+            out.columns[f.name], out.how[f.name] = named, "name"
+            free.remove(named)
+    numeric = [c for c in free if _numeric_share(rows, c) >= MIN_SHARE]
+    candidates: list[tuple[float, str, str]] = []
+    for f in target.fields:
+        if f.name in out.columns or truth is None or f.name not in truth:
+            continue
+        for c in numeric:
+            candidates.append((_closeness(rows, key, c, f, truth[f.name]), f.name, c))
+    for share, fname, c in sorted(candidates, reverse=True):
+        if share < MIN_CLOSE or fname in out.columns or c not in numeric:
+            continue
+        out.columns[fname], out.how[fname] = c, "values"
+        numeric.remove(c)
+    if not out.columns:
+        out.problem = "no column could be matched to a watermarked field"
+    return out
+
+
+def _numeric_share(rows: Sequence[Mapping[str, Any]], column: str) -> float:
+    vals = _values(rows, column)
+    return sum(number(v) is not None for v in vals) / len(vals) if vals else 0.0
+
+
+def _closeness(
+    rows: Sequence[Mapping[str, Any]],
+    key: str,
+    column: str,
+    f: MarkedField,
+    truth: Mapping[str, Sequence[Decimal]],
+) -> float:
+    seen = close = 0
+    for r in rows:
+        true = truth.get(str(r.get(key) or "").strip())
+        v = number(r.get(column))
+        if not true or v is None:
+            continue
+        seen += 1
+        close += any(abs(v - t) <= f.tolerance for t in true)
+    return close / seen if seen >= 5 else 0.0
+
+
+def cells(rows: Sequence[Mapping[str, Any]], target: TraceTarget, m: Matching) -> list[Cell]:
+    if m.key_column is None:
+        return []
+    by_name = {f.name: f for f in target.fields}
+    out: list[Cell] = []
+    for r in rows:
+        k = str(r.get(m.key_column) or "").strip()
+        if not k:
+            continue
+        for fname, column in m.columns.items():
+            v = r.get(column)
+            if v not in (None, ""):
+                out.append(Cell(target.dataset, fname, k, v, by_name[fname].tolerance))
+    return out
+
+
+def trace(
+    rows: Sequence[Mapping[str, Any]],
+    targets: Iterable[TraceTarget],
+    recipients: Iterable[str],
+    keys: Iterable[MarkKey],
+    truth: Mapping[str, Mapping[str, Mapping[str, Sequence[Decimal]]]] | None = None,
+) -> tuple[list[Matching], list[Score]]:
+    """Match the leak against every target dataset and score every (recipient, key) over all
+    the cells found; most likely recipient first."""
+    matchings: list[Matching] = []
+    found: list[Cell] = []
+    for t in targets:
+        m = match(rows, t, (truth or {}).get(t.dataset))
+        matchings.append(m)
+        found.extend(cells(rows, t, m))
+    return matchings, score(found, list(recipients), list(keys))
