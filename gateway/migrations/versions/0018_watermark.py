@@ -30,8 +30,8 @@ def upgrade() -> None:
         "watermark_key",
         sa.Column("kid", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
         sa.Column("wrapped_key", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("created_at", sa.DateTime(), nullable=False),
-        sa.Column("retired_at", sa.DateTime(), nullable=True),
+        sa.Column("created_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        sa.Column("retired_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
         sa.PrimaryKeyConstraint("kid"),
     )
 
