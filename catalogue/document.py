@@ -22,7 +22,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
@@ -78,6 +78,10 @@ class WatermarkDoc(_Strict):
         description="The largest change a mark may make, in the field's unit (e.g. 0.01 万元; "
         "a whole number for integers). Only numbers no decision depends on; never keys or L4",
     )
+
+    @field_serializer("tolerance")
+    def _number(self, t: Decimal) -> int | float:  # written as the number it was declared as
+        return int(t) if t == t.to_integral_value() else float(t)
 
 
 class FieldDoc(_Strict):

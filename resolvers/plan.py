@@ -45,10 +45,10 @@ class Entry:
     kind: Kind
     index: int = -1  # column index in the fetched row
     transform: Transform | None = None
-    # VALUE: when >= 0, `transform(value, row[key_index])` (a watermark keyed by the row's key)
-    key_index: int = -1
     # DENIED: error template; TYPENAME: type name; LINK: LinkPlan; DATASET: EntityDatasetPlan
     payload: Any = None
+    # VALUE: when >= 0, `transform(value, row[key_index])` (a watermark keyed by the row's key)
+    key_index: int = -1
 
 
 @dataclass(slots=True)
