@@ -105,7 +105,7 @@ def embed_bit(value: Any, tolerance: Decimal, bit: int, up: bool = False) -> Any
     if isinstance(value, float):
         return float(marked)
     if isinstance(value, Decimal):
-        exponent = min(value.as_tuple().exponent, tolerance.as_tuple().exponent)  # type: ignore[type-var]
+        exponent = min(value.as_tuple().exponent, tolerance.as_tuple().exponent)
         return marked.quantize(Decimal(1).scaleb(int(exponent)))
     return str(marked)
 

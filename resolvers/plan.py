@@ -37,6 +37,7 @@ class Kind(IntEnum):
 
 
 Transform = Callable[[Any], Any]
+KeyedTransform = Callable[[Any, Any], Any]  # (value, the row's entity key) → delivered value
 
 
 @dataclass(slots=True)
@@ -47,7 +48,8 @@ class Entry:
     transform: Transform | None = None
     # DENIED: error template; TYPENAME: type name; LINK: LinkPlan; DATASET: EntityDatasetPlan
     payload: Any = None
-    # VALUE: when >= 0, `transform(value, row[key_index])` (a watermark keyed by the row's key)
+    # VALUE marked with a watermark: `keyed(value, row[key_index])` instead of `transform`
+    keyed: KeyedTransform | None = None
     key_index: int = -1
 
 
@@ -194,10 +196,10 @@ def compile_shaper(entries: list[Entry]) -> Callable[[Any], dict[str, Any]]:
     items = []
     for i, e in enumerate(entries):
         key = repr(e.key)
-        if e.kind is Kind.VALUE and e.transform is None:
+        if e.kind is Kind.VALUE and e.transform is None and e.keyed is None:
             items.append(f"{key}: row[{e.index}]")
-        elif e.kind is Kind.VALUE and e.key_index >= 0:
-            env[f"t{i}"] = e.transform
+        elif e.kind is Kind.VALUE and e.keyed is not None:
+            env[f"t{i}"] = e.keyed
             items.append(
                 f"{key}: (None if (v{i} := row[{e.index}]) is None else t{i}(v{i}, row[{e.key_index}]))"
             )
@@ -555,12 +557,12 @@ class Planner:
             transform = opener if transform is None else _chain(opener, transform)
         marked = self._watermark(plan, ds, f, d, transform)
         if marked is not None:
-            return Entry(key, Kind.VALUE, index, marked[0], key_index=marked[1])
+            return Entry(key, Kind.VALUE, index, keyed=marked[0], key_index=marked[1])
         return Entry(key, Kind.VALUE, index, transform)
 
     def _watermark(
         self, plan: NodePlan, ds: DatasetSpec, f: FieldSpec, d: Decision, then: Transform | None
-    ) -> tuple[Callable[[Any, Any], Any], int] | None:
+    ) -> tuple[KeyedTransform, int] | None:
         """A value in clear, of a field that tolerates a mark, to an identified recipient: mark
         it (policies.watermark), keyed by the row's entity key, before it is stringified.
         Filters, ordering and cursors still work on the stored (true) values."""
