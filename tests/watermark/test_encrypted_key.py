@@ -1,0 +1,73 @@
+"""A marked field in a dataset whose entity key is stored encrypted (social_insurance, keyed by
+身份证号, L4): the mark is keyed by the clear key; hrss reading through `person(idNumber:)` gets
+exactly the values the published method gives. (A consumer that may not read the key in clear,
+such as tax here, still gets marked values, but a leak of its rows carries no key to trace by.)"""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+from typing import Any
+
+from tests.conftest import gql
+
+Q = "query($i: String!) { person(idNumber: $i) { socialInsurance { contributionBase } } }"
+
+
+def _truth(demo_env: Any, n: int) -> tuple[dict[str, list[Decimal]], list[Any]]:
+    """Some people's stored contribution bases, and the watermark keys."""
+
+    async def go() -> tuple[dict[str, list[Decimal]], list[Any]]:
+        from sqlalchemy import text
+
+        from catalogue.protection import load_keyring
+        from gateway.db import create_engine
+        from gateway.secrets import load_master_key
+        from gateway.watermark_keys import load_watermark_keys
+
+        master = load_master_key(demo_env.settings.master_key_file)
+        engine = create_engine(demo_env.settings.database_url)
+        try:
+            cipher = (await load_keyring(engine, master, [])).cipher("social_insurance")
+            async with engine.connect() as conn:
+                rows = (
+                    await conn.execute(
+                        text(
+                            "SELECT id_number, contribution_base FROM pool_social_insurance "
+                            "WHERE contribution_base IS NOT NULL ORDER BY id_number__bidx"
+                        )
+                    )
+                ).all()
+            out: dict[str, list[Decimal]] = {}
+            for sealed, base in rows:
+                key = cipher.open("id_number", sealed)
+                if key in out or len(out) < n:
+                    out.setdefault(key, []).append(Decimal(str(base)))
+            ring = await load_watermark_keys(engine, master)
+            return out, ring.all
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(go())
+
+
+def test_marks_keyed_by_the_clear_entity_key(client: Any, tokens: dict[str, str], demo_env: Any) -> None:
+    from policies.watermark import mark_value
+
+    people, keys = _truth(demo_env, 12)
+    (key,) = keys[:1]
+    differ = 0
+    for id_number, stored in people.items():
+        body = gql(client, "share", Q, variables={"i": id_number}, token=tokens["hrss"]).json()
+        assert "errors" not in body, body
+        got = sorted(Decimal(r["contributionBase"]) for r in body["data"]["person"]["socialInsurance"])
+
+        def marked(who: str, stored: list[Decimal] = stored, id_number: str = id_number) -> list[Decimal]:
+            return sorted(
+                mark_value(v, Decimal(1), key.secret, who, "social_insurance", "contribution_base", id_number)
+                for v in stored
+            )
+
+        assert got == marked("hrss")
+        differ += got != marked("tax")
+    assert differ >= 3
