@@ -1,0 +1,130 @@
+"""One load, end to end: the dataset from the catalogue, its data key, the file read and checked,
+the rows written (gateway.loading.writer) and the audit event — shared by `shuqiao data load`
+and `POST /admin/data/{dataset}/load`.
+
+The audit event (`data.load`: dataset, mode, counts read/loaded/rejected/inserted/updated/deleted,
+the file's SM3 digest, never a row value) is recorded inside the load's transaction, just before
+it commits: if it cannot be written, nothing is loaded. A refused load is an event too."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from catalogue import service as catalogue_service
+from catalogue.protection import load_keyring, protected_fields
+from catalogue.spec import DatasetSpec
+from gateway.loading.readers import Encoding, Format, LoadError, file_digest, guess_format, open_rows
+from gateway.loading.writer import LoadRejected, LoadResult, Mode, Progress, RejectsFile, load_rows
+
+# (operation, status, detail, error code) → recorded, or raises (fail closed)
+Auditor = Callable[[str, int, dict[str, Any], str | None], Awaitable[None]]
+
+
+@dataclass
+class LoadRequest:
+    dataset: str
+    path: Path
+    format: Format | None = None
+    encoding: Encoding = Encoding.auto
+    mode: Mode = Mode.append
+    key: Sequence[str] | None = None
+    max_rejects: int = 0
+    rejects_path: Path | None = None
+
+
+async def dataset_spec(engine: AsyncEngine, code: str) -> DatasetSpec:
+    catalogue = await catalogue_service.load_catalogue(engine)
+    spec = catalogue.datasets.get(code)
+    if spec is None:
+        by_resource = [d for d in catalogue.datasets.values() if d.resource_code == code]
+        if not by_resource:
+            known = ", ".join(sorted(catalogue.datasets)) or "none"
+            raise LoadError(f"no dataset {code!r} in the catalogue (datasets: {known})")
+        spec = by_resource[0]
+    return spec
+
+
+async def cipher_for(engine: AsyncEngine, spec: DatasetSpec, master_key: bytes) -> Any:
+    if not protected_fields(spec):
+        return None
+    await catalogue_service.sync_pool_table(engine, spec)  # blind-index columns, as `pool encrypt` would
+    keyring = await load_keyring(engine, master_key, [spec])
+    return keyring.cipher(spec.code)
+
+
+def audit_detail(request: LoadRequest, result: LoadResult | None, digest: str | None) -> dict[str, Any]:
+    detail: dict[str, Any] = {"dataset": request.dataset, "mode": request.mode.value, "digest": digest}
+    if result is not None:
+        detail.update(
+            read=result.read,
+            loaded=result.loaded if result.rejected <= request.max_rejects else 0,
+            rejected=result.rejected,
+            inserted=result.inserted,
+            updated=result.updated,
+            deleted=result.deleted,
+            row_count=result.row_count or None,
+        )
+    return detail
+
+
+async def load_file(
+    engine: AsyncEngine,
+    request: LoadRequest,
+    *,
+    master_key: bytes,
+    audit: Auditor | None = None,
+    progress: Progress | None = None,
+    batch_rows: int | None = None,
+) -> LoadResult:
+    spec = await dataset_spec(engine, request.dataset)
+    request.dataset = spec.code
+    fmt = guess_format(request.path, request.format)
+    cipher = await cipher_for(engine, spec, master_key)
+    digest: str | None = None
+
+    def finish_digest() -> str:
+        nonlocal digest
+        digest = file_digest(request.path)
+        return digest
+
+    result: LoadResult | None = None
+
+    async def before_commit(done: LoadResult) -> None:
+        nonlocal result
+        result = done
+        if audit is not None:
+            await audit("data.load", 200, audit_detail(request, done, digest), None)
+
+    rows = None
+    try:
+        rows = open_rows(request.path, fmt, request.encoding)
+        extra = {"batch_rows": batch_rows} if batch_rows else {}
+        return await load_rows(
+            engine,
+            spec,
+            rows.header,
+            rows.rows,
+            mode=request.mode,
+            key=request.key,
+            cipher=cipher,
+            max_rejects=request.max_rejects,
+            rejects=RejectsFile(request.rejects_path),
+            progress=progress,
+            digest=finish_digest,
+            before_commit=before_commit,
+            **extra,
+        )
+    except LoadError as err:
+        if audit is not None:
+            failed = err.result if isinstance(err, LoadRejected) else None
+            code = "ROWS_REJECTED" if failed is not None else "BAD_INPUT"
+            await audit("data.load", 422 if failed is not None else 400, audit_detail(request, failed, digest), code)
+        raise
+    finally:
+        if rows is not None:
+            rows.close()
