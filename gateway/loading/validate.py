@@ -203,7 +203,7 @@ class Validator:
                 mapped[f.name] = i
         valid = ", ".join(f"{f.name} ({f.title})" for f in spec.fields)
         if unknown:
-            shown = ", ".join(repr(u[:40]) for u in unknown[:5])
+            shown = ", ".join(repr(u[:40]) for u in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
             raise LoadError(f"unknown column{'s' if len(unknown) > 1 else ''} {shown} in the header; {spec.code} has: {valid}")
         missing = [f.name for f in spec.fields if f.name not in mapped and (not f.nullable or f.name in key)]
         if missing:

@@ -145,7 +145,7 @@ async def load_rows(
     digest: Callable[[], str | None] | None = None,
     batch_rows: int = BATCH_ROWS,
     on_swap: Callable[[], Any] | None = None,
-    sync_watermark: str | None = None,
+    watermark: Callable[[], str | None] | None = None,
     before_commit: Callable[[LoadResult], Awaitable[None]] | None = None,
 ) -> LoadResult:
     key_cols = resolve_key(spec, key)
@@ -187,7 +187,7 @@ async def load_rows(
             await _apply(conn, staging, pool, encoder.columns, stored_key, mode, result, on_swap)
             result.row_count = int((await conn.execute(select(func.count()).select_from(pool))).scalar_one())
             result.digest = digest() if digest is not None else None
-            await record_load(conn, result, sync_watermark)
+            await record_load(conn, result, watermark() if watermark is not None else None)
             await conn.run_sync(lambda c: staging.drop(c))
             if before_commit is not None:  # the audit event: if it cannot be written, nothing is
                 await before_commit(result)
