@@ -107,7 +107,11 @@ class Rows:
 
 
 def open_rows(path: Path, fmt: Format, encoding: Encoding = Encoding.auto) -> Rows:
-    source = CountingReader(path.open("rb"))
+    return read_rows(CountingReader(path.open("rb")), fmt, encoding)
+
+
+def read_rows(source: CountingReader, fmt: Format, encoding: Encoding = Encoding.auto) -> Rows:
+    """The rows of an open file (closed on error)."""
     try:
         if fmt is Format.csv:
             return _csv_rows(source, encoding)
