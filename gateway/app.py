@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator
+from typing import Any
 
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -33,10 +34,13 @@ from gateway.explorer import Explorer
 from gateway.graphql_http import GraphQLEndpoint
 from gateway.identity import discovery
 from gateway.identity.apikeys import ApiKeyVerifier
+from gateway.identity.audit import record_admin_event
 from gateway.identity.oauth import oauth_error
 from gateway.identity.routes import admin_routes, identity_static, oauth_routes
 from gateway.identity.service import Identity
 from gateway.identity.tokens import TokenService, load_signing_key
+from gateway.loading.http import DataLoadAPI
+from gateway.loading.scheduler import SyncScheduler
 from gateway.middleware import FailureMiddleware, RequestIdMiddleware, error_response, failure_problem
 from gateway.problems import BUSY, Problem, problem_response
 from gateway.registry import SchemaRegistry
@@ -128,6 +132,27 @@ def _audit_background(
     return tasks
 
 
+def _sync_scheduler(settings: Settings, state: GatewayState) -> SyncScheduler | None:
+    if not settings.sync:
+        return None
+    assert state.identity is not None
+
+    async def audit(operation: str, status: int, detail: dict[str, Any], error: str | None) -> None:
+        assert state.identity is not None
+        await record_admin_event(
+            state.identity.audit,
+            operation,
+            status=status,
+            principal_kind="operator",
+            principal_id="scheduler",
+            target=detail.get("dataset"),
+            detail=detail,
+            error=error,
+        )
+
+    return SyncScheduler(state.engine, load_master_key(settings.master_key_file), audit)
+
+
 async def _pool_busy(request: Request, _exc: Exception) -> Response:
     """A pool timeout outside the GraphQL tiers (which answer and audit it themselves): 503, in the
     error format of the endpoint asked (RFC 6749 on /oauth/*)."""
@@ -186,7 +211,12 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         app.state.audit_tasks = background  # for tests that must not race the evaluator
         for task in background:
             task.start()
+        sync = _sync_scheduler(settings, state)  # SHUQIAO_SYNC=on: sources on their update cycle
+        if sync is not None:
+            sync.start()
         yield
+        if sync is not None:
+            await sync.stop()
         for task in background:
             await task.stop()
         close = getattr(state.access_log, "aclose", None)
@@ -219,6 +249,7 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         ),
         Mount("/oauth", routes=oauth_routes(state.identity)),  # RFC 6749 endpoints and sign-in pages
         Mount("/admin/identity", routes=admin_routes(state.identity)),  # clients, people, API keys
+        Mount("/admin/data", routes=DataLoadAPI(state).routes()),  # POST /admin/data/{dataset}/load
         Mount("/static/identity", identity_static(), name="identity-static"),
         Route("/.well-known/openid-configuration", discovery.openid_configuration),
         Route("/.well-known/oauth-authorization-server", discovery.openid_configuration),

@@ -349,7 +349,14 @@ def catalog_show(
         ],
     }
     human = [f"{spec.resource_code}  {spec.code}  {spec.name}"]
-    for k in ("row_count", "last_load_at", "last_change_at", "last_load_digest", "last_sync_at", "last_sync_outcome"):
+    for k in (
+        "row_count",
+        "last_load_at",
+        "last_change_at",
+        "last_load_digest",
+        "last_sync_at",
+        "last_sync_outcome",
+    ):
         human.append(f"  {k:18s} {'-' if out[k] is None else out[k]}")
     human += [f"  {f['name']:28s} {f['type']:9s} L{f['level']}  {f['title']}" for f in out["fields"]]
     _emit(as_json, out, "\n".join(human))

@@ -128,6 +128,7 @@ class Settings:
     metrics: bool = True
     metrics_allow: tuple[str, ...] = ("127.0.0.1/32", "::1/128")
     otel: bool | None = None
+    sync: bool = False  # the sync scheduler inside serve (gateway.loading.scheduler)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -174,6 +175,7 @@ class Settings:
             metrics=_switch("METRICS", True),
             metrics_allow=parse_allow(_env("METRICS_ALLOW", "127.0.0.1/32,::1/128")),
             otel=_switch("OTEL", None),
+            sync=bool(_switch("SYNC", False)),
         )
 
     def with_(self, **changes: object) -> Settings:

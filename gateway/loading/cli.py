@@ -20,7 +20,9 @@ from gateway.cli_support import emit, run_with_engine, settings
 from gateway.loading.readers import Encoding, Format, LoadError
 from gateway.loading.writer import LoadRejected, LoadResult, Mode
 
-data_app = typer.Typer(help="Rows into the datasets of the catalogue: load files, sync from sources.", no_args_is_help=True)
+data_app = typer.Typer(
+    help="Rows into the datasets of the catalogue: load files, sync from sources.", no_args_is_help=True
+)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document for scripts.")]
 PROGRESS_SECONDS = 10.0  # a progress line this often when there is no bar (not a TTY, --json)
@@ -144,12 +146,24 @@ def data_load(
     fmt: Annotated[Format | None, typer.Option("--format", help="Default: from the file's suffix.")] = None,
     encoding: Annotated[Encoding, typer.Option(help="CSV/JSON Lines text encoding.")] = Encoding.auto,
     mode: Annotated[Mode, typer.Option(help="append, upsert (on --key) or replace (atomic).")] = Mode.append,
-    key: Annotated[str | None, typer.Option(help="Key columns, comma-separated (default: the entity key).")] = None,
-    max_rejects: Annotated[int, typer.Option(min=0, help="Rows that may be rejected and skipped (default 0: all or nothing).")] = 0,
-    rejects: Annotated[Path | None, typer.Option(help="Rejected rows as CSV (default FILE.rejects.csv).")] = None,
-    from_sql: Annotated[str | None, typer.Option("--from-sql", help="Copy the rows of this PostgreSQL query.")] = None,
-    from_table: Annotated[str | None, typer.Option("--from-table", help="Copy a PostgreSQL table or view.")] = None,
-    source_url: Annotated[str | None, typer.Option("--source-url", help="postgresql://user@host/db (no password)")] = None,
+    key: Annotated[
+        str | None, typer.Option(help="Key columns, comma-separated (default: the entity key).")
+    ] = None,
+    max_rejects: Annotated[
+        int, typer.Option(min=0, help="Rows that may be rejected and skipped (default 0: all or nothing).")
+    ] = 0,
+    rejects: Annotated[
+        Path | None, typer.Option(help="Rejected rows as CSV (default FILE.rejects.csv).")
+    ] = None,
+    from_sql: Annotated[
+        str | None, typer.Option("--from-sql", help="Copy the rows of this PostgreSQL query.")
+    ] = None,
+    from_table: Annotated[
+        str | None, typer.Option("--from-table", help="Copy a PostgreSQL table or view.")
+    ] = None,
+    source_url: Annotated[
+        str | None, typer.Option("--source-url", help="postgresql://user@host/db (no password)")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Load rows into a dataset: validated, sealed where protected, in one transaction."""
@@ -167,7 +181,9 @@ def data_load(
             check_source_url(source_url)
         except LoadError as err:
             _fail(as_json, str(err), 2)
-        request = LoadRequest(dataset, Path("-"), mode=mode, key=keys, max_rejects=max_rejects, rejects_path=rejects)
+        request = LoadRequest(
+            dataset, Path("-"), mode=mode, key=keys, max_rejects=max_rejects, rejects_path=rejects
+        )
 
         async def job(engine: Any) -> LoadResult:
             import asyncio
@@ -176,7 +192,12 @@ def data_load(
             source = await asyncio.to_thread(SqlRows, source_url, query)
             with progress_reporter(dataset, as_json) as progress:
                 return await load_sql(
-                    engine, request, source, master_key=master_key, audit=audit, progress=progress,
+                    engine,
+                    request,
+                    source,
+                    master_key=master_key,
+                    audit=audit,
+                    progress=progress,
                     digest=text_digest(query),
                 )
 
@@ -187,7 +208,14 @@ def data_load(
         if not file.is_file():
             _fail(as_json, f"no such file: {file}", 2)
         request = LoadRequest(
-            dataset, file, fmt, encoding, mode, keys, max_rejects, rejects or file.with_name(file.name + ".rejects.csv")
+            dataset,
+            file,
+            fmt,
+            encoding,
+            mode,
+            keys,
+            max_rejects,
+            rejects or file.with_name(file.name + ".rejects.csv"),
         )
 
         async def job(engine: Any) -> LoadResult:
@@ -203,10 +231,14 @@ def data_load(
 def data_source(
     dataset: str,
     source_url: Annotated[str, typer.Option("--source-url", help="postgresql://user@host/db (no password)")],
-    updated_column: Annotated[str, typer.Option("--updated-column", help="The source's last-modified column.")],
+    updated_column: Annotated[
+        str, typer.Option("--updated-column", help="The source's last-modified column.")
+    ],
     from_sql: Annotated[str | None, typer.Option("--from-sql")] = None,
     from_table: Annotated[str | None, typer.Option("--from-table")] = None,
-    key: Annotated[str | None, typer.Option(help="Key columns to upsert on (default: the entity key).")] = None,
+    key: Annotated[
+        str | None, typer.Option(help="Key columns to upsert on (default: the entity key).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Declare the PostgreSQL table, view or query a dataset is synced from."""
@@ -215,11 +247,22 @@ def data_source(
     keys = [k.strip() for k in key.split(",") if k.strip()] if key else None
     out = _run(
         lambda e: set_source(
-            e, dataset, url=source_url, sql=from_sql, table=from_table, updated_column=updated_column, key=keys
+            e,
+            dataset,
+            url=source_url,
+            sql=from_sql,
+            table=from_table,
+            updated_column=updated_column,
+            key=keys,
         ),
         as_json,
     )
-    emit(as_json, out, f"{out['dataset']}: synced from {from_table or 'a query'} on {updated_column}, key {out['source_key']}")
+    emit(
+        as_json,
+        out,
+        f"{out['dataset']}: synced from {from_table or 'a query'} on {updated_column}, "
+        f"key {out['source_key']}",
+    )
 
 
 @data_app.command("sync")
@@ -238,12 +281,16 @@ def data_sync(
 
     async def job(engine: Any) -> dict[str, Any]:
         audit = _auditor(engine)
-        codes = [dataset] if dataset else [c for c, s in (await load_statuses(engine)).items() if s.source_url]
+        codes = (
+            [dataset] if dataset else [c for c, s in (await load_statuses(engine)).items() if s.source_url]
+        )
         out: dict[str, Any] = {}
         for code in codes:
             try:
                 with progress_reporter(code, as_json) as progress:
-                    result = await sync_dataset(engine, code, master_key=master_key, audit=audit, progress=progress)
+                    result = await sync_dataset(
+                        engine, code, master_key=master_key, audit=audit, progress=progress
+                    )
                 out[code] = result.summary()
             except LoadError as err:
                 if dataset:
@@ -256,7 +303,9 @@ def data_sync(
         as_json,
         out,
         "\n".join(
-            f"{code}: {r['error']}" if "error" in r else f"{code}: {r['inserted']:,} inserted, {r['updated']:,} updated"
+            f"{code}: {r['error']}"
+            if "error" in r
+            else f"{code}: {r['inserted']:,} inserted, {r['updated']:,} updated"
             for code, r in out.items()
         )
         or "no dataset has a source",

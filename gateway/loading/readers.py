@@ -49,6 +49,10 @@ class CountingReader(io.RawIOBase):
     def __init__(self, raw: IO[bytes]) -> None:
         self.raw = raw
         self.bytes_read = 0
+        self._pending = b""  # pushed back by unread(): served before the raw file
+
+    def unread(self, data: bytes) -> None:
+        self._pending = data + self._pending
 
     def readable(self) -> bool:
         return True
@@ -63,6 +67,11 @@ class CountingReader(io.RawIOBase):
         return self.raw.tell()
 
     def readinto(self, buffer: Any) -> int:
+        if self._pending:
+            n = min(len(buffer), len(self._pending))
+            buffer[:n] = self._pending[:n]
+            self._pending = self._pending[n:]
+            return n
         data = self.raw.read(len(buffer))
         n = len(data)
         buffer[:n] = data
@@ -87,7 +96,11 @@ def guess_format(path: Path, declared: Format | None) -> Format:
     if declared is not None:
         return declared
     suffix = path.suffix.lower()
-    for fmt, suffixes in ((Format.csv, (".csv", ".txt")), (Format.xlsx, (".xlsx",)), (Format.jsonl, (".jsonl", ".ndjson"))):
+    for fmt, suffixes in (
+        (Format.csv, (".csv", ".txt")),
+        (Format.xlsx, (".xlsx",)),
+        (Format.jsonl, (".jsonl", ".ndjson")),
+    ):
         if suffix in suffixes:
             return fmt
     raise LoadError(f"cannot tell the format of {path.name}: pass --format csv, xlsx or jsonl")
@@ -136,8 +149,10 @@ def _codec(source: CountingReader, encoding: Encoding) -> str:
         return "utf-8-sig"  # the BOM Excel writes is dropped, a file without one reads the same
     if encoding is Encoding.gb18030:
         return "gb18030"
-    head = source.read(SNIFF_BYTES) or b""
-    source.seek(0)
+    head = b""
+    while len(head) < SNIFF_BYTES and (chunk := source.read(SNIFF_BYTES - len(head))):
+        head += chunk
+    source.unread(head)  # works on a stream (an upload) as on a file
     if head.startswith(codecs.BOM_UTF8):
         return "utf-8-sig"
     for codec in ("utf-8-sig", "gb18030"):
@@ -162,7 +177,9 @@ def _lines(text: IO[str], what: str, first_row: int) -> Iterator[str]:
         if not line:
             return
         if len(line) >= MAX_LINE_CHARS and not line.endswith("\n"):
-            raise LoadError(f"line {line_no}: longer than {MAX_LINE_CHARS:,} characters; is this a {what} file?")
+            raise LoadError(
+                f"line {line_no}: longer than {MAX_LINE_CHARS:,} characters; is this a {what} file?"
+            )
         line_no += 1
         yield line
 
@@ -254,7 +271,9 @@ def _jsonl_rows(source: CountingReader, encoding: Encoding) -> Rows:
         while obj is not None:
             extra = [k for k in obj if k not in positions]
             if extra:
-                raise LoadError(f"row {line_no}: unknown column {extra[0]!r}; the first line names {', '.join(header)}")
+                raise LoadError(
+                    f"row {line_no}: unknown column {extra[0]!r}; the first line names {', '.join(header)}"
+                )
             values: list[Any] = [None] * len(header)
             for k, v in obj.items():
                 values[positions[k]] = v

@@ -3,8 +3,11 @@ the rows written (gateway.loading.writer) and the audit event — shared by `shu
 and `POST /admin/data/{dataset}/load`.
 
 The audit event (`data.load`: dataset, mode, counts read/loaded/rejected/inserted/updated/deleted,
-the file's SM3 digest, never a row value) is recorded inside the load's transaction, just before
-it commits: if it cannot be written, nothing is loaded. A refused load is an event too."""
+the file's SM3 digest, never a row value) is fail closed. On PostgreSQL it is recorded inside the
+load's transaction, just before it commits: if it cannot be written, nothing is loaded. SQLite has
+one write lock per database, which the load holds until it commits and the audit chain needs: there
+a `data.load.start` event (dataset, mode) is recorded before the load begins — no event, no load —
+and `data.load` with the counts right after the commit. A refused load is an event too."""
 
 from __future__ import annotations
 
@@ -85,6 +88,41 @@ def audit_detail(request: LoadRequest, result: LoadResult | None, digest: str | 
     return detail
 
 
+class Audited:
+    """Where a load's audit events go (see the module docstring)."""
+
+    def __init__(
+        self, engine: AsyncEngine, audit: Auditor | None, operation: str, request: LoadRequest
+    ) -> None:
+        self.audit, self.operation, self.request = audit, operation, request
+        self.inside = engine.dialect.name == "postgresql"
+
+    async def start(self) -> None:
+        if self.audit is not None and not self.inside:
+            await self.audit(self.operation + ".start", 202, audit_detail(self.request, None, None), None)
+
+    async def _done(self, done: LoadResult) -> None:
+        assert self.audit is not None
+        await self.audit(self.operation, 200, audit_detail(self.request, done, done.digest), None)
+
+    @property
+    def before_commit(self) -> Callable[[LoadResult], Awaitable[None]] | None:
+        return self._done if self.audit is not None and self.inside else None
+
+    async def finish(self, done: LoadResult) -> LoadResult:
+        if self.audit is not None and not self.inside:
+            await self._done(done)
+        return done
+
+    async def refused(self, err: LoadError, digest: str | None) -> None:
+        if self.audit is None:
+            return
+        failed = err.result if isinstance(err, LoadRejected) else None
+        code = "ROWS_REJECTED" if failed is not None else "BAD_INPUT"
+        status = 422 if failed is not None else 400
+        await self.audit(self.operation, status, audit_detail(self.request, failed, digest), code)
+
+
 async def load_file(
     engine: AsyncEngine,
     request: LoadRequest,
@@ -105,19 +143,13 @@ async def load_file(
         digest = file_digest(request.path)
         return digest
 
-    result: LoadResult | None = None
-
-    async def before_commit(done: LoadResult) -> None:
-        nonlocal result
-        result = done
-        if audit is not None:
-            await audit("data.load", 200, audit_detail(request, done, digest), None)
-
+    audited = Audited(engine, audit, "data.load", request)
+    await audited.start()
     rows = None
     try:
         rows = open_rows(request.path, fmt, request.encoding)
         extra = {"batch_rows": batch_rows} if batch_rows else {}
-        return await load_rows(
+        result = await load_rows(
             engine,
             spec,
             rows.header,
@@ -129,18 +161,16 @@ async def load_file(
             rejects=RejectsFile(request.rejects_path),
             progress=progress,
             digest=finish_digest,
-            before_commit=before_commit,
+            before_commit=audited.before_commit,
             **extra,
         )
     except LoadError as err:
-        if audit is not None:
-            failed = err.result if isinstance(err, LoadRejected) else None
-            code = "ROWS_REJECTED" if failed is not None else "BAD_INPUT"
-            await audit("data.load", 422 if failed is not None else 400, audit_detail(request, failed, digest), code)
+        await audited.refused(err, digest)
         raise
     finally:
         if rows is not None:
             rows.close()
+    return await audited.finish(result)
 
 
 # ---- from PostgreSQL, and incremental sync ------------------------------------------------
@@ -163,12 +193,10 @@ async def load_sql(
     request.dataset = spec.code
     cipher = await cipher_for(engine, spec, master_key)
 
-    async def before_commit(done: LoadResult) -> None:
-        if audit is not None:
-            await audit(operation, 200, audit_detail(request, done, digest), None)
-
+    audited = Audited(engine, audit, operation, request)
+    await audited.start()
     try:
-        return await load_rows(
+        result = await load_rows(
             engine,
             spec,
             source.header,
@@ -180,17 +208,15 @@ async def load_sql(
             rejects=RejectsFile(request.rejects_path),
             progress=progress,
             digest=lambda: digest,
-            before_commit=before_commit,
+            before_commit=audited.before_commit,
             watermark=lambda: source.watermark,
         )
     except LoadError as err:
-        if audit is not None:
-            failed = err.result if isinstance(err, LoadRejected) else None
-            code = "ROWS_REJECTED" if failed is not None else "BAD_INPUT"
-            await audit(operation, 422 if failed is not None else 400, audit_detail(request, failed, digest), code)
+        await audited.refused(err, digest)
         raise
     finally:
         source.close()
+    return await audited.finish(result)
 
 
 def text_digest(*parts: str | None) -> str:
@@ -251,7 +277,9 @@ async def sync_dataset(
         spec = await dataset_spec(engine, dataset)
         updated = status.source_updated_column
         drop = set() if updated in {f.name for f in spec.fields} else {updated}  # a source column only
-        source = await asyncio.to_thread(SqlRows, status.source_url, query, (status.sync_watermark,), updated, drop)
+        source = await asyncio.to_thread(
+            SqlRows, status.source_url, query, (status.sync_watermark,), updated, drop
+        )
         result = await load_sql(
             engine,
             request,
@@ -264,7 +292,9 @@ async def sync_dataset(
         )
     except (LoadError, OSError) as err:
         async with engine.begin() as conn:
-            await upsert_status(conn, dataset, {"last_sync_at": started, "last_sync_outcome": f"failed: {err}"[:500]})
+            await upsert_status(
+                conn, dataset, {"last_sync_at": started, "last_sync_outcome": f"failed: {err}"[:500]}
+            )
         raise
     outcome = f"ok: {result.inserted} inserted, {result.updated} updated"
     async with engine.begin() as conn:

@@ -56,7 +56,10 @@ def source_query(sql: str | None, table: str | None) -> str:
 def since_query(base: str, updated_column: str) -> str:
     """Rows changed after the watermark ($1), oldest first."""
     col = quote_ident(updated_column)
-    return f"SELECT * FROM ({base}) AS src WHERE $1::text IS NULL OR src.{col} > $1::text::{{type}} ORDER BY src.{col}"  # noqa: S608
+    return (
+        f"SELECT * FROM ({base}) AS src "  # noqa: S608
+        f"WHERE $1::text IS NULL OR src.{col} > $1::text::{{type}} ORDER BY src.{col}"
+    )
 
 
 @dataclass
@@ -100,7 +103,7 @@ class SqlRows:
 
         try:
             conn = await asyncpg.connect(self.url, timeout=10)
-        except Exception as err:  # noqa: BLE001 - reported to the reader
+        except Exception as err:
             self._put(_safe_error(err))
             return
         try:
@@ -129,7 +132,7 @@ class SqlRows:
                 if best is not None:
                     self.watermark = best.isoformat() if isinstance(best, datetime | date) else str(best)
                 self._put(_DONE)
-        except Exception as err:  # noqa: BLE001 - reported to the reader
+        except Exception as err:
             self._put(_safe_error(err))
         finally:
             await conn.close()
@@ -151,4 +154,8 @@ class SqlRows:
 
 def _safe_error(err: Exception) -> Exception:
     """asyncpg's message names the server's complaint; never the URL (it holds the user)."""
-    return err if isinstance(err, LoadError) else Exception(f"{type(err).__name__}: {str(err).splitlines()[0][:200]}")
+    return (
+        err
+        if isinstance(err, LoadError)
+        else Exception(f"{type(err).__name__}: {str(err).splitlines()[0][:200]}")
+    )

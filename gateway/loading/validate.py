@@ -27,7 +27,9 @@ CHINA = timezone(timedelta(hours=8), "Asia/Shanghai")
 DECIMAL_INTEGER_DIGITS = 18  # NUMERIC(20, 2)
 _TRUE = {"true", "t", "1", "yes", "y", "是", "真"}
 _FALSE = {"false", "f", "0", "no", "n", "否", "假"}
-_DATE = re.compile(r"(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})|(\d{4})(\d{2})(\d{2})|(\d{4})年(\d{1,2})月(\d{1,2})日")
+_DATE = re.compile(
+    r"(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})|(\d{4})(\d{2})(\d{2})|(\d{4})年(\d{1,2})月(\d{1,2})日"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,16 +200,26 @@ class Validator:
             if f is None:
                 unknown.append(h)
             elif f.name in mapped:
-                raise LoadError(f"column {f.name} appears twice in the header ({header[mapped[f.name]]!r}, {h!r})")
+                raise LoadError(
+                    f"column {f.name} appears twice in the header ({header[mapped[f.name]]!r}, {h!r})"
+                )
             else:
                 mapped[f.name] = i
         valid = ", ".join(f"{f.name} ({f.title})" for f in spec.fields)
         if unknown:
-            shown = ", ".join(repr(u[:40]) for u in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
-            raise LoadError(f"unknown column{'s' if len(unknown) > 1 else ''} {shown} in the header; {spec.code} has: {valid}")
+            shown = ", ".join(repr(u[:40]) for u in unknown[:5]) + (
+                f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+            )
+            raise LoadError(
+                f"unknown column{'s' if len(unknown) > 1 else ''} {shown} in the header; "
+                f"{spec.code} has: {valid}"
+            )
         missing = [f.name for f in spec.fields if f.name not in mapped and (not f.nullable or f.name in key)]
         if missing:
-            raise LoadError(f"required column{'s' if len(missing) > 1 else ''} missing from the header: {', '.join(missing)}")
+            raise LoadError(
+                f"required column{'s' if len(missing) > 1 else ''} missing from the header: "
+                f"{', '.join(missing)}"
+            )
         self.key = tuple(key)
         self.fields: tuple[FieldSpec, ...] = tuple(f for f in spec.fields if f.name in mapped)
         self._plan = [
@@ -243,9 +255,14 @@ class Validator:
                 if identifier is not None:
                     text = text.strip().upper()
                     if identifier is Entity.LEGAL_ENTITY and not is_valid_credit_code(text):
-                        raise Invalid("not a valid 统一社会信用代码 (GB 32100: 18 characters and a check character)")
+                        raise Invalid(
+                            "not a valid 统一社会信用代码 (GB 32100: 18 characters and a check character)"
+                        )
                     if identifier is Entity.PERSON and not is_valid_id_number(text):
-                        raise Invalid("not a valid 身份证号 (GB 11643: 18 characters, a real birth date and a check digit)")
+                        raise Invalid(
+                            "not a valid 身份证号 "
+                            "(GB 11643: 18 characters, a real birth date and a check digit)"
+                        )
                 out.append(text)
             except Invalid as err:
                 reason = f"{err}: {_short(raw)}" if may_quote(f) else str(err)

@@ -177,9 +177,13 @@ async def load_rows(
                 await raw.execute("BEGIN IMMEDIATE")
             await conn.run_sync(lambda c: staging.create(c))
             write = _copy_writer(conn, staging) if postgres else _sqlite_writer(conn, staging)
-            stopped = await _stage(rows, validator, encoder, write, rejects, result, max_rejects, batch_rows, progress)
+            stopped = await _stage(
+                rows, validator, encoder, write, rejects, result, max_rejects, batch_rows, progress
+            )
             if stored_key and result.rejected <= max_rejects:
-                await _check_keys(conn, staging, pool, stored_key, key_cols, mode, rejects, result, max_rejects)
+                await _check_keys(
+                    conn, staging, pool, stored_key, key_cols, mode, rejects, result, max_rejects
+                )
             result.sample = rejects.sample
             result.rejects_file = str(rejects.path) if rejects.path and rejects.count else None
             if result.rejected > max_rejects:
@@ -300,7 +304,9 @@ async def _check_keys(
 ) -> None:
     q = conn.dialect.identifier_preparer.quote
     s, p = q(staging.name), q(pool.name)
-    await conn.exec_driver_sql(f"CREATE INDEX {q('ix' + staging.name)} ON {s} ({', '.join(q(k) for k in stored_key)}, {q(ROW)})")
+    await conn.exec_driver_sql(
+        f"CREATE INDEX {q('ix' + staging.name)} ON {s} ({', '.join(q(k) for k in stored_key)}, {q(ROW)})"
+    )
     same = " AND ".join(f"t.{q(k)} = s.{q(k)}" for k in stored_key)
     named = ", ".join(key_cols)
     limit = max_rejects - result.rejected + EXTRA_REJECTS + 1
@@ -362,7 +368,7 @@ async def _apply(
             updated = await conn.exec_driver_sql(f"UPDATE {p} SET {sets} FROM {s} AS s WHERE {same}")  # noqa: S608
             result.updated = updated.rowcount
         exists = " AND ".join(f"t.{q(k)} = s.{q(k)}" for k in stored_key)
-        where = f"WHERE NOT EXISTS (SELECT 1 FROM {p} t WHERE {exists}) "
+        where = f"WHERE NOT EXISTS (SELECT 1 FROM {p} t WHERE {exists}) "  # noqa: S608
     else:
         where = ""
     inserted = await conn.exec_driver_sql(

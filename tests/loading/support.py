@@ -27,7 +27,9 @@ CHARGERS = DatasetSpec(
     fields=(
         FieldSpec("station_id", FieldType.STRING, "桩编号", nullable=False, indexed=True),
         FieldSpec("name", FieldType.STRING, "名称", nullable=False),
-        FieldSpec("operator_credit_code", FieldType.STRING, "运营商统一社会信用代码", references=Entity.LEGAL_ENTITY),
+        FieldSpec(
+            "operator_credit_code", FieldType.STRING, "运营商统一社会信用代码", references=Entity.LEGAL_ENTITY
+        ),
         FieldSpec("power_kw", FieldType.DECIMAL, "功率（千瓦）"),
         FieldSpec("ports", FieldType.INTEGER, "枪数"),
         FieldSpec("opened_on", FieldType.DATE, "投运日期"),
@@ -50,16 +52,40 @@ RESIDENTS = DatasetSpec(
     entity_field="id_number",
     fields=(
         FieldSpec(
-            "id_number", FieldType.STRING, "公民身份号码", level=Level.L4, pi=PI.SENSITIVE,
-            mask=MaskRule.ID_NUMBER, nullable=False, indexed=True,
+            "id_number",
+            FieldType.STRING,
+            "公民身份号码",
+            level=Level.L4,
+            pi=PI.SENSITIVE,
+            mask=MaskRule.ID_NUMBER,
+            nullable=False,
+            indexed=True,
         ),
-        FieldSpec("name", FieldType.STRING, "姓名", level=Level.L3, pi=PI.PERSONAL, mask=MaskRule.NAME, nullable=False),
+        FieldSpec(
+            "name",
+            FieldType.STRING,
+            "姓名",
+            level=Level.L3,
+            pi=PI.PERSONAL,
+            mask=MaskRule.NAME,
+            nullable=False,
+        ),
         FieldSpec("district", FieldType.STRING, "居住区县"),
         FieldSpec("issued_on", FieldType.DATE, "签发日期"),
     ),
 )
 
-CHARGER_HEADER = ["station_id", "name", "operator_credit_code", "power_kw", "ports", "opened_on", "updated_at", "public", "latitude"]
+CHARGER_HEADER = [
+    "station_id",
+    "name",
+    "operator_credit_code",
+    "power_kw",
+    "ports",
+    "opened_on",
+    "updated_at",
+    "public",
+    "latitude",
+]
 
 
 def credit_code(n: int) -> str:
@@ -76,8 +102,15 @@ def id_number(n: int) -> str:
 def charger_rows(n: int, start: int = 0, name: str = "站") -> Iterator[list[Any]]:
     for i in range(start, start + n):
         yield [
-            f"S{i:07d}", f"{name}{i}", credit_code(i % 97), f"{60 + i % 5}.50", str(2 + i % 3),
-            "2023-05-01", "2024-01-02 08:30:00", "是" if i % 2 else "否", "34.25",
+            f"S{i:07d}",
+            f"{name}{i}",
+            credit_code(i % 97),
+            f"{60 + i % 5}.50",
+            str(2 + i % 3),
+            "2023-05-01",
+            "2024-01-02 08:30:00",
+            "是" if i % 2 else "否",
+            "34.25",
         ]
 
 
@@ -97,11 +130,10 @@ class Store:
 
 
 def make_store(backend: str, tmp: Path) -> tuple[Store, Any]:
+    from catalogue import service
     from gateway.db import create_engine
     from gateway.secrets import load_master_key
     from tests.conftest import create_database, init_store, settings_for
-
-    from catalogue import service
 
     url, drop = create_database(backend, tmp)
     settings = settings_for(url, tmp / "var")

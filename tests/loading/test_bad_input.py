@@ -28,13 +28,22 @@ from tests.loading.test_load import count, load, query, run
 @pytest.fixture(autouse=True)
 def baseline(store: Store, tmp_path: Path) -> None:
     """Ten known rows before each test, so "nothing written" is a count that did not move."""
-    load(store, LoadRequest("charging_station", write_csv(tmp_path / "base.csv", CHARGER_HEADER, charger_rows(10)), mode=Mode.replace))
+    load(
+        store,
+        LoadRequest(
+            "charging_station",
+            write_csv(tmp_path / "base.csv", CHARGER_HEADER, charger_rows(10)),
+            mode=Mode.replace,
+        ),
+    )
 
 
 def test_unterminated_quote(store: Store, tmp_path: Path) -> None:
     path = tmp_path / "bad.csv"
     good = "\n".join(",".join(r) for r in charger_rows(3, 500))
-    path.write_text(",".join(CHARGER_HEADER) + "\n" + good + '\nS9,"unterminated,' + "x" * 200 + "\n", encoding="utf-8")
+    path.write_text(
+        ",".join(CHARGER_HEADER) + "\n" + good + '\nS9,"unterminated,' + "x" * 200 + "\n", encoding="utf-8"
+    )
     with pytest.raises(LoadError, match=r"row 5: malformed CSV \(an unterminated quoted field\?\)"):
         load(store, LoadRequest("charging_station", path))
     assert count(store) == 10
@@ -48,7 +57,9 @@ def test_gb18030_read_as_utf8_suggests_the_encoding(store: Store, tmp_path: Path
 
 
 def test_unknown_column_lists_the_valid_ones_before_any_row(store: Store, tmp_path: Path) -> None:
-    path = write_csv(tmp_path / "c.csv", [*CHARGER_HEADER, "colour"], [r + ["red"] for r in charger_rows(3, 600)])
+    path = write_csv(
+        tmp_path / "c.csv", [*CHARGER_HEADER, "colour"], [[*r, "red"] for r in charger_rows(3, 600)]
+    )
     with pytest.raises(LoadError) as err:
         load(store, LoadRequest("charging_station", path))
     assert "unknown column 'colour'" in str(err.value)
@@ -90,7 +101,7 @@ def test_rejects_never_quote_a_protected_or_personal_value(store: Store, tmp_pat
     saved = rejects.read_text(encoding="utf-8-sig")
     for text in (str(err.value), saved):
         assert bad not in text and bad[:17] not in text
-    assert "id_number,\"not a valid 身份证号" in saved
+    assert 'id_number,"not a valid 身份证号' in saved
     assert "issued_on,not a real date: '2024-02-30'" in saved  # an L1 value may be quoted
 
 
@@ -109,14 +120,18 @@ def test_duplicate_key_in_the_file(store: Store, tmp_path: Path) -> None:
     rows.append(list(rows[1]))  # file row 6 repeats row 3
     path = write_csv(tmp_path / "c.csv", CHARGER_HEADER, rows)
     for mode in (Mode.append, Mode.upsert, Mode.replace):
-        with pytest.raises(LoadRejected, match=r"row 6, station_id: duplicate key \(station_id\): the same as row 3"):
+        with pytest.raises(
+            LoadRejected, match=r"row 6, station_id: duplicate key \(station_id\): the same as row 3"
+        ):
             load(store, LoadRequest("charging_station", path, mode=mode, key=["station_id"]))
     assert count(store) == 10
 
 
 def test_duplicate_key_against_the_table_in_append_mode(store: Store, tmp_path: Path) -> None:
     path = write_csv(tmp_path / "c.csv", CHARGER_HEADER, charger_rows(3, 8))  # S8, S9 are loaded already
-    with pytest.raises(LoadRejected, match=r"2 rows rejected.*row 2, station_id: key \(station_id\) already in the table"):
+    with pytest.raises(
+        LoadRejected, match=r"2 rows rejected.*row 2, station_id: key \(station_id\) already in the table"
+    ):
         load(store, LoadRequest("charging_station", path, key=["station_id"]))
     assert count(store) == 10
     result = load(store, LoadRequest("charging_station", path, mode=Mode.upsert, key=["station_id"]))
@@ -156,14 +171,18 @@ def test_not_a_workbook_and_not_json(store: Store, tmp_path: Path) -> None:
     (tmp_path / "x.xlsx").write_bytes(b"PK\x03\x04 not really")
     with pytest.raises(LoadError, match="not an XLSX workbook"):
         load(store, LoadRequest("charging_station", tmp_path / "x.xlsx"))
-    (tmp_path / "x.jsonl").write_text('{"station_id": "S1", "name": "a"}\n{"station_id": \n', encoding="utf-8")
+    (tmp_path / "x.jsonl").write_text(
+        '{"station_id": "S1", "name": "a"}\n{"station_id": \n', encoding="utf-8"
+    )
     with pytest.raises(LoadError, match="row 2: not JSON"):
         load(store, LoadRequest("charging_station", tmp_path / "x.jsonl"))
     assert count(store) == 10
 
 
 @pytest.mark.parametrize("interrupt", [KeyboardInterrupt, asyncio.CancelledError, RuntimeError])
-def test_interrupted_mid_load_writes_nothing(store: Store, tmp_path: Path, interrupt: type[BaseException]) -> None:
+def test_interrupted_mid_load_writes_nothing(
+    store: Store, tmp_path: Path, interrupt: type[BaseException]
+) -> None:
     path = write_csv(tmp_path / "c.csv", CHARGER_HEADER, charger_rows(1000, 5000))
     batches = 0
 
@@ -200,7 +219,8 @@ def test_replace_is_atomic_for_a_concurrent_reader(store: Store, tmp_path: Path)
             async with reader.connect() as conn:
                 n, new = (
                     await conn.exec_driver_sql(
-                        "SELECT count(*), sum(CASE WHEN name LIKE '新%' THEN 1 ELSE 0 END) FROM pool_charging_station"
+                        "SELECT count(*), sum(CASE WHEN name LIKE '新%' THEN 1 ELSE 0 END) "
+                        "FROM pool_charging_station"
                     )
                 ).one()
                 seen.append((int(n), int(new or 0)))
@@ -209,8 +229,13 @@ def test_replace_is_atomic_for_a_concurrent_reader(store: Store, tmp_path: Path)
         rows = open_rows(path, Format.csv)
         try:
             await load_rows(
-                engine, spec, rows.header, rows.rows, mode=Mode.replace,
-                cipher=await cipher_for(engine, spec, store.master_key), on_swap=look,
+                engine,
+                spec,
+                rows.header,
+                rows.rows,
+                mode=Mode.replace,
+                cipher=await cipher_for(engine, spec, store.master_key),
+                on_swap=look,
             )
         finally:
             rows.close()

@@ -48,20 +48,38 @@ def count(store: Store, table: str = "pool_charging_station") -> int:
 
 def test_csv_with_bom_chinese_headers_and_types(store: Store, tmp_path: Path) -> None:
     # Excel's "CSV UTF-8": a BOM, and the 信息项名称 as headers.
-    titles = ["桩编号", "名称", "运营商统一社会信用代码", "功率（千瓦）", "枪数", "投运日期", "更新时间", "对外开放", "纬度"]
+    titles = [
+        "桩编号",
+        "名称",
+        "运营商统一社会信用代码",
+        "功率（千瓦）",
+        "枪数",
+        "投运日期",
+        "更新时间",
+        "对外开放",
+        "纬度",
+    ]
     path = write_csv(tmp_path / "c.csv", titles, charger_rows(30), encoding="utf-8-sig")
     result = load(store, LoadRequest("charging_station", path, mode=Mode.replace))
     assert (result.read, result.loaded, result.rejected, result.row_count) == (30, 30, 0, 30)
-    row = query(store, "SELECT station_id, name, power_kw, ports, opened_on, public FROM pool_charging_station ORDER BY station_id LIMIT 2")
+    row = query(
+        store,
+        "SELECT station_id, name, power_kw, ports, opened_on, public FROM pool_charging_station "
+        "ORDER BY station_id LIMIT 2",
+    )
     assert row[0][:2] == ("S0000000", "站0") and float(row[0][2]) == 60.5 and row[0][3] == 2
     assert str(row[0][4]).startswith("2023-05-01") and not row[0][5] and row[1][5]
 
 
 def test_gb18030_auto_detected_and_declared(store: Store, tmp_path: Path) -> None:
-    path = write_csv(tmp_path / "gb.csv", CHARGER_HEADER, charger_rows(5, 100, name="充电站"), encoding="gb18030")
+    path = write_csv(
+        tmp_path / "gb.csv", CHARGER_HEADER, charger_rows(5, 100, name="充电站"), encoding="gb18030"
+    )
     for encoding in (Encoding.auto, Encoding.gb18030):
         load(store, LoadRequest("charging_station", path, encoding=encoding, mode=Mode.replace))
-        assert query(store, "SELECT name FROM pool_charging_station WHERE station_id = 'S0000100'") == [("充电站100",)]
+        assert query(store, "SELECT name FROM pool_charging_station WHERE station_id = 'S0000100'") == [
+            ("充电站100",)
+        ]
 
 
 def test_xlsx_and_json_lines(store: Store, tmp_path: Path) -> None:
@@ -75,7 +93,9 @@ def test_xlsx_and_json_lines(store: Store, tmp_path: Path) -> None:
         sheet.append(r)
     book.save(tmp_path / "c.xlsx")
     assert load(store, LoadRequest("charging_station", tmp_path / "c.xlsx", mode=Mode.replace)).loaded == 7
-    lines = [json.dumps(dict(zip(CHARGER_HEADER, r, strict=True)), ensure_ascii=False) for r in charger_rows(4, 50)]
+    lines = [
+        json.dumps(dict(zip(CHARGER_HEADER, r, strict=True)), ensure_ascii=False) for r in charger_rows(4, 50)
+    ]
     (tmp_path / "c.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     result = load(store, LoadRequest("charging_station", tmp_path / "c.jsonl", Format.jsonl))
     assert result.loaded == 4 and result.row_count == 11
@@ -85,7 +105,9 @@ def test_upsert_on_a_protected_key_updates_through_the_blind_index(store: Store,
     header = ["id_number", "name", "district"]
     first = write_csv(tmp_path / "r1.csv", header, [[id_number(i), f"张{i}", "雁塔区"] for i in range(10)])
     load(store, LoadRequest("resident_card", first, mode=Mode.replace))
-    second = write_csv(tmp_path / "r2.csv", header, [[id_number(i), f"李{i}", "碑林区"] for i in range(5, 15)])
+    second = write_csv(
+        tmp_path / "r2.csv", header, [[id_number(i), f"李{i}", "碑林区"] for i in range(5, 15)]
+    )
     result = load(store, LoadRequest("resident_card", second, mode=Mode.upsert))
     assert (result.updated, result.inserted, result.row_count) == (5, 5, 15)
     assert query(store, "SELECT count(*) FROM pool_resident_card WHERE district = '碑林区'") == [(10,)]
@@ -115,11 +137,27 @@ def test_freshness_and_the_audit_event(store: Store, tmp_path: Path) -> None:
     assert status.row_count == 12 and status.last_load_mode == "replace"
     assert status.last_load_digest == result.digest and result.digest.startswith("sm3:")
     assert status.last_load_at is not None and status.last_change_at is not None
+    if store.backend == "sqlite":  # the intent first, while the store's one write lock is free
+        start = events.pop(0)
+        assert start == (
+            "data.load.start",
+            202,
+            {"dataset": "charging_station", "mode": "replace", "digest": None},
+            None,
+        )
     [(op, code, detail, error)] = events
     assert (op, code, error) == ("data.load", 200, None)
     assert detail == {
-        "dataset": "charging_station", "mode": "replace", "digest": result.digest, "read": 12, "loaded": 12,
-        "rejected": 0, "inserted": 12, "updated": 0, "deleted": result.deleted, "row_count": 12,
+        "dataset": "charging_station",
+        "mode": "replace",
+        "digest": result.digest,
+        "read": 12,
+        "loaded": 12,
+        "rejected": 0,
+        "inserted": 12,
+        "updated": 0,
+        "deleted": result.deleted,
+        "row_count": 12,
     }
 
 
