@@ -25,7 +25,7 @@ from catalogue.freshness import load_statuses
 from catalogue.protection import load_keyring, protected_fields
 from catalogue.spec import DatasetSpec
 from gateway.loading.readers import Encoding, Format, LoadError, file_digest, guess_format, open_rows
-from gateway.loading.source import SqlRows, check_source_url, since_query, source_query
+from gateway.loading.source import SqlRows, check_source_url, source_query
 from gateway.loading.writer import (
     LoadRejected,
     LoadResult,
@@ -248,7 +248,9 @@ async def set_source(
         "source_table": table,
         "source_updated_column": updated_column,
         "source_key": ",".join(key_cols),
-        "sync_watermark": None,
+        "sync_watermark": None,  # a new source starts from its first row, and is due at once
+        "last_sync_at": None,
+        "last_sync_outcome": None,
     }
     async with engine.begin() as conn:
         await upsert_status(conn, spec.code, values)
@@ -269,7 +271,7 @@ async def sync_dataset(
     status = statuses.get(dataset)
     if status is None or not status.source_url or not status.source_updated_column:
         raise LoadError(f"{dataset} has no source: declare one with `shuqiao data source {dataset} …`")
-    query = since_query(source_query(status.source_sql, status.source_table), status.source_updated_column)
+    query = source_query(status.source_sql, status.source_table)
     key = [k for k in (status.source_key or "").split(",") if k]
     request = LoadRequest(dataset, Path("-"), mode=Mode.upsert, key=key or None)
     started = datetime.now(UTC)
@@ -278,7 +280,7 @@ async def sync_dataset(
         updated = status.source_updated_column
         drop = set() if updated in {f.name for f in spec.fields} else {updated}  # a source column only
         source = await asyncio.to_thread(
-            SqlRows, status.source_url, query, (status.sync_watermark,), updated, drop
+            SqlRows, status.source_url, query, (status.sync_watermark,), updated, drop, True
         )
         result = await load_sql(
             engine,

@@ -72,6 +72,7 @@ class SqlRows:
     args: tuple[Any, ...] = ()
     updated_column: str | None = None
     drop: set[str] = field(default_factory=set)
+    incremental: bool = False  # only rows whose updated_column is after args[0] (None: all)
     header: list[str] = field(default_factory=list)
     watermark: str | None = None
 
@@ -109,12 +110,12 @@ class SqlRows:
         try:
             async with conn.transaction(isolation="repeatable_read", readonly=True):
                 query = self.query
-                if "{type}" in query:  # since_query: the watermark's type is the column's
-                    probe = await conn.prepare(query.replace("{type}", "text"))
+                if self.incremental:  # rows after the watermark ($1), compared as the column's type
+                    probe = await conn.prepare(f"SELECT * FROM ({query}) AS src LIMIT 0")  # noqa: S608
                     col = next((a for a in probe.get_attributes() if a.name == self.updated_column), None)
                     if col is None:
                         raise LoadError(f"the source has no column {self.updated_column!r}")
-                    query = query.replace("{type}", col.type.name)
+                    query = since_query(query, col.name).replace("{type}", col.type.name)
                 stmt = await conn.prepare(query)
                 names = [a.name for a in stmt.get_attributes()]
                 keep = [i for i, n in enumerate(names) if n not in self.drop]
