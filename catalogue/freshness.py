@@ -39,7 +39,14 @@ class DatasetStatus(SQLModel, table=True):
     source_key: str | None = Field(default=None, max_length=200)  # comma-separated key columns
 
 
-FRESHNESS_FIELDS = ("row_count", "last_load_at", "last_change_at", "last_load_digest", "last_sync_at", "last_sync_outcome")
+FRESHNESS_FIELDS = (
+    "row_count",
+    "last_load_at",
+    "last_change_at",
+    "last_load_digest",
+    "last_sync_at",
+    "last_sync_outcome",
+)
 
 
 def describe(row: DatasetStatus | None) -> dict[str, Any]:

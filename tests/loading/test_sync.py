@@ -19,7 +19,7 @@ from gateway.loading.service import LoadRequest, load_sql, set_source, sync_data
 from gateway.loading.source import SqlRows, check_source_url
 from gateway.loading.writer import Mode
 from tests.conftest import PG_ADMIN_URL, _pg_admin
-from tests.loading.support import Store, charger_rows
+from tests.loading.support import Store
 from tests.loading.test_load import count, query, run
 
 
@@ -58,7 +58,8 @@ def _fill(url: str, rows: list[tuple[str, str, int, str]], at: datetime) -> None
         try:
             await conn.executemany(
                 "INSERT INTO chargers VALUES ($1, $2, $3, $4::text::date, $5) ON CONFLICT (station_id) "
-                "DO UPDATE SET name = EXCLUDED.name, ports = EXCLUDED.ports, modified_at = EXCLUDED.modified_at",
+                "DO UPDATE SET name = EXCLUDED.name, ports = EXCLUDED.ports, "
+                "modified_at = EXCLUDED.modified_at",
                 [(*r, at) for r in rows],
             )
         finally:
