@@ -10,7 +10,7 @@ reads) keep it out of the database and out of every listing."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import BigInteger, Column, DateTime
@@ -54,7 +54,10 @@ def describe(row: DatasetStatus | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name in FRESHNESS_FIELDS:
         value = getattr(row, name) if row is not None else None
-        out[name] = value.isoformat() if isinstance(value, datetime) else value
+        if isinstance(value, datetime):
+            # SQLite hands back the naive UTC it stored
+            value = (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+        out[name] = value
     return out
 
 

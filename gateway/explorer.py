@@ -14,7 +14,10 @@ The catalogue is derived from the *built anonymous open schema itself* — the o
 supply the Chinese labels of what the schema already contains. A dataset or field absent from that
 schema (不予开放, L3+, sensitive or unopened personal information) cannot appear here, and nothing is
 said that the schema's introspection does not already say (its descriptions carry the same name,
-provider, resource code, category, update cycle and open attribute). An `X-API-Key` on this route
+provider, resource code, category, update cycle and open attribute) — apart from each listed
+dataset's freshness and size (`rowCount`, `lastLoadAt`, `lastChangeAt`, `lastSyncAt`, from
+catalogue.freshness: null until rows are loaded with `shuqiao data load`), read on every call since
+a load changes them without changing the schema. An `X-API-Key` on this route
 is ignored: the catalogue is always the anonymous view. Each call is rate-limited like an anonymous
 GraphQL request and is an access event (tier "open"), written before the answer leaves.
 """
@@ -33,6 +36,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from catalogue.freshness import DatasetStatus, describe, load_statuses
 from catalogue.spec import FieldSpec
 from gateway.access_log import AccessEvent, answer_once_recorded
 from gateway.client_address import client_address
@@ -169,11 +173,23 @@ def open_catalogue(built: BuiltSchema, departments: dict[str, str], max_page_siz
     }
 
 
+def _with_freshness(dataset: dict[str, Any], status: DatasetStatus | None) -> dict[str, Any]:
+    """Size and freshness, public: no load digest, no sync outcome (a source's error text)."""
+    fresh = describe(status)
+    return {
+        **dataset,
+        "rowCount": fresh["row_count"],
+        "lastLoadAt": fresh["last_load_at"],
+        "lastChangeAt": fresh["last_change_at"],
+        "lastSyncAt": fresh["last_sync_at"],
+    }
+
+
 class Explorer:
     def __init__(self, state: GatewayState) -> None:
         self.state = state
         # One rendering per built schema: a catalogue change builds a new schema, so a new entry.
-        self._cache: weakref.WeakKeyDictionary[BuiltSchema, bytes] = weakref.WeakKeyDictionary()
+        self._cache: weakref.WeakKeyDictionary[BuiltSchema, dict[str, Any]] = weakref.WeakKeyDictionary()
 
     def routes(self) -> list[Route]:
         """Under `Mount("/explore")`; the page itself is `GET /explore` (`self.page`)."""
@@ -201,12 +217,15 @@ class Explorer:
     async def _body(self) -> bytes:
         registry = self.state.registry
         built = await registry.schema(Tier.OPEN)  # the anonymous open schema /open/graphql runs on
-        body = self._cache.get(built)
-        if body is None:
+        doc = self._cache.get(built)
+        if doc is None:
             departments = {code: d.name for code, d in (await registry.refresh()).departments.items()}
-            body = orjson.dumps(open_catalogue(built, departments, self.state.settings.limits.max_page_size))
-            self._cache[built] = body
-        return body
+            doc = open_catalogue(built, departments, self.state.settings.limits.max_page_size)
+            self._cache[built] = doc
+        statuses = await load_statuses(self.state.engine)
+        return orjson.dumps(
+            {**doc, "datasets": [_with_freshness(d, statuses.get(d["code"])) for d in doc["datasets"]]}
+        )
 
     async def catalogue(self, request: Request) -> Response:
         started = time.perf_counter()

@@ -159,3 +159,42 @@ def test_json_lines_upload(client: Any, demo_env: Any, dataset: str) -> None:
     )
     assert r.status_code == 200, r.text
     assert r.json()["loaded"] == 5
+
+
+def test_the_explorer_catalogue_shows_size_and_freshness(client: Any, demo_env: Any) -> None:
+    from gateway.db import create_engine
+    from gateway.loading.writer import upsert_status
+
+    async def status(values: dict[str, Any] | None) -> None:
+        engine = create_engine(demo_env.settings.database_url)
+        try:
+            async with engine.begin() as conn:
+                if values is None:
+                    await conn.exec_driver_sql(
+                        "DELETE FROM dataset_status WHERE dataset_code = 'air_quality_daily'"
+                    )
+                else:
+                    await upsert_status(conn, "air_quality_daily", values)
+        finally:
+            await engine.dispose()
+
+    from datetime import UTC, datetime
+
+    at = datetime(2026, 5, 1, 8, tzinfo=UTC)
+    asyncio.run(
+        status({"row_count": 1234, "last_load_at": at, "last_change_at": at, "last_load_digest": "sm3:ab"})
+    )
+    try:
+        r = client.get("/explore/api/catalogue")
+        assert r.status_code == 200
+        by_code = {d["code"]: d for d in r.json()["datasets"]}
+        aq = by_code["air_quality_daily"]
+        assert (
+            aq["rowCount"] == 1234
+            and aq["lastChangeAt"].startswith("2026-05-01")
+            and aq["lastSyncAt"] is None
+        )
+        assert "sm3:ab" not in r.text  # the digest is the steward's, not the public's
+        assert by_code["enterprise_registration"]["rowCount"] is None
+    finally:
+        asyncio.run(status(None))
