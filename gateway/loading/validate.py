@@ -235,37 +235,42 @@ class Validator:
         self.width = len(header)
 
     def convert(self, row: int, values: Sequence[Any]) -> tuple[Any, ...] | list[Reject]:
-        """The row's values in `self.fields` order, or why it is rejected (every bad column)."""
+        """The row's values in `self.fields` order, or why it is rejected (every bad column).
+
+        The hot loop of a load (tens of microseconds a row): the common cases inline."""
         if len(values) != self.width:
             return [Reject(row, "", f"{len(values)} values where the header has {self.width} columns")]
         out: list[Any] = []
-        rejects: list[Reject] = []
+        append = out.append
+        rejects: list[Reject] | None = None
         for i, f, convert, identifier, required in self._plan:
             raw = values[i]
-            if _is_empty(raw):
+            if raw is None or raw == "" or (raw.__class__ is str and raw.isspace()):
                 if required:
+                    rejects = rejects or []
                     rejects.append(Reject(row, f.name, "required, but empty"))
-                out.append(None)
+                append(None)
+                continue
+            if convert is None and identifier is None:
+                append(raw if raw.__class__ is str else _text(raw))
                 continue
             try:
                 if convert is not None:
-                    out.append(convert(raw))
+                    append(convert(raw))
                     continue
-                text = _text(raw)
-                if identifier is not None:
-                    text = text.strip().upper()
-                    if identifier is Entity.LEGAL_ENTITY and not is_valid_credit_code(text):
-                        raise Invalid(
-                            "not a valid 统一社会信用代码 (GB 32100: 18 characters and a check character)"
-                        )
-                    if identifier is Entity.PERSON and not is_valid_id_number(text):
-                        raise Invalid(
-                            "not a valid 身份证号 "
-                            "(GB 11643: 18 characters, a real birth date and a check digit)"
-                        )
-                out.append(text)
+                text = _text(raw).strip().upper()
+                if identifier is Entity.LEGAL_ENTITY and not is_valid_credit_code(text):
+                    raise Invalid(
+                        "not a valid 统一社会信用代码 (GB 32100: 18 characters and a check character)"
+                    )
+                if identifier is Entity.PERSON and not is_valid_id_number(text):
+                    raise Invalid(
+                        "not a valid 身份证号 (GB 11643: 18 characters, a real birth date and a check digit)"
+                    )
+                append(text)
             except Invalid as err:
                 reason = f"{err}: {_short(raw)}" if may_quote(f) else str(err)
+                rejects = rejects or []
                 rejects.append(Reject(row, f.name, reason))
-                out.append(None)
+                append(None)
         return rejects or tuple(out)
