@@ -72,7 +72,7 @@ class LoadResult:
 
     def summary(self) -> dict[str, Any]:
         out = {k: v for k, v in self.__dict__.items() if k != "sample"}
-        out["rejects"] = [r.__dict__ for r in self.sample]
+        out["rejects"] = [{"row": r.row, "column": r.column, "reason": r.reason} for r in self.sample]
         return out
 
 

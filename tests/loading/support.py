@@ -127,6 +127,7 @@ class Store:
     backend: str
     url: str
     master_key: bytes
+    var_dir: Path
 
 
 def make_store(backend: str, tmp: Path) -> tuple[Store, Any]:
@@ -149,4 +150,4 @@ def make_store(backend: str, tmp: Path) -> tuple[Store, Any]:
             await engine.dispose()
 
     asyncio.run(setup())
-    return Store(backend, url, load_master_key(settings.master_key_file)), drop
+    return Store(backend, url, load_master_key(settings.master_key_file), settings.var_dir), drop
