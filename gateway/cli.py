@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from enum import StrEnum
 from typing import Annotated, Any, TypeVar
 
@@ -228,29 +228,79 @@ def pool_encrypt(batch: int = 1000, as_json: JsonOpt = False) -> None:
 # ---------------------------------------------------------------- grants
 
 
-@grant_app.command("create")
-def grant_create(
-    dataset: Annotated[str, typer.Option()],
-    consumer: Annotated[str, typer.Option()],
-    purpose: Annotated[str, typer.Option()],
-    tier: Annotated[str, typer.Option(help="share or open")] = "share",
-    field: Annotated[list[str] | None, typer.Option(help="Granted field; repeat.")] = None,
-    clear: Annotated[list[str] | None, typer.Option(help="Field granted unmasked.")] = None,
-    expires_days: int = 365,
-    as_json: JsonOpt = False,
-) -> None:
-    """Record an approved application."""
-    from gateway.grants.service import create_grant
-    from policies.model import Tier
+def _grant_run(make: Callable[[Any], Awaitable[T]], *, done: str = "nothing was changed") -> T:
+    from gateway.grants.service import GrantError
+    from gateway.identity.audit import AuditUnavailable
+    from gateway.identity.clients import IdentityError
 
     try:
-        tier_value = Tier(tier)
+        return run_with_engine(make, expected=(GrantError, CatalogueError, IdentityError))
+    except AuditUnavailable as err:
+        typer.echo(f"error: the audit log is unavailable ({err}); {done}", err=True)
+        raise typer.Exit(3) from None
+
+
+async def _grant_event(engine: Any, operation: str, **kw: Any) -> None:
+    from gateway.grants.audit import record_grant_event
+    from gateway.identity.audit import AuditUnavailable, cli_audit, cli_operator
+
+    try:
+        audit = cli_audit(_settings(), engine)
+    except Exception as err:  # e.g. the master key that seals the log cannot be read
+        raise AuditUnavailable(f"{type(err).__name__}: {err}") from err
+    await record_grant_event(audit, operation, principal_kind="operator", principal_id=cli_operator(), **kw)
+
+
+def _until(value: str) -> datetime:
+    """A date means "through that day" (China Standard Time); a full ISO time is taken as given."""
+    try:
+        if len(value) == 10:
+            day = datetime.fromisoformat(value).replace(tzinfo=timezone(timedelta(hours=8)))
+            return (day + timedelta(days=1)).astimezone(UTC)
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        typer.echo(f"error: --until {value!r} is not a date (YYYY-MM-DD) or an ISO 8601 time", err=True)
+        raise typer.Exit(2) from None
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+def _tier(value: str | None) -> Any:
+    from policies.model import Tier
+
+    if value is None:
+        return None
+    try:
+        return Tier(value)
     except ValueError:
         typer.echo("error: --tier is share or open", err=True)
         raise typer.Exit(2) from None
+
+
+@grant_app.command("create")
+def grant_create(
+    dataset: Annotated[str, typer.Option()],
+    consumer: Annotated[str, typer.Option(help="Department (share tier) or enterprise (open tier).")],
+    purpose: Annotated[str, typer.Option()],
+    tier: Annotated[str, typer.Option(help="share or open")] = "share",
+    field: Annotated[
+        list[str] | None, typer.Option(help="Granted field (snake_case or camelCase); repeat.")
+    ] = None,
+    clear: Annotated[list[str] | None, typer.Option(help="Granted field delivered unmasked; repeat.")] = None,
+    expires_days: int = 365,
+    as_json: JsonOpt = False,
+) -> None:
+    """Record an approved grant. It ADDS to the consumer's grants on the dataset (they combine:
+    union of fields, the strictest treatment where two list the same field); it replaces none."""
+    from gateway.grants.service import create_grant, describe, list_grants, revoke_grant, to_policy
+    from policies.model import GrantSet, Treatment
+
+    tier_value = _tier(tier)
     expires = datetime.now(UTC) + timedelta(days=expires_days)
-    row = _run(
-        lambda e: create_grant(
+
+    async def make(e: Any) -> Any:
+        from gateway.identity.audit import cli_operator
+
+        row = await create_grant(
             e,
             tier=tier_value,
             dataset=dataset,
@@ -259,9 +309,130 @@ def grant_create(
             clear_fields=clear or [],
             purpose=purpose,
             expires_at=expires,
+            created_by=cli_operator(),
         )
+        try:
+            await _grant_event(e, "grant.create", row=row)
+        except Exception:  # never leave an unrecorded grant in force
+            await revoke_grant(e, row.id, reason="audit log unavailable when created", by=cli_operator())
+            raise
+        held = await list_grants(e, consumer=consumer, dataset=dataset, tier=tier_value, state="active")
+        return row, held
+
+    row, held = _grant_run(make, done="the grant was revoked again")
+    combined = GrantSet.of(*(to_policy(r) for r in held))
+    others = [g for g in combined.ids if g != row.id]
+    notes = []
+    for name in row.clear_fields.split():
+        if combined.treatment(name) is not Treatment.CLEAR:
+            masking = [g.id for g in combined.grants if g.treatment(name) is Treatment.MASKED]
+            ids = ", ".join(map(str, masking))
+            notes.append(
+                f"{name} stays masked while grant {ids} lists it masked (the strictest applies); "
+                f"revoke {ids} to give it in clear"
+            )
+    doc = {
+        **describe(row),
+        "adds_to": others,
+        "combined": {
+            "grant_ids": list(combined.ids),
+            "fields": sorted(combined.fields),
+            "clear_fields": sorted(n for n in combined.fields if combined.treatment(n) is Treatment.CLEAR),
+        },
+        "notes": notes,
+    }
+    human = [
+        f"grant {row.id} approved until {expires:%Y-%m-%d}: added to {consumer}'s grants on {dataset} "
+        f"({'with ' + ', '.join(map(str, others)) if others else 'its first'}; it replaces none)",
+        f"{consumer} now reads {dataset} under grant(s) {', '.join(map(str, combined.ids))}: "
+        f"{', '.join(sorted(combined.fields)) or 'the whole open view'}",
+        *(f"note: {n}" for n in notes),
+    ]
+    _emit(as_json, doc, "\n".join(human))
+
+
+@grant_app.command("list")
+def grant_list(
+    consumer: Annotated[str | None, typer.Option()] = None,
+    dataset: Annotated[str | None, typer.Option()] = None,
+    tier: Annotated[str | None, typer.Option(help="share or open")] = None,
+    state: Annotated[
+        str, typer.Option(help="active (includes expiring), expiring, expired, revoked, pending or all")
+    ] = "active",
+    as_json: JsonOpt = False,
+) -> None:
+    """Grants, by consumer, dataset, tier and state. "expiring": ends within
+    SHUQIAO_GRANT_EXPIRY_WARNING_DAYS (default 30)."""
+    from gateway.grants.service import describe, list_grants
+
+    warning = _settings().grant_expiry_warning_days
+    filters = {"consumer": consumer, "dataset": dataset, "tier": tier, "state": state}
+
+    async def make(e: Any) -> Any:
+        rows = await list_grants(
+            e, consumer=consumer, dataset=dataset, tier=_tier(tier), state=state, warning_days=warning
+        )
+        await _grant_event(
+            e, "grant.list", consumer=consumer, detail={"filters": filters, "count": len(rows)}
+        )
+        return rows
+
+    rows = [describe(r, warning_days=warning) for r in _grant_run(make)]
+
+    def line(r: dict[str, Any]) -> str:
+        clear = set(r["clear_fields"])
+        fields = " ".join(f + ("(clear)" if f in clear else "") for f in r["fields"]) or "(whole open view)"
+        until = (r["expires_at"] or "never")[:10]
+        head = f"{r['id']:>5} {r['tier']:5s} {r['dataset']:24s} {r['consumer']:12s}"
+        return f"{head} {r['state']:8s} {until}  {fields}"
+
+    _emit(as_json, rows, "\n".join(line(r) for r in rows) or f"no {state} grants")
+
+
+@grant_app.command("revoke")
+def grant_revoke(
+    grant_id: Annotated[int, typer.Argument(metavar="ID")],
+    reason: Annotated[str, typer.Option(help="Why (kept with the grant and on the audit log).")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Stop honouring a grant: running gateways refuse it within a second."""
+    from gateway.grants.service import describe, revoke_grant
+
+    async def make(e: Any) -> Any:
+        from gateway.identity.audit import cli_operator
+
+        row = await revoke_grant(e, grant_id, reason=reason, by=cli_operator())
+        await _grant_event(e, "grant.revoke", row=row)
+        return row
+
+    row = _grant_run(make, done="the grant IS revoked, but the event is missing from the audit log")
+    _emit(
+        as_json,
+        describe(row),
+        f"grant {row.id} revoked ({row.consumer} on {row.dataset_code}): {row.revoke_reason}",
     )
-    _emit(as_json, row.model_dump(), f"grant {row.id} approved until {expires:%Y-%m-%d}")
+
+
+@grant_app.command("renew")
+def grant_renew(
+    grant_id: Annotated[int, typer.Argument(metavar="ID")],
+    until: Annotated[str, typer.Option(help="New expiry: YYYY-MM-DD (through that day, UTC+8) or ISO time.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Extend a grant's expiry (an expired grant comes back into force)."""
+    from gateway.grants.service import describe, renew_grant
+
+    at = _until(until)
+
+    async def make(e: Any) -> Any:
+        from gateway.identity.audit import cli_operator
+
+        row = await renew_grant(e, grant_id, until=at, by=cli_operator())
+        await _grant_event(e, "grant.renew", row=row)
+        return row
+
+    row = _grant_run(make, done="the grant IS renewed, but the event is missing from the audit log")
+    _emit(as_json, describe(row), f"grant {row.id} renewed until {row.expires_at:%Y-%m-%d %H:%M} UTC")
 
 
 # ---------------------------------------------------------------- catalogue

@@ -129,6 +129,8 @@ class Settings:
     metrics_allow: tuple[str, ...] = ("127.0.0.1/32", "::1/128")
     otel: bool | None = None
     sync: bool = False  # the sync scheduler inside serve (gateway.loading.scheduler)
+    # `grant list --state expiring`: grants that end within this many days.
+    grant_expiry_warning_days: int = 30
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -176,6 +178,7 @@ class Settings:
             metrics_allow=parse_allow(_env("METRICS_ALLOW", "127.0.0.1/32,::1/128")),
             otel=_switch("OTEL", None),
             sync=bool(_switch("SYNC", False)),
+            grant_expiry_warning_days=_int("GRANT_EXPIRY_WARNING_DAYS", 30),
         )
 
     def with_(self, **changes: object) -> Settings:

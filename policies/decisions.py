@@ -17,10 +17,12 @@ from policies.model import (
     Decision,
     FieldPolicy,
     Grant,
+    GrantSet,
     Level,
     Open,
     Share,
     Tier,
+    Treatment,
 )
 
 
@@ -50,12 +52,26 @@ def open_field_exists(dataset: DatasetPolicy, field: FieldPolicy) -> bool:
     return field.pi is not PI.PERSONAL or field.open_personal
 
 
-def decide_open_field(dataset: DatasetPolicy, field: FieldPolicy) -> Decision:
+def decide_open_field(
+    dataset: DatasetPolicy, field: FieldPolicy, grant: GrantSet | Grant | None = None
+) -> Decision:
+    """The action for one open-tier field. `grant` is the caller's combined grants on a
+    conditionally open dataset (None: the public view, e.g. the explorer's). A grant that
+    lists no field grants the whole open view; one that lists fields grants only those,
+    and the rest are denied (FORBIDDEN_FIELD)."""
     if not open_field_exists(dataset, field):
         return Decision(Action.DENY, "not open: classification or open attribute forbids it")
+    grants = _as_set(grant)
+    grant_id: int | None = None
+    if grants is not None:
+        if not grants.whole_view and field.name not in grants.fields:
+            return Decision(Action.DENY, "conditionally open: field is not in an approved grant")
+        grant_id = grants.decided_by(field.name) or next(g.id for g in grants.grants if not g.fields)
     if field.pi is PI.PERSONAL and field.mask is not None:
-        return Decision(Action.MASK, "personal information opened in masked form", mask=field.mask)
-    return Decision(Action.ALLOW, "open data")
+        return Decision(
+            Action.MASK, "personal information opened in masked form", mask=field.mask, grant_id=grant_id
+        )
+    return Decision(Action.ALLOW, "open data", grant_id=grant_id)
 
 
 def open_dataset_access(
@@ -68,7 +84,7 @@ def open_dataset_access(
         return DatasetAccess(True, "unconditionally open")
     if consumer is None:
         return DatasetAccess(False, "conditionally open: an API key with an approved grant is required")
-    grant = select_grant(grants, dataset.code, consumer, Tier.OPEN, now)
+    grant = combine_grants(grants, dataset.code, consumer, Tier.OPEN, now)
     if grant is None:
         return DatasetAccess(False, "conditionally open: no approved, unexpired grant for this API key")
     return DatasetAccess(True, "conditionally open under grant", grant=grant)
@@ -95,7 +111,7 @@ def share_dataset_access(
         return DatasetAccess(False, "dataset is not shared")
     if dataset.provider == consumer:
         return DatasetAccess(True, "provider reads its own data")
-    grant = select_grant(grants, dataset.code, consumer, Tier.SHARE, now)
+    grant = combine_grants(grants, dataset.code, consumer, Tier.SHARE, now)
     if dataset.share is Share.UNCONDITIONAL:
         return DatasetAccess(True, "unconditionally shared", grant=grant)
     if grant is None:
@@ -107,26 +123,31 @@ def decide_share_field(
     dataset: DatasetPolicy,
     field: FieldPolicy,
     consumer: str,
-    grant: Grant | None,
+    grant: GrantSet | Grant | None,
     *,
     can_encrypt: bool,
 ) -> Decision:
     """The action for one field for one consuming department.
 
-    `grant` must already be the consumer's active grant for this dataset (or None);
-    `can_encrypt` says whether the consumer has a registered SM2 key and encryption is on.
+    `grant` must already be the consumer's active grants for this dataset, combined
+    (`combine_grants`), or None; `can_encrypt` says whether the consumer has a registered
+    SM2 key and encryption is on. A decision made under a grant names the grant whose
+    treatment of the field applied (`GrantSet.decided_by`); fields no grant lists name none.
     """
     if dataset.provider == consumer:
         return Decision(Action.ALLOW, "provider reads its own data")
     share = field_share(dataset, field)
     if share is Share.NONE or dataset.share is Share.NONE:
         return Decision(Action.DENY, "field is not shared")
-    grant_id = grant.id if grant else None
-    listed = grant is not None and field.name in grant.fields
+    grants = _as_set(grant)
+    treatment = grants.treatment(field.name) if grants is not None else None
+    grant_id = grants.decided_by(field.name) if grants is not None else None
+    listed = treatment is not None
     conditional = share is Share.CONDITIONAL or dataset.share is Share.CONDITIONAL
     if conditional and not listed:
         return Decision(Action.DENY, "conditionally shared: field is not in an approved grant")
     if field.level >= Level.L4 or field.pi is PI.SENSITIVE:
+        # Whatever the grant says (even clear), never less protected than encrypted.
         if not listed:
             return Decision(Action.DENY, "L4 / sensitive personal information needs a grant listing it")
         if not can_encrypt:
@@ -137,33 +158,54 @@ def decide_share_field(
                 grant_id=grant_id,
             )
         return Decision(Action.ENCRYPT, "granted; encrypted to the consumer's SM2 key", grant_id=grant_id)
-    if field.pi is PI.PERSONAL and field.open_personal and field.level <= Level.L2:
-        # Opened to the public by law (法定代表人): a department never sees less than the public.
+    if (
+        field.pi is PI.PERSONAL
+        and field.mask is None
+        and open_dataset_listed(dataset)
+        and open_field_exists(dataset, field)
+    ):
+        # Published in clear on the open tier (法定代表人, open by law, no mask rule): a
+        # department never sees less than the public. Where the public sees the field masked,
+        # or not at all, it is personal information like any other (masked or denied below).
         return Decision(Action.ALLOW, "personal information public by law", grant_id=grant_id)
     if field.level >= Level.L3 or field.pi is PI.PERSONAL:
-        if grant is not None and field.name in grant.clear_fields:
+        if treatment is Treatment.CLEAR:
             return Decision(Action.ALLOW, "granted in clear", grant_id=grant_id)
         if field.mask is None:
             return Decision(Action.DENY, "L3 / personal field with no masking rule", grant_id=grant_id)
-        return Decision(
-            Action.MASK, "L3 / personal information is masked", mask=field.mask, grant_id=grant_id
+        overruled = grants is not None and any(
+            g.treatment(field.name) is Treatment.CLEAR for g in grants.grants
         )
+        reason = (
+            "granted in clear by one grant but masked by another: the strictest applies"
+            if overruled
+            else "L3 / personal information is masked"
+        )
+        return Decision(Action.MASK, reason, mask=field.mask, grant_id=grant_id)
     return Decision(Action.ALLOW, "L1–L2 shared data", grant_id=grant_id)
 
 
 # ---------------------------------------------------------------- shared helpers
 
 
-def select_grant(
+def combine_grants(
     grants: Iterable[Grant], dataset: str, consumer: str, tier: Tier, now: datetime
-) -> Grant | None:
-    """The consumer's active grant for a dataset; the latest one wins when several are."""
-    best: Grant | None = None
-    for g in grants:
-        matches = g.dataset == dataset and g.consumer == consumer and g.tier is tier
-        if matches and g.active(now) and (best is None or g.id > best.id):
-            best = g
-    return best
+) -> GrantSet | None:
+    """The consumer's active grants on a dataset and tier, combined; None when it has none.
+
+    Several grants add up (union of fields, strictest treatment per field, see GrantSet):
+    never "the newest replaces". Expired, pending and revoked grants do not count.
+    """
+    mine = [
+        g
+        for g in grants
+        if g.dataset == dataset and g.consumer == consumer and g.tier is tier and g.active(now)
+    ]
+    return GrantSet.of(*mine) if mine else None
+
+
+def _as_set(grant: GrantSet | Grant | None) -> GrantSet | None:
+    return GrantSet.of(grant) if isinstance(grant, Grant) else grant
 
 
 def may_filter(decision: Decision) -> bool:

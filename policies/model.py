@@ -110,6 +110,25 @@ class DatasetPolicy:
     published: bool = True
 
 
+class Treatment(IntEnum):
+    """What a grant gives of one listed field, ordered by how much the consumer learns.
+
+    The full order is denied (not granted) < masked < encrypted < clear: a masked value
+    hides part of the value from the consumer itself, an encrypted one hands the whole
+    value to the holder of the consumer's SM2 key (protected on the way, not reduced),
+    clear hands it over as is. Where grants overlap on a field the lowest wins
+    (`GrantSet.treatment`). The field's classification still caps the result
+    (`decisions.decide_share_field`): L4 / sensitive personal information is only ever
+    delivered encrypted, L1–L2 fields are never masked. Grants store `fields` and
+    `clear_fields` today, so a grant says MASKED or CLEAR; an application asking for an
+    L3 field encrypted to its key is the place ENCRYPTED will come from.
+    """
+
+    MASKED = 1  # listed: delivered as classified (masked if L3 / personal, encrypted if L4 / sensitive)
+    ENCRYPTED = 2
+    CLEAR = 3  # listed in clear_fields
+
+
 @dataclass(frozen=True, slots=True)
 class Grant:
     """An approved application: consumer may read these fields of this dataset."""
@@ -122,10 +141,68 @@ class Grant:
     clear_fields: frozenset[str] = frozenset()  # fields granted without masking
     purpose: str = ""
     expires_at: datetime | None = None
-    approved: bool = True
+    approved: bool = True  # False: pending (an application not decided yet); revoked grants are not loaded
 
     def active(self, now: datetime) -> bool:
         return self.approved and (self.expires_at is None or now < self.expires_at)
+
+    def treatment(self, name: str) -> Treatment | None:
+        """What this grant gives of field `name`; None when it does not list it."""
+        if name not in self.fields:
+            return None
+        return Treatment.CLEAR if name in self.clear_fields else Treatment.MASKED
+
+
+@dataclass(frozen=True, slots=True)
+class GrantSet:
+    """The active grants of one consumer on one dataset and tier, combined (never empty).
+
+    Grants add up: the granted fields are the union of theirs, and where several list the
+    same field the strictest treatment wins (`Treatment`). No grant takes away what
+    another gives, and a new grant never silently widens what an older one restricted:
+    a field stays masked while any active grant lists it masked.
+    """
+
+    grants: tuple[Grant, ...]  # oldest first
+
+    @staticmethod
+    def of(*grants: Grant) -> GrantSet:
+        return GrantSet(tuple(sorted(grants, key=lambda g: g.id)))
+
+    @property
+    def ids(self) -> tuple[int, ...]:
+        return tuple(g.id for g in self.grants)
+
+    @property
+    def fields(self) -> frozenset[str]:
+        return frozenset().union(*(g.fields for g in self.grants))
+
+    @property
+    def whole_view(self) -> bool:
+        """Open tier: a grant listing no field grants the whole open view."""
+        return any(not g.fields for g in self.grants)
+
+    def treatment(self, name: str) -> Treatment | None:
+        given = [t for g in self.grants if (t := g.treatment(name)) is not None]
+        return min(given) if given else None
+
+    def decided_by(self, name: str) -> int | None:
+        """The grant whose treatment of `name` applies (the oldest, where several agree):
+        what the audit log names as the grant a field was read under."""
+        wanted = self.treatment(name)
+        if wanted is None:
+            return None
+        return next(g.id for g in self.grants if g.treatment(name) is wanted)
+
+    @property
+    def expires_at(self) -> datetime | None:
+        """When the combination first changes: the earliest expiry among the grants."""
+        ends = [g.expires_at for g in self.grants if g.expires_at is not None]
+        return min(ends) if ends else None
+
+    @property
+    def purposes(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(g.purpose for g in self.grants if g.purpose))
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,5 +221,5 @@ class Decision:
 class DatasetAccess:
     allowed: bool
     reason: str
-    grant: Grant | None = None
+    grant: GrantSet | None = None  # the consumer's active grants on the dataset, combined
     extra: dict[str, str] = field(default_factory=dict)

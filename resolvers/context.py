@@ -59,16 +59,20 @@ class FieldAccess:
 class DatasetRead:
     dataset: str
     rows: int
-    grant_id: int | None = None
-    purpose: str | None = None
+    grant_id: int | None = None  # the oldest of the grants read under (all of them: grant_ids)
+    purpose: str | None = None  # their declared purposes, "; "-joined
+    grant_ids: tuple[int, ...] = ()  # every active grant of the consumer on the dataset (they combine)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "dataset": self.dataset,
             "rows": self.rows,
             "grant_id": self.grant_id,
             "purpose": self.purpose,
         }
+        if len(self.grant_ids) > 1:
+            out["grant_ids"] = list(self.grant_ids)
+        return out
 
 
 @dataclass

@@ -196,10 +196,12 @@ def _plan(
                 plan = planner.connection(key, nodes, tier.bindings.root_datasets[name])
                 total_cost += plan.cost() if plan.access.allowed else 1
                 plans.append((key, plan))
-            else:
+            elif name in tier.bindings.root_entities:
                 lookup = planner.entity_lookup(key, nodes, tier.bindings.root_entities[name])
                 total_cost += lookup.entity.cost()
                 plans.append((key, lookup))
+            else:  # no data behind it (an empty schema's placeholder): graphql-core answers null
+                plans.append((key, None))
     except FieldError as err:
         # Planning errors are about arguments (page size, filters): refuse the operation
         # whole, so a client never mistakes a partial answer for a complete one.
@@ -333,10 +335,10 @@ def _denied_dataset(
 
 
 def _record_read(ctx: ExecutionContext, dataset: str, rows: int, access: Any) -> None:
-    grant = access.grant if access is not None else None
-    ctx.reads.append(
-        DatasetRead(dataset, rows, grant.id if grant else None, grant.purpose if grant else None)
-    )
+    grants = access.grant if access is not None else None
+    ids = grants.ids if grants is not None else ()
+    purposes = grants.purposes if grants is not None else ()
+    ctx.reads.append(DatasetRead(dataset, rows, ids[0] if ids else None, "; ".join(purposes) or None, ids))
 
 
 Errors = list[dict[str, Any]]

@@ -223,7 +223,7 @@ class Planner:
         hit = self._decisions.get(key)
         if hit is None:
             if self.ctx.tier is Tier.OPEN:
-                hit = decisions.decide_open_field(ds.policy(), f.policy())
+                hit = decisions.decide_open_field(ds.policy(), f.policy(), self.access(ds).grant)
             else:
                 hit = decisions.decide_share_field(
                     ds.policy(),

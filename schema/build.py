@@ -33,6 +33,7 @@ ENTITY_DESCRIPTIONS = {
     Entity.PERSON: "自然人: a person identified by 身份证号, joined across departments.",
 }
 _counter = itertools.count(1)
+EMPTY_ROOT = "_empty"  # Query's only field when no dataset is available to the caller
 
 
 class TierSchema:
@@ -122,6 +123,9 @@ class _Builder:
             datasets = [ds for ds in datasets if ds.department == self.department]
         datasets.sort(key=lambda d: d.code)
         visible = {ds.code: [f for f in ds.fields if self._field_exists(ds, f)] for ds in datasets}
+        # A dataset none of whose fields exist for this caller has no type to offer (an object
+        # type needs a field): it is absent, rather than an invalid schema that breaks the tier.
+        datasets = [ds for ds in datasets if visible[ds.code]]
         entity_members: dict[Entity, list[DatasetSpec]] = {}
         for ds in datasets:
             if ds.entity and ds.entity_field and any(f.name == ds.entity_field for f in visible[ds.code]):
@@ -281,6 +285,14 @@ class _Builder:
                 resolver=resolver, name=root, description=ENTITY_DESCRIPTIONS[entity]
             )
             self.bindings.root_entities[root] = entity
+        if not attrs:
+            # GraphQL requires a field on Query; with nothing to offer, one that says so
+            # (answered null by graphql-core) rather than an invalid schema and a failing tier.
+            attrs[EMPTY_ROOT] = strawberry.field(
+                resolver=_null_resolver(self.module.__name__, {}, "typing.Optional[bool]"),
+                name=EMPTY_ROOT,
+                description="Always null: no dataset of the catalogue is available to you.",
+            )
         return self._declare(
             "Query",
             {},

@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -65,13 +66,20 @@ def serve(demo_env: Any, port: int | None = None, issuer: str | None = None, **e
         "SHUQIAO_ISSUER": issuer or base,
         **env,
     }
+    # Output to a file, not a pipe: a pipe nobody reads fills at 64 KB and blocks the server.
+    output = tempfile.TemporaryFile()  # noqa: SIM115 (closed in the finally below)
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "asgi:app", "--port", str(port), "--log-level", "warning"],
         cwd=ROOT,
         env=full_env,
-        stdout=subprocess.PIPE,
+        stdout=output,
         stderr=subprocess.STDOUT,
     )
+
+    def read_output() -> str:
+        output.seek(0)
+        return output.read().decode(errors="replace")
+
     try:
         for _ in range(150):
             try:
@@ -81,8 +89,8 @@ def serve(demo_env: Any, port: int | None = None, issuer: str | None = None, **e
                 time.sleep(0.1)
         else:
             proc.terminate()
-            out = proc.communicate(timeout=10)[0].decode(errors="replace")
-            pytest.fail(f"the gateway did not become ready:\n{out[-3000:]}")
+            proc.wait(timeout=10)
+            pytest.fail(f"the gateway did not become ready:\n{read_output()[-3000:]}")
         yield base
     finally:
         proc.terminate()
@@ -90,8 +98,8 @@ def serve(demo_env: Any, port: int | None = None, issuer: str | None = None, **e
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
-        if proc.stdout is not None:
-            serve.last_output = proc.stdout.read().decode(errors="replace")  # type: ignore[attr-defined]
+        serve.last_output = read_output()  # type: ignore[attr-defined]
+        output.close()
 
 
 def on_db(demo_env: Any, fn: Callable[[Any], Awaitable[T]]) -> T:

@@ -85,9 +85,7 @@ class AuditAPI:
             Route(EXPORT_PATH.removeprefix(MOUNT), self._guard("export", self.export)),
             Route("/api/verify", self._guard("verify", self.verify)),
             Route("/api/alerts", self._guard("alerts", self.alerts)),
-            Route(
-                "/audit/api/alerts/{id:int}/ack", self._guard("ack-alert", self.ack_alert), methods=["POST"]
-            ),
+            Route("/api/alerts/{id:int}/ack", self._guard("ack-alert", self.ack_alert), methods=["POST"]),
             Route("/graphql", self._guard("graphql", self.graphql), methods=["POST"]),
         ]
 

@@ -19,6 +19,12 @@ class GrantRecord(SQLModel, table=True):
     fields: str = Field(default="")  # space separated snake_case field names
     clear_fields: str = Field(default="")
     purpose: str = Field(default="")
-    status: str = Field(default="approved", max_length=16)  # pending | approved | revoked
+    status: str = Field(default="approved", index=True, max_length=16)  # pending | approved | revoked
     expires_at: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)
+    created_by: str | None = Field(default=None, max_length=128)  # operator or (later) approving steward
+    revoked_at: datetime | None = None
+    revoked_by: str | None = Field(default=None, max_length=128)
+    revoke_reason: str | None = None
+    renewed_at: datetime | None = None  # the last renewal (expires_at then holds the new expiry)
+    renewed_by: str | None = Field(default=None, max_length=128)

@@ -349,10 +349,9 @@ class AdminAPI:
         return [{"role": r, "title": t, "scopes": sorted(s)} for r, (t, s) in ROLES.items()]
 
     def routes(self) -> list[Route]:
-        p = ""  # mounted at /admin/identity by the app factory
 
         def route(path: str, **handlers: tuple[Handler, str | None]) -> Route:
-            return Route(f"{p}{path}", self._wrap(handlers), methods=list(handlers))
+            return Route(path, self._wrap(handlers), methods=list(handlers))
 
         return [
             route(

@@ -13,7 +13,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 from starlette.testclient import TestClient
 
 from gateway.access_log import AccessEvent
@@ -82,7 +82,8 @@ def failing(demo_env: DemoEnv) -> Iterator[tuple[TestClient, Recorder, DemoEnv]]
 
     # Routes the test adds behind every middleware, as any handler of the app would be.
     client.app.router.routes.append(Route("/boom", boom))
-    client.app.router.routes.append(Route("/oauth/boom", boom, methods=["POST"]))
+    oauth = next(r for r in client.app.router.routes if isinstance(r, Mount) and r.path == "/oauth")
+    oauth.routes.append(Route("/boom", boom, methods=["POST"]))
     with client:
         yield client, recorder, demo_env
 

@@ -272,12 +272,13 @@ def test_field_share_none_hides_field_from_other_departments_schema() -> None:
     assert decisions.share_field_exists(ds(), f, P)
 
 
-def test_latest_active_grant_wins() -> None:
+def test_active_grants_combine_rather_than_the_latest_winning() -> None:
+    """The rules in detail: tests/policies/test_grant_combination.py."""
     old = grant(("a",), gid=1)
     new = grant(("b",), gid=2)
     expired = grant(("c",), gid=3, expires=NOW - timedelta(seconds=1))
-    chosen = decisions.select_grant([old, expired, new], "population", D, Tier.SHARE, NOW)
-    assert chosen is new
+    chosen = decisions.combine_grants([old, expired, new], "population", D, Tier.SHARE, NOW)
+    assert chosen is not None and chosen.ids == (1, 2) and chosen.fields == {"a", "b"}
 
 
 @pytest.mark.parametrize(

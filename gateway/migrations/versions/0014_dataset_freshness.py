@@ -5,7 +5,7 @@ A table beside `dataset` (catalogue.freshness): loads change it on every run wit
 the catalogue version.
 
 Revision ID: 0014
-Revises: 0011 (to be re-chained on 0013, the catalogue-metadata revision, when merged)
+Revises: 0012 (to be re-chained on 0013, catalogue metadata, when that is merged)
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sqlmodel
 from alembic import op
 
 revision = "0014"
-down_revision = "0011"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
