@@ -237,19 +237,43 @@ async def _stage(
                 batch.append((row_no, *encoder.encode(converted)))
         return batch
 
+    # Two batches in flight: the next one is read, checked and sealed (a thread) while the
+    # previous one is written (COPY on PostgreSQL; aiosqlite's own thread on SQLite).
+    writing: asyncio.Task[Any] | None = None
+    size = 0
+
+    async def written() -> None:
+        nonlocal writing
+        if writing is not None:
+            task, writing = writing, None
+            await task
+            result.loaded += size
+            if progress is not None:
+                progress(result.read, result.rejected)
+
     while True:
         before = result.read
-        # Reading, validating and sealing is CPU work: off the event loop (the HTTP twin shares it).
-        batch = await asyncio.to_thread(prepare)
+        preparing = asyncio.ensure_future(asyncio.to_thread(prepare))
+        try:
+            await written()
+        except BaseException:
+            # The thread cannot be cancelled: let it finish its batch before the rollback, so
+            # nothing reads the file after the load has returned.
+            await asyncio.wait([preparing])
+            raise
+        try:
+            batch = await preparing
+        except BaseException:
+            if writing is not None:  # a bad row further on: the write in flight ends before the rollback
+                await asyncio.gather(writing, return_exceptions=True)
+            raise
         if batch:
-            await write(batch)
-            result.loaded += len(batch)
-        if progress is not None:
-            progress(result.read, result.rejected)
-        if result.rejected > limit:
-            return True
-        if result.read == before:
-            return False
+            writing, size = asyncio.ensure_future(write(batch)), len(batch)
+        if result.rejected > limit or result.read == before:
+            await written()
+            if progress is not None and not batch:
+                progress(result.read, result.rejected)
+            return result.rejected > limit
 
 
 def _copy_writer(conn: AsyncConnection, staging: Table) -> Writer:

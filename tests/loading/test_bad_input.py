@@ -245,3 +245,13 @@ def test_replace_is_atomic_for_a_concurrent_reader(store: Store, tmp_path: Path)
     run(store, go)
     assert seen == [(10, 0), (25, 25)]
     assert query(store, "SELECT count(*) FROM pool_charging_station") == [(25,)]
+
+
+def test_malformed_row_after_many_batches_leaves_nothing(store: Store, tmp_path: Path) -> None:
+    """The bad row is met while earlier batches are being written: they are rolled back too."""
+    path = tmp_path / "late.csv"
+    good = "\n".join(",".join(r) for r in charger_rows(950, 20_000))
+    path.write_text(",".join(CHARGER_HEADER) + "\n" + good + '\nS9,"never closed\n', encoding="utf-8")
+    with pytest.raises(LoadError, match=r"row 952: malformed CSV"):
+        load(store, LoadRequest("charging_station", path), batch_rows=100)
+    assert count(store) == 10
