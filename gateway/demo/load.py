@@ -17,6 +17,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
+from datetime import UTC, datetime
 from itertools import islice
 from typing import Any
 
@@ -29,6 +30,7 @@ from catalogue.protection import RowEncoder, load_keyring, protected_fields
 from catalogue.spec import DatasetSpec
 from gateway.demo.catalogue import demo_catalogue
 from gateway.demo.generate import DEFAULT_SEED, DemoGenerator, Size
+from gateway.loading.writer import upsert_status
 
 BATCH_ROWS = 20_000  # rows per progress update, and per executemany on SQLite
 
@@ -96,6 +98,13 @@ async def _load_dataset(
         task.note("indexing…")
         for ddl in indexes:
             await conn.exec_driver_sql(ddl)
+        # its size and freshness in the catalogue, as `shuqiao data load` records them
+        now = datetime.now(UTC)
+        await upsert_status(
+            conn,
+            spec.code,
+            {"row_count": loaded, "last_load_at": now, "last_change_at": now, "last_load_mode": "append"},
+        )
     task.done()
     return loaded
 
