@@ -173,3 +173,40 @@ def test_audit_unavailable_means_nothing_loaded(store: Store, tmp_path: Path) ->
     with pytest.raises(AuditUnavailable):
         load(store, LoadRequest("charging_station", path), audit=audit)
     assert count(store) == before
+
+
+def test_the_readme_example_csv_loads(store: Store) -> None:
+    """examples/xa_public_toilets.csv (Excel's CSV UTF-8, 信息项名称 headers) against the
+    dataset examples/xa_public_toilets.yaml declares (here built in Python)."""
+    from catalogue import service
+    from catalogue.spec import DatasetSpec, DepartmentSpec, FieldSpec, FieldType
+    from policies.model import PI, Category, Level, MaskRule, Open, Share
+
+    s, f = FieldType.STRING, FieldType.FLOAT
+    toilets = DatasetSpec(
+        code="public_toilet", resource_code="610100-XA_CGJ-000001", name="公共厕所", name_en="Public toilets",
+        department="xa_cgj", category=Category.THEME, share=Share.UNCONDITIONAL, open=Open.UNCONDITIONAL,
+        fields=(
+            FieldSpec("toilet_code", s, "厕所编号", nullable=False, indexed=True),
+            FieldSpec("name", s, "名称", nullable=False), FieldSpec("district_code", s, "行政区划代码"),
+            FieldSpec("district", s, "所在区县"), FieldSpec("address", s, "地址"),
+            FieldSpec("longitude", f, "经度"), FieldSpec("latitude", f, "纬度"), FieldSpec("kind", s, "类别"),
+            FieldSpec("opening_hours", s, "开放时间"),
+            FieldSpec("accessible", FieldType.BOOLEAN, "无障碍设施"),
+            FieldSpec("family_room", FieldType.BOOLEAN, "第三卫生间"),
+            FieldSpec("keeper_name", s, "管理员姓名", level=Level.L3, pi=PI.PERSONAL, mask=MaskRule.NAME),
+            FieldSpec("keeper_phone", s, "管理员电话", level=Level.L3, pi=PI.PERSONAL, mask=MaskRule.MOBILE),
+        ),
+    )  # fmt: skip
+
+    async def setup(engine: Any) -> None:
+        await service.save_department(engine, DepartmentSpec("xa_cgj", "西安市城市管理局"))
+        await service.save_dataset(engine, toilets)
+
+    run(store, setup)
+    example = Path(__file__).resolve().parents[2] / "examples" / "xa_public_toilets.csv"
+    result = load(store, LoadRequest("610100-XA_CGJ-000001", example))
+    assert (result.dataset, result.loaded, result.rejected) == ("public_toilet", 20, 0)
+    assert query(store, "SELECT count(*) FROM pool_public_toilet WHERE accessible") == [
+        (14,)
+    ]  # 是 in the file
