@@ -1,7 +1,9 @@
 """Writing validated rows into a dataset's pool table: one transaction per load.
 
 1. Lock the pool table against other writers (PostgreSQL: SHARE ROW EXCLUSIVE, which readers
-   do not wait for; SQLite: BEGIN IMMEDIATE, WAL readers keep their snapshot).
+   do not wait for). SQLite has one write lock for the whole store, which the audit chain needs
+   too: there staging (step 2) writes only the connection's temporary database, and steps 3-5
+   run after BEGIN IMMEDIATE (WAL readers keep their snapshot throughout).
 2. Stream the file in batches into a temporary staging table — PostgreSQL `COPY`
    (asyncpg `copy_records_to_table`), SQLite `executemany` — each row validated first and its
    L4 / sensitive values sealed and blind-indexed (catalogue.protection.RowEncoder) before it
@@ -15,11 +17,13 @@
    new one, never half of either).
 5. The dataset's freshness row (catalogue.freshness) is updated in the same transaction.
 
-Any error, and an interrupt (KeyboardInterrupt, task cancellation) at any point, rolls it all back."""
+Any error, and an interrupt (KeyboardInterrupt, task cancellation) at any point, rolls it all back
+(the staging table is temporary: it goes with the transaction or the connection)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -168,33 +172,59 @@ async def load_rows(
         prefixes=["TEMPORARY"],
     )
     postgres = engine.dialect.name == "postgresql"
+    stopped = False
+
+    async def stage(conn: AsyncConnection) -> None:
+        nonlocal stopped
+        await conn.run_sync(lambda c: staging.create(c))
+        write = _copy_writer(conn, staging) if postgres else _sqlite_writer(conn, staging)
+        stopped = await _stage(
+            rows, validator, encoder, write, rejects, result, max_rejects, batch_rows, progress
+        )
+
+    async def finish(conn: AsyncConnection) -> None:
+        if stored_key and result.rejected <= max_rejects:
+            await _check_keys(conn, staging, pool, stored_key, key_cols, mode, rejects, result, max_rejects)
+        result.sample = rejects.sample
+        result.rejects_file = str(rejects.path) if rejects.path and rejects.count else None
+        if result.rejected > max_rejects:
+            raise LoadRejected(result, max_rejects, stopped)
+        await _apply(conn, staging, pool, encoder.columns, stored_key, mode, result, on_swap)
+        result.row_count = int((await conn.execute(select(func.count()).select_from(pool))).scalar_one())
+        result.digest = digest() if digest is not None else None
+        await record_load(conn, result, watermark() if watermark is not None else None)
+        await conn.run_sync(lambda c: staging.drop(c))
+        if before_commit is not None:  # the audit event: if it cannot be written, nothing is
+            await before_commit(result)
+
     try:
-        async with engine.begin() as conn:
+        async with engine.connect() as conn:
             if postgres:
-                await conn.exec_driver_sql(f"LOCK TABLE {_q(conn, pool.name)} IN SHARE ROW EXCLUSIVE MODE")
+                # One transaction; the lock keeps other writers out, not readers.
+                async with conn.begin():
+                    await conn.exec_driver_sql(
+                        f"LOCK TABLE {_q(conn, pool.name)} IN SHARE ROW EXCLUSIVE MODE"
+                    )
+                    await stage(conn)
+                    await finish(conn)
             else:
-                raw = (await conn.get_raw_connection()).driver_connection
-                await raw.execute("BEGIN IMMEDIATE")
-            await conn.run_sync(lambda c: staging.create(c))
-            write = _copy_writer(conn, staging) if postgres else _sqlite_writer(conn, staging)
-            stopped = await _stage(
-                rows, validator, encoder, write, rejects, result, max_rejects, batch_rows, progress
-            )
-            if stored_key and result.rejected <= max_rejects:
-                await _check_keys(
-                    conn, staging, pool, stored_key, key_cols, mode, rejects, result, max_rejects
-                )
-            result.sample = rejects.sample
-            result.rejects_file = str(rejects.path) if rejects.path and rejects.count else None
-            if result.rejected > max_rejects:
-                raise LoadRejected(result, max_rejects, stopped)
-            await _apply(conn, staging, pool, encoder.columns, stored_key, mode, result, on_swap)
-            result.row_count = int((await conn.execute(select(func.count()).select_from(pool))).scalar_one())
-            result.digest = digest() if digest is not None else None
-            await record_load(conn, result, watermark() if watermark is not None else None)
-            await conn.run_sync(lambda c: staging.drop(c))
-            if before_commit is not None:  # the audit event: if it cannot be written, nothing is
-                await before_commit(result)
+                # SQLite has one write lock per database, which the gateway's audit chain needs
+                # too: stage into the connection's own temporary database first (no lock on the
+                # store; sealed values only), then take the lock for the checks and the swap.
+                try:
+                    await conn.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{_q(conn, staging.name)}")
+                    await conn.commit()
+                    async with conn.begin():
+                        await stage(conn)
+                    async with conn.begin():
+                        raw = (await conn.get_raw_connection()).driver_connection
+                        await raw.execute("BEGIN IMMEDIATE")
+                        await finish(conn)
+                finally:
+                    with contextlib.suppress(Exception):  # a connection broken by the interrupt dies with it
+                        await conn.rollback()
+                        await conn.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{_q(conn, staging.name)}")
+                        await conn.commit()
     finally:
         rejects.close()
     return result

@@ -210,3 +210,28 @@ def test_the_readme_example_csv_loads(store: Store) -> None:
     assert query(store, "SELECT count(*) FROM pool_public_toilet WHERE accessible") == [
         (14,)
     ]  # 是 in the file
+
+
+def test_sqlite_store_stays_writable_while_a_load_stages(store: Store, tmp_path: Path) -> None:
+    """The audit chain (and every other writer) keeps writing while rows are read, checked and
+    staged; only the final checks and swap take SQLite's one write lock."""
+    if store.backend != "sqlite":
+        pytest.skip("PostgreSQL's lock on the pool table never blocks other tables' writers")
+    import sqlite3
+
+    db = store.url.split("///", 1)[1]
+    path = write_csv(tmp_path / "c.csv", CHARGER_HEADER, charger_rows(600, 40_000))
+    writes: list[int] = []
+
+    def progress(read: int, rejected: int) -> None:
+        other = sqlite3.connect(db, timeout=0.2)
+        try:
+            other.execute("CREATE TABLE IF NOT EXISTS probe (n INTEGER)")
+            other.execute("INSERT INTO probe VALUES (?)", (read,))
+            other.commit()
+            writes.append(read)
+        finally:
+            other.close()
+
+    result = load(store, LoadRequest("charging_station", path), progress=progress, batch_rows=100)
+    assert result.loaded == 600 and len(writes) >= 5
