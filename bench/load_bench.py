@@ -228,15 +228,9 @@ def main() -> None:
                 flush=True,
             )
             ceiling = copy_ceiling(path)
-            print(
-                f"  {'PostgreSQL COPY (ceiling)':28s} {ceiling['rows_per_s']:>9,} rows/s  {ceiling['seconds']:>7} s",
-                flush=True,
-            )
+            line(ceiling, "PostgreSQL COPY (ceiling)")
             alone = python_side(path)
-            print(
-                f"  {'read + check + seal, no DB':28s} {alone['rows_per_s']:>9,} rows/s  {alone['seconds']:>7} s",
-                flush=True,
-            )
+            line(alone, "read + check + seal, no DB")
             for backend in ("postgres", "sqlite"):
                 r = child(backend, path)
                 ratio = r["rows_per_s"] / ceiling["rows_per_s"]  # type: ignore[operator]
