@@ -239,9 +239,13 @@ class DataLoadAPI:
             )
         finally:
             if feeder is not None and body is not None and not feeder.done():
+                # The load stopped before the body's end: stop feeding, and empty the queue so a
+                # put blocked on it (in a worker thread) returns rather than waiting for ever.
                 feeder.cancel()
-                with contextlib.suppress(queue.Full):  # a reader thread still waiting gets an end
-                    body.chunks.put_nowait(LoadError("stopped"))
+                await asyncio.gather(feeder, return_exceptions=True)
+                with contextlib.suppress(queue.Empty):
+                    while True:
+                        body.chunks.get_nowait()
         return await audited.finish(result)
 
     async def _feed(self, request: Request, body: _BodyReader, digest: Any) -> None:
