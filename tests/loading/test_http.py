@@ -214,3 +214,42 @@ def test_xlsx_upload(client: Any, demo_env: Any, dataset: str) -> None:
     r = post(client, f"/admin/data/{dataset}/load", buffer.getvalue(), token(demo_env, ["admin"]), media)
     assert r.status_code == 200, r.text
     assert r.json()["loaded"] == 6
+
+
+@pytest.fixture(scope="module")
+def server(demo_env: Any, dataset: str) -> Any:
+    from tests.support import serve
+
+    with serve(demo_env, issuer="http://testserver") as base:  # the issuer of token()
+        yield base
+
+
+def _chunks(header: list[str], rows: Any, size: int = 8192) -> Any:
+    buffer = ",".join(header) + "\n"
+    for r in rows:
+        buffer += ",".join(r) + "\n"
+        if len(buffer) >= size:
+            yield buffer.encode()
+            buffer = ""
+    yield buffer.encode()
+
+
+def test_a_streamed_upload_through_a_real_server(server: str, demo_env: Any, dataset: str) -> None:
+    """The body arrives in many chunks (chunked transfer) and is loaded as it comes; a load
+    refused at its header while megabytes are still on their way answers at once, and the
+    server goes on serving."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {token(demo_env, ['admin'])}", "Content-Type": "text/csv"}
+    url = f"{server}/admin/data/{dataset}/load"
+    r = httpx.post(url, content=_chunks(CHARGER_HEADER, charger_rows(30_000, 50_000)), headers=headers,
+                   params={"mode": "replace"}, timeout=120)  # fmt: skip
+    assert r.status_code == 200, r.text
+    assert r.json()["loaded"] == 30_000 and r.json()["row_count"] == 30_000
+    bad = _chunks(["colour", *CHARGER_HEADER[1:]], charger_rows(60_000, 90_000))  # ~6 MB after a bad header
+    r = httpx.post(url, content=bad, headers=headers, timeout=120)
+    assert r.status_code == 400 and "unknown column 'colour'" in r.json()["errors"][0]["message"]
+    r = httpx.post(
+        url, content=_chunks(CHARGER_HEADER, charger_rows(5, 200_000)), headers=headers, timeout=60
+    )
+    assert r.status_code == 200 and r.json()["row_count"] == 30_005
