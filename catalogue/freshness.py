@@ -13,8 +13,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, DateTime
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import BigInteger, Column, DateTime, insert, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlmodel import Field, SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -64,3 +64,11 @@ def describe(row: DatasetStatus | None) -> dict[str, Any]:
 async def load_statuses(engine: AsyncEngine) -> dict[str, DatasetStatus]:
     async with AsyncSession(engine) as session:
         return {r.dataset_code: r for r in (await session.exec(select(DatasetStatus))).all()}
+
+
+async def upsert_status(conn: AsyncConnection, dataset: str, values: dict[str, Any]) -> None:
+    """Set some of a dataset's freshness columns, in the caller's transaction."""
+    table = DatasetStatus.__table__  # type: ignore[attr-defined]
+    done = await conn.execute(update(table).where(table.c.dataset_code == dataset).values(**values))
+    if done.rowcount == 0:
+        await conn.execute(insert(table).values(dataset_code=dataset, **values))

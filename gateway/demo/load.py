@@ -25,12 +25,12 @@ from sqlalchemy import Table, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from catalogue import service
+from catalogue.freshness import upsert_status
 from catalogue.pool import pool_table
 from catalogue.protection import RowEncoder, load_keyring, protected_fields
 from catalogue.spec import DatasetSpec
 from gateway.demo.catalogue import demo_catalogue
 from gateway.demo.generate import DEFAULT_SEED, DemoGenerator, Size
-from gateway.loading.writer import upsert_status
 
 BATCH_ROWS = 20_000  # rows per progress update, and per executemany on SQLite
 

@@ -33,13 +33,14 @@ from itertools import islice
 from pathlib import Path
 from typing import IO, Any
 
-from sqlalchemy import BigInteger, Column, MetaData, Table, Text, func, insert, select, update
+from sqlalchemy import BigInteger, Column, MetaData, Table, Text, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from catalogue.freshness import DatasetStatus
-from catalogue.pool import pool_table
+from catalogue.freshness import upsert_status
+from catalogue.pool import ROW_ID, pool_table
 from catalogue.protection import DatasetCipher, RowEncoder, blind_column, is_protected
 from catalogue.spec import DatasetSpec
+from gateway.demo.load import _drop_secondary_indexes
 from gateway.loading.readers import LoadError
 from gateway.loading.validate import Reject, Validator
 
@@ -47,6 +48,7 @@ BATCH_ROWS = 10_000
 SAMPLE = 20  # rejects kept in memory for the message; the rest only in the rejects file
 EXTRA_REJECTS = 100  # after the allowance is exceeded, rows still checked (for the report), then stop
 ROW = "_row"  # staging: the row's number in the file
+REBUILD_MIN = 50_000  # rows into an empty table from which its indexes are rebuilt, not grown
 
 # After each batch: (rows read, rows rejected). Raising from it aborts the load (tests use that).
 Progress = Callable[[int, int], None]
@@ -189,7 +191,21 @@ async def load_rows(
         result.rejects_file = str(rejects.path) if rejects.path and rejects.count else None
         if result.rejected > max_rejects:
             raise LoadRejected(result, max_rejects, stopped)
+        indexes: list[str] = []
+        if result.loaded >= REBUILD_MIN and mode is not Mode.upsert:
+            empty = (
+                await conn.execute(
+                    select(func.count()).select_from(select(pool.c[ROW_ID]).limit(1).subquery())
+                )
+            ).scalar_one() == 0
+            if empty or (mode is Mode.replace and not postgres):
+                # Building an index once over all the rows is several times faster than growing it
+                # row by row. Only into an empty table (or a replaced one on SQLite, whose readers
+                # keep their snapshot): on PostgreSQL DROP INDEX makes readers wait for the commit.
+                indexes = await _drop_secondary_indexes(conn, pool)
         await _apply(conn, staging, pool, encoder.columns, stored_key, mode, result, on_swap)
+        for ddl in indexes:
+            await conn.exec_driver_sql(ddl)
         result.row_count = int((await conn.execute(select(func.count()).select_from(pool))).scalar_one())
         result.digest = digest() if digest is not None else None
         await record_load(conn, result, watermark() if watermark is not None else None)
@@ -445,10 +461,3 @@ async def record_load(conn: AsyncConnection, result: LoadResult, sync_watermark:
     if sync_watermark is not None:
         values["sync_watermark"] = sync_watermark
     await upsert_status(conn, result.dataset, values)
-
-
-async def upsert_status(conn: AsyncConnection, dataset: str, values: dict[str, Any]) -> None:
-    table = DatasetStatus.__table__  # type: ignore[attr-defined]
-    done = await conn.execute(update(table).where(table.c.dataset_code == dataset).values(**values))
-    if done.rowcount == 0:
-        await conn.execute(insert(table).values(dataset_code=dataset, **values))

@@ -235,3 +235,42 @@ def test_sqlite_store_stays_writable_while_a_load_stages(store: Store, tmp_path:
 
     result = load(store, LoadRequest("charging_station", path), progress=progress, batch_rows=100)
     assert result.loaded == 600 and len(writes) >= 5
+
+
+def test_a_large_load_into_an_empty_table_rebuilds_its_indexes(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gateway.loading.writer as writer
+
+    def indexes() -> set[str]:
+        if store.backend == "sqlite":
+            sql = "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'pool_charging_station'"
+        else:
+            sql = "SELECT indexname FROM pg_indexes WHERE tablename = 'pool_charging_station'"
+        return {r[0] for r in query(store, sql)}
+
+    before = indexes()
+    assert "ix_pool_charging_station_station_id" in before
+
+    async def empty(engine: Any) -> None:
+        async with engine.begin() as conn:
+            await conn.exec_driver_sql("DELETE FROM pool_charging_station")
+
+    run(store, empty)
+    monkeypatch.setattr(writer, "REBUILD_MIN", 10)
+    dropped: list[int] = []
+    real = writer._drop_secondary_indexes
+
+    async def spy(conn: Any, table: Any) -> list[str]:
+        out = await real(conn, table)
+        dropped.append(len(out))
+        return out
+
+    monkeypatch.setattr(writer, "_drop_secondary_indexes", spy)
+    path = write_csv(tmp_path / "c.csv", CHARGER_HEADER, charger_rows(30, 70_000))
+    result = load(store, LoadRequest("charging_station", path, key=["station_id"]))
+    assert result.row_count == 30 and dropped and dropped[0] >= 1
+    assert indexes() == before
+    assert query(store, "SELECT name FROM pool_charging_station WHERE station_id = 'S0070003'") == [
+        ("站70003",)
+    ]
