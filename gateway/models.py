@@ -18,9 +18,15 @@ from gateway.identity.models import (
     TrustedIssuer,
     User,
 )
+from gateway.workflow.demands import Demand
+from gateway.workflow.kpi import KpiSnapshot
+from gateway.workflow.models import Application, ApplicationEvent
+from gateway.workflow.quality import QualityReport
 
 __all__ = [
     "ApiKey",
+    "Application",
+    "ApplicationEvent",
     "AuditAlert",
     "AuditAlertCursor",
     "AuditChainHead",
@@ -32,11 +38,14 @@ __all__ = [
     "Dataset",
     "DatasetField",
     "DatasetStatus",
+    "Demand",
     "Department",
     "DepartmentKey",
     "Enterprise",
     "GrantRecord",
+    "KpiSnapshot",
     "OAuthClient",
+    "QualityReport",
     "RefreshToken",
     "RevokedToken",
     "TrustedIssuer",

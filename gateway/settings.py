@@ -131,6 +131,9 @@ class Settings:
     sync: bool = False  # the sync scheduler inside serve (gateway.loading.scheduler)
     # `grant list --state expiring`: grants that end within this many days.
     grant_expiry_warning_days: int = 30
+    # The day's KPI snapshot (the trend's points) taken by every worker's background task, once a
+    # day (gateway.workflow.kpi); off: `shuqiao kpi snapshot` from cron does it.
+    kpi_snapshots: bool = False
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -179,6 +182,7 @@ class Settings:
             otel=_switch("OTEL", None),
             sync=bool(_switch("SYNC", False)),
             grant_expiry_warning_days=_int("GRANT_EXPIRY_WARNING_DAYS", 30),
+            kpi_snapshots=_switch("KPI_SNAPSHOTS", False) is True,
         )
 
     def with_(self, **changes: object) -> Settings:

@@ -4,8 +4,8 @@ last load, last sync and its outcome) and the source an incremental sync reads f
 A table beside `dataset` (catalogue.freshness): loads change it on every run without bumping
 the catalogue version.
 
-Revision ID: 0014
-Revises: 0012 (to be re-chained on 0013, catalogue metadata, when that is merged)
+Revision ID: 0017
+Revises: 0016 (migrations in one line)
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-revision = "0014"
-down_revision = "0012"
+revision = "0017"
+down_revision = "0016"  # chained after the demands and quality reports
 branch_labels = None
 depends_on = None
 
