@@ -220,6 +220,7 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         for task in background:
             task.start()
         sync = _sync_scheduler(settings, state)  # SHUQIAO_SYNC=on: sources on their update cycle
+        app.state.sync = sync
         if sync is not None:
             sync.start()
         yield

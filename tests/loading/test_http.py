@@ -253,3 +253,16 @@ def test_a_streamed_upload_through_a_real_server(server: str, demo_env: Any, dat
         url, content=_chunks(CHARGER_HEADER, charger_rows(5, 200_000)), headers=headers, timeout=60
     )
     assert r.status_code == 200 and r.json()["row_count"] == 30_005
+
+
+def test_the_sync_scheduler_is_off_unless_asked(demo_env: Any) -> None:
+    from starlette.testclient import TestClient
+
+    from gateway.app import create_app
+
+    with TestClient(create_app(demo_env.settings)) as off:
+        assert off.app.state.sync is None
+    app = create_app(demo_env.settings.with_(sync=True))
+    with TestClient(app) as on:
+        assert on.app.state.sync is not None and on.app.state.sync.running
+    assert not app.state.sync.running  # stopped with the app
