@@ -178,3 +178,45 @@ def test_scheduler_runs_what_is_due(store: Store, source: str) -> None:
     first, second = run(store, go)
     assert first["charging_station"].startswith("ok: ")
     assert second == {}  # daily: synced a moment ago
+
+
+def test_cli_from_table_source_and_sync(store: Store, source: str) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from gateway.cli import app
+
+    env = {
+        "SHUQIAO_DATABASE_URL": store.url,
+        "SHUQIAO_VAR_DIR": str(store.var_dir),
+        "SHUQIAO_MASTER_KEY_FILE": str(store.var_dir / "master.key"),
+    }
+    runner = CliRunner()
+
+    def cli(*args: str) -> Any:
+        return runner.invoke(app, list(args), env=env)
+
+    asyncio.run(_on(source, "TRUNCATE chargers"))
+    _fill(
+        source, [(f"C{i:03d}", f"桩{i}", 2, "2024-01-01") for i in range(7)], datetime(2025, 3, 1, tzinfo=UTC)
+    )
+    r = cli(
+        "data", "load", "charging_station", "--from-sql", "SELECT station_id, name, ports FROM chargers",
+        "--source-url", source, "--mode", "replace", "--json",
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["row_count"] == 7
+    r = cli(
+        "data", "source", "charging_station", "--source-url", source, "--from-table", "chargers",
+        "--updated-column", "modified_at", "--key", "station_id",
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    r = cli("data", "sync", "--all", "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["charging_station"]["updated"] == 7
+    shown = json.loads(cli("catalog", "show", "charging_station", "--json").stdout)
+    assert (
+        shown["source"]["table"] == "chargers" and shown["last_sync_outcome"] == "ok: 0 inserted, 7 updated"
+    )
+    assert "@" in shown["source"]["url"] and ":" not in shown["source"]["url"].split("@")[0].split("//")[1]
