@@ -38,6 +38,7 @@ from gateway.identity.routes import admin_routes, identity_static, oauth_routes
 from gateway.identity.service import Identity
 from gateway.identity.tokens import TokenService, load_signing_key
 from gateway.middleware import FailureMiddleware, RequestIdMiddleware, error_response, failure_problem
+from gateway.portal.downloads import Downloads
 from gateway.problems import BUSY, Problem, problem_response
 from gateway.registry import SchemaRegistry
 from gateway.request_log import RequestLogMiddleware, log_line
@@ -203,6 +204,7 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         settings.audit_export_max_events,
     )
     explorer = Explorer(state)
+    downloads = Downloads(state)
     routes = [
         Route("/healthz", health.healthz),
         Route("/readyz", health.readyz),
@@ -232,6 +234,9 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         # The public open-data page, its assets and catalogue JSON; GET / → /explore.
         Route("/", explorer.root),
         Route("/explore", explorer.page),
+        # Downloads (docs/portal.md): /open/download/{code}.{fmt}, and the explorer's link to it;
+        # listed before the /explore mount, which would otherwise take the second.
+        *downloads.routes(),
         Mount("/explore", routes=explorer.routes()),
     ]
     observers = [log_line, metrics.observe_request] if settings.metrics else [log_line]
