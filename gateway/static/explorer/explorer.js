@@ -193,7 +193,15 @@
     return lines.join(" \\\n  ");
   }
 
+  // A 429 in Chinese, with the wait the gateway asks for (Retry-After), instead of a bare code.
+  function rateText(r) {
+    const wait = Number(r.headers.get("Retry-After")) || 60;
+    return "访问过于频繁：本页的访问额度已用完，请在 " + wait + " 秒后重试。" +
+      "（浏览页面有单独的额度，不占用您调用开放接口的额度。）";
+  }
+
   function errorText(doc, r) {
+    if (r && r.status === 429) return rateText(r);
     if (doc && Array.isArray(doc.errors) && doc.errors.length) {
       return doc.errors.map((e) => {
         const code = e.extensions && e.extensions.code ? "[" + e.extensions.code + "] " : "";
@@ -203,6 +211,25 @@
     return r ? "HTTP " + r.status + " " + r.statusText : "未知错误";
   }
 
+  // ---- downloads of the whole dataset under the current filter and order (gateway.portal.downloads)
+  function downloadLinks() {
+    const box = $("#download-links");
+    box.replaceChildren();
+    const params = new URLSearchParams();
+    if (where) params.set("where", JSON.stringify(where));
+    if (orderBy) params.set("orderBy", JSON.stringify(orderBy));
+    const qs = params.toString() ? "?" + params.toString() : "";
+    for (const [fmt, label] of [["csv", "CSV"], ["xlsx", "Excel (XLSX)"], ["json", "JSON"], ["jsonl", "JSON Lines"]]) {
+      if (!current.downloads || !current.downloads[fmt]) continue;
+      const a = make("a", label);
+      a.href = current.downloads[fmt] + qs;
+      a.setAttribute("download", "");
+      a.dataset.format = fmt;
+      box.appendChild(a);
+    }
+    text($("#download-scope"), where ? "（当前筛选条件下的全部数据）" : "（全部数据）");
+  }
+
   async function load() {
     const ds = current;
     const mine = ++latest;
@@ -210,13 +237,15 @@
     text($("#query"), body.query);
     text($("#variables"), JSON.stringify(body.variables, null, 2));
     text($("#curl"), curl(body));
+    downloadLinks();
     showError("");
     say("查询中…");
     text($("#page-no"), "第 " + cursors.length + " 页");
     for (const id of ["#next", "#prev", "#first-page"]) $(id).disabled = true;
     let doc = null, r = null;
     try {
-      r = await fetch(catalogue.endpoint, {
+      // the page's own endpoint (its own rate budget); the curl below shows the public API
+      r = await fetch(catalogue.previewEndpoint || catalogue.endpoint, {
         method: "POST",
         headers: { "Content-Type": "application/json", Accept: "application/json" },
         body: JSON.stringify(body),
