@@ -72,7 +72,8 @@ def grow(rows: int) -> None:
         cols = [
             r[0]
             for r in conn.execute(
-                "SELECT column_name FROM information_schema.columns WHERE table_name = %s AND column_name <> '_id'",
+                "SELECT column_name FROM information_schema.columns"
+                " WHERE table_name = %s AND column_name <> '_id'",
                 (TABLE,),
             )
         ]
@@ -159,7 +160,8 @@ def main() -> None:
         results.append(res)
         log(
             f"{res['rows']:>9,} rows  {res['mb']:7.1f} MB in {res['seconds']:6.1f} s  "
-            f"server RSS before {res['rss_before_mb']:.0f} MB, max sampled {res['rss_sampled_max_mb']:.0f} MB, "
+            f"server RSS before {res['rss_before_mb']:.0f} MB, "
+            f"max sampled {res['rss_sampled_max_mb']:.0f} MB, "
             f"peak (VmHWM) {res['vmhwm_mb']:.0f} MB"
         )
     if len(results) > 1:

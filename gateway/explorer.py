@@ -18,7 +18,8 @@ schema (不予开放, L3+, sensitive or unopened personal information) cannot ap
 said that the schema's introspection does not already say (its descriptions carry the same name,
 provider, resource code, category, update cycle and open attribute). An `X-API-Key` on this route
 is ignored: the catalogue is always the anonymous view. Each call counts against the page's own
-budget (SHUQIAO_EXPLORER_RATE per address, not the API's allowance) and is an access event (tier "open"), written before the answer leaves.
+budget (SHUQIAO_EXPLORER_RATE per address, not the API's allowance) and is an access event
+(tier "open"), written before the answer leaves.
 """
 
 from __future__ import annotations

@@ -155,7 +155,8 @@ def test_public_browses_open_data_anonymously(served: str, demo_env: Any) -> Non
             href = page.locator("#download-links a[data-format=csv]").get_attribute("href") or ""
             assert href.startswith("/open/download/enterprise_registration.csv?where=")
             csv_body = httpx.get(served + href).content
-            assert csv_body.startswith(b"\xef\xbb\xbf") and len(csv_body.decode("utf-8-sig").splitlines()) == n + 1
+            assert csv_body.startswith(b"\xef\xbb\xbf")
+            assert len(csv_body.decode("utf-8-sig").splitlines()) == n + 1
 
             # -- ordering, and the chart of a time series (城市空气质量日报): one line per city on the page
             page.click("#datasets button[data-code=air_quality_daily]")
