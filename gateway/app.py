@@ -38,6 +38,7 @@ from gateway.identity.routes import admin_routes, identity_static, oauth_routes
 from gateway.identity.service import Identity
 from gateway.identity.tokens import TokenService, load_signing_key
 from gateway.middleware import FailureMiddleware, RequestIdMiddleware, error_response, failure_problem
+from gateway.portal.ckan import CkanAPI
 from gateway.portal.downloads import Downloads
 from gateway.problems import BUSY, Problem, problem_response
 from gateway.registry import SchemaRegistry
@@ -205,6 +206,7 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
     )
     explorer = Explorer(state)
     downloads = Downloads(state)
+    ckan = CkanAPI(state)
     routes = [
         Route("/healthz", health.healthz),
         Route("/readyz", health.readyz),
@@ -238,6 +240,8 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         # listed before the /explore mount, which would otherwise take the second.
         *downloads.routes(),
         Mount("/explore", routes=explorer.routes()),
+        # For harvesters (docs/portal.md): the CKAN Action API's read part, in CKAN's own envelope
+        *ckan.routes(),
     ]
     observers = [log_line, metrics.observe_request] if settings.metrics else [log_line]
     middleware = [
