@@ -39,6 +39,7 @@ from gateway.identity.service import Identity
 from gateway.identity.tokens import TokenService, load_signing_key
 from gateway.middleware import FailureMiddleware, RequestIdMiddleware, error_response, failure_problem
 from gateway.portal.ckan import CkanAPI
+from gateway.portal.dcat import DcatEndpoints
 from gateway.portal.downloads import Downloads
 from gateway.problems import BUSY, Problem, problem_response
 from gateway.registry import SchemaRegistry
@@ -207,6 +208,7 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
     explorer = Explorer(state)
     downloads = Downloads(state)
     ckan = CkanAPI(state)
+    dcat = DcatEndpoints(state)
     routes = [
         Route("/healthz", health.healthz),
         Route("/readyz", health.readyz),
@@ -239,6 +241,7 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         # Downloads (docs/portal.md): /open/download/{code}.{fmt}, and the explorer's link to it;
         # listed before the /explore mount, which would otherwise take the second.
         *downloads.routes(),
+        *dcat.routes(),  # /catalog.ttl|.jsonld and /explore/datasets/{code}.ttl|.jsonld|.json
         Mount("/explore", routes=explorer.routes()),
         # For harvesters (docs/portal.md): the CKAN Action API's read part, in CKAN's own envelope
         *ckan.routes(),
