@@ -38,6 +38,7 @@ from gateway.identity.routes import admin_routes, identity_static, oauth_routes
 from gateway.identity.service import Identity
 from gateway.identity.tokens import TokenService, load_signing_key
 from gateway.middleware import FailureMiddleware, RequestIdMiddleware, error_response, failure_problem
+from gateway.portal import cors
 from gateway.portal.ckan import CkanAPI
 from gateway.portal.dcat import DcatEndpoints
 from gateway.portal.downloads import Downloads
@@ -246,12 +247,15 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         # For harvesters (docs/portal.md): the CKAN Action API's read part, in CKAN's own envelope
         *ckan.routes(),
     ]
+    cors_rules = cors.policies(settings.cors_open_origins, settings.cors_share_origins)
     observers = [log_line, metrics.observe_request] if settings.metrics else [log_line]
     middleware = [
         # outermost first: tracing (optional), then the access-log line and request metrics,
         # which see the answer as sent (docs/operations.md)
         *tracing.middleware(settings.otel),
         Middleware(RequestLogMiddleware, observers=observers, on_response=tracing.observers(settings.otel)),
+        # CORS per tier by path prefix (gateway.portal.cors): preflights answered here, logged above
+        Middleware(cors.CORSMiddleware, rules=cors_rules),
         # the signature covers X-Request-ID, so signing wraps the request id
         Middleware(ResponseSigningMiddleware, signer=state.signer, always=("/share/graphql", EXPORT_PATH)),
         Middleware(RequestIdMiddleware),
