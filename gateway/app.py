@@ -42,6 +42,7 @@ from gateway.portal import cors
 from gateway.portal.ckan import CkanAPI
 from gateway.portal.dcat import DcatEndpoints
 from gateway.portal.downloads import Downloads
+from gateway.portal.search import SearchEndpoint
 from gateway.problems import BUSY, Problem, problem_response
 from gateway.registry import SchemaRegistry
 from gateway.request_log import RequestLogMiddleware, log_line
@@ -239,6 +240,7 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         # The public open-data page, its assets and catalogue JSON; GET / → /explore.
         Route("/", explorer.root),
         Route("/explore", explorer.page),
+        Route("/explore.json", SearchEndpoint(state).handle),  # search with facets: the page's twin
         # Downloads (docs/portal.md): /open/download/{code}.{fmt}, and the explorer's link to it;
         # listed before the /explore mount, which would otherwise take the second.
         *downloads.routes(),

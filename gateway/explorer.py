@@ -68,10 +68,11 @@ UPDATE_CYCLES = {
 # Filter operators the page offers (a subset of what each filter input type declares).
 DOWNLOAD_FORMATS = ("csv", "xlsx", "json", "jsonl")
 OPERATORS = ("eq", "neq", "gt", "gte", "lt", "lte", "prefix")
-# Everything the page needs comes from this origin; nothing may be framed or posted elsewhere.
+# Everything the page needs comes from this origin; nothing may be framed or posted elsewhere
+# (its one form is the search, a GET to /explore itself).
 PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
-    "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "img-src 'self' data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }

@@ -43,9 +43,12 @@
     text($("#endpoint"), catalogue.endpoint);
     text($("#catalogue-count"), "共 " + catalogue.datasets.length + " 个数据集");
     text($("#load-status"), "");
+    const shownCodes = await searchState();
     const list = $("#datasets");
     list.replaceChildren();
-    for (const ds of catalogue.datasets) {
+    const byCode = new Map(catalogue.datasets.map((d) => [d.code, d]));
+    const listed = shownCodes ? shownCodes.map((c) => byCode.get(c)).filter(Boolean) : catalogue.datasets;
+    for (const ds of listed) {
       const li = document.createElement("li");
       const b = make("button");
       b.type = "button";
@@ -60,6 +63,47 @@
       list.appendChild(li);
     }
     route();
+  }
+
+  // ---- search and facets: the state is the page's own URL (/explore?q=…&dept=…), its twin /explore.json
+  const FACET_LABELS = { dept: "提供部门", category: "资源分类", open: "开放属性", cycle: "更新周期" };
+  async function searchState() {
+    const params = new URLSearchParams(location.search);
+    $("#search-q").value = params.get("q") || "";
+    $("#search-sort").value = params.get("sort") || "";
+    $("#search-json").href = "/explore.json" + location.search;
+    let doc = null, r = null;
+    try {
+      r = await fetch("/explore.json" + location.search, { headers: { Accept: "application/json" } });
+      doc = await r.json().catch(() => null);
+    } catch (err) { doc = null; }
+    const box = $("#facets");
+    box.replaceChildren();
+    if (!r || !r.ok || !doc) {
+      text($("#search-summary"), "搜索暂不可用：" + errorText(doc, r));
+      return null;
+    }
+    const q = doc.query.q;
+    text($("#search-summary"), (q ? "“" + q + "” " : "") + "找到 " + doc.count + " 个数据集");
+    for (const [facet, items] of Object.entries(doc.facets)) {
+      if (!items.length) continue;
+      const group = make("div", undefined, "facet");
+      group.appendChild(make("h3", FACET_LABELS[facet] || facet));
+      const ul = document.createElement("ul");
+      for (const item of items) {
+        const li = document.createElement("li");
+        const a = make("a", item.label + " (" + item.count + ")");
+        a.href = item.url;
+        a.dataset.facet = facet;
+        a.dataset.value = item.value;
+        if (item.selected) { a.setAttribute("aria-current", "true"); a.className = "selected"; }
+        li.appendChild(a);
+        ul.appendChild(li);
+      }
+      group.appendChild(ul);
+      box.appendChild(group);
+    }
+    return doc.results.map((x) => x.code);
   }
 
   function route() {
