@@ -50,7 +50,7 @@ def policies(
 ) -> list[tuple[tuple[str, ...], Policy]]:
     if "*" in share_origins:
         raise ValueError("SHUQIAO_CORS_SHARE_ORIGINS lists origins by name; `*` is refused on the share tier")
-    out = [
+    out: list[tuple[tuple[str, ...], Policy]] = [
         (
             OPEN_PREFIXES,
             Policy(

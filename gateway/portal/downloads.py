@@ -291,10 +291,10 @@ def dataset_columns(built: BuiltSchema, code: str) -> tuple[str, list[Column], s
         binding = bindings.nodes_by_dataset[code]
         gfield = query.fields[root]
         connection = get_named_type(gfield.type)
-        node = get_named_type(get_named_type(connection.fields["edges"].type).fields["node"].type)  # type: ignore[union-attr]
+        node = get_named_type(get_named_type(connection.fields["edges"].type).fields["node"].type)
         columns = [
             Column(name, binding.fields[name].title)
-            for name in node.fields  # type: ignore[union-attr]
+            for name in node.fields
             if name in binding.fields
         ]
         where, order = gfield.args.get("where"), gfield.args.get("orderBy")
