@@ -17,9 +17,15 @@ from gateway.identity.models import (
     TrustedIssuer,
     User,
 )
+from gateway.workflow.demands import Demand
+from gateway.workflow.kpi import KpiSnapshot
+from gateway.workflow.models import Application, ApplicationEvent
+from gateway.workflow.quality import QualityReport
 
 __all__ = [
     "ApiKey",
+    "Application",
+    "ApplicationEvent",
     "AuditAlert",
     "AuditAlertCursor",
     "AuditChainHead",
@@ -30,11 +36,14 @@ __all__ = [
     "DataKey",
     "Dataset",
     "DatasetField",
+    "Demand",
     "Department",
     "DepartmentKey",
     "Enterprise",
     "GrantRecord",
+    "KpiSnapshot",
     "OAuthClient",
+    "QualityReport",
     "RefreshToken",
     "RevokedToken",
     "TrustedIssuer",

@@ -141,6 +141,9 @@ class Settings:
     otel: bool | None = None
     # `grant list --state expiring`: grants that end within this many days.
     grant_expiry_warning_days: int = 30
+    # The day's KPI snapshot (the trend's points) taken by every worker's background task, once a
+    # day (gateway.workflow.kpi); off: `shuqiao kpi snapshot` from cron does it.
+    kpi_snapshots: bool = False
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -192,6 +195,7 @@ class Settings:
             metrics_allow=parse_allow(_env("METRICS_ALLOW", "127.0.0.1/32,::1/128")),
             otel=_switch("OTEL", None),
             grant_expiry_warning_days=_int("GRANT_EXPIRY_WARNING_DAYS", 30),
+            kpi_snapshots=_switch("KPI_SNAPSHOTS", False) is True,
         )
 
     def with_(self, **changes: object) -> Settings:
