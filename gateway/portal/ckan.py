@@ -167,10 +167,10 @@ def package(ds: OpenDataset, base: str) -> dict[str, Any]:
         "state": "active",
         "private": False,
         "isopen": not ds.conditional,
-        "license_id": None,  # the catalogue spec names no licence yet
-        "license_title": None,
+        "license_id": spec.licence or None,
+        "license_title": spec.licence or None,
         "author": ds.department.name,
-        "maintainer": ds.department.name,
+        "maintainer": spec.contact or ds.department.name,
         "version": str(spec.version),
         "metadata_created": _iso(ds.created),
         "metadata_modified": _iso(ds.modified),

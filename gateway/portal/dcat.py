@@ -15,6 +15,7 @@ anonymous API allowance and are access events (operation `dcat.catalogue` / `dca
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -38,6 +39,8 @@ VCARD = Namespace("http://www.w3.org/2006/vcard/ns#")
 FREQ = Namespace("http://publications.europa.eu/resource/authority/frequency/")
 ACCESS = Namespace("http://publications.europa.eu/resource/authority/access-right/")
 IANA = "https://www.iana.org/assignments/media-types/"
+SPDX = "http://spdx.org/licenses/"
+SPDX_ID = re.compile(r"[A-Za-z0-9.+-]+")
 FREQUENCIES = {
     "realtime": "UPDATE_CONT",
     "hourly": "HOURLY",
@@ -77,7 +80,12 @@ def _dataset(g: Graph, ds: OpenDataset, base: str) -> URIRef:
     contact = BNode(f"contact-{spec.code}")
     g.add((contact, RDF.type, VCARD.Organization))
     g.add((contact, VCARD.fn, Literal(ds.department.name, lang="zh")))
+    if spec.contact:
+        g.add((contact, VCARD.note, Literal(spec.contact, lang="zh")))
     g.add((node, DCAT.contactPoint, contact))
+    if spec.licence:  # an SPDX identifier (CC-BY-4.0) as its URI, anything else as text
+        licence = URIRef(SPDX + spec.licence) if SPDX_ID.fullmatch(spec.licence) else Literal(spec.licence)
+        g.add((node, DCTERMS.license, licence))
     if ds.created is not None:
         g.add((node, DCTERMS.issued, Literal(ds.created.replace(tzinfo=None), datatype=XSD.dateTime)))
     if ds.modified is not None:

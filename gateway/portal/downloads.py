@@ -292,11 +292,7 @@ def dataset_columns(built: BuiltSchema, code: str) -> tuple[str, list[Column], s
         gfield = query.fields[root]
         connection = get_named_type(gfield.type)
         node = get_named_type(get_named_type(connection.fields["edges"].type).fields["node"].type)
-        columns = [
-            Column(name, binding.fields[name].title)
-            for name in node.fields
-            if name in binding.fields
-        ]
+        columns = [Column(name, binding.fields[name].title) for name in node.fields if name in binding.fields]
         where, order = gfield.args.get("where"), gfield.args.get("orderBy")
         return (
             root,

@@ -52,7 +52,7 @@ class OpenDataset:
 
     def keywords(self) -> list[str]:
         words = [self.spec.theme] if self.spec.theme else []
-        words += [self.entry["category"], self.department.name]
+        words += [*self.spec.tags, self.entry["category"], self.department.name]
         return [w for w in dict.fromkeys(words) if w]
 
     def downloads(self, base: str) -> dict[str, str]:

@@ -75,3 +75,24 @@ def test_one_dataset_and_its_access_rights(app: TestClient) -> None:
     for missing in ("/explore/datasets/population.ttl", "/explore/datasets/nope.jsonld", "/catalog.xml"):
         r = app.get(missing)
         assert r.status_code == 404 and r.json()["errors"][0]["extensions"]["code"] == "NOT_FOUND"
+
+
+def test_licence_contact_and_tags_from_the_catalogue(app: TestClient) -> None:
+    import dataclasses as dc
+
+    from gateway.portal.ckan import package
+    from gateway.portal.dcat import dataset_graph
+    from gateway.portal.listing import open_listing
+
+    state = app.app.state.gateway  # type: ignore[attr-defined]
+    listing = app.portal.call(open_listing, state)  # type: ignore[attr-defined]
+    ds = next(d for d in listing if d.code == "air_quality_daily")
+    spec = dc.replace(ds.spec, licence="CC-BY-4.0", contact="029-12345678", tags=("环境", "空气"))
+    richer = dc.replace(ds, spec=spec)
+    pkg = package(richer, BASE)
+    assert pkg["license_id"] == "CC-BY-4.0" and pkg["maintainer"] == "029-12345678"
+    assert {"环境", "空气"} <= {t["name"] for t in pkg["tags"]}
+    g = dataset_graph(richer, BASE)
+    node = URIRef(f"{BASE}/explore/datasets/air_quality_daily")
+    assert (node, DCTERMS.license, URIRef("http://spdx.org/licenses/CC-BY-4.0")) in g
+    assert (node, DCAT.keyword, Literal("环境", lang="zh")) in g
