@@ -16,7 +16,7 @@ term occurs in its text, or else when at least half of its words do; every term 
 Relevance weights where a word occurs: name ×5, keywords ×3, department and 信息项 ×2,
 description and codes ×1.
 
-Facets: `dept` (provider department code), `category` (base / theme / special), `open`
+Facets: `dept` (provider department code), `category` (base / theme / special), `theme` (主题), `open`
 (unconditional / conditional), `cycle` (update cycle). Each facet's counts are over the results
 with every *other* selected facet applied, so a person sees what choosing another value would
 give. `sort`: `relevance` (default with `q`), `name`, `modified` (most recently updated first).
@@ -45,7 +45,7 @@ from gateway.state import GatewayState
 from policies.model import CATEGORY_LABELS, OPEN_LABELS, Tier
 from resolvers.context import ANONYMOUS
 
-FACETS = ("dept", "category", "open", "cycle")
+FACETS = ("dept", "category", "theme", "open", "cycle")
 SORTS = ("relevance", "name", "modified")
 MAX_QUERY = 200
 STOPWORDS = frozenset(
@@ -127,6 +127,8 @@ def facet_value(ds: Any, facet: str) -> str:
         return str(ds.spec.category.value)
     if facet == "open":
         return str(ds.spec.open.value)
+    if facet == "theme":
+        return str(ds.spec.theme)
     return str(ds.spec.update_cycle)
 
 
@@ -137,6 +139,8 @@ def facet_label(ds: Any, facet: str) -> str:
         return CATEGORY_LABELS[ds.spec.category]
     if facet == "open":
         return OPEN_LABELS[ds.spec.open]
+    if facet == "theme":
+        return str(ds.spec.theme)
     return UPDATE_CYCLES.get(ds.spec.update_cycle, ds.spec.update_cycle)
 
 
@@ -177,6 +181,8 @@ def search(listing: list[Any], params: dict[str, str], base_path: str = "/explor
         for item, _ in ranked:
             if all(facet_value(item.ds, f) == v for f, v in others.items()):
                 value = facet_value(item.ds, facet)
+                if not value:  # a dataset without a theme is not counted under an empty one
+                    continue
                 label, n = counts.get(value, (facet_label(item.ds, facet), 0))
                 counts[value] = (label, n + 1)
         items = []

@@ -72,6 +72,8 @@ def test_facets_counts_and_stable_urls(app: TestClient) -> None:
     assert chosen["samr"]["count"] == 1  # a facet's own counts ignore its own choice
     both = _search(app, q="许可", dept="eco")
     assert _codes(both) == ["discharge_permit"] and both["url"] == "/explore?q=%E8%AE%B8%E5%8F%AF&dept=eco"
+    themes = {f["value"]: f["count"] for f in doc["facets"]["theme"]}
+    assert themes == {"生态环境": 2, "市场主体": 1, "信用": 1}
     opens = {f["value"]: f["count"] for f in doc["facets"]["open"]}
     assert opens == {"unconditional": 3, "conditional": 1}
     assert {f["label"] for f in doc["facets"]["cycle"]} <= {"每日", "每月", "每年", "实时", "每周", "不定期"}

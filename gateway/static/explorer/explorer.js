@@ -66,7 +66,7 @@
   }
 
   // ---- search and facets: the state is the page's own URL (/explore?q=…&dept=…), its twin /explore.json
-  const FACET_LABELS = { dept: "提供部门", category: "资源分类", open: "开放属性", cycle: "更新周期" };
+  const FACET_LABELS = { dept: "提供部门", category: "资源分类", theme: "主题", open: "开放属性", cycle: "更新周期" };
   async function searchState() {
     const params = new URLSearchParams(location.search);
     $("#search-q").value = params.get("q") || "";
