@@ -48,8 +48,11 @@ from resolvers.context import ANONYMOUS
 
 CKAN_VERSION = "2.10.4"  # the API version whose read protocol this follows
 MAX_ROWS = 1000
-FQ_TERM = re.compile(r'([+-]?)([A-Za-z_]+):(?:"([^"]*)"|(\S+))')
+FQ_TOKEN = re.compile(
+    r'\(|\)|\bOR\b|\bAND\b|\*:\*|(?P<sign>[+-]?)(?P<key>[A-Za-z_]+):(?P<value>\[[^\]]*\]|"[^"]*"|[^\s()]+)'
+)
 SORT_KEYS: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "id": lambda p: p["id"],  # what ckanext-harvest pages by
     "name": lambda p: p["name"],
     "title_string": lambda p: p["title"],
     "metadata_modified": lambda p: p["metadata_modified"] or "",
@@ -206,21 +209,76 @@ def _int(params: dict[str, Any], name: str, default: int, low: int, high: int) -
     return value
 
 
-def _filters(fq: str) -> list[tuple[bool, str, str]]:
-    """`fq` in CKAN's Solr form, the subset harvesters send: `key:value` terms (quoted values
-    allowed), each optionally `+` (must) or `-` (must not), all of them required together."""
-    out = []
-    rest = fq
-    for m in FQ_TERM.finditer(fq):
-        sign, key, quoted, bare = m.groups()
-        value = quoted if quoted is not None else bare
-        if key not in ("organization", "groups", "res_format", "tags", "name", "owner_org", "capacity"):
-            raise CkanError(409, "Search Query Error", f"Unsupported filter field: {key}")
-        out.append((sign == "-", key, value))
-        rest = rest.replace(m.group(0), " ", 1)
-    if rest.strip() and rest.strip() not in ("*:*", "AND", "+"):
+Term = tuple[bool, str, str]  # (negated, field, value or "[from TO to]")
+FILTER_FIELDS = frozenset(
+    {"organization", "owner_org", "groups", "res_format", "tags", "name", "id", "capacity"}
+    | {"dataset_type", "type", "state", "metadata_modified", "metadata_created"}
+)
+
+
+def _filters(fq: str) -> list[list[Term]]:
+    """`fq` in CKAN's Solr form, the subset harvesters send (ckanext-harvest's CKAN harvester:
+    `(organization:a OR organization:b)`, `-groups:x`, `metadata_modified:[2024-05-01T00:00:00Z TO *]`):
+    `field:value` terms (quoted values and `[from TO to]` ranges allowed, `+`/`-` prefixes), joined
+    by AND; a parenthesised group may join its terms by OR. Returns the AND of OR-groups."""
+    groups: list[list[Term]] = []
+    inner: list[Term] | None = None
+    any_or = False
+    pos = 0
+    for m in FQ_TOKEN.finditer(fq):
+        if fq[pos : m.start()].strip():
+            raise CkanError(409, "Search Query Error", f"Cannot parse fq: {fq}")
+        pos = m.end()
+        part = m.group(0)
+        if part == "(":
+            if inner is not None:
+                raise CkanError(409, "Search Query Error", "Nested parentheses in fq are not supported")
+            inner, any_or = [], False
+        elif part == ")":
+            if inner is None:
+                raise CkanError(409, "Search Query Error", f"Cannot parse fq: {fq}")
+            groups.extend([inner] if any_or else [[t] for t in inner])
+            inner = None
+        elif part == "OR":
+            if inner is None:
+                raise CkanError(409, "Search Query Error", "OR is supported inside parentheses only")
+            any_or = True
+        elif part in ("AND", "*:*"):
+            continue
+        else:
+            sign, key, value = m.group("sign"), m.group("key"), m.group("value").strip('"')
+            if key not in FILTER_FIELDS:
+                raise CkanError(409, "Search Query Error", f"Unsupported filter field: {key}")
+            term = (sign == "-", key, value)
+            if inner is not None:
+                inner.append(term)
+            else:
+                groups.append([term])
+    if fq[pos:].strip() or inner is not None:
         raise CkanError(409, "Search Query Error", f"Cannot parse fq: {fq}")
-    return out
+    return groups
+
+
+def _holds(p: dict[str, Any], term: Term) -> bool:
+    negated, key, value = term
+    if value.startswith("[") and value.endswith("]"):
+        low, _, high = value[1:-1].partition(" TO ")
+        have = p.get(key) or ""
+        low, high = _instant(low), _instant(high)
+        inside = bool(have) and (low is None or have >= low) and (high is None or have <= high)
+        return inside != negated
+    return (value in _values(p, key)) != negated
+
+
+def _instant(bound: str) -> str | None:
+    """A range bound as our timestamps are written (naive UTC ISO 8601); `*` is open. Solr's
+    `NOW` arithmetic is not supported."""
+    bound = bound.strip()
+    if bound == "*":
+        return None
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}(T[\d:.]+)?Z?", bound):
+        raise CkanError(409, "Search Query Error", f"Unsupported range bound: {bound}")
+    return bound.rstrip("Z")
 
 
 def _values(p: dict[str, Any], key: str) -> set[str]:
@@ -234,7 +292,11 @@ def _values(p: dict[str, Any], key: str) -> set[str]:
         return {t["name"] for t in p["tags"]}
     if key == "capacity":
         return {"public"}
-    return {p["name"]}
+    if key in ("dataset_type", "type"):
+        return {p["type"]}
+    if key == "state":
+        return {p["state"]}
+    return {p["name"], p["id"]}
 
 
 class CkanAPI:
@@ -245,6 +307,8 @@ class CkanAPI:
             "package_show": self.package_show,
             "package_search": self.package_search,
             "organization_list": self.organization_list,
+            "organization_show": self.organization_show,
+            "group_show": self.group_show,
             "group_list": self.group_list,
             "status_show": self.status_show,
         }
@@ -364,7 +428,7 @@ class CkanAPI:
             p = package(ds, base)
             if q and q != "*:*" and not matches(ds, q):
                 continue
-            if all((value in _values(p, key)) != negate for negate, key, value in filters):
+            if all(any(_holds(p, term) for term in group) for group in filters):
                 found.append(p)
         sort = str(params.get("sort") or "score desc, metadata_modified desc")
         for clause in reversed([c.strip() for c in sort.split(",") if c.strip()]):
@@ -413,6 +477,24 @@ class CkanAPI:
         if _truthy(params.get("all_fields")):
             return [_organization(first[c], counts[c]) for c in sorted(first)]
         return sorted(first)
+
+    def organization_show(self, params: dict[str, Any], listing: list[OpenDataset]) -> dict[str, Any]:
+        ident = params.get("id")
+        if not ident:
+            raise CkanError(409, "Validation Error", "id: Missing value", id=["Missing value"])
+        mine = [ds for ds in listing if ds.department.code == ident]
+        if not mine:
+            raise CkanError(404, "Not Found Error", "Not found")
+        return _organization(mine[0], len(mine))
+
+    def group_show(self, params: dict[str, Any], listing: list[OpenDataset]) -> dict[str, Any]:
+        ident = params.get("id")
+        if not ident:
+            raise CkanError(409, "Validation Error", "id: Missing value", id=["Missing value"])
+        mine = [ds for ds in listing if ds.spec.category.value == ident]
+        if not mine:
+            raise CkanError(404, "Not Found Error", "Not found")
+        return _group(mine[0].spec.category, len(mine))
 
     def group_list(self, params: dict[str, Any], listing: list[OpenDataset]) -> list[Any]:
         counts: dict[Category, int] = {}

@@ -86,6 +86,30 @@ def test_package_search(ckan: ckanapi.RemoteCKAN) -> None:
         ckan.action.package_search(rows="many")
 
 
+def test_what_ckanext_harvest_sends(ckan: ckanapi.RemoteCKAN) -> None:
+    """Its CKAN harvester pages by `sort=id asc`, ORs organisations in parentheses and asks for
+    what changed since its last run with a `metadata_modified` range."""
+    both = ckan.action.package_search(fq="(organization:eco OR organization:samr)", sort="id asc", rows=2)
+    assert both["count"] == 3 and [p["id"] for p in both["results"]] == [
+        "air_quality_daily",
+        "discharge_permit",
+    ]
+    rest = ckan.action.package_search(
+        fq="(organization:eco OR organization:samr)", sort="id asc", rows=2, start=2
+    )
+    assert [p["id"] for p in rest["results"]] == ["enterprise_registration"]
+    since = ckan.action.package_search(fq="metadata_modified:[2000-01-01T00:00:00Z TO *]", rows=100)
+    assert since["count"] == len(OPEN)
+    assert ckan.action.package_search(fq="metadata_modified:[2999-01-01T00:00:00Z TO *]")["count"] == 0
+    assert ckan.action.package_search(fq="+dataset_type:dataset")["count"] == len(OPEN)
+    assert ckan.action.organization_show(id="eco")["package_count"] == 2
+    assert ckan.action.group_show(id="base")["title"] == "基础库"
+    with pytest.raises(ckanapi.NotFound):
+        ckan.action.organization_show(id="police")  # opens nothing: not an organisation here
+    with pytest.raises(ckanapi.SearchQueryError):
+        ckan.action.package_search(fq="metadata_modified:[NOW-1DAY TO *]")
+
+
 def test_organizations_groups_status(ckan: ckanapi.RemoteCKAN) -> None:
     assert ckan.action.organization_list() == ["eco", "samr", "tax"]
     orgs = {o["name"]: o for o in ckan.action.organization_list(all_fields=True)}
