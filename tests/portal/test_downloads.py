@@ -3,6 +3,7 @@ bounded pages with a next link, the download budget, and the two audit events.""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import io
@@ -32,8 +33,8 @@ class Recorder:
 
 
 @pytest.fixture(scope="module")
-def recorder() -> Recorder:
-    return Recorder()
+def recorder(demo_env: Any) -> Recorder:
+    return Recorder()  # one per backend, as the app
 
 
 @pytest.fixture(scope="module")
@@ -232,3 +233,70 @@ def test_fails_closed_without_the_access_log_and_has_its_own_budget(demo_env: An
         r = c.get("/open/download/air_quality_daily.jsonl?limit=1")
         assert r.json()["errors"][0]["extensions"]["code"] == "RATE_LIMITED" and "Retry-After" in r.headers
         assert gql(c, "open", "{ airQualityDaily(first: 1) { totalCount } }").status_code == 200
+
+
+def test_xlsx_stops_at_the_sheet_limit_and_says_so(
+    app: TestClient, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from openpyxl import load_workbook
+
+    monkeypatch.setattr(downloads, "XLSX_MAX_ROWS", 30)
+    monkeypatch.setattr(downloads, "BATCH", 20)
+    r = app.get("/open/download/discharge_permit.xlsx", headers={"X-Request-ID": "dl-xlsx-cut"})
+    assert r.status_code == 200
+    table = list(load_workbook(io.BytesIO(r.content), read_only=True).active.iter_rows(values_only=True))
+    assert len(table) == 1 + 30 + 1 and "已截断" in str(table[-1][0])
+    end = [e for e in recorder.events if e.request_id == "dl-xlsx-cut"][-1]
+    assert end.error_codes == ["XLSX_ROW_LIMIT"] and end.reads[0]["rows"] == 30
+
+
+def test_an_empty_result_is_still_a_valid_file(app: TestClient) -> None:
+    none = orjson.dumps({"city": {"eq": "不存在的城市"}}).decode()
+    assert (
+        orjson.loads(app.get("/open/download/air_quality_daily.json", params={"where": none}).content) == []
+    )
+    csv_body = app.get("/open/download/air_quality_daily.csv", params={"where": none}).content
+    assert csv_body.decode("utf-8-sig").count("\n") == 1  # the header only
+    assert app.get("/open/download/air_quality_daily.jsonl", params={"where": none}).content == b""
+
+
+def test_a_client_that_goes_away_is_recorded_as_aborted(app: TestClient, recorder: Recorder) -> None:
+    """Straight through the ASGI app: the client's socket fails after the first chunk."""
+    asgi = app.app
+    sent: list[dict[str, Any]] = []
+
+    async def call() -> None:
+        scope = {
+            "type": "http",
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": "/open/download/discharge_permit.jsonl",
+            "raw_path": b"/open/download/discharge_permit.jsonl",
+            "query_string": b"",
+            "root_path": "",
+            "server": ("testserver", 80),
+            "client": ("10.9.9.9", 5000),
+            "headers": [(b"host", b"testserver"), (b"x-request-id", b"dl-gone")],
+        }
+
+        async def receive() -> dict[str, Any]:
+            import anyio
+
+            await anyio.sleep(3600)  # the request has no body; the client never says more
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+            if message["type"] == "http.response.body" and message.get("body"):
+                raise OSError("connection reset by peer")
+
+        with contextlib.suppress(OSError):
+            await asgi(scope, receive, send)
+
+    app.portal.call(call)  # type: ignore[attr-defined]
+    assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 200, sent
+    events = recorder.events[-2:]  # (the request id is the gateway's own: this client is not trusted)
+    assert events[0].request_id == events[1].request_id
+    assert [e.operation_name for e in events] == ["download.start", "download.end"]
+    assert events[1].status == 499 and events[1].error_codes == ["DOWNLOAD_ABORTED"]
