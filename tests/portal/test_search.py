@@ -123,6 +123,10 @@ def test_search_facet_dataset_download_in_a_browser(demo_env: Any) -> None:
                 len(body.decode("utf-8-sig").splitlines())
                 == total.json()["data"]["airQualityDaily"]["totalCount"] + 1
             )
+            # 有条件开放: the page shows the download command with the API key header
+            page.goto(f"{base}/explore#tax_credit_rating")
+            expect(page.locator("#download-key")).to_contain_text("X-API-Key")
+            expect(page.locator("#download-key")).to_contain_text("/open/download/tax_credit_rating.csv")
             assert not problems, problems
         finally:
             browser.close()

@@ -272,6 +272,11 @@
       box.appendChild(a);
     }
     text($("#download-scope"), where ? "（当前筛选条件下的全部数据）" : "（全部数据）");
+    // 有条件开放: a browser link carries no API key, so show the command that does
+    text($("#download-key"), current.conditional
+      ? "需携带 API Key：curl -OJ -H " + shq(catalogue.apiKeyHeader + ": " + KEY_PLACEHOLDER) + " " +
+        shq(location.origin + current.downloads.csv + qs)
+      : "");
   }
 
   async function load() {
