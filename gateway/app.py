@@ -260,6 +260,12 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         Route("/.well-known/oauth-protected-resource", discovery.protected_resource),
         Route("/.well-known/jwks.json", discovery.jwks),
         Route("/share/subgraphs/{department}.graphql", subgraphs.subgraph_sdl),
+        # Apollo Federation v2 subgraphs: the caller's own token, the caller's policies
+        Route(
+            "/share/subgraphs/{department}/graphql",
+            subgraphs.SubgraphEndpoint(state).handle,
+            methods=["GET", "POST", "PUT", "DELETE"],
+        ),
         Route("/keys/sm2", SigningKeysEndpoint(state.signer.store).handle),
         # The plan's KPIs: overall figures public, per department with a bearer (share:read or admin).
         Route("/kpi", kpis.page),  # the same, as a page (Chinese first, no script)
@@ -291,12 +297,17 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         # CORS per tier by path prefix (gateway.portal.cors): preflights answered here, logged above
         Middleware(cors.CORSMiddleware, rules=cors_rules),
         # the signature covers X-Request-ID, so signing wraps the request id
-        Middleware(ResponseSigningMiddleware, signer=state.signer, always=("/share/graphql", EXPORT_PATH)),
+        Middleware(
+            ResponseSigningMiddleware,
+            signer=state.signer,
+            always=("/share/graphql", EXPORT_PATH),
+            always_under=(subgraphs.PREFIX,),  # each node signs its subgraphs' answers (DESIGN §8)
+        ),
         Middleware(RequestIdMiddleware),
         # who is calling, once: X-Forwarded-For only from SHUQIAO_TRUSTED_PROXIES
         Middleware(ClientAddressMiddleware, trusted_proxies=parse_proxies(settings.trusted_proxies)),
         Middleware(FailureMiddleware),  # any exception below: an audited problem document
-        Middleware(DepartmentKeyRefresh, directory=state.department_keys),
+        Middleware(DepartmentKeyRefresh, directory=state.department_keys, under=(subgraphs.PREFIX,)),
     ]
     app = Starlette(
         routes=routes,

@@ -26,7 +26,9 @@ demo_app = typer.Typer(help="The bundled demo data and principals.", no_args_is_
 grant_app = typer.Typer(help="Grants (approved applications).", no_args_is_help=True)
 catalog_app = typer.Typer(help="The data catalogue (政务信息资源目录).", no_args_is_help=True)
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
+federation_app = typer.Typer(help="Subgraphs of several nodes under one router.", no_args_is_help=True)
 for sub, name in [
+    (federation_app, "federation"),
     (demo_app, "demo"),
     *IDENTITY_APPS,  # client, enterprise, apikey, user, issuer, role (gateway.identity.cli)
     (grant_app, "grant"),
@@ -651,6 +653,22 @@ def catalog_schema() -> None:
     from catalogue.document import json_schema_text
 
     typer.echo(json_schema_text(), nl=False)
+
+
+@federation_app.command("demo")
+def federation_demo(
+    var: Annotated[str, typer.Option(help="Where both nodes keep their stores.")] = "var/federation",
+    province_port: int = 8100,
+    city_port: int = 8101,
+    router_port: int = 4000,
+) -> None:
+    """Two nodes (the province's demo, 西安市) with their own stores and keys, their subgraphs
+    composed, and a stock router (Node 20, `make federation`) in front; runs until Ctrl-C."""
+    from pathlib import Path
+
+    from gateway.federation import demo
+
+    demo(Path(var), province_port, city_port, router_port, typer.echo)
 
 
 def main() -> None:  # pragma: no cover - console entry
