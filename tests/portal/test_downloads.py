@@ -300,3 +300,9 @@ def test_a_client_that_goes_away_is_recorded_as_aborted(app: TestClient, recorde
     assert events[0].request_id == events[1].request_id
     assert [e.operation_name for e in events] == ["download.start", "download.end"]
     assert events[1].status == 499 and events[1].error_codes == ["DOWNLOAD_ABORTED"]
+
+
+def test_head_answers_the_headers(app: TestClient) -> None:
+    r = app.head("/open/download/air_quality_daily.csv?limit=5")
+    assert r.status_code == 200 and r.content == b""
+    assert r.headers["content-type"] == "text/csv; charset=utf-8"
