@@ -43,6 +43,11 @@ from gateway.identity.tokens import TokenService, load_signing_key
 from gateway.loading.http import DataLoadAPI
 from gateway.loading.scheduler import SyncScheduler
 from gateway.middleware import FailureMiddleware, RequestIdMiddleware, error_response, failure_problem
+from gateway.portal import cors
+from gateway.portal.ckan import CkanAPI
+from gateway.portal.dcat import DcatEndpoints
+from gateway.portal.downloads import Downloads
+from gateway.portal.search import SearchEndpoint
 from gateway.problems import BUSY, Problem, problem_response
 from gateway.registry import SchemaRegistry
 from gateway.request_log import RequestLogMiddleware, log_line
@@ -242,6 +247,9 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         settings.audit_export_max_events,
     )
     explorer = Explorer(state)
+    downloads = Downloads(state)
+    ckan = CkanAPI(state)
+    dcat = DcatEndpoints(state)
     kpis = KpiEndpoints(
         state.engine,
         state.identity.protector(realm="shuqiao-kpi", scopes=KPI_SCOPES),
@@ -301,14 +309,24 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         # The public open-data page, its assets and catalogue JSON; GET / → /explore.
         Route("/", explorer.root),
         Route("/explore", explorer.page),
+        Route("/explore.json", SearchEndpoint(state).handle),  # search with facets: the page's twin
+        # Downloads (docs/portal.md): /open/download/{code}.{fmt}, and the explorer's link to it;
+        # listed before the /explore mount, which would otherwise take the second.
+        *downloads.routes(),
+        *dcat.routes(),  # /catalog.ttl|.jsonld and /explore/datasets/{code}.ttl|.jsonld|.json
         Mount("/explore", routes=explorer.routes()),
+        # For harvesters (docs/portal.md): the CKAN Action API's read part, in CKAN's own envelope
+        *ckan.routes(),
     ]
+    cors_rules = cors.policies(settings.cors_open_origins, settings.cors_share_origins)
     observers = [log_line, metrics.observe_request] if settings.metrics else [log_line]
     middleware = [
         # outermost first: tracing (optional), then the access-log line and request metrics,
         # which see the answer as sent (docs/operations.md)
         *tracing.middleware(settings.otel),
         Middleware(RequestLogMiddleware, observers=observers, on_response=tracing.observers(settings.otel)),
+        # CORS per tier by path prefix (gateway.portal.cors): preflights answered here, logged above
+        Middleware(cors.CORSMiddleware, rules=cors_rules),
         # the signature covers X-Request-ID, so signing wraps the request id
         Middleware(
             ResponseSigningMiddleware,
