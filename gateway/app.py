@@ -44,6 +44,7 @@ from gateway.request_log import RequestLogMiddleware, log_line
 from gateway.secrets import SecretHasher, load_master_key
 from gateway.settings import Settings
 from gateway.state import GatewayState
+from gateway.web.session import SessionOrBearer, WebSessions
 from policies.model import Tier
 
 log = logging.getLogger("shuqiao")
@@ -195,11 +196,19 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         metrics.unwatch_pool(state.engine)
         await state.engine.dispose()
 
+    master_key = load_master_key(settings.master_key_file)
+    # people sign in once for every page of the gateway's own (gateway.web.session)
+    sessions = WebSessions(
+        state.identity,
+        master_key,
+        absolute_seconds=settings.web_session_seconds,
+        idle_seconds=settings.web_session_idle_seconds,
+    )
     audit = AuditAPI(
         state.engine,
         state.access_log,
-        state.identity.protector(realm="shuqiao-audit", scopes=["audit:read"]).validate_request,
-        VariableCipher.from_master_key(load_master_key(settings.master_key_file)),
+        SessionOrBearer(sessions, state.identity.protector(realm="shuqiao-audit", scopes=["audit:read"])),
+        VariableCipher.from_master_key(master_key),
         settings.audit_export_max_events,
     )
     explorer = Explorer(state)
@@ -226,6 +235,7 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         Route("/.well-known/jwks.json", discovery.jwks),
         Route("/share/subgraphs/{department}.graphql", subgraphs.subgraph_sdl),
         Route("/keys/sm2", SigningKeysEndpoint(state.signer.store).handle),
+        Mount("/web", routes=sessions.routes()),  # sign-in, callback, sign-out, who is signed in
         # The officer page and API (audit:read): search, detail, stats, export, verify, alerts.
         Route("/audit", audit.page),
         Mount("/audit", routes=audit.routes()),

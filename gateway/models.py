@@ -17,6 +17,7 @@ from gateway.identity.models import (
     TrustedIssuer,
     User,
 )
+from gateway.web.models import WebSession
 
 __all__ = [
     "ApiKey",
@@ -39,4 +40,5 @@ __all__ = [
     "RevokedToken",
     "TrustedIssuer",
     "User",
+    "WebSession",
 ]

@@ -130,6 +130,10 @@ class Settings:
     otel: bool | None = None
     # `grant list --state expiring`: grants that end within this many days.
     grant_expiry_warning_days: int = 30
+    # Sessions on the gateway's own pages (gateway.web.session): absolute lifetime (never past
+    # the access token's expiry) and idle timeout, in seconds.
+    web_session_seconds: int = 8 * 3600
+    web_session_idle_seconds: int = 1800
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -177,6 +181,8 @@ class Settings:
             metrics_allow=parse_allow(_env("METRICS_ALLOW", "127.0.0.1/32,::1/128")),
             otel=_switch("OTEL", None),
             grant_expiry_warning_days=_int("GRANT_EXPIRY_WARNING_DAYS", 30),
+            web_session_seconds=_int("WEB_SESSION_SECONDS", 8 * 3600),
+            web_session_idle_seconds=_int("WEB_SESSION_IDLE_SECONDS", 1800),
         )
 
     def with_(self, **changes: object) -> Settings:
