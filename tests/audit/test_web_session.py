@@ -59,7 +59,7 @@ def test_officer_signs_in_through_the_oauth_pages_and_the_page_view_is_audited(
         assert page.status_code == 200 and page.url.path == "/audit", page.text[:300]
         assert "态势" in page.text and 'id="token"' not in page.text  # no token pasting
         history = [r.url.path for r in page.history]
-        assert "/web/callback" in history and "/oauth/login" in history
+        assert history == ["/oauth/authorize", "/web/callback"]  # consent allowed → callback → page
         cookie = next(c for c in client.cookies.jar if c.name == "sq_web")
         assert cookie.has_nonstandard_attr("HttpOnly") and cookie.path == "/"
         me = client.get("/web/session").json()
@@ -81,7 +81,7 @@ def test_non_officer_gets_403_on_every_officer_page_and_api(served: str, demo_en
             assert client.get(path).status_code == 403, path
         assert client.post("/audit/graphql", json={"query": "{ __typename }"}).status_code == 403
         # signed in all the same: the session says who, without the audit scope
-        assert client.get("/web/session").json()["scopes"] == ["share:read"]
+        assert client.get("/web/session").json()["scopes"] == ["openid", "profile", "share:read"]
 
 
 def test_csrf_is_required_for_state_changing_calls(served: str, officer: tuple[str, str]) -> None:
