@@ -48,3 +48,25 @@ def make_user(demo_env: Any, roles: list[str], department: str | None = None) ->
 
     on_db(demo_env, go)
     return username, password
+
+
+def make_user_threaded(demo_env: Any, roles: list[str], department: str | None = None) -> tuple[str, str]:
+    """`make_user` from a thread of its own: the sync Playwright API keeps a loop running in this one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(make_user, demo_env, roles, department).result()
+
+
+def browser_sign_in(page: Any, base: str, username: str, password: str, start: str = "/audit") -> Any:
+    """Sign in on the sign-in page as a person would; the answer to the last navigation."""
+    page.goto(f"{base}{start}")
+    page.fill("#username", username)
+    page.fill("#password", password)
+    with page.expect_navigation():
+        page.click("button[type=submit]")
+    if page.locator("button[value=approve]").count():  # the consent page
+        with page.expect_navigation() as nav:
+            page.click("button[value=approve]")
+        return nav.value
+    return None
