@@ -34,7 +34,6 @@ from gateway.audit.field_index import index_pending
 from gateway.audit.models import AuditChainHead, AuditEvent, AuditFieldAccess, AuditIndexCursor
 from gateway.audit.query import BadFilter, parse_time
 from gateway.grants.models import GrantRecord
-from gateway.grants.service import DEFAULT_WARNING_DAYS, grant_state
 
 PANELS = ("traffic", "sensitive", "alerts", "grants", "unusual", "chain")
 EVENTS = AuditEvent.__table__
@@ -45,6 +44,8 @@ AGE_BUCKETS = (("lt_1h", timedelta(hours=1)), ("lt_24h", timedelta(days=1)), ("l
 BASELINE_WINDOWS = 7  # the period before, seven times over, is a consumer's own baseline
 VOLUME_FACTOR = 3.0  # "far above": at least this many times the baseline ...
 VOLUME_MIN = 10  # ... and at least this many requests
+# as gateway.grants.service's "expiring" state (not imported: the audit package stays below identity)
+DEFAULT_WARNING_DAYS = 30
 
 
 @dataclass(frozen=True)
@@ -226,13 +227,16 @@ async def grants(conn: AsyncConnection, period: Period, days: int = DEFAULT_WARN
     horizon = period.now + timedelta(days=days)
     rows = await conn.execute(
         select(GRANTS)
-        .where(GRANTS.c.expires_at.is_not(None), GRANTS.c.expires_at <= horizon)
+        .where(
+            GRANTS.c.status == "approved",
+            GRANTS.c.expires_at.is_not(None),
+            GRANTS.c.expires_at > period.now,
+            GRANTS.c.expires_at <= horizon,
+        )
         .order_by(GRANTS.c.expires_at)
     )
     out = []
     for row in rows:
-        if grant_state(row, period.now, days) != "expiring":  # type: ignore[arg-type]
-            continue
         expires = _utc(row.expires_at)
         assert expires is not None
         out.append(

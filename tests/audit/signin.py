@@ -21,7 +21,9 @@ def _hidden(html: str) -> dict[str, str]:
     return {k: h.unescape(v) for k, v in _HIDDEN.findall(html)}
 
 
-def sign_in(base: str, username: str, password: str, start: str = "/audit") -> tuple[httpx.Client, httpx.Response]:
+def sign_in(
+    base: str, username: str, password: str, start: str = "/audit"
+) -> tuple[httpx.Client, httpx.Response]:
     """A client holding the session cookie, and the answer to `start` after signing in."""
     import html as h
 

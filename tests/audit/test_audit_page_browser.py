@@ -230,7 +230,8 @@ def test_officer_acknowledges_alerts_raised_by_real_requests_and_markup_stays_te
         expect(moved.locator("td.rule")).to_have_text("new_address")
         cells = probe.locator("td").all_inner_texts()
         assert cells[0] == str(api["forbidden_probing"]["id"]) and cells[2:4] == [prober_id, "samr"]
-        assert cells[5].split()[0] == f"#{api['forbidden_probing']['seq']}" and "was refused 20 fields" in cells[6]
+        assert cells[5].split()[0] == f"#{api['forbidden_probing']['seq']}"  # then the "events" link
+        assert "was refused 20 fields" in cells[6]
         assert cells[7] == "open 未处理"
         at = datetime.fromisoformat(api["forbidden_probing"]["occurred_at"]).astimezone(CST)  # Beijing
         assert cells[4] == f"{at.year}/{at.month}/{at.day} {at:%H:%M:%S}", cells[4]

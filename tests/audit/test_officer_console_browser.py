@@ -21,8 +21,14 @@ from tests.audit.signin import browser_sign_in, make_user_threaded
 from tests.support import serve
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 pytestmark = pytest.mark.browser
 
 
@@ -54,8 +60,7 @@ def _token(base: str, client_id: str, secret: str) -> str:
 
 # the number a panel shows, by its data-k, from the JSON twin
 def _twin(doc: dict[str, Any], key: str) -> int:
-    panel, name = key.split(".", 1)
-    p = doc[panel]
+    p = doc[key.split(".", 1)[0]]
     if key == "traffic.total.requests":
         return p["total"]["requests"]
     if key == "traffic.total.refused":
@@ -83,8 +88,11 @@ def test_officer_signs_in_reads_the_posture_opens_an_alerts_events_and_signs_out
     tag = uuid.uuid4().hex[:8]
     with httpx.Client(base_url=served) as http:
         for i in range(10):  # samr may read neither field: 20 refusals, the probing threshold
-            r = http.post("/share/graphql", json={"query": q},
-                          headers={"Authorization": f"Bearer {samr}", "X-Request-ID": f"probe-{tag}-{i}"})
+            r = http.post(
+                "/share/graphql",
+                json={"query": q},
+                headers={"Authorization": f"Bearer {samr}", "X-Request-ID": f"probe-{tag}-{i}"},
+            )
             assert r.status_code == 200 and "FORBIDDEN_FIELD" in r.text, r.text
         r = http.post("/share/graphql", json={"query": q}, headers={"Authorization": f"Bearer {hrss}"})
         assert r.status_code == 200, r.text
@@ -116,10 +124,19 @@ def test_officer_signs_in_reads_the_posture_opens_an_alerts_events_and_signs_out
             page.click("#posture-refresh")
         twin_on_page = answer.value.json()
         expect(page.locator("#posture-status")).to_contain_text("北京时间")
-        twin = httpx.get(f"{served}/audit/api/posture", params={"from": since, "to": to},
-                         headers={"Authorization": f"Bearer {_officer_token(served, demo_env)}"}).json()
-        for key in ("traffic.total.requests", "traffic.total.refused", "sensitive.field_reads",
-                    "grants.expiring", "unusual.forbidden_probes", "unusual.first_access"):
+        twin = httpx.get(
+            f"{served}/audit/api/posture",
+            params={"from": since, "to": to},
+            headers={"Authorization": f"Bearer {_officer_token(served, demo_env)}"},
+        ).json()
+        for key in (
+            "traffic.total.requests",
+            "traffic.total.refused",
+            "sensitive.field_reads",
+            "grants.expiring",
+            "unusual.forbidden_probes",
+            "unusual.first_access",
+        ):
             shown = page.locator(f".num[data-k='{key}']").inner_text()
             assert int(shown) == _twin(twin, key) == _twin(twin_on_page, key), key
         assert _twin(twin, "unusual.forbidden_probes") >= 20 and _twin(twin, "sensitive.field_reads") >= 2
@@ -129,11 +146,17 @@ def test_officer_signs_in_reads_the_posture_opens_an_alerts_events_and_signs_out
 
         # the probing alert (the evaluator runs every second: refresh until it is there)
         samr_id = creds["clients"]["samr"]["client_id"]
-        alert_row = page.locator("#alerts tbody tr", has=page.locator("td.rule", has_text="forbidden_probing"))
+        alert_row = page.locator(
+            "#alerts tbody tr", has=page.locator("td.rule", has_text="forbidden_probing")
+        )
         for _ in range(40):
             page.click("#alerts-refresh")
             expect(page.locator("#alerts")).to_have_attribute("aria-busy", "false")
-            if page.locator("#alerts tbody tr", has_text=samr_id).filter(has_text="forbidden_probing").count():
+            if (
+                page.locator("#alerts tbody tr", has_text=samr_id)
+                .filter(has_text="forbidden_probing")
+                .count()
+            ):
                 break
             page.wait_for_timeout(250)
         probe = alert_row.filter(has_text=samr_id).first

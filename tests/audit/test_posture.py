@@ -22,14 +22,27 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 PERIOD = posture.Period(NOW - timedelta(days=1), NOW + timedelta(minutes=1), NOW)
 
 
-def _event(tier: str, consumer: str | None, principal: str, status: int = 200,
-           fields: list[tuple[str, str, str]] = (), purpose: str | None = None,  # type: ignore[assignment]
-           operation: str = "q") -> AccessEvent:
+def _event(
+    tier: str,
+    consumer: str | None,
+    principal: str,
+    status: int = 200,
+    fields: list[tuple[str, str, str]] = (),
+    purpose: str | None = None,  # type: ignore[assignment]
+    operation: str = "q",
+) -> AccessEvent:
     datasets = sorted({d for d, _, _ in fields})
     return AccessEvent(
-        request_id=f"r-{principal}-{operation}", tier=tier, principal_kind="department" if consumer else "anonymous",
-        principal_id=principal, consumer=consumer, client_address="10.0.0.1", operation_name=operation,
-        operation_type="query", query_digest=None, status=status,
+        request_id=f"r-{principal}-{operation}",
+        tier=tier,
+        principal_kind="department" if consumer else "anonymous",
+        principal_id=principal,
+        consumer=consumer,
+        client_address="10.0.0.1",
+        operation_name=operation,
+        operation_type="query",
+        query_digest=None,
+        status=status,
         error_codes=["FORBIDDEN_FIELD"] if any(a == "deny" for _, _, a in fields) else [],
         latency_ms=1.0,
         fields=[{"dataset": d, "field": f, "action": a, "reason": "test"} for d, f, a in fields],
@@ -59,52 +72,160 @@ async def _catalogue(engine: Any) -> None:
         await conn.execute(delete(GrantRecord.__table__))
         await conn.execute(delete(ALERTS))
         if (await conn.execute(select(Department.__table__.c.code))).first() is None:
-            await conn.execute(insert(Department.__table__), [{"code": "police", "name": "公安", "name_en": ""}])
+            await conn.execute(
+                insert(Department.__table__), [{"code": "police", "name": "公安", "name_en": ""}]
+            )
             for i, code in enumerate(("population", "weather")):
-                await conn.execute(insert(Dataset.__table__), [{
-                    "id": i + 1, "code": code, "resource_code": f"R{i}", "name": code, "name_en": "",
-                    "description": "", "department_code": "police", "category": "base", "theme": "",
-                    "update_cycle": "daily", "format": "table", "share": "conditional", "share_conditions": "",
-                    "open": "none", "open_conditions": "", "published": True,
-                    "created_at": NOW, "updated_at": NOW}])
-            fields = [(1, "id_number", 4, "sensitive"), (1, "name", 3, "personal"), (1, "gender", 1, "none"),
-                      (2, "temp", 1, "none")]
+                await conn.execute(
+                    insert(Dataset.__table__),
+                    [
+                        {
+                            "id": i + 1,
+                            "code": code,
+                            "resource_code": f"R{i}",
+                            "name": code,
+                            "name_en": "",
+                            "description": "",
+                            "department_code": "police",
+                            "category": "base",
+                            "theme": "",
+                            "update_cycle": "daily",
+                            "format": "table",
+                            "share": "conditional",
+                            "share_conditions": "",
+                            "open": "none",
+                            "open_conditions": "",
+                            "published": True,
+                            "created_at": NOW,
+                            "updated_at": NOW,
+                        }
+                    ],
+                )
+            fields = [
+                (1, "id_number", 4, "sensitive"),
+                (1, "name", 3, "personal"),
+                (1, "gender", 1, "none"),
+                (2, "temp", 1, "none"),
+            ]
             for n, (ds, name, level, pi) in enumerate(fields):
-                await conn.execute(insert(DatasetField.__table__), [{
-                    "dataset_id": ds, "position": n, "name": name, "type": "string", "title": name,
-                    "description": "", "level": level, "pi": pi, "open_personal": False, "nullable": True,
-                    "indexed": False}])
+                await conn.execute(
+                    insert(DatasetField.__table__),
+                    [
+                        {
+                            "dataset_id": ds,
+                            "position": n,
+                            "name": name,
+                            "type": "string",
+                            "title": name,
+                            "description": "",
+                            "level": level,
+                            "pi": pi,
+                            "open_personal": False,
+                            "nullable": True,
+                            "indexed": False,
+                        }
+                    ],
+                )
         grants = [("approved", 5), ("approved", 90), ("revoked", 3), ("approved", -1)]
         for status, days in grants:
-            await conn.execute(insert(GrantRecord.__table__), [{
-                "tier": "share", "dataset_code": "population", "consumer": "hrss", "fields": "name",
-                "clear_fields": "", "purpose": f"p{days}", "status": status,
-                "expires_at": NOW + timedelta(days=days), "created_at": NOW}])
-        alerts = [("forbidden_probing", "samr", timedelta(minutes=10), None),
-                  ("forbidden_probing", "samr", timedelta(days=2), None),
-                  ("l4_out_of_hours", "hrss", timedelta(hours=1), NOW)]
+            await conn.execute(
+                insert(GrantRecord.__table__),
+                [
+                    {
+                        "tier": "share",
+                        "dataset_code": "population",
+                        "consumer": "hrss",
+                        "fields": "name",
+                        "clear_fields": "",
+                        "purpose": f"p{days}",
+                        "status": status,
+                        "expires_at": NOW + timedelta(days=days),
+                        "created_at": NOW,
+                    }
+                ],
+            )
+        alerts = [
+            ("forbidden_probing", "samr", timedelta(minutes=10), None),
+            ("forbidden_probing", "samr", timedelta(days=2), None),
+            ("l4_out_of_hours", "hrss", timedelta(hours=1), NOW),
+        ]
         for n, (rule, consumer, age, acked) in enumerate(alerts):
-            await conn.execute(insert(ALERTS), [{
-                "rule": rule, "principal_id": f"demo-{consumer}", "consumer": consumer, "seq": 1000 + n,
-                "occurred_at": NOW - age, "raised_at": NOW - age, "summary": "s", "detail": "{}",
-                "acknowledged_at": acked, "acknowledged_by": "x" if acked else None}])
+            await conn.execute(
+                insert(ALERTS),
+                [
+                    {
+                        "rule": rule,
+                        "principal_id": f"demo-{consumer}",
+                        "consumer": consumer,
+                        "seq": 1000 + n,
+                        "occurred_at": NOW - age,
+                        "raised_at": NOW - age,
+                        "summary": "s",
+                        "detail": "{}",
+                        "acknowledged_at": acked,
+                        "acknowledged_by": "x" if acked else None,
+                    }
+                ],
+            )
 
 
 def _traffic() -> list[tuple[datetime, AccessEvent]]:
     t = NOW - timedelta(hours=2)
     pop_id_name = [("population", "id_number", "allow"), ("population", "name", "mask")]
-    out = [(NOW - timedelta(days=3), _event("share", "hrss", "demo-hrss", fields=[("population", "gender", "allow")],
-                                           operation="baseline"))]
-    out += [(t, _event("share", "hrss", "demo-hrss", fields=pop_id_name, purpose="社保核验", operation=f"h{i}"))
-            for i in range(3)]
-    out += [(t, _event("share", "hrss", "demo-hrss", fields=[("population", "gender", "allow")], purpose="社保核验"))]
-    out += [(t, _event("share", "samr", "demo-samr", fields=[("population", "name", "allow")], purpose="市场监管",
-                       operation=f"s{i}")) for i in range(2)]
-    out += [(t, _event("share", "samr", "demo-samr", 403, fields=[("population", "id_number", "deny")],
-                       operation="probe"))]
-    out += [(t, _event("open", None, "anonymous", 429 if i == 0 else 200, operation=f"o{i}")) for i in range(4)]
-    out += [(t, _event("share", "tax", "demo-tax", fields=[("weather", "temp", "allow")], operation=f"t{i}"))
-            for i in range(12)]
+    out = [
+        (
+            NOW - timedelta(days=3),
+            _event(
+                "share", "hrss", "demo-hrss", fields=[("population", "gender", "allow")], operation="baseline"
+            ),
+        )
+    ]
+    out += [
+        (t, _event("share", "hrss", "demo-hrss", fields=pop_id_name, purpose="社保核验", operation=f"h{i}"))
+        for i in range(3)
+    ]
+    out += [
+        (
+            t,
+            _event(
+                "share", "hrss", "demo-hrss", fields=[("population", "gender", "allow")], purpose="社保核验"
+            ),
+        )
+    ]
+    out += [
+        (
+            t,
+            _event(
+                "share",
+                "samr",
+                "demo-samr",
+                fields=[("population", "name", "allow")],
+                purpose="市场监管",
+                operation=f"s{i}",
+            ),
+        )
+        for i in range(2)
+    ]
+    out += [
+        (
+            t,
+            _event(
+                "share",
+                "samr",
+                "demo-samr",
+                403,
+                fields=[("population", "id_number", "deny")],
+                operation="probe",
+            ),
+        )
+    ]
+    out += [
+        (t, _event("open", None, "anonymous", 429 if i == 0 else 200, operation=f"o{i}")) for i in range(4)
+    ]
+    out += [
+        (t, _event("share", "tax", "demo-tax", fields=[("weather", "temp", "allow")], operation=f"t{i}"))
+        for i in range(12)
+    ]
     out += [(t, _event("audit", "police", "officer", operation="verify"))]
     return out
 
@@ -124,32 +245,51 @@ def test_every_panel_counts_the_known_traffic(db: str) -> None:
     t = doc["traffic"]
     assert t["total"] == {"requests": 24, "refused": 2}
     assert {r["tier"]: (r["requests"], r["refused"]) for r in t["by_tier"]} == {
-        "share": (19, 1), "open": (4, 1), "audit": (1, 0)}
+        "share": (19, 1),
+        "open": (4, 1),
+        "audit": (1, 0),
+    }
     assert {r["department"]: r["requests"] for r in t["by_department"]} == {
-        "tax": 12, "hrss": 4, "samr": 3, None: 4, "police": 1}
+        "tax": 12,
+        "hrss": 4,
+        "samr": 3,
+        None: 4,
+        "police": 1,
+    }
     cell = next(c for c in t["cells"] if c["department"] == "samr")
     assert cell["search"]["department"] == "samr" and cell["search"]["tier"] == "share"
 
     s = doc["sensitive"]
     assert s["watched_fields"] == 2 and s["field_reads"] == 8  # the refused probe is not a read
-    groups = {(g["consumer"], g["purpose"]): (g["events"], g["field_reads"], g["l4"])
-              for g in s["by_consumer_purpose"]}
+    groups = {
+        (g["consumer"], g["purpose"]): (g["events"], g["field_reads"], g["l4"])
+        for g in s["by_consumer_purpose"]
+    }
     assert groups == {("hrss", "社保核验"): (3, 6, 3), ("samr", "市场监管"): (2, 2, 0)}
 
     a = doc["alerts"]
     assert a["open"] == 2
-    assert a["by_rule"] == [{"rule": "forbidden_probing", "open": 2, "lt_1h": 1, "lt_24h": 0, "lt_7d": 1,
-                             "older": 0}]
+    assert a["by_rule"] == [
+        {"rule": "forbidden_probing", "open": 2, "lt_1h": 1, "lt_24h": 0, "lt_7d": 1, "older": 0}
+    ]
 
     g = doc["grants"]
     assert [x["purpose"] for x in g["expiring"]] == ["p5"] and g["expiring"][0]["days_left"] in (4, 5)
 
     u = doc["unusual"]
     assert [(v["consumer"], v["requests"]) for v in u["volume_above_baseline"]] == [("tax", 12)]
-    assert [(f["consumer"], f["dataset"]) for f in u["first_access"]] == [("samr", "population"),
-                                                                          ("tax", "weather")]
-    assert u["forbidden_probes"] == [{"principal": "demo-samr", "consumer": "samr", "refusals": 1,
-                                      "search": PERIOD.search(principal="demo-samr", decision="deny")}]
+    assert [(f["consumer"], f["dataset"]) for f in u["first_access"]] == [
+        ("samr", "population"),
+        ("tax", "weather"),
+    ]
+    assert u["forbidden_probes"] == [
+        {
+            "principal": "demo-samr",
+            "consumer": "samr",
+            "refusals": 1,
+            "search": PERIOD.search(principal="demo-samr", decision="deny"),
+        }
+    ]
     assert u["off_hours_l4"] == [{"consumer": "hrss", "alerts": 1}]
     assert u["probing_alerts"] == [{"consumer": "samr", "alerts": 1}]  # the other is older than the period
 
@@ -189,8 +329,9 @@ def test_json_twins_over_http(client: Any, demo_env: Any) -> None:
             await engine.dispose()
 
     cid, secret = asyncio.run(make())
-    token = client.post("/oauth/token", data={"grant_type": "client_credentials"},
-                        auth=(cid, secret)).json()["access_token"]
+    token = client.post("/oauth/token", data={"grant_type": "client_credentials"}, auth=(cid, secret)).json()[
+        "access_token"
+    ]
     auth = {"Authorization": f"Bearer {token}"}
     # a closed period (ending before this test's calls), so the counts cannot move under it
     start = (datetime.now(UTC) - timedelta(days=1)).isoformat()

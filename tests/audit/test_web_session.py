@@ -7,8 +7,8 @@ on every officer page and API."""
 from __future__ import annotations
 
 import time
-from contextlib import closing
 from collections.abc import Iterator
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,8 +19,15 @@ from sqlalchemy import update
 from tests.audit.signin import make_user, sign_in
 from tests.support import on_db, serve
 
-OFFICER_APIS = ["/audit/api/events", "/audit/api/stats", "/audit/api/verify", "/audit/api/alerts",
-                "/audit/api/posture", "/audit/api/posture/traffic", "/audit/api/export"]
+OFFICER_APIS = [
+    "/audit/api/events",
+    "/audit/api/stats",
+    "/audit/api/verify",
+    "/audit/api/alerts",
+    "/audit/api/posture",
+    "/audit/api/posture/traffic",
+    "/audit/api/export",
+]
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +50,9 @@ def _set_session(demo_env: Any, client: httpx.Client, **values: Any) -> None:
     async def go(engine: Any) -> None:
         async with engine.begin() as conn:
             await conn.execute(
-                update(WebSession.__table__).where(WebSession.__table__.c.user_id == me["user_id"]).values(**values)
+                update(WebSession.__table__)
+                .where(WebSession.__table__.c.user_id == me["user_id"])
+                .values(**values)
             )
 
     on_db(demo_env, go)
@@ -93,8 +102,11 @@ def test_csrf_is_required_for_state_changing_calls(served: str, officer: tuple[s
         assert refused.status_code == 403 and "CSRF" in refused.text
         wrong = client.post("/audit/api/alerts/999999/ack", json=body, headers={"X-CSRF-Token": "nope"})
         assert wrong.status_code == 403
-        cross = client.post("/audit/api/alerts/999999/ack", json=body,
-                            headers={"X-CSRF-Token": csrf, "Origin": "https://evil.example"})
+        cross = client.post(
+            "/audit/api/alerts/999999/ack",
+            json=body,
+            headers={"X-CSRF-Token": csrf, "Origin": "https://evil.example"},
+        )
         assert cross.status_code == 403
         ok = client.post("/audit/api/alerts/999999/ack", json=body, headers={"X-CSRF-Token": csrf})
         assert ok.status_code == 404  # past the session checks: there is no such alert
@@ -102,7 +114,9 @@ def test_csrf_is_required_for_state_changing_calls(served: str, officer: tuple[s
         assert client.get("/audit/api/posture").status_code == 200
 
 
-def test_session_expires_absolutely_and_when_idle(served: str, demo_env: Any, officer: tuple[str, str]) -> None:
+def test_session_expires_absolutely_and_when_idle(
+    served: str, demo_env: Any, officer: tuple[str, str]
+) -> None:
     past = datetime.now(UTC) - timedelta(seconds=5)
     client, _ = sign_in(served, *officer)
     with closing(client):
@@ -163,7 +177,15 @@ def test_bearer_tokens_still_work_for_machines(served: str, demo_env: Any) -> No
 
     cid, secret = on_db(demo_env, make)
     assert secret is not None
-    token = httpx.post(f"{served}/oauth/token", data={"grant_type": "client_credentials"},
-                       auth=(cid, secret)).json()["access_token"]
+    token = httpx.post(
+        f"{served}/oauth/token", data={"grant_type": "client_credentials"}, auth=(cid, secret)
+    ).json()["access_token"]
     r = httpx.get(f"{served}/audit/api/posture", headers={"Authorization": f"Bearer {token}"})
-    assert r.status_code == 200 and set(r.json()) >= {"traffic", "sensitive", "alerts", "grants", "unusual", "chain"}
+    assert r.status_code == 200 and set(r.json()) >= {
+        "traffic",
+        "sensitive",
+        "alerts",
+        "grants",
+        "unusual",
+        "chain",
+    }
