@@ -35,7 +35,8 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlencode, urlsplit
 
 import orjson
-from sqlalchemy import select, update
+import sqlmodel
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.requests import Request
@@ -68,6 +69,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 LOGIN_SECONDS = 600  # to finish signing in once /web/login sent the browser off
 TOUCH_SECONDS = 30  # last_seen_at is written at most this often per session
 SEAL_LABEL = b"shuqiao/web-session-token/v1"
+SESSIONS = WebSession.__table__
 
 
 def _now() -> datetime:
@@ -106,7 +108,8 @@ async def ensure_web_client(engine: AsyncEngine, issuer: str) -> None:
                 s.add(row)
                 await s.commit()
             return
-        dept = (await s.execute(select(Department.code).order_by(Department.code).limit(1))).scalar()
+        first = sqlmodel.select(Department.code).order_by(Department.code).limit(1)
+        dept = (await s.exec(first)).first()
         if dept is None:
             raise Problem(503, "No department exists yet; the web sign-in needs one.", "UNAVAILABLE")
         s.add(
@@ -380,11 +383,9 @@ class WebSessions:
         except BearerRefused:  # revoked, expired, the person or client disabled
             raise SessionRefused("会话已失效 The session ended; sign in again.") from None
         if (now - _aware(row.last_seen_at)).total_seconds() >= TOUCH_SECONDS:
-            async with AsyncSession(self.engine) as s:
-                await s.exec(  # type: ignore[call-overload]
-                    update(WebSession).where(WebSession.id_hash == id_hash).values(last_seen_at=now)
-                )
-                await s.commit()
+            async with self.engine.begin() as conn:
+                touch = update(SESSIONS).where(SESSIONS.c.id_hash == id_hash).values(last_seen_at=now)
+                await conn.execute(touch)
         return claims, row
 
     def check_csrf(self, request: Request, row: WebSession, form_token: str | None = None) -> None:
@@ -429,11 +430,10 @@ class WebSessions:
         except Problem as problem:
             return problem_response(problem)
         if row is not None:
-            async with AsyncSession(self.engine) as s:
-                await s.exec(  # type: ignore[call-overload]
-                    update(WebSession).where(WebSession.id_hash == row.id_hash).values(revoked_at=_now())
+            async with self.engine.begin() as conn:
+                await conn.execute(
+                    update(SESSIONS).where(SESSIONS.c.id_hash == row.id_hash).values(revoked_at=_now())
                 )
-                await s.commit()
             exp = int(_aware(row.expires_at).timestamp()) + 3600
             await self.identity.store.revoke_jti(row.jti, exp)
             self.identity.revocations.add(row.jti, exp)
