@@ -9,6 +9,7 @@ page and API here. Each page view is an event too (operation "page").
 
 Routes (each page has a machine twin):
   GET /audit                      the web page (vanilla JS, no CDN)
+  GET /audit/api/consumer         one consumer's reads (code=, from=, to=) beside its grants
   GET /audit/api/posture          the dashboard (态势感知), every panel; /audit/api/posture/{panel}
                                   one panel (gateway/audit/posture.py), both with from= and to=
   GET /audit/static/{name}        its script and style
@@ -39,7 +40,7 @@ from starlette.responses import FileResponse, RedirectResponse, Response, Stream
 from starlette.routing import Route
 
 from gateway.access_log import AccessEvent, AccessLog, answer_once_recorded
-from gateway.audit import officer_graphql, posture, query
+from gateway.audit import investigate, officer_graphql, posture, query
 from gateway.audit.alerts import AckError, acknowledge, list_alerts
 from gateway.audit.variables import VariableCipher
 from gateway.audit.verify import verify_chain
@@ -109,6 +110,7 @@ class AuditAPI:
             Route("/api/alerts/{id:int}/ack", self._guard("ack-alert", self.ack_alert), methods=["POST"]),
             Route("/api/posture", self._guard("posture", self.posture)),
             Route("/api/posture/{panel}", self._guard("posture", self.posture)),
+            Route("/api/consumer", self._guard("consumer-view", self.consumer)),
             Route("/graphql", self._guard("graphql", self.graphql), methods=["POST"]),
         ]
 
@@ -182,6 +184,17 @@ class AuditAPI:
         async with self.engine.connect() as conn:
             doc = await posture.compute(conn, period, [panel] if panel else list(posture.PANELS))
         return _json(doc), 0
+
+    async def consumer(self, request: Request) -> tuple[Response, int]:
+        """Everything one department or enterprise (code=) read in from= / to=, with the purposes
+        and the grants each read was made under (gateway/audit/investigate.py)."""
+        code = (request.query_params.get("code") or "").strip()
+        if not code:
+            raise query.BadFilter("code is the department or enterprise code, e.g. hrss")
+        period = posture.Period.from_params(request.query_params)
+        async with self.engine.connect() as conn:
+            doc = await investigate.consumer_view(conn, code, period)
+        return _json(doc), doc["requests"]
 
     async def events(self, request: Request) -> tuple[Response, int]:
         f = query.Filters.from_params(request.query_params)

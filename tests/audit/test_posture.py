@@ -30,6 +30,7 @@ def _event(
     fields: list[tuple[str, str, str]] = (),
     purpose: str | None = None,  # type: ignore[assignment]
     operation: str = "q",
+    grant: int | None = None,
 ) -> AccessEvent:
     datasets = sorted({d for d, _, _ in fields})
     return AccessEvent(
@@ -46,7 +47,7 @@ def _event(
         error_codes=["FORBIDDEN_FIELD"] if any(a == "deny" for _, _, a in fields) else [],
         latency_ms=1.0,
         fields=[{"dataset": d, "field": f, "action": a, "reason": "test"} for d, f, a in fields],
-        reads=[{"dataset": d, "rows": 1, "grant_id": None, "purpose": purpose} for d in datasets],
+        reads=[{"dataset": d, "rows": 1, "grant_id": grant, "purpose": purpose} for d in datasets],
     )
 
 
@@ -359,3 +360,78 @@ def test_json_twins_over_http(client: Any, demo_env: Any) -> None:
     bad = client.get("/audit/api/posture", params={"from": end, "to": start}, headers=auth)
     assert bad.status_code == 400
     assert client.get("/audit/api/posture").status_code == 401
+    view = client.get("/audit/api/consumer", params={"code": "hrss", "from": start, "to": end}, headers=auth)
+    assert view.status_code == 200 and view.json()["consumer"] == "hrss"
+    assert client.get("/audit/api/consumer", headers=auth).status_code == 400
+
+
+def test_consumer_view_puts_each_read_beside_its_grant(db: str) -> None:
+    from gateway.audit import investigate
+    from gateway.grants.models import GrantRecord
+
+    async def go() -> dict[str, Any]:
+        engine = create_engine(db)
+        try:
+            await _catalogue(engine)
+            async with engine.connect() as conn:
+                g = GrantRecord.__table__
+                gid = (await conn.execute(select(g.c.id).where(g.c.purpose == "p5"))).scalar_one()
+            t = NOW - timedelta(hours=1)
+            pop = [("population", "id_number", "allow"), ("population", "name", "mask")]
+            await _append(
+                engine,
+                [
+                    (
+                        t,
+                        _event(
+                            "share",
+                            "hrss",
+                            "demo-hrss",
+                            fields=pop,
+                            purpose="社保核验",
+                            grant=gid,
+                            operation="a",
+                        ),
+                    ),
+                    (
+                        t,
+                        _event(
+                            "share",
+                            "hrss",
+                            "demo-hrss",
+                            fields=pop,
+                            purpose="社保核验",
+                            grant=gid,
+                            operation="b",
+                        ),
+                    ),
+                    (t, _event("share", "hrss", "demo-hrss", 403, operation="refused")),
+                    (t, _event("share", "samr", "demo-samr", fields=pop, purpose="x", operation="other")),
+                    (
+                        NOW - timedelta(days=3),
+                        _event("share", "hrss", "demo-hrss", fields=pop, operation="old"),
+                    ),
+                ],
+            )
+            async with engine.connect() as conn:
+                doc = await investigate.consumer_view(conn, "hrss", PERIOD)
+            doc["grant_id"] = gid
+            return doc
+        finally:
+            await engine.dispose()
+
+    doc = asyncio.run(go())
+    gid = doc["grant_id"]
+    assert (doc["requests"], doc["refused"]) == (3, 1)  # the samr event and the old one are not counted
+    assert doc["principals"] == [{"principal": "demo-hrss", "events": 3}]
+    [pop] = doc["datasets"]
+    assert pop["dataset"] == "population" and pop["events"] == 2 and pop["purposes"] == ["社保核验"]
+    assert pop["grant_ids"] == [gid] and pop["fields"] == {"id_number": {"allow": 2}, "name": {"mask": 2}}
+    assert len(doc["reads"]) == 2
+    assert all(r["grants"][0]["id"] == gid and r["grants"][0]["purpose"] == "p5" for r in doc["reads"])
+    assert {g["purpose"] for g in doc["grants"]} == {
+        "p5",
+        "p90",
+        "p3",
+        "p-1",
+    }  # every grant of hrss, any state
