@@ -144,6 +144,17 @@ def test_officer_signs_in_reads_the_posture_opens_an_alerts_events_and_signs_out
         for panel in ("traffic", "sensitive", "alerts", "grants", "unusual", "chain"):
             expect(page.locator(f"#panel-{panel} .body")).not_to_be_empty()
 
+        # the consumer view: hrss's read in the period, beside the grant it was made under
+        page.fill("#consumer-form input[name=code]", "hrss")
+        with page.expect_response(lambda r: "/audit/api/consumer?" in r.url) as view:
+            page.click("#consumer-open")
+        consumer = view.value.json()
+        expect(page.locator(".num[data-k='consumer.requests']")).to_have_text(str(consumer["requests"]))
+        assert consumer["requests"] >= 1 and consumer["reads"][0]["grants"], consumer["reads"][:1]
+        expect(page.locator("#consumer-reads tbody tr")).to_have_count(len(consumer["reads"]))
+        first_grant = consumer["reads"][0]["grants"][0]
+        expect(page.locator("#consumer-reads tbody tr").first).to_contain_text(f"#{first_grant['id']}")
+
         # the probing alert (the evaluator runs every second: refresh until it is there)
         samr_id = creds["clients"]["samr"]["client_id"]
         alert_row = page.locator(

@@ -211,6 +211,49 @@
     }
   }
 
+  // -- the consumer view: what one department or enterprise read, beside the grants it read under
+  function row(tbody, values) {
+    const tr = document.createElement("tr");
+    for (const v of values) tr.appendChild(el("td", v));
+    tbody.appendChild(tr);
+    return tr;
+  }
+
+  const grantText = (g) => g.status === "unknown" ? "#" + g.id + " (不存在 unknown)"
+    : `#${g.id} ${g.purpose || ""} · ${g.status}${g.revoked_at ? " 已撤销 revoked" : ""} · 至 until ${g.expires_at ? beijing(g.expires_at) : "—"}`;
+
+  async function consumerView(code) {
+    const say = $("#consumer-status");
+    try {
+      say.textContent = "加载中… loading"; say.className = "";
+      const p = period();
+      p.set("code", code);
+      const doc = await (await A.call("/audit/api/consumer", p)).json();
+      const stats = $("#consumer-stats");
+      stats.replaceChildren(stat("consumer.requests", doc.requests, "请求 requests", show(doc.search)),
+                            stat("consumer.refused", doc.refused, "拒绝 refused"),
+                            stat("consumer.rows", doc.rows, "行 rows read"),
+                            stat("consumer.grants", doc.grants.length, "项授权 grants"));
+      const ds = $("#consumer-datasets tbody"); ds.replaceChildren();
+      for (const d of doc.datasets) {
+        const fields = Object.entries(d.fields).map(([f, by]) => f + " " + Object.entries(by).map(([a, n]) => a + "×" + n).join("/")).join(", ");
+        row(ds, [d.dataset, d.events, d.rows, d.purposes.join("; "), d.grant_ids.map((i) => "#" + i).join(" "), fields]);
+      }
+      const rs = $("#consumer-reads tbody"); rs.replaceChildren();
+      for (const r of doc.reads) {
+        const tr = row(rs, [r.seq, beijing(r.occurred_at), r.principal, r.dataset, r.rows, r.purpose || "",
+                            r.grants.map(grantText).join("; ") || "无授权 no grant"]);
+        tr.addEventListener("click", () => A.showEvents({ ...doc.search, from: r.occurred_at, to: new Date(new Date(r.occurred_at).getTime() + 1000).toISOString() }));
+      }
+      $("#consumer-out").hidden = false;
+      say.textContent = `${doc.consumer}: ${beijing(doc.from)} — ${beijing(doc.to)}`;
+    } catch (err) { say.textContent = err.message; say.className = "error"; }
+  }
+  $("#consumer-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    consumerView($("#consumer-form").elements.code.value.trim());
+  });
+
   function lastDays(days) {
     const now = new Date();
     periodForm.elements.from.value = A.localInput(new Date(now.getTime() - days * 86400e3).toISOString());
