@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from sqlalchemy import JSON, Column
 from sqlmodel import Field, SQLModel
 
 
@@ -40,6 +41,9 @@ class Dataset(SQLModel, table=True):
     entity: str | None = Field(default=None, max_length=32)
     entity_field: str | None = Field(default=None, max_length=64)
     published: bool = Field(default=False)
+    licence: str = Field(default="", max_length=200)
+    contact: str = Field(default="")
+    tags: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 

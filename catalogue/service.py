@@ -3,6 +3,7 @@ same transaction, which is how every worker learns to rebuild its schemas."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import TypeVar
@@ -10,6 +11,7 @@ from typing import TypeVar
 from sqlalchemy import Connection, inspect, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.schema import CreateIndex
+from sqlmodel import Session as SyncSession
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -80,6 +82,9 @@ def _dataset_spec(row: Dataset, fields: list[DatasetField]) -> DatasetSpec:
         entity=_opt(Entity, row.entity),
         entity_field=row.entity_field,
         published=row.published,
+        licence=row.licence,
+        contact=row.contact,
+        tags=tuple(row.tags or ()),
     )
 
 
@@ -92,8 +97,28 @@ async def load_catalogue(engine: AsyncEngine) -> Catalogue:
     async with AsyncSession(engine) as session:
         state = await session.get(CatalogueState, 1)
         departments = (await session.exec(select(Department))).all()
-        datasets = (await session.exec(select(Dataset))).all()
+        datasets = (await session.exec(select(Dataset).order_by(col(Dataset.id)))).all()
         fields = (await session.exec(select(DatasetField))).all()
+    return _catalogue(state, departments, datasets, fields)
+
+
+def load_catalogue_sync(conn: Connection) -> Catalogue:
+    """The catalogue as `conn`'s transaction sees it (catalogue.apply reads it under its lock)."""
+    session = SyncSession(bind=conn)
+    state = session.get(CatalogueState, 1)
+    departments = session.exec(select(Department)).all()
+    datasets = session.exec(select(Dataset).order_by(col(Dataset.id))).all()
+    fields = session.exec(select(DatasetField)).all()
+    session.close()
+    return _catalogue(state, departments, datasets, fields)
+
+
+def _catalogue(
+    state: CatalogueState | None,
+    departments: Sequence[Department],
+    datasets: Sequence[Dataset],
+    fields: Sequence[DatasetField],
+) -> Catalogue:
     by_dataset: dict[int, list[DatasetField]] = {}
     for f in fields:
         by_dataset.setdefault(f.dataset_id, []).append(f)
@@ -123,7 +148,8 @@ async def save_department(engine: AsyncEngine, spec: DepartmentSpec) -> None:
         await session.commit()
 
 
-def _validate(spec: DatasetSpec) -> None:
+def validate(spec: DatasetSpec) -> None:
+    """Raise CatalogueError if the spec cannot be stored."""
     names = [f.name for f in spec.fields]
     if len(set(names)) != len(names):
         raise CatalogueError(f"dataset {spec.code}: duplicate field names")
@@ -139,12 +165,51 @@ def _validate(spec: DatasetSpec) -> None:
         raise CatalogueError(f"dataset {spec.code}: entity field {spec.entity_field} missing")
 
 
+def dataset_columns(spec: DatasetSpec) -> dict[str, object]:
+    """The `dataset` row's values for a spec (besides its code)."""
+    return {
+        "resource_code": spec.resource_code,
+        "name": spec.name,
+        "name_en": spec.name_en,
+        "description": spec.description,
+        "department_code": spec.department,
+        "category": spec.category.value,
+        "theme": spec.theme,
+        "update_cycle": spec.update_cycle,
+        "format": spec.format,
+        "share": spec.share.value,
+        "share_conditions": spec.share_conditions,
+        "open": spec.open.value,
+        "open_conditions": spec.open_conditions,
+        "entity": spec.entity.value if spec.entity else None,
+        "entity_field": spec.entity_field,
+        "published": spec.published,
+        "licence": spec.licence,
+        "contact": spec.contact,
+        "tags": list(spec.tags),
+    }
+
+
+def fill_field_row(frow: DatasetField, f: FieldSpec, position: int) -> None:
+    frow.position, frow.type, frow.title, frow.description = position, f.type.value, f.title, f.description
+    frow.level, frow.pi = int(f.level), f.pi.value
+    frow.share = f.share.value if f.share else None
+    frow.open = f.open.value if f.open else None
+    frow.open_personal, frow.mask = f.open_personal, f.mask.value if f.mask else None
+    frow.nullable, frow.indexed = f.nullable, f.indexed
+    frow.references = f.references.value if f.references else None
+    frow.link_name = f.link_name
+
+
+_validate = validate  # the name tests/demo knows
+
+
 async def save_dataset(engine: AsyncEngine, spec: DatasetSpec) -> None:
     """Create or update a catalogue entry and its pool table, in one transaction.
 
     New fields become new nullable columns; a field's type cannot change in place
     (that would rewrite data, which is a migration, not a catalogue edit)."""
-    _validate(spec)
+    validate(spec)
     async with AsyncSession(engine) as session:
         row = (await session.exec(select(Dataset).where(col(Dataset.code) == spec.code))).one_or_none()
         old_fields: dict[str, DatasetField] = {}
@@ -163,24 +228,7 @@ async def save_dataset(engine: AsyncEngine, spec: DatasetSpec) -> None:
                 select(DatasetField).where(col(DatasetField.dataset_id) == row.id)
             ):
                 old_fields[existing.name] = existing
-        for name, value in {
-            "resource_code": spec.resource_code,
-            "name": spec.name,
-            "name_en": spec.name_en,
-            "description": spec.description,
-            "department_code": spec.department,
-            "category": spec.category.value,
-            "theme": spec.theme,
-            "update_cycle": spec.update_cycle,
-            "format": spec.format,
-            "share": spec.share.value,
-            "share_conditions": spec.share_conditions,
-            "open": spec.open.value,
-            "open_conditions": spec.open_conditions,
-            "entity": spec.entity.value if spec.entity else None,
-            "entity_field": spec.entity_field,
-            "published": spec.published,
-        }.items():
+        for name, value in dataset_columns(spec).items():
             setattr(row, name, value)
         row.updated_at = utcnow()
         session.add(row)
@@ -192,14 +240,7 @@ async def save_dataset(engine: AsyncEngine, spec: DatasetSpec) -> None:
             frow = old or DatasetField(
                 dataset_id=row.id or 0, position=position, name=f.name, type=f.type.value, title=f.title
             )
-            frow.position, frow.title, frow.description = position, f.title, f.description
-            frow.level, frow.pi = int(f.level), f.pi.value
-            frow.share = f.share.value if f.share else None
-            frow.open = f.open.value if f.open else None
-            frow.open_personal, frow.mask = f.open_personal, f.mask.value if f.mask else None
-            frow.nullable, frow.indexed = f.nullable, f.indexed
-            frow.references = f.references.value if f.references else None
-            frow.link_name = f.link_name
+            fill_field_row(frow, f, position)
             session.add(frow)
         if old_fields:
             raise CatalogueError(
@@ -207,17 +248,17 @@ async def save_dataset(engine: AsyncEngine, spec: DatasetSpec) -> None:
             )
         await bump_version(session)
         conn = await session.connection()
-        await conn.run_sync(_sync_pool_table, spec)
+        await conn.run_sync(sync_pool_table_sync, spec)
         await session.commit()
 
 
 async def sync_pool_table(engine: AsyncEngine, spec: DatasetSpec) -> None:
     """Bring a dataset's pool table up to its definition (new columns, blind indexes, indexes)."""
     async with engine.begin() as conn:
-        await conn.run_sync(_sync_pool_table, spec)
+        await conn.run_sync(sync_pool_table_sync, spec)
 
 
-def _sync_pool_table(sync_conn: Connection, spec: DatasetSpec) -> None:
+def sync_pool_table_sync(sync_conn: Connection, spec: DatasetSpec) -> None:
     table = pool_table(spec)
     inspector = inspect(sync_conn)
     if not inspector.has_table(table.name):

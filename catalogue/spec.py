@@ -1,4 +1,4 @@
-"""Catalogue entries as plain values: what `shuqiao catalog import` reads and the demo declares.
+"""Catalogue entries as plain values: what a catalogue file (catalogue.document) declares.
 
 The database models (models.py) persist these; policy and schema code consume them
 through `DatasetSpec.policy()` / `FieldSpec.policy()` so neither depends on the ORM.
@@ -97,6 +97,9 @@ class DatasetSpec:
     entity: Entity | None = None  # the entity each row describes
     entity_field: str | None = None  # the column holding that entity's key
     published: bool = True
+    licence: str = ""  # of the open data, e.g. CC-BY-4.0
+    contact: str = ""  # who answers questions about the dataset
+    tags: tuple[str, ...] = ()
     version: int = field(default=1, compare=False)
 
     def policy(self) -> DatasetPolicy:

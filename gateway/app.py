@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator
+from typing import Any
 
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -24,6 +25,7 @@ from gateway.audit.checkpoints import CheckpointTask
 from gateway.audit.field_index import FieldIndexTask
 from gateway.audit.http import EXPORT_PATH, AuditAPI
 from gateway.audit.retention import RetentionTask, archive_dir
+from gateway.catalogue_admin import catalogue_routes
 from gateway.client_address import ClientAddressMiddleware, parse_proxies
 from gateway.crypto.routes import SigningKeysEndpoint
 from gateway.crypto.service import DepartmentKeyDirectory, DepartmentKeyRefresh
@@ -45,6 +47,11 @@ from gateway.secrets import SecretHasher, load_master_key
 from gateway.settings import Settings
 from gateway.state import GatewayState
 from gateway.web.session import SessionOrBearer, WebSessions
+from gateway.workflow.admin_graphql import SCOPES as WORKFLOW_SCOPES
+from gateway.workflow.admin_graphql import AdminGraphQL
+from gateway.workflow.kpi import KpiSnapshotTask
+from gateway.workflow.kpi_http import SCOPES as KPI_SCOPES
+from gateway.workflow.kpi_http import KpiEndpoints
 from policies.model import Tier
 
 log = logging.getLogger("shuqiao")
@@ -183,7 +190,9 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
                 await start()
             except Exception as err:  # the first append tries again; until then it fails closed
                 log.error("audit writer did not start: %s", err)
-        background = _audit_background(settings, state)
+        background: list[Any] = [*_audit_background(settings, state)]
+        if settings.kpi_snapshots:  # the day's KPI snapshot, once (gateway.workflow.kpi)
+            background.append(KpiSnapshotTask(state.engine))
         app.state.audit_tasks = background  # for tests that must not race the evaluator
         for task in background:
             task.start()
@@ -212,6 +221,11 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         settings.audit_export_max_events,
     )
     explorer = Explorer(state)
+    kpis = KpiEndpoints(
+        state.engine,
+        state.identity.protector(realm="shuqiao-kpi", scopes=KPI_SCOPES),
+        state.identity.limiter,
+    )
     routes = [
         Route("/healthz", health.healthz),
         Route("/readyz", health.readyz),
@@ -228,6 +242,19 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         ),
         Mount("/oauth", routes=oauth_routes(state.identity)),  # RFC 6749 endpoints and sign-in pages
         Mount("/admin/identity", routes=admin_routes(state.identity)),  # clients, people, API keys
+        # applications, approvals, grants (gateway/workflow/admin_graphql.py)
+        Route(
+            "/admin/graphql",
+            AdminGraphQL(
+                state.engine,
+                state.identity.protector(realm="shuqiao-admin", scopes=WORKFLOW_SCOPES),
+                state.access_log,
+                state.identity.audit,
+                settings.grant_expiry_warning_days,
+                keyring=lambda: state.registry.keyring,  # quality reports keyed by 身份证号 (blind index)
+            ).handle,
+            methods=["POST"],
+        ),
         Mount("/static/identity", identity_static(), name="identity-static"),
         Route("/.well-known/openid-configuration", discovery.openid_configuration),
         Route("/.well-known/oauth-authorization-server", discovery.openid_configuration),
@@ -236,6 +263,11 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         Route("/share/subgraphs/{department}.graphql", subgraphs.subgraph_sdl),
         Route("/keys/sm2", SigningKeysEndpoint(state.signer.store).handle),
         Mount("/web", routes=sessions.routes()),  # sign-in, callback, sign-out, who is signed in
+        # The plan's KPIs: overall figures public, per department with a bearer (share:read or admin).
+        Route("/kpi", kpis.page),  # the same, as a page (Chinese first, no script)
+        Route("/kpi.json", kpis.json),
+        Route("/kpi.csv", kpis.csv),
+        Mount("/admin/catalogue", routes=catalogue_routes(state.identity)),  # catalogue as code
         # The officer page and API (audit:read): search, detail, stats, export, verify, alerts.
         Route("/audit", audit.page),
         Mount("/audit", routes=audit.routes()),

@@ -3,6 +3,7 @@ need takes --json and then prints exactly one JSON document on stdout."""
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta, timezone
@@ -17,6 +18,8 @@ from gateway.cli_support import emit, run_with_engine
 from gateway.crypto.cli import decrypt_field_cmd, keys_app, sign_request_cmd, verify_response_cmd
 from gateway.identity.cli import IDENTITY_APPS
 from gateway.settings import Settings
+from gateway.workflow.cli import application_app
+from gateway.workflow.kpi_cli import demand_app, kpi_app, quality_app
 
 app = typer.Typer(help="Shuqiao (数桥) government data gateway.", no_args_is_help=True)
 demo_app = typer.Typer(help="The bundled demo data and principals.", no_args_is_help=True)
@@ -27,11 +30,15 @@ for sub, name in [
     (demo_app, "demo"),
     *IDENTITY_APPS,  # client, enterprise, apikey, user, issuer, role (gateway.identity.cli)
     (grant_app, "grant"),
+    (demand_app, "demand"),  # demands, quality reports, KPIs: gateway.workflow.kpi_cli
+    (quality_app, "quality"),
+    (kpi_app, "kpi"),
     (catalog_app, "catalog"),
     (db_app, "db"),
 ]:
     app.add_typer(sub, name=name)
 app.add_typer(audit_app, name="audit")
+app.add_typer(application_app, name="application")  # 申请: apply, approve (gateway/workflow/cli.py)
 app.add_typer(keys_app, name="keys")
 app.command("verify-response")(verify_response_cmd)
 app.command("decrypt-field")(decrypt_field_cmd)
@@ -525,6 +532,127 @@ def catalog_set_field(
         raise typer.Exit(2) from None
     _run(lambda e: update_field(e, dataset, field, **changes))
     typer.echo(f"{dataset}.{field} updated")
+
+
+@catalog_app.command("apply")
+def catalog_apply(
+    file: Annotated[
+        str, typer.Argument(metavar="FILE", help="A catalogue file (YAML or JSON); - for stdin.")
+    ],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Validate and show the diff; change nothing.")
+    ] = False,
+    allow_destructive: Annotated[
+        bool, typer.Option("--allow-destructive", help="Allow removing datasets or fields and type changes.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Validate a catalogue file (every error, with its line), show the diff, apply it in one
+    transaction. The file is authoritative for the departments it declares."""
+    from catalogue.apply import DestructiveRefused, apply_document
+    from catalogue.document import DocumentInvalid, parse
+    from gateway.catalogue_admin import apply_detail, digest
+    from gateway.identity.audit import AuditUnavailable, cli_audit, cli_operator, record_admin_event
+
+    name = "<stdin>" if file == "-" else file
+    try:
+        text = sys.stdin.read() if file == "-" else open(file, encoding="utf-8-sig").read()  # noqa: SIM115
+    except (OSError, UnicodeDecodeError) as err:
+        typer.echo(f"error: cannot read {name}: {err}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        doc = parse(text, name)
+    except DocumentInvalid as invalid:
+        if as_json:
+            errors = [{"file": name, **e.as_dict()} for e in invalid.errors]
+            typer.echo(json.dumps({"valid": False, "errors": errors}, ensure_ascii=False))
+        else:
+            for e in invalid.errors:
+                typer.echo(e.render(name), err=True)
+            typer.echo(f"{name}: {len(invalid.errors)} error(s); nothing applied", err=True)
+        raise typer.Exit(2) from None
+
+    async def go(engine: Any) -> Any:
+        audit = None if dry_run else cli_audit(_settings(), engine)  # opened first: no sink, no change
+        try:
+            result = await apply_document(engine, doc, dry_run=dry_run, allow_destructive=allow_destructive)
+        except DestructiveRefused as refused:
+            return refused
+        if result.applied and any(c.note and "pool encrypt" in c.note for c in result.plan.changes):
+            # fields newly L4 / sensitive: their stored values are encrypted now, not left clear
+            from catalogue.encrypt_existing import encrypt_existing
+            from gateway.secrets import load_master_key
+
+            await encrypt_existing(engine, load_master_key(_settings().master_key_file))
+        if audit is not None and result.applied:
+            await record_admin_event(
+                audit,
+                "catalogue.apply",
+                status=200,
+                principal_kind="operator",
+                principal_id=cli_operator(),
+                target=",".join(d.code for d in doc.departments) or None,
+                detail=apply_detail(result, digest(text), file=name),
+            )
+        return result
+
+    try:
+        outcome = _run(go)
+    except AuditUnavailable as err:
+        typer.echo(
+            f"error: the catalogue was applied but its audit event could not be recorded: {err}", err=True
+        )
+        raise typer.Exit(3) from None
+    if isinstance(outcome, DestructiveRefused):
+        if as_json:
+            typer.echo(
+                json.dumps(
+                    {"valid": True, "applied": False, "error": str(outcome), **outcome.plan.as_dict()},
+                    ensure_ascii=False,
+                )
+            )
+        else:
+            typer.echo(outcome.plan.render())
+            typer.echo(f"error: {outcome}", err=True)
+        raise typer.Exit(2)
+    if as_json:
+        typer.echo(json.dumps({"valid": True, **outcome.as_dict()}, ensure_ascii=False, default=str))
+        return
+    typer.echo(outcome.plan.render())
+    if dry_run:
+        typer.echo(f"dry run: {len(outcome.plan.changes)} change(s), nothing applied")
+    elif outcome.applied:
+        typer.echo(f"applied {len(outcome.plan.changes)} change(s); catalogue version {outcome.version}")
+
+
+@catalog_app.command("export")
+def catalog_export(
+    output: Annotated[
+        str | None, typer.Option("--output", "-o", help="Write to this file (default: stdout).")
+    ] = None,
+    department: Annotated[list[str] | None, typer.Option(help="Only this department; repeat.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of YAML.")] = False,
+) -> None:
+    """Write the live catalogue as a catalogue file (`catalog apply` of it changes nothing)."""
+    from catalogue.apply import export_document
+    from catalogue.document import dump
+
+    doc = _run(lambda e: export_document(e, department or None))
+    text = dump(doc, as_json=as_json)
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        with open(output, "w", encoding="utf-8") as out:
+            out.write(text)
+        typer.echo(f"{len(doc.datasets)} datasets written to {output}", err=True)
+
+
+@catalog_app.command("schema")
+def catalog_schema() -> None:
+    """Print the JSON Schema of catalogue files (for editors: yaml-language-server)."""
+    from catalogue.document import json_schema_text
+
+    typer.echo(json_schema_text(), nl=False)
 
 
 def main() -> None:  # pragma: no cover - console entry

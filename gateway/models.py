@@ -18,9 +18,15 @@ from gateway.identity.models import (
     User,
 )
 from gateway.web.models import WebSession
+from gateway.workflow.demands import Demand
+from gateway.workflow.kpi import KpiSnapshot
+from gateway.workflow.models import Application, ApplicationEvent
+from gateway.workflow.quality import QualityReport
 
 __all__ = [
     "ApiKey",
+    "Application",
+    "ApplicationEvent",
     "AuditAlert",
     "AuditAlertCursor",
     "AuditChainHead",
@@ -31,11 +37,14 @@ __all__ = [
     "DataKey",
     "Dataset",
     "DatasetField",
+    "Demand",
     "Department",
     "DepartmentKey",
     "Enterprise",
     "GrantRecord",
+    "KpiSnapshot",
     "OAuthClient",
+    "QualityReport",
     "RefreshToken",
     "RevokedToken",
     "TrustedIssuer",

@@ -17,16 +17,26 @@ INTERNAL_ERROR = "INTERNAL_SERVER_ERROR"
 class Problem(Exception):
     """A refusal or failure with a message that is safe to show and a stable `extensions.code`."""
 
-    def __init__(self, status: int, message: str, code: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        code: str,
+        headers: dict[str, str] | None = None,
+        extensions: dict[str, object] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.code = code
         self.headers = headers or {}
+        # more for a program to act on, beside the code (e.g. every error of a catalogue file)
+        self.extensions = extensions or {}
 
 
 def problem_body(problem: Problem) -> dict[str, list[dict[str, object]]]:
-    return {"errors": [{"message": problem.message, "extensions": {"code": problem.code}}]}
+    extensions = {"code": problem.code, **getattr(problem, "extensions", {})}
+    return {"errors": [{"message": problem.message, "extensions": extensions}]}
 
 
 def problem_response(problem: Problem, media: str = JSON, headers: dict[str, str] | None = None) -> Response:

@@ -134,6 +134,9 @@ class Settings:
     # the access token's expiry) and idle timeout, in seconds.
     web_session_seconds: int = 8 * 3600
     web_session_idle_seconds: int = 1800
+    # The day's KPI snapshot (the trend's points) taken by every worker's background task, once a
+    # day (gateway.workflow.kpi); off: `shuqiao kpi snapshot` from cron does it.
+    kpi_snapshots: bool = False
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -183,6 +186,7 @@ class Settings:
             grant_expiry_warning_days=_int("GRANT_EXPIRY_WARNING_DAYS", 30),
             web_session_seconds=_int("WEB_SESSION_SECONDS", 8 * 3600),
             web_session_idle_seconds=_int("WEB_SESSION_IDLE_SECONDS", 1800),
+            kpi_snapshots=_switch("KPI_SNAPSHOTS", False) is True,
         )
 
     def with_(self, **changes: object) -> Settings:

@@ -85,7 +85,7 @@ def open_dataset_access(
     if consumer is None:
         return DatasetAccess(False, "conditionally open: an API key with an approved grant is required")
     grant = combine_grants(grants, dataset.code, consumer, Tier.OPEN, now)
-    if grant is None:
+    if grant is None or not grant.grants:
         return DatasetAccess(False, "conditionally open: no approved, unexpired grant for this API key")
     return DatasetAccess(True, "conditionally open under grant", grant=grant)
 
@@ -111,7 +111,12 @@ def share_dataset_access(
         return DatasetAccess(False, "dataset is not shared")
     if dataset.provider == consumer:
         return DatasetAccess(True, "provider reads its own data")
-    grant = combine_grants(grants, dataset.code, consumer, Tier.SHARE, now)
+    # rows come from the grants only where nothing else opens them (a conditional dataset)
+    grant = combine_grants(
+        grants, dataset.code, consumer, Tier.SHARE, now, rows_from_grants=dataset.share is Share.CONDITIONAL
+    )
+    if grant is not None and not grant.grants:  # every grant scoped to rows it cannot limit here
+        grant = None
     if dataset.share is Share.UNCONDITIONAL:
         return DatasetAccess(True, "unconditionally shared", grant=grant)
     if grant is None:
@@ -145,6 +150,12 @@ def decide_share_field(
     listed = treatment is not None
     conditional = share is Share.CONDITIONAL or dataset.share is Share.CONDITIONAL
     if conditional and not listed:
+        if grants is not None and any(field.name in g.fields for g in grants.withheld):
+            return Decision(
+                Action.DENY,
+                "granted for some rows only (a row scope), and this read is not limited to them: "
+                "another grant or the dataset itself opens every row",
+            )
         return Decision(Action.DENY, "conditionally shared: field is not in an approved grant")
     if field.level >= Level.L4 or field.pi is PI.SENSITIVE:
         # Whatever the grant says (even clear), never less protected than encrypted.
@@ -189,19 +200,27 @@ def decide_share_field(
 
 
 def combine_grants(
-    grants: Iterable[Grant], dataset: str, consumer: str, tier: Tier, now: datetime
+    grants: Iterable[Grant],
+    dataset: str,
+    consumer: str,
+    tier: Tier,
+    now: datetime,
+    *,
+    rows_from_grants: bool = True,
 ) -> GrantSet | None:
     """The consumer's active grants on a dataset and tier, combined; None when it has none.
 
     Several grants add up (union of fields, strictest treatment per field, see GrantSet):
     never "the newest replaces". Expired, pending and revoked grants do not count.
+    `rows_from_grants`: the rows are read because of these grants (a conditional dataset), so
+    their row scopes may limit them (`GrantSet.rows`).
     """
     mine = [
         g
         for g in grants
         if g.dataset == dataset and g.consumer == consumer and g.tier is tier and g.active(now)
     ]
-    return GrantSet.of(*mine) if mine else None
+    return GrantSet.of(*mine, rows_from_grants=rows_from_grants) if mine else None
 
 
 def _as_set(grant: GrantSet | Grant | None) -> GrantSet | None:

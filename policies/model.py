@@ -129,6 +129,18 @@ class Treatment(IntEnum):
     CLEAR = 3  # listed in clear_fields
 
 
+# A grant's row scope: rows where every listed column holds one of its values (a conjunction),
+# columns sorted. Values are strings or integers, as the column stores them.
+RowScope = tuple[tuple[str, tuple[str | int, ...]], ...]
+
+
+def scope_within(inner: RowScope, outer: RowScope) -> bool:
+    """Whether every row `inner` admits, `outer` admits too: each column `outer` restricts is
+    restricted by `inner` to some of the same values."""
+    mine = dict(inner)
+    return all(col in mine and set(mine[col]) <= set(values) for col, values in outer)
+
+
 @dataclass(frozen=True, slots=True)
 class Grant:
     """An approved application: consumer may read these fields of this dataset."""
@@ -142,6 +154,7 @@ class Grant:
     purpose: str = ""
     expires_at: datetime | None = None
     approved: bool = True  # False: pending (an application not decided yet); revoked grants are not loaded
+    row_scope: RowScope | None = None  # None: every row
 
     def active(self, now: datetime) -> bool:
         return self.approved and (self.expires_at is None or now < self.expires_at)
@@ -161,13 +174,33 @@ class GrantSet:
     same field the strictest treatment wins (`Treatment`). No grant takes away what
     another gives, and a new grant never silently widens what an older one restricted:
     a field stays masked while any active grant lists it masked.
+
+    Row scopes: a scoped grant gives its fields only on the rows its scope admits, so it
+    counts only where every row read is inside its scope. When the rows are read because of
+    the grants (a conditionally shared or open dataset) and every grant is scoped, the rows
+    are those the scopes admit (`rows`, a disjunction) and the grants that cover all of them
+    count. Otherwise (an unscoped grant, or a dataset every consumer reads) every row is read
+    and the scoped grants are `withheld`: they give nothing, and take nothing away.
     """
 
-    grants: tuple[Grant, ...]  # oldest first
+    grants: tuple[Grant, ...]  # oldest first: the grants whose fields count
+    rows: tuple[RowScope, ...] | None = None  # None: every row; else rows any of these admit
+    withheld: tuple[Grant, ...] = ()  # scoped grants that do not cover the rows read
 
     @staticmethod
-    def of(*grants: Grant) -> GrantSet:
-        return GrantSet(tuple(sorted(grants, key=lambda g: g.id)))
+    def of(*grants: Grant, rows_from_grants: bool = True) -> GrantSet:
+        ordered = tuple(sorted(grants, key=lambda g: g.id))
+        scoped = [g for g in ordered if g.row_scope is not None]
+        if not scoped:
+            return GrantSet(ordered)
+        if not rows_from_grants or len(scoped) < len(ordered):
+            return GrantSet(tuple(g for g in ordered if g.row_scope is None), None, tuple(scoped))
+        rows = tuple(dict.fromkeys(g.row_scope for g in scoped if g.row_scope is not None))
+        counted = [g for g in scoped if all(scope_within(r, g.row_scope or ()) for r in rows)]
+        if not counted:  # no grant covers them all: read the oldest grant's rows only
+            rows = (scoped[0].row_scope or (),)
+            counted = [g for g in scoped if scope_within(rows[0], g.row_scope or ())]
+        return GrantSet(tuple(counted), rows, tuple(g for g in scoped if g not in counted))
 
     @property
     def ids(self) -> tuple[int, ...]:

@@ -72,6 +72,10 @@ class NodePlan:
         return self._shaper
 
 
+# Rows any of these admit, each a conjunction of (column, "in", values): a grant's row scope.
+Scope = list[list[tuple[str, str, Any]]]
+
+
 @dataclass(slots=True)
 class EntityDatasetPlan:
     dataset: DatasetSpec
@@ -81,6 +85,7 @@ class EntityDatasetPlan:
     access: DatasetAccess | None = None
     key_column: str = ""  # the entity key's column, or its blind index when stored encrypted
     blind: Transform | None = None  # clear key → blind-index value
+    scope: Scope | None = None  # the rows the caller's grants limit it to (None: every row)
 
     def denial_errors(self, path: list[str | int]) -> list[dict[str, Any]]:
         """Field by field where fields were asked for, else one dataset-level error."""
@@ -129,6 +134,7 @@ class ConnectionPlan:
     locations: list[dict[str, int]] | None = None
     statement: Any = None  # built once, reused while the plan is cached
     names: list[str] | None = None
+    scope: Scope | None = None  # the rows the caller's grants limit it to (None: every row)
 
     @property
     def wants_cursor(self) -> bool:
@@ -307,6 +313,7 @@ class Planner:
             locations=locations(nodes),
         )
         if plan.access.allowed:
+            plan.scope = self._scope(ds, plan.access)
             plan.where = self._filters(binding, where)
             plan.order = self._order(ds, order_args)
             if plan.after is not None:
@@ -352,6 +359,26 @@ class Planner:
                         errors.BAD_USER_INPUT,
                         field=gql,
                     )
+        return out
+
+    def _scope(self, ds: DatasetSpec, access: DatasetAccess) -> Scope | None:
+        """The row scopes of the grants the caller reads under, as SQL conditions (an encrypted
+        column through its blind index). Applied to every statement on the dataset: rows,
+        totalCount, cursors, entity lookups and links."""
+        rows = access.grant.rows if access.grant is not None else None
+        if rows is None:
+            return None
+        out: Scope = []
+        for conjunction in rows:
+            conds: list[tuple[str, str, Any]] = []
+            for column, values in conjunction:
+                f = ds.field(column)
+                if is_protected(f):
+                    blind = self._cipher(ds).blinder(column)
+                    conds.append((blind_column(column), "in", [blind(str(v)) for v in values]))
+                else:
+                    conds.append((column, "in", list(values)))
+            out.append(conds)
         return out
 
     def _check_operand(self, gql: str, op: str, value: Any) -> None:
@@ -531,9 +558,13 @@ class Planner:
             blind = self._cipher(ds).blinder(key_field.name)
             column = blind_column(key_field.name)
             node.column(column)
-            return EntityDatasetPlan(ds, first, node, None, access, key_column=column, blind=blind)
+            return EntityDatasetPlan(
+                ds, first, node, None, access, key_column=column, blind=blind, scope=self._scope(ds, access)
+            )
         node.column(key_field.name)
-        return EntityDatasetPlan(ds, first, node, None, access, key_column=key_field.name)
+        return EntityDatasetPlan(
+            ds, first, node, None, access, key_column=key_field.name, scope=self._scope(ds, access)
+        )
 
 
 def _forbidden(ds: DatasetSpec, reason: str, loc: list[dict[str, int]] | None) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from catalogue.pool import ROW_ID, pool_table
 from catalogue.spec import DatasetSpec
 from resolvers import errors
 from resolvers.errors import FieldError
-from resolvers.plan import ConnectionPlan, EntityDatasetPlan
+from resolvers.plan import ConnectionPlan, EntityDatasetPlan, Scope
 
 
 @lru_cache(maxsize=1024)
@@ -50,6 +50,13 @@ def _conditions(table: Table, where: list[tuple[str, str, Any]]) -> list[ColumnE
     return out
 
 
+def _scoped(table: Table, scope: Scope | None) -> list[ColumnElement[bool]]:
+    """The caller's row scope (rows any conjunction admits), or nothing when it has none."""
+    if scope is None:
+        return []
+    return [or_(false(), *(and_(true(), *_conditions(table, conj)) for conj in scope))]
+
+
 def _after(table: Table, order: list[tuple[str, bool]], values: list[Any]) -> ColumnElement[bool]:
     """Rows strictly after `values` in (order…, _id) with NULLs sorting last ascending
     (first descending) — the same rule in SQL's ORDER BY below, on both databases."""
@@ -73,7 +80,7 @@ def connection_statement(plan: ConnectionPlan) -> tuple[Select, list[str]]:
     count follows them when the plan wants it)."""
     ds = plan.dataset
     table = table_for(ds)
-    conditions = _conditions(table, plan.where)
+    conditions = _scoped(table, plan.scope) + _conditions(table, plan.where)
     names = list(plan.node.columns) if plan.node else []
     order_cols = [c for c, _ in plan.order]
     names += [c for c in order_cols if c not in names]  # cursors need the last row's ordering values
@@ -95,7 +102,8 @@ def connection_statement(plan: ConnectionPlan) -> tuple[Select, list[str]]:
 
 def count_statement(plan: ConnectionPlan) -> Select:
     table = table_for(plan.dataset)
-    return select(func.count()).select_from(table).where(true(), *_conditions(table, plan.where))
+    conditions = _scoped(table, plan.scope) + _conditions(table, plan.where)
+    return select(func.count()).select_from(table).where(true(), *conditions)
 
 
 def entity_statement(plan: EntityDatasetPlan, keys: list[str]) -> Select:
@@ -106,7 +114,9 @@ def entity_statement(plan: EntityDatasetPlan, keys: list[str]) -> Select:
     key_col = table.c[plan.key_column]
     cols = [table.c[c] for c in plan.node.columns]
     rank = func.row_number().over(partition_by=key_col, order_by=table.c[ROW_ID]).label("_rn")
-    inner = select(*cols, table.c[ROW_ID], rank).where(key_col.in_(keys)).subquery()
+    inner = (
+        select(*cols, table.c[ROW_ID], rank).where(key_col.in_(keys), *_scoped(table, plan.scope)).subquery()
+    )
     return (
         select(*[inner.c[c] for c in plan.node.columns])
         .where(inner.c["_rn"] <= plan.first)

@@ -28,3 +28,5 @@ class GrantRecord(SQLModel, table=True):
     revoke_reason: str | None = None
     renewed_at: datetime | None = None  # the last renewal (expires_at then holds the new expiry)
     renewed_by: str | None = Field(default=None, max_length=128)
+    application_id: int | None = None  # the application (申请) it was approved from, if any
+    row_scope: str | None = None  # JSON {column: {"in": [...]} | {"eq": v}}; None: every row

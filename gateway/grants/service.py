@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -21,7 +22,7 @@ from catalogue.models import Department
 from catalogue.service import bump_version, load_catalogue
 from gateway.grants.models import GrantRecord
 from policies import decisions
-from policies.model import PI, DatasetPolicy, FieldPolicy, Grant, Level, Open, Share, Tier
+from policies.model import PI, DatasetPolicy, FieldPolicy, Grant, Level, Open, RowScope, Share, Tier
 from schema.naming import camel
 
 STATES = ("active", "expiring", "expired", "revoked", "pending", "all")
@@ -41,6 +42,16 @@ def _listing(values: Iterable[str]) -> str:
     return ", ".join(names) if names else "(none)"
 
 
+def scope_value(text: str | None) -> RowScope | None:
+    """A stored row scope (JSON, `policies.workflow.check_scope`'s shape) as policy sees it."""
+    if not text:
+        return None
+    doc = orjson.loads(text)
+    return tuple(
+        sorted((col, tuple(cond["in"]) if "in" in cond else (cond["eq"],)) for col, cond in doc.items())
+    )
+
+
 def to_policy(row: GrantRecord) -> Grant:
     return Grant(
         id=row.id or 0,
@@ -52,6 +63,7 @@ def to_policy(row: GrantRecord) -> Grant:
         purpose=row.purpose,
         expires_at=_aware(row.expires_at),
         approved=row.status == "approved",
+        row_scope=scope_value(row.row_scope),
     )
 
 
@@ -105,6 +117,8 @@ def describe(
         "revoke_reason": row.revoke_reason,
         "renewed_at": iso(row.renewed_at),
         "renewed_by": row.renewed_by,
+        "application_id": row.application_id,
+        "row_scope": orjson.loads(row.row_scope) if row.row_scope else None,
     }
 
 
@@ -191,8 +205,12 @@ async def create_grant(
     purpose: str,
     expires_at: datetime | None = None,
     created_by: str | None = None,
+    application_id: int | None = None,
+    row_scope: dict[str, Any] | None = None,
 ) -> GrantRecord:
-    """Record an approved grant. It adds to the consumer's other grants (they combine)."""
+    """Record an approved grant. It adds to the consumer's other grants (they combine).
+    `application_id`: the application (申请) whose approval this is, if any; `row_scope`: the
+    rows it opens (checked by the caller: `gateway.workflow.applications`), None for all."""
     async with AsyncSession(engine) as session:
         consumers = await _consumers(session, tier)
         if consumer not in consumers:
@@ -235,6 +253,8 @@ async def create_grant(
             purpose=purpose,
             expires_at=expires_at,
             created_by=created_by,
+            application_id=application_id,
+            row_scope=orjson.dumps(row_scope, option=orjson.OPT_SORT_KEYS).decode() if row_scope else None,
         )
         session.add(row)
         await bump_version(session)  # grants change decisions: every worker reloads them

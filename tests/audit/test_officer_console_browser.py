@@ -102,7 +102,7 @@ def test_officer_signs_in_reads_the_posture_opens_an_alerts_events_and_signs_out
     time.sleep(1 - now.microsecond / 1e6 + 0.01)
     to = (now + timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%S")
     since = (datetime.now(CST) - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%S")
-    officer = creds["users"]["security_officer"]
+    officer = {"username": "demo-officer", "password": creds["users"]["demo-officer"]["password"]}
 
     context = browser.new_context()
     try:

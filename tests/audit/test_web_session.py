@@ -38,8 +38,7 @@ def served(demo_env: Any) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def officer(demo_env: Any) -> tuple[str, str]:
-    u = demo_env.credentials["users"]["security_officer"]
-    return u["username"], u["password"]
+    return "demo-officer", demo_env.credentials["users"]["demo-officer"]["password"]
 
 
 def _set_session(demo_env: Any, client: httpx.Client, **values: Any) -> None:

@@ -22,6 +22,9 @@ REFUSALS = [
     ("GET", "/explore/static/nothing.js", {}, None),
     ("GET", "/audit/static/nothing.js", {}, None),
     ("DELETE", "/healthz", {}, None),
+    ("GET", "/kpi.json?department=tax", {}, None),  # one department needs a bearer
+    ("GET", "/kpi.csv", {"Authorization": "Bearer nope"}, None),
+    ("GET", "/kpi.json?since=soon", {}, None),
 ]
 
 

@@ -4,7 +4,7 @@ One row per session; the browser holds only an opaque random id, and the row its
 under the server pepper), the access token the sign-in obtained (sealed), who and until when.
 
 Revision ID: 0017
-Revises: 0012
+Revises: 0016
 Create Date: 2026-12-03 05:00:00
 """
 
@@ -15,7 +15,7 @@ import sqlmodel
 from alembic import op
 
 revision = "0017"
-down_revision = "0012"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 
