@@ -219,6 +219,7 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         SessionOrBearer(sessions, state.identity.protector(realm="shuqiao-audit", scopes=["audit:read"])),
         VariableCipher.from_master_key(master_key),
         settings.audit_export_max_events,
+        master_key=master_key,
     )
     explorer = Explorer(state)
     kpis = KpiEndpoints(

@@ -10,6 +10,7 @@ page and API here. Each page view is an event too (operation "page").
 Routes (each page has a machine twin):
   GET /audit                      the web page (vanilla JS, no CDN)
   GET /audit/api/consumer         one consumer's reads (code=, from=, to=) beside its grants
+  GET /audit/api/person           every read of one 身份证号's records (id_number=), by blind index
   GET /audit/api/posture          the dashboard (态势感知), every panel; /audit/api/posture/{panel}
                                   one panel (gateway/audit/posture.py), both with from= and to=
   GET /audit/static/{name}        its script and style
@@ -30,6 +31,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -89,12 +91,14 @@ class AuditAPI:
         bearer: BearerCheck,
         cipher: VariableCipher | None,
         export_max_events: int,
+        master_key: bytes | None = None,
     ) -> None:
         self.engine = engine
         self.access_log = access_log
         self.bearer = bearer
         self.cipher = cipher
         self.export_max_events = export_max_events
+        self.master_key = master_key  # the pool keyring's, for the person view's blind index
         self._page = self._guard("page", self._page_file, sign_in=True)
 
     def routes(self) -> list[Route]:
@@ -111,6 +115,7 @@ class AuditAPI:
             Route("/api/posture", self._guard("posture", self.posture)),
             Route("/api/posture/{panel}", self._guard("posture", self.posture)),
             Route("/api/consumer", self._guard("consumer-view", self.consumer)),
+            Route("/api/person", self._guard("person-view", self.person)),
             Route("/graphql", self._guard("graphql", self.graphql), methods=["POST"]),
         ]
 
@@ -195,6 +200,24 @@ class AuditAPI:
         async with self.engine.connect() as conn:
             doc = await investigate.consumer_view(conn, code, period)
         return _json(doc), doc["requests"]
+
+    async def person(self, request: Request) -> tuple[Response, int]:
+        """Every read of one 身份证号's records (id_number=, from=, to=; default the last year),
+        found by its blind index. The number itself is sealed into this call's own event."""
+        from catalogue.protection import PoolKeyring
+
+        id_number = (request.query_params.get("id_number") or "").strip()
+        if not id_number:
+            raise query.BadFilter("id_number is the 身份证号 to look for")
+        if self.master_key is None:
+            raise Problem(503, "The person view needs the master key.", "UNAVAILABLE")
+        params = dict(request.query_params)
+        params.setdefault("from", (datetime.now(UTC) - timedelta(days=366)).isoformat())
+        period = posture.Period.from_params(params)
+        keyring = await PoolKeyring(self.master_key).load(self.engine)
+        async with self.engine.connect() as conn:
+            doc = await investigate.person_view(conn, keyring, id_number, period)
+        return _json(doc), len(doc["reads"])
 
     async def events(self, request: Request) -> tuple[Response, int]:
         f = query.Filters.from_params(request.query_params)

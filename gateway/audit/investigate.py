@@ -1,23 +1,31 @@
-"""Investigations over the audit log: the consumer view (everything one department or enterprise
-read in a period, with the purposes declared and the grants each read was made under, shown next
-to those grants as they stand now).
+"""Investigations over the audit log.
 
-The person view (every access to one 身份证号's records) is not here yet: events record the
-datasets and fields a query touched and its sealed variables, but not the entity keys it looked
-up, so "who read this citizen's records" cannot be answered from the chain today."""
+- The consumer view: everything one department or enterprise read in a period, with the purposes
+  declared and the grants each read was made under, shown next to those grants as they stand now.
+- The person view: every read of one 身份证号's records, for a citizen's data-access inquiry. A
+  read records the blind-index values of the protected keys it looked up (`reads[].keys`:
+  HMAC-SM3 under each dataset's index key, the same value the encrypted column is searched by;
+  resolvers.context.DatasetRead), never the number. The view computes the number's blind value
+  for every dataset whose `id_number` is stored encrypted and finds the events that carry it (a
+  scan of the period's events: slower than the field index, fine for an inquiry). Reads made
+  before the keys were recorded (and reads that found the person by another field, e.g. a name
+  filter) are not found; the view says from which event on keys are recorded."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.audit.field_index import index_pending
 from gateway.audit.models import AuditEvent, AuditFieldAccess
 from gateway.audit.posture import Period, _iso
 from gateway.grants.models import GrantRecord
+
+if TYPE_CHECKING:
+    from catalogue.protection import PoolKeyring
 
 EVENTS = AuditEvent.__table__
 ACCESS = AuditFieldAccess.__table__
@@ -139,4 +147,70 @@ async def consumer_view(conn: AsyncConnection, consumer: str, period: Period) ->
         "grants": list(grants.values()),
         "reads": reads,
         "search": period.search(department=consumer),
+    }
+
+
+PERSON_FIELD = "id_number"
+
+
+async def person_view(
+    conn: AsyncConnection, keyring: PoolKeyring, id_number: str, period: Period
+) -> dict[str, Any]:
+    """Every event in the period whose reads looked up this 身份证号 (by its blind index)."""
+    from catalogue.models import Dataset, DatasetField
+
+    ds, f = Dataset.__table__, DatasetField.__table__
+    encrypted = await conn.execute(
+        select(ds.c.code)
+        .select_from(f.join(ds, ds.c.id == f.c.dataset_id))
+        .where(f.c.name == PERSON_FIELD, (f.c.level >= 4) | (f.c.pi == "sensitive"))
+        .order_by(ds.c.code)
+    )
+    blinds: dict[str, str] = {}  # blind value → dataset
+    for (code,) in encrypted:
+        try:
+            blinds[keyring.cipher(code).blind(PERSON_FIELD, id_number)] = code
+        except LookupError:  # no data key yet: nothing stored encrypted, nothing looked up
+            continue
+    events: list[dict[str, Any]] = []
+    if blinds:
+        rows = await conn.execute(
+            select(
+                EVENTS.c.seq,
+                EVENTS.c.occurred_at,
+                EVENTS.c.tier,
+                EVENTS.c.principal_id,
+                EVENTS.c.subject,
+                EVENTS.c.consumer,
+                EVENTS.c.status,
+                EVENTS.c.detail,
+            )
+            .where(period.within(), or_(*[EVENTS.c.detail.contains(b) for b in blinds]))
+            .order_by(EVENTS.c.seq.desc())
+        )
+        for seq, at, tier, principal, subject, consumer, status, detail in rows:
+            for r in _reads(detail):
+                if not set(r.get("keys") or ()) & set(blinds):
+                    continue
+                events.append(
+                    {
+                        "seq": int(seq),
+                        "occurred_at": _iso(at),
+                        "tier": tier,
+                        "principal": principal,
+                        "subject": subject,
+                        "consumer": consumer,
+                        "status": status,
+                        "dataset": r["dataset"],
+                        "rows": r.get("rows"),
+                        "purpose": r.get("purpose"),
+                        "grant_ids": r.get("grant_ids") or ([r["grant_id"]] if r.get("grant_id") else []),
+                    }
+                )
+    return {
+        "from": period.since.isoformat(),
+        "to": period.until.isoformat(),
+        "datasets": sorted(set(blinds.values())),
+        "reads": events,
+        "consumers": sorted({e["consumer"] for e in events if e["consumer"]}),
     }

@@ -435,3 +435,51 @@ def test_consumer_view_puts_each_read_beside_its_grant(db: str) -> None:
         "p3",
         "p-1",
     }  # every grant of hrss, any state
+
+
+def test_person_view_finds_every_read_of_one_id_number_by_its_blind_index(
+    client: Any, demo_env: Any, tokens: dict[str, str]
+) -> None:
+    """A filter and an entity lookup by one 身份证号 are found; another person's is not; the log
+    holds the blind value, never the number."""
+    from gateway.demo.generate import DemoGenerator
+    from tests.conftest import gql
+
+    people = DemoGenerator("small").rows("population")
+    someone, other = next(people)[0], next(people)[0]
+    start = datetime.now(UTC).isoformat()
+    q = "query($id: String!) { population(where: {idNumber: {eq: $id}}) { totalCount } }"
+    e = "query($id: String!) { person(idNumber: $id) { population { name } } }"
+    for query, who in ((q, someone), (e, someone.lower()), (q, other)):
+        body = gql(client, "share", query, token=tokens["police"], variables={"id": who}).json()
+        assert "errors" not in body, body
+    auth = {"Authorization": f"Bearer {_officer_token(client, demo_env)}"}
+    view = client.get("/audit/api/person", params={"id_number": someone, "from": start}, headers=auth)
+    assert view.status_code == 200, view.text
+    doc = view.json()
+    assert "population" in doc["datasets"]
+    reads = [r for r in doc["reads"] if r["dataset"] == "population"]
+    assert len(reads) == 2 and {r["consumer"] for r in reads} == {"police"}
+    assert someone not in view.text
+    # the events hold the blind value, not the number
+    seq = reads[0]["seq"]
+    event = client.get(f"/audit/api/events/{seq}", headers=auth).json()
+    assert someone not in str(event.get("detail")) and someone not in str(event.get("fields"))
+    assert client.get("/audit/api/person", headers=auth).status_code == 400
+
+
+def _officer_token(client: Any, demo_env: Any) -> str:
+    from gateway.identity.clients import create_client
+    from gateway.secrets import SecretHasher, load_master_key
+
+    async def make() -> tuple[str, str | None]:
+        engine = create_engine(demo_env.settings.database_url)
+        try:
+            hasher = SecretHasher(load_master_key(demo_env.settings.master_key_file))
+            return await create_client(engine, hasher, "police", scopes=["audit:read"])
+        finally:
+            await engine.dispose()
+
+    cid, secret = asyncio.run(make())
+    r = client.post("/oauth/token", data={"grant_type": "client_credentials"}, auth=(cid, secret))
+    return r.json()["access_token"]
