@@ -5,6 +5,7 @@ signs out; a signed-in person who is not an officer gets 403 on the page and its
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import time
 import uuid
@@ -96,6 +97,22 @@ def test_officer_signs_in_reads_the_posture_opens_an_alerts_events_and_signs_out
             assert r.status_code == 200 and "FORBIDDEN_FIELD" in r.text, r.text
         r = http.post("/share/graphql", json={"query": q}, headers={"Authorization": f"Bearer {hrss}"})
         assert r.status_code == 200, r.text
+        # police looks one person up by 身份证号: the person view finds it by the blind index
+        from gateway.demo.generate import DemoGenerator
+
+        police = _token(
+            served, creds["clients"]["police"]["client_id"], creds["clients"]["police"]["client_secret"]
+        )
+        someone = list(itertools.islice(DemoGenerator("small").rows("population"), 8))[7][
+            0
+        ]  # no other test's
+        lookup = "query($id: String!) { person(idNumber: $id) { population { name } } }"
+        r = http.post(
+            "/share/graphql",
+            json={"query": lookup, "variables": {"id": someone}},
+            headers={"Authorization": f"Bearer {police}"},
+        )
+        assert r.status_code == 200 and "errors" not in r.json(), r.text
     # a closed period ending at the next whole second (the form takes seconds): its counts cannot
     # move while the officer's own calls arrive
     now = datetime.now(CST)
@@ -154,6 +171,15 @@ def test_officer_signs_in_reads_the_posture_opens_an_alerts_events_and_signs_out
         expect(page.locator("#consumer-reads tbody tr")).to_have_count(len(consumer["reads"]))
         first_grant = consumer["reads"][0]["grants"][0]
         expect(page.locator("#consumer-reads tbody tr").first).to_contain_text(f"#{first_grant['id']}")
+
+        # the person view: the lookup above, by police, found without the number in the log
+        page.fill("#person-form input[name=id_number]", someone)
+        with page.expect_response(lambda r: "/audit/api/person?" in r.url) as found:
+            page.click("#person-open")
+        person = found.value.json()
+        assert [r["consumer"] for r in person["reads"]] == ["police"], person
+        expect(page.locator("#person-reads tbody tr")).to_have_count(1)
+        expect(page.locator("#person-status")).to_contain_text("1 次读取")
 
         # the probing alert (the evaluator runs every second: refresh until it is there)
         samr_id = creds["clients"]["samr"]["client_id"]

@@ -254,6 +254,26 @@
     consumerView($("#consumer-form").elements.code.value.trim());
   });
 
+  // -- the person view: every read of one 身份证号's records (a citizen's data-access inquiry)
+  $("#person-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const say = $("#person-status"), table = $("#person-reads"), body = $("#person-reads tbody");
+    try {
+      say.textContent = "查询中… searching"; say.className = "";
+      const p = new URLSearchParams({ id_number: $("#person-form").elements.id_number.value.trim() });
+      const doc = await (await A.call("/audit/api/person", p)).json();
+      body.replaceChildren();
+      for (const r of doc.reads) {
+        const tr = row(body, [r.seq, beijing(r.occurred_at), r.consumer || "", r.principal, r.dataset, r.rows,
+                              r.purpose || "", r.grant_ids.map((i) => "#" + i).join(" ")]);
+        tr.addEventListener("click", () => A.showEvents({ principal: r.principal, from: r.occurred_at,
+          to: new Date(new Date(r.occurred_at).getTime() + 1000).toISOString() }));
+      }
+      table.hidden = false;
+      say.textContent = `${doc.reads.length} 次读取 reads · ${doc.consumers.length} 个使用方 consumers (${doc.consumers.join(", ")}) · ${beijing(doc.from)} — ${beijing(doc.to)}`;
+    } catch (err) { say.textContent = err.message; say.className = "error"; }
+  });
+
   function lastDays(days) {
     const now = new Date();
     periodForm.elements.from.value = A.localInput(new Date(now.getTime() - days * 86400e3).toISOString());
