@@ -36,7 +36,7 @@ from urllib.parse import urlencode, urlsplit
 
 import orjson
 import sqlmodel
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.requests import Request
@@ -274,6 +274,8 @@ class WebSessions:
         async with AsyncSession(self.engine) as s:
             s.add(row)
             await s.commit()
+        async with self.engine.begin() as conn:  # ended sessions are kept a day, then dropped
+            await conn.execute(delete(SESSIONS).where(SESSIONS.c.expires_at < now - timedelta(days=1)))
         response = RedirectResponse(started[2], status_code=303)
         response.headers["Cache-Control"] = "no-store"
         response.delete_cookie(LOGIN_COOKIE, path="/web/callback")
