@@ -81,8 +81,11 @@ def _aware(dt: datetime) -> datetime:
 
 
 def safe_next(value: str | None, default: str = "/audit") -> str:
-    """A path on this gateway, never another site (no scheme, no host, no `//`, no backslash)."""
+    """A path on this gateway, never another site (no scheme, no host, no `//`, no backslash, and
+    no whitespace or control character, which browsers drop: "/", a tab, "/evil" would become `//evil`)."""
     if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return default
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in value):
         return default
     parts = urlsplit(value)
     return value if not parts.scheme and not parts.netloc else default

@@ -188,3 +188,13 @@ def test_bearer_tokens_still_work_for_machines(served: str, demo_env: Any) -> No
         "unusual",
         "chain",
     }
+
+
+@pytest.mark.parametrize(
+    "asked", ["https://evil.example/", "//evil.example", "/\\evil.example", "/\t/evil.example", "/\n/x", ""]
+)
+def test_sign_in_returns_only_to_this_gateway(asked: str) -> None:
+    from gateway.web.session import safe_next
+
+    assert safe_next(asked) == "/audit"
+    assert safe_next("/audit?x=1") == "/audit?x=1"
