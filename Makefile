@@ -6,7 +6,11 @@ STAMP  := $(VENV)/.installed
 
 PACKAGES := gateway catalogue schema resolvers policies keys
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean federation federation-demo
+
+# The federation tests' Node packages (@apollo/composition, @apollo/gateway, @apollo/server),
+# installed from the lockfile; reinstalled when the lockfile changes.
+FEDERATION_STAMP := federation/node_modules/.package-lock.json
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +24,19 @@ run: $(STAMP)
 	$(BIN)/shuqiao serve
 
 ## test: lint, then the whole suite, on SQLite and PostgreSQL (127.0.0.1:5432 or SHUQIAO_TEST_POSTGRES_URL)
-test: lint
+test: lint federation
 	$(BIN)/pytest
+
+## federation: the Node packages tests/federation needs (Node >= 20), from federation/package-lock.json
+federation: $(FEDERATION_STAMP)
+
+## federation-demo: two nodes (the province's demo, 西安市) and a stock router in front (docs/federation.md)
+federation-demo: $(STAMP) federation
+	$(BIN)/shuqiao federation demo
+
+$(FEDERATION_STAMP): federation/package.json federation/package-lock.json
+	npm ci --prefix federation --ignore-scripts --no-audit --no-fund
+	touch $(FEDERATION_STAMP)
 
 ## lint: style, the one-way layering (import-linter contracts in pyproject.toml) and types (mypy)
 lint: $(STAMP)
@@ -35,4 +50,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/run_gateway_bench.py
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .import_linter_cache
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .import_linter_cache federation/node_modules

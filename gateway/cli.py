@@ -17,6 +17,7 @@ from gateway.audit.cli import audit_app
 from gateway.cli_support import emit, run_with_engine
 from gateway.crypto.cli import decrypt_field_cmd, keys_app, sign_request_cmd, verify_response_cmd
 from gateway.identity.cli import IDENTITY_APPS
+from gateway.loading.cli import data_app
 from gateway.settings import Settings
 from gateway.workflow.cli import application_app
 from gateway.workflow.kpi_cli import demand_app, kpi_app, quality_app
@@ -26,7 +27,9 @@ demo_app = typer.Typer(help="The bundled demo data and principals.", no_args_is_
 grant_app = typer.Typer(help="Grants (approved applications).", no_args_is_help=True)
 catalog_app = typer.Typer(help="The data catalogue (政务信息资源目录).", no_args_is_help=True)
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
+federation_app = typer.Typer(help="Subgraphs of several nodes under one router.", no_args_is_help=True)
 for sub, name in [
+    (federation_app, "federation"),
     (demo_app, "demo"),
     *IDENTITY_APPS,  # client, enterprise, apikey, user, issuer, role (gateway.identity.cli)
     (grant_app, "grant"),
@@ -40,6 +43,7 @@ for sub, name in [
 app.add_typer(audit_app, name="audit")
 app.add_typer(application_app, name="application")  # 申请: apply, approve (gateway/workflow/cli.py)
 app.add_typer(keys_app, name="keys")
+app.add_typer(data_app, name="data")
 app.command("verify-response")(verify_response_cmd)
 app.command("decrypt-field")(decrypt_field_cmd)
 app.command("sign-request")(sign_request_cmd)
@@ -445,11 +449,19 @@ def grant_renew(
 # ---------------------------------------------------------------- catalogue
 
 
-@catalog_app.command("list")
-def catalog_list(as_json: JsonOpt = False) -> None:
+async def _catalogue_with_status(engine: Any) -> tuple[Any, dict[str, Any]]:
+    from catalogue.freshness import load_statuses
     from catalogue.service import load_catalogue
 
-    cat = _run(load_catalogue)
+    return await load_catalogue(engine), await load_statuses(engine)
+
+
+@catalog_app.command("list")
+def catalog_list(as_json: JsonOpt = False) -> None:
+    """Every dataset, with its size and freshness (row count, last load, last change, last sync)."""
+    from catalogue.freshness import describe
+
+    cat, statuses = _run(_catalogue_with_status)
     rows = [
         {
             "code": d.code,
@@ -460,6 +472,7 @@ def catalog_list(as_json: JsonOpt = False) -> None:
             "open": d.open.value,
             "published": d.published,
             "fields": len(d.fields),
+            **describe(statuses.get(d.code)),
         }
         for d in cat.datasets.values()
     ]
@@ -468,10 +481,67 @@ def catalog_list(as_json: JsonOpt = False) -> None:
         rows,
         "\n".join(
             f"{r['resource_code']:20s} {r['code']:26s} {r['share']:13s} {r['open']:13s} "
-            f"{'published' if r['published'] else 'draft'}  {r['name']}"
+            f"{'published' if r['published'] else 'draft'}  "
+            f"{'' if r['row_count'] is None else format(r['row_count'], ',') + ' rows  '}{r['name']}"
             for r in rows
         ),
     )
+
+
+@catalog_app.command("show")
+def catalog_show(
+    code: Annotated[str, typer.Argument(metavar="CODE", help="The dataset code or its 资源代码.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """One dataset: its catalogue entry, 信息项, size, freshness and sync source."""
+    from catalogue.freshness import describe
+
+    cat, statuses = _run(_catalogue_with_status)
+    spec = cat.datasets.get(code) or next((d for d in cat.datasets.values() if d.resource_code == code), None)
+    if spec is None:
+        typer.echo(f"error: no dataset with code or resource code {code!r}", err=True)
+        raise typer.Exit(2)
+    status = statuses.get(spec.code)
+    out = {
+        "code": spec.code,
+        "resource_code": spec.resource_code,
+        "name": spec.name,
+        "name_en": spec.name_en,
+        "department": spec.department,
+        "category": spec.category.value,
+        "update_cycle": spec.update_cycle,
+        "share": spec.share.value,
+        "open": spec.open.value,
+        "published": spec.published,
+        "entity_field": spec.entity_field,
+        **describe(status),
+        "source": None
+        if status is None or not status.source_url
+        else {
+            "url": status.source_url,
+            "table": status.source_table,
+            "sql": status.source_sql,
+            "updated_column": status.source_updated_column,
+            "key": status.source_key,
+            "watermark": status.sync_watermark,
+        },
+        "fields": [
+            {"name": f.name, "title": f.title, "type": f.type.value, "level": int(f.level), "pi": f.pi.value}
+            for f in spec.fields
+        ],
+    }
+    human = [f"{spec.resource_code}  {spec.code}  {spec.name}"]
+    for k in (
+        "row_count",
+        "last_load_at",
+        "last_change_at",
+        "last_load_digest",
+        "last_sync_at",
+        "last_sync_outcome",
+    ):
+        human.append(f"  {k:18s} {'-' if out[k] is None else out[k]}")
+    human += [f"  {f['name']:28s} {f['type']:9s} L{f['level']}  {f['title']}" for f in out["fields"]]
+    _emit(as_json, out, "\n".join(human))
 
 
 CodeArg = Annotated[
@@ -653,6 +723,22 @@ def catalog_schema() -> None:
     from catalogue.document import json_schema_text
 
     typer.echo(json_schema_text(), nl=False)
+
+
+@federation_app.command("demo")
+def federation_demo(
+    var: Annotated[str, typer.Option(help="Where both nodes keep their stores.")] = "var/federation",
+    province_port: int = 8100,
+    city_port: int = 8101,
+    router_port: int = 4000,
+) -> None:
+    """Two nodes (the province's demo, 西安市) with their own stores and keys, their subgraphs
+    composed, and a stock router (Node 20, `make federation`) in front; runs until Ctrl-C."""
+    from pathlib import Path
+
+    from gateway.federation import demo
+
+    demo(Path(var), province_port, city_port, router_port, typer.echo)
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -22,6 +22,7 @@ from gateway.identity.bearer import BearerRefused
 from gateway.identity.limits_hook import check_rate, restrict_grants
 from gateway.outages import classify
 from gateway.problems import AUDIT_UNAVAILABLE, INTERNAL, JSON, Problem, problem_response
+from gateway.registry import BuiltSchema
 from gateway.state import GatewayState
 from policies.model import Tier
 from resolvers.context import ANONYMOUS, ExecutionContext, Principal, PrincipalKind
@@ -206,7 +207,9 @@ class GraphQLEndpoint:
                 raise Problem(405, "Only queries may use GET.", "METHOD_NOT_ALLOWED", {"Allow": "POST"})
             if getattr(request.state, SIGNING_UNAVAILABLE, False):
                 raise SIGNING_REFUSED  # the middleware answers; this records the refusal
-            outcome = await self._execute(principal, query, variables, op_name)
+            outcome = await self._execute(
+                principal, query, variables, op_name, await self._schema(request, principal)
+            )
             # No `data` (a request error: parse, validation, limits, variables) → 400 under either
             # media type; `data` present → 200, field errors or not.
             status = 400 if outcome.request_error else 200
@@ -255,6 +258,7 @@ class GraphQLEndpoint:
                 claims = await self.state.identity.share_bearer.validate_request(request)
             except BearerRefused as refused:
                 raise Problem(refused.status, refused.message, refused.code, refused.headers) from None
+            request.state.token_actor = claims.actor  # RFC 8693 `act`: a router presenting it
             return Principal(
                 PrincipalKind.DEPARTMENT, claims.client_id, claims.department, claims.scopes, claims.subject
             )
@@ -314,11 +318,19 @@ class GraphQLEndpoint:
             )
         request.state.ratelimit_headers = decision.headers
 
+    async def _schema(self, request: Request, principal: Principal) -> BuiltSchema:
+        """The schema this request runs against: the tier's, per consuming department."""
+        return await self.state.registry.schema(self.tier, principal.consumer)
+
     async def _execute(
-        self, principal: Principal, query: str, variables: dict[str, Any] | None, op_name: str | None
+        self,
+        principal: Principal,
+        query: str,
+        variables: dict[str, Any] | None,
+        op_name: str | None,
+        built: BuiltSchema,
     ) -> Outcome:
         registry = self.state.registry
-        built = await registry.schema(self.tier, principal.consumer)
         ctx = ExecutionContext(
             self.tier,
             principal,

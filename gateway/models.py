@@ -1,5 +1,6 @@
 """Every table on SQLModel.metadata, for Alembic and for code that needs them all."""
 
+from catalogue.freshness import DatasetStatus
 from catalogue.models import CatalogueState, Dataset, DatasetField, Department
 from catalogue.protection import DataKey
 from gateway.audit.alerts import AuditAlert, AuditAlertCursor
@@ -37,6 +38,7 @@ __all__ = [
     "DataKey",
     "Dataset",
     "DatasetField",
+    "DatasetStatus",
     "Demand",
     "Department",
     "DepartmentKey",

@@ -19,6 +19,7 @@ from policies.model import Grant, Tier
 from resolvers.documents import DocumentCache
 from resolvers.execute import PlanCache
 from schema.build import TierSchema, build_tier_schema
+from schema.federation import build_federated_subgraph
 
 
 class BuiltSchema:
@@ -40,6 +41,7 @@ class SchemaRegistry:
         self._catalogue: Catalogue | None = None
         self._grants: tuple[Grant, ...] = ()
         self._schemas: dict[tuple[Tier, str | None], BuiltSchema] = {}
+        self._subgraphs: dict[tuple[str, str], BuiltSchema] = {}
         self._checked = 0.0
         self._lock = asyncio.Lock()
 
@@ -62,6 +64,7 @@ class SchemaRegistry:
                 if self._master_key is not None:
                     self.keyring = await load_keyring(self.engine, self._master_key, catalogue.published())
                 self._schemas = {}
+                self._subgraphs = {}
                 self._catalogue = catalogue
             self._checked = time.monotonic()
             return self._catalogue
@@ -77,4 +80,17 @@ class SchemaRegistry:
         if built is None:
             built = BuiltSchema(build_tier_schema(catalogue, tier, key[1]), self.limits)
             self._schemas[key] = built
+        return built
+
+    async def subgraph(self, department: str, consumer: str) -> BuiltSchema | None:
+        """`department`'s federated subgraph as `consumer` sees it (schema.federation); None
+        when there is no such department."""
+        catalogue = await self.refresh()
+        if department not in catalogue.departments:
+            return None
+        key = (department, consumer)
+        built = self._subgraphs.get(key)
+        if built is None:
+            built = BuiltSchema(build_federated_subgraph(catalogue, department, consumer), self.limits)
+            self._subgraphs[key] = built
         return built

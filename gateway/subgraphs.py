@@ -1,27 +1,73 @@
-"""Department subgraphs (Apollo Federation v2 SDL) for teams composing their own supergraph.
+"""Department subgraphs (Apollo Federation v2), for routers that compose the share tier.
 
-A subgraph shows every field of the provider's own datasets, including unshared ones, so
-only that department (a share:read token of its own) or a token with the admin scope may
-read it. The token is checked by the one bearer check (gateway.identity.bearer): revoked
-tokens and those of disabled clients or people are refused like on every other endpoint."""
+`POST /share/subgraphs/{department}/graphql` is a subgraph a stock federation router calls:
+`_service { sdl }`, `_entities(representations:)` and the department's own root fields. It
+is the share tier (gateway.graphql_http) on the department's subgraph schema: the same one
+bearer check (share:read, the caller's own token, forwarded by the router), the same
+policies for that caller, the same audit event and the same SM2 signature. The router is not
+a principal: its own credentials get nothing a caller's would not (docs/federation.md).
+
+`GET /share/subgraphs/{department}.graphql` returns the SDL as the provider itself sees it
+(every field of its own datasets, including unshared ones), so only that department or a
+token with the admin scope may read it; also through the one bearer check."""
 
 from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from gateway.access_log import AccessEvent, answer_once_recorded
 from gateway.client_address import client_address
+from gateway.graphql_http import GraphQLEndpoint
 from gateway.identity.bearer import BearerProtector, BearerRefused
 from gateway.identity.service import Identity
 from gateway.problems import Problem, problem_response
+from gateway.registry import BuiltSchema
+from gateway.state import GatewayState
 from policies.model import Tier
+from resolvers.context import Principal
 from schema.build import build_subgraph
 
 log = logging.getLogger("shuqiao")
+PREFIX = "/share/subgraphs/"
+# What a router may say about itself. Not authentication: recorded as a claim, never trusted.
+ROUTER_HEADER = "x-shuqiao-router"
+
+
+class SubgraphEndpoint(GraphQLEndpoint):
+    """The share tier on one department's federated subgraph, as the caller sees it."""
+
+    def __init__(self, state: GatewayState) -> None:
+        super().__init__(Tier.SHARE, state)
+
+    async def _schema(self, request: Request, principal: Principal) -> BuiltSchema:
+        department = request.path_params["department"]
+        built = await self.state.registry.subgraph(department, principal.consumer or "")
+        if built is None:
+            raise Problem(404, f"No department {department!r}.", "NOT_FOUND")
+        return built
+
+    def _event(self, request: Request, *args: Any) -> AccessEvent:
+        event = super()._event(request, *args)
+        claim = request.headers.get(ROUTER_HEADER)
+        event.reads.append(
+            {
+                "subgraph": {
+                    "department": request.path_params.get("department"),
+                    # the principal is the token's caller; the actor is the router: verified when
+                    # it presents a delegated token (RFC 8693 `act`), else only as it names itself
+                    "actor": getattr(request.state, "token_actor", None),
+                    "router": claim[:200] if claim else None,
+                }
+            }
+        )
+        return event
+
+
 _CODES = {401: "UNAUTHENTICATED", 403: "FORBIDDEN", 404: "NOT_FOUND", 429: "RATE_LIMITED"}
 
 
@@ -89,6 +135,5 @@ async def _subgraph_sdl(request: Request) -> Response:
     catalogue = await state.registry.refresh()
     if department not in catalogue.departments:
         return problem_response(Problem(404, f"No department {department!r}.", "NOT_FOUND"))
-    return PlainTextResponse(
-        build_subgraph(catalogue, department).sdl(), media_type="text/plain; charset=utf-8"
-    )
+    sdl = build_subgraph(catalogue, department).federation_sdl or ""  # the provider's own view
+    return PlainTextResponse(sdl, media_type="text/plain; charset=utf-8")

@@ -31,9 +31,11 @@ from resolvers.plan import (
     Kind,
     NodePlan,
     Planner,
+    RepresentationsPlan,
+    ServicePlan,
     forbidden_dataset,
 )
-from resolvers.selection import collect
+from resolvers.selection import collect, subselection
 from resolvers.sql import connection_statement, count_statement, entity_statement, fetch_all
 from schema.build import TierSchema
 
@@ -193,6 +195,12 @@ def _plan(
                 plans.append((key, "Query"))
             elif name in INTROSPECTION_ROOTS:
                 plans.append((key, None))
+            elif name == "_service" and tier.federation_sdl is not None:
+                plans.append((key, ServicePlan(subselection(nodes, fragments, coerced), tier.federation_sdl)))
+            elif name == "_entities" and tier.federation_sdl is not None:
+                entities = planner.representations(key, nodes)
+                total_cost += entities.cost()
+                plans.append((key, entities))
             elif name in tier.bindings.root_datasets:
                 plan = planner.connection(key, nodes, tier.bindings.root_datasets[name])
                 total_cost += plan.cost() if plan.access.allowed else 1
@@ -251,6 +259,10 @@ async def _execute(
             data[key] = plan
         elif isinstance(plan, ConnectionPlan):
             data[key] = await _connection(plan, ctx, conn, errs)
+        elif isinstance(plan, ServicePlan):
+            data[key] = plan.answer()
+        elif isinstance(plan, RepresentationsPlan):
+            data[key] = await _representations(plan, ctx, conn, errs)
         else:
             data[key] = await _lookup(plan, ctx, conn, errs)
     return Outcome(data, errs, operation_name=op_name, operation_type="query")
@@ -445,3 +457,24 @@ async def _lookup(
     for e in key_errs.get(plan.value, ()):
         errs.append({**e, "path": [plan.key, *e["path"]]})
     return entities.get(plan.value)
+
+
+async def _representations(
+    plan: RepresentationsPlan, ctx: ExecutionContext, conn: AsyncConnection, errs: list[dict[str, Any]]
+) -> list[dict[str, Any] | None]:
+    """Apollo Federation `_entities`: one object per representation, in order, each read under
+    the caller's own policies exactly as `legalEntity(creditCode:)` / `person(idNumber:)` are;
+    errors at `[_entities, i, ...]`."""
+    out: list[dict[str, Any] | None] = [None] * len(plan.items)
+    for type_name, entity in plan.entities.items():
+        indexes = [i for i, (t, _) in enumerate(plan.items) if t == type_name]
+        keys = sorted({plan.items[i][1] for i in indexes})
+        objects, key_errs = await _entities(entity, keys, ctx, conn)
+        for i in indexes:
+            k = plan.items[i][1]
+            out[i] = dict(objects[k])
+            for e in key_errs.get(k, ()):
+                errs.append({**e, "path": [plan.key, i, *e["path"]]})
+    for i, problem in plan.refused.items():
+        errs.append({**problem, "path": [plan.key, i]})
+    return out

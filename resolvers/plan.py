@@ -22,7 +22,7 @@ from policies.model import Action, DatasetAccess, Decision, Tier
 from resolvers import cursor, errors
 from resolvers.context import ExecutionContext, FieldAccess
 from resolvers.errors import FieldError
-from resolvers.selection import Collected, locations, subselection
+from resolvers.selection import Collected, collect, locations, subselection
 from schema.bindings import Bindings, NodeBinding
 
 
@@ -151,6 +151,31 @@ class EntityLookupPlan:
     key: str
     value: str
     entity: EntityPlan
+
+
+@dataclass(slots=True)
+class ServicePlan:
+    """Apollo Federation `_service { sdl }`."""
+
+    selection: Collected
+    sdl: str
+
+    def answer(self) -> dict[str, Any]:
+        return {k: self.sdl if n[0].name.value == "sdl" else "_Service" for k, n in self.selection.items()}
+
+
+@dataclass(slots=True)
+class RepresentationsPlan:
+    """Apollo Federation `_entities(representations:)`: (type name, key) per representation,
+    one entity plan per type asked for, and the representations refused (by index)."""
+
+    key: str
+    items: list[tuple[str, str]]
+    entities: dict[str, EntityPlan]
+    refused: dict[int, dict[str, Any]]
+
+    def cost(self) -> int:
+        return sum(self.entities[t].cost() for t, _ in self.items if t in self.entities)
 
 
 def compile_shaper(entries: list[Entry]) -> Callable[[Any], dict[str, Any]]:
@@ -433,6 +458,39 @@ class Planner:
         type_name = self.bindings.entities_by_kind[entity]
         plan = self.entity(type_name, subselection(nodes, self.fragments, self.variables))
         return EntityLookupPlan(key, str(value), plan)
+
+    def representations(self, key: str, nodes: list[FieldNode]) -> RepresentationsPlan:
+        """`_entities(representations: [{__typename, <key>}])` of a federated subgraph: only the
+        entity types this subgraph resolves, keyed as they are here; the selection of each is
+        the fragments on that type."""
+        query_type = self.schema.query_type
+        assert query_type is not None
+        reps = self._args(query_type, nodes).get("representations") or []
+        items: list[tuple[str, str]] = []
+        refused: dict[int, dict[str, Any]] = {}
+        entities: dict[str, EntityPlan] = {}
+        for i, rep in enumerate(reps):
+            type_name = rep.get("__typename") if isinstance(rep, dict) else None
+            binding = self.bindings.entities.get(type_name) if isinstance(type_name, str) else None
+            value = rep.get(binding.key_field) if binding is not None else None
+            if binding is None or not binding.datasets or not isinstance(value, str):
+                refused[i] = {
+                    "message": "A representation must name an entity this subgraph resolves and its key.",
+                    "extensions": {"code": errors.BAD_USER_INPUT},
+                }
+                items.append(("", ""))
+                continue
+            check_value(binding.key_field, value, self.ctx.limits.max_string_operand)
+            items.append((binding_type := str(type_name), value))
+            if binding_type not in entities:
+                sel = collect(
+                    [n.selection_set for n in nodes if n.selection_set],
+                    self.fragments,
+                    self.variables,
+                    on=binding_type,
+                )
+                entities[binding_type] = self.entity(binding_type, sel)
+        return RepresentationsPlan(key, items, entities, refused)
 
     # -- object levels
     def node(self, binding: NodeBinding, gql_type: GraphQLObjectType, sel: Collected) -> NodePlan:

@@ -10,6 +10,7 @@ from graphql import (
     FragmentDefinitionNode,
     FragmentSpreadNode,
     InlineFragmentNode,
+    NamedTypeNode,
     SelectionSetNode,
     VariableNode,
 )
@@ -39,6 +40,8 @@ def collect(
     selection_sets: list[SelectionSetNode],
     fragments: dict[str, FragmentDefinitionNode],
     variables: VariableValues,
+    *,
+    on: str | None = None,
 ) -> Collected:
     """The spec's CollectFields: a fragment spread again within one collection adds no new
     field, so each is walked at most once per call. That keeps a call linear in the document
@@ -54,10 +57,11 @@ def collect(
                 key = node.alias.value if node.alias else node.name.value
                 out.setdefault(key, []).append(node)
             elif isinstance(node, InlineFragmentNode):
-                visit(node.selection_set)
+                if _applies(node.type_condition, on):
+                    visit(node.selection_set)
             elif isinstance(node, FragmentSpreadNode):
                 name = node.name.value
-                if name in seen:
+                if name in seen or not _applies(fragments[name].type_condition, on):
                     continue
                 seen.add(name)
                 visit(fragments[name].selection_set)
@@ -65,6 +69,12 @@ def collect(
     for sel in selection_sets:
         visit(sel)
     return out
+
+
+def _applies(condition: NamedTypeNode | None, on: str | None) -> bool:
+    """Whether a fragment applies to object type `on` (None: every fragment does). Only the
+    abstract type `_Entity` of a federated subgraph's `_entities` selects between types."""
+    return on is None or condition is None or condition.name.value in (on, "_Entity")
 
 
 def subselection(

@@ -8,7 +8,6 @@ through the declaring module, and the cycle needs names, not objects.
 from __future__ import annotations
 
 import enum
-import functools
 import itertools
 import sys
 import types
@@ -36,6 +35,16 @@ _counter = itertools.count(1)
 EMPTY_ROOT = "_empty"  # Query's only field when no dataset is available to the caller
 
 
+class FederationKinds(typing.Protocol):
+    """How a federated subgraph declares its shared types (schema.federation implements it)."""
+
+    page_info: type
+
+    def entity(self, key: str, *, resolvable: bool) -> Callable[..., type]: ...
+
+    def shareable_field(self, **kwargs: typing.Any) -> typing.Any: ...
+
+
 class TierSchema:
     """A built schema plus the bindings the resolvers plan against."""
 
@@ -46,6 +55,9 @@ class TierSchema:
 
     def sdl(self) -> str:
         return self.strawberry.as_str()
+
+    # Set on a federated subgraph (schema.federation): the SDL `_service { sdl }` answers.
+    federation_sdl: str | None = None
 
 
 def _dataset_description(ds: DatasetSpec, catalogue: Catalogue) -> str:
@@ -71,15 +83,25 @@ def _field_description(f: FieldSpec) -> str:
 
 class _Builder:
     def __init__(
-        self, catalogue: Catalogue, tier: Tier, department: str | None, *, subgraph: bool = False
+        self,
+        catalogue: Catalogue,
+        tier: Tier,
+        department: str | None,
+        *,
+        subgraph: str | None = None,
+        federation: FederationKinds | None = None,
     ) -> None:
-        self.subgraph = subgraph  # one provider's own datasets, as an Apollo Federation v2 subgraph
+        # `subgraph`: only this provider's datasets, as an Apollo Federation v2 subgraph seen by
+        # consumer `department` (schema.federation supplies the federated type kinds)
+        self.subgraph = subgraph
+        self.fed = federation
         self.catalogue = catalogue
         self.tier = tier
         self.department = department
         self.module = types.ModuleType(f"shuqiao_schema_{next(_counter)}")
         self.module.typing = typing  # type: ignore[attr-defined]
         self.bindings = Bindings(tier=tier, department=department, version=catalogue.version)
+        self.page_info: type = federation.page_info if federation else PageInfo
 
     # -- visibility: what exists in this schema at all
     def _dataset_listed(self, ds: DatasetSpec) -> bool:
@@ -119,8 +141,6 @@ class _Builder:
 
     def _build(self) -> TierSchema:
         datasets = [ds for ds in self.catalogue.published() if self._dataset_listed(ds)]
-        if self.subgraph:
-            datasets = [ds for ds in datasets if ds.department == self.department]
         datasets.sort(key=lambda d: d.code)
         visible = {ds.code: [f for f in ds.fields if self._field_exists(ds, f)] for ds in datasets}
         # A dataset none of whose fields exist for this caller has no type to offer (an object
@@ -130,18 +150,33 @@ class _Builder:
         for ds in datasets:
             if ds.entity and ds.entity_field and any(f.name == ds.entity_field for f in visible[ds.code]):
                 entity_members.setdefault(ds.entity, []).append(ds)
-
-        for ds in datasets:
-            self._node_types(ds, visible[ds.code], entity_members)
+        if self.subgraph:
+            # Links follow the consumer's whole share schema (so the composition has every link
+            # the share tier has); types and roots come only from the provider's own datasets.
+            linked = entity_members
+            datasets = [ds for ds in datasets if ds.department == self.subgraph]
+            entity_members = {
+                e: [ds for ds in members if ds.department == self.subgraph] for e, members in linked.items()
+            }
+            referenced = {
+                f.references for ds in datasets for f in visible[ds.code] if f.references and f.link_name
+            }
+            entity_members = {e: m for e, m in entity_members.items() if m or e in referenced}
+            for ds in datasets:
+                self._node_types(ds, visible[ds.code], linked)
+        else:
+            for ds in datasets:
+                self._node_types(ds, visible[ds.code], entity_members)
         for entity, members in entity_members.items():
             self._entity_type(entity, members)
-        query = self._query(datasets, entity_members)
+        query = self._query(datasets, {e: m for e, m in entity_members.items() if m})
         schema: strawberry.Schema
-        if self.subgraph:
+        if self.fed is not None:
             schema = strawberry.federation.Schema(
                 query=query,
-                types=[PageInfo],
+                types=[self.fed.page_info],
                 config=StrawberryConfig(auto_camel_case=False),
+                federation_version="2.7",  # schema.federation.FEDERATION_SPEC
             )
         else:
             schema = strawberry.Schema(
@@ -184,7 +219,7 @@ class _Builder:
         )
         self._declare(
             f"{node}Connection",
-            {"total_count": int, "edges": f"list[{node}Edge]", "page_info": PageInfo},
+            {"total_count": int, "edges": f"list[{node}Edge]", "page_info": self.page_info},
             {
                 "total_count": strawberry.field(name="totalCount", description="Rows matching `where`."),
                 "edges": strawberry.field(name="edges"),
@@ -245,11 +280,7 @@ class _Builder:
                 resolver=resolver, name=camel(ds.code), description=f"{ds.name} rows for this {name}."
             )
             by_field[camel(ds.code)] = ds
-        kind = (
-            functools.partial(strawberry.federation.type, keys=[camel(key)])
-            if self.subgraph
-            else strawberry.type
-        )
+        kind = self.fed.entity(camel(key), resolvable=bool(members)) if self.fed else strawberry.type
         self._declare(name, anns, attrs, kind=kind, description=ENTITY_DESCRIPTIONS[entity])
         self.bindings.entities[name] = EntityBinding(entity, camel(key), by_field)
         self.bindings.entities_by_kind[entity] = name
@@ -281,11 +312,13 @@ class _Builder:
                 self.module.__name__, {key: str}, f"typing.Optional[{name}]", names={key: camel(key)}
             )
             root = camel(name[0].lower() + name[1:])
-            attrs[f"entity_{entity.value}"] = strawberry.field(
+            field = self.fed.shareable_field if self.fed else strawberry.field
+            # several subgraphs answer the same lookup: @shareable in a federated subgraph
+            attrs[f"entity_{entity.value}"] = field(
                 resolver=resolver, name=root, description=ENTITY_DESCRIPTIONS[entity]
             )
             self.bindings.root_entities[root] = entity
-        if not attrs:
+        if not attrs and self.fed is None:  # a subgraph's Query has _service (schema.federation)
             # GraphQL requires a field on Query; with nothing to offer, one that says so
             # (answered null by graphql-core) rather than an invalid schema and a failing tier.
             attrs[EMPTY_ROOT] = strawberry.field(
@@ -340,11 +373,18 @@ def _is_optional(ann: object) -> bool:
     return type(None) in typing.get_args(ann)
 
 
-def build_subgraph(catalogue: Catalogue, department: str) -> TierSchema:
-    """The department's own datasets as an Apollo Federation v2 subgraph: LegalEntity and
-    Person carry @key on their identifiers, so the departments' subgraphs compose into the
-    share-tier supergraph that the gateway itself serves."""
-    return _Builder(catalogue, Tier.SHARE, department, subgraph=True).build()
+def build_subgraph(catalogue: Catalogue, department: str, consumer: str | None = None) -> TierSchema:
+    """The department's own datasets as an Apollo Federation v2 subgraph, as consumer
+    `consumer` (default: the provider itself) sees them (schema.federation)."""
+    from schema.federation import build_federated_subgraph
+
+    return build_federated_subgraph(catalogue, department, consumer or department)
+
+
+def build_subgraph_schema(
+    catalogue: Catalogue, department: str, consumer: str, federation: FederationKinds
+) -> TierSchema:
+    return _Builder(catalogue, Tier.SHARE, consumer, subgraph=department, federation=federation).build()
 
 
 def build_tier_schema(catalogue: Catalogue, tier: Tier, department: str | None = None) -> TierSchema:

@@ -264,14 +264,20 @@ class DepartmentKeyRefresh:
     the last good view (and with none, encryption is unavailable: the policy denies)."""
 
     def __init__(
-        self, app: ASGIApp, directory: DepartmentKeyDirectory, paths: tuple[str, ...] = ("/share/graphql",)
+        self,
+        app: ASGIApp,
+        directory: DepartmentKeyDirectory,
+        paths: tuple[str, ...] = ("/share/graphql",),
+        under: tuple[str, ...] = (),
     ) -> None:
         self.app = app
         self.directory = directory
         self.paths = paths
+        self.under = under  # path prefixes (the department subgraphs run the share tier too)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope.get("path") in self.paths:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and (path in self.paths or path.startswith(self.under)):
             try:
                 await self.directory.refresh()
             except Exception:

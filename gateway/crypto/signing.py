@@ -122,15 +122,17 @@ class ResponseSigningMiddleware:
         signer: ResponseSigner,
         always: tuple[str, ...] = ("/share/graphql",),
         on_request: tuple[str, ...] = ("/open/graphql",),
+        always_under: tuple[str, ...] = (),
     ) -> None:
         self.app = app
         self.signer = signer
         self.always = always
+        self.always_under = always_under  # path prefixes (e.g. the department subgraphs)
         self.on_request = on_request
 
     def _wants(self, scope: Scope) -> bool:
         path = scope.get("path", "")
-        if path in self.always:
+        if path in self.always or path.startswith(self.always_under):
             return True
         if path in self.on_request:
             return any(name == b"accept-signature" for name, _ in scope.get("headers", ()))

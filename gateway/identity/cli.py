@@ -106,7 +106,11 @@ def client_create(
         list[str] | None, typer.Option(help="client_secret_basic, client_secret_post, private_key_jwt, none")
     ] = None,
     grant_type: Annotated[
-        list[str] | None, typer.Option(help="client_credentials, authorization_code, refresh_token")
+        list[str] | None,
+        typer.Option(
+            help="client_credentials, authorization_code, refresh_token, "
+            "urn:ietf:params:oauth:grant-type:token-exchange (federation routers)"
+        ),
     ] = None,
     redirect_uri: Annotated[list[str] | None, typer.Option(help="Exact redirect URI; repeat.")] = None,
     jwks: Annotated[Path | None, typer.Option(help="File with the client's public JWK set.")] = None,

@@ -18,7 +18,13 @@ from gateway.identity.oauth import SCOPES, SECRET_METHODS
 from gateway.secrets import SecretHasher
 
 KNOWN_METHODS = {"client_secret_basic", "client_secret_post", "private_key_jwt", "none"}
-KNOWN_GRANTS = {"client_credentials", "authorization_code", "refresh_token"}
+# the last: RFC 8693 token exchange, for federation routers (gateway.identity.oauth)
+KNOWN_GRANTS = {
+    "client_credentials",
+    "authorization_code",
+    "refresh_token",
+    "urn:ietf:params:oauth:grant-type:token-exchange",
+}
 
 
 class IdentityError(ValueError):

@@ -21,7 +21,12 @@ async def openid_configuration(request: Request) -> JSONResponse:
             "introspection_endpoint": f"{issuer}/oauth/introspect",
             "userinfo_endpoint": f"{issuer}/oauth/userinfo",
             "jwks_uri": f"{issuer}/.well-known/jwks.json",
-            "grant_types_supported": ["client_credentials", "authorization_code", "refresh_token"],
+            "grant_types_supported": [
+                "client_credentials",
+                "authorization_code",
+                "refresh_token",
+                "urn:ietf:params:oauth:grant-type:token-exchange",
+            ],
             "response_types_supported": ["code"],
             "response_modes_supported": ["query"],
             "code_challenge_methods_supported": ["S256"],

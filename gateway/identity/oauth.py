@@ -35,7 +35,12 @@ from authlib.oauth2.rfc6749 import (
     TokenMixin,
     grants,
 )
-from authlib.oauth2.rfc6749.errors import InvalidRequestError, InvalidScopeError
+from authlib.oauth2.rfc6749.errors import (
+    InvalidGrantError,
+    InvalidRequestError,
+    InvalidScopeError,
+    UnauthorizedClientError,
+)
 from authlib.oauth2.rfc6749.requests import OAuth2Payload
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
@@ -52,6 +57,7 @@ from gateway.identity.bearer import is_live, verify_token
 from gateway.identity.models import AuthorizationCode, OAuthClient, RefreshToken, User
 from gateway.identity.roles import API_SCOPES, OIDC_SCOPES, InvalidScope, token_scopes
 from gateway.identity.tokens import InvalidToken, TokenClaims, peek_claims
+from gateway.problems import Problem
 
 if TYPE_CHECKING:
     from gateway.identity.service import Identity
@@ -367,6 +373,80 @@ class _RefreshTokenGrant(grants.RefreshTokenGrant):
         """Already marked used by `authenticate_refresh_token`."""
 
 
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105 - RFC 8693 grant type
+ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105 - a type URI
+EXCHANGE_TTL = 300  # seconds: a delegated token lives no longer than one routed session needs
+
+
+class _TokenExchange(grants.BaseGrant, grants.TokenEndpointMixin):
+    """RFC 8693 token exchange, for federation routers (docs/federation.md): a client registered
+    for this grant trades a caller's live share:read access token (`subject_token`) for a short
+    one that names the caller as subject — same client id, department, person and roles — and
+    the router as actor (`act.sub`). Subgraphs apply the caller's policies and record the actor.
+    No actor token: the authenticated client is the actor. A delegated token is not exchanged
+    again (no chains of actors), and dies with the caller's token or when the router's client
+    is disabled (gateway.identity.store)."""
+
+    GRANT_TYPE = TOKEN_EXCHANGE
+    TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = AUTH_METHODS
+    server: _Server
+
+    def validate_token_request(self) -> None:
+        client = self.authenticate_token_endpoint_client()
+        if not client.check_grant_type(self.GRANT_TYPE):
+            raise UnauthorizedClientError(
+                f"The client is not authorized to use grant_type={self.GRANT_TYPE}."
+            )
+        form = self.request.payload.data
+        if form.get("subject_token_type") != ACCESS_TOKEN_TYPE or not form.get("subject_token"):
+            raise InvalidRequestError(f"Send subject_token with subject_token_type={ACCESS_TOKEN_TYPE}.")
+        if form.get("actor_token"):
+            raise InvalidRequestError("actor_token is not accepted: the authenticated client is the actor.")
+        bearer = self.server.identity.share_bearer  # the one bearer check, on the subject token
+        try:
+            subject = _bridge(bearer.authenticate_token, form["subject_token"])
+            bearer.validate_scope(subject)
+        except Problem:
+            raise InvalidGrantError(
+                "The subject token is not a live share:read token of a department."
+            ) from None
+        if subject.actor is not None:
+            raise InvalidGrantError("A delegated token cannot be exchanged again.")
+        self.request.client = client
+        self.subject = subject
+        self.server.audit_notes["token"] = {
+            "token_type": "access_token",
+            "jti": subject.jti,
+            "token_client_id": subject.client_id,
+        }
+
+    def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
+        s: TokenClaims = self.subject
+        now = int(time.time())
+        expires = min(s.expires_at, now + EXCHANGE_TTL)
+        token, _ = self.server.identity.tokens.issue_with_claims(
+            s.client_id,
+            s.department,
+            ["share:read"],
+            subject=s.subject,
+            now=now,
+            roles=sorted(s.roles),
+            extra={
+                "exp": expires,
+                "act": {"sub": self.request.client.get_client_id()},
+                "parent_jti": s.jti,  # revoking the caller's token revokes this one too
+            },
+        )
+        body = {
+            "access_token": token,
+            "issued_token_type": ACCESS_TOKEN_TYPE,
+            "token_type": "Bearer",
+            "expires_in": expires - now,
+            "scope": "share:read",
+        }
+        return 200, body, self.TOKEN_RESPONSE_HEADER
+
+
 class _PrivateKeyJWT(JWTBearerClientAssertion):
     """RFC 7523 section 2.2 client authentication with a key the client registered."""
 
@@ -487,6 +567,7 @@ class _Server(AuthorizationServer):
         self.register_grant(_ClientCredentials)
         self.register_grant(_AuthorizationCode, [_S256Only(required=True), _IdTokens()])
         self.register_grant(_RefreshTokenGrant)
+        self.register_grant(_TokenExchange)
         self.register_token_generator("default", self._generate)
         self.register_endpoint(_Revocation)
         self.register_endpoint(_Introspection)

@@ -186,6 +186,10 @@ class RevocationList:
         await self.refresh()
         if claims.jti and claims.jti in self._jtis:
             return "revoked"
+        if claims.parent_jti and claims.parent_jti in self._jtis:
+            return "the token it was exchanged for is revoked"
+        if claims.actor is not None and claims.actor in self._clients:
+            return "the router it was delegated to is disabled"
         if claims.client_id in self._clients:
             return "client disabled"
         if claims.subject in self._users:

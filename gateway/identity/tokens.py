@@ -47,6 +47,8 @@ class TokenClaims:
     audiences: frozenset[str] = frozenset()
     issuer: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    actor: str | None = None  # RFC 8693 `act.sub`: who presents a delegated token (a router)
+    parent_jti: str | None = None  # a delegated token dies with the token it was exchanged for
 
 
 def audiences_for(scopes: list[str] | frozenset[str]) -> list[str]:
@@ -239,6 +241,10 @@ def claims_from(c: dict[str, Any]) -> TokenClaims:
     aud = c.get("aud")
     auds = frozenset([aud] if isinstance(aud, str) else [a for a in aud or [] if isinstance(a, str)])
     roles = c.get("roles") or []
+    act = c.get("act")
+    actor = act.get("sub") if isinstance(act, dict) else None
+    if act is not None and not isinstance(actor, str):
+        raise InvalidToken("bad act claim")
     return TokenClaims(
         c["client_id"],
         dept,
@@ -249,4 +255,6 @@ def claims_from(c: dict[str, Any]) -> TokenClaims:
         frozenset(r for r in roles if isinstance(r, str)) if isinstance(roles, list) else frozenset(),
         auds,
         str(c.get("iss", "")),
+        actor=actor,
+        parent_jti=str(c["parent_jti"]) if isinstance(c.get("parent_jti"), str) else None,
     )
