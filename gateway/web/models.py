@@ -1,4 +1,4 @@
-"""The web session table (migration 0017): people signed in to the gateway's own pages."""
+"""The web session table (migration 0018): people signed in to the gateway's own pages."""
 
 from __future__ import annotations
 

@@ -3,8 +3,8 @@
 One row per session; the browser holds only an opaque random id, and the row its hash (SM3-HMAC
 under the server pepper), the access token the sign-in obtained (sealed), who and until when.
 
-Revision ID: 0017
-Revises: 0016
+Revision ID: 0018
+Revises: 0017
 Create Date: 2026-12-03 05:00:00
 """
 
@@ -14,8 +14,8 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-revision = "0017"
-down_revision = "0016"
+revision = "0018"
+down_revision = "0017"  # chained after the dataset freshness
 branch_labels = None
 depends_on = None
 
