@@ -54,6 +54,7 @@ from gateway.request_log import RequestLogMiddleware, log_line
 from gateway.secrets import SecretHasher, load_master_key
 from gateway.settings import Settings
 from gateway.state import GatewayState
+from gateway.web.session import SessionOrBearer, WebSessions
 from gateway.workflow.admin_graphql import SCOPES as WORKFLOW_SCOPES
 from gateway.workflow.admin_graphql import AdminGraphQL
 from gateway.workflow.kpi import KpiSnapshotTask
@@ -239,12 +240,21 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         metrics.unwatch_pool(state.engine)
         await state.engine.dispose()
 
+    master_key = load_master_key(settings.master_key_file)
+    # people sign in once for every page of the gateway's own (gateway.web.session)
+    sessions = WebSessions(
+        state.identity,
+        master_key,
+        absolute_seconds=settings.web_session_seconds,
+        idle_seconds=settings.web_session_idle_seconds,
+    )
     audit = AuditAPI(
         state.engine,
         state.access_log,
-        state.identity.protector(realm="shuqiao-audit", scopes=["audit:read"]).validate_request,
-        VariableCipher.from_master_key(load_master_key(settings.master_key_file)),
+        SessionOrBearer(sessions, state.identity.protector(realm="shuqiao-audit", scopes=["audit:read"])),
+        VariableCipher.from_master_key(master_key),
         settings.audit_export_max_events,
+        master_key=master_key,
     )
     explorer = Explorer(state)
     downloads = Downloads(state)
@@ -298,6 +308,7 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
             methods=["GET", "POST", "PUT", "DELETE"],
         ),
         Route("/keys/sm2", SigningKeysEndpoint(state.signer.store).handle),
+        Mount("/web", routes=sessions.routes()),  # sign-in, callback, sign-out, who is signed in
         # The plan's KPIs: overall figures public, per department with a bearer (share:read or admin).
         Route("/kpi", kpis.page),  # the same, as a page (Chinese first, no script)
         Route("/kpi.json", kpis.json),

@@ -139,7 +139,9 @@ def demo_init(size: Annotated[Size, typer.Option()] = Size.small) -> None:
     s = _settings()
     master_key = load_master_key(s.master_key_file)
     _run(lambda engine: load_demo(engine, size=size.value, progress=True, master_key=master_key))
-    creds = _run(lambda engine: setup_principals(engine, _hasher(), s.var_dir / "demo-credentials.json"))
+    creds = _run(
+        lambda engine: setup_principals(engine, _hasher(), s.var_dir / "demo-credentials.json", s.issuer)
+    )
     dept_keys = _run(lambda engine: setup_demo_keys(engine, s.var_dir))
     _print_demo(s, creds)
     typer.echo(f"  hrss SM2 private key (decrypts idNumber): {dept_keys['hrss']['private_key_file']}")
@@ -152,7 +154,7 @@ Shuqiao demo is ready.
   explorer      {base}/explore           (the public open-data page)
   open tier     {base}/open/graphql      (anonymous; X-API-Key for conditionally open data)
   share tier    {base}/share/graphql     (Bearer token from {base}/oauth/token)
-  audit         {base}/audit             (security officers: a token with audit:read)
+  audit         {base}/audit             (security officers sign in: see "users" in the credentials file)
   health        {base}/healthz  {base}/readyz
 Demo credentials (also in {s.var_dir}/demo-credentials.json, mode 0600):""")
     for dept, c in creds["clients"].items():

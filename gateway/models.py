@@ -18,6 +18,7 @@ from gateway.identity.models import (
     TrustedIssuer,
     User,
 )
+from gateway.web.models import WebSession
 from gateway.workflow.demands import Demand
 from gateway.workflow.kpi import KpiSnapshot
 from gateway.workflow.models import Application, ApplicationEvent
@@ -50,4 +51,5 @@ __all__ = [
     "RevokedToken",
     "TrustedIssuer",
     "User",
+    "WebSession",
 ]

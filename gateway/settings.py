@@ -142,6 +142,10 @@ class Settings:
     sync: bool = False  # the sync scheduler inside serve (gateway.loading.scheduler)
     # `grant list --state expiring`: grants that end within this many days.
     grant_expiry_warning_days: int = 30
+    # Sessions on the gateway's own pages (gateway.web.session): absolute lifetime (never past
+    # the access token's expiry) and idle timeout, in seconds.
+    web_session_seconds: int = 8 * 3600
+    web_session_idle_seconds: int = 1800
     # The day's KPI snapshot (the trend's points) taken by every worker's background task, once a
     # day (gateway.workflow.kpi); off: `shuqiao kpi snapshot` from cron does it.
     kpi_snapshots: bool = False
@@ -197,6 +201,8 @@ class Settings:
             otel=_switch("OTEL", None),
             sync=bool(_switch("SYNC", False)),
             grant_expiry_warning_days=_int("GRANT_EXPIRY_WARNING_DAYS", 30),
+            web_session_seconds=_int("WEB_SESSION_SECONDS", 8 * 3600),
+            web_session_idle_seconds=_int("WEB_SESSION_IDLE_SECONDS", 1800),
             kpi_snapshots=_switch("KPI_SNAPSHOTS", False) is True,
         )
 
