@@ -35,17 +35,26 @@ from gateway.explorer import Explorer
 from gateway.graphql_http import GraphQLEndpoint
 from gateway.identity import discovery
 from gateway.identity.apikeys import ApiKeyVerifier
+from gateway.identity.audit import record_admin_event
 from gateway.identity.oauth import oauth_error
 from gateway.identity.routes import admin_routes, identity_static, oauth_routes
 from gateway.identity.service import Identity
 from gateway.identity.tokens import TokenService, load_signing_key
+from gateway.loading.http import DataLoadAPI
+from gateway.loading.scheduler import SyncScheduler
 from gateway.middleware import FailureMiddleware, RequestIdMiddleware, error_response, failure_problem
+from gateway.portal import cors
+from gateway.portal.ckan import CkanAPI
+from gateway.portal.dcat import DcatEndpoints
+from gateway.portal.downloads import Downloads
+from gateway.portal.search import SearchEndpoint
 from gateway.problems import BUSY, Problem, problem_response
 from gateway.registry import SchemaRegistry
 from gateway.request_log import RequestLogMiddleware, log_line
 from gateway.secrets import SecretHasher, load_master_key
 from gateway.settings import Settings
 from gateway.state import GatewayState
+from gateway.web.session import SessionOrBearer, WebSessions
 from gateway.workflow.admin_graphql import SCOPES as WORKFLOW_SCOPES
 from gateway.workflow.admin_graphql import AdminGraphQL
 from gateway.workflow.kpi import KpiSnapshotTask
@@ -135,6 +144,27 @@ def _audit_background(
     return tasks
 
 
+def _sync_scheduler(settings: Settings, state: GatewayState) -> SyncScheduler | None:
+    if not settings.sync:
+        return None
+    assert state.identity is not None
+
+    async def audit(operation: str, status: int, detail: dict[str, Any], error: str | None) -> None:
+        assert state.identity is not None
+        await record_admin_event(
+            state.identity.audit,
+            operation,
+            status=status,
+            principal_kind="operator",
+            principal_id="scheduler",
+            target=detail.get("dataset"),
+            detail=detail,
+            error=error,
+        )
+
+    return SyncScheduler(state.engine, load_master_key(settings.master_key_file), audit)
+
+
 async def _pool_busy(request: Request, _exc: Exception) -> Response:
     """A pool timeout outside the GraphQL tiers (which answer and audit it themselves): 503, in the
     error format of the endpoint asked (RFC 6749 on /oauth/*)."""
@@ -195,7 +225,13 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         app.state.audit_tasks = background  # for tests that must not race the evaluator
         for task in background:
             task.start()
+        sync = _sync_scheduler(settings, state)  # SHUQIAO_SYNC=on: sources on their update cycle
+        app.state.sync = sync
+        if sync is not None:
+            sync.start()
         yield
+        if sync is not None:
+            await sync.stop()
         for task in background:
             await task.stop()
         close = getattr(state.access_log, "aclose", None)
@@ -204,14 +240,26 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         metrics.unwatch_pool(state.engine)
         await state.engine.dispose()
 
+    master_key = load_master_key(settings.master_key_file)
+    # people sign in once for every page of the gateway's own (gateway.web.session)
+    sessions = WebSessions(
+        state.identity,
+        master_key,
+        absolute_seconds=settings.web_session_seconds,
+        idle_seconds=settings.web_session_idle_seconds,
+    )
     audit = AuditAPI(
         state.engine,
         state.access_log,
-        state.identity.protector(realm="shuqiao-audit", scopes=["audit:read"]).validate_request,
-        VariableCipher.from_master_key(load_master_key(settings.master_key_file)),
+        SessionOrBearer(sessions, state.identity.protector(realm="shuqiao-audit", scopes=["audit:read"])),
+        VariableCipher.from_master_key(master_key),
         settings.audit_export_max_events,
+        master_key=master_key,
     )
     explorer = Explorer(state)
+    downloads = Downloads(state)
+    ckan = CkanAPI(state)
+    dcat = DcatEndpoints(state)
     kpis = KpiEndpoints(
         state.engine,
         state.identity.protector(realm="shuqiao-kpi", scopes=KPI_SCOPES),
@@ -233,6 +281,7 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         ),
         Mount("/oauth", routes=oauth_routes(state.identity)),  # RFC 6749 endpoints and sign-in pages
         Mount("/admin/identity", routes=admin_routes(state.identity)),  # clients, people, API keys
+        Mount("/admin/data", routes=DataLoadAPI(state).routes()),  # POST /admin/data/{dataset}/load
         # applications, approvals, grants (gateway/workflow/admin_graphql.py)
         Route(
             "/admin/graphql",
@@ -259,6 +308,7 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
             methods=["GET", "POST", "PUT", "DELETE"],
         ),
         Route("/keys/sm2", SigningKeysEndpoint(state.signer.store).handle),
+        Mount("/web", routes=sessions.routes()),  # sign-in, callback, sign-out, who is signed in
         # The plan's KPIs: overall figures public, per department with a bearer (share:read or admin).
         Route("/kpi", kpis.page),  # the same, as a page (Chinese first, no script)
         Route("/kpi.json", kpis.json),
@@ -270,14 +320,24 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         # The public open-data page, its assets and catalogue JSON; GET / → /explore.
         Route("/", explorer.root),
         Route("/explore", explorer.page),
+        Route("/explore.json", SearchEndpoint(state).handle),  # search with facets: the page's twin
+        # Downloads (docs/portal.md): /open/download/{code}.{fmt}, and the explorer's link to it;
+        # listed before the /explore mount, which would otherwise take the second.
+        *downloads.routes(),
+        *dcat.routes(),  # /catalog.ttl|.jsonld and /explore/datasets/{code}.ttl|.jsonld|.json
         Mount("/explore", routes=explorer.routes()),
+        # For harvesters (docs/portal.md): the CKAN Action API's read part, in CKAN's own envelope
+        *ckan.routes(),
     ]
+    cors_rules = cors.policies(settings.cors_open_origins, settings.cors_share_origins)
     observers = [log_line, metrics.observe_request] if settings.metrics else [log_line]
     middleware = [
         # outermost first: tracing (optional), then the access-log line and request metrics,
         # which see the answer as sent (docs/operations.md)
         *tracing.middleware(settings.otel),
         Middleware(RequestLogMiddleware, observers=observers, on_response=tracing.observers(settings.otel)),
+        # CORS per tier by path prefix (gateway.portal.cors): preflights answered here, logged above
+        Middleware(cors.CORSMiddleware, rules=cors_rules),
         # the signature covers X-Request-ID, so signing wraps the request id
         Middleware(
             ResponseSigningMiddleware,

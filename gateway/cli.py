@@ -17,6 +17,7 @@ from gateway.audit.cli import audit_app
 from gateway.cli_support import emit, run_with_engine
 from gateway.crypto.cli import decrypt_field_cmd, keys_app, sign_request_cmd, verify_response_cmd
 from gateway.identity.cli import IDENTITY_APPS
+from gateway.loading.cli import data_app
 from gateway.settings import Settings
 from gateway.watermark_cli import watermark_app
 from gateway.workflow.cli import application_app
@@ -43,6 +44,7 @@ for sub, name in [
 app.add_typer(audit_app, name="audit")
 app.add_typer(application_app, name="application")  # 申请: apply, approve (gateway/workflow/cli.py)
 app.add_typer(keys_app, name="keys")
+app.add_typer(data_app, name="data")
 app.add_typer(watermark_app, name="watermark")  # 数据水印 (gateway/watermark_cli.py)
 app.command("verify-response")(verify_response_cmd)
 app.command("decrypt-field")(decrypt_field_cmd)
@@ -139,7 +141,9 @@ def demo_init(size: Annotated[Size, typer.Option()] = Size.small) -> None:
     s = _settings()
     master_key = load_master_key(s.master_key_file)
     _run(lambda engine: load_demo(engine, size=size.value, progress=True, master_key=master_key))
-    creds = _run(lambda engine: setup_principals(engine, _hasher(), s.var_dir / "demo-credentials.json"))
+    creds = _run(
+        lambda engine: setup_principals(engine, _hasher(), s.var_dir / "demo-credentials.json", s.issuer)
+    )
     dept_keys = _run(lambda engine: setup_demo_keys(engine, s.var_dir))
     _print_demo(s, creds)
     typer.echo(f"  hrss SM2 private key (decrypts idNumber): {dept_keys['hrss']['private_key_file']}")
@@ -152,7 +156,7 @@ Shuqiao demo is ready.
   explorer      {base}/explore           (the public open-data page)
   open tier     {base}/open/graphql      (anonymous; X-API-Key for conditionally open data)
   share tier    {base}/share/graphql     (Bearer token from {base}/oauth/token)
-  audit         {base}/audit             (security officers: a token with audit:read)
+  audit         {base}/audit             (security officers sign in: see "users" in the credentials file)
   health        {base}/healthz  {base}/readyz
 Demo credentials (also in {s.var_dir}/demo-credentials.json, mode 0600):""")
     for dept, c in creds["clients"].items():
@@ -447,11 +451,19 @@ def grant_renew(
 # ---------------------------------------------------------------- catalogue
 
 
-@catalog_app.command("list")
-def catalog_list(as_json: JsonOpt = False) -> None:
+async def _catalogue_with_status(engine: Any) -> tuple[Any, dict[str, Any]]:
+    from catalogue.freshness import load_statuses
     from catalogue.service import load_catalogue
 
-    cat = _run(load_catalogue)
+    return await load_catalogue(engine), await load_statuses(engine)
+
+
+@catalog_app.command("list")
+def catalog_list(as_json: JsonOpt = False) -> None:
+    """Every dataset, with its size and freshness (row count, last load, last change, last sync)."""
+    from catalogue.freshness import describe
+
+    cat, statuses = _run(_catalogue_with_status)
     rows = [
         {
             "code": d.code,
@@ -462,6 +474,7 @@ def catalog_list(as_json: JsonOpt = False) -> None:
             "open": d.open.value,
             "published": d.published,
             "fields": len(d.fields),
+            **describe(statuses.get(d.code)),
         }
         for d in cat.datasets.values()
     ]
@@ -470,10 +483,67 @@ def catalog_list(as_json: JsonOpt = False) -> None:
         rows,
         "\n".join(
             f"{r['resource_code']:20s} {r['code']:26s} {r['share']:13s} {r['open']:13s} "
-            f"{'published' if r['published'] else 'draft'}  {r['name']}"
+            f"{'published' if r['published'] else 'draft'}  "
+            f"{'' if r['row_count'] is None else format(r['row_count'], ',') + ' rows  '}{r['name']}"
             for r in rows
         ),
     )
+
+
+@catalog_app.command("show")
+def catalog_show(
+    code: Annotated[str, typer.Argument(metavar="CODE", help="The dataset code or its 资源代码.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """One dataset: its catalogue entry, 信息项, size, freshness and sync source."""
+    from catalogue.freshness import describe
+
+    cat, statuses = _run(_catalogue_with_status)
+    spec = cat.datasets.get(code) or next((d for d in cat.datasets.values() if d.resource_code == code), None)
+    if spec is None:
+        typer.echo(f"error: no dataset with code or resource code {code!r}", err=True)
+        raise typer.Exit(2)
+    status = statuses.get(spec.code)
+    out = {
+        "code": spec.code,
+        "resource_code": spec.resource_code,
+        "name": spec.name,
+        "name_en": spec.name_en,
+        "department": spec.department,
+        "category": spec.category.value,
+        "update_cycle": spec.update_cycle,
+        "share": spec.share.value,
+        "open": spec.open.value,
+        "published": spec.published,
+        "entity_field": spec.entity_field,
+        **describe(status),
+        "source": None
+        if status is None or not status.source_url
+        else {
+            "url": status.source_url,
+            "table": status.source_table,
+            "sql": status.source_sql,
+            "updated_column": status.source_updated_column,
+            "key": status.source_key,
+            "watermark": status.sync_watermark,
+        },
+        "fields": [
+            {"name": f.name, "title": f.title, "type": f.type.value, "level": int(f.level), "pi": f.pi.value}
+            for f in spec.fields
+        ],
+    }
+    human = [f"{spec.resource_code}  {spec.code}  {spec.name}"]
+    for k in (
+        "row_count",
+        "last_load_at",
+        "last_change_at",
+        "last_load_digest",
+        "last_sync_at",
+        "last_sync_outcome",
+    ):
+        human.append(f"  {k:18s} {'-' if out[k] is None else out[k]}")
+    human += [f"  {f['name']:28s} {f['type']:9s} L{f['level']}  {f['title']}" for f in out["fields"]]
+    _emit(as_json, out, "\n".join(human))
 
 
 CodeArg = Annotated[

@@ -5,6 +5,8 @@ Routes:
   GET /explore                   the page (vanilla JS, no CDN, no external assets: air-gapped networks)
   GET /explore/static/{name}     its script and style
   GET /explore/api/catalogue     the open catalogue as JSON (the page's machine twin)
+  POST /explore/api/graphql      the page's preview: the open tier on the page's own budget
+                                 (gateway.portal.budget); downloads: gateway.portal.downloads
 
 The page fetches rows from the real `/open/graphql` endpoint, anonymously, so values arrive exactly
 as the open tier serves them (masked where the gateway masks).
@@ -14,9 +16,13 @@ The catalogue is derived from the *built anonymous open schema itself* — the o
 supply the Chinese labels of what the schema already contains. A dataset or field absent from that
 schema (不予开放, L3+, sensitive or unopened personal information) cannot appear here, and nothing is
 said that the schema's introspection does not already say (its descriptions carry the same name,
-provider, resource code, category, update cycle and open attribute). An `X-API-Key` on this route
-is ignored: the catalogue is always the anonymous view. Each call is rate-limited like an anonymous
-GraphQL request and is an access event (tier "open"), written before the answer leaves.
+provider, resource code, category, update cycle and open attribute) — apart from each listed
+dataset's freshness and size (`rowCount`, `lastLoadAt`, `lastChangeAt`, `lastSyncAt`, from
+catalogue.freshness: null until rows are loaded with `shuqiao data load`), read on every call since
+a load changes them without changing the schema. An `X-API-Key` on this route is ignored: the
+catalogue is always the anonymous view. Each call counts against the page's own budget
+(SHUQIAO_EXPLORER_RATE per address, not the API's allowance) and is an access event (tier "open"),
+written before the answer leaves.
 """
 
 from __future__ import annotations
@@ -33,10 +39,11 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from catalogue.freshness import DatasetStatus, describe, load_statuses
 from catalogue.spec import FieldSpec
 from gateway.access_log import AccessEvent, answer_once_recorded
 from gateway.client_address import client_address
-from gateway.identity.limits_hook import check_rate
+from gateway.portal.budget import PREVIEW_PATH, ExplorerPreview, explorer_decision, rate_problem
 from gateway.problems import Problem, problem_response
 from gateway.registry import BuiltSchema
 from gateway.state import GatewayState
@@ -63,11 +70,13 @@ UPDATE_CYCLES = {
     "irregular": "不定期",
 }
 # Filter operators the page offers (a subset of what each filter input type declares).
+DOWNLOAD_FORMATS = ("csv", "xlsx", "json", "jsonl")
 OPERATORS = ("eq", "neq", "gt", "gte", "lt", "lte", "prefix")
-# Everything the page needs comes from this origin; nothing may be framed or posted elsewhere.
+# Everything the page needs comes from this origin; nothing may be framed or posted elsewhere
+# (its one form is the search, a GET to /explore itself).
 PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
-    "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "img-src 'self' data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
@@ -158,14 +167,28 @@ def open_catalogue(built: BuiltSchema, departments: dict[str, str], max_page_siz
                 "whereType": str(where_arg.type) if where_arg is not None else None,
                 "orderByType": str(order_arg.type) if order_arg is not None else None,
                 "fields": fields,
+                "downloads": {fmt: f"/open/download/{ds.code}.{fmt}" for fmt in DOWNLOAD_FORMATS},
             }
         )
     datasets.sort(key=lambda d: (d["conditional"], d["resourceCode"]))
     return {
         "endpoint": ENDPOINT,
+        "previewEndpoint": PREVIEW_PATH,
         "apiKeyHeader": API_KEY_HEADER,
         "maxPageSize": max_page_size,
         "datasets": datasets,
+    }
+
+
+def _with_freshness(dataset: dict[str, Any], status: DatasetStatus | None) -> dict[str, Any]:
+    """Size and freshness, public: no load digest, no sync outcome (a source's error text)."""
+    fresh = describe(status)
+    return {
+        **dataset,
+        "rowCount": fresh["row_count"],
+        "lastLoadAt": fresh["last_load_at"],
+        "lastChangeAt": fresh["last_change_at"],
+        "lastSyncAt": fresh["last_sync_at"],
     }
 
 
@@ -173,13 +196,15 @@ class Explorer:
     def __init__(self, state: GatewayState) -> None:
         self.state = state
         # One rendering per built schema: a catalogue change builds a new schema, so a new entry.
-        self._cache: weakref.WeakKeyDictionary[BuiltSchema, bytes] = weakref.WeakKeyDictionary()
+        self._cache: weakref.WeakKeyDictionary[BuiltSchema, dict[str, Any]] = weakref.WeakKeyDictionary()
+        self.preview = ExplorerPreview(state)
 
     def routes(self) -> list[Route]:
         """Under `Mount("/explore")`; the page itself is `GET /explore` (`self.page`)."""
         return [
             Route("/static/{name}", self.asset),
             Route("/api/catalogue", self.catalogue),
+            Route("/api/graphql", self.preview.handle, methods=["GET", "POST"]),
         ]
 
     async def root(self, request: Request) -> Response:
@@ -201,20 +226,22 @@ class Explorer:
     async def _body(self) -> bytes:
         registry = self.state.registry
         built = await registry.schema(Tier.OPEN)  # the anonymous open schema /open/graphql runs on
-        body = self._cache.get(built)
-        if body is None:
+        doc = self._cache.get(built)
+        if doc is None:
             departments = {code: d.name for code, d in (await registry.refresh()).departments.items()}
-            body = orjson.dumps(open_catalogue(built, departments, self.state.settings.limits.max_page_size))
-            self._cache[built] = body
-        return body
+            doc = open_catalogue(built, departments, self.state.settings.limits.max_page_size)
+            self._cache[built] = doc
+        statuses = await load_statuses(self.state.engine)
+        return orjson.dumps(
+            {**doc, "datasets": [_with_freshness(d, statuses.get(d["code"])) for d in doc["datasets"]]}
+        )
 
     async def catalogue(self, request: Request) -> Response:
         started = time.perf_counter()
-        decision = await check_rate(self.state.identity.limiter, request, ANONYMOUS)
+        decision = await explorer_decision(self.state, request)  # the page's budget, not the API's
         if not decision.allowed:
             status = 429
-            message = f"Rate limit exceeded ({decision.policy}); retry after {decision.retry_after} s."
-            response = problem_response(Problem(429, message, "RATE_LIMITED", decision.headers))
+            response = problem_response(rate_problem(decision))
             codes = ["RATE_LIMITED"]
             if not decision.record:
                 return response  # one event per refused burst (gateway.identity.limits_hook)

@@ -1,5 +1,6 @@
 """Every table on SQLModel.metadata, for Alembic and for code that needs them all."""
 
+from catalogue.freshness import DatasetStatus
 from catalogue.models import CatalogueState, Dataset, DatasetField, Department
 from catalogue.protection import DataKey
 from gateway.audit.alerts import AuditAlert, AuditAlertCursor
@@ -18,6 +19,7 @@ from gateway.identity.models import (
     User,
 )
 from gateway.watermark_keys import WatermarkKey
+from gateway.web.models import WebSession
 from gateway.workflow.demands import Demand
 from gateway.workflow.kpi import KpiSnapshot
 from gateway.workflow.models import Application, ApplicationEvent
@@ -37,6 +39,7 @@ __all__ = [
     "DataKey",
     "Dataset",
     "DatasetField",
+    "DatasetStatus",
     "Demand",
     "Department",
     "DepartmentKey",
@@ -50,4 +53,5 @@ __all__ = [
     "TrustedIssuer",
     "User",
     "WatermarkKey",
+    "WebSession",
 ]

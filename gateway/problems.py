@@ -1,9 +1,9 @@
 """The one error shape of our HTTP answers: a `Problem` raised anywhere on a request path becomes
 `{"errors": [{"message": ..., "extensions": {"code": ...}}]}` with its status and headers — the
 GraphQL response shape, so the tiers, the officer API, the admin API and the failure middleware
-answer alike (tests/gateway/test_error_shape.py). Two protocols keep their own, as their RFCs
-require: RFC 6749 errors on /oauth/* (gateway.identity.oauth.oauth_error) and the health report
-of /readyz."""
+answer alike (tests/gateway/test_error_shape.py). Three protocols keep their own, as their
+specifications and clients require: RFC 6749 errors on /oauth/* (gateway.identity.oauth.oauth_error),
+the health report of /readyz, and CKAN's envelope on /api/3/action/* (gateway.portal.ckan)."""
 
 from __future__ import annotations
 

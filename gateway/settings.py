@@ -44,6 +44,11 @@ def parse_allow(text: str) -> tuple[str, ...]:
     return nets
 
 
+def _origins(text: str) -> tuple[str, ...]:
+    """SHUQIAO_CORS_*_ORIGINS: comma-separated origins (scheme://host[:port]) or `*`."""
+    return tuple(o.strip().rstrip("/") for o in text.split(",") if o.strip())
+
+
 def default_issuer(host: str, port: int) -> str:
     """The issuer (and public base URL) of a gateway served at host:port, for when SHUQIAO_ISSUER
     is not set. A wildcard address is not an address clients use: the loopback one stands in."""
@@ -106,6 +111,12 @@ class Settings:
     # 429 (gateway.identity.failures); and the proxies whose X-Forwarded-For is believed
     # (gateway.client_address; IPs or CIDRs, none by default).
     auth_failure_rate: str = "20/minute"
+    # The open-data portal (gateway.portal, docs/portal.md): downloads per caller (address or API
+    # key), the explorer page's own budget per address (apart from the API's), and CORS allow-lists.
+    download_rate: str = "10/minute"
+    explorer_rate: str = "600/minute"
+    cors_open_origins: tuple[str, ...] = ("*",)
+    cors_share_origins: tuple[str, ...] = ()
     trusted_proxies: tuple[str, ...] = ()
     audit_store: str = "chain"
     # Signed checkpoints (gateway.audit.checkpoints): every N events or T seconds; 0 N = off.
@@ -128,8 +139,13 @@ class Settings:
     metrics: bool = True
     metrics_allow: tuple[str, ...] = ("127.0.0.1/32", "::1/128")
     otel: bool | None = None
+    sync: bool = False  # the sync scheduler inside serve (gateway.loading.scheduler)
     # `grant list --state expiring`: grants that end within this many days.
     grant_expiry_warning_days: int = 30
+    # Sessions on the gateway's own pages (gateway.web.session): absolute lifetime (never past
+    # the access token's expiry) and idle timeout, in seconds.
+    web_session_seconds: int = 8 * 3600
+    web_session_idle_seconds: int = 1800
     # The day's KPI snapshot (the trend's points) taken by every worker's background task, once a
     # day (gateway.workflow.kpi); off: `shuqiao kpi snapshot` from cron does it.
     kpi_snapshots: bool = False
@@ -163,6 +179,10 @@ class Settings:
             api_key_daily_quota=_int("API_KEY_DAILY_QUOTA", 10_000),
             share_client_rate=_env("SHARE_CLIENT_RATE", "") or None,
             auth_failure_rate=_env("AUTH_FAILURE_RATE", "20/minute"),
+            download_rate=_env("DOWNLOAD_RATE", "10/minute"),
+            explorer_rate=_env("EXPLORER_RATE", "600/minute"),
+            cors_open_origins=_origins(_env("CORS_OPEN_ORIGINS", "*")),
+            cors_share_origins=_origins(_env("CORS_SHARE_ORIGINS", "")),
             trusted_proxies=tuple(p.strip() for p in _env("TRUSTED_PROXIES", "").split(",") if p.strip()),
             audit_store=_env("AUDIT_STORE", "chain"),
             audit_checkpoint_events=_int("AUDIT_CHECKPOINT_EVENTS", 1000),
@@ -179,7 +199,10 @@ class Settings:
             metrics=_switch("METRICS", True),
             metrics_allow=parse_allow(_env("METRICS_ALLOW", "127.0.0.1/32,::1/128")),
             otel=_switch("OTEL", None),
+            sync=bool(_switch("SYNC", False)),
             grant_expiry_warning_days=_int("GRANT_EXPIRY_WARNING_DAYS", 30),
+            web_session_seconds=_int("WEB_SESSION_SECONDS", 8 * 3600),
+            web_session_idle_seconds=_int("WEB_SESSION_IDLE_SECONDS", 1800),
             kpi_snapshots=_switch("KPI_SNAPSHOTS", False) is True,
         )
 

@@ -59,7 +59,9 @@ class WatermarkKeyring:
         return [k.kid for k, _ in self._keys]
 
 
-async def load_watermark_keys(engine: AsyncEngine, master_key: bytes, *, create: bool = True) -> WatermarkKeyring:
+async def load_watermark_keys(
+    engine: AsyncEngine, master_key: bytes, *, create: bool = True
+) -> WatermarkKeyring:
     """Every stored key; with `create`, a first key when there is none (a worker that loses
     the race to create it reads the winner's)."""
     from sqlalchemy.exc import IntegrityError

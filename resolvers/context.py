@@ -85,6 +85,10 @@ class DatasetRead:
     grant_id: int | None = None  # the oldest of the grants read under (all of them: grant_ids)
     purpose: str | None = None  # their declared purposes, "; "-joined
     grant_ids: tuple[int, ...] = ()  # every active grant of the consumer on the dataset (they combine)
+    # Blind-index values (catalogue.protection: HMAC-SM3 under the dataset's index key, never the
+    # clear value) of the protected keys looked up — entity keys, equality filters on an encrypted
+    # field — so the audit log can answer "who read this 身份证号's records" without holding it.
+    keys: tuple[str, ...] = ()
     watermark: dict[str, Any] | None = None  # Watermarking.evidence of the marked fields read
 
     def as_dict(self) -> dict[str, Any]:
@@ -96,6 +100,8 @@ class DatasetRead:
         }
         if len(self.grant_ids) > 1:
             out["grant_ids"] = list(self.grant_ids)
+        if self.keys:
+            out["keys"] = sorted(self.keys)
         if self.watermark is not None:
             out["watermark"] = self.watermark
         return out

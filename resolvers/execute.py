@@ -18,6 +18,7 @@ from graphql import ExecutionResult, FragmentDefinitionNode, OperationDefinition
 from graphql.execution.values import get_variable_values
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from catalogue.protection import BLIND_SUFFIX
 from resolvers import cursor, errors
 from resolvers.cache_stats import PLAN_HIT, PLAN_MISS
 from resolvers.context import DatasetRead, ExecutionContext
@@ -284,7 +285,7 @@ async def _connection(
     rows = await fetch_all(conn, statement)
     has_next = len(rows) > plan.first
     rows = rows[: plan.first]
-    _record_read(ctx, plan.dataset.code, len(rows), plan.access, plan.node)
+    _record_read(ctx, plan.dataset.code, len(rows), plan.access, _blind_keys(plan.where), plan.node)
     total = 0
     if plan.want_total:
         if rows:
@@ -348,7 +349,12 @@ def _denied_dataset(
 
 
 def _record_read(
-    ctx: ExecutionContext, dataset: str, rows: int, access: Any, node: NodePlan | None = None
+    ctx: ExecutionContext,
+    dataset: str,
+    rows: int,
+    access: Any,
+    keys: tuple[str, ...] = (),
+    node: NodePlan | None = None,
 ) -> None:
     grants = access.grant if access is not None else None
     ids = grants.ids if grants is not None else ()
@@ -357,8 +363,17 @@ def _record_read(
     if ctx.watermark is not None and node is not None and node.marked and rows:
         mark = ctx.watermark.evidence(list(node.marked))
     ctx.reads.append(
-        DatasetRead(dataset, rows, ids[0] if ids else None, "; ".join(purposes) or None, ids, mark)
+        DatasetRead(dataset, rows, ids[0] if ids else None, "; ".join(purposes) or None, ids, keys, mark)
     )
+
+
+def _blind_keys(where: list[tuple[str, str, Any]] | None) -> tuple[str, ...]:
+    """The blind-index values an equality filter on an encrypted field looked up (for the audit)."""
+    out: list[str] = []
+    for column, op, value in where or ():
+        if column.endswith(BLIND_SUFFIX) and op in ("eq", "in"):
+            out.extend(value if isinstance(value, list) else [value])
+    return tuple(out)
 
 
 Errors = list[dict[str, Any]]
@@ -423,7 +438,14 @@ async def _entities(
             # Encrypted keys are looked up (and rows grouped) by their blind-index values.
             by_lookup = {ds_plan.blind(k): k for k in keys} if ds_plan.blind else {k: k for k in keys}
             rows = await fetch_all(conn, entity_statement(ds_plan, list(by_lookup)))
-            _record_read(ctx, ds_plan.dataset.code, len(rows), ds_plan.access, node)
+            _record_read(
+                ctx,
+                ds_plan.dataset.code,
+                len(rows),
+                ds_plan.access,
+                tuple(by_lookup) if ds_plan.blind else (),
+                node,
+            )
             shaped, row_errs = _shape(node, rows)
             await _links(node, rows, shaped, row_errs, ctx, conn)
             key_index = node.columns.index(ds_plan.key_column)

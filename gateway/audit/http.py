@@ -2,8 +2,17 @@
 `audit:read` scope (401 without a token, 403 without the scope), and every call to it is itself
 an access event (tier "audit"), written before the answer leaves, like any other request.
 
+People reach the page and the API with the session of their sign-in (gateway.web.session: role
+security_officer or admin, i.e. the audit:read scope); machines with a bearer token as before.
+Without either, the page sends the browser to sign in; anyone else signed in gets 403 on every
+page and API here. Each page view is an event too (operation "page").
+
 Routes (each page has a machine twin):
   GET /audit                      the web page (vanilla JS, no CDN)
+  GET /audit/api/consumer         one consumer's reads (code=, from=, to=) beside its grants
+  GET /audit/api/person           every read of one 身份证号's records (id_number=), by blind index
+  GET /audit/api/posture          the dashboard (态势感知), every panel; /audit/api/posture/{panel}
+                                  one panel (gateway/audit/posture.py), both with from= and to=
   GET /audit/static/{name}        its script and style
   GET /audit/api/events           search: from, to, principal, department, dataset, field, decision,
                                   status, tier, limit, before
@@ -22,17 +31,18 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response, StreamingResponse
+from starlette.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from gateway.access_log import AccessEvent, AccessLog, answer_once_recorded
-from gateway.audit import officer_graphql, query
+from gateway.audit import investigate, officer_graphql, posture, query
 from gateway.audit.alerts import AckError, acknowledge, list_alerts
 from gateway.audit.variables import VariableCipher
 from gateway.audit.verify import verify_chain
@@ -40,7 +50,20 @@ from gateway.client_address import client_address
 from gateway.problems import Problem, problem_response
 
 STATIC = Path(__file__).resolve().parent.parent / "static" / "audit"
-ASSETS = {"audit.js": "text/javascript; charset=utf-8", "audit.css": "text/css; charset=utf-8"}
+ASSETS = {
+    "audit.js": "text/javascript; charset=utf-8",
+    "audit.css": "text/css; charset=utf-8",
+    "posture.js": "text/javascript; charset=utf-8",
+}
+PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; "
+    "base-uri 'none'; form-action 'self'",
+    "X-Frame-Options": "DENY",
+    # not no-referrer: with it the sign-out form would send `Origin: null`, which the CSRF check refuses
+    "Referrer-Policy": "same-origin",
+    "X-Content-Type-Options": "nosniff",
+}
 log = logging.getLogger("shuqiao")
 
 
@@ -48,8 +71,8 @@ MOUNT = "/audit"
 EXPORT_PATH = "/audit/api/export"  # always answered signed (RFC 9421, SM2): see gateway/app.py
 
 
-# The bearer check the app factory hands in (gateway.identity.bearer): the request's claims,
-# or a Problem (401/403 with its challenge).
+# The check the app factory hands in (gateway.web.session.SessionOrBearer: a session cookie or a
+# bearer token, through gateway.identity.bearer): the request's claims, or a Problem (401/403).
 BearerCheck = Callable[[Request], Awaitable[Any]]
 
 
@@ -68,12 +91,15 @@ class AuditAPI:
         bearer: BearerCheck,
         cipher: VariableCipher | None,
         export_max_events: int,
+        master_key: bytes | None = None,
     ) -> None:
         self.engine = engine
         self.access_log = access_log
         self.bearer = bearer
         self.cipher = cipher
         self.export_max_events = export_max_events
+        self.master_key = master_key  # the pool keyring's, for the person view's blind index
+        self._page = self._guard("page", self._page_file, sign_in=True)
 
     def routes(self) -> list[Route]:
         """Under `Mount(MOUNT)`; the page itself is `GET /audit` (`self.page`)."""
@@ -86,11 +112,21 @@ class AuditAPI:
             Route("/api/verify", self._guard("verify", self.verify)),
             Route("/api/alerts", self._guard("alerts", self.alerts)),
             Route("/api/alerts/{id:int}/ack", self._guard("ack-alert", self.ack_alert), methods=["POST"]),
+            Route("/api/posture", self._guard("posture", self.posture)),
+            Route("/api/posture/{panel}", self._guard("posture", self.posture)),
+            Route("/api/consumer", self._guard("consumer-view", self.consumer)),
+            Route("/api/person", self._guard("person-view", self.person)),
             Route("/graphql", self._guard("graphql", self.graphql), methods=["POST"]),
         ]
 
     async def page(self, request: Request) -> Response:
-        return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8")
+        """The page, for officers only; a page view is an audit event like any API call."""
+        return await self._page(request)
+
+    async def _page_file(self, request: Request) -> tuple[Response, int]:
+        response = FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8")
+        response.headers.update(PAGE_HEADERS)
+        return response, 0
 
     async def asset(self, request: Request) -> Response:
         name = request.path_params["name"]
@@ -98,7 +134,10 @@ class AuditAPI:
             return problem_response(Problem(404, "No such asset.", "NOT_FOUND"))
         return FileResponse(STATIC / name, media_type=ASSETS[name])
 
-    def _guard(self, operation: str, handler: Any) -> Any:
+    def _guard(self, operation: str, handler: Any, *, sign_in: bool = False) -> Any:
+        """Check, answer, record. `sign_in`: a page, so no credentials (or an ended session)
+        sends the browser to sign in instead of a 401 document."""
+
         async def endpoint(request: Request) -> Response:
             started = time.perf_counter()
             claims = None
@@ -109,12 +148,14 @@ class AuditAPI:
             except Problem as problem:
                 claims = claims or getattr(problem, "claims", None)  # a valid token without the scope
                 response, rows = problem_response(problem), None
+                if sign_in and problem.status == 401:
+                    response = RedirectResponse(f"/web/login?next={MOUNT}", status_code=303)
             except query.BadFilter as bad:
                 response, rows = problem_response(Problem(400, str(bad), "BAD_USER_INPUT")), None
             event = AccessEvent(
                 request_id=getattr(request.state, "request_id", ""),
                 tier="audit",
-                principal_kind="department" if claims else "anonymous",
+                principal_kind=_kind(claims),
                 principal_id=claims.client_id if claims else "anonymous",
                 consumer=claims.department if claims else None,
                 client_address=client_address(request),
@@ -137,6 +178,46 @@ class AuditAPI:
             return await answer_once_recorded(self.access_log, event, response)
 
         return endpoint
+
+    async def posture(self, request: Request) -> tuple[Response, int]:
+        """The dashboard's JSON: every panel, or the one named, for from= / to= (default: the
+        last 24 hours)."""
+        panel = request.path_params.get("panel")
+        if panel is not None and panel not in posture.PANELS:
+            raise Problem(404, f"No panel {panel!r}; panels: {', '.join(posture.PANELS)}.", "NOT_FOUND")
+        period = posture.Period.from_params(request.query_params)
+        async with self.engine.connect() as conn:
+            doc = await posture.compute(conn, period, [panel] if panel else list(posture.PANELS))
+        return _json(doc), 0
+
+    async def consumer(self, request: Request) -> tuple[Response, int]:
+        """Everything one department or enterprise (code=) read in from= / to=, with the purposes
+        and the grants each read was made under (gateway/audit/investigate.py)."""
+        code = (request.query_params.get("code") or "").strip()
+        if not code:
+            raise query.BadFilter("code is the department or enterprise code, e.g. hrss")
+        period = posture.Period.from_params(request.query_params)
+        async with self.engine.connect() as conn:
+            doc = await investigate.consumer_view(conn, code, period)
+        return _json(doc), doc["requests"]
+
+    async def person(self, request: Request) -> tuple[Response, int]:
+        """Every read of one 身份证号's records (id_number=, from=, to=; default the last year),
+        found by its blind index. The number itself is sealed into this call's own event."""
+        from catalogue.protection import PoolKeyring
+
+        id_number = (request.query_params.get("id_number") or "").strip()
+        if not id_number:
+            raise query.BadFilter("id_number is the 身份证号 to look for")
+        if self.master_key is None:
+            raise Problem(503, "The person view needs the master key.", "UNAVAILABLE")
+        params = dict(request.query_params)
+        params.setdefault("from", (datetime.now(UTC) - timedelta(days=366)).isoformat())
+        period = posture.Period.from_params(params)
+        keyring = await PoolKeyring(self.master_key).load(self.engine)
+        async with self.engine.connect() as conn:
+            doc = await investigate.person_view(conn, keyring, id_number, period)
+        return _json(doc), len(doc["reads"])
 
     async def events(self, request: Request) -> tuple[Response, int]:
         f = query.Filters.from_params(request.query_params)
@@ -220,6 +301,13 @@ class AuditAPI:
 
     async def graphql(self, request: Request) -> tuple[Response, int]:
         return await officer_graphql.handle(request, self.engine, self.cipher)
+
+
+def _kind(claims: Any) -> str:
+    """A person (a token with a subject other than its client), a department's client, or nobody."""
+    if not claims:
+        return "anonymous"
+    return "user" if claims.subject and claims.subject != claims.client_id else "department"
 
 
 def _int(text: str | None, default: int) -> int:

@@ -17,6 +17,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
+from datetime import UTC, datetime
 from itertools import islice
 from typing import Any
 
@@ -24,6 +25,7 @@ from sqlalchemy import Table, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from catalogue import service
+from catalogue.freshness import upsert_status
 from catalogue.pool import pool_table
 from catalogue.protection import RowEncoder, load_keyring, protected_fields
 from catalogue.spec import DatasetSpec
@@ -96,6 +98,13 @@ async def _load_dataset(
         task.note("indexing…")
         for ddl in indexes:
             await conn.exec_driver_sql(ddl)
+        # its size and freshness in the catalogue, as `shuqiao data load` records them
+        now = datetime.now(UTC)
+        await upsert_status(
+            conn,
+            spec.code,
+            {"row_count": loaded, "last_load_at": now, "last_change_at": now, "last_load_mode": "append"},
+        )
     task.done()
     return loaded
 

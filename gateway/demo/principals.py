@@ -1,6 +1,8 @@
 """Demo principals (DESIGN.md section 5): a client per department, demo-bank's API key, the
 demo grants, two people (police's data steward, an hrss developer) and applications in each
-state (DESIGN.md section 9). Secrets are generated, never fixed, and written once to a 0600 file."""
+state (DESIGN.md section 9), a security officer who signs in to /audit with a password (the
+`shuqiao-web` client it signs in through is made too when the issuer is known, else at the first
+sign-in). Secrets are generated, never fixed, and written once to a 0600 file."""
 
 from __future__ import annotations
 
@@ -22,22 +24,26 @@ from gateway.identity.apikeys import create_api_key
 from gateway.identity.clients import create_client, ensure_enterprise
 from gateway.identity.users import UserService
 from gateway.secrets import SecretHasher
+from gateway.web.session import ensure_web_client
 from gateway.workflow import applications as apps
 from gateway.workflow.demo import seed_workflow_demo
 from gateway.workflow.models import Application
 from policies.workflow import Actor
 
 # username -> (roles, department, display name): people who sign in through /oauth/authorize
-DEMO_PEOPLE = {
+DEMO_PEOPLE: dict[str, tuple[list[str], str | None, str]] = {
     "police-steward": (["steward"], "police", "公安厅数据管理员（演示）"),
     "hrss-developer": (["developer"], "hrss", "人社厅开发者（演示）"),
+    "demo-officer": (["security_officer"], None, "演示安全管理员 Demo officer"),  # signs in to /audit
 }
 
 
 async def setup_principals(
-    engine: AsyncEngine, hasher: SecretHasher, credentials_file: Path
+    engine: AsyncEngine, hasher: SecretHasher, credentials_file: Path, issuer: str | None = None
 ) -> dict[str, Any]:
     """Idempotent: once the credentials file exists, it is the record of what was made."""
+    if issuer is not None:
+        await ensure_web_client(engine, issuer)
     # demands and quality reports (idempotent on their own: a store upgraded later gets them too)
     await seed_workflow_demo(engine)
     if credentials_file.exists():

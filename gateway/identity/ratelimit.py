@@ -15,6 +15,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from limits import RateLimitItem, RateLimitItemPerDay, RateLimitItemPerMinute, parse
 from limits.aio.storage import MemoryStorage, Storage
@@ -38,6 +39,11 @@ class Decision:
     # For a refusal without credentials: whether it is the first of its window, the one the audit
     # log keeps (first_refusal); the others are answered but not recorded.
     record: bool = True
+
+
+@lru_cache(maxsize=64)
+def _parsed(rate: str) -> RateLimitItem:
+    return parse(rate)
 
 
 def redis_storage_uri(url: str) -> str:
@@ -94,6 +100,11 @@ class RateLimiter:
 
     async def for_address(self, address: str) -> Decision:
         return await self._check([("anonymous", self.anonymous)], "addr", address)
+
+    async def for_budget(self, name: str, rate: str, ident: str) -> Decision:
+        """A named budget apart from the API's (the explorer page's own requests, downloads),
+        e.g. `for_budget("download", "10/minute", address)`."""
+        return await self._check([(name, _parsed(rate))], name, ident)
 
     async def for_client(self, client_id: str) -> Decision:
         """Share-tier requests per OAuth client (all its tokens together)."""

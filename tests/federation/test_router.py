@@ -92,7 +92,9 @@ def _normal(body: dict[str, Any], private: str | None) -> tuple[Any, list[Any]]:
         if isinstance(value, list):
             return [walk(v, dataset, key) for v in value]
         if isinstance(value, str) and COMPACT.fullmatch(value):
-            assert private is not None and dataset and key, value
+            if private is None:  # a key the test does not hold (another test gave one): whose key
+                return ("encrypted to", value.split(".")[1])
+            assert dataset and key, value
             return ("encrypted", decrypt_field(private, value, dataset, key))
         return value
 

@@ -25,6 +25,11 @@ REFUSALS = [
     ("GET", "/kpi.json?department=tax", {}, None),  # one department needs a bearer
     ("GET", "/kpi.csv", {"Authorization": "Bearer nope"}, None),
     ("GET", "/kpi.json?since=soon", {}, None),
+    ("GET", "/open/download/population.csv", {}, None),  # the portal (docs/portal.md)
+    ("GET", "/open/download/air_quality_daily.csv?where={", {}, None),
+    ("GET", "/catalog.xml", {}, None),
+    ("GET", "/explore.json?sort=popularity", {}, None),
+    ("OPTIONS", "/open/graphql", {"Origin": "https://x.example", "Access-Control-Request-Method": "PUT"}, None),  # noqa: E501
 ]
 
 
@@ -59,6 +64,12 @@ def test_unauthenticated_share_tier_code(client: Any) -> None:
 def test_unknown_path_is_not_found(client: Any) -> None:
     r = client.get("/no/such/path")
     assert r.status_code == 404 and r.json()["errors"][0]["extensions"]["code"] == "NOT_FOUND"
+
+
+def test_ckan_keeps_its_envelope(client: Any) -> None:
+    r = client.get("/api/3/action/package_show?id=nope")
+    assert r.status_code == 404
+    assert r.json()["success"] is False and r.json()["error"]["__type"] == "Not Found Error"
 
 
 def test_oauth_keeps_rfc6749_errors(client: Any) -> None:

@@ -193,7 +193,9 @@ def test_anonymous_refusals_are_one_event_per_window(demo_env: Any) -> None:
 
     from gateway.app import create_app
 
-    settings = demo_env.settings.with_(anonymous_rate="2/minute", trusted_proxies=(PROXY,))
+    settings = demo_env.settings.with_(
+        anonymous_rate="2/minute", explorer_rate="2/minute", trusted_proxies=(PROXY,)
+    )
     address, other = _address(), _address()
     with TestClient(create_app(settings), client=(PROXY, 3)) as app:
         codes = [

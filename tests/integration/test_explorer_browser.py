@@ -93,9 +93,10 @@ def test_public_browses_open_data_anonymously(served: str, demo_env: Any) -> Non
             page.on("pageerror", lambda e: problems.append(str(e)))
             page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
             responses: list[Any] = []
-            page.on("response", lambda r: responses.append(r) if "/open/graphql" in r.url else None)
+            # the page previews through /explore/api/graphql (the open tier on the page's own budget)
+            page.on("response", lambda r: responses.append(r) if "/explore/api/graphql" in r.url else None)
             sent: list[dict[str, str]] = []
-            page.on("request", lambda r: sent.append(r.headers) if "/open/graphql" in r.url else None)
+            page.on("request", lambda r: sent.append(r.headers) if "graphql" in r.url else None)
 
             page.goto(f"{served}/")  # the gateway's root leads to the explorer
             assert page.url == f"{served}/explore"
@@ -150,6 +151,12 @@ def test_public_browses_open_data_anonymously(served: str, demo_env: Any) -> Non
             n = copied["data"]["enterpriseRegistration"]["totalCount"]
             assert 0 < n < total
             expect(page.locator("#status")).to_contain_text(f"共 {n} 条")
+            # -- the CSV link downloads every row under the filter (BOM, header of field names)
+            href = page.locator("#download-links a[data-format=csv]").get_attribute("href") or ""
+            assert href.startswith("/open/download/enterprise_registration.csv?where=")
+            csv_body = httpx.get(served + href).content
+            assert csv_body.startswith(b"\xef\xbb\xbf")
+            assert len(csv_body.decode("utf-8-sig").splitlines()) == n + 1
 
             # -- ordering, and the chart of a time series (城市空气质量日报): one line per city on the page
             page.click("#datasets button[data-code=air_quality_daily]")

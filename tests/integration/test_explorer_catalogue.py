@@ -152,8 +152,8 @@ def test_page_and_assets(explorer: TestClient) -> None:
             assert unsafe not in body, (asset.name, unsafe)
 
 
-def test_rate_limited_like_anonymous_graphql_and_fails_closed_without_the_access_log(demo_env: Any) -> None:
-    settings = dataclasses.replace(demo_env.settings, anonymous_rate="2/minute")
+def test_rate_limited_on_the_pages_budget_and_fails_closed_without_the_access_log(demo_env: Any) -> None:
+    settings = dataclasses.replace(demo_env.settings, explorer_rate="2/minute")
     with TestClient(create_app(settings)) as c:
         assert [c.get("/explore/api/catalogue").status_code for _ in range(3)] == [200, 200, 429]
 

@@ -179,6 +179,13 @@ def test_several_workers_report_together(demo_env: Any, tmp_path: Path) -> None:
         else:
             proc.terminate()
             pytest.fail(proc.communicate(timeout=10)[0].decode(errors="replace")[-3000:])
+        # /readyz answers once one worker is up; the other may still be starting. Wait (bounded)
+        # until the scrape shows both workers' pools.
+        for _ in range(100):
+            scraped = samples(httpx.get(f"{base}/metrics", headers={"Connection": "close"}).text)
+            if value(scraped, "shuqiao_db_pool_size") == 2 * s.db_pool_size:
+                break
+            time.sleep(0.1)
         n = 12
         with httpx.Client(base_url=base) as http:  # a new connection each: spread over the workers
             for _ in range(n):

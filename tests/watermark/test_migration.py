@@ -1,4 +1,4 @@
-"""Migration 0018 (watermark keys, the per-field watermark columns) on SQLite and PostgreSQL: the tables
+"""Migration 0019 (watermark keys, the per-field watermark columns) on SQLite and PostgreSQL: the tables
 it makes are the models' (nothing for autogenerate to add), and it goes down and up again."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ MINE = ("watermark_key", "dataset_field.watermark")
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
-def test_migration_0018_matches_the_models_and_goes_both_ways(backend: str, tmp_path: Any) -> None:
+def test_migration_0019_matches_the_models_and_goes_both_ways(backend: str, tmp_path: Any) -> None:
     from alembic import command
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
@@ -25,7 +25,7 @@ def test_migration_0018_matches_the_models_and_goes_both_ways(backend: str, tmp_
     from tests.conftest import create_database
 
     url, drop = create_database(backend, tmp_path)
-    before = ScriptDirectory.from_config(alembic_config(url)).get_revision("0018").down_revision
+    before = ScriptDirectory.from_config(alembic_config(url)).get_revision("0019").down_revision
 
     async def inspect_db() -> tuple[set[str], list[Any]]:
         engine = create_engine(url)

@@ -2,11 +2,19 @@
 "use strict";
 (function () {
   const $ = (sel) => document.querySelector(sel);
-  const form = $("#filters"), tbody = $("#results tbody"), status = $("#status"), token = $("#token");
-  token.value = sessionStorage.getItem("shuqiao-audit-token") || "";
-  token.addEventListener("change", () => {
-    sessionStorage.setItem("shuqiao-audit-token", token.value.trim());
-    loadAlerts(false);
+  const form = $("#filters"), tbody = $("#results tbody"), status = $("#status");
+  // Signed in through /web/login (a session cookie, HttpOnly): no token on this page. State-changing
+  // calls carry the session's CSRF token; a 401 means the session ended, so sign in again.
+  let csrf = "";
+  const signIn = () => { location.assign("/web/login?next=" + encodeURIComponent("/audit")); };
+  const session = fetch("/web/session", { credentials: "same-origin" }).then(async (r) => {
+    if (r.status === 401) { signIn(); return null; }
+    const me = await r.json();
+    csrf = me.csrf;
+    $("#signout").elements.csrf.value = me.csrf;
+    $("#who-name").textContent = (me.display_name || me.user) + (me.department ? " · " + me.department : "");
+    $("#who-roles").textContent = me.roles.join(" ");
+    return me;
   });
   let nextBefore = null;
 
@@ -21,10 +29,12 @@
 
   async function call(path, p, init) {
     const opts = init || {};
-    const r = await fetch(path + (p ? "?" + p : ""), {
-      ...opts,
-      headers: { ...(opts.headers || {}), Authorization: "Bearer " + token.value.trim() },
-    });
+    const method = (opts.method || "GET").toUpperCase();
+    await session;
+    const headers = { ...(opts.headers || {}) };
+    if (method !== "GET") headers["X-CSRF-Token"] = csrf;
+    const r = await fetch(path + (p ? "?" + p : ""), { ...opts, headers, credentials: "same-origin" });
+    if (r.status === 401) signIn();
     if (!r.ok) {
       let msg = r.status + " " + r.statusText;
       try { msg = (await r.json()).errors[0].message; } catch (e) { /* not JSON */ }
@@ -76,6 +86,23 @@
       say(page.total + " events match");
     } catch (err) { say(err.message, true); }
   }
+
+  // An ISO time as the datetime-local inputs take it: Beijing wall-clock time, no offset.
+  function localInput(iso) {
+    const t = new Date(new Date(iso).getTime() + 8 * 3600e3);
+    return t.toISOString().slice(0, 19);
+  }
+
+  // From a dashboard panel or an alert to the events behind it: the panel's `search` filters.
+  function showEvents(filters) {
+    form.reset();
+    for (const [k, v] of Object.entries(filters || {})) {
+      const input = form.elements[k];
+      if (input) input.value = (k === "from" || k === "to") ? localInput(v) : v;
+    }
+    search(false).then(() => $("#results-section").scrollIntoView({ block: "start" }));
+  }
+  window.shuqiaoAudit = { call, showEvents, localInput, session };
 
   async function detail(seq, report, reveal) {
     try {
@@ -199,7 +226,15 @@
     link.type = "button";
     link.title = "打开事件 open event " + a.seq;
     link.addEventListener("click", () => detail(a.seq, sayAlerts, true));
-    seq.appendChild(link);
+    const around = el("button", "相关事件 events", "link events");
+    around.type = "button";
+    around.title = "该主体前后一小时的事件 the principal's events in the hour before";
+    around.addEventListener("click", () => {
+      const t = new Date(a.occurred_at);
+      showEvents({ principal: a.principal_id, from: new Date(t.getTime() - 3600e3).toISOString(),
+                   to: new Date(t.getTime() + 60e3).toISOString() });
+    });
+    seq.append(link, " ", around);
     tr.appendChild(seq);
     cell(tr, a.summary, "summary");
     cell(tr, acked ? "acknowledged 已确认" : "open 未处理", "state");
@@ -219,11 +254,6 @@
   async function loadAlerts(append) {
     const gen = ++alertsGen;
     const clear = () => { alertBody.replaceChildren(); alertsBefore = null; $("#alerts-more").hidden = true; };
-    if (!token.value.trim()) {
-      clear();
-      sayAlerts("输入访问令牌以查看告警 Enter a bearer token to see alerts.");
-      return null;
-    }
     const p = new URLSearchParams({ state: alertForm.elements.state.value, limit: ALERT_PAGE });
     if (alertForm.elements.rule.value) p.set("rule", alertForm.elements.rule.value);
     if (append && alertsBefore !== null) p.set("before", alertsBefore);

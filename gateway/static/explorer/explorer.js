@@ -43,9 +43,12 @@
     text($("#endpoint"), catalogue.endpoint);
     text($("#catalogue-count"), "共 " + catalogue.datasets.length + " 个数据集");
     text($("#load-status"), "");
+    const shownCodes = await searchState();
     const list = $("#datasets");
     list.replaceChildren();
-    for (const ds of catalogue.datasets) {
+    const byCode = new Map(catalogue.datasets.map((d) => [d.code, d]));
+    const listed = shownCodes ? shownCodes.map((c) => byCode.get(c)).filter(Boolean) : catalogue.datasets;
+    for (const ds of listed) {
       const li = document.createElement("li");
       const b = make("button");
       b.type = "button";
@@ -60,6 +63,47 @@
       list.appendChild(li);
     }
     route();
+  }
+
+  // ---- search and facets: the state is the page's own URL (/explore?q=…&dept=…), its twin /explore.json
+  const FACET_LABELS = { dept: "提供部门", category: "资源分类", theme: "主题", open: "开放属性", cycle: "更新周期" };
+  async function searchState() {
+    const params = new URLSearchParams(location.search);
+    $("#search-q").value = params.get("q") || "";
+    $("#search-sort").value = params.get("sort") || "";
+    $("#search-json").href = "/explore.json" + location.search;
+    let doc = null, r = null;
+    try {
+      r = await fetch("/explore.json" + location.search, { headers: { Accept: "application/json" } });
+      doc = await r.json().catch(() => null);
+    } catch (err) { doc = null; }
+    const box = $("#facets");
+    box.replaceChildren();
+    if (!r || !r.ok || !doc) {
+      text($("#search-summary"), "搜索暂不可用：" + errorText(doc, r));
+      return null;
+    }
+    const q = doc.query.q;
+    text($("#search-summary"), (q ? "“" + q + "” " : "") + "找到 " + doc.count + " 个数据集");
+    for (const [facet, items] of Object.entries(doc.facets)) {
+      if (!items.length) continue;
+      const group = make("div", undefined, "facet");
+      group.appendChild(make("h3", FACET_LABELS[facet] || facet));
+      const ul = document.createElement("ul");
+      for (const item of items) {
+        const li = document.createElement("li");
+        const a = make("a", item.label + " (" + item.count + ")");
+        a.href = item.url;
+        a.dataset.facet = facet;
+        a.dataset.value = item.value;
+        if (item.selected) { a.setAttribute("aria-current", "true"); a.className = "selected"; }
+        li.appendChild(a);
+        ul.appendChild(li);
+      }
+      group.appendChild(ul);
+      box.appendChild(group);
+    }
+    return doc.results.map((x) => x.code);
   }
 
   function route() {
@@ -193,7 +237,15 @@
     return lines.join(" \\\n  ");
   }
 
+  // A 429 in Chinese, with the wait the gateway asks for (Retry-After), instead of a bare code.
+  function rateText(r) {
+    const wait = Number(r.headers.get("Retry-After")) || 60;
+    return "访问过于频繁：本页的访问额度已用完，请在 " + wait + " 秒后重试。" +
+      "（浏览页面有单独的额度，不占用您调用开放接口的额度。）";
+  }
+
   function errorText(doc, r) {
+    if (r && r.status === 429) return rateText(r);
     if (doc && Array.isArray(doc.errors) && doc.errors.length) {
       return doc.errors.map((e) => {
         const code = e.extensions && e.extensions.code ? "[" + e.extensions.code + "] " : "";
@@ -203,6 +255,30 @@
     return r ? "HTTP " + r.status + " " + r.statusText : "未知错误";
   }
 
+  // ---- downloads of the whole dataset under the current filter and order (gateway.portal.downloads)
+  function downloadLinks() {
+    const box = $("#download-links");
+    box.replaceChildren();
+    const params = new URLSearchParams();
+    if (where) params.set("where", JSON.stringify(where));
+    if (orderBy) params.set("orderBy", JSON.stringify(orderBy));
+    const qs = params.toString() ? "?" + params.toString() : "";
+    for (const [fmt, label] of [["csv", "CSV"], ["xlsx", "Excel (XLSX)"], ["json", "JSON"], ["jsonl", "JSON Lines"]]) {
+      if (!current.downloads || !current.downloads[fmt]) continue;
+      const a = make("a", label);
+      a.href = current.downloads[fmt] + qs;
+      a.setAttribute("download", "");
+      a.dataset.format = fmt;
+      box.appendChild(a);
+    }
+    text($("#download-scope"), where ? "（当前筛选条件下的全部数据）" : "（全部数据）");
+    // 有条件开放: a browser link carries no API key, so show the command that does
+    text($("#download-key"), current.conditional
+      ? "需携带 API Key：curl -OJ -H " + shq(catalogue.apiKeyHeader + ": " + KEY_PLACEHOLDER) + " " +
+        shq(location.origin + current.downloads.csv + qs)
+      : "");
+  }
+
   async function load() {
     const ds = current;
     const mine = ++latest;
@@ -210,13 +286,15 @@
     text($("#query"), body.query);
     text($("#variables"), JSON.stringify(body.variables, null, 2));
     text($("#curl"), curl(body));
+    downloadLinks();
     showError("");
     say("查询中…");
     text($("#page-no"), "第 " + cursors.length + " 页");
     for (const id of ["#next", "#prev", "#first-page"]) $(id).disabled = true;
     let doc = null, r = null;
     try {
-      r = await fetch(catalogue.endpoint, {
+      // the page's own endpoint (its own rate budget); the curl below shows the public API
+      r = await fetch(catalogue.previewEndpoint || catalogue.endpoint, {
         method: "POST",
         headers: { "Content-Type": "application/json", Accept: "application/json" },
         body: JSON.stringify(body),

@@ -1,8 +1,8 @@
 """watermark (数据水印): per-field tolerance and decision-relevance in the catalogue, and the
 gateway's wrapped watermark keys
 
-Revision ID: 0018
-Revises: 0016
+Revision ID: 0019
+Revises: 0018
 Create Date: 2026-12-03 05:10:00
 """
 
@@ -12,8 +12,8 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-revision = "0018"
-down_revision = "0016"  # demands and quality (the lead re-chains at merge if needed)
+revision = "0019"
+down_revision = "0018"  # chained after the web sessions
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,272 @@
+"""`POST /admin/data/{dataset}/load`: the machine twin of `shuqiao data load`.
+
+The body is the file (`Content-Type: text/csv`, `application/x-ndjson` / `application/jsonl`,
+or the XLSX type); query parameters `mode`, `encoding`, `key`, `max_rejects`. Behind the one
+bearer check (admin audience, scope `catalog:write` or `admin`): a steward's token loads only its
+own department's datasets (its `dept` claim), an `admin` token any.
+
+CSV and JSON Lines stream from the request into the loader (a bounded queue between the two):
+the upload is never written to disk, where its clear L4 values would sit. XLSX is a zip archive
+that must be seekable, so it is held in memory, at most `XLSX_MAX_BYTES`.
+
+Errors are the one problem shape; a load with rejected rows is 422 `ROWS_REJECTED` with the
+counts and the first rejects (row, column, reason — never a protected value) in `extensions`.
+Every call, refused or not, is one audit event `data.load`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+import queue
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from cryptography.hazmat.primitives import hashes
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway.identity.audit import AuditUnavailable, record_admin_event
+from gateway.identity.bearer import BearerRefused
+from gateway.identity.tokens import ADMIN_AUDIENCE
+from gateway.loading.readers import CountingReader, Encoding, Format, LoadError, read_rows
+from gateway.loading.service import Audited, LoadRequest, cipher_for, dataset_spec
+from gateway.loading.writer import LoadRejected, LoadResult, Mode, RejectsFile, load_rows
+from gateway.problems import AUDIT_UNAVAILABLE, Problem, problem_body, problem_response
+
+if TYPE_CHECKING:
+    from gateway.identity.tokens import TokenClaims
+    from gateway.state import GatewayState
+
+log = logging.getLogger("shuqiao")
+XLSX_MAX_BYTES = 64 << 20
+FORMATS = {
+    "text/csv": Format.csv,
+    "application/csv": Format.csv,
+    "application/x-ndjson": Format.jsonl,
+    "application/jsonl": Format.jsonl,
+    "application/json-seq": Format.jsonl,
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": Format.xlsx,
+}
+_END = b""
+
+
+class _BodyReader(io.RawIOBase):
+    """The request body as a blocking file for the loader's thread, fed chunk by chunk."""
+
+    def __init__(self) -> None:
+        self.chunks: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=16)
+        self._buffer = b""
+        self._done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._buffer and not self._done:
+            item = self.chunks.get()
+            if isinstance(item, BaseException):
+                raise LoadError("the upload was interrupted")
+            if item == _END:
+                self._done = True
+            self._buffer = item
+        n = min(len(buffer), len(self._buffer))
+        buffer[:n] = self._buffer[:n]
+        self._buffer = self._buffer[n:]
+        return n
+
+
+class DataLoadAPI:
+    def __init__(self, state: GatewayState) -> None:
+        assert state.identity is not None
+        self.state = state
+        self.bearer = state.identity.protector(
+            realm="shuqiao-admin", audience=ADMIN_AUDIENCE, scopes=["catalog:write", "admin"]
+        )
+
+    def routes(self) -> list[Route]:
+        """Under `Mount("/admin/data")`."""
+        return [Route("/{dataset}/load", self.load, methods=["POST"])]
+
+    async def load(self, request: Request) -> Response:
+        started = time.perf_counter()
+        claims: TokenClaims | None = None
+        detail: dict[str, Any] = {}
+        try:
+            try:
+                claims = await self.bearer.validate_request(request)
+            except BearerRefused as refused:
+                claims = refused.claims  # a valid token without the scope: who asked
+                raise
+            result = await self._load(request, claims, detail, started)
+            return Response(orjson.dumps(result.summary()), status_code=200, media_type="application/json")
+        except AuditUnavailable:
+            log.exception("data.load audit write failed; nothing loaded")
+            return problem_response(AUDIT_UNAVAILABLE)
+        except Problem as problem:
+            response, error = problem_response(problem), problem.code
+        except LoadRejected as err:
+            body = problem_body(Problem(422, str(err), "ROWS_REJECTED"))
+            body["errors"][0]["extensions"].update(_rejects_extension(err.result))
+            response, error = (
+                Response(orjson.dumps(body), status_code=422, media_type="application/json"),
+                "ROWS_REJECTED",
+            )
+            detail.update(read=err.result.read, loaded=0, rejected=err.result.rejected)
+        except LoadError as err:
+            response, error = problem_response(Problem(400, str(err), "BAD_INPUT")), "BAD_INPUT"
+        try:
+            await self._record(request, claims, response.status_code, detail, error, started)
+        except AuditUnavailable:
+            log.exception("data.load audit write failed")
+            return problem_response(AUDIT_UNAVAILABLE)
+        return response
+
+    async def _record(
+        self,
+        request: Request,
+        claims: TokenClaims | None,
+        status: int,
+        detail: dict[str, Any],
+        error: str | None,
+        started: float,
+        operation: str = "data.load",
+    ) -> None:
+        assert self.state.identity is not None
+        await record_admin_event(
+            self.state.identity.audit,
+            operation,
+            status=status,
+            principal_kind="client" if claims is not None else "anonymous",
+            principal_id=claims.client_id if claims is not None else None,
+            subject=claims.subject if claims is not None and claims.subject != claims.client_id else None,
+            consumer=claims.department if claims is not None else None,
+            target=detail.get("dataset") or request.path_params.get("dataset"),
+            detail={k: v for k, v in detail.items() if k != "dataset"},
+            error=error,
+            request=request,
+            started=started,
+        )
+
+    async def _load(
+        self, request: Request, claims: TokenClaims, detail: dict[str, Any], started: float
+    ) -> LoadResult:
+        engine = self.state.engine
+        try:
+            spec = await dataset_spec(engine, request.path_params["dataset"])
+        except LoadError as err:
+            raise Problem(404, str(err), "NOT_FOUND") from None
+        if "admin" not in claims.scopes and claims.department != spec.department:
+            raise Problem(
+                403,
+                f"A steward loads only their own department's datasets; {spec.code} is {spec.department}'s.",
+                "FORBIDDEN",
+            )
+        params = request.query_params
+        try:
+            mode = Mode(params.get("mode", "append"))
+            encoding = Encoding(params.get("encoding", "auto"))
+            max_rejects = max(0, int(params.get("max_rejects", "0")))
+        except ValueError:
+            raise Problem(
+                400,
+                "mode is append, upsert or replace; encoding utf-8, gb18030 or auto; max_rejects a number.",
+                "BAD_REQUEST",
+            ) from None
+        key = [k for k in params.get("key", "").split(",") if k] or None
+        detail.update(dataset=spec.code, mode=mode.value)
+        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        fmt = FORMATS.get(media)
+        if fmt is None:
+            raise Problem(
+                415, f"Send the file as one of: {', '.join(sorted(FORMATS))}.", "UNSUPPORTED_MEDIA_TYPE"
+            )
+        cipher = await cipher_for(engine, spec, self._master_key())
+        digest = hashes.Hash(hashes.SM3())
+        feeder: asyncio.Task[None] | None = None
+        body: _BodyReader | None = None
+        if fmt is Format.xlsx:
+            data = bytearray()
+            async for chunk in request.stream():
+                data += chunk
+                if len(data) > XLSX_MAX_BYTES:
+                    raise Problem(
+                        413,
+                        f"An XLSX upload is held in memory: at most {XLSX_MAX_BYTES >> 20} MiB; "
+                        "send CSV instead.",
+                        "PAYLOAD_TOO_LARGE",
+                    )
+            digest.update(bytes(data))
+            source = CountingReader(io.BytesIO(bytes(data)))
+        else:
+            body = _BodyReader()
+            source = CountingReader(body)  # type: ignore[arg-type]
+            feeder = asyncio.create_task(self._feed(request, body, digest))
+
+        def finish() -> str:
+            # Called once every row has been read, so every chunk has been hashed.
+            return "sm3:" + digest.finalize().hex()
+
+        async def auditor(operation: str, status: int, event: dict[str, Any], error: str | None) -> None:
+            await self._record(request, claims, status, event, error, started, operation)
+
+        audited = Audited(
+            engine,
+            auditor,
+            "data.load",
+            LoadRequest(spec.code, Path("-"), fmt, encoding, mode, key, max_rejects),
+        )
+        await audited.start()
+
+        try:
+            rows = await asyncio.to_thread(read_rows, source, fmt, encoding)
+            result = await load_rows(
+                engine,
+                spec,
+                rows.header,
+                rows.rows,
+                mode=mode,
+                key=key,
+                cipher=cipher,
+                max_rejects=max_rejects,
+                rejects=RejectsFile(None),
+                digest=finish,
+                before_commit=audited.before_commit,
+            )
+        finally:
+            if feeder is not None and body is not None and not feeder.done():
+                # The load stopped before the body's end: stop feeding, and empty the queue so a
+                # put blocked on it (in a worker thread) returns rather than waiting for ever.
+                feeder.cancel()
+                await asyncio.gather(feeder, return_exceptions=True)
+                with contextlib.suppress(queue.Empty):
+                    while True:
+                        body.chunks.get_nowait()
+        return await audited.finish(result)
+
+    async def _feed(self, request: Request, body: _BodyReader, digest: Any) -> None:
+        try:
+            async for chunk in request.stream():
+                if chunk:
+                    digest.update(chunk)
+                    await asyncio.to_thread(body.chunks.put, chunk)
+            await asyncio.to_thread(body.chunks.put, _END)
+        except Exception as err:  # a client that went away: the reader stops with an error
+            await asyncio.to_thread(body.chunks.put, err)
+
+    def _master_key(self) -> bytes:
+        from gateway.secrets import load_master_key
+
+        return load_master_key(self.state.settings.master_key_file)
+
+
+def _rejects_extension(result: LoadResult) -> dict[str, Any]:
+    return {
+        "read": result.read,
+        "rejected": result.rejected,
+        "rejects": [{"row": r.row, "column": r.column, "reason": r.reason} for r in result.sample],
+    }

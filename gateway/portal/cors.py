@@ -1,0 +1,144 @@
+"""CORS per tier, keyed by path prefix (docs/portal.md §CORS), a pure ASGI middleware.
+
+- Open tier and the public metadata (`/open/…`, `/catalog.*`, `/api/3/action/…`, `/api/action/…`,
+  `/explore/datasets/…`): origins from SHUQIAO_CORS_OPEN_ORIGINS (default `*`), methods GET and
+  POST. Under `*` only anonymous requests are allowed (headers Content-Type, Accept); an origin
+  listed by name may also send `X-API-Key` (an enterprise's own web app).
+- Share tier (`/share/…`): origins from SHUQIAO_CORS_SHARE_ORIGINS, by name only (`*` is refused at
+  start); default none, and then no CORS header is ever added there. Bearer tokens travel in
+  `Authorization`, which a listed origin may send.
+- Never `Access-Control-Allow-Credentials`: no cookie or HTTP authentication is ever accepted
+  cross-origin, so `*` never meets credentials.
+- Everything else (the explorer page's own endpoints, OAuth, admin, audit): no CORS.
+
+A preflight (OPTIONS with Origin and Access-Control-Request-Method) on a covered path is answered
+here: 204 with the Access-Control-* headers when origin, method and headers are allowed, else 403
+in the one problem shape. Actual requests get Access-Control-Allow-Origin and -Expose-Headers
+when their origin is allowed; `Vary: Origin` on every answer of a covered path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.problems import Problem, problem_response
+
+OPEN_PREFIXES = ("/open/", "/catalog.", "/api/3/action/", "/api/action/", "/explore/datasets/")
+SHARE_PREFIXES = ("/share/",)
+EXPOSE = (
+    "RateLimit, RateLimit-Policy, Retry-After, X-Request-ID, Link, Content-Disposition, "
+    "Content-Digest, Signature, Signature-Input"
+)
+MAX_AGE = "600"
+
+
+@dataclass(frozen=True)
+class Policy:
+    origins: frozenset[str]
+    any_origin: bool
+    methods: tuple[str, ...]
+    anonymous_headers: frozenset[str]  # what any allowed origin may send
+    named_headers: frozenset[str]  # what an origin listed by name may send besides
+
+
+def policies(
+    open_origins: tuple[str, ...], share_origins: tuple[str, ...]
+) -> list[tuple[tuple[str, ...], Policy]]:
+    if "*" in share_origins:
+        raise ValueError("SHUQIAO_CORS_SHARE_ORIGINS lists origins by name; `*` is refused on the share tier")
+    out: list[tuple[tuple[str, ...], Policy]] = [
+        (
+            OPEN_PREFIXES,
+            Policy(
+                frozenset(o for o in open_origins if o != "*"),
+                "*" in open_origins,
+                ("GET", "POST"),
+                frozenset({"content-type", "accept"}),
+                frozenset({"x-api-key"}),
+            ),
+        )
+    ]
+    if share_origins:
+        out.append(
+            (
+                SHARE_PREFIXES,
+                Policy(
+                    frozenset(share_origins),
+                    False,
+                    ("POST",),
+                    frozenset({"content-type", "accept"}),
+                    frozenset({"authorization", "signature", "signature-input", "content-digest"}),
+                ),
+            )
+        )
+    return out
+
+
+class CORSMiddleware:
+    def __init__(self, app: ASGIApp, rules: list[tuple[tuple[str, ...], Policy]]) -> None:
+        self.app = app
+        self.policies = rules  # policies(…): checked when the app is created, not at its first request
+
+    def _policy(self, path: str) -> Policy | None:
+        for prefixes, policy in self.policies:
+            if path.startswith(prefixes):
+                return policy
+        return None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        policy = self._policy(scope.get("path", ""))
+        if policy is None:
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        origin = headers.get("origin")
+        if scope["method"] == "OPTIONS" and origin and "access-control-request-method" in headers:
+            await self._preflight(policy, origin, headers)(scope, receive, send)
+            return
+        named = origin is not None and origin in policy.origins
+        allowed = origin is not None and (named or policy.any_origin)
+
+        async def send_with_cors(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                out = MutableHeaders(scope=message)
+                out.add_vary_header("Origin")
+                if allowed:
+                    out["Access-Control-Allow-Origin"] = origin if named else "*"  # type: ignore[assignment]
+                    out["Access-Control-Expose-Headers"] = EXPOSE
+            await send(message)
+
+        await self.app(scope, receive, send_with_cors)
+
+    def _preflight(self, policy: Policy, origin: str, headers: Headers) -> Response:
+        named = origin in policy.origins
+        method = headers["access-control-request-method"].upper()
+        requested = headers.get("access-control-request-headers", "")
+        asked = {h.strip().lower() for h in requested.split(",") if h.strip()}
+        may_send = policy.anonymous_headers | (policy.named_headers if named else frozenset())
+        refusal = None
+        if not (named or policy.any_origin):
+            refusal = "This origin may not call this endpoint from a browser."
+        elif method not in policy.methods:
+            refusal = f"Method {method} is not allowed cross-origin; use {' or '.join(policy.methods)}."
+        elif not asked <= may_send:
+            refusal = f"Headers not allowed cross-origin here: {', '.join(sorted(asked - may_send))}."
+        vary = {"Vary": "Origin"}
+        if refusal is not None:
+            return problem_response(Problem(403, refusal, "CORS_NOT_ALLOWED"), headers=vary)
+        return Response(
+            status_code=204,
+            headers={
+                **vary,
+                "Access-Control-Allow-Origin": origin if named else "*",
+                "Access-Control-Allow-Methods": ", ".join(policy.methods),
+                "Access-Control-Allow-Headers": ", ".join(sorted(may_send)),
+                "Access-Control-Max-Age": MAX_AGE,
+            },
+        )

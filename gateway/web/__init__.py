@@ -1,0 +1,1 @@
+"""The gateway's own web pages: sign-in sessions (gateway.web.session)."""
