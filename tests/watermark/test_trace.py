@@ -184,3 +184,22 @@ def test_audit_event_carries_the_watermark_id_and_no_secret(
         assert secret.hex() not in raw and secret.hex().upper() not in raw
     # an anonymous read records no watermark
     gql(client, "open", Q)
+
+
+def test_trace_of_an_xlsx_leak(leak: Path, demo_env: Any, tmp_path: Path) -> None:
+    """The same mangled leak, converted to a spreadsheet with numbers as numbers."""
+    from openpyxl import Workbook
+
+    rows = list(csv.DictReader(io.StringIO(leak.read_text("utf-8-sig"))))
+    wb = Workbook()
+    ws = wb.active
+    assert ws is not None
+    header = list(rows[0])
+    ws.append(header)
+    for r in rows:
+        ws.append([float(r[h]) if h == "金额" and r[h] else r[h] for h in header])
+    path = tmp_path / "leak.xlsx"
+    wb.save(path)
+    r = CliRunner().invoke(app, ["watermark", "trace", str(path), "--json"], env=_env(demo_env))
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["identified"]["recipient"] == "hrss"
