@@ -14,7 +14,7 @@ from datetime import datetime
 
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlmodel import Field, SQLModel, col, select
+from sqlmodel import Field, SQLModel, col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from catalogue.models import CatalogueState, utcnow
@@ -27,6 +27,9 @@ class WatermarkKey(SQLModel, table=True):
     __tablename__ = "watermark_key"
 
     kid: str = Field(primary_key=True, max_length=32)
+    # 1, 2, … unique: two workers creating the first key (or two rotations at once) collide on
+    # it, and the loser reads the winner's, so every worker marks with the same key
+    generation: int = Field(unique=True)
     wrapped_key: str  # base64 of SM4-GCM(nonce‖ciphertext‖tag) under the KEK
     created_at: datetime = Field(default_factory=utcnow)
     retired_at: datetime | None = Field(default=None)
@@ -70,22 +73,23 @@ async def load_watermark_keys(
     async with AsyncSession(engine, expire_on_commit=False) as session:
         rows = list((await session.exec(select(WatermarkKey))).all())
         if not rows and create:
-            session.add(_new_row(kek))
+            session.add(_new_row(kek, 1))
             try:
                 await session.commit()
             except IntegrityError:
                 await session.rollback()
             rows = list((await session.exec(select(WatermarkKey))).all())
-    rows.sort(key=lambda r: r.created_at, reverse=True)
+    rows.sort(key=lambda r: r.generation, reverse=True)
     return WatermarkKeyring([(MarkKey(r.kid, _unwrap(kek, r)), r.retired_at is None) for r in rows])
 
 
 async def rotate_watermark_key(engine: AsyncEngine, master_key: bytes) -> str:
     """A new current key; the others retire (kept for tracing). Bumps the catalogue version so
     every worker reloads its keys. Returns the new key id."""
-    row = _new_row(_kek(master_key))
     async with AsyncSession(engine) as session:
         now = utcnow()
+        last = (await session.exec(select(func.max(WatermarkKey.generation)))).one()
+        row = _new_row(_kek(master_key), (last or 0) + 1)
         await session.exec(  # type: ignore[call-overload]
             update(WatermarkKey).where(col(WatermarkKey.retired_at).is_(None)).values(retired_at=now)
         )
@@ -100,11 +104,11 @@ async def rotate_watermark_key(engine: AsyncEngine, master_key: bytes) -> str:
     return kid
 
 
-def _new_row(kek: bytes) -> WatermarkKey:
+def _new_row(kek: bytes, generation: int) -> WatermarkKey:
     secret = secrets.token_bytes(32)
     kid = _kid(secret)
     blob = sm4.encrypt(kek, secret, f"kek/watermark/{kid}".encode())
-    return WatermarkKey(kid=kid, wrapped_key=base64.b64encode(blob).decode())
+    return WatermarkKey(kid=kid, generation=generation, wrapped_key=base64.b64encode(blob).decode())
 
 
 def _unwrap(kek: bytes, row: WatermarkKey) -> bytes:

@@ -29,10 +29,12 @@ def upgrade() -> None:
     op.create_table(
         "watermark_key",
         sa.Column("kid", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+        sa.Column("generation", sa.Integer(), nullable=False),
         sa.Column("wrapped_key", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("created_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
         sa.Column("retired_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
         sa.PrimaryKeyConstraint("kid"),
+        sa.UniqueConstraint("generation"),
     )
 
 
