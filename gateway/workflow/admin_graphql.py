@@ -337,7 +337,6 @@ class WorkflowQuery:
         ctx.rows += len(rows)
         return [GrantType.of(r, ctx.warning_days) for r in rows]
 
-
     @strawberry.field(
         description="Datasets your organisation may apply for (not its own), each with the fields "
         "a grant can give and the treatments each allows (policies.workflow.valid_treatments)."
@@ -361,12 +360,17 @@ class WorkflowQuery:
                     order = sorted(valid, key=lambda t: TREATMENT_ORDER.index(t))
                     fields.append(
                         ApplicableField(
-                            name=f.name, graphql_name=camel(f.name), title=f.title,
-                            level=f.level.name, treatments=order,
+                            name=f.name,
+                            graphql_name=camel(f.name),
+                            title=f.title,
+                            level=f.level.name,
+                            treatments=order,
                         )
                     )
             if fields:
-                out.append(ApplicableDataset(code=code, name=spec.name, provider=spec.department, fields=fields))
+                out.append(
+                    ApplicableDataset(code=code, name=spec.name, provider=spec.department, fields=fields)
+                )
         return out
 
 

@@ -51,8 +51,12 @@ def test_a_developer_works_through_the_session_and_cannot_approve(demo_env: Any,
     client, csrf = _person(demo_env, served, "hrss-developer")
     with closing(client):
         page = client.get("/console")
-        assert "工作台" in page.text and page.headers["Content-Security-Policy"].startswith("default-src 'self'")
-        mine = _gql(client, f"{{ myApplications {{ {APP} }} pendingApprovals {{ id }} }}", **{"X-CSRF-Token": csrf})
+        assert "工作台" in page.text and page.headers["Content-Security-Policy"].startswith(
+            "default-src 'self'"
+        )
+        mine = _gql(
+            client, f"{{ myApplications {{ {APP} }} pendingApprovals {{ id }} }}", **{"X-CSRF-Token": csrf}
+        )
         assert mine.status_code == 200, mine.text
         data = mine.json()["data"]
         assert data["pendingApprovals"] == []  # a developer decides nothing
@@ -75,19 +79,25 @@ def test_a_developer_works_through_the_session_and_cannot_approve(demo_env: Any,
         datasets = {d["code"]: d for d in r.json()["data"]["applicableDatasets"]}
         assert "population" in datasets and all(d["provider"] != "hrss" for d in datasets.values())
         fields = {f["name"]: f for f in datasets["population"]["fields"]}
-        assert fields["phone"]["treatments"] == ["masked", "clear"] and fields["phone"]["graphqlName"] == "phone"
+        assert (
+            fields["phone"]["treatments"] == ["masked", "clear"] and fields["phone"]["graphqlName"] == "phone"
+        )
         assert fields["id_number"]["treatments"] == ["encrypted"]
 
 
 def test_session_calls_need_the_csrf_token_and_our_origin(demo_env: Any, served: str) -> None:
     client, csrf = _person(demo_env, served, "hrss-developer")
     with closing(client):
-        for headers in ({}, {"X-CSRF-Token": "wrong"}, {"X-CSRF-Token": csrf, "Origin": "https://evil.example"}):
+        for headers in (
+            {},
+            {"X-CSRF-Token": "wrong"},
+            {"X-CSRF-Token": csrf, "Origin": "https://evil.example"},
+        ):
             r = _gql(client, "{ myApplications { id } }", **headers)
             assert r.status_code == 403 and _codes(r.json()) == ["FORBIDDEN"], (headers, r.text)
         r = _gql(
             client,
-            "mutation { createDemand(provider: \"police\", description: \"x\", purpose: \"y\") { id } }",
+            'mutation { createDemand(provider: "police", description: "x", purpose: "y") { id } }',
         )
         assert r.status_code == 403, r.text  # a mutation without the token changes nothing
         assert _gql(client, "{ myApplications { id } }", **{"X-CSRF-Token": csrf}).status_code == 200

@@ -61,8 +61,8 @@
   async function act(label, fn, reload) {
     try {
       say(label + "…");
-      await fn();
-      say(label + " ✓");
+      const done = await fn();
+      say(label + " ✓" + (typeof done === "string" ? " " + done : ""));
       await reload();
     } catch (err) {
       say(label + " — " + (err.code ? err.code + ": " : "") + err.message, true);
@@ -129,11 +129,11 @@
     };
     act("提交申请 Apply", async () => {
       const d = await gql(`mutation($input: CreateApplicationInput!) { createApplication(input: $input) { id state } }`, { input });
-      say("申请 #" + d.createApplication.id + " " + d.createApplication.state);
+      return "申请 #" + d.createApplication.id + " " + d.createApplication.state;
     }, loadApps);
   });
 
-  async function history(id) {
+  async function showHistory(id) {
     const d = await gql(`query($id: Int!) { application(id: $id) { id history { at actor organisation step fromState toState reason } } }`, { id });
     const box = $("#history"), ol = $("ol", box);
     $("#history-id").textContent = "#" + id;
@@ -151,7 +151,7 @@
     tbody.replaceChildren();
     for (const a of data.myApplications) {
       const actions = el("td", { class: "actions" });
-      actions.append(el("button", { type: "button", class: "link history", text: "历程 History", onclick: () => history(a.id) }));
+      actions.append(el("button", { type: "button", class: "link history", text: "历程 History", onclick: () => showHistory(a.id) }));
       const note = el("input", { class: "reason", placeholder: "说明 note / reason" });
       let noted = false;
       for (const step of a.nextSteps) {

@@ -1,0 +1,166 @@
+"""The sharing console (工作台) in a real browser (Debian's chromium through Playwright), the story
+end to end: hrss is refused population.phone on the share tier; its developer signs in to
+/console, applies for phone (masked) and signs out; a steward of samr neither sees the
+application nor may approve it (no button; the API answers FORBIDDEN); police's steward approves
+it and the share tier returns the phone masked; revoked in the console, it is refused again."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.audit.signin import browser_sign_in, make_user_threaded
+from tests.support import serve
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-sync"]
+PHONE = "{ population(first: 5) { edges { node { name phone } } } }"
+MASKED = re.compile(r"1\d{2}\*{4}\d{4}")
+POLLS = 20  # the share tier follows a grant change within a second: 20 looks, 50 ms apart
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def served(demo_env: Any) -> Iterator[str]:
+    with serve(demo_env) as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def browser(served: str) -> Iterator[Any]:
+    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
+        pytest.fail("chromium is required (apt-get install -y chromium)", pytrace=False)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def _phones(base: str, token: str) -> tuple[list[str], list[str]]:
+    """The phone numbers hrss's system reads on the share tier, and the error codes."""
+    r = httpx.post(f"{base}/share/graphql", json={"query": PHONE}, headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    phones = [e["node"]["phone"] for e in (body.get("data") or {}).get("population", {}).get("edges", [])]
+    return [p for p in phones if p], [e["extensions"]["code"] for e in body.get("errors", [])]
+
+
+def _until(check: Any) -> Any:
+    for _ in range(POLLS):
+        if result := check():
+            return result
+        time.sleep(0.05)
+    return check()
+
+
+def _signed_in(browser: Any, base: str, username: str, password: str) -> tuple[Any, Any]:
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(f"{base}/console")
+    assert "/oauth/authorize" in page.url and page.locator("#password").count() == 1  # no session: sign in
+    browser_sign_in(page, base, username, password, start="/console")
+    page.wait_for_url(f"{base}/console*")
+    return context, page
+
+
+def _admin_call(page: Any, query: str, variables: dict[str, Any]) -> Any:
+    """The admin GraphQL API from the page, with the session and its CSRF token, as the page calls it."""
+    return page.evaluate(
+        """async ([query, variables]) => {
+             const me = await (await fetch('/web/session')).json();
+             const r = await fetch('/admin/graphql', {method: 'POST', headers: {'Content-Type': 'application/json',
+               'X-CSRF-Token': me.csrf}, body: JSON.stringify({query, variables})});
+             return r.json();
+           }""",
+        [query, variables],
+    )
+
+
+def test_apply_approve_read_revoke_in_the_console(served: str, demo_env: Any, browser: Any) -> None:
+    from playwright.sync_api import expect
+
+    creds = demo_env.credentials
+    hrss = creds["clients"]["hrss"]
+    token = httpx.post(
+        f"{served}/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=(hrss["client_id"], hrss["client_secret"]),
+    ).json()["access_token"]
+    phones, codes = _phones(served, token)
+    assert phones == [] and "FORBIDDEN_FIELD" in codes  # before: no grant gives hrss the phone
+
+    # hrss's developer applies for phone, masked, and signs out
+    context, page = _signed_in(browser, served, "hrss-developer", creds["users"]["hrss-developer"]["password"])
+    try:
+        expect(page.locator("#who-name")).to_contain_text("hrss")
+        page.select_option("#apply-form select[name=dataset]", "population")
+        phone = page.locator("#apply-fields .field[data-name=phone]")
+        phone.locator("input[type=checkbox]").check()
+        phone.locator("select").select_option("masked")
+        page.fill("#apply-form input[name=purpose]", "社保待遇资格认证 联系参保人")
+        page.fill("#apply-form input[name=legalBasis]", "《社会保险法》")
+        page.click("#apply-send")
+        expect(page.locator("#status")).to_contain_text("submitted")
+        app_id = int(re.search(r"#(\d+)", page.locator("#status").inner_text()).group(1))  # type: ignore[union-attr]
+        row = page.locator(f"#apps tbody tr[data-id='{app_id}']")
+        expect(row.locator("td.state")).to_have_text("submitted")
+        expect(row).to_contain_text("phone:masked")
+        row.locator("button.history").click()
+        expect(page.locator("#history ol li")).to_have_count(2)  # create, submit
+        with page.expect_navigation():
+            page.click("#signout button")
+        assert "/oauth/login" in page.url
+    finally:
+        context.close()
+
+    # a steward of samr: the application is not theirs to see, and the API refuses the approval
+    samr_steward = make_user_threaded(demo_env, ["steward"], "samr")
+    context, page = _signed_in(browser, served, *samr_steward)
+    try:
+        page.click("#tabs button[data-tab=pending]")
+        expect(page.locator("#pending tbody td.empty")).to_be_visible()
+        assert page.locator(f"#pending tbody tr[data-id='{app_id}'] button.approve").count() == 0
+        body = _admin_call(page, "mutation($id: Int!) { approveApplication(id: $id) { id } }", {"id": app_id})
+        assert [e["extensions"]["code"] for e in body["errors"]] == ["FORBIDDEN"], body
+    finally:
+        context.close()
+    assert _phones(served, token)[0] == []
+
+    # police's steward approves; the share tier returns the phone, masked
+    context, page = _signed_in(browser, served, "police-steward", creds["users"]["police-steward"]["password"])
+    try:
+        page.click("#tabs button[data-tab=pending]")
+        row = page.locator(f"#pending tbody tr[data-id='{app_id}']")
+        expect(row).to_contain_text("hrss")
+        row.locator("input.reason").fill("脱敏即可")
+        row.locator("button.approve").click()
+        expect(page.locator("#status")).to_contain_text(f"#{app_id} ✓")
+        expect(row).to_have_count(0)  # decided: no longer pending
+        phones = _until(lambda: _phones(served, token)[0])
+        assert phones and all(MASKED.fullmatch(p) for p in phones), phones
+
+        # revoke the grant the approval made; the share tier refuses the phone again
+        page.click("#tabs button[data-tab=grants]")
+        grant = page.locator(f"#grants tbody tr[data-application='{app_id}']")
+        expect(grant.locator("td.state")).to_have_text("active")
+        grant.locator("input.reason").fill("演示结束 demo over")
+        grant.locator("button.revoke").click()
+        expect(page.locator("#status")).to_contain_text("✓")
+        assert _until(lambda: "FORBIDDEN_FIELD" in _phones(served, token)[1])
+        assert _phones(served, token)[0] == []
+        page.select_option("#grant-filter select[name=state]", "revoked")
+        page.click("#grant-filter button[type=submit]")
+        expect(grant).to_contain_text("演示结束")
+    finally:
+        context.close()
