@@ -49,7 +49,9 @@ def browser(served: str) -> Iterator[Any]:
 
 def _phones(base: str, token: str) -> tuple[list[str], list[str]]:
     """The phone numbers hrss's system reads on the share tier, and the error codes."""
-    r = httpx.post(f"{base}/share/graphql", json={"query": PHONE}, headers={"Authorization": f"Bearer {token}"})
+    r = httpx.post(
+        f"{base}/share/graphql", json={"query": PHONE}, headers={"Authorization": f"Bearer {token}"}
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     phones = [e["node"]["phone"] for e in (body.get("data") or {}).get("population", {}).get("edges", [])]
@@ -79,8 +81,9 @@ def _admin_call(page: Any, query: str, variables: dict[str, Any]) -> Any:
     return page.evaluate(
         """async ([query, variables]) => {
              const me = await (await fetch('/web/session')).json();
-             const r = await fetch('/admin/graphql', {method: 'POST', headers: {'Content-Type': 'application/json',
-               'X-CSRF-Token': me.csrf}, body: JSON.stringify({query, variables})});
+             const headers = {'Content-Type': 'application/json', 'X-CSRF-Token': me.csrf};
+             const body = JSON.stringify({query, variables});
+             const r = await fetch('/admin/graphql', {method: 'POST', headers, body});
              return r.json();
            }""",
         [query, variables],
@@ -101,7 +104,9 @@ def test_apply_approve_read_revoke_in_the_console(served: str, demo_env: Any, br
     assert phones == [] and "FORBIDDEN_FIELD" in codes  # before: no grant gives hrss the phone
 
     # hrss's developer applies for phone, masked, and signs out
-    context, page = _signed_in(browser, served, "hrss-developer", creds["users"]["hrss-developer"]["password"])
+    context, page = _signed_in(
+        browser, served, "hrss-developer", creds["users"]["hrss-developer"]["password"]
+    )
     try:
         expect(page.locator("#who-name")).to_contain_text("hrss")
         page.select_option("#apply-form select[name=dataset]", "population")
@@ -138,7 +143,9 @@ def test_apply_approve_read_revoke_in_the_console(served: str, demo_env: Any, br
     assert _phones(served, token)[0] == []
 
     # police's steward approves; the share tier returns the phone, masked
-    context, page = _signed_in(browser, served, "police-steward", creds["users"]["police-steward"]["password"])
+    context, page = _signed_in(
+        browser, served, "police-steward", creds["users"]["police-steward"]["password"]
+    )
     try:
         page.click("#tabs button[data-tab=pending]")
         row = page.locator(f"#pending tbody tr[data-id='{app_id}']")
