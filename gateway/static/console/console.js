@@ -73,6 +73,23 @@
     tbody.append(el("tr", {}, el("td", { colspan: String(cols), class: "empty", text: text || "无 None" })));
   }
 
+  // Only the newest load of a view renders: a slower, older answer (e.g. the load before an
+  // approval) must not overwrite a newer one.
+  const seq = {};
+  function latest(view) { const n = (seq[view] = (seq[view] || 0) + 1); return () => seq[view] === n; }
+  // A view's table is aria-busy while any load of it is under way (tests and screen readers wait on it).
+  const busy = {};
+  function track(view, fn) {
+    return () => {
+      const table = $("#" + view);
+      busy[view] = (busy[view] || 0) + 1;
+      table.setAttribute("aria-busy", "true");
+      return fn().catch((err) => say(err.message, true)).finally(() => {
+        if (--busy[view] === 0) table.setAttribute("aria-busy", "false");
+      });
+    };
+  }
+
   // ------------------------------------------------------------ tabs
   const loaders = {};
   function show(name) {
@@ -130,7 +147,7 @@
     act("提交申请 Apply", async () => {
       const d = await gql(`mutation($input: CreateApplicationInput!) { createApplication(input: $input) { id state } }`, { input });
       return "申请 #" + d.createApplication.id + " " + d.createApplication.state;
-    }, loadApps);
+    }, loaders.apps);
   });
 
   async function showHistory(id) {
@@ -146,12 +163,14 @@
   const STEP_LABEL = { submit: "提交 Submit", resubmit: "重新提交 Resubmit", withdraw: "撤回 Withdraw" };
   async function loadApps() {
     loadApplicable().catch((err) => say(err.message, true));
+    const current = latest("apps");
     const data = await gql(`{ myApplications { ${APP} } }`);
+    if (!current()) return;
     const tbody = $("#apps tbody");
     tbody.replaceChildren();
     for (const a of data.myApplications) {
       const actions = el("td", { class: "actions" });
-      actions.append(el("button", { type: "button", class: "link history", text: "历程 History", onclick: () => showHistory(a.id) }));
+      actions.append(el("button", { type: "button", class: "link history", text: "历程 History", onclick: () => showHistory(a.id).catch((err) => say(err.message, true)) }));
       const note = el("input", { class: "reason", placeholder: "说明 note / reason" });
       let noted = false;
       for (const step of a.nextSteps) {
@@ -161,7 +180,7 @@
           step === "withdraw"
             ? gql(`mutation($id: Int!, $r: String) { withdrawApplication(id: $id, reason: $r) { id } }`, { id: a.id, r: note.value || null })
             : gql(`mutation($id: Int!, $n: String) { submitApplication(id: $id, note: $n) { id } }`, { id: a.id, n: note.value || null }),
-        loadApps) }));
+        loaders.apps) }));
       }
       tbody.append(el("tr", { "data-id": String(a.id) }, td("#" + a.id), td(a.dataset + " (" + a.provider + ")"),
         td(fieldList(a.approvedFields || a.fields)), td(a.purpose), td(a.state, "state " + a.state),
@@ -169,12 +188,14 @@
     }
     if (!data.myApplications.length) empty(tbody, 8);
   }
-  loaders.apps = () => loadApps().catch((err) => say(err.message, true));
+  loaders.apps = track("apps", loadApps);
 
   // ------------------------------------------------------------ pending approvals
   const LOWER = { clear: ["clear", "masked"], masked: ["masked"], encrypted: ["encrypted"] };
   async function loadPending() {
+    const current = latest("pending");
     const data = await gql(`{ pendingApprovals { ${APP} } }`);
+    if (!current()) return;
     const tbody = $("#pending tbody");
     tbody.replaceChildren();
     $("#pending-count").textContent = data.pendingApprovals.length ? String(data.pendingApprovals.length) : "";
@@ -196,24 +217,26 @@
           .map((l) => ({ name: l.dataset.name, treatment: $("select", l).value }));
         const input = { fields: chosen, reason: reason.value || null };
         if (until.value && until.value !== day(a.periodEnd)) input.periodEnd = until.value;
-        act("批准 Approve #" + a.id, () => gql(`mutation($id: Int!, $input: ApproveInput) { approveApplication(id: $id, input: $input) { id state grantId } }`, { id: a.id, input }), loadPending);
+        act("批准 Approve #" + a.id, () => gql(`mutation($id: Int!, $input: ApproveInput) { approveApplication(id: $id, input: $input) { id state grantId } }`, { id: a.id, input }), loaders.pending);
       } }));
       if (can("reject")) actions.append(el("button", { type: "button", class: "reject", text: "驳回 Reject", onclick: () =>
-        act("驳回 Reject #" + a.id, () => gql(`mutation($id: Int!, $r: String!) { rejectApplication(id: $id, reason: $r) { id } }`, { id: a.id, r: reason.value }), loadPending) }));
+        act("驳回 Reject #" + a.id, () => gql(`mutation($id: Int!, $r: String!) { rejectApplication(id: $id, reason: $r) { id } }`, { id: a.id, r: reason.value }), loaders.pending) }));
       if (can("return")) actions.append(el("button", { type: "button", class: "return", text: "退回 Return", onclick: () =>
-        act("退回 Return #" + a.id, () => gql(`mutation($id: Int!, $r: String!) { returnApplication(id: $id, reason: $r) { id } }`, { id: a.id, r: reason.value }), loadPending) }));
+        act("退回 Return #" + a.id, () => gql(`mutation($id: Int!, $r: String!) { returnApplication(id: $id, reason: $r) { id } }`, { id: a.id, r: reason.value }), loaders.pending) }));
       tbody.append(el("tr", { "data-id": String(a.id) }, td("#" + a.id), td(a.consumer), td(a.applicant), td(a.dataset),
         fields, td(a.purpose + " · " + a.legalBasis), el("td", {}, until), actions));
     }
     if (!data.pendingApprovals.length) empty(tbody, 8, "没有待审批的申请 Nothing waits for you");
   }
-  loaders.pending = () => loadPending().catch((err) => say(err.message, true));
+  loaders.pending = track("pending", loadPending);
 
   // ------------------------------------------------------------ grants
   async function loadGrants() {
     const state = $("#grant-filter").elements.state.value;
+    const current = latest("grants");
     const data = await gql(`query($s: String!) { grants(state: $s) { id tier dataset consumer fields clearFields state
       expiresAt revokedAt revokedBy revokeReason applicationId } }`, { s: state });
+    if (!current()) return;
     const tbody = $("#grants tbody");
     tbody.replaceChildren();
     for (const g of data.grants) {
@@ -221,12 +244,12 @@
       if (g.state !== "revoked" && g.state !== "expired") {
         const reason = el("input", { class: "reason", placeholder: "撤销理由 reason" });
         actions.append(reason, el("button", { type: "button", class: "revoke", text: "撤销 Revoke", onclick: () =>
-          act("撤销 Revoke #" + g.id, () => gql(`mutation($id: Int!, $r: String!) { revokeGrant(id: $id, reason: $r) { id state } }`, { id: g.id, r: reason.value }), loadGrants) }));
+          act("撤销 Revoke #" + g.id, () => gql(`mutation($id: Int!, $r: String!) { revokeGrant(id: $id, reason: $r) { id state } }`, { id: g.id, r: reason.value }), loaders.grants) }));
       }
       if (steward() && g.state !== "revoked") {
         const until = el("input", { type: "date", class: "until", "aria-label": "renew until" });
         actions.append(until, el("button", { type: "button", class: "renew", text: "续期 Renew", onclick: () =>
-          act("续期 Renew #" + g.id, () => gql(`mutation($id: Int!, $u: String!) { renewGrant(id: $id, until: $u) { id } }`, { id: g.id, u: until.value }), loadGrants) }));
+          act("续期 Renew #" + g.id, () => gql(`mutation($id: Int!, $u: String!) { renewGrant(id: $id, until: $u) { id } }`, { id: g.id, u: until.value }), loaders.grants) }));
       }
       const fields = g.fields.map((f) => f + (g.clearFields.includes(f) ? "" : "*")).join(" ");
       tbody.append(el("tr", { "data-id": String(g.id), "data-application": String(g.applicationId || "") },
@@ -237,11 +260,13 @@
     if (!data.grants.length) empty(tbody, 8);
   }
   $("#grant-filter").addEventListener("submit", (ev) => { ev.preventDefault(); loaders.grants(); });
-  loaders.grants = () => loadGrants().catch((err) => say(err.message, true));
+  loaders.grants = track("grants", loadGrants);
 
   // ------------------------------------------------------------ demands
   async function loadDemands() {
+    const current = latest("demands");
     const data = await gql(`{ demands { id requester provider description fieldsWanted purpose state promisedDate reason dataset } }`);
+    if (!current()) return;
     const tbody = $("#demands tbody");
     tbody.replaceChildren();
     for (const d of data.demands) {
@@ -253,7 +278,7 @@
         const reason = el("input", { class: "reason", placeholder: "理由 reason" });
         actions.append(answer, by, reason, el("button", { type: "button", class: "answer", text: "答复 Answer", onclick: () =>
           act("答复 Answer #" + d.id, () => gql(`mutation($id: Int!, $a: String!, $p: String, $r: String) { answerDemand(id: $id, answer: $a, promisedDate: $p, reason: $r) { id } }`,
-            { id: d.id, a: answer.value, p: by.value || null, r: reason.value || null }), loadDemands) }));
+            { id: d.id, a: answer.value, p: by.value || null, r: reason.value || null }), loaders.demands) }));
       }
       tbody.append(el("tr", { "data-id": String(d.id) }, td("#" + d.id), td(d.requester), td(d.provider),
         td(d.description + (d.fieldsWanted ? " [" + d.fieldsWanted + "]" : "")), td(d.purpose), td(d.state, "state " + d.state),
@@ -265,13 +290,15 @@
     ev.preventDefault();
     const f = ev.target.elements;
     act("提交需求 File", () => gql(`mutation($p: String!, $d: String!, $u: String!, $w: String!) { createDemand(provider: $p, description: $d, purpose: $u, fieldsWanted: $w) { id } }`,
-      { p: f.provider.value, d: f.description.value, u: f.purpose.value, w: f.fieldsWanted.value }), loadDemands);
+      { p: f.provider.value, d: f.description.value, u: f.purpose.value, w: f.fieldsWanted.value }), loaders.demands);
   });
-  loaders.demands = () => loadDemands().catch((err) => say(err.message, true));
+  loaders.demands = track("demands", loadDemands);
 
   // ------------------------------------------------------------ quality reports
   async function loadQuality() {
+    const current = latest("quality");
     const data = await gql(`{ qualityReports { id reporter provider dataset keyField recordRef field description state reason deadline timeliness } }`);
+    if (!current()) return;
     const tbody = $("#quality tbody");
     tbody.replaceChildren();
     for (const q of data.qualityReports) {
@@ -281,7 +308,7 @@
         const reason = el("input", { class: "reason", placeholder: "说明 what was done / why" });
         actions.append(res, reason, el("button", { type: "button", class: "resolve", text: "处理 Resolve", onclick: () =>
           act("处理 Resolve #" + q.id, () => gql(`mutation($id: Int!, $s: String!, $r: String!) { resolveQuality(id: $id, resolution: $s, reason: $r) { id } }`,
-            { id: q.id, s: res.value, r: reason.value }), loadQuality) }));
+            { id: q.id, s: res.value, r: reason.value }), loaders.quality) }));
       }
       tbody.append(el("tr", { "data-id": String(q.id) }, td("#" + q.id), td(q.reporter), td(q.provider), td(q.dataset),
         td(q.keyField + "=" + q.recordRef + (q.field ? " · " + q.field : "")), td(q.description + (q.reason ? " · " + q.reason : "")),
@@ -293,15 +320,15 @@
     ev.preventDefault();
     const f = ev.target.elements;
     act("报告 Report", () => gql(`mutation($ds: String!, $r: String!, $d: String!, $f: String) { reportQuality(dataset: $ds, record: $r, description: $d, field: $f) { id } }`,
-      { ds: f.dataset.value, r: f.record.value, d: f.description.value, f: f.field.value || null }), loadQuality);
+      { ds: f.dataset.value, r: f.record.value, d: f.description.value, f: f.field.value || null }), loaders.quality);
   });
-  loaders.quality = () => loadQuality().catch((err) => say(err.message, true));
+  loaders.quality = track("quality", loadQuality);
 
   // first view: the tab in the address, else My applications; stewards see their pending count
   const first = location.hash.slice(1);
   session.then((who) => {
     if (!who) return;
     show(loaders[first] ? first : "apps");
-    if (steward() && first !== "pending") loadPending().catch(() => {});
+    if (steward() && first !== "pending") loaders.pending();
   });
 })();
