@@ -261,7 +261,7 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
     # the admin GraphQL endpoint and the console page: a session cookie (people) or a bearer token
     admin_protector = state.identity.protector(realm="shuqiao-admin", scopes=WORKFLOW_SCOPES)
     admin_check = SessionOrBearer(sessions, admin_protector)
-    console = Console(admin_check)
+    console = Console(admin_check, state.access_log)
     explorer = Explorer(state)
     downloads = Downloads(state)
     ckan = CkanAPI(state)

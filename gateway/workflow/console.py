@@ -6,10 +6,12 @@ query of `POST /admin/graphql` (the machine twin), sent with the person's sessio
 CSRF token (gateway.web.session). What a person may see and do is decided there, by
 policies.workflow, never by the page: the buttons it shows follow each application's
 `nextSteps`. Without a session the page sends the browser to sign in; a person whose token has
-none of the admin GraphQL scopes (e.g. a security officer) gets 403."""
+none of the admin GraphQL scopes (e.g. a security officer) gets 403. Each page view is an audit
+event (tier "admin", operation "page"), as on /audit; the data calls are the API's own events."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,8 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from gateway.access_log import AccessEvent, AccessLog, answer_once_recorded
+from gateway.client_address import client_address
 from gateway.problems import Problem, problem_response
 
 STATIC = Path(__file__).resolve().parent.parent / "static" / "console"
@@ -37,25 +41,48 @@ MOUNT = "/console"
 
 
 class Console:
-    """Given by the app factory the check the admin GraphQL endpoint uses (SessionOrBearer)."""
+    """Given by the app factory the check the admin GraphQL endpoint uses (SessionOrBearer) and
+    the access log (each page view's event)."""
 
-    def __init__(self, check: Callable[[Request], Awaitable[Any]]) -> None:
+    def __init__(self, check: Callable[[Request], Awaitable[Any]], access_log: AccessLog) -> None:
         self.check = check
+        self.access_log = access_log
 
     def routes(self) -> list[Route]:
         """Under `Mount(MOUNT)`; the page itself is `GET /console` (`self.page`)."""
         return [Route("/static/{name}", self.asset)]
 
     async def page(self, request: Request) -> Response:
+        started = time.perf_counter()
+        claims: Any = None
+        response: Response
         try:
-            await self.check(request)
+            claims = await self.check(request)
+            response = FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8")
+            response.headers.update(PAGE_HEADERS)
         except Problem as problem:
+            claims = getattr(problem, "claims", None)  # signed in, without a workflow scope
+            response = problem_response(problem)
             if problem.status == 401:  # no session, or one that ended: sign in, then come back
-                return RedirectResponse(f"/web/login?next={MOUNT}", status_code=303)
-            return problem_response(problem)
-        response = FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8")
-        response.headers.update(PAGE_HEADERS)
-        return response
+                response = RedirectResponse(f"/web/login?next={MOUNT}", status_code=303)
+        person = claims is not None and claims.subject != claims.client_id
+        event = AccessEvent(
+            request_id=getattr(request.state, "request_id", ""),
+            tier="admin",
+            principal_kind=("person" if person else "department") if claims else "anonymous",
+            principal_id=claims.client_id if claims else "anonymous",
+            consumer=claims.department if claims else None,
+            client_address=client_address(request),
+            operation_name="page",
+            operation_type="query",
+            query_digest=None,
+            status=response.status_code,
+            error_codes=[] if response.status_code < 400 else [str(response.status_code)],
+            latency_ms=round((time.perf_counter() - started) * 1000, 3),
+            reads=[],
+            subject=claims.subject if person else None,
+        )
+        return await answer_once_recorded(self.access_log, event, response)
 
     async def asset(self, request: Request) -> Response:
         name = request.path_params["name"]

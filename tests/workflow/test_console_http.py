@@ -103,14 +103,24 @@ def test_session_calls_need_the_csrf_token_and_our_origin(demo_env: Any, served:
         assert _gql(client, "{ myApplications { id } }", **{"X-CSRF-Token": csrf}).status_code == 200
 
 
-def test_a_person_without_a_workflow_scope_gets_403(demo_env: Any, served: str) -> None:
+def test_a_person_without_a_workflow_scope_gets_403_and_page_views_are_audited(
+    demo_env: Any, served: str
+) -> None:
+    developer, _ = _person(demo_env, served, "hrss-developer")
+    with closing(developer):
+        developer_id = developer.get("/web/session").json()["user_id"]
     password = demo_env.credentials["users"]["demo-officer"]["password"]
     client, page = sign_in(served, "demo-officer", password, "/console")
     with closing(client):
         assert page.status_code == 403 and page.url.path == "/console"
-        csrf = client.get("/web/session").json()["csrf"]
-        r = _gql(client, "{ myApplications { id } }", **{"X-CSRF-Token": csrf})
+        me = client.get("/web/session").json()
+        r = _gql(client, "{ myApplications { id } }", **{"X-CSRF-Token": me["csrf"]})
         assert r.status_code == 403 and _codes(r.json()) == ["FORBIDDEN"]
+        # each view of the page is an event (tier admin, operation page), the person as subject
+        events = client.get("/audit/api/events", params={"tier": "admin", "limit": 200}).json()["events"]
+        views = [e for e in events if e["operation_name"] == "page"]
+        assert any(e["status"] == 200 and e["subject"] == developer_id for e in views), views[:3]
+        assert any(e["status"] == 403 and e["subject"] == me["user_id"] for e in views), views[:3]
 
 
 def test_a_bearer_token_still_works_without_a_csrf_token(demo_env: Any, served: str) -> None:
