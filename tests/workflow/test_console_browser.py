@@ -10,6 +10,7 @@ import re
 import shutil
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +121,7 @@ def test_apply_approve_read_revoke_in_the_console(served: str, demo_env: Any, br
     )
     try:
         expect(page.locator("#who-name")).to_contain_text("hrss")
+        expect(page.locator("#kpi-link")).to_have_attribute("href", "/kpi")
         page.select_option("#apply-form select[name=dataset]", "population")
         phone = page.locator("#apply-fields .field[data-name=phone]")
         phone.locator("input[type=checkbox]").check()
@@ -172,6 +174,13 @@ def test_apply_approve_read_revoke_in_the_console(served: str, demo_env: Any, br
         _tab(page, "grants")
         grant = page.locator(f"#grants tbody tr[data-application='{app_id}']")
         expect(grant.locator("td.state")).to_have_text("active")
+        grant_id = int(grant.get_attribute("data-id") or 0)
+        # renew it (the provider's steward): the new end shows in the list
+        until = (datetime.now(UTC) + timedelta(days=700)).date().isoformat()
+        grant.locator("input.until").fill(until)
+        grant.locator("button.renew").click()
+        expect(page.locator("#status")).to_contain_text(f"Renew #{grant_id} ✓")
+        expect(grant).to_contain_text(until)
         grant.locator("input.reason").fill("演示结束 demo over")
         grant.locator("button.revoke").click()
         expect(page.locator("#status")).to_contain_text("✓")

@@ -44,6 +44,9 @@
 
   const beijing = (iso) => iso ? new Date(iso).toLocaleString("zh-CN", { timeZone: "Asia/Shanghai", hour12: false }) : "";
   const day = (iso) => iso ? new Date(iso).toLocaleDateString("sv-SE", { timeZone: "Asia/Shanghai" }) : "";
+  // A period end is the instant after its last day (a date means "through that day", China
+  // Standard Time): show the last day it includes.
+  const through = (iso) => iso ? day(new Date(new Date(iso).getTime() - 1).toISOString()) : "";
   const fieldList = (fs) => (fs || []).map((f) => f.name + ":" + f.treatment).join(" ");
 
   function el(tag, attrs, ...kids) {
@@ -184,7 +187,7 @@
       }
       tbody.append(el("tr", { "data-id": String(a.id) }, td("#" + a.id), td(a.dataset + " (" + a.provider + ")"),
         td(fieldList(a.approvedFields || a.fields)), td(a.purpose), td(a.state, "state " + a.state),
-        td(day(a.approvedEnd || a.periodEnd)), td(a.decisionReason), actions));
+        td(through(a.approvedEnd || a.periodEnd)), td(a.decisionReason), actions));
     }
     if (!data.myApplications.length) empty(tbody, 8);
   }
@@ -208,7 +211,7 @@
         fields.append(el("label", { class: "field", "data-name": f.name },
           el("input", { type: "checkbox", name: "field", value: f.name, checked: "" }), el("span", { text: f.name }), sel));
       }
-      const until = el("input", { type: "date", name: "periodEnd", value: day(a.periodEnd), "aria-label": "until" });
+      const until = el("input", { type: "date", name: "periodEnd", value: through(a.periodEnd), "aria-label": "until" });
       const reason = el("input", { class: "reason", placeholder: "理由 reason" });
       const actions = el("td", { class: "actions" }, reason);
       const can = (s) => a.nextSteps.includes(s);
@@ -216,7 +219,7 @@
         const chosen = [...fields.querySelectorAll(".field")].filter((l) => $("input", l).checked)
           .map((l) => ({ name: l.dataset.name, treatment: $("select", l).value }));
         const input = { fields: chosen, reason: reason.value || null };
-        if (until.value && until.value !== day(a.periodEnd)) input.periodEnd = until.value;
+        if (until.value && until.value !== through(a.periodEnd)) input.periodEnd = until.value;
         act("批准 Approve #" + a.id, () => gql(`mutation($id: Int!, $input: ApproveInput) { approveApplication(id: $id, input: $input) { id state grantId } }`, { id: a.id, input }), loaders.pending);
       } }));
       if (can("reject")) actions.append(el("button", { type: "button", class: "reject", text: "驳回 Reject", onclick: () =>
@@ -254,7 +257,7 @@
       const fields = g.fields.map((f) => f + (g.clearFields.includes(f) ? "" : "*")).join(" ");
       tbody.append(el("tr", { "data-id": String(g.id), "data-application": String(g.applicationId || "") },
         td("#" + g.id), td(g.dataset + " (" + g.tier + ")"), td(g.consumer), td(fields), td(g.state, "state " + g.state),
-        td(g.state === "revoked" ? "撤销 " + beijing(g.revokedAt) + " · " + (g.revokeReason || "") : day(g.expiresAt)),
+        td(g.state === "revoked" ? "撤销 " + beijing(g.revokedAt) + " · " + (g.revokeReason || "") : through(g.expiresAt)),
         td(g.applicationId ? "#" + g.applicationId : ""), actions));
     }
     if (!data.grants.length) empty(tbody, 8);
@@ -312,7 +315,7 @@
       }
       tbody.append(el("tr", { "data-id": String(q.id) }, td("#" + q.id), td(q.reporter), td(q.provider), td(q.dataset),
         td(q.keyField + "=" + q.recordRef + (q.field ? " · " + q.field : "")), td(q.description + (q.reason ? " · " + q.reason : "")),
-        td(q.timeliness, "state " + q.timeliness), td(day(q.deadline)), actions));
+        td(q.timeliness, "state " + q.timeliness), td(beijing(q.deadline)), actions));
     }
     if (!data.qualityReports.length) empty(tbody, 9);
   }
