@@ -2,7 +2,9 @@
 
 One bearer check (gateway.identity.bearer: any of our access tokens with share:read, to apply,
 grants:approve, to decide, or admin) authenticates people (authorization code: roles and
-department in the token) and systems (client credentials: the client's department). What each
+department in the token) and systems (client credentials: the client's department); people on
+the console (/console, gateway.workflow.console) send their session cookie instead, with its
+CSRF token (gateway.web.session.SessionOrBearer, handed in by the app factory). What each
 caller may do is `policies.workflow`, checked in the service on every resolver (a steward of
 police cannot approve samr's applications; hrss cannot read samr's). Every call is one audit
 event (tier "admin", written before the answer leaves: `answer_once_recorded`), and every step
