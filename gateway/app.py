@@ -57,6 +57,8 @@ from gateway.state import GatewayState
 from gateway.web.session import SessionOrBearer, WebSessions
 from gateway.workflow.admin_graphql import SCOPES as WORKFLOW_SCOPES
 from gateway.workflow.admin_graphql import AdminGraphQL
+from gateway.workflow.console import MOUNT as CONSOLE
+from gateway.workflow.console import Console
 from gateway.workflow.kpi import KpiSnapshotTask
 from gateway.workflow.kpi_http import SCOPES as KPI_SCOPES
 from gateway.workflow.kpi_http import KpiEndpoints
@@ -256,6 +258,10 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         settings.audit_export_max_events,
         master_key=master_key,
     )
+    # the admin GraphQL endpoint and the console page: a session cookie (people) or a bearer token
+    admin_protector = state.identity.protector(realm="shuqiao-admin", scopes=WORKFLOW_SCOPES)
+    admin_check = SessionOrBearer(sessions, admin_protector)
+    console = Console(admin_check, state.access_log)
     explorer = Explorer(state)
     downloads = Downloads(state)
     ckan = CkanAPI(state)
@@ -287,11 +293,12 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
             "/admin/graphql",
             AdminGraphQL(
                 state.engine,
-                state.identity.protector(realm="shuqiao-admin", scopes=WORKFLOW_SCOPES),
+                admin_protector,
                 state.access_log,
                 state.identity.audit,
                 settings.grant_expiry_warning_days,
                 keyring=lambda: state.registry.keyring,  # quality reports keyed by 身份证号 (blind index)
+                check=admin_check,
             ).handle,
             methods=["POST"],
         ),
@@ -310,6 +317,9 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         Route("/keys/sm2", SigningKeysEndpoint(state.signer.store).handle),
         Mount("/web", routes=sessions.routes()),  # sign-in, callback, sign-out, who is signed in
         # The plan's KPIs: overall figures public, per department with a bearer (share:read or admin).
+        # the workflow console (工作台): applications, approvals, grants, demands, quality reports
+        Route(CONSOLE, console.page),
+        Mount(CONSOLE, routes=console.routes()),
         Route("/kpi", kpis.page),  # the same, as a page (Chinese first, no script)
         Route("/kpi.json", kpis.json),
         Route("/kpi.csv", kpis.csv),

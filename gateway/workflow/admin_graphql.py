@@ -2,14 +2,16 @@
 
 One bearer check (gateway.identity.bearer: any of our access tokens with share:read, to apply,
 grants:approve, to decide, or admin) authenticates people (authorization code: roles and
-department in the token) and systems (client credentials: the client's department). What each
+department in the token) and systems (client credentials: the client's department); people on
+the console (/console, gateway.workflow.console) send their session cookie instead, with its
+CSRF token (gateway.web.session.SessionOrBearer, handed in by the app factory). What each
 caller may do is `policies.workflow`, checked in the service on every resolver (a steward of
 police cannot approve samr's applications; hrss cannot read samr's). Every call is one audit
 event (tier "admin", written before the answer leaves: `answer_once_recorded`), and every step
 taken is one more (`application.<step>`, `grant.revoke|renew`).
 
     query    myApplications(state) pendingApprovals application(id) applications(state, dataset)
-             grants(state: active|expiring|expired|revoked|all)
+             grants(state: active|expiring|expired|revoked|all) applicableDatasets(tier)
     mutation createApplication submitApplication approveApplication rejectApplication
              returnApplication withdrawApplication revokeGrant renewGrant
 
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +42,7 @@ from strawberry.scalars import JSON
 from strawberry.tools import merge_types
 from strawberry.types import Info
 
+from catalogue.service import load_catalogue
 from gateway.access_log import AccessEvent, AccessLog, answer_once_recorded, query_digest
 from gateway.client_address import client_address
 from gateway.grants import service as grants
@@ -55,8 +58,9 @@ from gateway.workflow.kpi_graphql import KpiQuery
 from gateway.workflow.models import Application as ApplicationRow
 from gateway.workflow.models import ApplicationEvent
 from gateway.workflow.quality_graphql import QualityMutation, QualityQuery
-from policies.model import Tier
-from policies.workflow import Actor, steps_for
+from policies.model import Open, Share, Tier
+from policies.workflow import Actor, steps_for, valid_treatments
+from schema.naming import camel
 
 log = logging.getLogger("shuqiao")
 TIER = "admin"
@@ -218,6 +222,23 @@ class GrantType:
         return GrantType(**{k: d[k] for k in GrantType.__annotations__ if k in d})  # type: ignore[arg-type]
 
 
+@strawberry.type(description="A field an application may name, with the treatments it allows.")
+class ApplicableField:
+    name: str = strawberry.field(description="As stored (snake_case); camelCase is accepted too")
+    graphql_name: str
+    title: str
+    level: str
+    treatments: list[str] = strawberry.field(description="Most protective first")
+
+
+@strawberry.type(description="A dataset the caller's organisation may apply for.")
+class ApplicableDataset:
+    code: str
+    name: str
+    provider: str
+    fields: list[ApplicableField]
+
+
 @strawberry.input(description="A new application. Dates: YYYY-MM-DD (China Standard Time) or ISO 8601.")
 class CreateApplicationInput:
     dataset: str
@@ -317,6 +338,45 @@ class WorkflowQuery:
         )
         ctx.rows += len(rows)
         return [GrantType.of(r, ctx.warning_days) for r in rows]
+
+    @strawberry.field(
+        description="Datasets your organisation may apply for (not its own), each with the fields "
+        "a grant can give and the treatments each allows (policies.workflow.valid_treatments)."
+    )
+    async def applicable_datasets(self, info: Info, tier: str = "share") -> list[ApplicableDataset]:
+        ctx = ctx_of(info)
+        chosen = _tier(tier)
+        if not (ctx.actor.apply or ctx.actor.admin):
+            raise _err("only a department (share:read) or an administrator applies", "FORBIDDEN")
+        catalogue = await load_catalogue(ctx.engine)
+        out: list[ApplicableDataset] = []
+        for code, spec in sorted(catalogue.datasets.items()):
+            listed = spec.share is not Share.NONE if chosen is Tier.SHARE else spec.open is not Open.NONE
+            if not listed or spec.department == ctx.actor.department:
+                continue
+            policy = spec.policy()
+            fields = []
+            for f in spec.fields:
+                valid = valid_treatments(chosen, policy, f.policy())
+                if valid:
+                    order = sorted(valid, key=lambda t: TREATMENT_ORDER.index(t))
+                    fields.append(
+                        ApplicableField(
+                            name=f.name,
+                            graphql_name=camel(f.name),
+                            title=f.title,
+                            level=f.level.name,
+                            treatments=order,
+                        )
+                    )
+            if fields:
+                out.append(
+                    ApplicableDataset(code=code, name=spec.name, provider=spec.department, fields=fields)
+                )
+        return out
+
+
+TREATMENT_ORDER = ("masked", "encrypted", "clear")  # most protective first (policies.workflow)
 
 
 @strawberry.type
@@ -528,9 +588,13 @@ class AdminGraphQL:
         audit: IdentityAudit | None,
         warning_days: int = grants.DEFAULT_WARNING_DAYS,
         keyring: Callable[[], Any] | None = None,
+        check: Callable[[Request], Awaitable[TokenClaims]] | None = None,
     ) -> None:
         self.engine = engine
         self.bearer = bearer
+        # people's pages (the console): gateway.web.session.SessionOrBearer over `bearer`, so a
+        # session cookie (with its CSRF token) is accepted as well as a bearer token
+        self.check = check or bearer.validate_request
         self.access_log = access_log
         self.audit = audit
         self.warning_days = warning_days
@@ -557,7 +621,7 @@ class AdminGraphQL:
                     )
                 raise Problem(429, throttled.message, "RATE_LIMITED", throttled.decision.headers)
             try:
-                claims = await self.bearer.validate_request(request)
+                claims = await self.check(request)
             except Problem as refused:
                 if refused.status == 401:
                     await guard.failed(request)

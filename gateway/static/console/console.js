@@ -1,0 +1,337 @@
+// The sharing console: a thin client of POST /admin/graphql (the machine twin). No framework, no CDN.
+// Signed in through /web/login (a session cookie, HttpOnly): no token on this page; every call
+// carries the session's CSRF token. What may be done is decided by the server: the buttons shown
+// for an application are its `nextSteps`.
+"use strict";
+(function () {
+  const $ = (sel, root) => (root || document).querySelector(sel);
+  const status = $("#status");
+  let csrf = "", me = null;
+  const signIn = () => { location.assign("/web/login?next=" + encodeURIComponent("/console")); };
+  const session = fetch("/web/session", { credentials: "same-origin" }).then(async (r) => {
+    if (r.status === 401) { signIn(); return null; }
+    me = await r.json();
+    csrf = me.csrf;
+    $("#signout").elements.csrf.value = me.csrf;
+    $("#who-name").textContent = (me.display_name || me.user) + (me.department ? " · " + me.department : "");
+    $("#who-roles").textContent = me.roles.join(" ");
+    return me;
+  });
+  const steward = () => me && me.roles.some((r) => r === "steward" || r === "admin");
+
+  function say(text, isError) { status.textContent = text; status.className = isError ? "error" : ""; }
+
+  // One GraphQL call; a refusal (errors[]) becomes an Error whose message is the server's and
+  // whose `code` is extensions.code (FORBIDDEN, CONFLICT, BAD_USER_INPUT, ...).
+  async function gql(query, variables) {
+    await session;
+    const r = await fetch("/admin/graphql", {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+      body: JSON.stringify({ query, variables: variables || {} }),
+    });
+    if (r.status === 401) { signIn(); throw new Error("请重新登录 Sign in again"); }
+    let body = null;
+    try { body = await r.json(); } catch (e) { throw new Error(r.status + " " + r.statusText); }
+    if (body.errors && body.errors.length) {
+      const e = body.errors[0], err = new Error(e.message);
+      err.code = (e.extensions || {}).code;
+      throw err;
+    }
+    return body.data;
+  }
+
+  const beijing = (iso) => iso ? new Date(iso).toLocaleString("zh-CN", { timeZone: "Asia/Shanghai", hour12: false }) : "";
+  const day = (iso) => iso ? new Date(iso).toLocaleDateString("sv-SE", { timeZone: "Asia/Shanghai" }) : "";
+  // A period end is the instant after its last day (a date means "through that day", China
+  // Standard Time): show the last day it includes.
+  const through = (iso) => iso ? day(new Date(new Date(iso).getTime() - 1).toISOString()) : "";
+  const fieldList = (fs) => (fs || []).map((f) => f.name + ":" + f.treatment).join(" ");
+
+  function el(tag, attrs, ...kids) {
+    const n = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (k === "class") n.className = v; else if (k === "text") n.textContent = v;
+      else if (k.startsWith("on")) n.addEventListener(k.slice(2), v); else n.setAttribute(k, v);
+    }
+    for (const k of kids) if (k !== null && k !== undefined) n.append(k);
+    return n;
+  }
+  const td = (text, cls) => el("td", { text: text === null || text === undefined ? "" : String(text), class: cls || "" });
+
+  // run an action, say what happened, reload the tab; refusals shown with their code
+  async function act(label, fn, reload) {
+    try {
+      say(label + "…");
+      const done = await fn();
+      say(label + " ✓" + (typeof done === "string" ? " " + done : ""));
+      await reload();
+    } catch (err) {
+      say(label + " — " + (err.code ? err.code + ": " : "") + err.message, true);
+    }
+  }
+
+  function empty(tbody, cols, text) {
+    tbody.append(el("tr", {}, el("td", { colspan: String(cols), class: "empty", text: text || "无 None" })));
+  }
+
+  // Only the newest load of a view renders: a slower, older answer (e.g. the load before an
+  // approval) must not overwrite a newer one.
+  const seq = {};
+  function latest(view) { const n = (seq[view] = (seq[view] || 0) + 1); return () => seq[view] === n; }
+  // A view's table is aria-busy while any load of it is under way (tests and screen readers wait on it).
+  const busy = {};
+  function track(view, fn) {
+    return () => {
+      const table = $("#" + view);
+      busy[view] = (busy[view] || 0) + 1;
+      table.setAttribute("aria-busy", "true");
+      return fn().catch((err) => say(err.message, true)).finally(() => {
+        if (--busy[view] === 0) table.setAttribute("aria-busy", "false");
+      });
+    };
+  }
+
+  // ------------------------------------------------------------ tabs
+  const loaders = {};
+  function show(name) {
+    for (const b of document.querySelectorAll("#tabs button")) b.setAttribute("aria-selected", String(b.dataset.tab === name));
+    for (const s of document.querySelectorAll("section.tab")) s.hidden = s.id !== "tab-" + name;
+    history.replaceState(null, "", "#" + name);
+    loaders[name]();
+  }
+  for (const b of document.querySelectorAll("#tabs button")) b.addEventListener("click", () => show(b.dataset.tab));
+
+  // ------------------------------------------------------------ my applications
+  const APP = `id tier consumer applicant provider dataset fields { name treatment } purpose legalBasis
+    periodStart periodEnd state createdAt submittedAt decidedAt decidedBy decisionReason
+    approvedFields { name treatment } approvedEnd grantId nextSteps`;
+  let applicable = [];
+
+  function renderFields() {
+    const form = $("#apply-form"), box = $("#apply-fields");
+    box.replaceChildren();
+    const ds = applicable.find((d) => d.code === form.elements.dataset.value);
+    if (!ds) return;
+    for (const f of ds.fields) {
+      const sel = el("select", { name: "treatment", "aria-label": f.name + " treatment" });
+      for (const t of f.treatments) sel.append(el("option", { value: t, text: t }));
+      box.append(el("label", { class: "field", "data-name": f.name },
+        el("input", { type: "checkbox", name: "field", value: f.name }),
+        el("span", { text: f.title + " " + f.graphqlName + " (" + f.level + ")" }), sel));
+    }
+  }
+
+  async function loadApplicable() {
+    if (applicable.length) return;
+    const data = await gql("{ applicableDatasets { code name provider fields { name graphqlName title level treatments } } }");
+    applicable = data.applicableDatasets;
+    const sel = $("#apply-form").elements.dataset;
+    sel.replaceChildren();
+    for (const d of applicable) sel.append(el("option", { value: d.code, text: d.name + " " + d.code + " (" + d.provider + ")" }));
+    renderFields();
+  }
+  $("#apply-form").elements.dataset.addEventListener("change", renderFields);
+  const end = $("#apply-form").elements.periodEnd;
+  end.value = new Date(Date.now() + 365 * 864e5).toISOString().slice(0, 10);
+
+  $("#apply-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const form = ev.target, f = form.elements;
+    const fields = [...document.querySelectorAll("#apply-fields .field")]
+      .filter((l) => $("input", l).checked)
+      .map((l) => ({ name: l.dataset.name, treatment: $("select", l).value }));
+    if (!fields.length) { say("请选择信息项 Choose at least one field", true); return; }
+    const input = {
+      dataset: f.dataset.value, fields, purpose: f.purpose.value, legalBasis: f.legalBasis.value,
+      periodEnd: f.periodEnd.value, periodStart: f.periodStart.value || null, submit: f.submit.checked,
+    };
+    act("提交申请 Apply", async () => {
+      const d = await gql(`mutation($input: CreateApplicationInput!) { createApplication(input: $input) { id state } }`, { input });
+      return "申请 #" + d.createApplication.id + " " + d.createApplication.state;
+    }, loaders.apps);
+  });
+
+  async function showHistory(id) {
+    const d = await gql(`query($id: Int!) { application(id: $id) { id history { at actor organisation step fromState toState reason } } }`, { id });
+    const box = $("#history"), ol = $("ol", box);
+    $("#history-id").textContent = "#" + id;
+    ol.replaceChildren(...d.application.history.map((h) =>
+      el("li", { text: beijing(h.at) + " " + h.actor + (h.organisation ? " (" + h.organisation + ")" : "") + " " +
+        h.step + ": " + (h.fromState || "—") + " → " + h.toState + (h.reason ? " · " + h.reason : "") })));
+    box.hidden = false;
+  }
+
+  const STEP_LABEL = { submit: "提交 Submit", resubmit: "重新提交 Resubmit", withdraw: "撤回 Withdraw" };
+  async function loadApps() {
+    loadApplicable().catch((err) => say(err.message, true));
+    const current = latest("apps");
+    const data = await gql(`{ myApplications { ${APP} } }`);
+    if (!current()) return;
+    const tbody = $("#apps tbody");
+    tbody.replaceChildren();
+    for (const a of data.myApplications) {
+      const actions = el("td", { class: "actions" });
+      actions.append(el("button", { type: "button", class: "link history", text: "历程 History", onclick: () => showHistory(a.id).catch((err) => say(err.message, true)) }));
+      const note = el("input", { class: "reason", placeholder: "说明 note / reason" });
+      let noted = false;
+      for (const step of a.nextSteps) {
+        if (!STEP_LABEL[step]) continue;
+        if (!noted) { actions.append(note); noted = true; }
+        actions.append(el("button", { type: "button", class: step, text: STEP_LABEL[step], onclick: () => act(STEP_LABEL[step], () =>
+          step === "withdraw"
+            ? gql(`mutation($id: Int!, $r: String) { withdrawApplication(id: $id, reason: $r) { id } }`, { id: a.id, r: note.value || null })
+            : gql(`mutation($id: Int!, $n: String) { submitApplication(id: $id, note: $n) { id } }`, { id: a.id, n: note.value || null }),
+        loaders.apps) }));
+      }
+      tbody.append(el("tr", { "data-id": String(a.id) }, td("#" + a.id), td(a.dataset + " (" + a.provider + ")"),
+        td(fieldList(a.approvedFields || a.fields)), td(a.purpose), td(a.state, "state " + a.state),
+        td(through(a.approvedEnd || a.periodEnd)), td(a.decisionReason), actions));
+    }
+    if (!data.myApplications.length) empty(tbody, 8);
+  }
+  loaders.apps = track("apps", loadApps);
+
+  // ------------------------------------------------------------ pending approvals
+  const LOWER = { clear: ["clear", "masked"], masked: ["masked"], encrypted: ["encrypted"] };
+  async function loadPending() {
+    const current = latest("pending");
+    const data = await gql(`{ pendingApprovals { ${APP} } }`);
+    if (!current()) return;
+    const tbody = $("#pending tbody");
+    tbody.replaceChildren();
+    $("#pending-count").textContent = data.pendingApprovals.length ? String(data.pendingApprovals.length) : "";
+    for (const a of data.pendingApprovals) {
+      // the approval may drop fields and lower treatments: each asked field, ticked, with its choices
+      const fields = el("td", { class: "fields" });
+      for (const f of a.fields) {
+        const sel = el("select", { name: "treatment", "aria-label": f.name + " treatment" });
+        for (const t of LOWER[f.treatment] || [f.treatment]) sel.append(el("option", { value: t, text: t }));
+        fields.append(el("label", { class: "field", "data-name": f.name },
+          el("input", { type: "checkbox", name: "field", value: f.name, checked: "" }), el("span", { text: f.name }), sel));
+      }
+      const until = el("input", { type: "date", name: "periodEnd", value: through(a.periodEnd), "aria-label": "until" });
+      const reason = el("input", { class: "reason", placeholder: "理由 reason" });
+      const actions = el("td", { class: "actions" }, reason);
+      const can = (s) => a.nextSteps.includes(s);
+      if (can("approve")) actions.append(el("button", { type: "button", class: "approve", text: "批准 Approve", onclick: () => {
+        const chosen = [...fields.querySelectorAll(".field")].filter((l) => $("input", l).checked)
+          .map((l) => ({ name: l.dataset.name, treatment: $("select", l).value }));
+        const input = { fields: chosen, reason: reason.value || null };
+        if (until.value && until.value !== through(a.periodEnd)) input.periodEnd = until.value;
+        act("批准 Approve #" + a.id, () => gql(`mutation($id: Int!, $input: ApproveInput) { approveApplication(id: $id, input: $input) { id state grantId } }`, { id: a.id, input }), loaders.pending);
+      } }));
+      if (can("reject")) actions.append(el("button", { type: "button", class: "reject", text: "驳回 Reject", onclick: () =>
+        act("驳回 Reject #" + a.id, () => gql(`mutation($id: Int!, $r: String!) { rejectApplication(id: $id, reason: $r) { id } }`, { id: a.id, r: reason.value }), loaders.pending) }));
+      if (can("return")) actions.append(el("button", { type: "button", class: "return", text: "退回 Return", onclick: () =>
+        act("退回 Return #" + a.id, () => gql(`mutation($id: Int!, $r: String!) { returnApplication(id: $id, reason: $r) { id } }`, { id: a.id, r: reason.value }), loaders.pending) }));
+      tbody.append(el("tr", { "data-id": String(a.id) }, td("#" + a.id), td(a.consumer), td(a.applicant), td(a.dataset),
+        fields, td(a.purpose + " · " + a.legalBasis), el("td", {}, until), actions));
+    }
+    if (!data.pendingApprovals.length) empty(tbody, 8, "没有待审批的申请 Nothing waits for you");
+  }
+  loaders.pending = track("pending", loadPending);
+
+  // ------------------------------------------------------------ grants
+  async function loadGrants() {
+    const state = $("#grant-filter").elements.state.value;
+    const current = latest("grants");
+    const data = await gql(`query($s: String!) { grants(state: $s) { id tier dataset consumer fields clearFields state
+      expiresAt revokedAt revokedBy revokeReason applicationId } }`, { s: state });
+    if (!current()) return;
+    const tbody = $("#grants tbody");
+    tbody.replaceChildren();
+    for (const g of data.grants) {
+      const actions = el("td", { class: "actions" });
+      if (g.state !== "revoked" && g.state !== "expired") {
+        const reason = el("input", { class: "reason", placeholder: "撤销理由 reason" });
+        actions.append(reason, el("button", { type: "button", class: "revoke", text: "撤销 Revoke", onclick: () =>
+          act("撤销 Revoke #" + g.id, () => gql(`mutation($id: Int!, $r: String!) { revokeGrant(id: $id, reason: $r) { id state } }`, { id: g.id, r: reason.value }), loaders.grants) }));
+      }
+      if (steward() && g.state !== "revoked") {
+        const until = el("input", { type: "date", class: "until", "aria-label": "renew until" });
+        actions.append(until, el("button", { type: "button", class: "renew", text: "续期 Renew", onclick: () =>
+          act("续期 Renew #" + g.id, () => gql(`mutation($id: Int!, $u: String!) { renewGrant(id: $id, until: $u) { id } }`, { id: g.id, u: until.value }), loaders.grants) }));
+      }
+      const fields = g.fields.map((f) => f + (g.clearFields.includes(f) ? "" : "*")).join(" ");
+      tbody.append(el("tr", { "data-id": String(g.id), "data-application": String(g.applicationId || "") },
+        td("#" + g.id), td(g.dataset + " (" + g.tier + ")"), td(g.consumer), td(fields), td(g.state, "state " + g.state),
+        td(g.state === "revoked" ? "撤销 " + beijing(g.revokedAt) + " · " + (g.revokeReason || "") : through(g.expiresAt)),
+        td(g.applicationId ? "#" + g.applicationId : ""), actions));
+    }
+    if (!data.grants.length) empty(tbody, 8);
+  }
+  $("#grant-filter").addEventListener("submit", (ev) => { ev.preventDefault(); loaders.grants(); });
+  loaders.grants = track("grants", loadGrants);
+
+  // ------------------------------------------------------------ demands
+  async function loadDemands() {
+    const current = latest("demands");
+    const data = await gql(`{ demands { id requester provider description fieldsWanted purpose state promisedDate reason dataset } }`);
+    if (!current()) return;
+    const tbody = $("#demands tbody");
+    tbody.replaceChildren();
+    for (const d of data.demands) {
+      const actions = el("td", { class: "actions" });
+      if (steward() && d.provider === me.department && d.state === "open") {
+        const answer = el("select", {}, el("option", { value: "will_provide", text: "will_provide 将提供" }),
+          el("option", { value: "cannot_provide", text: "cannot_provide 无法提供" }));
+        const by = el("input", { type: "date", "aria-label": "promised date" });
+        const reason = el("input", { class: "reason", placeholder: "理由 reason" });
+        actions.append(answer, by, reason, el("button", { type: "button", class: "answer", text: "答复 Answer", onclick: () =>
+          act("答复 Answer #" + d.id, () => gql(`mutation($id: Int!, $a: String!, $p: String, $r: String) { answerDemand(id: $id, answer: $a, promisedDate: $p, reason: $r) { id } }`,
+            { id: d.id, a: answer.value, p: by.value || null, r: reason.value || null }), loaders.demands) }));
+      }
+      tbody.append(el("tr", { "data-id": String(d.id) }, td("#" + d.id), td(d.requester), td(d.provider),
+        td(d.description + (d.fieldsWanted ? " [" + d.fieldsWanted + "]" : "")), td(d.purpose), td(d.state, "state " + d.state),
+        td([d.promisedDate, d.reason, d.dataset].filter(Boolean).join(" · ")), actions));
+    }
+    if (!data.demands.length) empty(tbody, 8);
+  }
+  $("#demand-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const f = ev.target.elements;
+    act("提交需求 File", () => gql(`mutation($p: String!, $d: String!, $u: String!, $w: String!) { createDemand(provider: $p, description: $d, purpose: $u, fieldsWanted: $w) { id } }`,
+      { p: f.provider.value, d: f.description.value, u: f.purpose.value, w: f.fieldsWanted.value }), loaders.demands);
+  });
+  loaders.demands = track("demands", loadDemands);
+
+  // ------------------------------------------------------------ quality reports
+  async function loadQuality() {
+    const current = latest("quality");
+    const data = await gql(`{ qualityReports { id reporter provider dataset keyField recordRef field description state reason deadline timeliness } }`);
+    if (!current()) return;
+    const tbody = $("#quality tbody");
+    tbody.replaceChildren();
+    for (const q of data.qualityReports) {
+      const actions = el("td", { class: "actions" });
+      if (steward() && q.provider === me.department && q.state === "open") {
+        const res = el("select", {}, el("option", { value: "fixed", text: "fixed 已整改" }), el("option", { value: "disputed", text: "disputed 有异议" }));
+        const reason = el("input", { class: "reason", placeholder: "说明 what was done / why" });
+        actions.append(res, reason, el("button", { type: "button", class: "resolve", text: "处理 Resolve", onclick: () =>
+          act("处理 Resolve #" + q.id, () => gql(`mutation($id: Int!, $s: String!, $r: String!) { resolveQuality(id: $id, resolution: $s, reason: $r) { id } }`,
+            { id: q.id, s: res.value, r: reason.value }), loaders.quality) }));
+      }
+      tbody.append(el("tr", { "data-id": String(q.id) }, td("#" + q.id), td(q.reporter), td(q.provider), td(q.dataset),
+        td(q.keyField + "=" + q.recordRef + (q.field ? " · " + q.field : "")), td(q.description + (q.reason ? " · " + q.reason : "")),
+        td(q.timeliness, "state " + q.timeliness), td(beijing(q.deadline)), actions));
+    }
+    if (!data.qualityReports.length) empty(tbody, 9);
+  }
+  $("#quality-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const f = ev.target.elements;
+    act("报告 Report", () => gql(`mutation($ds: String!, $r: String!, $d: String!, $f: String) { reportQuality(dataset: $ds, record: $r, description: $d, field: $f) { id } }`,
+      { ds: f.dataset.value, r: f.record.value, d: f.description.value, f: f.field.value || null }), loaders.quality);
+  });
+  loaders.quality = track("quality", loadQuality);
+
+  // first view: the tab in the address, else My applications; stewards see their pending count
+  const first = location.hash.slice(1);
+  session.then((who) => {
+    if (!who) return;
+    show(loaders[first] ? first : "apps");
+    if (steward() && first !== "pending") loaders.pending();
+  });
+})();
