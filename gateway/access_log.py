@@ -6,16 +6,21 @@ a response leaves, so a sink that cannot write stops the data (fail closed)."""
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
 import orjson
+from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway.client_address import client_address
 from gateway.outages import classify
 from gateway.problems import AUDIT_UNAVAILABLE, JSON, problem_response
 from gateway.request_log import note_event
 from keys.sm3 import sm3
+from policies.model import Tier
+from resolvers.context import ANONYMOUS
 
 log = logging.getLogger("shuqiao.access")
 
@@ -87,3 +92,24 @@ async def answer_once_recorded(
             return response
         return problem_response(AUDIT_UNAVAILABLE, media)
     return response
+
+
+def anonymous_read_event(
+    request: Request, operation: str, status: int, codes: list[str], started: float
+) -> AccessEvent:
+    """The event of an anonymous read of the open catalogue outside GraphQL (the explorer's
+    catalogue and search, CKAN, DCAT): who asked is only an address."""
+    return AccessEvent(
+        request_id=getattr(request.state, "request_id", ""),
+        tier=Tier.OPEN.value,
+        principal_kind=ANONYMOUS.kind.value,
+        principal_id=ANONYMOUS.id,
+        consumer=None,
+        client_address=client_address(request),
+        operation_name=operation,
+        operation_type="query",
+        query_digest=None,
+        status=status,
+        error_codes=codes,
+        latency_ms=round((time.perf_counter() - started) * 1000, 3),
+    )

@@ -41,15 +41,13 @@ from starlette.routing import Route
 
 from catalogue.freshness import DatasetStatus, describe, load_statuses
 from catalogue.spec import FieldSpec
-from gateway.access_log import AccessEvent, answer_once_recorded
-from gateway.client_address import client_address
+from gateway.access_log import anonymous_read_event, answer_once_recorded
 from gateway.portal.budget import PREVIEW_PATH, ExplorerPreview, explorer_decision, rate_problem
 from gateway.problems import Problem, problem_response
 from gateway.registry import BuiltSchema
 from gateway.state import GatewayState
 from policies import decisions
 from policies.model import CATEGORY_LABELS, OPEN_LABELS, Action, Open, Tier
-from resolvers.context import ANONYMOUS
 from schema.naming import enum_value
 
 STATIC = Path(__file__).resolve().parent / "static" / "explorer"
@@ -252,18 +250,5 @@ class Explorer:
                 media_type="application/json",
                 headers={**decision.headers, "Cache-Control": "no-cache"},
             )
-        event = AccessEvent(
-            request_id=getattr(request.state, "request_id", ""),
-            tier=Tier.OPEN.value,
-            principal_kind=ANONYMOUS.kind.value,
-            principal_id=ANONYMOUS.id,
-            consumer=None,
-            client_address=client_address(request),
-            operation_name="explorer.catalogue",
-            operation_type="query",
-            query_digest=None,
-            status=status,
-            error_codes=codes,
-            latency_ms=round((time.perf_counter() - started) * 1000, 3),
-        )
+        event = anonymous_read_event(request, "explorer.catalogue", status, codes, started)
         return await answer_once_recorded(self.state.access_log, event, response)

@@ -30,8 +30,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.access_log import AccessEvent, answer_once_recorded
-from gateway.client_address import client_address
+from gateway.access_log import anonymous_read_event, answer_once_recorded
 from gateway.identity.limits_hook import check_rate
 from gateway.portal.listing import (
     CONDITIONAL_NOTE,
@@ -43,7 +42,7 @@ from gateway.portal.listing import (
 )
 from gateway.portal.search import matches
 from gateway.state import GatewayState
-from policies.model import CATEGORY_LABELS, Category, Tier
+from policies.model import CATEGORY_LABELS, Category
 from resolvers.context import ANONYMOUS
 
 CKAN_VERSION = "2.10.4"  # the API version whose read protocol this follows
@@ -351,20 +350,7 @@ class CkanAPI:
             except CkanError as err:
                 codes = [err.kind.upper().replace(" ", "_")]
                 response = self._error(help_url, err, decision.headers)
-        event = AccessEvent(
-            request_id=getattr(request.state, "request_id", ""),
-            tier=Tier.OPEN.value,
-            principal_kind=ANONYMOUS.kind.value,
-            principal_id=ANONYMOUS.id,
-            consumer=None,
-            client_address=client_address(request),
-            operation_name=f"ckan.{action}"[:80],
-            operation_type="query",
-            query_digest=None,
-            status=response.status_code,
-            error_codes=codes,
-            latency_ms=round((time.perf_counter() - started) * 1000, 3),
-        )
+        event = anonymous_read_event(request, f"ckan.{action}"[:80], response.status_code, codes, started)
         return await answer_once_recorded(self.state.access_log, event, response)
 
     def _error(self, help_url: str, err: CkanError, headers: dict[str, str]) -> Response:

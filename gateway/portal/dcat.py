@@ -26,13 +26,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.access_log import AccessEvent, answer_once_recorded
-from gateway.client_address import client_address
+from gateway.access_log import anonymous_read_event, answer_once_recorded
 from gateway.identity.limits_hook import check_rate
 from gateway.portal.listing import FORMAT_LABELS, MEDIA_TYPES, OpenDataset, open_listing, public_base
 from gateway.problems import Problem, problem_response
 from gateway.state import GatewayState
-from policies.model import Tier
 from resolvers.context import ANONYMOUS
 
 VCARD = Namespace("http://www.w3.org/2006/vcard/ns#")
@@ -214,20 +212,7 @@ class DcatEndpoints:
             except Problem as problem:
                 response, codes = problem_response(problem), [problem.code]
             response.headers.update(decision.headers)
-        event = AccessEvent(
-            request_id=getattr(request.state, "request_id", ""),
-            tier=Tier.OPEN.value,
-            principal_kind=ANONYMOUS.kind.value,
-            principal_id=ANONYMOUS.id,
-            consumer=None,
-            client_address=client_address(request),
-            operation_name=operation,
-            operation_type="query",
-            query_digest=None,
-            status=response.status_code,
-            error_codes=codes,
-            latency_ms=round((time.perf_counter() - started) * 1000, 3),
-        )
+        event = anonymous_read_event(request, operation, response.status_code, codes, started)
         return await answer_once_recorded(self.state.access_log, event, response)
 
 

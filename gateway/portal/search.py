@@ -36,14 +36,12 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.access_log import AccessEvent, answer_once_recorded
-from gateway.client_address import client_address
+from gateway.access_log import anonymous_read_event, answer_once_recorded
 from gateway.explorer import UPDATE_CYCLES
 from gateway.portal.budget import explorer_decision, rate_problem
 from gateway.problems import Problem, problem_response
 from gateway.state import GatewayState
-from policies.model import CATEGORY_LABELS, OPEN_LABELS, Tier
-from resolvers.context import ANONYMOUS
+from policies.model import CATEGORY_LABELS, OPEN_LABELS
 
 FACETS = ("dept", "category", "theme", "open", "cycle")
 SORTS = ("relevance", "name", "modified")
@@ -244,18 +242,5 @@ class SearchEndpoint:
                 )
             except Problem as problem:
                 response, codes = problem_response(problem), [problem.code]
-        event = AccessEvent(
-            request_id=getattr(request.state, "request_id", ""),
-            tier=Tier.OPEN.value,
-            principal_kind=ANONYMOUS.kind.value,
-            principal_id=ANONYMOUS.id,
-            consumer=None,
-            client_address=client_address(request),
-            operation_name="explorer.search",
-            operation_type="query",
-            query_digest=None,
-            status=response.status_code,
-            error_codes=codes,
-            latency_ms=round((time.perf_counter() - started) * 1000, 3),
-        )
+        event = anonymous_read_event(request, "explorer.search", response.status_code, codes, started)
         return await answer_once_recorded(self.state.access_log, event, response)
