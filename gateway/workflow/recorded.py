@@ -6,6 +6,7 @@ identity changes are). Fail closed: if the event cannot be written the change is
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -112,6 +113,35 @@ async def _before(engine: AsyncEngine, model: type[SQLModel], key: int) -> dict[
         return _values(row) if row is not None else None
 
 
+async def _recorded_change(
+    engine: AsyncEngine,
+    audit: IdentityAudit | None,
+    actor: Actor,
+    operation: str,
+    model: type[SQLModel],
+    key: int,
+    change: Callable[[], Awaitable[Any]],
+    describe: Callable[[Any], tuple[str, str | None, dict[str, Any]]],
+    request: Request | None,
+) -> Any:
+    """A change to an existing row and its event; if the event cannot be written the row is put
+    back as it was. `describe` gives the event's target, consumer and detail from the new row."""
+    before = await _before(engine, model, key)
+    row = await change()
+    target, consumer, detail = describe(row)
+    await _record(
+        audit,
+        actor,
+        operation,
+        target=target,
+        consumer=consumer,
+        detail=detail,
+        undo=lambda: _restore(engine, model, key, before or {}),
+        request=request,
+    )
+    return row
+
+
 async def answer_demand(
     engine: AsyncEngine,
     audit: IdentityAudit | None,
@@ -123,21 +153,19 @@ async def answer_demand(
     reason: str | None = None,
     request: Request | None = None,
 ) -> demands.Demand:
-    before = await _before(engine, demands.Demand, demand_id)
-    row = await demands.answer_demand(
-        engine, actor, demand_id, answer=answer, promised_date=promised_date, reason=reason
-    )
-    await _record(
+    return await _recorded_change(
+        engine,
         audit,
         actor,
         "demand.answer",
-        target=f"demand:{row.id}",
-        consumer=row.requester,
-        detail=_demand_detail(row),
-        undo=lambda: _restore(engine, demands.Demand, demand_id, before or {}),
-        request=request,
+        demands.Demand,
+        demand_id,
+        lambda: demands.answer_demand(
+            engine, actor, demand_id, answer=answer, promised_date=promised_date, reason=reason
+        ),
+        lambda row: (f"demand:{row.id}", row.requester, _demand_detail(row)),
+        request,
     )
-    return row
 
 
 async def fulfil_demand(
@@ -149,19 +177,17 @@ async def fulfil_demand(
     dataset: str,
     request: Request | None = None,
 ) -> demands.Demand:
-    before = await _before(engine, demands.Demand, demand_id)
-    row = await demands.fulfil_demand(engine, actor, demand_id, dataset=dataset)
-    await _record(
+    return await _recorded_change(
+        engine,
         audit,
         actor,
         "demand.fulfil",
-        target=f"demand:{row.id}",
-        consumer=row.requester,
-        detail=_demand_detail(row),
-        undo=lambda: _restore(engine, demands.Demand, demand_id, before or {}),
-        request=request,
+        demands.Demand,
+        demand_id,
+        lambda: demands.fulfil_demand(engine, actor, demand_id, dataset=dataset),
+        lambda row: (f"demand:{row.id}", row.requester, _demand_detail(row)),
+        request,
     )
-    return row
 
 
 async def report_quality(
@@ -198,18 +224,20 @@ async def resolve_quality(
     resolved_at: datetime | None = None,
     request: Request | None = None,
 ) -> quality.QualityReport:
-    before = await _before(engine, quality.QualityReport, report_id)
-    row = await quality.resolve_quality(
-        engine, actor, report_id, resolution=resolution, reason=reason, resolved_at=resolved_at
-    )
-    await _record(
+    return await _recorded_change(
+        engine,
         audit,
         actor,
         "quality.resolve",
-        target=f"quality:{row.id}",
-        consumer=row.reporter,
-        detail={**_report_detail(row), "timeliness": quality.timeliness(row)},
-        undo=lambda: _restore(engine, quality.QualityReport, report_id, before or {}),
-        request=request,
+        quality.QualityReport,
+        report_id,
+        lambda: quality.resolve_quality(
+            engine, actor, report_id, resolution=resolution, reason=reason, resolved_at=resolved_at
+        ),
+        lambda row: (
+            f"quality:{row.id}",
+            row.reporter,
+            {**_report_detail(row), "timeliness": quality.timeliness(row)},
+        ),
+        request,
     )
-    return row
