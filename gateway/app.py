@@ -31,6 +31,10 @@ from gateway.crypto.routes import SigningKeysEndpoint
 from gateway.crypto.service import DepartmentKeyDirectory, DepartmentKeyRefresh
 from gateway.crypto.signing import ResponseSigner, ResponseSigningMiddleware, open_signing_store
 from gateway.db import create_engine, pool_fits
+from gateway.enterprise.pages import MOUNT as ENTERPRISE
+from gateway.enterprise.pages import SCOPES as ENTERPRISE_SCOPES
+from gateway.enterprise.pages import enterprise_pages
+from gateway.enterprise.service import KeyDefaults
 from gateway.explorer import Explorer
 from gateway.graphql_http import GraphQLEndpoint
 from gateway.identity import discovery
@@ -262,6 +266,12 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
     admin_protector = state.identity.protector(realm="shuqiao-admin", scopes=WORKFLOW_SCOPES)
     admin_check = SessionOrBearer(sessions, admin_protector)
     console = Console(admin_check, state.access_log)
+    enterprise = enterprise_pages(
+        SessionOrBearer(
+            sessions, state.identity.protector(realm="shuqiao-enterprise", scopes=ENTERPRISE_SCOPES)
+        ),
+        state.access_log,
+    )
     explorer = Explorer(state)
     downloads = Downloads(state)
     ckan = CkanAPI(state)
@@ -299,6 +309,8 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
                 settings.grant_expiry_warning_days,
                 keyring=lambda: state.registry.keyring,  # quality reports keyed by 身份证号 (blind index)
                 check=admin_check,
+                hasher=state.identity.hasher,  # enterprises make their own API keys
+                key_defaults=KeyDefaults(settings.api_key_rate_per_minute, settings.api_key_daily_quota),
             ).handle,
             methods=["POST"],
         ),
@@ -320,6 +332,10 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         # the workflow console (工作台): applications, approvals, grants, demands, quality reports
         Route(CONSOLE, console.page),
         Mount(CONSOLE, routes=console.routes()),
+        # an enterprise's keys, grants, usage and applications (the dataset pages link to /enterprise/apply)
+        Route(ENTERPRISE, enterprise.page),
+        Route(f"{ENTERPRISE}/apply", enterprise.page),
+        Mount(ENTERPRISE, routes=enterprise.routes()),
         Route("/kpi", kpis.page),  # the same, as a page (Chinese first, no script)
         Route("/kpi.json", kpis.json),
         Route("/kpi.csv", kpis.csv),
