@@ -240,7 +240,8 @@ async def usage(
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """Calls per key per day from the audit log (the open tier's events of the enterprise's
-    keys: queries and downloads; `refused` those answered 400 or above, rate limits included;
+    keys: queries and downloads; `refused` those answered with an error — HTTP 400 or above,
+    rate limits included, or a GraphQL error such as FORBIDDEN;
     `rows` the records delivered), and each key's limits. One query, bucketed in SQL by day."""
     if not 1 <= days <= MAX_USAGE_DAYS:
         raise EnterpriseError(f"days is 1 to {MAX_USAGE_DAYS}")
@@ -255,7 +256,7 @@ async def usage(
             EVENTS.c.principal_id,
             day.label("day"),
             func.count(),
-            func.sum(case((EVENTS.c.status >= 400, 1), else_=0)),
+            func.sum(case(((EVENTS.c.status >= 400) | (EVENTS.c.error_codes != "[]"), 1), else_=0)),
             func.coalesce(func.sum(EVENTS.c.row_count), 0),
         )
         .where(
