@@ -312,6 +312,10 @@ def test_an_enterprise_sees_and_acts_on_its_own_only(
         refused = admin(client, theirs, APPLY, {"input": {**payload, **extra}}).json()
         assert _codes(refused) in (["FORBIDDEN"], ["BAD_USER_INPUT"]), refused
 
+    # an enterprise's user reaches nothing of the departments' workflow
+    for query in ("{ kpis { asOf } }", "{ demands { id } }", "{ qualityReports { id } }"):
+        assert _codes(admin(client, mine, query).json()) == ["FORBIDDEN"], query
+
     # a department's people have no enterprise: no keys to list (FORBIDDEN), no page
     assert _codes(admin(client, stewards["tax"], "{ apiKeys { prefix } }").json()) == ["FORBIDDEN"]
     assert _codes(admin(client, stewards["tax"], CREATE_KEY, {"n": "x"}).json()) == ["FORBIDDEN"]
