@@ -18,6 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlmodel import Field, SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from catalogue.spec import DatasetSpec
+
 
 class DatasetStatus(SQLModel, table=True):
     __tablename__ = "dataset_status"
@@ -59,6 +61,24 @@ def describe(row: DatasetStatus | None) -> dict[str, Any]:
             value = (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
         out[name] = value
     return out
+
+
+def listing(spec: DatasetSpec, status: DatasetStatus | None) -> dict[str, Any]:
+    """One dataset as `shuqiao catalog list --json` and `GET /admin/data/datasets` show it: its entry,
+    the columns a file loads into, its size and freshness."""
+    return {
+        "code": spec.code,
+        "resource_code": spec.resource_code,
+        "name": spec.name,
+        "department": spec.department,
+        "share": spec.share.value,
+        "open": spec.open.value,
+        "published": spec.published,
+        "fields": len(spec.fields),
+        "columns": [f.name for f in spec.fields],
+        "entity_key": spec.entity_field,
+        **describe(status),
+    }
 
 
 async def load_statuses(engine: AsyncEngine) -> dict[str, DatasetStatus]:

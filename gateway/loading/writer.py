@@ -99,11 +99,13 @@ class LoadRejected(LoadError):
 
 
 class RejectsFile:
-    """The rejects, as CSV (row, column, reason), written as they come; the first few are kept
-    for the message. Opened on the first reject only."""
+    """The rejects, as CSV (row, column, reason), written as they come; the first `keep` are
+    kept for the message (over HTTP, where there is no file, the answer carries them). Opened on
+    the first reject only."""
 
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, path: Path | None, keep: int = SAMPLE) -> None:
         self.path = path
+        self.keep = keep
         self.count = 0
         self.sample: list[Reject] = []
         self._file: IO[str] | None = None
@@ -111,7 +113,7 @@ class RejectsFile:
 
     def add(self, reject: Reject) -> None:
         self.count += 1
-        if len(self.sample) < SAMPLE:
+        if len(self.sample) < self.keep:
             self.sample.append(reject)
         if self.path is None:
             return
