@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, DateTime, insert, update
+from sqlalchemy import BigInteger, Boolean, Column, DateTime, false, insert, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlmodel import Field, SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -39,6 +39,11 @@ class DatasetStatus(SQLModel, table=True):
     source_table: str | None = Field(default=None, max_length=200)
     source_updated_column: str | None = Field(default=None, max_length=64)
     source_key: str | None = Field(default=None, max_length=200)  # comma-separated key columns
+    # The source holds every row, every time (a full snapshot): a row gone from it is deleted
+    # here on the next sync. An incremental source (the default) never deletes.
+    source_snapshot: bool = Field(
+        default=False, sa_column=Column(Boolean(), nullable=False, server_default=false())
+    )
 
 
 FRESHNESS_FIELDS = (

@@ -522,6 +522,7 @@ def catalog_show(
             "sql": status.source_sql,
             "updated_column": status.source_updated_column,
             "key": status.source_key,
+            "snapshot": status.source_snapshot,
             "watermark": status.sync_watermark,
         },
         "fields": [
