@@ -193,6 +193,8 @@ def test_a_developer_gets_403_from_every_steward_endpoint(env: Any, served: str)
             )
         )
     assert httpx.get(f"{served}/admin/data/datasets").status_code == 401  # no session, no token
+    schema = httpx.get(f"{served}/console/static/catalogue.schema.json")  # the section's link for editors
+    assert schema.status_code == 200 and "datasets" in schema.json()["properties"]
 
 
 def _all_datasets(env: Any) -> list[dict[str, Any]]:
