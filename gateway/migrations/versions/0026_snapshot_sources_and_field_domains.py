@@ -2,7 +2,7 @@
 (an enumeration, a maximum length), checked while loading
 
 Revision ID: 0026
-Revises: 0019
+Revises: 0028
 Create Date: 2026-12-03 07:00:00
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0026"
-down_revision = "0019"  # the lead re-chains at merge
+down_revision = "0028"  # chained after main's head (credential cutoffs); the lead may re-chain
 branch_labels = None
 depends_on = None
 
