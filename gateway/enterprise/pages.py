@@ -21,9 +21,9 @@ from gateway.access_log import AccessLog
 from gateway.workflow.console import Console
 
 STATIC = Path(__file__).resolve().parent.parent / "static" / "enterprise"
-ASSETS = {
-    "enterprise.js": "text/javascript; charset=utf-8",
-    "enterprise.css": "text/css; charset=utf-8",
+ASSETS = {  # name: (file, media type)
+    "enterprise.js": (STATIC / "enterprise.js", "text/javascript; charset=utf-8"),
+    "enterprise.css": (STATIC / "enterprise.css", "text/css; charset=utf-8"),
 }
 MOUNT = "/enterprise"
 SCOPES = ["enterprise"]  # the page's check; the API checks ownership on every call
