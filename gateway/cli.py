@@ -169,8 +169,8 @@ Demo credentials (also in {s.var_dir}/demo-credentials.json, mode 0600):""")
     for ent, key in creds["api_keys"].items():
         typer.echo(f"  {ent} X-API-Key: {key}")
     for username, u in creds.get("users", {}).items():
-        who = u.get("department") or u.get("enterprise") or ""
-        typer.echo(f"  person {username} ({' '.join(u['roles'])} {who}) password: {u['password']}")
+        who = " ".join([*u["roles"], u.get("department") or u.get("enterprise") or ""]).strip()
+        typer.echo(f"  person {username} ({who}) password: {u['password']}")
     example = (
         '{"query":"{ enterpriseRegistration(first: 3) { edges { node { name legalRepresentative } } } }"}'
     )
