@@ -389,3 +389,13 @@ def test_cli_keys_apply_grants_usage(client: Any, demo_env: Any) -> None:
     revoked = _cli(demo_env, "enterprise", "keys", "revoke", rotated["prefix"], "--as", ent, "--json")
     assert json.loads(revoked.output)["state"] == "revoked"
     assert _cli(demo_env, "enterprise", "keys", "list", "--as", "nosuch").exit_code == 2
+
+
+def test_usage_days_are_china_standard_time_calendar_days() -> None:
+    from gateway.enterprise.service import _days
+
+    # 01:30 on 3 December in Beijing is still 2 December in UTC
+    days = _days(2, datetime(2026, 12, 2, 17, 30, tzinfo=UTC))
+    assert [d[0] for d in days] == ["2026-12-02", "2026-12-03"]
+    assert days[1][1] == datetime(2026, 12, 2, 16, 0, tzinfo=UTC)
+    assert days[1][2] == datetime(2026, 12, 3, 16, 0, tzinfo=UTC) and days[0][2] == days[1][1]
