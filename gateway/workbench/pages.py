@@ -20,7 +20,6 @@ reaches the server's HTML: the page keeps it in sessionStorage of its tab.
 from __future__ import annotations
 
 import html
-import mimetypes
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from gateway.explorer import API_KEY_HEADER
 from gateway.identity.bearer import BearerRefused
 from gateway.problems import Problem, problem_response
 from gateway.state import GatewayState
+from gateway.workbench.assets import VendorAssets
 from gateway.workbench.client import CLIENT_ID, SCOPES, ensure_workbench_client, redirect_uri
 from gateway.workbench.errors import CODES, KINDS, errors_document
 from gateway.workbench.examples import examples_document
@@ -55,24 +55,6 @@ WORKBENCH_CSP = (
 )
 ERRORS_CSP = f"{_COMMON}; style-src 'self'"
 SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
-
-
-def _vendor_files() -> dict[str, Path]:
-    """Every file of the bundle, by its path under /graphiql/vendor/ (nothing else is served)."""
-    return {p.relative_to(VENDOR).as_posix(): p for p in sorted(VENDOR.rglob("*")) if p.is_file()}
-
-
-def _media_type(name: str) -> str:
-    if name.endswith(".js"):
-        return "text/javascript; charset=utf-8"
-    if name.endswith(".css"):
-        return "text/css; charset=utf-8"
-    if name.endswith(".ttf"):
-        return "font/ttf"
-    if name.endswith(".json"):
-        return "application/json"
-    guessed, _ = mimetypes.guess_type(name)
-    return "text/plain; charset=utf-8" if guessed in (None, "text/plain") else guessed
 
 
 PAGE = """<!doctype html>
@@ -150,7 +132,7 @@ class Workbench:
     def __init__(self, state: GatewayState) -> None:
         self.state = state
         self.issuer = state.identity.issuer.rstrip("/")
-        self.vendor = _vendor_files()
+        self.vendor = VendorAssets(VENDOR)
         self._client_ready = False
 
     def routes(self) -> list[Route]:
@@ -161,7 +143,7 @@ class Workbench:
             Route("/share/examples.json", self.share_examples),
             Route("/errors", self.errors_page),
             Route("/errors.json", self.errors_json),
-            Route("/vendor/{path:path}", self.vendor_file),
+            Route("/vendor/{path:path}", self.vendor.handle),
             Route("/assets/{name}", self.own_file),
         ]
 
@@ -248,13 +230,6 @@ class Workbench:
         return _json(errors_document())
 
     # ------------------------------------------------------------ files
-    async def vendor_file(self, request: Request) -> Response:
-        name = request.path_params["path"]
-        path = self.vendor.get(name)
-        if path is None:
-            return problem_response(Problem(404, "No such file.", "NOT_FOUND"))
-        return FileResponse(path, media_type=_media_type(name), headers=SECURITY_HEADERS)
-
     async def own_file(self, request: Request) -> Response:
         name = request.path_params["name"]
         if name not in OWN_ASSETS:

@@ -198,6 +198,24 @@ def test_vendored_files_only(client: Any) -> None:
     assert client.get("/graphiql/assets/index.html").status_code == 404
 
 
+def test_vendored_files_compressed_and_revalidated(client: Any) -> None:
+    raw = (ROOT / "gateway/static/graphiql/graphiql.js").read_bytes()
+    gz = client.get("/graphiql/vendor/graphiql.js", headers={"Accept-Encoding": "gzip"})
+    assert gz.headers["content-encoding"] == "gzip" and gz.content == raw  # httpx decompressed it
+    assert int(gz.headers["content-length"]) < len(raw) / 2
+    assert "Accept-Encoding" in gz.headers["vary"] and gz.headers["cache-control"] == "no-cache"
+    plain = client.get("/graphiql/vendor/graphiql.js", headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers and plain.content == raw
+    again = client.get("/graphiql/vendor/graphiql.js", headers={"If-None-Match": gz.headers["etag"]})
+    assert again.status_code == 304 and again.content == b""
+    font = client.get("/graphiql/vendor/codicon.ttf")
+    assert font.headers["content-type"] == "font/ttf"
+    listed = client.get("/graphiql/vendor/licenses/packages.json").json()
+    version = next(p["version"] for p in listed if p["name"] == "graphiql")
+    licence = client.get(f"/graphiql/vendor/licenses/graphiql@{version}/LICENSE")
+    assert licence.status_code == 200 and licence.headers["content-type"].startswith("text/plain")
+
+
 def test_the_page_script_keeps_the_token_out_of_urls() -> None:
     """A static reading of the page's script: the code leaves the address bar before the exchange,
     the token goes only to sessionStorage and the Authorization header."""
