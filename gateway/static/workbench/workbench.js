@@ -147,6 +147,12 @@
 
   async function startSignIn() {
     const o = cfg.oauth;
+    const home = new URL(o.redirectUri);
+    if (home.origin !== location.origin) {
+      // the sign-in returns to the issuer's address, whose sessionStorage is another one
+      location.assign(home.href + location.search);
+      return;
+    }
     const verifier = randomString(48);
     const state = randomString(24);
     const challenge = b64url(await sha256(verifier));
