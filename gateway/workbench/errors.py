@@ -19,6 +19,7 @@ class ErrorCode:
     tiers: tuple[str, ...] = ("open", "share")
 
 
+KIND_LABELS = {"request": "请求 request", "field": "字段 field", "service": "服务 service"}
 KINDS = {
     "request": "请求错误：查询未执行，响应没有 data",
     "field": "字段错误：该字段为 null，其余结果照常返回",

@@ -34,7 +34,7 @@ from gateway.problems import Problem, problem_response
 from gateway.state import GatewayState
 from gateway.workbench.assets import VendorAssets
 from gateway.workbench.client import CLIENT_ID, SCOPES, ensure_workbench_client, redirect_uri
-from gateway.workbench.errors import CODES, KINDS, errors_document
+from gateway.workbench.errors import CODES, KIND_LABELS, KINDS, errors_document
 from gateway.workbench.examples import examples_document
 from policies.model import Tier
 
@@ -211,12 +211,13 @@ class Workbench:
     # ------------------------------------------------------------ errors
     async def errors_page(self, request: Request) -> Response:
         kinds = "".join(
-            f"<li><strong>{html.escape(k)}</strong>：{html.escape(v)}</li>" for k, v in KINDS.items()
+            f"<li><strong>{html.escape(KIND_LABELS[k])}</strong>：{html.escape(text)}</li>"
+            for k, text in KINDS.items()
         )
         rows = "\n".join(
             "<tr>"
             f'<th scope="row" id="{c.code}"><code>{c.code}</code></th><td>{c.status}</td>'
-            f"<td>{html.escape(c.kind)}</td><td>{html.escape(c.zh)}</td>"
+            f"<td>{html.escape(KIND_LABELS[c.kind])}</td><td>{html.escape(c.zh)}</td>"
             f'<td lang="en">{html.escape(c.en)}</td><td>{" ".join(c.tiers)}</td>'
             "</tr>"
             for c in CODES
