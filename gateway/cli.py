@@ -154,6 +154,7 @@ def _print_demo(s: Settings, creds: dict[str, Any]) -> None:
     typer.echo(f"""
 Shuqiao demo is ready.
   explorer      {base}/explore           (the public open-data page)
+  workbench     {base}/graphiql          (GraphiQL on the open tier; /graphiql/share: sign in, share tier)
   open tier     {base}/open/graphql      (anonymous; X-API-Key for conditionally open data)
   share tier    {base}/share/graphql     (Bearer token from {base}/oauth/token)
   audit         {base}/audit             (security officers sign in: see "users" in the credentials file)
