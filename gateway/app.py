@@ -24,7 +24,7 @@ from gateway.audit.checkpoints import CheckpointTask
 from gateway.audit.field_index import FieldIndexTask
 from gateway.audit.http import EXPORT_PATH, AuditAPI
 from gateway.audit.retention import RetentionTask, archive_dir
-from gateway.catalogue_admin import catalogue_routes
+from gateway.catalogue_admin import catalogue_protector, catalogue_routes
 from gateway.client_address import ClientAddressMiddleware, parse_proxies
 from gateway.crypto.routes import SigningKeysEndpoint
 from gateway.crypto.service import DepartmentKeyDirectory, DepartmentKeyRefresh
@@ -251,6 +251,8 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
     admin_protector = state.identity.protector(realm="shuqiao-admin", scopes=WORKFLOW_SCOPES)
     admin_check = SessionOrBearer(sessions, admin_protector)
     console = Console(admin_check, state.access_log)
+    # catalogue as code and data loading: a steward's session (the console's 目录与数据) or a token
+    steward_check = SessionOrBearer(sessions, catalogue_protector(state.identity))
     explorer = Explorer(state)
     workbench = Workbench(state)
     downloads = Downloads(state)
@@ -277,7 +279,8 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         ),
         Mount("/oauth", routes=oauth_routes(state.identity)),  # RFC 6749 endpoints and sign-in pages
         Mount("/admin/identity", routes=admin_routes(state.identity)),  # clients, people, API keys
-        Mount("/admin/data", routes=DataLoadAPI(state).routes()),  # POST /admin/data/{dataset}/load
+        # GET /admin/data/datasets, POST /admin/data/{dataset}/load
+        Mount("/admin/data", routes=DataLoadAPI(state, steward_check).routes()),
         # applications, approvals, grants (gateway/workflow/admin_graphql.py)
         Route(
             "/admin/graphql",
@@ -314,7 +317,9 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         Route("/kpi", kpis.page),  # the same, as a page (Chinese first, no script)
         Route("/kpi.json", kpis.json),
         Route("/kpi.csv", kpis.csv),
-        Mount("/admin/catalogue", routes=catalogue_routes(state.identity)),  # catalogue as code
+        Mount(
+            "/admin/catalogue", routes=catalogue_routes(state.identity, steward_check)
+        ),  # catalogue as code
         # The officer page and API (audit:read): search, detail, stats, export, verify, alerts.
         Route("/audit", audit.page),
         Mount("/audit", routes=audit.routes()),
