@@ -20,6 +20,7 @@ reaches the server's HTML: the page keeps it in sessionStorage of its tab.
 from __future__ import annotations
 
 import html
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from starlette.routing import Route
 from gateway.explorer import API_KEY_HEADER
 from gateway.identity.bearer import BearerRefused
 from gateway.problems import Problem, problem_response
+from gateway.registry import BuiltSchema
 from gateway.state import GatewayState
 from gateway.workbench.assets import VendorAssets
 from gateway.workbench.client import CLIENT_ID, SCOPES, ensure_workbench_client, redirect_uri
@@ -134,6 +136,8 @@ class Workbench:
         self.issuer = state.identity.issuer.rstrip("/")
         self.vendor = VendorAssets(VENDOR)
         self._client_ready = False
+        # one rendering per built schema (a catalogue change builds a new one, so a new entry)
+        self._examples: weakref.WeakKeyDictionary[BuiltSchema, bytes] = weakref.WeakKeyDictionary()
 
     def routes(self) -> list[Route]:
         """Under `Mount("/graphiql")`; the open page itself is `GET /graphiql` (`self.open_page`)."""
@@ -196,9 +200,16 @@ class Workbench:
         )
 
     # ------------------------------------------------------------ examples
+    def _examples_of(self, built: BuiltSchema, tier: Tier) -> bytes:
+        body = self._examples.get(built)
+        if body is None:
+            body = orjson.dumps(examples_document(built, ENDPOINTS[tier]))
+            self._examples[built] = body
+        return body
+
     async def open_examples(self, request: Request) -> Response:
         built = await self.state.registry.schema(Tier.OPEN)
-        return _json(examples_document(built, ENDPOINTS[Tier.OPEN]))
+        return _json(self._examples_of(built, Tier.OPEN))
 
     async def share_examples(self, request: Request) -> Response:
         try:  # the one bearer check, the share tier's own (share:read and a department)
@@ -206,7 +217,7 @@ class Workbench:
         except BearerRefused as refused:
             return problem_response(Problem(refused.status, refused.message, refused.code, refused.headers))
         built = await self.state.registry.schema(Tier.SHARE, claims.department)
-        return _json(examples_document(built, ENDPOINTS[Tier.SHARE]), private=True)
+        return _json(self._examples_of(built, Tier.SHARE), private=True)
 
     # ------------------------------------------------------------ errors
     async def errors_page(self, request: Request) -> Response:
@@ -238,6 +249,7 @@ class Workbench:
         return FileResponse(OWN / name, media_type=OWN_ASSETS[name], headers=SECURITY_HEADERS)
 
 
-def _json(doc: dict[str, Any], *, private: bool = False) -> Response:
+def _json(doc: dict[str, Any] | bytes, *, private: bool = False) -> Response:
     cache = "private, no-store" if private else "no-cache"
-    return Response(orjson.dumps(doc), media_type="application/json", headers={"Cache-Control": cache})
+    body = doc if isinstance(doc, bytes) else orjson.dumps(doc)
+    return Response(body, media_type="application/json", headers={"Cache-Control": cache})
