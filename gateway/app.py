@@ -52,7 +52,8 @@ from gateway.request_log import RequestLogMiddleware, log_line
 from gateway.secrets import SecretHasher, load_master_key
 from gateway.settings import Settings
 from gateway.state import GatewayState
-from gateway.web.session import SessionOrBearer, WebSessions
+from gateway.web.session import WEB_CLIENT_ID, SessionOrBearer, WebSessions
+from gateway.workbench.client import CLIENT_ID as WORKBENCH_CLIENT_ID
 from gateway.workbench.pages import Workbench
 from gateway.workflow.admin_graphql import SCOPES as WORKFLOW_SCOPES
 from gateway.workflow.admin_graphql import AdminGraphQL
@@ -63,6 +64,8 @@ from gateway.workflow.kpi_http import SCOPES as KPI_SCOPES
 from gateway.workflow.kpi_http import KpiEndpoints
 from policies.model import Tier
 
+# Clients that are the gateway's own pages (the console and officers' pages, the workbench).
+FIRST_PARTY_CLIENTS = frozenset({WEB_CLIENT_ID, WORKBENCH_CLIENT_ID})
 log = logging.getLogger("shuqiao")
 
 
@@ -277,7 +280,8 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
             GraphQLEndpoint(Tier.SHARE, state).handle,
             methods=["GET", "POST", "PUT", "DELETE"],
         ),
-        Mount("/oauth", routes=oauth_routes(state.identity)),  # RFC 6749 endpoints and sign-in pages
+        # RFC 6749 endpoints and sign-in pages; the gateway's own pages sign people in without consent
+        Mount("/oauth", routes=oauth_routes(state.identity, first_party=FIRST_PARTY_CLIENTS)),
         Mount("/admin/identity", routes=admin_routes(state.identity)),  # clients, people, API keys
         # GET /admin/data/datasets, POST /admin/data/{dataset}/load
         Mount("/admin/data", routes=DataLoadAPI(state, steward_check).routes()),
