@@ -20,7 +20,15 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from catalogue.service import Catalogue
-from gateway.portal.usage import Counts, cst_day, daily_usage, today_cst
+from gateway.portal.usage import (
+    Counts,
+    Totals,
+    cst_day,
+    daily_usage,
+    today_cst,
+    usage_by_dataset,
+    usage_by_day,
+)
 from policies import decisions
 from policies.model import Open
 
@@ -94,21 +102,14 @@ def window(days: int, today: date) -> list[date]:
     return [today - timedelta(days=i) for i in range(days - 1, -1, -1)]
 
 
-def series(
-    code: str | None, days: list[date], counts: dict[tuple[str, date], Counts]
-) -> list[dict[str, Any]]:
-    """One entry per day, zero-filled: of dataset `code`, or summed over every key given."""
-    per_day: dict[date, Counts] = {}
-    for (ds, day), c in counts.items():
-        if code is None or ds == code:
-            acc = per_day.setdefault(day, Counts())
-            acc.calls += c.calls
-            acc.downloads += c.downloads
+def series(days: list[date], per_day: dict[date, Counts]) -> list[dict[str, Any]]:
+    """One entry per day of the window, oldest first, zero-filled."""
+    zero = Counts()
     return [
         {
             "date": d.isoformat(),
-            "calls": per_day.get(d, Counts()).calls,
-            "downloads": per_day.get(d, Counts()).downloads,
+            "calls": per_day.get(d, zero).calls,
+            "downloads": per_day.get(d, zero).downloads,
         }
         for d in days
     ]
@@ -116,7 +117,27 @@ def series(
 
 def dataset_document(code: str, days: list[date], counts: dict[tuple[str, date], Counts]) -> dict[str, Any]:
     """`/stats/datasets/{code}.json`: exactly {"dataset", "days": [{"date", "calls", "downloads"}]}."""
-    return {"dataset": code, "days": series(code, days, counts)}
+    return {"dataset": code, "days": series(days, {day: c for (ds, day), c in counts.items() if ds == code})}
+
+
+def aggregate(
+    counts: dict[tuple[str, date], Counts], listed: set[str]
+) -> tuple[dict[str, Totals], dict[date, Counts]]:
+    """Per-(dataset, day) counts as the two aggregates a report needs (what
+    usage_by_dataset / usage_by_day compute in SQL), over the `listed` datasets."""
+    per_dataset: dict[str, Totals] = {}
+    per_day: dict[date, Counts] = {}
+    for (ds, day), c in counts.items():
+        if ds not in listed:
+            continue
+        t = per_dataset.setdefault(ds, Totals())
+        t.calls += c.calls
+        t.downloads += c.downloads
+        t.active_days += 1 if c.calls or c.downloads else 0
+        acc = per_day.setdefault(day, Counts())
+        acc.calls += c.calls
+        acc.downloads += c.downloads
+    return per_dataset, per_day
 
 
 def growth(datasets: list[PublicDataset]) -> list[dict[str, Any]]:
@@ -137,18 +158,15 @@ def growth(datasets: list[PublicDataset]) -> list[dict[str, Any]]:
 def stats_document(
     datasets: list[PublicDataset],
     days: list[date],
-    counts: dict[tuple[str, date], Counts],
+    per_dataset: dict[str, Totals],
+    per_day: dict[date, Counts],
     as_of: datetime,
 ) -> dict[str, Any]:
-    """`/stats.json`: per dataset and per day over the window, the top datasets, catalogue growth."""
-    listed = {d.code for d in datasets}
-    shown = {k: c for k, c in counts.items() if k[0] in listed}
-    by_dataset: dict[str, list[Counts]] = {}
-    for (ds, _), c in shown.items():
-        by_dataset.setdefault(ds, []).append(c)
+    """`/stats.json`: per dataset and per day over the window, the top datasets, catalogue growth.
+    `per_day` must be summed over the listed datasets only."""
     rows = []
     for d in datasets:
-        mine = by_dataset.get(d.code, [])
+        t = per_dataset.get(d.code, Totals())
         rows.append(
             {
                 "dataset": d.code,
@@ -157,13 +175,13 @@ def stats_document(
                 "resource_code": d.resource_code,
                 "department": d.department,
                 "conditional": d.conditional,
-                "calls": sum(c.calls for c in mine),
-                "downloads": sum(c.downloads for c in mine),
-                "active_days": sum(1 for c in mine if c.calls or c.downloads),
+                "calls": t.calls,
+                "downloads": t.downloads,
+                "active_days": t.active_days,
                 "usage": f"/stats/datasets/{d.code}.json?days={len(days)}",
             }
         )
-    daily = series(None, days, shown)
+    daily = series(days, per_day)
 
     def top(key: str) -> list[dict[str, Any]]:
         used = sorted((r for r in rows if r[key] > 0), key=lambda r: (-r[key], r["resource_code"]))
@@ -193,8 +211,9 @@ async def usage_report(
 ) -> dict[str, Any]:
     now = now or datetime.now(UTC)
     span = window(days, today_cst(now))
-    counts = await daily_usage(engine, span[0], span[-1])
-    return stats_document(datasets, span, counts, now)
+    per_dataset = await usage_by_dataset(engine, span[0], span[-1])
+    per_day = await usage_by_day(engine, span[0], span[-1], {d.code for d in datasets})
+    return stats_document(datasets, span, per_dataset, per_day, now)
 
 
 async def dataset_usage(

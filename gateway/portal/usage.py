@@ -24,13 +24,13 @@ Share-tier events are never read. Days are China Standard Time (UTC+8, no daylig
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 import orjson
-from sqlalchemy import BigInteger, Column, Date, Index, select, update
+from sqlalchemy import BigInteger, Column, Date, Index, case, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -82,6 +82,15 @@ Key = tuple[str, date]  # (dataset, day)
 class Counts:
     calls: int = 0
     downloads: int = 0
+
+
+@dataclass
+class Totals:
+    """One dataset over a period."""
+
+    calls: int = 0
+    downloads: int = 0
+    active_days: int = 0  # days with at least one call or download
 
 
 def cst_day(moment: datetime) -> date:
@@ -218,6 +227,37 @@ async def daily_usage(
     async with engine.connect() as conn:
         rows = await conn.execute(q)
         return {(ds, _day(day)): Counts(int(calls), int(downloads)) for ds, day, calls, downloads in rows}
+
+
+async def usage_by_dataset(engine: AsyncEngine, since: date, until: date) -> dict[str, Totals]:
+    """Per dataset from `since` to `until`: one aggregate, one row per dataset used."""
+    q = (
+        select(
+            USAGE.c.dataset,
+            func.sum(USAGE.c.calls),
+            func.sum(USAGE.c.downloads),
+            func.sum(case((USAGE.c.calls + USAGE.c.downloads > 0, 1), else_=0)),
+        )
+        .where(USAGE.c.day >= since, USAGE.c.day <= until)
+        .group_by(USAGE.c.dataset)
+    )
+    async with engine.connect() as conn:
+        return {ds: Totals(int(c or 0), int(d or 0), int(a or 0)) for ds, c, d, a in await conn.execute(q)}
+
+
+async def usage_by_day(
+    engine: AsyncEngine, since: date, until: date, datasets: Collection[str]
+) -> dict[date, Counts]:
+    """Per day from `since` to `until`, summed over `datasets`: one aggregate, one row per day."""
+    if not datasets:
+        return {}
+    q = (
+        select(USAGE.c.day, func.sum(USAGE.c.calls), func.sum(USAGE.c.downloads))
+        .where(USAGE.c.day >= since, USAGE.c.day <= until, USAGE.c.dataset.in_(sorted(datasets)))
+        .group_by(USAGE.c.day)
+    )
+    async with engine.connect() as conn:
+        return {_day(day): Counts(int(c or 0), int(d or 0)) for day, c, d in await conn.execute(q)}
 
 
 def _day(value: Any) -> date:

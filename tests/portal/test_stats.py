@@ -148,6 +148,11 @@ def test_calls_and_downloads_move_the_counts_by_exactly_that(
     assert doc["totals"]["calls"] == sum(d["calls"] for d in doc["datasets"])
     assert doc["top"]["calls"][0]["calls"] == max(d["calls"] for d in doc["datasets"])
     assert [p["date"] for p in doc["daily"]] == list(after["air_quality_daily"])
+    every = [_usage(app, code) for code in rows]  # the daily totals are the listed datasets' sums
+    for p in doc["daily"]:
+        assert (p["calls"], p["downloads"]) == tuple(
+            map(sum, zip(*(u[p["date"]] for u in every), strict=True))
+        )
 
 
 def _table_and_reference(
