@@ -22,6 +22,7 @@ PAGE_HEADERS = {
 }
 CHART_W, CHART_H, LEFT, BOTTOM, TOP_PAD = 720, 200, 44, 22, 12
 BAR_W = 160
+MAX_BAR = 24
 
 
 def _url(days: int, dataset: str | None = None) -> str:
@@ -45,7 +46,7 @@ def _daily_chart(daily: list[dict[str, Any]], label: str) -> str:
     peak = max([1, *(p["calls"] for p in daily), *(p["downloads"] for p in daily)])
     plot_w, plot_h = CHART_W - LEFT - 4, CHART_H - BOTTOM - TOP_PAD
     step = plot_w / len(daily)
-    bar = max(step / 2 - 0.5, 0.5)
+    bar = min(max(step / 2 - 0.5, 0.5), MAX_BAR)  # two bars a day, never wider than MAX_BAR
     parts = [
         _axis(plot_h),
         f'<line class="grid" x1="{LEFT}" x2="{CHART_W - 4}" y1="{TOP_PAD}" y2="{TOP_PAD}"/>',
@@ -53,7 +54,7 @@ def _daily_chart(daily: list[dict[str, Any]], label: str) -> str:
         f'<text class="tick" x="{LEFT - 4}" y="{TOP_PAD + plot_h}" text-anchor="end">0</text>',
     ]
     for i, p in enumerate(daily):
-        x = LEFT + i * step
+        x = LEFT + i * step + (step - 2 * bar) / 2
         for j, key in enumerate(("calls", "downloads")):
             h = round(p[key] / peak * plot_h, 1)
             parts.append(
@@ -183,10 +184,11 @@ def _growth_section(catalogue: dict[str, Any]) -> str:
     bars = []
     for i, p in enumerate(points):
         h = round(p["total"] / peak * plot_h, 1)
-        x = round(LEFT + i * step + step * 0.15, 1)
+        width = min(step * 0.7, 2 * MAX_BAR)
+        x = round(LEFT + i * step + (step - width) / 2, 1)
         bars.append(
             f'<rect class="growth" x="{x}" y="{round(TOP_PAD + plot_h - h, 1)}" '
-            f'width="{round(step * 0.7, 1)}" height="{h}">'
+            f'width="{round(width, 1)}" height="{h}">'
             f"<title>{p['month']}：累计 {p['total']}（新增 {p['added']}）</title></rect>"
         )
     for i in sorted({0, len(points) - 1}):
