@@ -24,7 +24,7 @@ from gateway.audit.checkpoints import CheckpointTask
 from gateway.audit.field_index import FieldIndexTask
 from gateway.audit.http import EXPORT_PATH, AuditAPI
 from gateway.audit.retention import RetentionTask, archive_dir
-from gateway.catalogue_admin import catalogue_routes
+from gateway.catalogue_admin import catalogue_protector, catalogue_routes
 from gateway.client_address import ClientAddressMiddleware, parse_proxies
 from gateway.crypto.routes import SigningKeysEndpoint
 from gateway.crypto.service import DepartmentKeyDirectory, DepartmentKeyRefresh
@@ -55,6 +55,7 @@ from gateway.secrets import SecretHasher, load_master_key
 from gateway.settings import Settings
 from gateway.state import GatewayState
 from gateway.web.session import SessionOrBearer, WebSessions
+from gateway.workbench.pages import Workbench
 from gateway.workflow.admin_graphql import SCOPES as WORKFLOW_SCOPES
 from gateway.workflow.admin_graphql import AdminGraphQL
 from gateway.workflow.console import MOUNT as CONSOLE
@@ -255,7 +256,10 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
     admin_protector = state.identity.protector(realm="shuqiao-admin", scopes=WORKFLOW_SCOPES)
     admin_check = SessionOrBearer(sessions, admin_protector)
     console = Console(admin_check, state.access_log)
+    # catalogue as code and data loading: a steward's session (the console's 目录与数据) or a token
+    steward_check = SessionOrBearer(sessions, catalogue_protector(state.identity))
     explorer = Explorer(state)
+    workbench = Workbench(state)
     downloads = Downloads(state)
     ckan = CkanAPI(state)
     dcat = DcatEndpoints(state)
@@ -281,7 +285,8 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         ),
         Mount("/oauth", routes=oauth_routes(state.identity)),  # RFC 6749 endpoints and sign-in pages
         Mount("/admin/identity", routes=admin_routes(state.identity)),  # clients, people, API keys
-        Mount("/admin/data", routes=DataLoadAPI(state).routes()),  # POST /admin/data/{dataset}/load
+        # GET /admin/data/datasets, POST /admin/data/{dataset}/load
+        Mount("/admin/data", routes=DataLoadAPI(state, steward_check).routes()),
         # applications, approvals, grants (gateway/workflow/admin_graphql.py)
         Route(
             "/admin/graphql",
@@ -318,7 +323,9 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         Route("/kpi", kpis.page),  # the same, as a page (Chinese first, no script)
         Route("/kpi.json", kpis.json),
         Route("/kpi.csv", kpis.csv),
-        Mount("/admin/catalogue", routes=catalogue_routes(state.identity)),  # catalogue as code
+        Mount(
+            "/admin/catalogue", routes=catalogue_routes(state.identity, steward_check)
+        ),  # catalogue as code
         # The officer page and API (audit:read): search, detail, stats, export, verify, alerts.
         Route("/audit", audit.page),
         Mount("/audit", routes=audit.routes()),
@@ -331,6 +338,10 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         *downloads.routes(),
         *dcat.routes(),  # /catalog.ttl|.jsonld and /explore/datasets/{code}.ttl|.jsonld|.json
         Mount("/explore", routes=explorer.routes()),
+        # The query workbench (docs/portal.md): GraphiQL on the open tier, and on the share tier
+        # with the person's own token from the page's sign-in (gateway.workbench)
+        Route("/graphiql", workbench.open_page),
+        Mount("/graphiql", routes=workbench.routes()),
         # For harvesters (docs/portal.md): the CKAN Action API's read part, in CKAN's own envelope
         *ckan.routes(),
         # Public usage statistics (docs/portal.md): /stats, /stats.json, /stats/datasets/{code}.json

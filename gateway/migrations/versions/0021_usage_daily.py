@@ -5,7 +5,7 @@ The cursor starts at 0: the gateway's rollup task counts the retained history in
 chunk by chunk, and then follows new events.
 
 Revision ID: 0021
-Revises: 0028
+Revises: 0026
 Create Date: 2026-12-03 06:50:00
 """
 
@@ -16,7 +16,7 @@ import sqlmodel
 from alembic import op
 
 revision = "0021"
-down_revision = "0028"  # main's head when this branch was merged
+down_revision = "0026"  # main's head when this branch was merged
 branch_labels = None
 depends_on = None
 
