@@ -209,9 +209,9 @@ def test_a_failed_chunk_counts_nothing_and_the_next_run_counts_it_once(
     from gateway.portal import usage
 
     _roll_up(demo_env)
-    gql(app, "open", AIR)
-    gql(app, "open", AIR)
     before = _table_and_reference(demo_env)[0]
+    gql(app, "open", AIR)
+    gql(app, "open", AIR)
 
     real = usage._add
 
