@@ -46,6 +46,8 @@ from gateway.portal.ckan import CkanAPI
 from gateway.portal.dcat import DcatEndpoints
 from gateway.portal.downloads import Downloads
 from gateway.portal.search import SearchEndpoint
+from gateway.portal.stats_http import StatsEndpoints
+from gateway.portal.usage import UsageRollupTask
 from gateway.problems import Problem, problem_response
 from gateway.registry import SchemaRegistry
 from gateway.request_log import RequestLogMiddleware, log_line
@@ -117,12 +119,15 @@ def _access_log(settings: Settings, engine: AsyncEngine, master_key: bytes) -> A
 
 def _audit_background(
     settings: Settings, state: GatewayState
-) -> list[CheckpointTask | AlertTask | RetentionTask | FieldIndexTask]:
-    """The search index, signed checkpoints, alert rules and retention, all reading the chain beside
-    the request path."""
+) -> list[CheckpointTask | AlertTask | RetentionTask | FieldIndexTask | UsageRollupTask]:
+    """The search index, the portal's usage rollup, signed checkpoints, alert rules and retention,
+    all reading the chain beside the request path."""
     if settings.audit_store != "chain":
         return []
-    tasks: list[CheckpointTask | AlertTask | RetentionTask | FieldIndexTask] = [FieldIndexTask(state.engine)]
+    tasks: list[CheckpointTask | AlertTask | RetentionTask | FieldIndexTask | UsageRollupTask] = [
+        FieldIndexTask(state.engine),
+        UsageRollupTask(state.engine),  # usage per dataset and day for /stats (gateway.portal.usage)
+    ]
     sink = state.access_log
     witness = sink.witness if isinstance(sink, ChainedAuditLog) else None
     if settings.audit_checkpoint_events > 0:
@@ -261,6 +266,7 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
     downloads = Downloads(state)
     ckan = CkanAPI(state)
     dcat = DcatEndpoints(state)
+    stats = StatsEndpoints(state)
     kpis = KpiEndpoints(
         state.engine,
         state.identity.protector(realm="shuqiao-kpi", scopes=KPI_SCOPES),
@@ -342,6 +348,8 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         Mount("/graphiql", routes=workbench.routes()),
         # For harvesters (docs/portal.md): the CKAN Action API's read part, in CKAN's own envelope
         *ckan.routes(),
+        # Public usage statistics (docs/portal.md): /stats, /stats.json, /stats/datasets/{code}.json
+        *stats.routes(),
     ]
     cors_rules = cors.policies(settings.cors_open_origins, settings.cors_share_origins)
     observers = [log_line, metrics.observe_request] if settings.metrics else [log_line]
