@@ -47,6 +47,7 @@ from gateway.portal import cors
 from gateway.portal.ckan import CkanAPI
 from gateway.portal.dcat import DcatEndpoints
 from gateway.portal.downloads import Downloads
+from gateway.portal.pages import PortalPages
 from gateway.portal.search import SearchEndpoint
 from gateway.problems import BUSY, Problem, problem_response
 from gateway.registry import SchemaRegistry
@@ -263,6 +264,7 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
     admin_check = SessionOrBearer(sessions, admin_protector)
     console = Console(admin_check, state.access_log)
     explorer = Explorer(state)
+    pages = PortalPages(state, explorer.preview)
     downloads = Downloads(state)
     ckan = CkanAPI(state)
     dcat = DcatEndpoints(state)
@@ -329,12 +331,15 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         Mount("/audit", routes=audit.routes()),
         # The public open-data page, its assets and catalogue JSON; GET / → /explore.
         Route("/", explorer.root),
-        Route("/explore", explorer.page),
+        # server-rendered, Chinese first (?lang=en), working without JavaScript (gateway.portal.pages)
+        Route("/explore", pages.catalogue),
         Route("/explore.json", SearchEndpoint(state).handle),  # search with facets: the page's twin
         # Downloads (docs/portal.md): /open/download/{code}.{fmt}, and the explorer's link to it;
         # listed before the /explore mount, which would otherwise take the second.
         *downloads.routes(),
-        *dcat.routes(),  # /catalog.ttl|.jsonld and /explore/datasets/{code}.ttl|.jsonld|.json
+        Route("/explore/datasets/{code}.json", pages.dataset_json),  # the dataset page's twin
+        *dcat.routes(),  # /catalog.ttl|.jsonld and /explore/datasets/{code}.ttl|.jsonld
+        Route("/explore/datasets/{code}", pages.dataset),
         Mount("/explore", routes=explorer.routes()),
         # For harvesters (docs/portal.md): the CKAN Action API's read part, in CKAN's own envelope
         *ckan.routes(),
