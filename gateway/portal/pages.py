@@ -335,7 +335,8 @@ class PortalPages:
             {
                 "ds": ds,
                 "name": self._name(ds, lang),
-                "meta": self._metadata(ds, status_row, t, lang),
+                "metadata": (metadata := self._metadata(ds, status_row, t, lang)),
+                "meta": self._metadata_rows(metadata, t),
                 "conditional": ds.conditional,
                 "open_label": i18n.label(t, "open", ds.spec.open.value),
                 "api_key_header": API_KEY_HEADER,
@@ -393,7 +394,7 @@ class PortalPages:
             }
         )
         if as_json:
-            ctx["json"] = self._json(ctx, data, outcome, variables)
+            ctx["json"] = self._json(ctx, outcome, variables)
         return Rendered(
             status,
             ctx,
@@ -407,35 +408,55 @@ class PortalPages:
 
     def _metadata(
         self, ds: OpenDataset, status_row: DatasetStatus | None, t: i18n.Translate, lang: str
-    ) -> list[tuple[str, str]]:
+    ) -> dict[str, Any]:
+        """The public metadata, machine values (the JSON twin's `metadata`)."""
         spec = ds.spec
         shown = {f["name"] for f in ds.entry["fields"]}
-        entity = ""
+        entity = None
         if spec.entity is not None and spec.entity_field and _camel(spec.entity_field) in shown:
-            entity = f"{t('entity.' + spec.entity.value)} · {_camel(spec.entity_field)}"
-        rows = status_row.row_count if status_row is not None else None
+            entity = {"entity": spec.entity.value, "key": _camel(spec.entity_field)}
         updated = (status_row.last_change_at if status_row is not None else None) or ds.modified
-        meta = [
-            (t("ds.resource_code"), spec.resource_code),
-            (t("ds.department"), self._dept(ds, lang)),
-            (t("ds.category"), i18n.label(t, "category", spec.category.value)),
-            (t("ds.theme"), spec.theme or t("ds.not_stated")),
-            (t("ds.cycle"), i18n.label(t, "cycle", spec.update_cycle)),
-            (t("ds.open"), i18n.label(t, "open", spec.open.value)),
-            (t("ds.licence"), spec.licence or t("ds.not_stated")),
-            (t("ds.contact"), spec.contact or t("ds.not_stated")),
-            (t("ds.published"), _date(ds.created) or t("ds.not_stated")),
-            (t("ds.updated"), _date(updated) or t("ds.not_stated")),
-            (t("ds.rows"), f"{rows:,}" if rows is not None else t("ds.not_loaded")),
-            (t("ds.entity"), entity or t("ds.not_stated")),
-            (t("ds.root"), ds.entry["rootField"]),
-        ]
         # Not the catalogue's 开放条件 prose: it may name the fields it withholds, which the open
-        # schema does not (the open attribute above says what the public needs to know).
-        keywords = ds.keywords()
-        if keywords:
-            meta.append((t("ds.tags"), "、".join(keywords)))
-        return meta
+        # schema does not (the open attribute says what the public needs to know).
+        return {
+            "resourceCode": spec.resource_code,
+            "department": {"code": ds.department.code, "name": self._dept(ds, lang)},
+            "category": spec.category.value,
+            "theme": spec.theme or None,
+            "updateCycle": spec.update_cycle,
+            "openAttribute": spec.open.value,
+            "licence": spec.licence or None,
+            "contact": spec.contact or None,
+            "firstPublished": _date(ds.created) or None,
+            "lastUpdated": _date(updated) or None,
+            "rowCount": status_row.row_count if status_row is not None else None,
+            "entity": entity,
+            "rootField": ds.entry["rootField"],
+            "keywords": ds.keywords(),
+        }
+
+    def _metadata_rows(self, meta: dict[str, Any], t: i18n.Translate) -> list[tuple[str, str]]:
+        """The same metadata as the page's labelled rows."""
+        missing = t("ds.not_stated")
+        entity = meta["entity"]
+        rows = [
+            (t("ds.resource_code"), meta["resourceCode"]),
+            (t("ds.department"), meta["department"]["name"]),
+            (t("ds.category"), i18n.label(t, "category", meta["category"])),
+            (t("ds.theme"), meta["theme"] or missing),
+            (t("ds.cycle"), i18n.label(t, "cycle", meta["updateCycle"])),
+            (t("ds.open"), i18n.label(t, "open", meta["openAttribute"])),
+            (t("ds.licence"), meta["licence"] or missing),
+            (t("ds.contact"), meta["contact"] or missing),
+            (t("ds.published"), meta["firstPublished"] or missing),
+            (t("ds.updated"), meta["lastUpdated"] or missing),
+            (t("ds.rows"), f"{meta['rowCount']:,}" if meta["rowCount"] is not None else t("ds.not_loaded")),
+            (t("ds.entity"), f"{t('entity.' + entity['entity'])} · {entity['key']}" if entity else missing),
+            (t("ds.root"), meta["rootField"]),
+        ]
+        if meta["keywords"]:
+            rows.append((t("ds.tags"), "、".join(meta["keywords"])))
+        return rows
 
     def _field_row(self, ds: OpenDataset, f: dict[str, Any], t: i18n.Translate) -> dict[str, Any]:
         spec = next((s for s in ds.spec.fields if _camel(s.name) == f["name"]), None)
@@ -526,9 +547,7 @@ class PortalPages:
         ]
         return view
 
-    def _json(
-        self, ctx: dict[str, Any], data: dict[str, Any] | None, outcome: Outcome, variables: dict[str, Any]
-    ) -> dict[str, Any]:
+    def _json(self, ctx: dict[str, Any], outcome: Outcome, variables: dict[str, Any]) -> dict[str, Any]:
         ds: OpenDataset = ctx["ds"]
         base = public_base(self.state)
         chart = ctx["chart"] or {}
@@ -542,7 +561,7 @@ class PortalPages:
             "ckan": f"{base}/api/3/action/package_show?id={ds.code}",
             "modified": ds.modified.isoformat() if ds.modified else None,
             "page": f"{base}/explore/datasets/{ds.code}",
-            "metadata": dict(ctx["meta"]),
+            "metadata": ctx["metadata"],
             "preview": {
                 "query": ctx["query"],
                 "variables": variables,

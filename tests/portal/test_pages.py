@@ -57,12 +57,11 @@ def _twin(c: TestClient, code: str, **params: str) -> dict[str, Any]:
 
 def test_every_message_has_both_languages_and_every_key_used_exists() -> None:
     assert all(len(v) == 2 and all(v) for v in i18n.MESSAGES.values())
+    call = re.compile(r"""(?<![\w.])t\(["']([a-z_]+\.[a-z_.]*[a-z_])["']""")  # t("key"), not t("prefix." ~ x)
     used = set()
-    for template in TEMPLATES.glob("*.html"):
-        used |= set(re.findall(r"""t\(["']([a-z_.]+)["']""", template.read_text()))
-    source = (Path(pages.__file__)).read_text()
-    used |= set(re.findall(r"""t\(["']([a-z_.]+)["']""", source))
-    assert used and used <= set(i18n.MESSAGES), used - set(i18n.MESSAGES)
+    for source in [*TEMPLATES.glob("*.html"), Path(pages.__file__)]:
+        used |= set(call.findall(source.read_text()))
+    assert len(used) > 50 and used <= set(i18n.MESSAGES), used - set(i18n.MESSAGES)
 
 
 @pytest.mark.parametrize(
@@ -123,6 +122,14 @@ def test_the_dataset_page_shows_metadata_and_only_what_the_open_schema_has(app: 
     er = app.get("/explore/datasets/enterprise_registration").text
     assert "610000-SAMR-000001" in er and "法人（统一社会信用代码） · creditCode" in er
     assert "legalRepresentative" in er  # personal, but open by law
+    meta = _twin(app, "enterprise_registration")["metadata"]
+    total = gql(app, "open", "{ enterpriseRegistration { totalCount } }").json()
+    assert meta["rowCount"] == total["data"]["enterpriseRegistration"]["totalCount"]
+    assert meta["entity"] == {"entity": "legal_entity", "key": "creditCode"}
+    assert (
+        meta["department"] == {"code": "samr", "name": "省市场监督管理局"}
+        and meta["openAttribute"] == "unconditional"
+    )
     for closed in ("population", "social_insurance", "nope"):
         assert app.get(f"/explore/datasets/{closed}").status_code == 404
         assert app.get(f"/explore/datasets/{closed}.json").status_code == 404
@@ -251,3 +258,22 @@ def test_pages_use_the_pages_budget_and_are_audited(demo_env: Any) -> None:
         r = c.get("/explore/datasets/air_quality_daily")
         assert got == [200, 200] and r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
         assert "访问过于频繁：本页的访问额度已用完" in r.text
+
+
+def test_usage_is_linked_only_when_the_gateway_serves_statistics(demo_env: Any) -> None:
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    with TestClient(create_app(demo_env.settings)) as c:
+        page = c.get("/explore/datasets/air_quality_daily").text
+        assert 'id="usage"' not in page and 'href="/stats"' not in page  # nothing to link to
+
+    async def usage(request: Any) -> JSONResponse:
+        return JSONResponse({"dataset": request.path_params["code"], "days": []})
+
+    app = create_app(demo_env.settings)
+    app.router.routes.insert(0, Route("/stats/datasets/{code}.json", usage))
+    app.router.routes.insert(0, Route("/stats", usage))
+    with TestClient(app) as c:
+        page = c.get("/explore/datasets/air_quality_daily").text
+        assert 'data-stats="/stats/datasets/air_quality_daily.json"' in page and 'href="/stats"' in page

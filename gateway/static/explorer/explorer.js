@@ -52,7 +52,14 @@
   const usage = document.getElementById("usage");
   if (usage && usage.dataset.stats) {
     fetch(usage.dataset.stats, { headers: { Accept: "application/json" } })
-      .then((r) => (r.ok ? r.json() : null))
+      .then((r) => {
+        if (r.ok) return r.json();
+        // no figures for this dataset (404) or none now: keep only the link to all statistics
+        const link = document.getElementById("usage-json");
+        if (link && link.nextSibling) link.nextSibling.remove();
+        if (link) link.remove();
+        return null;
+      })
       .then((doc) => {
         if (!doc || !Array.isArray(doc.days) || !doc.days.length) return;
         const days = doc.days.slice(-14);
