@@ -128,7 +128,7 @@ def _measure_columns(plan: ChartPlan, table: Any) -> list[Any]:
 def series_statement(plan: ChartPlan, dialect: str) -> Select:
     assert plan.time is not None
     table = table_for(plan.dataset)
-    col = table.c[plan.time.name]
+    col: Any = table.c[plan.time.name]
     if plan.time.type is FieldType.DATETIME:
         col = func.date(col) if dialect == "sqlite" else cast(col, Date)
     day = col.label("day")

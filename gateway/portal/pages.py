@@ -51,6 +51,7 @@ TEMPLATES = Jinja2Templates(directory=str(Path(__file__).resolve().parents[1] / 
 PER_PAGE = 20
 CHART_TTL = 300.0  # seconds an aggregate is reused while the dataset's freshness is unchanged
 STATS_PREFIX = "/stats"
+SEARCH_CACHE = 256  # search states remembered per listing
 
 
 @dataclass
@@ -93,12 +94,28 @@ class PortalPages:
         self._by_code: tuple[list[OpenDataset], dict[str, OpenDataset]] | None = None
         self._charts: dict[tuple[Any, ...], tuple[float, charts.ChartData]] = {}
         self._stats: bool | None = None
+        self._searches: tuple[list[OpenDataset] | None, dict[tuple[Any, ...], dict[str, Any]]] = (None, {})
 
     # ------------------------------------------------------------------ shared
     def _lookup(self, listing: list[OpenDataset]) -> dict[str, OpenDataset]:
         if self._by_code is None or self._by_code[0] is not listing:
             self._by_code = (listing, {ds.code: ds for ds in listing})
         return self._by_code[1]
+
+    def _search(self, listing: list[OpenDataset], params: dict[str, str]) -> dict[str, Any]:
+        """`search()` of this listing, remembered per search state until the listing changes (a
+        catalogue change builds a new one): the landing page and popular facets are asked often."""
+        key = tuple(sorted((k, v) for k, v in params.items() if k in (*FACETS, "q", "sort")))
+        if self._searches[0] is not listing:
+            self._searches = (listing, {})
+        cache = self._searches[1]
+        doc = cache.get(key)
+        if doc is None:
+            doc = search(listing, params)
+            if len(cache) >= SEARCH_CACHE:
+                cache.pop(next(iter(cache)))
+            cache[key] = doc
+        return doc
 
     def _has_stats(self, request: Request) -> bool:
         """Whether this gateway serves the public statistics (/stats): the page links to them only then."""
@@ -214,7 +231,7 @@ class PortalPages:
         listing = await open_listing(self.state)
         by_code = self._lookup(listing)
         params = dict(request.query_params)
-        doc = search(listing, params)
+        doc = self._search(listing, params)
         page_text = params.get("page") or "1"
         if not page_text.isdigit() or int(page_text) < 1:
             raise Problem(400, "`page` is a positive integer.", "BAD_REQUEST")
@@ -324,7 +341,7 @@ class PortalPages:
         columns = entry["fields"]
         rows = [[_cell(e["node"].get(f["name"])) for f in columns] for e in data["edges"]] if data else []
         total = data["totalCount"] if data else None
-        info = data["pageInfo"] if data else {"hasNextPage": False, "endCursor": None}
+        info: dict[str, Any] = data["pageInfo"] if data else {"hasNextPage": False, "endCursor": None}
         status_row = (await load_statuses(self.state.engine)).get(code)
         chart = await self._chart_view(request, ds, status_row, t)
         base = public_base(self.state)
@@ -475,9 +492,9 @@ class PortalPages:
 
     async def _chart_view(
         self, request: Request, ds: OpenDataset, status_row: DatasetStatus | None, t: i18n.Translate
-    ) -> dict[str, Any] | None:
-        """The charts, their data tables and what they read (for the audit event); None when
-        the dataset has nothing the public may chart."""
+    ) -> dict[str, Any]:
+        """The charts, their data tables and what they read (for the audit event); only `none`
+        (why not) when the dataset has nothing the public may chart."""
         open_fields = [f["name"] for f in ds.entry["fields"]]
         measure = request.query_params.get("measure")
         plan = charts.plan_charts(ds.spec, open_fields, measure)
