@@ -176,3 +176,25 @@ def test_no_serious_or_critical_accessibility_violations(served: str, browser: A
         if bad:
             found[path] = bad
     assert not found, found
+
+
+def test_keyboard_reaches_the_controls_with_a_visible_focus(served: str, browser: Any) -> None:
+    page = browser.new_page()
+    page.goto(f"{served}/explore/datasets/air_quality_daily")
+    page.keyboard.press("Tab")  # the first stop skips to the content
+    assert page.evaluate("document.activeElement.className") == "skip"
+    assert page.evaluate("getComputedStyle(document.activeElement).left") != "-9999px"  # it shows itself
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "main"
+    reached: list[str] = []
+    for _ in range(60):
+        page.keyboard.press("Tab")
+        ident = page.evaluate("document.activeElement.id")
+        outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+        assert outline != "none", ident  # every stop shows where the focus is
+        reached.append(ident)
+        if ident == "apply-filter":
+            break
+    # the filter form in order, after the metadata links and the scrollable 信息项 table
+    order = ["filter-field", "filter-op", "filter-value", "order-field", "order-dir", "page-size", "apply-filter"]
+    assert [i for i in reached if i in order] == order, reached
