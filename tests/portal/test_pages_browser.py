@@ -196,5 +196,13 @@ def test_keyboard_reaches_the_controls_with_a_visible_focus(served: str, browser
         if ident == "apply-filter":
             break
     # the filter form in order, after the metadata links and the scrollable 信息项 table
-    order = ["filter-field", "filter-op", "filter-value", "order-field", "order-dir", "page-size", "apply-filter"]
+    order = [
+        "filter-field",
+        "filter-op",
+        "filter-value",
+        "order-field",
+        "order-dir",
+        "page-size",
+        "apply-filter",
+    ]
     assert [i for i in reached if i in order] == order, reached
