@@ -261,19 +261,16 @@ def test_pages_use_the_pages_budget_and_are_audited(demo_env: Any) -> None:
 
 
 def test_usage_is_linked_only_when_the_gateway_serves_statistics(demo_env: Any) -> None:
-    from starlette.responses import JSONResponse
-    from starlette.routing import Route
-
     with TestClient(create_app(demo_env.settings)) as c:
         page = c.get("/explore/datasets/air_quality_daily").text
-        assert 'id="usage"' not in page and 'href="/stats"' not in page  # nothing to link to
+        assert 'data-stats="/stats/datasets/air_quality_daily.json"' in page and 'href="/stats"' in page
+        usage = c.get("/stats/datasets/air_quality_daily.json").json()  # what the page's script reads
+        assert usage["dataset"] == "air_quality_daily" and {"date", "calls", "downloads"} <= set(
+            usage["days"][0]
+        )
 
-    async def usage(request: Any) -> JSONResponse:
-        return JSONResponse({"dataset": request.path_params["code"], "days": []})
-
-    app = create_app(demo_env.settings)
-    app.router.routes.insert(0, Route("/stats/datasets/{code}.json", usage))
-    app.router.routes.insert(0, Route("/stats", usage))
+    app = create_app(demo_env.settings)  # a gateway without the statistics: nothing to link to
+    app.router.routes[:] = [r for r in app.router.routes if not getattr(r, "path", "").startswith("/stats")]
     with TestClient(app) as c:
         page = c.get("/explore/datasets/air_quality_daily").text
-        assert 'data-stats="/stats/datasets/air_quality_daily.json"' in page and 'href="/stats"' in page
+        assert 'id="usage"' not in page and 'href="/stats"' not in page

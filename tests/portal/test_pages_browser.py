@@ -82,6 +82,8 @@ def test_search_facet_dataset_chart_download_and_query(served: str, browser: Any
     expect(page.locator("#chart-series")).to_be_visible()
     expect(page.locator("#chart-series polyline")).to_have_count(1)
     expect(page.locator("#chart-groups rect")).to_have_count(11)
+    # usage per day, from /stats/datasets/air_quality_daily.json (the last 14 days)
+    expect(page.locator("#usage-table tbody tr")).to_have_count(14)
     # the CSV of the dataset: BOM, every row, no restricted field
     href = page.locator("#download-links a[data-format=csv]").get_attribute("href") or ""
     assert href == "/open/download/air_quality_daily.csv"
