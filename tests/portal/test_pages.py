@@ -119,6 +119,8 @@ def test_the_dataset_page_shows_metadata_and_only_what_the_open_schema_has(app: 
         for word in NEVER:
             assert word not in r.text, (code, word)
         assert "许可协议" in r.text and "数据条数" in r.text and "首次发布" in r.text and "最近更新" in r.text
+        twin = app.get(f"/explore/datasets/{code}.json").text  # the machine twin says no more
+        assert not [word for word in NEVER if word in twin], code
     er = app.get("/explore/datasets/enterprise_registration").text
     assert "610000-SAMR-000001" in er and "法人（统一社会信用代码） · creditCode" in er
     assert "legalRepresentative" in er  # personal, but open by law
