@@ -23,6 +23,7 @@ from gateway.audit import ChainedAuditLog, VariableCipher
 from gateway.audit.alerts import AlertEngine, AlertRules, AlertTask
 from gateway.audit.checkpoints import CheckpointTask
 from gateway.audit.field_index import FieldIndexTask
+from gateway.audit.forward import Forwarder, ForwardTask, sinks_from_settings
 from gateway.audit.http import EXPORT_PATH, AuditAPI
 from gateway.audit.retention import RetentionTask, archive_dir
 from gateway.catalogue_admin import catalogue_routes
@@ -115,12 +116,14 @@ def _access_log(settings: Settings, engine: AsyncEngine, master_key: bytes) -> A
 
 def _audit_background(
     settings: Settings, state: GatewayState
-) -> list[CheckpointTask | AlertTask | RetentionTask | FieldIndexTask]:
-    """The search index, signed checkpoints, alert rules and retention, all reading the chain beside
-    the request path."""
+) -> list[CheckpointTask | AlertTask | RetentionTask | FieldIndexTask | ForwardTask]:
+    """The search index, signed checkpoints, alert rules, retention and forwarding to the SOC, all
+    reading the chain beside the request path."""
     if settings.audit_store != "chain":
         return []
-    tasks: list[CheckpointTask | AlertTask | RetentionTask | FieldIndexTask] = [FieldIndexTask(state.engine)]
+    tasks: list[CheckpointTask | AlertTask | RetentionTask | FieldIndexTask | ForwardTask] = [
+        FieldIndexTask(state.engine)
+    ]
     sink = state.access_log
     witness = sink.witness if isinstance(sink, ChainedAuditLog) else None
     if settings.audit_checkpoint_events > 0:
@@ -143,6 +146,8 @@ def _audit_background(
                 state.engine, state.signer.store, archive_dir(settings.var_dir), settings.audit_retention_days
             )
         )
+    if sinks := sinks_from_settings(settings):  # SHUQIAO_AUDIT_SYSLOG_TARGET / _FORWARD_JSONL
+        tasks.append(ForwardTask([Forwarder(state.engine, sink) for sink in sinks]))
     return tasks
 
 

@@ -5,6 +5,7 @@ from catalogue.models import CatalogueState, Dataset, DatasetField, Department
 from catalogue.protection import DataKey
 from gateway.audit.alerts import AuditAlert, AuditAlertCursor
 from gateway.audit.checkpoints import AuditCheckpoint
+from gateway.audit.forward import AuditForwardCursor
 from gateway.audit.models import AuditChainHead, AuditEvent
 from gateway.crypto.models import DepartmentKey
 from gateway.grants.models import GrantRecord
@@ -34,6 +35,7 @@ __all__ = [
     "AuditChainHead",
     "AuditCheckpoint",
     "AuditEvent",
+    "AuditForwardCursor",
     "AuthorizationCode",
     "CatalogueState",
     "DataKey",

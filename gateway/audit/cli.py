@@ -261,3 +261,67 @@ def verify_retained_cmd(as_json: Annotated[bool, typer.Option("--json")] = False
     else:
         typer.echo(f"AUDIT HISTORY BROKEN at seq {report.first_bad_seq}: {report.reason}")
     raise typer.Exit(0 if report.ok else 1)
+
+
+@audit_app.command("forward")
+def forward(
+    once: Annotated[bool, typer.Option("--once", help="Deliver the backlog once and exit.")] = False,
+    status: Annotated[bool, typer.Option("--status", help="Only show each sink's cursor and lag.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
+    """Send the events and alerts not yet delivered to the sinks SHUQIAO_AUDIT_SYSLOG_TARGET and
+    SHUQIAO_AUDIT_FORWARD_JSONL configure (the gateway does this by itself every second); without
+    --once, keep going until interrupted. Exit 1 if a sink could not take its messages."""
+    import asyncio
+
+    from gateway.audit.forward import Forwarder, ForwardTask, forward_status, sinks_from_settings
+    from gateway.cli_support import settings
+
+    try:
+        sinks = sinks_from_settings(settings())
+    except (ValueError, OSError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    if not sinks and not status:
+        typer.echo(
+            "error: no sink: set SHUQIAO_AUDIT_SYSLOG_TARGET and/or SHUQIAO_AUDIT_FORWARD_JSONL", err=True
+        )
+        raise typer.Exit(2)
+
+    async def go(engine: Any) -> dict[str, Any]:
+        reports = []
+        if not status:
+            forwarders = [Forwarder(engine, sink) for sink in sinks]
+            try:
+                if once:
+                    reports = [(await f.run_backlog(until_caught_up=True)).to_json() for f in forwarders]
+                else:  # as the gateway's task does: every second, with backoff after a failure
+                    task = ForwardTask(forwarders)
+                    while True:
+                        await task.step()
+                        await asyncio.sleep(1.0)
+            finally:
+                for f in forwarders:
+                    await f.release()
+        async with engine.connect() as conn:
+            return {"delivered": reports, "sinks": await forward_status(conn)}
+
+    try:
+        doc = run_with_engine(go)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    ok = all(r["ok"] for r in doc["delivered"])
+    if as_json:
+        typer.echo(json.dumps(doc, ensure_ascii=False))
+    else:
+        for r in doc["delivered"]:
+            state = "ok" if r["ok"] else f"FAILED: {r['error']}"
+            typer.echo(
+                f"{r['sink']} {r['target']}: {r['events']} events, {r['alerts']} alerts sent ({state})"
+            )
+        for s in doc["sinks"]:
+            typer.echo(
+                f"{s['sink']}: through event {s['event_seq']} (lag {s['lag_events']}), "
+                f"alert {s['alert_id']} (lag {s['lag_alerts']})"
+            )
+    raise typer.Exit(0 if ok else 1)
