@@ -262,6 +262,7 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         VariableCipher.from_master_key(master_key),
         settings.audit_export_max_events,
         master_key=master_key,
+        limits=settings.limits,
     )
     # the admin GraphQL endpoint and the console page: a session cookie (people) or a bearer token
     admin_protector = state.identity.protector(realm="shuqiao-admin", scopes=WORKFLOW_SCOPES)
@@ -304,6 +305,7 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
                 settings.grant_expiry_warning_days,
                 keyring=lambda: state.registry.keyring,  # quality reports keyed by 身份证号 (blind index)
                 check=admin_check,
+                limits=settings.limits,
             ).handle,
             methods=["POST"],
         ),
