@@ -2,7 +2,7 @@
 has delivered through, and the lease that lets one worker at a time send
 
 Revision ID: 0024
-Revises: 0019
+Revises: 0028
 Create Date: 2026-12-03 06:50:00
 """
 
@@ -13,7 +13,7 @@ import sqlmodel
 from alembic import op
 
 revision = "0024"
-down_revision = "0019"  # the lead re-chains at merge
+down_revision = "0028"  # chained after main's head at the time (the lead re-chains at merge)
 branch_labels = None
 depends_on = None
 
