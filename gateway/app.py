@@ -146,7 +146,8 @@ def _audit_background(
                 state.engine, state.signer.store, archive_dir(settings.var_dir), settings.audit_retention_days
             )
         )
-    if sinks := sinks_from_settings(settings):  # SHUQIAO_AUDIT_SYSLOG_TARGET / _FORWARD_JSONL
+    # SHUQIAO_AUDIT_SYSLOG_TARGET, _FORWARD_JSONL, _ALERT_WEBHOOK_URL
+    if sinks := sinks_from_settings(settings, state.signer):
         tasks.append(ForwardTask([Forwarder(state.engine, sink) for sink in sinks]))
     return tasks
 

@@ -3,6 +3,7 @@
 from catalogue.freshness import DatasetStatus
 from catalogue.models import CatalogueState, Dataset, DatasetField, Department
 from catalogue.protection import DataKey
+from gateway.audit.alert_handling import AuditAlertAction
 from gateway.audit.alerts import AuditAlert, AuditAlertCursor
 from gateway.audit.checkpoints import AuditCheckpoint
 from gateway.audit.forward import AuditForwardCursor
@@ -31,6 +32,7 @@ __all__ = [
     "Application",
     "ApplicationEvent",
     "AuditAlert",
+    "AuditAlertAction",
     "AuditAlertCursor",
     "AuditChainHead",
     "AuditCheckpoint",

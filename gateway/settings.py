@@ -150,6 +150,8 @@ class Settings:
     audit_syslog_hostname: str | None = None
     audit_syslog_pen: int = 32473
     audit_forward_jsonl: Path | None = None
+    # New alerts POSTed, SM2-signed, to this URL (gateway.audit.forward.WebhookSink); None = off.
+    audit_alert_webhook_url: str | None = None
     # Operations (docs/operations.md): GET /metrics and who may scrape it (CIDRs of the direct
     # peer); OpenTelemetry tracing: True, False, or None = on when OTEL_EXPORTER_OTLP_ENDPOINT is set.
     metrics: bool = True
@@ -223,6 +225,7 @@ class Settings:
             audit_syslog_hostname=_env("AUDIT_SYSLOG_HOSTNAME", "") or None,
             audit_syslog_pen=_int("AUDIT_SYSLOG_PEN", 32473),
             audit_forward_jsonl=_path("AUDIT_FORWARD_JSONL"),
+            audit_alert_webhook_url=_env("AUDIT_ALERT_WEBHOOK_URL", "") or None,
             metrics=_switch("METRICS", True),
             metrics_allow=parse_allow(_env("METRICS_ALLOW", "127.0.0.1/32,::1/128")),
             otel=_switch("OTEL", None),

@@ -325,3 +325,211 @@ def forward(
                 f"alert {s['alert_id']} (lag {s['lag_alerts']})"
             )
     raise typer.Exit(0 if ok else 1)
+
+
+alerts_app = typer.Typer(
+    help="Alerts: list, show, acknowledge, assign, comment, close.", no_args_is_help=True
+)
+audit_app.add_typer(alerts_app, name="alerts")
+
+AsName = Annotated[
+    str | None,
+    typer.Option("--as", help="Who is acting (recorded as the event's subject); default: your login."),
+]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
+
+
+@alerts_app.command("list")
+def alerts_list(
+    state: Annotated[
+        str, typer.Option(help="open, acknowledged, assigned, closed, active, handled, all")
+    ] = "active",
+    rule: str | None = None,
+    assignee: str | None = None,
+    limit: int = 100,
+    as_json: JsonFlag = False,
+) -> None:
+    """Alerts, newest first."""
+    from gateway.audit.alerts import list_alerts
+
+    async def go(engine: Any) -> dict[str, Any]:
+        async with engine.connect() as conn:
+            return await list_alerts(conn, state=state, rule=rule, limit=limit, assignee=assignee)
+
+    page = run_with_engine(go, expected=(ValueError,))
+    if as_json:
+        typer.echo(json.dumps(page, ensure_ascii=False))
+        return
+    for a in page["alerts"]:
+        who = f" → {a['assignee']}" if a["assignee"] else ""
+        typer.echo(
+            f"#{a['id']} {a['state']}{who} {a['rule']} {a['principal_id']} {a['occurred_at']} {a['summary']}"
+        )
+
+
+@alerts_app.command("show")
+def alerts_show(alert_id: int, as_json: JsonFlag = False) -> None:
+    """One alert with its history of actions."""
+    from gateway.audit.alert_handling import alert_with_history
+
+    async def go(engine: Any) -> dict[str, Any] | None:
+        async with engine.connect() as conn:
+            return await alert_with_history(conn, alert_id)
+
+    doc = run_with_engine(go)
+    if doc is None:
+        typer.echo("error: no alert with that id", err=True)
+        raise typer.Exit(2)
+    if as_json:
+        typer.echo(json.dumps(doc, ensure_ascii=False))
+        return
+    typer.echo(f"#{doc['id']} {doc['state']} {doc['rule']} {doc['principal_id']}: {doc['summary']}")
+    for h in doc["history"]:
+        extra = " ".join(str(x) for x in (h["assignee"], h["reason"], h["comment"]) if x)
+        typer.echo(f"  {h['at']} {h['by']} {h['action']} {h['from_state']}→{h['to_state']} {extra}")
+
+
+class _Unrecorded(Exception):
+    """The action's audit event could not be written."""
+
+
+def _cli_operator() -> str:
+    """`cli:<login>`, as every administrative command names its operator (gateway.identity.audit)."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:  # no login name (containers): still say it came from the CLI
+        return "cli"
+
+
+def _cli_sink(engine: Any) -> Any:
+    """The gateway's own audit log, as the CLI's other writers use it."""
+    from gateway.access_log import LoggingAccessLog
+    from gateway.audit import ChainedAuditLog, VariableCipher
+    from gateway.cli_support import settings
+    from gateway.secrets import load_master_key
+
+    s = settings()
+    if s.audit_store == "log":
+        return LoggingAccessLog()
+    return ChainedAuditLog(engine, VariableCipher.from_master_key(load_master_key(s.master_key_file)))
+
+
+def _alert_action(
+    action: str, alert_id: int, as_name: str | None, as_json: bool, **fields: str | None
+) -> None:
+    """Apply one action and record it as an audit event (tier audit, the operator as principal,
+    --as as subject, the body sealed), refused or not; exit 2 when refused, 3 when not recorded."""
+    import time
+    import uuid
+
+    from gateway.access_log import AccessEvent
+    from gateway.audit.alert_handling import HandlingError, act
+    from policies.alert_handling import AlertAction
+
+    operator = _cli_operator()
+    subject = as_name or operator.partition(":")[2] or None
+    by = f"{operator}/{subject}" if subject else operator
+    step = AlertAction(
+        action,
+        comment=fields.get("comment") or "",
+        assignee=fields.get("assignee"),
+        reason=fields.get("reason"),
+    )
+
+    async def go(engine: Any) -> tuple[dict[str, Any] | None, HandlingError | None]:
+        sink = _cli_sink(engine)
+        started = time.perf_counter()
+        doc, error = None, None
+        try:
+            doc = await act(engine, alert_id, by, step)
+        except HandlingError as err:
+            error = err
+        op = "ack-alert" if action == "acknowledge" else f"{action}-alert"
+        event = AccessEvent(
+            request_id=f"cli-{uuid.uuid4().hex}",
+            tier="audit",
+            principal_kind="operator",
+            principal_id=operator,
+            consumer=None,
+            client_address=None,
+            operation_name=op,
+            operation_type="mutation",
+            query_digest=None,
+            status=error.status if error else 200,
+            error_codes=[error.code] if error else [],
+            latency_ms=round((time.perf_counter() - started) * 1000, 3),
+            reads=[{"dataset": "audit_alert", "rows": 0 if error else 1}],
+            subject=subject,
+            variables={"id": alert_id, **{k: v for k, v in fields.items() if v}},
+        )
+        try:
+            await sink.record(event)
+        except Exception as err:
+            raise _Unrecorded(str(err)) from err
+        finally:
+            close = getattr(sink, "aclose", None)
+            if close is not None:
+                await close()
+        return doc, error
+
+    try:
+        doc, error = run_with_engine(go)
+    except _Unrecorded as err:
+        typer.echo(f"error: the audit log is unavailable ({err}); the action may have been applied", err=True)
+        raise typer.Exit(3) from None
+    if error is not None:
+        typer.echo(f"error: {error} ({error.code})", err=True)
+        raise typer.Exit(2)
+    assert doc is not None
+    if as_json:
+        typer.echo(json.dumps(doc, ensure_ascii=False))
+    else:
+        typer.echo(f"#{doc['id']} {doc['state']}" + (f" → {doc['assignee']}" if doc["assignee"] else ""))
+
+
+@alerts_app.command("ack")
+def alerts_ack(
+    alert_id: int,
+    comment: Annotated[str, typer.Option(help="Required.")],
+    as_name: AsName = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Acknowledge an open alert."""
+    _alert_action("acknowledge", alert_id, as_name, as_json, comment=comment)
+
+
+@alerts_app.command("assign")
+def alerts_assign(
+    alert_id: int,
+    to: Annotated[str, typer.Option("--to", help="The officer's username.")],
+    comment: str = "",
+    as_name: AsName = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Assign an alert to an officer (security_officer or admin)."""
+    _alert_action("assign", alert_id, as_name, as_json, assignee=to, comment=comment)
+
+
+@alerts_app.command("comment")
+def alerts_comment(
+    alert_id: int,
+    comment: Annotated[str, typer.Option(help="Required.")],
+    as_name: AsName = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Add a comment (any state)."""
+    _alert_action("comment", alert_id, as_name, as_json, comment=comment)
+
+
+@alerts_app.command("close")
+def alerts_close(
+    alert_id: int,
+    reason: Annotated[str, typer.Option(help="resolved, false_positive, authorised, duplicate, other")],
+    comment: str = "",
+    as_name: AsName = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Close an alert with a reason (`other` needs a comment)."""
+    _alert_action("close", alert_id, as_name, as_json, reason=reason, comment=comment)

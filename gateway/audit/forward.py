@@ -30,6 +30,8 @@ import os
 import socket
 import ssl
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -86,6 +88,7 @@ class Outgoing:
 
 class Sink(Protocol):
     name: str
+    carries_events: bool  # False: alerts only (the webhook)
 
     def describe(self) -> str: ...
 
@@ -99,6 +102,7 @@ class SyslogSink:
     RFC 6587, for a relay on the same host). One connection per round (see the module docstring)."""
 
     name = "syslog"
+    carries_events = True
 
     def __init__(
         self,
@@ -174,6 +178,7 @@ class JsonLinesSink:
     """One JSON object a line (gateway.audit.syslog_format.json_line), appended and fsync'd."""
 
     name = "jsonl"
+    carries_events = True
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -195,6 +200,76 @@ class JsonLinesSink:
                 os.close(fd)
         except OSError as err:
             raise DeliveryError(f"cannot append: {_reason(err)}") from None
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+WEBHOOK_ID = b"1234567812345678"  # the SM2 signer ID (GM/T 0009 default), as for signed responses
+
+
+class WebhookSink:
+    """Alerts only, to an HTTP(S) endpoint: one POST per round, body
+    `{"type": "shuqiao.audit.alerts", "sent_at": …, "alerts": [...]}`, signed with the gateway's
+    SM2 key (SM3, signer ID 1234567812345678) over the exact body bytes:
+    `X-Shuqiao-Signature: <base64 DER signature>`, `X-Shuqiao-Key-Id: <kid>` (its public key at
+    GET /keys/sm2). Any 2xx confirms the round; anything else, or no answer in 10 s, fails it."""
+
+    name = "webhook"
+    carries_events = False
+
+    def __init__(self, url: str, signer: Any, timeout: float = 10.0) -> None:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("SHUQIAO_AUDIT_ALERT_WEBHOOK_URL is an http(s) URL")
+        self.url, self.signer, self.timeout = url, signer, timeout
+        # for logs and status: never the query string or credentials, which may hold a token
+        port = f":{parts.port}" if parts.port else ""
+        self._shown = f"{parts.scheme}://{parts.hostname}{port}{parts.path}"
+
+    def describe(self) -> str:
+        return self._shown
+
+    def body(self, batch: Sequence[Outgoing]) -> bytes:
+        import orjson
+
+        alerts = [o.doc for o in batch if o.kind == "alert"]
+        return orjson.dumps({"type": "shuqiao.audit.alerts", "sent_at": _now().isoformat(), "alerts": alerts})
+
+    def deliver(self, batch: Sequence[Outgoing]) -> None:
+        import base64
+
+        from keys import sm2
+
+        body = self.body(batch)
+        try:
+            info, private = self.signer.current()
+        except Exception as err:
+            raise DeliveryError(f"no signing key: {type(err).__name__}") from None
+        signature = base64.b64encode(sm2.sign(private, body, uid=WEBHOOK_ID)).decode()
+        headers = {
+            "Content-Type": "application/json",
+            "X-Shuqiao-Signature": signature,
+            "X-Shuqiao-Key-Id": info.kid,
+            "User-Agent": "shuqiao-audit-webhook/1",
+        }
+        # urllib, not httpx: httpx logs every request's full URL at INFO, and the URL may hold a token
+        # and no redirects: a 3xx is a failure, not a GET elsewhere that answers 200 without the body
+        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")  # noqa: S310
+        opener = urllib.request.build_opener(_NoRedirects)
+        try:
+            with opener.open(request, timeout=self.timeout) as answer:
+                status = int(answer.status)
+        except urllib.error.HTTPError as err:
+            status = int(err.code)
+        except (OSError, ValueError) as err:
+            raise DeliveryError(f"no answer: {type(err).__name__}") from None
+        if not 200 <= status < 300:
+            raise DeliveryError(f"HTTP {status}")
 
 
 @dataclass
@@ -249,18 +324,10 @@ class Forwarder:
         async with self.engine.connect() as conn:
             cursor = await self._cursor(conn)
             report.through_seq, report.through_alert = int(cursor.event_seq), int(cursor.alert_id)
-            events = (
-                (
-                    await conn.execute(
-                        select(EVENTS)
-                        .where(EVENTS.c.seq > cursor.event_seq)
-                        .order_by(EVENTS.c.seq)
-                        .limit(self.batch)
-                    )
-                )
-                .mappings()
-                .all()
-            )
+            events: Sequence[Any] = []
+            if self.sink.carries_events:
+                after = select(EVENTS).where(EVENTS.c.seq > cursor.event_seq)
+                events = (await conn.execute(after.order_by(EVENTS.c.seq).limit(self.batch))).mappings().all()
             alerts = (
                 await conn.execute(
                     select(ALERTS)
@@ -385,7 +452,8 @@ class Forwarder:
 
 
 async def forward_status(conn: AsyncConnection) -> list[dict[str, Any]]:
-    """Every sink's cursor, with how far it is behind the chain's head and the newest alert."""
+    """Every sink's cursor, with how far it is behind the chain's head and the newest alert (the
+    webhook carries alerts only: no event lag)."""
     from sqlalchemy import func
 
     head = (await conn.execute(select(func.max(EVENTS.c.seq)))).scalar() or 0
@@ -393,7 +461,9 @@ async def forward_status(conn: AsyncConnection) -> list[dict[str, Any]]:
     out = []
     for row in (await conn.execute(select(CURSORS).order_by(CURSORS.c.sink))).mappings():
         doc = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in row.items()}
-        doc["lag_events"] = max(0, int(head) - int(row["event_seq"]))
+        doc["lag_events"] = (
+            None if row["sink"] == WebhookSink.name else max(0, int(head) - int(row["event_seq"]))
+        )
         doc["lag_alerts"] = max(0, int(newest_alert) - int(row["alert_id"]))
         out.append(doc)
     return out
@@ -440,8 +510,10 @@ class ForwardTask(PeriodicTask):
                 log.debug("audit forward %s: lease not released", fwd.sink.name, exc_info=True)
 
 
-def sinks_from_settings(settings: Any) -> list[Sink]:
-    """The sinks SHUQIAO_AUDIT_SYSLOG_* / SHUQIAO_AUDIT_FORWARD_JSONL configure (none: [])."""
+def sinks_from_settings(settings: Any, signer: Any = None) -> list[Sink]:
+    """The sinks SHUQIAO_AUDIT_SYSLOG_*, SHUQIAO_AUDIT_FORWARD_JSONL and
+    SHUQIAO_AUDIT_ALERT_WEBHOOK_URL configure (none: []); `signer` (a ResponseSigner) signs the
+    webhook's bodies, by default the gateway's key in <var_dir>/keys/sm2."""
     sinks: list[Sink] = []
     if settings.audit_syslog_target:
         host, port = parse_target(settings.audit_syslog_target)
@@ -464,6 +536,12 @@ def sinks_from_settings(settings: Any) -> list[Sink]:
         )
     if settings.audit_forward_jsonl:
         sinks.append(JsonLinesSink(Path(settings.audit_forward_jsonl)))
+    if settings.audit_alert_webhook_url:
+        if signer is None:
+            from gateway.crypto.signing import ResponseSigner, open_signing_store
+
+            signer = ResponseSigner(open_signing_store(settings.var_dir, create=False))
+        sinks.append(WebhookSink(settings.audit_alert_webhook_url, signer))
     return sinks
 
 

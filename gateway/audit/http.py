@@ -22,8 +22,12 @@ Routes (each page has a machine twin):
                                   response is SM2-signed (RFC 9421) like the share tier's
   GET /audit/api/verify           the chain check: ok, events checked, first broken position
   GET /audit/api/alerts           alerts, newest first: state=open|acknowledged|all, rule, limit, before
-  POST /audit/api/alerts/{id}/ack acknowledge with {"comment": ...} (the comment is sealed into the
-                                  call's own event)
+  GET /audit/api/alerts/{id}      one alert with its history of actions
+  POST /audit/api/alerts/{id}/ack acknowledge with {"comment": ...}; /assign {"assignee": officer,
+                                  "comment"?}; /comment {"comment"}; /close {"reason", "comment"?}
+                                  (gateway/audit/alert_handling.py; each call's body is sealed into
+                                  its own event)
+  GET /audit/api/officers         the officers an alert can be assigned to
   POST /audit/graphql             the same as GraphQL (gateway/audit/officer_graphql.py)"""
 
 from __future__ import annotations
@@ -43,7 +47,8 @@ from starlette.routing import Route
 
 from gateway.access_log import AccessEvent, AccessLog, answer_once_recorded
 from gateway.audit import investigate, officer_graphql, posture, query
-from gateway.audit.alerts import AckError, acknowledge, list_alerts
+from gateway.audit.alert_handling import HandlingError, act, alert_with_history, officers
+from gateway.audit.alerts import list_alerts
 from gateway.audit.variables import VariableCipher
 from gateway.audit.verify import verify_chain
 from gateway.client_address import client_address
@@ -114,7 +119,26 @@ class AuditAPI:
             Route(EXPORT_PATH.removeprefix(MOUNT), self._guard("export", self.export)),
             Route("/api/verify", self._guard("verify", self.verify)),
             Route("/api/alerts", self._guard("alerts", self.alerts)),
-            Route("/api/alerts/{id:int}/ack", self._guard("ack-alert", self.ack_alert), methods=["POST"]),
+            Route("/api/alerts/{id:int}", self._guard("alert", self.alert)),
+            Route(
+                "/api/alerts/{id:int}/ack",
+                self._guard("ack-alert", self._act("acknowledge")),
+                methods=["POST"],
+            ),
+            Route(
+                "/api/alerts/{id:int}/assign",
+                self._guard("assign-alert", self._act("assign")),
+                methods=["POST"],
+            ),
+            Route(
+                "/api/alerts/{id:int}/comment",
+                self._guard("comment-alert", self._act("comment")),
+                methods=["POST"],
+            ),
+            Route(
+                "/api/alerts/{id:int}/close", self._guard("close-alert", self._act("close")), methods=["POST"]
+            ),
+            Route("/api/officers", self._guard("officers", self.officers)),
             Route("/api/posture", self._guard("posture", self.posture)),
             Route("/api/posture/{panel}", self._guard("posture", self.posture)),
             Route("/api/consumer", self._guard("consumer-view", self.consumer)),
@@ -282,27 +306,52 @@ class AuditAPI:
                     rule=params.get("rule"),
                     limit=_int(params.get("limit"), 100),
                     before=_int(params.get("before"), 0) or None,
+                    assignee=params.get("assignee") or None,
                 )
         except ValueError as err:
             raise query.BadFilter(str(err)) from None
         return _json(page), len(page["alerts"])
 
-    async def ack_alert(self, request: Request) -> tuple[Response, int]:
-        """Acknowledge with {"comment": "..."}; the comment is sealed into this call's own event."""
-        try:
-            body = orjson.loads(await request.body() or b"{}")
-            comment = str(body.get("comment") or "")
-        except (orjson.JSONDecodeError, AttributeError):
-            raise query.BadFilter('the body is JSON {"comment": "..."}') from None
-        request.state.audit_variables = {"comment": comment}
-        claims = request.state.audit_claims
-        by = f"{claims.client_id}/{claims.subject}" if claims.subject else claims.client_id
-        try:
-            alert = await acknowledge(self.engine, int(request.path_params["id"]), by, comment)
-        except AckError as err:
-            code = {404: "NOT_FOUND", 409: "CONFLICT"}.get(err.status, "BAD_USER_INPUT")
-            raise Problem(err.status, str(err), code) from None
-        return _json(alert), 1
+    async def alert(self, request: Request) -> tuple[Response, int]:
+        async with self.engine.connect() as conn:
+            doc = await alert_with_history(conn, int(request.path_params["id"]))
+        if doc is None:
+            raise Problem(404, "No alert with that id.", "NOT_FOUND")
+        return _json(doc), 1
+
+    async def officers(self, request: Request) -> tuple[Response, int]:
+        async with self.engine.connect() as conn:
+            people = await officers(conn)
+        return _json({"officers": people}), 0
+
+    def _act(self, action: str) -> Callable[[Request], Awaitable[tuple[Response, int]]]:
+        """POST /api/alerts/{id}/<action> with a JSON body: {"comment"}, plus {"assignee"} to
+        assign, {"reason"} to close. The body is sealed into this call's own event."""
+
+        async def handler(request: Request) -> tuple[Response, int]:
+            from policies.alert_handling import AlertAction
+
+            try:
+                body = orjson.loads(await request.body() or b"{}")
+                fields = {k: body.get(k) for k in ("comment", "assignee", "reason")}
+            except (orjson.JSONDecodeError, AttributeError):
+                raise query.BadFilter('the body is JSON {"comment": "...", "assignee"?, "reason"?}') from None
+            if not all(v is None or isinstance(v, str) for v in fields.values()):
+                raise query.BadFilter("comment, assignee and reason are strings")
+            request.state.audit_variables = {k: v for k, v in fields.items() if v is not None}
+            request.state.audit_operation_type = "mutation"
+            claims = request.state.audit_claims
+            by = f"{claims.client_id}/{claims.subject}" if claims.subject else claims.client_id
+            step = AlertAction(
+                action, comment=fields["comment"] or "", assignee=fields["assignee"], reason=fields["reason"]
+            )
+            try:
+                alert = await act(self.engine, int(request.path_params["id"]), by, step)
+            except HandlingError as err:
+                raise Problem(err.status, str(err), err.code) from None
+            return _json(alert), 1
+
+        return handler
 
     async def graphql(self, request: Request) -> tuple[Response, int]:
         return await officer_graphql.handle(request, self.engine, self.cipher, self.limits)

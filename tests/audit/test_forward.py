@@ -127,6 +127,7 @@ class CrashAfterSending:
     """Delivers, then fails as a gateway killed before it records the cursor would."""
 
     name = "jsonl"
+    carries_events = True
 
     def __init__(self, inner: JsonLinesSink) -> None:
         self.inner, self.crash = inner, True
