@@ -264,6 +264,7 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         settings.audit_export_max_events,
         master_key=master_key,
         limits=settings.limits,
+        archives=(state.signer.store, archive_dir(settings.var_dir)),  # the whole history
     )
     # the admin GraphQL endpoint and the console page: a session cookie (people) or a bearer token
     admin_protector = state.identity.protector(realm="shuqiao-admin", scopes=WORKFLOW_SCOPES)

@@ -18,15 +18,42 @@ audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=Tr
 
 @audit_app.command("verify")
 def verify(as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False) -> None:
-    """Recompute the SM3 chain; exit 1 and name the first broken position if it does not hold."""
+    """Recompute the SM3 chain; exit 1 and name the first broken position if it does not hold.
+    After a prune, the whole history: each archived range (its signed archive, SM3 and prune
+    anchor) and the live chain from the last anchor, named in order (gateway/audit/history.py)."""
     from gateway.audit.verify import verify_chain
 
-    async def go(engine: Any) -> Any:
-        return await verify_chain(engine)
+    async def go(engine: Any) -> tuple[Any, Any]:
+        report = await verify_chain(engine)
+        if not report.pruned_through:
+            return report, None
+        from gateway.audit.history import verify_history
+        from gateway.audit.retention import archive_dir
+        from gateway.cli_support import settings
 
-    report = run_with_engine(go)
+        return report, await verify_history(engine, _store(), archive_dir(settings().var_dir))
+
+    report, history = run_with_engine(go)
+    ok = report.ok and (history is None or history.ok)
     if as_json:
-        typer.echo(json.dumps(report.to_json(), ensure_ascii=False))
+        from gateway.audit.history import with_history
+
+        doc = report.to_json() if history is None else with_history(report.to_json(), history)
+        typer.echo(json.dumps(doc, ensure_ascii=False))
+        raise typer.Exit(0 if ok else 1)
+    for seg in history.segments if history is not None else []:
+        state = "ok" if seg.ok else f"BROKEN: {seg.reason}"
+        if seg.kind == "archived":
+            typer.echo(
+                f"archived {seg.from_seq}..{seg.to_seq} ({seg.events} events) {seg.archive}, "
+                f"anchor {seg.to_seq} → {str(seg.anchor_hash)[:16]}…: {state}"
+            )
+        else:
+            typer.echo(f"live {seg.from_seq}..{seg.to_seq} ({seg.events} events): {state}")
+    for name in history.unanchored_archives if history is not None else []:
+        typer.echo(f"note: {name} is not named by any prune anchor (not verified)")
+    if history is not None and report.ok and not history.ok:
+        typer.echo(f"AUDIT HISTORY BROKEN at seq {history.first_bad_seq}: {history.reason}")
     elif report.ok and report.pruned_through:
         k, n = report.pruned_through, report.events_checked
         span = f"events {k + 1}..{k + n}" if n else "no events since the prune"
@@ -38,7 +65,62 @@ def verify(as_json: Annotated[bool, typer.Option("--json", help="Print one JSON 
             f"AUDIT CHAIN BROKEN at seq {report.first_bad_seq}: {report.reason} "
             f"({report.events_checked} events verified before it)"
         )
-    raise typer.Exit(0 if report.ok else 1)
+    raise typer.Exit(0 if ok else 1)
+
+
+@audit_app.command("search")
+def search(
+    archived: Annotated[bool, typer.Option("--archived", help="Search the archives retention left.")] = False,
+    from_: Annotated[str | None, typer.Option("--from", help="ISO date/time; no offset = UTC+08:00.")] = None,
+    to: Annotated[str | None, typer.Option("--to", help="Exclusive; a bare date: through that day.")] = None,
+    principal: str | None = None,
+    department: str | None = None,
+    dataset: str | None = None,
+    field: Annotated[str | None, typer.Option(help="idNumber, id_number or population.idNumber")] = None,
+    decision: str | None = None,
+    status: str | None = None,
+    tier: str | None = None,
+    limit: int = 100,
+    before: Annotated[int | None, typer.Option(help="Page on: events before this seq.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
+    """Events matching the filters, newest first: the live chain, or (--archived) the archives
+    read in place, without re-importing them (slower: each archive is read line by line)."""
+    from gateway.audit import query
+
+    params = {
+        "from": from_, "to": to, "principal": principal, "department": department, "dataset": dataset,
+        "field": field, "decision": decision, "status": status, "tier": tier,
+    }  # fmt: skip
+    try:
+        filters = query.Filters.from_params({k: v for k, v in params.items() if v is not None})
+    except query.BadFilter as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+
+    async def go(engine: Any) -> dict[str, Any]:
+        if archived:
+            from gateway.audit.history import search_archives
+            from gateway.audit.retention import archive_dir
+            from gateway.cli_support import settings
+
+            return await search_archives(
+                engine, archive_dir(settings().var_dir), filters, limit=limit, before=before
+            )
+        async with engine.connect() as conn:
+            return await query.search(conn, filters, limit=limit, before=before)
+
+    page = run_with_engine(go)
+    if as_json:
+        typer.echo(json.dumps(page, ensure_ascii=False, default=str))
+        return
+    for e in page["events"]:
+        where = f" [{e['archive']}]" if "archive" in e else ""
+        typer.echo(f"{e['seq']} {e['occurred_at']} {e['tier']} {e['principal_id']} {e['status']}{where}")
+    typer.echo(
+        f"{page['total']} events match"
+        + (f"; more before {page['next_before']}" if page["next_before"] else "")
+    )
 
 
 @audit_app.command("export")

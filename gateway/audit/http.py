@@ -20,7 +20,9 @@ Routes (each page has a machine twin):
   GET /audit/api/stats            per department, per dataset (by decision), per status
   GET /audit/api/export           the filtered range, format=csv (UTF-8 with BOM) or json; the
                                   response is SM2-signed (RFC 9421) like the share tier's
-  GET /audit/api/verify           the chain check: ok, events checked, first broken position
+  GET /audit/api/verify           the chain check: ok, events checked, first broken position; after
+                                  a prune the whole history, archived and live segments in order
+  GET /audit/api/archive/events   the archives searched in place (the search's filters, newest first)
   GET /audit/api/alerts           alerts, newest first: state=open|acknowledged|all, rule, limit, before
   GET /audit/api/alerts/{id}      one alert with its history of actions
   POST /audit/api/alerts/{id}/ack acknowledge with {"comment": ...}; /assign {"assignee": officer,
@@ -99,6 +101,7 @@ class AuditAPI:
         export_max_events: int,
         master_key: bytes | None = None,
         limits: Limits | None = None,
+        archives: tuple[Any, Path] | None = None,
     ) -> None:
         self.engine = engine
         self.limits = limits or Limits()  # the size, depth and breadth a GraphQL request may have
@@ -107,6 +110,7 @@ class AuditAPI:
         self.cipher = cipher
         self.export_max_events = export_max_events
         self.master_key = master_key  # the pool keyring's, for the person view's blind index
+        self.archives = archives  # (key store, archive directory): verify and search the whole history
         self._page = self._guard("page", self._page_file, sign_in=True)
 
     def routes(self) -> list[Route]:
@@ -118,6 +122,7 @@ class AuditAPI:
             Route("/api/stats", self._guard("stats", self.stats)),
             Route(EXPORT_PATH.removeprefix(MOUNT), self._guard("export", self.export)),
             Route("/api/verify", self._guard("verify", self.verify)),
+            Route("/api/archive/events", self._guard("archive-search", self.archive_events)),
             Route("/api/alerts", self._guard("alerts", self.alerts)),
             Route("/api/alerts/{id:int}", self._guard("alert", self.alert)),
             Route(
@@ -293,8 +298,31 @@ class AuditAPI:
         ), rows
 
     async def verify(self, request: Request) -> tuple[Response, int]:
+        """The chain; after a prune, the whole history: archived ranges and live, in order."""
         report = await verify_chain(self.engine)
-        return _json(report.to_json()), report.events_checked
+        doc = report.to_json()
+        if report.pruned_through and self.archives is not None:
+            from gateway.audit.history import verify_history, with_history
+
+            doc = with_history(doc, await verify_history(self.engine, *self.archives))
+        return _json(doc), report.events_checked
+
+    async def archive_events(self, request: Request) -> tuple[Response, int]:
+        """The archives retention left, searched in place with the event search's filters."""
+        from gateway.audit.history import search_archives
+
+        if self.archives is None:
+            raise Problem(404, "No archives are configured.", "NOT_FOUND")
+        f = query.Filters.from_params(request.query_params)
+        before = request.query_params.get("before")
+        page = await search_archives(
+            self.engine,
+            self.archives[1],
+            f,
+            limit=_int(request.query_params.get("limit"), 100),
+            before=_int(before, 0) if before else None,
+        )
+        return _json(page), len(page["events"])
 
     async def alerts(self, request: Request) -> tuple[Response, int]:
         params = request.query_params
