@@ -8,7 +8,6 @@ import os
 from collections.abc import AsyncIterator
 from typing import Any
 
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -26,7 +25,7 @@ from gateway.audit.field_index import FieldIndexTask
 from gateway.audit.forward import Forwarder, ForwardTask, sinks_from_settings
 from gateway.audit.http import EXPORT_PATH, AuditAPI
 from gateway.audit.retention import RetentionTask, archive_dir
-from gateway.catalogue_admin import catalogue_routes
+from gateway.catalogue_admin import catalogue_protector, catalogue_routes
 from gateway.client_address import ClientAddressMiddleware, parse_proxies
 from gateway.crypto.routes import SigningKeysEndpoint
 from gateway.crypto.service import DepartmentKeyDirectory, DepartmentKeyRefresh
@@ -37,7 +36,6 @@ from gateway.graphql_http import GraphQLEndpoint
 from gateway.identity import discovery
 from gateway.identity.apikeys import ApiKeyVerifier
 from gateway.identity.audit import record_admin_event
-from gateway.identity.oauth import oauth_error
 from gateway.identity.routes import admin_routes, identity_static, oauth_routes
 from gateway.identity.service import Identity
 from gateway.identity.tokens import TokenService, load_signing_key
@@ -49,7 +47,7 @@ from gateway.portal.ckan import CkanAPI
 from gateway.portal.dcat import DcatEndpoints
 from gateway.portal.downloads import Downloads
 from gateway.portal.search import SearchEndpoint
-from gateway.problems import BUSY, Problem, problem_response
+from gateway.problems import Problem, problem_response
 from gateway.registry import SchemaRegistry
 from gateway.request_log import RequestLogMiddleware, log_line
 from gateway.secrets import SecretHasher, load_master_key
@@ -173,17 +171,6 @@ def _sync_scheduler(settings: Settings, state: GatewayState) -> SyncScheduler | 
     return SyncScheduler(state.engine, load_master_key(settings.master_key_file), audit)
 
 
-async def _pool_busy(request: Request, _exc: Exception) -> Response:
-    """A pool timeout outside the GraphQL tiers (which answer and audit it themselves): 503, in the
-    error format of the endpoint asked (RFC 6749 on /oauth/*)."""
-    log.warning("database pool exhausted: %s answered 503 (raise SHUQIAO_DB_POOL_SIZE?)", request.url.path)
-    if request.url.path.startswith("/oauth/"):
-        response = oauth_error("temporarily_unavailable", BUSY.message, BUSY.status)
-        response.headers.update(BUSY.headers)
-        return response
-    return problem_response(BUSY)
-
-
 _STATUS_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
 
 
@@ -270,6 +257,8 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
     admin_protector = state.identity.protector(realm="shuqiao-admin", scopes=WORKFLOW_SCOPES)
     admin_check = SessionOrBearer(sessions, admin_protector)
     console = Console(admin_check, state.access_log)
+    # catalogue as code and data loading: a steward's session (the console's 目录与数据) or a token
+    steward_check = SessionOrBearer(sessions, catalogue_protector(state.identity))
     explorer = Explorer(state)
     downloads = Downloads(state)
     ckan = CkanAPI(state)
@@ -295,7 +284,8 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         ),
         Mount("/oauth", routes=oauth_routes(state.identity)),  # RFC 6749 endpoints and sign-in pages
         Mount("/admin/identity", routes=admin_routes(state.identity)),  # clients, people, API keys
-        Mount("/admin/data", routes=DataLoadAPI(state).routes()),  # POST /admin/data/{dataset}/load
+        # GET /admin/data/datasets, POST /admin/data/{dataset}/load
+        Mount("/admin/data", routes=DataLoadAPI(state, steward_check).routes()),
         # applications, approvals, grants (gateway/workflow/admin_graphql.py)
         Route(
             "/admin/graphql",
@@ -332,7 +322,9 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         Route("/kpi", kpis.page),  # the same, as a page (Chinese first, no script)
         Route("/kpi.json", kpis.json),
         Route("/kpi.csv", kpis.csv),
-        Mount("/admin/catalogue", routes=catalogue_routes(state.identity)),  # catalogue as code
+        Mount(
+            "/admin/catalogue", routes=catalogue_routes(state.identity, steward_check)
+        ),  # catalogue as code
         # The officer page and API (audit:read): search, detail, stats, export, verify, alerts.
         Route("/audit", audit.page),
         Mount("/audit", routes=audit.routes()),
@@ -375,7 +367,8 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         middleware=middleware,
         lifespan=lifespan,
         debug=settings.debug,
-        exception_handlers={HTTPException: _http_exception, PoolTimeout: _pool_busy, Exception: _last_resort},
+        # a pool timeout reaches FailureMiddleware like any failure: 503 SERVICE_BUSY, recorded
+        exception_handlers={HTTPException: _http_exception, Exception: _last_resort},
     )
     app.state.gateway = state
     return app

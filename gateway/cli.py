@@ -459,24 +459,21 @@ async def _catalogue_with_status(engine: Any) -> tuple[Any, dict[str, Any]]:
 
 
 @catalog_app.command("list")
-def catalog_list(as_json: JsonOpt = False) -> None:
+def catalog_list(
+    department: Annotated[
+        str | None,
+        typer.Option(help="Only this department's datasets (as GET /admin/data/datasets shows a steward)."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Every dataset, with its size and freshness (row count, last load, last change, last sync)."""
-    from catalogue.freshness import describe
+    from catalogue.freshness import listing
 
     cat, statuses = _run(_catalogue_with_status)
     rows = [
-        {
-            "code": d.code,
-            "resource_code": d.resource_code,
-            "name": d.name,
-            "department": d.department,
-            "share": d.share.value,
-            "open": d.open.value,
-            "published": d.published,
-            "fields": len(d.fields),
-            **describe(statuses.get(d.code)),
-        }
+        listing(d, statuses.get(d.code))
         for d in cat.datasets.values()
+        if department is None or d.department == department
     ]
     _emit(
         as_json,
@@ -525,6 +522,7 @@ def catalog_show(
             "sql": status.source_sql,
             "updated_column": status.source_updated_column,
             "key": status.source_key,
+            "snapshot": status.source_snapshot,
             "watermark": status.sync_watermark,
         },
         "fields": [

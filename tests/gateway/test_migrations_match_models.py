@@ -1,5 +1,5 @@
 """The migrations at head build exactly the models' tables on SQLite and PostgreSQL (nothing for
-autogenerate to add or change), and the newest goes down and up again."""
+autogenerate to add or change), and every one of them goes down and up again to the same."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
-def test_head_matches_the_models_and_the_newest_goes_both_ways(backend: str, tmp_path: Any) -> None:
+def test_head_matches_the_models_and_every_migration_goes_both_ways(backend: str, tmp_path: Any) -> None:
     from alembic import command
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
@@ -23,7 +23,7 @@ def test_head_matches_the_models_and_the_newest_goes_both_ways(backend: str, tmp
 
     url, drop = create_database(backend, tmp_path)
     script = ScriptDirectory.from_config(alembic_config(url))
-    (head,) = script.get_heads()  # one line of history: a second head is a merge left undone
+    assert len(script.get_heads()) == 1  # one line of history: a second head is a merge left undone
 
     async def differences() -> list[Any]:
         engine = create_engine(url)
@@ -41,7 +41,9 @@ def test_head_matches_the_models_and_the_newest_goes_both_ways(backend: str, tmp
     try:
         upgrade(url)
         assert asyncio.run(differences()) == []
-        command.downgrade(alembic_config(url), script.get_revision(head).down_revision)
+        command.downgrade(alembic_config(url), "base")
+        gone = {d[1].name for d in asyncio.run(differences()) if isinstance(d, tuple) and d[0] == "add_table"}
+        assert gone == set(SQLModel.metadata.tables)  # down to nothing: every table is to be made again
         upgrade(url)
         assert asyncio.run(differences()) == []
     finally:
