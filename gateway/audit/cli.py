@@ -279,11 +279,28 @@ def verify_archive_cmd(
     pubkey: Annotated[Path, typer.Option("--pubkey", help="The gateway's SM2 public key (PEM).")],
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Verify an archive offline: no database, only the public key."""
+    """Verify an archive, or an investigation's bundle, offline: no database, only the public key."""
     from gateway.audit.checkpoints import verify_archive
     from keys import sm2
 
-    report = verify_archive(archive.read_bytes(), sm2.load_pem_public_key(pubkey.read_bytes()))
+    data = archive.read_bytes()
+    public = sm2.load_pem_public_key(pubkey.read_bytes())
+    from gateway.audit.bundle import is_bundle, verify_bundle
+
+    if is_bundle(data):  # an investigation's signed bundle (`shuqiao audit bundle`)
+        checked = verify_bundle(data, public)
+        if as_json:
+            typer.echo(json.dumps(checked.to_json(), ensure_ascii=False))
+        elif checked.ok:
+            view = checked.investigation.get("view")
+            span = f"seq {checked.seqs[0]}..{checked.seqs[-1]}" if checked.seqs else "no events"
+            typer.echo(
+                f"bundle verified: {checked.events} events ({span}), {view} view, signed by key {checked.kid}"
+            )
+        else:
+            typer.echo(f"BUNDLE DOES NOT VERIFY: {checked.reason}")
+        raise typer.Exit(0 if checked.ok else 1)
+    report = verify_archive(data, public)
     if as_json:
         typer.echo(json.dumps(asdict(report), ensure_ascii=False))
     elif report.ok:
@@ -615,3 +632,59 @@ def alerts_close(
 ) -> None:
     """Close an alert with a reason (`other` needs a comment)."""
     _alert_action("close", alert_id, as_name, as_json, reason=reason, comment=comment)
+
+
+@audit_app.command("bundle")
+def bundle(
+    output: Annotated[Path, typer.Option("--output", "-o", help="The bundle file to write.")],
+    consumer: Annotated[
+        str | None, typer.Option(help="The consumer view: a department/enterprise code.")
+    ] = None,
+    person: Annotated[
+        str | None, typer.Option(help="The person view: a 身份证号 (not written to the file).")
+    ] = None,
+    from_: Annotated[str | None, typer.Option("--from", help="ISO date/time; no offset = UTC+08:00.")] = None,
+    to: Annotated[str | None, typer.Option("--to", help="Exclusive; a bare date: through that day.")] = None,
+    principal: str | None = None,
+    department: str | None = None,
+    dataset: str | None = None,
+    field: Annotated[str | None, typer.Option(help="idNumber, id_number or population.idNumber")] = None,
+    decision: str | None = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
+    """Export an investigation — the consumer view, the person view, or a search — as one signed
+    file (events + verification material, gateway/audit/bundle.py) that
+    `shuqiao audit verify-archive FILE --pubkey gateway.pub.pem` verifies offline."""
+    from gateway.audit import query
+    from gateway.audit.bundle import BundleError, build_bundle, investigation_seqs
+    from gateway.cli_support import settings
+
+    if consumer and person:
+        typer.echo("error: --consumer or --person, not both", err=True)
+        raise typer.Exit(2)
+    view = "consumer" if consumer else "person" if person else "search"
+    params = {
+        "view": view, "code": consumer, "id_number": person, "from": from_, "to": to, "principal": principal,
+        "department": department, "dataset": dataset, "field": field, "decision": decision,
+    }  # fmt: skip
+    try:
+        store = _store()
+        store.current()
+    except Exception as err:
+        typer.echo(f"error: no gateway signing key to sign the bundle with: {err}", err=True)
+        raise typer.Exit(1) from None
+
+    async def go(engine: Any) -> tuple[bytes, int]:
+        from gateway.secrets import load_master_key
+
+        key = load_master_key(settings().master_key_file) if view == "person" else None
+        seqs, described = await investigation_seqs(engine, {k: v for k, v in params.items() if v}, key)
+        return await build_bundle(engine, store, seqs, described), len(set(seqs))
+
+    data, count = run_with_engine(go, expected=(BundleError, query.BadFilter))
+    output.write_bytes(data)
+    kid = store.current()[0].kid
+    if as_json:
+        typer.echo(json.dumps({"output": str(output), "events": count, "kid": kid, "view": view}))
+    else:
+        typer.echo(f"bundle written: {output} ({count} events, {view} view, signed by key {kid})")

@@ -23,6 +23,7 @@ Routes (each page has a machine twin):
   GET /audit/api/verify           the chain check: ok, events checked, first broken position; after
                                   a prune the whole history, archived and live segments in order
   GET /audit/api/archive/events   the archives searched in place (the search's filters, newest first)
+  GET /audit/api/bundle           an investigation (view=consumer|person|search) as a signed bundle
   GET /audit/api/alerts           alerts, newest first: state=open|acknowledged|all, rule, limit, before
   GET /audit/api/alerts/{id}      one alert with its history of actions
   POST /audit/api/alerts/{id}/ack acknowledge with {"comment": ...}; /assign {"assignee": officer,
@@ -123,6 +124,7 @@ class AuditAPI:
             Route(EXPORT_PATH.removeprefix(MOUNT), self._guard("export", self.export)),
             Route("/api/verify", self._guard("verify", self.verify)),
             Route("/api/archive/events", self._guard("archive-search", self.archive_events)),
+            Route("/api/bundle", self._guard("bundle", self.bundle)),
             Route("/api/alerts", self._guard("alerts", self.alerts)),
             Route("/api/alerts/{id:int}", self._guard("alert", self.alert)),
             Route(
@@ -306,6 +308,26 @@ class AuditAPI:
 
             doc = with_history(doc, await verify_history(self.engine, *self.archives))
         return _json(doc), report.events_checked
+
+    async def bundle(self, request: Request) -> tuple[Response, int]:
+        """An investigation as a signed bundle (gateway/audit/bundle.py): view=consumer|person|search
+        with that view's parameters; `shuqiao audit verify-archive FILE --pubkey …` verifies it."""
+        from gateway.audit.bundle import BundleError, build_bundle, investigation_seqs
+
+        if self.archives is None:
+            raise Problem(503, "No signing key store is configured.", "UNAVAILABLE")
+        try:
+            seqs, described = await investigation_seqs(
+                self.engine, dict(request.query_params), self.master_key
+            )
+            data = await build_bundle(self.engine, self.archives[0], seqs, described)
+        except BundleError as err:
+            raise Problem(409, str(err), "CONFLICT") from None
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        headers = {
+            "Content-Disposition": f'attachment; filename="audit-bundle-{described["view"]}-{stamp}.jsonl"'
+        }
+        return Response(data, media_type="application/x-ndjson", headers=headers), len(set(seqs))
 
     async def archive_events(self, request: Request) -> tuple[Response, int]:
         """The archives retention left, searched in place with the event search's filters."""
