@@ -1,6 +1,7 @@
 """Alert handling in a real browser (Debian's chromium through Playwright): the demo security
 officer signs in, sees the alert a probing client raised, assigns it to another officer, comments
-and closes it with a reason; the list, the state and the history say so, and the JSON twin agrees."""
+and closes it with a reason; the list, the state and the history say so, and the JSON twin agrees.
+Then exports a person view as a signed bundle that `shuqiao audit verify-archive` accepts offline."""
 
 from __future__ import annotations
 
@@ -151,3 +152,52 @@ def test_officer_assigns_comments_and_closes_a_probing_alert(
         e["operation_name"] for e in events["events"] if e["status"] == 200 and e["principal_kind"] == "user"
     }
     assert {"assign-alert", "comment-alert", "close-alert"} <= ops
+
+
+def test_officer_exports_a_person_view_as_a_bundle_that_verifies_offline(
+    served: str, demo_env: Any, browser: Any, tmp_path: Any
+) -> None:
+    import itertools
+
+    from playwright.sync_api import expect
+    from typer.testing import CliRunner
+
+    from gateway.audit.cli import audit_app
+    from gateway.demo.generate import DemoGenerator
+
+    creds = demo_env.credentials
+    police = _token(
+        served, creds["clients"]["police"]["client_id"], creds["clients"]["police"]["client_secret"]
+    )
+    someone = list(itertools.islice(DemoGenerator("small").rows("population"), 12))[11][0]  # no other test's
+    lookup = "query($id: String!) { person(idNumber: $id) { population { name } } }"
+    r = httpx.post(
+        f"{served}/share/graphql",
+        json={"query": lookup, "variables": {"id": someone}},
+        headers={"Authorization": f"Bearer {police}"},
+    )
+    assert r.status_code == 200 and "errors" not in r.json(), r.text
+
+    context = browser.new_context(accept_downloads=True)
+    try:
+        page = context.new_page()
+        browser_sign_in(page, served, "demo-officer", creds["users"]["demo-officer"]["password"])
+        page.wait_for_url(f"{served}/audit")
+        page.fill("#person-form input[name=id_number]", someone)
+        with page.expect_download() as download:
+            page.click("#person-bundle")
+        saved = tmp_path / download.value.suggested_filename
+        download.value.save_as(saved)
+        expect(page.locator("#person-status")).to_contain_text("已导出签名包")
+    finally:
+        context.close()
+    assert saved.name.startswith("audit-bundle-person-") and someone.encode() not in saved.read_bytes()
+    kid = httpx.get(f"{served}/keys/sm2").json()["keys"]
+    header = saved.read_bytes().split(b"\n")[0].decode()
+    pem = next(k["pem"] for k in kid if f'"kid":"{k["kid"]}"' in header)
+    (tmp_path / "gateway.pub.pem").write_text(pem)
+    checked = CliRunner().invoke(
+        audit_app, ["verify-archive", str(saved), "--pubkey", str(tmp_path / "gateway.pub.pem")]
+    )
+    assert checked.exit_code == 0 and "bundle verified: 1 events" in checked.output, checked.output
+    assert "person view" in checked.output

@@ -102,7 +102,7 @@
     }
     search(false).then(() => $("#results-section").scrollIntoView({ block: "start" }));
   }
-  window.shuqiaoAudit = { call, showEvents, localInput, session };
+  window.shuqiaoAudit = { call, showEvents, localInput, session, save };
 
   async function detail(seq, report, reveal) {
     try {
