@@ -54,6 +54,7 @@ from gateway.secrets import SecretHasher, load_master_key
 from gateway.settings import Settings
 from gateway.state import GatewayState
 from gateway.web.session import SessionOrBearer, WebSessions
+from gateway.workbench.pages import Workbench
 from gateway.workflow.admin_graphql import SCOPES as WORKFLOW_SCOPES
 from gateway.workflow.admin_graphql import AdminGraphQL
 from gateway.workflow.console import MOUNT as CONSOLE
@@ -260,6 +261,7 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
     # catalogue as code and data loading: a steward's session (the console's 目录与数据) or a token
     steward_check = SessionOrBearer(sessions, catalogue_protector(state.identity))
     explorer = Explorer(state)
+    workbench = Workbench(state)
     downloads = Downloads(state)
     ckan = CkanAPI(state)
     dcat = DcatEndpoints(state)
@@ -337,6 +339,10 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         *downloads.routes(),
         *dcat.routes(),  # /catalog.ttl|.jsonld and /explore/datasets/{code}.ttl|.jsonld|.json
         Mount("/explore", routes=explorer.routes()),
+        # The query workbench (docs/portal.md): GraphiQL on the open tier, and on the share tier
+        # with the person's own token from the page's sign-in (gateway.workbench)
+        Route("/graphiql", workbench.open_page),
+        Mount("/graphiql", routes=workbench.routes()),
         # For harvesters (docs/portal.md): the CKAN Action API's read part, in CKAN's own envelope
         *ckan.routes(),
     ]
