@@ -47,13 +47,16 @@ from gateway.portal.ckan import CkanAPI
 from gateway.portal.dcat import DcatEndpoints
 from gateway.portal.downloads import Downloads
 from gateway.portal.search import SearchEndpoint
+from gateway.portal.stats_http import StatsEndpoints
+from gateway.portal.usage import UsageRollupTask
 from gateway.problems import Problem, problem_response
 from gateway.registry import SchemaRegistry
 from gateway.request_log import RequestLogMiddleware, log_line
 from gateway.secrets import SecretHasher, load_master_key
 from gateway.settings import Settings
 from gateway.state import GatewayState
-from gateway.web.session import SessionOrBearer, WebSessions
+from gateway.web.session import WEB_CLIENT_ID, SessionOrBearer, WebSessions
+from gateway.workbench.client import CLIENT_ID as WORKBENCH_CLIENT_ID
 from gateway.workbench.pages import Workbench
 from gateway.workflow.admin_graphql import SCOPES as WORKFLOW_SCOPES
 from gateway.workflow.admin_graphql import AdminGraphQL
@@ -64,6 +67,8 @@ from gateway.workflow.kpi_http import SCOPES as KPI_SCOPES
 from gateway.workflow.kpi_http import KpiEndpoints
 from policies.model import Tier
 
+# Clients that are the gateway's own pages (the console and officers' pages, the workbench).
+FIRST_PARTY_CLIENTS = frozenset({WEB_CLIENT_ID, WORKBENCH_CLIENT_ID})
 log = logging.getLogger("shuqiao")
 
 
@@ -115,13 +120,16 @@ def _access_log(settings: Settings, engine: AsyncEngine, master_key: bytes) -> A
 
 def _audit_background(
     settings: Settings, state: GatewayState
-) -> list[CheckpointTask | AlertTask | RetentionTask | FieldIndexTask | ForwardTask]:
-    """The search index, signed checkpoints, alert rules, retention and forwarding to the SOC, all
-    reading the chain beside the request path."""
+) -> list[CheckpointTask | AlertTask | RetentionTask | FieldIndexTask | UsageRollupTask | ForwardTask]:
+    """The search index, the portal's usage rollup, signed checkpoints, alert rules, retention and
+    forwarding to the SOC, all reading the chain beside the request path."""
     if settings.audit_store != "chain":
         return []
-    tasks: list[CheckpointTask | AlertTask | RetentionTask | FieldIndexTask | ForwardTask] = [
-        FieldIndexTask(state.engine)
+    tasks: list[
+        CheckpointTask | AlertTask | RetentionTask | FieldIndexTask | UsageRollupTask | ForwardTask
+    ] = [
+        FieldIndexTask(state.engine),
+        UsageRollupTask(state.engine),  # usage per dataset and day for /stats (gateway.portal.usage)
     ]
     sink = state.access_log
     witness = sink.witness if isinstance(sink, ChainedAuditLog) else None
@@ -265,6 +273,7 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
     downloads = Downloads(state)
     ckan = CkanAPI(state)
     dcat = DcatEndpoints(state)
+    stats = StatsEndpoints(state)
     kpis = KpiEndpoints(
         state.engine,
         state.identity.protector(realm="shuqiao-kpi", scopes=KPI_SCOPES),
@@ -284,7 +293,8 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
             GraphQLEndpoint(Tier.SHARE, state).handle,
             methods=["GET", "POST", "PUT", "DELETE"],
         ),
-        Mount("/oauth", routes=oauth_routes(state.identity)),  # RFC 6749 endpoints and sign-in pages
+        # RFC 6749 endpoints and sign-in pages; the gateway's own pages sign people in without consent
+        Mount("/oauth", routes=oauth_routes(state.identity, first_party=FIRST_PARTY_CLIENTS)),
         Mount("/admin/identity", routes=admin_routes(state.identity)),  # clients, people, API keys
         # GET /admin/data/datasets, POST /admin/data/{dataset}/load
         Mount("/admin/data", routes=DataLoadAPI(state, steward_check).routes()),
@@ -345,6 +355,8 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         Mount("/graphiql", routes=workbench.routes()),
         # For harvesters (docs/portal.md): the CKAN Action API's read part, in CKAN's own envelope
         *ckan.routes(),
+        # Public usage statistics (docs/portal.md): /stats, /stats.json, /stats/datasets/{code}.json
+        *stats.routes(),
     ]
     cors_rules = cors.policies(settings.cors_open_origins, settings.cors_share_origins)
     observers = [log_line, metrics.observe_request] if settings.metrics else [log_line]

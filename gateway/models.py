@@ -20,6 +20,7 @@ from gateway.identity.models import (
     TrustedIssuer,
     User,
 )
+from gateway.portal.usage import UsageDaily, UsageRollupCursor
 from gateway.watermark_keys import WatermarkKey
 from gateway.web.models import WebSession
 from gateway.workflow.demands import Demand
@@ -55,6 +56,8 @@ __all__ = [
     "RefreshToken",
     "RevokedToken",
     "TrustedIssuer",
+    "UsageDaily",
+    "UsageRollupCursor",
     "User",
     "WatermarkKey",
     "WebSession",

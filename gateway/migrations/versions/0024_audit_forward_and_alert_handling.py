@@ -4,7 +4,7 @@ alert's state (open, acknowledged, assigned, closed), assignee and closing, and 
 actions taken on it
 
 Revision ID: 0024
-Revises: 0026
+Revises: 0021
 Create Date: 2026-12-03 06:50:00
 """
 
@@ -15,7 +15,7 @@ import sqlmodel
 from alembic import op
 
 revision = "0024"
-down_revision = "0026"  # chained after main's head at the time (the lead re-chains at merge)
+down_revision = "0021"  # chained after main's head at the time (the lead re-chains at merge)
 branch_labels = None
 depends_on = None
 
