@@ -22,6 +22,7 @@ from gateway.audit import ChainedAuditLog, VariableCipher
 from gateway.audit.alerts import AlertEngine, AlertRules, AlertTask
 from gateway.audit.checkpoints import CheckpointTask
 from gateway.audit.field_index import FieldIndexTask
+from gateway.audit.forward import Forwarder, ForwardTask, sinks_from_settings
 from gateway.audit.http import EXPORT_PATH, AuditAPI
 from gateway.audit.retention import RetentionTask, archive_dir
 from gateway.catalogue_admin import catalogue_protector, catalogue_routes
@@ -124,12 +125,14 @@ def _access_log(settings: Settings, engine: AsyncEngine, master_key: bytes) -> A
 
 def _audit_background(
     settings: Settings, state: GatewayState
-) -> list[CheckpointTask | AlertTask | RetentionTask | FieldIndexTask | UsageRollupTask]:
-    """The search index, the portal's usage rollup, signed checkpoints, alert rules and retention,
-    all reading the chain beside the request path."""
+) -> list[CheckpointTask | AlertTask | RetentionTask | FieldIndexTask | UsageRollupTask | ForwardTask]:
+    """The search index, the portal's usage rollup, signed checkpoints, alert rules, retention and
+    forwarding to the SOC, all reading the chain beside the request path."""
     if settings.audit_store != "chain":
         return []
-    tasks: list[CheckpointTask | AlertTask | RetentionTask | FieldIndexTask | UsageRollupTask] = [
+    tasks: list[
+        CheckpointTask | AlertTask | RetentionTask | FieldIndexTask | UsageRollupTask | ForwardTask
+    ] = [
         FieldIndexTask(state.engine),
         UsageRollupTask(state.engine),  # usage per dataset and day for /stats (gateway.portal.usage)
     ]
@@ -155,6 +158,9 @@ def _audit_background(
                 state.engine, state.signer.store, archive_dir(settings.var_dir), settings.audit_retention_days
             )
         )
+    # SHUQIAO_AUDIT_SYSLOG_TARGET, _FORWARD_JSONL, _ALERT_WEBHOOK_URL
+    if sinks := sinks_from_settings(settings, state.signer):
+        tasks.append(ForwardTask([Forwarder(state.engine, sink) for sink in sinks]))
     return tasks
 
 
@@ -259,6 +265,7 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         settings.audit_export_max_events,
         master_key=master_key,
         limits=settings.limits,
+        archives=(state.signer.store, archive_dir(settings.var_dir)),  # the whole history
     )
     # the admin GraphQL endpoint and the console page: a session cookie (people) or a bearer token
     admin_protector = state.identity.protector(realm="shuqiao-admin", scopes=WORKFLOW_SCOPES)
