@@ -98,7 +98,10 @@ def test_no_endpoint_checks_a_token_its_own_way() -> None:
 def pair(demo_env: Any) -> Iterator[tuple[str, str]]:
     port = free_port()
     issuer = f"http://127.0.0.1:{port}"  # one issuer, as behind one address
-    with serve(demo_env, port=port) as a, serve(demo_env, issuer=issuer) as b:
+    # The tests here poll refused tokens on purpose; the per-address failure limit (tested in
+    # tests/identity/test_auth_failures.py) is raised so those polls do not turn into 429s.
+    loose = {"SHUQIAO_AUTH_FAILURE_RATE": "10000/minute"}
+    with serve(demo_env, port=port, **loose) as a, serve(demo_env, issuer=issuer, **loose) as b:
         yield a, b
 
 
