@@ -6,11 +6,13 @@ STAMP  := $(VENV)/.installed
 
 PACKAGES := gateway catalogue schema resolvers policies keys
 
-.PHONY: run test lint bench clean federation federation-demo
+.PHONY: run test lint bench clean federation federation-demo conformance
 
 # The federation tests' Node packages (@apollo/composition, @apollo/gateway, @apollo/server),
 # installed from the lockfile; reinstalled when the lockfile changes.
 FEDERATION_STAMP := federation/node_modules/.package-lock.json
+# The GraphQL over HTTP reference audits (graphql-http) tests/conformance runs, likewise.
+CONFORMANCE_STAMP := tests/conformance/node_modules/.package-lock.json
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +26,7 @@ run: $(STAMP)
 	$(BIN)/shuqiao serve
 
 ## test: lint, then the whole suite, on SQLite and PostgreSQL (127.0.0.1:5432 or SHUQIAO_TEST_POSTGRES_URL)
-test: lint federation
+test: lint federation conformance
 	$(BIN)/pytest
 
 ## federation: the Node packages tests/federation needs (Node >= 20), from federation/package-lock.json
@@ -38,6 +40,13 @@ $(FEDERATION_STAMP): federation/package.json federation/package-lock.json
 	npm ci --prefix federation --ignore-scripts --no-audit --no-fund
 	touch $(FEDERATION_STAMP)
 
+## conformance: the Node packages tests/conformance needs (graphql-http's audits), from its lockfile
+conformance: $(CONFORMANCE_STAMP)
+
+$(CONFORMANCE_STAMP): tests/conformance/package.json tests/conformance/package-lock.json
+	npm ci --prefix tests/conformance --ignore-scripts --no-audit --no-fund
+	touch $(CONFORMANCE_STAMP)
+
 ## lint: style, the one-way layering (import-linter contracts in pyproject.toml) and types (mypy)
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -50,4 +59,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/run_gateway_bench.py
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .import_linter_cache federation/node_modules
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .import_linter_cache federation/node_modules tests/conformance/node_modules
