@@ -68,6 +68,13 @@ def typed_params(payload: dict[str, Any]) -> tuple[str, dict[str, Any] | None, s
     return query, variables, op_name
 
 
+def require_post(request: Request) -> None:
+    """The static endpoints take POST only; anything else is a 405 with `Allow`, answered by the
+    endpoint itself (not the router) so that it is still the call's audit event."""
+    if request.method != "POST":
+        raise Problem(405, "Use POST.", "METHOD_NOT_ALLOWED", {"Allow": "POST"})
+
+
 def answer_type(request: Request, status: int) -> str:
     """The Content-Type of a static endpoint's answer with `status`, as the client's Accept asks
     (gateway.graphql_media): the same rule as the tiers'."""

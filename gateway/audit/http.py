@@ -48,7 +48,7 @@ from gateway.audit.variables import VariableCipher
 from gateway.audit.verify import verify_chain
 from gateway.client_address import client_address
 from gateway.problems import AUDIT_UNAVAILABLE, JSON, Problem, problem_response
-from gateway.static_graphql import answer_type
+from gateway.static_graphql import answer_type, require_post
 from policies.limits import Limits
 
 STATIC = Path(__file__).resolve().parent.parent / "static" / "audit"
@@ -120,7 +120,11 @@ class AuditAPI:
             Route("/api/posture/{panel}", self._guard("posture", self.posture)),
             Route("/api/consumer", self._guard("consumer-view", self.consumer)),
             Route("/api/person", self._guard("person-view", self.person)),
-            Route("/graphql", self._guard("graphql", self.graphql, graphql=True), methods=["POST"]),
+            Route(
+                "/graphql",
+                self._guard("graphql", self.graphql, graphql=True),
+                methods=["GET", "POST", "PUT", "DELETE"],  # the endpoint answers 405: audited
+            ),
         ]
 
     async def page(self, request: Request) -> Response:
@@ -150,6 +154,8 @@ class AuditAPI:
             started = time.perf_counter()
             claims = None
             try:
+                if graphql:
+                    require_post(request)
                 claims = await self.bearer(request)
                 request.state.audit_claims = claims
                 response, rows = await handler(request)

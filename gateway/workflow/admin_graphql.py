@@ -50,7 +50,7 @@ from gateway.identity.bearer import BearerProtector
 from gateway.identity.models import User
 from gateway.identity.tokens import TokenClaims
 from gateway.problems import AUDIT_UNAVAILABLE, Problem, problem_response
-from gateway.static_graphql import answer_type, check_document, graphql_response, read_post
+from gateway.static_graphql import answer_type, check_document, graphql_response, read_post, require_post
 from gateway.workflow import applications as apps
 from gateway.workflow.demands_graphql import DemandMutation, DemandQuery
 from gateway.workflow.kpi_graphql import KpiQuery
@@ -593,6 +593,7 @@ class AdminGraphQL:
         call = _Call()
         guard = self.bearer.identity.failures  # failed authentication, limited per address
         try:
+            require_post(request)
             throttled = await guard.check(request)
             if throttled is not None:
                 if not throttled.record:  # a refused burst is recorded once per window

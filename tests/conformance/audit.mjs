@@ -1,11 +1,13 @@
 // Runs every server audit of graphql-http (the GraphQL over HTTP spec's reference audit suite)
-// against one URL and prints the results as JSON: [{id, name, status, reason?, response?}].
+// against one URL and prints the results as JSON:
+//   {"requests": [request ids sent], "results": [{id, name, status, reason?, response?}]}
 //   node audit.mjs --url http://127.0.0.1:8000/open/graphql [--header "Authorization: Bearer …"]…
+//                  [--request-id PREFIX]   (each request then carries X-Request-ID: PREFIX-<n>)
 // Used by tests/conformance/test_graphql_http_audits.py; docs/conformance.md says what it checks.
 import { serverAudits } from 'graphql-http';
 
 function parseArgs(argv) {
-  const out = { url: null, headers: {} };
+  const out = { url: null, headers: {}, requestId: null };
   for (let i = 0; i < argv.length; i += 1) {
     const arg = argv[i];
     if (arg === '--url') out.url = argv[(i += 1)];
@@ -14,18 +16,25 @@ function parseArgs(argv) {
       const at = raw.indexOf(':');
       if (at < 1) throw new Error(`--header takes "Name: value", not ${raw}`);
       out.headers[raw.slice(0, at).trim()] = raw.slice(at + 1).trim();
-    } else throw new Error(`unknown argument ${arg}`);
+    } else if (arg === '--request-id') out.requestId = argv[(i += 1)];
+    else throw new Error(`unknown argument ${arg}`);
   }
   if (!out.url) throw new Error('--url is required');
   return out;
 }
 
-const { url, headers } = parseArgs(process.argv.slice(2));
+const { url, headers, requestId } = parseArgs(process.argv.slice(2));
+const sent = [];
 
 // Every audit's request, with the caller's credentials added (the audit's own headers win).
 function fetchWithHeaders(input, init = {}) {
   const merged = new Headers(headers);
   new Headers(init.headers || {}).forEach((value, name) => merged.set(name, value));
+  if (requestId) {
+    const id = `${requestId}-${sent.length}`;
+    merged.set('x-request-id', id);
+    sent.push(id);
+  }
   return fetch(input, { ...init, headers: merged });
 }
 
@@ -50,4 +59,4 @@ for (const audit of serverAudits({ url, fetchFn: fetchWithHeaders })) {
   }
   results.push(entry);
 }
-process.stdout.write(`${JSON.stringify(results, null, 2)}\n`);
+process.stdout.write(`${JSON.stringify({ requests: sent, results }, null, 2)}\n`);

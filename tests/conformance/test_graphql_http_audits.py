@@ -9,14 +9,16 @@ The Node packages are required: without tests/conformance/node_modules this fail
 from __future__ import annotations
 
 import json
+import secrets
 import subprocess
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from tests.audit.test_officer_api import officer  # noqa: F401  (the module fixture)
-from tests.support import ROOT, serve
+from tests.support import ROOT, on_db, serve
 
 NODE_DIR = ROOT / "tests" / "conformance"
 ISSUER = "http://testserver"  # the session's tokens' issuer (tests.conftest.settings_for)
@@ -64,15 +66,28 @@ def gateway(demo_env: Any) -> Iterator[str]:
         yield base
 
 
-def run_audits(url: str, headers: dict[str, str]) -> list[dict[str, Any]]:
-    args = ["node", str(NODE_DIR / "audit.mjs"), "--url", url]
+def run_audits(url: str, headers: dict[str, str], request_id: str) -> dict[str, Any]:
+    """audit.mjs's report: {"requests": [the X-Request-IDs sent], "results": [one per audit]}."""
+    args = ["node", str(NODE_DIR / "audit.mjs"), "--url", url, "--request-id", request_id]
     for name, value in headers.items():
         args += ["--header", f"{name}: {value}"]
     done = subprocess.run(args, capture_output=True, timeout=300, cwd=NODE_DIR, check=False)
     if done.returncode != 0 or not done.stdout:
         raise RuntimeError(done.stderr.decode(errors="replace")[-3000:])
-    results: list[dict[str, Any]] = json.loads(done.stdout)
-    return results
+    report: dict[str, Any] = json.loads(done.stdout)
+    return report
+
+
+def recorded(demo_env: Any, prefix: str) -> set[str]:
+    """The request ids of the audit events whose id starts with `prefix`."""
+    from gateway.audit.models import AuditEvent
+
+    async def go(engine: Any) -> set[str]:
+        async with engine.connect() as conn:
+            q = select(AuditEvent.request_id).where(AuditEvent.request_id.like(f"{prefix}%"))
+            return {row[0] for row in (await conn.execute(q)).all()}
+
+    return on_db(demo_env, go)
 
 
 def _caller(path: str, tokens: dict[str, str], officer: str) -> dict[str, str]:  # noqa: F811
@@ -87,12 +102,17 @@ def _caller(path: str, tokens: dict[str, str], officer: str) -> dict[str, str]: 
 def test_reference_audits(
     node_modules: None,
     gateway: str,
+    demo_env: Any,
     tokens: dict[str, str],
     officer: str,  # noqa: F811
     path: str,
 ) -> None:
-    results = run_audits(gateway + path, _caller(path, tokens, officer))
+    prefix = f"audit-{secrets.token_hex(4)}"
+    report = run_audits(gateway + path, _caller(path, tokens, officer), prefix)
+    results = report["results"]
     assert len(results) > 50  # the whole suite ran
+    # every request is an audit event, the refused ones too (access_log.answer_once_recorded)
+    assert recorded(demo_env, prefix) == set(report["requests"])
     failed = {r["id"]: r for r in results if r["status"] != "ok"}
     must = [r for r in failed.values() if r["name"].startswith("MUST")]
     assert not must, json.dumps(must, ensure_ascii=False, indent=1)

@@ -113,3 +113,26 @@ def test_parameters_of_the_wrong_type_are_400(
         path, json={"query": "{ __typename }", **body}, headers={"Authorization": f"Bearer {endpoints[path]}"}
     )
     assert r.status_code == 400 and r.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+
+
+@pytest.mark.parametrize("path", ["/audit/graphql", "/admin/graphql"])
+def test_a_get_is_405_and_recorded(client: Any, demo_env: Any, endpoints: dict[str, str], path: str) -> None:
+    """The audits' GET requests (5A70, D6D5, 6A70) found the router answering 405 before the
+    endpoint, so no audit event; the endpoint answers it now, with `Allow`, and records it."""
+    from gateway.audit.models import AuditEvent
+
+    rid = f"get-{secrets.token_hex(6)}"
+    r = client.get(
+        path,
+        params={"query": "{ __typename }"},
+        headers={"Authorization": f"Bearer {endpoints[path]}", "X-Request-ID": rid},
+    )
+    assert r.status_code == 405 and r.headers["allow"] == "POST"
+    assert r.json()["errors"][0]["extensions"]["code"] == "METHOD_NOT_ALLOWED"
+
+    async def go(engine: Any) -> list[Any]:
+        async with engine.connect() as conn:
+            q = select(AuditEvent.status).where(AuditEvent.request_id == rid)
+            return list((await conn.execute(q)).scalars())
+
+    assert on_db(demo_env, go) == [405]
