@@ -8,6 +8,8 @@ SM2 key) and as samr (refused most personal fields) — sent to the app. For eve
   caller is refused (FORBIDDEN_FIELD / FORBIDDEN) when asking for that field alone, along the
   same path with the same arguments.
 
+The same tool's negative mode (queries the schema does not admit) checks the first two.
+
 Bounded: FUZZ_EXAMPLES per caller on each backend (derandomised when CI is set, so a CI run is
 reproducible); what a run finds is kept as an explicit case in REGRESSIONS below."""
 
@@ -39,7 +41,7 @@ from graphql import (
 )
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from hypothesis_graphql import queries
+from hypothesis_graphql import Mode, queries
 
 FUZZ_EXAMPLES = int(os.environ.get("SHUQIAO_FUZZ_EXAMPLES", "50"))  # per caller and backend
 GQL = "application/graphql-response+json"
@@ -231,6 +233,21 @@ def test_generated_queries(
     @given(query=queries(schema, custom_scalars=SCALARS, print_ast=pageable, allow_x00=False))
     def run(query: str) -> None:
         checker.check(query)
+
+    run()
+
+
+@pytest.mark.parametrize(("tier", "caller"), [("open", "anonymous"), ("share", "hrss")])
+def test_invalid_queries(app_client: Any, callers: dict[str, dict[str, str]], tier: str, caller: str) -> None:
+    """hypothesis-graphql's negative mode: queries the schema does not admit (wrong argument
+    types, unknown enum values…) are refused with a documented code, never a 5xx."""
+    checker = Checker(app_client, tier, callers[caller])
+    schema = introspect(app_client, tier, callers[caller])
+
+    @settings(FUZZ, max_examples=max(FUZZ_EXAMPLES // 2, 1))
+    @given(query=queries(schema, custom_scalars=SCALARS, mode=Mode.NEGATIVE))
+    def run(query: str) -> None:
+        checker.answer(query)
 
     run()
 
