@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 PACKAGES := gateway catalogue schema resolvers policies keys
 
-.PHONY: run test lint bench clean federation federation-demo graphiql graphiql-assets web-tests
+.PHONY: run test lint bench clean federation federation-demo graphiql graphiql-assets web-tests conformance
 
 # The federation tests' Node packages (@apollo/composition, @apollo/gateway, @apollo/server),
 # installed from the lockfile; reinstalled when the lockfile changes.
@@ -14,6 +14,8 @@ FEDERATION_STAMP := federation/node_modules/.package-lock.json
 # axe-core for the portal pages' accessibility tests (tests/portal/test_pages_browser.py), from the
 # lockfile; Playwright injects node_modules/axe-core/axe.min.js into the page (never a CDN).
 WEB_TESTS_STAMP := tests/web/node_modules/.package-lock.json
+# graphql-http, the GraphQL over HTTP reference audits tests/conformance runs, from its lockfile.
+CONFORMANCE_STAMP := tests/conformance/node_modules/.package-lock.json
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +29,7 @@ run: $(STAMP)
 	$(BIN)/shuqiao serve
 
 ## test: lint, then the whole suite, on SQLite and PostgreSQL (127.0.0.1:5432 or SHUQIAO_TEST_POSTGRES_URL)
-test: lint federation graphiql web-tests
+test: lint federation graphiql web-tests conformance
 	$(BIN)/pytest
 
 ## federation: the Node packages tests/federation needs (Node >= 20), from federation/package-lock.json
@@ -64,6 +66,13 @@ $(GRAPHIQL_STAMP): web/graphiql/package.json web/graphiql/package-lock.json
 graphiql-assets: graphiql
 	node web/graphiql/build.mjs
 
+## conformance: the Node packages tests/conformance needs (graphql-http's audits), from its lockfile
+conformance: $(CONFORMANCE_STAMP)
+
+$(CONFORMANCE_STAMP): tests/conformance/package.json tests/conformance/package-lock.json
+	npm ci --prefix tests/conformance --ignore-scripts --no-audit --no-fund
+	touch $(CONFORMANCE_STAMP)
+
 ## lint: style, the one-way layering (import-linter contracts in pyproject.toml) and types (mypy)
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -76,6 +85,5 @@ bench: $(STAMP)
 	$(BIN)/python bench/run_gateway_bench.py
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .import_linter_cache federation/node_modules web/graphiql/node_modules tests/web/node_modules
-
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .import_linter_cache federation/node_modules web/graphiql/node_modules
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .import_linter_cache federation/node_modules web/graphiql/node_modules \
+		tests/web/node_modules tests/conformance/node_modules

@@ -330,7 +330,7 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
                 key_defaults=KeyDefaults(settings.api_key_rate_per_minute, settings.api_key_daily_quota),
                 limits=settings.limits,
             ).handle,
-            methods=["POST"],
+            methods=["GET", "POST", "PUT", "DELETE"],  # POST only; the endpoint answers 405 (audited)
         ),
         Mount("/static/identity", identity_static(), name="identity-static"),
         Route("/.well-known/openid-configuration", discovery.openid_configuration),

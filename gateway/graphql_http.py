@@ -17,14 +17,15 @@ from gateway.access_log import AccessEvent, answer_once_recorded, query_digest
 from gateway.client_address import client_address
 from gateway.crypto.requests import SignedRequestRefused, verifier_for
 from gateway.crypto.signing import NO_KEY_MESSAGE, SIGNING_UNAVAILABLE
+from gateway.graphql_media import NOT_ACCEPTABLE, check_content_type, content_type, negotiate
 from gateway.identity.apikeys import InvalidApiKey
 from gateway.identity.bearer import BearerRefused
 from gateway.identity.limits_hook import check_rate, restrict_grants
 from gateway.outages import classify
-from gateway.problems import AUDIT_UNAVAILABLE, INTERNAL, JSON, Problem, problem_response
+from gateway.problems import AUDIT_UNAVAILABLE, INTERNAL, Problem, problem_response
 from gateway.registry import BuiltSchema
 from gateway.state import GatewayState
-from gateway.static_graphql import read_body
+from gateway.static_graphql import read_body, typed_params
 from policies.model import Tier
 from resolvers.context import ANONYMOUS, ExecutionContext, Principal, PrincipalKind
 from resolvers.documents import MAX_TOKENS
@@ -32,58 +33,8 @@ from resolvers.execute import Outcome, run
 
 log = logging.getLogger("shuqiao")
 
-GRAPHQL_RESPONSE = "application/graphql-response+json"
-UTF8 = ("utf-8", "utf8")
-
-
 # The same answer as the signing middleware's, which is what the client gets (this one is audited).
 SIGNING_REFUSED = Problem(503, NO_KEY_MESSAGE, "SIGNING_UNAVAILABLE", {"Retry-After": "5"})
-
-
-def _negotiate(accept: str | None) -> str | None:
-    """The response media type (GraphQL over HTTP, "Body"): the acceptable one the client ranks
-    highest, or None when it accepts neither. A media range naming a charset other than UTF-8 is
-    not acceptable (responses are UTF-8)."""
-    if not accept:
-        return JSON  # legacy clients: the spec says treat a missing Accept as application/json
-    best, best_q = None, 0.0
-    for part in accept.split(","):
-        media, *params = [p.strip() for p in part.split(";")]
-        q = 1.0
-        charset_ok = True
-        for p in params:
-            name, _, value = p.partition("=")
-            name, value = name.strip().lower(), value.strip().strip('"').lower()
-            if name == "q":
-                try:
-                    q = float(value)
-                except ValueError:
-                    q = 0.0
-            elif name == "charset":
-                charset_ok = value in UTF8
-        candidate = {
-            GRAPHQL_RESPONSE: GRAPHQL_RESPONSE,
-            JSON: JSON,
-            "application/*": GRAPHQL_RESPONSE,
-            "*/*": JSON,
-        }.get(media.lower())
-        if candidate and charset_ok and q > best_q:
-            best, best_q = candidate, q
-    return best
-
-
-def content_type(status: int, media: str | None) -> str:
-    """The Content-Type of an answer, with its encoding. A legacy client (application/json) gets
-    application/json for 2xx answers only: any other answer declares itself a GraphQL response
-    (spec, "Body"), so intermediaries and clients can tell it from a proxy's error page. A 406
-    (no media type acceptable) is plain JSON."""
-    if media is None:
-        chosen = JSON
-    elif status >= 300:
-        chosen = GRAPHQL_RESPONSE
-    else:
-        chosen = media
-    return f"{chosen}; charset=utf-8"
 
 
 def _operation_type(query: str, op_name: str | None) -> str | None:
@@ -108,21 +59,6 @@ def _json_param(q: Any, name: str) -> Any:
         raise Problem(400, f"`{name}` is not valid JSON.", "BAD_REQUEST") from None
 
 
-def _check_content_type(header: str) -> None:
-    """POST bodies are application/json in UTF-8 (assumed when no charset is named)."""
-    media, *params = [p.strip() for p in header.split(";")]
-    charsets = [
-        p.partition("=")[2].strip().strip('"').lower() for p in params if p.lower().startswith("charset")
-    ]
-    if media.lower() != JSON or any(c not in UTF8 for c in charsets):
-        raise Problem(
-            415,
-            "POST a JSON body with Content-Type: application/json (UTF-8).",
-            "UNSUPPORTED_MEDIA_TYPE",
-            {"Accept-Post": "application/json"},
-        )
-
-
 def _params(request: Request, body: bytes) -> tuple[str, dict[str, Any] | None, str | None]:
     """The GraphQL-over-HTTP request parameters; a 400 for any that is not of its type
     (query: string; operationName: string; variables and extensions: objects; null or, on GET,
@@ -136,7 +72,7 @@ def _params(request: Request, body: bytes) -> tuple[str, dict[str, Any] | None, 
             "extensions": _json_param(q, "extensions"),
         }
     else:
-        _check_content_type(request.headers.get("content-type", ""))
+        check_content_type(request.headers.get("content-type", ""))
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -149,17 +85,7 @@ def _params(request: Request, body: bytes) -> tuple[str, dict[str, Any] | None, 
             )
         if not isinstance(payload, dict):
             raise Problem(400, "The request body must be a JSON object.", "BAD_REQUEST")
-    query, variables, op_name = payload.get("query"), payload.get("variables"), payload.get("operationName")
-    extensions = payload.get("extensions")
-    if not isinstance(query, str) or not query.strip():
-        raise Problem(400, "`query` is required and must be a string.", "BAD_REQUEST")
-    if variables is not None and not isinstance(variables, dict):
-        raise Problem(400, "`variables` must be a JSON object.", "BAD_REQUEST")
-    if op_name is not None and not isinstance(op_name, str):
-        raise Problem(400, "`operationName` must be a string.", "BAD_REQUEST")
-    if extensions is not None and not isinstance(extensions, dict):
-        raise Problem(400, "`extensions` must be a JSON object.", "BAD_REQUEST")
-    return query, variables, op_name
+    return typed_params(payload)
 
 
 class GraphQLEndpoint:
@@ -171,7 +97,7 @@ class GraphQLEndpoint:
 
     async def handle(self, request: Request) -> Response:
         started = time.perf_counter()
-        media = _negotiate(request.headers.get("accept"))
+        media = negotiate(request.headers.get("accept"))
         principal: Principal = ANONYMOUS
         outcome: Outcome | None = None
         query = variables = None
@@ -185,7 +111,7 @@ class GraphQLEndpoint:
                     {"Allow": ", ".join(self.methods)},
                 )
             if media is None:
-                raise Problem(406, f"Accept {GRAPHQL_RESPONSE} or {JSON}.", "NOT_ACCEPTABLE")
+                raise NOT_ACCEPTABLE
             body = await read_body(request, self.state.settings.limits.max_body_bytes)
             principal = await self._identify_limited(request)
             await self._check_signature(request, principal, body)

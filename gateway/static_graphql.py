@@ -12,8 +12,10 @@ from typing import Any
 import orjson
 from graphql import GraphQLError, OperationDefinitionNode, parse
 from starlette.requests import Request
+from starlette.responses import Response
 
 from gateway.access_log import query_digest
+from gateway.graphql_media import NOT_ACCEPTABLE, check_content_type, content_type, negotiate
 from gateway.problems import Problem
 from policies.limits import Limits, measure
 from resolvers.documents import MAX_TOKENS, shape_problems
@@ -49,20 +51,55 @@ class StaticCall:
         return {"query": self.text, "variables": self.variables, "operationName": self.operation_name}
 
 
+def typed_params(payload: dict[str, Any]) -> tuple[str, dict[str, Any] | None, str | None]:
+    """The GraphQL-over-HTTP request parameters of every endpoint; a 400 for any that is not of its
+    type (query: a non-empty string; operationName: string; variables and extensions: objects;
+    null = absent). Other members are ignored, as the spec says they must be."""
+    query, variables, op_name = payload.get("query"), payload.get("variables"), payload.get("operationName")
+    extensions = payload.get("extensions")
+    if not isinstance(query, str) or not query.strip():
+        raise Problem(400, "`query` is required and must be a string.", "BAD_REQUEST")
+    if variables is not None and not isinstance(variables, dict):
+        raise Problem(400, "`variables` must be a JSON object.", "BAD_REQUEST")
+    if op_name is not None and not isinstance(op_name, str):
+        raise Problem(400, "`operationName` must be a string.", "BAD_REQUEST")
+    if extensions is not None and not isinstance(extensions, dict):
+        raise Problem(400, "`extensions` must be a JSON object.", "BAD_REQUEST")
+    return query, variables, op_name
+
+
+def require_post(request: Request) -> None:
+    """The static endpoints take POST only; anything else is a 405 with `Allow`, answered by the
+    endpoint itself (not the router) so that it is still the call's audit event."""
+    if request.method != "POST":
+        raise Problem(405, "Use POST.", "METHOD_NOT_ALLOWED", {"Allow": "POST"})
+
+
+def answer_type(request: Request, status: int) -> str:
+    """The Content-Type of a static endpoint's answer with `status`, as the client's Accept asks
+    (gateway.graphql_media): the same rule as the tiers'."""
+    return content_type(status, negotiate(request.headers.get("accept")))
+
+
+def graphql_response(request: Request, payload: dict[str, Any], status: int) -> Response:
+    return Response(orjson.dumps(payload), status_code=status, media_type=answer_type(request, status))
+
+
 async def read_post(request: Request, limits: Limits) -> tuple[str, dict[str, Any], str | None]:
-    """The query, variables and operation name of one POST; a `Problem` (400, 413) if malformed."""
+    """The query, variables and operation name of one POST; a `Problem` if the client accepts no
+    GraphQL response type (406), the body is not declared JSON (415), is too large (413) or is not
+    a GraphQL request (400)."""
+    if negotiate(request.headers.get("accept")) is None:
+        raise NOT_ACCEPTABLE
+    check_content_type(request.headers.get("content-type", ""))
     try:
         body = orjson.loads(await read_body(request, limits.max_body_bytes) or b"null")
     except orjson.JSONDecodeError:
         body = None
-    if not isinstance(body, dict) or not isinstance(body.get("query"), str):
+    if not isinstance(body, dict):
         raise Problem(400, 'The body is JSON {"query": "...", "variables": {...}}.', "BAD_REQUEST")
-    text: str = body["query"]
-    variables = body.get("variables") or {}
-    operation = body.get("operationName")
-    if not isinstance(variables, dict) or not (operation is None or isinstance(operation, str)):
-        raise Problem(400, "variables is an object and operationName a string.", "BAD_REQUEST")
-    return text, variables, operation
+    text, variables, operation = typed_params(body)
+    return text, variables or {}, operation
 
 
 def check_document(text: str, variables: dict[str, Any], operation: str | None, limits: Limits) -> StaticCall:

@@ -55,7 +55,8 @@ from gateway.audit.alerts import list_alerts
 from gateway.audit.variables import VariableCipher
 from gateway.audit.verify import verify_chain
 from gateway.client_address import client_address
-from gateway.problems import Problem, problem_response
+from gateway.problems import AUDIT_UNAVAILABLE, JSON, Problem, problem_response
+from gateway.static_graphql import answer_type, require_post
 from policies.limits import Limits
 
 STATIC = Path(__file__).resolve().parent.parent / "static" / "audit"
@@ -150,7 +151,11 @@ class AuditAPI:
             Route("/api/posture/{panel}", self._guard("posture", self.posture)),
             Route("/api/consumer", self._guard("consumer-view", self.consumer)),
             Route("/api/person", self._guard("person-view", self.person)),
-            Route("/graphql", self._guard("graphql", self.graphql), methods=["POST"]),
+            Route(
+                "/graphql",
+                self._guard("graphql", self.graphql, graphql=True),
+                methods=["GET", "POST", "PUT", "DELETE"],  # the endpoint answers 405: audited
+            ),
         ]
 
     async def page(self, request: Request) -> Response:
@@ -168,20 +173,26 @@ class AuditAPI:
             return problem_response(Problem(404, "No such asset.", "NOT_FOUND"))
         return FileResponse(STATIC / name, media_type=ASSETS[name])
 
-    def _guard(self, operation: str, handler: Any, *, sign_in: bool = False) -> Any:
+    def _guard(self, operation: str, handler: Any, *, sign_in: bool = False, graphql: bool = False) -> Any:
         """Check, answer, record. `sign_in`: a page, so no credentials (or an ended session)
-        sends the browser to sign in instead of a 401 document."""
+        sends the browser to sign in instead of a 401 document. `graphql`: refusals take the
+        media type the client's Accept chooses (GraphQL over HTTP, gateway.graphql_media)."""
+
+        def media(request: Request, status: int) -> str:
+            return answer_type(request, status) if graphql else JSON
 
         async def endpoint(request: Request) -> Response:
             started = time.perf_counter()
             claims = None
             try:
+                if graphql:
+                    require_post(request)
                 claims = await self.bearer(request)
                 request.state.audit_claims = claims
                 response, rows = await handler(request)
             except Problem as problem:
                 claims = claims or getattr(problem, "claims", None)  # a valid token without the scope
-                response, rows = problem_response(problem), None
+                response, rows = problem_response(problem, media(request, problem.status)), None
                 request.state.audit_error_codes = [problem.code]
                 if sign_in and problem.status == 401:
                     response = RedirectResponse(f"/web/login?next={MOUNT}", status_code=303)
@@ -211,7 +222,9 @@ class AuditAPI:
                 }
                 or None,
             )
-            return await answer_once_recorded(self.access_log, event, response)
+            return await answer_once_recorded(
+                self.access_log, event, response, media(request, AUDIT_UNAVAILABLE.status)
+            )
 
         return endpoint
 

@@ -27,7 +27,6 @@ import logging
 from dataclasses import asdict, dataclass, field
 from typing import Annotated, Any
 
-import orjson
 import strawberry
 from graphql import GraphQLError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -42,7 +41,7 @@ from gateway.audit.alert_handling import HandlingError, act
 from gateway.audit.alerts import AckError, acknowledge, list_alerts
 from gateway.audit.variables import VariableCipher
 from gateway.audit.verify import verify_chain
-from gateway.static_graphql import check_document, read_post
+from gateway.static_graphql import check_document, graphql_response, read_post
 from policies.alert_handling import AlertAction
 from policies.limits import Limits
 
@@ -456,10 +455,6 @@ schema = _Schema(query=Query, mutation=Mutation)
 # -- the endpoint (wrapped by AuditAPI._guard: auth first, then the call's own audit event) ----
 
 
-def _json(data: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
-
-
 def _format(error: GraphQLError) -> dict[str, Any]:
     out = error.formatted
     code = (error.extensions or {}).get("code")
@@ -497,4 +492,4 @@ async def handle(
             status = 400  # nothing executed: a request (validation) error
     if status == 200:  # execution started: "data" is present, null when a non-null root failed
         payload["data"] = result.data
-    return _json(payload, status), ctx.rows
+    return graphql_response(request, payload, status), ctx.rows

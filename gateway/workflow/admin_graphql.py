@@ -31,7 +31,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 import strawberry
 from graphql import GraphQLError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -53,7 +52,7 @@ from gateway.identity.bearer import BearerProtector
 from gateway.identity.models import User
 from gateway.identity.tokens import TokenClaims
 from gateway.problems import AUDIT_UNAVAILABLE, Problem, problem_response
-from gateway.static_graphql import check_document, read_post
+from gateway.static_graphql import answer_type, check_document, graphql_response, read_post, require_post
 from gateway.workflow import applications as apps
 from gateway.workflow.demands_graphql import DemandMutation, DemandQuery
 from gateway.workflow.kpi_graphql import KpiQuery
@@ -514,10 +513,6 @@ schema = _Schema(query=Query, mutation=Mutation)
 # -- the endpoint -----------------------------------------------------------------------------
 
 
-def _json(data: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
-
-
 def _format(error: GraphQLError) -> dict[str, Any]:
     out = error.formatted
     code = (error.extensions or {}).get("code")
@@ -576,7 +571,7 @@ async def handle(request: Request, ctx: AdminContext, call: _Call, limits: Limit
             )
     if status == 200:
         payload["data"] = result.data
-    return _json(payload, status)
+    return graphql_response(request, payload, status)
 
 
 class AdminGraphQL:
@@ -625,11 +620,13 @@ class AdminGraphQL:
         call = _Call()
         guard = self.bearer.identity.failures  # failed authentication, limited per address
         try:
+            require_post(request)
             throttled = await guard.check(request)
             if throttled is not None:
                 if not throttled.record:  # a refused burst is recorded once per window
                     return problem_response(
-                        Problem(429, throttled.message, "RATE_LIMITED", throttled.decision.headers)
+                        Problem(429, throttled.message, "RATE_LIMITED", throttled.decision.headers),
+                        answer_type(request, 429),
                     )
                 raise Problem(429, throttled.message, "RATE_LIMITED", throttled.decision.headers)
             try:
@@ -645,7 +642,7 @@ class AdminGraphQL:
             response = await handle(request, ctx, call, self.limits)
         except Problem as problem:
             claims = claims or getattr(problem, "claims", None)  # a valid token without the scope
-            response = problem_response(problem)
+            response = problem_response(problem, answer_type(request, problem.status))
             call.error_codes = call.error_codes or [problem.code]
         person = claims is not None and claims.subject != claims.client_id
         event = AccessEvent(
@@ -666,4 +663,6 @@ class AdminGraphQL:
             subject=claims.subject if person and claims else None,
             variables=call.variables or None,
         )
-        return await answer_once_recorded(self.access_log, event, response)
+        return await answer_once_recorded(
+            self.access_log, event, response, answer_type(request, AUDIT_UNAVAILABLE.status)
+        )

@@ -74,3 +74,65 @@ def test_a_body_over_the_limit_is_413_and_recorded(
 
     (row,) = on_db(demo_env, go)
     assert row[0] == 413 and "PAYLOAD_TOO_LARGE" in (row[1] or "")
+
+
+# graphql-http's reference audits (tests/conformance) found these: the static endpoints now follow
+# GraphQL over HTTP as the tiers do (gateway.graphql_media, gateway.static_graphql.typed_params).
+
+
+@pytest.mark.parametrize("path", ["/audit/graphql", "/admin/graphql"])
+def test_the_response_type_is_negotiated(client: Any, endpoints: dict[str, str], path: str) -> None:
+    """Audit 22EB: application/graphql-response+json when the client asks for it; 406 when it
+    accepts no GraphQL response type."""
+    auth = {"Authorization": f"Bearer {endpoints[path]}"}
+    gql = "application/graphql-response+json"
+    r = client.post(path, json={"query": "{ __typename }"}, headers={**auth, "Accept": gql})
+    assert r.status_code == 200 and r.headers["content-type"].startswith(gql)
+    r = client.post(path, json={"query": "{ __typename }"}, headers={**auth, "Accept": "text/html"})
+    assert r.status_code == 406 and r.json()["errors"][0]["extensions"]["code"] == "NOT_ACCEPTABLE"
+
+
+@pytest.mark.parametrize("path", ["/audit/graphql", "/admin/graphql"])
+def test_a_post_not_declared_json_is_415(client: Any, endpoints: dict[str, str], path: str) -> None:
+    """Audit 9ABE: a POST without Content-Type is refused, not guessed at."""
+    r = client.post(
+        path, content=b'{"query": "{ __typename }"}', headers={"Authorization": f"Bearer {endpoints[path]}"}
+    )
+    assert r.status_code == 415 and r.json()["errors"][0]["extensions"]["code"] == "UNSUPPORTED_MEDIA_TYPE"
+
+
+@pytest.mark.parametrize(
+    "body", [{"variables": 0}, {"variables": True}, {"extensions": "x"}, {"extensions": []}]
+)
+@pytest.mark.parametrize("path", ["/audit/graphql", "/admin/graphql"])
+def test_parameters_of_the_wrong_type_are_400(
+    client: Any, endpoints: dict[str, str], path: str, body: dict[str, Any]
+) -> None:
+    """Audits 4761, 4762, 58B0–58B3: `variables` and `extensions` are objects or absent."""
+    r = client.post(
+        path, json={"query": "{ __typename }", **body}, headers={"Authorization": f"Bearer {endpoints[path]}"}
+    )
+    assert r.status_code == 400 and r.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+
+
+@pytest.mark.parametrize("path", ["/audit/graphql", "/admin/graphql"])
+def test_a_get_is_405_and_recorded(client: Any, demo_env: Any, endpoints: dict[str, str], path: str) -> None:
+    """The audits' GET requests (5A70, D6D5, 6A70) found the router answering 405 before the
+    endpoint, so no audit event; the endpoint answers it now, with `Allow`, and records it."""
+    from gateway.audit.models import AuditEvent
+
+    rid = f"get-{secrets.token_hex(6)}"
+    r = client.get(
+        path,
+        params={"query": "{ __typename }"},
+        headers={"Authorization": f"Bearer {endpoints[path]}", "X-Request-ID": rid},
+    )
+    assert r.status_code == 405 and r.headers["allow"] == "POST"
+    assert r.json()["errors"][0]["extensions"]["code"] == "METHOD_NOT_ALLOWED"
+
+    async def go(engine: Any) -> list[Any]:
+        async with engine.connect() as conn:
+            q = select(AuditEvent.status).where(AuditEvent.request_id == rid)
+            return list((await conn.execute(q)).scalars())
+
+    assert on_db(demo_env, go) == [405]
