@@ -54,6 +54,7 @@ from gateway.request_log import RequestLogMiddleware, log_line
 from gateway.secrets import SecretHasher, load_master_key
 from gateway.settings import Settings
 from gateway.state import GatewayState
+from gateway.watermark_http import WatermarkTrace
 from gateway.web.session import SessionOrBearer, WebSessions
 from gateway.workflow.admin_graphql import SCOPES as WORKFLOW_SCOPES
 from gateway.workflow.admin_graphql import AdminGraphQL
@@ -324,6 +325,8 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         Route("/kpi.json", kpis.json),
         Route("/kpi.csv", kpis.csv),
         Mount("/admin/catalogue", routes=catalogue_routes(state.identity)),  # catalogue as code
+        # The officers' watermark trace (数据水印溯源): its page and API, before the /audit mount
+        *WatermarkTrace(audit, master_key, state.signer).routes(),
         # The officer page and API (audit:read): search, detail, stats, export, verify, alerts.
         Route("/audit", audit.page),
         Mount("/audit", routes=audit.routes()),

@@ -134,6 +134,12 @@ class AuditAPI:
             return problem_response(Problem(404, "No such asset.", "NOT_FOUND"))
         return FileResponse(STATIC / name, media_type=ASSETS[name])
 
+    def guarded(self, operation: str, handler: Any, *, sign_in: bool = False) -> Any:
+        """The same check-answer-record wrapper for an officer page or API served by another
+        module (the watermark trace, gateway/watermark_http.py): `handler(request)` returns
+        (response, audit events read)."""
+        return self._guard(operation, handler, sign_in=sign_in)
+
     def _guard(self, operation: str, handler: Any, *, sign_in: bool = False) -> Any:
         """Check, answer, record. `sign_in`: a page, so no credentials (or an ended session)
         sends the browser to sign in instead of a 401 document."""
