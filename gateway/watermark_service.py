@@ -100,9 +100,9 @@ async def _targets(engine: Any, dataset: str | None) -> tuple[list[Any], Any]:
         if dataset is not None and spec.code != dataset:
             continue
         marked = tuple(
-            MarkedField(spec.code, f.name, f.title, f.watermark_tolerance)
+            MarkedField(spec.code, f.name, f.title, f.watermark_tolerance, f.watermark_text)
             for f in spec.fields
-            if f.watermark_tolerance is not None
+            if f.watermark_tolerance is not None or f.watermark_text is not None
         )
         if marked and spec.entity is not None and spec.entity_field:
             key = spec.field(spec.entity_field)
@@ -113,7 +113,7 @@ async def _targets(engine: Any, dataset: str | None) -> tuple[list[Any], Any]:
 async def _truth(
     engine: Any, spec: Any, keys: list[str], fields: list[str], master_key: bytes
 ) -> dict[str, Any]:
-    """field → row key → stored values, for the rows of the leak's keys."""
+    """field → row key → stored values (Decimal, or str for a text mark), for the leak's keys."""
     from sqlalchemy import select
 
     from catalogue.pool import pool_table
@@ -125,7 +125,8 @@ async def _truth(
     cipher = (await load_keyring(engine, master_key, [])).cipher(spec.code) if protected else None
     lookup = {cipher.blind(key_field.name, k): k for k in keys} if cipher else {k: k for k in keys}
     column = table.c[blind_column(key_field.name)] if protected else table.c[key_field.name]
-    out: dict[str, dict[str, list[Decimal]]] = {f: {} for f in fields}
+    out: dict[str, dict[str, list[Any]]] = {f: {} for f in fields}
+    text = {f for f in fields if spec.field(f).watermark_text is not None}  # compared as strings
     wanted = list(lookup)
     async with engine.connect() as conn:
         for i in range(0, len(wanted), 500):
@@ -134,7 +135,7 @@ async def _truth(
                 k = lookup.get(row[0])
                 for f, v in zip(fields, row[1:], strict=True):
                     if k is not None and v is not None:
-                        out[f].setdefault(k, []).append(Decimal(str(v)))
+                        out[f].setdefault(k, []).append(v if f in text else Decimal(str(v)))
     return out
 
 

@@ -153,13 +153,18 @@ def binomial_tail(k: int, n: int) -> float:
 
 @dataclass(frozen=True, slots=True)
 class Cell:
-    """One observed value of a marked field in a leak."""
+    """One observed value of a marked field in a leak: a number read in units of `tolerance`, or
+    (a text mark position, policies.watermark_text, `tolerance` None) the bit already read."""
 
     dataset: str
     field: str
     row_key: str
     value: Any
-    tolerance: Decimal
+    tolerance: Decimal | None
+    bit: int | None = None
+
+    def read(self) -> int | None:
+        return self.bit if self.tolerance is None else read_bit(self.value, self.tolerance)
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,7 +200,7 @@ def score(
     separately would make the binomial tail lie."""
     groups: dict[tuple[str, str, str], list[int]] = {}
     for c in cells:
-        b = read_bit(c.value, c.tolerance)
+        b = c.read()
         if b is not None and c.row_key:
             groups.setdefault((c.dataset, c.field, c.row_key), []).append(b)
     votes: list[tuple[tuple[str, str, str], int]] = []

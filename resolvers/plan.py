@@ -20,6 +20,7 @@ from policies.limits import connection_cost
 from policies.masking import MASKERS
 from policies.model import Action, DatasetAccess, Decision, Tier
 from policies.watermark import mark_value
+from policies.watermark_text import mark_text
 from resolvers import cursor, errors
 from resolvers.context import ExecutionContext, FieldAccess
 from resolvers.errors import FieldError
@@ -567,8 +568,10 @@ class Planner:
         it (policies.watermark), keyed by the row's entity key, before it is stringified.
         Filters, ordering and cursors still work on the stored (true) values."""
         wm = self.ctx.watermark
-        tolerance = f.watermark_tolerance
-        if wm is None or tolerance is None or d.action is not Action.ALLOW or not ds.entity_field:
+        tolerance, text = f.watermark_tolerance, f.watermark_text
+        if wm is None or (tolerance is None and text is None):
+            return None
+        if d.action is not Action.ALLOW or not ds.entity_field:
             return None
         if is_protected(f):  # the catalogue rules forbid it; never mark what is stored encrypted
             return None
@@ -579,6 +582,8 @@ class Planner:
 
         def mark(v: Any, row_key: Any) -> Any:
             k = None if row_key is None else key_of(row_key)
+            if tolerance is None:  # a text mark: a keyed choice among equivalent forms
+                return after(mark_text(v, secret, recipient, code, name, k, gamma))
             return after(mark_value(v, tolerance, secret, recipient, code, name, k, gamma))
 
         if f.name not in plan.marked:

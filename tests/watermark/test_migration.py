@@ -1,5 +1,6 @@
-"""Migration 0019 (watermark keys, the per-field watermark columns) on SQLite and PostgreSQL: the tables
-it makes are the models' (nothing for autogenerate to add), and it goes down and up again."""
+"""Migrations 0019 (watermark keys, the per-field watermark columns) and 0023 (the text scheme) on
+SQLite and PostgreSQL: the tables they make are the models' (nothing for autogenerate to add),
+and they go down and up again."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 import pytest
 
 MINE = ("watermark_key", "dataset_field.watermark")
+COLUMNS = ("watermark_tolerance", "watermark_text", "decision_relevant")
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
@@ -37,11 +39,11 @@ def test_migration_0019_matches_the_models_and_goes_both_ways(backend: str, tmp_
                     diff = [
                         d
                         for d in compare_metadata(ctx, SQLModel.metadata)
-                        if any(t in str(d) for t in (*MINE, "watermark_tolerance", "decision_relevant"))
+                        if any(t in str(d) for t in (*MINE, *COLUMNS))
                     ]
                     columns = {col["name"] for col in inspect(c).get_columns("dataset_field")}
                     names = set(inspect(c).get_table_names())
-                    if {"watermark_tolerance", "decision_relevant"} <= columns:
+                    if set(COLUMNS) <= columns:
                         names.add("dataset_field.watermark")
                     return names, diff
 
