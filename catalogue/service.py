@@ -63,6 +63,8 @@ def _field_spec(row: DatasetField) -> FieldSpec:
         watermark_tolerance=Decimal(row.watermark_tolerance) if row.watermark_tolerance else None,
         watermark_text=row.watermark_text,
         decision_relevant=row.decision_relevant,
+        allowed_values=tuple(row.allowed_values) if row.allowed_values is not None else None,
+        max_length=row.max_length,
     )
 
 
@@ -209,6 +211,8 @@ def fill_field_row(frow: DatasetField, f: FieldSpec, position: int) -> None:
     frow.watermark_tolerance = str(f.watermark_tolerance) if f.watermark_tolerance is not None else None
     frow.watermark_text = f.watermark_text
     frow.decision_relevant = f.decision_relevant
+    frow.allowed_values = list(f.allowed_values) if f.allowed_values is not None else None
+    frow.max_length = f.max_length
 
 
 _validate = validate  # the name tests/demo knows
