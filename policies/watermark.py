@@ -66,10 +66,29 @@ def _cell(
     return h[4] & 1, bool(h[5] & 1)
 
 
+MAX_RUNS = 10  # text mark positions one PRF output serves (3 of its 32 bytes each)
+
+
+def run_bits(
+    secret: bytes, recipient: str, dataset: str, field: str, row_key: str, gamma: float = DEFAULT_GAMMA
+) -> list[int | None]:
+    """The bits of a text cell's first MAX_RUNS mark positions (policies.watermark_text), all from
+    one PRF output: position i is marked when byte 3i, as a fraction of 256, is below γ, and
+    carries bit (byte 3i+1) & 1. One HMAC per cell, however many runs of digits it has."""
+    h = _prf(secret, recipient, dataset, field, row_key)
+    threshold = int(256 * gamma)
+    return [(h[3 * i + 1] & 1) if h[3 * i] < threshold else None for i in range(MAX_RUNS)]
+
+
 def cell_bit(
     secret: bytes, recipient: str, dataset: str, field: str, row_key: str, gamma: float = DEFAULT_GAMMA
 ) -> int | None:
-    """The bit this cell carries for this recipient, or None when the cell is not marked."""
+    """The bit this cell carries for this recipient, or None when the cell is not marked. A text
+    mark position is named `field#i` (policies.watermark_text.position_field): run i's bit."""
+    name, sep, run = field.partition("#")
+    if sep:
+        i = int(run)
+        return run_bits(secret, recipient, dataset, name, row_key, gamma)[i] if i < MAX_RUNS else None
     hit = _cell(secret, recipient, dataset, field, row_key, gamma)
     return None if hit is None else hit[0]
 

@@ -2,11 +2,12 @@
 
 A string field declared `watermark: {text: digit_width}` carries its marks in the width of its
 runs of digits: each maximal run of ASCII or full-width digits (`390`, `３９０`) is one mark
-position, and the keyed PRF (policies.watermark) of (recipient, dataset, field#i, row key)
-decides whether run i carries a bit and which: 0 = half-width (ASCII) digits, 1 = full-width
-(U+FF10–U+FF19). A run the PRF does not select is left as stored. The digits themselves never
-change, so NFKC — Unicode's compatibility normalisation, which every address matcher applies —
-maps every delivered variant back to the stored value, and a reader sees the same number.
+position, and one keyed PRF output (policies.watermark.run_bits) per (recipient, dataset, field,
+row key) decides for each of the first ten runs whether it carries a bit and which: 0 =
+half-width (ASCII) digits, 1 = full-width (U+FF10–U+FF19); runs past the tenth are never
+marked. A run the PRF does not select is left as stored. The digits themselves never change, so
+NFKC — Unicode's compatibility normalisation, which every address matcher applies — maps every
+delivered variant back to the stored value, and a reader sees the same number.
 
 Detection reads each run's width (a run of mixed widths reads as nothing) and scores it with
 the numeric cells: under "not this recipient" a position's predicted bit is independent of the
@@ -22,7 +23,7 @@ import re
 import unicodedata
 from typing import Any
 
-from policies.watermark import DEFAULT_GAMMA, cell_bit
+from policies.watermark import DEFAULT_GAMMA, MAX_RUNS, run_bits
 
 DIGIT_WIDTH = "digit_width"
 TEXT_SCHEMES = (DIGIT_WIDTH,)
@@ -56,9 +57,10 @@ def mark_text(
     runs = list(_RUN.finditer(value))
     if not runs:
         return value
+    bits = run_bits(secret, recipient, dataset, field, str(row_key), gamma)  # one HMAC for all runs
     out, last = [], 0
     for i, m in enumerate(runs):
-        bit = cell_bit(secret, recipient, dataset, position_field(field, i), str(row_key), gamma)
+        bit = bits[i] if i < MAX_RUNS else None
         run = m.group(0)
         if bit is not None:
             run = run.translate(_FULL if bit else _HALF)
