@@ -20,7 +20,8 @@ from typer.testing import CliRunner
 
 from catalogue.document import dump, from_specs, parse, to_specs
 from gateway.cli import app
-from policies.watermark_text import mark_text, read_text_bits
+from policies.watermark import cell_bit
+from policies.watermark_text import mark_text, position_field, read_text_bits
 from tests.catalogue.conftest import DEMO_FILE
 from tests.watermark.test_catalogue import BASE, messages
 from tests.watermark.test_trace import _env, _rows
@@ -50,6 +51,20 @@ def test_each_recipient_gets_its_own_widths_and_reads_them_back() -> None:
     assert read_text_bits(full) in ([0], [1])
     assert read_text_bits("路3９0号") == [None]  # mixed widths read as nothing
     assert mark_text(None, SECRET, "x", "ds", "addr", "k") is None
+
+
+def test_the_widths_delivered_are_the_bits_detection_predicts() -> None:
+    """What the trace predicts for position `addr#i` (policies.watermark.cell_bit) is the width
+    the delivery chose for run i; past the tenth run nothing is marked."""
+    value = "1路2号3层4室5-6-7-8-9-10-11-12"
+    for i in range(200):
+        key = f"k{i}"
+        seen = read_text_bits(mark_text(value, SECRET, "hrss", "ds", "addr", key))
+        predicted = [cell_bit(SECRET, "hrss", "ds", position_field("addr", j), key) for j in range(len(seen))]
+        for j, (b, p) in enumerate(zip(seen, predicted, strict=True)):
+            assert p is None or b == p, (key, j)
+            assert p is not None or b == 0  # unselected runs stay as stored (half-width)
+        assert predicted[10:] == [None, None]
 
 
 def test_catalogue_takes_text_on_strings_only() -> None:
