@@ -23,11 +23,12 @@ import re
 import unicodedata
 from typing import Any
 
-from policies.watermark import DEFAULT_GAMMA, MAX_RUNS, run_bits
+from policies.watermark import DEFAULT_GAMMA, run_bits
 
 DIGIT_WIDTH = "digit_width"
 TEXT_SCHEMES = (DIGIT_WIDTH,)
 _RUN = re.compile(r"[0-9０-９]+")  # a run of mixed widths is one run, read as nothing
+_SPLIT = re.compile(r"([0-9０-９]+)")
 _FULL = str.maketrans("0123456789", "０１２３４５６７８９")
 _HALF = str.maketrans("０１２３４５６７８９", "0123456789")
 
@@ -54,21 +55,14 @@ def mark_text(
     """The string as delivered to `recipient`: each selected digit run in the width of its bit."""
     if not isinstance(value, str) or row_key is None:
         return value
-    runs = list(_RUN.finditer(value))
-    if not runs:
+    parts = _SPLIT.split(value)  # text, run, text, run, …, text
+    if len(parts) == 1:
         return value
     bits = run_bits(secret, recipient, dataset, field, str(row_key), gamma)  # one HMAC for all runs
-    out, last = [], 0
-    for i, m in enumerate(runs):
-        bit = bits[i] if i < MAX_RUNS else None
-        run = m.group(0)
+    for i, bit in enumerate(bits[: len(parts) // 2]):
         if bit is not None:
-            run = run.translate(_FULL if bit else _HALF)
-        out.append(value[last : m.start()])
-        out.append(run)
-        last = m.end()
-    out.append(value[last:])
-    return "".join(out)
+            parts[2 * i + 1] = parts[2 * i + 1].translate(_FULL if bit else _HALF)
+    return "".join(parts)
 
 
 def read_text_bits(value: Any) -> list[int | None]:
