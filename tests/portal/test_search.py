@@ -101,17 +101,17 @@ def test_search_facet_dataset_download_in_a_browser(demo_env: Any) -> None:
             problems: list[str] = []
             page.on("pageerror", lambda e: problems.append(str(e)))
             page.goto(f"{base}/explore")
-            expect(page.locator("#datasets button")).to_have_count(4)
+            expect(page.locator("#datasets > li")).to_have_count(4)
             page.fill("#search-q", "许可")
             page.click("#search button[type=submit]")
-            expect(page.locator("#datasets button")).to_have_count(1)
+            expect(page.locator("#datasets > li")).to_have_count(1)
             assert page.url.startswith(f"{base}/explore?q=")
             expect(page.locator("#search-summary")).to_contain_text("找到 1 个数据集")
             page.goto(f"{base}/explore")
             page.click("#facets a[data-facet=dept][data-value=eco]")
-            expect(page.locator("#datasets button")).to_have_count(2)
+            expect(page.locator("#datasets > li")).to_have_count(2)
             assert page.url == f"{base}/explore?dept=eco"
-            page.click("#datasets button[data-code=air_quality_daily]")
+            page.click("#datasets a[href='/explore/datasets/air_quality_daily']")
             expect(page.locator("#status")).to_contain_text("第 1 页")
             href = page.locator("#download-links a[data-format=csv]").get_attribute("href") or ""
             with page.expect_download() as info:
@@ -124,9 +124,33 @@ def test_search_facet_dataset_download_in_a_browser(demo_env: Any) -> None:
                 == total.json()["data"]["airQualityDaily"]["totalCount"] + 1
             )
             # 有条件开放: the page shows the download command with the API key header
-            page.goto(f"{base}/explore#tax_credit_rating")
+            page.goto(f"{base}/explore/datasets/tax_credit_rating")
             expect(page.locator("#download-key")).to_contain_text("X-API-Key")
             expect(page.locator("#download-key")).to_contain_text("/open/download/tax_credit_rating.csv")
             assert not problems, problems
         finally:
             browser.close()
+
+
+def test_sort_by_use_follows_the_usage_rollup(app: TestClient, demo_env: Any) -> None:
+    """`sort=used`: most calls plus downloads over 30 days first (ties by resource code), each
+    result saying its figure; three more calls of one dataset move its figure by exactly three."""
+    from tests.conftest import gql
+    from tests.portal.test_stats import _roll_up
+
+    _roll_up(demo_env)
+    before = _search(app, sort="used")
+    by_code = {d["code"]: d["resourceCode"] for d in app.get("/explore/api/catalogue").json()["datasets"]}
+    order = sorted(before["results"], key=lambda r: (-r["used"], by_code[r["code"]]))
+    assert _codes(before) == [r["code"] for r in order] and before["query"]["sort"] == "used"
+    for _ in range(3):
+        r = gql(app, "open", "{ enterpriseRegistration(first: 1) { edges { node { name } } } }")
+        assert "errors" not in r.json(), r.text
+    _roll_up(demo_env)
+    after = {r["code"]: r["used"] for r in _search(app, sort="used")["results"]}
+    assert after["enterprise_registration"] == next(
+        r["used"] for r in before["results"] if r["code"] == "enterprise_registration"
+    ) + 3
+    assert "used" not in _search(app, sort="name")["results"][0]  # read only when sorting by it
+    page = app.get("/explore", params={"sort": "used"})
+    assert page.status_code == 200 and "最常使用" in page.text
