@@ -1,7 +1,7 @@
 """watermark in text (数据水印): a per-field text scheme beside the numeric tolerance
 
 Revision ID: 0023
-Revises: 0021
+Revises: 0024
 Create Date: 2026-12-03 07:00:00
 """
 
@@ -12,7 +12,7 @@ import sqlmodel
 from alembic import op
 
 revision = "0023"
-down_revision = "0021"  # main's head when this branch was merged; the lead may re-chain
+down_revision = "0024"  # main's head when this branch was merged; the lead may re-chain
 branch_labels = None
 depends_on = None
 
