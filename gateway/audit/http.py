@@ -190,7 +190,8 @@ class AuditAPI:
                 response, rows = problem_response(problem), None
                 request.state.audit_error_codes = [problem.code]
                 if sign_in and problem.status == 401:
-                    response = RedirectResponse(f"/web/login?next={MOUNT}", status_code=303)
+                    # back to the page asked for after signing in (safe_next checks it again)
+                    response = RedirectResponse(f"/web/login?next={request.url.path}", status_code=303)
             except query.BadFilter as bad:
                 response, rows = problem_response(Problem(400, str(bad), "BAD_USER_INPUT")), None
                 request.state.audit_error_codes = ["BAD_USER_INPUT"]

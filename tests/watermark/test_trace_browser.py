@@ -76,7 +76,9 @@ def test_officer_uploads_a_leak_and_sees_the_consumer_named(
     context = browser.new_context(accept_downloads=True)
     try:
         page = context.new_page()
-        browser_sign_in(page, served, *officer)
+        browser_sign_in(page, served, *officer, start="/audit/watermark")  # back where it asked
+        page.wait_for_url(f"{served}/audit/watermark")
+        page.click("a[href='/audit']")  # the console links here, and back
         page.wait_for_url(f"{served}/audit")
         page.click("a[href='/audit/watermark']")
         page.wait_for_url(f"{served}/audit/watermark")
