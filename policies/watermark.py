@@ -18,7 +18,7 @@ Pure functions, no I/O; the secret is passed in and never returned or formatted.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, InvalidOperation
 from functools import lru_cache
@@ -161,6 +161,26 @@ def mark_value(
     if hit is None:
         return value
     return embed_bit(value, tolerance, *hit)
+
+
+def column_marker(
+    tolerance: Decimal, secret: bytes, recipient: str, dataset: str, field: str, gamma: float = DEFAULT_GAMMA
+) -> Callable[[Any, Any], Any]:
+    """`mark_value` bound to one recipient's column, for the rows of a delivery: the HMAC state
+    and the threshold are set up once, and each row costs one digest (the same values as
+    `mark_value`, property-tested)."""
+    digest = _keyed(secret, recipient, dataset, field).digest
+    threshold = gamma * 2**32
+
+    def mark(value: Any, row_key: Any) -> Any:
+        if value is None or row_key is None:
+            return value
+        h = digest(str(row_key).encode())
+        if int.from_bytes(h[:4], "big") >= threshold:
+            return value
+        return embed_bit(value, tolerance, h[4] & 1, bool(h[5] & 1))
+
+    return mark
 
 
 # ---------------------------------------------------------------- detection

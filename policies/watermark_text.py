@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from typing import Any
 
-from policies.watermark import DEFAULT_GAMMA, run_bits
+from policies.watermark import DEFAULT_GAMMA, MAX_RUNS, _keyed, run_bits
 
 DIGIT_WIDTH = "digit_width"
 TEXT_SCHEMES = (DIGIT_WIDTH,)
@@ -75,3 +76,25 @@ def read_text_bits(value: Any) -> list[int | None]:
         full = sum("０" <= c <= "９" for c in run)
         bits.append(1 if full == len(run) else 0 if full == 0 else None)
     return bits
+
+
+def text_marker(
+    secret: bytes, recipient: str, dataset: str, field: str, gamma: float = DEFAULT_GAMMA
+) -> Callable[[Any, Any], Any]:
+    """`mark_text` bound to one recipient's column (the HMAC state set up once); the same values."""
+    digest = _keyed(secret, recipient, dataset, field).digest
+    threshold = int(256 * gamma)
+
+    def mark(value: Any, row_key: Any) -> Any:
+        if not isinstance(value, str) or row_key is None:
+            return value
+        parts = _SPLIT.split(value)
+        if len(parts) == 1:
+            return value
+        h = digest(str(row_key).encode())
+        for i in range(min(len(parts) // 2, MAX_RUNS)):
+            if h[3 * i] < threshold:
+                parts[2 * i + 1] = parts[2 * i + 1].translate(_FULL if h[3 * i + 1] & 1 else _HALF)
+        return "".join(parts)
+
+    return mark

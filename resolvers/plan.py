@@ -19,8 +19,8 @@ from policies import decisions
 from policies.limits import connection_cost
 from policies.masking import MASKERS
 from policies.model import Action, DatasetAccess, Decision, Tier
-from policies.watermark import mark_value
-from policies.watermark_text import mark_text
+from policies.watermark import column_marker
+from policies.watermark_text import text_marker
 from resolvers import cursor, errors
 from resolvers.context import ExecutionContext, FieldAccess
 from resolvers.errors import FieldError
@@ -576,15 +576,22 @@ class Planner:
         if is_protected(f):  # the catalogue rules forbid it; never mark what is stored encrypted
             return None
         key_index = plan.column(ds.entity_field)
-        key_of = self._opener(ds, ds.field(ds.entity_field)) or (lambda k: k)
-        after = then or (lambda v: v)
         secret, recipient, gamma, code, name = wm.key.secret, wm.recipient, wm.gamma, ds.code, f.name
+        # bound to this recipient's column once (the HMAC state), then one digest per row
+        marker = (
+            text_marker(secret, recipient, code, name, gamma)  # a keyed choice among equivalent forms
+            if tolerance is None
+            else column_marker(tolerance, secret, recipient, code, name, gamma)
+        )
+        opened = self._opener(ds, ds.field(ds.entity_field))
+        if opened is None and then is None:
+            mark: KeyedTransform = marker
+        else:
+            key_of = opened or (lambda k: k)
+            after = then or (lambda v: v)
 
-        def mark(v: Any, row_key: Any) -> Any:
-            k = None if row_key is None else key_of(row_key)
-            if tolerance is None:  # a text mark: a keyed choice among equivalent forms
-                return after(mark_text(v, secret, recipient, code, name, k, gamma))
-            return after(mark_value(v, tolerance, secret, recipient, code, name, k, gamma))
+            def mark(v: Any, row_key: Any) -> Any:
+                return after(marker(v, None if row_key is None else key_of(row_key)))
 
         if f.name not in plan.marked:
             plan.marked.append(f.name)
