@@ -22,7 +22,7 @@ from gateway.audit import ChainedAuditLog, VariableCipher
 from gateway.audit.alerts import AlertEngine, AlertRules, AlertTask
 from gateway.audit.checkpoints import CheckpointTask
 from gateway.audit.field_index import FieldIndexTask
-from gateway.audit.forward import Forwarder, ForwardTask, sinks_from_settings
+from gateway.audit.forward import Forwarder, ForwardTask, delivered_by_all, sinks_from_settings
 from gateway.audit.http import EXPORT_PATH, AuditAPI
 from gateway.audit.retention import RetentionTask, archive_dir
 from gateway.catalogue_admin import catalogue_protector, catalogue_routes
@@ -153,14 +153,19 @@ def _audit_background(
         tasks.append(
             AlertTask(AlertEngine(state.engine, AlertRules.from_settings(settings), witness=witness))
         )
+    # SHUQIAO_AUDIT_SYSLOG_TARGET, _FORWARD_JSONL, _ALERT_WEBHOOK_URL
+    sinks = sinks_from_settings(settings, state.signer)
     if settings.audit_retention_days > 0:
         tasks.append(
             RetentionTask(
-                state.engine, state.signer.store, archive_dir(settings.var_dir), settings.audit_retention_days
+                state.engine,
+                state.signer.store,
+                archive_dir(settings.var_dir),
+                settings.audit_retention_days,
+                held=lambda: delivered_by_all(state.engine, sinks),  # nothing undelivered is pruned
             )
         )
-    # SHUQIAO_AUDIT_SYSLOG_TARGET, _FORWARD_JSONL, _ALERT_WEBHOOK_URL
-    if sinks := sinks_from_settings(settings, state.signer):
+    if sinks:
         tasks.append(ForwardTask([Forwarder(state.engine, sink) for sink in sinks]))
     return tasks
 

@@ -325,14 +325,18 @@ def prune(
     """Archive everything up to the latest checkpoint (or the newest one older than N days) to
     <var_dir>/audit-archive/ (signed, verified) and delete those rows; a prune anchor records where,
     and the checkpoint stays: verification starts after it."""
+    from gateway.audit.forward import delivered_by_all, sinks_from_settings
     from gateway.audit.retention import RetentionError, archive_and_prune, archive_dir
     from gateway.settings import Settings
 
     cutoff = None if older_than_days is None else datetime.now(UTC) - timedelta(days=older_than_days)
 
     async def go(engine: Any) -> Any:
+        settings = Settings.from_env()
+        # no further than every configured SOC sink has delivered: a prune loses nothing for them
+        held = await delivered_by_all(engine, sinks_from_settings(settings))
         return await archive_and_prune(
-            engine, _store(), archive_dir(Settings.from_env().var_dir), older_than=cutoff
+            engine, _store(), archive_dir(settings.var_dir), through_seq=held, older_than=cutoff
         )
 
     path = run_with_engine(go, expected=(RetentionError,), status=1)

@@ -451,6 +451,21 @@ class Forwarder:
             )
 
 
+async def delivered_by_all(engine: AsyncEngine, sinks: Sequence[Sink]) -> int | None:
+    """The event seq every configured sink that carries events has delivered through (0 for one
+    that has not started): retention prunes no further, so the SOC loses nothing to a prune.
+    None when no sink carries events (nothing to hold back)."""
+    names = sorted({s.name for s in sinks if s.carries_events})
+    if not names:
+        return None
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(CURSORS.c.sink, CURSORS.c.event_seq).where(CURSORS.c.sink.in_(names))
+        )
+        through = {str(name): int(seq) for name, seq in rows}
+    return min(through.get(n, 0) for n in names)
+
+
 async def forward_status(conn: AsyncConnection) -> list[dict[str, Any]]:
     """Every sink's cursor, with how far it is behind the chain's head and the newest alert (the
     webhook carries alerts only: no event lag)."""
