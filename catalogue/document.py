@@ -22,7 +22,15 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_serializer,
+    model_serializer,
+    model_validator,
+)
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
@@ -71,17 +79,35 @@ class _Strict(BaseModel):
 
 
 class WatermarkDoc(_Strict):
-    """数据水印: how far a delivered value may move to carry the recipient's mark."""
+    """数据水印: how a delivered value may change to carry the recipient's mark — a number by up to
+    its tolerance, or a string among equivalent representations (one of the two)."""
 
-    tolerance: Decimal = Field(
+    tolerance: Decimal | None = Field(
+        default=None,
         gt=0,
         description="The largest change a mark may make, in the field's unit (e.g. 0.01 万元; "
         "a whole number for integers). Only numbers no decision depends on; never keys or L4",
     )
+    text: Literal["digit_width"] | None = Field(
+        default=None,
+        description="A string's mark: digit_width = each run of digits half-width (0-9) or "
+        "full-width (０-９), the same under NFKC. Only strings a reader and a decision treat as "
+        "identical either way (addresses); never names, codes, keys or L4",
+    )
 
-    @field_serializer("tolerance")
+    @model_validator(mode="after")
+    def _one_kind(self) -> WatermarkDoc:
+        if (self.tolerance is None) == (self.text is None):
+            raise ValueError("a watermark has either a tolerance (numbers) or a text scheme (strings)")
+        return self
+
+    @field_serializer("tolerance", when_used="unless-none")
     def _number(self, t: Decimal) -> int | float:  # written as the number it was declared as
         return int(t) if t == t.to_integral_value() else float(t)
+
+    @model_serializer(mode="wrap")
+    def _only_the_kind_declared(self, handler: Any) -> Any:
+        return {k: v for k, v in handler(self).items() if v is not None}
 
 
 class FieldDoc(_Strict):
@@ -536,6 +562,7 @@ def to_specs(doc: CatalogueDoc, *, check: bool = True) -> tuple[list[DepartmentS
                     references=f.references,
                     link_name=f.link_name,
                     watermark_tolerance=f.watermark.tolerance if f.watermark else None,
+                    watermark_text=f.watermark.text if f.watermark else None,
                     decision_relevant=f.decision_relevant,
                     allowed_values=tuple(f.values) if f.values is not None else None,
                     max_length=f.max_length,
@@ -606,8 +633,8 @@ def from_specs(departments: list[DepartmentSpec], datasets: list[DatasetSpec]) -
                         indexed=f.indexed,
                         references=f.references,
                         link_name=f.link_name,
-                        watermark=WatermarkDoc(tolerance=f.watermark_tolerance)
-                        if f.watermark_tolerance is not None
+                        watermark=WatermarkDoc(tolerance=f.watermark_tolerance, text=f.watermark_text)  # type: ignore[arg-type]
+                        if f.watermark_tolerance is not None or f.watermark_text is not None
                         else None,
                         decision_relevant=f.decision_relevant,
                         values=list(f.allowed_values) if f.allowed_values is not None else None,

@@ -69,6 +69,7 @@ class DatasetField(SQLModel, table=True):
     references: str | None = Field(default=None, max_length=32)
     link_name: str | None = Field(default=None, max_length=64)
     watermark_tolerance: str | None = Field(default=None, max_length=40)  # a decimal, as text
+    watermark_text: str | None = Field(default=None, max_length=20)  # policies.watermark_text scheme
     decision_relevant: bool = Field(default=False)
     # The values a 信息项 may take (an enumeration) and its greatest length, checked on loading
     allowed_values: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))

@@ -57,22 +57,33 @@ def check_protectable(spec: DatasetSpec) -> str | None:
 
 
 def check_watermarkable(spec: DatasetSpec) -> list[tuple[str, str]]:
-    """Why fields of this dataset may not carry a watermark (policies.watermark), as (field
-    name, message) pairs; empty if every declared tolerance is allowed. A mark changes the
-    value a consumer sees, so it is only for numbers whose exact value nobody decides on, and
-    it needs a row key to be traced."""
+    """Why fields of this dataset may not carry a watermark (policies.watermark,
+    policies.watermark_text), as (field name, message) pairs; empty if every declared mark is
+    allowed. A mark changes the value a consumer sees, so it is only for numbers whose exact
+    value nobody decides on and strings whose marked forms read the same, and it needs a row
+    key to be traced."""
+    from policies.watermark_text import TEXT_SCHEMES
+
     out: list[tuple[str, str]] = []
     for f in spec.fields:
-        t = f.watermark_tolerance
-        if t is None:
+        t, text = f.watermark_tolerance, f.watermark_text
+        if t is None and text is None:
             continue
         where, msgs = f"{spec.code}.{f.name}", []
-        if f.type not in (FieldType.INTEGER, FieldType.FLOAT, FieldType.DECIMAL):
-            msgs.append(f"{where}: only integer, float and decimal fields may carry a watermark")
-        if not t.is_finite() or t <= 0:
-            msgs.append(f"{where}: the watermark tolerance must be a positive number")
-        elif f.type is FieldType.INTEGER and t != t.to_integral_value():
-            msgs.append(f"{where}: an integer field's watermark tolerance must be a whole number")
+        if t is not None and text is not None:
+            msgs.append(f"{where}: a watermark has either a tolerance or a text scheme, not both")
+        if t is not None:
+            if f.type not in (FieldType.INTEGER, FieldType.FLOAT, FieldType.DECIMAL):
+                msgs.append(f"{where}: only integer, float and decimal fields may carry a tolerance")
+            if not t.is_finite() or t <= 0:
+                msgs.append(f"{where}: the watermark tolerance must be a positive number")
+            elif f.type is FieldType.INTEGER and t != t.to_integral_value():
+                msgs.append(f"{where}: an integer field's watermark tolerance must be a whole number")
+        if text is not None:
+            if text not in TEXT_SCHEMES:
+                msgs.append(f"{where}: unknown text watermark {text!r} (known: {', '.join(TEXT_SCHEMES)})")
+            if f.type is not FieldType.STRING:
+                msgs.append(f"{where}: only string fields may carry a text watermark")
         if f.name == spec.entity_field or f.references is not None or f.indexed:
             msgs.append(f"{where}: identifiers, keys and indexed (looked-up) fields never carry a watermark")
         if f.level >= Level.L4 or is_protected(f):

@@ -61,6 +61,7 @@ def _field_spec(row: DatasetField) -> FieldSpec:
         references=_opt(Entity, row.references),
         link_name=row.link_name,
         watermark_tolerance=Decimal(row.watermark_tolerance) if row.watermark_tolerance else None,
+        watermark_text=row.watermark_text,
         decision_relevant=row.decision_relevant,
         allowed_values=tuple(row.allowed_values) if row.allowed_values is not None else None,
         max_length=row.max_length,
@@ -208,6 +209,7 @@ def fill_field_row(frow: DatasetField, f: FieldSpec, position: int) -> None:
     frow.references = f.references.value if f.references else None
     frow.link_name = f.link_name
     frow.watermark_tolerance = str(f.watermark_tolerance) if f.watermark_tolerance is not None else None
+    frow.watermark_text = f.watermark_text
     frow.decision_relevant = f.decision_relevant
     frow.allowed_values = list(f.allowed_values) if f.allowed_values is not None else None
     frow.max_length = f.max_length

@@ -64,6 +64,9 @@ class FieldSpec:
     # 数据水印: deliveries to an identified consumer may move this value by up to the
     # tolerance (policies.watermark); None: never marked.
     watermark_tolerance: Decimal | None = None
+    # 数据水印 in text: the keyed choice among equivalent representations this string may carry
+    # (policies.watermark_text; "digit_width"); None: never marked.
+    watermark_text: str | None = None
     # A decision could depend on the exact value (a threshold, a fee): never marked.
     decision_relevant: bool = False
     # The values a loaded row may hold (an enumeration), and its longest (string fields); None:

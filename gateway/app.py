@@ -60,6 +60,7 @@ from gateway.request_log import RequestLogMiddleware, log_line
 from gateway.secrets import SecretHasher, load_master_key
 from gateway.settings import Settings
 from gateway.state import GatewayState
+from gateway.watermark_http import WatermarkTrace
 from gateway.web.session import WEB_CLIENT_ID, SessionOrBearer, WebSessions
 from gateway.workbench.client import CLIENT_ID as WORKBENCH_CLIENT_ID
 from gateway.workbench.pages import Workbench
@@ -360,6 +361,8 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         Mount(
             "/admin/catalogue", routes=catalogue_routes(state.identity, steward_check)
         ),  # catalogue as code
+        # The officers' watermark trace (数据水印溯源): its page and API, before the /audit mount
+        *WatermarkTrace(audit, master_key, state.signer).routes(),
         # The officer page and API (audit:read): search, detail, stats, export, verify, alerts.
         Route("/audit", audit.page),
         Mount("/audit", routes=audit.routes()),

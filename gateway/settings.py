@@ -167,6 +167,10 @@ class Settings:
     # The day's KPI snapshot (the trend's points) taken by every worker's background task, once a
     # day (gateway.workflow.kpi); off: `shuqiao kpi snapshot` from cron does it.
     kpi_snapshots: bool = False
+    # 数据水印 (docs/watermark.md): deliveries to identified consumers carry a keyed mark within each
+    # field's declared tolerance; off: every consumer gets the values exactly as stored (and tracing
+    # can name no one for what is delivered meanwhile).
+    watermark: bool = True
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -234,6 +238,7 @@ class Settings:
             web_session_seconds=_int("WEB_SESSION_SECONDS", 8 * 3600),
             web_session_idle_seconds=_int("WEB_SESSION_IDLE_SECONDS", 1800),
             kpi_snapshots=_switch("KPI_SNAPSHOTS", False) is True,
+            watermark=_switch("WATERMARK", True) is not False,
         )
 
     def with_(self, **changes: object) -> Settings:

@@ -21,6 +21,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from policies.watermark import Cell, MarkKey, Score, score
+from policies.watermark_text import normalise, position_field, read_text_bits
 
 KEY_FORMS = {
     "legal_entity": re.compile(r"^[0-9A-HJ-NPQRTUWXY]{2}\d{6}[0-9A-HJ-NPQRTUWXY]{10}$"),
@@ -35,7 +36,8 @@ class MarkedField:
     dataset: str
     name: str  # column name in the catalogue, snake_case
     title: str  # 信息项名称
-    tolerance: Decimal
+    tolerance: Decimal | None  # None: a text mark (policies.watermark_text)
+    text: str | None = None
 
     def names(self) -> set[str]:
         camel = re.sub(r"_([a-z0-9])", lambda m: m.group(1).upper(), self.name)
@@ -60,6 +62,9 @@ class Matching:
     columns: dict[str, str] = field(default_factory=dict)  # marked field → leak column
     how: dict[str, str] = field(default_factory=dict)  # field → "name" | "values"
     problem: str | None = None
+    # text fields whose every digit run has one width: normalised (NFKC) or retyped, so the
+    # marks are gone and their positions would only add noise; left out of the score
+    erased: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -68,6 +73,7 @@ class Matching:
             "columns": self.columns,
             "matched_by": self.how,
             "problem": self.problem,
+            "text_marks_erased": self.erased,
         }
 
 
@@ -116,7 +122,7 @@ def find_key_column(rows: Sequence[Mapping[str, Any]], target: TraceTarget) -> s
 def match(
     rows: Sequence[Mapping[str, Any]],
     target: TraceTarget,
-    truth: Mapping[str, Mapping[str, Sequence[Decimal]]] | None = None,
+    truth: Mapping[str, Mapping[str, Sequence[Any]]] | None = None,
 ) -> Matching:
     """Which leak column holds which marked field. `truth[field][row key]` are the stored
     values (several rows may share a key), used to match columns whose names say nothing."""
@@ -140,13 +146,14 @@ def match(
     for f in target.fields:
         if f.name in out.columns or truth is None or f.name not in truth:
             continue
-        for c in numeric:
+        for c in numeric if f.tolerance is not None else free:
             candidates.append((_closeness(rows, key, c, f, truth[f.name]), f.name, c))
+    taken: set[str] = set()
     for share, fname, c in sorted(candidates, reverse=True):
-        if share < MIN_CLOSE or fname in out.columns or c not in numeric:
+        if share < MIN_CLOSE or fname in out.columns or c in taken:
             continue
         out.columns[fname], out.how[fname] = c, "values"
-        numeric.remove(c)
+        taken.add(c)
     if not out.columns:
         out.problem = "no column could be matched to a watermarked field"
     return out
@@ -162,16 +169,28 @@ def _closeness(
     key: str,
     column: str,
     f: MarkedField,
-    truth: Mapping[str, Sequence[Decimal]],
+    truth: Mapping[str, Sequence[Any]],
 ) -> float:
+    """The share of the column's cells within tolerance of the stored values of their rows (a
+    text field: equal to one under NFKC)."""
     seen = close = 0
     for r in rows:
         true = truth.get(str(r.get(key) or "").strip())
+        if not true:
+            continue
+        if f.tolerance is None:
+            raw = r.get(column)
+            if not isinstance(raw, str) or not raw:
+                continue
+            seen += 1
+            close += normalise(raw) in {normalise(str(t)) for t in true}
+            continue
         v = number(r.get(column))
-        if not true or v is None:
+        if v is None:
             continue
         seen += 1
-        close += any(abs(v - t) <= f.tolerance for t in true)
+        tolerance = f.tolerance
+        close += any(abs(v - t) <= tolerance for t in true)
     return close / seen if seen >= 5 else 0.0
 
 
@@ -180,14 +199,31 @@ def cells(rows: Sequence[Mapping[str, Any]], target: TraceTarget, m: Matching) -
         return []
     by_name = {f.name: f for f in target.fields}
     out: list[Cell] = []
+    text: dict[str, list[Cell]] = {}
     for r in rows:
         k = str(r.get(m.key_column) or "").strip()
         if not k:
             continue
         for fname, column in m.columns.items():
             v = r.get(column)
-            if v not in (None, ""):
-                out.append(Cell(target.dataset, fname, k, v, by_name[fname].tolerance))
+            if v in (None, ""):
+                continue
+            tolerance = by_name[fname].tolerance
+            if tolerance is not None:
+                out.append(Cell(target.dataset, fname, k, v, tolerance))
+                continue
+            for i, bit in enumerate(read_text_bits(v)):  # one cell per digit run
+                text.setdefault(fname, []).append(
+                    Cell(target.dataset, position_field(fname, i), k, v, None, bit)
+                )
+    for fname, found in text.items():
+        # Marks make about a quarter of the runs full-width: a column with one width throughout
+        # has lost them. Deciding this from the leak alone keeps the score's null hypothesis
+        # (a candidate's predicted bits are independent of what is seen).
+        if len({c.bit for c in found if c.bit is not None}) < 2:
+            m.erased.append(fname)
+        else:
+            out.extend(found)
     return out
 
 
@@ -196,7 +232,7 @@ def trace(
     targets: Iterable[TraceTarget],
     recipients: Iterable[str],
     keys: Iterable[MarkKey],
-    truth: Mapping[str, Mapping[str, Mapping[str, Sequence[Decimal]]]] | None = None,
+    truth: Mapping[str, Mapping[str, Mapping[str, Sequence[Any]]]] | None = None,
 ) -> tuple[list[Matching], list[Score]]:
     """Match the leak against every target dataset and score every (recipient, key) over all
     the cells found; most likely recipient first."""

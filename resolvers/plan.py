@@ -19,7 +19,8 @@ from policies import decisions
 from policies.limits import connection_cost
 from policies.masking import MASKERS
 from policies.model import Action, DatasetAccess, Decision, Tier
-from policies.watermark import mark_value
+from policies.watermark import column_marker
+from policies.watermark_text import text_marker
 from resolvers import cursor, errors
 from resolvers.context import ExecutionContext, FieldAccess
 from resolvers.errors import FieldError
@@ -567,19 +568,30 @@ class Planner:
         it (policies.watermark), keyed by the row's entity key, before it is stringified.
         Filters, ordering and cursors still work on the stored (true) values."""
         wm = self.ctx.watermark
-        tolerance = f.watermark_tolerance
-        if wm is None or tolerance is None or d.action is not Action.ALLOW or not ds.entity_field:
+        tolerance, text = f.watermark_tolerance, f.watermark_text
+        if wm is None or (tolerance is None and text is None):
+            return None
+        if d.action is not Action.ALLOW or not ds.entity_field:
             return None
         if is_protected(f):  # the catalogue rules forbid it; never mark what is stored encrypted
             return None
         key_index = plan.column(ds.entity_field)
-        key_of = self._opener(ds, ds.field(ds.entity_field)) or (lambda k: k)
-        after = then or (lambda v: v)
         secret, recipient, gamma, code, name = wm.key.secret, wm.recipient, wm.gamma, ds.code, f.name
+        # bound to this recipient's column once (the HMAC state), then one digest per row
+        marker = (
+            text_marker(secret, recipient, code, name, gamma)  # a keyed choice among equivalent forms
+            if tolerance is None
+            else column_marker(tolerance, secret, recipient, code, name, gamma)
+        )
+        opened = self._opener(ds, ds.field(ds.entity_field))
+        if opened is None and then is None:
+            mark: KeyedTransform = marker
+        else:
+            key_of = opened or (lambda k: k)
+            after = then or (lambda v: v)
 
-        def mark(v: Any, row_key: Any) -> Any:
-            k = None if row_key is None else key_of(row_key)
-            return after(mark_value(v, tolerance, secret, recipient, code, name, k, gamma))
+            def mark(v: Any, row_key: Any) -> Any:
+                return after(marker(v, None if row_key is None else key_of(row_key)))
 
         if f.name not in plan.marked:
             plan.marked.append(f.name)

@@ -173,6 +173,12 @@ class AuditAPI:
             return problem_response(Problem(404, "No such asset.", "NOT_FOUND"))
         return FileResponse(STATIC / name, media_type=ASSETS[name])
 
+    def guarded(self, operation: str, handler: Any, *, sign_in: bool = False) -> Any:
+        """The same check-answer-record wrapper for an officer page or API served by another
+        module (the watermark trace, gateway/watermark_http.py): `handler(request)` returns
+        (response, audit events read)."""
+        return self._guard(operation, handler, sign_in=sign_in)
+
     def _guard(self, operation: str, handler: Any, *, sign_in: bool = False, graphql: bool = False) -> Any:
         """Check, answer, record. `sign_in`: a page, so no credentials (or an ended session)
         sends the browser to sign in instead of a 401 document. `graphql`: refusals take the
@@ -195,7 +201,8 @@ class AuditAPI:
                 response, rows = problem_response(problem, media(request, problem.status)), None
                 request.state.audit_error_codes = [problem.code]
                 if sign_in and problem.status == 401:
-                    response = RedirectResponse(f"/web/login?next={MOUNT}", status_code=303)
+                    # back to the page asked for after signing in (safe_next checks it again)
+                    response = RedirectResponse(f"/web/login?next={request.url.path}", status_code=303)
             except query.BadFilter as bad:
                 response, rows = problem_response(Problem(400, str(bad), "BAD_USER_INPUT")), None
                 request.state.audit_error_codes = ["BAD_USER_INPUT"]

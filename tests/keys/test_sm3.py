@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from keys.sm3 import hmac_sm3, sm3, verify_hmac_sm3
+from keys.sm3 import PrefixedHmacSm3, hmac_sm3, sm3, verify_hmac_sm3
 
 
 def test_sm3_abc():
@@ -64,3 +64,14 @@ def test_long_messages_fed_in_slices_hash_as_one(size: int) -> None:
     data = bytes(range(256)) * (size // 256) + bytes(size % 256)
     assert sm3(data).hex() == gm.sm3_hash(func.bytes_to_list(data))
     assert hmac_sm3(b"k", data) == _hmac_by_definition(b"k", data)
+
+
+@pytest.mark.parametrize("key", [b"", b"k" * 32, b"k" * 64, b"k" * 65, bytes(range(200))])
+@pytest.mark.parametrize("suffix", [b"", b"91610100MA6N1MYB0B", "十".encode() * 700, b"x" * 3000])
+def test_prefixed_hmac_is_the_hmac_of_prefix_and_suffix(key: bytes, suffix: bytes) -> None:
+    """The per-column state the watermark reuses (hashed pads and prefix, copied per row) gives
+    the same bytes as a fresh HMAC-SM3, for short and long keys and suffixes, again and again."""
+    prefix = b"ak-parity-hmacsm3-v1\x00hrss\x00enterprise_registration\x00registered_capital\x00"
+    keyed = PrefixedHmacSm3(key, prefix)
+    assert keyed.digest(suffix) == hmac_sm3(key, prefix + suffix) == keyed.digest(suffix)
+    assert key.hex() not in repr(keyed) or not key

@@ -111,3 +111,28 @@ def test_score_groups_rows_of_one_key_into_one_vote() -> None:
     assert 100 < scores[0].marked < 200  # ≈ γ × 300 distinct cells, not 900
     assert scores[1].p_value > 1e-4
     assert "secret" not in repr(key) and SECRET.hex() not in repr(key)
+
+
+@given(
+    st.decimals(min_value=-(10**9), max_value=10**9, places=4, allow_nan=False, allow_infinity=False),
+    st.text(min_size=1, max_size=20),
+)
+def test_the_column_marker_delivers_what_mark_value_does(value: Decimal, key: str) -> None:
+    """The planner's per-column marker (HMAC state bound once) is mark_value, value for value."""
+    from policies.watermark import column_marker
+
+    mark = column_marker(Decimal("0.01"), SECRET, "hrss", "ds", "f")
+    assert mark(value, key) == mark_value(value, Decimal("0.01"), SECRET, "hrss", "ds", "f", key)
+    assert mark(None, key) is None and mark(value, None) == value
+
+
+@given(
+    st.text(alphabet=st.sampled_from(list("路号层0123456789０１２")), max_size=60),
+    st.text(min_size=1, max_size=20),
+)
+def test_the_text_marker_delivers_what_mark_text_does(value: str, key: str) -> None:
+    from policies.watermark_text import mark_text, text_marker
+
+    assert text_marker(SECRET, "hrss", "ds", "addr")(value, key) == mark_text(
+        value, SECRET, "hrss", "ds", "addr", key
+    )
