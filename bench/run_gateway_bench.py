@@ -287,14 +287,14 @@ def children_cpu_seconds() -> float:
 # ---------------------------------------------------------------------------- database
 
 
-def shuqiao_env(args: argparse.Namespace) -> dict[str, str]:
+def shuqiao_env(args: argparse.Namespace, src: Path | None = None) -> dict[str, str]:
     env = {**os.environ, "SHUQIAO_DATABASE_URL": args.database_url, "SHUQIAO_VAR_DIR": str(args.var_dir)}
     # The open tier's per-address limit is still checked on every request, with a budget the
     # load cannot exhaust (all load comes from 127.0.0.1).
     env["SHUQIAO_ANONYMOUS_RATE"] = "100000000/minute"
     env.update(kv.split("=", 1) for kv in args.shuqiao_env)
     # ahead of the editable install, which may point at another checkout (a shared venv)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(args.shuqiao_src), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(src or args.shuqiao_src), env.get("PYTHONPATH")]))
     return env
 
 
@@ -315,6 +315,13 @@ def shuqiao_source(args: argparse.Namespace, tmp: Path) -> str:
         log(f"measuring Shuqiao at {rev} (exported to {args.shuqiao_src})")
         return f"git {rev}"
     args.shuqiao_src = REPO
+    if args.baseline_rev:
+        base = git("rev-parse", "--short", args.baseline_rev)
+        args.baseline_src = tmp / f"baseline-{base}"
+        args.baseline_src.mkdir()
+        archive = subprocess.run(["git", "archive", base], cwd=REPO, capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(args.baseline_src)], input=archive, check=True)
+        log(f"baseline: Shuqiao at {base} (exported to {args.baseline_src}), as base-open and base-share")
     dirty = git(
         "status",
         "--porcelain",
@@ -595,7 +602,7 @@ def shuqiao_token(base: str, creds: dict[str, Any], department: str) -> str:
 # ---------------------------------------------------------------------------- servers
 
 
-SERVER_KINDS = ("shuqiao", "shuqiao-log", "bare", "postgraphile")
+SERVER_KINDS = ("shuqiao", "shuqiao-log", "bare", "postgraphile", "shuqiao-base")
 
 
 def server_command(args: argparse.Namespace, kind: str, port: int) -> tuple[list[str], Path, dict[str, str]]:
@@ -607,6 +614,9 @@ def server_command(args: argparse.Namespace, kind: str, port: int) -> tuple[list
         # the same code and database, audit events to the log-only sink instead of the chain
         env = {**shuqiao_env(args), "SHUQIAO_AUDIT_STORE": "log"}
         return [*uvicorn, "asgi:app", *quiet], args.shuqiao_src, env
+    if kind == "shuqiao-base":
+        # another commit of Shuqiao (--baseline-rev) on the same database: before/after in one run
+        return [*uvicorn, "asgi:app", *quiet], args.baseline_src, shuqiao_env(args, args.baseline_src)
     if kind == "bare":
         env = {**os.environ, "BENCH_DATABASE_URL": args.database_url}
         return [*uvicorn, "--app-dir", str(BENCH_DIR), "bare_strawberry_app:app", *quiet], REPO, env
@@ -638,6 +648,11 @@ def targets_of(kind: str, args: argparse.Namespace) -> list[Target]:
         if args.tax:
             out.append(Target("shuqiao-tax", "/share/graphql", "shuqiao", FIELDS, "tax", masked=True))
         return out
+    if kind == "shuqiao-base":
+        return [
+            Target("base-share", "/share/graphql", "shuqiao", FIELDS, "samr"),
+            Target("base-open", "/open/graphql", "shuqiao-open", OPEN_FIELDS, not_compared=OPEN_GENERALISED),
+        ]
     if kind == "shuqiao-log":
         return [
             Target("open-log", "/open/graphql", "shuqiao-open", OPEN_FIELDS, not_compared=OPEN_GENERALISED)
@@ -648,7 +663,7 @@ def targets_of(kind: str, args: argparse.Namespace) -> list[Target]:
 def start_servers(args: argparse.Namespace, procs: Processes, codes: list[str], logs: Path) -> list[Case]:
     cases: list[Case] = []
     wanted = args.cases.split(",")
-    chosen = args.servers.split(",")
+    chosen = args.servers.split(",") + (["shuqiao-base"] if args.baseline_rev else [])
     unknown = set(chosen) - set(SERVER_KINDS)
     if unknown:
         raise SystemExit(f"unknown --servers {sorted(unknown)}; choose from {SERVER_KINDS}")
@@ -771,6 +786,13 @@ def report(cases: list[Case], meta: dict[str, Any]) -> dict[str, Any]:
                 + ("ok" if ok else "MISS")
                 + "   (1 − open with the chain ÷ open with log-only audit)"
             )
+    for tier in ("open", "share"):
+        for case in ("lookup", "page"):
+            now = by.get((f"shuqiao-{tier}", case), {}).get("rps")
+            before = by.get((f"base-{tier}", case), {}).get("rps")
+            if now and before:
+                ratios[f"vs-baseline/{tier}/{case}"] = now / before
+                lines.append(f"{'now ÷ base':14s}{case:8s}{now / before:10.2f}×   ({tier} tier)")
     other = [r["cpu_pct"].get("other", 0) for r in rows]
     meta["other_cpu_pct_mean"] = round(sum(other) / len(other), 1) if other else 0.0
     if any(x > BUSY_PCT for x in other):
@@ -805,6 +827,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--cases", default="lookup,page", help="subset of lookup,page, comma-separated")
     p.add_argument("--port", type=int, default=8101, help="first of three consecutive ports")
     p.add_argument("--wrk", default="wrk")
+    p.add_argument(
+        "--baseline-rev",
+        help="also run this git revision of Shuqiao (base-open, base-share) in the same rounds: before/after",
+    )
     p.add_argument(
         "--shuqiao-env",
         action="append",
@@ -881,6 +907,7 @@ def main() -> int:
         meta = {
             "when": stamp,
             "shuqiao": source + "".join(f", {kv}" for kv in args.shuqiao_env),
+            "baseline": args.baseline_rev,
             "size": args.size,
             "enterprises": table_size(args),
             "connections": args.connections,
