@@ -64,3 +64,12 @@ def test_long_messages_fed_in_slices_hash_as_one(size: int) -> None:
     data = bytes(range(256)) * (size // 256) + bytes(size % 256)
     assert sm3(data).hex() == gm.sm3_hash(func.bytes_to_list(data))
     assert hmac_sm3(b"k", data) == _hmac_by_definition(b"k", data)
+
+
+@pytest.mark.parametrize("data", [b"", b"abc", b"abcd" * 16, bytes(range(256)) * 40])
+def test_hashlib_and_cryptography_paths_agree(data: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    import keys.sm3 as module
+
+    fast, fast_hex = module.sm3(data), module.sm3_hex(data)
+    monkeypatch.setattr(module, "_SM3", None)  # an OpenSSL whose hashlib has no SM3
+    assert module.sm3(data) == fast and module.sm3_hex(data) == fast_hex == fast.hex()
