@@ -8,7 +8,6 @@ import os
 from collections.abc import AsyncIterator
 from typing import Any
 
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -36,7 +35,6 @@ from gateway.graphql_http import GraphQLEndpoint
 from gateway.identity import discovery
 from gateway.identity.apikeys import ApiKeyVerifier
 from gateway.identity.audit import record_admin_event
-from gateway.identity.oauth import oauth_error
 from gateway.identity.routes import admin_routes, identity_static, oauth_routes
 from gateway.identity.service import Identity
 from gateway.identity.tokens import TokenService, load_signing_key
@@ -48,7 +46,7 @@ from gateway.portal.ckan import CkanAPI
 from gateway.portal.dcat import DcatEndpoints
 from gateway.portal.downloads import Downloads
 from gateway.portal.search import SearchEndpoint
-from gateway.problems import BUSY, Problem, problem_response
+from gateway.problems import Problem, problem_response
 from gateway.registry import SchemaRegistry
 from gateway.request_log import RequestLogMiddleware, log_line
 from gateway.secrets import SecretHasher, load_master_key
@@ -167,17 +165,6 @@ def _sync_scheduler(settings: Settings, state: GatewayState) -> SyncScheduler | 
     return SyncScheduler(state.engine, load_master_key(settings.master_key_file), audit)
 
 
-async def _pool_busy(request: Request, _exc: Exception) -> Response:
-    """A pool timeout outside the GraphQL tiers (which answer and audit it themselves): 503, in the
-    error format of the endpoint asked (RFC 6749 on /oauth/*)."""
-    log.warning("database pool exhausted: %s answered 503 (raise SHUQIAO_DB_POOL_SIZE?)", request.url.path)
-    if request.url.path.startswith("/oauth/"):
-        response = oauth_error("temporarily_unavailable", BUSY.message, BUSY.status)
-        response.headers.update(BUSY.headers)
-        return response
-    return problem_response(BUSY)
-
-
 _STATUS_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
 
 
@@ -257,6 +244,7 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         VariableCipher.from_master_key(master_key),
         settings.audit_export_max_events,
         master_key=master_key,
+        limits=settings.limits,
     )
     # the admin GraphQL endpoint and the console page: a session cookie (people) or a bearer token
     admin_protector = state.identity.protector(realm="shuqiao-admin", scopes=WORKFLOW_SCOPES)
@@ -299,6 +287,7 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
                 settings.grant_expiry_warning_days,
                 keyring=lambda: state.registry.keyring,  # quality reports keyed by 身份证号 (blind index)
                 check=admin_check,
+                limits=settings.limits,
             ).handle,
             methods=["POST"],
         ),
@@ -366,7 +355,8 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         middleware=middleware,
         lifespan=lifespan,
         debug=settings.debug,
-        exception_handlers={HTTPException: _http_exception, PoolTimeout: _pool_busy, Exception: _last_resort},
+        # a pool timeout reaches FailureMiddleware like any failure: 503 SERVICE_BUSY, recorded
+        exception_handlers={HTTPException: _http_exception, Exception: _last_resort},
     )
     app.state.gateway = state
     return app

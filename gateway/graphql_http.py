@@ -24,6 +24,7 @@ from gateway.outages import classify
 from gateway.problems import AUDIT_UNAVAILABLE, INTERNAL, JSON, Problem, problem_response
 from gateway.registry import BuiltSchema
 from gateway.state import GatewayState
+from gateway.static_graphql import read_body
 from policies.model import Tier
 from resolvers.context import ANONYMOUS, ExecutionContext, Principal, PrincipalKind
 from resolvers.documents import MAX_TOKENS
@@ -94,18 +95,6 @@ def _operation_type(query: str, op_name: str | None) -> str | None:
         return None
     op = get_operation_ast(document, op_name)
     return op.operation.value if op is not None else None
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise Problem(413, f"The request body is larger than {limit} bytes.", "PAYLOAD_TOO_LARGE")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise Problem(413, f"The request body is larger than {limit} bytes.", "PAYLOAD_TOO_LARGE")
-    return bytes(body)
 
 
 def _json_param(q: Any, name: str) -> Any:
@@ -197,7 +186,7 @@ class GraphQLEndpoint:
                 )
             if media is None:
                 raise Problem(406, f"Accept {GRAPHQL_RESPONSE} or {JSON}.", "NOT_ACCEPTABLE")
-            body = await _read_body(request, self.state.settings.limits.max_body_bytes)
+            body = await read_body(request, self.state.settings.limits.max_body_bytes)
             principal = await self._identify_limited(request)
             await self._check_signature(request, principal, body)
             await self._limit(request, principal)

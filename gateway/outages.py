@@ -3,6 +3,7 @@ to a bug (a 500): one reading for the tiers and the failure middleware."""
 
 from __future__ import annotations
 
+import logging
 import socket
 
 from asyncpg.exceptions import InsufficientResourcesError, OperatorInterventionError, PostgresConnectionError
@@ -65,3 +66,27 @@ def _network(err: BaseException) -> bool:
     """A socket that could not connect or was cut (asyncio's "Multiple exceptions" on connect is a
     plain OSError); not a missing file or a permission, which are OSErrors too."""
     return isinstance(err, ConnectionError | TimeoutError | socket.gaierror) or type(err) is OSError
+
+
+class OutageLog:
+    """How a background job reports its failures: a bug with its traceback every time; a
+    dependency outage (what `classify` calls one) as one warning when it starts and one line when
+    it ends, not a traceback per retry for as long as the database is down."""
+
+    def __init__(self, log: logging.Logger, name: str) -> None:
+        self.log = log
+        self.name = name
+        self.down: str | None = None  # the outage's code while one lasts
+
+    def failed(self, err: BaseException) -> None:
+        problem = classify(err)
+        if problem is None:
+            self.log.error("%s failed", self.name, exc_info=err)
+        elif self.down != problem.code:
+            self.log.warning("%s: %s (%s); retrying", self.name, problem.code, type(err).__name__)
+        self.down = problem.code if problem is not None else self.down
+
+    def succeeded(self) -> None:
+        if self.down is not None:
+            self.log.warning("%s: recovered after %s", self.name, self.down)
+            self.down = None

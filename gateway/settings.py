@@ -169,6 +169,8 @@ class Settings:
                 max_aliases=_int("MAX_ALIASES", Limits.max_aliases),
                 max_fields=_int("MAX_FIELDS", Limits.max_fields),
                 max_page_size=_int("MAX_PAGE_SIZE", Limits.max_page_size),
+                max_in_list=_int("MAX_IN_LIST", Limits.max_in_list),
+                max_string_operand=_int("MAX_STRING_OPERAND", Limits.max_string_operand),
             ),
             master_key_file=Path(_env("MASTER_KEY_FILE", str(var_dir / "master.key"))),
             debug=_env("DEBUG", "") == "1",

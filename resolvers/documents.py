@@ -42,12 +42,8 @@ def _count(n: int) -> str:
     return f"more than {SATURATED:,}" if n >= SATURATED else f"{n:,}"
 
 
-def prepare(schema: GraphQLSchema, query: str, limits: Limits) -> Prepared:
-    try:
-        document = parse(query, max_tokens=MAX_TOKENS)
-    except GraphQLError as err:
-        return Prepared(None, None, (RequestError(err.message, PARSE_FAILED, locations=_locations(err)),))
-    shape = measure(document)
+def shape_problems(shape: DocumentShape, limits: Limits) -> list[RequestError]:
+    """What the operator's limits refuse in a document's expanded shape (empty: within them)."""
     problems: list[RequestError] = []
     if shape.aliases > limits.max_aliases:
         problems.append(
@@ -82,6 +78,16 @@ def prepare(schema: GraphQLSchema, query: str, limits: Limits) -> Prepared:
                 limit=limits.max_fields,
             )
         )
+    return problems
+
+
+def prepare(schema: GraphQLSchema, query: str, limits: Limits) -> Prepared:
+    try:
+        document = parse(query, max_tokens=MAX_TOKENS)
+    except GraphQLError as err:
+        return Prepared(None, None, (RequestError(err.message, PARSE_FAILED, locations=_locations(err)),))
+    shape = measure(document)
+    problems = shape_problems(shape, limits)
     if problems:  # refused before validation, which is itself costly on such documents
         return Prepared(document, shape, tuple(problems))
     errors = validate(schema, document, max_errors=20)

@@ -1,12 +1,14 @@
 """`PeriodicTask`: the shape of every audit job that runs beside the request path (checkpoints,
-alerts, retention): wait, run one step, log a failure and try again next time. A failure never
-reaches a request; stopping cancels the wait or the step in progress."""
+alerts, retention): wait, run one step, log a failure (an outage once, not per retry) and try
+again next time. A failure never reaches a request; stopping cancels the wait or the step."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+
+from gateway.outages import OutageLog
 
 log = logging.getLogger("shuqiao.audit")
 
@@ -33,10 +35,13 @@ class PeriodicTask:
 
     async def _run(self) -> None:
         delay = self.first_after
+        outages = OutageLog(log, self.name)
         while True:
             await asyncio.sleep(delay)
             delay = self.every
             try:
                 await self.step()
-            except Exception:
-                log.exception("%s failed", self.name)
+            except Exception as err:
+                outages.failed(err)
+            else:
+                outages.succeeded()

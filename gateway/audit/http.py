@@ -48,6 +48,7 @@ from gateway.audit.variables import VariableCipher
 from gateway.audit.verify import verify_chain
 from gateway.client_address import client_address
 from gateway.problems import Problem, problem_response
+from policies.limits import Limits
 
 STATIC = Path(__file__).resolve().parent.parent / "static" / "audit"
 ASSETS = {
@@ -92,8 +93,10 @@ class AuditAPI:
         cipher: VariableCipher | None,
         export_max_events: int,
         master_key: bytes | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.engine = engine
+        self.limits = limits or Limits()  # the size, depth and breadth a GraphQL request may have
         self.access_log = access_log
         self.bearer = bearer
         self.cipher = cipher
@@ -148,10 +151,12 @@ class AuditAPI:
             except Problem as problem:
                 claims = claims or getattr(problem, "claims", None)  # a valid token without the scope
                 response, rows = problem_response(problem), None
+                request.state.audit_error_codes = [problem.code]
                 if sign_in and problem.status == 401:
                     response = RedirectResponse(f"/web/login?next={MOUNT}", status_code=303)
             except query.BadFilter as bad:
                 response, rows = problem_response(Problem(400, str(bad), "BAD_USER_INPUT")), None
+                request.state.audit_error_codes = ["BAD_USER_INPUT"]
             event = AccessEvent(
                 request_id=getattr(request.state, "request_id", ""),
                 tier="audit",
@@ -300,7 +305,7 @@ class AuditAPI:
         return _json(alert), 1
 
     async def graphql(self, request: Request) -> tuple[Response, int]:
-        return await officer_graphql.handle(request, self.engine, self.cipher)
+        return await officer_graphql.handle(request, self.engine, self.cipher, self.limits)
 
 
 def _kind(claims: Any) -> str:

@@ -26,8 +26,7 @@ from typing import Annotated, Any
 
 import orjson
 import strawberry
-from graphql import GraphQLError, OperationDefinitionNode, parse
-from graphql.error import GraphQLSyntaxError
+from graphql import GraphQLError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 from starlette.responses import Response
@@ -39,6 +38,8 @@ from gateway.audit import query as audit_query
 from gateway.audit.alerts import AckError, acknowledge, list_alerts
 from gateway.audit.variables import VariableCipher
 from gateway.audit.verify import verify_chain
+from gateway.static_graphql import check_document, read_post
+from policies.limits import Limits
 
 log = logging.getLogger("shuqiao")
 
@@ -420,10 +421,6 @@ def _json(data: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(data), status_code=status, media_type="application/json")
 
 
-def _refuse(message: str, code: str, status: int = 400) -> Response:
-    return _json({"errors": [{"message": message, "extensions": {"code": code}}]}, status)
-
-
 def _format(error: GraphQLError) -> dict[str, Any]:
     out = error.formatted
     code = (error.extensions or {}).get("code")
@@ -438,31 +435,14 @@ def _format(error: GraphQLError) -> dict[str, Any]:
 
 
 async def handle(
-    request: Request, engine: AsyncEngine, cipher: VariableCipher | None
+    request: Request, engine: AsyncEngine, cipher: VariableCipher | None, limits: Limits
 ) -> tuple[Response, int]:
-    try:
-        body = orjson.loads(await request.body() or b"null")
-    except orjson.JSONDecodeError:
-        body = None
-    if not isinstance(body, dict) or not isinstance(body.get("query"), str):
-        return _refuse('The body is JSON {"query": "...", "variables": {...}}.', "BAD_REQUEST"), 0
-    text: str = body["query"]
-    variables = body.get("variables") or {}
-    operation = body.get("operationName")
-    if not isinstance(variables, dict) or not (operation is None or isinstance(operation, str)):
-        return _refuse("variables is an object and operationName a string.", "BAD_REQUEST"), 0
+    text, variables, operation = await read_post(request, limits)
     request.state.audit_variables = {"query": text, "variables": variables, "operationName": operation}
     request.state.audit_query_digest = query_digest(text, variables)
-    try:
-        document = parse(text)
-    except GraphQLSyntaxError as err:
-        return _refuse(err.message, "GRAPHQL_PARSE_FAILED"), 0
-    ops = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
-    op = next((d for d in ops if operation is None or (d.name and d.name.value == operation)), None)
-    if op is not None:
-        roots = ",".join(s.name.value for s in op.selection_set.selections if hasattr(s, "name"))
-        request.state.audit_operation = f"graphql:{op.name.value if op.name else roots}"
-        request.state.audit_operation_type = op.operation.value
+    call = check_document(text, variables, operation, limits)
+    request.state.audit_operation = call.label
+    request.state.audit_operation_type = call.operation_type
 
     ctx = OfficerContext(engine=engine, cipher=cipher, claims=request.state.audit_claims)
     result = await schema.execute(

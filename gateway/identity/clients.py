@@ -12,8 +12,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from catalogue.models import Department
-from gateway.identity.models import Enterprise, OAuthClient, TrustedIssuer
+from catalogue.models import Department, utcnow
+from gateway.identity.models import Enterprise, OAuthClient, TrustedIssuer, end_credentials_of
 from gateway.identity.oauth import SCOPES, SECRET_METHODS
 from gateway.secrets import SecretHasher
 
@@ -123,6 +123,9 @@ async def set_client_disabled(engine: AsyncEngine, client_id: str, disabled: boo
         if row is None:
             raise IdentityError(f"no client {client_id!r}")
         row.disabled = disabled
+        if disabled:
+            row.tokens_not_before = utcnow()
+            await s.exec(end_credentials_of(client_id=client_id))
         s.add(row)
         await s.commit()
         await s.refresh(row)

@@ -172,4 +172,5 @@ class ExternalIssuers:
             roles=roles or frozenset(),
             audiences=frozenset({SHARE_AUDIENCE}),
             issuer=cfg.issuer,
+            issued_at=int(c["iat"]) if isinstance(c.get("iat"), int) else 0,
         )

@@ -4,7 +4,9 @@ keys, refresh tokens, authorization codes) or a memory-hard KDF output (password
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
+from sqlalchemy import update
 from sqlmodel import Field, SQLModel
 
 from catalogue.models import utcnow
@@ -19,6 +21,8 @@ class OAuthClient(SQLModel, table=True):
     department_code: str = Field(foreign_key="department.code", index=True, max_length=32)
     scopes: str = Field(default="share:read", max_length=500)  # space separated
     disabled: bool = Field(default=False)
+    # set when disabled: tokens issued before it stay dead after the client is enabled again
+    tokens_not_before: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)
     # space separated: client_secret_basic client_secret_post private_key_jwt none
     auth_methods: str = Field(default="client_secret_basic client_secret_post", max_length=200)
@@ -66,6 +70,8 @@ class User(SQLModel, table=True):
     enterprise_code: str | None = Field(default=None, foreign_key="enterprise.code", max_length=64)
     roles: str = Field(default="", max_length=500)  # space separated
     disabled: bool = Field(default=False)
+    # set when disabled: tokens issued before it stay dead after the person is enabled again
+    tokens_not_before: datetime | None = None
     failed_logins: int = Field(default=0)
     locked_until: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)
@@ -84,6 +90,17 @@ class AuthorizationCode(SQLModel, table=True):
     code_challenge_method: str = Field(default="S256", max_length=10)
     auth_time: int = Field(default=0)
     expires_at: datetime = Field(default_factory=utcnow)
+
+
+def end_credentials_of(*, client_id: str | None = None, user_id: str | None = None) -> Any:
+    """The statement that revokes every live refresh token of a client or a person: run with
+    disabling them, so enabling them again later does not bring an old sign-in back."""
+    column = RefreshToken.client_id if client_id is not None else RefreshToken.user_id
+    return (
+        update(RefreshToken)
+        .where(column == (client_id if client_id is not None else user_id), RefreshToken.revoked_at.is_(None))  # type: ignore[union-attr]
+        .values(revoked_at=utcnow())
+    )
 
 
 class RefreshToken(SQLModel, table=True):

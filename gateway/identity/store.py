@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, update
@@ -21,6 +22,19 @@ REFRESH_TTL = timedelta(days=14)
 
 def _aware(dt: datetime | None) -> datetime | None:
     return dt.replace(tzinfo=UTC) if dt is not None and dt.tzinfo is None else dt
+
+
+def _epoch(dt: datetime) -> int:
+    return int((dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp())
+
+
+@dataclass(frozen=True, slots=True)
+class Polled:
+    revoked: list[tuple[int, str, int]]  # (seq, jti, expires at) revoked after the last poll
+    clients: frozenset[str]  # disabled now
+    users: frozenset[str]
+    client_cutoffs: dict[str, int]  # tokens issued up to these (epoch seconds) are dead
+    user_cutoffs: dict[str, int]
 
 
 class IdentityStore:
@@ -127,9 +141,10 @@ class IdentityStore:
                 s.add(RevokedToken(jti=jti, expires_at=expires_at))
                 await s.commit()
 
-    async def poll(self, seq: int) -> tuple[list[tuple[int, str, int]], frozenset[str], frozenset[str]]:
-        """Access-token ids revoked after `seq`, and the clients and people now disabled (few:
-        both tables are small and this runs once a second per worker)."""
+    async def poll(self, seq: int) -> Polled:
+        """Access-token ids revoked after `seq`, the clients and people now disabled, and when
+        each that was ever disabled last was (few: both tables are small and this runs once a
+        second per worker)."""
         async with AsyncSession(self.engine, expire_on_commit=False) as s:
             rows = await s.exec(
                 select(RevokedToken.seq, RevokedToken.jti, RevokedToken.expires_at)
@@ -137,9 +152,27 @@ class IdentityStore:
                 .order_by(RevokedToken.seq)  # type: ignore[arg-type]
             )
             revoked = [(int(a), str(b), int(c)) for a, b, c in rows]
-            clients = await s.exec(select(OAuthClient.client_id).where(OAuthClient.disabled))  # type: ignore[call-overload]
-            users = await s.exec(select(User.id).where(User.disabled))  # type: ignore[call-overload]
-            return revoked, frozenset(str(c) for (c,) in clients), frozenset(str(u) for (u,) in users)
+            clients = (
+                await s.exec(
+                    select(OAuthClient.client_id, OAuthClient.disabled, OAuthClient.tokens_not_before).where(  # type: ignore[call-overload]
+                        OAuthClient.disabled | OAuthClient.tokens_not_before.is_not(None)  # type: ignore[union-attr, operator]
+                    )
+                )
+            ).all()
+            users = (
+                await s.exec(
+                    select(User.id, User.disabled, User.tokens_not_before).where(  # type: ignore[call-overload]
+                        User.disabled | User.tokens_not_before.is_not(None)  # type: ignore[union-attr, operator]
+                    )
+                )
+            ).all()
+            return Polled(
+                revoked,
+                frozenset(str(c) for c, off, _ in clients if off),
+                frozenset(str(u) for u, off, _ in users if off),
+                {str(c): _epoch(t) for c, _, t in clients if t is not None},
+                {str(u): _epoch(t) for u, _, t in users if t is not None},
+            )
 
 
 class RevocationList:
@@ -155,6 +188,8 @@ class RevocationList:
         self._jtis: dict[str, int] = {}
         self._clients: frozenset[str] = frozenset()
         self._users: frozenset[str] = frozenset()
+        self._client_cutoffs: dict[str, int] = {}
+        self._user_cutoffs: dict[str, int] = {}
         self._next = 0.0
         self.polls = 0  # database polls, for tests
 
@@ -168,15 +203,16 @@ class RevocationList:
         # Concurrent requests meanwhile use the last poll's answer (at most a poll's time older).
         self._next = now + self.interval
         try:
-            revoked, clients, users = await self.store.poll(self._seq)
+            polled = await self.store.poll(self._seq)
         except BaseException:
             self._next = 0.0  # fail closed: the next request polls again rather than trust this one
             raise
         self.polls += 1
-        for seq, jti, exp in revoked:
+        for seq, jti, exp in polled.revoked:
             self._seq = max(self._seq, seq)
             self._jtis[jti] = exp
-        self._clients, self._users = clients, users
+        self._clients, self._users = polled.clients, polled.users
+        self._client_cutoffs, self._user_cutoffs = polled.client_cutoffs, polled.user_cutoffs
         if len(self._jtis) > 50_000:
             cut = time.time()
             self._jtis = {j: e for j, e in self._jtis.items() if e > cut}
@@ -194,4 +230,9 @@ class RevocationList:
             return "client disabled"
         if claims.subject in self._users:
             return "user disabled"
+        # `iat` is in whole seconds: a token of the second the cutoff fell in counts as before it
+        if claims.issued_at <= self._client_cutoffs.get(claims.client_id, -1):
+            return "issued before its client was last disabled"
+        if claims.issued_at <= self._user_cutoffs.get(claims.subject, -1):
+            return "issued before its person was last disabled"
         return None

@@ -49,6 +49,7 @@ class TokenClaims:
     extra: dict[str, Any] = field(default_factory=dict)
     actor: str | None = None  # RFC 8693 `act.sub`: who presents a delegated token (a router)
     parent_jti: str | None = None  # a delegated token dies with the token it was exchanged for
+    issued_at: int = 0  # `iat`: a token issued before its client or person was disabled stays dead
 
 
 def audiences_for(scopes: list[str] | frozenset[str]) -> list[str]:
@@ -257,4 +258,5 @@ def claims_from(c: dict[str, Any]) -> TokenClaims:
         str(c.get("iss", "")),
         actor=actor,
         parent_jti=str(c["parent_jti"]) if isinstance(c.get("parent_jti"), str) else None,
+        issued_at=int(c["iat"]) if isinstance(c.get("iat"), int) else 0,
     )

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from catalogue.models import Department
-from gateway.identity.models import Enterprise, User
+from gateway.identity.models import Enterprise, User, end_credentials_of
 from gateway.identity.passwords import DUMMY_HASH, check_strength, hash_password, verify_password
 from gateway.identity.roles import check_roles
 
@@ -115,6 +115,9 @@ class UserService:
                 user.roles = " ".join(check_roles(roles))
             if disabled is not None:
                 user.disabled = disabled
+                if disabled:
+                    user.tokens_not_before = datetime.now(UTC)
+                    await s.exec(end_credentials_of(user_id=user.id))
             if password is not None:
                 check_strength(password)
                 user.password_hash = await anyio.to_thread.run_sync(hash_password, password)

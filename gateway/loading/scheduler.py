@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from catalogue.freshness import load_statuses
 from catalogue.service import load_catalogue
 from gateway.loading.readers import LoadError
+from gateway.outages import OutageLog
 
 log = logging.getLogger("shuqiao")
 CHECK_SECONDS = 60.0
@@ -94,11 +95,14 @@ class SyncScheduler:
         return outcomes
 
     async def _run(self) -> None:
+        outages = OutageLog(log, "sync scheduler check")
         while True:
             try:
                 await self.run_once()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # a bug or a database outage: logged, and the next check tries again
-                log.exception("sync scheduler check failed")
+            except Exception as err:  # a bug or a database outage: logged, and the next check tries again
+                outages.failed(err)
+            else:
+                outages.succeeded()
             await asyncio.sleep(self.interval)

@@ -32,8 +32,7 @@ from typing import Any
 
 import orjson
 import strawberry
-from graphql import GraphQLError, OperationDefinitionNode, parse
-from graphql.error import GraphQLSyntaxError
+from graphql import GraphQLError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.requests import Request
@@ -52,12 +51,14 @@ from gateway.identity.bearer import BearerProtector
 from gateway.identity.models import User
 from gateway.identity.tokens import TokenClaims
 from gateway.problems import AUDIT_UNAVAILABLE, Problem, problem_response
+from gateway.static_graphql import check_document, read_post
 from gateway.workflow import applications as apps
 from gateway.workflow.demands_graphql import DemandMutation, DemandQuery
 from gateway.workflow.kpi_graphql import KpiQuery
 from gateway.workflow.models import Application as ApplicationRow
 from gateway.workflow.models import ApplicationEvent
 from gateway.workflow.quality_graphql import QualityMutation, QualityQuery
+from policies.limits import Limits
 from policies.model import Open, Share, Tier
 from policies.workflow import Actor, steps_for, valid_treatments
 from schema.naming import camel
@@ -527,31 +528,13 @@ class _Call:
     rows: int | None = None
 
 
-async def handle(request: Request, ctx: AdminContext, call: _Call) -> Response:
+async def handle(request: Request, ctx: AdminContext, call: _Call, limits: Limits) -> Response:
     """Run one GraphQL request for an authenticated caller (`ctx`)."""
-    try:
-        body = orjson.loads(await request.body() or b"null")
-    except orjson.JSONDecodeError:
-        body = None
-    if not isinstance(body, dict) or not isinstance(body.get("query"), str):
-        raise Problem(400, 'The body is JSON {"query": "...", "variables": {...}}.', "BAD_REQUEST")
-    text: str = body["query"]
-    variables = body.get("variables") or {}
-    operation = body.get("operationName")
-    if not isinstance(variables, dict) or not (operation is None or isinstance(operation, str)):
-        raise Problem(400, "variables is an object and operationName a string.", "BAD_REQUEST")
+    text, variables, operation = await read_post(request, limits)
     call.variables = {"query": text, "variables": variables, "operationName": operation}
     call.digest = query_digest(text, variables)
-    try:
-        document = parse(text)
-    except GraphQLSyntaxError as err:
-        raise Problem(400, err.message, "GRAPHQL_PARSE_FAILED") from None
-    ops = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
-    op = next((d for d in ops if operation is None or (d.name and d.name.value == operation)), None)
-    if op is not None:
-        roots = ",".join(s.name.value for s in op.selection_set.selections if hasattr(s, "name"))
-        call.operation = f"graphql:{op.name.value if op.name else roots}"
-        call.operation_type = op.operation.value
+    checked = check_document(text, variables, operation, limits)
+    call.operation, call.operation_type = checked.label, checked.operation_type
     result = await schema.execute(
         text, variable_values=variables, context_value=ctx, operation_name=operation
     )
@@ -589,8 +572,10 @@ class AdminGraphQL:
         warning_days: int = grants.DEFAULT_WARNING_DAYS,
         keyring: Callable[[], Any] | None = None,
         check: Callable[[Request], Awaitable[TokenClaims]] | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.engine = engine
+        self.limits = limits or Limits()  # the size, depth and breadth a GraphQL request may have
         self.bearer = bearer
         # people's pages (the console): gateway.web.session.SessionOrBearer over `bearer`, so a
         # session cookie (with its CSRF token) is accepted as well as a bearer token
@@ -629,10 +614,11 @@ class AdminGraphQL:
             actor = actor_from(claims, await self._username(claims))
             ctx = AdminContext(self.engine, actor, self.audit, claims, self.warning_days)
             ctx.keyring = self.keyring() if self.keyring is not None else None
-            response = await handle(request, ctx, call)
+            response = await handle(request, ctx, call, self.limits)
         except Problem as problem:
             claims = claims or getattr(problem, "claims", None)  # a valid token without the scope
             response = problem_response(problem)
+            call.error_codes = call.error_codes or [problem.code]
         person = claims is not None and claims.subject != claims.client_id
         event = AccessEvent(
             request_id=getattr(request.state, "request_id", ""),

@@ -34,3 +34,15 @@ def test_field_limit_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch)
     assert Settings.from_env().limits.max_fields == 2000
     monkeypatch.setenv("SHUQIAO_MAX_FIELDS", "150")
     assert Settings.from_env().limits.max_fields == 150
+
+
+@pytest.mark.parametrize(
+    ("variable", "attribute"),
+    [("SHUQIAO_MAX_IN_LIST", "max_in_list"), ("SHUQIAO_MAX_STRING_OPERAND", "max_string_operand")],
+)
+def test_operand_limits_come_from_the_environment(
+        monkeypatch: pytest.MonkeyPatch, variable: str, attribute: str) -> None:
+    monkeypatch.delenv(variable, raising=False)
+    assert getattr(Settings.from_env().limits, attribute) == 1000
+    monkeypatch.setenv(variable, "7")
+    assert getattr(Settings.from_env().limits, attribute) == 7

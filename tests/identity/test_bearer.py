@@ -11,6 +11,7 @@ import ast
 import secrets
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -221,6 +222,13 @@ def test_disabled_client_cut_on_every_process(
     # the admin API is behind the same check: a share token cannot disable anyone
     share = _token(a, *holders["share"])
     assert httpx.post(f"{a}/admin/identity/clients/{cid}/enable", headers=_bearer(share)).status_code == 401
+    # enabled again: its tokens from before the disable stay dead on both processes, and no
+    # refresh token outlived it; a token issued now works (at the latest from the next second on)
+    r = httpx.post(f"{a}/admin/identity/clients/{cid}/enable", headers=_bearer(admin))
+    assert r.json()["disabled"] is False, r.text
+    assert eventually(lambda: ENDPOINTS["share"](b, _token(a, cid, secret)), lambda r: r.status_code == 200)
+    for base in pair:
+        assert _refused(ENDPOINTS["share"](base, victim)), base
 
 
 def test_disabled_user_cut_on_every_process_cli_and_api(
@@ -272,6 +280,7 @@ def test_disabled_user_cut_on_every_process_cli_and_api(
     assert isinstance(fresh, dict)
     again = eventually(lambda: ENDPOINTS["share"](b, fresh["access_token"]), lambda r: r.status_code == 200)
     assert again.status_code == 200  # enabling is learnt the same way
+    assert _refused(ENDPOINTS["share"](b, access))  # but not for the tokens of before the disable
     r = httpx.post(f"{a}/admin/identity/users/{person['username']}/disable", headers=_bearer(admin))
     assert r.json()["disabled"] is True
     assert _refused(ENDPOINTS["userinfo"](a, fresh["access_token"]))
@@ -290,12 +299,15 @@ class _Store:
         self.revoked: list[tuple[int, str, int]] = []
         self.clients: frozenset[str] = frozenset()
         self.users: frozenset[str] = frozenset()
+        self.cutoffs: dict[str, int] = {}
 
-    async def poll(self, seq: int) -> tuple[list[tuple[int, str, int]], frozenset[str], frozenset[str]]:
+    async def poll(self, seq: int) -> Any:
+        from gateway.identity.store import Polled
+
         self.calls += 1
         if self.fail:
             raise ConnectionError("database down")
-        return [r for r in self.revoked if r[0] > seq], self.clients, self.users
+        return Polled([r for r in self.revoked if r[0] > seq], self.clients, self.users, self.cutoffs, {})
 
 
 def test_liveness_polls_once_per_interval_and_fails_closed() -> None:
@@ -320,6 +332,13 @@ def test_liveness_polls_once_per_interval_and_fails_closed() -> None:
         assert await live.refusal(claims("c2", "u2")) == "user disabled"
         assert await live.refusal(claims("c2", "u1", "j3")) == "revoked"
         assert await live.refusal(claims("c2", "u1", "j4")) is None
+        # c1 enabled again after a disable at t=1000: its tokens of before (and of that second) stay dead
+        store.clients, store.cutoffs = frozenset(), {"c1": 1000}
+        await live.refresh(force=True)
+        old, same, new = (replace(claims(), issued_at=t) for t in (999, 1000, 1001))
+        assert await live.refusal(old) == "issued before its client was last disabled"
+        assert await live.refusal(same) == "issued before its client was last disabled"
+        assert await live.refusal(new) is None
         # the database fails: the request fails, and the next one polls again rather than trust the cache
         store.fail = True
         with pytest.raises(ConnectionError):

@@ -121,6 +121,30 @@ def test_an_unexpected_exception_anywhere_else_is_an_audited_problem_document(
     assert len(recorder.by_request(r.headers["x-request-id"])) == 1
 
 
+def test_a_pool_timeout_anywhere_else_is_an_audited_503(
+    failing: tuple[TestClient, Recorder, DemoEnv],
+) -> None:
+    """A route outside the tiers that waits out the pool: 503 SERVICE_BUSY, recorded like any
+    failure (in RFC 6749's shape on /oauth/*)."""
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    client, recorder, _ = failing
+
+    async def wait_out(request: Any) -> Any:
+        raise PoolTimeout("QueuePool limit of size 10 overflow 0 reached")
+
+    client.app.router.routes.append(Route("/busy", wait_out))
+    oauth = next(r for r in client.app.router.routes if isinstance(r, Mount) and r.path == "/oauth")
+    oauth.routes.append(Route("/busy", wait_out, methods=["POST"]))
+    event = _answered(client.get("/busy"), 503, "SERVICE_BUSY", recorder)
+    assert event.tier == "http" and event.operation_name == "GET /busy"
+    r = client.post("/oauth/busy")
+    assert r.status_code == 503 and r.json()["error"] == "temporarily_unavailable"
+    assert int(r.headers["retry-after"]) >= 1
+    (recorded,) = recorder.by_request(r.headers["x-request-id"])
+    assert recorded.error_codes == ["SERVICE_BUSY"]
+
+
 def test_a_failure_in_the_outer_middleware_is_still_a_problem_document(
     failing: tuple[TestClient, Recorder, DemoEnv], monkeypatch: pytest.MonkeyPatch
 ) -> None:
