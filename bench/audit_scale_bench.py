@@ -194,13 +194,13 @@ def pct(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))]
 
 
-async def measure(url: str, searches: int) -> dict[str, Any]:
+async def measure(url: str, searches: int, passes: int = 2) -> dict[str, Any]:
     from sqlalchemy.ext.asyncio import create_async_engine
 
     engine = create_async_engine(url.replace("postgresql://", "postgresql+asyncpg://"))
     out: dict[str, Any] = {}
     try:
-        for label in ("verify (1st pass)", "verify (2nd pass)"):
+        for label in ("verify (1st pass)", "verify (2nd pass)")[:passes]:
             t = time.perf_counter()
             report = await verify_chain(engine)
             took = time.perf_counter() - t
@@ -269,6 +269,7 @@ def main() -> int:
     p.add_argument("--events", type=int, default=200_000)
     p.add_argument("--searches", type=int, default=40, help="searches per kind")
     p.add_argument("--reuse", action="store_true", help="keep the database if it holds --events events")
+    p.add_argument("--passes", type=int, default=2, choices=(1, 2), help="verification passes")
     args = p.parse_args()
     db = args.database_url.rsplit("/", 1)[1]
     reuse = False
@@ -298,7 +299,7 @@ def main() -> int:
         log(f"filling {args.events:,} events")
         fill_s = asyncio.run(fill(args.database_url, args.events))
         log(f"filled in {fill_s:.0f}s")
-    result = asyncio.run(measure(args.database_url, args.searches))
+    result = asyncio.run(measure(args.database_url, args.searches, args.passes))
     result["meta"] = {
         "when": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "events": args.events,
