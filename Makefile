@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 PACKAGES := gateway catalogue schema resolvers policies keys
 
-.PHONY: run test lint bench clean federation federation-demo
+.PHONY: run test lint bench clean federation federation-demo graphiql graphiql-assets
 
 # The federation tests' Node packages (@apollo/composition, @apollo/gateway, @apollo/server),
 # installed from the lockfile; reinstalled when the lockfile changes.
@@ -24,7 +24,7 @@ run: $(STAMP)
 	$(BIN)/shuqiao serve
 
 ## test: lint, then the whole suite, on SQLite and PostgreSQL (127.0.0.1:5432 or SHUQIAO_TEST_POSTGRES_URL)
-test: lint federation
+test: lint federation graphiql
 	$(BIN)/pytest
 
 ## federation: the Node packages tests/federation needs (Node >= 20), from federation/package-lock.json
@@ -37,6 +37,22 @@ federation-demo: $(STAMP) federation
 $(FEDERATION_STAMP): federation/package.json federation/package-lock.json
 	npm ci --prefix federation --ignore-scripts --no-audit --no-fund
 	touch $(FEDERATION_STAMP)
+
+# The query workbench's Node packages (GraphiQL, React, esbuild), installed from the lockfile. Their
+# build is committed under gateway/static/graphiql/, so `make run` needs no Node; the tests rebuild
+# it from the lockfile and compare byte for byte (tests/portal/test_graphiql_assets.py).
+GRAPHIQL_STAMP := web/graphiql/node_modules/.package-lock.json
+
+## graphiql: the workbench's Node packages (Node >= 20), from web/graphiql/package-lock.json
+graphiql: $(GRAPHIQL_STAMP)
+
+$(GRAPHIQL_STAMP): web/graphiql/package.json web/graphiql/package-lock.json
+	npm ci --prefix web/graphiql --ignore-scripts --no-audit --no-fund
+	touch $(GRAPHIQL_STAMP)
+
+## graphiql-assets: rebuild gateway/static/graphiql/ (GraphiQL bundled, licences) from the lockfile; commit it
+graphiql-assets: graphiql
+	node web/graphiql/build.mjs
 
 ## lint: style, the one-way layering (import-linter contracts in pyproject.toml) and types (mypy)
 lint: $(STAMP)
@@ -58,4 +74,5 @@ $(BENCH_PG_STAMP): bench/postgraphile/package.json bench/postgraphile/package-lo
 	touch $(BENCH_PG_STAMP)
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .import_linter_cache federation/node_modules bench/postgraphile/node_modules
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .import_linter_cache federation/node_modules web/graphiql/node_modules \
+		bench/postgraphile/node_modules

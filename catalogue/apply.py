@@ -26,6 +26,7 @@ from sqlmodel import select as sm_select
 
 from catalogue import service
 from catalogue.document import CatalogueDoc, from_specs, to_specs
+from catalogue.freshness import DatasetStatus
 from catalogue.models import CatalogueState, Dataset, DatasetField, Department, utcnow
 from catalogue.pool import pool_table, pool_table_name
 from catalogue.protection import DataKey, is_protected
@@ -337,6 +338,9 @@ def _remove_dataset(session: Session, code: str) -> None:
     row = session.exec(sm_select(Dataset).where(col(Dataset.code) == code)).one()
     session.exec(delete(DatasetField).where(col(DatasetField.dataset_id) == row.id))
     session.exec(delete(DataKey).where(col(DataKey.dataset_code) == code))
+    # its size, freshness and sync source go with it: a dataset added later under the same code
+    # starts unloaded, and `data sync --all` does not try a source for a dataset that is gone
+    session.exec(delete(DatasetStatus).where(col(DatasetStatus.dataset_code) == code))
     session.delete(row)
     session.flush()
 

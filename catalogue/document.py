@@ -114,6 +114,17 @@ class FieldDoc(_Strict):
     decision_relevant: bool = Field(
         False, description="A decision depends on the exact value: it never carries a watermark"
     )
+    values: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="An enumeration: the only values a loaded row may hold, e.g. [男, 女] (string fields)",
+    )
+    max_length: int | None = Field(
+        None,
+        ge=1,
+        le=100_000,
+        description="The longest value a loaded row may hold, in characters (string fields)",
+    )
     description: str = ""
 
 
@@ -382,6 +393,22 @@ def _semantic(data: Any) -> list[tuple[Loc, str, bool]]:
                 out.append(
                     ((*fat, "link_name"), "link_name needs references (the entity it links to)", False)
                 )
+            for domain in ("values", "max_length"):
+                if (
+                    f.get(domain) is not None
+                    and f.get("type", FieldType.STRING.value) != FieldType.STRING.value
+                ):
+                    out.append(((*fat, domain), f"{domain} is for fields of type string", True))
+            allowed = f.get("values")
+            if isinstance(allowed, list) and len(set(map(str, allowed))) != len(allowed):
+                out.append(((*fat, "values"), "values lists a value twice", False))
+            longest = f.get("max_length")
+            if (
+                isinstance(allowed, list)
+                and isinstance(longest, int)
+                and any(len(str(v)) > longest for v in allowed)
+            ):
+                out.append(((*fat, "values"), f"a value is longer than max_length {longest}", False))
             protected = f.get("level") == "L4" or f.get("pi") == PI.SENSITIVE.value
             if protected and f.get("type", FieldType.STRING.value) != FieldType.STRING.value:
                 out.append(
@@ -510,6 +537,8 @@ def to_specs(doc: CatalogueDoc, *, check: bool = True) -> tuple[list[DepartmentS
                     link_name=f.link_name,
                     watermark_tolerance=f.watermark.tolerance if f.watermark else None,
                     decision_relevant=f.decision_relevant,
+                    allowed_values=tuple(f.values) if f.values is not None else None,
+                    max_length=f.max_length,
                 )
                 for f in ds.fields
             ),
@@ -581,6 +610,8 @@ def from_specs(departments: list[DepartmentSpec], datasets: list[DatasetSpec]) -
                         if f.watermark_tolerance is not None
                         else None,
                         decision_relevant=f.decision_relevant,
+                        values=list(f.allowed_values) if f.allowed_values is not None else None,
+                        max_length=f.max_length,
                         description=f.description,
                     )
                     for f in s.fields

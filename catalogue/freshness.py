@@ -13,10 +13,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, DateTime, insert, update
+from sqlalchemy import BigInteger, Boolean, Column, DateTime, false, insert, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlmodel import Field, SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
+
+from catalogue.spec import DatasetSpec
 
 
 class DatasetStatus(SQLModel, table=True):
@@ -37,6 +39,11 @@ class DatasetStatus(SQLModel, table=True):
     source_table: str | None = Field(default=None, max_length=200)
     source_updated_column: str | None = Field(default=None, max_length=64)
     source_key: str | None = Field(default=None, max_length=200)  # comma-separated key columns
+    # The source holds every row, every time (a full snapshot): a row gone from it is deleted
+    # here on the next sync. An incremental source (the default) never deletes.
+    source_snapshot: bool = Field(
+        default=False, sa_column=Column(Boolean(), nullable=False, server_default=false())
+    )
 
 
 FRESHNESS_FIELDS = (
@@ -59,6 +66,24 @@ def describe(row: DatasetStatus | None) -> dict[str, Any]:
             value = (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
         out[name] = value
     return out
+
+
+def listing(spec: DatasetSpec, status: DatasetStatus | None) -> dict[str, Any]:
+    """One dataset as `shuqiao catalog list --json` and `GET /admin/data/datasets` show it: its entry,
+    the columns a file loads into, its size and freshness."""
+    return {
+        "code": spec.code,
+        "resource_code": spec.resource_code,
+        "name": spec.name,
+        "department": spec.department,
+        "share": spec.share.value,
+        "open": spec.open.value,
+        "published": spec.published,
+        "fields": len(spec.fields),
+        "columns": [f.name for f in spec.fields],
+        "entity_key": spec.entity_field,
+        **describe(status),
+    }
 
 
 async def load_statuses(engine: AsyncEngine) -> dict[str, DatasetStatus]:

@@ -70,6 +70,9 @@ class DatasetField(SQLModel, table=True):
     link_name: str | None = Field(default=None, max_length=64)
     watermark_tolerance: str | None = Field(default=None, max_length=40)  # a decimal, as text
     decision_relevant: bool = Field(default=False)
+    # The values a 信息项 may take (an enumeration) and its greatest length, checked on loading
+    allowed_values: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    max_length: int | None = Field(default=None)
 
 
 class CatalogueState(SQLModel, table=True):

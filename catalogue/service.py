@@ -62,6 +62,8 @@ def _field_spec(row: DatasetField) -> FieldSpec:
         link_name=row.link_name,
         watermark_tolerance=Decimal(row.watermark_tolerance) if row.watermark_tolerance else None,
         decision_relevant=row.decision_relevant,
+        allowed_values=tuple(row.allowed_values) if row.allowed_values is not None else None,
+        max_length=row.max_length,
     )
 
 
@@ -207,6 +209,8 @@ def fill_field_row(frow: DatasetField, f: FieldSpec, position: int) -> None:
     frow.link_name = f.link_name
     frow.watermark_tolerance = str(f.watermark_tolerance) if f.watermark_tolerance is not None else None
     frow.decision_relevant = f.decision_relevant
+    frow.allowed_values = list(f.allowed_values) if f.allowed_values is not None else None
+    frow.max_length = f.max_length
 
 
 _validate = validate  # the name tests/demo knows

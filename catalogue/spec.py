@@ -66,6 +66,10 @@ class FieldSpec:
     watermark_tolerance: Decimal | None = None
     # A decision could depend on the exact value (a threshold, a fee): never marked.
     decision_relevant: bool = False
+    # The values a loaded row may hold (an enumeration), and its longest (string fields); None:
+    # any. Checked on loading (gateway.loading.validate), not on reading.
+    allowed_values: tuple[str, ...] | None = None
+    max_length: int | None = None
 
     def policy(self) -> FieldPolicy:
         return FieldPolicy(

@@ -24,7 +24,7 @@ from gateway.audit.checkpoints import CheckpointTask
 from gateway.audit.field_index import FieldIndexTask
 from gateway.audit.http import EXPORT_PATH, AuditAPI
 from gateway.audit.retention import RetentionTask, archive_dir
-from gateway.catalogue_admin import catalogue_routes
+from gateway.catalogue_admin import catalogue_protector, catalogue_routes
 from gateway.client_address import ClientAddressMiddleware, parse_proxies
 from gateway.crypto.routes import SigningKeysEndpoint
 from gateway.crypto.service import DepartmentKeyDirectory, DepartmentKeyRefresh
@@ -46,13 +46,17 @@ from gateway.portal.ckan import CkanAPI
 from gateway.portal.dcat import DcatEndpoints
 from gateway.portal.downloads import Downloads
 from gateway.portal.search import SearchEndpoint
+from gateway.portal.stats_http import StatsEndpoints
+from gateway.portal.usage import UsageRollupTask
 from gateway.problems import Problem, problem_response
 from gateway.registry import SchemaRegistry
 from gateway.request_log import RequestLogMiddleware, log_line
 from gateway.secrets import SecretHasher, load_master_key
 from gateway.settings import Settings
 from gateway.state import GatewayState
-from gateway.web.session import SessionOrBearer, WebSessions
+from gateway.web.session import WEB_CLIENT_ID, SessionOrBearer, WebSessions
+from gateway.workbench.client import CLIENT_ID as WORKBENCH_CLIENT_ID
+from gateway.workbench.pages import Workbench
 from gateway.workflow.admin_graphql import SCOPES as WORKFLOW_SCOPES
 from gateway.workflow.admin_graphql import AdminGraphQL
 from gateway.workflow.console import MOUNT as CONSOLE
@@ -62,6 +66,8 @@ from gateway.workflow.kpi_http import SCOPES as KPI_SCOPES
 from gateway.workflow.kpi_http import KpiEndpoints
 from policies.model import Tier
 
+# Clients that are the gateway's own pages (the console and officers' pages, the workbench).
+FIRST_PARTY_CLIENTS = frozenset({WEB_CLIENT_ID, WORKBENCH_CLIENT_ID})
 log = logging.getLogger("shuqiao")
 
 
@@ -113,12 +119,15 @@ def _access_log(settings: Settings, engine: AsyncEngine, master_key: bytes) -> A
 
 def _audit_background(
     settings: Settings, state: GatewayState
-) -> list[CheckpointTask | AlertTask | RetentionTask | FieldIndexTask]:
-    """The search index, signed checkpoints, alert rules and retention, all reading the chain beside
-    the request path."""
+) -> list[CheckpointTask | AlertTask | RetentionTask | FieldIndexTask | UsageRollupTask]:
+    """The search index, the portal's usage rollup, signed checkpoints, alert rules and retention,
+    all reading the chain beside the request path."""
     if settings.audit_store != "chain":
         return []
-    tasks: list[CheckpointTask | AlertTask | RetentionTask | FieldIndexTask] = [FieldIndexTask(state.engine)]
+    tasks: list[CheckpointTask | AlertTask | RetentionTask | FieldIndexTask | UsageRollupTask] = [
+        FieldIndexTask(state.engine),
+        UsageRollupTask(state.engine),  # usage per dataset and day for /stats (gateway.portal.usage)
+    ]
     sink = state.access_log
     witness = sink.witness if isinstance(sink, ChainedAuditLog) else None
     if settings.audit_checkpoint_events > 0:
@@ -250,10 +259,14 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
     admin_protector = state.identity.protector(realm="shuqiao-admin", scopes=WORKFLOW_SCOPES)
     admin_check = SessionOrBearer(sessions, admin_protector)
     console = Console(admin_check, state.access_log)
+    # catalogue as code and data loading: a steward's session (the console's 目录与数据) or a token
+    steward_check = SessionOrBearer(sessions, catalogue_protector(state.identity))
     explorer = Explorer(state)
+    workbench = Workbench(state)
     downloads = Downloads(state)
     ckan = CkanAPI(state)
     dcat = DcatEndpoints(state)
+    stats = StatsEndpoints(state)
     kpis = KpiEndpoints(
         state.engine,
         state.identity.protector(realm="shuqiao-kpi", scopes=KPI_SCOPES),
@@ -273,9 +286,11 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
             GraphQLEndpoint(Tier.SHARE, state).handle,
             methods=["GET", "POST", "PUT", "DELETE"],
         ),
-        Mount("/oauth", routes=oauth_routes(state.identity)),  # RFC 6749 endpoints and sign-in pages
+        # RFC 6749 endpoints and sign-in pages; the gateway's own pages sign people in without consent
+        Mount("/oauth", routes=oauth_routes(state.identity, first_party=FIRST_PARTY_CLIENTS)),
         Mount("/admin/identity", routes=admin_routes(state.identity)),  # clients, people, API keys
-        Mount("/admin/data", routes=DataLoadAPI(state).routes()),  # POST /admin/data/{dataset}/load
+        # GET /admin/data/datasets, POST /admin/data/{dataset}/load
+        Mount("/admin/data", routes=DataLoadAPI(state, steward_check).routes()),
         # applications, approvals, grants (gateway/workflow/admin_graphql.py)
         Route(
             "/admin/graphql",
@@ -312,7 +327,9 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         Route("/kpi", kpis.page),  # the same, as a page (Chinese first, no script)
         Route("/kpi.json", kpis.json),
         Route("/kpi.csv", kpis.csv),
-        Mount("/admin/catalogue", routes=catalogue_routes(state.identity)),  # catalogue as code
+        Mount(
+            "/admin/catalogue", routes=catalogue_routes(state.identity, steward_check)
+        ),  # catalogue as code
         # The officer page and API (audit:read): search, detail, stats, export, verify, alerts.
         Route("/audit", audit.page),
         Mount("/audit", routes=audit.routes()),
@@ -325,8 +342,14 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         *downloads.routes(),
         *dcat.routes(),  # /catalog.ttl|.jsonld and /explore/datasets/{code}.ttl|.jsonld|.json
         Mount("/explore", routes=explorer.routes()),
+        # The query workbench (docs/portal.md): GraphiQL on the open tier, and on the share tier
+        # with the person's own token from the page's sign-in (gateway.workbench)
+        Route("/graphiql", workbench.open_page),
+        Mount("/graphiql", routes=workbench.routes()),
         # For harvesters (docs/portal.md): the CKAN Action API's read part, in CKAN's own envelope
         *ckan.routes(),
+        # Public usage statistics (docs/portal.md): /stats, /stats.json, /stats/datasets/{code}.json
+        *stats.routes(),
     ]
     cors_rules = cors.policies(settings.cors_open_origins, settings.cors_share_origins)
     observers = [log_line, metrics.observe_request] if settings.metrics else [log_line]

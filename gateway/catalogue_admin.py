@@ -3,18 +3,22 @@
     POST /admin/catalogue/apply[?dry_run=1][&allow_destructive=1]   body: the YAML or JSON document
     GET  /admin/catalogue/export[?department=CODE]                  YAML, or JSON (Accept: application/json)
 
-Behind the one bearer check (admin audience) with the `catalog:write` or `admin` scope. A steward
-(`catalog:write` without `admin`) acts on their own department only: the token's `department`
-claim; the file may declare no other, and export shows only theirs. Every call, answered or
-refused, is one audit event (`catalogue.apply`, `catalogue.export`) through the identity
-admin-event path. Errors are the one problem shape; a file's errors are listed in
-`extensions.errors` (line, column, path, message)."""
+Behind `SessionOrBearer` (gateway.web.session): the one bearer check (admin audience) for
+machines, or a signed-in person's session with its CSRF token on POST (the console's
+"目录与数据" section) — either way the `catalog:write` or `admin` scope. A steward
+(`catalog:write` without `admin`; a person's session never carries `admin`) acts on their own
+department only: the token's `department` claim; the file may declare no other, and export shows
+only theirs. `?filename=` names the file in the errors' messages (the page sends the upload's).
+Every call, answered or refused, is one audit event (`catalogue.apply`, `catalogue.export`)
+through the identity admin-event path, naming the person on a session. Errors are the one
+problem shape; a file's errors are listed in `extensions.errors` (file, line, column, path, message)."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -26,7 +30,7 @@ from catalogue.apply import ApplyResult, DestructiveRefused, ScopeRefused, apply
 from catalogue.document import DocumentInvalid, dump, parse
 from catalogue.service import CatalogueError
 from gateway.identity.audit import AuditUnavailable, IdentityAudit, record_admin_event
-from gateway.identity.bearer import BearerRefused
+from gateway.identity.bearer import BearerProtector, BearerRefused
 from gateway.identity.service import Identity
 from gateway.identity.tokens import ADMIN_AUDIENCE, TokenClaims
 from gateway.problems import AUDIT_UNAVAILABLE, Problem, problem_response
@@ -53,17 +57,42 @@ def apply_detail(result: ApplyResult | None, digest: str | None, **extra: Any) -
     return detail
 
 
+def principal_of(request: Request, claims: TokenClaims | None) -> dict[str, Any]:
+    """Who an admin event names: the signed-in person (a console session: their user name), else
+    the token's client, else nobody."""
+    person = getattr(request.state, "web_session", None)
+    if person is not None and claims is not None:
+        return {"principal_kind": "user", "principal_id": person.username}
+    if claims is not None:
+        return {"principal_kind": "client", "principal_id": claims.client_id}
+    return {"principal_kind": "anonymous", "principal_id": None}
+
+
 def digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+Check = Callable[[Request], Awaitable[TokenClaims]]
+
+
+def catalogue_protector(identity: Identity) -> BearerProtector:
+    """The scope the catalogue and data-loading endpoints need: catalog:write, or admin."""
+    return identity.protector(
+        realm="shuqiao-admin", audience=ADMIN_AUDIENCE, scopes=["catalog:write", "admin"]
+    )
+
+
 class CatalogueAPI:
-    def __init__(self, identity: Identity, audit: IdentityAudit | None = None) -> None:
+    """`check`: how a caller is authenticated — the app gives SessionOrBearer over
+    `catalogue_protector`; without it, bearer tokens only."""
+
+    def __init__(
+        self, identity: Identity, audit: IdentityAudit | None = None, check: Check | None = None
+    ) -> None:
         self.identity = identity
         self.audit = audit or identity.audit
-        self.bearer = identity.protector(
-            realm="shuqiao-admin", audience=ADMIN_AUDIENCE, scopes=["catalog:write", "admin"]
-        )
+        self.bearer = catalogue_protector(identity)
+        self.check: Check = check or self.bearer.validate_request
 
     def routes(self) -> list[Route]:
         return [
@@ -73,7 +102,7 @@ class CatalogueAPI:
 
     async def _claims(self, request: Request) -> TokenClaims:
         try:
-            claims = await self.bearer.validate_request(request)
+            claims = await self.check(request)
         except BearerRefused as refused:
             request.state.catalogue_claims = refused.claims  # a valid token without the scope: who asked
             if refused.status == 401:
@@ -119,8 +148,7 @@ class CatalogueAPI:
                 self.audit,
                 operation,
                 status=response.status_code,
-                principal_kind="client" if claims is not None else "anonymous",
-                principal_id=claims.client_id if claims is not None else None,
+                **principal_of(request, claims),
                 subject=claims.subject if claims is not None and claims.subject != claims.client_id else None,
                 consumer=claims.department if claims is not None else None,
                 target=target,
@@ -155,13 +183,13 @@ class CatalogueAPI:
         sha = digest(text)
         base = {"sha256": sha, "dry_run": dry_run}
         try:
-            doc = parse(text, "request body")
+            doc = parse(text, _filename(request))
         except DocumentInvalid as invalid:
             problem = Problem(
                 400,
                 f"The catalogue document has {len(invalid.errors)} error(s).",
                 "INVALID_CATALOGUE",
-                extensions={"errors": [e.as_dict() for e in invalid.errors]},
+                extensions={"errors": [{"file": invalid.filename, **e.as_dict()} for e in invalid.errors]},
             )
             problem.audit_detail = {**base, "errors": len(invalid.errors)}  # type: ignore[attr-defined]
             raise problem from None
@@ -205,6 +233,14 @@ class CatalogueAPI:
         return Response(text, media_type=media, headers=NO_STORE), target, detail
 
 
+def _filename(request: Request) -> str:
+    """The name the errors give the document: the upload's own (its last part, printable), or
+    "request body"."""
+    name = request.query_params.get("filename", "").replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(c for c in name if c.isprintable())[:120]
+    return name or "request body"
+
+
 def _flag(request: Request, name: str) -> bool:
     return request.query_params.get(name, "").lower() in ("1", "true", "yes")
 
@@ -214,6 +250,6 @@ def _with_detail(problem: Problem, detail: dict[str, Any]) -> Problem:
     return problem
 
 
-def catalogue_routes(identity: Identity) -> list[Route]:
-    """Under `Mount("/admin/catalogue")`."""
-    return CatalogueAPI(identity).routes()
+def catalogue_routes(identity: Identity, check: Check | None = None) -> list[Route]:
+    """Under `Mount("/admin/catalogue")`; `check`: see CatalogueAPI."""
+    return CatalogueAPI(identity, check=check).routes()

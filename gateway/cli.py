@@ -18,8 +18,10 @@ from gateway.cli_support import emit, run_with_engine
 from gateway.crypto.cli import decrypt_field_cmd, keys_app, sign_request_cmd, verify_response_cmd
 from gateway.identity.cli import IDENTITY_APPS
 from gateway.loading.cli import data_app
+from gateway.portal.cli import portal_app
 from gateway.settings import Settings
 from gateway.watermark_cli import watermark_app
+from gateway.workbench.cli import workbench_app
 from gateway.workflow.cli import application_app
 from gateway.workflow.kpi_cli import demand_app, kpi_app, quality_app
 
@@ -45,7 +47,9 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(application_app, name="application")  # 申请: apply, approve (gateway/workflow/cli.py)
 app.add_typer(keys_app, name="keys")
 app.add_typer(data_app, name="data")
+app.add_typer(portal_app, name="portal")  # public usage statistics (gateway/portal/cli.py)
 app.add_typer(watermark_app, name="watermark")  # 数据水印 (gateway/watermark_cli.py)
+app.add_typer(workbench_app, name="workbench")  # 查询工作台 (gateway/workbench/cli.py)
 app.command("verify-response")(verify_response_cmd)
 app.command("decrypt-field")(decrypt_field_cmd)
 app.command("sign-request")(sign_request_cmd)
@@ -154,6 +158,7 @@ def _print_demo(s: Settings, creds: dict[str, Any]) -> None:
     typer.echo(f"""
 Shuqiao demo is ready.
   explorer      {base}/explore           (the public open-data page)
+  workbench     {base}/graphiql          (GraphiQL on the open tier; /graphiql/share: sign in, share tier)
   open tier     {base}/open/graphql      (anonymous; X-API-Key for conditionally open data)
   share tier    {base}/share/graphql     (Bearer token from {base}/oauth/token)
   audit         {base}/audit             (security officers sign in: see "users" in the credentials file)
@@ -459,24 +464,21 @@ async def _catalogue_with_status(engine: Any) -> tuple[Any, dict[str, Any]]:
 
 
 @catalog_app.command("list")
-def catalog_list(as_json: JsonOpt = False) -> None:
+def catalog_list(
+    department: Annotated[
+        str | None,
+        typer.Option(help="Only this department's datasets (as GET /admin/data/datasets shows a steward)."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Every dataset, with its size and freshness (row count, last load, last change, last sync)."""
-    from catalogue.freshness import describe
+    from catalogue.freshness import listing
 
     cat, statuses = _run(_catalogue_with_status)
     rows = [
-        {
-            "code": d.code,
-            "resource_code": d.resource_code,
-            "name": d.name,
-            "department": d.department,
-            "share": d.share.value,
-            "open": d.open.value,
-            "published": d.published,
-            "fields": len(d.fields),
-            **describe(statuses.get(d.code)),
-        }
+        listing(d, statuses.get(d.code))
         for d in cat.datasets.values()
+        if department is None or d.department == department
     ]
     _emit(
         as_json,
@@ -525,6 +527,7 @@ def catalog_show(
             "sql": status.source_sql,
             "updated_column": status.source_updated_column,
             "key": status.source_key,
+            "snapshot": status.source_snapshot,
             "watermark": status.sync_watermark,
         },
         "fields": [

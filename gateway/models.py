@@ -18,6 +18,7 @@ from gateway.identity.models import (
     TrustedIssuer,
     User,
 )
+from gateway.portal.usage import UsageDaily, UsageRollupCursor
 from gateway.watermark_keys import WatermarkKey
 from gateway.web.models import WebSession
 from gateway.workflow.demands import Demand
@@ -51,6 +52,8 @@ __all__ = [
     "RefreshToken",
     "RevokedToken",
     "TrustedIssuer",
+    "UsageDaily",
+    "UsageRollupCursor",
     "User",
     "WatermarkKey",
     "WebSession",

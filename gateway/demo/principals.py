@@ -25,6 +25,7 @@ from gateway.identity.clients import create_client, ensure_enterprise
 from gateway.identity.users import UserService
 from gateway.secrets import SecretHasher
 from gateway.web.session import ensure_web_client
+from gateway.workbench.client import ensure_workbench_client
 from gateway.workflow import applications as apps
 from gateway.workflow.demo import seed_workflow_demo
 from gateway.workflow.models import Application
@@ -44,6 +45,7 @@ async def setup_principals(
     """Idempotent: once the credentials file exists, it is the record of what was made."""
     if issuer is not None:
         await ensure_web_client(engine, issuer)
+        await ensure_workbench_client(engine, issuer)  # the query workbench's sign-in
     # demands and quality reports (idempotent on their own: a store upgraded later gets them too)
     await seed_workflow_demo(engine)
     if credentials_file.exists():

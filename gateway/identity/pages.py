@@ -60,8 +60,11 @@ GENERIC_LOGIN_ERROR = (
 
 
 class Pages:
-    def __init__(self, identity: Identity, *, secure_cookies: bool = False) -> None:
+    def __init__(
+        self, identity: Identity, *, secure_cookies: bool = False, first_party: frozenset[str] = frozenset()
+    ) -> None:
         self.identity = identity
+        self.first_party = first_party  # client ids that are the gateway's own pages: no consent asked
         self._key = bytes.fromhex(identity.hasher.hash("shuqiao/session-cookie/v1"))
         self.secure = secure_cookies
         self._userinfo_bearer = identity.protector(realm="shuqiao", scopes=["openid"])
@@ -116,13 +119,18 @@ class Pages:
             )
         if user is None:
             return self._login_page(request, next_url=f"{request.url.path}?{request.url.query}")
-        if request.method == "POST":
-            form = await request.form()
-            if not hmac.compare_digest(str(form.get("csrf", "")), self._consent_csrf(request)):
-                return self._page(
-                    request, "error.html", {"error": "invalid_request", "description": "CSRF"}, 400
-                )
-            approved = form.get("decision") == "approve"
+        # The gateway's own pages (the console, the officers' pages, the workbench): the person
+        # signed in to use them, so there is nothing to ask; the consent is still recorded.
+        first_party = grant.client.get_client_id() in self.first_party
+        if request.method == "POST" or first_party:
+            approved = True
+            if request.method == "POST":
+                form = await request.form()
+                if not hmac.compare_digest(str(form.get("csrf", "")), self._consent_csrf(request)):
+                    return self._page(
+                        request, "error.html", {"error": "invalid_request", "description": "CSRF"}, 400
+                    )
+                approved = form.get("decision") == "approve"
             response = await anyio.to_thread.run_sync(
                 lambda: server.create_authorization_response(
                     oauth_request, grant_user=user if approved else None, grant=grant
@@ -140,6 +148,7 @@ class Pages:
                         "client_id": grant.client.get_client_id(),
                         "scope": oauth_request.scope,
                         "redirect_uri": oauth_request.payload.redirect_uri,
+                        **({"first_party": True} if first_party else {}),
                     },
                     request=request,
                 )

@@ -16,10 +16,11 @@ from gateway.identity.service import Identity
 STATIC = Path(__file__).resolve().parents[1] / "static" / "identity"
 
 
-def oauth_routes(identity: Identity) -> list[BaseRoute]:
-    """Under `Mount("/oauth")`: the authorization server's endpoints and the sign-in pages."""
+def oauth_routes(identity: Identity, first_party: frozenset[str] = frozenset()) -> list[BaseRoute]:
+    """Under `Mount("/oauth")`: the authorization server's endpoints and the sign-in pages
+    (`first_party`: the gateway's own clients, which sign a person in without a consent page)."""
     oauth = OAuthEndpoints(identity)
-    pages = Pages(identity, secure_cookies=identity.issuer.startswith("https://"))
+    pages = Pages(identity, secure_cookies=identity.issuer.startswith("https://"), first_party=first_party)
     return [
         Route("/token", oauth.token, methods=["GET", "POST"]),
         Route("/revoke", oauth.revoke, methods=["GET", "POST"]),

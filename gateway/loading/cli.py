@@ -239,6 +239,14 @@ def data_source(
     key: Annotated[
         str | None, typer.Option(help="Key columns to upsert on (default: the entity key).")
     ] = None,
+    snapshot: Annotated[
+        bool,
+        typer.Option(
+            "--snapshot",
+            help="The source always holds every row (a full snapshot): rows gone from it are "
+            "deleted on the next sync. Without it a sync never deletes.",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Declare the PostgreSQL table, view or query a dataset is synced from."""
@@ -254,6 +262,7 @@ def data_source(
             table=from_table,
             updated_column=updated_column,
             key=keys,
+            snapshot=snapshot,
         ),
         as_json,
     )
@@ -261,7 +270,7 @@ def data_source(
         as_json,
         out,
         f"{out['dataset']}: synced from {from_table or 'a query'} on {updated_column}, "
-        f"key {out['source_key']}",
+        f"key {out['source_key']}" + ("; a full snapshot: deletes follow the source" if snapshot else ""),
     )
 
 
@@ -305,7 +314,7 @@ def data_sync(
         "\n".join(
             f"{code}: {r['error']}"
             if "error" in r
-            else f"{code}: {r['inserted']:,} inserted, {r['updated']:,} updated"
+            else f"{code}: {r['inserted']:,} inserted, {r['updated']:,} updated, {r['deleted']:,} deleted"
             for code, r in out.items()
         )
         or "no dataset has a source",

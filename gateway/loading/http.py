@@ -1,17 +1,22 @@
-"""`POST /admin/data/{dataset}/load`: the machine twin of `shuqiao data load`.
+"""`POST /admin/data/{dataset}/load`: the machine twin of `shuqiao data load`; and
+`GET /admin/data/datasets[?department=CODE]`, that of `shuqiao catalog list --department CODE`: the
+datasets a caller may load, each with its columns, size and freshness.
 
 The body is the file (`Content-Type: text/csv`, `application/x-ndjson` / `application/jsonl`,
-or the XLSX type); query parameters `mode`, `encoding`, `key`, `max_rejects`. Behind the one
-bearer check (admin audience, scope `catalog:write` or `admin`): a steward's token loads only its
-own department's datasets (its `dept` claim), an `admin` token any.
+or the XLSX type); query parameters `mode`, `encoding`, `key`, `max_rejects`. Behind
+`SessionOrBearer` (a machine's bearer token, or a signed-in person's session with its CSRF token
+on POST: the console's "目录与数据" section), scope `catalog:write` or `admin`: a steward loads and
+lists only their own department's datasets (the token's department claim), `admin` any.
 
 CSV and JSON Lines stream from the request into the loader (a bounded queue between the two):
 the upload is never written to disk, where its clear L4 values would sit. XLSX is a zip archive
 that must be seekable, so it is held in memory, at most `XLSX_MAX_BYTES`.
 
 Errors are the one problem shape; a load with rejected rows is 422 `ROWS_REJECTED` with the
-counts and the first rejects (row, column, reason — never a protected value) in `extensions`.
-Every call, refused or not, is one audit event `data.load`."""
+counts and the rejects (row, column, reason — never a protected value; the first `REJECTS_KEPT`,
+`rejects_complete` says whether that is all) in `extensions`; a load that skipped rejects within
+`max_rejects` lists them the same way in its answer. There is no rejects file over HTTP: the
+answer is it. Every call, refused or not, is one audit event (`data.load`, `data.status`)."""
 
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ import io
 import logging
 import queue
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,9 +36,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from catalogue.freshness import listing, load_statuses
+from catalogue.service import load_catalogue
+from gateway.catalogue_admin import catalogue_protector, principal_of
 from gateway.identity.audit import AuditUnavailable, record_admin_event
 from gateway.identity.bearer import BearerRefused
-from gateway.identity.tokens import ADMIN_AUDIENCE
 from gateway.loading.readers import CountingReader, Encoding, Format, LoadError, read_rows
 from gateway.loading.service import Audited, LoadRequest, cipher_for, dataset_spec
 from gateway.loading.writer import LoadRejected, LoadResult, Mode, RejectsFile, load_rows
@@ -44,6 +52,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("shuqiao")
 XLSX_MAX_BYTES = 64 << 20
+REJECTS_KEPT = 1000  # rejects an answer lists (each rejected row gives one or more)
 FORMATS = {
     "text/csv": Format.csv,
     "application/csv": Format.csv,
@@ -81,29 +90,85 @@ class _BodyReader(io.RawIOBase):
 
 
 class DataLoadAPI:
-    def __init__(self, state: GatewayState) -> None:
+    """`check`: how a caller is authenticated — the app gives SessionOrBearer over
+    `catalogue_protector`; without it, bearer tokens only."""
+
+    def __init__(
+        self, state: GatewayState, check: Callable[[Request], Awaitable[TokenClaims]] | None = None
+    ) -> None:
         assert state.identity is not None
         self.state = state
-        self.bearer = state.identity.protector(
-            realm="shuqiao-admin", audience=ADMIN_AUDIENCE, scopes=["catalog:write", "admin"]
-        )
+        self.bearer = catalogue_protector(state.identity)
+        self.check = check or self.bearer.validate_request
 
     def routes(self) -> list[Route]:
         """Under `Mount("/admin/data")`."""
-        return [Route("/{dataset}/load", self.load, methods=["POST"])]
+        return [
+            Route("/datasets", self.status, methods=["GET"]),
+            Route("/{dataset}/load", self.load, methods=["POST"]),
+        ]
+
+    async def _claims(self, request: Request) -> TokenClaims:
+        try:
+            return await self.check(request)
+        except BearerRefused as refused:
+            request.state.load_claims = refused.claims  # a valid token without the scope: who asked
+            raise
+
+    async def status(self, request: Request) -> Response:
+        """The datasets the caller may load (a steward: their department's), with freshness."""
+        started = time.perf_counter()
+        claims: TokenClaims | None = None
+        detail: dict[str, Any] = {}
+        error: str | None = None
+        try:
+            claims = await self._claims(request)
+            wanted = request.query_params.get("department") or None
+            if "admin" not in claims.scopes:
+                if not claims.department:
+                    raise Problem(403, "A catalog:write token must name its department.", "FORBIDDEN")
+                if wanted not in (None, claims.department):
+                    raise Problem(403, f"You may list only department {claims.department}.", "FORBIDDEN")
+                wanted = claims.department
+            catalogue, statuses = (
+                await load_catalogue(self.state.engine),
+                await load_statuses(self.state.engine),
+            )
+            rows = [
+                listing(spec, statuses.get(spec.code))
+                for spec in catalogue.datasets.values()
+                if wanted is None or spec.department == wanted
+            ]
+            detail = {"department": wanted or "*", "datasets": len(rows)}
+            response = Response(
+                orjson.dumps({"department": wanted, "datasets": rows}),
+                media_type="application/json",
+                headers={"Cache-Control": "no-store"},
+            )
+        except Problem as problem:
+            claims = claims or getattr(request.state, "load_claims", None)
+            response, error = problem_response(problem), problem.code
+        try:
+            await self._record(request, claims, response.status_code, detail, error, started, "data.status")
+        except AuditUnavailable:
+            log.exception("data.status audit write failed")
+            return problem_response(AUDIT_UNAVAILABLE)
+        return response
 
     async def load(self, request: Request) -> Response:
         started = time.perf_counter()
         claims: TokenClaims | None = None
         detail: dict[str, Any] = {}
+        rejects = RejectsFile(None, keep=REJECTS_KEPT)
         try:
             try:
-                claims = await self.bearer.validate_request(request)
-            except BearerRefused as refused:
-                claims = refused.claims  # a valid token without the scope: who asked
+                claims = await self._claims(request)
+            except Problem:
+                claims = getattr(request.state, "load_claims", None)
                 raise
-            result = await self._load(request, claims, detail, started)
-            return Response(orjson.dumps(result.summary()), status_code=200, media_type="application/json")
+            result = await self._load(request, claims, detail, started, rejects)
+            body = {**result.summary(), "rejects_complete": rejects.count <= len(rejects.sample)}
+            return Response(orjson.dumps(body), status_code=200, media_type="application/json")
         except AuditUnavailable:
             log.exception("data.load audit write failed; nothing loaded")
             return problem_response(AUDIT_UNAVAILABLE)
@@ -111,7 +176,7 @@ class DataLoadAPI:
             response, error = problem_response(problem), problem.code
         except LoadRejected as err:
             body = problem_body(Problem(422, str(err), "ROWS_REJECTED"))
-            body["errors"][0]["extensions"].update(_rejects_extension(err.result))
+            body["errors"][0]["extensions"].update(_rejects_extension(err.result, rejects))
             response, error = (
                 Response(orjson.dumps(body), status_code=422, media_type="application/json"),
                 "ROWS_REJECTED",
@@ -141,11 +206,10 @@ class DataLoadAPI:
             self.state.identity.audit,
             operation,
             status=status,
-            principal_kind="client" if claims is not None else "anonymous",
-            principal_id=claims.client_id if claims is not None else None,
+            **principal_of(request, claims),
             subject=claims.subject if claims is not None and claims.subject != claims.client_id else None,
             consumer=claims.department if claims is not None else None,
-            target=detail.get("dataset") or request.path_params.get("dataset"),
+            target=detail.get("dataset") or request.path_params.get("dataset") or detail.get("department"),
             detail={k: v for k, v in detail.items() if k != "dataset"},
             error=error,
             request=request,
@@ -153,7 +217,12 @@ class DataLoadAPI:
         )
 
     async def _load(
-        self, request: Request, claims: TokenClaims, detail: dict[str, Any], started: float
+        self,
+        request: Request,
+        claims: TokenClaims,
+        detail: dict[str, Any],
+        started: float,
+        rejects: RejectsFile,
     ) -> LoadResult:
         engine = self.state.engine
         try:
@@ -233,7 +302,7 @@ class DataLoadAPI:
                 key=key,
                 cipher=cipher,
                 max_rejects=max_rejects,
-                rejects=RejectsFile(None),
+                rejects=rejects,
                 digest=finish,
                 before_commit=audited.before_commit,
             )
@@ -264,9 +333,10 @@ class DataLoadAPI:
         return load_master_key(self.state.settings.master_key_file)
 
 
-def _rejects_extension(result: LoadResult) -> dict[str, Any]:
+def _rejects_extension(result: LoadResult, rejects: RejectsFile) -> dict[str, Any]:
     return {
         "read": result.read,
         "rejected": result.rejected,
         "rejects": [{"row": r.row, "column": r.column, "reason": r.reason} for r in result.sample],
+        "rejects_complete": rejects.count <= len(rejects.sample),
     }

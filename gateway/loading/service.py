@@ -15,6 +15,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,9 @@ from catalogue.freshness import load_statuses
 from catalogue.protection import load_keyring, protected_fields
 from catalogue.spec import DatasetSpec
 from gateway.loading.readers import Encoding, Format, LoadError, file_digest, guess_format, open_rows
-from gateway.loading.source import SqlRows, check_source_url, source_query
+from gateway.loading.source import SqlRows, check_source_url, quote_ident, source_query
 from gateway.loading.writer import (
+    KeyRows,
     LoadRejected,
     LoadResult,
     Mode,
@@ -186,6 +188,7 @@ async def load_sql(
     progress: Progress | None = None,
     operation: str = "data.load",
     digest: str,
+    snapshot: Callable[[], KeyRows] | None = None,
 ) -> LoadResult:
     """Rows from a query (`--from-sql`/`--from-table`, `data sync`) through the same checks and
     writer as a file. The digest is that of the query text (and watermark): there is no file."""
@@ -210,6 +213,7 @@ async def load_sql(
             digest=lambda: digest,
             before_commit=audited.before_commit,
             watermark=lambda: source.watermark,
+            snapshot=snapshot,
         )
     except LoadError as err:
         await audited.refused(err, digest)
@@ -234,8 +238,10 @@ async def set_source(
     table: str | None,
     updated_column: str,
     key: Sequence[str] | None,
+    snapshot: bool = False,
 ) -> dict[str, Any]:
-    """Declare where `data sync` reads a dataset from (stored with its freshness)."""
+    """Declare where `data sync` reads a dataset from (stored with its freshness). `snapshot`:
+    the source always holds every row, so a row gone from it is deleted on the next sync."""
     spec = await dataset_spec(engine, dataset)
     check_source_url(url)
     source_query(sql, table)  # exactly one of them, and a table name that is one
@@ -248,6 +254,7 @@ async def set_source(
         "source_table": table,
         "source_updated_column": updated_column,
         "source_key": ",".join(key_cols),
+        "source_snapshot": snapshot,
         "sync_watermark": None,  # a new source starts from its first row, and is due at once
         "last_sync_at": None,
         "last_sync_outcome": None,
@@ -265,8 +272,9 @@ async def sync_dataset(
     audit: Auditor | None = None,
     progress: Progress | None = None,
 ) -> LoadResult:
-    """Copy the rows changed at the source since the last sync (upsert on the key), and record
-    the outcome — a failure too — on the dataset's freshness row."""
+    """Copy the rows changed at the source since the last sync (upsert on the key) and, from a
+    full-snapshot source, delete the rows whose key it no longer has; record the outcome — a
+    failure too — on the dataset's freshness row."""
     statuses = await load_statuses(engine)
     status = statuses.get(dataset)
     if status is None or not status.source_url or not status.source_updated_column:
@@ -282,6 +290,10 @@ async def sync_dataset(
         source = await asyncio.to_thread(
             SqlRows, status.source_url, query, (status.sync_watermark,), updated, drop, True
         )
+        snapshot: Callable[[], KeyRows] | None = None
+        if status.source_snapshot:  # its keys, read after the changed rows: one added meanwhile stays
+            cols = ", ".join(quote_ident(k) for k in key)
+            snapshot = partial(SqlRows, status.source_url, f"SELECT {cols} FROM ({query}) AS src")  # noqa: S608
         result = await load_sql(
             engine,
             request,
@@ -291,6 +303,7 @@ async def sync_dataset(
             progress=progress,
             operation="data.sync",
             digest=text_digest(query, status.sync_watermark),
+            snapshot=snapshot,
         )
     except (LoadError, OSError) as err:
         async with engine.begin() as conn:
@@ -299,6 +312,8 @@ async def sync_dataset(
             )
         raise
     outcome = f"ok: {result.inserted} inserted, {result.updated} updated"
+    if status.source_snapshot:
+        outcome += f", {result.deleted} deleted"
     async with engine.begin() as conn:
         await upsert_status(conn, dataset, {"last_sync_at": started, "last_sync_outcome": outcome})
     return result

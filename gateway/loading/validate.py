@@ -1,6 +1,7 @@
 """Each row checked against the dataset's 信息项 before anything is written: types (integer,
-float, decimal, date, datetime, boolean), required fields, and the two national identifiers
-(统一社会信用代码 GB 32100, 身份证号 GB 11643) by their check characters.
+float, decimal, date, datetime, boolean), required fields, the two national identifiers
+(统一社会信用代码 GB 32100, 身份证号 GB 11643) by their check characters, and a string field's
+enumeration (`values`) and maximum length (`max_length`) where the catalogue declares them.
 
 A rejected row is `Reject(row, column, reason)`. The reason quotes the offending value only for
 L1/L2 fields that are not personal information: a rejects file is handed around, and an L3/L4
@@ -41,6 +42,33 @@ class Reject:
 
 class Invalid(ValueError):
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class Domain:
+    """What the catalogue allows a string 信息项 to hold: an enumeration, a maximum length."""
+
+    allowed: frozenset[str] | None
+    max_length: int | None
+
+    def check(self, text: str) -> str:
+        """The value as stored (an enumerated one without surrounding spaces), or Invalid."""
+        if self.allowed is not None:
+            text = text.strip()
+            if text not in self.allowed:
+                shown = sorted(self.allowed)
+                listed = ", ".join(shown[:12]) + (f" … ({len(shown)} in all)" if len(shown) > 12 else "")
+                raise Invalid(f"not one of the values allowed ({listed})")
+        if self.max_length is not None and len(text) > self.max_length:
+            raise Invalid(f"longer than the {self.max_length} characters allowed ({len(text)})")
+        return text
+
+
+def _domain(f: FieldSpec) -> Domain | None:
+    if f.type is not FieldType.STRING or (f.allowed_values is None and f.max_length is None):
+        return None
+    allowed = frozenset(f.allowed_values) if f.allowed_values is not None else None
+    return Domain(allowed, f.max_length)
 
 
 def identifier_kind(spec: DatasetSpec, f: FieldSpec) -> Entity | None:
@@ -229,6 +257,7 @@ class Validator:
                 _CONVERT.get(f.type),
                 identifier_kind(spec, f) if f.type is FieldType.STRING else None,
                 not f.nullable or f.name in self.key,
+                _domain(f),
             )
             for f in self.fields
         ]
@@ -243,7 +272,7 @@ class Validator:
         out: list[Any] = []
         append = out.append
         rejects: list[Reject] | None = None
-        for i, f, convert, identifier, required in self._plan:
+        for i, f, convert, identifier, required, domain in self._plan:
             raw = values[i]
             if raw is None or raw == "" or (raw.__class__ is str and raw.isspace()):
                 if required:
@@ -251,12 +280,16 @@ class Validator:
                     rejects.append(Reject(row, f.name, "required, but empty"))
                 append(None)
                 continue
-            if convert is None and identifier is None:
+            if convert is None and identifier is None and domain is None:
                 append(raw if raw.__class__ is str else _text(raw))
                 continue
             try:
                 if convert is not None:
                     append(convert(raw))
+                    continue
+                if identifier is None:  # a string with a declared enumeration or maximum length
+                    assert domain is not None
+                    append(domain.check(raw if raw.__class__ is str else _text(raw)))
                     continue
                 text = _text(raw).strip().upper()
                 if identifier is Entity.LEGAL_ENTITY and not is_valid_credit_code(text):
@@ -267,7 +300,7 @@ class Validator:
                     raise Invalid(
                         "not a valid 身份证号 (GB 11643: 18 characters, a real birth date and a check digit)"
                     )
-                append(text)
+                append(domain.check(text) if domain is not None else text)
             except Invalid as err:
                 reason = f"{err}: {_short(raw)}" if may_quote(f) else str(err)
                 rejects = rejects or []

@@ -15,7 +15,9 @@
    applies: append (INSERT … SELECT), upsert (UPDATE … FROM, then INSERT of the new keys) or
    replace (DELETE, INSERT … SELECT in the same transaction: a reader sees the old table or the
    new one, never half of either).
-5. The dataset's freshness row (catalogue.freshness) is updated in the same transaction.
+5. A sync from a full-snapshot source (`snapshot`) then reads the source's keys into a
+   temporary table and deletes the rows whose key the source no longer has.
+6. The dataset's freshness row (catalogue.freshness) is updated in the same transaction.
 
 Any error, and an interrupt (KeyboardInterrupt, task cancellation) at any point, rolls it all back
 (the staging table is temporary: it goes with the transaction or the connection)."""
@@ -31,7 +33,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from itertools import islice
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from sqlalchemy import BigInteger, Column, MetaData, Table, Text, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -52,6 +54,17 @@ REBUILD_MIN = 50_000  # rows into an empty table from which its indexes are rebu
 
 # After each batch: (rows read, rows rejected). Raising from it aborts the load (tests use that).
 Progress = Callable[[int, int], None]
+
+
+class KeyRows(Protocol):
+    """A source's rows (`gateway.loading.source.SqlRows`): header, then rows, then close."""
+
+    header: list[str]
+
+    @property
+    def rows(self) -> Iterator[tuple[int, list[Any]]]: ...
+
+    def close(self) -> None: ...
 
 
 class Mode(StrEnum):
@@ -99,11 +112,13 @@ class LoadRejected(LoadError):
 
 
 class RejectsFile:
-    """The rejects, as CSV (row, column, reason), written as they come; the first few are kept
-    for the message. Opened on the first reject only."""
+    """The rejects, as CSV (row, column, reason), written as they come; the first `keep` are
+    kept for the message (over HTTP, where there is no file, the answer carries them). Opened on
+    the first reject only."""
 
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, path: Path | None, keep: int = SAMPLE) -> None:
         self.path = path
+        self.keep = keep
         self.count = 0
         self.sample: list[Reject] = []
         self._file: IO[str] | None = None
@@ -111,7 +126,7 @@ class RejectsFile:
 
     def add(self, reject: Reject) -> None:
         self.count += 1
-        if len(self.sample) < SAMPLE:
+        if len(self.sample) < self.keep:
             self.sample.append(reject)
         if self.path is None:
             return
@@ -153,8 +168,14 @@ async def load_rows(
     on_swap: Callable[[], Any] | None = None,
     watermark: Callable[[], str | None] | None = None,
     before_commit: Callable[[LoadResult], Awaitable[None]] | None = None,
+    snapshot: Callable[[], KeyRows] | None = None,
 ) -> LoadResult:
+    """`snapshot`: opens the source's key columns, every row it has now; rows of the dataset
+    whose key is not among them are deleted in the same transaction (`data sync` of a source
+    declared a full snapshot)."""
     key_cols = resolve_key(spec, key)
+    if snapshot is not None and not key_cols:
+        raise LoadError(f"{spec.code} has no key: a snapshot sync deletes by key")
     if mode is Mode.upsert and not key_cols:
         raise LoadError(f"{spec.code} has no entity key: pass --key COLUMN[,COLUMN] to upsert on")
     validator = Validator(spec, header, key_cols)
@@ -204,6 +225,10 @@ async def load_rows(
                 # keep their snapshot): on PostgreSQL DROP INDEX makes readers wait for the commit.
                 indexes = await _drop_secondary_indexes(conn, pool)
         await _apply(conn, staging, pool, encoder.columns, stored_key, mode, result, on_swap)
+        if snapshot is not None:
+            result.deleted += await _delete_missing(
+                conn, spec, pool, key_cols, stored_key, cipher, snapshot, postgres, batch_rows
+            )
         for ddl in indexes:
             await conn.exec_driver_sql(ddl)
         result.row_count = int((await conn.execute(select(func.count()).select_from(pool))).scalar_one())
@@ -445,6 +470,77 @@ async def _apply(
         f"INSERT INTO {p} ({cols}) SELECT {picked} FROM {s} s {where}ORDER BY s.{q(ROW)}"  # noqa: S608
     )
     result.inserted = inserted.rowcount
+
+
+async def _delete_missing(
+    conn: AsyncConnection,
+    spec: DatasetSpec,
+    pool: Table,
+    key_cols: list[str],
+    stored_key: list[str],
+    cipher: DatasetCipher | None,
+    snapshot: Callable[[], KeyRows],
+    postgres: bool,
+    batch_rows: int,
+) -> int:
+    """Delete the rows whose key the snapshot source no longer has; how many. The source's keys
+    are staged in a temporary table (constant memory), as stored: a protected key by its blind
+    index. A key the source holds that could never have been loaded (fails its check) is skipped.
+    A source with no rows at all deletes nothing and fails the sync: an empty snapshot is far
+    more often a broken export than a register that emptied overnight."""
+    keys = await asyncio.to_thread(snapshot)
+    try:
+        key_spec = replace(spec, fields=tuple(spec.field(k) for k in key_cols))
+        validator = Validator(key_spec, keys.header, key_cols)
+        encoder = RowEncoder(replace(key_spec, fields=validator.fields), cipher)
+        pick = [encoder.columns.index(c) for c in stored_key]
+        kept = Table(
+            f"_keep_{spec.code}",
+            MetaData(),
+            *(Column(c, pool.c[c].type) for c in stored_key),
+            prefixes=["TEMPORARY"],
+        )
+        await conn.run_sync(lambda c: kept.create(c))
+        write = _copy_writer(conn, kept) if postgres else _sqlite_writer(conn, kept)
+        rows = keys.rows
+        seen = 0
+
+        def prepare() -> tuple[int, list[tuple[Any, ...]]]:
+            read, batch = 0, []
+            for row_no, values in islice(rows, batch_rows):
+                read += 1
+                converted = validator.convert(row_no, values)
+                if isinstance(converted, list):
+                    continue
+                stored = encoder.encode(converted)
+                batch.append(tuple(stored[i] for i in pick))
+            return read, batch
+
+        while True:
+            read, batch = await asyncio.to_thread(prepare)
+            if not read:
+                break
+            if batch:
+                seen += len(batch)
+                await write(batch)
+        if seen == 0:
+            raise LoadError(
+                f"the snapshot source of {spec.code} has no rows: nothing deleted, and the sync "
+                "fails rather than empty the dataset"
+            )
+        q = conn.dialect.identifier_preparer.quote
+        k, p = q(kept.name), q(pool.name)
+        await conn.exec_driver_sql(
+            f"CREATE INDEX {q('ix' + kept.name)} ON {k} ({', '.join(q(c) for c in stored_key)})"
+        )
+        same = " AND ".join(f"k.{q(c)} = {p}.{q(c)}" for c in stored_key)
+        gone = await conn.exec_driver_sql(
+            f"DELETE FROM {p} WHERE NOT EXISTS (SELECT 1 FROM {k} k WHERE {same})"  # noqa: S608
+        )
+        await conn.run_sync(lambda c: kept.drop(c))
+        return int(gone.rowcount)
+    finally:
+        await asyncio.to_thread(keys.close)
 
 
 async def record_load(conn: AsyncConnection, result: LoadResult, sync_watermark: str | None = None) -> None:

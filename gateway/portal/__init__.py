@@ -5,5 +5,8 @@
 - `budget` — the explorer page's own rate budget, apart from the API allowance;
 - `ckan` — the read part of the CKAN Action API, for harvesters and the `ckanapi` client;
 - `dcat` — the catalogue as DCAT (Turtle, JSON-LD) with rdflib;
-- `cors` — CORS per tier, by path prefix.
+- `cors` — CORS per tier, by path prefix;
+- `usage` — calls and downloads per open dataset and day, rolled up from the audit log;
+  `stats` (the documents), `stats_http` and `stats_page` (`/stats`, its JSON twins), `cli`
+  (`shuqiao portal stats`).
 """

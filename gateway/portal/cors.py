@@ -19,6 +19,7 @@ when their origin is allowed; `Vary: Origin` on every answer of a covered path.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from starlette.datastructures import Headers, MutableHeaders
@@ -34,6 +35,8 @@ EXPOSE = (
     "Content-Digest, Signature, Signature-Input"
 )
 MAX_AGE = "600"
+# What a browser sends as `Origin`: scheme, host, optional port — no path, no trailing slash.
+ORIGIN = re.compile(r"^https?://(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(:[0-9]{1,5})?$")
 
 
 @dataclass(frozen=True)
@@ -45,9 +48,24 @@ class Policy:
     named_headers: frozenset[str]  # what an origin listed by name may send besides
 
 
+def checked_origins(setting: str, origins: tuple[str, ...]) -> tuple[str, ...]:
+    """The origins as browsers send them (scheme and host in lower case); ValueError naming the
+    setting for an entry no browser would ever send (a path, no scheme, a typo), which would
+    otherwise never match and fail silently."""
+    out = []
+    for entry in origins:
+        origin = entry.strip().rstrip("/").lower()
+        if origin != "*" and not ORIGIN.match(origin):
+            raise ValueError(f"{setting}: {entry!r} is not an origin (scheme://host[:port], or `*`)")
+        out.append(origin)
+    return tuple(out)
+
+
 def policies(
     open_origins: tuple[str, ...], share_origins: tuple[str, ...]
 ) -> list[tuple[tuple[str, ...], Policy]]:
+    open_origins = checked_origins("SHUQIAO_CORS_OPEN_ORIGINS", open_origins)
+    share_origins = checked_origins("SHUQIAO_CORS_SHARE_ORIGINS", share_origins)
     if "*" in share_origins:
         raise ValueError("SHUQIAO_CORS_SHARE_ORIGINS lists origins by name; `*` is refused on the share tier")
     out: list[tuple[tuple[str, ...], Policy]] = [

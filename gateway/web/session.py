@@ -98,13 +98,15 @@ class SessionRefused(BearerRefused):
         super().__init__(401, message, 'Bearer realm="shuqiao-web"')
 
 
-async def ensure_web_client(engine: AsyncEngine, issuer: str) -> None:
-    """The `shuqiao-web` public client (PKCE, no secret), its redirect URI following the issuer.
-    Idempotent. A client row names a department; the web client's is only bookkeeping (a
-    person's token carries the person's department), so it is the first department there is."""
-    redirect = f"{issuer.rstrip('/')}/web/callback"
+async def ensure_public_client(
+    engine: AsyncEngine, client_id: str, name: str, scopes: tuple[str, ...], redirect: str
+) -> None:
+    """A first-party public client (PKCE, no secret, authorization code only) with one redirect
+    URI, which follows the issuer. Idempotent. A client row names a department; a first-party
+    client's is only bookkeeping (a person's token carries the person's department), so it is the
+    first department there is."""
     async with AsyncSession(engine, expire_on_commit=False) as s:
-        row = await s.get(OAuthClient, WEB_CLIENT_ID)
+        row = await s.get(OAuthClient, client_id)
         if row is not None:
             if row.redirect_uris != redirect:
                 row.redirect_uris = redirect
@@ -117,17 +119,23 @@ async def ensure_web_client(engine: AsyncEngine, issuer: str) -> None:
             raise Problem(503, "No department exists yet; the web sign-in needs one.", "UNAVAILABLE")
         s.add(
             OAuthClient(
-                client_id=WEB_CLIENT_ID,
+                client_id=client_id,
                 secret_hash="",
-                name="数桥网页 Shuqiao web pages",
+                name=name,
                 department_code=str(dept),
-                scopes=" ".join(WEB_SCOPES),
+                scopes=" ".join(scopes),
                 auth_methods="none",
                 grant_types="authorization_code",
                 redirect_uris=redirect,
             )
         )
         await s.commit()
+
+
+async def ensure_web_client(engine: AsyncEngine, issuer: str) -> None:
+    """The `shuqiao-web` public client, redirect URI `{issuer}/web/callback`."""
+    redirect = f"{issuer.rstrip('/')}/web/callback"
+    await ensure_public_client(engine, WEB_CLIENT_ID, "数桥网页 Shuqiao web pages", WEB_SCOPES, redirect)
 
 
 class WebSessions:

@@ -1,5 +1,8 @@
 """The sharing workflow's web console (工作台), `GET /console`: my applications, pending approvals,
-grants, demands and quality reports, with a link to the KPI page.
+grants, demands and quality reports, with a link to the KPI page; for data stewards, "目录与数据"
+(catalogue as code and data loading), a client of /admin/catalogue/* and /admin/data/* (the same
+endpoints `shuqiao catalog apply|export` and `shuqiao data load` mirror), which check the
+department server-side.
 
 A shell page and its script (gateway/static/console, vanilla JS, no CDN); every view's data is a
 query of `POST /admin/graphql` (the machine twin), sent with the person's session cookie and
@@ -25,9 +28,12 @@ from gateway.client_address import client_address
 from gateway.problems import Problem, problem_response
 
 STATIC = Path(__file__).resolve().parent.parent / "static" / "console"
-ASSETS = {
-    "console.js": "text/javascript; charset=utf-8",
-    "console.css": "text/css; charset=utf-8",
+ROOT = Path(__file__).resolve().parents[2]
+ASSETS = {  # name: (file, media type)
+    "console.js": (STATIC / "console.js", "text/javascript; charset=utf-8"),
+    "console.css": (STATIC / "console.css", "text/css; charset=utf-8"),
+    # the catalogue file's JSON Schema, for the steward section's link (docs/catalogue.md)
+    "catalogue.schema.json": (ROOT / "catalogue" / "catalogue.schema.json", "application/schema+json"),
 }
 PAGE_HEADERS = {
     "Cache-Control": "no-store",
@@ -88,4 +94,5 @@ class Console:
         name = request.path_params["name"]
         if name not in ASSETS:
             return problem_response(Problem(404, "No such asset.", "NOT_FOUND"))
-        return FileResponse(STATIC / name, media_type=ASSETS[name])
+        path, media = ASSETS[name]
+        return FileResponse(path, media_type=media)

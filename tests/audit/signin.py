@@ -1,5 +1,6 @@
 """Signing a person in to the gateway's pages over real HTTP (gateway.web.session), as a browser
-would: follow the redirects, fill the sign-in form, allow on the consent page."""
+would: follow the redirects and fill the sign-in form. The gateway's own pages are first-party
+clients: no consent page is shown, and these helpers fail if one is."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ import httpx
 from tests.support import on_db
 
 _HIDDEN = re.compile(r'<input type="hidden" name="(\w+)" value="([^"]*)"')
-_ACTION = re.compile(r'<form method="post" action="([^"]+)"')
 
 
 def _hidden(html: str) -> dict[str, str]:
@@ -25,16 +25,12 @@ def sign_in(
     base: str, username: str, password: str, start: str = "/audit"
 ) -> tuple[httpx.Client, httpx.Response]:
     """A client holding the session cookie, and the answer to `start` after signing in."""
-    import html as h
-
     client = httpx.Client(base_url=base, follow_redirects=True, timeout=30)
     r = client.get(start)
     assert r.url.path == "/oauth/authorize" and 'action="/oauth/login"' in r.text, (r.url, r.text[:500])
     form = _hidden(r.text)
     r = client.post("/oauth/login", data={**form, "username": username, "password": password})
-    if r.url.path == "/oauth/authorize" and "decision" in r.text:  # the consent page
-        action = h.unescape(_ACTION.search(r.text).group(1))  # type: ignore[union-attr]
-        r = client.post(action, data={**_hidden(r.text), "decision": "approve"})
+    assert not (r.url.path == "/oauth/authorize" and "decision" in r.text), "a consent page for our own page"
     return client, r
 
 
@@ -65,10 +61,7 @@ def browser_sign_in(page: Any, base: str, username: str, password: str, start: s
     page.goto(f"{base}{start}")
     page.fill("#username", username)
     page.fill("#password", password)
-    with page.expect_navigation():
+    with page.expect_navigation() as nav:
         page.click("button[type=submit]")
-    if page.locator("button[value=approve]").count():  # the consent page
-        with page.expect_navigation() as nav:
-            page.click("button[value=approve]")
-        return nav.value
-    return None
+    assert not page.locator("button[value=approve]").count(), "a consent page for our own page"
+    return nav.value

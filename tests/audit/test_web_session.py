@@ -67,7 +67,8 @@ def test_officer_signs_in_through_the_oauth_pages_and_the_page_view_is_audited(
         assert page.status_code == 200 and page.url.path == "/audit", page.text[:300]
         assert "态势" in page.text and 'id="token"' not in page.text  # no token pasting
         history = [r.url.path for r in page.history]
-        assert history == ["/oauth/authorize", "/web/callback"]  # consent allowed → callback → page
+        # signed in → straight back with a code (a first-party client: no consent page) → the page
+        assert history == ["/oauth/login", "/oauth/authorize", "/web/callback"]
         cookie = next(c for c in client.cookies.jar if c.name == "sq_web")
         assert cookie.has_nonstandard_attr("HttpOnly") and cookie.path == "/"
         me = client.get("/web/session").json()
@@ -79,6 +80,7 @@ def test_officer_signs_in_through_the_oauth_pages_and_the_page_view_is_audited(
         # the sign-in itself: the web session's start is on the chain too
         starts = client.get("/audit/api/events", params={"tier": "identity", "principal": officer[0]}).json()
         assert "web.session.start" in [e["operation_name"] for e in starts["events"]]
+        assert "consent.grant" in [e["operation_name"] for e in starts["events"]]  # recorded, not asked
 
 
 def test_non_officer_gets_403_on_every_officer_page_and_api(served: str, demo_env: Any) -> None:

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from tests.conftest import BACKENDS, DemoEnv, create_database, init_store, settings_for
+from tests.conftest import BACKENDS, DemoEnv, create_database, init_store, load_demo_env, settings_for
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "xa_public_toilets.yaml"
@@ -27,6 +27,15 @@ def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     init_store(settings)
     yield DemoEnv(request.param, settings, {})
     drop()
+
+
+def fresh_demo(backend: str, tmp: Path) -> tuple[DemoEnv, Callable[[], None]]:
+    """A demo store of its own (departments, people, datasets as `demo init` makes them), for
+    tests that change a demo department's catalogue: the session's shared store stays as it is."""
+    url, drop = create_database(backend, tmp)
+    settings = settings_for(url, tmp / "var")
+    init_store(settings)
+    return DemoEnv(backend, settings, load_demo_env(settings)), drop
 
 
 def on_store(store: DemoEnv, fn: Callable[[Any], Awaitable[T]]) -> T:

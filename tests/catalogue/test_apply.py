@@ -274,3 +274,24 @@ def test_a_field_no_longer_protected_needs_leave(store: Any) -> None:
     plain = catalogue_file("tq", dataset_yaml("tq", "tq_a", 1, field_yaml("idn")))
     with pytest.raises(DestructiveRefused, match="1 values in column idn stay ciphertext"):
         apply(store, plain)
+
+
+def test_a_removed_dataset_takes_its_freshness_and_source_with_it(store: Any) -> None:
+    """No orphan `dataset_status` row: a dataset added again under the same code starts unloaded,
+    and `data sync --all` does not try the source of a dataset that is gone."""
+    apply(store, two_datasets("tg"))
+    sql(
+        store,
+        "INSERT INTO dataset_status (dataset_code, row_count, source_url, source_table) "
+        "VALUES ('tg_b', 4, 'postgresql://u@h/db', 'src'), ('tg_a', 2, NULL, NULL)",
+    )
+    only_a = catalogue_file(
+        "tg",
+        dataset_yaml("tg", "tg_a", 1, field_yaml("code", indexed="true") + field_yaml("amount", "integer")),
+    )
+    apply(store, only_a, allow_destructive=True)
+    assert sql(
+        store, "SELECT dataset_code, row_count FROM dataset_status WHERE dataset_code LIKE 'tg_%'"
+    ) == [("tg_a", 2)]
+    apply(store, two_datasets("tg"))  # back under the same code: never loaded, no source
+    assert sql(store, "SELECT count(*) FROM dataset_status WHERE dataset_code = 'tg_b'") == [(0,)]

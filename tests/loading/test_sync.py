@@ -220,3 +220,75 @@ def test_cli_from_table_source_and_sync(store: Store, source: str) -> None:
         shown["source"]["table"] == "chargers" and shown["last_sync_outcome"] == "ok: 0 inserted, 7 updated"
     )
     assert "@" in shown["source"]["url"] and ":" not in shown["source"]["url"].split("@")[0].split("//")[1]
+
+
+def test_a_snapshot_source_propagates_deletes_and_an_incremental_one_never_does(
+    store: Store, source: str
+) -> None:
+    """resident_card's key is L4 (stored sealed, matched by its blind index). A source declared a
+    full snapshot (`data source --snapshot`): a row gone from it is deleted on the next sync, in
+    the sync's transaction; without the declaration a sync only inserts and updates. An empty
+    snapshot deletes nothing and fails the sync."""
+    from tests.loading.support import id_number
+
+    asyncio.run(
+        _on(
+            source,
+            "DROP TABLE IF EXISTS residents; CREATE TABLE residents (id_number text PRIMARY KEY, "
+            "name text NOT NULL, district text, modified_at timestamptz NOT NULL)",
+        )
+    )
+    people = [id_number(i) for i in range(10)]
+
+    async def fill(engine: Any) -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(source)
+        try:
+            await conn.executemany(
+                "INSERT INTO residents VALUES ($1, $2, '雁塔区', $3)",
+                [(p, f"居民{i}", datetime(2025, 3, 1, tzinfo=UTC)) for i, p in enumerate(people)],
+            )
+        finally:
+            await conn.close()
+
+    run(store, fill)
+
+    def declare(snapshot: bool) -> None:
+        run(
+            store,
+            lambda e: set_source(
+                e,
+                "resident_card",
+                url=source,
+                sql=None,
+                table="residents",
+                updated_column="modified_at",
+                key=None,  # the entity key, id_number
+                snapshot=snapshot,
+            ),
+        )
+
+    def sync() -> Any:
+        return run(store, lambda e: sync_dataset(e, "resident_card", master_key=store.master_key))
+
+    declare(snapshot=False)
+    sync()
+    asyncio.run(_on(source, "DELETE FROM residents WHERE id_number = ANY($1::text[])", people[:3]))
+    kept = count(store, "pool_resident_card")
+    assert kept >= 10 and sync().deleted == 0 and count(store, "pool_resident_card") == kept  # incremental
+
+    declare(snapshot=True)
+    done = sync()
+    assert count(store, "pool_resident_card") == 7 and done.deleted == kept - 7 and done.updated == 7
+    status = run(store, load_statuses)["resident_card"]
+    assert (
+        status.source_snapshot
+        and status.last_sync_outcome == f"ok: 0 inserted, 7 updated, {kept - 7} deleted"
+    )
+    assert status.row_count == 7
+
+    asyncio.run(_on(source, "TRUNCATE residents"))
+    with pytest.raises(LoadError, match="has no rows"):
+        sync()
+    assert count(store, "pool_resident_card") == 7

@@ -327,11 +327,207 @@
   });
   loaders.quality = track("quality", loadQuality);
 
+  // ------------------------------------------------------------ 目录与数据: catalogue as code, loading rows
+  // A client of /admin/catalogue/* and /admin/data/* (what `shuqiao catalog apply|export` and
+  // `shuqiao data load` mirror). Which department a steward may change is checked there, not here:
+  // this section only shows itself to a person whose session carries catalog:write.
+  const canSteward = () => Boolean(me && me.scopes.includes("catalog:write"));
+
+  // One call to a JSON endpoint with the session and its CSRF token; a problem document becomes an
+  // Error with the server's message, its `code` and its `extensions`.
+  async function call(method, path, body, headers) {
+    await session;
+    const r = await fetch(path, {
+      method, body, credentials: "same-origin", headers: Object.assign({ "X-CSRF-Token": csrf }, headers || {}),
+    });
+    if (r.status === 401) { signIn(); throw new Error("请重新登录 Sign in again"); }
+    if (r.ok) return (r.headers.get("content-type") || "").includes("json") ? r.json() : r.text();
+    let problem = null;
+    try { problem = (await r.json()).errors[0]; } catch (e) { throw new Error(r.status + " " + r.statusText); }
+    const err = new Error(problem.message);
+    err.code = (problem.extensions || {}).code;
+    err.extensions = problem.extensions || {};
+    throw err;
+  }
+
+  function download(name, text, type) {
+    const url = URL.createObjectURL(new Blob([text], { type }));
+    const a = el("a", { href: url, download: name, hidden: "" });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+  }
+
+  let ownDatasets = [];
+  function showColumns() {
+    const d = ownDatasets.find((x) => x.code === $("#load-form").elements.dataset.value);
+    $("#load-columns").textContent = d
+      ? "表头 Header: " + d.columns.join(",") + (d.entity_key ? " · 键 key: " + d.entity_key : "") : "";
+  }
+  async function loadDatasets() {
+    const current = latest("datasets");
+    const data = await call("GET", "/admin/data/datasets");
+    if (!current()) return;
+    ownDatasets = data.datasets;
+    $("#steward-dept").textContent = data.department || "";
+    const tbody = $("#datasets tbody");
+    tbody.replaceChildren();
+    for (const d of ownDatasets) {
+      const sync = d.last_sync_at ? beijing(d.last_sync_at) + " · " + (d.last_sync_outcome || "") : "";
+      tbody.append(el("tr", { "data-code": d.code }, td(d.code), td(d.name), td(d.published ? "是 yes" : "否 draft"),
+        td(d.row_count === null ? "—" : String(d.row_count), "rows"), td(beijing(d.last_load_at), "loaded"),
+        td(beijing(d.last_change_at), "changed"), td(sync, "synced")));
+    }
+    if (!ownDatasets.length) empty(tbody, 7, "本部门还没有数据集 No datasets yet: apply a catalogue file");
+    const sel = $("#load-form").elements.dataset, was = sel.value;
+    sel.replaceChildren(...ownDatasets.map((d) => el("option", { value: d.code, text: d.name + " " + d.code })));
+    if (ownDatasets.some((d) => d.code === was)) sel.value = was;
+    showColumns();
+  }
+  $("#load-form").elements.dataset.addEventListener("change", showColumns);
+  loaders.steward = track("datasets", loadDatasets);
+
+  // catalogue as code: dry run, read the diff, then apply exactly the text that was dry-run
+  const cat = $("#catalogue-form");
+  let checked = null; // the text the last dry run accepted; Apply sends only that
+  let fileName = "catalogue.yaml";
+  const YAML_BODY = { "Content-Type": "application/yaml" };
+  function hideCatalogue() {
+    checked = null;
+    $("#catalogue-errors").hidden = true;
+    $("#catalogue-plan").hidden = true;
+    $("#catalogue-apply").disabled = true;
+  }
+  function named(name) { fileName = name; $("#catalogue-name").textContent = name; }
+  cat.elements.text.addEventListener("input", hideCatalogue);
+  cat.elements.file.addEventListener("change", async () => {
+    const file = cat.elements.file.files[0];
+    if (!file) return;
+    cat.elements.text.value = await file.text();
+    named(file.name);
+    hideCatalogue();
+  });
+  const exportLive = () => call("GET", "/admin/catalogue/export");
+  $("#catalogue-live").addEventListener("click", () => act("读取当前目录 Live catalogue", async () => {
+    cat.elements.text.value = await exportLive();
+    named("catalogue-" + (me.department || "all") + ".yaml");
+    hideCatalogue();
+  }, async () => {}));
+  $("#catalogue-export").addEventListener("click", () => act("导出 Export", async () => {
+    download("catalogue-" + (me.department || "all") + ".yaml", await exportLive(), "application/yaml");
+  }, async () => {}));
+
+  function showErrors(errors) {
+    const tbody = $("#catalogue-errors tbody");
+    tbody.replaceChildren(...errors.map((e) => el("tr", {}, td(e.file + ":" + e.line + ":" + e.column, "where"),
+      td(e.path, "path"), td(e.message, "message"))));
+    $("#catalogue-errors").hidden = false;
+  }
+  const SIGN = { add: "+ 新增 add", change: "~ 修改 change", retype: "! 改类型 retype", remove: "- 删除 remove" };
+  const KIND = { department: "部门 department", dataset: "数据集 dataset", field: "信息项 field" };
+  const shown = (v) => v === null || v === undefined ? "—" : typeof v === "string" ? v : JSON.stringify(v);
+  function showPlan(plan, text) {
+    const list = $("#catalogue-changes"), losses = $("#catalogue-losses");
+    list.replaceChildren();
+    losses.replaceChildren();
+    for (const c of plan.changes) {
+      const details = el("ul", {});
+      for (const [name, [a, b]] of Object.entries(c.changes || {})) details.append(el("li", { text: name + ": " + shown(a) + " → " + shown(b) }));
+      for (const p of c.pool || []) details.append(el("li", { class: "pool", text: "数据表 pool: " + p }));
+      if (c.note) details.append(el("li", { text: "说明 note: " + c.note }));
+      if (c.loses) details.append(el("li", { class: "danger", text: "将丢失 loses: " + c.loses }));
+      list.append(el("li", { class: "change " + c.action, "data-target": c.target },
+        el("strong", { text: (SIGN[c.action] || c.action) + " " + (KIND[c.kind] || c.kind) + " " + c.target }),
+        details.childElementCount ? details : null));
+      if (c.loses) losses.append(el("li", { text: (KIND[c.kind] || c.kind) + " " + c.target + ": " + c.loses }));
+    }
+    if (!plan.changes.length) list.append(el("li", { class: "empty", text: "无变更：当前目录与文件一致 No changes: the live catalogue matches the file" }));
+    $("#catalogue-summary").textContent = plan.changes.length + " 项变更 changes" +
+      (plan.destructive ? " · " + plan.destructive + " 项丢失数据 lose data" : "") + " · 部门 departments: " + plan.departments.join(", ");
+    const allow = $("#catalogue-allow");
+    allow.checked = false;
+    $("#catalogue-destructive").hidden = !plan.destructive;
+    const ready = () => { $("#catalogue-apply").disabled = !plan.changes.length || (plan.destructive > 0 && !allow.checked); };
+    allow.onchange = ready;
+    ready();
+    checked = text;
+    $("#catalogue-plan").hidden = false;
+  }
+  cat.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const text = cat.elements.text.value;
+    hideCatalogue();
+    try {
+      say("预演 Dry run…");
+      const plan = await call("POST", "/admin/catalogue/apply?dry_run=1&filename=" + encodeURIComponent(fileName), text, YAML_BODY);
+      showPlan(plan, text);
+      say("预演 Dry run ✓ " + plan.changes.length + " 项变更 changes; 尚未应用 not applied yet");
+    } catch (err) {
+      if (err.code === "INVALID_CATALOGUE") showErrors(err.extensions.errors || []);
+      say("预演 Dry run — " + (err.code ? err.code + ": " : "") + err.message, true);
+    }
+  });
+  $("#catalogue-apply").addEventListener("click", () => {
+    const text = cat.elements.text.value;
+    if (checked === null || text !== checked) { say("文本已改动，请重新预演 The text changed: dry-run it again", true); return; }
+    const allow = $("#catalogue-allow").checked ? "&allow_destructive=1" : "";
+    act("应用目录 Apply", async () => {
+      const done = await call("POST", "/admin/catalogue/apply?filename=" + encodeURIComponent(fileName) + allow, text, YAML_BODY);
+      hideCatalogue();
+      return done.changes.length + " 项变更已应用 changes applied · 目录版本 version " + done.version;
+    }, loaders.steward);
+  });
+
+  // loading rows: the file streams to the endpoint; the answer lists the rejects
+  const MEDIA = {
+    csv: "text/csv", jsonl: "application/x-ndjson", ndjson: "application/x-ndjson",
+    xlsx: "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+  };
+  let rejectsCsv = null;
+  const csvCell = (v) => { const s = String(v === null || v === undefined ? "" : v); return /[",\n\r]/.test(s) ? '"' + s.replace(/"/g, '""') + '"' : s; };
+  function showLoad(fileName, r, refusal) {
+    const rejects = r.rejects || [];
+    $("#load-summary").textContent = (refusal
+      ? "未加载任何行 Nothing was loaded: " + refusal
+      : `读取 read ${r.read} · 加载 loaded ${r.loaded} · 新增 inserted ${r.inserted} · 更新 updated ${r.updated} · ` +
+        `删除 deleted ${r.deleted} · 被拒 rejected ${r.rejected} · 现有 rows now ${r.row_count}`) +
+      (rejects.length && !r.rejects_complete ? ` (仅列出前 ${rejects.length} 条 only the first ${rejects.length} rejects are listed)` : "");
+    $("#load-summary").className = refusal ? "error" : "";
+    const tbody = $("#rejects tbody");
+    tbody.replaceChildren(...rejects.map((x) => el("tr", { "data-row": String(x.row) }, td(x.row, "row"), td(x.column, "column"), td(x.reason, "reason"))));
+    if (!rejects.length) empty(tbody, 3, "没有被拒行 No rejected rows");
+    rejectsCsv = rejects.length ? { name: fileName + ".rejects.csv",
+      text: "\ufeffrow,column,reason\r\n" + rejects.map((x) => [x.row, x.column, x.reason].map(csvCell).join(",")).join("\r\n") + "\r\n" } : null;
+    $("#rejects-download").hidden = !rejectsCsv;
+    $("#load-result").hidden = false;
+  }
+  $("#rejects-download").addEventListener("click", () => { if (rejectsCsv) download(rejectsCsv.name, rejectsCsv.text, "text/csv"); });
+  $("#load-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const f = ev.target.elements, file = f.file.files[0], ds = f.dataset.value;
+    const ext = file ? file.name.split(".").pop().toLowerCase() : "";
+    if (!file || !MEDIA[ext]) { say("请选择 CSV、XLSX 或 JSON Lines 文件 Choose a .csv, .xlsx or .jsonl file", true); return; }
+    const query = new URLSearchParams({ mode: f.mode.value, encoding: f.encoding.value, max_rejects: f.maxRejects.value || "0" });
+    $("#load-result").hidden = true;
+    act("加载 Load " + ds, async () => {
+      try {
+        const r = await call("POST", "/admin/data/" + encodeURIComponent(ds) + "/load?" + query, file, { "Content-Type": MEDIA[ext] });
+        showLoad(file.name, r, null);
+        return r.loaded + " / " + r.read + " 行已加载 rows loaded";
+      } catch (err) {
+        if (err.code === "ROWS_REJECTED") showLoad(file.name, err.extensions, err.message);
+        throw err;
+      }
+    }, loaders.steward);
+  });
+
   // first view: the tab in the address, else My applications; stewards see their pending count
   const first = location.hash.slice(1);
   session.then((who) => {
     if (!who) return;
-    show(loaders[first] ? first : "apps");
+    $("#steward-tab").hidden = !canSteward();
+    show(loaders[first] && (first !== "steward" || canSteward()) ? first : "apps");
     if (steward() && first !== "pending") loaders.pending();
   });
 })();
