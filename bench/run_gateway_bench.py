@@ -92,6 +92,9 @@ MASKED_FOR_TAX = "contactPhone"
 # generalised (rounded), so that one is not compared with the other servers' exact figure.
 OPEN_FIELDS = tuple(f for f in FIELDS if f != "contactPhone")
 OPEN_GENERALISED = ("registeredCapital",)
+# The share tier watermarks registeredCapital per recipient (docs/watermark.md): within its
+# tolerance, not equal to the stored figure, so it is not compared either.
+SHARE_WATERMARKED = ("registeredCapital",)
 PAGE_SIZE = 100
 LOOKUP_CODES = 500
 SEL = " ".join(FIELDS)
@@ -640,17 +643,21 @@ class Target:
 def targets_of(kind: str, args: argparse.Namespace) -> list[Target]:
     if kind == "shuqiao":
         out = [
-            Target("shuqiao-share", "/share/graphql", "shuqiao", FIELDS, "samr"),
+            Target(
+                "shuqiao-share", "/share/graphql", "shuqiao", FIELDS, "samr", not_compared=SHARE_WATERMARKED
+            ),
             Target(
                 "shuqiao-open", "/open/graphql", "shuqiao-open", OPEN_FIELDS, not_compared=OPEN_GENERALISED
             ),
         ]
         if args.tax:
-            out.append(Target("shuqiao-tax", "/share/graphql", "shuqiao", FIELDS, "tax", masked=True))
+            out.append(
+                Target("shuqiao-tax", "/share/graphql", "shuqiao", FIELDS, "tax", True, SHARE_WATERMARKED)
+            )
         return out
     if kind == "shuqiao-base":
         return [
-            Target("base-share", "/share/graphql", "shuqiao", FIELDS, "samr"),
+            Target("base-share", "/share/graphql", "shuqiao", FIELDS, "samr", not_compared=SHARE_WATERMARKED),
             Target("base-open", "/open/graphql", "shuqiao-open", OPEN_FIELDS, not_compared=OPEN_GENERALISED),
         ]
     if kind == "shuqiao-log":
