@@ -6,11 +6,14 @@ STAMP  := $(VENV)/.installed
 
 PACKAGES := gateway catalogue schema resolvers policies keys
 
-.PHONY: run test lint bench clean federation federation-demo graphiql graphiql-assets
+.PHONY: run test lint bench clean federation federation-demo graphiql graphiql-assets web-tests
 
 # The federation tests' Node packages (@apollo/composition, @apollo/gateway, @apollo/server),
 # installed from the lockfile; reinstalled when the lockfile changes.
 FEDERATION_STAMP := federation/node_modules/.package-lock.json
+# axe-core for the portal pages' accessibility tests (tests/portal/test_pages_browser.py), from the
+# lockfile; Playwright injects node_modules/axe-core/axe.min.js into the page (never a CDN).
+WEB_TESTS_STAMP := tests/web/node_modules/.package-lock.json
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +27,7 @@ run: $(STAMP)
 	$(BIN)/shuqiao serve
 
 ## test: lint, then the whole suite, on SQLite and PostgreSQL (127.0.0.1:5432 or SHUQIAO_TEST_POSTGRES_URL)
-test: lint federation graphiql
+test: lint federation graphiql web-tests
 	$(BIN)/pytest
 
 ## federation: the Node packages tests/federation needs (Node >= 20), from federation/package-lock.json
@@ -37,6 +40,13 @@ federation-demo: $(STAMP) federation
 $(FEDERATION_STAMP): federation/package.json federation/package-lock.json
 	npm ci --prefix federation --ignore-scripts --no-audit --no-fund
 	touch $(FEDERATION_STAMP)
+
+## web-tests: axe-core for the accessibility checks of the portal pages, from tests/web/package-lock.json
+web-tests: $(WEB_TESTS_STAMP)
+
+$(WEB_TESTS_STAMP): tests/web/package.json tests/web/package-lock.json
+	npm ci --prefix tests/web --ignore-scripts --no-audit --no-fund
+	touch $(WEB_TESTS_STAMP)
 
 # The query workbench's Node packages (GraphiQL, React, esbuild), installed from the lockfile. Their
 # build is committed under gateway/static/graphiql/, so `make run` needs no Node; the tests rebuild
@@ -75,4 +85,4 @@ $(BENCH_PG_STAMP): bench/postgraphile/package.json bench/postgraphile/package-lo
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .import_linter_cache federation/node_modules web/graphiql/node_modules \
-		bench/postgraphile/node_modules
+		tests/web/node_modules bench/postgraphile/node_modules

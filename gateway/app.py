@@ -45,6 +45,7 @@ from gateway.portal import cors
 from gateway.portal.ckan import CkanAPI
 from gateway.portal.dcat import DcatEndpoints
 from gateway.portal.downloads import Downloads
+from gateway.portal.pages import PortalPages
 from gateway.portal.search import SearchEndpoint
 from gateway.portal.stats_http import StatsEndpoints
 from gateway.portal.usage import UsageRollupTask
@@ -262,6 +263,7 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
     # catalogue as code and data loading: a steward's session (the console's 目录与数据) or a token
     steward_check = SessionOrBearer(sessions, catalogue_protector(state.identity))
     explorer = Explorer(state)
+    pages = PortalPages(state, explorer.preview)
     workbench = Workbench(state)
     downloads = Downloads(state)
     ckan = CkanAPI(state)
@@ -335,12 +337,15 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         Mount("/audit", routes=audit.routes()),
         # The public open-data page, its assets and catalogue JSON; GET / → /explore.
         Route("/", explorer.root),
-        Route("/explore", explorer.page),
+        # server-rendered, Chinese first (?lang=en), working without JavaScript (gateway.portal.pages)
+        Route("/explore", pages.catalogue),
         Route("/explore.json", SearchEndpoint(state).handle),  # search with facets: the page's twin
         # Downloads (docs/portal.md): /open/download/{code}.{fmt}, and the explorer's link to it;
         # listed before the /explore mount, which would otherwise take the second.
         *downloads.routes(),
-        *dcat.routes(),  # /catalog.ttl|.jsonld and /explore/datasets/{code}.ttl|.jsonld|.json
+        Route("/explore/datasets/{code}.json", pages.dataset_json),  # the dataset page's twin
+        *dcat.routes(),  # /catalog.ttl|.jsonld and /explore/datasets/{code}.ttl|.jsonld
+        Route("/explore/datasets/{code}", pages.dataset),
         Mount("/explore", routes=explorer.routes()),
         # The query workbench (docs/portal.md): GraphiQL on the open tier, and on the share tier
         # with the person's own token from the page's sign-in (gateway.workbench)

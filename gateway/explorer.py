@@ -1,15 +1,12 @@
-"""The public open-data explorer (公共数据开放): a page for the anonymous public and its machine twin.
+"""The public open-data explorer (公共数据开放): its catalogue, read off the anonymous open schema.
 
 Routes:
   GET /                          redirects to the explorer
-  GET /explore                   the page (vanilla JS, no CDN, no external assets: air-gapped networks)
-  GET /explore/static/{name}     its script and style
-  GET /explore/api/catalogue     the open catalogue as JSON (the page's machine twin)
-  POST /explore/api/graphql      the page's preview: the open tier on the page's own budget
-                                 (gateway.portal.budget); downloads: gateway.portal.downloads
-
-The page fetches rows from the real `/open/graphql` endpoint, anonymously, so values arrive exactly
-as the open tier serves them (masked where the gateway masks).
+  GET /explore                   the catalogue page (gateway.portal.pages: server-rendered, no JS needed)
+  GET /explore/static/{name}     the pages' script and style
+  GET /explore/api/catalogue     the open catalogue as JSON
+  POST /explore/api/graphql      the open tier on the page's own budget (gateway.portal.budget); the
+                                 dataset page runs its preview through the same endpoint's executor
 
 The catalogue is derived from the *built anonymous open schema itself* — the object
 `/open/graphql` executes against — walking its GraphQL types; the catalogue's policy objects only
@@ -70,8 +67,8 @@ UPDATE_CYCLES = {
 # Filter operators the page offers (a subset of what each filter input type declares).
 DOWNLOAD_FORMATS = ("csv", "xlsx", "json", "jsonl")
 OPERATORS = ("eq", "neq", "gt", "gte", "lt", "lte", "prefix")
-# Everything the page needs comes from this origin; nothing may be framed or posted elsewhere
-# (its one form is the search, a GET to /explore itself).
+# Everything the pages need comes from this origin; nothing may be framed or posted elsewhere
+# (their forms are GETs to the explorer itself). No inline script or style.
 PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
     "img-src 'self' data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
@@ -207,11 +204,6 @@ class Explorer:
 
     async def root(self, request: Request) -> Response:
         return RedirectResponse("/explore", status_code=302)
-
-    async def page(self, request: Request) -> Response:
-        return FileResponse(
-            STATIC / "index.html", media_type="text/html; charset=utf-8", headers=PAGE_HEADERS
-        )
 
     async def asset(self, request: Request) -> Response:
         name = request.path_params["name"]

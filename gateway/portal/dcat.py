@@ -2,7 +2,7 @@
 
   GET /catalog.ttl, /catalog.jsonld                     the whole catalogue (the paths ckanext-dcat uses)
   GET /explore/datasets/{code}.ttl, .jsonld             one dataset
-  GET /explore/datasets/{code}.json                     the explorer's own entry (the page's JSON twin)
+  (the dataset page's JSON twin, /explore/datasets/{code}.json, is gateway.portal.pages')
 
 dcat:Catalog → dcat:Dataset (dct:identifier = 资源代码, dct:title/dct:description @zh (and @en where
 the catalogue has it), dcat:keyword @zh, dct:publisher a foaf:Organization, dct:issued/dct:modified,
@@ -19,7 +19,6 @@ import re
 import time
 from typing import Any
 
-import orjson
 from rdflib import RDF, XSD, BNode, Graph, Literal, Namespace, URIRef
 from rdflib.namespace import DCAT, DCTERMS, FOAF
 from starlette.requests import Request
@@ -182,13 +181,10 @@ class DcatEndpoints:
     async def dataset(self, request: Request) -> Response:
         async def answer() -> Response:
             code, ext = request.path_params["code"], request.path_params["ext"]
-            if ext not in (*SERIALISATIONS, "json"):
-                raise Problem(404, "Formats: .ttl, .jsonld, .json.", "NOT_FOUND")
+            if ext not in SERIALISATIONS:
+                raise Problem(404, "Formats: .ttl, .jsonld (and the page's twin .json).", "NOT_FOUND")
             for ds in await open_listing(self.state):
                 if ds.code == code:
-                    if ext == "json":
-                        body = orjson.dumps(_entry(ds, public_base(self.state)))
-                        return Response(body, media_type="application/json")
                     g = dataset_graph(ds, public_base(self.state))
                     return Response(serialise(g, ext), media_type=SERIALISATIONS[ext][1])
             raise Problem(404, f"No open dataset {code!r}.", "NOT_FOUND")
@@ -214,17 +210,3 @@ class DcatEndpoints:
             response.headers.update(decision.headers)
         event = anonymous_read_event(request, operation, response.status_code, codes, started)
         return await answer_once_recorded(self.state.access_log, event, response)
-
-
-def _entry(ds: OpenDataset, base: str) -> dict[str, Any]:
-    """The explorer's catalogue entry of one dataset with its links: the dataset page's JSON twin."""
-    return {
-        **ds.entry,
-        "downloads": ds.downloads(base),
-        "dcat": {
-            "turtle": f"{base}/explore/datasets/{ds.code}.ttl",
-            "jsonld": f"{base}/explore/datasets/{ds.code}.jsonld",
-        },
-        "ckan": f"{base}/api/3/action/package_show?id={ds.code}",
-        "modified": ds.modified.isoformat() if ds.modified else None,
-    }

@@ -59,7 +59,7 @@ class OpenDataset:
         return {fmt: f"{base}/open/download/{self.code}.{fmt}" for fmt in DOWNLOAD_FORMATS}
 
     def page(self, base: str) -> str:
-        return f"{base}/explore#{self.code}"
+        return f"{base}/explore/datasets/{self.code}"
 
     def graphql(self, base: str) -> str:
         return base + ENDPOINT

@@ -66,7 +66,7 @@ def test_one_dataset_and_its_access_rights(app: TestClient) -> None:
     assert (ds, RDF.type, DCAT.Dataset) in g
     assert str(g.value(ds, DCTERMS.accessRights)).endswith("/PUBLIC")
     assert str(g.value(ds, DCTERMS.accrualPeriodicity)).endswith("/DAILY")
-    assert (ds, DCAT.landingPage, URIRef(f"{BASE}/explore#air_quality_daily")) in g
+    assert (ds, DCAT.landingPage, URIRef(f"{BASE}/explore/datasets/air_quality_daily")) in g
     tax = _graph(app, "/explore/datasets/tax_credit_rating.jsonld", "application/ld+json", "json-ld")
     tds = URIRef(f"{BASE}/explore/datasets/tax_credit_rating")
     assert str(tax.value(tds, DCTERMS.accessRights)).endswith("/RESTRICTED")

@@ -9,7 +9,6 @@ from typing import Any
 from starlette.testclient import TestClient
 
 from gateway.app import create_app
-from gateway.explorer import STATIC
 from tests.conftest import gql
 
 Q = "{ airQualityDaily(first: 2) { totalCount edges { node { city aqi } } } }"
@@ -44,7 +43,15 @@ def test_the_page_budget_runs_out_on_its_own_with_retry_after(demo_env: Any) -> 
         assert gql(c, "open", Q).status_code == 200  # the API is not affected
 
 
-def test_the_page_uses_its_endpoint_and_explains_a_429_in_chinese() -> None:
-    js = (STATIC / "explorer.js").read_text()
-    assert "catalogue.previewEndpoint" in js and "r.status === 429" in js
-    assert "访问过于频繁" in js and "Retry-After" in js
+def test_the_pages_explain_a_429_in_chinese_with_the_wait(demo_env: Any) -> None:
+    settings = dataclasses.replace(demo_env.settings, explorer_rate="1/minute", anonymous_rate="100/minute")
+    with TestClient(create_app(settings)) as c:
+        assert c.get("/explore").status_code == 200
+        for path in ("/explore", "/explore/datasets/air_quality_daily"):
+            r = c.get(path)
+            assert r.status_code == 429 and r.headers["content-type"].startswith("text/html")
+            wait = int(r.headers["Retry-After"])
+            assert f"访问过于频繁：本页的访问额度已用完，请在 {wait} 秒后重试。" in r.text
+        english = c.get("/explore", params={"lang": "en"})
+        assert english.status_code == 429 and "Too many requests" in english.text
+        assert gql(c, "open", Q).status_code == 200  # the API is not affected

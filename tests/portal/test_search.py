@@ -101,17 +101,17 @@ def test_search_facet_dataset_download_in_a_browser(demo_env: Any) -> None:
             problems: list[str] = []
             page.on("pageerror", lambda e: problems.append(str(e)))
             page.goto(f"{base}/explore")
-            expect(page.locator("#datasets button")).to_have_count(4)
+            expect(page.locator("#datasets > li")).to_have_count(4)
             page.fill("#search-q", "许可")
             page.click("#search button[type=submit]")
-            expect(page.locator("#datasets button")).to_have_count(1)
+            expect(page.locator("#datasets > li")).to_have_count(1)
             assert page.url.startswith(f"{base}/explore?q=")
             expect(page.locator("#search-summary")).to_contain_text("找到 1 个数据集")
             page.goto(f"{base}/explore")
             page.click("#facets a[data-facet=dept][data-value=eco]")
-            expect(page.locator("#datasets button")).to_have_count(2)
+            expect(page.locator("#datasets > li")).to_have_count(2)
             assert page.url == f"{base}/explore?dept=eco"
-            page.click("#datasets button[data-code=air_quality_daily]")
+            page.click("#datasets a[href='/explore/datasets/air_quality_daily']")
             expect(page.locator("#status")).to_contain_text("第 1 页")
             href = page.locator("#download-links a[data-format=csv]").get_attribute("href") or ""
             with page.expect_download() as info:
@@ -124,7 +124,7 @@ def test_search_facet_dataset_download_in_a_browser(demo_env: Any) -> None:
                 == total.json()["data"]["airQualityDaily"]["totalCount"] + 1
             )
             # 有条件开放: the page shows the download command with the API key header
-            page.goto(f"{base}/explore#tax_credit_rating")
+            page.goto(f"{base}/explore/datasets/tax_credit_rating")
             expect(page.locator("#download-key")).to_contain_text("X-API-Key")
             expect(page.locator("#download-key")).to_contain_text("/open/download/tax_credit_rating.csv")
             assert not problems, problems
