@@ -22,6 +22,7 @@ from gateway.audit import ChainedAuditLog, VariableCipher
 from gateway.audit.alerts import AlertEngine, AlertRules, AlertTask
 from gateway.audit.checkpoints import CheckpointTask
 from gateway.audit.field_index import FieldIndexTask
+from gateway.audit.forward import Forwarder, ForwardTask, delivered_by_all, sinks_from_settings
 from gateway.audit.http import EXPORT_PATH, AuditAPI
 from gateway.audit.retention import RetentionTask, archive_dir
 from gateway.catalogue_admin import catalogue_protector, catalogue_routes
@@ -30,6 +31,10 @@ from gateway.crypto.routes import SigningKeysEndpoint
 from gateway.crypto.service import DepartmentKeyDirectory, DepartmentKeyRefresh
 from gateway.crypto.signing import ResponseSigner, ResponseSigningMiddleware, open_signing_store
 from gateway.db import create_engine, pool_fits
+from gateway.enterprise.pages import MOUNT as ENTERPRISE
+from gateway.enterprise.pages import SCOPES as ENTERPRISE_SCOPES
+from gateway.enterprise.pages import enterprise_pages
+from gateway.enterprise.service import KeyDefaults
 from gateway.explorer import Explorer
 from gateway.graphql_http import GraphQLEndpoint
 from gateway.identity import discovery
@@ -120,12 +125,14 @@ def _access_log(settings: Settings, engine: AsyncEngine, master_key: bytes) -> A
 
 def _audit_background(
     settings: Settings, state: GatewayState
-) -> list[CheckpointTask | AlertTask | RetentionTask | FieldIndexTask | UsageRollupTask]:
-    """The search index, the portal's usage rollup, signed checkpoints, alert rules and retention,
-    all reading the chain beside the request path."""
+) -> list[CheckpointTask | AlertTask | RetentionTask | FieldIndexTask | UsageRollupTask | ForwardTask]:
+    """The search index, the portal's usage rollup, signed checkpoints, alert rules, retention and
+    forwarding to the SOC, all reading the chain beside the request path."""
     if settings.audit_store != "chain":
         return []
-    tasks: list[CheckpointTask | AlertTask | RetentionTask | FieldIndexTask | UsageRollupTask] = [
+    tasks: list[
+        CheckpointTask | AlertTask | RetentionTask | FieldIndexTask | UsageRollupTask | ForwardTask
+    ] = [
         FieldIndexTask(state.engine),
         UsageRollupTask(state.engine),  # usage per dataset and day for /stats (gateway.portal.usage)
     ]
@@ -145,12 +152,20 @@ def _audit_background(
         tasks.append(
             AlertTask(AlertEngine(state.engine, AlertRules.from_settings(settings), witness=witness))
         )
+    # SHUQIAO_AUDIT_SYSLOG_TARGET, _FORWARD_JSONL, _ALERT_WEBHOOK_URL
+    sinks = sinks_from_settings(settings, state.signer)
     if settings.audit_retention_days > 0:
         tasks.append(
             RetentionTask(
-                state.engine, state.signer.store, archive_dir(settings.var_dir), settings.audit_retention_days
+                state.engine,
+                state.signer.store,
+                archive_dir(settings.var_dir),
+                settings.audit_retention_days,
+                held=lambda: delivered_by_all(state.engine, sinks),  # nothing undelivered is pruned
             )
         )
+    if sinks:
+        tasks.append(ForwardTask([Forwarder(state.engine, sink) for sink in sinks]))
     return tasks
 
 
@@ -255,11 +270,18 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         settings.audit_export_max_events,
         master_key=master_key,
         limits=settings.limits,
+        archives=(state.signer.store, archive_dir(settings.var_dir)),  # the whole history
     )
     # the admin GraphQL endpoint and the console page: a session cookie (people) or a bearer token
     admin_protector = state.identity.protector(realm="shuqiao-admin", scopes=WORKFLOW_SCOPES)
     admin_check = SessionOrBearer(sessions, admin_protector)
     console = Console(admin_check, state.access_log)
+    enterprise = enterprise_pages(
+        SessionOrBearer(
+            sessions, state.identity.protector(realm="shuqiao-enterprise", scopes=ENTERPRISE_SCOPES)
+        ),
+        state.access_log,
+    )
     # catalogue as code and data loading: a steward's session (the console's 目录与数据) or a token
     steward_check = SessionOrBearer(sessions, catalogue_protector(state.identity))
     explorer = Explorer(state)
@@ -304,6 +326,8 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
                 settings.grant_expiry_warning_days,
                 keyring=lambda: state.registry.keyring,  # quality reports keyed by 身份证号 (blind index)
                 check=admin_check,
+                hasher=state.identity.hasher,  # enterprises make their own API keys
+                key_defaults=KeyDefaults(settings.api_key_rate_per_minute, settings.api_key_daily_quota),
                 limits=settings.limits,
             ).handle,
             methods=["POST"],
@@ -326,6 +350,10 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         # the workflow console (工作台): applications, approvals, grants, demands, quality reports
         Route(CONSOLE, console.page),
         Mount(CONSOLE, routes=console.routes()),
+        # an enterprise's keys, grants, usage and applications (the dataset pages link to /enterprise/apply)
+        Route(ENTERPRISE, enterprise.page),
+        Route(f"{ENTERPRISE}/apply", enterprise.page),
+        Mount(ENTERPRISE, routes=enterprise.routes()),
         Route("/kpi", kpis.page),  # the same, as a page (Chinese first, no script)
         Route("/kpi.json", kpis.json),
         Route("/kpi.csv", kpis.csv),

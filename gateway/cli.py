@@ -16,7 +16,8 @@ from catalogue.service import CatalogueError
 from gateway.audit.cli import audit_app
 from gateway.cli_support import emit, run_with_engine
 from gateway.crypto.cli import decrypt_field_cmd, keys_app, sign_request_cmd, verify_response_cmd
-from gateway.identity.cli import IDENTITY_APPS
+from gateway.enterprise.cli import add_commands as add_enterprise_commands
+from gateway.identity.cli import IDENTITY_APPS, enterprise_app
 from gateway.loading.cli import data_app
 from gateway.portal.cli import portal_app
 from gateway.settings import Settings
@@ -43,6 +44,8 @@ for sub, name in [
     (db_app, "db"),
 ]:
     app.add_typer(sub, name=name)
+# an enterprise's own keys, grants, usage and applications, acting for it (gateway/enterprise/cli.py)
+add_enterprise_commands(enterprise_app)
 app.add_typer(audit_app, name="audit")
 app.add_typer(application_app, name="application")  # 申请: apply, approve (gateway/workflow/cli.py)
 app.add_typer(keys_app, name="keys")
@@ -162,12 +165,17 @@ Shuqiao demo is ready.
   open tier     {base}/open/graphql      (anonymous; X-API-Key for conditionally open data)
   share tier    {base}/share/graphql     (Bearer token from {base}/oauth/token)
   audit         {base}/audit             (security officers sign in: see "users" in the credentials file)
+  console       {base}/console           (departments' people: applications, approvals, grants)
+  enterprises   {base}/enterprise        (an enterprise's keys, grants, usage, applications)
   health        {base}/healthz  {base}/readyz
 Demo credentials (also in {s.var_dir}/demo-credentials.json, mode 0600):""")
     for dept, c in creds["clients"].items():
         typer.echo(f"  {dept:7s} client_id={c['client_id']}  client_secret={c['client_secret']}")
     for ent, key in creds["api_keys"].items():
         typer.echo(f"  {ent} X-API-Key: {key}")
+    for username, u in creds.get("users", {}).items():
+        who = " ".join([*u["roles"], u.get("department") or u.get("enterprise") or ""]).strip()
+        typer.echo(f"  person {username} ({who}) password: {u['password']}")
     example = (
         '{"query":"{ enterpriseRegistration(first: 3) { edges { node { name legalRepresentative } } } }"}'
     )

@@ -3,8 +3,10 @@
 from catalogue.freshness import DatasetStatus
 from catalogue.models import CatalogueState, Dataset, DatasetField, Department
 from catalogue.protection import DataKey
+from gateway.audit.alert_handling import AuditAlertAction
 from gateway.audit.alerts import AuditAlert, AuditAlertCursor
 from gateway.audit.checkpoints import AuditCheckpoint
+from gateway.audit.forward import AuditForwardCursor
 from gateway.audit.models import AuditChainHead, AuditEvent
 from gateway.crypto.models import DepartmentKey
 from gateway.grants.models import GrantRecord
@@ -31,10 +33,12 @@ __all__ = [
     "Application",
     "ApplicationEvent",
     "AuditAlert",
+    "AuditAlertAction",
     "AuditAlertCursor",
     "AuditChainHead",
     "AuditCheckpoint",
     "AuditEvent",
+    "AuditForwardCursor",
     "AuthorizationCode",
     "CatalogueState",
     "DataKey",

@@ -22,6 +22,11 @@ def _int(name: str, default: int) -> int:
     return int(_env(name, str(default)))
 
 
+def _path(name: str) -> Path | None:
+    value = _env(name, "").strip()
+    return Path(value) if value else None
+
+
 def _switch(name: str, default: bool | None) -> bool | None:
     value = _env(name, "").strip().lower()
     if not value:
@@ -134,6 +139,19 @@ class Settings:
     audit_alert_probe_window_seconds: int = 600
     audit_working_hours: str = "08:30-18:00"
     audit_working_days: str = "1-5"
+    # Feeding the SOC (gateway.audit.forward): syslog RFC 5424 over TLS to host:port (None = off),
+    # and/or JSON lines appended to a file (None = off).
+    audit_syslog_target: str | None = None
+    audit_syslog_tls: bool = True
+    audit_syslog_ca_file: Path | None = None
+    audit_syslog_cert_file: Path | None = None
+    audit_syslog_key_file: Path | None = None
+    audit_syslog_server_name: str | None = None
+    audit_syslog_hostname: str | None = None
+    audit_syslog_pen: int = 32473
+    audit_forward_jsonl: Path | None = None
+    # New alerts POSTed, SM2-signed, to this URL (gateway.audit.forward.WebhookSink); None = off.
+    audit_alert_webhook_url: str | None = None
     # Operations (docs/operations.md): GET /metrics and who may scrape it (CIDRs of the direct
     # peer); OpenTelemetry tracing: True, False, or None = on when OTEL_EXPORTER_OTLP_ENDPOINT is set.
     metrics: bool = True
@@ -198,6 +216,16 @@ class Settings:
             audit_alert_probe_window_seconds=_int("AUDIT_ALERT_PROBE_WINDOW_SECONDS", 600),
             audit_working_hours=_env("AUDIT_WORKING_HOURS", "08:30-18:00"),
             audit_working_days=_env("AUDIT_WORKING_DAYS", "1-5"),
+            audit_syslog_target=_env("AUDIT_SYSLOG_TARGET", "") or None,
+            audit_syslog_tls=_switch("AUDIT_SYSLOG_TLS", True) is not False,
+            audit_syslog_ca_file=_path("AUDIT_SYSLOG_CA_FILE"),
+            audit_syslog_cert_file=_path("AUDIT_SYSLOG_CERT_FILE"),
+            audit_syslog_key_file=_path("AUDIT_SYSLOG_KEY_FILE"),
+            audit_syslog_server_name=_env("AUDIT_SYSLOG_SERVER_NAME", "") or None,
+            audit_syslog_hostname=_env("AUDIT_SYSLOG_HOSTNAME", "") or None,
+            audit_syslog_pen=_int("AUDIT_SYSLOG_PEN", 32473),
+            audit_forward_jsonl=_path("AUDIT_FORWARD_JSONL"),
+            audit_alert_webhook_url=_env("AUDIT_ALERT_WEBHOOK_URL", "") or None,
             metrics=_switch("METRICS", True),
             metrics_allow=parse_allow(_env("METRICS_ALLOW", "127.0.0.1/32,::1/128")),
             otel=_switch("OTEL", None),

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -62,9 +62,16 @@ class AuditAlert(SQLModel, table=True):
     raised_at: datetime
     summary: str
     detail: str = "{}"
-    acknowledged_at: datetime | None = None
+    acknowledged_at: datetime | None = None  # the first handling (acknowledge, assign or close)
     acknowledged_by: str | None = None
     ack_comment: str | None = None
+    # Handling (policies/alert_handling.py, gateway/audit/alert_handling.py; migration 0024):
+    # open | acknowledged | assigned | closed, with the history in audit_alert_action.
+    state: str = Field(default="open", max_length=16)
+    assignee: str | None = Field(default=None, max_length=100)
+    closed_at: datetime | None = None
+    closed_by: str | None = None
+    close_reason: str | None = Field(default=None, max_length=32)
 
     __table_args__ = (
         UniqueConstraint("rule", "seq", name="uq_audit_alert_rule_seq"),
@@ -331,6 +338,11 @@ def alert_json(row: Any) -> dict[str, Any]:
         "acknowledged_at": canonical_time(row.acknowledged_at) if row.acknowledged_at else None,
         "acknowledged_by": row.acknowledged_by,
         "ack_comment": row.ack_comment,
+        "state": row.state,
+        "assignee": row.assignee,
+        "closed_at": canonical_time(row.closed_at) if row.closed_at else None,
+        "closed_by": row.closed_by,
+        "close_reason": row.close_reason,
     }
 
 
@@ -341,14 +353,19 @@ async def list_alerts(
     rule: str | None = None,
     limit: int = 100,
     before: int | None = None,
+    assignee: str | None = None,
 ) -> dict[str, Any]:
     q = select(ALERTS).order_by(ALERTS.c.id.desc()).limit(min(max(limit, 1), 1000))
-    if state == "open":
-        q = q.where(ALERTS.c.acknowledged_at.is_(None))
-    elif state == "acknowledged":
-        q = q.where(ALERTS.c.acknowledged_at.is_not(None))
+    if state in ("open", "acknowledged", "assigned", "closed"):
+        q = q.where(ALERTS.c.state == state)
+    elif state == "active":  # not closed
+        q = q.where(ALERTS.c.state != "closed")
+    elif state == "handled":  # no longer open
+        q = q.where(ALERTS.c.state != "open")
     elif state != "all":
-        raise ValueError("state is open, acknowledged or all")
+        raise ValueError("state is open, acknowledged, assigned, closed, active, handled or all")
+    if assignee:
+        q = q.where(ALERTS.c.assignee == assignee)
     if rule:
         q = q.where(ALERTS.c.rule == rule)
     if before:
@@ -365,20 +382,14 @@ class AckError(Exception):
 
 
 async def acknowledge(engine: AsyncEngine, alert_id: int, by: str, comment: str) -> dict[str, Any]:
-    if not comment.strip():
-        raise AckError(400, "An acknowledgement needs a comment.")
-    async with engine.begin() as conn:
-        done = await conn.execute(
-            update(ALERTS)
-            .where(ALERTS.c.id == alert_id, ALERTS.c.acknowledged_at.is_(None))
-            .values(acknowledged_at=_utc(datetime.now(UTC)), acknowledged_by=by, ack_comment=comment.strip())
-        )
-        row = (await conn.execute(select(ALERTS).where(ALERTS.c.id == alert_id))).first()
-    if row is None:
-        raise AckError(404, "No alert with that id.")
-    if done.rowcount != 1:
-        raise AckError(409, "The alert was already acknowledged.")
-    return alert_json(row)
+    """The first of the handling actions (gateway.audit.alert_handling), kept for its callers."""
+    from gateway.audit.alert_handling import HandlingError, act
+    from policies.alert_handling import AlertAction
+
+    try:
+        return await act(engine, alert_id, by, AlertAction("acknowledge", comment=comment))
+    except HandlingError as err:
+        raise AckError(err.status, str(err)) from None
 
 
 class AlertTask(PeriodicTask):

@@ -18,15 +18,42 @@ audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=Tr
 
 @audit_app.command("verify")
 def verify(as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False) -> None:
-    """Recompute the SM3 chain; exit 1 and name the first broken position if it does not hold."""
+    """Recompute the SM3 chain; exit 1 and name the first broken position if it does not hold.
+    After a prune, the whole history: each archived range (its signed archive, SM3 and prune
+    anchor) and the live chain from the last anchor, named in order (gateway/audit/history.py)."""
     from gateway.audit.verify import verify_chain
 
-    async def go(engine: Any) -> Any:
-        return await verify_chain(engine)
+    async def go(engine: Any) -> tuple[Any, Any]:
+        report = await verify_chain(engine)
+        if not report.pruned_through:
+            return report, None
+        from gateway.audit.history import verify_history
+        from gateway.audit.retention import archive_dir
+        from gateway.cli_support import settings
 
-    report = run_with_engine(go)
+        return report, await verify_history(engine, _store(), archive_dir(settings().var_dir))
+
+    report, history = run_with_engine(go)
+    ok = report.ok and (history is None or history.ok)
     if as_json:
-        typer.echo(json.dumps(report.to_json(), ensure_ascii=False))
+        from gateway.audit.history import with_history
+
+        doc = report.to_json() if history is None else with_history(report.to_json(), history)
+        typer.echo(json.dumps(doc, ensure_ascii=False))
+        raise typer.Exit(0 if ok else 1)
+    for seg in history.segments if history is not None else []:
+        state = "ok" if seg.ok else f"BROKEN: {seg.reason}"
+        if seg.kind == "archived":
+            typer.echo(
+                f"archived {seg.from_seq}..{seg.to_seq} ({seg.events} events) {seg.archive}, "
+                f"anchor {seg.to_seq} → {str(seg.anchor_hash)[:16]}…: {state}"
+            )
+        else:
+            typer.echo(f"live {seg.from_seq}..{seg.to_seq} ({seg.events} events): {state}")
+    for name in history.unanchored_archives if history is not None else []:
+        typer.echo(f"note: {name} is not named by any prune anchor (not verified)")
+    if history is not None and report.ok and not history.ok:
+        typer.echo(f"AUDIT HISTORY BROKEN at seq {history.first_bad_seq}: {history.reason}")
     elif report.ok and report.pruned_through:
         k, n = report.pruned_through, report.events_checked
         span = f"events {k + 1}..{k + n}" if n else "no events since the prune"
@@ -38,7 +65,62 @@ def verify(as_json: Annotated[bool, typer.Option("--json", help="Print one JSON 
             f"AUDIT CHAIN BROKEN at seq {report.first_bad_seq}: {report.reason} "
             f"({report.events_checked} events verified before it)"
         )
-    raise typer.Exit(0 if report.ok else 1)
+    raise typer.Exit(0 if ok else 1)
+
+
+@audit_app.command("search")
+def search(
+    archived: Annotated[bool, typer.Option("--archived", help="Search the archives retention left.")] = False,
+    from_: Annotated[str | None, typer.Option("--from", help="ISO date/time; no offset = UTC+08:00.")] = None,
+    to: Annotated[str | None, typer.Option("--to", help="Exclusive; a bare date: through that day.")] = None,
+    principal: str | None = None,
+    department: str | None = None,
+    dataset: str | None = None,
+    field: Annotated[str | None, typer.Option(help="idNumber, id_number or population.idNumber")] = None,
+    decision: str | None = None,
+    status: str | None = None,
+    tier: str | None = None,
+    limit: int = 100,
+    before: Annotated[int | None, typer.Option(help="Page on: events before this seq.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
+    """Events matching the filters, newest first: the live chain, or (--archived) the archives
+    read in place, without re-importing them (slower: each archive is read line by line)."""
+    from gateway.audit import query
+
+    params = {
+        "from": from_, "to": to, "principal": principal, "department": department, "dataset": dataset,
+        "field": field, "decision": decision, "status": status, "tier": tier,
+    }  # fmt: skip
+    try:
+        filters = query.Filters.from_params({k: v for k, v in params.items() if v is not None})
+    except query.BadFilter as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+
+    async def go(engine: Any) -> dict[str, Any]:
+        if archived:
+            from gateway.audit.history import search_archives
+            from gateway.audit.retention import archive_dir
+            from gateway.cli_support import settings
+
+            return await search_archives(
+                engine, archive_dir(settings().var_dir), filters, limit=limit, before=before
+            )
+        async with engine.connect() as conn:
+            return await query.search(conn, filters, limit=limit, before=before)
+
+    page = run_with_engine(go)
+    if as_json:
+        typer.echo(json.dumps(page, ensure_ascii=False, default=str))
+        return
+    for e in page["events"]:
+        where = f" [{e['archive']}]" if "archive" in e else ""
+        typer.echo(f"{e['seq']} {e['occurred_at']} {e['tier']} {e['principal_id']} {e['status']}{where}")
+    typer.echo(
+        f"{page['total']} events match"
+        + (f"; more before {page['next_before']}" if page["next_before"] else "")
+    )
 
 
 @audit_app.command("export")
@@ -197,11 +279,28 @@ def verify_archive_cmd(
     pubkey: Annotated[Path, typer.Option("--pubkey", help="The gateway's SM2 public key (PEM).")],
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Verify an archive offline: no database, only the public key."""
+    """Verify an archive, or an investigation's bundle, offline: no database, only the public key."""
     from gateway.audit.checkpoints import verify_archive
     from keys import sm2
 
-    report = verify_archive(archive.read_bytes(), sm2.load_pem_public_key(pubkey.read_bytes()))
+    data = archive.read_bytes()
+    public = sm2.load_pem_public_key(pubkey.read_bytes())
+    from gateway.audit.bundle import is_bundle, verify_bundle
+
+    if is_bundle(data):  # an investigation's signed bundle (`shuqiao audit bundle`)
+        checked = verify_bundle(data, public)
+        if as_json:
+            typer.echo(json.dumps(checked.to_json(), ensure_ascii=False))
+        elif checked.ok:
+            view = checked.investigation.get("view")
+            span = f"seq {checked.seqs[0]}..{checked.seqs[-1]}" if checked.seqs else "no events"
+            typer.echo(
+                f"bundle verified: {checked.events} events ({span}), {view} view, signed by key {checked.kid}"
+            )
+        else:
+            typer.echo(f"BUNDLE DOES NOT VERIFY: {checked.reason}")
+        raise typer.Exit(0 if checked.ok else 1)
+    report = verify_archive(data, public)
     if as_json:
         typer.echo(json.dumps(asdict(report), ensure_ascii=False))
     elif report.ok:
@@ -226,14 +325,18 @@ def prune(
     """Archive everything up to the latest checkpoint (or the newest one older than N days) to
     <var_dir>/audit-archive/ (signed, verified) and delete those rows; a prune anchor records where,
     and the checkpoint stays: verification starts after it."""
+    from gateway.audit.forward import delivered_by_all, sinks_from_settings
     from gateway.audit.retention import RetentionError, archive_and_prune, archive_dir
     from gateway.settings import Settings
 
     cutoff = None if older_than_days is None else datetime.now(UTC) - timedelta(days=older_than_days)
 
     async def go(engine: Any) -> Any:
+        settings = Settings.from_env()
+        # no further than every configured SOC sink has delivered: a prune loses nothing for them
+        held = await delivered_by_all(engine, sinks_from_settings(settings))
         return await archive_and_prune(
-            engine, _store(), archive_dir(Settings.from_env().var_dir), older_than=cutoff
+            engine, _store(), archive_dir(settings.var_dir), through_seq=held, older_than=cutoff
         )
 
     path = run_with_engine(go, expected=(RetentionError,), status=1)
@@ -261,3 +364,331 @@ def verify_retained_cmd(as_json: Annotated[bool, typer.Option("--json")] = False
     else:
         typer.echo(f"AUDIT HISTORY BROKEN at seq {report.first_bad_seq}: {report.reason}")
     raise typer.Exit(0 if report.ok else 1)
+
+
+@audit_app.command("forward")
+def forward(
+    once: Annotated[bool, typer.Option("--once", help="Deliver the backlog once and exit.")] = False,
+    status: Annotated[bool, typer.Option("--status", help="Only show each sink's cursor and lag.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
+    """Send the events and alerts not yet delivered to the sinks SHUQIAO_AUDIT_SYSLOG_TARGET and
+    SHUQIAO_AUDIT_FORWARD_JSONL configure (the gateway does this by itself every second); without
+    --once, keep going until interrupted. Exit 1 if a sink could not take its messages."""
+    import asyncio
+
+    from gateway.audit.forward import Forwarder, ForwardTask, forward_status, sinks_from_settings
+    from gateway.cli_support import settings
+
+    try:
+        sinks = sinks_from_settings(settings())
+    except (ValueError, OSError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    if not sinks and not status:
+        typer.echo(
+            "error: no sink: set SHUQIAO_AUDIT_SYSLOG_TARGET and/or SHUQIAO_AUDIT_FORWARD_JSONL", err=True
+        )
+        raise typer.Exit(2)
+
+    async def go(engine: Any) -> dict[str, Any]:
+        reports = []
+        if not status:
+            forwarders = [Forwarder(engine, sink) for sink in sinks]
+            try:
+                if once:
+                    reports = [(await f.run_backlog(until_caught_up=True)).to_json() for f in forwarders]
+                else:  # as the gateway's task does: every second, with backoff after a failure
+                    task = ForwardTask(forwarders)
+                    while True:
+                        await task.step()
+                        await asyncio.sleep(1.0)
+            finally:
+                for f in forwarders:
+                    await f.release()
+        async with engine.connect() as conn:
+            return {"delivered": reports, "sinks": await forward_status(conn)}
+
+    try:
+        doc = run_with_engine(go)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    ok = all(r["ok"] for r in doc["delivered"])
+    if as_json:
+        typer.echo(json.dumps(doc, ensure_ascii=False))
+    else:
+        for r in doc["delivered"]:
+            state = "ok" if r["ok"] else f"FAILED: {r['error']}"
+            typer.echo(
+                f"{r['sink']} {r['target']}: {r['events']} events, {r['alerts']} alerts sent ({state})"
+            )
+        for s in doc["sinks"]:
+            typer.echo(
+                f"{s['sink']}: through event {s['event_seq']} (lag {s['lag_events']}), "
+                f"alert {s['alert_id']} (lag {s['lag_alerts']})"
+            )
+    raise typer.Exit(0 if ok else 1)
+
+
+alerts_app = typer.Typer(
+    help="Alerts: list, show, acknowledge, assign, comment, close.", no_args_is_help=True
+)
+audit_app.add_typer(alerts_app, name="alerts")
+
+AsName = Annotated[
+    str | None,
+    typer.Option("--as", help="Who is acting (recorded as the event's subject); default: your login."),
+]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
+
+
+@alerts_app.command("list")
+def alerts_list(
+    state: Annotated[
+        str, typer.Option(help="open, acknowledged, assigned, closed, active, handled, all")
+    ] = "active",
+    rule: str | None = None,
+    assignee: str | None = None,
+    limit: int = 100,
+    as_json: JsonFlag = False,
+) -> None:
+    """Alerts, newest first."""
+    from gateway.audit.alerts import list_alerts
+
+    async def go(engine: Any) -> dict[str, Any]:
+        async with engine.connect() as conn:
+            return await list_alerts(conn, state=state, rule=rule, limit=limit, assignee=assignee)
+
+    page = run_with_engine(go, expected=(ValueError,))
+    if as_json:
+        typer.echo(json.dumps(page, ensure_ascii=False))
+        return
+    for a in page["alerts"]:
+        who = f" → {a['assignee']}" if a["assignee"] else ""
+        typer.echo(
+            f"#{a['id']} {a['state']}{who} {a['rule']} {a['principal_id']} {a['occurred_at']} {a['summary']}"
+        )
+
+
+@alerts_app.command("show")
+def alerts_show(alert_id: int, as_json: JsonFlag = False) -> None:
+    """One alert with its history of actions."""
+    from gateway.audit.alert_handling import alert_with_history
+
+    async def go(engine: Any) -> dict[str, Any] | None:
+        async with engine.connect() as conn:
+            return await alert_with_history(conn, alert_id)
+
+    doc = run_with_engine(go)
+    if doc is None:
+        typer.echo("error: no alert with that id", err=True)
+        raise typer.Exit(2)
+    if as_json:
+        typer.echo(json.dumps(doc, ensure_ascii=False))
+        return
+    typer.echo(f"#{doc['id']} {doc['state']} {doc['rule']} {doc['principal_id']}: {doc['summary']}")
+    for h in doc["history"]:
+        extra = " ".join(str(x) for x in (h["assignee"], h["reason"], h["comment"]) if x)
+        typer.echo(f"  {h['at']} {h['by']} {h['action']} {h['from_state']}→{h['to_state']} {extra}")
+
+
+class _Unrecorded(Exception):
+    """The action's audit event could not be written."""
+
+
+def _cli_operator() -> str:
+    """`cli:<login>`, as every administrative command names its operator (gateway.identity.audit)."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:  # no login name (containers): still say it came from the CLI
+        return "cli"
+
+
+def _cli_sink(engine: Any) -> Any:
+    """The gateway's own audit log, as the CLI's other writers use it."""
+    from gateway.access_log import LoggingAccessLog
+    from gateway.audit import ChainedAuditLog, VariableCipher
+    from gateway.cli_support import settings
+    from gateway.secrets import load_master_key
+
+    s = settings()
+    if s.audit_store == "log":
+        return LoggingAccessLog()
+    return ChainedAuditLog(engine, VariableCipher.from_master_key(load_master_key(s.master_key_file)))
+
+
+def _alert_action(
+    action: str, alert_id: int, as_name: str | None, as_json: bool, **fields: str | None
+) -> None:
+    """Apply one action and record it as an audit event (tier audit, the operator as principal,
+    --as as subject, the body sealed), refused or not; exit 2 when refused, 3 when not recorded."""
+    import time
+    import uuid
+
+    from gateway.access_log import AccessEvent
+    from gateway.audit.alert_handling import HandlingError, act
+    from policies.alert_handling import AlertAction
+
+    operator = _cli_operator()
+    subject = as_name or operator.partition(":")[2] or None
+    by = f"{operator}/{subject}" if subject else operator
+    step = AlertAction(
+        action,
+        comment=fields.get("comment") or "",
+        assignee=fields.get("assignee"),
+        reason=fields.get("reason"),
+    )
+
+    async def go(engine: Any) -> tuple[dict[str, Any] | None, HandlingError | None]:
+        sink = _cli_sink(engine)
+        started = time.perf_counter()
+        doc, error = None, None
+        try:
+            doc = await act(engine, alert_id, by, step)
+        except HandlingError as err:
+            error = err
+        op = "ack-alert" if action == "acknowledge" else f"{action}-alert"
+        event = AccessEvent(
+            request_id=f"cli-{uuid.uuid4().hex}",
+            tier="audit",
+            principal_kind="operator",
+            principal_id=operator,
+            consumer=None,
+            client_address=None,
+            operation_name=op,
+            operation_type="mutation",
+            query_digest=None,
+            status=error.status if error else 200,
+            error_codes=[error.code] if error else [],
+            latency_ms=round((time.perf_counter() - started) * 1000, 3),
+            reads=[{"dataset": "audit_alert", "rows": 0 if error else 1}],
+            subject=subject,
+            variables={"id": alert_id, **{k: v for k, v in fields.items() if v}},
+        )
+        try:
+            await sink.record(event)
+        except Exception as err:
+            raise _Unrecorded(str(err)) from err
+        finally:
+            close = getattr(sink, "aclose", None)
+            if close is not None:
+                await close()
+        return doc, error
+
+    try:
+        doc, error = run_with_engine(go)
+    except _Unrecorded as err:
+        typer.echo(f"error: the audit log is unavailable ({err}); the action may have been applied", err=True)
+        raise typer.Exit(3) from None
+    if error is not None:
+        typer.echo(f"error: {error} ({error.code})", err=True)
+        raise typer.Exit(2)
+    assert doc is not None
+    if as_json:
+        typer.echo(json.dumps(doc, ensure_ascii=False))
+    else:
+        typer.echo(f"#{doc['id']} {doc['state']}" + (f" → {doc['assignee']}" if doc["assignee"] else ""))
+
+
+@alerts_app.command("ack")
+def alerts_ack(
+    alert_id: int,
+    comment: Annotated[str, typer.Option(help="Required.")],
+    as_name: AsName = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Acknowledge an open alert."""
+    _alert_action("acknowledge", alert_id, as_name, as_json, comment=comment)
+
+
+@alerts_app.command("assign")
+def alerts_assign(
+    alert_id: int,
+    to: Annotated[str, typer.Option("--to", help="The officer's username.")],
+    comment: str = "",
+    as_name: AsName = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Assign an alert to an officer (security_officer or admin)."""
+    _alert_action("assign", alert_id, as_name, as_json, assignee=to, comment=comment)
+
+
+@alerts_app.command("comment")
+def alerts_comment(
+    alert_id: int,
+    comment: Annotated[str, typer.Option(help="Required.")],
+    as_name: AsName = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Add a comment (any state)."""
+    _alert_action("comment", alert_id, as_name, as_json, comment=comment)
+
+
+@alerts_app.command("close")
+def alerts_close(
+    alert_id: int,
+    reason: Annotated[str, typer.Option(help="resolved, false_positive, authorised, duplicate, other")],
+    comment: str = "",
+    as_name: AsName = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Close an alert with a reason (`other` needs a comment)."""
+    _alert_action("close", alert_id, as_name, as_json, reason=reason, comment=comment)
+
+
+@audit_app.command("bundle")
+def bundle(
+    output: Annotated[Path, typer.Option("--output", "-o", help="The bundle file to write.")],
+    consumer: Annotated[
+        str | None, typer.Option(help="The consumer view: a department/enterprise code.")
+    ] = None,
+    person: Annotated[
+        str | None, typer.Option(help="The person view: a 身份证号 (not written to the file).")
+    ] = None,
+    from_: Annotated[str | None, typer.Option("--from", help="ISO date/time; no offset = UTC+08:00.")] = None,
+    to: Annotated[str | None, typer.Option("--to", help="Exclusive; a bare date: through that day.")] = None,
+    principal: str | None = None,
+    department: str | None = None,
+    dataset: str | None = None,
+    field: Annotated[str | None, typer.Option(help="idNumber, id_number or population.idNumber")] = None,
+    decision: str | None = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
+    """Export an investigation — the consumer view, the person view, or a search — as one signed
+    file (events + verification material, gateway/audit/bundle.py) that
+    `shuqiao audit verify-archive FILE --pubkey gateway.pub.pem` verifies offline."""
+    from gateway.audit import query
+    from gateway.audit.bundle import BundleError, build_bundle, investigation_seqs
+    from gateway.cli_support import settings
+
+    if consumer and person:
+        typer.echo("error: --consumer or --person, not both", err=True)
+        raise typer.Exit(2)
+    view = "consumer" if consumer else "person" if person else "search"
+    params = {
+        "view": view, "code": consumer, "id_number": person, "from": from_, "to": to, "principal": principal,
+        "department": department, "dataset": dataset, "field": field, "decision": decision,
+    }  # fmt: skip
+    try:
+        store = _store()
+        store.current()
+    except Exception as err:
+        typer.echo(f"error: no gateway signing key to sign the bundle with: {err}", err=True)
+        raise typer.Exit(1) from None
+
+    async def go(engine: Any) -> tuple[bytes, int]:
+        from gateway.secrets import load_master_key
+
+        key = load_master_key(settings().master_key_file) if view == "person" else None
+        seqs, described = await investigation_seqs(engine, {k: v for k, v in params.items() if v}, key)
+        return await build_bundle(engine, store, seqs, described), len(set(seqs))
+
+    data, count = run_with_engine(go, expected=(BundleError, query.BadFilter))
+    output.write_bytes(data)
+    kid = store.current()[0].kid
+    if as_json:
+        typer.echo(json.dumps({"output": str(output), "events": count, "kid": kid, "view": view}))
+    else:
+        typer.echo(f"bundle written: {output} ({count} events, {view} view, signed by key {kid})")

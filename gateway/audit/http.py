@@ -20,10 +20,17 @@ Routes (each page has a machine twin):
   GET /audit/api/stats            per department, per dataset (by decision), per status
   GET /audit/api/export           the filtered range, format=csv (UTF-8 with BOM) or json; the
                                   response is SM2-signed (RFC 9421) like the share tier's
-  GET /audit/api/verify           the chain check: ok, events checked, first broken position
+  GET /audit/api/verify           the chain check: ok, events checked, first broken position; after
+                                  a prune the whole history, archived and live segments in order
+  GET /audit/api/archive/events   the archives searched in place (the search's filters, newest first)
+  GET /audit/api/bundle           an investigation (view=consumer|person|search) as a signed bundle
   GET /audit/api/alerts           alerts, newest first: state=open|acknowledged|all, rule, limit, before
-  POST /audit/api/alerts/{id}/ack acknowledge with {"comment": ...} (the comment is sealed into the
-                                  call's own event)
+  GET /audit/api/alerts/{id}      one alert with its history of actions
+  POST /audit/api/alerts/{id}/ack acknowledge with {"comment": ...}; /assign {"assignee": officer,
+                                  "comment"?}; /comment {"comment"}; /close {"reason", "comment"?}
+                                  (gateway/audit/alert_handling.py; each call's body is sealed into
+                                  its own event)
+  GET /audit/api/officers         the officers an alert can be assigned to
   POST /audit/graphql             the same as GraphQL (gateway/audit/officer_graphql.py)"""
 
 from __future__ import annotations
@@ -43,7 +50,8 @@ from starlette.routing import Route
 
 from gateway.access_log import AccessEvent, AccessLog, answer_once_recorded
 from gateway.audit import investigate, officer_graphql, posture, query
-from gateway.audit.alerts import AckError, acknowledge, list_alerts
+from gateway.audit.alert_handling import HandlingError, act, alert_with_history, officers
+from gateway.audit.alerts import list_alerts
 from gateway.audit.variables import VariableCipher
 from gateway.audit.verify import verify_chain
 from gateway.client_address import client_address
@@ -94,6 +102,7 @@ class AuditAPI:
         export_max_events: int,
         master_key: bytes | None = None,
         limits: Limits | None = None,
+        archives: tuple[Any, Path] | None = None,
     ) -> None:
         self.engine = engine
         self.limits = limits or Limits()  # the size, depth and breadth a GraphQL request may have
@@ -102,6 +111,7 @@ class AuditAPI:
         self.cipher = cipher
         self.export_max_events = export_max_events
         self.master_key = master_key  # the pool keyring's, for the person view's blind index
+        self.archives = archives  # (key store, archive directory): verify and search the whole history
         self._page = self._guard("page", self._page_file, sign_in=True)
 
     def routes(self) -> list[Route]:
@@ -113,8 +123,29 @@ class AuditAPI:
             Route("/api/stats", self._guard("stats", self.stats)),
             Route(EXPORT_PATH.removeprefix(MOUNT), self._guard("export", self.export)),
             Route("/api/verify", self._guard("verify", self.verify)),
+            Route("/api/archive/events", self._guard("archive-search", self.archive_events)),
+            Route("/api/bundle", self._guard("bundle", self.bundle)),
             Route("/api/alerts", self._guard("alerts", self.alerts)),
-            Route("/api/alerts/{id:int}/ack", self._guard("ack-alert", self.ack_alert), methods=["POST"]),
+            Route("/api/alerts/{id:int}", self._guard("alert", self.alert)),
+            Route(
+                "/api/alerts/{id:int}/ack",
+                self._guard("ack-alert", self._act("acknowledge")),
+                methods=["POST"],
+            ),
+            Route(
+                "/api/alerts/{id:int}/assign",
+                self._guard("assign-alert", self._act("assign")),
+                methods=["POST"],
+            ),
+            Route(
+                "/api/alerts/{id:int}/comment",
+                self._guard("comment-alert", self._act("comment")),
+                methods=["POST"],
+            ),
+            Route(
+                "/api/alerts/{id:int}/close", self._guard("close-alert", self._act("close")), methods=["POST"]
+            ),
+            Route("/api/officers", self._guard("officers", self.officers)),
             Route("/api/posture", self._guard("posture", self.posture)),
             Route("/api/posture/{panel}", self._guard("posture", self.posture)),
             Route("/api/consumer", self._guard("consumer-view", self.consumer)),
@@ -269,8 +300,51 @@ class AuditAPI:
         ), rows
 
     async def verify(self, request: Request) -> tuple[Response, int]:
+        """The chain; after a prune, the whole history: archived ranges and live, in order."""
         report = await verify_chain(self.engine)
-        return _json(report.to_json()), report.events_checked
+        doc = report.to_json()
+        if report.pruned_through and self.archives is not None:
+            from gateway.audit.history import verify_history, with_history
+
+            doc = with_history(doc, await verify_history(self.engine, *self.archives))
+        return _json(doc), report.events_checked
+
+    async def bundle(self, request: Request) -> tuple[Response, int]:
+        """An investigation as a signed bundle (gateway/audit/bundle.py): view=consumer|person|search
+        with that view's parameters; `shuqiao audit verify-archive FILE --pubkey …` verifies it."""
+        from gateway.audit.bundle import BundleError, build_bundle, investigation_seqs
+
+        if self.archives is None:
+            raise Problem(503, "No signing key store is configured.", "UNAVAILABLE")
+        try:
+            seqs, described = await investigation_seqs(
+                self.engine, dict(request.query_params), self.master_key
+            )
+            data = await build_bundle(self.engine, self.archives[0], seqs, described)
+        except BundleError as err:
+            raise Problem(409, str(err), "CONFLICT") from None
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        headers = {
+            "Content-Disposition": f'attachment; filename="audit-bundle-{described["view"]}-{stamp}.jsonl"'
+        }
+        return Response(data, media_type="application/x-ndjson", headers=headers), len(set(seqs))
+
+    async def archive_events(self, request: Request) -> tuple[Response, int]:
+        """The archives retention left, searched in place with the event search's filters."""
+        from gateway.audit.history import search_archives
+
+        if self.archives is None:
+            raise Problem(404, "No archives are configured.", "NOT_FOUND")
+        f = query.Filters.from_params(request.query_params)
+        before = request.query_params.get("before")
+        page = await search_archives(
+            self.engine,
+            self.archives[1],
+            f,
+            limit=_int(request.query_params.get("limit"), 100),
+            before=_int(before, 0) if before else None,
+        )
+        return _json(page), len(page["events"])
 
     async def alerts(self, request: Request) -> tuple[Response, int]:
         params = request.query_params
@@ -282,27 +356,52 @@ class AuditAPI:
                     rule=params.get("rule"),
                     limit=_int(params.get("limit"), 100),
                     before=_int(params.get("before"), 0) or None,
+                    assignee=params.get("assignee") or None,
                 )
         except ValueError as err:
             raise query.BadFilter(str(err)) from None
         return _json(page), len(page["alerts"])
 
-    async def ack_alert(self, request: Request) -> tuple[Response, int]:
-        """Acknowledge with {"comment": "..."}; the comment is sealed into this call's own event."""
-        try:
-            body = orjson.loads(await request.body() or b"{}")
-            comment = str(body.get("comment") or "")
-        except (orjson.JSONDecodeError, AttributeError):
-            raise query.BadFilter('the body is JSON {"comment": "..."}') from None
-        request.state.audit_variables = {"comment": comment}
-        claims = request.state.audit_claims
-        by = f"{claims.client_id}/{claims.subject}" if claims.subject else claims.client_id
-        try:
-            alert = await acknowledge(self.engine, int(request.path_params["id"]), by, comment)
-        except AckError as err:
-            code = {404: "NOT_FOUND", 409: "CONFLICT"}.get(err.status, "BAD_USER_INPUT")
-            raise Problem(err.status, str(err), code) from None
-        return _json(alert), 1
+    async def alert(self, request: Request) -> tuple[Response, int]:
+        async with self.engine.connect() as conn:
+            doc = await alert_with_history(conn, int(request.path_params["id"]))
+        if doc is None:
+            raise Problem(404, "No alert with that id.", "NOT_FOUND")
+        return _json(doc), 1
+
+    async def officers(self, request: Request) -> tuple[Response, int]:
+        async with self.engine.connect() as conn:
+            people = await officers(conn)
+        return _json({"officers": people}), 0
+
+    def _act(self, action: str) -> Callable[[Request], Awaitable[tuple[Response, int]]]:
+        """POST /api/alerts/{id}/<action> with a JSON body: {"comment"}, plus {"assignee"} to
+        assign, {"reason"} to close. The body is sealed into this call's own event."""
+
+        async def handler(request: Request) -> tuple[Response, int]:
+            from policies.alert_handling import AlertAction
+
+            try:
+                body = orjson.loads(await request.body() or b"{}")
+                fields = {k: body.get(k) for k in ("comment", "assignee", "reason")}
+            except (orjson.JSONDecodeError, AttributeError):
+                raise query.BadFilter('the body is JSON {"comment": "...", "assignee"?, "reason"?}') from None
+            if not all(v is None or isinstance(v, str) for v in fields.values()):
+                raise query.BadFilter("comment, assignee and reason are strings")
+            request.state.audit_variables = {k: v for k, v in fields.items() if v is not None}
+            request.state.audit_operation_type = "mutation"
+            claims = request.state.audit_claims
+            by = f"{claims.client_id}/{claims.subject}" if claims.subject else claims.client_id
+            step = AlertAction(
+                action, comment=fields["comment"] or "", assignee=fields["assignee"], reason=fields["reason"]
+            )
+            try:
+                alert = await act(self.engine, int(request.path_params["id"]), by, step)
+            except HandlingError as err:
+                raise Problem(err.status, str(err), err.code) from None
+            return _json(alert), 1
+
+        return handler
 
     async def graphql(self, request: Request) -> tuple[Response, int]:
         return await officer_graphql.handle(request, self.engine, self.cipher, self.limits)

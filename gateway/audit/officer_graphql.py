@@ -12,6 +12,9 @@ resolvers call the same functions the JSON handlers call (`gateway.audit.query`,
     verify: VerifyReport!
     alerts(open: Boolean, rule: String, first: Int = 100): [Alert!]!   open: null = all
     mutation acknowledgeAlert(id: Int!, comment: String!): Alert!
+    mutation assignAlert(id: Int!, assignee: String!, comment: String = ""): Alert!
+    mutation commentAlert(id: Int!, comment: String!): Alert!
+    mutation closeAlert(id: Int!, reason: String!, comment: String = ""): Alert!
 
 Every error carries `extensions.code`: BAD_USER_INPUT, NOT_FOUND, CONFLICT, GRAPHQL_PARSE_FAILED,
 GRAPHQL_VALIDATION_FAILED, INTERNAL_SERVER_ERROR (message withheld)."""
@@ -35,10 +38,12 @@ from strawberry.types import Info
 
 from gateway.access_log import query_digest
 from gateway.audit import query as audit_query
+from gateway.audit.alert_handling import HandlingError, act
 from gateway.audit.alerts import AckError, acknowledge, list_alerts
 from gateway.audit.variables import VariableCipher
 from gateway.audit.verify import verify_chain
 from gateway.static_graphql import check_document, read_post
+from policies.alert_handling import AlertAction
 from policies.limits import Limits
 
 log = logging.getLogger("shuqiao")
@@ -279,10 +284,15 @@ class Alert:
     acknowledged_at: str | None
     acknowledged_by: str | None
     ack_comment: str | None
+    state: str
+    assignee: str | None
+    closed_at: str | None
+    closed_by: str | None
+    close_reason: str | None
 
 
 def _alert(doc: dict[str, Any]) -> Alert:
-    return Alert(**doc)
+    return Alert(**{k: v for k, v in doc.items() if k != "history"})
 
 
 def _cursor(seq: int) -> str:
@@ -380,7 +390,7 @@ class Query:
         self, info: Info, open: bool | None = None, rule: str | None = None, first: int = 100
     ) -> list[Alert]:
         ctx = _ctx(info)
-        state = "all" if open is None else "open" if open else "acknowledged"
+        state = "all" if open is None else "open" if open else "handled"
         async with ctx.engine.connect() as conn:
             page = await list_alerts(conn, state=state, rule=rule, limit=first)
         return [_alert(a) for a in page["alerts"]]
@@ -402,6 +412,35 @@ class Mutation:
             ) from None
         ctx.rows += 1
         return _alert(doc)
+
+    @strawberry.mutation(description="Assign to an officer (username), with an optional comment.")
+    async def assign_alert(self, info: Info, id: int, assignee: str, comment: str = "") -> Alert:
+        return await _handle(info, id, AlertAction("assign", comment=comment, assignee=assignee))
+
+    @strawberry.mutation(description="Add a comment; the state does not change.")
+    async def comment_alert(self, info: Info, id: int, comment: str) -> Alert:
+        return await _handle(info, id, AlertAction("comment", comment=comment))
+
+    @strawberry.mutation(
+        description="Close with a reason: resolved, false_positive, authorised, duplicate, other."
+    )
+    async def close_alert(self, info: Info, id: int, reason: str, comment: str = "") -> Alert:
+        return await _handle(info, id, AlertAction("close", comment=comment, reason=reason))
+
+
+async def _handle(info: Info, id: int, step: AlertAction) -> Alert:
+    ctx = _ctx(info)
+    ctx.sealed.update(
+        {"id": id, **{k: v for k, v in asdict(step).items() if k != "action" and v not in (None, "")}}
+    )
+    claims = ctx.claims
+    by = f"{claims.client_id}/{claims.subject}" if claims.subject else claims.client_id
+    try:
+        doc = await act(ctx.engine, id, by, step)
+    except HandlingError as err:
+        raise _err(str(err), err.code) from None
+    ctx.rows += 1
+    return _alert(doc)
 
 
 class _Schema(strawberry.Schema):

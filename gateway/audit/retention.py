@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -271,7 +272,8 @@ async def _verify_from(engine: AsyncEngine, expected: int, prev: str, checked: i
 
 class RetentionTask(PeriodicTask):
     """Archives and prunes sealed events older than `days` days, first `first_after` seconds after
-    start, then every `every` seconds. Every worker may run it (see archive_and_prune)."""
+    start, then every `every` seconds. Every worker may run it (see archive_and_prune). `held`
+    says how far pruning may go at most (the SOC forwarders' cursors: nothing undelivered goes)."""
 
     name = "audit-retention"
 
@@ -283,14 +285,19 @@ class RetentionTask(PeriodicTask):
         days: int,
         every: float = 3600.0,
         first_after: float = 60.0,
+        held: Callable[[], Awaitable[int | None]] | None = None,
     ) -> None:
         super().__init__(every, first_after)
         self.engine, self.store, self.directory, self.days = engine, store, directory, days
+        self.held = held
         self.pruned: list[Path] = []
 
     async def tick(self) -> Path | None:
         cutoff = datetime.now(UTC) - timedelta(days=self.days)
-        path = await archive_and_prune(self.engine, self.store, self.directory, older_than=cutoff)
+        through = await self.held() if self.held is not None else None
+        path = await archive_and_prune(
+            self.engine, self.store, self.directory, through_seq=through, older_than=cutoff
+        )
         if path is not None:
             self.pruned.append(path)
             log.info("audit retention: archived and pruned %s", path.name)

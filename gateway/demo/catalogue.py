@@ -86,6 +86,8 @@ def _valid_credit_code(prefix8: str, org8: str) -> str:
 DEMO_ENTERPRISES: tuple[DemoEnterprise, ...] = (
     # 9 1 = enterprise registered by market regulation; 610000 = registered at provincial level.
     DemoEnterprise("demo-bank", "示例银行股份有限公司", _valid_credit_code("91610000", "MA6TDEM8")),
+    # no grant: its user (credit-developer) applies for tax_credit_rating on /enterprise/apply
+    DemoEnterprise("demo-credit", "示例征信服务有限公司", _valid_credit_code("91610000", "MA6TCRD3")),
 )
 
 

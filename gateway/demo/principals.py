@@ -1,5 +1,6 @@
-"""Demo principals (DESIGN.md section 5): a client per department, demo-bank's API key, the
-demo grants, two people (police's data steward, an hrss developer) and applications in each
+"""Demo principals (DESIGN.md section 5): a client per department, the demo enterprises' API
+keys, the demo grants, people (police's and tax's data stewards, an hrss developer, a security
+officer, demo-credit's enterprise user) and applications in each
 state (DESIGN.md section 9), a security officer who signs in to /audit with a password (the
 `shuqiao-web` client it signs in through is made too when the issuer is known, else at the first
 sign-in). Secrets are generated, never fixed, and written once to a 0600 file."""
@@ -36,6 +37,11 @@ DEMO_PEOPLE: dict[str, tuple[list[str], str | None, str]] = {
     "police-steward": (["steward"], "police", "公安厅数据管理员（演示）"),
     "hrss-developer": (["developer"], "hrss", "人社厅开发者（演示）"),
     "demo-officer": (["security_officer"], None, "演示安全管理员 Demo officer"),  # signs in to /audit
+    "tax-steward": (["steward"], "tax", "税务局数据管理员（演示）"),  # decides on tax_credit_rating
+}
+# username -> (enterprise, display name): enterprises' people, who sign in to /enterprise
+DEMO_ENTERPRISE_PEOPLE: dict[str, tuple[str, str]] = {
+    "credit-developer": ("demo-credit", "示例征信开发者（演示）"),
 }
 
 
@@ -49,7 +55,10 @@ async def setup_principals(
     # demands and quality reports (idempotent on their own: a store upgraded later gets them too)
     await seed_workflow_demo(engine)
     if credentials_file.exists():
-        return json.loads(credentials_file.read_text())
+        creds = json.loads(credentials_file.read_text())
+        if await _newer_people(engine, hasher, creds):  # a store made before they were in the demo
+            _write(credentials_file, creds, replace=True)
+        return creds
     creds: dict[str, Any] = {"clients": {}, "api_keys": {}}
     for dept in DEPARTMENTS:
         client_id, secret = await create_client(
@@ -74,23 +83,61 @@ async def setup_principals(
                 purpose=g.purpose,
                 expires_at=g.expires_at,
             )
-    creds["users"] = await _people(engine)
+    creds["users"] = {}
+    await _newer_people(engine, hasher, creds)
     await seed_applications(engine)
-    credentials_file.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(credentials_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(creds, fh, ensure_ascii=False, indent=2)
+    _write(credentials_file, creds)
     return creds
 
 
-async def _people(engine: AsyncEngine) -> dict[str, Any]:
+def _write(path: Path, creds: dict[str, Any], *, replace: bool = False) -> None:
+    """The credentials file, 0600; `replace` swaps it atomically for a fuller one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    target = path.with_name(path.name + ".new") if replace else path
+    if replace:
+        target.unlink(missing_ok=True)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(creds, fh, ensure_ascii=False, indent=2)
+    if replace:
+        os.replace(target, path)
+
+
+async def _newer_people(engine: AsyncEngine, hasher: SecretHasher, creds: dict[str, Any]) -> bool:
+    """The demo people and enterprises (with a key) the credentials do not list yet, made now and added to
+    `creds`; whether any was. A person who exists already (made by hand) is left alone."""
     users = UserService(engine)
-    out: dict[str, Any] = {}
-    for username, (roles, department, display) in DEMO_PEOPLE.items():
+    listed: dict[str, Any] = creds.setdefault("users", {})
+    added = False
+    keys: dict[str, str] = creds.setdefault("api_keys", {})
+    for ent in DEMO_ENTERPRISES:
+        if ent.code not in keys:
+            await ensure_enterprise(engine, ent.code, ent.name, ent.credit_code)
+            keys[ent.code], _ = await create_api_key(engine, hasher, ent.code, name="demo")
+            added = True
+    people: list[tuple[str, list[str], str | None, str | None, str]] = [
+        (name, roles, dept, None, display) for name, (roles, dept, display) in DEMO_PEOPLE.items()
+    ] + [
+        (name, ["enterprise_user"], None, ent, display)
+        for name, (ent, display) in DEMO_ENTERPRISE_PEOPLE.items()
+    ]
+    for username, roles, department, enterprise, display in people:
+        if username in listed or await users.get(username) is not None:
+            continue
         password = secrets.token_urlsafe(12)
-        await users.create(username, password, roles=roles, department=department, display_name=display)
-        out[username] = {"password": password, "roles": roles, "department": department}
-    return out
+        await users.create(
+            username,
+            password,
+            roles=roles,
+            department=department,
+            enterprise=enterprise,
+            display_name=display,
+        )
+        listed[username] = {"password": password, "roles": roles, "department": department}
+        if enterprise:
+            listed[username]["enterprise"] = enterprise
+        added = True
+    return added
 
 
 async def seed_applications(engine: AsyncEngine, now: datetime | None = None) -> list[int]:

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-API_SCOPES = ("share:read", "catalog:write", "grants:approve", "audit:read", "admin")
+API_SCOPES = ("share:read", "catalog:write", "grants:approve", "audit:read", "enterprise", "admin")
 OIDC_SCOPES = ("openid", "profile")
 
 ROLES: dict[str, tuple[str, frozenset[str]]] = {
     "developer": ("department developer 部门开发者", frozenset({"share:read"})),
     "steward": ("data steward 数据管理员", frozenset({"share:read", "catalog:write", "grants:approve"})),
     "security_officer": ("security officer 安全管理员", frozenset({"audit:read"})),
-    "enterprise_user": ("enterprise user 企业用户", frozenset()),
+    # an enterprise's own keys, grants, usage and open-tier applications (gateway/enterprise)
+    "enterprise_user": ("enterprise user 企业用户", frozenset({"enterprise"})),
     "admin": ("administrator 系统管理员", frozenset(API_SCOPES)),
 }
 

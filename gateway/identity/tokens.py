@@ -27,7 +27,7 @@ from joserfc.jwt import JWTClaimsRegistry
 ALGORITHM = "ES256"
 SHARE_AUDIENCE = "shuqiao:share"
 ADMIN_AUDIENCE = "shuqiao:admin"
-ADMIN_SCOPES = frozenset({"catalog:write", "grants:approve", "audit:read", "admin"})
+ADMIN_SCOPES = frozenset({"catalog:write", "grants:approve", "audit:read", "enterprise", "admin"})
 LEEWAY_SECONDS = 30
 
 

@@ -48,6 +48,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "cat.sort.relevance": ("相关度", "Relevance"),
     "cat.sort.name": ("资源代码", "Resource code"),
     "cat.sort.modified": ("最近更新", "Recently updated"),
+    "cat.sort.used": ("最常使用（近30天）", "Most used (last 30 days)"),
     "cat.submit": ("搜索", "Search"),
     "cat.found": ("找到 {count} 个数据集", "{count} datasets found"),
     "cat.found_q": ("“{q}” 找到 {count} 个数据集", "{count} datasets found for “{q}”"),

@@ -39,7 +39,8 @@ from gateway.explorer import API_KEY_HEADER, DOWNLOAD_FORMATS, ENDPOINT, OPERATO
 from gateway.portal import charts, i18n, preview, svg
 from gateway.portal.budget import ExplorerPreview, explorer_decision
 from gateway.portal.listing import FORMAT_LABELS, OpenDataset, open_listing, public_base
-from gateway.portal.search import FACETS, SORTS, search
+from gateway.portal.search import FACETS, SORTS, USED_DAYS, search
+from gateway.portal.usage import recent_use
 from gateway.problems import Problem, problem_response
 from gateway.state import GatewayState
 from policies.model import Action, Tier
@@ -102,9 +103,12 @@ class PortalPages:
             self._by_code = (listing, {ds.code: ds for ds in listing})
         return self._by_code[1]
 
-    def _search(self, listing: list[OpenDataset], params: dict[str, str]) -> dict[str, Any]:
+    async def _search(self, listing: list[OpenDataset], params: dict[str, str]) -> dict[str, Any]:
         """`search()` of this listing, remembered per search state until the listing changes (a
-        catalogue change builds a new one): the landing page and popular facets are asked often."""
+        catalogue change builds a new one): the landing page and popular facets are asked often.
+        Sorting by use reads the usage rollup each time (it changes without the catalogue)."""
+        if params.get("sort") == "used":
+            return search(listing, params, usage=await recent_use(self.state.engine, USED_DAYS))
         key = tuple(sorted((k, v) for k, v in params.items() if k in (*FACETS, "q", "sort")))
         if self._searches[0] is not listing:
             self._searches = (listing, {})
@@ -231,7 +235,7 @@ class PortalPages:
         listing = await open_listing(self.state)
         by_code = self._lookup(listing)
         params = dict(request.query_params)
-        doc = self._search(listing, params)
+        doc = await self._search(listing, params)
         page_text = params.get("page") or "1"
         if not page_text.isdigit() or int(page_text) < 1:
             raise Problem(400, "`page` is a positive integer.", "BAD_REQUEST")

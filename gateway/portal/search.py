@@ -19,14 +19,15 @@ description and codes ×1.
 Facets: `dept` (provider department code), `category` (base / theme / special), `theme` (主题), `open`
 (unconditional / conditional), `cycle` (update cycle). Each facet's counts are over the results
 with every *other* selected facet applied, so a person sees what choosing another value would
-give. `sort`: `relevance` (default with `q`), `name`, `modified` (most recently updated first).
+give. `sort`: `relevance` (default with `q`), `name`, `modified` (most recently updated first),
+`used` (most calls and downloads over the last 30 days, from the public usage rollup: /stats).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -39,12 +40,14 @@ from starlette.responses import Response
 from gateway.access_log import anonymous_read_event, answer_once_recorded
 from gateway.explorer import UPDATE_CYCLES
 from gateway.portal.budget import explorer_decision, rate_problem
+from gateway.portal.usage import recent_use
 from gateway.problems import Problem, problem_response
 from gateway.state import GatewayState
 from policies.model import CATEGORY_LABELS, OPEN_LABELS
 
 FACETS = ("dept", "category", "theme", "open", "cycle")
-SORTS = ("relevance", "name", "modified")
+SORTS = ("relevance", "name", "modified", "used")
+USED_DAYS = 30  # the window of `sort=used`
 MAX_QUERY = 200
 STOPWORDS = frozenset(
     ["的", "了", "和", "与", "及", "或", "在", "是", "等", "有关", "相关", "数据", "信息", "查询", "的数据"]
@@ -153,9 +156,15 @@ def _indexed(listing: list[Any]) -> list[Indexed]:
     return _last[1]
 
 
-def search(listing: list[Any], params: dict[str, str], base_path: str = "/explore") -> dict[str, Any]:
+def search(
+    listing: list[Any],
+    params: dict[str, str],
+    base_path: str = "/explore",
+    usage: Mapping[str, int] | None = None,
+) -> dict[str, Any]:
     """The search state of `params` (q, facets, sort) → results in order and facets with counts,
-    each facet value with the stable URL that toggles it."""
+    each facet value with the stable URL that toggles it. `usage`: each dataset's recent calls and
+    downloads, for `sort=used` (read by the caller: this function does no I/O)."""
     q = (params.get("q") or "").strip()
     if len(q) > MAX_QUERY:
         raise Problem(400, f"`q` is longer than {MAX_QUERY} characters.", "BAD_REQUEST")
@@ -169,6 +178,9 @@ def search(listing: list[Any], params: dict[str, str], base_path: str = "/explor
         results.sort(key=lambda r: (-r[1], r[0].ds.entry["resourceCode"]))
     elif sort == "name":
         results.sort(key=lambda r: r[0].ds.entry["resourceCode"])
+    elif sort == "used":
+        used = usage or {}
+        results.sort(key=lambda r: (-used.get(r[0].ds.code, 0), r[0].ds.entry["resourceCode"]))
     else:
         results.sort(key=lambda r: r[0].ds.modified.isoformat() if r[0].ds.modified else "", reverse=True)
     state = {k: v for k, v in {"q": q, **chosen, "sort": params.get("sort") or ""}.items() if v}
@@ -210,6 +222,7 @@ def search(listing: list[Any], params: dict[str, str], base_path: str = "/explor
                 "score": s,
                 "department": i.ds.department.name,
                 "modified": i.ds.modified.isoformat() if i.ds.modified else None,
+                **({"used": usage.get(i.ds.code, 0)} if usage is not None else {}),
             }
             for i, s in results
         ],
@@ -236,7 +249,11 @@ class SearchEndpoint:
             codes = ["RATE_LIMITED"]
         else:
             try:
-                body = search(await open_listing(self.state), dict(request.query_params))
+                params = dict(request.query_params)
+                usage = (
+                    await recent_use(self.state.engine, USED_DAYS) if params.get("sort") == "used" else None
+                )
+                body = search(await open_listing(self.state), params, usage=usage)
                 response = Response(
                     orjson.dumps(body), media_type="application/json", headers=decision.headers
                 )

@@ -245,6 +245,13 @@ async def usage_by_dataset(engine: AsyncEngine, since: date, until: date) -> dic
         return {ds: Totals(int(c or 0), int(d or 0), int(a or 0)) for ds, c, d, a in await conn.execute(q)}
 
 
+async def recent_use(engine: AsyncEngine, days: int, now: datetime | None = None) -> dict[str, int]:
+    """Each dataset's calls plus downloads over the last `days` days (China time), for sorting by use."""
+    until = today_cst(now)
+    totals = await usage_by_dataset(engine, until - timedelta(days=days - 1), until)
+    return {code: t.calls + t.downloads for code, t in totals.items()}
+
+
 async def usage_by_day(
     engine: AsyncEngine, since: date, until: date, datasets: Collection[str]
 ) -> dict[date, Counts]:

@@ -61,7 +61,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("shuqiao.web")
 
 WEB_CLIENT_ID = "shuqiao-web"
-WEB_SCOPES = ("share:read", "catalog:write", "grants:approve", "audit:read")  # never admin
+WEB_SCOPES = ("share:read", "catalog:write", "grants:approve", "audit:read", "enterprise")  # never admin
 COOKIE = "sq_web"
 LOGIN_COOKIE = "sq_web_login"
 CSRF_HEADER = "x-csrf-token"
@@ -107,9 +107,11 @@ async def ensure_public_client(
     first department there is."""
     async with AsyncSession(engine, expire_on_commit=False) as s:
         row = await s.get(OAuthClient, client_id)
-        if row is not None:
-            if row.redirect_uris != redirect:
+        if row is not None:  # a store made before a page's scope existed gets it here
+            wanted = " ".join(scopes)
+            if row.redirect_uris != redirect or row.scopes != wanted:
                 row.redirect_uris = redirect
+                row.scopes = wanted
                 s.add(row)
                 await s.commit()
             return

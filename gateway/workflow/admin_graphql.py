@@ -14,6 +14,7 @@ taken is one more (`application.<step>`, `grant.revoke|renew`).
              grants(state: active|expiring|expired|revoked|all) applicableDatasets(tier)
     mutation createApplication submitApplication approveApplication rejectApplication
              returnApplication withdrawApplication revokeGrant renewGrant
+    (and an enterprise's keys and usage: gateway.enterprise.graphql)
 
 Errors are GraphQL errors with `extensions.code`: FORBIDDEN, NOT_FOUND, BAD_USER_INPUT, CONFLICT
 (not from the application's state), and the parse/validation codes of the other endpoints.
@@ -44,6 +45,7 @@ from strawberry.types import Info
 from catalogue.service import load_catalogue
 from gateway.access_log import AccessEvent, AccessLog, answer_once_recorded, query_digest
 from gateway.client_address import client_address
+from gateway.enterprise.graphql import EnterpriseMutation, EnterpriseQuery
 from gateway.grants import service as grants
 from gateway.grants.models import GrantRecord
 from gateway.identity.audit import AuditUnavailable, IdentityAudit
@@ -65,7 +67,8 @@ from schema.naming import camel
 
 log = logging.getLogger("shuqiao")
 TIER = "admin"
-SCOPES = ["share:read", "grants:approve", "admin"]  # any one admits; what it allows is policies.workflow
+# any one admits; what it allows is policies.workflow (and gateway.enterprise.service)
+SCOPES = ["share:read", "grants:approve", "enterprise", "admin"]
 
 
 @dataclass
@@ -78,6 +81,8 @@ class AdminContext:
     sealed: dict[str, Any] = field(default_factory=dict)  # added to the call's sealed variables
     rows: int = 0  # records handed out, for the call's own event
     keyring: Any = None  # the pool keyring: a quality report keyed by a protected field (blind index)
+    hasher: Any = None  # the server's keyed hash: API keys made by enterprises (gateway.enterprise)
+    key_defaults: Any = None  # the gateway's API-key limits (gateway.enterprise.service.KeyDefaults)
 
 
 def ctx_of(info: Info) -> AdminContext:
@@ -88,16 +93,20 @@ def _err(message: str, code: str) -> GraphQLError:
     return GraphQLError(message, extensions={"code": code})
 
 
-def actor_from(claims: TokenClaims, username: str | None = None) -> Actor:
+def actor_from(claims: TokenClaims, username: str | None = None, enterprise: str | None = None) -> Actor:
     """People: their roles cap their scopes already (gateway.identity.roles), and deciding
-    needs the steward or admin role as well as grants:approve. Systems: their scopes."""
+    needs the steward or admin role as well as grants:approve. Systems: their scopes. An
+    enterprise's user (`enterprise` scope, the enterprise read off their account, never the
+    token) applies for their enterprise on the open tier."""
     person = claims.subject != claims.client_id
     approve = "grants:approve" in claims.scopes and (not person or bool(claims.roles & {"steward", "admin"}))
+    company = enterprise if person and "enterprise" in claims.scopes and not claims.department else None
     return Actor(
         principal=(username or claims.subject) if person else claims.client_id,
         kind="person" if person else "system",
         department=claims.department,
-        apply="share:read" in claims.scopes and claims.department is not None,
+        enterprise=company,
+        apply=("share:read" in claims.scopes and claims.department is not None) or company is not None,
         approve=approve and claims.department is not None,
         admin="admin" in claims.scopes,
     )
@@ -238,6 +247,7 @@ class ApplicableDataset:
     name: str
     provider: str
     fields: list[ApplicableField]
+    resource_code: str = strawberry.field(description="资源代码, as FORBIDDEN errors name it")
 
 
 @strawberry.input(description="A new application. Dates: YYYY-MM-DD (China Standard Time) or ISO 8601.")
@@ -348,11 +358,15 @@ class WorkflowQuery:
         ctx = ctx_of(info)
         chosen = _tier(tier)
         if not (ctx.actor.apply or ctx.actor.admin):
-            raise _err("only a department (share:read) or an administrator applies", "FORBIDDEN")
+            raise _err(
+                "only a department (share:read), an enterprise's user or an administrator applies",
+                "FORBIDDEN",
+            )
         catalogue = await load_catalogue(ctx.engine)
         out: list[ApplicableDataset] = []
         for code, spec in sorted(catalogue.datasets.items()):
-            listed = spec.share is not Share.NONE if chosen is Tier.SHARE else spec.open is not Open.NONE
+            # on the open tier only 有条件开放 needs a grant (无条件开放 is everyone's already)
+            listed = spec.share is not Share.NONE if chosen is Tier.SHARE else spec.open is Open.CONDITIONAL
             if not listed or spec.department == ctx.actor.department:
                 continue
             policy = spec.policy()
@@ -372,7 +386,13 @@ class WorkflowQuery:
                     )
             if fields:
                 out.append(
-                    ApplicableDataset(code=code, name=spec.name, provider=spec.department, fields=fields)
+                    ApplicableDataset(
+                        code=code,
+                        name=spec.name,
+                        provider=spec.department,
+                        fields=fields,
+                        resource_code=spec.resource_code,
+                    )
                 )
         return out
 
@@ -472,8 +492,8 @@ class WorkflowMutation:
 
 
 # Add another module's root types here (one line each); their resolvers get AdminContext.
-QUERY_TYPES: list[type] = [WorkflowQuery, DemandQuery, QualityQuery, KpiQuery]
-MUTATION_TYPES: list[type] = [WorkflowMutation, DemandMutation, QualityMutation]
+QUERY_TYPES: list[type] = [WorkflowQuery, DemandQuery, QualityQuery, KpiQuery, EnterpriseQuery]
+MUTATION_TYPES: list[type] = [WorkflowMutation, DemandMutation, QualityMutation, EnterpriseMutation]
 
 Query = merge_types("Query", tuple(QUERY_TYPES))
 Mutation = merge_types("Mutation", tuple(MUTATION_TYPES))
@@ -572,6 +592,8 @@ class AdminGraphQL:
         warning_days: int = grants.DEFAULT_WARNING_DAYS,
         keyring: Callable[[], Any] | None = None,
         check: Callable[[Request], Awaitable[TokenClaims]] | None = None,
+        hasher: Any = None,
+        key_defaults: Any = None,
         limits: Limits | None = None,
     ) -> None:
         self.engine = engine
@@ -584,13 +606,18 @@ class AdminGraphQL:
         self.audit = audit
         self.warning_days = warning_days
         self.keyring = keyring  # the current pool keyring (it is reloaded with the catalogue)
+        self.hasher = hasher  # enterprises' API keys (gateway.enterprise)
+        self.key_defaults = key_defaults
 
-    async def _username(self, claims: TokenClaims) -> str | None:
+    async def _person(self, claims: TokenClaims) -> tuple[str | None, str | None]:
+        """The person's username and enterprise (None, None for a system)."""
         if claims.subject == claims.client_id:
-            return None
+            return None, None
         async with AsyncSession(self.engine) as session:
             user = await session.get(User, claims.subject)
-        return user.username if user is not None else None
+        if user is None:
+            return None, None
+        return user.username, user.enterprise_code if "enterprise_user" in user.roles.split() else None
 
     async def handle(self, request: Request) -> Response:
         started = time.perf_counter()
@@ -611,9 +638,10 @@ class AdminGraphQL:
                 if refused.status == 401:
                     await guard.failed(request)
                 raise
-            actor = actor_from(claims, await self._username(claims))
+            actor = actor_from(claims, *await self._person(claims))
             ctx = AdminContext(self.engine, actor, self.audit, claims, self.warning_days)
             ctx.keyring = self.keyring() if self.keyring is not None else None
+            ctx.hasher, ctx.key_defaults = self.hasher, self.key_defaults
             response = await handle(request, ctx, call, self.limits)
         except Problem as problem:
             claims = claims or getattr(problem, "claims", None)  # a valid token without the scope

@@ -18,6 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response
@@ -48,14 +49,27 @@ MOUNT = "/console"
 
 class Console:
     """Given by the app factory the check the admin GraphQL endpoint uses (SessionOrBearer) and
-    the access log (each page view's event)."""
+    the access log (each page view's event). Other shell pages over the same API (the
+    enterprise pages, gateway.enterprise) are this class with their own `static` folder,
+    `assets` and `mount`."""
 
-    def __init__(self, check: Callable[[Request], Awaitable[Any]], access_log: AccessLog) -> None:
+    def __init__(
+        self,
+        check: Callable[[Request], Awaitable[Any]],
+        access_log: AccessLog,
+        *,
+        static: Path = STATIC,
+        assets: dict[str, tuple[Path, str]] | None = None,
+        mount: str = MOUNT,
+    ) -> None:
         self.check = check
         self.access_log = access_log
+        self.static = static
+        self.assets = ASSETS if assets is None else assets
+        self.mount = mount
 
     def routes(self) -> list[Route]:
-        """Under `Mount(MOUNT)`; the page itself is `GET /console` (`self.page`)."""
+        """Under `Mount(self.mount)`; the page itself is `GET /console` (`self.page`)."""
         return [Route("/static/{name}", self.asset)]
 
     async def page(self, request: Request) -> Response:
@@ -64,13 +78,14 @@ class Console:
         response: Response
         try:
             claims = await self.check(request)
-            response = FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8")
+            response = FileResponse(self.static / "index.html", media_type="text/html; charset=utf-8")
             response.headers.update(PAGE_HEADERS)
         except Problem as problem:
             claims = getattr(problem, "claims", None)  # signed in, without a workflow scope
             response = problem_response(problem)
-            if problem.status == 401:  # no session, or one that ended: sign in, then come back
-                response = RedirectResponse(f"/web/login?next={MOUNT}", status_code=303)
+            if problem.status == 401:  # no session, or one that ended: sign in, then come back here
+                back = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+                response = RedirectResponse(f"/web/login?next={quote(back, safe='/')}", status_code=303)
         person = claims is not None and claims.subject != claims.client_id
         event = AccessEvent(
             request_id=getattr(request.state, "request_id", ""),
@@ -92,7 +107,7 @@ class Console:
 
     async def asset(self, request: Request) -> Response:
         name = request.path_params["name"]
-        if name not in ASSETS:
+        if name not in self.assets:
             return problem_response(Problem(404, "No such asset.", "NOT_FOUND"))
-        path, media = ASSETS[name]
+        path, media = self.assets[name]
         return FileResponse(path, media_type=media)

@@ -3,8 +3,9 @@ QUERY_TYPES.
 
     query kpis(department: String, since: String, until: String): KpiReport!
 
-Any caller of the admin API (an authenticated department, steward or administrator) sees the
-per-department figures; the public sees the overall ones at GET /kpi.json (gateway.workflow.kpi_http).
+Any department's caller of the admin API (a department's system or person, a steward, an
+administrator; not an enterprise's user) sees the per-department figures; the public sees the
+overall ones at GET /kpi.json (gateway.workflow.kpi_http).
 `since`/`until` bound the trend (daily snapshots; default the last 90 days)."""
 
 from __future__ import annotations
@@ -87,6 +88,14 @@ class KpiQuery:
     async def kpis(
         self, info: Info, department: str | None = None, since: str | None = None, until: str | None = None
     ) -> KpiReportType:
+        given = info.context.actor
+        if not (getattr(given, "department", None) or getattr(given, "admin", False)):
+            # an enterprise's user reaches this API for its own keys and applications only;
+            # the public figures are GET /kpi.json
+            raise GraphQLError(
+                "per-department KPIs are for departments' principals; see GET /kpi.json",
+                extensions={"code": "FORBIDDEN"},
+            )
         report = await run(
             kpi.kpi_report(
                 info.context.engine,

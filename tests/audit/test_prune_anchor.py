@@ -116,8 +116,12 @@ def test_cli_verify_names_the_pruned_range(db: str, store: KeyStore, archives: P
     assert result.exit_code == 0, result.stdout
     assert f"audit chain verified: events {K + 1}..{N} (1..{K} pruned and archived)" in result.stdout
     result = runner.invoke(audit_app, ["verify", "--json"], env=env)
-    assert json.loads(result.stdout) == {"ok": True, "events_checked": N - K, "first_bad_seq": None,
-                                         "reason": None, "pruned_through": K}
+    doc = json.loads(result.stdout)
+    assert {k: doc[k] for k in ("ok", "events_checked", "first_bad_seq", "reason", "pruned_through")} == {
+        "ok": True, "events_checked": N - K, "first_bad_seq": None, "reason": None, "pruned_through": K}
+    # and, since the archives are there, the whole history (tests/audit/test_history.py)
+    assert [(s["kind"], s["from_seq"], s["to_seq"]) for s in doc["segments"]] == [("archived", 1, K),
+                                                                                  ("live", K + 1, N)]
     result = runner.invoke(audit_app, ["verify-checkpoints"], env=env)
     assert result.exit_code == 0 and f"(1..{K} pruned and archived)" in result.stdout, result.stdout
     result = runner.invoke(audit_app, ["verify-retained"], env=env)

@@ -88,3 +88,44 @@ def test_cli_prune_and_verify_retained(db: str, tmp_path: Path) -> None:
     assert result.exit_code == 0 and "audit-000000000001-000000000005.jsonl" in result.stdout
     result = runner.invoke(audit_app, ["verify-retained"], env=env)
     assert result.exit_code == 0 and "5 events" in result.stdout, result.stdout
+
+
+def test_retention_prunes_nothing_a_soc_sink_has_not_delivered(db: str, tmp_path: Path) -> None:
+    """With a forwarding sink configured, scheduled retention stops at its cursor: checkpoints at
+    4 and 10, the sink has delivered through 6, so only 1–4 go; once it has delivered all, 5–10."""
+    from sqlalchemy import delete
+
+    from gateway.audit.forward import CURSORS, Forwarder, JsonLinesSink, delivered_by_all
+    from gateway.audit.retention import RetentionTask
+
+    store = open_signing_store(tmp_path / "var")
+    directory = tmp_path / "var" / "audit-archive"
+    sink = JsonLinesSink(tmp_path / "soc.jsonl")
+
+    async def go() -> None:
+        engine = create_engine(db)
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(delete(CURSORS))
+            await append(engine, [make_event(i) for i in range(1, 11)])
+            await write_checkpoint(engine, store, 4)
+            await write_checkpoint(engine, store, 10)
+            # days=0: every sealed event is old enough; only the sink holds retention back
+            held = lambda: delivered_by_all(engine, [sink])  # noqa: E731
+            task = RetentionTask(engine, store, directory, days=0, held=held)
+            assert await task.tick() is None  # the sink has delivered nothing yet
+            forwarder = Forwarder(engine, sink, batch=6)
+            await forwarder.run_once()
+            first = await task.tick()
+            assert first is not None and first.name == "audit-000000000001-000000000004.jsonl"
+            forwarder.batch = 500
+            await forwarder.run_backlog(until_caught_up=True)
+            second = await task.tick()
+            assert second is not None and second.name == "audit-000000000005-000000000010.jsonl"
+        finally:
+            await engine.dispose()
+
+    asyncio.run(go())
+    lines = (tmp_path / "soc.jsonl").read_text().splitlines()
+    delivered = [line for line in lines if '"type":"event"' in line]
+    assert len(delivered) == 10  # every event reached the SOC before it was pruned

@@ -116,9 +116,11 @@ def test_demo_grants_and_enterprise() -> None:
     bank = grants["demo-bank"]
     assert (bank.tier, bank.dataset, bank.fields) == (Tier.OPEN, "tax_credit_rating", ())
     assert "samr" not in grants
-    (ent,) = DEMO_ENTERPRISES
-    assert (ent.code, ent.name) == ("demo-bank", "示例银行股份有限公司")
-    assert is_valid_credit_code(ent.credit_code)
+    bank_ent, credit = DEMO_ENTERPRISES
+    assert (bank_ent.code, bank_ent.name) == ("demo-bank", "示例银行股份有限公司")
+    assert (credit.code, credit.name) == ("demo-credit", "示例征信服务有限公司")  # no grant: it applies
+    assert "demo-credit" not in grants
+    assert all(is_valid_credit_code(e.credit_code) for e in DEMO_ENTERPRISES)
     for g in grants.values():
         for name in (*g.fields, *g.clear_fields):
             SPECS[g.dataset].field(name)

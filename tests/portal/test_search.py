@@ -130,3 +130,27 @@ def test_search_facet_dataset_download_in_a_browser(demo_env: Any) -> None:
             assert not problems, problems
         finally:
             browser.close()
+
+
+def test_sort_by_use_follows_the_usage_rollup(app: TestClient, demo_env: Any) -> None:
+    """`sort=used`: most calls plus downloads over 30 days first (ties by resource code), each
+    result saying its figure; three more calls of one dataset move its figure by exactly three."""
+    from tests.conftest import gql
+    from tests.portal.test_stats import _roll_up
+
+    _roll_up(demo_env)
+    before = _search(app, sort="used")
+    by_code = {d["code"]: d["resourceCode"] for d in app.get("/explore/api/catalogue").json()["datasets"]}
+    order = sorted(before["results"], key=lambda r: (-r["used"], by_code[r["code"]]))
+    assert _codes(before) == [r["code"] for r in order] and before["query"]["sort"] == "used"
+    for _ in range(3):
+        r = gql(app, "open", "{ enterpriseRegistration(first: 1) { edges { node { name } } } }")
+        assert "errors" not in r.json(), r.text
+    _roll_up(demo_env)
+    after = {r["code"]: r["used"] for r in _search(app, sort="used")["results"]}
+    assert after["enterprise_registration"] == next(
+        r["used"] for r in before["results"] if r["code"] == "enterprise_registration"
+    ) + 3
+    assert "used" not in _search(app, sort="name")["results"][0]  # read only when sorting by it
+    page = app.get("/explore", params={"sort": "used"})
+    assert page.status_code == 200 and "最常使用" in page.text

@@ -102,7 +102,7 @@
     }
     search(false).then(() => $("#results-section").scrollIntoView({ block: "start" }));
   }
-  window.shuqiaoAudit = { call, showEvents, localInput, session };
+  window.shuqiaoAudit = { call, showEvents, localInput, session, save };
 
   async function detail(seq, report, reveal) {
     try {
@@ -237,7 +237,7 @@
     seq.append(link, " ", around);
     tr.appendChild(seq);
     cell(tr, a.summary, "summary");
-    cell(tr, acked ? "acknowledged 已确认" : "open 未处理", "state");
+    cell(tr, stateText(a), "state");
     const ack = document.createElement("td");
     ack.className = "ack";
     if (acked) {
@@ -246,8 +246,121 @@
     } else {
       ack.appendChild(ackForm(a));
     }
+    ack.appendChild(handling(a));
     tr.appendChild(ack);
     return tr;
+  }
+
+  // -- handling: assign to an officer, comment, close with a reason; the history ----------------
+  const REASONS = [["resolved", "已处置 resolved"], ["false_positive", "误报 false positive"],
+                   ["authorised", "已授权/已报备 authorised"], ["duplicate", "重复 duplicate"],
+                   ["other", "其他 other (说明必填)"]];
+  const REASON_LABEL = Object.fromEntries(REASONS);
+  let officersLoaded = null;
+
+  function stateText(a) {
+    if (a.state === "assigned") return "assigned 已指派 → " + (a.assignee || "");
+    if (a.state === "closed") return "closed 已关闭 · " + (REASON_LABEL[a.close_reason] || a.close_reason || "");
+    return a.state === "open" ? "open 未处理" : "acknowledged 已确认";
+  }
+
+  function handling(a) {
+    const d = el("details", null, "handle");
+    d.appendChild(el("summary", a.state === "closed" ? "历史与评论 History" : "处理 Handle"));
+    d.addEventListener("toggle", () => { if (d.open && !d.dataset.built) buildHandling(d, a); });
+    return d;
+  }
+
+  function textInput(name, placeholder, label) {
+    const input = el("input");
+    input.name = name;
+    input.maxLength = 2000;
+    input.placeholder = placeholder;
+    input.setAttribute("aria-label", label);
+    return input;
+  }
+
+  async function buildHandling(d, a) {
+    d.dataset.built = "1";
+    const box = el("div", null, "handle-box");
+    d.appendChild(box);
+    if (a.state !== "closed") {
+      const assign = el("form", null, "assign");
+      const who = el("select");
+      who.name = "assignee";
+      who.setAttribute("aria-label", "指派给 assign alert " + a.id + " to");
+      who.appendChild(el("option", "— 安全管理员 officer —")).value = "";
+      const assignButton = el("button", "指派 Assign");
+      assignButton.disabled = true;
+      who.addEventListener("change", () => { assignButton.disabled = !who.value; });
+      assign.append(who, assignButton);
+      assign.addEventListener("submit", (ev) => {
+        ev.preventDefault();
+        alertAction(a.id, "assign", { assignee: who.value }, "已指派 assigned to " + who.value);
+      });
+      const close = el("form", null, "close");
+      const reason = el("select");
+      reason.name = "reason";
+      reason.setAttribute("aria-label", "关闭原因 reason to close alert " + a.id);
+      reason.appendChild(el("option", "— 关闭原因 reason —")).value = "";
+      for (const [value, label] of REASONS) reason.appendChild(el("option", label)).value = value;
+      const note = textInput("comment", "说明 note", "关闭说明 note for alert " + a.id);
+      const closeButton = el("button", "关闭 Close");
+      closeButton.disabled = true;
+      const closable = () => { closeButton.disabled = !reason.value || (reason.value === "other" && !note.value.trim()); };
+      reason.addEventListener("change", closable);
+      note.addEventListener("input", closable);
+      close.append(reason, note, closeButton);
+      close.addEventListener("submit", (ev) => {
+        ev.preventDefault();
+        alertAction(a.id, "close", { reason: reason.value, comment: note.value.trim() },
+                    "已关闭 closed: " + REASON_LABEL[reason.value]);
+      });
+      box.append(assign, close);
+      officersLoaded = officersLoaded || call("/audit/api/officers").then((r) => r.json());
+      officersLoaded.then((doc) => {
+        for (const o of doc.officers) {
+          who.appendChild(el("option", o.display_name ? o.username + " · " + o.display_name : o.username)).value = o.username;
+        }
+      }).catch((err) => { officersLoaded = null; sayAlerts(err.message, true); });
+    }
+    const comment = el("form", null, "comment-form");
+    const words = textInput("comment", "评论 comment", "评论 comment on alert " + a.id);
+    const commentButton = el("button", "评论 Comment");
+    commentButton.disabled = true;
+    words.addEventListener("input", () => { commentButton.disabled = !words.value.trim(); });
+    comment.append(words, commentButton);
+    comment.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      alertAction(a.id, "comment", { comment: words.value.trim() }, "已评论 comment added");
+    });
+    const history = el("ol", null, "history");
+    history.setAttribute("aria-label", "告警 #" + a.id + " 处理记录 history");
+    box.append(comment, history);
+    try {
+      const doc = await (await call("/audit/api/alerts/" + a.id)).json();
+      for (const h of doc.history) {
+        const what = [h.action, h.to_state !== h.from_state ? h.from_state + "→" + h.to_state : "",
+                      h.assignee ? "→ " + h.assignee : "", h.reason ? REASON_LABEL[h.reason] || h.reason : ""];
+        const li = el("li");
+        li.append(el("span", beijing(h.at) + " · " + h.by + " · " + what.filter(Boolean).join(" "), "ack-by"));
+        if (h.comment) li.append(el("div", h.comment, "comment"));
+        history.appendChild(li);
+      }
+    } catch (err) { sayAlerts(err.message, true); }
+  }
+
+  async function alertAction(id, action, body, done) {
+    try {
+      await call("/audit/api/alerts/" + id + "/" + action, null, {
+        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+      });
+      const shown = await loadAlerts(false);
+      sayAlerts("告警 #" + id + " " + done + (shown ? " · " + shown : ""));
+    } catch (err) {
+      if (err.status === 404 || err.status === 409) await loadAlerts(false);  // the list was stale
+      sayAlerts("告警 #" + id + ": " + err.message, true);
+    }
   }
 
   // Returns a one-line summary of what is shown, or null if the list could not be loaded.
@@ -267,7 +380,8 @@
       alertsBefore = page.next_before;
       $("#alerts-more").hidden = alertsBefore === null;
       const n = alertBody.rows.length;
-      const label = { open: "open alerts", acknowledged: "acknowledged alerts", all: "alerts" }[p.get("state")];
+      const label = { open: "open alerts", acknowledged: "acknowledged alerts", assigned: "assigned alerts",
+                      closed: "closed alerts", active: "alerts not closed", all: "alerts" }[p.get("state")];
       const shown = (n === 0 ? "no " + label : n + " " + label + " shown")
         + (alertsBefore === null ? "" : ", more available");
       sayAlerts(shown);

@@ -254,6 +254,32 @@
     consumerView($("#consumer-form").elements.code.value.trim());
   });
 
+  // -- an investigation as a signed bundle (GET /audit/api/bundle): verifies offline with
+  // `shuqiao audit verify-archive FILE --pubkey gateway.pub.pem`
+  async function exportBundle(params, say) {
+    try {
+      say.textContent = "导出中… exporting"; say.className = "";
+      const r = await A.call("/audit/api/bundle", params);
+      const name = (/filename="([^"]+)"/.exec(r.headers.get("content-disposition") || "") || [])[1]
+        || "audit-bundle.jsonl";
+      A.save(await r.blob(), name);
+      say.textContent = `已导出签名包 signed bundle saved: ${name} — shuqiao audit verify-archive ${name} --pubkey gateway.pub.pem`;
+    } catch (err) { say.textContent = err.message; say.className = "error"; }
+  }
+  $("#consumer-bundle").addEventListener("click", () => {
+    const code = $("#consumer-form").elements.code.value.trim();
+    if (!code) { $("#consumer-form").reportValidity(); return; }
+    const p = period();
+    p.set("view", "consumer");
+    p.set("code", code);
+    exportBundle(p, $("#consumer-status"));
+  });
+  $("#person-bundle").addEventListener("click", () => {
+    const id = $("#person-form").elements.id_number.value.trim();
+    if (!id) { $("#person-form").reportValidity(); return; }
+    exportBundle(new URLSearchParams({ view: "person", id_number: id }), $("#person-status"));
+  });
+
   // -- the person view: every read of one 身份证号's records (a citizen's data-access inquiry)
   $("#person-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
