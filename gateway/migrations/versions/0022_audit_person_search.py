@@ -4,7 +4,7 @@ Without them a search by person read the whole table (10,000,000 events: seconds
 reads that person's events. Both end in seq, the order results are paged in.
 
 Revision ID: 0022
-Revises: 0021
+Revises: 0024
 Create Date: 2026-12-03 07:00:00
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0022"
-down_revision = "0021"  # main's head when this branch was merged; the lead may re-chain
+down_revision = "0024"  # main's head when this branch was merged; the lead may re-chain
 branch_labels = None
 depends_on = None
 
