@@ -80,10 +80,18 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 
-bench: $(STAMP)
+## bench: Shuqiao (open tier, share tier, open with log-only audit) vs PostGraphile 4 on one PostgreSQL
+## database, alternating rounds, ratios and CPU split in one run (bench/README.md). Needs wrk (apt-get install -y wrk).
+BENCH_PG_STAMP := bench/postgraphile/node_modules/.package-lock.json
+
+bench: $(STAMP) $(BENCH_PG_STAMP)
 	$(BIN)/python bench/crypto_bench.py
 	$(BIN)/python bench/run_gateway_bench.py
 
+$(BENCH_PG_STAMP): bench/postgraphile/package.json bench/postgraphile/package-lock.json
+	npm ci --prefix bench/postgraphile --no-audit --no-fund
+	touch $(BENCH_PG_STAMP)
+
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .import_linter_cache federation/node_modules web/graphiql/node_modules \
-		tests/web/node_modules tests/conformance/node_modules
+		tests/web/node_modules tests/conformance/node_modules bench/postgraphile/node_modules

@@ -1,20 +1,27 @@
-"""Shuqiao vs a bare Strawberry + SQLModel app vs PostGraphile 4, on the same PostgreSQL table.
+"""Shuqiao (open tier, share tier, open tier with log-only audit) vs PostGraphile 4 (and, on request,
+a bare Strawberry + SQLModel app), on the same PostgreSQL table: issue 18's comparison in one run.
 
-Two cases, each one GraphQL POST over `pool_enterprise_registration`, 10 fields:
+Two cases, each one GraphQL POST over `pool_enterprise_registration`:
 
 - lookup: one enterprise by 统一社会信用代码 (a variable, rotated over 500 real codes);
 - page:   the first 100 rows.
 
+10 fields (creditCode name contactPhone registeredCapital establishmentDate enterpriseType industry
+registeredAddress district status); the open tier does not publish contactPhone, so 9 there.
+
 Servers, each ONE process (this machine has 2 cores; the load generator and PostgreSQL need
 the other one):
 
-- shuqiao-samr: `uvicorn asgi:app` (1 worker), share tier, token of samr (the provider: every
-  field in clear, but the policies are still evaluated per field);
-- shuqiao-tax:  the same server, token of tax (contactPhone comes back masked);
-- bare:         bench/bare_strawberry_app.py under uvicorn (1 worker);
+- shuqiao:      `uvicorn asgi:app` (1 worker), the hash-chained audit store, loaded as
+  shuqiao-share (share tier, samr's token: every field in clear, policies still evaluated per
+  field, every response SM2-signed), shuqiao-open (the open tier, anonymous) and, with --tax,
+  shuqiao-tax (the share tier with tax's token: contactPhone masked);
+- shuqiao-log:  the same code and database with SHUQIAO_AUDIT_STORE=log, loaded as open-log
+  (the open tier): the chain's cost is 1 − shuqiao-open ÷ open-log;
+- bare:         bench/bare_strawberry_app.py under uvicorn (1 worker); only with --servers;
 - postgraphile: PostGraphile 4 (one node process) from bench/postgraphile/node_modules.
 
-All three run for the whole measurement but only one is loaded at a time. Load comes from
+All of them run for the whole measurement but only one is loaded at a time. Load comes from
 wrk (closed loop, 1 thread, --connections connections). For each case every target gets
 --warmup seconds of warm-up, then --duration seconds measured, split into --rounds rounds
 that alternate between the targets, so a noisy neighbour on the machine hits every server
@@ -23,7 +30,7 @@ alike. Latency percentiles are merged over the rounds from wrk's quantiles (0.1%
 Before the load each answer is checked (no errors, the right row count, the same rows from
 every server, contactPhone masked for tax) and again after it. CPU use of the server, of
 PostgreSQL, of wrk and of everything else on the machine is recorded next to each figure
-(100% = one core of the 2).
+(100% = one core of the 2), and the CPU per request of the server and of PostgreSQL.
 
 The script creates and fills its own database (dropped and recreated unless --reuse-db),
 starts and stops every server itself, and kills them on any exit. Results: a table on
@@ -61,7 +68,8 @@ import psycopg
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
-VENV_BIN = REPO / ".venv" / "bin"
+# The repository's own venv when there is one (`make bench`), else the interpreter running us.
+VENV_BIN = REPO / ".venv" / "bin" if (REPO / ".venv" / "bin").is_dir() else Path(sys.executable).parent
 PG_DIR = BENCH_DIR / "postgraphile"
 RESULTS_DIR = BENCH_DIR / "results"
 
@@ -80,9 +88,17 @@ FIELDS = (
 )
 # (legalRepresentative is left out: it is personal information that tax may not read at all.)
 MASKED_FOR_TAX = "contactPhone"
+# The open tier does not publish contactPhone: 9 fields there; and it publishes registeredCapital
+# generalised (rounded), so that one is not compared with the other servers' exact figure.
+OPEN_FIELDS = tuple(f for f in FIELDS if f != "contactPhone")
+OPEN_GENERALISED = ("registeredCapital",)
+# The share tier watermarks registeredCapital per recipient (docs/watermark.md): within its
+# tolerance, not equal to the stored figure, so it is not compared either.
+SHARE_WATERMARKED = ("registeredCapital",)
 PAGE_SIZE = 100
 LOOKUP_CODES = 500
 SEL = " ".join(FIELDS)
+OPEN_SEL = " ".join(OPEN_FIELDS)
 
 
 def _bare_rows(d: dict[str, Any]) -> list[dict[str, Any]]:
@@ -91,14 +107,19 @@ def _bare_rows(d: dict[str, Any]) -> list[dict[str, Any]]:
     return d["enterpriseRegistrations"]
 
 
-# server kind -> (page query, lookup query, rows out of `data`)
-QUERIES: dict[str, tuple[str, str, Callable[[dict[str, Any]], list[dict[str, Any]]]]] = {
-    "shuqiao": (
-        f"query Page {{ enterpriseRegistration(first: {PAGE_SIZE}) {{ edges {{ node {{ {SEL} }} }} }} }}",
+def _shuqiao_queries(sel: str) -> tuple[str, str, Callable[[dict[str, Any]], list[dict[str, Any]]]]:
+    return (
+        f"query Page {{ enterpriseRegistration(first: {PAGE_SIZE}) {{ edges {{ node {{ {sel} }} }} }} }}",
         "query Lookup($code: String!) { enterpriseRegistration(first: 1, where: {creditCode: {eq: $code}})"
-        f" {{ edges {{ node {{ {SEL} }} }} }} }}",
+        f" {{ edges {{ node {{ {sel} }} }} }} }}",
         lambda d: [e["node"] for e in d["enterpriseRegistration"]["edges"]],
-    ),
+    )
+
+
+# query shape -> (page query, lookup query, rows out of `data`)
+QUERIES: dict[str, tuple[str, str, Callable[[dict[str, Any]], list[dict[str, Any]]]]] = {
+    "shuqiao": _shuqiao_queries(SEL),
+    "shuqiao-open": _shuqiao_queries(OPEN_SEL),
     "bare": (
         f"query Page {{ enterpriseRegistrations(limit: {PAGE_SIZE}) {{ {SEL} }} }}",
         f"query Lookup($code: String!) {{ enterpriseRegistration(creditCode: $code) {{ {SEL} }} }}",
@@ -269,12 +290,14 @@ def children_cpu_seconds() -> float:
 # ---------------------------------------------------------------------------- database
 
 
-def shuqiao_env(args: argparse.Namespace) -> dict[str, str]:
+def shuqiao_env(args: argparse.Namespace, src: Path | None = None) -> dict[str, str]:
     env = {**os.environ, "SHUQIAO_DATABASE_URL": args.database_url, "SHUQIAO_VAR_DIR": str(args.var_dir)}
+    # The open tier's per-address limit is still checked on every request, with a budget the
+    # load cannot exhaust (all load comes from 127.0.0.1).
+    env["SHUQIAO_ANONYMOUS_RATE"] = "100000000/minute"
     env.update(kv.split("=", 1) for kv in args.shuqiao_env)
-    if args.shuqiao_src != REPO:
-        # ahead of the editable install, which points at the work tree
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(args.shuqiao_src), env.get("PYTHONPATH")]))
+    # ahead of the editable install, which may point at another checkout (a shared venv)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(src or args.shuqiao_src), env.get("PYTHONPATH")]))
     return env
 
 
@@ -295,6 +318,13 @@ def shuqiao_source(args: argparse.Namespace, tmp: Path) -> str:
         log(f"measuring Shuqiao at {rev} (exported to {args.shuqiao_src})")
         return f"git {rev}"
     args.shuqiao_src = REPO
+    if args.baseline_rev:
+        base = git("rev-parse", "--short", args.baseline_rev)
+        args.baseline_src = tmp / f"baseline-{base}"
+        args.baseline_src.mkdir()
+        archive = subprocess.run(["git", "archive", base], cwd=REPO, capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(args.baseline_src)], input=archive, check=True)
+        log(f"baseline: Shuqiao at {base} (exported to {args.baseline_src}), as base-open and base-share")
     dirty = git(
         "status",
         "--porcelain",
@@ -380,6 +410,9 @@ class Case:
     headers: dict[str, str]
     bodies: list[str]
     masked: bool = False
+    shape: str = ""  # key of QUERIES; the kind when empty
+    fields: tuple[str, ...] = FIELDS
+    not_compared: tuple[str, ...] = ()  # fields this target transforms by policy
     script: Path | None = None
     response_bytes: int = 0
     same_rows: bool = True
@@ -428,13 +461,19 @@ class Case:
             "cpu_pct": {k: round(100 * v / self.wall_s, 1) for k, v in self.cpu.items()}
             if self.wall_s
             else {},
+            # CPU per request (µs): how the work splits between the server and PostgreSQL
+            "cpu_us_per_request": {
+                k: round(1e6 * self.cpu[k] / self.requests, 1) for k in ("server", "postgres")
+            }
+            if self.requests
+            else {},
             "response_bytes": self.response_bytes,
             "same_rows_as_other_servers": self.same_rows,
         }
 
 
-def make_bodies(kind: str, case: str, codes: list[str]) -> list[str]:
-    page, lookup, _ = QUERIES[kind]
+def make_bodies(shape: str, case: str, codes: list[str]) -> list[str]:
+    page, lookup, _ = QUERIES[shape]
     if case == "page":
         return [json.dumps({"query": page})]
     return [json.dumps({"query": lookup, "variables": {"code": code}}) for code in codes]
@@ -461,8 +500,8 @@ def fetch_rows(c: Case, body: str) -> tuple[list[dict[str, Any]], int]:
     payload = r.json()
     if payload.get("errors"):
         raise RuntimeError(f"{c.target}/{c.case}: GraphQL errors: {json.dumps(payload['errors'])[:800]}")
-    rows = QUERIES[c.kind][2](payload["data"])
-    return [{k: _norm(row[k]) for k in FIELDS} for row in rows], len(r.content)
+    rows = QUERIES[c.shape or c.kind][2](payload["data"])
+    return [{k: _norm(row[k]) for k in c.fields} for row in rows], len(r.content)
 
 
 def verify(c: Case, reference: dict[str, list[dict[str, Any]]], body: str | None = None) -> None:
@@ -478,9 +517,11 @@ def verify(c: Case, reference: dict[str, list[dict[str, Any]]], body: str | None
         if not phones or not all("*" in p for p in phones):
             raise RuntimeError(f"{c.target}/{c.case}: {MASKED_FOR_TAX} is not masked: {phones[:3]}")
     mine = [{k: v for k, v in r.items() if not (c.masked and k == MASKED_FOR_TAX)} for r in rows]
+    mine_keys = set(mine[0]) - set(c.not_compared) if mine else set()
     ref = reference.setdefault(f"{c.case}:{json.loads(body).get('variables')}", mine)
-    if c.masked:
-        ref = [{k: v for k, v in r.items() if k != MASKED_FOR_TAX} for r in ref]
+    ref = [{k: v for k, v in r.items() if k in mine_keys} for r in ref]
+    ref_keys = set(ref[0]) if ref else set()
+    mine = [{k: v for k, v in r.items() if k in ref_keys} for r in mine]
     if mine != ref:
         c.same_rows = False
         diff = next(((a, b) for a, b in zip(mine, ref, strict=False) if a != b), None)
@@ -564,11 +605,21 @@ def shuqiao_token(base: str, creds: dict[str, Any], department: str) -> str:
 # ---------------------------------------------------------------------------- servers
 
 
+SERVER_KINDS = ("shuqiao", "shuqiao-log", "bare", "postgraphile", "shuqiao-base")
+
+
 def server_command(args: argparse.Namespace, kind: str, port: int) -> tuple[list[str], Path, dict[str, str]]:
     uvicorn = [str(VENV_BIN / "uvicorn")]
     quiet = ["--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning"]
     if kind == "shuqiao":
         return [*uvicorn, "asgi:app", *quiet], args.shuqiao_src, shuqiao_env(args)
+    if kind == "shuqiao-log":
+        # the same code and database, audit events to the log-only sink instead of the chain
+        env = {**shuqiao_env(args), "SHUQIAO_AUDIT_STORE": "log"}
+        return [*uvicorn, "asgi:app", *quiet], args.shuqiao_src, env
+    if kind == "shuqiao-base":
+        # another commit of Shuqiao (--baseline-rev) on the same database: before/after in one run
+        return [*uvicorn, "asgi:app", *quiet], args.baseline_src, shuqiao_env(args, args.baseline_src)
     if kind == "bare":
         env = {**os.environ, "BENCH_DATABASE_URL": args.database_url}
         return [*uvicorn, "--app-dir", str(BENCH_DIR), "bare_strawberry_app:app", *quiet], REPO, env
@@ -578,11 +629,53 @@ def server_command(args: argparse.Namespace, kind: str, port: int) -> tuple[list
     return cmd, PG_DIR, {**os.environ, "NODE_ENV": "production"}
 
 
+@dataclass(frozen=True)
+class Target:
+    name: str
+    path: str  # URL path on the server
+    shape: str  # key of QUERIES
+    fields: tuple[str, ...]
+    department: str = ""  # a share-tier client's department, for its token
+    masked: bool = False
+    not_compared: tuple[str, ...] = ()
+
+
+def targets_of(kind: str, args: argparse.Namespace) -> list[Target]:
+    if kind == "shuqiao":
+        out = [
+            Target(
+                "shuqiao-share", "/share/graphql", "shuqiao", FIELDS, "samr", not_compared=SHARE_WATERMARKED
+            ),
+            Target(
+                "shuqiao-open", "/open/graphql", "shuqiao-open", OPEN_FIELDS, not_compared=OPEN_GENERALISED
+            ),
+        ]
+        if args.tax:
+            out.append(
+                Target("shuqiao-tax", "/share/graphql", "shuqiao", FIELDS, "tax", True, SHARE_WATERMARKED)
+            )
+        return out
+    if kind == "shuqiao-base":
+        return [
+            Target("base-share", "/share/graphql", "shuqiao", FIELDS, "samr", not_compared=SHARE_WATERMARKED),
+            Target("base-open", "/open/graphql", "shuqiao-open", OPEN_FIELDS, not_compared=OPEN_GENERALISED),
+        ]
+    if kind == "shuqiao-log":
+        return [
+            Target("open-log", "/open/graphql", "shuqiao-open", OPEN_FIELDS, not_compared=OPEN_GENERALISED)
+        ]
+    return [Target(kind, "/graphql", kind, FIELDS)]
+
+
 def start_servers(args: argparse.Namespace, procs: Processes, codes: list[str], logs: Path) -> list[Case]:
     cases: list[Case] = []
     wanted = args.cases.split(",")
-    for i, kind in enumerate(("shuqiao", "bare", "postgraphile")):
-        if kind not in args.servers.split(","):
+    chosen = args.servers.split(",") + (["shuqiao-base"] if args.baseline_rev else [])
+    unknown = set(chosen) - set(SERVER_KINDS)
+    if unknown:
+        raise SystemExit(f"unknown --servers {sorted(unknown)}; choose from {SERVER_KINDS}")
+    for i, kind in enumerate(SERVER_KINDS):
+        if kind not in chosen:
             continue
         port = args.port + i
         if not port_free(port):
@@ -592,22 +685,47 @@ def start_servers(args: argparse.Namespace, procs: Processes, codes: list[str], 
         log(f"starting {kind} on 127.0.0.1:{port}")
         proc = procs.start(cmd, log_file=log_file, env=env, cwd=cwd)
         base = f"http://127.0.0.1:{port}"
-        url = f"{base}/share/graphql" if kind == "shuqiao" else f"{base}/graphql"
-        wait_ready(proc, url, log_file)
-        if kind == "shuqiao":
+        wait_ready(proc, f"{base}{targets_of(kind, args)[0].path}", log_file)
+        creds: dict[str, Any] = {}
+        if kind.startswith("shuqiao"):
             creds = json.loads((args.var_dir / "demo-credentials.json").read_text())
-            identities = [("shuqiao-samr", "samr", False), ("shuqiao-tax", "tax", True)]
-        else:
-            identities = [(kind, "", False)]
-        for target, dept, masked in identities:
-            headers = {"Authorization": f"Bearer {shuqiao_token(base, creds, dept)}"} if dept else {}
+        for t in targets_of(kind, args):
+            headers = (
+                {"Authorization": f"Bearer {shuqiao_token(base, creds, t.department)}"}
+                if t.department
+                else {}
+            )
             for case in wanted:
-                bodies = make_bodies(kind, case, codes)
-                cases.append(Case(target, kind, case, proc.pid, url, headers, bodies, masked))
+                bodies = make_bodies(t.shape, case, codes)
+                cases.append(
+                    Case(
+                        t.name,
+                        kind,
+                        case,
+                        proc.pid,
+                        base + t.path,
+                        headers,
+                        bodies,
+                        t.masked,
+                        t.shape,
+                        t.fields,
+                        t.not_compared,
+                    )
+                )
     return cases
 
 
 # ---------------------------------------------------------------------------- report
+
+
+# (target, case) -> the issue's floor for its throughput ÷ PostGraphile's
+TARGETS_VS_POSTGRAPHILE = {
+    ("shuqiao-open", "lookup"): 1.0,
+    ("shuqiao-open", "page"): 1.5,
+    ("shuqiao-share", "lookup"): 0.7,
+    ("shuqiao-share", "page"): 1.2,
+}
+CHAIN_COST_MAX = 0.10  # the hash chain may cost at most this share of the open tier's throughput
 
 
 def report(cases: list[Case], meta: dict[str, Any]) -> dict[str, Any]:
@@ -621,21 +739,23 @@ def report(cases: list[Case], meta: dict[str, Any]) -> dict[str, Any]:
         f" Shuqiao: {meta['shuqiao']}",
         "",
         f"{'target':14s}{'case':8s}{'req/s':>8s}{'p50 ms':>9s}{'p99 ms':>9s}{'errors':>7s}{'resp B':>8s}"
-        f"   CPU % of one core: server postgres wrk other (steal)",
+        f"{'srv µs/req':>11s}{'pg µs/req':>10s}   CPU % of one core: server postgres wrk other (steal)",
     ]
     for r in rows:
         cpu = r["cpu_pct"]
         lines.append(
             f"{r['target']:14s}{r['case']:8s}{r['rps']:8.0f}{r['p50_ms']:9.2f}{r['p99_ms']:9.2f}"
-            f"{r['errors']:7d}{r['response_bytes']:8d}   {cpu.get('server', 0):13.0f}"
+            f"{r['errors']:7d}{r['response_bytes']:8d}{r['cpu_us_per_request'].get('server', 0):11.0f}"
+            f"{r['cpu_us_per_request'].get('postgres', 0):10.0f}   {cpu.get('server', 0):13.0f}"
             f"{cpu.get('postgres', 0):9.0f}{cpu.get('wrk', 0):4.0f}{cpu.get('other', 0):6.0f}"
             f" ({cpu.get('steal', 0):.0f})" + ("  !" if cpu.get("other", 0) > BUSY_PCT else "")
         )
     ratios: dict[str, Any] = {}
     lines += [
         "",
-        "Throughput ratios (targets: Shuqiao ≥ 1.5× bare on both cases, ≥ 0.3× PostGraphile on the page)",
-        f"{'':14s}{'case':8s}{'÷ bare':>10s}        {'÷ PostGraphile':>14s}",
+        "Throughput ratios in this run (targets from issue 18: open ≥ 1.0× PostGraphile on the lookup and"
+        " ≥ 1.5× on the page; share ≥ 0.7× and ≥ 1.2×; the chain's cost ≤ 10 %)",
+        f"{'':14s}{'case':8s}{'÷ PostGraphile':>16s}      {'÷ bare':>10s}",
     ]
 
     def fmt(x: float | None, ok: bool | None) -> str:
@@ -643,24 +763,43 @@ def report(cases: list[Case], meta: dict[str, Any]) -> dict[str, Any]:
             return "-"
         return f"{x:7.2f}× " + ("    " if ok is None else ("ok  " if ok else "MISS"))
 
-    for sq in ("shuqiao-samr", "shuqiao-tax"):
+    for sq in ("shuqiao-open", "shuqiao-share", "shuqiao-tax", "open-log"):
         for case in ("lookup", "page"):
             mine = by.get((sq, case), {}).get("rps")
             if mine is None:
                 continue
-            bare = by.get(("bare", case), {}).get("rps")
             pg = by.get(("postgraphile", case), {}).get("rps")
-            vs_bare = mine / bare if bare else None
+            bare = by.get(("bare", case), {}).get("rps")
             vs_pg = mine / pg if pg else None
-            ok_bare = None if vs_bare is None else vs_bare >= 1.5
-            ok_pg = None if vs_pg is None or case != "page" else vs_pg >= 0.3
+            vs_bare = mine / bare if bare else None
+            floor = TARGETS_VS_POSTGRAPHILE.get((sq, case))
+            ok_pg = None if vs_pg is None or floor is None else vs_pg >= floor
             ratios[f"{sq}/{case}"] = {
-                "vs_bare": vs_bare,
                 "vs_postgraphile": vs_pg,
-                "meets_bare_target": ok_bare,
-                "meets_postgraphile_target": ok_pg,
+                "vs_bare": vs_bare,
+                "target_vs_postgraphile": floor,
+                "meets_target": ok_pg,
             }
-            lines.append(f"{sq:14s}{case:8s}{fmt(vs_bare, ok_bare):>14s}    {fmt(vs_pg, ok_pg):>14s}")
+            lines.append(f"{sq:14s}{case:8s}{fmt(vs_pg, ok_pg):>16s}      {fmt(vs_bare, None):>10s}")
+    for case in ("lookup", "page"):
+        chain = by.get(("shuqiao-open", case), {}).get("rps")
+        logonly = by.get(("open-log", case), {}).get("rps")
+        if chain and logonly:
+            cost = 1 - chain / logonly
+            ok = cost <= CHAIN_COST_MAX
+            ratios[f"chain-cost/{case}"] = {"cost": cost, "meets_target": ok}
+            lines.append(
+                f"{'chain cost':14s}{case:8s}{100 * cost:12.1f} %   "
+                + ("ok" if ok else "MISS")
+                + "   (1 − open with the chain ÷ open with log-only audit)"
+            )
+    for tier in ("open", "share"):
+        for case in ("lookup", "page"):
+            now = by.get((f"shuqiao-{tier}", case), {}).get("rps")
+            before = by.get((f"base-{tier}", case), {}).get("rps")
+            if now and before:
+                ratios[f"vs-baseline/{tier}/{case}"] = now / before
+                lines.append(f"{'now ÷ base':14s}{case:8s}{now / before:10.2f}×   ({tier} tier)")
     other = [r["cpu_pct"].get("other", 0) for r in rows]
     meta["other_cpu_pct_mean"] = round(sum(other) / len(other), 1) if other else 0.0
     if any(x > BUSY_PCT for x in other):
@@ -686,10 +825,19 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=5, help="the measured seconds are split into this many")
     p.add_argument("--warmup", type=float, default=3, help="seconds of warm-up per target per case")
     p.add_argument("--connections", type=int, default=4, help="concurrent connections (wrk -c)")
-    p.add_argument("--servers", default="shuqiao,bare,postgraphile", help="subset, comma-separated")
+    p.add_argument(
+        "--servers",
+        default="shuqiao,shuqiao-log,postgraphile",
+        help=f"subset of {','.join(SERVER_KINDS)}, comma-separated",
+    )
+    p.add_argument("--tax", action="store_true", help="also load the share tier with tax's token (masking)")
     p.add_argument("--cases", default="lookup,page", help="subset of lookup,page, comma-separated")
     p.add_argument("--port", type=int, default=8101, help="first of three consecutive ports")
     p.add_argument("--wrk", default="wrk")
+    p.add_argument(
+        "--baseline-rev",
+        help="also run this git revision of Shuqiao (base-open, base-share) in the same rounds: before/after",
+    )
     p.add_argument(
         "--shuqiao-env",
         action="append",
@@ -766,6 +914,7 @@ def main() -> int:
         meta = {
             "when": stamp,
             "shuqiao": source + "".join(f", {kv}" for kv in args.shuqiao_env),
+            "baseline": args.baseline_rev,
             "size": args.size,
             "enterprises": table_size(args),
             "connections": args.connections,

@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from keys.sm3 import sm3
+from keys.sm3 import sm3_hex
 
 GENESIS_HASH = "0" * 64
 
@@ -57,16 +57,11 @@ def canonical_time(value: datetime) -> str:
 
 def canonical_bytes(row: Mapping[str, Any]) -> bytes:
     """The exact bytes hashed for one event (see the module docstring)."""
-    doc: dict[str, Any] = {}
-    for name in HASHED_COLUMNS:
-        value = row[name]
-        if name == "occurred_at":
-            value = canonical_time(value)
-        elif name == "latency_ms":
-            value = round(float(value), 3)
-        elif name in ("seq", "status"):
-            value = int(value)
-        doc[name] = value
+    doc = {name: row[name] for name in HASHED_COLUMNS}
+    doc["occurred_at"] = canonical_time(doc["occurred_at"])
+    doc["latency_ms"] = round(float(doc["latency_ms"]), 3)
+    doc["seq"] = int(doc["seq"])
+    doc["status"] = int(doc["status"])
     for name in EXTENSION_COLUMNS:
         value = row.get(name)
         if value is not None:
@@ -75,7 +70,7 @@ def canonical_bytes(row: Mapping[str, Any]) -> bytes:
 
 
 def event_hash(row: Mapping[str, Any]) -> str:
-    return sm3(canonical_bytes(row)).hex()
+    return sm3_hex(canonical_bytes(row))
 
 
 LINK_COLUMNS: tuple[str, ...] = ("seq", "prev_hash", "hash")  # what `link` sets

@@ -12,7 +12,7 @@ import csv
 import io
 import re
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
@@ -181,6 +181,20 @@ def _uses_index(f: Filters) -> bool:
     return bool(f.dataset or f.field or f.decision)
 
 
+def _count(conn: AsyncConnection, f: Filters) -> Select[Any]:
+    """How many events match. For a person, the events naming them as principal and those naming
+    them as subject are counted as one set from the two indexes (migration 0022), each read
+    without touching the table: OR-ing the two columns made PostgreSQL fetch every matching row
+    (3× slower for a principal with 30,000 events). The page itself keeps the OR, which reads
+    the newest events first and stops at the page's end."""
+    if not f.principal:
+        return select(func.count()).select_from(EVENTS).where(*where(conn, f))
+    rest = where(conn, replace(f, principal=None))
+    mine = select(EVENTS.c.seq).where(EVENTS.c.principal_id == f.principal, *rest)
+    theirs = select(EVENTS.c.seq).where(EVENTS.c.subject == f.principal, *rest)
+    return select(func.count()).select_from(mine.union(theirs).subquery())
+
+
 async def search(
     conn: AsyncConnection, f: Filters, *, limit: int = 100, before: int | None = None
 ) -> dict[str, Any]:
@@ -192,7 +206,7 @@ async def search(
         query = query.where(EVENTS.c.seq < before)
     rows = (await conn.execute(query.order_by(EVENTS.c.seq.desc()).limit(limit + 1))).mappings().all()
     events = [event_doc(r) for r in rows[:limit]]
-    total = (await conn.execute(select(func.count()).select_from(EVENTS).where(*where(conn, f)))).scalar_one()
+    total = (await conn.execute(_count(conn, f))).scalar_one()
     return {
         "filters": f.as_params(),
         "total": int(total),

@@ -11,6 +11,7 @@ headers (draft-ietf-httpapi-ratelimit-headers) and, when refused, Retry-After.""
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
 import time
@@ -46,6 +47,45 @@ def _parsed(rate: str) -> RateLimitItem:
     return parse(rate)
 
 
+class InProcessStorage(MemoryStorage):
+    """The `limits` library's in-process storage with its clean-up made cheap.
+
+    The library sweeps expired entries in a task scheduled again as soon as the last one ended
+    (in practice once per hit), and that sweep visits every key with one `asyncio.to_thread` hop
+    each: under load a thread hand-off per request, and one per client address with many
+    clients (it was ~15 % of an open-tier lookup's CPU). Here the sweep runs at most once per
+    SWEEP_SECONDS, inline on the loop (no await inside, so no lock is needed). Limits are
+    decided exactly as before: a hit and the window's stats look only at timestamps, never at
+    whether the sweep has run; the sweep only frees memory."""
+
+    SWEEP_SECONDS = 1.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._next_sweep = 0.0
+
+    async def _MemoryStorage__schedule_expiry(self) -> None:  # the library's private hook
+        now = time.monotonic()
+        if now >= self._next_sweep:
+            self._next_sweep = now + self.SWEEP_SECONDS
+            self.sweep()
+
+    def sweep(self) -> None:
+        """Drop expired moving-window entries and expired counters."""
+        now = time.time()
+        for key in list(self.events):
+            events = self.events[key]
+            # newest first: entries from `cutoff` on have expired
+            del events[bisect.bisect_left(events, -now, key=lambda e: -e.expiry) :]
+            if not events:
+                del self.events[key]
+                self.locks.pop(key, None)
+        for key in [k for k, at in self.expirations.items() if at <= now]:
+            self.storage.pop(key, None)
+            self.expirations.pop(key, None)
+            self.locks.pop(key, None)
+
+
 def redis_storage_uri(url: str) -> str:
     """`redis://host:port/db` (what people configure) → the async storage the library wants."""
     if url.startswith(("redis://", "rediss://", "unix://")):
@@ -76,7 +116,7 @@ class RateLimiter:
                 socket_timeout=REDIS_TIMEOUT,
             )
             if redis_url
-            else MemoryStorage()
+            else InProcessStorage()
         )
         self.shared = bool(redis_url)
         # Per-minute limits count the last 60 s exactly: a fixed window lets a client send

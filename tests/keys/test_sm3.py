@@ -75,3 +75,12 @@ def test_prefixed_hmac_is_the_hmac_of_prefix_and_suffix(key: bytes, suffix: byte
     keyed = PrefixedHmacSm3(key, prefix)
     assert keyed.digest(suffix) == hmac_sm3(key, prefix + suffix) == keyed.digest(suffix)
     assert key.hex() not in repr(keyed) or not key
+
+
+@pytest.mark.parametrize("data", [b"", b"abc", b"abcd" * 16, bytes(range(256)) * 40])
+def test_hashlib_and_cryptography_paths_agree(data: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    import keys.sm3 as module
+
+    fast, fast_hex = module.sm3(data), module.sm3_hex(data)
+    monkeypatch.setattr(module, "_SM3", None)  # an OpenSSL whose hashlib has no SM3
+    assert module.sm3(data) == fast and module.sm3_hex(data) == fast_hex == fast.hex()

@@ -1,0 +1,339 @@
+"""The audit store at scale (PostgreSQL): `shuqiao audit verify` throughput, officer search by
+person and by dataset (p50/p95), and bytes per event, over --events synthetic events.
+
+The events are written straight into a fresh database (migrated to head) as the gateway would
+have written them: a valid SM3 chain (chain.link, the writer's own function), the head moved to
+the last one, the officers' field index (audit_field_access) filled and its cursor at the head.
+Their shape follows a share-tier read: 1-6 fields of one dataset with the decision and reason
+of each, the read's row count, a signature key id; 2,000 principals (a department client, with
+a person behind the token for a third of them), 60 datasets, a year of time.
+
+    .venv/bin/python bench/audit_scale_bench.py                       # 200,000 events, ~1-2 min
+    .venv/bin/python bench/audit_scale_bench.py --events 10000000     # the issue's scale (long)
+    .venv/bin/python bench/audit_scale_bench.py --reuse               # measure an existing fill again
+
+Verification reads every event, so its rate depends on the events being in PostgreSQL's cache or
+not: the first pass after the fill and a second one are both printed."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import psycopg
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from gateway.audit.chain import GENESIS_HASH, link  # noqa: E402
+from gateway.audit.models import HEAD_ID  # noqa: E402
+from gateway.audit.query import Filters, search  # noqa: E402
+from gateway.audit.verify import verify_chain  # noqa: E402
+
+PRINCIPALS = 2000
+DATASETS = [f"dataset_{i:02d}" for i in range(60)]
+FIELDS = [f"field_{i}" for i in range(12)]
+ACTIONS = ("allow", "allow", "allow", "mask", "encrypt", "deny")
+REASONS = {
+    "allow": "grant g-{g} allows it",
+    "mask": "L3 masked for this consumer",
+    "encrypt": "L4 sealed for the consumer's key",
+    "deny": "no grant covers it",
+}
+EVENT_COLS = (
+    "seq",
+    "occurred_at",
+    "request_id",
+    "tier",
+    "principal_kind",
+    "principal_id",
+    "consumer",
+    "client_address",
+    "operation_name",
+    "operation_type",
+    "query_digest",
+    "status",
+    "error_codes",
+    "latency_ms",
+    "detail",
+    "prev_hash",
+    "hash",
+    "subject",
+    "row_count",
+    "variables_enc",
+    "signature_kid",
+)
+CHUNK = 50_000
+
+
+def log(msg: str) -> None:
+    print(f"[audit-scale {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def principal(i: int) -> tuple[str, str, str | None]:
+    """(client id, department, the person behind the token or None)."""
+    dept = f"dept{i % 40:02d}"
+    return f"client-{i:04d}", dept, (f"person-{i:04d}" if i % 3 == 0 else None)
+
+
+def make_rows(
+    rng: random.Random, start_seq: int, n: int, t0: datetime, step: timedelta
+) -> list[dict[str, Any]]:
+    rows = []
+    for k in range(n):
+        seq = start_seq + k
+        p = int(rng.paretovariate(1.2)) % PRINCIPALS  # a few principals make most of the calls
+        client, dept, person = principal(p)
+        ds = DATASETS[int(rng.paretovariate(1.0)) % len(DATASETS)]
+        nfields = rng.randint(1, 6)
+        fields = []
+        for f in rng.sample(FIELDS, nfields):
+            action = rng.choice(ACTIONS)
+            fields.append(
+                {
+                    "action": action,
+                    "dataset": ds,
+                    "field": f,
+                    "grant_id": p if action == "allow" else None,
+                    "reason": REASONS[action].format(g=p),
+                }
+            )
+        nrows = rng.choice((1, 1, 1, 10, 100))
+        detail = {
+            "fields": fields,
+            "reads": [{"dataset": ds, "grant_id": p, "purpose": "核验", "rows": nrows}],
+        }
+        rows.append(
+            {
+                "seq": seq,
+                "occurred_at": t0 + step * seq,
+                "request_id": f"{rng.getrandbits(128):032x}",
+                "tier": "share",
+                "principal_kind": "department",
+                "principal_id": client,
+                "consumer": dept,
+                "client_address": f"10.{p % 256}.{(p // 256) % 256}.7",
+                "operation_name": "Lookup" if nrows == 1 else "Page",
+                "operation_type": "query",
+                "query_digest": f"{rng.getrandbits(256):064x}",
+                "status": 200,
+                "error_codes": "[]",
+                "latency_ms": round(rng.uniform(2, 40), 3),
+                "detail": json.dumps(detail, ensure_ascii=False, separators=(",", ":"), sort_keys=True),
+                "subject": person,
+                "row_count": nrows,
+                "variables_enc": None,
+                "signature_kid": "sm2-2026-01",
+            }
+        )
+    return rows
+
+
+async def fill(url: str, events: int) -> float:
+    """Write `events` chained events and their field-index rows; seconds taken."""
+    started = time.monotonic()
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("TRUNCATE audit_event, audit_field_access")
+        rng = random.Random(18)
+        t0 = datetime.now(UTC).replace(tzinfo=None) - timedelta(days=365)
+        step = timedelta(days=365) / max(events, 1)
+        seq, last = 0, GENESIS_HASH
+        while seq < events:
+            n = min(CHUNK, events - seq)
+            rows = make_rows(rng, seq + 1, n, t0, step)
+            seq, last = link(rows, seq, last)
+            await conn.copy_records_to_table(
+                "audit_event",
+                records=[tuple(r[c] for c in EVENT_COLS) for r in rows],
+                columns=list(EVENT_COLS),
+            )
+            access = [
+                (r["seq"], f["dataset"], f["field"], f["action"])
+                for r in rows
+                for f in json.loads(r["detail"])["fields"]
+            ]
+            await conn.copy_records_to_table(
+                "audit_field_access", records=access, columns=["seq", "dataset", "field", "action"]
+            )
+            if seq % 1_000_000 < CHUNK:
+                log(f"{seq:,} events written ({seq / (time.monotonic() - started):,.0f}/s)")
+        await conn.execute(
+            "INSERT INTO audit_chain_head (id, seq, hash) VALUES ($1, $2, $3)"
+            " ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+            HEAD_ID,
+            seq,
+            last,
+        )
+        await conn.execute(
+            "INSERT INTO audit_index_cursor (id, seq) VALUES ($1, $2)"
+            " ON CONFLICT (id) DO UPDATE SET seq = excluded.seq",
+            HEAD_ID,
+            seq,
+        )
+        await conn.execute("VACUUM ANALYZE audit_event")
+        await conn.execute("VACUUM ANALYZE audit_field_access")
+    finally:
+        await conn.close()
+    return time.monotonic() - started
+
+
+def pct(values: list[float], p: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))]
+
+
+async def measure(url: str, searches: int, passes: int = 2) -> dict[str, Any]:
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(url.replace("postgresql://", "postgresql+asyncpg://"))
+    out: dict[str, Any] = {}
+    try:
+        for label in ("verify (1st pass)", "verify (2nd pass)")[:passes]:
+            t = time.perf_counter()
+            report = await verify_chain(engine)
+            took = time.perf_counter() - t
+            if not report.ok:
+                raise RuntimeError(f"the filled chain does not verify: {report}")
+            out[label] = {
+                "events": report.events_checked,
+                "seconds": took,
+                "events_per_s": report.events_checked / took,
+            }
+            rate = report.events_checked / took
+            log(f"{label}: {report.events_checked:,} events in {took:.1f}s = {rate:,.0f}/s")
+        rng = random.Random(7)
+        cases = {
+            # people an officer looks up: a busy client, a quiet one, a person behind a token
+            "person": [
+                Filters(principal=principal(rng.choice((1, 2, 5, 50, 700, 1999, 3, 300)))[0])
+                for _ in range(searches)
+            ],
+            "person (subject)": [
+                Filters(principal=f"person-{rng.choice((3, 30, 300, 1998)):04d}") for _ in range(searches)
+            ],
+            "dataset": [Filters(dataset=rng.choice(DATASETS)) for _ in range(searches)],
+            "dataset + field": [
+                Filters(dataset=rng.choice(DATASETS), field=rng.choice(FIELDS)) for _ in range(searches)
+            ],
+        }
+        async with engine.connect() as conn:
+            for name, filters in cases.items():
+                times, totals = [], []
+                for f in filters:
+                    t = time.perf_counter()
+                    page = await search(conn, f, limit=50)
+                    times.append(1000 * (time.perf_counter() - t))
+                    totals.append(page["total"])
+                out[f"search: {name}"] = {
+                    "n": len(times),
+                    "p50_ms": statistics.median(times),
+                    "p95_ms": pct(times, 95),
+                    "max_ms": max(times),
+                    "matches_median": statistics.median(totals),
+                }
+                log(f"search by {name}: p50 {statistics.median(times):.1f} ms, p95 {pct(times, 95):.1f} ms")
+        async with engine.connect() as conn:
+            raw = (await conn.get_raw_connection()).driver_connection
+            assert raw is not None
+            n = await raw.fetchval("SELECT count(*) FROM audit_event")
+            ev = await raw.fetchval("SELECT pg_total_relation_size('audit_event')")
+            heap = await raw.fetchval("SELECT pg_relation_size('audit_event')")
+            idx = await raw.fetchval("SELECT pg_total_relation_size('audit_field_access')")
+        out["bytes"] = {
+            "events": n,
+            "audit_event_total_per_event": ev / n,
+            "audit_event_heap_per_event": heap / n,
+            "field_index_per_event": idx / n,
+            "all_per_event": (ev + idx) / n,
+        }
+    finally:
+        await engine.dispose()
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--database-url", default="postgresql://postgres@127.0.0.1/shuqiao_audit_scale")
+    p.add_argument("--events", type=int, default=200_000)
+    p.add_argument("--searches", type=int, default=40, help="searches per kind")
+    p.add_argument("--reuse", action="store_true", help="keep the database if it holds --events events")
+    p.add_argument("--passes", type=int, default=2, choices=(1, 2), help="verification passes")
+    args = p.parse_args()
+    db = args.database_url.rsplit("/", 1)[1]
+    reuse = False
+    if args.reuse:
+        try:
+            with psycopg.connect(args.database_url) as c:
+                row = c.execute("SELECT count(*) FROM audit_event").fetchone()
+                reuse = bool(row and row[0] == args.events)
+        except psycopg.Error:
+            reuse = False
+    fill_s = None
+    if not reuse:
+        with psycopg.connect(args.database_url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as c:
+            c.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+            c.execute(f'CREATE DATABASE "{db}"')
+        env = {**os.environ, "SHUQIAO_DATABASE_URL": args.database_url, "PYTHONPATH": str(REPO)}
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "from gateway.db import upgrade; import os; upgrade(os.environ['SHUQIAO_DATABASE_URL'])",
+            ],
+            env=env,
+            check=True,
+            cwd=REPO,
+        )
+        log(f"filling {args.events:,} events")
+        fill_s = asyncio.run(fill(args.database_url, args.events))
+        log(f"filled in {fill_s:.0f}s")
+    result = asyncio.run(measure(args.database_url, args.searches, args.passes))
+    result["meta"] = {
+        "when": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "events": args.events,
+        "fill_s": fill_s,
+        "cpus": os.cpu_count(),
+        "loadavg": os.getloadavg(),
+    }
+    b = result["bytes"]
+    print(
+        f"\nAudit store at scale: {b['events']:,} events (PostgreSQL), load average {os.getloadavg()[0]:.1f}"
+    )
+    for key, v in result.items():
+        if key.startswith("verify"):
+            print(
+                f"  {key:28s} {v['events_per_s']:>12,.0f} events/s   ({v['seconds']:.1f} s)"
+                "   target ≥ 200,000"
+            )
+    for key, v in result.items():
+        if key.startswith("search"):
+            print(
+                f"  {key:28s} p50 {v['p50_ms']:8.1f} ms   p95 {v['p95_ms']:8.1f} ms"
+                f"   (median total {v['matches_median']:,.0f})"
+                "   target p95 < 200 ms"
+            )
+    print(
+        f"  bytes per event: audit_event {b['audit_event_total_per_event']:.0f}"
+        f" (heap {b['audit_event_heap_per_event']:.0f}),"
+        f" field index {b['field_index_per_event']:.0f}, together {b['all_per_event']:.0f}"
+    )
+    out = REPO / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    (out / f"audit-scale-{args.events}.json").write_text(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
