@@ -3,7 +3,7 @@
 Which action is allowed in which state is policies/alert_handling.py (pure); this module applies
 its decision to `audit_alert` by compare-and-set (the state and assignee read must still be the
 stored ones, so two officers acting at once cannot both win) and records each action, in the same
-transaction, in `audit_alert_action` (migration 0024): who, when, from and to which state, the
+transaction, in `audit_alert_action` (migration 0023): who, when, from and to which state, the
 assignee, the reason, the comment. The HTTP, GraphQL and CLI callers make each action an audit
 event of its own (the comment sealed in its variables)."""
 

@@ -65,7 +65,7 @@ class AuditAlert(SQLModel, table=True):
     acknowledged_at: datetime | None = None  # the first handling (acknowledge, assign or close)
     acknowledged_by: str | None = None
     ack_comment: str | None = None
-    # Handling (policies/alert_handling.py, gateway/audit/alert_handling.py; migration 0024):
+    # Handling (policies/alert_handling.py, gateway/audit/alert_handling.py; migration 0023):
     # open | acknowledged | assigned | closed, with the history in audit_alert_action.
     state: str = Field(default="open", max_length=16)
     assignee: str | None = Field(default=None, max_length=100)

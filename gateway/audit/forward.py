@@ -2,7 +2,7 @@
 over TLS, RFC 5425 framing) and/or appended to a JSON-lines file for a log shipper.
 
 Delivery is at least once and survives either side going down:
-  - each sink has a durable cursor, `audit_forward_cursor` (migration 0024): the event seq and the
+  - each sink has a durable cursor, `audit_forward_cursor` (migration 0023): the event seq and the
     alert id it has delivered through. A round reads what follows (up to `batch` of each), delivers
     it and only then moves the cursor, so a gateway that stops between the two sends those
     messages again on its next round (a duplicate, never a gap);

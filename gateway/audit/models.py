@@ -46,7 +46,7 @@ class AuditEvent(SQLModel, table=True):
     __table_args__ = (
         Index("ix_audit_event_occurred_at", "occurred_at"),
         Index("ix_audit_event_consumer", "consumer", "seq"),
-        # the officers' search by person (migration 0022)
+        # the officers' search by person (migration 0025)
         Index("ix_audit_event_principal_id", "principal_id", "seq"),
         Index("ix_audit_event_subject", "subject", "seq"),
     )

@@ -183,7 +183,7 @@ def _uses_index(f: Filters) -> bool:
 
 def _count(conn: AsyncConnection, f: Filters) -> Select[Any]:
     """How many events match. For a person, the events naming them as principal and those naming
-    them as subject are counted as one set from the two indexes (migration 0022), each read
+    them as subject are counted as one set from the two indexes (migration 0025), each read
     without touching the table: OR-ing the two columns made PostgreSQL fetch every matching row
     (3× slower for a principal with 30,000 events). The page itself keeps the OR, which reads
     the newest events first and stops at the page's end."""

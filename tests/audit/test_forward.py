@@ -362,28 +362,3 @@ def test_cli_forward_once_json_and_status(fresh: str, tmp_path: Path) -> None:
 
     none = CliRunner().invoke(audit_app, ["forward", "--once"], env={"SHUQIAO_DATABASE_URL": fresh})
     assert none.exit_code == 2 and "no sink" in none.output
-
-
-def test_migration_0024_makes_the_cursor_table_the_model_describes(migrated_url: str) -> None:
-    from alembic.autogenerate import compare_metadata
-    from alembic.migration import MigrationContext
-    from sqlmodel import SQLModel
-
-    import gateway.models  # noqa: F401  (every table on the metadata)
-    from gateway.db import create_engine
-
-    async def diff() -> list[Any]:
-        engine = create_engine(migrated_url)
-        try:
-            async with engine.connect() as conn:
-                return await conn.run_sync(
-                    lambda c: [
-                        d
-                        for d in compare_metadata(MigrationContext.configure(c), SQLModel.metadata)
-                        if "audit_forward_cursor" in str(d)
-                    ]
-                )
-        finally:
-            await engine.dispose()
-
-    assert asyncio.run(diff()) == []

@@ -1,8 +1,8 @@
 """snapshot sources (a sync that propagates deletes) and the values a 信息项 may take
 (an enumeration, a maximum length), checked while loading
 
-Revision ID: 0026
-Revises: 0028
+Revision ID: 0021
+Revises: 0020
 Create Date: 2026-12-03 07:00:00
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0026"
-down_revision = "0028"  # chained after main's head (credential cutoffs); the lead may re-chain
+revision = "0021"
+down_revision = "0020"
 branch_labels = None
 depends_on = None
 

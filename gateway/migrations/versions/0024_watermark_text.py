@@ -1,7 +1,7 @@
 """watermark in text (数据水印): a per-field text scheme beside the numeric tolerance
 
-Revision ID: 0023
-Revises: 0024
+Revision ID: 0024
+Revises: 0023
 Create Date: 2026-12-03 07:00:00
 """
 
@@ -11,8 +11,8 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-revision = "0023"
-down_revision = "0024"  # main's head when this branch was merged; the lead may re-chain
+revision = "0024"
+down_revision = "0023"
 branch_labels = None
 depends_on = None
 

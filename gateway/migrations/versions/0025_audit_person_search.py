@@ -3,7 +3,7 @@
 Without them a search by person read the whole table (10,000,000 events: seconds); with them it
 reads that person's events. Both end in seq, the order results are paged in.
 
-Revision ID: 0022
+Revision ID: 0025
 Revises: 0024
 Create Date: 2026-12-03 07:00:00
 """
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = "0022"
-down_revision = "0023"  # chain: 0019 → 0028 → 0026 → 0021 → 0024 → 0023 → 0022
+revision = "0025"
+down_revision = "0024"
 branch_labels = None
 depends_on = None
 

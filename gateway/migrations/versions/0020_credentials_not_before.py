@@ -1,6 +1,6 @@
 """tokens issued before a client or person was last disabled stay dead after re-enabling
 
-Revision ID: 0028
+Revision ID: 0020
 Revises: 0019
 Create Date: 2026-12-03 07:10:00
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-revision = "0028"
+revision = "0020"
 down_revision = "0019"
 branch_labels = None
 depends_on = None

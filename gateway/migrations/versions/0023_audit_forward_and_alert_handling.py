@@ -3,8 +3,8 @@ has delivered through, and the lease that lets one worker at a time send; alert 
 alert's state (open, acknowledged, assigned, closed), assignee and closing, and the history of the
 actions taken on it
 
-Revision ID: 0024
-Revises: 0021
+Revision ID: 0023
+Revises: 0022
 Create Date: 2026-12-03 06:50:00
 """
 
@@ -14,8 +14,8 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-revision = "0024"
-down_revision = "0021"  # chained after main's head at the time (the lead re-chains at merge)
+revision = "0023"
+down_revision = "0022"
 branch_labels = None
 depends_on = None
 

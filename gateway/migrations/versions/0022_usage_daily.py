@@ -4,8 +4,8 @@ audit log after the seq in usage_rollup_cursor (gateway.portal.usage)
 The cursor starts at 0: the gateway's rollup task counts the retained history in the background,
 chunk by chunk, and then follows new events.
 
-Revision ID: 0021
-Revises: 0026
+Revision ID: 0022
+Revises: 0021
 Create Date: 2026-12-03 06:50:00
 """
 
@@ -15,8 +15,8 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-revision = "0021"
-down_revision = "0026"  # main's head when this branch was merged
+revision = "0022"
+down_revision = "0021"
 branch_labels = None
 depends_on = None
 
