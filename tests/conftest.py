@@ -152,3 +152,13 @@ def gql(
     if token:
         h["Authorization"] = f"Bearer {token}"
     return client.post(f"/{tier}/graphql", json={"query": query, "variables": variables}, headers=h)
+
+
+@pytest.fixture(scope="module")
+def browser(served: str) -> Iterator[Any]:
+    """Chromium for a page-test module, launched after (and closed before) the module's own
+    `served` gateway (tests/browser.py)."""
+    from tests.browser import chromium
+
+    with chromium() as launched:
+        yield launched

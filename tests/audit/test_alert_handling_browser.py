@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.audit.signin import browser_sign_in, make_user_threaded
-from tests.audit.test_officer_console_browser import ARGS, CHROMIUM, _officer_token, _token
+from tests.audit.test_officer_console_browser import _officer_token, _token
 from tests.support import serve
 
 pytestmark = pytest.mark.browser
@@ -25,18 +25,6 @@ pytestmark = pytest.mark.browser
 def served(demo_env: Any) -> Iterator[str]:
     with serve(demo_env, SHUQIAO_AUDIT_STORE="chain") as base:
         yield base
-
-
-@pytest.fixture(scope="module")
-def browser(served: str) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 def _prober(demo_env: Any) -> tuple[str, str]:

@@ -9,7 +9,6 @@ import asyncio
 import csv
 import io
 import json
-import shutil
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -26,9 +25,6 @@ from tests.audit.signin import browser_sign_in, make_user_threaded
 from tests.support import serve
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
 pytestmark = pytest.mark.browser
 
 
@@ -36,22 +32,6 @@ pytestmark = pytest.mark.browser
 def served(demo_env: Any) -> Iterator[str]:
     with serve(demo_env, SHUQIAO_AUDIT_STORE="chain") as base:
         yield base
-
-
-@pytest.fixture(scope="module")
-def browser(served: str) -> Iterator[Any]:
-    """One chromium for the tests against one served gateway (each test opens its own context).
-    After `served`, so set-up that runs asyncio.run (the demo store) never meets Playwright's loop."""
-    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
-        pytest.fail("chromium is required (apt-get install -y chromium)", pytrace=False)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 def _token(base: str, client_id: str, secret: str) -> str:

@@ -6,12 +6,10 @@ signs out; a signed-in person who is not an officer gets 403 on the page and its
 from __future__ import annotations
 
 import itertools
-import shutil
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,15 +19,6 @@ from gateway.audit.query import CST
 from tests.audit.signin import browser_sign_in, make_user_threaded
 from tests.support import serve
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 pytestmark = pytest.mark.browser
 
 
@@ -37,20 +26,6 @@ pytestmark = pytest.mark.browser
 def served(demo_env: Any) -> Iterator[str]:
     with serve(demo_env, SHUQIAO_AUDIT_STORE="chain") as base:
         yield base
-
-
-@pytest.fixture(scope="module")
-def browser(served: str) -> Iterator[Any]:
-    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
-        pytest.fail("chromium is required (apt-get install -y chromium)", pytrace=False)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 def _token(base: str, client_id: str, secret: str) -> str:

@@ -8,10 +8,8 @@ the key is refused. Beside it: the page's sign-in redirect and its 403 for a dep
 from __future__ import annotations
 
 import secrets
-import shutil
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,8 +18,6 @@ import pytest
 from tests.audit.signin import browser_sign_in, sign_in
 from tests.support import on_db, serve
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-sync"]
 TAX = "{ taxCreditRating(first: 3) { totalCount edges { node { creditCode rating } } } }"
 PASSWORD = "correct horse battery staple"
 pytestmark = pytest.mark.browser
@@ -47,20 +43,6 @@ def company(demo_env: Any) -> tuple[str, str]:
 
     on_db(demo_env, go)
     return code, f"{code}-dev"
-
-
-@pytest.fixture(scope="module")
-def browser(served: str) -> Iterator[Any]:
-    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
-        pytest.fail("chromium is required (apt-get install -y chromium)", pytrace=False)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 def _open(base: str, key: str) -> httpx.Response:

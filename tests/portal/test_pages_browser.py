@@ -6,7 +6,6 @@ accessibility violation on the catalogue and the dataset page in either language
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,15 +16,6 @@ import pytest
 
 from tests.support import serve
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 AXE = Path(__file__).resolve().parents[1] / "web" / "node_modules" / "axe-core" / "axe.min.js"
 RESTRICTED = [
     "legalRepIdNumber",
@@ -42,20 +32,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.parametrize("demo_env", ["sqlite"
 def served(demo_env: Any) -> Iterator[str]:
     with serve(demo_env) as base:
         yield base
-
-
-@pytest.fixture(scope="module")
-def browser(served: str) -> Iterator[Any]:
-    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
-        pytest.fail("chromium is required (apt-get install -y chromium)", pytrace=False)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def test_search_facet_dataset_chart_download_and_query(served: str, browser: Any) -> None:

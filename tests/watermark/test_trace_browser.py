@@ -7,7 +7,6 @@ downloads the signed report; pasted rows from samr's delivery name samr."""
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,15 +18,6 @@ from tests.audit.signin import browser_sign_in
 from tests.support import serve
 from tests.watermark.test_trace import Q, mangle
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 pytestmark = pytest.mark.browser
 
 
@@ -35,20 +25,6 @@ pytestmark = pytest.mark.browser
 def served(demo_env: Any) -> Iterator[str]:
     with serve(demo_env, SHUQIAO_AUDIT_STORE="chain") as base:
         yield base
-
-
-@pytest.fixture(scope="module")
-def browser(served: str) -> Iterator[Any]:
-    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
-        pytest.fail("chromium is required (apt-get install -y chromium)", pytrace=False)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 def _delivery(base: str, demo_env: Any, dept: str) -> list[dict[str, Any]]:

@@ -5,9 +5,7 @@ page without a console error or a CSP violation."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -15,8 +13,6 @@ import pytest
 
 from tests.support import serve
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-sync"]
 pytestmark = pytest.mark.browser
 
 # Registered before any page script runs (not subject to the page's CSP): every violation is kept.
@@ -32,20 +28,6 @@ document.addEventListener('securitypolicyviolation', (e) => {
 def served(demo_env: Any) -> Iterator[str]:
     with serve(demo_env) as base:
         yield base
-
-
-@pytest.fixture(scope="module")
-def browser(served: str) -> Iterator[Any]:
-    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
-        pytest.fail("chromium is required (apt-get install -y chromium)", pytrace=False)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 class Watched:

@@ -7,11 +7,9 @@ it and the share tier returns the phone masked; revoked in the console, it is re
 from __future__ import annotations
 
 import re
-import shutil
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,8 +18,6 @@ import pytest
 from tests.audit.signin import browser_sign_in, make_user_threaded
 from tests.support import serve
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-sync"]
 PHONE = "{ population(first: 5) { edges { node { name phone } } } }"
 MASKED = re.compile(r"1\d{2}\*{4}\d{4}")
 POLLS = 20  # the share tier follows a grant change within a second: 20 looks, 50 ms apart
@@ -32,20 +28,6 @@ pytestmark = pytest.mark.browser
 def served(demo_env: Any) -> Iterator[str]:
     with serve(demo_env) as base:
         yield base
-
-
-@pytest.fixture(scope="module")
-def browser(served: str) -> Iterator[Any]:
-    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
-        pytest.fail("chromium is required (apt-get install -y chromium)", pytrace=False)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 def _phones(base: str, token: str) -> tuple[list[str], list[str]]:

@@ -9,7 +9,6 @@ A demo store of the module's own: police's catalogue changes here."""
 from __future__ import annotations
 
 import re
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,8 +22,6 @@ from tests.catalogue.conftest import dataset_yaml, field_yaml, fresh_demo
 from tests.conftest import BACKENDS
 from tests.support import serve
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-sync"]
 DATASET = "steward_browser_fines"
 FIELDS = (
     field_yaml("ticket_no", nullable="false")
@@ -49,20 +46,6 @@ def env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 def served(env: Any) -> Iterator[str]:
     with serve(env) as base:
         yield base
-
-
-@pytest.fixture(scope="module")
-def browser(served: str) -> Iterator[Any]:
-    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
-        pytest.fail("chromium is required (apt-get install -y chromium)", pytrace=False)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 def _signed_in(browser: Any, base: str, env: Any, username: str) -> tuple[Any, Any]:
