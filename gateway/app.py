@@ -24,7 +24,7 @@ from gateway.audit.checkpoints import CheckpointTask
 from gateway.audit.field_index import FieldIndexTask
 from gateway.audit.forward import Forwarder, ForwardTask, delivered_by_all, sinks_from_settings
 from gateway.audit.http import EXPORT_PATH, AuditAPI
-from gateway.audit.retention import RetentionTask, archive_dir
+from gateway.audit.retention import RetentionTask, archive_dir, prune_limit
 from gateway.catalogue_admin import catalogue_protector, catalogue_routes
 from gateway.client_address import ClientAddressMiddleware, parse_proxies
 from gateway.crypto.routes import SigningKeysEndpoint
@@ -53,7 +53,7 @@ from gateway.portal.downloads import Downloads
 from gateway.portal.pages import PortalPages
 from gateway.portal.search import SearchEndpoint
 from gateway.portal.stats_http import StatsEndpoints
-from gateway.portal.usage import UsageRollupTask
+from gateway.portal.usage import UsageRollupTask, counted_through
 from gateway.problems import Problem, problem_response
 from gateway.registry import SchemaRegistry
 from gateway.request_log import RequestLogMiddleware, log_line
@@ -162,7 +162,10 @@ def _audit_background(
                 state.signer.store,
                 archive_dir(settings.var_dir),
                 settings.audit_retention_days,
-                held=lambda: delivered_by_all(state.engine, sinks),  # nothing undelivered is pruned
+                # nothing the usage rollup has yet to count or a SOC sink to deliver is pruned
+                held=lambda: prune_limit(
+                    state.engine, [counted_through, lambda e: delivered_by_all(e, sinks)]
+                ),
             )
         )
     if sinks:

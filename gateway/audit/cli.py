@@ -326,15 +326,17 @@ def prune(
     <var_dir>/audit-archive/ (signed, verified) and delete those rows; a prune anchor records where,
     and the checkpoint stays: verification starts after it."""
     from gateway.audit.forward import delivered_by_all, sinks_from_settings
-    from gateway.audit.retention import RetentionError, archive_and_prune, archive_dir
+    from gateway.audit.retention import RetentionError, archive_and_prune, archive_dir, prune_limit
+    from gateway.portal.usage import counted_through
     from gateway.settings import Settings
 
     cutoff = None if older_than_days is None else datetime.now(UTC) - timedelta(days=older_than_days)
 
     async def go(engine: Any) -> Any:
         settings = Settings.from_env()
-        # no further than every configured SOC sink has delivered: a prune loses nothing for them
-        held = await delivered_by_all(engine, sinks_from_settings(settings))
+        # no further than the usage rollup has counted and every SOC sink has delivered
+        sinks = sinks_from_settings(settings)
+        held = await prune_limit(engine, [counted_through, lambda e: delivered_by_all(e, sinks)])
         return await archive_and_prune(
             engine, _store(), archive_dir(settings.var_dir), through_seq=held, older_than=cutoff
         )

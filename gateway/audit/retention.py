@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -268,6 +268,16 @@ async def _verify_from(engine: AsyncEngine, expected: int, prev: str, checked: i
 
 
 # -- the background task ----------------------------------------------------------------------------
+
+
+ChainReader = Callable[[AsyncEngine], Awaitable[int | None]]
+
+
+async def prune_limit(engine: AsyncEngine, readers: Sequence[ChainReader]) -> int | None:
+    """The highest seq retention may prune through: the least that every reader of the chain
+    (the SOC forwarders, the portal's usage rollup) has read; None when no reader holds any."""
+    read = [seq for reader in readers if (seq := await reader(engine)) is not None]
+    return min(read) if read else None
 
 
 class RetentionTask(PeriodicTask):

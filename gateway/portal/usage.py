@@ -215,6 +215,13 @@ async def rolled_up_through(engine: AsyncEngine) -> int:
         return int((await conn.execute(select(CURSOR.c.seq).where(CURSOR.c.id == HEAD_ID))).scalar() or 0)
 
 
+async def counted_through(engine: AsyncEngine) -> int:
+    """Count what is pending, then say how far the rollup has counted: retention asks this
+    before it prunes, so no event is pruned uncounted (and a prune never waits on the task)."""
+    await roll_up_pending(engine)
+    return await rolled_up_through(engine)
+
+
 async def daily_usage(
     engine: AsyncEngine, since: date, until: date, dataset: str | None = None
 ) -> dict[Key, Counts]:

@@ -129,3 +129,34 @@ def test_retention_prunes_nothing_a_soc_sink_has_not_delivered(db: str, tmp_path
     lines = (tmp_path / "soc.jsonl").read_text().splitlines()
     delivered = [line for line in lines if '"type":"event"' in line]
     assert len(delivered) == 10  # every event reached the SOC before it was pruned
+
+
+def test_retention_counts_pending_usage_before_it_prunes(db: str, tmp_path: Path) -> None:
+    """The portal's usage rollup reads the chain too: retention has it count what is pending
+    first, so the public statistics never lose an event to a prune."""
+    from sqlalchemy import delete
+
+    from gateway.audit.retention import RetentionTask, prune_limit
+    from gateway.portal.usage import CURSOR, counted_through, rolled_up_through
+
+    store = open_signing_store(tmp_path / "var")
+
+    async def go() -> None:
+        engine = create_engine(db)
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(delete(CURSOR))  # the rollup has counted nothing of this chain
+            await append(engine, [make_event(i) for i in range(1, 6)])
+            last = await write_checkpoint(engine, store)
+            assert last is not None
+            task = RetentionTask(
+                engine, store, tmp_path / "archive", days=0, held=lambda: prune_limit(engine, [counted_through])
+            )
+            before = await rolled_up_through(engine)
+            pruned = await task.tick()
+            assert pruned is not None and before < last.seq <= await rolled_up_through(engine)
+            assert await prune_limit(engine, []) is None  # no reader holds anything back
+        finally:
+            await engine.dispose()
+
+    asyncio.run(go())
