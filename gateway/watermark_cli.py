@@ -18,7 +18,9 @@ from typing import Annotated, Any
 import typer
 
 from gateway.cli_support import run_with_engine, settings
+from gateway.identity.audit import AuditUnavailable
 from gateway.watermark_service import read_rows, read_rows_text, report_body, sign_report, trace_file
+from keys.sm3 import sm3
 
 watermark_app = typer.Typer(
     help="数据水印: trace a leak to its recipient; rotate the watermark key.", no_args_is_help=True
@@ -91,9 +93,31 @@ def trace_cmd(
         typer.echo("error: no rows could be read from the file", err=True)
         raise typer.Exit(2)
     master_key = load_master_key(settings().master_key_file)
-    report = run_with_engine(
-        lambda engine: trace_file(engine, master_key, rows, dataset), expected=(ValueError,)
-    )
+
+    async def traced(engine: Any) -> dict[str, Any]:
+        # like the officers' page (gateway/watermark_http.py): the trace is an audit event that
+        # names who was identified and the report's digest, never the leak's rows; none → no report
+        from gateway.identity.audit import cli_audit, cli_operator, record_admin_event
+
+        found = await trace_file(engine, master_key, rows, dataset)
+        who = found["identified"]
+        await record_admin_event(
+            cli_audit(settings(), engine),
+            "watermark.trace",
+            status=200,
+            principal_kind="operator",
+            principal_id=cli_operator(),
+            target=dataset,
+            detail={
+                "rows": len(rows),
+                "identified": who["recipient"] if who else None,
+                "deliveries": len(who["deliveries"]) if who else 0,
+                "report_sm3": sm3(report_body(found)).hex(),
+            },
+        )
+        return found
+
+    report = run_with_engine(traced, expected=(ValueError, AuditUnavailable))
     body = report_body(report)
     if output is not None:
         output.write_bytes(body)

@@ -149,9 +149,8 @@ def test_retention_counts_pending_usage_before_it_prunes(db: str, tmp_path: Path
             await append(engine, [make_event(i) for i in range(1, 6)])
             last = await write_checkpoint(engine, store)
             assert last is not None
-            task = RetentionTask(
-                engine, store, tmp_path / "archive", days=0, held=lambda: prune_limit(engine, [counted_through])
-            )
+            held = lambda: prune_limit(engine, [counted_through])  # noqa: E731
+            task = RetentionTask(engine, store, tmp_path / "archive", days=0, held=held)
             before = await rolled_up_through(engine)
             pruned = await task.tick()
             assert pruned is not None and before < last.seq <= await rolled_up_through(engine)

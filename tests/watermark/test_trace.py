@@ -107,6 +107,22 @@ def test_trace_names_hrss_and_its_deliveries_signed(leak: Path, demo_env: Any, t
     report_path.write_text(report_path.read_text("utf-8").replace("hrss", "samr"), "utf-8")
     assert verifying() == []
 
+    # the trace itself is an audit event naming who was identified, never the leak's rows
+    from sqlalchemy import select
+
+    from gateway.audit.models import AuditEvent
+    from tests.support import on_db
+
+    async def traces(engine: Any) -> list[Any]:
+        async with engine.connect() as conn:
+            q = select(AuditEvent.detail).where(AuditEvent.operation_name == "watermark.trace")
+            return [row[0] for row in await conn.execute(q)]
+
+    recorded = on_db(demo_env, traces)
+    assert any('"identified": "hrss"' in (d or "") or '"identified":"hrss"' in (d or "") for d in recorded)
+    codes = [row["代码"] for row in csv.DictReader(io.StringIO(leak.read_text("utf-8-sig")))]
+    assert codes and not any(code in (d or "") for code in codes for d in recorded)
+
 
 def test_trace_of_a_json_lines_leak_and_of_pasted_rows(
     client: Any, tokens: dict[str, str], demo_env: Any, tmp_path: Path
