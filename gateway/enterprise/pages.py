@@ -18,10 +18,11 @@ from typing import Any
 from starlette.requests import Request
 
 from gateway.access_log import AccessLog
-from gateway.workflow.console import Console
+from gateway.workflow.console import PAGE_SCRIPT, Console
 
 STATIC = Path(__file__).resolve().parent.parent / "static" / "enterprise"
 ASSETS = {  # name: (file, media type)
+    PAGE_SCRIPT[0]: PAGE_SCRIPT[1],
     "enterprise.js": (STATIC / "enterprise.js", "text/javascript; charset=utf-8"),
     "enterprise.css": (STATIC / "enterprise.css", "text/css; charset=utf-8"),
 }

@@ -30,7 +30,10 @@ from gateway.problems import Problem, problem_response
 
 STATIC = Path(__file__).resolve().parent.parent / "static" / "console"
 ROOT = Path(__file__).resolve().parents[2]
+# what every shell page over /admin/graphql shares: the session, the GraphQL call, DOM helpers
+PAGE_SCRIPT = ("page.js", (STATIC.parent / "web" / "page.js", "text/javascript; charset=utf-8"))
 ASSETS = {  # name: (file, media type)
+    PAGE_SCRIPT[0]: PAGE_SCRIPT[1],
     "console.js": (STATIC / "console.js", "text/javascript; charset=utf-8"),
     "console.css": (STATIC / "console.css", "text/css; charset=utf-8"),
     # the catalogue file's JSON Schema, for the steward section's link (docs/catalogue.md)

@@ -4,94 +4,23 @@
 // for an application are its `nextSteps`.
 "use strict";
 (function () {
-  const $ = (sel, root) => (root || document).querySelector(sel);
-  const status = $("#status");
-  let csrf = "", me = null;
-  const signIn = () => { location.assign("/web/login?next=" + encodeURIComponent("/console")); };
-  const session = fetch("/web/session", { credentials: "same-origin" }).then(async (r) => {
-    if (r.status === 401) { signIn(); return null; }
-    me = await r.json();
-    csrf = me.csrf;
-    $("#signout").elements.csrf.value = me.csrf;
+  const { $, el, td, empty, day, through } = window.ShuqiaoPage;
+  let me = null;
+  const page = window.ShuqiaoPage.start("/console", (who) => {
+    me = who;
     $("#who-name").textContent = (me.display_name || me.user) + (me.department ? " · " + me.department : "");
     $("#who-roles").textContent = me.roles.join(" ");
-    return me;
   });
+  const { session, signIn, say, gql, act, track } = page;
   const steward = () => me && me.roles.some((r) => r === "steward" || r === "admin");
 
-  function say(text, isError) { status.textContent = text; status.className = isError ? "error" : ""; }
-
-  // One GraphQL call; a refusal (errors[]) becomes an Error whose message is the server's and
-  // whose `code` is extensions.code (FORBIDDEN, CONFLICT, BAD_USER_INPUT, ...).
-  async function gql(query, variables) {
-    await session;
-    const r = await fetch("/admin/graphql", {
-      method: "POST",
-      credentials: "same-origin",
-      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
-      body: JSON.stringify({ query, variables: variables || {} }),
-    });
-    if (r.status === 401) { signIn(); throw new Error("请重新登录 Sign in again"); }
-    let body = null;
-    try { body = await r.json(); } catch (e) { throw new Error(r.status + " " + r.statusText); }
-    if (body.errors && body.errors.length) {
-      const e = body.errors[0], err = new Error(e.message);
-      err.code = (e.extensions || {}).code;
-      throw err;
-    }
-    return body.data;
-  }
-
   const beijing = (iso) => iso ? new Date(iso).toLocaleString("zh-CN", { timeZone: "Asia/Shanghai", hour12: false }) : "";
-  const day = (iso) => iso ? new Date(iso).toLocaleDateString("sv-SE", { timeZone: "Asia/Shanghai" }) : "";
-  // A period end is the instant after its last day (a date means "through that day", China
-  // Standard Time): show the last day it includes.
-  const through = (iso) => iso ? day(new Date(new Date(iso).getTime() - 1).toISOString()) : "";
   const fieldList = (fs) => (fs || []).map((f) => f.name + ":" + f.treatment).join(" ");
-
-  function el(tag, attrs, ...kids) {
-    const n = document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs || {})) {
-      if (k === "class") n.className = v; else if (k === "text") n.textContent = v;
-      else if (k.startsWith("on")) n.addEventListener(k.slice(2), v); else n.setAttribute(k, v);
-    }
-    for (const k of kids) if (k !== null && k !== undefined) n.append(k);
-    return n;
-  }
-  const td = (text, cls) => el("td", { text: text === null || text === undefined ? "" : String(text), class: cls || "" });
-
-  // run an action, say what happened, reload the tab; refusals shown with their code
-  async function act(label, fn, reload) {
-    try {
-      say(label + "…");
-      const done = await fn();
-      say(label + " ✓" + (typeof done === "string" ? " " + done : ""));
-      await reload();
-    } catch (err) {
-      say(label + " — " + (err.code ? err.code + ": " : "") + err.message, true);
-    }
-  }
-
-  function empty(tbody, cols, text) {
-    tbody.append(el("tr", {}, el("td", { colspan: String(cols), class: "empty", text: text || "无 None" })));
-  }
 
   // Only the newest load of a view renders: a slower, older answer (e.g. the load before an
   // approval) must not overwrite a newer one.
   const seq = {};
   function latest(view) { const n = (seq[view] = (seq[view] || 0) + 1); return () => seq[view] === n; }
-  // A view's table is aria-busy while any load of it is under way (tests and screen readers wait on it).
-  const busy = {};
-  function track(view, fn) {
-    return () => {
-      const table = $("#" + view);
-      busy[view] = (busy[view] || 0) + 1;
-      table.setAttribute("aria-busy", "true");
-      return fn().catch((err) => say(err.message, true)).finally(() => {
-        if (--busy[view] === 0) table.setAttribute("aria-busy", "false");
-      });
-    };
-  }
 
   // ------------------------------------------------------------ tabs
   const loaders = {};
@@ -338,7 +267,7 @@
   async function call(method, path, body, headers) {
     await session;
     const r = await fetch(path, {
-      method, body, credentials: "same-origin", headers: Object.assign({ "X-CSRF-Token": csrf }, headers || {}),
+      method, body, credentials: "same-origin", headers: Object.assign({ "X-CSRF-Token": page.csrf() }, headers || {}),
     });
     if (r.status === 401) { signIn(); throw new Error("请重新登录 Sign in again"); }
     if (r.ok) return (r.headers.get("content-type") || "").includes("json") ? r.json() : r.text();

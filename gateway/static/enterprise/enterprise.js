@@ -4,82 +4,12 @@
 // grants and applications are shown and what may be done with them is decided by the server.
 "use strict";
 (function () {
-  const $ = (sel, root) => (root || document).querySelector(sel);
-  const status = $("#status");
-  let csrf = "";
+  const { $, el, td, empty, day, through } = window.ShuqiaoPage;
   const here = location.pathname + location.search;
-  const signIn = () => { location.assign("/web/login?next=" + encodeURIComponent(here)); };
-  const session = fetch("/web/session", { credentials: "same-origin" }).then(async (r) => {
-    if (r.status === 401) { signIn(); return null; }
-    const me = await r.json();
-    csrf = me.csrf;
-    $("#signout").elements.csrf.value = me.csrf;
+  const { session, say, gql, act, track } = window.ShuqiaoPage.start(here, (me) => {
     $("#who-name").textContent = me.display_name || me.user;
-    return me;
   });
-
-  function say(text, isError) { status.textContent = text; status.className = isError ? "error" : ""; }
-
-  async function gql(query, variables) {
-    await session;
-    const r = await fetch("/admin/graphql", {
-      method: "POST",
-      credentials: "same-origin",
-      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
-      body: JSON.stringify({ query, variables: variables || {} }),
-    });
-    if (r.status === 401) { signIn(); throw new Error("请重新登录 Sign in again"); }
-    let body = null;
-    try { body = await r.json(); } catch (e) { throw new Error(r.status + " " + r.statusText); }
-    if (body.errors && body.errors.length) {
-      const e = body.errors[0], err = new Error(e.message);
-      err.code = (e.extensions || {}).code;
-      throw err;
-    }
-    if (!body.data) { const err = new Error(body.detail || body.title || String(r.status)); err.code = body.code; throw err; }
-    return body.data;
-  }
-
-  const day = (iso) => iso ? new Date(iso).toLocaleDateString("sv-SE", { timeZone: "Asia/Shanghai" }) : "";
-  const through = (iso) => iso ? day(new Date(new Date(iso).getTime() - 1).toISOString()) : "";
   const camel = (code) => code.replace(/_([a-z0-9])/g, (m, c) => c.toUpperCase());
-
-  function el(tag, attrs, ...kids) {
-    const n = document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs || {})) {
-      if (k === "class") n.className = v; else if (k === "text") n.textContent = v;
-      else if (k.startsWith("on")) n.addEventListener(k.slice(2), v); else n.setAttribute(k, v);
-    }
-    for (const k of kids) if (k !== null && k !== undefined) n.append(k);
-    return n;
-  }
-  const td = (text, cls) => el("td", { text: text === null || text === undefined ? "" : String(text), class: cls || "" });
-  function empty(tbody, cols, text) {
-    tbody.append(el("tr", {}, el("td", { colspan: String(cols), class: "empty", text: text || "无 None" })));
-  }
-
-  async function act(label, fn, reload) {
-    try {
-      say(label + "…");
-      const done = await fn();
-      say(label + " ✓" + (typeof done === "string" ? " " + done : ""));
-      await reload();
-    } catch (err) {
-      say(label + " — " + (err.code ? err.code + ": " : "") + err.message, true);
-    }
-  }
-
-  const busy = {};
-  function track(view, fn) {
-    return () => {
-      const table = $("#" + view);
-      busy[view] = (busy[view] || 0) + 1;
-      table.setAttribute("aria-busy", "true");
-      return fn().catch((err) => say((err.code ? err.code + ": " : "") + err.message, true)).finally(() => {
-        if (--busy[view] === 0) table.setAttribute("aria-busy", "false");
-      });
-    };
-  }
 
   // ------------------------------------------------------------ tabs
   const loaders = {};
