@@ -9,7 +9,7 @@ import asyncio
 import os
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -115,11 +115,14 @@ def demo_env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
 
 @pytest.fixture(scope="session")
 def client(demo_env: DemoEnv) -> Iterator[Any]:
+    """The session's app on the demo store. Its anonymous allowance is generous: every test of the
+    session calls from one address, so 60 a minute would make a test's outcome depend on what ran
+    before it. Tests of the anonymous limit build an app with their own rate."""
     from starlette.testclient import TestClient
 
     from gateway.app import create_app
 
-    with TestClient(create_app(demo_env.settings)) as c:
+    with TestClient(create_app(replace(demo_env.settings, anonymous_rate="100000/minute"))) as c:
         yield c
 
 
