@@ -30,7 +30,7 @@ from catalogue.apply import ApplyResult, DestructiveRefused, ScopeRefused, apply
 from catalogue.document import DocumentInvalid, dump, parse
 from catalogue.service import CatalogueError
 from gateway.identity.audit import AuditUnavailable, IdentityAudit, record_admin_event
-from gateway.identity.bearer import BearerProtector, BearerRefused
+from gateway.identity.bearer import BearerProtector
 from gateway.identity.service import Identity
 from gateway.identity.tokens import ADMIN_AUDIENCE, TokenClaims
 from gateway.problems import AUDIT_UNAVAILABLE, Problem, problem_response
@@ -103,8 +103,9 @@ class CatalogueAPI:
     async def _claims(self, request: Request) -> TokenClaims:
         try:
             claims = await self.check(request)
-        except BearerRefused as refused:
-            request.state.catalogue_claims = refused.claims  # a valid token without the scope: who asked
+        except Problem as refused:
+            # a valid token without the scope, or a session's request without its CSRF token: who asked
+            request.state.catalogue_claims = getattr(refused, "claims", None)
             if refused.status == 401:
                 await self.identity.failures.failed(request)
             raise

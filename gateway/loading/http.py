@@ -40,7 +40,6 @@ from catalogue.freshness import listing, load_statuses
 from catalogue.service import load_catalogue
 from gateway.catalogue_admin import catalogue_protector, principal_of
 from gateway.identity.audit import AuditUnavailable, record_admin_event
-from gateway.identity.bearer import BearerRefused
 from gateway.loading.readers import CountingReader, Encoding, Format, LoadError, read_rows
 from gateway.loading.service import Audited, LoadRequest, cipher_for, dataset_spec
 from gateway.loading.writer import LoadRejected, LoadResult, Mode, RejectsFile, load_rows
@@ -111,8 +110,9 @@ class DataLoadAPI:
     async def _claims(self, request: Request) -> TokenClaims:
         try:
             return await self.check(request)
-        except BearerRefused as refused:
-            request.state.load_claims = refused.claims  # a valid token without the scope: who asked
+        except Problem as refused:
+            # a valid token without the scope, or a session's request without its CSRF token: who asked
+            request.state.load_claims = getattr(refused, "claims", None)
             raise
 
     async def status(self, request: Request) -> Response:

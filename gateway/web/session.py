@@ -485,5 +485,9 @@ class SessionOrBearer:
             refused.claims = claims
             raise
         if request.method not in SAFE_METHODS:
-            self.sessions.check_csrf(request, row)
+            try:
+                self.sessions.check_csrf(request, row)
+            except Problem as refused:
+                refused.claims = claims  # type: ignore[attr-defined]  # who was refused, for the audit event
+                raise
         return claims

@@ -89,9 +89,12 @@ def test_a_steward_changes_and_loads_their_own_department_through_the_session(en
         assert "code: police" in live.text and "code: samr" not in live.text
         text = live.text + NEW
 
-        refused(
-            client.post("/admin/catalogue/apply?dry_run=1", content=text, headers=yaml())
-        )  # no CSRF token
+        no_csrf = client.post("/admin/catalogue/apply?dry_run=1", content=text, headers=yaml())
+        refused(no_csrf)  # no CSRF token: refused, and recorded against the steward who sent it
+        (event,) = [
+            e for e in events(env, "catalogue.apply") if e["request_id"] == no_csrf.headers["x-request-id"]
+        ]
+        assert event["status"] == 403 and event["principal_id"] == "police-steward", event
         dry = client.post(
             "/admin/catalogue/apply?dry_run=1", content=text, headers=yaml(**{"X-CSRF-Token": csrf})
         )

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.audit.signin import sign_in
-from tests.support import serve
+from tests.support import on_db, serve
 
 APP = "id state consumer provider dataset nextSteps"
 
@@ -86,8 +86,14 @@ def test_a_developer_works_through_the_session_and_cannot_approve(demo_env: Any,
 
 
 def test_session_calls_need_the_csrf_token_and_our_origin(demo_env: Any, served: str) -> None:
+    from sqlalchemy import select
+
+    from gateway.audit.models import AuditEvent
+
     client, csrf = _person(demo_env, served, "hrss-developer")
     with closing(client):
+        user_id = client.get("/web/session").json()["user_id"]
+        refused_ids = []
         for headers in (
             {},
             {"X-CSRF-Token": "wrong"},
@@ -95,6 +101,17 @@ def test_session_calls_need_the_csrf_token_and_our_origin(demo_env: Any, served:
         ):
             r = _gql(client, "{ myApplications { id } }", **headers)
             assert r.status_code == 403 and _codes(r.json()) == ["FORBIDDEN"], (headers, r.text)
+            refused_ids.append(r.headers["x-request-id"])
+
+        async def refusals(engine: Any) -> list[Any]:
+            async with engine.connect() as conn:
+                q = select(AuditEvent.principal_kind, AuditEvent.subject, AuditEvent.status).where(
+                    AuditEvent.request_id.in_(refused_ids)
+                )
+                return list((await conn.execute(q)).all())
+
+        # each refusal is recorded against the person whose session it was, not as anonymous
+        assert sorted(on_db(demo_env, refusals)) == [("person", user_id, 403)] * 3
         r = _gql(
             client,
             'mutation { createDemand(provider: "police", description: "x", purpose: "y") { id } }',
