@@ -36,7 +36,7 @@ import psycopg
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from gateway.audit.chain import GENESIS_HASH, link  # noqa: E402
+from gateway.audit.chain import GENESIS_HASH, HASHED_COLUMNS, link  # noqa: E402
 from gateway.audit.models import HEAD_ID  # noqa: E402
 from gateway.audit.query import Filters, search  # noqa: E402
 from gateway.audit.verify import verify_chain  # noqa: E402
@@ -51,29 +51,8 @@ REASONS = {
     "encrypt": "L4 sealed for the consumer's key",
     "deny": "no grant covers it",
 }
-EVENT_COLS = (
-    "seq",
-    "occurred_at",
-    "request_id",
-    "tier",
-    "principal_kind",
-    "principal_id",
-    "consumer",
-    "client_address",
-    "operation_name",
-    "operation_type",
-    "query_digest",
-    "status",
-    "error_codes",
-    "latency_ms",
-    "detail",
-    "prev_hash",
-    "hash",
-    "subject",
-    "row_count",
-    "variables_enc",
-    "signature_kid",
-)
+# the chain's own hashed columns (gateway.audit.chain), then what is stored beside them
+EVENT_COLS = (*HASHED_COLUMNS, "hash", "subject", "row_count", "variables_enc", "signature_kid")
 CHUNK = 50_000
 
 
