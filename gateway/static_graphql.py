@@ -14,7 +14,6 @@ from graphql import GraphQLError, OperationDefinitionNode, parse
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.access_log import query_digest
 from gateway.graphql_media import NOT_ACCEPTABLE, check_content_type, content_type, negotiate
 from gateway.problems import Problem
 from policies.limits import Limits, measure
@@ -37,18 +36,11 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class StaticCall:
-    """One POSTed GraphQL request, checked and ready to execute."""
+    """What a checked request's audit event says of it (its digest and variables the caller
+    records before the check, so a refused document is recorded too)."""
 
-    text: str
-    variables: dict[str, Any]
-    operation_name: str | None
-    label: str  # what the call's audit event names it: graphql:<operation or root fields>
+    label: str  # graphql:<operation name, or the root fields>
     operation_type: str
-    digest: str
-
-    @property
-    def recorded(self) -> dict[str, Any]:
-        return {"query": self.text, "variables": self.variables, "operationName": self.operation_name}
 
 
 def typed_params(payload: dict[str, Any]) -> tuple[str, dict[str, Any] | None, str | None]:
@@ -102,7 +94,7 @@ async def read_post(request: Request, limits: Limits) -> tuple[str, dict[str, An
     return text, variables or {}, operation
 
 
-def check_document(text: str, variables: dict[str, Any], operation: str | None, limits: Limits) -> StaticCall:
+def check_document(text: str, operation: str | None, limits: Limits) -> StaticCall:
     """Parse and measure the query; a `Problem` (400) for a parse failure or an exceeded limit."""
     try:
         document = parse(text, max_tokens=MAX_TOKENS)
@@ -118,4 +110,4 @@ def check_document(text: str, variables: dict[str, Any], operation: str | None, 
     if op is not None:
         roots = ",".join(s.name.value for s in op.selection_set.selections if hasattr(s, "name"))
         label, kind = f"graphql:{op.name.value if op.name else roots}", op.operation.value
-    return StaticCall(text, variables, operation, label, kind, query_digest(text, variables))
+    return StaticCall(label, kind)

@@ -474,7 +474,7 @@ async def handle(
     text, variables, operation = await read_post(request, limits)
     request.state.audit_variables = {"query": text, "variables": variables, "operationName": operation}
     request.state.audit_query_digest = query_digest(text, variables)
-    call = check_document(text, variables, operation, limits)
+    call = check_document(text, operation, limits)
     request.state.audit_operation = call.label
     request.state.audit_operation_type = call.operation_type
 

@@ -548,7 +548,7 @@ async def handle(request: Request, ctx: AdminContext, call: _Call, limits: Limit
     text, variables, operation = await read_post(request, limits)
     call.variables = {"query": text, "variables": variables, "operationName": operation}
     call.digest = query_digest(text, variables)
-    checked = check_document(text, variables, operation, limits)
+    checked = check_document(text, operation, limits)
     call.operation, call.operation_type = checked.label, checked.operation_type
     result = await schema.execute(
         text, variable_values=variables, context_value=ctx, operation_name=operation
