@@ -324,7 +324,7 @@ def _venv_bin(name: str) -> str:
 def setup_demo(args: argparse.Namespace, var: Path) -> dict[str, str]:
     import psycopg
 
-    base, db = args.postgres.rsplit("/", 1)[0], "shuqiao_wm_bench"
+    base, db = args.postgres.rsplit("/", 1)[0], args.database
     with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{db}"')
@@ -368,6 +368,15 @@ def start(env: dict[str, str], port: int, marking: str, log: Path) -> subprocess
         time.sleep(0.2)
     proc.terminate()
     raise SystemExit(f"gateway on {port} did not start:\n{log.read_text()[-3000:]}")
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process so far (Linux /proc), or None elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def round_(url: str, token: str, requests: int, concurrency: int, cursors: list[str | None]) -> float:
@@ -438,14 +447,20 @@ def throughput(args: argparse.Namespace) -> None:
         for marking in ("on", "off"):  # warm both
             asyncio.run(round_(urls[marking], tokens[marking], args.requests // 4, args.concurrency, cursors))
         rates: dict[str, list[float]] = {"on": [], "off": []}
+        cpu: dict[str, list[float]] = {"on": [], "off": []}  # the server's CPU ms per request
+        pids = {"on": procs[0].pid, "off": procs[1].pid}
         for r in range(args.rounds):
             order = ("on", "off") if r % 2 == 0 else ("off", "on")
             for marking in order:
+                before = cpu_seconds(pids[marking])
                 rates[marking].append(
                     asyncio.run(
                         round_(urls[marking], tokens[marking], args.requests, args.concurrency, cursors)
                     )
                 )
+                after = cpu_seconds(pids[marking])
+                if before is not None and after is not None:
+                    cpu[marking].append((after - before) * 1000 / args.requests)
         on, off = statistics.median(rates["on"]), statistics.median(rates["off"])
         print(f"  marking on : {on:7.1f} req/s median ({', '.join(f'{x:.0f}' for x in rates['on'])})")
         print(f"  marking off: {off:7.1f} req/s median ({', '.join(f'{x:.0f}' for x in rates['off'])})")
@@ -453,6 +468,13 @@ def throughput(args: argparse.Namespace) -> None:
             f"  on/off = {on / off:.3f} (cost {1 - on / off:+.1%}; "
             f"rows/s on {on * 100:.0f}, off {off * 100:.0f})"
         )
+        if cpu["on"] and cpu["off"]:
+            # less at the mercy of other jobs than the rate: what the server itself spent per request
+            c_on, c_off = statistics.median(cpu["on"]), statistics.median(cpu["off"])
+            print(
+                f"  server CPU per request: on {c_on:.2f} ms, off {c_off:.2f} ms median; "
+                f"off/on = {c_off / c_on:.3f} (cost {c_on / c_off - 1:+.1%} of CPU)"
+            )
     finally:
         for p in procs:
             p.terminate()
@@ -481,6 +503,9 @@ def main() -> None:
     p.add_argument(
         "--postgres",
         default=os.environ.get("SHUQIAO_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
+    )
+    p.add_argument(
+        "--database", default="shuqiao_wm_bench", help="PostgreSQL database the bench drops and recreates"
     )
     p.add_argument("--port", type=int, default=8121)
     p.add_argument("--rounds", type=int, default=6)
