@@ -49,8 +49,17 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from policies.watermark import Cell, MarkKey, cell_bit, mark_value, score  # noqa: E402
-from policies.watermark_text import mark_text, position_field, read_text_bits  # noqa: E402
+from policies.watermark import (  # noqa: E402
+    DEFAULT_GAMMA,
+    MAX_RUNS,
+    Cell,
+    MarkKey,
+    _keyed,
+    column_marker,
+    mark_value,
+    score,
+)
+from policies.watermark_text import mark_text, position_field, read_text_bits, text_marker  # noqa: E402
 
 NUMERIC = {"registered_capital": Decimal("0.01"), "tax_paid_amount": Decimal(1)}
 TEXT = "registered_address"
@@ -89,15 +98,48 @@ def make_table(n: int, rng: random.Random) -> list[tuple[str, dict[str, Any]]]:
     return rows
 
 
+def demo_table(size: str) -> list[tuple[str, dict[str, Any]]]:
+    """The demo's own enterprises (`shuqiao demo init --size SIZE`, same generator and seed): each
+    one's registered capital and address, and the tax paid of its latest rating (None for the
+    enterprises without one — those leak rows then carry no amount cell)."""
+    from gateway.demo.generate import DemoGenerator
+
+    generator = DemoGenerator(size)
+    amounts: dict[str, tuple[int, Decimal]] = {}
+    for t in generator.dicts("tax_credit_rating"):
+        year = t["rating_year"]
+        if t["credit_code"] not in amounts or amounts[t["credit_code"]][0] < year:
+            amounts[t["credit_code"]] = (year, t["tax_paid_amount"])
+    rows = []
+    for e in generator.dicts("enterprise_registration"):
+        k = e["credit_code"]
+        amount = amounts.get(k)
+        rows.append(
+            (
+                k,
+                {
+                    "registered_capital": e["registered_capital"],
+                    "tax_paid_amount": None if amount is None else amount[1],
+                    TEXT: e["registered_address"],
+                },
+            )
+        )
+    return rows
+
+
+def deliver_row(k: str, vals: dict[str, Any], key: MarkKey, consumer: str) -> tuple[str, dict[str, Any]]:
+    marked = {
+        f: None if vals[f] is None else mark_value(vals[f], t, key.secret, consumer, "ds", f, k)
+        for f, t in NUMERIC.items()
+    }
+    marked[TEXT] = mark_text(vals[TEXT], key.secret, consumer, "ds", TEXT, k)
+    return k, marked
+
+
 def deliver(
     rows: list[tuple[str, dict[str, Any]]], key: MarkKey, consumer: str
 ) -> list[tuple[str, dict[str, Any]]]:
-    out = []
-    for k, vals in rows:
-        marked = {f: mark_value(vals[f], t, key.secret, consumer, "ds", f, k) for f, t in NUMERIC.items()}
-        marked[TEXT] = mark_text(vals[TEXT], key.secret, consumer, "ds", TEXT, k)
-        out.append((k, marked))
-    return out
+    return [deliver_row(k, vals, key, consumer) for k, vals in rows]
 
 
 def tail(k: int, n: int) -> float:
@@ -137,40 +179,54 @@ def alter(v: Decimal, t: Decimal, rng: random.Random) -> Decimal:
     return changed.quantize(t) if changed.quantize(t) != v else v + t * rng.choice([-3, 3])
 
 
+SLOTS = 16  # bits per row in the bitsets: 0 capital, 1 amount, 2… the address's digit runs
+_SLOT = {"registered_capital": 0, "tax_paid_amount": 1} | {
+    position_field(TEXT, i): 2 + i for i in range(MAX_RUNS)
+}
+
+
 class Bits:
-    """Every consumer's predicted bit for every (row key, cell name), computed once, as two
-    bitsets per consumer over the table's cells (selected; predicted 1). A leak is two bitsets
-    too (cells seen; seen as 1), so a consumer's marked cells and matches are popcounts: that is
-    what makes tens of thousands of leaks affordable in pure Python."""
+    """Every consumer's predicted bit for every cell of the table, computed once, as two bitsets
+    per consumer (selected; predicted 1), SLOTS bits per row. A leak is two bitsets too (cells
+    seen; seen as 1), so a consumer's marked cells and matches are popcounts: that is what makes
+    tens of thousands of leaks affordable in pure Python. The bits are those of
+    `policies.watermark.cell_bit` (one PRF output per cell; checked against `score` on the first
+    leaks), computed from one digest per (consumer, row, field)."""
 
     def __init__(self, table: list[tuple[str, dict[str, Any]]], key: MarkKey, consumers: list[str]) -> None:
         self.consumers = consumers
-        self.index: dict[tuple[str, str], int] = {}
-        for k, vals in table:
-            names = list(NUMERIC) + [position_field(TEXT, i) for i in range(len(read_text_bits(vals[TEXT])))]
-            for name in names:
-                self.index[(k, name)] = len(self.index)
-        size = (len(self.index) + 7) // 8
+        self.row = {k: r for r, (k, _) in enumerate(table)}
+        self.size = len(table) * SLOTS // 8
+        threshold, run_threshold = DEFAULT_GAMMA * 2**32, int(256 * DEFAULT_GAMMA)
         self.selected: list[int] = []
         self.ones: list[int] = []
         for c in consumers:
-            sel, one = bytearray(size), bytearray(size)
-            for (k, name), i in self.index.items():
-                b = cell_bit(key.secret, c, "ds", name, k)
-                if b is not None:
-                    sel[i >> 3] |= 1 << (i & 7)
-                    if b:
-                        one[i >> 3] |= 1 << (i & 7)
+            digests = [_keyed(key.secret, c, "ds", f).digest for f in (*NUMERIC, TEXT)]
+            sel, one = bytearray(self.size), bytearray(self.size)
+            for r, (k, _) in enumerate(table):
+                raw = k.encode()
+                s_mask = o_mask = 0
+                for slot, digest in enumerate(digests[:2]):
+                    h = digest(raw)
+                    if int.from_bytes(h[:4], "big") < threshold:
+                        s_mask |= 1 << slot
+                        o_mask |= (h[4] & 1) << slot
+                h = digests[2](raw)
+                for i in range(MAX_RUNS):
+                    if h[3 * i] < run_threshold:
+                        s_mask |= 1 << (2 + i)
+                        o_mask |= (h[3 * i + 1] & 1) << (2 + i)
+                sel[2 * r : 2 * r + 2] = s_mask.to_bytes(2, "little")
+                one[2 * r : 2 * r + 2] = o_mask.to_bytes(2, "little")
             self.selected.append(int.from_bytes(sel, "little"))
             self.ones.append(int.from_bytes(one, "little"))
-        self.size = size
 
     def best(self, observed: list[tuple[str, str, int]]) -> tuple[int, float, list[int], list[float]]:
         """(index of the likeliest consumer, its adjusted p, marked cells and adjusted p per
         consumer)."""
         seen, ones = bytearray(self.size), bytearray(self.size)
         for k, name, b in observed:
-            i = self.index[(k, name)]
+            i = self.row[k] * SLOTS + _SLOT[name]
             seen[i >> 3] |= 1 << (i & 7)
             if b:
                 ones[i >> 3] |= 1 << (i & 7)
@@ -197,6 +253,8 @@ def observe(
     for k, vals in leak:
         for f in fields:
             v = vals[f]
+            if v is None:  # the demo's enterprises without a tax rating: no amount
+                continue
             edit = rng.random() < altered
             if f == TEXT:
                 if edit:
@@ -222,12 +280,26 @@ def simulate(args: argparse.Namespace) -> None:
     rng = random.Random(args.seed)
     key = MarkKey("wm-bench", bytes(rng.getrandbits(8) for _ in range(32)))
     consumers = [f"c{i:02d}" for i in range(args.consumers)]
-    table = make_table(args.entities, rng)
     started = time.perf_counter()
-    delivered = {c: deliver(table, key, c) for c in consumers}
+    table = demo_table(args.demo) if args.demo else make_table(args.entities, rng)
+    source = (
+        f"the demo's {args.demo} size ({len(table)} enterprises, "
+        f"{sum(v['tax_paid_amount'] is not None for _, v in table)} with a tax amount)"
+        if args.demo
+        else f"{len(table)} entities"
+    )
+    small = len(table) * len(consumers) <= 1_000_000
+    delivered = {c: deliver(table, key, c) for c in consumers} if small else {}
+
+    def leak_of(consumer: str, size: int) -> list[tuple[str, dict[str, Any]]]:
+        """`size` of the consumer's delivered rows at random (delivered on demand at the large size)."""
+        if small:
+            return rng.sample(delivered[consumer], size)
+        return [deliver_row(*table[i], key, consumer) for i in rng.sample(range(len(table)), size)]
+
     bits = Bits(table, key, consumers)
     print(
-        f"simulation: {args.entities} entities, {len(consumers)} consumers, γ=0.5, "
+        f"simulation: {source}, {len(consumers)} consumers, γ=0.5, "
         f"{args.leaks} leaks per setting (setup {time.perf_counter() - started:.0f} s)"
     )
     head = ("rows", "altered", "columns", "detected", "false", "cells", "median p_adj")
@@ -243,7 +315,7 @@ def simulate(args: argparse.Namespace) -> None:
                 p_true: list[float] = []
                 for _ in range(args.leaks):
                     leaker = rng.randrange(len(consumers))
-                    leak = rng.sample(delivered[consumers[leaker]], size)
+                    leak = leak_of(consumers[leaker], size)
                     observed, cells = observe(leak, fields, altered, rng)
                     top, p_adj, n, adjusted = bits.best(observed)
                     if checked < args.check:  # the fast scorer agrees with the policy's
@@ -278,9 +350,20 @@ def simulate(args: argparse.Namespace) -> None:
         f"(the threshold bounds it at 1e-6 per leak; {checked} leaks cross-checked against "
         "policies.watermark.score)"
     )
-    print("distortion (delivered − true), per field, over all consumers' deliveries:")
+    judged = consumers if small else consumers[: max(1, 1_000_000 // len(table))]
+    if not small:
+        delivered = {c: deliver(table, key, c) for c in judged}
+    print(
+        f"distortion (delivered − true), per field, over {len(judged)} consumers' deliveries "
+        f"of all {len(table)} rows:"
+    )
     for f, t in NUMERIC.items():
-        deltas = [abs(d[1][f] - r[1][f]) for c in consumers for d, r in zip(delivered[c], table, strict=True)]
+        deltas = [
+            abs(d[1][f] - r[1][f])
+            for c in judged
+            for d, r in zip(delivered[c], table, strict=True)
+            if r[1][f] is not None
+        ]
         mean = statistics.fmean(float(x) for x in deltas)
         print(
             f"  {f}: tolerance {t}; max {max(deltas)} ({max(deltas) / t:.2f} t), "
@@ -288,7 +371,7 @@ def simulate(args: argparse.Namespace) -> None:
             f"changed {sum(x != 0 for x in deltas) / len(deltas):.1%} of values"
         )
     same = changed = count = 0
-    for c in consumers:
+    for c in judged:
         for d, r in zip(delivered[c], table, strict=True):
             count += 1
             same += unicodedata.normalize("NFKC", d[1][TEXT]) == unicodedata.normalize("NFKC", r[1][TEXT])
@@ -297,16 +380,27 @@ def simulate(args: argparse.Namespace) -> None:
         f"  {TEXT}: text digit_width; equal to the stored text under NFKC in {same / count:.1%} of values, "
         f"changed (some run full-width) {changed / count:.1%}"
     )
-    n = 20000
-    started = time.perf_counter()
-    for i in range(n):
-        mark_value(Decimal("500.00"), Decimal("0.01"), key.secret, "c00", "ds", "registered_capital", str(i))
-    per = (time.perf_counter() - started) / n * 1e6
-    started = time.perf_counter()
-    for i in range(n):
-        mark_text("陕西省西安市碑林区友谊路390号24层11室", key.secret, "c00", "ds", TEXT, str(i))
-    per_text = (time.perf_counter() - started) / n * 1e6
-    print(f"marking cost: {per:.1f} µs per marked number, {per_text:.1f} µs per marked address (3 runs)")
+    # what the gateway's planner runs per cell (policies.watermark.column_marker, text_marker,
+    # with the stringification inside): a row seen for the first time, and one remembered
+    n, t = 20000, NUMERIC["registered_capital"]
+    costs = []
+    for make, value in (
+        (
+            lambda: column_marker(t, key.secret, "c00", "ds", "registered_capital", then=str),
+            Decimal("12345.67"),
+        ),
+        (lambda: text_marker(key.secret, "c00", "ds", TEXT), "陕西省西安市碑林区友谊路390号24层11室"),
+    ):
+        mark = make()
+        for _ in range(2):  # first sight, then remembered
+            started = time.perf_counter()
+            for i in range(n):
+                mark(value, f"91610000{i:010d}")
+            costs.append((time.perf_counter() - started) / n * 1e6)
+    print(
+        f"marking cost per cell: capital {costs[0]:.2f} µs first seen, {costs[1]:.2f} µs remembered; "
+        f"address (3 runs) {costs[2]:.2f} µs, {costs[3]:.2f} µs"
+    )
 
 
 # ---------------------------------------------------------------- throughput over HTTP
@@ -379,11 +473,13 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def round_(url: str, token: str, requests: int, concurrency: int, cursors: list[str | None]) -> float:
+async def round_(
+    url: str, token: str, requests: int, concurrency: int, cursors: list[str | None], start: int = 0
+) -> float:
     import httpx
 
     headers = {"Authorization": f"Bearer {token}"}
-    queue = list(range(requests))
+    queue = list(range(start + requests - 1, start - 1, -1))
 
     async def worker(client: httpx.AsyncClient) -> None:
         while queue:
@@ -441,7 +537,8 @@ def throughput(args: argparse.Namespace) -> None:
         differ = sum(a != b for a, b in zip(pages["on"], pages["off"], strict=True))
         print(
             f"  check: {differ} of {len(pages['on'])} rows differ between on and off (marks); "
-            f"{args.rounds} rounds × {args.requests} requests of 100 rows, concurrency {args.concurrency}"
+            f"{args.rounds} rounds × {args.requests} requests of 100 rows, concurrency {args.concurrency}, "
+            f"{len(cursors[: args.pages])} distinct pages{' (cold: each round its own)' if args.cold else ''}"
         )
         cursors = cursors[: args.pages]
         for marking in ("on", "off"):  # warm both
@@ -453,9 +550,12 @@ def throughput(args: argparse.Namespace) -> None:
             order = ("on", "off") if r % 2 == 0 else ("off", "on")
             for marking in order:
                 before = cpu_seconds(pids[marking])
+                first = r * args.requests if args.cold else 0  # --cold: each round its own pages
                 rates[marking].append(
                     asyncio.run(
-                        round_(urls[marking], tokens[marking], args.requests, args.concurrency, cursors)
+                        round_(
+                            urls[marking], tokens[marking], args.requests, args.concurrency, cursors, first
+                        )
                     )
                 )
                 after = cpu_seconds(pids[marking])
@@ -490,7 +590,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     p.add_argument("--leaks", type=int, default=1000, help="simulated leaks per setting")
     p.add_argument("--consumers", type=int, default=50)
-    p.add_argument("--entities", type=int, default=5000)
+    p.add_argument("--entities", type=int, default=5000, help="size of the synthetic table")
+    p.add_argument(
+        "--demo",
+        choices=["small", "large"],
+        help="simulate on the demo's own enterprises of this size (large: 200,000) instead",
+    )
     p.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[50, 200, 1000])
     p.add_argument("--alterations", type=lambda s: [float(x) for x in s.split(",")], default=[0.0, 0.1, 0.3])
     p.add_argument(
@@ -511,7 +616,13 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--requests", type=int, default=200)
     p.add_argument("--concurrency", type=int, default=4)
-    p.add_argument("--pages", type=int, default=10)
+    p.add_argument("--pages", type=int, default=10, help="distinct 100-row pages the rounds ask for")
+    p.add_argument(
+        "--cold",
+        action="store_true",
+        help="each round asks for the next --requests pages (cycling through --pages), so with "
+        "--pages × 200 cells beyond the marker's memo (65,536) no marked cell is remembered",
+    )
     args = p.parse_args()
     if args.simulation:
         simulate(args)
