@@ -43,6 +43,7 @@ import tempfile
 import time
 import unicodedata
 from decimal import Decimal
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -56,10 +57,9 @@ from policies.watermark import (  # noqa: E402
     MarkKey,
     _keyed,
     column_marker,
-    mark_value,
     score,
 )
-from policies.watermark_text import mark_text, position_field, read_text_bits, text_marker  # noqa: E402
+from policies.watermark_text import position_field, read_text_bits, text_marker  # noqa: E402
 
 NUMERIC = {"registered_capital": Decimal("0.01"), "tax_paid_amount": Decimal(1)}
 TEXT = "registered_address"
@@ -127,13 +127,18 @@ def demo_table(size: str) -> list[tuple[str, dict[str, Any]]]:
     return rows
 
 
+_MARKERS: dict[tuple[bytes, str], list[tuple[str, Any]]] = {}
+
+
 def deliver_row(k: str, vals: dict[str, Any], key: MarkKey, consumer: str) -> tuple[str, dict[str, Any]]:
-    marked = {
-        f: None if vals[f] is None else mark_value(vals[f], t, key.secret, consumer, "ds", f, k)
-        for f, t in NUMERIC.items()
-    }
-    marked[TEXT] = mark_text(vals[TEXT], key.secret, consumer, "ds", TEXT, k)
-    return k, marked
+    """One row as delivered to `consumer`: what the gateway's planner runs per column
+    (policies.watermark.column_marker, text_marker — the values of mark_value and mark_text)."""
+    markers = _MARKERS.get((key.secret, consumer))
+    if markers is None:
+        markers = [(f, column_marker(t, key.secret, consumer, "ds", f)) for f, t in NUMERIC.items()]
+        markers.append((TEXT, text_marker(key.secret, consumer, "ds", TEXT)))
+        _MARKERS[(key.secret, consumer)] = markers
+    return k, {f: None if vals[f] is None else mark(vals[f], k) for f, mark in markers}
 
 
 def deliver(
@@ -191,15 +196,16 @@ class Bits:
     seen; seen as 1), so a consumer's marked cells and matches are popcounts: that is what makes
     tens of thousands of leaks affordable in pure Python. The bits are those of
     `policies.watermark.cell_bit` (one PRF output per cell; checked against `score` on the first
-    leaks), computed from one digest per (consumer, row, field)."""
+    leaks), computed from one digest per (consumer, row, field). A leak is scored on its own rows'
+    bits only (picked out of each consumer's bitset), so its cost follows its size, not the table's."""
 
     def __init__(self, table: list[tuple[str, dict[str, Any]]], key: MarkKey, consumers: list[str]) -> None:
         self.consumers = consumers
         self.row = {k: r for r, (k, _) in enumerate(table)}
         self.size = len(table) * SLOTS // 8
         threshold, run_threshold = DEFAULT_GAMMA * 2**32, int(256 * DEFAULT_GAMMA)
-        self.selected: list[int] = []
-        self.ones: list[int] = []
+        self.selected: list[bytes] = []
+        self.ones: list[bytes] = []
         for c in consumers:
             digests = [_keyed(key.secret, c, "ds", f).digest for f in (*NUMERIC, TEXT)]
             sel, one = bytearray(self.size), bytearray(self.size)
@@ -218,22 +224,30 @@ class Bits:
                         o_mask |= (h[3 * i + 1] & 1) << (2 + i)
                 sel[2 * r : 2 * r + 2] = s_mask.to_bytes(2, "little")
                 one[2 * r : 2 * r + 2] = o_mask.to_bytes(2, "little")
-            self.selected.append(int.from_bytes(sel, "little"))
-            self.ones.append(int.from_bytes(one, "little"))
+            self.selected.append(bytes(sel))
+            self.ones.append(bytes(one))
 
     def best(self, observed: list[tuple[str, str, int]]) -> tuple[int, float, list[int], list[float]]:
         """(index of the likeliest consumer, its adjusted p, marked cells and adjusted p per
         consumer)."""
-        seen, ones = bytearray(self.size), bytearray(self.size)
+        observed = [o for o in observed if o[1] in _SLOT]  # a run past the tenth is never marked
+        if not observed:
+            return 0, 1.0, [0] * len(self.consumers), [1.0] * len(self.consumers)
+        rows = sorted({self.row[k] for k, _, _ in observed})
+        at = {r: j for j, r in enumerate(rows)}  # the leak's rows, packed: SLOTS bits each
+        seen, ones = bytearray(2 * len(rows)), bytearray(2 * len(rows))
         for k, name, b in observed:
-            i = self.row[k] * SLOTS + _SLOT[name]
+            i = at[self.row[k]] * SLOTS + _SLOT[name]
             seen[i >> 3] |= 1 << (i & 7)
             if b:
                 ones[i >> 3] |= 1 << (i & 7)
         leak, leak_ones = int.from_bytes(seen, "little"), int.from_bytes(ones, "little")
+        take = itemgetter(*(i for r in rows for i in (2 * r, 2 * r + 1)))  # those rows of a consumer's bits
         n: list[int] = []
         m: list[int] = []
-        for sel, one in zip(self.selected, self.ones, strict=True):
+        for sel_all, one_all in zip(self.selected, self.ones, strict=True):
+            sel = int.from_bytes(bytes(take(sel_all)), "little")
+            one = int.from_bytes(bytes(take(one_all)), "little")
             here = sel & leak
             n.append(here.bit_count())
             m.append(n[-1] - (here & (one ^ leak_ones)).bit_count())
