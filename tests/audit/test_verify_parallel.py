@@ -13,9 +13,8 @@ import pytest
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.audit import event_hash, verify_chain
+from gateway.audit import event_hash, verify_chain, verify_ranges
 from gateway.audit import verify as verify_module
-from gateway.audit import verify_ranges
 from gateway.audit.models import AuditEvent
 from gateway.audit.verify import VerifyReport
 from tests.audit import chain_helpers
