@@ -36,7 +36,7 @@ import asyncpg
 import orjson
 
 from gateway.audit.chain import EXTENSION_COLUMNS, HASHED_COLUMNS, event_hash
-from keys.sm3 import sm3_hex
+from keys.sm3 import GIL_SLICE, hashlib_hasher, sm3_hex
 
 MAX_SEQ = 2**63 - 1  # the upper bound of the last range: events past the head are walked too
 PAGE = 10_000
@@ -104,7 +104,8 @@ async def verify_range(
     """Walk the events lo < seq <= hi in seq order on `raw` (inside the caller's snapshot), the
     next page in flight while one is hashed. `expected` is the first seq due; `prev` the hash the
     first event must link to, None when not known here (its prev_hash is then left to `join`)."""
-    sm3, dumps, keys, ext = sm3_hex, orjson.dumps, FAST_KEYS, EXTENSION_COLUMNS
+    dumps, keys, ext = orjson.dumps, FAST_KEYS, EXTENSION_COLUMNS
+    proto = hashlib_hasher()  # None without SM3 in hashlib: then all through sm3_hex (cryptography's)
     checked, linked = 0, prev is not None
     first_seq: int | None = None
     first_prev: str | None = None
@@ -134,7 +135,14 @@ async def verify_range(
                 for name in ext:
                     if doc[name] is None:
                         del doc[name]
-                if sm3(dumps(doc)) != row[_HASH] and not await _rehash_ok(raw, seq):
+                data = dumps(doc)
+                if proto is not None and len(data) <= GIL_SLICE:  # longer: sm3_hex slices them
+                    hasher = proto.copy()
+                    hasher.update(data)
+                    digest = hasher.hexdigest()
+                else:
+                    digest = sm3_hex(data)
+                if digest != row[_HASH] and not await _rehash_ok(raw, seq):
                     return result(seq, content_mismatch(seq))
                 if prev is not None and row[_PREV] != prev:
                     return result(seq, link_mismatch(seq, pruned))
