@@ -204,7 +204,9 @@ async def _pg_ranges(
         return [await verify_range(raw, 0, MAX_SEQ, start, genesis, pruned, page)]
     snapshot = await raw.fetchval("SELECT pg_export_snapshot()")
     bounds = [0, *(base + (head_seq - base) * i // k for i in range(1, k)), MAX_SEQ]
-    dsn = conn.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    url = conn.engine.url
+    query = {name: v for name, v in url.query.items() if name in _DSN_QUERY}  # not SQLAlchemy's own options
+    dsn = url.set(drivername="postgresql", query=query).render_as_string(hide_password=False)
     jobs = [
         {
             "dsn": dsn,
@@ -219,6 +221,22 @@ async def _pg_ranges(
         for i in range(k)
     ]
     return await _run_workers(jobs)
+
+
+# What asyncpg's DSN takes besides host, port, user, password and database.
+_DSN_QUERY = frozenset(
+    {
+        "host",
+        "port",
+        "sslmode",
+        "sslrootcert",
+        "sslcert",
+        "sslkey",
+        "sslpassword",
+        "sslcrl",
+        "target_session_attrs",
+    }
+)
 
 
 class VerifyWorkerError(RuntimeError):
