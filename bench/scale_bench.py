@@ -372,20 +372,29 @@ def report(cases: dict[tuple[str, str], Case], meta: dict[str, Any]) -> list[str
         f" wrk -t1 -c{meta['connections']}, {meta['duration_s']}s per store per case in {meta['rounds']}"
         " alternating rounds; share tier, hrss's token; one uvicorn worker per store",
         "",
-        f"{'case':12s}{'small req/s':>12s}{'p50':>8s}{'p99':>8s}{'large req/s':>13s}{'p50':>8s}{'p99':>8s}"
-        f"{'p99 L÷S':>9s}{'req/s L÷S':>11s}  target p99 ≤ 2×",
+        f"{'':12s}{'---------- small ----------':>28s}  {'---------- large ----------':>28s}"
+        f"  {'------- large ÷ small -------':>30s}",
+        f"{'case':12s}{'req/s':>7s}{'p50':>7s}{'p99':>7s}{'pg µs':>7s}  {'req/s':>7s}{'p50':>7s}{'p99':>7s}"
+        f"{'pg µs':>7s}  {'p50':>7s}{'p99':>7s}{'req/s':>7s}{'pg µs':>8s}  target: p99 ≤ 2×",
     ]
     for case in CASES:
         s, lg = cases.get(("small", case)), cases.get(("large", case))
         if s is None or lg is None:
             continue
         (sr, s50, s99), (lr, l50, l99) = percentiles(s), percentiles(lg)
-        ratio = l99 / s99
+        spg = s.summary()["cpu_us_per_request"].get("postgres", 0.0)
+        lpg = lg.summary()["cpu_us_per_request"].get("postgres", 0.0)
+        r50, r99 = l50 / s50, l99 / s99
+        # p99 is the target; on a shared machine the small store's p99 is mostly the neighbours'
+        # noise, so a p99 inside the target while the median is not is not passed
+        verdict = "MISS" if r99 > 2 else ("ok" if r50 <= 2 else "MISS at p50 (small p99 = noise)")
         lines.append(
-            f"{case:12s}{sr:12.0f}{s50:8.2f}{s99:8.2f}{lr:13.0f}{l50:8.2f}{l99:8.2f}{ratio:8.2f}×"
-            f"{lr / sr:10.2f}×  {'ok' if ratio <= 2 else 'MISS'}"
+            f"{case:12s}{sr:7.0f}{s50:7.1f}{s99:7.1f}{spg:7.0f}  {lr:7.0f}{l50:7.1f}{l99:7.1f}{lpg:7.0f}"
+            f"  {r50:6.2f}×{r99:6.2f}×{lr / sr:6.2f}×{lpg / spg if spg else 0:7.2f}×  {verdict}"
         )
-    lines.append("(latencies in ms)")
+    lines.append(
+        "(latencies in ms; pg µs: PostgreSQL CPU per request, all its backends and parallel workers)"
+    )
     return lines
 
 
