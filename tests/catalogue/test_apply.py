@@ -244,23 +244,23 @@ def indexes(store: Any, table: str) -> dict[str, list[str]]:
 
 def test_declared_composite_indexes_are_built_and_dropped_with_the_catalogue(store: Any) -> None:
     fields = field_yaml("city", indexed="true") + field_yaml("day", "date") + field_yaml("aqi", "integer")
-    with_ix = catalogue_file("tq", dataset_yaml("tq", "tq_a", 1, fields, indexes="[[city, day], [aqi, day]]"))
+    with_ix = catalogue_file("tx", dataset_yaml("tx", "tx_a", 1, fields, indexes="[[city, day], [aqi, day]]"))
     result = apply(store, with_ix)
-    assert result.plan.changes[1].pool == ["CREATE TABLE pool_tq_a (4 columns, 3 indexes)"]
-    assert indexes(store, "pool_tq_a") == {
-        "ix_pool_tq_a_city": ["city"],
-        "ix_pool_tq_a__city__day": ["city", "day"],
-        "ix_pool_tq_a__aqi__day": ["aqi", "day"],
+    assert result.plan.changes[1].pool == ["CREATE TABLE pool_tx_a (4 columns, 3 indexes)"]
+    assert indexes(store, "pool_tx_a") == {
+        "ix_pool_tx_a_city": ["city"],
+        "ix_pool_tx_a__city__day": ["city", "day"],
+        "ix_pool_tx_a__aqi__day": ["aqi", "day"],
     }
-    assert live(store).datasets["tq_a"].indexes == (("city", "day"), ("aqi", "day"))
-    exported = on_store(store, lambda e: export_document(e, ["tq"]))
+    assert live(store).datasets["tx_a"].indexes == (("city", "day"), ("aqi", "day"))
+    exported = on_store(store, lambda e: export_document(e, ["tx"]))
     assert "      - [city, day]\n      - [aqi, day]\n" in dump(exported)
     assert apply(store, dump(exported)).plan.changes == []
 
     fewer = apply(store, with_ix.replace("[[city, day], [aqi, day]]", "[[city, day]]"))
-    assert [c.pool for c in fewer.plan.changes] == [["DROP INDEX ix_pool_tq_a__aqi__day"]]
+    assert [c.pool for c in fewer.plan.changes] == [["DROP INDEX ix_pool_tx_a__aqi__day"]]
     assert not fewer.plan.destructive  # an index holds no data
-    assert set(indexes(store, "pool_tq_a")) == {"ix_pool_tq_a_city", "ix_pool_tq_a__city__day"}
+    assert set(indexes(store, "pool_tx_a")) == {"ix_pool_tx_a_city", "ix_pool_tx_a__city__day"}
 
 
 def test_a_long_composite_index_name_fits_postgresql() -> None:
