@@ -22,7 +22,7 @@ Rounds alternate small/large per case. Then EXPLAIN (ANALYZE, BUFFERS) on the la
 the SQL the gateway's own builder (resolvers.sql) makes for each case, with the plan PostgreSQL
 would cache for the prepared statement (plan_cache_mode = force_generic_plan) beside it.
 
-    .venv/bin/python bench/scale_bench.py                 # builds both databases (~15 min), measures
+    .venv/bin/python bench/scale_bench.py                 # builds both databases (~4 min), measures (~4 min)
     .venv/bin/python bench/scale_bench.py --reuse         # both databases are there: measure only
 """
 
