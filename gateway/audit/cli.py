@@ -43,7 +43,7 @@ def verify(
         from gateway.audit.retention import archive_dir
         from gateway.cli_support import settings
 
-        return report, await verify_history(engine, _store(), archive_dir(settings().var_dir))
+        return report, await verify_history(engine, _store(), archive_dir(settings().var_dir), report)
 
     report, history = run_with_engine(go)
     ok = report.ok and (history is None or history.ok)
