@@ -11,6 +11,10 @@ hash. The anchor must equal the signed checkpoint kept at K (an edited anchor is
 no event at or below K may remain. Deleting the latest anchor row falls back to the one before,
 whose successor is gone: reported as missing events.
 
+On PostgreSQL the walk runs on asyncpg's records with the canonical bytes built from sorted columns,
+and with `workers` > 1 in seq ranges, one worker process each, in this transaction's exported
+snapshot; `verify_ranges.join` puts the ranges back together into the report one walk gives.
+
 Limit: this is an unkeyed chain. Someone who can write the database and recomputes every hash
 from the tampered row to the end, head included, is not caught here; signed checkpoints
 (`verify_with_checkpoints`) catch that."""
