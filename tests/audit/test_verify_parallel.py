@@ -171,3 +171,22 @@ def test_workers_see_the_parents_snapshot(url: str, monkeypatch: pytest.MonkeyPa
     during, after = run(url, go)
     assert during == VerifyReport(ok=True, events_checked=N)
     assert after == VerifyReport(ok=True, events_checked=N + 5)
+
+
+def test_without_hashlibs_sm3_the_walk_hashes_through_sm3_hex(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not url.startswith("postgresql"):
+        pytest.skip("the fast path is PostgreSQL's")
+    monkeypatch.setattr(verify_ranges, "hashlib_hasher", lambda: None)
+
+    async def go(engine: AsyncEngine) -> tuple[VerifyReport, VerifyReport]:
+        await seed(engine)
+        intact = await verify_chain(engine)
+        async with engine.begin() as conn:
+            await conn.execute(edit(7)({})[0])
+        return intact, await verify_chain(engine)
+
+    intact, edited = run(url, go)
+    assert intact == VerifyReport(ok=True, events_checked=N)
+    assert (edited.ok, edited.first_bad_seq) == (False, 7)
