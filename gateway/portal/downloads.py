@@ -364,6 +364,15 @@ class Downloads:
             nxt = f"{request.url.path}?{urlencode(params)}"
             headers["Link"] += f', <{nxt}>; rel="next"'
 
+        if request.method == "HEAD":
+            # The headers a GET would get, after the same checks; nothing is sent, so the event is
+            # its own and the usage statistics do not count it as a download.
+            job.done = True
+            head = self._event(request, principal, job, "download.head", 200, [], started, fields=first)
+            return await answer_once_recorded(
+                self.state.access_log, head, Response(media_type=MEDIA[fmt], headers=headers)
+            )
+
         async def close() -> None:
             await self._finish(request, job, started)
 
@@ -386,6 +395,7 @@ class Downloads:
             if principal.kind is PrincipalKind.ENTERPRISE
             else f"addr:{client_address(request) or 'unknown'}"
         )
+        assert self.state.identity is not None  # the app factory sets it before the routes exist
         decision = await self.state.identity.limiter.for_budget(
             "download", self.state.settings.download_rate, ident
         )
