@@ -396,7 +396,7 @@ def simulate(args: argparse.Namespace) -> None:
     )
     # what the gateway's planner runs per cell (policies.watermark.column_marker, text_marker,
     # with the stringification inside): a row seen for the first time, and one remembered
-    n, t = 20000, NUMERIC["registered_capital"]
+    count, t = 20000, NUMERIC["registered_capital"]
     costs = []
     for make, value in (
         (
@@ -408,9 +408,9 @@ def simulate(args: argparse.Namespace) -> None:
         mark = make()
         for _ in range(2):  # first sight, then remembered
             started = time.perf_counter()
-            for i in range(n):
+            for i in range(count):
                 mark(value, f"91610000{i:010d}")
-            costs.append((time.perf_counter() - started) / n * 1e6)
+            costs.append((time.perf_counter() - started) / count * 1e6)
     print(
         f"marking cost per cell: capital {costs[0]:.2f} µs first seen, {costs[1]:.2f} µs remembered; "
         f"address (3 runs) {costs[2]:.2f} µs, {costs[3]:.2f} µs"
@@ -560,11 +560,11 @@ def throughput(args: argparse.Namespace) -> None:
         rates: dict[str, list[float]] = {"on": [], "off": []}
         cpu: dict[str, list[float]] = {"on": [], "off": []}  # the server's CPU ms per request
         pids = {"on": procs[0].pid, "off": procs[1].pid}
-        for r in range(args.rounds):
-            order = ("on", "off") if r % 2 == 0 else ("off", "on")
+        for n in range(args.rounds):
+            order = ("on", "off") if n % 2 == 0 else ("off", "on")
             for marking in order:
-                before = cpu_seconds(pids[marking])
-                first = r * args.requests if args.cold else 0  # --cold: each round its own pages
+                cpu0 = cpu_seconds(pids[marking])
+                first = n * args.requests if args.cold else 0  # --cold: each round its own pages
                 rates[marking].append(
                     asyncio.run(
                         round_(
@@ -572,9 +572,9 @@ def throughput(args: argparse.Namespace) -> None:
                         )
                     )
                 )
-                after = cpu_seconds(pids[marking])
-                if before is not None and after is not None:
-                    cpu[marking].append((after - before) * 1000 / args.requests)
+                cpu1 = cpu_seconds(pids[marking])
+                if cpu0 is not None and cpu1 is not None:
+                    cpu[marking].append((cpu1 - cpu0) * 1000 / args.requests)
         on, off = statistics.median(rates["on"]), statistics.median(rates["off"])
         print(f"  marking on : {on:7.1f} req/s median ({', '.join(f'{x:.0f}' for x in rates['on'])})")
         print(f"  marking off: {off:7.1f} req/s median ({', '.join(f'{x:.0f}' for x in rates['off'])})")

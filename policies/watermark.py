@@ -226,6 +226,7 @@ def column_marker(
         not sign and isinstance(t_exp, int) and tolerance.is_finite() and tolerance > 0 and len(t_digits) < 12
     )
     t_coef = int("".join(map(str, t_digits))) if scaled else 0
+    t_int = t_exp if isinstance(t_exp, int) else 0
 
     def mark(value: Any, row_key: Any) -> Any:
         if value is None or row_key is None:
@@ -242,7 +243,7 @@ def column_marker(
             out = value
         else:
             fast = (
-                _embed_scaled(seen, t_coef, t_exp, h[4] & 1, bool(h[5] & 1))
+                _embed_scaled(seen, t_coef, t_int, h[4] & 1, bool(h[5] & 1))
                 if scaled and kind is Decimal
                 else None
             )
