@@ -5,6 +5,7 @@ a response leaves, so a sink that cannot write stops the data (fail closed)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -100,6 +101,9 @@ async def answer_once_recorded(
         else:
             committed = submit(event)
             if meanwhile is not None:
+                # One turn of the loop first: a writer that was idle starts now and sends the
+                # batch, so the work below runs while it commits instead of delaying it.
+                await asyncio.sleep(0)
                 meanwhile(response)
             await committed  # raises if the transaction holding the event failed
     except Exception as err:
