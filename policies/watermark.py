@@ -203,6 +203,23 @@ def _embed_scaled(text: str, t_coef: int, t_exp: int, bit: int, up: bool) -> Dec
     return Decimal(f"{n * b}E{low}")
 
 
+def _decimal_text(coef: int, exp: int) -> str | None:
+    """`str(Decimal(f"{coef}E{exp}"))` for exp <= 0, without building the Decimal: the digits with
+    the point put in (Python's Decimal.__str__, non-scientific case), or None when Decimal would
+    write an exponent (more than six zeros after the point)."""
+    digits = str(-coef if coef < 0 else coef)
+    left = exp + len(digits)
+    if left <= -6:
+        return None
+    if exp == 0:
+        body = digits
+    elif left <= 0:
+        body = "0." + "0" * -left + digits
+    else:
+        body = digits[:left] + "." + digits[left:]
+    return "-" + body if coef < 0 else body
+
+
 def column_marker(
     tolerance: Decimal,
     secret: bytes,
@@ -216,7 +233,8 @@ def column_marker(
     `then` (the planner's stringification) if given: `then(mark_value(value, …))`, the same
     values (property-tested, and pinned for a fixed key). Per row: a hot row's delivered value
     is remembered (`_memo`); otherwise one digest of the HMAC state set up once, and a
-    non-negative Decimal on a power-of-ten-sized grid is moved in integer arithmetic."""
+    non-negative Decimal on a power-of-ten-sized grid is moved in integer arithmetic — and, when
+    `then` is `str` (a Decimal field's stringification), written out as text directly."""
     digest = _keyed(secret, recipient, dataset, field).digest
     threshold = gamma * 2**32
     column = next(_columns)
@@ -227,6 +245,34 @@ def column_marker(
     )
     t_coef = int("".join(map(str, t_digits))) if scaled else 0
     t_int = t_exp if isinstance(t_exp, int) else 0
+    as_str = then is str
+    # a value of exponent e (e <= 0, from its text): (low, value scale 10^(e-low), tolerance b)
+    grids: dict[int, tuple[int, int, int]] = {}
+
+    def fast_text(text: str, bit: int, up: bool) -> str | None:
+        """str(embed_bit(Decimal(text), tolerance, bit, up)) for a plain non-negative decimal
+        text, in integers (`_embed_scaled`, then `_decimal_text`); None to take the general way."""
+        point = text.find(".")
+        digits = text if point < 0 else text[:point] + text[point + 1 :]
+        if not digits.isascii() or not digits.isdigit():
+            return None
+        exp = 0 if point < 0 else point + 1 - len(text)
+        grid = grids.get(exp)
+        if grid is None:
+            low = min(exp, t_int)
+            grid = grids[exp] = (low, 10 ** (exp - low), t_coef * 10 ** (t_int - low))
+        low, scale, b = grid
+        a = int(digits) * scale
+        if a >= _FAST_LIMIT or b >= _FAST_LIMIT:
+            return None
+        lo, rest = divmod(a, b)
+        if lo % 2 == bit:
+            n = lo
+        elif rest:
+            n = lo + 1
+        else:
+            n = lo + 1 if up else lo - 1
+        return _decimal_text(n * b, low)
 
     def mark(value: Any, row_key: Any) -> Any:
         if value is None or row_key is None:
@@ -239,8 +285,10 @@ def column_marker(
         if hit is not None and hit[0] is kind and hit[1] == seen:
             return hit[2]
         h = digest(key.encode())
-        if int.from_bytes(h[:4], "big") >= threshold:
-            out = value
+        if int.from_bytes(h[:4], "big") >= threshold:  # not marked: as stored, stringified
+            out = seen if as_str and kind is Decimal else value if then is None else then(value)
+        elif as_str and scaled and kind is Decimal and (text := fast_text(seen, h[4] & 1, bool(h[5] & 1))):
+            out = text
         else:
             fast = (
                 _embed_scaled(seen, t_coef, t_int, h[4] & 1, bool(h[5] & 1))
@@ -248,8 +296,8 @@ def column_marker(
                 else None
             )
             out = embed_bit(value, tolerance, h[4] & 1, bool(h[5] & 1)) if fast is None else fast
-        if then is not None:
-            out = then(out)
+            if then is not None:
+                out = then(out)
         if len(memo) >= MEMO_CELLS:
             memo.clear()
         memo[slot] = (kind, seen, out)

@@ -104,14 +104,21 @@ def text_marker(
         if hit is not None and hit[0] is type(value) and hit[1] == value:
             return hit[2]
         parts = _SPLIT.split(value)
+        out = value
         if len(parts) > 1:
             h = digest(key.encode())
+            changed = False
             for i in range(min(len(parts) // 2, MAX_RUNS)):
                 if h[3 * i] < threshold:
-                    parts[2 * i + 1] = parts[2 * i + 1].translate(_FULL if h[3 * i + 1] & 1 else _HALF)
-            out = "".join(parts)
-        else:
-            out = value
+                    run = parts[2 * i + 1]
+                    if h[3 * i + 1] & 1:
+                        parts[2 * i + 1] = run.translate(_FULL)
+                        changed = True
+                    elif not run.isascii():  # half-width already: translating would change nothing
+                        parts[2 * i + 1] = run.translate(_HALF)
+                        changed = True
+            if changed:
+                out = "".join(parts)
         if then is not None:
             out = then(out)
         if len(memo) >= MEMO_CELLS:
