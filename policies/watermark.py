@@ -267,6 +267,8 @@ def column_marker(
             return None
         lo, rest = divmod(a, b)
         if lo % 2 == bit:
+            if not rest and scale == 1:  # on the grid, right parity, same exponent: as it came
+                return text
             n = lo
         elif rest:
             n = lo + 1

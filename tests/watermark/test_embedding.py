@@ -150,6 +150,17 @@ def test_the_column_marker_delivers_what_mark_value_does(value: Decimal | int, t
     assert as_text(value, None) == str(value)
 
 
+@settings(max_examples=400)
+@given(st.integers(-(10**13), 10**13) | st.integers(-1000, 1000), st.integers(-12, 0))
+def test_decimal_text_writes_what_str_of_the_decimal_does(coef: int, exp: int) -> None:
+    """The text the column marker writes for a marked Decimal without building it: str(Decimal)'s
+    own, or None where Decimal would switch to an exponent (the marker then takes the Decimal way)."""
+    from policies.watermark import _decimal_text
+
+    text, expected = _decimal_text(coef, exp), str(Decimal(f"{coef}E{exp}"))
+    assert text == expected or (text is None and "E" in expected)
+
+
 # Delivered values for a fixed key, computed by the implementation before the integer path and the
 # memo (commit 5286d3a): the SM3 of every case's line. A change to what is delivered fails here.
 PINNED = "afd624d55364b0d862f0725d57066e358f0414429fbd28ee56a1709b2bbacd81"
