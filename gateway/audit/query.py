@@ -222,12 +222,14 @@ def _event_filters(f: Filters) -> bool:
     return any(v is not None for v in (f.since, f.until, f.principal, f.department, f.status, f.tier))
 
 
-async def count(conn: AsyncConnection, f: Filters, *, cap: int | None = TOTAL_CAP) -> tuple[int, bool]:
-    """(matches, exact): the exact number when at most `cap` events match (or `cap` is None),
-    else (cap, False)."""
+async def count(
+    conn: AsyncConnection, f: Filters, *, exact: bool = False, cap: int | None = None
+) -> tuple[int, bool]:
+    """(matches, exact?): the exact number when at most `cap` (default TOTAL_CAP) events match or
+    `exact` is asked for, else (cap, False)."""
     if _uses_index(f):
         await index_pending(conn.engine)
-    return await _total(conn, f, cap)
+    return await _total(conn, f, None if exact else (cap if cap is not None else TOTAL_CAP))
 
 
 async def _total(conn: AsyncConnection, f: Filters, cap: int | None) -> tuple[int, bool]:
