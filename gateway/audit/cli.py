@@ -83,9 +83,14 @@ def search(
     limit: int = 100,
     before: Annotated[int | None, typer.Option(help="Page on: events before this seq.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    exact: Annotated[
+        bool, typer.Option("--exact", help="Count every match (past 10,000 the total is otherwise capped).")
+    ] = False,
 ) -> None:
     """Events matching the filters, newest first: the live chain, or (--archived) the archives
-    read in place, without re-importing them (slower: each archive is read line by line)."""
+    read in place, without re-importing them (slower: each archive is read line by line). The
+    total is exact up to 10,000 matches, then "10000+" (`total_exact` false in --json) unless
+    --exact counts them all."""
     from gateway.audit import query
 
     params = {
@@ -108,7 +113,7 @@ def search(
                 engine, archive_dir(settings().var_dir), filters, limit=limit, before=before
             )
         async with engine.connect() as conn:
-            return await query.search(conn, filters, limit=limit, before=before)
+            return await query.search(conn, filters, limit=limit, before=before, exact=exact)
 
     page = run_with_engine(go)
     if as_json:
@@ -118,7 +123,7 @@ def search(
         where = f" [{e['archive']}]" if "archive" in e else ""
         typer.echo(f"{e['seq']} {e['occurred_at']} {e['tier']} {e['principal_id']} {e['status']}{where}")
     typer.echo(
-        f"{page['total']} events match"
+        f"{page['total']}{'' if page['total_exact'] else '+'} events match"
         + (f"; more before {page['next_before']}" if page["next_before"] else "")
     )
 

@@ -225,6 +225,7 @@ async def search_archives(
     return {
         "events": page,
         "total": len(hits),
+        "total_exact": True,  # the archives are read through: always every match
         "next_before": page[-1]["seq"] if len(hits) > len(page) else None,
         "archives": names,
     }
