@@ -3,17 +3,23 @@ person and by dataset (p50/p95), and bytes per event, over --events synthetic ev
 
 The events are written straight into a fresh database (migrated to head) as the gateway would
 have written them: a valid SM3 chain (chain.link, the writer's own function), the head moved to
-the last one, the officers' field index (audit_field_access) filled and its cursor at the head.
+the last one, the officers' field index (audit_field_access: field rows and dataset rows, as
+gateway.audit.field_index derives them) filled and its cursor at the head.
 Their shape follows a share-tier read: 1-6 fields of one dataset with the decision and reason
 of each, the read's row count, a signature key id; 2,000 principals (a department client, with
 a person behind the token for a third of them), 60 datasets, a year of time.
 
     .venv/bin/python bench/audit_scale_bench.py                       # 200,000 events, ~1-2 min
-    .venv/bin/python bench/audit_scale_bench.py --events 10000000     # the issue's scale (long)
-    .venv/bin/python bench/audit_scale_bench.py --reuse               # measure an existing fill again
+    .venv/bin/python bench/audit_scale_bench.py --events 10000000 --passes 0   # the issue's scale
+    .venv/bin/python bench/audit_scale_bench.py --events N --reuse    # measure an existing fill again
+
+The fill: this process makes the events and chains them; a second process COPYs them (binary,
+FREEZE, one transaction that began by truncating both tables, so the rows are written frozen and
+all-visible) while the next batch is made; every index of the two tables is dropped first and
+built once at the end. Progress is logged every 500,000 events.
 
 Verification reads every event, so its rate depends on the events being in PostgreSQL's cache or
-not: the first pass after the fill and a second one are both printed."""
+not: the first pass after the fill and a second one are printed (--passes 0: none)."""
 
 from __future__ import annotations
 
@@ -304,12 +310,16 @@ async def measure(url: str, searches: int, passes: int = 2) -> dict[str, Any]:
                 Filters(dataset=rng.choice(DATASETS), field=rng.choice(FIELDS)) for _ in range(searches)
             ],
         }
+        # what an officer's "count every match" (exact=true) costs for the busiest client and dataset
+        few = max(3, searches // 10)
+        cases["person, exact total"] = [Filters(principal=principal(1)[0])] * few
+        cases["dataset, exact total"] = [Filters(dataset=DATASETS[1])] * few
         async with engine.connect() as conn:
             for name, filters in cases.items():
                 times, totals, exact = [], [], []
                 for f in filters:
                     t = time.perf_counter()
-                    page = await search(conn, f, limit=50)
+                    page = await search(conn, f, limit=50, exact=name.endswith("exact total"))
                     times.append(1000 * (time.perf_counter() - t))
                     totals.append(page["total"])
                     exact.append(page["total_exact"])
@@ -406,7 +416,7 @@ def main() -> int:
             print(
                 f"  {key:28s} p50 {v['p50_ms']:8.1f} ms   p95 {v['p95_ms']:8.1f} ms"
                 f"   (median total {v['matches_median']:,.0f}{'' if v['exact'] else ', capped'})"
-                "   target p95 < 200 ms"
+                + ("   (exact=true)" if key.endswith("exact total") else "   target p95 < 200 ms")
             )
     print(
         f"  bytes per event: audit_event {b['audit_event_total_per_event']:.0f}"
