@@ -155,7 +155,7 @@ def test_migration_0027_backfills_the_dataset_rows(
             return [e["seq"] for e in (await search(conn, Filters(dataset="population")))["events"]]
 
     try:
-        upgrade(url, "0025")
+        upgrade(url, "0026")
         on_db(url, indexed_the_old_way)
         before = on_db(url, rows)
         assert not any(fl == "" for _, _, fl in before)
@@ -167,7 +167,7 @@ def test_migration_0027_backfills_the_dataset_rows(
         assert any("5 / 5 events (100%" in m for m in caplog.messages)
         assert any("audit event 4: detail unreadable" in m for m in caplog.messages)
         assert on_db(url, population) == [6, 3, 2, 1]  # 6 indexed now, by the gateway's indexer
-        command.downgrade(alembic_config(url), "0025")
+        command.downgrade(alembic_config(url), "0026")
         assert {r for r in on_db(url, rows) if r[2] == ""} == set()
         assert {r for r in on_db(url, rows)} >= before
     finally:

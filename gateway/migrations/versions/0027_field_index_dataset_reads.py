@@ -13,7 +13,7 @@ event in Python, leaving out, with a warning, an event it cannot read either, as
 index does (`shuqiao audit verify` reports the edit).
 
 Revision ID: 0027
-Revises: 0025
+Revises: 0026
 Create Date: 2026-12-03 10:00:00
 """
 
@@ -29,7 +29,7 @@ from alembic import op
 from sqlalchemy.engine import Connection
 
 revision = "0027"
-down_revision = "0025"
+down_revision = "0026"
 branch_labels = None
 depends_on = None
 
