@@ -186,17 +186,17 @@ def _uses_index(f: Filters) -> bool:
 
 
 def _count(conn: AsyncConnection, f: Filters, cap: int | None) -> Select[Any]:
-    """How many events match, or `cap + 1` if more than `cap` do (`cap` None: exactly).
+    """How many events match, or `cap + 1` if more than `cap` do (`cap` None: exactly); for a
+    person with a cap, see `_person_total`.
 
     Capped, the matches are read until one past the cap, whatever their number: that is what
     keeps a search of the busiest client (millions of events) as fast as a quiet one's. A dataset
     or field alone is counted on the index without touching the events (each event has one row
-    per (dataset, field)). For a person, the events naming them as principal and those naming
-    them as subject are counted from the two indexes (migration 0025): capped, as two disjoint
-    index scans one after the other (principal; subject under another principal); exactly, as
-    one set of the two, each read without touching the table (OR-ing the two columns made
-    PostgreSQL fetch every matching row). The page itself keeps the OR, which reads the newest
-    events first and stops at the page's end."""
+    per (dataset, field)). A person's exact count is the union of the events naming them as
+    principal and those naming them as subject, each read from its index (migration 0025)
+    without touching the table (OR-ing the two columns made PostgreSQL fetch every matching row).
+    The page itself keeps the OR, which reads the newest events first and stops at the page's
+    end."""
     if (f.dataset or f.field) and not f.decision and not _event_filters(f):
         sub = _matched(f).subquery()
         rows = select(sub.c.seq)
@@ -205,16 +205,37 @@ def _count(conn: AsyncConnection, f: Filters, cap: int | None) -> Select[Any]:
     else:
         rest = where(conn, replace(f, principal=None))
         mine = select(EVENTS.c.seq).where(EVENTS.c.principal_id == f.principal, *rest)
-        if cap is None:
-            theirs = select(EVENTS.c.seq).where(EVENTS.c.subject == f.principal, *rest)
-            return select(func.count()).select_from(mine.union(theirs).subquery())
-        theirs = select(EVENTS.c.seq).where(
-            EVENTS.c.subject == f.principal, EVENTS.c.principal_id != f.principal, *rest
-        )
-        return select(func.count()).select_from(mine.union_all(theirs).limit(cap + 1).subquery())
+        theirs = select(EVENTS.c.seq).where(EVENTS.c.subject == f.principal, *rest)
+        rows = select(mine.union(theirs).subquery().c.seq)
     if cap is not None:
         rows = rows.limit(cap + 1)
     return select(func.count()).select_from(rows.subquery())
+
+
+async def _person_total(conn: AsyncConnection, f: Filters, cap: int) -> int:
+    """A person's matches, capped: as principal and as subject, each read from its own index up
+    to one past the cap (both in one statement, index-only when no other filter needs the rows),
+    less the events naming them as both — looked for only when both counts are under the cap and
+    neither is 0 (a client id is rarely anyone's subject, a person rarely a principal), and then
+    at most `cap` of them. Filtering the subject scan on "another principal" instead made
+    PostgreSQL fetch every row it counted (0.8 s for a person with 10,000 events)."""
+    rest = where(conn, replace(f, principal=None))
+    as_principal = EVENTS.c.principal_id == f.principal
+    as_subject = EVENTS.c.subject == f.principal
+
+    def upto(*conds: Any) -> Any:
+        first = select(EVENTS.c.seq).where(*conds, *rest).limit(cap + 1).subquery()
+        return select(func.count()).select_from(first).scalar_subquery()
+
+    mine, theirs = (await conn.execute(select(upto(as_principal), upto(as_subject)))).one()
+    if mine > cap or theirs > cap or not mine or not theirs:
+        return int(mine) + int(theirs)
+    both = select(EVENTS.c.seq).where(as_principal, as_subject, *rest).subquery()
+    return (
+        int(mine)
+        + int(theirs)
+        - int((await conn.execute(select(func.count()).select_from(both))).scalar_one())
+    )
 
 
 def _event_filters(f: Filters) -> bool:
@@ -233,7 +254,10 @@ async def count(
 
 
 async def _total(conn: AsyncConnection, f: Filters, cap: int | None) -> tuple[int, bool]:
-    n = int((await conn.execute(_count(conn, f, cap))).scalar_one())
+    if f.principal and cap is not None:
+        n = await _person_total(conn, f, cap)
+    else:
+        n = int((await conn.execute(_count(conn, f, cap))).scalar_one())
     return (cap, False) if cap is not None and n > cap else (n, True)
 
 
