@@ -83,6 +83,13 @@ PRINCIPAL_ROWS = [principal(i) for i in range(PRINCIPALS)]
 
 def make_rows(
     rng: random.Random, start_seq: int, n: int, t0: datetime, step: timedelta
+) -> list[dict[str, Any]]:
+    """`n` events from `start_seq`, not yet chained (bench/audit_verify_bench.py fills with them)."""
+    return make_batch(rng, start_seq, n, t0, step)[0]
+
+
+def make_batch(
+    rng: random.Random, start_seq: int, n: int, t0: datetime, step: timedelta
 ) -> tuple[list[dict[str, Any]], list[tuple[int, str, str, str]]]:
     """`n` events from `start_seq` (not yet chained) and their field-index rows, derived as
     gateway.audit.field_index derives them (`index_keys`: field rows and dataset rows)."""
@@ -221,7 +228,7 @@ async def fill(url: str, events: int) -> float:
         seq, last, written, next_log = 0, GENESIS_HASH, 0, PROGRESS
         while seq < events:
             n = min(CHUNK, events - seq)
-            rows, access = make_rows(rng, seq + 1, n, t0, step)
+            rows, access = make_batch(rng, seq + 1, n, t0, step)
             seq, last = link(rows, seq, last)
             put(batches, proc, ([tuple(r[c] for c in EVENT_COLS) for r in rows], access))
             while not done.empty():
