@@ -283,7 +283,7 @@ def pct(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))]
 
 
-async def measure(url: str, searches: int, passes: int = 2) -> dict[str, Any]:
+async def measure(url: str, searches: int, passes: int = 2, workers: int = 1) -> dict[str, Any]:
     from sqlalchemy.ext.asyncio import create_async_engine
 
     engine = create_async_engine(url.replace("postgresql://", "postgresql+asyncpg://"))
@@ -291,7 +291,7 @@ async def measure(url: str, searches: int, passes: int = 2) -> dict[str, Any]:
     try:
         for label in ("verify (1st pass)", "verify (2nd pass)")[:passes]:
             t = time.perf_counter()
-            report = await verify_chain(engine)
+            report = await verify_chain(engine, workers=workers)
             took = time.perf_counter() - t
             if not report.ok:
                 raise RuntimeError(f"the filled chain does not verify: {report}")
@@ -371,6 +371,7 @@ def main() -> int:
         choices=(0, 1, 2),
         help="verification passes (0: none, fill and search only)",
     )
+    p.add_argument("--workers", type=int, default=1, help="verify_chain's worker processes")
     args = p.parse_args()
     db = args.database_url.rsplit("/", 1)[1]
     reuse = False
@@ -400,7 +401,7 @@ def main() -> int:
         log(f"filling {args.events:,} events")
         fill_s = asyncio.run(fill(args.database_url, args.events))
         log(f"filled in {fill_s:.0f}s")
-    result = asyncio.run(measure(args.database_url, args.searches, args.passes))
+    result = asyncio.run(measure(args.database_url, args.searches, args.passes, args.workers))
     result["meta"] = {
         "when": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "events": args.events,
