@@ -18,9 +18,12 @@ class AuditEvent(SQLModel, table=True):
     __tablename__ = "audit_event"
 
     # Assigned by the writer under the chain lock (head.seq + 1), never by the database,
-    # so the sequence has no gaps even when a transaction rolls back.
+    # so the sequence has no gaps even when a transaction rolls back. The key is (seq, occurred_at):
+    # on PostgreSQL the table is partitioned by month of occurred_at (migration 0026,
+    # gateway.audit.partitions), and a partitioned table's key must hold the partition key. seq
+    # alone stays unique by construction (the writer), and `verify` reports a duplicate.
     seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
-    occurred_at: datetime
+    occurred_at: datetime = Field(primary_key=True)
     request_id: str
     tier: str
     principal_kind: str
