@@ -227,6 +227,33 @@ def checkpoint(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
         typer.echo(f"checkpoint at seq {cp.seq} signed by key {cp.kid}")
 
 
+@audit_app.command("partitions")
+def partitions(
+    ahead: Annotated[int, typer.Option(help="Months to make ahead of the current one.")] = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
+    """PostgreSQL: make audit_event's monthly partitions (this month and AHEAD more) and move any
+    event the default partition caught into its month. The gateway does the same at start-up
+    and every six hours."""
+    from gateway.audit.partitions import maintain
+
+    async def go(engine: Any) -> Any:
+        return await maintain(engine, ahead=ahead)
+
+    report = run_with_engine(go)
+    if as_json:
+        typer.echo(json.dumps(report.to_json(), ensure_ascii=False))
+        return
+    if not report.partitioned:
+        typer.echo("audit_event is not partitioned (SQLite, or PostgreSQL before migration 0026)")
+        return
+    for name, rows in report.moved.items():
+        typer.echo(f"moved {rows} events from the default partition into {name}")
+    for name in report.created:
+        typer.echo(f"created {name}")
+    typer.echo(f"{len(report.partitions)} partitions: {', '.join(report.partitions)}")
+
+
 @audit_app.command("verify-checkpoints")
 def verify_checkpoints(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """The chain check plus every signed checkpoint (catches a chain rewritten through its head)."""
