@@ -84,18 +84,22 @@ def month_start(now: datetime, plus: int) -> datetime:
     return datetime(year, month, 1, tzinfo=UTC)
 
 
-def test_the_key_is_seq_and_occurred_at_on_both_backends(db: str) -> None:
-    """Autogenerate does not compare primary keys: checked here, against the model."""
+def test_the_key_is_seq_and_occurred_at_where_the_table_is_partitioned(db: str) -> None:
+    """PostgreSQL's partitioned table needs the partition key in its key; SQLite's one table keeps
+    the model's, seq. Checked here: alembic's autogenerate does not compare keys."""
 
     async def key(engine: AsyncEngine) -> list[str]:
         async with engine.connect() as conn:
             pk = await conn.run_sync(lambda c: inspect(c).get_pk_constraint("audit_event"))
         return list(pk["constrained_columns"])
 
-    assert run(db, key) == [c.name for c in EVENTS.primary_key.columns] == ["seq", "occurred_at"]
+    model = [c.name for c in EVENTS.primary_key.columns]
     if db.startswith("sqlite"):
+        assert run(db, key) == model == ["seq"]
         report = run(db, maintain)
         assert report.to_json() == {"partitioned": False, "created": [], "moved": {}, "partitions": []}
+    else:
+        assert run(db, key) == [*model, "occurred_at"]
 
 
 def test_partitions_are_made_ahead_and_maintenance_is_idempotent(pg: str) -> None:

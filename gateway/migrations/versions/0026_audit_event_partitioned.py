@@ -1,4 +1,4 @@
-"""audit_event: partitioned by month of occurred_at on PostgreSQL, key (seq, occurred_at)
+"""audit_event: partitioned by month of occurred_at on PostgreSQL, key (seq, occurred_at) there
 
 At 10,000,000 events retention's DELETE of a month is a long write of every row and index entry
 (and the bloat vacuum must then reclaim); dropping the month's partition is a catalogue change.
@@ -8,10 +8,12 @@ three months ahead, plus `audit_event_default`, the safety net: an append never 
 a partition (the log is fail closed), and `shuqiao audit partitions` moves such rows into their
 month (gateway.audit.partitions, which also runs at start-up and daily).
 
-A partitioned table's key must hold its partition key, so the key is (seq, occurred_at) — on
-SQLite too (the table is rebuilt, not partitioned), so the model is the same on both. seq alone
-stays unique by construction: the writer assigns it under the chain head's lock, and `verify`
-reports a duplicate. The indexes keep their names; PostgreSQL makes each one per partition.
+A partitioned table's key must hold its partition key, so PostgreSQL's key is (seq, occurred_at);
+seq alone stays unique by construction: the writer assigns it under the chain head's lock, and
+`verify` reports a duplicate. SQLite is left as it is (one table, key seq, which also refuses a
+duplicate seq), and so is the model, which describes the table, not its partitioning (alembic's
+autogenerate compares neither keys nor, with gateway.audit.partitions.include_name, the
+partitions). The indexes keep their names; PostgreSQL makes each one per partition.
 
 The upgrade copies the table in one transaction (plan for it on a large log: appends wait for it).
 audit_field_access is not partitioned: its rows are deleted by seq range (BRIN), see docs/audit.md.
@@ -25,7 +27,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import sqlalchemy as sa
 from alembic import op
 
 revision = "0026"
@@ -55,22 +56,6 @@ def _partition_sql(year: int, month: int) -> str:
     )
 
 
-def _sqlite_rebuild(key: tuple[str, ...]) -> None:
-    """SQLite: the same table and indexes with the primary key `key` (a copy: SQLite cannot alter
-    a key in place)."""
-    old = sa.Table("audit_event", sa.MetaData(), autoload_with=op.get_bind())
-    columns = []
-    for column in old.columns:
-        copy = column._copy()
-        copy.primary_key = column.name in key
-        columns.append(copy)
-    new = sa.Table("audit_event", sa.MetaData(), *columns, sa.PrimaryKeyConstraint(*key))
-    for index in old.indexes:
-        sa.Index(index.name, *(new.c[c.name] for c in index.columns))
-    with op.batch_alter_table("audit_event", copy_from=new, recreate="always"):
-        pass
-
-
 def _swap(old: str, create: str) -> None:
     """Rename audit_event to `old`, free its index names, create the new audit_event (`create`)."""
     op.execute(f"ALTER TABLE audit_event RENAME TO {old}")
@@ -89,8 +74,7 @@ def _index(key: str) -> None:
 def upgrade() -> None:
     bind = op.get_bind()
     if bind.dialect.name != "postgresql":
-        _sqlite_rebuild(("seq", "occurred_at"))
-        return
+        return  # SQLite: one table, key seq, as before
     _swap(
         "audit_event_unpartitioned",
         "CREATE TABLE audit_event (LIKE {old} INCLUDING DEFAULTS) PARTITION BY RANGE (occurred_at)",
@@ -119,7 +103,6 @@ def _ym(value: datetime) -> tuple[int, int]:
 
 def downgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
-        _sqlite_rebuild(("seq",))
         return
     _swap("audit_event_partitioned", "CREATE TABLE audit_event (LIKE {old} INCLUDING DEFAULTS)")
     op.execute("INSERT INTO audit_event SELECT * FROM audit_event_partitioned ORDER BY seq")

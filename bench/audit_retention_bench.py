@@ -1,0 +1,318 @@
+"""Retention at scale (PostgreSQL): pruning the oldest month of the audit log by DELETE (the table
+before migration 0026) against dropping its partition (0026), on the same events.
+
+Two databases, `audit_part_bench_0025` (migrated to 0025: one audit_event table) and
+`audit_part_bench` (head: audit_event partitioned by month), get the same N chained events
+spread evenly over the last 12 whole months, written with COPY (the rows are linked once, with
+gateway.audit.chain's own `link`, and copied into both), and the same field-index rows. Then in
+each, what retention's commit does for the oldest month (events 1..K, K the month's last seq):
+
+  - old: DELETE FROM audit_field_access WHERE seq <= K; DELETE FROM audit_event WHERE seq <= K
+  - new: the same field-index DELETE; gateway.audit.retention._prune_partitions (DETACH + DROP of
+    the month, DELETE of the few rows of the range in the next month)
+
+each in one transaction, timed, with the WAL it wrote; then VACUUM (what the DELETE leaves for
+autovacuum to do), and the bytes of each table and its indexes before and after. The archive
+writing and verification before the commit is the same for both and is not included.
+
+    .venv/bin/python bench/audit_retention_bench.py                  # 1,000,000 events (~3-5 min)
+    .venv/bin/python bench/audit_retention_bench.py --events 200000  # quicker
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from gateway.audit.chain import GENESIS_HASH, HASHED_COLUMNS, link  # noqa: E402
+from gateway.audit.models import HEAD_ID  # noqa: E402
+from gateway.audit.partitions import MonthPartition, month_after  # noqa: E402
+
+EVENT_COLS = (*HASHED_COLUMNS, "hash", "subject", "row_count", "variables_enc", "signature_kid")
+DATASETS = [f"dataset_{i:02d}" for i in range(60)]
+FIELDS = [f"field_{i}" for i in range(12)]
+ACTIONS = ("allow", "allow", "allow", "mask", "encrypt", "deny")
+CHUNK = 50_000
+MONTHS = 12
+OLD, NEW = "audit_part_bench_0025", "audit_part_bench"
+
+
+def log(msg: str) -> None:
+    print(f"[audit-retention {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def make_rows(rng: random.Random, start: int, n: int, t0: datetime, step: timedelta) -> list[dict[str, Any]]:
+    """A share-tier read each: 1-6 fields of one dataset, their decisions, a row count."""
+    rows = []
+    for k in range(n):
+        seq = start + k
+        p = int(rng.paretovariate(1.2)) % 2000
+        ds = DATASETS[int(rng.paretovariate(1.0)) % len(DATASETS)]
+        fields = [
+            {"action": rng.choice(ACTIONS), "dataset": ds, "field": f, "grant_id": p, "reason": "grant"}
+            for f in rng.sample(FIELDS, rng.randint(1, 6))
+        ]
+        nrows = rng.choice((1, 1, 1, 10, 100))
+        detail = {
+            "fields": fields,
+            "reads": [{"dataset": ds, "grant_id": p, "purpose": "核验", "rows": nrows}],
+        }
+        rows.append(
+            {
+                "seq": seq,
+                "occurred_at": t0 + step * (seq - 1),
+                "request_id": f"{rng.getrandbits(128):032x}",
+                "tier": "share",
+                "principal_kind": "department",
+                "principal_id": f"client-{p:04d}",
+                "consumer": f"dept{p % 40:02d}",
+                "client_address": f"10.{p % 256}.{(p // 256) % 256}.7",
+                "operation_name": "Lookup" if nrows == 1 else "Page",
+                "operation_type": "query",
+                "query_digest": f"{rng.getrandbits(256):064x}",
+                "status": 200,
+                "error_codes": "[]",
+                "latency_ms": round(rng.uniform(2, 40), 3),
+                "detail": json.dumps(detail, ensure_ascii=False, separators=(",", ":"), sort_keys=True),
+                "subject": f"person-{p:04d}" if p % 3 == 0 else None,
+                "row_count": nrows,
+                "variables_enc": None,
+                "signature_kid": "sm2-2026-01",
+            }
+        )
+    return rows
+
+
+def create(base: str, name: str, revision: str) -> str:
+    url = f"{base}/{name}"
+
+    async def go() -> None:
+        admin = await asyncpg.connect(f"{base}/postgres")
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await admin.close()
+
+    asyncio.run(go())
+    env = {**os.environ, "URL": url.replace("postgresql://", "postgresql+asyncpg://"), "REV": revision}
+    code = "from gateway.db import upgrade; import os; upgrade(os.environ['URL'], os.environ['REV'])"
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, cwd=REPO)
+    return url
+
+
+async def fill(urls: list[str], events: int, t0: datetime, end: datetime) -> None:
+    conns = [await asyncpg.connect(u) for u in urls]
+    try:
+        step = (end - t0) / events
+        rng = random.Random(18)
+        seq, last, started = 0, GENESIS_HASH, time.monotonic()
+        while seq < events:
+            rows = make_rows(rng, seq + 1, min(CHUNK, events - seq), t0, step)
+            seq, last = link(rows, seq, last)
+            records = [tuple(r[c] for c in EVENT_COLS) for r in rows]
+            access = [
+                (r["seq"], f["dataset"], f["field"], f["action"])
+                for r in rows
+                for f in {(x["dataset"], x["field"]): x for x in json.loads(r["detail"])["fields"]}.values()
+            ]
+            for conn in conns:
+                await conn.copy_records_to_table("audit_event", records=records, columns=list(EVENT_COLS))
+                await conn.copy_records_to_table(
+                    "audit_field_access", records=access, columns=["seq", "dataset", "field", "action"]
+                )
+            if seq % 200_000 < CHUNK:
+                log(f"{seq:,} events written to both ({seq / (time.monotonic() - started):,.0f}/s)")
+        for conn in conns:
+            await conn.execute(
+                "INSERT INTO audit_chain_head (id, seq, hash) VALUES ($1, $2, $3) ON CONFLICT (id)"
+                " DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+                HEAD_ID,
+                seq,
+                last,
+            )
+            await conn.execute("VACUUM ANALYZE audit_event")
+            await conn.execute("VACUUM ANALYZE audit_field_access")
+    finally:
+        for conn in conns:
+            await conn.close()
+
+
+SIZES = """
+WITH leaves AS (
+    SELECT relid FROM pg_partition_tree($1::regclass) WHERE isleaf
+    UNION ALL SELECT $1::regclass
+    WHERE NOT EXISTS (SELECT 1 FROM pg_partitioned_table WHERE partrelid = $1::regclass))
+SELECT coalesce(sum(pg_relation_size(relid)), 0) AS heap, coalesce(sum(pg_indexes_size(relid)), 0) AS indexes
+FROM leaves"""
+
+
+async def sizes(conn: asyncpg.Connection) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for table in ("audit_event", "audit_field_access"):
+        row = await conn.fetchrow(SIZES, table)
+        out[f"{table} heap"], out[f"{table} indexes"] = int(row["heap"]), int(row["indexes"])
+    return out
+
+
+async def prune(url: str, through: int, partitioned: bool) -> dict[str, Any]:
+    """Retention's commit for events 1..through, timed; then VACUUM, timed; sizes before and after."""
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from gateway.audit.retention import _prune_partitions
+
+    raw = await asyncpg.connect(url)
+    engine = create_async_engine(url.replace("postgresql://", "postgresql+asyncpg://"))
+    try:
+        before = await sizes(raw)
+        wal0 = await raw.fetchval("SELECT pg_current_wal_insert_lsn()")
+        t = time.perf_counter()
+        async with engine.begin() as conn:
+            await conn.execute(text("DELETE FROM audit_field_access WHERE seq <= :k"), {"k": through})
+            index_s = time.perf_counter() - t
+            wal1 = (await conn.execute(text("SELECT pg_current_wal_insert_lsn()"))).scalar()
+            if partitioned:
+                dropped = await _prune_partitions(conn, through)
+            else:
+                await conn.execute(text("DELETE FROM audit_event WHERE seq <= :k"), {"k": through})
+                dropped = []
+        total_s = time.perf_counter() - t
+        wal = await raw.fetchval("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1)", wal0)
+        wal_index = await raw.fetchval("SELECT pg_wal_lsn_diff($1, $2)", wal1, wal0)
+        t = time.perf_counter()
+        await raw.execute("VACUUM audit_event")
+        vacuum_events_s = time.perf_counter() - t
+        t = time.perf_counter()
+        await raw.execute("VACUUM audit_field_access")
+        vacuum_index_s = time.perf_counter() - t
+        left = await raw.fetchval("SELECT min(seq) FROM audit_event")
+        return {
+            "commit_s": total_s,
+            "field_index_delete_s": index_s,
+            "events_s": total_s - index_s,
+            "wal_bytes": int(wal),
+            "wal_field_index_bytes": int(wal_index),
+            "wal_events_bytes": int(wal) - int(wal_index),
+            "vacuum_audit_event_s": vacuum_events_s,
+            "vacuum_field_index_s": vacuum_index_s,
+            "dropped": dropped,
+            "first_left": int(left),
+            "before": before,
+            "after": await sizes(raw),
+        }
+    finally:
+        await raw.close()
+        await engine.dispose()
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--server", default="postgresql://postgres@127.0.0.1:5432")
+    p.add_argument("--events", type=int, default=1_000_000)
+    args = p.parse_args()
+    now = datetime.now(UTC)
+    first = month_after(now.year, now.month, -MONTHS)
+    t0 = datetime(*first, 1, tzinfo=UTC)
+    end = datetime(now.year, now.month, 1, tzinfo=UTC)  # 12 whole months before this one
+    old_url, new_url = create(args.server, OLD, "0025"), create(args.server, NEW, "head")
+
+    async def months() -> None:  # the migration made this month and three ahead; the past twelve:
+        conn = await asyncpg.connect(new_url)
+        try:
+            for i in range(MONTHS):
+                await conn.execute(MonthPartition.of(*month_after(*first, i)).create_sql())
+        finally:
+            await conn.close()
+
+    asyncio.run(months())
+    log(f"filling {args.events:,} events over {MONTHS} months ({t0:%Y-%m} .. {end:%Y-%m} exclusive)")
+    started = time.monotonic()
+    asyncio.run(fill([old_url, new_url], args.events, t0, end))
+    fill_s = time.monotonic() - started
+    oldest = MonthPartition.of(*first)
+
+    async def last_seq() -> int:
+        conn = await asyncpg.connect(new_url)
+        try:
+            return int(await conn.fetchval(f"SELECT max(seq) FROM {oldest.name}"))
+        finally:
+            await conn.close()
+
+    through = asyncio.run(last_seq())
+    log(f"pruning the oldest month, {oldest.name}: events 1..{through:,}")
+    old = asyncio.run(prune(old_url, through, partitioned=False))
+    log(f"DELETE: {old['commit_s']:.2f}s")
+    new = asyncio.run(prune(new_url, through, partitioned=True))
+    log(f"DROP PARTITION: {new['commit_s']:.2f}s ({new['dropped']})")
+    assert old["first_left"] == new["first_left"] == through + 1
+
+    def ratio(a: float, b: float) -> str:
+        return f"{a / b:,.1f}x" if b > 0 else "-"
+
+    mb = 1024 * 1024
+    print(
+        f"\nRetention at scale: {args.events:,} events over {MONTHS} months; pruned the oldest month, "
+        f"{through:,} events (load average {os.getloadavg()[0]:.1f}, fill {fill_s:.0f}s)"
+    )
+    print(f"  {'':38s} {'DELETE (0025)':>14s} {'DROP (0026)':>14s} {'old/new':>9s}")
+    for key, label in (
+        ("commit_s", "prune commit, s"),
+        ("events_s", "  of which audit_event, s"),
+        ("field_index_delete_s", "  of which audit_field_access DELETE, s"),
+        ("vacuum_audit_event_s", "VACUUM audit_event after, s"),
+        ("vacuum_field_index_s", "VACUUM audit_field_access after, s"),
+    ):
+        print(f"  {label:38s} {old[key]:14.3f} {new[key]:14.3f} {ratio(old[key], new[key]):>9s}")
+    for key, label in (
+        ("wal_bytes", "WAL written by the commit, MB"),
+        ("wal_events_bytes", "  of which audit_event, MB"),
+        ("wal_field_index_bytes", "  of which audit_field_access, MB"),
+    ):
+        print(f"  {label:38s} {old[key] / mb:14.2f} {new[key] / mb:14.2f} {ratio(old[key], new[key]):>9s}")
+    for part in (
+        "audit_event heap",
+        "audit_event indexes",
+        "audit_field_access heap",
+        "audit_field_access indexes",
+    ):
+        b_old, a_old, b_new, a_new = (
+            old["before"][part],
+            old["after"][part],
+            new["before"][part],
+            new["after"][part],
+        )
+        print(
+            f"  {part + ' MB':38s} {b_old / mb:6.1f}→{a_old / mb:6.1f}  {b_new / mb:6.1f}→{a_new / mb:6.1f}"
+        )
+    out = REPO / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    doc = {
+        "events": args.events,
+        "through": through,
+        "fill_s": fill_s,
+        "delete": old,
+        "drop": new,
+        "when": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "loadavg": os.getloadavg(),
+    }
+    (out / f"audit-retention-{args.events}.json").write_text(json.dumps(doc, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
