@@ -15,6 +15,10 @@ each in one transaction, timed, with the WAL it wrote; then VACUUM (what the DEL
 autovacuum to do), and the bytes of each table and its indexes before and after. The archive
 writing and verification before the commit is the same for both and is not included.
 
+Before the prune, what partitioning costs elsewhere, on the same two tables: `verify_chain` over
+all N events (rounds old, new, new, old), and the gateway's writer (`ChainedAuditLog`, one event
+per transaction, as a request alone pays) in alternating rounds.
+
     .venv/bin/python bench/audit_retention_bench.py                  # 1,000,000 events (~3-5 min)
     .venv/bin/python bench/audit_retention_bench.py --events 200000  # quicker
 """
@@ -220,10 +224,68 @@ async def prune(url: str, through: int, partitioned: bool) -> dict[str, Any]:
         await engine.dispose()
 
 
+async def costs(urls: dict[str, str], appends: int) -> dict[str, Any]:
+    """verify_chain seconds (rounds old, new, new, old) and the writer's µs per appended event
+    (one at a time, alternating rounds of appends/4) on each layout."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from gateway.access_log import AccessEvent
+    from gateway.audit.store import ChainedAuditLog
+    from gateway.audit.verify import verify_chain
+
+    engines = {
+        k: create_async_engine(u.replace("postgresql://", "postgresql+asyncpg://")) for k, u in urls.items()
+    }
+    out: dict[str, Any] = {k: {"verify_s": [], "append_us": []} for k in urls}
+    try:
+        for key in ("old", "new", "new", "old"):
+            t = time.perf_counter()
+            report = await verify_chain(engines[key])
+            took = time.perf_counter() - t
+            assert report.ok, report
+            out[key]["verify_s"].append(took)
+            log(f"verify ({key}): {report.events_checked:,} events in {took:.1f}s")
+        sinks = {k: ChainedAuditLog(e, hold_connection=True) for k, e in engines.items()}  # as the gateway
+        n = 0
+        for _ in range(4):
+            for key in ("old", "new"):
+                t = time.perf_counter()
+                for _ in range(appends // 4):
+                    n += 1
+                    await sinks[key].record(
+                        AccessEvent(
+                            request_id=f"bench-{n}",
+                            tier="open",
+                            principal_kind="anonymous",
+                            principal_id="10.0.0.7",
+                            consumer=None,
+                            client_address="10.0.0.7",
+                            operation_name="Q",
+                            operation_type="query",
+                            query_digest="0" * 64,
+                            status=200,
+                            error_codes=[],
+                            latency_ms=1.0,
+                            fields=[{"dataset": "dataset_01", "field": "field_1", "decision": "allow"}],
+                            reads=[{"dataset": "dataset_01", "rows": 1}],
+                        )
+                    )
+                out[key]["append_us"].append(1e6 * (time.perf_counter() - t) / (appends // 4))
+        for key, sink in sinks.items():
+            await sink.aclose()
+            report = await verify_chain(engines[key])
+            assert report.ok, report
+    finally:
+        for engine in engines.values():
+            await engine.dispose()
+    return out
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--server", default="postgresql://postgres@127.0.0.1:5432")
     p.add_argument("--events", type=int, default=1_000_000)
+    p.add_argument("--appends", type=int, default=2000, help="events appended by the writer per layout")
     args = p.parse_args()
     now = datetime.now(UTC)
     first = month_after(now.year, now.month, -MONTHS)
@@ -254,6 +316,7 @@ def main() -> int:
             await conn.close()
 
     through = asyncio.run(last_seq())
+    cost = asyncio.run(costs({"old": old_url, "new": new_url}, args.appends))
     log(f"pruning the oldest month, {oldest.name}: events 1..{through:,}")
     old = asyncio.run(prune(old_url, through, partitioned=False))
     log(f"DELETE: {old['commit_s']:.2f}s")
@@ -264,12 +327,22 @@ def main() -> int:
     def ratio(a: float, b: float) -> str:
         return f"{a / b:,.1f}x" if b > 0 else "-"
 
+    def mean(values: list[float]) -> float:
+        return sum(values) / len(values)
+
     mb = 1024 * 1024
     print(
         f"\nRetention at scale: {args.events:,} events over {MONTHS} months; pruned the oldest month, "
         f"{through:,} events (load average {os.getloadavg()[0]:.1f}, fill {fill_s:.0f}s)"
     )
     print(f"  {'':38s} {'DELETE (0025)':>14s} {'DROP (0026)':>14s} {'old/new':>9s}")
+    v_old, v_new = mean(cost["old"]["verify_s"]), mean(cost["new"]["verify_s"])
+    a_old, a_new = mean(cost["old"]["append_us"]), mean(cost["new"]["append_us"])
+    label = "verify_chain, all events, s (mean of 2)"
+    print(f"  {label:38s} {v_old:14.1f} {v_new:14.1f} {ratio(v_old, v_new):>9s}")
+    print(
+        f"  {'writer append, µs/event (mean of 4)':38s} {a_old:14.0f} {a_new:14.0f} {ratio(a_old, a_new):>9s}"
+    )
     for key, label in (
         ("commit_s", "prune commit, s"),
         ("events_s", "  of which audit_event, s"),
@@ -302,6 +375,7 @@ def main() -> int:
     out = REPO / "bench" / "results"
     out.mkdir(exist_ok=True)
     doc = {
+        "costs": cost,
         "events": args.events,
         "through": through,
         "fill_s": fill_s,
