@@ -230,6 +230,9 @@ def checkpoint(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
 @audit_app.command("partitions")
 def partitions(
     ahead: Annotated[int, typer.Option(help="Months to make ahead of the current one.")] = 3,
+    since: Annotated[
+        str | None, typer.Option(help="Also every month from this date's (YYYY-MM-DD), e.g. before a load.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ) -> None:
     """PostgreSQL: make audit_event's monthly partitions (this month and AHEAD more) and move any
@@ -237,8 +240,14 @@ def partitions(
     and every six hours."""
     from gateway.audit.partitions import maintain
 
+    try:
+        start = datetime.fromisoformat(since).replace(tzinfo=UTC) if since else None
+    except ValueError:
+        typer.echo(f"error: --since {since!r} is not a date (YYYY-MM-DD)", err=True)
+        raise typer.Exit(2) from None
+
     async def go(engine: Any) -> Any:
-        return await maintain(engine, ahead=ahead)
+        return await maintain(engine, ahead=ahead, since=start)
 
     report = run_with_engine(go)
     if as_json:

@@ -92,9 +92,12 @@ class MonthPartition:
         )
 
 
-def months_from(now: datetime, ahead: int) -> list[MonthPartition]:
+def months_from(now: datetime, ahead: int, since: datetime | None = None) -> list[MonthPartition]:
+    """The months of `now` and `ahead` more, from the month of `since` when given (earlier)."""
     now = now.astimezone(UTC)
-    return [MonthPartition.of(*month_after(now.year, now.month, i)) for i in range(ahead + 1)]
+    first = (since or now).astimezone(UTC)
+    back = max(0, (now.year - first.year) * 12 + now.month - first.month)
+    return [MonthPartition.of(*month_after(now.year, now.month, i)) for i in range(-back, ahead + 1)]
 
 
 async def is_partitioned(conn: AsyncConnection) -> bool:
@@ -136,13 +139,15 @@ class MaintenanceReport:
 
 
 async def maintain(
-    engine: AsyncEngine, *, ahead: int = AHEAD, now: datetime | None = None
+    engine: AsyncEngine, *, ahead: int = AHEAD, now: datetime | None = None, since: datetime | None = None
 ) -> MaintenanceReport:
     """Move the default partition's rows into their months and make the partitions of this month
-    and `ahead` more (see the module docstring). On SQLite: nothing, `partitioned` false."""
+    and `ahead` more (see the module docstring), and of every month from `since` when given (for
+    loading events of past months: made first, they need no moving). On SQLite: nothing,
+    `partitioned` false."""
     if engine.dialect.name != "postgresql":
         return MaintenanceReport(False)
-    wanted = months_from(now or datetime.now(UTC), ahead)
+    wanted = months_from(now or datetime.now(UTC), ahead, since)
     async with engine.connect() as conn:
         if not await is_partitioned(conn):
             return MaintenanceReport(False)

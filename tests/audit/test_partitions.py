@@ -303,3 +303,40 @@ def test_the_migration_on_an_empty_table_makes_this_month_and_three_ahead(pg: st
             return await attached(conn)
 
     assert {p.name for p in months_from(datetime.now(UTC), AHEAD)} | {DEFAULT} <= set(run(pg, go))
+
+
+def test_the_cli_makes_months_from_a_date_and_says_so(db: str, tmp_path: Path) -> None:
+    """`shuqiao audit partitions --since` (e.g. before loading past events), with --json; on
+    SQLite it says the table is not partitioned."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from gateway.audit.cli import audit_app
+
+    env = {"SHUQIAO_DATABASE_URL": db, "SHUQIAO_VAR_DIR": str(tmp_path / "var")}
+    runner = CliRunner()
+    if db.startswith("sqlite"):
+        result = runner.invoke(audit_app, ["partitions"], env=env)
+        assert result.exit_code == 0 and "not partitioned" in result.stdout, result.stdout
+        return
+    now = datetime.now(UTC)
+    run(db, lambda engine: _drop_past_months(engine, now))
+    since = month_start(now, -2)
+    result = runner.invoke(audit_app, ["partitions", "--since", f"{since:%Y-%m-%d}", "--json"], env=env)
+    assert result.exit_code == 0, result.stdout
+    doc = json.loads(result.stdout)
+    expected = [MonthPartition.of(m.year, m.month).name for m in (since, month_start(now, -1))]
+    assert doc["partitioned"] is True and doc["created"] == expected and doc["moved"] == {}
+    result = runner.invoke(audit_app, ["partitions"], env=env)
+    assert result.exit_code == 0 and "created" not in result.stdout and expected[0] in result.stdout
+    bad = runner.invoke(audit_app, ["partitions", "--since", "last spring"], env=env)
+    assert bad.exit_code == 2
+
+
+async def _drop_past_months(engine: AsyncEngine, now: datetime) -> None:
+    async with engine.begin() as conn:
+        for name in await attached(conn):
+            month = MonthPartition.named(name)
+            if month is not None and month.end <= month_start(now, 0):
+                await conn.execute(text(f"DROP TABLE {name}"))
