@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -35,7 +35,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
-from catalogue.protection import check_protectable, check_watermarkable
+from catalogue.protection import check_indexes, check_protectable, check_watermarkable
 from catalogue.spec import DatasetSpec, DepartmentSpec, Entity, FieldSpec, FieldType
 from policies.model import (
     CATEGORY_LABELS,
@@ -181,6 +181,14 @@ class DatasetDoc(_Strict):
     entity_key: str | None = Field(None, pattern=_IDENT, description="The column holding that entity's key")
     published: bool = True
     description: str = ""
+    indexes: list[
+        Annotated[list[Annotated[str, Field(pattern=_IDENT)]], Field(min_length=2, max_length=4)]
+    ] = Field(
+        default_factory=list,
+        description="Composite indexes for pages that filter on some fields and order by another: each"
+        " 2-4 columns, equality-filtered first, then the range or ordering column, e.g. [city, date]"
+        " (one column: indexed: true on the field)",
+    )
     fields: list[FieldDoc] = Field(min_length=1, description="信息项, in column order")
 
 
@@ -453,9 +461,49 @@ def _semantic(data: Any) -> list[tuple[Loc, str, bool]]:
                     False,
                 )
             )
+        out += _index_errors(ds, at, code, columns)
         if (ds.get("entity") is None) != (ds.get("entity_key") is None):
             missing = "entity" if ds.get("entity") is None else "entity_key"
             out.append(((*at, missing), "entity and entity_key go together", True))
+    return out
+
+
+def _index_errors(
+    ds: dict[str, Any], at: Loc, code: str | None, columns: dict[str, int]
+) -> list[tuple[Loc, str, bool]]:
+    """A dataset's `indexes`: known columns, none stored encrypted, none listed twice."""
+    out: list[tuple[Loc, str, bool]] = []
+    indexes = ds.get("indexes")
+    if not isinstance(indexes, list) or not columns:
+        return out
+    fields = {_str(f, "column"): f for _, f in _items(ds, "fields")}
+    seen: dict[tuple[str, ...], int] = {}
+    for k, ix in enumerate(indexes):
+        if not isinstance(ix, list) or not all(isinstance(c, str) for c in ix):
+            continue  # the per-key check reports it
+        for m, column in enumerate(ix):
+            f = fields.get(column)
+            if f is None:
+                out.append(
+                    (
+                        (*at, "indexes", k, m),
+                        f"{column} is not a column of {code} (columns: {', '.join(columns)})",
+                        False,
+                    )
+                )
+            elif f.get("level") == "L4" or f.get("pi") == PI.SENSITIVE.value:
+                out.append(
+                    (
+                        (*at, "indexes", k, m),
+                        f"{column} is stored encrypted and cannot be part of an index",
+                        False,
+                    )
+                )
+        if len(set(ix)) != len(ix):
+            out.append(((*at, "indexes", k), "an index lists a column twice", False))
+        if tuple(ix) in seen:
+            out.append(((*at, "indexes", k), f"the same index as indexes[{seen[tuple(ix)]}]", False))
+        seen.setdefault(tuple(ix), k)
     return out
 
 
@@ -580,6 +628,7 @@ def to_specs(doc: CatalogueDoc, *, check: bool = True) -> tuple[list[DepartmentS
             tags=tuple(ds.tags),
             entity=ds.entity,
             entity_field=ds.entity_key,
+            indexes=tuple(tuple(ix) for ix in ds.indexes),
             published=ds.published,
         )
         for ds in doc.datasets
@@ -590,6 +639,8 @@ def to_specs(doc: CatalogueDoc, *, check: bool = True) -> tuple[list[DepartmentS
             raise ValueError(problem)
         if marks := check_watermarkable(spec):
             raise ValueError(marks[0][1])
+        if problem := check_indexes(spec):
+            raise ValueError(problem)
     return departments, datasets
 
 
@@ -616,6 +667,7 @@ def from_specs(departments: list[DepartmentSpec], datasets: list[DatasetSpec]) -
                 tags=list(s.tags),
                 entity=s.entity,
                 entity_key=s.entity_field,
+                indexes=[list(ix) for ix in s.indexes],
                 published=s.published,
                 description=s.description,
                 fields=[
@@ -656,6 +708,9 @@ def dump(doc: CatalogueDoc, *, as_json: bool = False, header: str | None = None)
     data = {"format_version": FORMAT_VERSION, **data}
     if as_json:
         return json.dumps(data, ensure_ascii=False, indent=2) + "\n"
+    for ds in data.get("datasets", []):
+        if "indexes" in ds:  # each index on one line: `- [city, date]`
+            ds["indexes"] = [_flow(ix) for ix in ds["indexes"]]
     y = YAML(typ="rt")
     y.width = 4096  # one line per value: diffs stay readable
     y.indent(mapping=2, sequence=4, offset=2)
@@ -664,6 +719,12 @@ def dump(doc: CatalogueDoc, *, as_json: bool = False, header: str | None = None)
     y.dump(data, buf)
     top = header if header is not None else SCHEMA_COMMENT
     return (top + "\n" if top else "") + buf.getvalue()
+
+
+def _flow(items: list[Any]) -> CommentedSeq:
+    seq = CommentedSeq(items)
+    seq.fa.set_flow_style()
+    return seq
 
 
 if __name__ == "__main__":  # regenerate the published schema

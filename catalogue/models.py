@@ -44,6 +44,8 @@ class Dataset(SQLModel, table=True):
     licence: str = Field(default="", max_length=200)
     contact: str = Field(default="")
     tags: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    # composite pool-table indexes (DatasetSpec.indexes), each a list of columns
+    indexes: list[list[str]] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 

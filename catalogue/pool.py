@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -61,4 +63,19 @@ def pool_table(spec: DatasetSpec, metadata: MetaData | None = None) -> Table:
         wanted.add(spec.entity_field)
     indexed = {blind_column(n) if n in protected else n for n in wanted}
     indexes = [Index(f"ix_{name}_{col}", col) for col in sorted(indexed)]
+    indexes += [Index(composite_index_name(name, cols), *cols) for cols in spec.indexes]
     return Table(name, md, *columns, *indexes)
+
+
+def composite_index_name(table: str, columns: tuple[str, ...]) -> str:
+    """`ix_<table>__<col>__<col>…` ('__' cannot occur in a column name, so it never meets a
+    single-column index's name), shortened with a digest of the full name past PostgreSQL's
+    63-byte identifiers."""
+    full = f"ix_{table}__{'__'.join(columns)}"
+    if len(full.encode()) <= _MAX_IDENTIFIER:
+        return full
+    digest = hashlib.sha256(full.encode()).hexdigest()[:10]
+    return f"{full[: _MAX_IDENTIFIER - 11]}_{digest}"
+
+
+_MAX_IDENTIFIER = 63

@@ -56,6 +56,33 @@ def check_protectable(spec: DatasetSpec) -> str | None:
     return None
 
 
+def check_indexes(spec: DatasetSpec) -> str | None:
+    """Why the dataset's composite indexes (DatasetSpec.indexes) cannot be built, or None: each
+    names 2-4 distinct columns of the dataset, none stored encrypted (a sealed value has no
+    order; equality on one goes through its blind index, which `indexed` covers), and no
+    two are the same."""
+    columns = {f.name: f for f in spec.fields}
+    seen: set[tuple[str, ...]] = set()
+    for ix in spec.indexes:
+        label = f"{spec.code} index ({', '.join(ix)})"
+        if not 2 <= len(ix) <= MAX_INDEX_COLUMNS:
+            return f"{label}: an index lists 2 to {MAX_INDEX_COLUMNS} columns (one column: `indexed: true`)"
+        if len(set(ix)) != len(ix):
+            return f"{label}: a column is listed twice"
+        for name in ix:
+            if name not in columns:
+                return f"{label}: {name} is not a column of {spec.code}"
+            if is_protected(columns[name]):
+                return f"{label}: {name} is stored encrypted and cannot be part of an index"
+        if ix in seen:
+            return f"{label}: declared twice"
+        seen.add(ix)
+    return None
+
+
+MAX_INDEX_COLUMNS = 4
+
+
 def check_watermarkable(spec: DatasetSpec) -> list[tuple[str, str]]:
     """Why fields of this dataset may not carry a watermark (policies.watermark,
     policies.watermark_text), as (field name, message) pairs; empty if every declared mark is

@@ -18,7 +18,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from catalogue.models import CatalogueState, Dataset, DatasetField, Department, utcnow
 from catalogue.pool import pool_table
-from catalogue.protection import check_protectable, check_watermarkable
+from catalogue.protection import check_indexes, check_protectable, check_watermarkable
 from catalogue.spec import DatasetSpec, DepartmentSpec, Entity, FieldSpec, FieldType
 from policies.model import PI, Category, Level, MaskRule, Open, Share
 
@@ -91,6 +91,7 @@ def _dataset_spec(row: Dataset, fields: list[DatasetField]) -> DatasetSpec:
         licence=row.licence,
         contact=row.contact,
         tags=tuple(row.tags or ()),
+        indexes=tuple(tuple(ix) for ix in row.indexes or ()),
     )
 
 
@@ -172,6 +173,9 @@ def validate(spec: DatasetSpec) -> None:
         raise CatalogueError("; ".join(m for _, m in marks))
     if spec.entity_field and spec.entity_field not in names:
         raise CatalogueError(f"dataset {spec.code}: entity field {spec.entity_field} missing")
+    problem = check_indexes(spec)
+    if problem:
+        raise CatalogueError(problem)
 
 
 def dataset_columns(spec: DatasetSpec) -> dict[str, object]:
@@ -196,6 +200,7 @@ def dataset_columns(spec: DatasetSpec) -> dict[str, object]:
         "licence": spec.licence,
         "contact": spec.contact,
         "tags": list(spec.tags),
+        "indexes": [list(ix) for ix in spec.indexes] or None,
     }
 
 

@@ -113,6 +113,11 @@ class DatasetSpec:
     licence: str = ""  # of the open data, e.g. CC-BY-4.0
     contact: str = ""  # who answers questions about the dataset
     tags: tuple[str, ...] = ()
+    # Composite indexes on the pool table, each a tuple of columns (equality filters first,
+    # then the range or ordering column), for pages that filter on one field and order by
+    # another: `city = … ORDER BY date DESC` reads just the page, and its count is an
+    # index-only scan. Single columns are FieldSpec.indexed.
+    indexes: tuple[tuple[str, ...], ...] = ()
     version: int = field(default=1, compare=False)
 
     def policy(self) -> DatasetPolicy:

@@ -61,6 +61,7 @@ from gateway.request_log import RequestLogMiddleware, log_line
 from gateway.secrets import SecretHasher, load_master_key
 from gateway.settings import Settings
 from gateway.state import GatewayState
+from gateway.static_graphql import EveryMethod
 from gateway.watermark_http import WatermarkTrace
 from gateway.web.session import WEB_CLIENT_ID, SessionOrBearer, WebSessions
 from gateway.workbench.client import CLIENT_ID as WORKBENCH_CLIENT_ID
@@ -317,13 +318,11 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         *metrics.routes(settings.metrics, settings.metrics_allow),  # GET /metrics (Prometheus)
         Route(
             "/open/graphql",
-            GraphQLEndpoint(Tier.OPEN, state).handle,
-            methods=["GET", "POST", "PUT", "DELETE"],
+            EveryMethod(GraphQLEndpoint(Tier.OPEN, state).handle),
         ),
         Route(
             "/share/graphql",
-            GraphQLEndpoint(Tier.SHARE, state).handle,
-            methods=["GET", "POST", "PUT", "DELETE"],
+            EveryMethod(GraphQLEndpoint(Tier.SHARE, state).handle),
         ),
         # RFC 6749 endpoints and sign-in pages; the gateway's own pages sign people in without consent
         Mount("/oauth", routes=oauth_routes(state.identity, first_party=FIRST_PARTY_CLIENTS)),
@@ -333,19 +332,20 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         # applications, approvals, grants (gateway/workflow/admin_graphql.py)
         Route(
             "/admin/graphql",
-            AdminGraphQL(
-                state.engine,
-                admin_protector,
-                state.access_log,
-                state.identity.audit,
-                settings.grant_expiry_warning_days,
-                keyring=lambda: state.registry.keyring,  # quality reports keyed by 身份证号 (blind index)
-                check=admin_check,
-                hasher=state.identity.hasher,  # enterprises make their own API keys
-                key_defaults=KeyDefaults(settings.api_key_rate_per_minute, settings.api_key_daily_quota),
-                limits=settings.limits,
-            ).handle,
-            methods=["GET", "POST", "PUT", "DELETE"],  # POST only; the endpoint answers 405 (audited)
+            EveryMethod(
+                AdminGraphQL(
+                    state.engine,
+                    admin_protector,
+                    state.access_log,
+                    state.identity.audit,
+                    settings.grant_expiry_warning_days,
+                    keyring=lambda: state.registry.keyring,  # quality reports keyed by 身份证号 (blind index)
+                    check=admin_check,
+                    hasher=state.identity.hasher,  # enterprises make their own API keys
+                    key_defaults=KeyDefaults(settings.api_key_rate_per_minute, settings.api_key_daily_quota),
+                    limits=settings.limits,
+                ).handle
+            ),
         ),
         Mount("/static/identity", identity_static(), name="identity-static"),
         Route("/.well-known/openid-configuration", discovery.openid_configuration),
@@ -356,8 +356,7 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         # Apollo Federation v2 subgraphs: the caller's own token, the caller's policies
         Route(
             "/share/subgraphs/{department}/graphql",
-            subgraphs.SubgraphEndpoint(state).handle,
-            methods=["GET", "POST", "PUT", "DELETE"],
+            EveryMethod(subgraphs.SubgraphEndpoint(state).handle),
         ),
         Route("/keys/sm2", SigningKeysEndpoint(state.signer.store).handle),
         Mount("/web", routes=sessions.routes()),  # sign-in, callback, sign-out, who is signed in

@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gateway.access_log import AccessEvent
 from gateway.client_address import client_address
 from gateway.outages import classify
-from gateway.problems import INTERNAL, Problem, problem_response
+from gateway.problems import INTERNAL, Problem, problem_page, problem_response
 
 log = logging.getLogger("shuqiao")
 
@@ -98,7 +98,20 @@ def error_response(scope: Scope, problem: Problem) -> Response:
             status_code=problem.status,
             headers={**problem.headers, "Cache-Control": "no-store"},
         )
+    if _wants_page(scope):
+        return problem_page(problem, scope.get("state", {}).get("request_id", ""))
     return problem_response(problem)
+
+
+def _wants_page(scope: Scope) -> bool:
+    """A browser navigating to a page (GET, HTML accepted before JSON), not a program: programs
+    and the pages' own scripts ask for JSON or send no such Accept header."""
+    if scope.get("method") not in ("GET", "HEAD"):
+        return False
+    accept = Request(scope).headers.get("accept", "")
+    html = accept.find("text/html")
+    json = accept.find("application/json")
+    return html != -1 and (json == -1 or html < json)
 
 
 async def _record(scope: Scope, problem: Problem, started: float) -> None:

@@ -7,8 +7,10 @@ the health report of /readyz, and CKAN's envelope on /api/3/action/* (gateway.po
 
 from __future__ import annotations
 
+from html import escape
+
 import orjson
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 
 JSON = "application/json"
 INTERNAL_ERROR = "INTERNAL_SERVER_ERROR"
@@ -45,6 +47,25 @@ def problem_response(problem: Problem, media: str = JSON, headers: dict[str, str
         status_code=problem.status,
         media_type=media,
         headers={**problem.headers, **(headers or {})},
+    )
+
+
+_PAGE_TITLES = {503: "服务暂时不可用，请稍后重试", 500: "服务内部错误"}
+
+
+def problem_page(problem: Problem, request_id: str) -> Response:
+    """The same problem for a browser that asked for a page: Chinese first, the English message,
+    the code and the request id to quote to the operators; no script, nothing fetched."""
+    title = _PAGE_TITLES.get(problem.status, "请求未能完成")
+    body = (
+        '<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">'
+        f"<title>{escape(title)} · 数桥</title></head><body>"
+        f'<main><h1>{escape(title)}</h1><p role="alert" id="page-error">{escape(problem.message)}</p>'
+        f"<p>错误代码 Code: <code>{escape(problem.code)}</code> · "
+        f"请求编号 Request ID: <code>{escape(request_id)}</code></p></main></body></html>"
+    )
+    return HTMLResponse(
+        body, status_code=problem.status, headers={**problem.headers, "Cache-Control": "no-store"}
     )
 
 

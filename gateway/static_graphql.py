@@ -13,12 +13,26 @@ import orjson
 from graphql import GraphQLError, OperationDefinitionNode, parse
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import request_response
+from starlette.types import Receive, Scope, Send
 
 from gateway.graphql_media import NOT_ACCEPTABLE, check_content_type, content_type, negotiate
 from gateway.problems import Problem
 from policies.limits import Limits, measure
 from resolvers.documents import MAX_TOKENS, shape_problems
 from resolvers.errors import PARSE_FAILED
+
+
+class EveryMethod:
+    """A GraphQL endpoint as the router's ASGI app rather than a function, so that the router hands
+    it every method (a function endpoint gets only the methods listed, and the router's own 405
+    for the rest carries no error code and is never audited); the endpoint answers the 405."""
+
+    def __init__(self, handler: Any) -> None:
+        self._app = request_response(handler)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._app(scope, receive, send)
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -56,7 +56,7 @@ from gateway.audit.variables import VariableCipher
 from gateway.audit.verify import verify_chain
 from gateway.client_address import client_address
 from gateway.problems import AUDIT_UNAVAILABLE, JSON, Problem, problem_response
-from gateway.static_graphql import answer_type, require_post
+from gateway.static_graphql import EveryMethod, answer_type, require_post
 from policies.limits import Limits
 
 STATIC = Path(__file__).resolve().parent.parent / "static" / "audit"
@@ -153,8 +153,7 @@ class AuditAPI:
             Route("/api/person", self._guard("person-view", self.person)),
             Route(
                 "/graphql",
-                self._guard("graphql", self.graphql, graphql=True),
-                methods=["GET", "POST", "PUT", "DELETE"],  # the endpoint answers 405: audited
+                EveryMethod(self._guard("graphql", self.graphql, graphql=True)),
             ),
         ]
 

@@ -364,6 +364,15 @@ class Downloads:
             nxt = f"{request.url.path}?{urlencode(params)}"
             headers["Link"] += f', <{nxt}>; rel="next"'
 
+        if request.method == "HEAD":
+            # The headers a GET would get, after the same checks; nothing is sent, so the event is
+            # its own and the usage statistics do not count it as a download.
+            job.done = True
+            head = self._event(request, principal, job, "download.head", 200, [], started, fields=first)
+            return await answer_once_recorded(
+                self.state.access_log, head, Response(media_type=MEDIA[fmt], headers=headers)
+            )
+
         async def close() -> None:
             await self._finish(request, job, started)
 

@@ -45,7 +45,7 @@ CST = timezone(timedelta(hours=8), "CST")
 CHUNK = 2000  # events per transaction
 OPEN_TIER = "open"
 DOWNLOAD_DONE = "download.end"
-DOWNLOAD_OPERATIONS = frozenset({"download", "download.start", DOWNLOAD_DONE})
+DOWNLOAD_OPERATIONS = frozenset({"download", "download.start", "download.head", DOWNLOAD_DONE})
 
 
 class UsageDaily(SQLModel, table=True):

@@ -232,6 +232,45 @@ def test_a_resource_code_of_another_dataset_is_refused(store: Any) -> None:
         apply(store, other)
 
 
+def indexes(store: Any, table: str) -> dict[str, list[str]]:
+    async def go(e: Any) -> dict[str, list[str]]:
+        async with e.connect() as conn:
+            return await conn.run_sync(
+                lambda c: {ix["name"]: ix["column_names"] for ix in inspect(c).get_indexes(table)}
+            )
+
+    return on_store(store, go)
+
+
+def test_declared_composite_indexes_are_built_and_dropped_with_the_catalogue(store: Any) -> None:
+    fields = field_yaml("city", indexed="true") + field_yaml("day", "date") + field_yaml("aqi", "integer")
+    with_ix = catalogue_file("tx", dataset_yaml("tx", "tx_a", 1, fields, indexes="[[city, day], [aqi, day]]"))
+    result = apply(store, with_ix)
+    assert result.plan.changes[1].pool == ["CREATE TABLE pool_tx_a (4 columns, 3 indexes)"]
+    assert indexes(store, "pool_tx_a") == {
+        "ix_pool_tx_a_city": ["city"],
+        "ix_pool_tx_a__city__day": ["city", "day"],
+        "ix_pool_tx_a__aqi__day": ["aqi", "day"],
+    }
+    assert live(store).datasets["tx_a"].indexes == (("city", "day"), ("aqi", "day"))
+    exported = on_store(store, lambda e: export_document(e, ["tx"]))
+    assert "      - [city, day]\n      - [aqi, day]\n" in dump(exported)
+    assert apply(store, dump(exported)).plan.changes == []
+
+    fewer = apply(store, with_ix.replace("[[city, day], [aqi, day]]", "[[city, day]]"))
+    assert [c.pool for c in fewer.plan.changes] == [["DROP INDEX ix_pool_tx_a__aqi__day"]]
+    assert not fewer.plan.destructive  # an index holds no data
+    assert set(indexes(store, "pool_tx_a")) == {"ix_pool_tx_a_city", "ix_pool_tx_a__city__day"}
+
+
+def test_a_long_composite_index_name_fits_postgresql() -> None:
+    from catalogue.pool import composite_index_name
+
+    name = composite_index_name("pool_" + "a" * 40, ("district_code", "establishment_date"))
+    assert len(name) == 63 and name.startswith("ix_pool_aaaa")
+    assert name != composite_index_name("pool_" + "a" * 40, ("district_code", "establishment_day"))
+
+
 def test_export_is_what_was_applied(store: Any) -> None:
     text_ = two_datasets("tm")
     apply(store, text_)

@@ -154,6 +154,33 @@ def test_entity_key_must_be_a_column() -> None:
     assert e.path == "datasets[0].entity_key" and "not a column" in e.message and "toilet_code" in e.message
 
 
+def test_indexes_name_plain_columns_of_the_dataset() -> None:
+    def with_indexes(*lines: str) -> str:
+        return GOOD.replace(
+            "    fields:\n", "    indexes:\n" + "".join(f"      - {x}\n" for x in lines) + "    fields:\n"
+        )
+
+    assert to_specs(parse(with_indexes("[toilet_code, keeper_phone]")))[1][0].indexes == (
+        ("toilet_code", "keeper_phone"),
+    )
+    unknown = only(with_indexes("[toilet_code, opened]"))
+    assert (unknown.line, unknown.path) == (13, "datasets[0].indexes[0][1]")
+    assert "opened is not a column" in unknown.message and "toilet_code" in unknown.message
+    sealed = only(with_indexes("[keeper_phone, toilet_code]").replace("level: L3", "level: L4"))
+    assert sealed.path == "datasets[0].indexes[0][0]" and "stored encrypted" in sealed.message
+    twice = errors_of(
+        with_indexes(
+            "[toilet_code, toilet_code]", "[keeper_phone, toilet_code]", "[keeper_phone, toilet_code]"
+        )
+    )
+    assert [(e.path, "twice" in e.message or "same index" in e.message) for e in twice] == [
+        ("datasets[0].indexes[0]", True),
+        ("datasets[0].indexes[2]", True),
+    ]
+    one = only(with_indexes("[toilet_code]"))
+    assert one.path == "datasets[0].indexes[0]"
+
+
 def test_duplicates() -> None:
     code, resource = errors_of(GOOD + GOOD.split("datasets:\n", 1)[1])
     assert (code.line, code.path) == (20, "datasets[1].code") and "declared twice" in code.message
@@ -252,6 +279,9 @@ datasets:
     entity_key: operator_credit_code
     published: false
     description: 充电设施
+    indexes:
+      - [operator_credit_code, since]
+      - [fast, piles, since]
     fields:
       - name: 运营商统一社会信用代码
         column: operator_credit_code
@@ -301,6 +331,7 @@ def test_a_file_using_every_key_round_trips() -> None:
     doc = parse(FULL)
     departments, datasets = to_specs(doc)
     assert datasets[0].tags == ("能源", "交通") and datasets[0].licence == "CC-BY-4.0"
+    assert datasets[0].indexes == (("operator_credit_code", "since"), ("fast", "piles", "since"))
     assert from_specs(departments, datasets) == doc
     assert dump(doc, header="") == FULL
 

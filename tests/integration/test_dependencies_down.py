@@ -339,3 +339,19 @@ def test_database_down_is_503_on_every_tier_and_readyz_then_recovers(
     statuses = [gql(client, "open", OPEN_Q).status_code for _ in range(3)]
     assert statuses == [200, 200, 200]
     assert client.get("/readyz").status_code == 200
+
+
+def test_a_browser_gets_the_failure_as_a_page(no_redis: tuple[TestClient, Recorder, DemoEnv]) -> None:
+    """A page whose handler fails on Redis answers a browser with a page (same status, code, request
+    id and Retry-After), not the JSON a program gets; both are recorded alike."""
+    client, recorder, _ = no_redis
+    browser = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+    r = client.get("/explore/api/catalogue", headers=browser)
+    assert r.status_code == 503 and r.headers["content-type"].startswith("text/html")
+    assert int(r.headers["retry-after"]) >= 1
+    assert "服务暂时不可用" in r.text and "RATE_LIMIT_UNAVAILABLE" in r.text
+    assert r.headers["x-request-id"] in r.text
+    (event,) = recorder.by_request(r.headers["x-request-id"])
+    assert event.status == 503 and "RATE_LIMIT_UNAVAILABLE" in event.error_codes
+    r = client.get("/explore/api/catalogue", headers={"Accept": "application/json, text/html"})
+    assert r.status_code == 503 and r.json()["errors"][0]["extensions"]["code"] == "RATE_LIMIT_UNAVAILABLE"

@@ -202,7 +202,13 @@ def test_get_never_runs_a_mutation(client: Any, query: str, op: str | None) -> N
 
 @pytest.mark.parametrize(
     ("tier", "method", "allow"),
-    [("open", "PUT", "GET, POST"), ("share", "GET", "POST"), ("share", "DELETE", "POST")],
+    [
+        ("open", "PUT", "GET, POST"),
+        ("open", "PATCH", "GET, POST"),
+        ("share", "GET", "POST"),
+        ("share", "DELETE", "POST"),
+        ("share", "PATCH", "POST"),
+    ],
 )
 def test_unsupported_method_is_405_with_allow(client: Any, tier: str, method: str, allow: str) -> None:
     """Status Codes: "If the request uses an unsupported HTTP method, status code 405 SHOULD be used"
@@ -394,3 +400,28 @@ def test_body_too_large_is_413(post: Any, tier: str) -> None:
 #   expects; the code in `extensions.code` tells the cases apart.
 # - 294 for a response with both data and errors: 200 (294 is not a registered status code and
 #   the draft itself recommends it only as a non-normative note); `errors` says it is partial.
+
+
+@pytest.mark.parametrize(("tier", "method"), [("open", "PATCH"), ("share", "PATCH"), ("open", "OPTIONS")])
+def test_any_method_reaches_the_endpoint_and_is_recorded(
+    client: Any, demo_env: Any, tier: str, method: str
+) -> None:
+    """The router used to list four methods and answer any other (PATCH, a bare OPTIONS) with a 405
+    of its own: no error code, no audit event. Every method now reaches the endpoint."""
+    import secrets
+
+    from sqlalchemy import select
+
+    from gateway.audit.models import AuditEvent
+    from tests.support import on_db
+
+    rid = f"{method.lower()}-{secrets.token_hex(6)}"
+    r = client.request(method, f"/{tier}/graphql", params={"query": Q}, headers={"X-Request-ID": rid})
+    assert r.status_code == 405 and _code(r) == "METHOD_NOT_ALLOWED"
+
+    async def go(engine: Any) -> list[Any]:
+        async with engine.connect() as conn:
+            q = select(AuditEvent.status, AuditEvent.tier).where(AuditEvent.request_id == rid)
+            return [tuple(row) for row in (await conn.execute(q)).all()]
+
+    assert on_db(demo_env, go) == [(405, tier)]

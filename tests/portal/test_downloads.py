@@ -8,6 +8,7 @@ import csv
 import dataclasses
 import io
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -16,6 +17,7 @@ from starlette.testclient import TestClient
 
 from gateway.app import build_state, create_app
 from gateway.portal import downloads
+from gateway.portal.usage import tally
 from tests.conftest import gql
 
 RESTRICTED = ["legalRepIdNumber", "contactPhone", 'taxPaidAmount"', "法定代表人身份证号", "联系电话"]
@@ -302,7 +304,16 @@ def test_a_client_that_goes_away_is_recorded_as_aborted(app: TestClient, recorde
     assert events[1].status == 499 and events[1].error_codes == ["DOWNLOAD_ABORTED"]
 
 
-def test_head_answers_the_headers(app: TestClient) -> None:
-    r = app.head("/open/download/air_quality_daily.csv?limit=5")
+def test_head_answers_the_headers(app: TestClient, recorder: Recorder) -> None:
+    r = app.head("/open/download/air_quality_daily.csv?limit=5", headers={"X-Request-ID": "dl-head-1"})
     assert r.status_code == 200 and r.content == b""
     assert r.headers["content-type"] == "text/csv; charset=utf-8"
+    assert r.headers["content-disposition"] == 'attachment; filename="air_quality_daily.csv"'
+    # recorded as what it was, and not a download in the usage statistics
+    events = [e for e in recorder.events if e.request_id == "dl-head-1"]
+    assert [(e.operation_name, e.status) for e in events] == [("download.head", 200)]
+    detail = orjson.dumps({"reads": [{"dataset": "air_quality_daily"}]}).decode()
+    now = datetime.now(UTC)
+    assert tally([(now, "download.head", 200, detail)]) == {}
+    assert tally([(now, "download.end", 200, detail)]) != {}
+    assert app.head("/open/download/no_such_dataset.csv").status_code == 404
