@@ -73,6 +73,13 @@ def sm3_hex(data: bytes) -> str:
     return sm3(data).hex()
 
 
+def hashlib_hasher() -> hashlib._Hash | None:
+    """A fresh hashlib SM3 hasher (OpenSSL's, checked against the test vector), None without one:
+    for loops that hash many short inputs, `copy()` it per input and skip `sm3_hex`'s two calls.
+    Inputs above GIL_SLICE bytes still belong to `sm3_hex`."""
+    return _SM3.copy() if _SM3 is not None else None
+
+
 def hmac_sm3(key: bytes, data: bytes) -> bytes:
     """Return the 32-byte HMAC-SM3 of ``data`` under ``key``."""
     h = _crypto_hmac.HMAC(key, hashes.SM3())

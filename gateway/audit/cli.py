@@ -17,21 +17,33 @@ audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=Tr
 
 
 @audit_app.command("verify")
-def verify(as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False) -> None:
+def verify(
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="Worker processes on PostgreSQL, each a seq range in one snapshot (default: CPUs).",
+        ),
+    ] = None,
+) -> None:
     """Recompute the SM3 chain; exit 1 and name the first broken position if it does not hold.
     After a prune, the whole history: each archived range (its signed archive, SM3 and prune
     anchor) and the live chain from the last anchor, named in order (gateway/audit/history.py)."""
+    import os
+
     from gateway.audit.verify import verify_chain
 
     async def go(engine: Any) -> tuple[Any, Any]:
-        report = await verify_chain(engine)
+        report = await verify_chain(engine, workers=workers or os.cpu_count() or 1)
         if not report.pruned_through:
             return report, None
         from gateway.audit.history import verify_history
         from gateway.audit.retention import archive_dir
         from gateway.cli_support import settings
 
-        return report, await verify_history(engine, _store(), archive_dir(settings().var_dir))
+        return report, await verify_history(engine, _store(), archive_dir(settings().var_dir), report)
 
     report, history = run_with_engine(go)
     ok = report.ok and (history is None or history.ok)

@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.audit.chain import GENESIS_HASH
 from gateway.audit.checkpoints import ANCHORS, store_lookup, verify_archive
 from gateway.audit.query import Filters, event_doc
-from gateway.audit.verify import verify_chain
+from gateway.audit.verify import VerifyReport, verify_chain
 from keys.keystore import KeyStore
 from keys.sm3 import sm3
 
@@ -92,7 +92,11 @@ def with_history(chain: dict[str, Any], history: HistoryReport) -> dict[str, Any
     return doc
 
 
-async def verify_history(engine: AsyncEngine, store: KeyStore, directory: Path) -> HistoryReport:
+async def verify_history(
+    engine: AsyncEngine, store: KeyStore, directory: Path, live: VerifyReport | None = None
+) -> HistoryReport:
+    """`live`: the caller's own `verify_chain` report, used for the live segment when it starts
+    at the last anchor read here (the chain is then not walked a second time)."""
     async with engine.connect() as conn:
         anchors = (await conn.execute(select(ANCHORS).order_by(ANCHORS.c.through_seq))).all()
     lookup = store_lookup(store)
@@ -114,7 +118,9 @@ async def verify_history(engine: AsyncEngine, store: KeyStore, directory: Path) 
             seg.ok, seg.reason = False, problem
             return _broken(report, start if "link" in problem else end, f"{anchor.archive}: {problem}")
         expected, prev = end + 1, str(anchor.hash)
-    live = await verify_chain(engine)
+    last_anchor = int(anchors[-1].through_seq) if anchors else None
+    if live is None or live.pruned_through != last_anchor:  # none, or a prune came in between
+        live = await verify_chain(engine)
     seg = Segment("live", expected, expected + live.events_checked - 1, live.ok, live.events_checked)
     report.segments.append(seg)
     if not live.ok:

@@ -325,7 +325,7 @@ class AuditAPI:
         if report.pruned_through and self.archives is not None:
             from gateway.audit.history import verify_history, with_history
 
-            doc = with_history(doc, await verify_history(self.engine, *self.archives))
+            doc = with_history(doc, await verify_history(self.engine, *self.archives, report))
         return _json(doc), report.events_checked
 
     async def bundle(self, request: Request) -> tuple[Response, int]:

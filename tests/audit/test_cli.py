@@ -8,6 +8,7 @@ import io
 import json
 from pathlib import Path
 
+import pytest
 from sqlalchemy import delete
 from typer.testing import CliRunner
 
@@ -58,6 +59,27 @@ def test_verify_json_reports_ok_then_the_first_broken_position(url: str) -> None
     assert code == 1 and report["ok"] is False and report["first_bad_seq"] == 5
     code, out = _run(url, "verify")
     assert code == 1 and "BROKEN at seq 5" in out
+
+
+def test_verify_workers_gives_the_same_report(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--workers 3` (ranges of one event and more, on PostgreSQL in worker processes) reports what
+    `--workers 1` does, intact and broken."""
+    from gateway.audit import verify
+
+    monkeypatch.setattr(verify, "MIN_RANGE", 1)
+    _append(url, 12)
+    outs = [_run(url, "verify", "--json", "--workers", w) for w in ("1", "3")]
+    assert outs[0] == outs[1] and outs[0][0] == 0 and json.loads(outs[0][1])["events_checked"] == 12
+
+    async def tamper() -> None:
+        engine = create_engine(url)
+        async with engine.begin() as conn:
+            await conn.execute(delete(EVENTS).where(EVENTS.c.seq == 9))
+        await engine.dispose()
+
+    asyncio.run(tamper())
+    outs = [_run(url, "verify", "--json", "--workers", w) for w in ("1", "3")]
+    assert outs[0] == outs[1] and outs[0][0] == 1 and json.loads(outs[0][1])["first_bad_seq"] == 9
 
 
 def test_export_csv_with_bom_and_json(url: str, tmp_path: Path) -> None:

@@ -144,3 +144,27 @@ def test_the_json_twins_verify_the_whole_history_and_search_the_archives(db: str
     import asyncio
 
     asyncio.run(engine.dispose())
+
+
+def test_the_callers_live_report_is_used_when_it_starts_at_the_last_anchor(
+    db: str, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """`shuqiao audit verify` and the JSON API pass the report they have: the live chain is not
+    walked a second time, unless a prune came in between (the report's anchor is not the last)."""
+    from gateway.audit import history
+    from gateway.audit.verify import VerifyReport, verify_chain
+
+    store, directory, _, _ = _two_prunes(db, tmp_path / "var")
+    live = run_with_engine(db, verify_chain)
+    walks: list[int] = []
+
+    async def counted(engine: Any) -> VerifyReport:
+        walks.append(1)
+        return await verify_chain(engine)
+
+    monkeypatch.setattr(history, "verify_chain", counted)
+    report = run_with_engine(db, lambda e: verify_history(e, store, directory, live))
+    assert report.ok and report.segments[-1].events == 3 and walks == []
+    stale = VerifyReport(True, 6, pruned_through=10)  # made before the second prune
+    report = run_with_engine(db, lambda e: verify_history(e, store, directory, stale))
+    assert report.ok and report.segments[-1].events == 3 and walks == [1]

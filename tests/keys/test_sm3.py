@@ -84,3 +84,16 @@ def test_hashlib_and_cryptography_paths_agree(data: bytes, monkeypatch: pytest.M
     fast, fast_hex = module.sm3(data), module.sm3_hex(data)
     monkeypatch.setattr(module, "_SM3", None)  # an OpenSSL whose hashlib has no SM3
     assert module.sm3(data) == fast and module.sm3_hex(data) == fast_hex == fast.hex()
+
+
+def test_the_hashlib_hasher_is_a_fresh_sm3_each_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    import keys.sm3 as module
+
+    hasher = module.hashlib_hasher()
+    if hasher is not None:  # hashlib's OpenSSL has SM3
+        hasher.update(b"abc")
+        assert hasher.hexdigest() == sm3(b"abc").hex()
+        again = module.hashlib_hasher()
+        assert again is not None and again.hexdigest() == sm3(b"").hex()
+    monkeypatch.setattr(module, "_SM3", None)
+    assert module.hashlib_hasher() is None
