@@ -43,14 +43,23 @@ import tempfile
 import time
 import unicodedata
 from decimal import Decimal
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from policies.watermark import Cell, MarkKey, cell_bit, mark_value, score  # noqa: E402
-from policies.watermark_text import mark_text, position_field, read_text_bits  # noqa: E402
+from policies.watermark import (  # noqa: E402
+    DEFAULT_GAMMA,
+    MAX_RUNS,
+    Cell,
+    MarkKey,
+    _keyed,
+    column_marker,
+    score,
+)
+from policies.watermark_text import position_field, read_text_bits, text_marker  # noqa: E402
 
 NUMERIC = {"registered_capital": Decimal("0.01"), "tax_paid_amount": Decimal(1)}
 TEXT = "registered_address"
@@ -89,15 +98,53 @@ def make_table(n: int, rng: random.Random) -> list[tuple[str, dict[str, Any]]]:
     return rows
 
 
+def demo_table(size: str) -> list[tuple[str, dict[str, Any]]]:
+    """The demo's own enterprises (`shuqiao demo init --size SIZE`, same generator and seed): each
+    one's registered capital and address, and the tax paid of its latest rating (None for the
+    enterprises without one — those leak rows then carry no amount cell)."""
+    from gateway.demo.generate import DemoGenerator
+
+    generator = DemoGenerator(size)
+    amounts: dict[str, tuple[int, Decimal]] = {}
+    for t in generator.dicts("tax_credit_rating"):
+        year = t["rating_year"]
+        if t["credit_code"] not in amounts or amounts[t["credit_code"]][0] < year:
+            amounts[t["credit_code"]] = (year, t["tax_paid_amount"])
+    rows = []
+    for e in generator.dicts("enterprise_registration"):
+        k = e["credit_code"]
+        amount = amounts.get(k)
+        rows.append(
+            (
+                k,
+                {
+                    "registered_capital": e["registered_capital"],
+                    "tax_paid_amount": None if amount is None else amount[1],
+                    TEXT: e["registered_address"],
+                },
+            )
+        )
+    return rows
+
+
+_MARKERS: dict[tuple[bytes, str], list[tuple[str, Any]]] = {}
+
+
+def deliver_row(k: str, vals: dict[str, Any], key: MarkKey, consumer: str) -> tuple[str, dict[str, Any]]:
+    """One row as delivered to `consumer`: what the gateway's planner runs per column
+    (policies.watermark.column_marker, text_marker — the values of mark_value and mark_text)."""
+    markers = _MARKERS.get((key.secret, consumer))
+    if markers is None:
+        markers = [(f, column_marker(t, key.secret, consumer, "ds", f)) for f, t in NUMERIC.items()]
+        markers.append((TEXT, text_marker(key.secret, consumer, "ds", TEXT)))
+        _MARKERS[(key.secret, consumer)] = markers
+    return k, {f: None if vals[f] is None else mark(vals[f], k) for f, mark in markers}
+
+
 def deliver(
     rows: list[tuple[str, dict[str, Any]]], key: MarkKey, consumer: str
 ) -> list[tuple[str, dict[str, Any]]]:
-    out = []
-    for k, vals in rows:
-        marked = {f: mark_value(vals[f], t, key.secret, consumer, "ds", f, k) for f, t in NUMERIC.items()}
-        marked[TEXT] = mark_text(vals[TEXT], key.secret, consumer, "ds", TEXT, k)
-        out.append((k, marked))
-    return out
+    return [deliver_row(k, vals, key, consumer) for k, vals in rows]
 
 
 def tail(k: int, n: int) -> float:
@@ -137,47 +184,70 @@ def alter(v: Decimal, t: Decimal, rng: random.Random) -> Decimal:
     return changed.quantize(t) if changed.quantize(t) != v else v + t * rng.choice([-3, 3])
 
 
+SLOTS = 16  # bits per row in the bitsets: 0 capital, 1 amount, 2… the address's digit runs
+_SLOT = {"registered_capital": 0, "tax_paid_amount": 1} | {
+    position_field(TEXT, i): 2 + i for i in range(MAX_RUNS)
+}
+
+
 class Bits:
-    """Every consumer's predicted bit for every (row key, cell name), computed once, as two
-    bitsets per consumer over the table's cells (selected; predicted 1). A leak is two bitsets
-    too (cells seen; seen as 1), so a consumer's marked cells and matches are popcounts: that is
-    what makes tens of thousands of leaks affordable in pure Python."""
+    """Every consumer's predicted bit for every cell of the table, computed once, as two bitsets
+    per consumer (selected; predicted 1), SLOTS bits per row. A leak is two bitsets too (cells
+    seen; seen as 1), so a consumer's marked cells and matches are popcounts: that is what makes
+    tens of thousands of leaks affordable in pure Python. The bits are those of
+    `policies.watermark.cell_bit` (one PRF output per cell; checked against `score` on the first
+    leaks), computed from one digest per (consumer, row, field). A leak is scored on its own rows'
+    bits only (picked out of each consumer's bitset), so its cost follows its size, not the table's."""
 
     def __init__(self, table: list[tuple[str, dict[str, Any]]], key: MarkKey, consumers: list[str]) -> None:
         self.consumers = consumers
-        self.index: dict[tuple[str, str], int] = {}
-        for k, vals in table:
-            names = list(NUMERIC) + [position_field(TEXT, i) for i in range(len(read_text_bits(vals[TEXT])))]
-            for name in names:
-                self.index[(k, name)] = len(self.index)
-        size = (len(self.index) + 7) // 8
-        self.selected: list[int] = []
-        self.ones: list[int] = []
+        self.row = {k: r for r, (k, _) in enumerate(table)}
+        self.size = len(table) * SLOTS // 8
+        threshold, run_threshold = DEFAULT_GAMMA * 2**32, int(256 * DEFAULT_GAMMA)
+        self.selected: list[bytes] = []
+        self.ones: list[bytes] = []
         for c in consumers:
-            sel, one = bytearray(size), bytearray(size)
-            for (k, name), i in self.index.items():
-                b = cell_bit(key.secret, c, "ds", name, k)
-                if b is not None:
-                    sel[i >> 3] |= 1 << (i & 7)
-                    if b:
-                        one[i >> 3] |= 1 << (i & 7)
-            self.selected.append(int.from_bytes(sel, "little"))
-            self.ones.append(int.from_bytes(one, "little"))
-        self.size = size
+            digests = [_keyed(key.secret, c, "ds", f).digest for f in (*NUMERIC, TEXT)]
+            sel, one = bytearray(self.size), bytearray(self.size)
+            for r, (k, _) in enumerate(table):
+                raw = k.encode()
+                s_mask = o_mask = 0
+                for slot, digest in enumerate(digests[:2]):
+                    h = digest(raw)
+                    if int.from_bytes(h[:4], "big") < threshold:
+                        s_mask |= 1 << slot
+                        o_mask |= (h[4] & 1) << slot
+                h = digests[2](raw)
+                for i in range(MAX_RUNS):
+                    if h[3 * i] < run_threshold:
+                        s_mask |= 1 << (2 + i)
+                        o_mask |= (h[3 * i + 1] & 1) << (2 + i)
+                sel[2 * r : 2 * r + 2] = s_mask.to_bytes(2, "little")
+                one[2 * r : 2 * r + 2] = o_mask.to_bytes(2, "little")
+            self.selected.append(bytes(sel))
+            self.ones.append(bytes(one))
 
     def best(self, observed: list[tuple[str, str, int]]) -> tuple[int, float, list[int], list[float]]:
         """(index of the likeliest consumer, its adjusted p, marked cells and adjusted p per
         consumer)."""
-        seen, ones = bytearray(self.size), bytearray(self.size)
+        observed = [o for o in observed if o[1] in _SLOT]  # a run past the tenth is never marked
+        if not observed:
+            return 0, 1.0, [0] * len(self.consumers), [1.0] * len(self.consumers)
+        rows = sorted({self.row[k] for k, _, _ in observed})
+        at = {r: j for j, r in enumerate(rows)}  # the leak's rows, packed: SLOTS bits each
+        seen, ones = bytearray(2 * len(rows)), bytearray(2 * len(rows))
         for k, name, b in observed:
-            i = self.index[(k, name)]
+            i = at[self.row[k]] * SLOTS + _SLOT[name]
             seen[i >> 3] |= 1 << (i & 7)
             if b:
                 ones[i >> 3] |= 1 << (i & 7)
         leak, leak_ones = int.from_bytes(seen, "little"), int.from_bytes(ones, "little")
+        take = itemgetter(*(i for r in rows for i in (2 * r, 2 * r + 1)))  # those rows of a consumer's bits
         n: list[int] = []
         m: list[int] = []
-        for sel, one in zip(self.selected, self.ones, strict=True):
+        for sel_all, one_all in zip(self.selected, self.ones, strict=True):
+            sel = int.from_bytes(bytes(take(sel_all)), "little")
+            one = int.from_bytes(bytes(take(one_all)), "little")
             here = sel & leak
             n.append(here.bit_count())
             m.append(n[-1] - (here & (one ^ leak_ones)).bit_count())
@@ -197,6 +267,8 @@ def observe(
     for k, vals in leak:
         for f in fields:
             v = vals[f]
+            if v is None:  # the demo's enterprises without a tax rating: no amount
+                continue
             edit = rng.random() < altered
             if f == TEXT:
                 if edit:
@@ -222,12 +294,26 @@ def simulate(args: argparse.Namespace) -> None:
     rng = random.Random(args.seed)
     key = MarkKey("wm-bench", bytes(rng.getrandbits(8) for _ in range(32)))
     consumers = [f"c{i:02d}" for i in range(args.consumers)]
-    table = make_table(args.entities, rng)
     started = time.perf_counter()
-    delivered = {c: deliver(table, key, c) for c in consumers}
+    table = demo_table(args.demo) if args.demo else make_table(args.entities, rng)
+    source = (
+        f"the demo's {args.demo} size ({len(table)} enterprises, "
+        f"{sum(v['tax_paid_amount'] is not None for _, v in table)} with a tax amount)"
+        if args.demo
+        else f"{len(table)} entities"
+    )
+    small = len(table) * len(consumers) <= 1_000_000
+    delivered = {c: deliver(table, key, c) for c in consumers} if small else {}
+
+    def leak_of(consumer: str, size: int) -> list[tuple[str, dict[str, Any]]]:
+        """`size` of the consumer's delivered rows at random (delivered on demand at the large size)."""
+        if small:
+            return rng.sample(delivered[consumer], size)
+        return [deliver_row(*table[i], key, consumer) for i in rng.sample(range(len(table)), size)]
+
     bits = Bits(table, key, consumers)
     print(
-        f"simulation: {args.entities} entities, {len(consumers)} consumers, γ=0.5, "
+        f"simulation: {source}, {len(consumers)} consumers, γ=0.5, "
         f"{args.leaks} leaks per setting (setup {time.perf_counter() - started:.0f} s)"
     )
     head = ("rows", "altered", "columns", "detected", "false", "cells", "median p_adj")
@@ -243,7 +329,7 @@ def simulate(args: argparse.Namespace) -> None:
                 p_true: list[float] = []
                 for _ in range(args.leaks):
                     leaker = rng.randrange(len(consumers))
-                    leak = rng.sample(delivered[consumers[leaker]], size)
+                    leak = leak_of(consumers[leaker], size)
                     observed, cells = observe(leak, fields, altered, rng)
                     top, p_adj, n, adjusted = bits.best(observed)
                     if checked < args.check:  # the fast scorer agrees with the policy's
@@ -278,9 +364,20 @@ def simulate(args: argparse.Namespace) -> None:
         f"(the threshold bounds it at 1e-6 per leak; {checked} leaks cross-checked against "
         "policies.watermark.score)"
     )
-    print("distortion (delivered − true), per field, over all consumers' deliveries:")
+    judged = consumers if small else consumers[: max(1, 1_000_000 // len(table))]
+    if not small:
+        delivered = {c: deliver(table, key, c) for c in judged}
+    print(
+        f"distortion (delivered − true), per field, over {len(judged)} consumers' deliveries "
+        f"of all {len(table)} rows:"
+    )
     for f, t in NUMERIC.items():
-        deltas = [abs(d[1][f] - r[1][f]) for c in consumers for d, r in zip(delivered[c], table, strict=True)]
+        deltas = [
+            abs(d[1][f] - r[1][f])
+            for c in judged
+            for d, r in zip(delivered[c], table, strict=True)
+            if r[1][f] is not None
+        ]
         mean = statistics.fmean(float(x) for x in deltas)
         print(
             f"  {f}: tolerance {t}; max {max(deltas)} ({max(deltas) / t:.2f} t), "
@@ -288,7 +385,7 @@ def simulate(args: argparse.Namespace) -> None:
             f"changed {sum(x != 0 for x in deltas) / len(deltas):.1%} of values"
         )
     same = changed = count = 0
-    for c in consumers:
+    for c in judged:
         for d, r in zip(delivered[c], table, strict=True):
             count += 1
             same += unicodedata.normalize("NFKC", d[1][TEXT]) == unicodedata.normalize("NFKC", r[1][TEXT])
@@ -297,16 +394,27 @@ def simulate(args: argparse.Namespace) -> None:
         f"  {TEXT}: text digit_width; equal to the stored text under NFKC in {same / count:.1%} of values, "
         f"changed (some run full-width) {changed / count:.1%}"
     )
-    n = 20000
-    started = time.perf_counter()
-    for i in range(n):
-        mark_value(Decimal("500.00"), Decimal("0.01"), key.secret, "c00", "ds", "registered_capital", str(i))
-    per = (time.perf_counter() - started) / n * 1e6
-    started = time.perf_counter()
-    for i in range(n):
-        mark_text("陕西省西安市碑林区友谊路390号24层11室", key.secret, "c00", "ds", TEXT, str(i))
-    per_text = (time.perf_counter() - started) / n * 1e6
-    print(f"marking cost: {per:.1f} µs per marked number, {per_text:.1f} µs per marked address (3 runs)")
+    # what the gateway's planner runs per cell (policies.watermark.column_marker, text_marker,
+    # with the stringification inside): a row seen for the first time, and one remembered
+    count, t = 20000, NUMERIC["registered_capital"]
+    costs = []
+    for make, value in (
+        (
+            lambda: column_marker(t, key.secret, "c00", "ds", "registered_capital", then=str),
+            Decimal("12345.67"),
+        ),
+        (lambda: text_marker(key.secret, "c00", "ds", TEXT), "陕西省西安市碑林区友谊路390号24层11室"),
+    ):
+        mark = make()
+        for _ in range(2):  # first sight, then remembered
+            started = time.perf_counter()
+            for i in range(count):
+                mark(value, f"91610000{i:010d}")
+            costs.append((time.perf_counter() - started) / count * 1e6)
+    print(
+        f"marking cost per cell: capital {costs[0]:.2f} µs first seen, {costs[1]:.2f} µs remembered; "
+        f"address (3 runs) {costs[2]:.2f} µs, {costs[3]:.2f} µs"
+    )
 
 
 # ---------------------------------------------------------------- throughput over HTTP
@@ -324,7 +432,7 @@ def _venv_bin(name: str) -> str:
 def setup_demo(args: argparse.Namespace, var: Path) -> dict[str, str]:
     import psycopg
 
-    base, db = args.postgres.rsplit("/", 1)[0], "shuqiao_wm_bench"
+    base, db = args.postgres.rsplit("/", 1)[0], args.database
     with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{db}"')
@@ -370,11 +478,22 @@ def start(env: dict[str, str], port: int, marking: str, log: Path) -> subprocess
     raise SystemExit(f"gateway on {port} did not start:\n{log.read_text()[-3000:]}")
 
 
-async def round_(url: str, token: str, requests: int, concurrency: int, cursors: list[str | None]) -> float:
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process so far (Linux /proc), or None elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def round_(
+    url: str, token: str, requests: int, concurrency: int, cursors: list[str | None], start: int = 0
+) -> float:
     import httpx
 
     headers = {"Authorization": f"Bearer {token}"}
-    queue = list(range(requests))
+    queue = list(range(start + requests - 1, start - 1, -1))
 
     async def worker(client: httpx.AsyncClient) -> None:
         while queue:
@@ -432,20 +551,30 @@ def throughput(args: argparse.Namespace) -> None:
         differ = sum(a != b for a, b in zip(pages["on"], pages["off"], strict=True))
         print(
             f"  check: {differ} of {len(pages['on'])} rows differ between on and off (marks); "
-            f"{args.rounds} rounds × {args.requests} requests of 100 rows, concurrency {args.concurrency}"
+            f"{args.rounds} rounds × {args.requests} requests of 100 rows, concurrency {args.concurrency}, "
+            f"{len(cursors[: args.pages])} distinct pages{' (cold: each round its own)' if args.cold else ''}"
         )
         cursors = cursors[: args.pages]
         for marking in ("on", "off"):  # warm both
             asyncio.run(round_(urls[marking], tokens[marking], args.requests // 4, args.concurrency, cursors))
         rates: dict[str, list[float]] = {"on": [], "off": []}
-        for r in range(args.rounds):
-            order = ("on", "off") if r % 2 == 0 else ("off", "on")
+        cpu: dict[str, list[float]] = {"on": [], "off": []}  # the server's CPU ms per request
+        pids = {"on": procs[0].pid, "off": procs[1].pid}
+        for n in range(args.rounds):
+            order = ("on", "off") if n % 2 == 0 else ("off", "on")
             for marking in order:
+                cpu0 = cpu_seconds(pids[marking])
+                first = n * args.requests if args.cold else 0  # --cold: each round its own pages
                 rates[marking].append(
                     asyncio.run(
-                        round_(urls[marking], tokens[marking], args.requests, args.concurrency, cursors)
+                        round_(
+                            urls[marking], tokens[marking], args.requests, args.concurrency, cursors, first
+                        )
                     )
                 )
+                cpu1 = cpu_seconds(pids[marking])
+                if cpu0 is not None and cpu1 is not None:
+                    cpu[marking].append((cpu1 - cpu0) * 1000 / args.requests)
         on, off = statistics.median(rates["on"]), statistics.median(rates["off"])
         print(f"  marking on : {on:7.1f} req/s median ({', '.join(f'{x:.0f}' for x in rates['on'])})")
         print(f"  marking off: {off:7.1f} req/s median ({', '.join(f'{x:.0f}' for x in rates['off'])})")
@@ -453,6 +582,13 @@ def throughput(args: argparse.Namespace) -> None:
             f"  on/off = {on / off:.3f} (cost {1 - on / off:+.1%}; "
             f"rows/s on {on * 100:.0f}, off {off * 100:.0f})"
         )
+        if cpu["on"] and cpu["off"]:
+            # less at the mercy of other jobs than the rate: what the server itself spent per request
+            c_on, c_off = statistics.median(cpu["on"]), statistics.median(cpu["off"])
+            print(
+                f"  server CPU per request: on {c_on:.2f} ms, off {c_off:.2f} ms median; "
+                f"off/on = {c_off / c_on:.3f} (cost {c_on / c_off - 1:+.1%} of CPU)"
+            )
     finally:
         for p in procs:
             p.terminate()
@@ -468,7 +604,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     p.add_argument("--leaks", type=int, default=1000, help="simulated leaks per setting")
     p.add_argument("--consumers", type=int, default=50)
-    p.add_argument("--entities", type=int, default=5000)
+    p.add_argument("--entities", type=int, default=5000, help="size of the synthetic table")
+    p.add_argument(
+        "--demo",
+        choices=["small", "large"],
+        help="simulate on the demo's own enterprises of this size (large: 200,000) instead",
+    )
     p.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[50, 200, 1000])
     p.add_argument("--alterations", type=lambda s: [float(x) for x in s.split(",")], default=[0.0, 0.1, 0.3])
     p.add_argument(
@@ -482,11 +623,20 @@ def main() -> None:
         "--postgres",
         default=os.environ.get("SHUQIAO_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
     )
+    p.add_argument(
+        "--database", default="shuqiao_wm_bench", help="PostgreSQL database the bench drops and recreates"
+    )
     p.add_argument("--port", type=int, default=8121)
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--requests", type=int, default=200)
     p.add_argument("--concurrency", type=int, default=4)
-    p.add_argument("--pages", type=int, default=10)
+    p.add_argument("--pages", type=int, default=10, help="distinct 100-row pages the rounds ask for")
+    p.add_argument(
+        "--cold",
+        action="store_true",
+        help="each round asks for the next --requests pages (cycling through --pages), so with "
+        "--pages × 200 cells beyond the marker's memo (65,536) no marked cell is remembered",
+    )
     args = p.parse_args()
     if args.simulation:
         simulate(args)

@@ -5,8 +5,10 @@ a response leaves, so a sink that cannot write stops the data (fail closed)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
@@ -75,14 +77,35 @@ class LoggingAccessLog:
 
 
 async def answer_once_recorded(
-    sink: AccessLog, event: AccessEvent, response: Response, media: str = JSON
+    sink: AccessLog,
+    event: AccessEvent,
+    response: Response,
+    media: str = JSON,
+    meanwhile: Callable[[Response], None] | None = None,
 ) -> Response:
     """Fail closed, the one way every audited endpoint does it: `response` leaves only once its
     event is recorded. If it cannot be, the client gets AUDIT_UNAVAILABLE instead — unless the
     answer was already a 5xx refusal, which serves no data and whose reason (a database that is
-    down…) stands."""
+    down…) stands.
+
+    `meanwhile(response)` (it must not raise): work on the answer done while the event is being
+    written, e.g. signing it (gateway.crypto.signing.PRESIGN). With a sink that queues (`submit`,
+    the chained store's group commit) the event is queued first, so that work overlaps the
+    batch's commit; the answer is still returned only once the commit is durable."""
     try:
-        await sink.record(event)
+        submit = getattr(sink, "submit", None)
+        if submit is None:
+            if meanwhile is not None:
+                meanwhile(response)
+            await sink.record(event)
+        else:
+            committed = submit(event)
+            if meanwhile is not None:
+                # One turn of the loop first: a writer that was idle starts now and sends the
+                # batch, so the work below runs while it commits instead of delaying it.
+                await asyncio.sleep(0)
+                meanwhile(response)
+            await committed  # raises if the transaction holding the event failed
     except Exception as err:
         if classify(err) is not None:  # the store is down: one line, not a traceback per request
             log.warning("request %s: access log unavailable (%s)", event.request_id, type(err).__name__)

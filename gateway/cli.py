@@ -340,6 +340,7 @@ def grant_create(
         try:
             await _grant_event(e, "grant.create", row=row)
         except Exception:  # never leave an unrecorded grant in force
+            assert row.id is not None  # the insert gave it one
             await revoke_grant(e, row.id, reason="audit log unavailable when created", by=cli_operator())
             raise
         held = await list_grants(e, consumer=consumer, dataset=dataset, tier=tier_value, state="active")
@@ -759,4 +760,4 @@ def main() -> None:  # pragma: no cover - console entry
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import cast
 
-from sqlalchemy import event
+from sqlalchemy import Table, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlmodel import SQLModel
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def table_of(model: type[SQLModel]) -> Table:
+    """A table model's Core table, for statements written against its columns (`.c`). SQLModel sets
+    `__table__` when it makes the class but its stubs do not declare it."""
+    return cast(Table, model.__table__)  # type: ignore[attr-defined]
 
 
 def is_sqlite(url: str) -> bool:

@@ -16,7 +16,7 @@ from starlette.responses import Response
 from gateway.access_log import AccessEvent, answer_once_recorded, query_digest
 from gateway.client_address import client_address
 from gateway.crypto.requests import SignedRequestRefused, verifier_for
-from gateway.crypto.signing import NO_KEY_MESSAGE, SIGNING_UNAVAILABLE
+from gateway.crypto.signing import NO_KEY_MESSAGE, PRESIGN, SIGNING_UNAVAILABLE
 from gateway.graphql_media import NOT_ACCEPTABLE, check_content_type, content_type, negotiate
 from gateway.identity.apikeys import InvalidApiKey
 from gateway.identity.bearer import BearerRefused
@@ -152,8 +152,14 @@ class GraphQLEndpoint:
         # for the audit commit, or every waiting request holds its whole page in memory.
         outcome = None
         response.headers.update(getattr(request.state, "ratelimit_headers", {}))
+        # Signed (when the path is) while the event's batch commits: the signing middleware uses
+        # that signature if exactly this response leaves, else signs what does.
         return await answer_once_recorded(
-            self.state.access_log, event, response, content_type(AUDIT_UNAVAILABLE.status, media)
+            self.state.access_log,
+            event,
+            response,
+            content_type(AUDIT_UNAVAILABLE.status, media),
+            meanwhile=getattr(request.state, PRESIGN, None),
         )
 
     def _failure(self, request: Request, err: Exception) -> Problem:

@@ -7,6 +7,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import overload
 
 from gateway.db import DEFAULT_POOL_SIZE, DEFAULT_POOL_TIMEOUT
 from policies.limits import Limits
@@ -27,6 +28,10 @@ def _path(name: str) -> Path | None:
     return Path(value) if value else None
 
 
+@overload
+def _switch(name: str, default: bool) -> bool: ...
+@overload
+def _switch(name: str, default: None) -> bool | None: ...
 def _switch(name: str, default: bool | None) -> bool | None:
     value = _env(name, "").strip().lower()
     if not value:

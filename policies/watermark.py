@@ -17,6 +17,7 @@ Pure functions, no I/O; the secret is passed in and never returned or formatted.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -163,22 +164,96 @@ def mark_value(
     return embed_bit(value, tolerance, *hit)
 
 
+# Delivered cells remembered per process, for hot rows (a consumer paging the same rows again):
+# (column, row key) → (type, exact form of the stored value, delivered value). The column is a
+# token per marker, never reused, so one recipient's marks can never answer for another's, nor a
+# retired key's for the current one. The exact form tells apart values that compare equal but are
+# delivered differently (Decimal('1.0') and Decimal('1.00'): str keeps the scale; True and 1:
+# the type). At most MEMO_CELLS entries (≈ 20 MB); full, it is emptied and fills again.
+MEMO_CELLS = 65536
+_memo: dict[tuple[int, str], tuple[type, Any, Any]] = {}
+_columns = itertools.count()
+
+
+_FAST_LIMIT = 10**12  # below it, the Decimal arithmetic of embed_bit is exact: integers give the same
+
+
+def _embed_scaled(text: str, t_coef: int, t_exp: int, bit: int, up: bool) -> Decimal | None:
+    """`embed_bit` for a non-negative Decimal given as `str(value)`, in integers: the value is
+    c·10^e, the tolerance t_coef·10^t_exp, both counted in units of 10^min(e, t_exp). The same
+    result as embed_bit (same value, same exponent, so the same str), or None to let embed_bit
+    decide (a sign, an exponent in the text, numbers too long for the bound)."""
+    point = text.find(".")
+    digits = text if point < 0 else text[:point] + text[point + 1 :]
+    if not digits.isascii() or not digits.isdigit():
+        return None
+    exp = 0 if point < 0 else point + 1 - len(text)
+    low = min(exp, t_exp)
+    a = int(digits) * 10 ** (exp - low)  # the value, in units of 10^low
+    b = t_coef * 10 ** (t_exp - low)  # the tolerance, in the same units
+    if a >= _FAST_LIMIT or b >= _FAST_LIMIT:
+        return None
+    lo, rest = divmod(a, b)
+    if lo % 2 == bit:
+        n = lo
+    elif rest:  # between two grid points: the one above has the parity wanted
+        n = lo + 1
+    else:  # on the grid with the wrong parity: one unit up or down
+        n = lo + 1 if up else lo - 1
+    return Decimal(f"{n * b}E{low}")
+
+
 def column_marker(
-    tolerance: Decimal, secret: bytes, recipient: str, dataset: str, field: str, gamma: float = DEFAULT_GAMMA
+    tolerance: Decimal,
+    secret: bytes,
+    recipient: str,
+    dataset: str,
+    field: str,
+    gamma: float = DEFAULT_GAMMA,
+    then: Callable[[Any], Any] | None = None,
 ) -> Callable[[Any, Any], Any]:
-    """`mark_value` bound to one recipient's column, for the rows of a delivery: the HMAC state
-    and the threshold are set up once, and each row costs one digest (the same values as
-    `mark_value`, property-tested)."""
+    """`mark_value` bound to one recipient's column, for the rows of a delivery, followed by
+    `then` (the planner's stringification) if given: `then(mark_value(value, …))`, the same
+    values (property-tested, and pinned for a fixed key). Per row: a hot row's delivered value
+    is remembered (`_memo`); otherwise one digest of the HMAC state set up once, and a
+    non-negative Decimal on a power-of-ten-sized grid is moved in integer arithmetic."""
     digest = _keyed(secret, recipient, dataset, field).digest
     threshold = gamma * 2**32
+    column = next(_columns)
+    memo = _memo
+    sign, t_digits, t_exp = tolerance.as_tuple()
+    scaled = (
+        not sign and isinstance(t_exp, int) and tolerance.is_finite() and tolerance > 0 and len(t_digits) < 12
+    )
+    t_coef = int("".join(map(str, t_digits))) if scaled else 0
+    t_int = t_exp if isinstance(t_exp, int) else 0
 
     def mark(value: Any, row_key: Any) -> Any:
         if value is None or row_key is None:
-            return value
-        h = digest(str(row_key).encode())
+            return value if then is None else then(value)
+        kind = type(value)
+        seen = str(value) if kind is Decimal else repr(value) if kind is float else value
+        key = str(row_key)
+        slot = (column, key)
+        hit = memo.get(slot)
+        if hit is not None and hit[0] is kind and hit[1] == seen:
+            return hit[2]
+        h = digest(key.encode())
         if int.from_bytes(h[:4], "big") >= threshold:
-            return value
-        return embed_bit(value, tolerance, h[4] & 1, bool(h[5] & 1))
+            out = value
+        else:
+            fast = (
+                _embed_scaled(seen, t_coef, t_int, h[4] & 1, bool(h[5] & 1))
+                if scaled and kind is Decimal
+                else None
+            )
+            out = embed_bit(value, tolerance, h[4] & 1, bool(h[5] & 1)) if fast is None else fast
+        if then is not None:
+            out = then(out)
+        if len(memo) >= MEMO_CELLS:
+            memo.clear()
+        memo[slot] = (kind, seen, out)
+        return out
 
     return mark
 

@@ -24,7 +24,7 @@ import unicodedata
 from collections.abc import Callable
 from typing import Any
 
-from policies.watermark import DEFAULT_GAMMA, MAX_RUNS, _keyed, run_bits
+from policies.watermark import DEFAULT_GAMMA, MAX_RUNS, MEMO_CELLS, _columns, _keyed, _memo, run_bits
 
 DIGIT_WIDTH = "digit_width"
 TEXT_SCHEMES = (DIGIT_WIDTH,)
@@ -79,22 +79,44 @@ def read_text_bits(value: Any) -> list[int | None]:
 
 
 def text_marker(
-    secret: bytes, recipient: str, dataset: str, field: str, gamma: float = DEFAULT_GAMMA
+    secret: bytes,
+    recipient: str,
+    dataset: str,
+    field: str,
+    gamma: float = DEFAULT_GAMMA,
+    then: Callable[[Any], Any] | None = None,
 ) -> Callable[[Any, Any], Any]:
-    """`mark_text` bound to one recipient's column (the HMAC state set up once); the same values."""
+    """`mark_text` bound to one recipient's column (the HMAC state set up once), followed by
+    `then` if given; the same values. A hot row's delivered string is remembered like a
+    number's (policies.watermark `_memo`: keyed by this marker's column and the row key,
+    answered only for the same stored string)."""
     digest = _keyed(secret, recipient, dataset, field).digest
     threshold = int(256 * gamma)
+    column = next(_columns)
+    memo = _memo
 
     def mark(value: Any, row_key: Any) -> Any:
         if not isinstance(value, str) or row_key is None:
-            return value
+            return value if then is None else then(value)
+        key = str(row_key)
+        slot = (column, key)
+        hit = memo.get(slot)
+        if hit is not None and hit[0] is type(value) and hit[1] == value:
+            return hit[2]
         parts = _SPLIT.split(value)
-        if len(parts) == 1:
-            return value
-        h = digest(str(row_key).encode())
-        for i in range(min(len(parts) // 2, MAX_RUNS)):
-            if h[3 * i] < threshold:
-                parts[2 * i + 1] = parts[2 * i + 1].translate(_FULL if h[3 * i + 1] & 1 else _HALF)
-        return "".join(parts)
+        if len(parts) > 1:
+            h = digest(key.encode())
+            for i in range(min(len(parts) // 2, MAX_RUNS)):
+                if h[3 * i] < threshold:
+                    parts[2 * i + 1] = parts[2 * i + 1].translate(_FULL if h[3 * i + 1] & 1 else _HALF)
+            out = "".join(parts)
+        else:
+            out = value
+        if then is not None:
+            out = then(out)
+        if len(memo) >= MEMO_CELLS:
+            memo.clear()
+        memo[slot] = (type(value), value, out)
+        return out
 
     return mark

@@ -577,21 +577,21 @@ class Planner:
             return None
         key_index = plan.column(ds.entity_field)
         secret, recipient, gamma, code, name = wm.key.secret, wm.recipient, wm.gamma, ds.code, f.name
-        # bound to this recipient's column once (the HMAC state), then one digest per row
+        # bound to this recipient's column once (the HMAC state), then one digest per row, or
+        # none for a hot row (remembered); the stringification `then` runs inside the marker
         marker = (
-            text_marker(secret, recipient, code, name, gamma)  # a keyed choice among equivalent forms
+            text_marker(secret, recipient, code, name, gamma, then)  # a keyed choice among equivalent forms
             if tolerance is None
-            else column_marker(tolerance, secret, recipient, code, name, gamma)
+            else column_marker(tolerance, secret, recipient, code, name, gamma, then)
         )
         opened = self._opener(ds, ds.field(ds.entity_field))
-        if opened is None and then is None:
+        if opened is None:
             mark: KeyedTransform = marker
         else:
-            key_of = opened or (lambda k: k)
-            after = then or (lambda v: v)
+            key_of = opened
 
             def mark(v: Any, row_key: Any) -> Any:
-                return after(marker(v, None if row_key is None else key_of(row_key)))
+                return marker(v, None if row_key is None else key_of(row_key))
 
         if f.name not in plan.marked:
             plan.marked.append(f.name)

@@ -244,6 +244,42 @@ def checkpoint(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
         typer.echo(f"checkpoint at seq {cp.seq} signed by key {cp.kid}")
 
 
+@audit_app.command("partitions")
+def partitions(
+    ahead: Annotated[int, typer.Option(help="Months to make ahead of the current one.")] = 3,
+    since: Annotated[
+        str | None, typer.Option(help="Also every month from this date's (YYYY-MM-DD), e.g. before a load.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
+    """PostgreSQL: make audit_event's monthly partitions (this month and AHEAD more) and move any
+    event the default partition caught into its month. The gateway does the same at start-up
+    and every six hours."""
+    from gateway.audit.partitions import maintain
+
+    try:
+        start = datetime.fromisoformat(since).replace(tzinfo=UTC) if since else None
+    except ValueError:
+        typer.echo(f"error: --since {since!r} is not a date (YYYY-MM-DD)", err=True)
+        raise typer.Exit(2) from None
+
+    async def go(engine: Any) -> Any:
+        return await maintain(engine, ahead=ahead, since=start)
+
+    report = run_with_engine(go)
+    if as_json:
+        typer.echo(json.dumps(report.to_json(), ensure_ascii=False))
+        return
+    if not report.partitioned:
+        typer.echo("audit_event is not partitioned (SQLite, or PostgreSQL before migration 0026)")
+        return
+    for name, rows in report.moved.items():
+        typer.echo(f"moved {rows} events from the default partition into {name}")
+    for name in report.created:
+        typer.echo(f"created {name}")
+    typer.echo(f"{len(report.partitions)} partitions: {', '.join(report.partitions)}")
+
+
 @audit_app.command("verify-checkpoints")
 def verify_checkpoints(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """The chain check plus every signed checkpoint (catches a chain rewritten through its head)."""

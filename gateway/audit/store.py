@@ -66,7 +66,7 @@ HEAD = AuditChainHead.__table__
 MAX_BATCH = 512
 
 
-Batch = list[tuple[AccessEvent, "asyncio.Future[None]"]]
+Batch = list[tuple[AccessEvent, "asyncio.Future[None]", float]]  # (event, its waiter, queued at)
 
 # Raw-driver statements. Identifiers come from the models, never from input.
 PG_LOCK_HEAD = "SELECT seq, hash FROM audit_chain_head WHERE id = $1 FOR UPDATE"
@@ -161,16 +161,21 @@ class ChainedAuditLog:
         return loop
 
     async def record(self, event: AccessEvent) -> None:
+        await self.submit(event)
+
+    def submit(self, event: AccessEvent) -> asyncio.Future[None]:
+        """Queue the event now and return what to await: settled once the transaction holding it
+        is committed (durably), or failed with that transaction's error. The caller may do
+        other work for its answer meanwhile (sign it: gateway.access_log.answer_once_recorded)
+        but must await this before anything leaves. A cancelled wait cancels only that wait:
+        the event stays queued and is written."""
         note_event(event)  # the request's access-log line names its principal and code
         loop = self._on_loop()
         done: asyncio.Future[None] = loop.create_future()
-        self._pending.append((event, done))
+        self._pending.append((event, done, time.perf_counter()))
         if self._writer is None or self._writer.done():
             self._writer = loop.create_task(self._drain())
-        started = time.perf_counter()
-        # A cancelled caller cancels only its own wait: its event stays queued and is written.
-        await done  # raises if the transaction holding our event failed
-        AUDIT_APPEND_SECONDS.observe(time.perf_counter() - started)
+        return done
 
     async def _drain(self) -> None:
         """The writer: batches until the queue is empty. It is only seen as gone (`done()`) once
@@ -226,7 +231,7 @@ class ChainedAuditLog:
     @staticmethod
     def _fail(batch: Batch, err: BaseException) -> None:
         failure = err if isinstance(err, Exception) else RuntimeError(f"audit append cut off: {err!r}")
-        for _, f in batch:
+        for _, f, _ in batch:
             if not f.done():
                 f.set_exception(failure)
 
@@ -236,7 +241,7 @@ class ChainedAuditLog:
         batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
         started = time.perf_counter()
         try:
-            await self._append(conn, [e for e, _ in batch])
+            await self._append(conn, [e for e, _, _ in batch])
         except BaseException as err:
             AUDIT_FAILURES.inc()
             self._head = None
@@ -246,10 +251,12 @@ class ChainedAuditLog:
                 self._pending = []
                 raise
             return False
-        AUDIT_COMMIT_SECONDS.observe(time.perf_counter() - started)
+        now = time.perf_counter()
+        AUDIT_COMMIT_SECONDS.observe(now - started)
         AUDIT_BATCH_EVENTS.observe(len(batch))
         self.batches += 1
-        for _, f in batch:
+        for _, f, queued in batch:
+            AUDIT_APPEND_SECONDS.observe(now - queued)  # queued → durable, per event
             if not f.done():
                 f.set_result(None)
         return True

@@ -232,7 +232,8 @@ async def set_signed_requests_required(engine: AsyncEngine, department: str, req
 
 async def departments_requiring_signed_requests(engine: AsyncEngine) -> list[str]:
     from sqlalchemy import select
+    from sqlmodel import col
 
-    stmt = select(SignedRequestPolicy.department_code).where(SignedRequestPolicy.required == True)  # noqa: E712
+    stmt = select(col(SignedRequestPolicy.department_code)).where(col(SignedRequestPolicy.required) == True)  # noqa: E712
     async with engine.connect() as conn:
         return sorted((await conn.execute(stmt)).scalars().all())

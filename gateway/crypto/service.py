@@ -18,6 +18,8 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import col
+from sqlmodel import select as model_select  # typed rows from session.exec; Core queries use select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -108,8 +110,8 @@ async def register_department_key(
         if await session.get(Department, department) is None:
             raise KeyRegistrationError(f"unknown department {department!r}")
         existing = (
-            (await session.exec(select(DepartmentKey).where(DepartmentKey.kid == kid))).scalars().first()
-        )
+            await session.exec(model_select(DepartmentKey).where(col(DepartmentKey.kid) == kid))
+        ).first()
         if existing is not None:
             if existing.department_code == department and existing.status == "active":
                 return _info(existing)
@@ -118,8 +120,8 @@ async def register_department_key(
                 "a retired or revoked key cannot be registered again — generate a new key pair"
             )
         await session.exec(
-            update(DepartmentKey)  # type: ignore[call-overload]
-            .where(DepartmentKey.department_code == department, DepartmentKey.status == "active")
+            update(DepartmentKey)
+            .where(col(DepartmentKey.department_code) == department, col(DepartmentKey.status) == "active")
             .values(status="retired")
         )
         row = DepartmentKey(
@@ -145,7 +147,7 @@ async def set_department_key_status(engine: AsyncEngine, kid: str, status: str) 
     if status not in ("retired", "revoked"):
         raise KeyRegistrationError("status must be retired or revoked")
     async with AsyncSession(engine) as session:
-        row = (await session.exec(select(DepartmentKey).where(DepartmentKey.kid == kid))).scalars().first()
+        row = (await session.exec(model_select(DepartmentKey).where(col(DepartmentKey.kid) == kid))).first()
         if row is None:
             raise KeyRegistrationError(f"no department key {kid!r}")
         row.status = status
@@ -156,11 +158,11 @@ async def set_department_key_status(engine: AsyncEngine, kid: str, status: str) 
 
 
 async def list_department_keys(engine: AsyncEngine, department: str | None = None) -> list[DepartmentKeyInfo]:
-    stmt = select(DepartmentKey).order_by(DepartmentKey.department_code, DepartmentKey.id)  # type: ignore[arg-type]
+    stmt = model_select(DepartmentKey).order_by(col(DepartmentKey.department_code), col(DepartmentKey.id))
     if department is not None:
-        stmt = stmt.where(DepartmentKey.department_code == department)
+        stmt = stmt.where(col(DepartmentKey.department_code) == department)
     async with AsyncSession(engine) as session:
-        return [_info(r) for r in (await session.exec(stmt)).scalars().all()]
+        return [_info(r) for r in (await session.exec(stmt)).all()]
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,14 +206,14 @@ class DepartmentKeyDirectory:
             if not force and self._fresh():
                 return
             stmt = select(
-                DepartmentKey.department_code,
-                DepartmentKey.kid,
-                DepartmentKey.public_pem,
-                DepartmentKey.not_before,
-                DepartmentKey.not_after,
-            ).where(DepartmentKey.status == "active")
-            required = select(SignedRequestPolicy.department_code).where(
-                SignedRequestPolicy.required == True  # noqa: E712
+                col(DepartmentKey.department_code),
+                col(DepartmentKey.kid),
+                col(DepartmentKey.public_pem),
+                col(DepartmentKey.not_before),
+                col(DepartmentKey.not_after),
+            ).where(col(DepartmentKey.status) == "active")
+            required = select(col(SignedRequestPolicy.department_code)).where(
+                col(SignedRequestPolicy.required) == True  # noqa: E712
             )
             async with self.engine.connect() as conn:
                 rows = (await conn.execute(stmt)).all()

@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.metrics import SIGNING_SECONDS
@@ -42,6 +43,10 @@ log = logging.getLogger("shuqiao.crypto")
 
 # request.state key: set when no signing key is usable (the endpoint refuses, audited)
 SIGNING_UNAVAILABLE = "signing_unavailable"
+# request.state key on the paths signed: `f(response)` signs the answer ahead, while its audit
+# event commits (gateway.access_log.answer_once_recorded); the signature is used only if exactly
+# that response is sent, else the response is signed as it leaves
+PRESIGN = "presign_response"
 NO_KEY_MESSAGE = "Responses must be signed and no signing key is available."
 
 COMPONENTS = ("@status", "content-digest", "content-type", "x-request-id")
@@ -129,6 +134,10 @@ class ResponseSigningMiddleware:
         self.always = always
         self.always_under = always_under  # path prefixes (e.g. the department subgraphs)
         self.on_request = on_request
+        # the header fields a signature may cover (the others are derived: @status, the digest)
+        self._signed_names = frozenset(
+            c for c in signer.components if not c.startswith("@") and c != "content-digest"
+        )
 
     def _wants(self, scope: Scope) -> bool:
         path = scope.get("path", "")
@@ -156,9 +165,27 @@ class ResponseSigningMiddleware:
 
             await self.app(scope, receive, withheld)
             return
-        scope.setdefault("state", {})["signature_kid"] = key[0].kid
+        state = scope.setdefault("state", {})
+        state["signature_kid"] = key[0].kid
         start: Message | None = None
         chunks: list[bytes] = []
+        # A signature made ahead (while the request's audit event commits), used only if the
+        # response sent is that one: same status, body and signed header values.
+        ahead: list[tuple[int, dict[str, str | None], bytes, dict[str, str]]] = []
+
+        def sign_ahead(response: Response) -> None:
+            """Sign `response` now, as it will leave (with this request's X-Request-ID)."""
+            try:
+                headers = {k: v for k, v in response.headers.items() if k in self._signed_names}
+                headers["x-request-id"] = state["request_id"]
+                body = bytes(response.body)
+                status = response.status_code
+                ahead[:] = [(status, headers, body, self.signer.sign(status, headers, body, key))]
+            except Exception:  # signed when it is sent instead, as without this
+                log.debug("response not signed ahead", exc_info=True)
+                ahead.clear()
+
+        state[PRESIGN] = sign_ahead
 
         async def buffered(message: Message) -> None:
             nonlocal start
@@ -173,12 +200,29 @@ class ResponseSigningMiddleware:
                 return
             body = b"".join(chunks)
             headers = list(start.get("headers", []))
-            added = self.signer.sign(start["status"], _header_map(headers), body, key)
+            names = _header_map(headers)
+            if ahead and _same(ahead[0], start["status"], names, body, self._signed_names):
+                added = ahead[0][3]
+            else:
+                added = self.signer.sign(start["status"], names, body, key)
             headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in added.items()]
             await send({**start, "headers": headers})
             await send({"type": "http.response.body", "body": body, "more_body": False})
 
         await self.app(scope, receive, buffered)
+
+
+def _same(
+    ahead: tuple[int, dict[str, str | None], bytes, dict[str, str]],
+    status: int,
+    headers: dict[str, str],
+    body: bytes,
+    names: frozenset[str],
+) -> bool:
+    """Whether a signature made ahead covers exactly this response: the status, the body and
+    every header field a signature could cover (present or absent alike)."""
+    a_status, a_headers, a_body, _ = ahead
+    return a_status == status and all(a_headers.get(n) == headers.get(n) for n in names) and a_body == body
 
 
 async def _unavailable(send: Send) -> None:

@@ -130,7 +130,8 @@ async def _drop_secondary_indexes(conn: AsyncConnection, table: Table) -> list[s
             "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL",
             (table.name,),
         )
-    indexes = [(name, ddl) for name, ddl in rows.all()]
+    # SQLAlchemy types exec_driver_sql's result as one column per row (CursorResult[Any])
+    indexes = [(name, ddl) for name, ddl in rows.all()]  # type: ignore[misc]
     quote = conn.dialect.identifier_preparer.quote
     for name, _ in indexes:
         await conn.exec_driver_sql(f"DROP INDEX {quote(name)}")
@@ -150,6 +151,7 @@ async def _copy_postgres(
     conn: AsyncConnection, table: Table, columns: list[str], rows: Iterator[tuple[Any, ...]], advance: Advance
 ) -> int:
     raw = (await conn.get_raw_connection()).driver_connection
+    assert raw is not None  # asyncpg's connection, open while SQLAlchemy's is
     # The LOCK above went through SQLAlchemy, which opened the transaction on this very
     # connection: COPY joins it and is rolled back with it.
     if not raw.is_in_transaction():
@@ -177,6 +179,7 @@ async def _begin_immediate_sqlite(conn: AsyncConnection) -> None:
     # empty table. The sqlite3 module then sees the open transaction and SQLAlchemy's
     # commit/rollback end it.
     raw = (await conn.get_raw_connection()).driver_connection
+    assert raw is not None  # aiosqlite's connection, open while SQLAlchemy's is
     await raw.execute("BEGIN IMMEDIATE")
 
 
@@ -185,6 +188,7 @@ async def _insert_sqlite(
 ) -> int:
     dialect = conn.dialect
     raw = (await conn.get_raw_connection()).driver_connection
+    assert raw is not None  # aiosqlite's connection, open while SQLAlchemy's is
     quote = dialect.identifier_preparer.quote
     # Only catalogue identifiers (validated snake_case, and quoted) go into the text; values are bound.
     sql = (

@@ -14,8 +14,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway.demo.catalogue import DEMO_ENTERPRISES, DEPARTMENTS, demo_grants
@@ -55,10 +56,10 @@ async def setup_principals(
     # demands and quality reports (idempotent on their own: a store upgraded later gets them too)
     await seed_workflow_demo(engine)
     if credentials_file.exists():
-        creds = json.loads(credentials_file.read_text())
-        if await _newer_people(engine, hasher, creds):  # a store made before they were in the demo
-            _write(credentials_file, creds, replace=True)
-        return creds
+        recorded: dict[str, Any] = json.loads(credentials_file.read_text())
+        if await _newer_people(engine, hasher, recorded):  # a store made before they were in the demo
+            _write(credentials_file, recorded, replace=True)
+        return recorded
     creds: dict[str, Any] = {"clients": {}, "api_keys": {}}
     for dept in DEPARTMENTS:
         client_id, secret = await create_client(
@@ -70,7 +71,7 @@ async def setup_principals(
         key, _ = await create_api_key(engine, hasher, ent.code, name="demo")
         creds["api_keys"][ent.code] = key
     async with AsyncSession(engine) as session:
-        existing = (await session.exec(select(func.count()).select_from(GrantRecord))).scalar_one()
+        existing = (await session.exec(select(func.count()).select_from(GrantRecord))).one()
     if existing == 0:
         for g in demo_grants():
             await create_grant(
@@ -147,7 +148,7 @@ async def seed_applications(engine: AsyncEngine, now: datetime | None = None) ->
     more information, and one approved whose grant expires in 10 days (tax on social_insurance).
     Made through the workflow service, as the people and systems would, without audit events."""
     async with AsyncSession(engine) as session:
-        if (await session.exec(select(func.count()).select_from(Application))).scalar_one():
+        if (await session.exec(select(func.count()).select_from(Application))).one():
             return []
     now = now or datetime.now(UTC)
     year = now + timedelta(days=365)

@@ -23,9 +23,12 @@ from typing import Any
 
 from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import col
+from sqlmodel import select as model_select  # typed rows from session.exec; the Core report uses select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway.audit.models import AuditEvent
+from gateway.db import table_of
 from gateway.grants import service as grants
 from gateway.grants.models import GrantRecord
 from gateway.identity import apikeys
@@ -40,7 +43,7 @@ MAX_OVERLAP_HOURS = 168  # a rotated key keeps working at most a week
 MAX_EXPIRY_DAYS = 730
 MAX_USAGE_DAYS = 90
 CST = timezone(timedelta(hours=8))  # usage days are China Standard Time calendar days
-EVENTS = AuditEvent.__table__
+EVENTS = table_of(AuditEvent)
 
 
 class EnterpriseError(ValueError):
@@ -93,7 +96,7 @@ async def list_keys(engine: AsyncEngine, enterprise: str) -> list[ApiKey]:
 async def owned_key(engine: AsyncEngine, enterprise: str, prefix: str) -> ApiKey:
     """The enterprise's key with this prefix; another's (or none) is NOT_FOUND alike."""
     async with AsyncSession(engine) as session:
-        row = (await session.exec(select(ApiKey).where(ApiKey.prefix == prefix))).scalar_one_or_none()  # type: ignore[call-overload]
+        row = (await session.exec(model_select(ApiKey).where(col(ApiKey.prefix) == prefix))).one_or_none()
     if row is None or row.enterprise_code != enterprise:
         raise EnterpriseError(f"{enterprise} has no API key {prefix!r}", "NOT_FOUND")
     return row
@@ -273,14 +276,14 @@ async def usage(
     by_key: dict[str, dict[str, tuple[int, int, int]]] = {}
     for prefix, label, calls, refused, rows in counted:
         by_key.setdefault(str(prefix), {})[str(label)] = (int(calls), int(refused or 0), int(rows or 0))
-    keys = []
+    keys: list[dict[str, Any]] = []
     for row in await list_keys(engine, enterprise):
         seen = by_key.pop(row.prefix, {})
         described = apikeys.describe(row)
         if described["state"] != "active" and not seen:
             continue  # an old key with no calls in the window says nothing
         quota = row.daily_quota or defaults.daily_quota
-        per_day = [
+        per_day: list[dict[str, Any]] = [
             {
                 "date": label,
                 "calls": seen.get(label, (0, 0, 0))[0],

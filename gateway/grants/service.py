@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, overload
 
 import orjson
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from catalogue.models import Department
@@ -33,6 +33,10 @@ class GrantError(ValueError):
     """A grant change that cannot be made; the message says what would be valid."""
 
 
+@overload
+def _aware(dt: datetime) -> datetime: ...
+@overload
+def _aware(dt: datetime | None) -> datetime | None: ...
 def _aware(dt: datetime | None) -> datetime | None:
     return dt.replace(tzinfo=UTC) if dt is not None and dt.tzinfo is None else dt
 
@@ -133,10 +137,10 @@ class _Target:
 
 async def _consumers(session: AsyncSession, tier: Tier) -> list[str]:
     if tier is Tier.SHARE:
-        return list((await session.exec(select(Department.code))).scalars())
+        return list(await session.exec(select(Department.code)))
     from gateway.identity.models import Enterprise
 
-    return list((await session.exec(select(Enterprise.code))).scalars())
+    return list(await session.exec(select(Enterprise.code)))
 
 
 async def _target(engine: AsyncEngine, tier: Tier, dataset: str) -> _Target:
@@ -347,19 +351,19 @@ async def list_grants(
     if state not in STATES:
         raise GrantError(f"no state {state!r}; states: {', '.join(STATES)}")
     now = now or datetime.now(UTC)
-    query = select(GrantRecord).order_by(GrantRecord.id)
+    query = select(GrantRecord).order_by(col(GrantRecord.id))
     if consumer is not None:
-        query = query.where(GrantRecord.consumer == consumer)
+        query = query.where(col(GrantRecord.consumer) == consumer)
     if dataset is not None:
-        query = query.where(GrantRecord.dataset_code == dataset)
+        query = query.where(col(GrantRecord.dataset_code) == dataset)
     if tier is not None:
-        query = query.where(GrantRecord.tier == tier.value)
+        query = query.where(col(GrantRecord.tier) == tier.value)
     async with AsyncSession(engine) as session:
-        rows = (await session.exec(query)).scalars().all()
+        rows = (await session.exec(query)).all()
     return [r for r in rows if _state_matches(grant_state(r, now, warning_days), state)]
 
 
 async def load_grants(engine: AsyncEngine) -> tuple[Grant, ...]:
     async with AsyncSession(engine) as session:
-        rows = (await session.exec(select(GrantRecord).where(GrantRecord.status == "approved"))).scalars()
+        rows = await session.exec(select(GrantRecord).where(col(GrantRecord.status) == "approved"))
         return tuple(to_policy(r) for r in rows)

@@ -12,8 +12,8 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway.identity.models import ApiKey, Enterprise
@@ -105,7 +105,7 @@ async def create_api_key(
 
 
 async def _by_prefix(session: AsyncSession, prefix: str) -> ApiKey:
-    row = (await session.exec(select(ApiKey).where(ApiKey.prefix == prefix))).scalar_one_or_none()
+    row = (await session.exec(select(ApiKey).where(col(ApiKey.prefix) == prefix))).one_or_none()
     if row is None:
         raise ApiKeyError(f"no API key with prefix {prefix!r}")
     return row
@@ -154,10 +154,10 @@ async def rotate_api_key(
 
 async def list_api_keys(engine: AsyncEngine, enterprise: str | None = None) -> list[ApiKey]:
     async with AsyncSession(engine) as session:
-        q = select(ApiKey).order_by(ApiKey.id)  # type: ignore[arg-type]
+        q = select(ApiKey).order_by(col(ApiKey.id))
         if enterprise:
-            q = q.where(ApiKey.enterprise_code == enterprise)
-        return list((await session.exec(q)).scalars().all())
+            q = q.where(col(ApiKey.enterprise_code) == enterprise)
+        return list((await session.exec(q)).all())
 
 
 class ApiKeyVerifier:
@@ -177,7 +177,7 @@ class ApiKeyVerifier:
         if hit is not None and hit[0] > now and hit[1] > time.time():
             return hit[2]
         async with AsyncSession(self.engine) as session:
-            row = (await session.exec(select(ApiKey).where(ApiKey.prefix == prefix))).scalar_one_or_none()
+            row = (await session.exec(select(ApiKey).where(col(ApiKey.prefix) == prefix))).one_or_none()
         if row is None or not self.hasher.verify(key, row.secret_hash):
             raise InvalidApiKey("unknown")
         expires = _aware(row.expires_at)

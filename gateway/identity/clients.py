@@ -8,8 +8,8 @@ from typing import Any
 import orjson
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from catalogue.models import Department, utcnow
@@ -32,7 +32,7 @@ class IdentityError(ValueError):
 
 
 def _public_jwks(jwks: dict[str, Any] | str) -> str:
-    data = orjson.loads(jwks) if isinstance(jwks, str) else jwks
+    data: Any = orjson.loads(jwks) if isinstance(jwks, str) else jwks  # import_key_set checks its shape
     if "keys" not in data:
         data = {"keys": [data]}
     if any(k.get("kty") == "oct" or "d" in k for k in data["keys"]):
@@ -114,7 +114,7 @@ def describe_client(row: OAuthClient) -> dict[str, Any]:
 
 async def list_clients(engine: AsyncEngine) -> list[OAuthClient]:
     async with AsyncSession(engine) as s:
-        return list((await s.exec(select(OAuthClient).order_by(OAuthClient.client_id))).scalars().all())  # type: ignore[arg-type]
+        return list((await s.exec(select(OAuthClient).order_by(col(OAuthClient.client_id)))).all())
 
 
 async def set_client_disabled(engine: AsyncEngine, client_id: str, disabled: bool) -> OAuthClient:
@@ -203,7 +203,7 @@ async def add_issuer(
 
 async def list_issuers(engine: AsyncEngine) -> list[TrustedIssuer]:
     async with AsyncSession(engine) as s:
-        return list((await s.exec(select(TrustedIssuer))).scalars().all())
+        return list((await s.exec(select(TrustedIssuer))).all())
 
 
 async def remove_issuer(engine: AsyncEngine, issuer: str) -> None:

@@ -20,8 +20,8 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from joserfc.jwt import JWTClaimsRegistry
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway.identity.models import TrustedIssuer
@@ -73,7 +73,7 @@ class ExternalIssuers:
         if time.monotonic() - self._loaded_at < self.config_ttl:
             return
         async with AsyncSession(self.engine) as s:
-            rows = (await s.exec(select(TrustedIssuer).where(TrustedIssuer.enabled))).scalars().all()
+            rows = (await s.exec(select(TrustedIssuer).where(col(TrustedIssuer.enabled)))).all()
         fresh = {}
         for row in rows:
             old = self._providers.get(row.issuer)

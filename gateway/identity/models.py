@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import update
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field, SQLModel, col
 
 from catalogue.models import utcnow
 
@@ -98,7 +98,10 @@ def end_credentials_of(*, client_id: str | None = None, user_id: str | None = No
     column = RefreshToken.client_id if client_id is not None else RefreshToken.user_id
     return (
         update(RefreshToken)
-        .where(column == (client_id if client_id is not None else user_id), RefreshToken.revoked_at.is_(None))  # type: ignore[union-attr]
+        .where(
+            col(column) == (client_id if client_id is not None else user_id),
+            col(RefreshToken.revoked_at).is_(None),
+        )
         .values(revoked_at=utcnow())
     )
 

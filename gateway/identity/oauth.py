@@ -18,7 +18,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from urllib.parse import unquote
 
@@ -70,7 +70,7 @@ T = TypeVar("T")
 log = logging.getLogger("shuqiao.identity")
 
 
-def _bridge(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+def _bridge(fn: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
     """From Authlib's worker thread, run one coroutine on the event loop and wait."""
     return anyio.from_thread.run(fn, *args)
 
@@ -201,7 +201,7 @@ class _Payload(OAuth2Payload):
         return self._data
 
     @property
-    def datalist(self) -> dict[str, list[str]]:  # type: ignore[override]
+    def datalist(self) -> dict[str, list[str]]:
         return self._datalist
 
 

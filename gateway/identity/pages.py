@@ -108,7 +108,7 @@ class Pages:
         if user is not None and user.disabled:
             user = None
         oauth_request = StarletteOAuth2Request(request, [], use_query=True)
-        oauth_request.auth_time = session[1] if session else None  # type: ignore[attr-defined]
+        oauth_request.auth_time = session[1] if session else None
         try:
             grant = await anyio.to_thread.run_sync(server.get_consent_grant, oauth_request, user)
         except OAuth2Error as error:

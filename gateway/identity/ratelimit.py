@@ -17,6 +17,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import cast
 
 from limits import RateLimitItem, RateLimitItemPerDay, RateLimitItemPerMinute, parse
 from limits.aio.storage import MemoryStorage, Storage
@@ -107,13 +108,16 @@ class RateLimiter:
         auth_failures: str = "20/minute",
     ) -> None:
         self.storage: Storage = (
-            storage_from_string(
-                redis_storage_uri(redis_url),
-                key_prefix=namespace,
-                implementation="redispy",
-                # an unreachable Redis is refused in a second, not after the OS's TCP timeout
-                socket_connect_timeout=REDIS_TIMEOUT,
-                socket_timeout=REDIS_TIMEOUT,
+            cast(  # an async+ URI (redis_storage_uri) gives one of the library's asyncio storages
+                Storage,
+                storage_from_string(
+                    redis_storage_uri(redis_url),
+                    key_prefix=namespace,
+                    implementation="redispy",
+                    # an unreachable Redis is refused in a second, not after the OS's TCP timeout
+                    socket_connect_timeout=REDIS_TIMEOUT,
+                    socket_timeout=REDIS_TIMEOUT,
+                ),
             )
             if redis_url
             else InProcessStorage()

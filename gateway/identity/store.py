@@ -7,11 +7,14 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import cast, overload
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from gateway.db import table_of
 from gateway.identity.models import AuthorizationCode, OAuthClient, RefreshToken, RevokedToken, User
 from gateway.identity.tokens import TokenClaims
 from gateway.secrets import SecretHasher
@@ -20,6 +23,10 @@ CODE_TTL = timedelta(minutes=5)
 REFRESH_TTL = timedelta(days=14)
 
 
+@overload
+def _aware(dt: datetime) -> datetime: ...
+@overload
+def _aware(dt: datetime | None) -> datetime | None: ...
 def _aware(dt: datetime | None) -> datetime | None:
     return dt.replace(tzinfo=UTC) if dt is not None and dt.tzinfo is None else dt
 
@@ -65,11 +72,11 @@ class IdentityStore:
             row = await s.get(AuthorizationCode, h)
             if row is None or row.client_id != client_id:
                 return None
-            res = await s.exec(  # type: ignore[call-overload]
-                AuthorizationCode.__table__.delete().where(AuthorizationCode.code_hash == h)
+            res = await s.exec(
+                table_of(AuthorizationCode).delete().where(col(AuthorizationCode.code_hash) == h)
             )
             await s.commit()
-            if res.rowcount != 1 or _aware(row.expires_at) < datetime.now(UTC):  # type: ignore[operator]
+            if res.rowcount != 1 or _aware(row.expires_at) < datetime.now(UTC):
                 return None
             return row
 
@@ -105,15 +112,17 @@ class IdentityStore:
     async def find_refresh(self, token: str) -> RefreshToken | None:
         async with AsyncSession(self.engine, expire_on_commit=False) as s:
             return (
-                await s.exec(select(RefreshToken).where(RefreshToken.token_hash == self.hasher.hash(token)))
-            ).scalar_one_or_none()
+                await s.exec(
+                    select(RefreshToken).where(col(RefreshToken.token_hash) == self.hasher.hash(token))
+                )
+            ).one_or_none()
 
     async def use_refresh(self, row: RefreshToken) -> bool:
         """Mark a refresh token used; False if it already was (then the family is revoked)."""
         async with AsyncSession(self.engine, expire_on_commit=False) as s:
-            res = await s.exec(  # type: ignore[call-overload]
+            res = await s.exec(
                 update(RefreshToken)
-                .where(RefreshToken.id == row.id, RefreshToken.used_at.is_(None))  # type: ignore[union-attr]
+                .where(col(RefreshToken.id) == row.id, col(RefreshToken.used_at).is_(None))
                 .values(used_at=datetime.now(UTC))
             )
             await s.commit()
@@ -124,20 +133,20 @@ class IdentityStore:
 
     async def revoke_family(self, family_id: str) -> None:
         async with AsyncSession(self.engine, expire_on_commit=False) as s:
-            rows = (await s.exec(select(RefreshToken).where(RefreshToken.family_id == family_id))).scalars()
+            rows = await s.exec(select(RefreshToken).where(col(RefreshToken.family_id) == family_id))
             jtis = [(r.access_jti, r.access_expires_at) for r in rows if r.access_jti]
-            await s.exec(  # type: ignore[call-overload]
+            await s.exec(
                 update(RefreshToken)
-                .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))  # type: ignore[union-attr]
+                .where(col(RefreshToken.family_id) == family_id, col(RefreshToken.revoked_at).is_(None))
                 .values(revoked_at=datetime.now(UTC))
             )
             await s.commit()
         for jti, exp in jtis:
-            await self.revoke_jti(jti, exp or int(time.time()) + 3600)  # type: ignore[arg-type]
+            await self.revoke_jti(jti, exp or int(time.time()) + 3600)
 
     async def revoke_jti(self, jti: str, expires_at: int) -> None:
         async with AsyncSession(self.engine, expire_on_commit=False) as s:
-            if (await s.exec(select(RevokedToken).where(RevokedToken.jti == jti))).first() is None:
+            if (await s.exec(select(RevokedToken).where(col(RevokedToken.jti) == jti))).first() is None:
                 s.add(RevokedToken(jti=jti, expires_at=expires_at))
                 await s.commit()
 
@@ -148,21 +157,22 @@ class IdentityStore:
         async with AsyncSession(self.engine, expire_on_commit=False) as s:
             rows = await s.exec(
                 select(RevokedToken.seq, RevokedToken.jti, RevokedToken.expires_at)
-                .where(RevokedToken.seq > seq)
-                .order_by(RevokedToken.seq)  # type: ignore[arg-type]
+                .where(col(RevokedToken.seq) > seq)
+                .order_by(col(RevokedToken.seq))
             )
-            revoked = [(int(a), str(b), int(c)) for a, b, c in rows]
+            # seq is the primary key: None only on an object not yet stored, never in a row read back
+            revoked = [(int(cast(int, a)), str(b), int(c)) for a, b, c in rows]
             clients = (
                 await s.exec(
-                    select(OAuthClient.client_id, OAuthClient.disabled, OAuthClient.tokens_not_before).where(  # type: ignore[call-overload]
-                        OAuthClient.disabled | OAuthClient.tokens_not_before.is_not(None)  # type: ignore[union-attr, operator]
+                    select(OAuthClient.client_id, OAuthClient.disabled, OAuthClient.tokens_not_before).where(
+                        col(OAuthClient.disabled) | col(OAuthClient.tokens_not_before).is_not(None)
                     )
                 )
             ).all()
             users = (
                 await s.exec(
-                    select(User.id, User.disabled, User.tokens_not_before).where(  # type: ignore[call-overload]
-                        User.disabled | User.tokens_not_before.is_not(None)  # type: ignore[union-attr, operator]
+                    select(User.id, User.disabled, User.tokens_not_before).where(
+                        col(User.disabled) | col(User.tokens_not_before).is_not(None)
                     )
                 )
             ).all()

@@ -6,13 +6,16 @@ row read per try and nobody else slows down (the KDF runs off the event loop).""
 
 from __future__ import annotations
 
+import builtins
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import anyio.to_thread
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from catalogue.models import Department
@@ -38,7 +41,7 @@ def _aware(dt: datetime | None) -> datetime | None:
     return dt.replace(tzinfo=UTC) if dt is not None and dt.tzinfo is None else dt
 
 
-def describe(u: User) -> dict[str, object]:
+def describe(u: User) -> dict[str, Any]:
     locked = _aware(u.locked_until)
     return {
         "id": u.id,
@@ -70,7 +73,7 @@ class UserService:
         roles = check_roles(roles)
         pw = await anyio.to_thread.run_sync(hash_password, password)
         async with AsyncSession(self.engine) as s:
-            if (await s.exec(select(User).where(User.username == username))).first() is not None:
+            if (await s.exec(select(User).where(col(User.username) == username))).first() is not None:
                 raise UserError(f"user {username!r} exists")
             if department and await s.get(Department, department) is None:
                 raise UserError(f"no department {department!r}")
@@ -92,23 +95,23 @@ class UserService:
 
     async def get(self, username: str) -> User | None:
         async with AsyncSession(self.engine) as s:
-            return (await s.exec(select(User).where(User.username == username))).scalar_one_or_none()
+            return (await s.exec(select(User).where(col(User.username) == username))).one_or_none()
 
-    async def list(self) -> list[User]:
+    async def list(self) -> builtins.list[User]:  # the method's name hides the builtin here
         async with AsyncSession(self.engine) as s:
-            return list((await s.exec(select(User).order_by(User.username))).scalars().all())  # type: ignore[arg-type]
+            return list((await s.exec(select(User).order_by(col(User.username)))).all())
 
     async def update(
         self,
         username: str,
         *,
-        roles: list[str] | None = None,
+        roles: builtins.list[str] | None = None,
         disabled: bool | None = None,
         password: str | None = None,
         unlock: bool = False,
     ) -> User:
         async with AsyncSession(self.engine) as s:
-            user = (await s.exec(select(User).where(User.username == username))).scalar_one_or_none()
+            user = (await s.exec(select(User).where(col(User.username) == username))).one_or_none()
             if user is None:
                 raise UserError(f"no user {username!r}")
             if roles is not None:
@@ -139,21 +142,21 @@ class UserService:
             return LoginResult(None)
         async with AsyncSession(self.engine) as s:
             if ok and not user.disabled:
-                await s.exec(  # type: ignore[call-overload]
-                    update(User).where(User.id == user.id).values(failed_logins=0, locked_until=None)
+                await s.exec(
+                    update(User).where(col(User.id) == user.id).values(failed_logins=0, locked_until=None)
                 )
                 await s.commit()
                 return LoginResult(user)
             # count atomically, so concurrent guesses cannot slip past the limit
-            await s.exec(  # type: ignore[call-overload]
-                update(User).where(User.id == user.id).values(failed_logins=User.failed_logins + 1)
+            await s.exec(
+                update(User).where(col(User.id) == user.id).values(failed_logins=col(User.failed_logins) + 1)
             )
-            failures = (await s.exec(select(User.failed_logins).where(User.id == user.id))).scalar_one()
+            failures = (await s.exec(select(User.failed_logins).where(col(User.id) == user.id))).one()
             locked = failures >= MAX_FAILURES
             if locked:
-                await s.exec(  # type: ignore[call-overload]
+                await s.exec(
                     update(User)
-                    .where(User.id == user.id)
+                    .where(col(User.id) == user.id)
                     .values(locked_until=now + timedelta(minutes=LOCK_MINUTES), failed_logins=0)
                 )
             await s.commit()

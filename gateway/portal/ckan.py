@@ -261,9 +261,9 @@ def _filters(fq: str) -> list[list[Term]]:
 def _holds(p: dict[str, Any], term: Term) -> bool:
     negated, key, value = term
     if value.startswith("[") and value.endswith("]"):
-        low, _, high = value[1:-1].partition(" TO ")
+        low_text, _, high_text = value[1:-1].partition(" TO ")
         have = p.get(key) or ""
-        low, high = _instant(low), _instant(high)
+        low, high = _instant(low_text), _instant(high_text)
         inside = bool(have) and (low is None or have >= low) and (high is None or have <= high)
         return inside != negated
     return (value in _values(p, key)) != negated
@@ -323,6 +323,7 @@ class CkanAPI:
         action = request.path_params["action"]
         base = public_base(self.state)
         help_url = f"{base}/api/3/action/help_show?name={action}"
+        assert self.state.identity is not None  # the app factory sets it before the routes exist
         decision = await check_rate(self.state.identity.limiter, request, ANONYMOUS)
         codes: list[str] = []
         if not decision.allowed:

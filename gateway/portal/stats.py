@@ -164,7 +164,7 @@ def stats_document(
 ) -> dict[str, Any]:
     """`/stats.json`: per dataset and per day over the window, the top datasets, catalogue growth.
     `per_day` must be summed over the listed datasets only."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for d in datasets:
         t = per_dataset.get(d.code, Totals())
         rows.append(

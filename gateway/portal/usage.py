@@ -38,6 +38,7 @@ from sqlmodel import Field, SQLModel
 
 from gateway.audit.background import PeriodicTask
 from gateway.audit.models import HEAD_ID, AuditChainHead, AuditEvent
+from gateway.db import table_of
 
 log = logging.getLogger("shuqiao.portal")
 
@@ -70,10 +71,10 @@ class UsageRollupCursor(SQLModel, table=True):
     seq: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
-USAGE = UsageDaily.__table__
-CURSOR = UsageRollupCursor.__table__
-EVENTS = AuditEvent.__table__
-HEAD = AuditChainHead.__table__
+USAGE = table_of(UsageDaily)
+CURSOR = table_of(UsageRollupCursor)
+EVENTS = table_of(AuditEvent)
+HEAD = table_of(AuditChainHead)
 
 Key = tuple[str, date]  # (dataset, day)
 

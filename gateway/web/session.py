@@ -44,6 +44,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from catalogue.models import Department
+from gateway.db import table_of
 from gateway.identity.audit import AuditUnavailable
 from gateway.identity.bearer import BearerProtector, BearerRefused
 from gateway.identity.models import OAuthClient
@@ -69,7 +70,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 LOGIN_SECONDS = 600  # to finish signing in once /web/login sent the browser off
 TOUCH_SECONDS = 30  # last_seen_at is written at most this often per session
 SEAL_LABEL = b"shuqiao/web-session-token/v1"
-SESSIONS = WebSession.__table__
+SESSIONS = table_of(WebSession)
 
 
 def _now() -> datetime:

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import strawberry
-from graphql import GraphQLError
+from graphql import GraphQLError, GraphQLFormattedError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.requests import Request
@@ -85,7 +85,7 @@ class AdminContext:
 
 
 def ctx_of(info: Info) -> AdminContext:
-    return info.context  # type: ignore[no-any-return]
+    return info.context
 
 
 def _err(message: str, code: str) -> GraphQLError:
@@ -228,7 +228,7 @@ class GrantType:
     @staticmethod
     def of(row: GrantRecord, warning_days: int) -> GrantType:
         d = grants.describe(row, warning_days=warning_days)
-        return GrantType(**{k: d[k] for k in GrantType.__annotations__ if k in d})  # type: ignore[arg-type]
+        return GrantType(**{k: d[k] for k in GrantType.__annotations__ if k in d})
 
 
 @strawberry.type(description="A field an application may name, with the treatments it allows.")
@@ -513,7 +513,7 @@ schema = _Schema(query=Query, mutation=Mutation)
 # -- the endpoint -----------------------------------------------------------------------------
 
 
-def _format(error: GraphQLError) -> dict[str, Any]:
+def _format(error: GraphQLError) -> GraphQLFormattedError:
     out = error.formatted
     code = (error.extensions or {}).get("code")
     if not code:

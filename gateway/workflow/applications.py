@@ -21,8 +21,9 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, or_, update
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from catalogue.protection import is_protected
@@ -344,8 +345,8 @@ async def create(
         await _record(audit, actor, row, Step.CREATE, {"fields": checked.fields, "row_scope": checked.scope})
     except AuditUnavailable:
         async with AsyncSession(engine) as session:
-            await session.exec(delete(ApplicationEvent).where(ApplicationEvent.application_id == row.id))  # type: ignore[call-overload]
-            await session.exec(delete(Application).where(Application.id == row.id))  # type: ignore[call-overload]
+            await session.exec(delete(ApplicationEvent).where(col(ApplicationEvent.application_id) == row.id))
+            await session.exec(delete(Application).where(col(Application.id) == row.id))
             await session.commit()
         raise
     if submit_now:
@@ -389,8 +390,8 @@ async def _transition(
         }
         new = {"state": rules.next_state(step).value, "updated_at": now, **(values or {})}
         done = await session.exec(
-            update(Application)  # type: ignore[call-overload]
-            .where(Application.id == app_id, Application.state == before)
+            update(Application)
+            .where(col(Application.id) == app_id, col(Application.state) == before)
             .values(**new)
         )
         if done.rowcount != 1:  # someone else moved it first
@@ -408,8 +409,8 @@ async def _transition(
         await _record(audit, actor, row, step, {"from": before, "reason": reason, "changes": changes})
     except AuditUnavailable:
         async with AsyncSession(engine) as session:
-            await session.exec(update(Application).where(Application.id == app_id).values(**previous))  # type: ignore[call-overload]
-            await session.exec(delete(ApplicationEvent).where(ApplicationEvent.id == event_id))  # type: ignore[call-overload]
+            await session.exec(update(Application).where(col(Application.id) == app_id).values(**previous))
+            await session.exec(delete(ApplicationEvent).where(col(ApplicationEvent.id) == event_id))
             await session.commit()
         raise
     return row
@@ -550,8 +551,8 @@ async def approve(
             await grants.revoke_grant(engine, grant_id, reason=why, by=actor.principal)
         async with AsyncSession(engine) as session:
             await session.exec(
-                update(Application)  # type: ignore[call-overload]
-                .where(Application.id == app_id)
+                update(Application)
+                .where(col(Application.id) == app_id)
                 .values(
                     state=State.SUBMITTED.value,
                     decided_at=None,
@@ -564,8 +565,9 @@ async def approve(
                 )
             )
             await session.exec(
-                delete(ApplicationEvent).where(  # type: ignore[call-overload]
-                    ApplicationEvent.application_id == app_id, ApplicationEvent.step == Step.APPROVE.value
+                delete(ApplicationEvent).where(
+                    col(ApplicationEvent.application_id) == app_id,
+                    col(ApplicationEvent.step) == Step.APPROVE.value,
                 )
             )
             await session.commit()
@@ -590,7 +592,7 @@ async def approve(
         await undo("", None)
         raise WorkflowError(str(err)) from None
     async with AsyncSession(engine) as session:
-        await session.exec(update(Application).where(Application.id == app_id).values(grant_id=grant.id))  # type: ignore[call-overload]
+        await session.exec(update(Application).where(col(Application.id) == app_id).values(grant_id=grant.id))
         await session.commit()
     row.grant_id = grant.id
     try:
@@ -622,16 +624,12 @@ async def get(engine: AsyncEngine, actor: Actor, app_id: int) -> tuple[Applicati
     async with AsyncSession(engine) as session:
         row = await _load(session, actor, app_id)
         events = (
-            (
-                await session.exec(
-                    select(ApplicationEvent)  # type: ignore[call-overload]
-                    .where(ApplicationEvent.application_id == app_id)
-                    .order_by(ApplicationEvent.id)
-                )
+            await session.exec(
+                select(ApplicationEvent)
+                .where(col(ApplicationEvent.application_id) == app_id)
+                .order_by(col(ApplicationEvent.id))
             )
-            .scalars()
-            .all()
-        )
+        ).all()
     return row, list(events)
 
 
@@ -653,26 +651,26 @@ async def list_applications(
         raise WorkflowError(f"no view {view!r}; views: {', '.join(VIEWS)}")
     if state is not None and state not in {s.value for s in State}:
         raise WorkflowError(f"no state {state!r}; states: {', '.join(s.value for s in State)}")
-    query = select(Application).order_by(Application.id.desc())  # type: ignore[union-attr]
+    query = select(Application).order_by(col(Application.id).desc())
     org = actor.organisation
     if view == "mine":
-        query = query.where(Application.consumer == (org or ""))
+        query = query.where(col(Application.consumer) == (org or ""))
     elif view == "pending":
-        query = query.where(Application.state == State.SUBMITTED.value)
+        query = query.where(col(Application.state) == State.SUBMITTED.value)
         if not actor.admin:
-            query = query.where(Application.provider == (actor.department if actor.approve else ""))
+            query = query.where(col(Application.provider) == (actor.department if actor.approve else ""))
     elif not actor.admin:
-        mine = Application.consumer == (org or "")
-        addressed = (Application.provider == (actor.department or "")) & (
-            Application.state != State.DRAFT.value
+        mine = col(Application.consumer) == (org or "")
+        addressed = (col(Application.provider) == (actor.department or "")) & (
+            col(Application.state) != State.DRAFT.value
         )
         query = query.where(or_(mine, addressed) if actor.approve else mine)
     if state is not None:
-        query = query.where(Application.state == state)
+        query = query.where(col(Application.state) == state)
     if dataset is not None:
-        query = query.where(Application.dataset_code == dataset)
+        query = query.where(col(Application.dataset_code) == dataset)
     async with AsyncSession(engine) as session:
-        rows = (await session.exec(query)).scalars().all()  # type: ignore[call-overload]
+        rows = (await session.exec(query)).all()
     return [r for r in rows if rules.may_see(actor, facts(r))]
 
 
@@ -753,8 +751,8 @@ async def renew_grant(
         except AuditUnavailable:  # take the renewal back: nothing widened goes unrecorded
             async with AsyncSession(engine) as session:
                 await session.exec(
-                    update(GrantRecord)  # type: ignore[call-overload]
-                    .where(GrantRecord.id == grant_id)
+                    update(GrantRecord)
+                    .where(col(GrantRecord.id) == grant_id)
                     .values(
                         expires_at=before.expires_at,
                         renewed_at=before.renewed_at,

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import select as model_select  # typed rows from session.exec; Core queries use select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from catalogue.pool import ROW_ID, pool_table
@@ -37,8 +38,8 @@ async def _first_key(engine: AsyncEngine, dataset: str, key: str) -> str | None:
 async def seed_workflow_demo(engine: AsyncEngine, now: datetime | None = None) -> dict[str, int]:
     now = now or now_utc()
     async with AsyncSession(engine) as session:
-        existing = (await session.exec(select(func.count()).select_from(demands.Demand))).scalar_one()
-        existing += (await session.exec(select(func.count()).select_from(quality.QualityReport))).scalar_one()
+        existing = (await session.exec(model_select(func.count()).select_from(demands.Demand))).one()
+        existing += (await session.exec(model_select(func.count()).select_from(quality.QualityReport))).one()
     if existing:
         return {"demands": 0, "quality_reports": 0}
     seeder = operator_actor("demo")

@@ -24,6 +24,7 @@ from sqlalchemy import exists, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import Field, SQLModel, col, delete
+from sqlmodel import select as model_select  # typed rows from session.exec; Core queries use select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from catalogue.pool import pool_table, pool_table_name
@@ -121,10 +122,10 @@ async def gather(engine: AsyncEngine) -> rules.Facts:
     catalogue = await load_catalogue(engine)
     await refresh_deadlines(engine)
     async with AsyncSession(engine) as session:
-        demands = (await session.exec(select(Demand.requester, Demand.provider, Demand.state))).all()
+        demands = (await session.exec(model_select(Demand.requester, Demand.provider, Demand.state))).all()
         reports = (
             await session.exec(
-                select(
+                model_select(
                     QualityReport.provider,
                     QualityReport.state,
                     QualityReport.deadline,
@@ -251,16 +252,12 @@ async def trend(
 ) -> dict[str, list[tuple[date, dict[str, list[int]]]]]:
     async with AsyncSession(engine) as session:
         rows = (
-            (
-                await session.exec(
-                    select(KpiSnapshot)
-                    .where(col(KpiSnapshot.day) >= since, col(KpiSnapshot.day) <= until)
-                    .order_by(col(KpiSnapshot.day))
-                )
+            await session.exec(
+                model_select(KpiSnapshot)
+                .where(col(KpiSnapshot.day) >= since, col(KpiSnapshot.day) <= until)
+                .order_by(col(KpiSnapshot.day))
             )
-            .scalars()
-            .all()
-        )
+        ).all()
     out: dict[str, list[tuple[date, dict[str, list[int]]]]] = {}
     for row in rows:
         for key, figs in json.loads(row.figures).items():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from decimal import Decimal
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -113,17 +114,178 @@ def test_score_groups_rows_of_one_key_into_one_vote() -> None:
     assert "secret" not in repr(key) and SECRET.hex() not in repr(key)
 
 
-@given(
+def _same(a: object, b: object) -> bool:
+    """Delivered identically: same type and same text (Decimal('1.0') != Decimal('1.00') here)."""
+    return type(a) is type(b) and str(a) == str(b)
+
+
+SCALED = st.one_of(
     st.decimals(min_value=-(10**9), max_value=10**9, places=4, allow_nan=False, allow_infinity=False),
-    st.text(min_size=1, max_size=20),
+    st.builds(
+        lambda n, e: Decimal(n).scaleb(e), st.integers(-(10**13), 10**13), st.integers(-6, 3)
+    ),  # every scale, trailing zeros, exponents in the text, past the integer path's bound
+    st.integers(-(10**7), 10**7),
 )
-def test_the_column_marker_delivers_what_mark_value_does(value: Decimal, key: str) -> None:
-    """The planner's per-column marker (HMAC state bound once) is mark_value, value for value."""
+
+
+@settings(max_examples=400)
+@given(
+    SCALED,
+    TOLERANCES | st.sampled_from([Decimal(10), Decimal("1E+2"), Decimal("0.001")]),
+    st.text(max_size=20),
+)
+def test_the_column_marker_delivers_what_mark_value_does(value: Decimal | int, t: Decimal, key: str) -> None:
+    """The planner's per-column marker (HMAC state bound once, integer arithmetic, the memo of
+    hot rows, the stringification fused) is mark_value, value for value — asked once (computed)
+    and again (remembered)."""
     from policies.watermark import column_marker
 
-    mark = column_marker(Decimal("0.01"), SECRET, "hrss", "ds", "f")
-    assert mark(value, key) == mark_value(value, Decimal("0.01"), SECRET, "hrss", "ds", "f", key)
+    expected = mark_value(value, t, SECRET, "hrss", "ds", "f", key)
+    mark = column_marker(t, SECRET, "hrss", "ds", "f")
+    as_text = column_marker(t, SECRET, "hrss", "ds", "f", then=str)
+    for _ in range(2):
+        assert _same(mark(value, key), expected)
+        assert as_text(value, key) == str(expected)
     assert mark(None, key) is None and mark(value, None) == value
+    assert as_text(value, None) == str(value)
+
+
+# Delivered values for a fixed key, computed by the implementation before the integer path and the
+# memo (commit 5286d3a): the SM3 of every case's line. A change to what is delivered fails here.
+PINNED = "afd624d55364b0d862f0725d57066e358f0414429fbd28ee56a1709b2bbacd81"
+PINNED_STRINGIFIED = "c7bc4a49517b8ce7b5891d7f372d8181a9853dfcd23fa420d5997f31d0051b9c"
+
+
+def _pinned_cases() -> list[tuple[object, Decimal, str]]:
+    import random
+
+    rng = random.Random(7)
+    tols = [
+        Decimal("0.01"),
+        Decimal(1),
+        Decimal("0.5"),
+        Decimal(5),
+        Decimal("10"),
+        Decimal("0.001"),
+        Decimal("1E+2"),
+    ]
+    odd = [
+        Decimal("-0.00"),
+        Decimal("0E+2"),
+        Decimal("5E+3"),
+        Decimal("1.5E-7"),
+        Decimal("123456789012345678901234.5"),
+    ]
+    out: list[tuple[object, Decimal, str]] = []
+    for i in range(3000):
+        t = tols[i % len(tols)]
+        r = rng.random()
+        v: object
+        if r < 0.3:
+            v = Decimal(rng.randint(-(10**7), 10**7)).scaleb(-rng.randint(0, 4))
+        elif r < 0.45:
+            v = Decimal(rng.choice([0, 1, 50, 100, 500, 1000])).quantize(
+                Decimal(1).scaleb(-rng.randint(0, 3))
+            )
+        elif r < 0.6:
+            v = rng.randint(-(10**6), 10**6)
+        elif r < 0.7:
+            v = Decimal(rng.randint(0, 10**20)).scaleb(-rng.randint(0, 6))
+        elif r < 0.8:
+            v = rng.choice(odd)
+        elif r < 0.9:
+            v = round(rng.uniform(-1e4, 1e4), rng.randint(0, 3))
+        else:
+            v = str(Decimal(rng.randint(0, 10**6)).scaleb(-2))
+        out.append((v, t, f"9161{i:014d}"))
+    return out
+
+
+def _pinned_digest(stringify: bool) -> str:
+    from keys.sm3 import sm3_hex
+    from policies.watermark import column_marker
+    from policies.watermark_text import text_marker
+
+    lines = []
+    for v, t, k in _pinned_cases():
+        if stringify:
+            o = column_marker(t, SECRET, "hrss", "enterprise_registration", "registered_capital", then=str)(
+                v, k
+            )
+        else:
+            o = column_marker(t, SECRET, "hrss", "enterprise_registration", "registered_capital")(v, k)
+        lines.append(f"{type(v).__name__}|{v}|{t}|{k}|{type(o).__name__}|{o}")
+    addresses = [
+        "陕西省西安市碑林区友谊路390号24层11室",
+        "无数字",
+        "1号",
+        "１２３路45号6-7-8-9-10-11-12-13-14-15",
+        "",
+    ]
+    text = text_marker(SECRET, "hrss", "enterprise_registration", "registered_address")
+    for i in range(500):
+        a = addresses[i % len(addresses)]
+        lines.append(f"{a}|{text(a, str(i))}")
+    return sm3_hex("\n".join(lines).encode())
+
+
+def test_delivered_values_are_pinned_for_a_fixed_key() -> None:
+    assert _pinned_digest(stringify=False) == PINNED
+    assert _pinned_digest(stringify=True) == PINNED_STRINGIFIED
+    assert _pinned_digest(stringify=False) == PINNED  # again, every answer now from the memo
+
+
+def test_the_memo_tells_apart_values_that_compare_equal() -> None:
+    """One row, its stored value changing form between requests: each delivery is what
+    mark_value gives for that exact value (scale, type), never a remembered neighbour's."""
+    from policies.watermark import column_marker
+
+    t = Decimal("0.01")
+    mark = column_marker(t, SECRET, "hrss", "ds", "f")
+    as_text = column_marker(t, SECRET, "hrss", "ds", "f", then=str)
+    key = next(k for k in (f"k{i}" for i in range(100)) if cell_bit(SECRET, "hrss", "ds", "f", k) is not None)
+    values = [
+        Decimal("1.0"),
+        Decimal("1.00"),
+        Decimal("1"),
+        1,
+        True,
+        Decimal("1.000"),
+        1.0,
+        Decimal("1.0"),
+        2,
+    ]
+    for v in values * 2:
+        expected = mark_value(v, t, SECRET, "hrss", "ds", "f", key)
+        assert _same(mark(v, key), expected), v
+        assert as_text(v, key) == str(expected), v
+
+
+def test_the_memo_never_answers_for_another_recipient_or_key() -> None:
+    from policies.watermark import column_marker
+
+    t = Decimal("0.01")
+    v = Decimal("123.45")
+    other = bytes(range(1, 33))
+    for i in range(200):
+        k = f"row{i}"
+        for secret, recipient in ((SECRET, "hrss"), (SECRET, "samr"), (other, "hrss")):
+            mark = column_marker(t, secret, recipient, "ds", "f")
+            assert _same(mark(v, k), mark_value(v, t, secret, recipient, "ds", "f", k))
+
+
+def test_the_memo_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    import policies.watermark as wm
+    from policies.watermark import column_marker
+
+    monkeypatch.setattr(wm, "MEMO_CELLS", 50)
+    mark = column_marker(Decimal("0.01"), SECRET, "hrss", "ds", "f")
+    for i in range(500):
+        assert _same(
+            mark(Decimal("7.77"), str(i)),
+            mark_value(Decimal("7.77"), Decimal("0.01"), SECRET, "hrss", "ds", "f", str(i)),
+        )
+        assert len(wm._memo) <= 50
 
 
 @given(
@@ -133,6 +295,6 @@ def test_the_column_marker_delivers_what_mark_value_does(value: Decimal, key: st
 def test_the_text_marker_delivers_what_mark_text_does(value: str, key: str) -> None:
     from policies.watermark_text import mark_text, text_marker
 
-    assert text_marker(SECRET, "hrss", "ds", "addr")(value, key) == mark_text(
-        value, SECRET, "hrss", "ds", "addr", key
-    )
+    mark = text_marker(SECRET, "hrss", "ds", "addr")
+    for text in (value, value, value + "1", value):  # computed, remembered, the row's text changed
+        assert mark(text, key) == mark_text(text, SECRET, "hrss", "ds", "addr", key)
