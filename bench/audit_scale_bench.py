@@ -64,6 +64,7 @@ REASONS = {
 # the chain's own hashed columns (gateway.audit.chain), then what is stored beside them
 EVENT_COLS = (*HASHED_COLUMNS, "hash", "subject", "row_count", "variables_enc", "signature_kid")
 ACCESS_COLS = ("seq", "dataset", "field", "action")
+PARTITIONED: set[str] = set()  # tables of the two that are partitioned (no COPY FREEZE)
 CHUNK = 20_000  # events per COPY
 PROGRESS = 500_000  # events between progress lines
 
@@ -147,17 +148,21 @@ def make_batch(
 async def copy_frozen(
     conn: asyncpg.Connection, table: str, columns: tuple[str, ...], records: list[Any]
 ) -> None:
-    """`copy_records_to_table` (binary COPY) with FREEZE, which asyncpg has no option for."""
+    """`copy_records_to_table` (binary COPY) with FREEZE, which asyncpg has no option for; a
+    partitioned table (audit_event by month, migration 0026) takes no FREEZE: plain COPY."""
     cols = ", ".join(columns)
     intro = await conn._prepare(f"SELECT {cols} FROM {table} LIMIT 1", use_cache=True)
-    stmt = f"COPY {table} ({cols}) FROM STDIN (FORMAT binary, FREEZE true)"
+    freeze = table not in PARTITIONED
+    stmt = f"COPY {table} ({cols}) FROM STDIN (FORMAT binary, FREEZE {str(freeze).lower()})"
     await conn._protocol.copy_in(stmt, None, None, records, intro._state, None)
 
 
-def writer(url: str, batches: Any, done: Any) -> None:
+def writer(url: str, batches: Any, done: Any, partitioned: tuple[str, ...] = ()) -> None:
     """The writer process: COPY each batch it is handed, all in one transaction that began by
     truncating both tables, so COPY FREEZE writes the rows frozen and all-visible (no VACUUM pass
     over 16 GB afterwards, and index-only scans work at once)."""
+
+    PARTITIONED.update(partitioned)
 
     async def run() -> None:
         conn = await asyncpg.connect(url)
@@ -205,7 +210,8 @@ async def secondary_indexes(conn: asyncpg.Connection) -> list[str]:
             "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = $1", table
         ):
             await conn.execute(f'DROP INDEX "{name}"')
-            rebuild.append(definition)
+            # a partitioned table's index reads "ON ONLY" (the parent alone): rebuild it on every partition
+            rebuild.append(definition.replace(" ON ONLY ", " ON "))
     return rebuild
 
 
@@ -217,13 +223,30 @@ async def fill(url: str, events: int) -> float:
     conn = await asyncpg.connect(url)
     try:
         await conn.execute("TRUNCATE audit_event, audit_field_access")
+        t0 = datetime.now(UTC).replace(tzinfo=None) - timedelta(days=365)
+        partitioned = tuple(
+            await conn.fetchval(
+                "SELECT array_agg(relname::text) FROM pg_class"
+                " WHERE relname IN ('audit_event', 'audit_field_access') AND relkind = 'p'"
+            )
+            or ()
+        )
+        if partitioned:  # the months of the year back made first, so no row lands in the default
+            from sqlalchemy.ext.asyncio import create_async_engine
+
+            from gateway.audit.partitions import maintain
+
+            engine = create_async_engine(url.replace("postgresql://", "postgresql+asyncpg://"))
+            try:
+                await maintain(engine, since=t0.replace(tzinfo=UTC))
+            finally:
+                await engine.dispose()
         rebuild = await secondary_indexes(conn)
         ctx = multiprocessing.get_context("spawn")  # not fork: this process runs an event loop
         batches, done = ctx.Queue(maxsize=2), ctx.Queue()
-        proc = ctx.Process(target=writer, args=(url, batches, done), daemon=True)
+        proc = ctx.Process(target=writer, args=(url, batches, done, partitioned), daemon=True)
         proc.start()
         rng = random.Random(18)
-        t0 = datetime.now(UTC).replace(tzinfo=None) - timedelta(days=365)
         step = timedelta(days=365) / max(events, 1)
         seq, last, written, next_log = 0, GENESIS_HASH, 0, PROGRESS
         while seq < events:
@@ -343,8 +366,13 @@ async def measure(url: str, searches: int, passes: int = 2, workers: int = 1) ->
             raw = (await conn.get_raw_connection()).driver_connection
             assert raw is not None
             n = await raw.fetchval("SELECT count(*) FROM audit_event")
-            ev = await raw.fetchval("SELECT pg_total_relation_size('audit_event')")
-            heap = await raw.fetchval("SELECT pg_relation_size('audit_event')")
+            # summed over the partitions when audit_event is partitioned (the parent holds nothing)
+            ev = await raw.fetchval(
+                "SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree('audit_event')"
+            )
+            heap = await raw.fetchval(
+                "SELECT sum(pg_relation_size(relid)) FROM pg_partition_tree('audit_event')"
+            )
             idx = await raw.fetchval("SELECT pg_total_relation_size('audit_field_access')")
         out["bytes"] = {
             "events": n,
