@@ -1,7 +1,7 @@
 """Retention at scale (PostgreSQL): pruning the oldest month of the audit log by DELETE (the table
-before migration 0026) against dropping its partition (0026), on the same events.
+before migration 0027) against dropping its partition (0027), on the same events.
 
-Two databases, `audit_part_bench_0025` (migrated to 0025: one audit_event table) and
+Two databases, `audit_part_bench_0026` (migrated to 0026: one audit_event table) and
 `audit_part_bench` (head: audit_event partitioned by month), get the same N chained events
 spread evenly over the last 12 whole months, written with COPY (the rows are linked once, with
 gateway.audit.chain's own `link`, and copied into both), and the same field-index rows. Then in
@@ -55,7 +55,7 @@ FIELDS = [f"field_{i}" for i in range(12)]
 ACTIONS = ("allow", "allow", "allow", "mask", "encrypt", "deny")
 CHUNK = 50_000
 MONTHS = 12
-OLD, NEW = "audit_part_bench_0025", "audit_part_bench"
+OLD, NEW = "audit_part_bench_0026", "audit_part_bench"
 
 
 def log(msg: str) -> None:
@@ -315,7 +315,7 @@ def main() -> int:
     first = month_after(now.year, now.month, -MONTHS)
     t0 = datetime(*first, 1, tzinfo=UTC)
     end = datetime(now.year, now.month, 1, tzinfo=UTC)  # 12 whole months before this one
-    old_url, new_url = create(args.server, OLD, "0025"), create(args.server, NEW, "head")
+    old_url, new_url = create(args.server, OLD, "0026"), create(args.server, NEW, "head")
 
     async def months() -> None:  # the migration made this month and three ahead; the past twelve:
         conn = await asyncpg.connect(new_url)
@@ -360,7 +360,7 @@ def main() -> int:
         f"{args.prune_months} month(s), "
         f"{through:,} events (load average {os.getloadavg()[0]:.1f}, fill {fill_s:.0f}s)"
     )
-    print(f"  {'':38s} {'DELETE (0025)':>14s} {'DROP (0026)':>14s} {'old/new':>9s}")
+    print(f"  {'':38s} {'DELETE (0026)':>14s} {'DROP (0027)':>14s} {'old/new':>9s}")
     v_old, v_new = mean(cost["old"]["verify_s"]), mean(cost["new"]["verify_s"])
     a_old, a_new = mean(cost["old"]["append_us"]), mean(cost["new"]["append_us"])
     label = "verify_chain, all events, s (mean of 2)"

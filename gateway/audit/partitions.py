@@ -1,4 +1,4 @@
-"""Monthly partitions of audit_event on PostgreSQL (migration 0026): made ahead, strays moved home.
+"""Monthly partitions of audit_event on PostgreSQL (migration 0027): made ahead, strays moved home.
 
 audit_event is `PARTITION BY RANGE (occurred_at)`, one partition per UTC month, named
 `audit_event_y2026m12` for [2026-12-01, 2027-01-01) UTC, plus `audit_event_default`, which takes
@@ -61,7 +61,7 @@ def is_partition(name: str) -> bool:
 
 def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
     """Alembic's `include_name` hook: autogenerate compares the models with the tables, leaving
-    out audit_event's partitions (made by migration 0026 and `maintain`, not by the models; the
+    out audit_event's partitions (made by migration 0027 and `maintain`, not by the models; the
     parent table, which the model describes, is compared as usual)."""
     return not (type_ == "table" and name is not None and is_partition(name))
 

@@ -1,7 +1,7 @@
-"""Search by dataset through the field index (dataset rows, migration 0027) and capped totals, on
+"""Search by dataset through the field index (dataset rows, migration 0028) and capped totals, on
 SQLite and PostgreSQL: the index holds one dataset row per (event, dataset) touched, derived in
 SQL exactly as the reference does; a search by dataset finds the same events as the old `detail
-LIKE` scan did (a read that selected no field, a field read, both); migration 0027 backfills the
+LIKE` scan did (a read that selected no field, a field read, both); migration 0028 backfills the
 dataset rows of the events already indexed; totals are exact up to the cap, then capped unless
 the exact count is asked for."""
 
@@ -126,10 +126,10 @@ def test_search_by_dataset_finds_what_the_detail_scan_found(url: str) -> None:
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_migration_0027_backfills_the_dataset_rows(
+def test_migration_0028_backfills_the_dataset_rows(
     backend: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Events indexed before 0027 have field rows only; the migration adds their dataset rows
+    """Events indexed before 0028 have field rows only; the migration adds their dataset rows
     (an edited, unreadable event left out with a warning), events past the cursor are left to
     the gateway's indexer, and going down removes the dataset rows only."""
     from alembic import command
@@ -155,7 +155,7 @@ def test_migration_0027_backfills_the_dataset_rows(
             return [e["seq"] for e in (await search(conn, Filters(dataset="population")))["events"]]
 
     try:
-        upgrade(url, "0026")
+        upgrade(url, "0027")
         on_db(url, indexed_the_old_way)
         before = on_db(url, rows)
         assert not any(fl == "" for _, _, fl in before)
@@ -167,7 +167,7 @@ def test_migration_0027_backfills_the_dataset_rows(
         assert any("5 / 5 events (100%" in m for m in caplog.messages)
         assert any("audit event 4: detail unreadable" in m for m in caplog.messages)
         assert on_db(url, population) == [6, 3, 2, 1]  # 6 indexed now, by the gateway's indexer
-        command.downgrade(alembic_config(url), "0026")
+        command.downgrade(alembic_config(url), "0027")
         assert {r for r in on_db(url, rows) if r[2] == ""} == set()
         assert {r for r in on_db(url, rows)} >= before
     finally:

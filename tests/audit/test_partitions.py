@@ -1,4 +1,4 @@
-"""audit_event's monthly partitions on PostgreSQL (migration 0026, gateway.audit.partitions): made
+"""audit_event's monthly partitions on PostgreSQL (migration 0027, gateway.audit.partitions): made
 ahead, idempotent; appends land in their month, across a boundary too; events caught by the
 default partition are moved home; retention by age drops whole months (and verify_retained still
 holds), falling back to DELETE when it cannot have the table's lock; existing events keep their
@@ -261,7 +261,7 @@ def test_a_month_whose_lock_is_not_had_in_time_is_emptied_by_delete(
 
 
 def test_the_migration_moves_existing_events_into_months_and_back(tmp_path: Path) -> None:
-    """Events written before 0026 (two months) are in their month partitions after it, the chain
+    """Events written before 0027 (two months) are in their month partitions after it, the chain
     verifies; down to 0025 they are one table again, still verifying."""
     from gateway.db import upgrade
     from tests.conftest import create_database

@@ -18,8 +18,8 @@ partitions). The indexes keep their names; PostgreSQL makes each one per partiti
 The upgrade copies the table in one transaction (plan for it on a large log: appends wait for it).
 audit_field_access is not partitioned: its rows are deleted by seq range (BRIN), see docs/audit.md.
 
-Revision ID: 0026
-Revises: 0025
+Revision ID: 0027
+Revises: 0026
 Create Date: 2026-12-03 10:00:00
 """
 
@@ -29,8 +29,8 @@ from datetime import UTC, datetime
 
 from alembic import op
 
-revision = "0026"
-down_revision = "0025"
+revision = "0027"
+down_revision = "0026"
 branch_labels = None
 depends_on = None
 

@@ -12,8 +12,8 @@ A batch whose `detail` PostgreSQL cannot read (an edited row: not JSON) is done 
 event in Python, leaving out, with a warning, an event it cannot read either, as the gateway's
 index does (`shuqiao audit verify` reports the edit).
 
-Revision ID: 0027
-Revises: 0026
+Revision ID: 0028
+Revises: 0027
 Create Date: 2026-12-03 10:00:00
 """
 
@@ -28,8 +28,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.engine import Connection
 
-revision = "0027"
-down_revision = "0026"
+revision = "0028"
+down_revision = "0027"
 branch_labels = None
 depends_on = None
 
