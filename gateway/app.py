@@ -24,6 +24,7 @@ from gateway.audit.checkpoints import CheckpointTask
 from gateway.audit.field_index import FieldIndexTask
 from gateway.audit.forward import Forwarder, ForwardTask, delivered_by_all, sinks_from_settings
 from gateway.audit.http import EXPORT_PATH, AuditAPI
+from gateway.audit.partitions import PartitionTask
 from gateway.audit.retention import RetentionTask, archive_dir, prune_limit
 from gateway.catalogue_admin import catalogue_protector, catalogue_routes
 from gateway.client_address import ClientAddressMiddleware, parse_proxies
@@ -125,21 +126,31 @@ def _access_log(settings: Settings, engine: AsyncEngine, master_key: bytes) -> A
     raise ValueError(f"SHUQIAO_AUDIT_STORE must be chain or log, not {settings.audit_store!r}")
 
 
-def _audit_background(
-    settings: Settings, state: GatewayState
-) -> list[CheckpointTask | AlertTask | RetentionTask | FieldIndexTask | UsageRollupTask | ForwardTask]:
+AuditTask = (
+    CheckpointTask
+    | AlertTask
+    | RetentionTask
+    | FieldIndexTask
+    | UsageRollupTask
+    | ForwardTask
+    | PartitionTask
+)
+
+
+def _audit_background(settings: Settings, state: GatewayState) -> list[AuditTask]:
     """The search index, the portal's usage rollup, signed checkpoints, alert rules, retention and
-    forwarding to the SOC, all reading the chain beside the request path."""
+    forwarding to the SOC, all reading the chain beside the request path; on PostgreSQL the
+    monthly partitions of audit_event (gateway.audit.partitions)."""
     if settings.audit_store != "chain":
         return []
-    tasks: list[
-        CheckpointTask | AlertTask | RetentionTask | FieldIndexTask | UsageRollupTask | ForwardTask
-    ] = [
+    tasks: list[AuditTask] = [
         FieldIndexTask(state.engine),
         UsageRollupTask(state.engine),  # usage per dataset and day for /stats (gateway.portal.usage)
     ]
     sink = state.access_log
     witness = sink.witness if isinstance(sink, ChainedAuditLog) else None
+    if state.engine.dialect.name == "postgresql":
+        tasks.append(PartitionTask(state.engine))  # at start-up, then every six hours
     if settings.audit_checkpoint_events > 0:
         tasks.append(
             CheckpointTask(

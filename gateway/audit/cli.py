@@ -95,9 +95,14 @@ def search(
     limit: int = 100,
     before: Annotated[int | None, typer.Option(help="Page on: events before this seq.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    exact: Annotated[
+        bool, typer.Option("--exact", help="Count every match (past 10,000 the total is otherwise capped).")
+    ] = False,
 ) -> None:
     """Events matching the filters, newest first: the live chain, or (--archived) the archives
-    read in place, without re-importing them (slower: each archive is read line by line)."""
+    read in place, without re-importing them (slower: each archive is read line by line). The
+    total is exact up to 10,000 matches, then "10000+" (`total_exact` false in --json) unless
+    --exact counts them all."""
     from gateway.audit import query
 
     params = {
@@ -120,7 +125,7 @@ def search(
                 engine, archive_dir(settings().var_dir), filters, limit=limit, before=before
             )
         async with engine.connect() as conn:
-            return await query.search(conn, filters, limit=limit, before=before)
+            return await query.search(conn, filters, limit=limit, before=before, exact=exact)
 
     page = run_with_engine(go)
     if as_json:
@@ -130,7 +135,7 @@ def search(
         where = f" [{e['archive']}]" if "archive" in e else ""
         typer.echo(f"{e['seq']} {e['occurred_at']} {e['tier']} {e['principal_id']} {e['status']}{where}")
     typer.echo(
-        f"{page['total']} events match"
+        f"{page['total']}{'' if page['total_exact'] else '+'} events match"
         + (f"; more before {page['next_before']}" if page["next_before"] else "")
     )
 
@@ -237,6 +242,42 @@ def checkpoint(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
         typer.echo("the audit chain is empty; nothing to sign")
     else:
         typer.echo(f"checkpoint at seq {cp.seq} signed by key {cp.kid}")
+
+
+@audit_app.command("partitions")
+def partitions(
+    ahead: Annotated[int, typer.Option(help="Months to make ahead of the current one.")] = 3,
+    since: Annotated[
+        str | None, typer.Option(help="Also every month from this date's (YYYY-MM-DD), e.g. before a load.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
+    """PostgreSQL: make audit_event's monthly partitions (this month and AHEAD more) and move any
+    event the default partition caught into its month. The gateway does the same at start-up
+    and every six hours."""
+    from gateway.audit.partitions import maintain
+
+    try:
+        start = datetime.fromisoformat(since).replace(tzinfo=UTC) if since else None
+    except ValueError:
+        typer.echo(f"error: --since {since!r} is not a date (YYYY-MM-DD)", err=True)
+        raise typer.Exit(2) from None
+
+    async def go(engine: Any) -> Any:
+        return await maintain(engine, ahead=ahead, since=start)
+
+    report = run_with_engine(go)
+    if as_json:
+        typer.echo(json.dumps(report.to_json(), ensure_ascii=False))
+        return
+    if not report.partitioned:
+        typer.echo("audit_event is not partitioned (SQLite, or PostgreSQL before migration 0026)")
+        return
+    for name, rows in report.moved.items():
+        typer.echo(f"moved {rows} events from the default partition into {name}")
+    for name in report.created:
+        typer.echo(f"created {name}")
+    typer.echo(f"{len(report.partitions)} partitions: {', '.join(report.partitions)}")
 
 
 @audit_app.command("verify-checkpoints")

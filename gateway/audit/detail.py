@@ -27,6 +27,16 @@ def stored_fields(detail: str | None) -> list[Mapping[str, Any]] | None:
     return fields
 
 
+def stored_reads(detail: str | None) -> list[Mapping[str, Any]]:
+    """The read list of a stored detail (one entry per dataset read, whether or not a field of it
+    was selected); entries that are not objects, or a list that is not one, are left out."""
+    try:
+        reads = orjson.loads(detail or "{}").get("reads", [])
+    except (orjson.JSONDecodeError, AttributeError):
+        return []
+    return [r for r in reads if isinstance(r, dict)] if isinstance(reads, list) else []
+
+
 def first_decisions(fields: Iterable[Mapping[str, Any]]) -> dict[FieldKey, str]:
     """One decision per (dataset, field): the first listed, as the search index stores it (a
     field read twice in one query, once allowed and once refused, is indexed as the first)."""

@@ -1,7 +1,11 @@
 """The officers' search index (audit_field_access), filled beside the request path.
 
-The index is derived from each event's hashed `detail` (one row per (event, dataset, field), the
-first decision listed), so it need not be written in the append's transaction: the request waits
+The index is derived from each event's hashed `detail`: one row per (event, dataset, field), the
+first decision listed, and one *dataset row* per (event, dataset) the event touched (field `''`,
+action `''`: every dataset named in `fields` or `reads`, so a read that selected no field of it,
+e.g. only `totalCount`, is found too). A search by dataset reads the dataset rows, newest first,
+from the (dataset, field, seq) key and stops at the page's end; a search by field reads the field
+rows. Being derived, the index need not be written in the append's transaction: the request waits
 for its event, not for its index rows. Written there, a page of ten fields dirtied ten leaves of
 the (dataset, field, seq) index per commit — most of PostgreSQL's work per appended event and half
 of SQLite's. `index_pending` fills the rows of the events after `audit_index_cursor` in one
@@ -31,7 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.access_log import AccessEvent
 from gateway.audit.background import PeriodicTask
-from gateway.audit.detail import first_decisions, stored_fields
+from gateway.audit.detail import first_decisions, stored_fields, stored_reads
 from gateway.audit.models import HEAD_ID, AuditChainHead, AuditEvent, AuditFieldAccess, AuditIndexCursor
 
 log = logging.getLogger("shuqiao.audit")
@@ -42,46 +46,85 @@ ACCESS = AuditFieldAccess.__table__
 EVENTS = AuditEvent.__table__
 CHUNK = 1000  # events per transaction (on SQLite the chain writer waits for it meanwhile)
 
+DATASET_ROW = ""  # the field and action of a dataset row ("this event touched the dataset")
+
 # DISTINCT ON / INSERT OR IGNORE in list order keep a field's first decision, as
-# field_access_rows (the reference the tests compare with) does.
-PG_INDEX = text("""
-INSERT INTO audit_field_access (seq, dataset, field, action)
+# field_access_rows (the reference the tests compare with) does; the dataset rows come after the
+# field rows (part 1: datasets of `fields`, part 2: of `reads`), so a field entry that names no
+# field keeps its decision on the (dataset, '') row.
+PG_ROWS = """
 SELECT DISTINCT ON (e.seq, x.dataset, x.field) e.seq, x.dataset, x.field, x.action
 FROM audit_event AS e
+CROSS JOIN LATERAL (SELECT e.detail::jsonb AS d) AS j
 CROSS JOIN LATERAL (
     SELECT coalesce(el->>'dataset', '') AS dataset, coalesce(el->>'field', '') AS field,
-           coalesce(nullif(el->>'action', ''), el->>'decision', '') AS action, ord
-    FROM jsonb_array_elements(coalesce(e.detail::jsonb -> 'fields', '[]'::jsonb))
-         WITH ORDINALITY AS t(el, ord)) AS x
+           coalesce(nullif(el->>'action', ''), el->>'decision', '') AS action, 0 AS part, ord
+    FROM jsonb_array_elements(coalesce(j.d -> 'fields', '[]'::jsonb)) WITH ORDINALITY AS t(el, ord)
+    UNION ALL
+    SELECT el->>'dataset', '', '', 1, ord
+    FROM jsonb_array_elements(coalesce(j.d -> 'fields', '[]'::jsonb)) WITH ORDINALITY AS t(el, ord)
+    WHERE coalesce(el->>'dataset', '') <> ''
+    UNION ALL
+    SELECT el->>'dataset', '', '', 2, ord
+    FROM jsonb_array_elements(CASE jsonb_typeof(j.d -> 'reads') WHEN 'array' THEN j.d -> 'reads'
+                              ELSE '[]'::jsonb END) WITH ORDINALITY AS t(el, ord)
+    WHERE jsonb_typeof(el) = 'object' AND coalesce(el->>'dataset', '') <> '') AS x
 WHERE e.seq > :after AND e.seq <= :upto
-ORDER BY e.seq, x.dataset, x.field, x.ord""")
-SQLITE_INDEX = text("""
-INSERT OR IGNORE INTO audit_field_access (seq, dataset, field, action)
-SELECT e.seq, coalesce(json_extract(j.value, '$.dataset'), ''),
-       coalesce(json_extract(j.value, '$.field'), ''),
-       coalesce(nullif(json_extract(j.value, '$.action'), ''), json_extract(j.value, '$.decision'), '')
-FROM audit_event AS e, json_each(e.detail, '$.fields') AS j
-WHERE e.seq > :after AND e.seq <= :upto
-ORDER BY e.seq, j.key""")
+ORDER BY e.seq, x.dataset, x.field, x.part, x.ord"""
+PG_INDEX = text("INSERT INTO audit_field_access (seq, dataset, field, action)" + PG_ROWS)
+SQLITE_ROWS = """
+SELECT seq, dataset, field, action FROM (
+    SELECT e.seq AS seq, coalesce(json_extract(j.value, '$.dataset'), '') AS dataset,
+           coalesce(json_extract(j.value, '$.field'), '') AS field,
+           coalesce(nullif(json_extract(j.value, '$.action'), ''), json_extract(j.value, '$.decision'), '')
+               AS action, 0 AS part, j.key AS k
+    FROM audit_event AS e, json_each(e.detail, '$.fields') AS j
+    WHERE e.seq > :after AND e.seq <= :upto
+    UNION ALL
+    SELECT e.seq, json_extract(j.value, '$.dataset'), '', '', 1, j.key
+    FROM audit_event AS e, json_each(e.detail, '$.fields') AS j
+    WHERE e.seq > :after AND e.seq <= :upto AND coalesce(json_extract(j.value, '$.dataset'), '') <> ''
+    UNION ALL
+    SELECT e.seq, json_extract(j.value, '$.dataset'), '', '', 2, j.key
+    FROM audit_event AS e, json_each(e.detail, '$.reads') AS j
+    WHERE e.seq > :after AND e.seq <= :upto AND j.type = 'object'
+          AND coalesce(json_extract(j.value, '$.dataset'), '') <> '')
+ORDER BY seq, part, k"""
+SQLITE_INDEX = text("INSERT OR IGNORE INTO audit_field_access (seq, dataset, field, action)" + SQLITE_ROWS)
 assert AuditFieldAccess.__tablename__ == "audit_field_access"
 
 
 def field_access_rows(seq: int, event: AccessEvent) -> list[dict[str, Any]]:
-    """The search-index rows of one event: one per (dataset, field), the first decision listed.
-    PG_INDEX and SQLITE_INDEX derive the same rows in SQL from the stored `detail`; this is the
-    reference they are tested against."""
-    return _rows(seq, event.fields)
+    """The search-index rows of one event: one per (dataset, field), the first decision listed,
+    and one dataset row per dataset named in its fields or reads. PG_INDEX and SQLITE_INDEX
+    derive the same rows in SQL from the stored `detail`; this is the reference they are tested
+    against."""
+    return _rows(seq, event.fields, event.reads)
 
 
 def detail_rows(seq: int, detail: str | None) -> list[dict[str, Any]] | None:
     """The same rows from a stored `detail`; None if it cannot be read as the writer wrote it."""
     fields = stored_fields(detail)
-    return None if fields is None else _rows(seq, fields)
+    return None if fields is None else _rows(seq, fields, stored_reads(detail))
 
 
-def _rows(seq: int, fields: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def index_keys(
+    fields: Iterable[Mapping[str, Any]], reads: Iterable[Mapping[str, Any]]
+) -> dict[tuple[str, str], str]:
+    """(dataset, field) → action of one event's index rows (dataset rows: field and action '')."""
+    keys = first_decisions(fields)
+    named = [d for d, _ in keys] + [str(r.get("dataset") or "") for r in reads if isinstance(r, Mapping)]
+    for dataset in named:
+        if dataset:
+            keys.setdefault((dataset, DATASET_ROW), DATASET_ROW)
+    return keys
+
+
+def _rows(
+    seq: int, fields: Iterable[Mapping[str, Any]], reads: Iterable[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
     return [
-        {"seq": seq, "dataset": d, "field": f, "action": a} for (d, f), a in first_decisions(fields).items()
+        {"seq": seq, "dataset": d, "field": f, "action": a} for (d, f), a in index_keys(fields, reads).items()
     ]
 
 

@@ -180,6 +180,9 @@ def _matches(doc: dict[str, Any], f: Filters) -> bool:
         return False
     if f.tier and doc["tier"] != f.tier:
         return False
+    if f.dataset and not f.field and not f.decision:  # as the live search: fields or reads
+        named = [*(doc.get("fields") or []), *(doc.get("reads") or [])]
+        return any(isinstance(x, dict) and x.get("dataset") == f.dataset for x in named)
     if f.dataset or f.field or f.decision:
         fields = doc.get("fields") or []
         if not any(
@@ -228,6 +231,7 @@ async def search_archives(
     return {
         "events": page,
         "total": len(hits),
+        "total_exact": True,  # the archives are read through: always every match
         "next_before": page[-1]["seq"] if len(hits) > len(page) else None,
         "archives": names,
     }

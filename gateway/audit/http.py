@@ -15,7 +15,8 @@ Routes (each page has a machine twin):
                                   one panel (gateway/audit/posture.py), both with from= and to=
   GET /audit/static/{name}        its script and style
   GET /audit/api/events           search: from, to, principal, department, dataset, field, decision,
-                                  status, tier, limit, before
+                                  status, tier, limit, before, exact; `total` is exact up to 10,000
+                                  matches, then 10,000 with `total_exact` false (exact=true: all)
   GET /audit/api/events/{seq}     one event, with its query variables opened
   GET /audit/api/stats            per department, per dataset (by decision), per status
   GET /audit/api/export           the filtered range, format=csv (UTF-8 with BOM) or json; the
@@ -278,8 +279,11 @@ class AuditAPI:
         f = query.Filters.from_params(request.query_params)
         limit = _int(request.query_params.get("limit"), 100)
         before = request.query_params.get("before")
+        exact = _flag(request.query_params.get("exact"), "exact")
         async with self.engine.connect() as conn:
-            page = await query.search(conn, f, limit=limit, before=_int(before, 0) if before else None)
+            page = await query.search(
+                conn, f, limit=limit, before=_int(before, 0) if before else None, exact=exact
+            )
         return _json(page), len(page["events"])
 
     async def event(self, request: Request) -> tuple[Response, int]:
@@ -299,13 +303,13 @@ class AuditAPI:
         fmt = request.query_params.get("format", "csv")
         if fmt not in ("csv", "json"):
             raise query.BadFilter("format is csv or json")
-        async with self.engine.connect() as conn:
-            rows = (await query.search(conn, f, limit=1))["total"]
         limit = self.export_max_events
-        if rows > limit:
+        async with self.engine.connect() as conn:  # counted up to one past the limit, no further
+            rows, within = await query.count(conn, f, cap=limit)
+        if not within:
             raise Problem(
                 413,
-                f"{rows} events match; an export over HTTP holds at most {limit} "
+                f"More than {limit} events match; an export over HTTP holds at most {limit} "
                 "(SHUQIAO_AUDIT_EXPORT_MAX_EVENTS). Narrow the time range or filters, or "
                 "use `shuqiao audit export`, which streams and signs any size.",
                 "EXPORT_TOO_LARGE",
@@ -431,6 +435,14 @@ def _kind(claims: Any) -> str:
     if not claims:
         return "anonymous"
     return "user" if claims.subject and claims.subject != claims.client_id else "department"
+
+
+def _flag(text: str | None, name: str) -> bool:
+    if text is None or text.strip().lower() in ("", "false", "0"):
+        return False
+    if text.strip().lower() in ("true", "1"):
+        return True
+    raise query.BadFilter(f"{name} is true or false")
 
 
 def _int(text: str | None, default: int) -> int:

@@ -19,7 +19,7 @@ import orjson
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.audit.field_index import index_pending
+from gateway.audit.field_index import DATASET_ROW, index_pending
 from gateway.audit.models import AuditEvent, AuditFieldAccess
 from gateway.audit.posture import Period, _iso
 from gateway.grants.models import GrantRecord
@@ -125,7 +125,7 @@ async def consumer_view(conn: AsyncConnection, consumer: str, period: Period) ->
         fields = await conn.execute(
             select(ACCESS.c.dataset, ACCESS.c.field, ACCESS.c.action)
             .select_from(ACCESS.join(EVENTS, EVENTS.c.seq == ACCESS.c.seq))
-            .where(EVENTS.c.consumer == consumer, period.within())
+            .where(EVENTS.c.consumer == consumer, period.within(), ACCESS.c.field != DATASET_ROW)
         )
         for dataset, field, action in fields:
             d = datasets.get(dataset)

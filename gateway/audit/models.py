@@ -18,7 +18,12 @@ class AuditEvent(SQLModel, table=True):
     __tablename__ = "audit_event"
 
     # Assigned by the writer under the chain lock (head.seq + 1), never by the database,
-    # so the sequence has no gaps even when a transaction rolls back.
+    # so the sequence has no gaps even when a transaction rolls back. On PostgreSQL the table is
+    # partitioned by month of occurred_at (migration 0026, gateway.audit.partitions), and a
+    # partitioned table's key must hold the partition key: there the key is (seq, occurred_at),
+    # seq staying unique by construction (the writer; `verify` reports a duplicate). The model
+    # describes the table, not its partitioning, as SQLite has it (alembic's autogenerate does
+    # not compare keys; tests/audit/test_partitions.py checks each backend's).
     seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
     occurred_at: datetime
     request_id: str

@@ -5,8 +5,9 @@ audit event are `AuditAPI._guard` in `gateway.audit.http`, exactly as for `/audi
 resolvers call the same functions the JSON handlers call (`gateway.audit.query`, `alerts`,
 `verify`); no SQL lives here.
 
-    events(filter: EventFilter, first: Int = 50, after: String): EventConnection!   newest first,
-        keyset by seq (`after` is an edge's cursor)
+    events(filter: EventFilter, first: Int = 50, after: String, exact: Boolean = false):
+        EventConnection!   newest first, keyset by seq (`after` is an edge's cursor); totalCount is
+        exact up to 10,000 matches, then 10,000 with totalExact false (exact: true counts all)
     event(seq: Int!): Event            the detail; `variables` is opened only here
     stats(from: String, to: String): Stats!
     verify: VerifyReport!
@@ -212,7 +213,12 @@ class PageInfo:
 
 @strawberry.type
 class EventConnection:
-    total_count: int
+    total_count: int = strawberry.field(
+        description="Exact up to 10,000 matches; past that 10,000 and totalExact is false."
+    )
+    total_exact: bool = strawberry.field(
+        description="Whether totalCount is every match (false: there are more than it says)."
+    )
     edges: list[EventEdge]
     page_info: PageInfo
 
@@ -322,7 +328,15 @@ def _filters(f: EventFilter | None) -> audit_query.Filters:
 class Query:
     @strawberry.field(description="Search, newest first; keyset by seq.")
     async def events(
-        self, info: Info, filter: EventFilter | None = None, first: int = 50, after: str | None = None
+        self,
+        info: Info,
+        filter: EventFilter | None = None,
+        first: int = 50,
+        after: str | None = None,
+        exact: Annotated[
+            bool,
+            strawberry.argument(description="Count every match (slower past 10,000) instead of stopping."),
+        ] = False,
     ) -> EventConnection:
         ctx = _ctx(info)
         if not 1 <= first <= audit_query.MAX_PAGE:
@@ -330,11 +344,12 @@ class Query:
         f = _filters(filter)
         before = _seq_of(after) if after else None
         async with ctx.engine.connect() as conn:
-            page = await audit_query.search(conn, f, limit=first, before=before)
+            page = await audit_query.search(conn, f, limit=first, before=before, exact=exact)
         ctx.rows += len(page["events"])
         edges = [EventEdge(cursor=_cursor(d["seq"]), node=_event(d)) for d in page["events"]]
         return EventConnection(
             total_count=page["total"],
+            total_exact=page["total_exact"],
             edges=edges,
             page_info=PageInfo(
                 has_next_page=page["next_before"] is not None, end_cursor=edges[-1].cursor if edges else None

@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from catalogue.models import Dataset, DatasetField
 from gateway.audit.alerts import AuditAlert
 from gateway.audit.checkpoints import AuditCheckpoint
-from gateway.audit.field_index import index_pending
+from gateway.audit.field_index import DATASET_ROW, index_pending
 from gateway.audit.models import AuditChainHead, AuditEvent, AuditFieldAccess, AuditIndexCursor
 from gateway.audit.query import BadFilter, parse_time
 from gateway.grants.models import GrantRecord
@@ -295,7 +295,12 @@ async def unusual(conn: AsyncConnection, period: Period) -> dict[str, Any]:
     first = await conn.execute(
         select(EVENTS.c.consumer, ACCESS.c.dataset, func.min(EVENTS.c.occurred_at), func.min(EVENTS.c.seq))
         .select_from(ACCESS.join(EVENTS, EVENTS.c.seq == ACCESS.c.seq))
-        .where(EVENTS.c.consumer.is_not(None), ACCESS.c.action != "deny", EVENTS.c.occurred_at < period.until)
+        .where(
+            EVENTS.c.consumer.is_not(None),
+            ACCESS.c.field != DATASET_ROW,  # a field read, as before dataset rows were indexed
+            ACCESS.c.action != "deny",
+            EVENTS.c.occurred_at < period.until,
+        )
         .group_by(EVENTS.c.consumer, ACCESS.c.dataset)
         .having(func.min(EVENTS.c.occurred_at) >= period.since)
         .order_by(func.min(EVENTS.c.seq))

@@ -28,8 +28,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import delete, func, insert, select, text
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.audit.background import PeriodicTask
@@ -39,13 +39,24 @@ from gateway.audit.checkpoints import (
     CHECKPOINTS,
     ArchiveReport,
     Checkpoint,
+    CheckpointError,
     CheckpointReport,
     export_archive,
     store_lookup,
     verify_archive,
     verify_with_checkpoints,
+    write_checkpoint,
 )
 from gateway.audit.models import HEAD_ID, AuditChainHead, AuditEvent, AuditFieldAccess
+from gateway.audit.partitions import (
+    DEFAULT,
+    LOCK_TIMEOUT,
+    PARENT,
+    MonthPartition,
+    attached,
+    is_partitioned,
+    month_partitions,
+)
 from gateway.audit.verify import Anchor, VerifyReport, latest_anchor
 from keys.keystore import KeyStore
 from keys.sm3 import sm3
@@ -82,6 +93,16 @@ async def archive_and_prune(
     """Archive and prune up to the newest checkpoint within the bounds; None when nothing is sealed
     there or another worker pruned the range first. Raises RetentionError when the segment does
     not verify (nothing is deleted then)."""
+    async with engine.connect() as conn:
+        month_end = await _whole_months(conn, through_seq, older_than)
+    if month_end is not None:  # PostgreSQL's partitions: up to the end of a month, whole
+        if month_end == 0:
+            return None
+        try:
+            await write_checkpoint(engine, store, month_end)  # the existing one if there is one
+        except CheckpointError as err:
+            raise RetentionError(f"nothing pruned: {err}") from None
+        through_seq, older_than = month_end, None
     async with engine.connect() as conn:
         plan = await _plan(conn, through_seq, older_than)
     if plan is None:
@@ -121,6 +142,51 @@ async def _plan(conn: AsyncConnection, through_seq: int | None, older_than: date
         return None
     after = anchor.through_seq if anchor else 0
     return _Plan(start, Checkpoint.from_row(row), await _link(conn, anchor, start), after)
+
+
+async def _whole_months(
+    conn: AsyncConnection, through_seq: int | None, older_than: datetime | None
+) -> int | None:
+    """Pruning by age on a partitioned table goes by whole months: the last seq S of the newest
+    month partition whose whole range is older than `older_than` and that still holds events,
+    provided every event up to S is that old (none at or after the cutoff has a seq below S:
+    seq follows time up to the seconds a month boundary may interleave) and S is within
+    `through_seq`. Returns S; 0 when nothing older than the cutoff's own month is left (it goes
+    whole once all of it is that old); None — prune up to the newest checkpoint that old, as on
+    SQLite (the months it covers still drop whole) — when this does not apply: not partitioned, no
+    age given, a cutoff in the current month (a retention shorter than the month so far), or old
+    events that cannot go by whole months (held back by `through_seq`, out of order, or in the
+    default partition)."""
+    if older_than is None or not await is_partitioned(conn):
+        return None
+    cutoff = older_than.astimezone(UTC)
+    now = datetime.now(UTC)
+    if cutoff >= datetime(now.year, now.month, 1, tzinfo=UTC):
+        return None
+    anchor = await latest_anchor(conn)
+    after = anchor.through_seq if anchor else 0
+    young = (
+        await conn.execute(select(func.min(EVENTS.c.seq)).where(EVENTS.c.occurred_at >= cutoff))
+    ).scalar()
+    stray = (
+        await conn.execute(
+            text(f"SELECT 1 FROM {DEFAULT} WHERE occurred_at < :c AND seq > :a LIMIT 1"),  # noqa: S608
+            {"c": cutoff, "a": after},
+        )
+    ).first()
+    best, pending = 0, stray is not None
+    for month in await month_partitions(conn):
+        if month.end > cutoff:
+            break
+        top = (await conn.execute(text(f"SELECT max(seq) FROM {month.name}"))).scalar()  # noqa: S608
+        if top is None or int(top) <= after:
+            continue
+        pending = True
+        if (through_seq is None or int(top) <= through_seq) and (young is None or int(top) < int(young)):
+            best = max(best, int(top))
+    if best:
+        return best
+    return None if pending else 0
 
 
 async def _link(conn: AsyncConnection, anchor: Anchor | None, start: int) -> str | None:
@@ -171,13 +237,17 @@ async def _commit(engine: AsyncEngine, plan: _Plan, tmp: Path, target: Path, dig
         "pruned_at": datetime.now(UTC),
     }
     renamed = False
+    dropped: list[str] = []
     try:
         async with engine.begin() as conn:
             # First statement, so on SQLite it takes the write lock before reading anything. A
             # concurrent prune from the same anchor blocks here, then fails on the unique from_seq.
             await conn.execute(insert(ANCHORS).values(**anchor))
             await conn.execute(delete(FIELD_ACCESS).where(FIELD_ACCESS.c.seq <= plan.through.seq))
-            await conn.execute(delete(EVENTS).where(EVENTS.c.seq <= plan.through.seq))
+            if await is_partitioned(conn):
+                dropped = await _prune_partitions(conn, plan.through.seq)
+            else:
+                await conn.execute(delete(EVENTS).where(EVENTS.c.seq <= plan.through.seq))
             os.replace(tmp, target)  # still holding the anchor: no other worker writes this name now
             renamed = True
             _fsync_dir(target.parent)
@@ -189,7 +259,64 @@ async def _commit(engine: AsyncEngine, plan: _Plan, tmp: Path, target: Path, dig
         if renamed and not await _anchored(engine, target.name):
             target.unlink(missing_ok=True)
         raise
+    if dropped:
+        log.info("audit retention: dropped partitions %s (events through seq %d)", dropped, plan.through.seq)
     return target
+
+
+async def _prune_partitions(conn: AsyncConnection, through: int) -> list[str]:
+    """Delete events 1..through from a partitioned audit_event, in the prune's transaction: a
+    closed month partition holding only such events (or none, in a month the pruned range has
+    passed) is detached and dropped; the others lose their rows at or below `through` by DELETE
+    (seq is assigned at append and occurred_at just before, so at a month's boundary the next
+    month may hold a few events of the range, and the default partition any). Deletes first,
+    drops last: dropping locks the parent table, which stops the writer's appends until the prune
+    commits, so that lock is held as briefly as possible, and waited for at most LOCK_TIMEOUT (a
+    long reader, a verify, holds it off): then those months are emptied by DELETE instead, and
+    dropped, empty, by a later prune. Returns the partitions dropped."""
+    now = datetime.now(UTC)
+    passed = (
+        await conn.execute(select(EVENTS.c.occurred_at).where(EVENTS.c.seq == through).limit(1))
+    ).scalar()
+    passed = passed.astimezone(UTC) if passed is not None else None
+    whole: list[str] = []
+    for name in await attached(conn):
+        low, high = (await conn.execute(text(f"SELECT min(seq), max(seq) FROM {name}"))).one()  # noqa: S608
+        month = MonthPartition.named(name)
+        closed = month is not None and month.end <= now
+        if (
+            closed
+            and month is not None
+            and (
+                (high is not None and int(high) <= through)
+                or (high is None and passed and month.end <= passed)
+            )
+        ):
+            whole.append(name)
+        elif low is not None and int(low) <= through:
+            await conn.execute(text(f"DELETE FROM {name} WHERE seq <= :t"), {"t": through})  # noqa: S608
+    if not whole:
+        return []
+    try:
+        async with conn.begin_nested():
+            await conn.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
+            # the parent first (as the writer's inserts take it), then nothing can reach the months
+            await conn.execute(text(f"LOCK TABLE {PARENT} IN ACCESS EXCLUSIVE MODE"))
+            dropped: list[str] = []
+            for name in whole:
+                high = (await conn.execute(text(f"SELECT max(seq) FROM {name}"))).scalar()  # noqa: S608
+                if high is not None and int(high) > through:  # a late event arrived since
+                    await conn.execute(text(f"DELETE FROM {name} WHERE seq <= :t"), {"t": through})  # noqa: S608
+                    continue
+                await conn.execute(text(f"ALTER TABLE {PARENT} DETACH PARTITION {name}"))
+                await conn.execute(text(f"DROP TABLE {name}"))
+                dropped.append(name)
+        return dropped
+    except DBAPIError as err:  # the lock was not had in time: delete the rows instead
+        log.warning("audit retention: partitions %s not dropped (%s); deleting their rows", whole, err.orig)
+        for name in whole:
+            await conn.execute(text(f"DELETE FROM {name} WHERE seq <= :t"), {"t": through})  # noqa: S608
+        return []
 
 
 async def _anchored(engine: AsyncEngine, name: str) -> bool:

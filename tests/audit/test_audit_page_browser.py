@@ -9,6 +9,7 @@ import asyncio
 import csv
 import io
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -89,7 +90,8 @@ def test_officer_finds_hrss_access_to_population_id_number_and_exports(
         page.fill("input[name=field]", "population.idNumber")
         page.click("#search")
         expect(page.locator("#status")).to_contain_text("events match")
-        total = int(page.locator("#status").inner_text().split()[0])
+        said = re.search(r"([\d,]+) events match", page.locator("#status").inner_text())
+        total = int(said[1].replace(",", ""))
         rows = page.locator("#results tbody tr")
         assert rows.count() == min(total, 100) and total >= 2
         texts = rows.all_inner_texts()
@@ -289,3 +291,39 @@ def test_officer_acknowledges_alerts_raised_by_real_requests_and_markup_stays_te
               for e in acks]
     assert {"id": api["forbidden_probing"]["id"], "comment": comment} in [
         {k: v for k, v in s.items() if k in ("id", "comment")} for s in sealed]
+
+
+def test_a_capped_total_reads_more_than_and_the_exact_count_is_asked_for(
+    served: str, demo_env: Any, browser: Any
+) -> None:
+    """Past 10,000 matches the API stops counting (total_exact false): the page says "超过 10,000
+    条" and offers the exact count, which asks the API again with exact=true. The API's answers
+    are stood in for here (10,000 events would take the test minutes to make)."""
+    from playwright.sync_api import expect
+
+    officer = make_user_threaded(demo_env, ["security_officer"])
+    asked: list[str] = []
+
+    def answer(route: Any) -> None:
+        exact = "exact=true" in route.request.url
+        asked.append(route.request.url)
+        route.fulfill(json={"filters": {"dataset": "population"}, "total": 123456 if exact else 10000,
+                            "total_exact": exact, "events": [], "next_before": None})
+
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        browser_sign_in(page, served, *officer)
+        page.wait_for_url(f"{served}/audit")
+        page.route("**/audit/api/events?*", answer)
+        page.fill("input[name=dataset]", "population")
+        page.click("#search")
+        expect(page.locator("#status")).to_have_text("超过 10,000 条 · 10,000+ events match")
+        expect(page.locator("#exact")).to_be_visible()
+        page.click("#exact")
+        expect(page.locator("#status")).to_have_text("共 123,456 条 · 123,456 events match")
+        expect(page.locator("#exact")).to_be_hidden()
+        assert ["exact=true" in u for u in asked] == [False, True]
+        assert all("dataset=population" in u for u in asked)
+    finally:
+        context.close()

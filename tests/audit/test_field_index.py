@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import func, select, text, update
 
 from gateway.audit import ChainedAuditLog
-from gateway.audit.field_index import CURSOR, index_pending
+from gateway.audit.field_index import CURSOR, DATASET_ROW, index_pending
 from gateway.audit.models import AuditEvent, AuditFieldAccess
 from gateway.audit.query import Filters, search, stats
 from gateway.db import create_engine, upgrade
@@ -28,8 +28,10 @@ ACCESS = AuditFieldAccess.__table__
 
 
 async def index_rows(engine: Any) -> int:
+    """The field rows (each event here also has one dataset row: test_dataset_search.py)."""
     async with engine.connect() as conn:
-        return int((await conn.execute(select(func.count()).select_from(ACCESS))).scalar_one())
+        q = select(func.count()).select_from(ACCESS).where(ACCESS.c.field != DATASET_ROW)
+        return int((await conn.execute(q)).scalar_one())
 
 
 async def cursor(engine: Any) -> int:
@@ -98,7 +100,7 @@ def test_an_unreadable_detail_is_left_out_and_the_index_goes_on(
                 assert await index_pending(engine, chunk=5) == 8
             assert await cursor(engine) == 8
             async with engine.connect() as conn:
-                indexed = sorted((await conn.execute(select(ACCESS.c.seq))).scalars())
+                indexed = sorted((await conn.execute(select(ACCESS.c.seq).distinct())).scalars())
                 page = await search(conn, Filters(dataset="ds1", field="名称"))
             assert indexed == [1, 2, 4, 5, 7, 8]
             assert [e["seq"] for e in page["events"]] == [8, 7, 5, 4, 2, 1]
@@ -203,7 +205,7 @@ def test_migration_0011_rekeys_the_index_and_keeps_its_rows(backend: str, tmp_pa
                     sorted(i["name"] for i in found.get_indexes("audit_field_access")))
 
         async with engine.connect() as conn:
-            rows = sorted((await conn.execute(select(ACCESS))).all())
+            rows = sorted((await conn.execute(select(ACCESS).where(ACCESS.c.field != DATASET_ROW))).all())
             return (rows, *await conn.run_sync(schema))
 
     async def physical(engine: Any) -> str:

@@ -75,15 +75,27 @@
     }
   }
 
-  async function search(append) {
+  // The number of matches, Chinese first. Past 10,000 the API stops counting (total_exact false):
+  // "超过 10,000 条", and the button beside it asks for the exact count (exact=true, slower).
+  function matches(page) {
+    const n = page.total.toLocaleString("en-US");
+    return page.total_exact === false
+      ? "超过 " + n + " 条 · " + n + "+ events match"
+      : "共 " + n + " 条 · " + n + " events match";
+  }
+
+  let exactAsked = false;
+  async function search(append, exact) {
+    if (!append) exactAsked = Boolean(exact);
     try {
-      say("查询中… searching");
-      const p = params({ limit: 100, before: append ? nextBefore : null });
+      say(exactAsked && !append ? "精确计数中… counting every match" : "查询中… searching");
+      const p = params({ limit: 100, before: append ? nextBefore : null, exact: exactAsked ? "true" : null });
       const page = await (await call("/audit/api/events", p)).json();
       render(page.events, append);
       nextBefore = page.next_before;
       $("#more").hidden = nextBefore === null;
-      say(page.total + " events match");
+      $("#exact").hidden = page.total_exact !== false;
+      say(matches(page));
     } catch (err) { say(err.message, true); }
   }
 
@@ -426,6 +438,7 @@
 
   form.addEventListener("submit", (ev) => { ev.preventDefault(); search(false); });
   $("#more").addEventListener("click", () => search(true));
+  $("#exact").addEventListener("click", () => search(false, true));
   $("#export-csv").addEventListener("click", () => exportAs("csv"));
   $("#export-json").addEventListener("click", () => exportAs("json"));
   $("#stats").addEventListener("click", stats);
