@@ -84,9 +84,22 @@ lint: $(STAMP)
 ## database, alternating rounds, ratios and CPU split in one run (bench/README.md). Needs wrk (apt-get install -y wrk).
 BENCH_PG_STAMP := bench/postgraphile/node_modules/.package-lock.json
 
+# Issue 18's figures in one command at its own scale (an hour or more, ~30 GB of PostgreSQL data
+# kept for reruns with --reuse); BENCH_SCALE=quick measures the same things at small sizes (~15 min).
+BENCH_SCALE ?= full
+ifeq ($(BENCH_SCALE),quick)
+SCALE_ARGS := --rows 1000000
+AUDIT_ARGS := --events 200000 --passes 1
+else
+SCALE_ARGS :=
+AUDIT_ARGS := --events 10000000 --passes 1 --searches 40
+endif
+
 bench: $(STAMP) $(BENCH_PG_STAMP)
 	$(BIN)/python bench/crypto_bench.py
 	$(BIN)/python bench/run_gateway_bench.py
+	PYTHONPATH=. $(BIN)/python bench/scale_bench.py $(SCALE_ARGS)
+	PYTHONPATH=. $(BIN)/python bench/audit_scale_bench.py $(AUDIT_ARGS)
 
 $(BENCH_PG_STAMP): bench/postgraphile/package.json bench/postgraphile/package-lock.json
 	npm ci --prefix bench/postgraphile --no-audit --no-fund

@@ -171,7 +171,7 @@ class ResponseSigningMiddleware:
         chunks: list[bytes] = []
         # A signature made ahead (while the request's audit event commits), used only if the
         # response sent is that one: same status, body and signed header values.
-        ahead: list[tuple[int, dict[str, str | None], bytes, dict[str, str]]] = []
+        ahead: list[tuple[int, dict[str, str], bytes, dict[str, str]]] = []
 
         def sign_ahead(response: Response) -> None:
             """Sign `response` now, as it will leave (with this request's X-Request-ID)."""
@@ -213,7 +213,7 @@ class ResponseSigningMiddleware:
 
 
 def _same(
-    ahead: tuple[int, dict[str, str | None], bytes, dict[str, str]],
+    ahead: tuple[int, dict[str, str], bytes, dict[str, str]],
     status: int,
     headers: dict[str, str],
     body: bytes,
