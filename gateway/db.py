@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import cast
+from typing import cast, overload
 
 from sqlalchemy import Table, event
 from sqlalchemy.engine import make_url
@@ -18,6 +19,15 @@ def table_of(model: type[SQLModel]) -> Table:
     """A table model's Core table, for statements written against its columns (`.c`). SQLModel sets
     `__table__` when it makes the class but its stubs do not declare it."""
     return cast(Table, model.__table__)  # type: ignore[attr-defined]
+
+
+@overload
+def utc_aware(dt: datetime) -> datetime: ...
+@overload
+def utc_aware(dt: datetime | None) -> datetime | None: ...
+def utc_aware(dt: datetime | None) -> datetime | None:
+    """A stored time as an aware UTC datetime: SQLite gives back the naive UTC value it was given."""
+    return dt.replace(tzinfo=UTC) if dt is not None and dt.tzinfo is None else dt
 
 
 def is_sqlite(url: str) -> bool:

@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from catalogue.models import Department
 from gateway.crypto.models import DepartmentKey, SignedRequestPolicy
+from gateway.db import utc_aware
 from keys import sm2
 from keys.errors import InvalidKeyError
 from keys.keystore import key_id
@@ -62,11 +63,7 @@ class DepartmentKeyInfo:
 
 
 def _iso(when: datetime) -> str:
-    return _aware(when).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _aware(when: datetime) -> datetime:
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
+    return utc_aware(when).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _info(row: DepartmentKey) -> DepartmentKeyInfo:
@@ -74,8 +71,8 @@ def _info(row: DepartmentKey) -> DepartmentKeyInfo:
         row.department_code,
         row.kid,
         row.public_pem,
-        _aware(row.not_before),
-        _aware(row.not_after),
+        utc_aware(row.not_before),
+        utc_aware(row.not_after),
         row.status,
     )
 
@@ -229,7 +226,7 @@ class DepartmentKeyDirectory:
                         log.error("department key %s of %s does not parse; not used", kid, dept)
                         continue
                 parsed[kid] = public
-                candidate = RecipientKey(dept, kid, public, _aware(nb), _aware(na))
+                candidate = RecipientKey(dept, kid, public, utc_aware(nb), utc_aware(na))
                 current = keys.get(dept)
                 if current is None or candidate.not_before > current.not_before:
                     keys[dept] = candidate

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, overload
+from typing import Any
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -20,6 +20,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from catalogue.models import Department
 from catalogue.service import bump_version, load_catalogue
+from gateway.db import utc_aware
 from gateway.grants.models import GrantRecord
 from policies import decisions
 from policies.model import PI, DatasetPolicy, FieldPolicy, Grant, Level, Open, RowScope, Share, Tier
@@ -31,14 +32,6 @@ DEFAULT_WARNING_DAYS = 30
 
 class GrantError(ValueError):
     """A grant change that cannot be made; the message says what would be valid."""
-
-
-@overload
-def _aware(dt: datetime) -> datetime: ...
-@overload
-def _aware(dt: datetime | None) -> datetime | None: ...
-def _aware(dt: datetime | None) -> datetime | None:
-    return dt.replace(tzinfo=UTC) if dt is not None and dt.tzinfo is None else dt
 
 
 def _listing(values: Iterable[str]) -> str:
@@ -65,7 +58,7 @@ def to_policy(row: GrantRecord) -> Grant:
         fields=frozenset(row.fields.split()),
         clear_fields=frozenset(row.clear_fields.split()),
         purpose=row.purpose,
-        expires_at=_aware(row.expires_at),
+        expires_at=utc_aware(row.expires_at),
         approved=row.status == "approved",
         row_scope=scope_value(row.row_scope),
     )
@@ -80,7 +73,7 @@ def grant_state(row: GrantRecord, now: datetime, warning_days: int = DEFAULT_WAR
         return "revoked"
     if row.status != "approved":
         return "pending"
-    expires = _aware(row.expires_at)
+    expires = utc_aware(row.expires_at)
     if expires is not None and expires <= now:
         return "expired"
     if expires is not None and expires <= now + timedelta(days=warning_days):
@@ -100,7 +93,7 @@ def describe(
     now = now or datetime.now(UTC)
 
     def iso(dt: datetime | None) -> str | None:
-        aware = _aware(dt)
+        aware = utc_aware(dt)
         return aware.isoformat() if aware is not None else None
 
     return {
@@ -246,7 +239,7 @@ async def create_grant(
                 f"{_listing(always_encrypted)} L4 / sensitive: always delivered encrypted to the "
                 "consumer's SM2 key, never in clear; drop it from --clear"
             )
-        if expires_at is not None and _aware(expires_at) <= datetime.now(UTC):
+        if expires_at is not None and utc_aware(expires_at) <= datetime.now(UTC):
             raise GrantError("the expiry is in the past")
         row = GrantRecord(
             tier=tier.value,
@@ -285,7 +278,7 @@ async def revoke_grant(
         row = await _get(session, grant_id)
         if row.status == "revoked":
             raise GrantError(
-                f"grant {grant_id} was already revoked at {_aware(row.revoked_at)}: {row.revoke_reason}"
+                f"grant {grant_id} was already revoked at {utc_aware(row.revoked_at)}: {row.revoke_reason}"
             )
         row.status = "revoked"
         row.revoked_at = datetime.now(UTC)
@@ -304,14 +297,14 @@ async def renew_grant(
     """Extend an approved grant (an expired one comes back into force). Renewal only extends:
     to end a grant early, revoke it (with a reason)."""
     now = datetime.now(UTC)
-    until = _aware(until) or until
+    until = utc_aware(until) or until
     async with AsyncSession(engine) as session:
         row = await _get(session, grant_id)
         if row.status != "approved":
             raise GrantError(f"grant {grant_id} is {row.status}; only an approved grant can be renewed")
         if until <= now:
             raise GrantError(f"the new expiry {until:%Y-%m-%d %H:%M %Z} is in the past")
-        current = _aware(row.expires_at)
+        current = utc_aware(row.expires_at)
         if current is None:
             raise GrantError(f"grant {grant_id} never expires: there is nothing to renew")
         if until <= current:

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from gateway.db import utc_aware
 from gateway.identity.models import ApiKey, Enterprise
 from gateway.secrets import SecretHasher
 
@@ -48,14 +49,10 @@ def split_key(key: str) -> tuple[str, str]:
     return prefix, secret
 
 
-def _aware(dt: datetime | None) -> datetime | None:
-    return dt.replace(tzinfo=UTC) if dt is not None and dt.tzinfo is None else dt
-
-
 def describe(row: ApiKey) -> dict[str, object]:
     """What may be shown about a key after creation: never the secret or its hash."""
     now = datetime.now(UTC)
-    exp = _aware(row.expires_at)
+    exp = utc_aware(row.expires_at)
     state = "revoked" if row.revoked_at else ("expired" if exp and exp <= now else "active")
     return {
         "prefix": row.prefix,
@@ -65,7 +62,7 @@ def describe(row: ApiKey) -> dict[str, object]:
         "rate_per_minute": row.rate_per_minute,
         "daily_quota": row.daily_quota,
         "expires_at": exp.isoformat() if exp else None,
-        "revoked_at": _aware(row.revoked_at).isoformat() if row.revoked_at else None,  # type: ignore[union-attr]
+        "revoked_at": utc_aware(row.revoked_at).isoformat() if row.revoked_at else None,
         "replaced_by": row.replaced_by,
         "state": state,
     }
@@ -143,7 +140,7 @@ async def rotate_api_key(
     until = datetime.now(UTC) + overlap
     async with AsyncSession(engine) as session:
         row = await _by_prefix(session, prefix)
-        exp = _aware(row.expires_at)
+        exp = utc_aware(row.expires_at)
         row.expires_at = until if exp is None or exp > until else exp
         row.replaced_by = new.prefix
         session.add(row)
@@ -180,7 +177,7 @@ class ApiKeyVerifier:
             row = (await session.exec(select(ApiKey).where(col(ApiKey.prefix) == prefix))).one_or_none()
         if row is None or not self.hasher.verify(key, row.secret_hash):
             raise InvalidApiKey("unknown")
-        expires = _aware(row.expires_at)
+        expires = utc_aware(row.expires_at)
         if row.revoked_at is not None or (expires is not None and expires <= datetime.now(UTC)):
             raise InvalidApiKey("revoked or expired")
         ident = ApiKeyIdentity(

@@ -7,28 +7,20 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import cast, overload
+from typing import cast
 
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from gateway.db import table_of
+from gateway.db import table_of, utc_aware
 from gateway.identity.models import AuthorizationCode, OAuthClient, RefreshToken, RevokedToken, User
 from gateway.identity.tokens import TokenClaims
 from gateway.secrets import SecretHasher
 
 CODE_TTL = timedelta(minutes=5)
 REFRESH_TTL = timedelta(days=14)
-
-
-@overload
-def _aware(dt: datetime) -> datetime: ...
-@overload
-def _aware(dt: datetime | None) -> datetime | None: ...
-def _aware(dt: datetime | None) -> datetime | None:
-    return dt.replace(tzinfo=UTC) if dt is not None and dt.tzinfo is None else dt
 
 
 def _epoch(dt: datetime) -> int:
@@ -76,7 +68,7 @@ class IdentityStore:
                 table_of(AuthorizationCode).delete().where(col(AuthorizationCode.code_hash) == h)
             )
             await s.commit()
-            if res.rowcount != 1 or _aware(row.expires_at) < datetime.now(UTC):
+            if res.rowcount != 1 or utc_aware(row.expires_at) < datetime.now(UTC):
                 return None
             return row
 

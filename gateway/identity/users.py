@@ -19,6 +19,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from catalogue.models import Department
+from gateway.db import utc_aware
 from gateway.identity.models import Enterprise, User, end_credentials_of
 from gateway.identity.passwords import DUMMY_HASH, check_strength, hash_password, verify_password
 from gateway.identity.roles import check_roles
@@ -37,12 +38,8 @@ class LoginResult:
     locked: bool = False
 
 
-def _aware(dt: datetime | None) -> datetime | None:
-    return dt.replace(tzinfo=UTC) if dt is not None and dt.tzinfo is None else dt
-
-
 def describe(u: User) -> dict[str, Any]:
-    locked = _aware(u.locked_until)
+    locked = utc_aware(u.locked_until)
     return {
         "id": u.id,
         "username": u.username,
@@ -134,7 +131,7 @@ class UserService:
     async def authenticate(self, username: str, password: str) -> LoginResult:
         user = await self.get(username)
         now = datetime.now(UTC)
-        if user is not None and (_aware(user.locked_until) or now) > now:
+        if user is not None and (utc_aware(user.locked_until) or now) > now:
             return LoginResult(None, locked=True)
         encoded = user.password_hash if user is not None else DUMMY_HASH
         ok = await anyio.to_thread.run_sync(verify_password, password, encoded)

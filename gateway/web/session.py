@@ -44,7 +44,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from catalogue.models import Department
-from gateway.db import table_of
+from gateway.db import table_of, utc_aware
 from gateway.identity.audit import AuditUnavailable
 from gateway.identity.bearer import BearerProtector, BearerRefused
 from gateway.identity.models import OAuthClient
@@ -75,10 +75,6 @@ SESSIONS = table_of(WebSession)
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _aware(dt: datetime) -> datetime:
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt
 
 
 def safe_next(value: str | None, default: str = "/audit") -> str:
@@ -389,7 +385,7 @@ class WebSessions:
             row = await s.get(WebSession, id_hash)
         if row is None or row.revoked_at is not None:
             raise SessionRefused()
-        if _aware(row.expires_at) <= now or _aware(row.last_seen_at) + self.idle <= now:
+        if utc_aware(row.expires_at) <= now or utc_aware(row.last_seen_at) + self.idle <= now:
             raise SessionRefused("会话已过期 The session expired; sign in again.")
         token = self._open(id_hash, row.token_sealed)
         if token is None:
@@ -398,7 +394,7 @@ class WebSessions:
             claims = await self.tokens.authenticate_token(token)
         except BearerRefused:  # revoked, expired, the person or client disabled
             raise SessionRefused("会话已失效 The session ended; sign in again.") from None
-        if (now - _aware(row.last_seen_at)).total_seconds() >= TOUCH_SECONDS:
+        if (now - utc_aware(row.last_seen_at)).total_seconds() >= TOUCH_SECONDS:
             async with self.engine.begin() as conn:
                 touch = update(SESSIONS).where(SESSIONS.c.id_hash == id_hash).values(last_seen_at=now)
                 await conn.execute(touch)
@@ -426,7 +422,7 @@ class WebSessions:
             "roles": row.roles.split(),
             "department": row.department,
             "scopes": sorted(claims.scopes),
-            "expires_at": _aware(row.expires_at).isoformat(),
+            "expires_at": utc_aware(row.expires_at).isoformat(),
             "csrf": row.csrf,
         }
         headers = {"Cache-Control": "no-store"}
@@ -450,7 +446,7 @@ class WebSessions:
                 await conn.execute(
                     update(SESSIONS).where(SESSIONS.c.id_hash == row.id_hash).values(revoked_at=_now())
                 )
-            exp = int(_aware(row.expires_at).timestamp()) + 3600
+            exp = int(utc_aware(row.expires_at).timestamp()) + 3600
             await self.identity.store.revoke_jti(row.jti, exp)
             self.identity.revocations.add(row.jti, exp)
             try:
