@@ -80,8 +80,9 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 
-## bench: Shuqiao (open tier, share tier, open with log-only audit) vs PostGraphile 4 on one PostgreSQL
-## database, alternating rounds, ratios and CPU split in one run (bench/README.md). Needs wrk (apt-get install -y wrk).
+## bench: issue 18's figures: Shuqiao (open tier, share tier, open with log-only audit) vs PostGraphile 4
+## on one PostgreSQL database (alternating rounds, ratios, CPU split), then lookups and pages at a
+## province's scale and the audit store at 10,000,000 events (bench/README.md). Needs wrk (apt-get install -y wrk).
 BENCH_PG_STAMP := bench/postgraphile/node_modules/.package-lock.json
 
 # Issue 18's figures in one command at its own scale (an hour or more, ~30 GB of PostgreSQL data
