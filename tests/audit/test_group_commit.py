@@ -36,9 +36,11 @@ def test_concurrent_records_are_grouped_and_all_committed(url: str) -> None:
                 await log.record(make_event(i, "c"))
                 # When record() returns, the event must already be visible to another connection.
                 async with engine.connect() as conn:
-                    found = (await conn.execute(
-                        select(func.count()).select_from(EVENTS).where(EVENTS.c.request_id == f"c-{i}")
-                    )).scalar_one()
+                    found = (
+                        await conn.execute(
+                            select(func.count()).select_from(EVENTS).where(EVENTS.c.request_id == f"c-{i}")
+                        )
+                    ).scalar_one()
                 assert found == 1
                 committed.append(f"c-{i}")
 
@@ -68,8 +70,9 @@ def test_a_failed_batch_fails_every_caller_in_it(url: str) -> None:
                 raise RuntimeError("disk full")
 
             log._append = broken  # type: ignore[method-assign]
-            results = await asyncio.gather(*(log.record(make_event(i)) for i in range(1, 20)),
-                                           return_exceptions=True)
+            results = await asyncio.gather(
+                *(log.record(make_event(i)) for i in range(1, 20)), return_exceptions=True
+            )
             return results
         finally:
             await engine.dispose()
@@ -87,8 +90,10 @@ def _event_with_variables() -> AccessEvent:
         {"dataset": "population", "field": "id_number", "action": "deny", "reason": "no grant"},
         {"dataset": "population", "field": "name", "action": "allow", "reason": ""},
     ]
-    event.reads = [{"dataset": "population", "rows": 7, "grant_id": 3, "purpose": "社保"},
-                   {"dataset": "social_insurance", "rows": 5, "grant_id": None, "purpose": None}]
+    event.reads = [
+        {"dataset": "population", "rows": 7, "grant_id": 3, "purpose": "社保"},
+        {"dataset": "social_insurance", "rows": 5, "grant_id": None, "purpose": None},
+    ]
     return event
 
 
@@ -100,8 +105,11 @@ def test_variables_are_sealed_and_fields_indexed(url: str) -> None:
             await index_pending(engine)
             async with engine.connect() as conn:
                 row = dict((await conn.execute(select(EVENTS))).mappings().one())
-                access = (await conn.execute(select(ACCESS.c.dataset, ACCESS.c.field, ACCESS.c.action)
-                                             .order_by(ACCESS.c.field))).all()
+                access = (
+                    await conn.execute(
+                        select(ACCESS.c.dataset, ACCESS.c.field, ACCESS.c.action).order_by(ACCESS.c.field)
+                    )
+                ).all()
             return row, access
         finally:
             await engine.dispose()
@@ -134,10 +142,16 @@ def test_variables_are_dropped_without_a_cipher(url: str) -> None:
     assert asyncio.run(go()) is None
 
 
-@pytest.mark.parametrize(("column", "value"), [
-    ("subject", "someone-else"), ("row_count", 13), ("row_count", None),
-    ("variables_enc", None), ("signature_kid", "fedcba9876543210"),
-])
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("subject", "someone-else"),
+        ("row_count", 13),
+        ("row_count", None),
+        ("variables_enc", None),
+        ("signature_kid", "fedcba9876543210"),
+    ],
+)
 def test_the_extension_columns_are_covered_by_the_hash(url: str, column: str, value: Any) -> None:
     async def go() -> Any:
         engine = create_engine(url)
@@ -163,15 +177,32 @@ def test_the_index_derived_in_sql_matches_the_reference(url: str) -> None:
     from gateway.audit.field_index import field_access_rows
 
     def event(i: int, fields: list[dict[str, Any]]) -> AccessEvent:
-        return AccessEvent(request_id=f"r{i}", tier="share", principal_kind="department", principal_id="p",
-                           consumer="hrss", client_address=None, operation_name=None, operation_type="query",
-                           query_digest=None, status=200, error_codes=[], latency_ms=1.0, fields=fields)
+        return AccessEvent(
+            request_id=f"r{i}",
+            tier="share",
+            principal_kind="department",
+            principal_id="p",
+            consumer="hrss",
+            client_address=None,
+            operation_name=None,
+            operation_type="query",
+            query_digest=None,
+            status=200,
+            error_codes=[],
+            latency_ms=1.0,
+            fields=fields,
+        )
 
     events = [
-        event(0, [{"dataset": "population", "field": "name", "action": "mask"},
-                  {"dataset": "population", "field": "name", "action": "allow"},  # an alias: first wins
-                  {"dataset": "legal_entity", "field": "name", "action": "allow"},
-                  {"dataset": "population", "field": "id_number", "decision": "deny"}]),
+        event(
+            0,
+            [
+                {"dataset": "population", "field": "name", "action": "mask"},
+                {"dataset": "population", "field": "name", "action": "allow"},  # an alias: first wins
+                {"dataset": "legal_entity", "field": "name", "action": "allow"},
+                {"dataset": "population", "field": "id_number", "decision": "deny"},
+            ],
+        ),
         event(1, []),
         event(2, [{"dataset": "population", "field": "name", "action": "deny", "reason": "无条件共享"}]),
     ]
@@ -187,12 +218,60 @@ def test_the_index_derived_in_sql_matches_the_reference(url: str) -> None:
             assert await index_pending(engine, chunk=2) == 3  # in two chunks
             assert await index_pending(engine) == 0
             async with engine.connect() as conn:
-                return {tuple(r) for r in await conn.execute(
-                    select(ACCESS.c.seq, ACCESS.c.dataset, ACCESS.c.field, ACCESS.c.action))}
+                return {
+                    tuple(r)
+                    for r in await conn.execute(
+                        select(ACCESS.c.seq, ACCESS.c.dataset, ACCESS.c.field, ACCESS.c.action)
+                    )
+                }
         finally:
             await engine.dispose()
 
-    expected = {(a["seq"], a["dataset"], a["field"], a["action"])
-                for seq, e in enumerate(events, 1) for a in field_access_rows(seq, e)}
+    expected = {
+        (a["seq"], a["dataset"], a["field"], a["action"])
+        for seq, e in enumerate(events, 1)
+        for a in field_access_rows(seq, e)
+    }
     assert asyncio.run(go()) == expected
     assert {(1, "population", "name", "mask"), (1, "population", "id_number", "deny")} <= expected
+
+
+def test_every_batch_size_stores_the_rows_it_hashed(url: str) -> None:
+    """PostgreSQL passes small batches as typed parameters and larger ones as one JSON parameter
+    (store.PG_TYPED_ROWS): batches on both sides of that line, with NULL and set optional
+    columns, store exactly the values that were hashed, and the chain verifies."""
+    from gateway.audit.chain import HASHED_COLUMNS, canonical_bytes
+    from gateway.audit.store import PG_TYPED_ROWS
+
+    sizes = [1, 2, PG_TYPED_ROWS, PG_TYPED_ROWS + 1, 3 * PG_TYPED_ROWS]
+
+    async def go() -> tuple[Any, list[dict[str, Any]], list[bytes]]:
+        engine = create_engine(url)
+        try:
+            log = ChainedAuditLog(engine, CIPHER)
+            hashed: list[bytes] = []
+            log.witness.appended = lambda rows: hashed.extend(canonical_bytes(r) for r in rows)  # type: ignore[method-assign]
+            i = 0
+            for size in sizes:
+                events = []
+                for _ in range(size):
+                    e = make_event(i, f"b{size}")
+                    if i % 2:
+                        e.subject, e.signature_kid, e.variables = "person-1", "kid-1", {"id": f"{i}"}
+                    events.append(e)
+                    i += 1
+                before = log.batches
+                await asyncio.gather(*(log.record(e) for e in events))
+                assert log.batches == before + 1, f"a batch of {size} was not one transaction"
+            async with engine.connect() as conn:
+                stored = await conn.execute(select(EVENTS).order_by(EVENTS.c.seq))
+                rows = [dict(r) for r in stored.mappings()]
+            return await verify_chain(engine), rows, hashed
+        finally:
+            await engine.dispose()
+
+    report, rows, hashed = asyncio.run(go())
+    assert report.ok and report.events_checked == sum(sizes), report
+    assert [canonical_bytes(r) for r in rows] == hashed  # stored values re-hash to what was hashed
+    assert [r["hash"] for r in rows][-1] and set(HASHED_COLUMNS) <= set(rows[0])
+    assert rows[1]["subject"] == "person-1" and rows[0]["subject"] is None and rows[1]["variables_enc"]
