@@ -20,14 +20,14 @@ chain:
 Cheap appends (the writer runs on the gateway's own event loop, so every await is a trip through
 a busy loop):
   - PostgreSQL: one statement per batch on the raw asyncpg connection (prepared, cached by
-    asyncpg), run in autocommit so the statement is its own transaction. Its CTEs lock the head,
-    check it still is the (seq, hash) this sink wrote last, insert all events (a batch of up to
-    PG_TYPED_ROWS as typed parameters, a larger one from one JSON parameter through
-    `jsonb_populate_recordset`), move the head and set `synchronous_commit` for that
-    transaction: one round trip, one durable commit. If the head moved (another process
-    appended, or this sink's first batch) nothing is written and the batch is redone in an
-    explicit transaction that locks the head first (BEGIN, SELECT ... FOR UPDATE, the same
-    statement, COMMIT).
+    asyncpg), run in autocommit so the statement is its own transaction. Its CTEs move the head
+    (an UPDATE, which locks the row) only if it still is the (seq, hash) this sink wrote last,
+    insert all events only if it moved (a batch of up to PG_TYPED_ROWS as typed parameters, a
+    larger one from one JSON parameter through `jsonb_populate_recordset`), and set
+    `synchronous_commit` for that transaction: one round trip, one durable commit. If the head
+    moved (another process appended, or this sink's first batch) nothing is written and the
+    batch is redone in an explicit transaction that locks the head first (BEGIN, SELECT ... FOR
+    UPDATE, the same statement, COMMIT).
   - SQLite (a database file): the writer's own sqlite3 connection (synchronous=FULL, so no
     PRAGMA toggling) runs the whole transaction (BEGIN IMMEDIATE, head, one multi-row INSERT,
     COMMIT) in one call, with the rows already linked here against the head this sink wrote
@@ -91,9 +91,9 @@ PG_TYPED_ROWS = 8
 
 
 def _pg_append_sql(typed_rows: int = 0) -> str:
-    """One statement: check the head, insert the events, move the head, and force a durable
-    commit. The events: `typed_rows` rows of typed parameters from $6 on, or (0) $6, a JSON
-    array of rows."""
+    """One statement: move the head if it still is the expected one, insert the events if it
+    moved, and force a durable commit. The events: `typed_rows` rows of typed parameters from
+    $6 on, or (0) $6, a JSON array of rows."""
     cols = ", ".join(EVENT_COLUMNS)
     if typed_rows:
         pg = postgresql.dialect()
@@ -106,16 +106,16 @@ def _pg_append_sql(typed_rows: int = 0) -> str:
         source = f"SELECT {cols} FROM (VALUES {values}) AS v ({cols})"  # noqa: S608
     else:
         source = f"SELECT {cols} FROM jsonb_populate_recordset(NULL::{EVENTS.name}, $6::jsonb)"  # noqa: S608
+    # The head's UPDATE is the compare-and-set: it locks the row (waiting for a writer that
+    # holds it, then re-reading the row that writer committed) and moves it only if it still is
+    # (seq, hash) = ($2, $3); the events are inserted only if it moved.
     return f"""
-WITH h AS (SELECT seq, hash FROM {HEAD.name} WHERE id = $1 FOR UPDATE),
-ok AS (SELECT 1 FROM h WHERE seq = $2 AND hash = $3),
+WITH u AS (UPDATE {HEAD.name} SET seq = $4, hash = $5 WHERE id = $1 AND seq = $2 AND hash = $3
+           RETURNING 1),
 e AS (INSERT INTO {EVENTS.name} ({cols})
       {source}
-      WHERE EXISTS (SELECT 1 FROM ok)),
-u AS (UPDATE {HEAD.name} SET seq = $4, hash = $5 WHERE id = $1 AND EXISTS (SELECT 1 FROM ok)
-      RETURNING 1)
-SELECT set_config('synchronous_commit', 'on', true) AS sync, (SELECT seq FROM h) AS seq,
-       (SELECT hash FROM h) AS hash, (SELECT count(*) FROM u) AS moved"""  # noqa: S608
+      WHERE EXISTS (SELECT 1 FROM u))
+SELECT set_config('synchronous_commit', 'on', true) AS sync, (SELECT count(*) FROM u) AS moved"""  # noqa: S608
 
 
 class ChainedAuditLog:
