@@ -478,13 +478,17 @@ def setup_demo(args: argparse.Namespace, var: Path) -> dict[str, str]:
     return env
 
 
-def start(env: dict[str, str], port: int, marking: str, log: Path) -> subprocess.Popen[bytes]:
+def start(
+    env: dict[str, str], port: int, marking: str, log: Path, root: Path = ROOT
+) -> subprocess.Popen[bytes]:
+    """One gateway on `port`, running the code at `root` (this checkout, or --baseline's)."""
     import httpx
 
     cmd = [_venv_bin("uvicorn"), "asgi:app", "--host", "127.0.0.1", "--port", str(port)]
     cmd += ["--no-access-log", "--log-level", "warning"]
     full = {**env, "SHUQIAO_WATERMARK": marking, "SHUQIAO_ISSUER": f"http://127.0.0.1:{port}"}
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=full, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    full["PYTHONPATH"] = str(root)
+    proc = subprocess.Popen(cmd, cwd=root, env=full, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     for _ in range(300):
         try:
             if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
@@ -539,8 +543,13 @@ def throughput(args: argparse.Namespace) -> None:
         creds = json.loads((var / "demo-credentials.json").read_text("utf-8"))
         hrss = creds["clients"]["hrss"]
         urls, tokens = {}, {}
-        for marking, port in (("on", args.port), ("off", args.port + 1)):
-            procs.append(start(env, port, marking, var / f"gateway-{marking}.log"))
+        # "base": marking on, running the code of --baseline (another checkout) on the same store
+        gateways = [("on", "on", args.port, ROOT), ("off", "off", args.port + 1, ROOT)]
+        if args.baseline:
+            gateways.append(("base", "on", args.port + 2, Path(args.baseline).resolve()))
+        names = [g[0] for g in gateways]
+        for name, marking, port, root in gateways:
+            procs.append(start(env, port, marking, var / f"gateway-{name}.log", root))
             base = f"http://127.0.0.1:{port}"
             r = httpx.post(
                 f"{base}/oauth/token",
@@ -548,11 +557,11 @@ def throughput(args: argparse.Namespace) -> None:
                 auth=(hrss["client_id"], hrss["client_secret"]),
             )
             r.raise_for_status()
-            urls[marking], tokens[marking] = f"{base}/share/graphql", r.json()["access_token"]
+            urls[name], tokens[name] = f"{base}/share/graphql", r.json()["access_token"]
         # the pages' cursors, and a check that "on" marks and "off" does not
         cursors: list[str | None] = [None]
         pages: dict[str, list[Any]] = {}
-        for marking in ("on", "off"):
+        for marking in names:
             after: str | None = None
             rows: list[Any] = []
             for _ in range(args.pages):
@@ -569,19 +578,22 @@ def throughput(args: argparse.Namespace) -> None:
                     cursors.append(after)
             pages[marking] = rows
         differ = sum(a != b for a, b in zip(pages["on"], pages["off"], strict=True))
+        if args.baseline:
+            base_differ = sum(a != b for a, b in zip(pages["base"], pages["off"], strict=True))
+            print(f"  check: {base_differ} of {len(pages['base'])} rows differ between base and off")
         print(
             f"  check: {differ} of {len(pages['on'])} rows differ between on and off (marks); "
             f"{args.rounds} rounds × {args.requests} requests of 100 rows, concurrency {args.concurrency}, "
             f"{len(cursors[: args.pages])} distinct pages{' (cold: each round its own)' if args.cold else ''}"
         )
         cursors = cursors[: args.pages]
-        for marking in ("on", "off"):  # warm both
+        for marking in names:  # warm them
             asyncio.run(round_(urls[marking], tokens[marking], args.requests // 4, args.concurrency, cursors))
-        rates: dict[str, list[float]] = {"on": [], "off": []}
-        cpu: dict[str, list[float]] = {"on": [], "off": []}  # the server's CPU ms per request
-        pids = {"on": procs[0].pid, "off": procs[1].pid}
+        rates: dict[str, list[float]] = {m: [] for m in names}
+        cpu: dict[str, list[float]] = {m: [] for m in names}  # the server's CPU ms per request
+        pids = {m: p.pid for m, p in zip(names, procs, strict=True)}
         for n in range(args.rounds):
-            order = ("on", "off") if n % 2 == 0 else ("off", "on")
+            order = names if n % 2 == 0 else names[::-1]
             for marking in order:
                 cpu0 = cpu_seconds(pids[marking])
                 first = n * args.requests if args.cold else 0  # --cold: each round its own pages
@@ -602,6 +614,10 @@ def throughput(args: argparse.Namespace) -> None:
             f"  on/off = {on / off:.3f} (cost {1 - on / off:+.1%}; "
             f"rows/s on {on * 100:.0f}, off {off * 100:.0f})"
         )
+        if args.baseline:
+            b = statistics.median(rates["base"])
+            print(f"  baseline on: {b:7.1f} req/s median ({', '.join(f'{x:.0f}' for x in rates['base'])})")
+            print(f"  base/off = {b / off:.3f} (cost {1 - b / off:+.1%}), the code of {args.baseline}")
         if cpu["on"] and cpu["off"]:
             # less at the mercy of other jobs than the rate: what the server itself spent per request
             c_on, c_off = statistics.median(cpu["on"]), statistics.median(cpu["off"])
@@ -609,6 +625,12 @@ def throughput(args: argparse.Namespace) -> None:
                 f"  server CPU per request: on {c_on:.2f} ms, off {c_off:.2f} ms median; "
                 f"off/on = {c_off / c_on:.3f} (cost {c_on / c_off - 1:+.1%} of CPU)"
             )
+            if args.baseline and cpu["base"]:
+                c_b = statistics.median(cpu["base"])
+                print(
+                    f"  baseline CPU per request: {c_b:.2f} ms median; off/base = {c_off / c_b:.3f} "
+                    f"(cost {c_b / c_off - 1:+.1%} of CPU); on/base CPU {c_on / c_b:.3f}"
+                )
     finally:
         for p in procs:
             p.terminate()
@@ -647,6 +669,11 @@ def main() -> None:
         "--database", default="shuqiao_wm_bench", help="PostgreSQL database the bench drops and recreates"
     )
     p.add_argument("--port", type=int, default=8121)
+    p.add_argument(
+        "--baseline",
+        help="another checkout of the gateway (e.g. `git worktree add` or `git archive` of the commit "
+        "before): a third gateway, marking on, runs its code on the same store, in the same rounds",
+    )
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--requests", type=int, default=200)
     p.add_argument("--concurrency", type=int, default=4)

@@ -396,6 +396,7 @@ def column_marker(
     threshold = int(256 * gamma)
     column = next(_columns)
     memo = _memo
+    remembered = memo.get
     sign, t_digits, t_exp = tolerance.as_tuple()
     scaled = (
         not sign and isinstance(t_exp, int) and tolerance.is_finite() and tolerance > 0 and len(t_digits) < 12
@@ -443,9 +444,9 @@ def column_marker(
             return value if then is None else then(value)
         kind = type(value)
         seen = str(value) if kind is Decimal else repr(value) if kind is float else value
-        key = str(row_key)
+        key = row_key if row_key.__class__ is str else str(row_key)
         slot = (column, key)
-        hit = memo.get(slot)
+        hit = remembered(slot)
         if hit is not None and hit[0] is kind and hit[1] == seen:
             return hit[2]
         h = row(key)

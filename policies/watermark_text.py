@@ -115,23 +115,27 @@ def text_marker(
     threshold = int(256 * gamma)
     column = next(_columns)
     memo = _memo
+    remembered = memo.get
+    split = _SPLIT.split
     full = _WIDE
+    end = 2 * MAX_RUNS + 1  # parts past it are runs past the tenth: never marked
 
     def mark(value: Any, row_key: Any) -> Any:
         if not isinstance(value, str) or row_key is None:
             return value if then is None else then(value)
-        key = str(row_key)
+        key = row_key if row_key.__class__ is str else str(row_key)
         slot = (column, key)
-        hit = memo.get(slot)
-        if hit is not None and hit[0] is type(value) and hit[1] == value:
+        hit = remembered(slot)
+        if hit is not None and hit[1] == value and hit[0] is type(value):
             return hit[2]
-        parts = _SPLIT.split(value)
+        parts = split(value)  # text, run, text, run, …, text
+        n = len(parts)
         out = value
-        if len(parts) > 1:
+        if n > 1:
             h = row(key)
             changed = False
             o = offset
-            for i in range(1, min(len(parts), 2 * MAX_RUNS), 2):
+            for i in range(1, n if n < end else end, 2):
                 if h[o] < threshold:
                     run = parts[i]
                     if h[o + 1] & 1:
