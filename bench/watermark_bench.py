@@ -13,7 +13,9 @@ Each leak: one consumer at random, a random subset of its rows, with some marked
 values altered (a number: a random change of up to ±5 %, rounded to its precision — an edit,
 not a tolerance-sized nudge; an address: retyped, i.e. NFKC, which erases its marks). The trace
 scores all 50 consumers as `policies.watermark.score` does (binomial tail, Bonferroni over 50;
-the fast scorer here reads precomputed bits and is checked against `score` on the first leaks)
+the fast scorer here reads precomputed bits — scheme v2: capital and address from one digest of
+the enterprise_registration row, the amount from its tax_credit_rating row's — and is checked
+against `score` on the first leaks)
 and names one when its adjusted false-match probability is ≤ 1e-6. A last row traces leaks of
 the *unmarked* table (what an anonymous caller gets): anyone named there is a false attribution.
 
@@ -21,7 +23,9 @@ the *unmarked* table (what an anonymous caller gets): anyone named there is a fa
 (uvicorn, one worker each) on 127.0.0.1 over it, one with SHUQIAO_WATERMARK=on and one off;
 hrss (a consumer, so marked) asks for 100-row pages of enterprise_registration with the marked
 capital and address. Rounds alternate (on, off, off, on, …) so drift hits both; the figure is
-the median of the rounds' requests per second and the ratio on/off. Bounded: --rounds ×
+the median of the rounds' requests per second and the ratio on/off, and each gateway's own CPU
+per request. `--baseline DIR` adds a third gateway (marking on) running another checkout's code on
+the same store in the same rounds: before and after in one run. Bounded: --rounds ×
 --requests requests per gateway, loopback only.
 
 Deterministic where it can be (seeded); the throughput figures are this machine's, this run's.
