@@ -13,7 +13,9 @@ Each leak: one consumer at random, a random subset of its rows, with some marked
 values altered (a number: a random change of up to ±5 %, rounded to its precision — an edit,
 not a tolerance-sized nudge; an address: retyped, i.e. NFKC, which erases its marks). The trace
 scores all 50 consumers as `policies.watermark.score` does (binomial tail, Bonferroni over 50;
-the fast scorer here reads precomputed bits and is checked against `score` on the first leaks)
+the fast scorer here reads precomputed bits — scheme v2: capital and address from one digest of
+the enterprise_registration row, the amount from its tax_credit_rating row's — and is checked
+against `score` on the first leaks)
 and names one when its adjusted false-match probability is ≤ 1e-6. A last row traces leaks of
 the *unmarked* table (what an anonymous caller gets): anyone named there is a false attribution.
 
@@ -21,7 +23,9 @@ the *unmarked* table (what an anonymous caller gets): anyone named there is a fa
 (uvicorn, one worker each) on 127.0.0.1 over it, one with SHUQIAO_WATERMARK=on and one off;
 hrss (a consumer, so marked) asks for 100-row pages of enterprise_registration with the marked
 capital and address. Rounds alternate (on, off, off, on, …) so drift hits both; the figure is
-the median of the rounds' requests per second and the ratio on/off. Bounded: --rounds ×
+the median of the rounds' requests per second and the ratio on/off, and each gateway's own CPU
+per request. `--baseline DIR` adds a third gateway (marking on) running another checkout's code on
+the same store in the same rounds: before and after in one run. Bounded: --rounds ×
 --requests requests per gateway, loopback only.
 
 Deterministic where it can be (seeded); the throughput figures are this machine's, this run's.
@@ -54,15 +58,24 @@ from policies.watermark import (  # noqa: E402
     DEFAULT_GAMMA,
     MAX_RUNS,
     Cell,
+    Layout,
     MarkKey,
-    _keyed,
     column_marker,
+    row_prf,
     score,
 )
 from policies.watermark_text import position_field, read_text_bits, text_marker  # noqa: E402
 
 NUMERIC = {"registered_capital": Decimal("0.01"), "tax_paid_amount": Decimal(1)}
 TEXT = "registered_address"
+# where each field lives, as in the demo's catalogue: scheme v2 marks a row with one digest per
+# (recipient, dataset, row key), each field at its slot of the dataset's layout
+ER, TCR = "enterprise_registration", "tax_credit_rating"
+DATASET = {"registered_capital": ER, TEXT: ER, "tax_paid_amount": TCR}
+LAYOUTS = {
+    ER: Layout.of([("registered_capital", False), (TEXT, True)]),
+    TCR: Layout.of([("tax_paid_amount", False)]),
+}
 THRESHOLD = 1e-6
 VARIANTS = {
     "all 3": ("registered_capital", "tax_paid_amount", TEXT),
@@ -135,8 +148,11 @@ def deliver_row(k: str, vals: dict[str, Any], key: MarkKey, consumer: str) -> tu
     (policies.watermark.column_marker, text_marker — the values of mark_value and mark_text)."""
     markers = _MARKERS.get((key.secret, consumer))
     if markers is None:
-        markers = [(f, column_marker(t, key.secret, consumer, "ds", f)) for f, t in NUMERIC.items()]
-        markers.append((TEXT, text_marker(key.secret, consumer, "ds", TEXT)))
+        markers = [
+            (f, column_marker(t, key.secret, consumer, DATASET[f], f, layout=LAYOUTS[DATASET[f]]))
+            for f, t in NUMERIC.items()
+        ]
+        markers.append((TEXT, text_marker(key.secret, consumer, ER, TEXT, layout=LAYOUTS[ER])))
         _MARKERS[(key.secret, consumer)] = markers
     return k, {f: None if vals[f] is None else mark(vals[f], k) for f, mark in markers}
 
@@ -195,33 +211,35 @@ class Bits:
     per consumer (selected; predicted 1), SLOTS bits per row. A leak is two bitsets too (cells
     seen; seen as 1), so a consumer's marked cells and matches are popcounts: that is what makes
     tens of thousands of leaks affordable in pure Python. The bits are those of
-    `policies.watermark.cell_bit` (one PRF output per cell; checked against `score` on the first
-    leaks), computed from one digest per (consumer, row, field). A leak is scored on its own rows'
+    `policies.watermark.cell_bit` (scheme v2: one PRF output per (consumer, dataset, row), each
+    field at its slot; checked against `score` on the first leaks). A leak is scored on its own rows'
     bits only (picked out of each consumer's bitset), so its cost follows its size, not the table's."""
 
     def __init__(self, table: list[tuple[str, dict[str, Any]]], key: MarkKey, consumers: list[str]) -> None:
         self.consumers = consumers
         self.row = {k: r for r, (k, _) in enumerate(table)}
         self.size = len(table) * SLOTS // 8
-        threshold, run_threshold = DEFAULT_GAMMA * 2**32, int(256 * DEFAULT_GAMMA)
+        threshold = int(256 * DEFAULT_GAMMA)
+        slots = {f: LAYOUTS[DATASET[f]].slot(f) for f in (*NUMERIC, TEXT)}
+        assert all(block == 0 for block, _ in slots.values())  # one digest per dataset and row
+        text_at = slots[TEXT][1]
         self.selected: list[bytes] = []
         self.ones: list[bytes] = []
         for c in consumers:
-            digests = [_keyed(key.secret, c, "ds", f).digest for f in (*NUMERIC, TEXT)]
             sel, one = bytearray(self.size), bytearray(self.size)
             for r, (k, _) in enumerate(table):
-                raw = k.encode()
+                digests = {ER: row_prf(key.secret, c, ER, k), TCR: row_prf(key.secret, c, TCR, k)}
                 s_mask = o_mask = 0
-                for slot, digest in enumerate(digests[:2]):
-                    h = digest(raw)
-                    if int.from_bytes(h[:4], "big") < threshold:
+                for slot, (f, o) in zip(range(2), ((f, slots[f][1]) for f in NUMERIC), strict=True):
+                    h = digests[DATASET[f]]
+                    if h[o] < threshold:
                         s_mask |= 1 << slot
-                        o_mask |= (h[4] & 1) << slot
-                h = digests[2](raw)
+                        o_mask |= (h[o + 1] & 1) << slot
+                h = digests[ER]
                 for i in range(MAX_RUNS):
-                    if h[3 * i] < run_threshold:
+                    if h[text_at + 2 * i] < threshold:
                         s_mask |= 1 << (2 + i)
-                        o_mask |= (h[3 * i + 1] & 1) << (2 + i)
+                        o_mask |= (h[text_at + 2 * i + 1] & 1) << (2 + i)
                 sel[2 * r : 2 * r + 2] = s_mask.to_bytes(2, "little")
                 one[2 * r : 2 * r + 2] = o_mask.to_bytes(2, "little")
             self.selected.append(bytes(sel))
@@ -279,14 +297,14 @@ def observe(
                 continue
             if edit:
                 v = alter(v, NUMERIC[f], rng)
-            cell = Cell("ds", f, k, str(v), NUMERIC[f])
+            cell = Cell(DATASET[f], f, k, str(v), NUMERIC[f])
             b = cell.read()
             if b is not None:
                 out.append((k, f, b))
                 cells.append(cell)
     if len({b for _, _, b in text}) > 1:  # policies.watermark_trace: one width throughout = erased
         out.extend(text)
-        cells.extend(Cell("ds", name, k, None, None, b) for k, name, b in text)
+        cells.extend(Cell(ER, name, k, None, None, b) for k, name, b in text)
     return out, cells
 
 
@@ -333,7 +351,7 @@ def simulate(args: argparse.Namespace) -> None:
                     observed, cells = observe(leak, fields, altered, rng)
                     top, p_adj, n, adjusted = bits.best(observed)
                     if checked < args.check:  # the fast scorer agrees with the policy's
-                        ref = score(cells, consumers, [key])[0]
+                        ref = score(cells, consumers, [key], layouts=LAYOUTS)[0]
                         assert ref.recipient == consumers[top], (ref, top)
                         assert math.isclose(ref.p_adjusted, p_adj, rel_tol=1e-9, abs_tol=1e-300), (ref, p_adj)
                         checked += 1
@@ -396,24 +414,30 @@ def simulate(args: argparse.Namespace) -> None:
     )
     # what the gateway's planner runs per cell (policies.watermark.column_marker, text_marker,
     # with the stringification inside): a row seen for the first time, and one remembered
-    count, t = 20000, NUMERIC["registered_capital"]
+    import policies.watermark as wm
+
+    count, t = 20000, NUMERIC["registered_capital"]  # 40,000 cells: within the memo (65,536)
+    row_keys = [f"91610000{i:010d}" for i in range(count)]
     costs = []
-    for make, value in (
-        (
-            lambda: column_marker(t, key.secret, "c00", "ds", "registered_capital", then=str),
-            Decimal("12345.67"),
-        ),
-        (lambda: text_marker(key.secret, "c00", "ds", TEXT), "陕西省西安市碑林区友谊路390号24层11室"),
-    ):
-        mark = make()
+    capital, address = Decimal("12345.67"), "陕西省西安市碑林区友谊路390号24层11室"
+    for fields in (("capital",), ("address",), ("capital", "address")):
+        marks = []
+        if "capital" in fields:
+            cap = column_marker(t, key.secret, "c00", ER, "registered_capital", then=str, layout=LAYOUTS[ER])
+            marks.append((cap, capital))
+        if "address" in fields:
+            marks.append((text_marker(key.secret, "c00", ER, TEXT, layout=LAYOUTS[ER]), address))
+        wm._memo.clear()
         for _ in range(2):  # first sight, then remembered
             started = time.perf_counter()
-            for i in range(count):
-                mark(value, f"91610000{i:010d}")
+            for k in row_keys:
+                for mark, value in marks:
+                    mark(value, k)
             costs.append((time.perf_counter() - started) / count * 1e6)
     print(
-        f"marking cost per cell: capital {costs[0]:.2f} µs first seen, {costs[1]:.2f} µs remembered; "
-        f"address (3 runs) {costs[2]:.2f} µs, {costs[3]:.2f} µs"
+        f"marking cost: capital alone {costs[0]:.2f} µs per row first seen, {costs[1]:.2f} µs remembered; "
+        f"address (3 runs) alone {costs[2]:.2f} µs, {costs[3]:.2f} µs; both (one digest per row) "
+        f"{costs[4]:.2f} µs, {costs[5]:.2f} µs"
     )
 
 
@@ -458,13 +482,17 @@ def setup_demo(args: argparse.Namespace, var: Path) -> dict[str, str]:
     return env
 
 
-def start(env: dict[str, str], port: int, marking: str, log: Path) -> subprocess.Popen[bytes]:
+def start(
+    env: dict[str, str], port: int, marking: str, log: Path, root: Path = ROOT
+) -> subprocess.Popen[bytes]:
+    """One gateway on `port`, running the code at `root` (this checkout, or --baseline's)."""
     import httpx
 
     cmd = [_venv_bin("uvicorn"), "asgi:app", "--host", "127.0.0.1", "--port", str(port)]
     cmd += ["--no-access-log", "--log-level", "warning"]
     full = {**env, "SHUQIAO_WATERMARK": marking, "SHUQIAO_ISSUER": f"http://127.0.0.1:{port}"}
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=full, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    full["PYTHONPATH"] = str(root)
+    proc = subprocess.Popen(cmd, cwd=root, env=full, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     for _ in range(300):
         try:
             if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
@@ -519,8 +547,13 @@ def throughput(args: argparse.Namespace) -> None:
         creds = json.loads((var / "demo-credentials.json").read_text("utf-8"))
         hrss = creds["clients"]["hrss"]
         urls, tokens = {}, {}
-        for marking, port in (("on", args.port), ("off", args.port + 1)):
-            procs.append(start(env, port, marking, var / f"gateway-{marking}.log"))
+        # "base": marking on, running the code of --baseline (another checkout) on the same store
+        gateways = [("on", "on", args.port, ROOT), ("off", "off", args.port + 1, ROOT)]
+        if args.baseline:
+            gateways.append(("base", "on", args.port + 2, Path(args.baseline).resolve()))
+        names = [g[0] for g in gateways]
+        for name, marking, port, root in gateways:
+            procs.append(start(env, port, marking, var / f"gateway-{name}.log", root))
             base = f"http://127.0.0.1:{port}"
             r = httpx.post(
                 f"{base}/oauth/token",
@@ -528,11 +561,11 @@ def throughput(args: argparse.Namespace) -> None:
                 auth=(hrss["client_id"], hrss["client_secret"]),
             )
             r.raise_for_status()
-            urls[marking], tokens[marking] = f"{base}/share/graphql", r.json()["access_token"]
+            urls[name], tokens[name] = f"{base}/share/graphql", r.json()["access_token"]
         # the pages' cursors, and a check that "on" marks and "off" does not
         cursors: list[str | None] = [None]
         pages: dict[str, list[Any]] = {}
-        for marking in ("on", "off"):
+        for marking in names:
             after: str | None = None
             rows: list[Any] = []
             for _ in range(args.pages):
@@ -549,19 +582,22 @@ def throughput(args: argparse.Namespace) -> None:
                     cursors.append(after)
             pages[marking] = rows
         differ = sum(a != b for a, b in zip(pages["on"], pages["off"], strict=True))
+        if args.baseline:
+            base_differ = sum(a != b for a, b in zip(pages["base"], pages["off"], strict=True))
+            print(f"  check: {base_differ} of {len(pages['base'])} rows differ between base and off")
         print(
             f"  check: {differ} of {len(pages['on'])} rows differ between on and off (marks); "
             f"{args.rounds} rounds × {args.requests} requests of 100 rows, concurrency {args.concurrency}, "
             f"{len(cursors[: args.pages])} distinct pages{' (cold: each round its own)' if args.cold else ''}"
         )
         cursors = cursors[: args.pages]
-        for marking in ("on", "off"):  # warm both
+        for marking in names:  # warm them
             asyncio.run(round_(urls[marking], tokens[marking], args.requests // 4, args.concurrency, cursors))
-        rates: dict[str, list[float]] = {"on": [], "off": []}
-        cpu: dict[str, list[float]] = {"on": [], "off": []}  # the server's CPU ms per request
-        pids = {"on": procs[0].pid, "off": procs[1].pid}
+        rates: dict[str, list[float]] = {m: [] for m in names}
+        cpu: dict[str, list[float]] = {m: [] for m in names}  # the server's CPU ms per request
+        pids = {m: p.pid for m, p in zip(names, procs, strict=True)}
         for n in range(args.rounds):
-            order = ("on", "off") if n % 2 == 0 else ("off", "on")
+            order = names if n % 2 == 0 else names[::-1]
             for marking in order:
                 cpu0 = cpu_seconds(pids[marking])
                 first = n * args.requests if args.cold else 0  # --cold: each round its own pages
@@ -582,6 +618,10 @@ def throughput(args: argparse.Namespace) -> None:
             f"  on/off = {on / off:.3f} (cost {1 - on / off:+.1%}; "
             f"rows/s on {on * 100:.0f}, off {off * 100:.0f})"
         )
+        if args.baseline:
+            b = statistics.median(rates["base"])
+            print(f"  baseline on: {b:7.1f} req/s median ({', '.join(f'{x:.0f}' for x in rates['base'])})")
+            print(f"  base/off = {b / off:.3f} (cost {1 - b / off:+.1%}), the code of {args.baseline}")
         if cpu["on"] and cpu["off"]:
             # less at the mercy of other jobs than the rate: what the server itself spent per request
             c_on, c_off = statistics.median(cpu["on"]), statistics.median(cpu["off"])
@@ -589,6 +629,12 @@ def throughput(args: argparse.Namespace) -> None:
                 f"  server CPU per request: on {c_on:.2f} ms, off {c_off:.2f} ms median; "
                 f"off/on = {c_off / c_on:.3f} (cost {c_on / c_off - 1:+.1%} of CPU)"
             )
+            if args.baseline and cpu["base"]:
+                c_b = statistics.median(cpu["base"])
+                print(
+                    f"  baseline CPU per request: {c_b:.2f} ms median; off/base = {c_off / c_b:.3f} "
+                    f"(cost {c_b / c_off - 1:+.1%} of CPU); on/base CPU {c_on / c_b:.3f}"
+                )
     finally:
         for p in procs:
             p.terminate()
@@ -627,6 +673,11 @@ def main() -> None:
         "--database", default="shuqiao_wm_bench", help="PostgreSQL database the bench drops and recreates"
     )
     p.add_argument("--port", type=int, default=8121)
+    p.add_argument(
+        "--baseline",
+        help="another checkout of the gateway (e.g. `git worktree add` or `git archive` of the commit "
+        "before): a third gateway, marking on, runs its code on the same store, in the same rounds",
+    )
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--requests", type=int, default=200)
     p.add_argument("--concurrency", type=int, default=4)

@@ -39,14 +39,16 @@ def _sign(output: Path) -> str:
 
 def _human(report: dict[str, Any]) -> str:
     lines = [
-        f"read {report['rows_read']} rows; {report['candidates_tested']} recipient×key candidates tested"
+        f"read {report['rows_read']} rows; "
+        f"{report['candidates_tested']} recipient×key×scheme candidates tested"
     ]
     for m in report["matched"]:
         cols = ", ".join(f"{f}←{c!r} ({m['matched_by'][f]})" for f, c in m["columns"].items())
         lines.append(f"  {m['dataset']}: key column {m['key_column']!r}; {cols or m['problem']}")
     for r in report["recipients"][:5]:
         lines.append(
-            f"  {r['recipient']:<16} key {r['kid']}: {r['matching_bits']}/{r['marked_cells']} bits, "
+            f"  {r['recipient']:<16} key {r['kid']} ({r.get('scheme', '?')}): "
+            f"{r['matching_bits']}/{r['marked_cells']} bits, "
             f"false-match probability {r['false_match_probability']:.3g} "
             f"(×{report['candidates_tested']} candidates: {r['false_match_probability_adjusted']:.3g})"
         )

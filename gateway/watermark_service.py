@@ -187,6 +187,29 @@ async def _deliveries(
     return out[:limit]
 
 
+async def recorded_schemes(engine: Any, kids: list[str]) -> dict[str, list[str]]:
+    """Per watermark key id, the schemes to trace with: the current one (new deliveries), and an
+    earlier one wherever the audit log records a delivery made under it with that key (its
+    `watermark.id` is `SCHEME:kid:recipient`, policies.watermark.watermark_id)."""
+    from sqlalchemy import select
+
+    from gateway.audit.models import AuditEvent
+    from policies.watermark import SCHEME, SCHEMES
+
+    t = AuditEvent.__table__  # type: ignore[attr-defined]
+    out: dict[str, list[str]] = {}
+    async with engine.connect() as conn:
+        for kid in kids:
+            out[kid] = [SCHEME]
+            for scheme in SCHEMES:
+                if scheme == SCHEME:
+                    continue
+                stmt = select(t.c.seq).where(t.c.detail.contains(f'"{scheme}:{kid}:')).limit(1)
+                if (await conn.execute(stmt)).first() is not None:
+                    out[kid].append(scheme)
+    return out
+
+
 async def trace_file(
     engine: Any, master_key: bytes, rows: list[dict[str, Any]], dataset: str | None
 ) -> dict[str, Any]:
@@ -207,10 +230,12 @@ async def trace_file(
             truth[t.dataset] = await _truth(engine, spec, keys, [f.name for f in t.fields], master_key)
     keyring = await load_watermark_keys(engine, master_key, create=False)
     recipients = await _recipients(engine)
-    matchings, scores = trace(rows, targets, recipients, keyring.all, truth)
+    schemes = await recorded_schemes(engine, [k.kid for k in keyring.all])
+    matchings, scores = trace(rows, targets, recipients, keyring.all, truth, schemes)
     used = [m for m in matchings if m.columns]
     report: dict[str, Any] = {
         "scheme": SCHEME,
+        "schemes_tried": schemes,
         "gamma": DEFAULT_GAMMA,
         "rows_read": len(rows),
         "matched": [m.as_dict() for m in (used or matchings)],

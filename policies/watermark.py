@@ -1,11 +1,22 @@
 """Data watermarking (数据水印): a keyed mark in the least-significant part of numeric values.
 
-Agrawal–Kiernan style (VLDB 2002), adapted: for each (recipient, dataset, row key, field) a
-keyed PRF — HMAC-SM3 under the gateway's watermark secret — decides whether the cell carries a
-mark (a fraction `gamma` of cells) and which bit. The value is moved to the nearest multiple
-of the field's declared tolerance `t` whose parity (in units of `t`) is that bit, so a marked
-value never leaves [v - t, v + t]. The mark depends only on the key, the recipient and the
-cell, so asking again returns the same value: there is nothing to average.
+Agrawal–Kiernan style (VLDB 2002), adapted: a keyed PRF — HMAC-SM3 under the gateway's watermark
+secret — decides for each (recipient, dataset, row key, field) whether the cell carries a mark
+(a fraction `gamma` of cells) and which bit. The value is moved to the nearest multiple of the
+field's declared tolerance `t` whose parity (in units of `t`) is that bit, so a marked value
+never leaves [v - t, v + t]. The mark depends only on the key, the recipient and the cell, so
+asking again returns the same value: there is nothing to average.
+
+Two schemes (docs/watermark.md, "The method"):
+
+- `ak-parity-hmacsm3-v2` (new deliveries): ONE digest per (recipient, dataset, row key), shared by
+  all the row's marked fields: each field reads its own bytes of it, at a slot fixed by the
+  catalogue (`Layout`: the dataset's marked fields in name order, 2 bytes for a number, 20 for a
+  text field; a 33rd byte starts a second digest, HMAC(… ‖ block 1 ‖ …)). Which fields a query
+  selects does not change any slot. Disjoint bytes of one PRF output are independent, so every
+  field (and every digit run) is still an independent vote.
+- `ak-parity-hmacsm3-v1` (deliveries before it, still traced): one digest per cell, keyed by the
+  field name too. The audit log records the scheme of every delivery (`watermark_id`).
 
 Detection asks, for a candidate recipient, how many of the cells its PRF selects have the
 parity its PRF predicts. Under "not this recipient" the predicted bit is independent of the
@@ -19,7 +30,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, InvalidOperation
 from functools import lru_cache
@@ -27,7 +38,10 @@ from typing import Any
 
 from keys.sm3 import PrefixedHmacSm3
 
-SCHEME = "ak-parity-hmacsm3-v1"
+SCHEME_V1 = "ak-parity-hmacsm3-v1"  # one digest per cell (deliveries before v2: traced only)
+SCHEME_V2 = "ak-parity-hmacsm3-v2"  # one digest per row, sliced among its marked fields
+SCHEME = SCHEME_V2  # what new deliveries carry
+SCHEMES = (SCHEME_V2, SCHEME_V1)
 DEFAULT_GAMMA = 0.5  # fraction of eligible cells that carry a bit
 
 
@@ -42,23 +56,110 @@ class MarkKey:
         return f"MarkKey(kid={self.kid!r})"
 
 
-def watermark_id(kid: str, recipient: str) -> str:
+def watermark_id(kid: str, recipient: str, scheme: str = SCHEME) -> str:
     """What the audit log records for a delivery: enough to re-derive the mark with the key."""
-    return f"{SCHEME}:{kid}:{recipient}"
+    return f"{scheme}:{kid}:{recipient}"
+
+
+def scheme_of(watermark_id: str) -> str | None:
+    """The scheme part of a recorded `watermark_id`, or None if it names none we know."""
+    scheme = watermark_id.split(":", 1)[0]
+    return scheme if scheme in SCHEMES else None
+
+
+MAX_RUNS = 10  # text mark positions of one cell; runs past the tenth are never marked
+
+# ---------------------------------------------------------------- scheme v2: one digest per row
+
+BLOCK = 32  # bytes of one digest (SM3)
+NUMBER_BYTES = 2  # a number: [selection byte, flags: bit 0 = the bit, bit 1 = step up]
+TEXT_BYTES = 2 * MAX_RUNS  # a text field: per digit run [selection byte, bit byte]
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """Where each marked field of one dataset reads its bytes of the row's PRF output (v2).
+
+    Fixed by the catalogue alone — the dataset's marked fields (number or text), in name order,
+    packed into 32-byte blocks (a field never straddles two) — so a delivery and a trace agree,
+    and a query asking for one field marks it exactly as one asking for all. A field whose slot
+    lies in block j costs digest j of the row, computed once per row whichever fields ask."""
+
+    slots: tuple[tuple[str, int, int], ...]  # (field, block, offset within the block)
+
+    @classmethod
+    def of(cls, fields: Iterable[tuple[str, bool]]) -> Layout:
+        """From the dataset's marked fields as (name, is a text mark)."""
+        out: list[tuple[str, int, int]] = []
+        block = used = 0
+        for name, text in sorted(set(fields)):
+            size = TEXT_BYTES if text else NUMBER_BYTES
+            if used + size > BLOCK:
+                block, used = block + 1, 0
+            out.append((name, block, used))
+            used += size
+        return cls(tuple(out))
+
+    def slot(self, field: str) -> tuple[int, int] | None:
+        for name, block, offset in self.slots:
+            if name == field:
+                return block, offset
+        return None
+
+
+def _layout(layout: Layout | None, field: str, text: bool) -> tuple[int, int]:
+    """The field's slot; without a layout, the field taken as its dataset's only marked one."""
+    slot = (layout or Layout.of([(field, text)])).slot(field)
+    if slot is None:
+        raise ValueError(f"{field} has no slot in the dataset's watermark layout")
+    return slot
+
+
+@lru_cache(maxsize=4096)
+def _row_state(secret: bytes, recipient: str, dataset: str, block: int) -> PrefixedHmacSm3:
+    return PrefixedHmacSm3(secret, "\x00".join((SCHEME_V2, recipient, dataset, str(block), "")).encode())
+
+
+def row_prf(secret: bytes, recipient: str, dataset: str, row_key: str, block: int = 0) -> bytes:
+    """= HMAC-SM3(secret, SCHEME_V2 ‖ 0 ‖ recipient ‖ 0 ‖ dataset ‖ 0 ‖ block ‖ 0 ‖ row key)."""
+    return _row_state(secret, recipient, dataset, block).digest(row_key.encode())
+
+
+@lru_cache(maxsize=4096)
+def _row_digests(secret: bytes, recipient: str, dataset: str, block: int) -> Callable[[str], bytes]:
+    """`row_prf` for one recipient's dataset, remembering the last row: the shaper calls a row's
+    marked columns one after the other, so the first computes the digest and the others reuse
+    it. The memory is one (row key, digest) tuple, replaced whole (a caller interleaving rows
+    only recomputes; it is never answered another row's digest)."""
+    digest = _row_state(secret, recipient, dataset, block).digest
+    last: list[tuple[str | None, bytes]] = [(None, b"")]
+
+    def of(key: str) -> bytes:
+        seen = last[0]
+        if seen[0] == key:
+            return seen[1]
+        h = digest(key.encode())
+        last[0] = (key, h)
+        return h
+
+    return of
+
+
+# ---------------------------------------------------------------- scheme v1: one digest per cell
 
 
 @lru_cache(maxsize=4096)
 def _keyed(secret: bytes, recipient: str, dataset: str, field: str) -> PrefixedHmacSm3:
-    """The HMAC state for one recipient's column: hashed once, reused for every row."""
-    return PrefixedHmacSm3(secret, "\x00".join((SCHEME, recipient, dataset, field, "")).encode())
+    """The v1 HMAC state for one recipient's column."""
+    return PrefixedHmacSm3(secret, "\x00".join((SCHEME_V1, recipient, dataset, field, "")).encode())
 
 
 def _prf(secret: bytes, recipient: str, dataset: str, field: str, row_key: str) -> bytes:
-    # = HMAC-SM3(secret, SCHEME ‖ 0 ‖ recipient ‖ 0 ‖ dataset ‖ 0 ‖ field ‖ 0 ‖ row key)
+    # = HMAC-SM3(secret, SCHEME_V1 ‖ 0 ‖ recipient ‖ 0 ‖ dataset ‖ 0 ‖ field ‖ 0 ‖ row key)
     return _keyed(secret, recipient, dataset, field).digest(row_key.encode())
 
 
-def _cell(
+def _cell_v1(
     secret: bytes, recipient: str, dataset: str, field: str, row_key: str, gamma: float
 ) -> tuple[int, bool] | None:
     h = _prf(secret, recipient, dataset, field, row_key)
@@ -67,31 +168,78 @@ def _cell(
     return h[4] & 1, bool(h[5] & 1)
 
 
-MAX_RUNS = 10  # text mark positions one PRF output serves (3 of its 32 bytes each)
+def _cell(
+    secret: bytes,
+    recipient: str,
+    dataset: str,
+    field: str,
+    row_key: str,
+    gamma: float,
+    layout: Layout | None,
+    scheme: str,
+) -> tuple[int, bool] | None:
+    """(bit, step up) of a numeric cell, or None when the cell is not marked."""
+    if scheme == SCHEME_V1:
+        return _cell_v1(secret, recipient, dataset, field, row_key, gamma)
+    block, offset = _layout(layout, field, False)
+    h = row_prf(secret, recipient, dataset, row_key, block)
+    if h[offset] >= int(256 * gamma):
+        return None
+    return h[offset + 1] & 1, bool(h[offset + 1] & 2)
 
 
 def run_bits(
-    secret: bytes, recipient: str, dataset: str, field: str, row_key: str, gamma: float = DEFAULT_GAMMA
+    secret: bytes,
+    recipient: str,
+    dataset: str,
+    field: str,
+    row_key: str,
+    gamma: float = DEFAULT_GAMMA,
+    *,
+    layout: Layout | None = None,
+    scheme: str = SCHEME,
 ) -> list[int | None]:
     """The bits of a text cell's first MAX_RUNS mark positions (policies.watermark_text), all from
-    one PRF output: position i is marked when byte 3i, as a fraction of 256, is below γ, and
-    carries bit (byte 3i+1) & 1. One HMAC per cell, however many runs of digits it has."""
-    h = _prf(secret, recipient, dataset, field, row_key)
+    one PRF output. v2: position i is marked when byte offset+2i of the row's digest, as a
+    fraction of 256, is below γ, and carries bit (byte offset+2i+1) & 1. v1: the cell's own
+    digest, bytes 3i and 3i+1."""
     threshold = int(256 * gamma)
-    return [(h[3 * i + 1] & 1) if h[3 * i] < threshold else None for i in range(MAX_RUNS)]
+    if scheme == SCHEME_V1:
+        h = _prf(secret, recipient, dataset, field, row_key)
+        return [(h[3 * i + 1] & 1) if h[3 * i] < threshold else None for i in range(MAX_RUNS)]
+    block, o = _layout(layout, field, True)
+    h = row_prf(secret, recipient, dataset, row_key, block)
+    return [(h[o + 2 * i + 1] & 1) if h[o + 2 * i] < threshold else None for i in range(MAX_RUNS)]
 
 
 def cell_bit(
-    secret: bytes, recipient: str, dataset: str, field: str, row_key: str, gamma: float = DEFAULT_GAMMA
+    secret: bytes,
+    recipient: str,
+    dataset: str,
+    field: str,
+    row_key: str,
+    gamma: float = DEFAULT_GAMMA,
+    *,
+    layout: Layout | None = None,
+    scheme: str = SCHEME,
 ) -> int | None:
     """The bit this cell carries for this recipient, or None when the cell is not marked. A text
-    mark position is named `field#i` (policies.watermark_text.position_field): run i's bit."""
+    mark position is named `field#i` (policies.watermark_text.position_field): run i's bit.
+    v2 needs the dataset's `layout` (without one: the field as its dataset's only marked one);
+    a field the layout does not hold is not marked."""
     name, sep, run = field.partition("#")
+    if scheme != SCHEME_V1 and layout is not None and layout.slot(name) is None:
+        return None
     if sep:
         i = int(run)
-        return run_bits(secret, recipient, dataset, name, row_key, gamma)[i] if i < MAX_RUNS else None
-    hit = _cell(secret, recipient, dataset, field, row_key, gamma)
+        if i >= MAX_RUNS:
+            return None
+        return run_bits(secret, recipient, dataset, name, row_key, gamma, layout=layout, scheme=scheme)[i]
+    hit = _cell(secret, recipient, dataset, field, row_key, gamma, layout, scheme)
     return None if hit is None else hit[0]
+
+
+# ---------------------------------------------------------------- embedding
 
 
 def _as_decimal(value: Any) -> Decimal | None:
@@ -154,11 +302,15 @@ def mark_value(
     field: str,
     row_key: Any,
     gamma: float = DEFAULT_GAMMA,
+    *,
+    layout: Layout | None = None,
+    scheme: str = SCHEME,
 ) -> Any:
-    """The value as delivered to `recipient`: marked if the PRF selects the cell, else as is."""
+    """The value as delivered to `recipient`: marked if the PRF selects the cell, else as is.
+    The reference the planner's `column_marker` is tested against; `layout` as for cell_bit."""
     if value is None or row_key is None:
         return value
-    hit = _cell(secret, recipient, dataset, field, str(row_key), gamma)
+    hit = _cell(secret, recipient, dataset, field, str(row_key), gamma, layout, scheme)
     if hit is None:
         return value
     return embed_bit(value, tolerance, *hit)
@@ -228,17 +380,23 @@ def column_marker(
     field: str,
     gamma: float = DEFAULT_GAMMA,
     then: Callable[[Any], Any] | None = None,
+    *,
+    layout: Layout | None = None,
 ) -> Callable[[Any, Any], Any]:
-    """`mark_value` bound to one recipient's column, for the rows of a delivery, followed by
-    `then` (the planner's stringification) if given: `then(mark_value(value, …))`, the same
-    values (property-tested, and pinned for a fixed key). Per row: a hot row's delivered value
-    is remembered (`_memo`); otherwise one digest of the HMAC state set up once, and a
-    non-negative Decimal on a power-of-ten-sized grid is moved in integer arithmetic — and, when
-    `then` is `str` (a Decimal field's stringification), written out as text directly."""
-    digest = _keyed(secret, recipient, dataset, field).digest
-    threshold = gamma * 2**32
+    """`mark_value` (scheme v2) bound to one recipient's column, for the rows of a delivery,
+    followed by `then` (the planner's stringification) if given: `then(mark_value(value, …))`,
+    the same values (property-tested, and pinned for a fixed key). Per row: a hot row's delivered
+    value is remembered (`_memo`); otherwise the row's digest — computed by the first of the
+    row's marked columns, shared by the others (`_row_digests`) — and a non-negative Decimal on
+    a power-of-ten-sized grid is moved in integer arithmetic and, when `then` is `str` (a Decimal
+    field's stringification), written out as text directly."""
+    block, offset = _layout(layout, field, False)
+    row = _row_digests(secret, recipient, dataset, block)
+    flags = offset + 1
+    threshold = int(256 * gamma)
     column = next(_columns)
     memo = _memo
+    remembered = memo.get
     sign, t_digits, t_exp = tolerance.as_tuple()
     scaled = (
         not sign and isinstance(t_exp, int) and tolerance.is_finite() and tolerance > 0 and len(t_digits) < 12
@@ -246,10 +404,15 @@ def column_marker(
     t_coef = int("".join(map(str, t_digits))) if scaled else 0
     t_int = t_exp if isinstance(t_exp, int) else 0
     as_str = then is str
+    # the commonest case, a Decimal column of the tolerance's own scale (numeric(…, 2) with ± 0.01):
+    # the value is on the grid, its parity that of its last digit, a step one unit changes that
+    # digit alone unless it carries — done on the text (`places`: the tolerance's decimals)
+    places = -t_int if scaled and t_coef == 1 and t_int <= 0 else -1
+    point_at = -places - 1
     # a value of exponent e (e <= 0, from its text): (low, value scale 10^(e-low), tolerance b)
     grids: dict[int, tuple[int, int, int]] = {}
 
-    def fast_text(text: str, bit: int, up: bool) -> str | None:
+    def fast_text(text: str, bit: int, up: int) -> str | None:
         """str(embed_bit(Decimal(text), tolerance, bit, up)) for a plain non-negative decimal
         text, in integers (`_embed_scaled`, then `_decimal_text`); None to take the general way."""
         point = text.find(".")
@@ -281,25 +444,45 @@ def column_marker(
             return value if then is None else then(value)
         kind = type(value)
         seen = str(value) if kind is Decimal else repr(value) if kind is float else value
-        key = str(row_key)
+        key = row_key if row_key.__class__ is str else str(row_key)
         slot = (column, key)
-        hit = memo.get(slot)
+        hit = remembered(slot)
         if hit is not None and hit[0] is kind and hit[1] == seen:
             return hit[2]
-        h = digest(key.encode())
-        if int.from_bytes(h[:4], "big") >= threshold:  # not marked: as stored, stringified
+        h = row(key)
+        if h[offset] >= threshold:  # not marked: as stored, stringified
             out = seen if as_str and kind is Decimal else value if then is None else then(value)
-        elif as_str and scaled and kind is Decimal and (text := fast_text(seen, h[4] & 1, bool(h[5] & 1))):
-            out = text
         else:
-            fast = (
-                _embed_scaled(seen, t_coef, t_int, h[4] & 1, bool(h[5] & 1))
-                if scaled and kind is Decimal
-                else None
-            )
-            out = embed_bit(value, tolerance, h[4] & 1, bool(h[5] & 1)) if fast is None else fast
-            if then is not None:
-                out = then(out)
+            f = h[flags]
+            if (
+                as_str
+                and kind is Decimal
+                and places >= 0
+                and seen.isascii()
+                and (
+                    seen[point_at : point_at + 1] == "." and seen.replace(".", "", 1).isdigit()
+                    if places
+                    else seen.isdigit()
+                )
+            ):
+                last = seen[-1]
+                if ord(last) & 1 == f & 1:  # right parity ("0" is code 48): as it came
+                    out = seen
+                elif f & 2 and last != "9":  # one unit up, no carry
+                    out = seen[:-1] + chr(ord(last) + 1)
+                elif not f & 2 and last != "0":  # one unit down, no borrow
+                    out = seen[:-1] + chr(ord(last) - 1)
+                else:
+                    text = fast_text(seen, f & 1, f & 2)
+                    out = text or str(embed_bit(value, tolerance, f & 1, bool(f & 2)))
+            elif as_str and scaled and kind is Decimal and (text := fast_text(seen, f & 1, f & 2)):
+                out = text
+            else:
+                up = bool(f & 2)
+                fast = _embed_scaled(seen, t_coef, t_int, f & 1, up) if scaled and kind is Decimal else None
+                out = embed_bit(value, tolerance, f & 1, up) if fast is None else fast
+                if then is not None:
+                    out = then(out)
         if len(memo) >= MEMO_CELLS:
             memo.clear()
         memo[slot] = (kind, seen, out)
@@ -346,11 +529,13 @@ class Score:
     matches: int
     p_value: float  # false-match probability for this one recipient
     p_adjusted: float  # times the number of hypotheses tried (Bonferroni), at most 1
+    scheme: str = SCHEME
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "recipient": self.recipient,
             "kid": self.kid,
+            "scheme": self.scheme,
             "marked_cells": self.marked,
             "matching_bits": self.matches,
             "false_match_probability": self.p_value,
@@ -363,8 +548,16 @@ def score(
     recipients: Iterable[str],
     keys: Iterable[MarkKey],
     gamma: float = DEFAULT_GAMMA,
+    *,
+    layouts: Mapping[str, Layout] | None = None,
+    schemes: Mapping[str, Sequence[str]] | None = None,
 ) -> list[Score]:
-    """Every (recipient, key) scored on the observed cells, most likely first.
+    """Every (recipient, key, scheme) scored on the observed cells, most likely first.
+
+    `layouts`: each dataset's v2 layout (from the catalogue; a dataset without one: each field
+    as its only marked one). `schemes`: per key id, the schemes its deliveries were made under
+    (what the audit log records); a key not listed is tried under the current scheme only.
+    Every (recipient, key, scheme) tried counts as a hypothesis in the Bonferroni factor.
 
     Several rows with the same key and field (a person's monthly records) carry the same bit,
     so they are one vote: the majority parity of the group, ties dropped. Counting them
@@ -379,17 +572,32 @@ def score(
         ones = sum(bits)
         if ones * 2 != len(bits):
             votes.append((k, 1 if ones * 2 > len(bits) else 0))
-    pairs = [(r, key) for key in keys for r in recipients]
+    layouts = layouts or {}
+    hypotheses = [
+        (r, key, scheme)
+        for key in keys
+        for scheme in (schemes or {}).get(key.kid, (SCHEME,))
+        for r in recipients
+    ]
     out: list[Score] = []
-    for recipient, key in pairs:
+    for recipient, key, scheme in hypotheses:
         n = m = 0
         for (dataset, field, row_key), seen in votes:
-            bit = cell_bit(key.secret, recipient, dataset, field, row_key, gamma)
+            bit = cell_bit(
+                key.secret,
+                recipient,
+                dataset,
+                field,
+                row_key,
+                gamma,
+                layout=layouts.get(dataset),
+                scheme=scheme,
+            )
             if bit is None:
                 continue
             n += 1
             m += bit == seen
         p = binomial_tail(m, n)
-        out.append(Score(recipient, key.kid, n, m, p, min(1.0, p * max(1, len(pairs)))))
-    out.sort(key=lambda s: (s.p_value, -s.matches, s.recipient))
+        out.append(Score(recipient, key.kid, n, m, p, min(1.0, p * max(1, len(hypotheses))), scheme))
+    out.sort(key=lambda s: (s.p_value, -s.matches, s.recipient, s.scheme))
     return out

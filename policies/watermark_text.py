@@ -2,8 +2,9 @@
 
 A string field declared `watermark: {text: digit_width}` carries its marks in the width of its
 runs of digits: each maximal run of ASCII or full-width digits (`390`, `３９０`) is one mark
-position, and one keyed PRF output (policies.watermark.run_bits) per (recipient, dataset, field,
-row key) decides for each of the first ten runs whether it carries a bit and which: 0 =
+position, and keyed PRF output (policies.watermark.run_bits: scheme v2, 20 bytes of the row's
+digest at the field's slot; v1, the cell's own digest) decides for each of the first ten runs
+whether it carries a bit and which: 0 =
 half-width (ASCII) digits, 1 = full-width (U+FF10–U+FF19); runs past the tenth are never
 marked. A run the PRF does not select is left as stored. The digits themselves never change, so
 NFKC — Unicode's compatibility normalisation, which every address matcher applies — maps every
@@ -24,7 +25,18 @@ import unicodedata
 from collections.abc import Callable
 from typing import Any
 
-from policies.watermark import DEFAULT_GAMMA, MAX_RUNS, MEMO_CELLS, _columns, _keyed, _memo, run_bits
+from policies.watermark import (
+    DEFAULT_GAMMA,
+    MAX_RUNS,
+    MEMO_CELLS,
+    SCHEME,
+    Layout,
+    _columns,
+    _layout,
+    _memo,
+    _row_digests,
+    run_bits,
+)
 
 DIGIT_WIDTH = "digit_width"
 TEXT_SCHEMES = (DIGIT_WIDTH,)
@@ -32,6 +44,7 @@ _RUN = re.compile(r"[0-9０-９]+")  # a run of mixed widths is one run, read as
 _SPLIT = re.compile(r"([0-9０-９]+)")
 _FULL = str.maketrans("0123456789", "０１２３４５６７８９")
 _HALF = str.maketrans("０１２３４５６７８９", "0123456789")
+_WIDE: dict[str, str] = {}  # a short run of digits → its full-width form (text_marker)
 
 
 def position_field(field: str, i: int) -> str:
@@ -52,14 +65,18 @@ def mark_text(
     field: str,
     row_key: Any,
     gamma: float = DEFAULT_GAMMA,
+    *,
+    layout: Layout | None = None,
+    scheme: str = SCHEME,
 ) -> Any:
-    """The string as delivered to `recipient`: each selected digit run in the width of its bit."""
+    """The string as delivered to `recipient`: each selected digit run in the width of its bit.
+    The reference the planner's `text_marker` is tested against; `layout` as for cell_bit."""
     if not isinstance(value, str) or row_key is None:
         return value
     parts = _SPLIT.split(value)  # text, run, text, run, …, text
     if len(parts) == 1:
         return value
-    bits = run_bits(secret, recipient, dataset, field, str(row_key), gamma)  # one HMAC for all runs
+    bits = run_bits(secret, recipient, dataset, field, str(row_key), gamma, layout=layout, scheme=scheme)
     for i, bit in enumerate(bits[: len(parts) // 2]):
         if bit is not None:
             parts[2 * i + 1] = parts[2 * i + 1].translate(_FULL if bit else _HALF)
@@ -85,38 +102,54 @@ def text_marker(
     field: str,
     gamma: float = DEFAULT_GAMMA,
     then: Callable[[Any], Any] | None = None,
+    *,
+    layout: Layout | None = None,
 ) -> Callable[[Any, Any], Any]:
-    """`mark_text` bound to one recipient's column (the HMAC state set up once), followed by
-    `then` if given; the same values. A hot row's delivered string is remembered like a
+    """`mark_text` (scheme v2) bound to one recipient's column, followed by `then` if given; the
+    same values. The row's digest is shared with its other marked columns
+    (policies.watermark `_row_digests`). A hot row's delivered string is remembered like a
     number's (policies.watermark `_memo`: keyed by this marker's column and the row key,
     answered only for the same stored string)."""
-    digest = _keyed(secret, recipient, dataset, field).digest
+    block, offset = _layout(layout, field, True)
+    row = _row_digests(secret, recipient, dataset, block)
     threshold = int(256 * gamma)
     column = next(_columns)
     memo = _memo
+    remembered = memo.get
+    split = _SPLIT.split
+    full = _WIDE
+    end = 2 * MAX_RUNS + 1  # parts past it are runs past the tenth: never marked
 
     def mark(value: Any, row_key: Any) -> Any:
         if not isinstance(value, str) or row_key is None:
             return value if then is None else then(value)
-        key = str(row_key)
+        key = row_key if row_key.__class__ is str else str(row_key)
         slot = (column, key)
-        hit = memo.get(slot)
-        if hit is not None and hit[0] is type(value) and hit[1] == value:
+        hit = remembered(slot)
+        if hit is not None and hit[1] == value and hit[0] is type(value):
             return hit[2]
-        parts = _SPLIT.split(value)
+        parts = split(value)  # text, run, text, run, …, text
+        n = len(parts)
         out = value
-        if len(parts) > 1:
-            h = digest(key.encode())
+        if n > 1:
+            h = row(key)
             changed = False
-            for i in range(min(len(parts) // 2, MAX_RUNS)):
-                if h[3 * i] < threshold:
-                    run = parts[2 * i + 1]
-                    if h[3 * i + 1] & 1:
-                        parts[2 * i + 1] = run.translate(_FULL)
+            o = offset
+            for i in range(1, n if n < end else end, 2):
+                if h[o] < threshold:
+                    run = parts[i]
+                    if h[o + 1] & 1:
+                        wide = full.get(run)
+                        if wide is None:
+                            wide = run.translate(_FULL)
+                            if len(run) <= 4:  # house, floor, room numbers: at most 2 × 11,110 entries
+                                full[run] = wide
+                        parts[i] = wide
                         changed = True
                     elif not run.isascii():  # half-width already: translating would change nothing
-                        parts[2 * i + 1] = run.translate(_HALF)
+                        parts[i] = run.translate(_HALF)
                         changed = True
+                o += 2
             if changed:
                 out = "".join(parts)
         if then is not None:

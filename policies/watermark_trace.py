@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from policies.watermark import Cell, MarkKey, Score, score
+from policies.watermark import Cell, Layout, MarkKey, Score, score
 from policies.watermark_text import normalise, position_field, read_text_bits
 
 KEY_FORMS = {
@@ -53,6 +53,11 @@ class TraceTarget:
     key_field: str
     key_title: str
     fields: tuple[MarkedField, ...]
+
+    def layout(self) -> Layout:
+        """Scheme v2's slots for this dataset: from its marked fields, as the planner's
+        (resolvers.plan.watermark_layout) — the catalogue's, not the leak's columns."""
+        return Layout.of((f.name, f.tolerance is None) for f in self.fields)
 
 
 @dataclass
@@ -233,13 +238,17 @@ def trace(
     recipients: Iterable[str],
     keys: Iterable[MarkKey],
     truth: Mapping[str, Mapping[str, Mapping[str, Sequence[Any]]]] | None = None,
+    schemes: Mapping[str, Sequence[str]] | None = None,
 ) -> tuple[list[Matching], list[Score]]:
-    """Match the leak against every target dataset and score every (recipient, key) over all
-    the cells found; most likely recipient first."""
+    """Match the leak against every target dataset and score every (recipient, key, scheme) over
+    all the cells found; most likely first. `schemes`: per key id, the schemes its deliveries
+    were made under (policies.watermark.score; default the current one)."""
     matchings: list[Matching] = []
     found: list[Cell] = []
+    layouts: dict[str, Layout] = {}
     for t in targets:
         m = match(rows, t, (truth or {}).get(t.dataset))
         matchings.append(m)
         found.extend(cells(rows, t, m))
-    return matchings, score(found, list(recipients), list(keys))
+        layouts[t.dataset] = t.layout()
+    return matchings, score(found, list(recipients), list(keys), layouts=layouts, schemes=schemes)

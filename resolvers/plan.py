@@ -19,7 +19,7 @@ from policies import decisions
 from policies.limits import connection_cost
 from policies.masking import MASKERS
 from policies.model import Action, DatasetAccess, Decision, Tier
-from policies.watermark import column_marker
+from policies.watermark import Layout, column_marker
 from policies.watermark_text import text_marker
 from resolvers import cursor, errors
 from resolvers.context import ExecutionContext, FieldAccess
@@ -218,6 +218,17 @@ def compile_shaper(entries: list[Entry]) -> Callable[[Any], dict[str, Any]]:
 
 def _chain(first: Transform, then: Transform) -> Transform:
     return lambda v: then(first(v))
+
+
+def watermark_layout(ds: DatasetSpec) -> Layout:
+    """The dataset's watermark layout (policies.watermark.Layout): its fields the catalogue
+    declares a mark for (a tolerance: a number; otherwise a text scheme), whatever is asked or
+    allowed — the trace (gateway.watermark_service) derives the same from the catalogue."""
+    return Layout.of(
+        (g.name, g.watermark_tolerance is None)
+        for g in ds.fields
+        if g.watermark_tolerance is not None or g.watermark_text is not None
+    )
 
 
 _STRINGIFY: dict[FieldType, Transform] = {
@@ -577,12 +588,15 @@ class Planner:
             return None
         key_index = plan.column(ds.entity_field)
         secret, recipient, gamma, code, name = wm.key.secret, wm.recipient, wm.gamma, ds.code, f.name
-        # bound to this recipient's column once (the HMAC state), then one digest per row, or
-        # none for a hot row (remembered); the stringification `then` runs inside the marker
+        # Scheme v2: one digest per row, shared by the row's marked columns, each reading its own
+        # slot of it — fixed by the catalogue's marked fields, never by what this query selects.
+        # Bound once per column; per row one digest (the first marked column), or none for a hot
+        # row (remembered); the stringification `then` runs inside the marker.
+        layout = watermark_layout(ds)
         marker = (
-            text_marker(secret, recipient, code, name, gamma, then)  # a keyed choice among equivalent forms
+            text_marker(secret, recipient, code, name, gamma, then, layout=layout)  # equivalent forms
             if tolerance is None
-            else column_marker(tolerance, secret, recipient, code, name, gamma, then)
+            else column_marker(tolerance, secret, recipient, code, name, gamma, then, layout=layout)
         )
         opened = self._opener(ds, ds.field(ds.entity_field))
         if opened is None:

@@ -71,3 +71,18 @@ def test_report_gives_ratios_against_postgraphile_and_the_chain_cost(
     server_us = result["results"][0]["cpu_us_per_request"]["server"]
     assert server_us == pytest.approx(1e6 * 1.5 / 2700, rel=1e-3)
     assert "chain cost" in capsys.readouterr().out
+
+
+def test_row_check_allows_a_watermark_and_nothing_more(bench: ModuleType) -> None:
+    from decimal import Decimal
+
+    stored = {"registeredCapital": Decimal("200"), "registeredAddress": "咸宁路33号8层", "name": "宝鸡"}
+    marked = {"registeredCapital": Decimal("199.99"), "registeredAddress": "咸宁路33号８层", "name": "宝鸡"}
+    assert bench.same_rows([marked], [stored])
+    for key, wrong in [
+        ("registeredCapital", Decimal("199.98")),  # beyond the tolerance
+        ("registeredAddress", "咸宁路34号8层"),  # another address, not another width
+        ("name", "宝鸡市"),
+    ]:
+        assert not bench.same_rows([{**marked, key: wrong}], [stored]), key
+    assert not bench.same_rows([marked], [stored, stored])

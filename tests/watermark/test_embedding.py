@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import math
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from policies.watermark import (
+    SCHEME_V1,
+    SCHEME_V2,
     Cell,
+    Layout,
     MarkKey,
     binomial_tail,
     cell_bit,
@@ -128,21 +132,36 @@ SCALED = st.one_of(
 )
 
 
+LAYOUTS = st.sampled_from(
+    [
+        None,  # the field as its dataset's only marked one
+        Layout.of([("f", False), ("addr", True)]),  # after a text field: bytes 20–21
+        Layout.of([("a", False), ("addr", True), ("f", False), ("g", False)]),
+        Layout.of([("addr", True), ("b", True), ("f", False)]),  # in the second digest
+    ]
+)
+
+
 @settings(max_examples=400)
 @given(
     SCALED,
     TOLERANCES | st.sampled_from([Decimal(10), Decimal("1E+2"), Decimal("0.001")]),
     st.text(max_size=20),
+    LAYOUTS,
 )
-def test_the_column_marker_delivers_what_mark_value_does(value: Decimal | int, t: Decimal, key: str) -> None:
-    """The planner's per-column marker (HMAC state bound once, integer arithmetic, the memo of
-    hot rows, the stringification fused) is mark_value, value for value — asked once (computed)
-    and again (remembered)."""
+def test_the_column_marker_delivers_what_mark_value_does(
+    value: Decimal | int, t: Decimal, key: str, layout: Layout | None
+) -> None:
+    """The planner's per-column marker (the row's digest shared, integer and text arithmetic,
+    the memo of hot rows, the stringification fused) is mark_value, value for value — asked once
+    (computed) and again (remembered) — and never leaves the tolerance."""
     from policies.watermark import column_marker
 
-    expected = mark_value(value, t, SECRET, "hrss", "ds", "f", key)
-    mark = column_marker(t, SECRET, "hrss", "ds", "f")
-    as_text = column_marker(t, SECRET, "hrss", "ds", "f", then=str)
+    expected = mark_value(value, t, SECRET, "hrss", "ds", "f", key, layout=layout)
+    if not isinstance(value, int) or t == t.to_integral_value():  # integers: whole tolerances only
+        assert abs(Decimal(expected) - Decimal(value)) <= t
+    mark = column_marker(t, SECRET, "hrss", "ds", "f", layout=layout)
+    as_text = column_marker(t, SECRET, "hrss", "ds", "f", then=str, layout=layout)
     for _ in range(2):
         assert _same(mark(value, key), expected)
         assert as_text(value, key) == str(expected)
@@ -161,10 +180,17 @@ def test_decimal_text_writes_what_str_of_the_decimal_does(coef: int, exp: int) -
     assert text == expected or (text is None and "E" in expected)
 
 
-# Delivered values for a fixed key, computed by the implementation before the integer path and the
-# memo (commit 5286d3a): the SM3 of every case's line. A change to what is delivered fails here.
+# Delivered values for a fixed key: the SM3 of every case's line. A change to what is delivered
+# fails here. v1 (one digest per cell): computed by the implementation before the integer path and
+# the memo (commit 5286d3a), now reproduced by the reference functions with scheme v1 — what a
+# trace of a v1 delivery recomputes. v2 (one digest per row, the demo's enterprise_registration
+# layout: the address at bytes 0–19, the capital at 20–21): computed when scheme v2 was introduced
+# (every delivered value changed then, by design), by the planner's markers and by the reference.
 PINNED = "afd624d55364b0d862f0725d57066e358f0414429fbd28ee56a1709b2bbacd81"
 PINNED_STRINGIFIED = "c7bc4a49517b8ce7b5891d7f372d8181a9853dfcd23fa420d5997f31d0051b9c"
+PINNED_V2 = "cf9ec3ca9de15d002e61ccf6401c63ef7370cdd87a4ce0a6706f83119eb65fea"
+PINNED_V2_STRINGIFIED = "5f4c3f0fc4b0a8f6b8a0477f43df2bf05e5d01a6126ccf4510715de88db72867"
+ER_LAYOUT = Layout.of([("registered_capital", False), ("registered_address", True)])
 
 
 def _pinned_cases() -> list[tuple[object, Decimal, str]]:
@@ -212,38 +238,131 @@ def _pinned_cases() -> list[tuple[object, Decimal, str]]:
     return out
 
 
-def _pinned_digest(stringify: bool) -> str:
+ADDRESSES = [
+    "陕西省西安市碑林区友谊路390号24层11室",
+    "无数字",
+    "1号",
+    "１２３路45号6-7-8-9-10-11-12-13-14-15",
+    "",
+]
+
+
+def _pinned_digest(stringify: bool, scheme: str = SCHEME_V2) -> str:
+    """The planner's markers (v2), or the reference functions (v1, the trace's side)."""
     from keys.sm3 import sm3_hex
     from policies.watermark import column_marker
-    from policies.watermark_text import text_marker
+    from policies.watermark_text import mark_text, text_marker
 
     lines = []
+    ds, cap, addr = "enterprise_registration", "registered_capital", "registered_address"
     for v, t, k in _pinned_cases():
-        if stringify:
-            o = column_marker(t, SECRET, "hrss", "enterprise_registration", "registered_capital", then=str)(
-                v, k
-            )
+        o: object
+        if scheme == SCHEME_V1:
+            o = mark_value(v, t, SECRET, "hrss", ds, cap, k, scheme=SCHEME_V1)
+            o = str(o) if stringify else o
         else:
-            o = column_marker(t, SECRET, "hrss", "enterprise_registration", "registered_capital")(v, k)
+            then = str if stringify else None
+            o = column_marker(t, SECRET, "hrss", ds, cap, then=then, layout=ER_LAYOUT)(v, k)
+            ref = mark_value(v, t, SECRET, "hrss", ds, cap, k, layout=ER_LAYOUT)
+            assert _same(o, str(ref) if stringify else ref)
         lines.append(f"{type(v).__name__}|{v}|{t}|{k}|{type(o).__name__}|{o}")
-    addresses = [
-        "陕西省西安市碑林区友谊路390号24层11室",
-        "无数字",
-        "1号",
-        "１２３路45号6-7-8-9-10-11-12-13-14-15",
-        "",
-    ]
-    text = text_marker(SECRET, "hrss", "enterprise_registration", "registered_address")
+    text = text_marker(SECRET, "hrss", ds, addr, layout=ER_LAYOUT)
     for i in range(500):
-        a = addresses[i % len(addresses)]
-        lines.append(f"{a}|{text(a, str(i))}")
+        a = ADDRESSES[i % len(ADDRESSES)]
+        if scheme == SCHEME_V1:
+            lines.append(f"{a}|{mark_text(a, SECRET, 'hrss', ds, addr, str(i), scheme=SCHEME_V1)}")
+        else:
+            o = text(a, str(i))
+            assert o == mark_text(a, SECRET, "hrss", ds, addr, str(i), layout=ER_LAYOUT)
+            lines.append(f"{a}|{o}")
     return sm3_hex("\n".join(lines).encode())
 
 
 def test_delivered_values_are_pinned_for_a_fixed_key() -> None:
-    assert _pinned_digest(stringify=False) == PINNED
-    assert _pinned_digest(stringify=True) == PINNED_STRINGIFIED
-    assert _pinned_digest(stringify=False) == PINNED  # again, every answer now from the memo
+    assert _pinned_digest(stringify=False) == PINNED_V2
+    assert _pinned_digest(stringify=True) == PINNED_V2_STRINGIFIED
+    assert _pinned_digest(stringify=False) == PINNED_V2  # again, every answer now from the memo
+
+
+def test_v1_values_are_still_what_v1_delivered() -> None:
+    """What tracing a delivery made under v1 recomputes is what v1 delivered (its pin)."""
+    assert _pinned_digest(stringify=False, scheme=SCHEME_V1) == PINNED
+    assert _pinned_digest(stringify=True, scheme=SCHEME_V1) == PINNED_STRINGIFIED
+
+
+def test_a_column_is_marked_the_same_whatever_else_the_row_asks_for() -> None:
+    """The slot of a field comes from the catalogue's layout, never from the query: the capital
+    asked alone, with the address, or after it, rows interleaved or not, gets the same values;
+    so does the address."""
+    from policies.watermark import column_marker
+    from policies.watermark_text import text_marker
+
+    ds, t = "enterprise_registration", Decimal("0.01")
+    keys = [f"9161{i:014d}" for i in range(400)]
+    v, a = Decimal("1234.56"), ADDRESSES[0]
+
+    def cap() -> Any:
+        return column_marker(t, SECRET, "hrss", ds, "registered_capital", then=str, layout=ER_LAYOUT)
+
+    def addr() -> Any:
+        return text_marker(SECRET, "hrss", ds, "registered_address", layout=ER_LAYOUT)
+
+    alone_c, alone_a = cap(), addr()
+    capital = [alone_c(v, k) for k in keys]
+    address = [alone_a(a, k) for k in keys]
+    both_c, both_a = cap(), addr()
+    assert [(both_c(v, k), both_a(a, k)) for k in keys] == list(zip(capital, address, strict=True))
+    other_c, other_a = cap(), addr()
+    assert [(other_a(a, k), other_c(v, k)) for k in keys] == list(zip(address, capital, strict=True))
+    mixed_c, mixed_a = cap(), addr()  # one response's rows interleaved with another's
+    for i, k in enumerate(keys):
+        assert mixed_a(a, keys[-1 - i]) == address[-1 - i]
+        assert mixed_c(v, k) == capital[i]
+    reference = [
+        str(mark_value(v, t, SECRET, "hrss", ds, "registered_capital", k, layout=ER_LAYOUT)) for k in keys
+    ]
+    assert capital == reference and len(set(capital)) > 1
+
+
+def test_a_rows_fields_carry_independent_bits() -> None:
+    """Disjoint bytes of one digest: the capital's selection and bit, and each digit run's, are
+    independent — every joint pattern about as frequent as chance says (else one row's fields
+    would be one vote counted twice)."""
+    from collections import Counter
+
+    n = 8000
+    joint: Counter[tuple[int | None, ...]] = Counter()
+    for i in range(n):
+        k = f"9161{i:014d}"
+        bits = tuple(
+            cell_bit(SECRET, "hrss", "enterprise_registration", f, k, layout=ER_LAYOUT)
+            for f in ("registered_capital", "registered_address#0", "registered_address#1")
+        )
+        joint[bits] += 1
+    assert len(joint) == 27  # every pattern of (not marked, 0, 1)³ occurs
+    for pattern, count in joint.items():
+        p = 1.0  # γ = ½: not marked ½, bit 0 ¼, bit 1 ¼, independently
+        for b in pattern:
+            p *= 0.5 if b is None else 0.25
+        assert abs(count - n * p) < 5 * math.sqrt(n * p), (pattern, count, n * p)
+
+
+def test_v1_deliveries_are_traced_under_v1_and_name_their_recipient() -> None:
+    """A leak of a delivery made under v1 (its audit event says so) is scored under v1 and names
+    its recipient; scored under v2 alone it names no one (its marks are not v2's)."""
+    key = MarkKey("k1", SECRET)
+    t = Decimal("0.01")
+    cells = []
+    for i in range(300):
+        rk = f"9161{i:014d}"
+        v = mark_value(Decimal("500.00"), t, SECRET, "hrss", "ds", "f", rk, scheme=SCHEME_V1)
+        cells.append(Cell("ds", "f", rk, str(v), t))
+    both = score(cells, ["hrss", "samr", "tax"], [key], schemes={"k1": [SCHEME_V2, SCHEME_V1]})
+    assert (both[0].recipient, both[0].scheme) == ("hrss", SCHEME_V1)
+    assert both[0].p_adjusted < 1e-20 and len(both) == 6
+    assert all(s.p_adjusted > 1e-6 for s in both[1:])
+    v2_only = score(cells, ["hrss", "samr", "tax"], [key])
+    assert all(s.p_adjusted > 1e-6 for s in v2_only) and {s.scheme for s in v2_only} == {SCHEME_V2}
 
 
 def test_the_memo_tells_apart_values_that_compare_equal() -> None:
