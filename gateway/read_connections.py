@@ -10,8 +10,8 @@ request borrows one as a plain asyncpg connection: no greenlet, no SQLAlchemy on
 - At most `hold` are kept (the gateway: half of what the audit writer leaves of the pool), so the
   rest of the gateway (identity, registry) always finds connections in the pool; a request that
   finds none of the kept ones idle and `hold` already reached checks one out of the pool as before.
-- A read that raises (a statement error, a dropped connection, a cancelled request) gives its
-  connection back to the pool, whose reset rolls back or discards it, instead of keeping it.
+- A read that raises (a statement error, a dropped connection, a cancelled request) closes its
+  connection for good (the pool opens a fresh one when next asked) instead of keeping it.
 - A kept connection idle for `IDLE_RECYCLE` seconds goes back to the pool before use (the
   server may have closed it), as the audit writer's does.
 - SQLite (and any other driver) reads through `engine.connect()` per request, unchanged.
@@ -53,7 +53,7 @@ class ReadConnections:
         try:
             yield reader
         except BaseException:
-            await self._give_back(conn)
+            await self._give_back(conn, discard=True)
             raise
         if self._closed:
             await self._give_back(conn)
@@ -64,9 +64,12 @@ class ReadConnections:
         now = asyncio.get_running_loop().time()
         while self._idle:
             conn, reader, used = self._idle.pop()
-            if now - used <= self.IDLE_RECYCLE:
+            if reader.driver.is_closed():  # its socket went while it was kept
+                await self._give_back(conn, discard=True)
+            elif now - used <= self.IDLE_RECYCLE:
                 return conn, reader
-            await self._give_back(conn)
+            else:
+                await self._give_back(conn)
         if self._held >= self._hold or self._closed:
             return None
         self._held += 1
@@ -80,10 +83,19 @@ class ReadConnections:
         except BaseException:
             await self._give_back(conn)
             raise
+        if raw.is_closed():
+            # cut while it sat in the pool (the pool does not ping): this request reads through
+            # the pool as before, which hands out or opens another
+            await self._give_back(conn, discard=True)
+            return None
         return conn, DriverConnection(self._engine.dialect, raw)
 
-    async def _give_back(self, conn: AsyncConnection) -> None:
+    async def _give_back(self, conn: AsyncConnection, *, discard: bool = False) -> None:
         self._held -= 1
+        if discard:
+            # the read failed or was cancelled: the connection may be cut (a pooled asyncpg
+            # connection whose socket died goes back to the pool looking healthy) or mid-statement
+            await conn.invalidate()
         await conn.close()
 
     async def aclose(self) -> None:

@@ -52,6 +52,14 @@ def test_reads_keep_connections_and_give_back_broken_ones(demo_env: DemoEnv) -> 
                 assert isinstance(fresh, DriverConnection) and fresh is not first
             assert engine.pool.checkedout() == 1
 
+            # its socket gone while kept: discarded, never lent
+            await fresh.driver.close()
+            async with reads.connect() as replaced:
+                assert isinstance(replaced, DriverConnection) and replaced is not fresh
+                assert not replaced.driver.is_closed()
+            assert engine.pool.checkedout() == 1
+            fresh = replaced
+
             # idle too long: back to the pool before use, a fresh checkout instead
             reads.IDLE_RECYCLE = 0.0
             await asyncio.sleep(0.01)
