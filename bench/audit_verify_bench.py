@@ -8,11 +8,16 @@ id, a person behind the token for a third of them): realistic `detail` sizes.
 
     .venv/bin/python bench/audit_verify_bench.py                        # 2,000,000 events
     .venv/bin/python bench/audit_verify_bench.py --events 200000 --reuse
+    git archive main | tar -x -C /tmp/main-tree     # then, the same data, code of main vs this one:
+    .venv/bin/python bench/audit_verify_bench.py --events 1000000 --reuse --before-tree /tmp/main-tree
 
 For each verifier: events/s (wall) and CPU µs per event, the verifier's own processes (parent and
 workers) and, separately, the PostgreSQL backends serving it (from /proc), since on a shared
 machine the wall rate says as much about the neighbours as about the code. Each is run --rounds
-times in alternation; the best wall time of each is reported."""
+times in alternation; the best wall time of each is reported. With --before-tree, then also one
+range walked in this process by that checkout's `verify_range` and by this one's, alternating on one
+connection: CPU µs per event of this process and of its backend (the per-event code's cost alone,
+which the worker processes' figures above mix with process start-up and the neighbours)."""
 
 from __future__ import annotations
 
@@ -267,6 +272,61 @@ async def measure(url: str, rounds: int) -> dict[str, list[dict[str, Any]]]:
     return results
 
 
+# -- one range in this process: another tree's verify_ranges against this one's -----------------
+
+
+def _load_ranges(tree: Path) -> Any:
+    """gateway/audit/verify_ranges.py of another checkout (e.g. `git archive main | tar -x -C DIR`),
+    as a module of its own: its walk, against this database."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "before_verify_ranges", tree / "gateway/audit/verify_ranges.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _backend_cpu(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def one_range(url: str, tree: Path, events: int, rounds: int) -> dict[str, list[tuple[float, float]]]:
+    """`verify_range` over seq 1..events in this process, the other tree's and this one's in
+    alternation, on one connection (one backend): CPU µs per event of this process and of the
+    backend. The same data, cache and neighbours for both, so the difference is the code's."""
+    import gc
+
+    from gateway.audit import verify_ranges
+
+    walks = {"before (--before-tree)": _load_ranges(tree), "now": verify_ranges}
+    out: dict[str, list[tuple[float, float]]] = {name: [] for name in walks}
+    conn = await asyncpg.connect(url)
+    gc.disable()  # as in a worker process
+    try:
+        pid = await conn.fetchval("SELECT pg_backend_pid()")
+        for _ in range(rounds):
+            for name, module in walks.items():
+                async with conn.transaction(isolation="repeatable_read", readonly=True):
+                    b0, c0 = _backend_cpu(pid), time.process_time()
+                    r = await module.verify_range(conn, 0, events, 1, GENESIS_HASH, None)
+                    cpu, backend = time.process_time() - c0, _backend_cpu(pid) - b0
+                if r.bad_seq is not None or r.checked != events:
+                    raise RuntimeError(f"{name}: the filled chain does not verify: {r}")
+                out[name].append((cpu / events * 1e6, backend / events * 1e6))
+                us, pg = out[name][-1]
+                log(f"one range, {name}: {us:.2f} µs verifier + {pg:.2f} µs PostgreSQL")
+    finally:
+        gc.enable()
+        await conn.close()
+    return out
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--database-url", default=DEFAULT_URL)
@@ -274,6 +334,11 @@ def main() -> int:
     p.add_argument("--reuse", action="store_true", help="keep the database if it holds --events events")
     p.add_argument("--fill-only", action="store_true")
     p.add_argument("--rounds", type=int, default=1, help="each verifier this many times, alternating")
+    p.add_argument(
+        "--before-tree",
+        type=Path,
+        help="also time one range in this process with this checkout's verify_ranges against this one's",
+    )
     args = p.parse_args()
     if not (args.reuse and count_events(args.database_url) == args.events):
         create_database(args.database_url)
@@ -312,7 +377,15 @@ def main() -> int:
         "loadavg_before": load_before,
         "loadavg_after": os.getloadavg(),
     }
-    doc = {"meta": meta, "runs": results}
+    doc: dict[str, Any] = {"meta": meta, "runs": results}
+    if args.before_tree:
+        rounds = max(args.rounds, 3)
+        ranges = asyncio.run(one_range(args.database_url, args.before_tree, args.events, rounds))
+        print(f"  one range in this process, {args.events:,} events, best of {rounds} (CPU µs/event):")
+        for name, runs in ranges.items():
+            cpu, backend = min(runs, key=sum)
+            print(f"  {name:27s} verifier {cpu:6.2f}  PostgreSQL {backend:5.2f}  total {cpu + backend:6.2f}")
+        doc["one_range"] = ranges
     (out / f"audit-verify-{args.events}.json").write_text(json.dumps(doc, indent=2))
     return 0
 

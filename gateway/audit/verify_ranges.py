@@ -8,12 +8,18 @@ tenths of a second.
 **Per event.** PostgreSQL hands back the columns in the canonical JSON's (sorted) key order, the
 time already written as the chain writes it (`to_char(occurred_at AT TIME ZONE 'UTC', …)`, the
 microseconds always six digits); the canonical bytes are then `orjson.dumps` of the row zipped with
-those keys (the NULL extension columns left out, latency rounded to 3 decimals): no sort, no
-per-column Python. When SM3 of these bytes is not the stored hash, the row is read again whole and
-hashed by `gateway.audit.chain.event_hash`, the writer's own function, which decides: the fast bytes
-can only cause a second look, never hide a change. (If SM3 of the fast bytes equals the stored
-hash, they *are* the bytes the writer hashed; they are a valid JSON encoding of this row's values,
-which decodes to one row only, so the row is the one that was hashed.)
+those keys, the NULL extension columns left out by position: no sort, no per-column Python.
+latency_ms goes in as stored, without round(): PostgreSQL hands back the stored hash only when
+the latency is its own round(x, 3) (and the time one Python holds), else NULL (see _FAST_HASH).
+When SM3 of these bytes is not that hash, the row is read again whole and hashed by
+`gateway.audit.chain.event_hash`, the writer's own function, which decides: the fast bytes can only
+cause a second look, never hide a change. (If SM3 of the fast bytes equals the stored hash, they
+*are* the bytes the writer hashed; they are a valid JSON encoding of this row's values, which
+decodes to one row only, so the row is the one that was hashed.)
+
+Measured (bench/README.md, 2026-12-03): building the canonical bytes in SQL instead
+(`to_json` per column, `concat`) cost PostgreSQL more (~5-7 µs per event) than it saved here
+(~3 µs), so the bytes stay built here.
 
 **Ranges.** A range (lo, hi] is checked as the serial walk would from its first row, except that
 the first row's prev_hash is only recorded when the hash before the range is not known (a worker
@@ -45,12 +51,26 @@ TABLE = "audit_event"
 # The hashed columns in the canonical JSON's key order (orjson sorts the writer's dict the same way).
 FAST_KEYS: tuple[str, ...] = tuple(sorted((*HASHED_COLUMNS, *EXTENSION_COLUMNS)))
 _CANONICAL_TIME = """to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
+# The stored hash, or NULL (a second look) for a row whose latency may not be its own round(x, 3)
+# or whose time Python's datetime cannot hold: the walk hashes latency_ms as it is, without
+# round(). The check: x = round(x * 1000) / 1000 in float8 (|x| < 1e15 first, so the product
+# cannot overflow, which would be an error; NaN and infinities fail it). When it holds, x is the
+# double nearest d = n / 1000 (n an integer), and for such an x Python's correctly rounded
+# round(x, 3) is x: below 2**43, half an ulp of x is under 0.0005, so d is also the 3-decimal
+# number nearest x's exact value; above, x's ulp exceeds 0.001 and the 3-decimal number nearest x
+# reads back as x. tests/audit/test_verify_fast.py holds edge cases.
+_FAST_HASH = (
+    "CASE WHEN abs(latency_ms) < 1e15 THEN CASE WHEN latency_ms = round(latency_ms * 1000) / 1000"
+    " AND occurred_at >= '0001-01-01 00:00:00+00' AND occurred_at < '10000-01-01 00:00:00+00'"
+    " THEN hash END END"
+)
 _SELECT = ", ".join(_CANONICAL_TIME if k == "occurred_at" else k for k in FAST_KEYS)
-RANGE_PAGE = f"SELECT {_SELECT}, hash FROM {TABLE} WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3"  # noqa: S608
+RANGE_PAGE = f"SELECT {_SELECT}, {_FAST_HASH} FROM {TABLE} WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3"  # noqa: S608
 # What the writer's own function needs, for the second look at one row.
 VERIFY_COLUMNS: tuple[str, ...] = (*HASHED_COLUMNS, *EXTENSION_COLUMNS, "hash")
 ONE_ROW = f"SELECT {', '.join(VERIFY_COLUMNS)} FROM {TABLE} WHERE seq = $1"  # noqa: S608
 _SEQ, _PREV, _HASH = FAST_KEYS.index("seq"), FAST_KEYS.index("prev_hash"), len(FAST_KEYS)
+_EXTENSIONS = tuple((FAST_KEYS.index(name), name) for name in EXTENSION_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -86,10 +106,11 @@ def link_mismatch(seq: int, pruned: int | None) -> str:
     return f"seq {seq}: prev_hash does not match the hash of {link}"
 
 
-async def _rehash_ok(raw: asyncpg.Connection, seq: int) -> bool:
-    """The second look: the whole row through the writer's own canonical form."""
+async def _second_look(raw: asyncpg.Connection, seq: int) -> str | None:
+    """The whole row through the writer's own canonical form: its stored hash when that is the
+    hash of its content, else None."""
     row = await raw.fetchrow(ONE_ROW, seq)
-    return row is not None and event_hash(row) == row["hash"]
+    return row["hash"] if row is not None and event_hash(row) == row["hash"] else None
 
 
 async def verify_range(
@@ -104,15 +125,18 @@ async def verify_range(
     """Walk the events lo < seq <= hi in seq order on `raw` (inside the caller's snapshot), the
     next page in flight while one is hashed. `expected` is the first seq due; `prev` the hash the
     first event must link to, None when not known here (its prev_hash is then left to `join`)."""
-    dumps, keys, ext = orjson.dumps, FAST_KEYS, EXTENSION_COLUMNS
+    if pruned is not None and expected <= pruned:
+        raise ValueError(f"the first seq due ({expected}) is in the pruned range (through {pruned})")
+    dumps, keys = orjson.dumps, FAST_KEYS
+    (i0, k0), (i1, k1), (i2, k2), (i3, k3) = _EXTENSIONS
     proto = hashlib_hasher()  # None without SM3 in hashlib: then all through sm3_hex (cryptography's)
-    checked, linked = 0, prev is not None
+    start, linked = expected, prev is not None
     first_seq: int | None = None
     first_prev: str | None = None
-    last: Any = None
 
     def result(bad_seq: int | None = None, reason: str | None = None) -> RangeResult:
-        last_seq, last_hash = (last[_SEQ], last[_HASH]) if last is not None else (None, None)
+        checked = expected - start  # each row held moved `expected` on by one and `prev` to its hash
+        last_seq, last_hash = (expected - 1, prev) if checked else (None, None)
         return RangeResult(checked, first_seq, first_prev, last_seq, last_hash, bad_seq, reason, linked)
 
     pending: asyncio.Future[list[Any]] | None = asyncio.ensure_future(raw.fetch(RANGE_PAGE, lo, hi, page))
@@ -122,19 +146,23 @@ async def verify_range(
             pending = None
             if len(rows) == page:  # more may follow: ask for them before hashing these
                 pending = asyncio.ensure_future(raw.fetch(RANGE_PAGE, rows[-1][_SEQ], hi, page))
+            if rows and first_seq is None:
+                first_seq, first_prev = rows[0][_SEQ], rows[0][_PREV]
             for row in rows:
                 seq = row[_SEQ]
-                if first_seq is None:
-                    first_seq, first_prev = seq, row[_PREV]
-                if pruned is not None and seq <= pruned:
-                    return result(seq, pruned_remains(seq, pruned))
-                if seq != expected:
+                if seq != expected:  # expected > pruned (above), so an expected seq is not a pruned one
+                    if pruned is not None and seq <= pruned:
+                        return result(seq, pruned_remains(seq, pruned))
                     return result(expected, missing(expected, seq))
                 doc = dict(zip(keys, row, strict=False))  # the row's last column is the stored hash
-                doc["latency_ms"] = round(doc["latency_ms"], 3)
-                for name in ext:
-                    if doc[name] is None:
-                        del doc[name]
+                if row[i0] is None:  # NULL extension columns are not hashed
+                    del doc[k0]
+                if row[i1] is None:
+                    del doc[k1]
+                if row[i2] is None:
+                    del doc[k2]
+                if row[i3] is None:
+                    del doc[k3]
                 data = dumps(doc)
                 if proto is not None and len(data) <= GIL_SLICE:  # longer: sm3_hex slices them
                     hasher = proto.copy()
@@ -142,12 +170,12 @@ async def verify_range(
                     digest = hasher.hexdigest()
                 else:
                     digest = sm3_hex(data)
-                if digest != row[_HASH] and not await _rehash_ok(raw, seq):
+                stored = row[_HASH]  # NULL when PostgreSQL could not vouch for the latency or time
+                if digest != stored and (stored := await _second_look(raw, seq)) is None:
                     return result(seq, content_mismatch(seq))
                 if prev is not None and row[_PREV] != prev:
                     return result(seq, link_mismatch(seq, pruned))
-                checked += 1
-                prev, last = row[_HASH], row
+                prev = stored
                 expected += 1
     finally:
         if pending is not None:  # stopped early (a break found): let the driver finish its query
