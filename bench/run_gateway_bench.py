@@ -310,6 +310,13 @@ def shuqiao_source(args: argparse.Namespace, tmp: Path) -> str:
             ["git", *cmd], cwd=REPO, capture_output=True, text=True, check=True
         ).stdout.strip()
 
+    if args.baseline_rev:  # with --shuqiao-rev too
+        base = git("rev-parse", "--short", args.baseline_rev)
+        args.baseline_src = tmp / f"baseline-{base}"
+        args.baseline_src.mkdir()
+        archive = subprocess.run(["git", "archive", base], cwd=REPO, capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(args.baseline_src)], input=archive, check=True)
+        log(f"baseline: Shuqiao at {base} (exported to {args.baseline_src}), as base-open and base-share")
     if args.shuqiao_rev:
         rev = git("rev-parse", "--short", args.shuqiao_rev)
         args.shuqiao_src = tmp / f"shuqiao-{rev}"
@@ -319,13 +326,6 @@ def shuqiao_source(args: argparse.Namespace, tmp: Path) -> str:
         log(f"measuring Shuqiao at {rev} (exported to {args.shuqiao_src})")
         return f"git {rev}"
     args.shuqiao_src = REPO
-    if args.baseline_rev:
-        base = git("rev-parse", "--short", args.baseline_rev)
-        args.baseline_src = tmp / f"baseline-{base}"
-        args.baseline_src.mkdir()
-        archive = subprocess.run(["git", "archive", base], cwd=REPO, capture_output=True, check=True).stdout
-        subprocess.run(["tar", "-x", "-C", str(args.baseline_src)], input=archive, check=True)
-        log(f"baseline: Shuqiao at {base} (exported to {args.baseline_src}), as base-open and base-share")
     dirty = git(
         "status",
         "--porcelain",

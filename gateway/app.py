@@ -56,6 +56,7 @@ from gateway.portal.search import SearchEndpoint
 from gateway.portal.stats_http import StatsEndpoints
 from gateway.portal.usage import UsageRollupTask, counted_through
 from gateway.problems import Problem, problem_response
+from gateway.read_connections import ReadConnections
 from gateway.registry import SchemaRegistry
 from gateway.request_log import RequestLogMiddleware, log_line
 from gateway.secrets import SecretHasher, load_master_key
@@ -115,6 +116,9 @@ def build_state(settings: Settings, access_log: AccessLog | None = None) -> Gate
         access_log=access_log,
         signer=ResponseSigner(open_signing_store(settings.var_dir)),
         department_keys=DepartmentKeyDirectory(engine, settings.catalogue_poll_seconds),
+        # at most half of what the audit writer leaves, so identity, the registry and requests
+        # that find none of the kept ones idle always find one in the pool (a pool of 2: none kept)
+        reads=ReadConnections(engine, hold=(settings.db_pool_size - 1) // 2),
     )
 
 
@@ -267,6 +271,8 @@ def create_app(settings: Settings | None = None, *, state: GatewayState | None =
         close = getattr(state.access_log, "aclose", None)
         if close is not None:
             await close()
+        if state.reads is not None:
+            await state.reads.aclose()
         metrics.unwatch_pool(state.engine)
         await state.engine.dispose()
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -27,6 +28,7 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 STATE_KEY = "client_address"
 
 
+@lru_cache(maxsize=4096)  # the same few peers and proxies ask again and again (ipaddress parses slowly)
 def normalise_address(raw: str | None) -> str | None:
     if raw is None:
         return None

@@ -262,7 +262,8 @@ class GraphQLEndpoint:
             pool=registry.keyring,
             watermark=self.state.watermark_for(principal),
         )
-        async with self.state.engine.connect() as conn:
+        reads = self.state.reads
+        async with reads.connect() if reads is not None else self.state.engine.connect() as conn:
             outcome = await run(
                 built.tier, query, variables, op_name, ctx, conn, cache=built.documents, plans=built.plans
             )

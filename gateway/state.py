@@ -13,6 +13,7 @@ from gateway.crypto.signing import ResponseSigner
 from gateway.identity.apikeys import ApiKeyVerifier
 from gateway.identity.service import Identity
 from gateway.identity.tokens import TokenService
+from gateway.read_connections import ReadConnections
 from gateway.registry import SchemaRegistry
 from gateway.secrets import SecretHasher
 from gateway.settings import Settings
@@ -31,6 +32,7 @@ class GatewayState:
     identity: Identity | None = None  # OAuth server, resource-server checks, rate limits
     signer: ResponseSigner | None = None
     department_keys: DepartmentKeyDirectory | None = None
+    reads: ReadConnections | None = None  # the GraphQL tiers' (None: engine.connect() per request)
 
     def encryptor_for(self, principal: Principal) -> Encryptor | None:
         """Encrypts to the consuming department's active registered SM2 key (gateway.crypto);

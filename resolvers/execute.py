@@ -16,7 +16,6 @@ from typing import Any, cast
 import orjson
 from graphql import ExecutionResult, FragmentDefinitionNode, OperationDefinitionNode, OperationType, execute
 from graphql.execution.values import get_variable_values
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from catalogue.protection import BLIND_SUFFIX
 from resolvers import cursor, errors
@@ -36,7 +35,7 @@ from resolvers.plan import (
     forbidden_dataset,
 )
 from resolvers.selection import collect, subselection
-from resolvers.sql import connection_statement, count_statement, entity_statement, fetch_all
+from resolvers.sql import Reader, connection_statement, count_statement, entity_statement, fetch_all
 from schema.build import TierSchema
 
 INTROSPECTION_ROOTS = frozenset({"__schema", "__type"})
@@ -109,7 +108,7 @@ async def run(
     variables: dict[str, Any] | None,
     operation_name: str | None,
     ctx: ExecutionContext,
-    conn: AsyncConnection,
+    conn: Reader,
     *,
     cache: Any,
     plans: PlanCache | None = None,
@@ -238,9 +237,7 @@ def _plan(
     return OperationPlan(op_name, document, coerced, plans, dict(ctx.accesses), valid_until)
 
 
-async def _execute(
-    tier: TierSchema, planned: OperationPlan, ctx: ExecutionContext, conn: AsyncConnection
-) -> Outcome:
+async def _execute(tier: TierSchema, planned: OperationPlan, ctx: ExecutionContext, conn: Reader) -> Outcome:
     plans = planned.plans
     op_name = planned.op_name
     data: dict[str, Any] = {}
@@ -272,7 +269,7 @@ async def _execute(
 async def _connection(
     plan: ConnectionPlan,
     ctx: ExecutionContext,
-    conn: AsyncConnection,
+    conn: Reader,
     errs: list[dict[str, Any]],
 ) -> dict[str, Any] | None:
     if not plan.access.allowed:
@@ -398,7 +395,7 @@ async def _links(
     nodes: list[dict[str, Any]],
     row_errs: list[Errors],
     ctx: ExecutionContext,
-    conn: AsyncConnection,
+    conn: Reader,
 ) -> None:
     for entry in plan.links:
         key_of = entry.transform or (lambda v: v)  # encrypted reference columns are decrypted first
@@ -412,7 +409,7 @@ async def _links(
 
 
 async def _entities(
-    plan: EntityPlan, keys: list[str], ctx: ExecutionContext, conn: AsyncConnection
+    plan: EntityPlan, keys: list[str], ctx: ExecutionContext, conn: Reader
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Errors]]:
     """Entity objects for many keys, one statement per dataset the selection asks for;
     errors per key with paths relative to the entity object."""
@@ -461,7 +458,7 @@ async def _entities(
 
 
 async def _lookup(
-    plan: EntityLookupPlan, ctx: ExecutionContext, conn: AsyncConnection, errs: list[dict[str, Any]]
+    plan: EntityLookupPlan, ctx: ExecutionContext, conn: Reader, errs: list[dict[str, Any]]
 ) -> dict[str, Any] | None:
     entities, key_errs = await _entities(plan.entity, [plan.value], ctx, conn)
     for e in key_errs.get(plan.value, ()):
@@ -470,7 +467,7 @@ async def _lookup(
 
 
 async def _representations(
-    plan: RepresentationsPlan, ctx: ExecutionContext, conn: AsyncConnection, errs: list[dict[str, Any]]
+    plan: RepresentationsPlan, ctx: ExecutionContext, conn: Reader, errs: list[dict[str, Any]]
 ) -> list[dict[str, Any] | None]:
     """Apollo Federation `_entities`: one object per representation, in order, each read under
     the caller's own policies exactly as `legalEntity(creditCode:)` / `person(idNumber:)` are;

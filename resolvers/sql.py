@@ -4,11 +4,13 @@ and keyset pagination all in the database, every value a bound parameter."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 from weakref import WeakKeyDictionary
 
 from sqlalchemy import ColumnElement, Select, Table, and_, false, func, or_, select, true
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from catalogue.pool import ROW_ID, pool_table
@@ -124,7 +126,20 @@ def entity_statement(plan: EntityDatasetPlan, keys: list[str]) -> Select:
     )
 
 
-async def fetch_all(conn: AsyncConnection, statement: Select) -> Sequence[Any]:
+@dataclass(frozen=True, slots=True)
+class DriverConnection:
+    """A PostgreSQL connection lent as asyncpg's own (`driver`) with the engine's `dialect` (to
+    compile statements for it), without SQLAlchemy's `AsyncConnection` around it: the gateway
+    keeps a few of these between requests (gateway.read_connections)."""
+
+    dialect: Dialect
+    driver: Any  # asyncpg.Connection
+
+
+Reader = AsyncConnection | DriverConnection  # what the executor reads through
+
+
+async def fetch_all(conn: Reader, statement: Select) -> Sequence[Any]:
     """Rows as index-addressable tuples.
 
     The statement (built and compiled by SQLAlchemy Core) runs on the driver connection
@@ -132,6 +147,13 @@ async def fetch_all(conn: AsyncConnection, statement: Select) -> Sequence[Any]:
     page and asyncpg already returns native Python values; on SQLite each of SQLAlchemy's
     cursor calls is a hop to aiosqlite's thread. Compiled SQL is memoised per statement
     object, and plans (with their statements) are cached."""
+    if type(conn) is DriverConnection:
+        compiled = _compiled.get(statement, _UNSEEN)
+        if compiled is _UNSEEN:
+            compiled = _compiled[statement] = _compile(statement, conn)
+        assert compiled is not None  # PostgreSQL always compiles
+        return await conn.driver.fetch(compiled[0], *compiled[1])
+    assert isinstance(conn, AsyncConnection)
     name = conn.dialect.name
     if name not in ("postgresql", "sqlite") or conn.dialect.driver not in ("asyncpg", "aiosqlite"):
         return (await conn.execute(statement)).all()
@@ -156,9 +178,10 @@ async def fetch_all(conn: AsyncConnection, statement: Select) -> Sequence[Any]:
 
 
 _DRIVER_NATIVE = (str, int, float, bytes, type(None))
+_UNSEEN: Any = object()
 
 
-def _compile(statement: Select, conn: AsyncConnection) -> tuple[str, list[Any], list[Any] | None] | None:
+def _compile(statement: Select, conn: Reader) -> tuple[str, list[Any], list[Any] | None] | None:
     """(SQL, positional parameters, per-column result processors or None); None when the raw
     path does not apply (a SQLite parameter that would need SQLAlchemy's bind processing)."""
     c = statement.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})

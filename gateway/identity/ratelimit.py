@@ -11,10 +11,10 @@ headers (draft-ietf-httpapi-ratelimit-headers) and, when refused, Retry-After.""
 
 from __future__ import annotations
 
-import bisect
 import logging
 import math
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import cast
@@ -48,43 +48,99 @@ def _parsed(rate: str) -> RateLimitItem:
     return parse(rate)
 
 
-class InProcessStorage(MemoryStorage):
-    """The `limits` library's in-process storage with its clean-up made cheap.
+class _Window(deque[float]):
+    """One key's moving window: the times of its counted hits, oldest first."""
 
-    The library sweeps expired entries in a task scheduled again as soon as the last one ended
-    (in practice once per hit), and that sweep visits every key with one `asyncio.to_thread` hop
-    each: under load a thread hand-off per request, and one per client address with many
-    clients (it was ~15 % of an open-tier lookup's CPU). Here the sweep runs at most once per
-    SWEEP_SECONDS, inline on the loop (no await inside, so no lock is needed). Limits are
-    decided exactly as before: a hit and the window's stats look only at timestamps, never at
-    whether the sweep has run; the sweep only frees memory."""
+    __slots__ = ("seconds",)
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+
+    def prune(self, now: float) -> None:
+        """Forget hits older than the window (a hit exactly `seconds` ago still counts against a
+        new hit, as in `limits`)."""
+        cutoff = now - self.seconds
+        while self and self[0] < cutoff:
+            self.popleft()
+
+
+class InProcessStorage(MemoryStorage):
+    """The `limits` library's in-process storage with a cheaper moving window.
+
+    The library keeps a key's moving window as a list of entry objects, newest first, and records a
+    hit by inserting at the front (a copy of the whole list: at a high limit, tens of thousands of
+    entries per request) and sweeps expired entries in a task with one `asyncio.to_thread` hop per
+    key (in practice once per hit). Here a window is a deque of hit times, oldest first: a hit
+    drops the expired ones from the left and appends on the right, a count is its length. The
+    sweep of idle keys runs at most once per SWEEP_SECONDS, inline on the loop (no await inside,
+    so no lock is needed). Decisions are the library's: a hit is refused when `limit` hits are
+    within the last `expiry` seconds, and refused hits are not counted; counters (fixed windows,
+    the daily quota) are the library's own. (At the very instant a hit leaves the window, the
+    library's window stats already leave it out while its hit test still counts it; here both
+    count it.)"""
 
     SWEEP_SECONDS = 1.0
 
     def __init__(self) -> None:
         super().__init__()
+        self.events: dict[str, _Window] = {}  # type: ignore[assignment]  # the library's: lists of entries
         self._next_sweep = 0.0
 
     async def _MemoryStorage__schedule_expiry(self) -> None:  # the library's private hook
+        self._maybe_sweep()
+
+    def _maybe_sweep(self) -> None:
         now = time.monotonic()
         if now >= self._next_sweep:
             self._next_sweep = now + self.SWEEP_SECONDS
             self.sweep()
 
+    def moving_hit(self, key: str, limit: int, expiry: int, amount: int = 1) -> tuple[bool, float, int]:
+        """Count `amount` hits if the window has room: (allowed, start of the window, hits in it),
+        the window as it is after this hit — what `acquire_entry` then `get_moving_window` say."""
+        self._maybe_sweep()
+        now = time.time()
+        window = self.events.get(key)
+        if window is None:
+            window = self.events[key] = _Window(expiry)
+        else:
+            window.prune(now)
+        allowed = amount <= limit and len(window) + amount <= limit
+        if allowed:
+            window.extend([now] * amount)
+        return allowed, window[0] if window else now, len(window)
+
+    async def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
+        return self.moving_hit(key, limit, expiry, amount)[0]
+
+    async def get_moving_window(self, key: str, limit: int, expiry: int) -> tuple[float, int]:
+        now = time.time()
+        window = self.events.get(key)
+        if not window:
+            return now, 0
+        window.prune(now)
+        return (window[0], len(window)) if window else (now, 0)
+
     def sweep(self) -> None:
-        """Drop expired moving-window entries and expired counters."""
+        """Drop expired moving-window entries (and windows left empty) and expired counters."""
         now = time.time()
         for key in list(self.events):
-            events = self.events[key]
-            # newest first: entries from `cutoff` on have expired
-            del events[bisect.bisect_left(events, -now, key=lambda e: -e.expiry) :]
-            if not events:
+            window = self.events[key]
+            window.prune(now)
+            if not window:
                 del self.events[key]
                 self.locks.pop(key, None)
         for key in [k for k, at in self.expirations.items() if at <= now]:
             self.storage.pop(key, None)
             self.expirations.pop(key, None)
             self.locks.pop(key, None)
+
+
+@lru_cache(maxsize=4096)
+def _key(item: RateLimitItem, ids: tuple[str, ...]) -> str:
+    """The library's key for a limit and its identifiers (the same string its strategies use)."""
+    return item.key_for(*ids)
 
 
 def redis_storage_uri(url: str) -> str:
@@ -206,13 +262,22 @@ class RateLimiter:
     async def _count(self, items: list[tuple[str, RateLimitItem]], *ids: str) -> Decision:
         now = time.time()
         policies, states = [], []
+        memory = self.storage if type(self.storage) is InProcessStorage else None
         for name, item in items:
-            strategy = self.daily_strategy if isinstance(item, RateLimitItemPerDay) else self.strategy
-            allowed = await strategy.hit(item, *ids)
-            stats = await strategy.get_window_stats(item, *ids)
-            reset = min(item.get_expiry(), max(0, math.ceil(stats.reset_time - now)))
+            daily = isinstance(item, RateLimitItemPerDay)
+            if memory is not None and not daily:
+                # the moving window in one synchronous step (InProcessStorage.moving_hit): the
+                # same decision and figures as the strategy's hit and window stats below
+                allowed, start, hits = memory.moving_hit(_key(item, ids), item.amount, item.get_expiry())
+                reset_time, remaining = start + item.get_expiry(), item.amount - hits
+            else:
+                strategy = self.daily_strategy if daily else self.strategy
+                allowed = await strategy.hit(item, *ids)
+                stats = await strategy.get_window_stats(item, *ids)
+                reset_time, remaining = stats.reset_time, stats.remaining
+            reset = min(item.get_expiry(), max(0, math.ceil(reset_time - now)))
             policies.append(f'"{name}";q={item.amount};w={item.get_expiry()}')
-            states.append(f'"{name}";r={max(0, stats.remaining)};t={reset}')
+            states.append(f'"{name}";r={max(0, remaining)};t={reset}')
             if not allowed:
                 headers = {
                     "RateLimit-Policy": ", ".join(f'"{n}";q={i.amount};w={i.get_expiry()}' for n, i in items),

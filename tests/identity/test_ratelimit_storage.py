@@ -45,3 +45,51 @@ def test_sweep_frees_expired_entries_and_counters_only(monkeypatch: pytest.Monke
     storage.sweep()
     assert "old" not in storage.events and "counter" not in storage.storage
     assert len(storage.events["new"]) == 1  # the expired entry went, the fresh one stayed
+
+
+def test_moving_window_decides_as_the_library_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same hits at the same times, against the library's own in-process storage and ours:
+    the same decisions, window starts and counts (refused hits are not counted), through the
+    strategy and through the limiter's one-step path."""
+    from limits.aio.storage import MemoryStorage
+    from limits.aio.strategies import MovingWindowRateLimiter
+
+    clock = [1_000_000.0]
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+    theirs, ours = MovingWindowRateLimiter(MemoryStorage()), MovingWindowRateLimiter(InProcessStorage())
+    fast = InProcessStorage()
+    item = RateLimitItemPerMinute(3)
+    # (never exactly a window after a hit: at that instant the library's stats and hit test disagree)
+    steps = [0, 1, 2, 3, 10, 59, 59.99, 60.5, 61.5, 62.5, 119, 120.7, 121.7]
+    steps += [200, 200, 200, 200, 259.999, 260.01, 320]
+
+    async def go() -> list[tuple[Any, ...]]:
+        seen = []
+        for at in steps:
+            clock[0] = 1_000_000.0 + at
+            a = await theirs.hit(item, "x")
+            sa = await theirs.get_window_stats(item, "x")
+            b = await ours.hit(item, "x")
+            sb = await ours.get_window_stats(item, "x")
+            c, start, hits = fast.moving_hit(item.key_for("x"), item.amount, item.get_expiry())
+            assert (a, sa.reset_time, sa.remaining) == (b, sb.reset_time, sb.remaining), at
+            assert (a, sa.reset_time, sa.remaining) == (c, start + 60, 3 - hits), at
+            assert await theirs.test(item, "x") == await ours.test(item, "x")
+            seen.append((at, a, sa.remaining))
+        return seen
+
+    seen = asyncio.run(go())
+    assert [a for _, a, _ in seen[:5]] == [True, True, True, False, False]
+    assert sum(a for _, a, _ in seen) < len(steps)  # refusals happened in between
+
+
+def test_limiter_headers_with_the_one_step_path() -> None:
+    limiter = RateLimiter(anonymous="2/minute")
+
+    async def go() -> list[Any]:
+        return [await limiter.for_address("10.0.0.9") for _ in range(3)]
+
+    first, second, third = asyncio.run(go())
+    assert first.headers == {"RateLimit-Policy": '"anonymous";q=2;w=60', "RateLimit": '"anonymous";r=1;t=60'}
+    assert second.headers["RateLimit"] == '"anonymous";r=0;t=60'
+    assert not third.allowed and third.retry_after == 60 and third.headers["Retry-After"] == "60"
