@@ -271,7 +271,7 @@ def partitions(
         typer.echo(json.dumps(report.to_json(), ensure_ascii=False))
         return
     if not report.partitioned:
-        typer.echo("audit_event is not partitioned (SQLite, or PostgreSQL before migration 0026)")
+        typer.echo("audit_event is not partitioned (SQLite, or PostgreSQL before migration 0027)")
         return
     for name, rows in report.moved.items():
         typer.echo(f"moved {rows} events from the default partition into {name}")

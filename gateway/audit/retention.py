@@ -161,7 +161,7 @@ async def _whole_months(
         return None
     cutoff = older_than.astimezone(UTC)
     now = datetime.now(UTC)
-    if cutoff >= datetime(now.year, now.month, 1, tzinfo=UTC):
+    if cutoff >= MonthPartition.of(now.year, now.month).start:
         return None
     anchor = await latest_anchor(conn)
     after = anchor.through_seq if anchor else 0

@@ -224,7 +224,13 @@ async def _pg_ranges(
         }
         for i in range(k)
     ]
-    return await _run_workers(jobs)
+    try:
+        return await _run_workers(jobs)
+    except VerifyWorkerError as err:
+        # the workers were handed the DSN with its password: a driver error may echo it
+        if url.password and url.password in str(err):
+            raise VerifyWorkerError(str(err).replace(url.password, "***")) from None
+        raise
 
 
 # What asyncpg's DSN takes besides host, port, user, password and database.
