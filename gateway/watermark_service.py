@@ -159,9 +159,10 @@ async def _deliveries(
     from sqlalchemy import select
 
     from gateway.audit.models import AuditEvent
+    from gateway.db import table_of
 
     out: list[dict[str, Any]] = []
-    t = AuditEvent.__table__  # type: ignore[attr-defined]
+    t = table_of(AuditEvent)
     stmt = select(t.c.seq, t.c.occurred_at, t.c.request_id, t.c.principal_id, t.c.tier, t.c.detail)
     stmt = stmt.where(t.c.consumer == recipient).order_by(t.c.seq.desc())
     async with engine.connect() as conn:
@@ -194,9 +195,10 @@ async def recorded_schemes(engine: Any, kids: list[str]) -> dict[str, list[str]]
     from sqlalchemy import select
 
     from gateway.audit.models import AuditEvent
-    from policies.watermark import SCHEME, SCHEMES
+    from gateway.db import table_of
+    from policies.watermark import SCHEME, SCHEMES, watermark_id
 
-    t = AuditEvent.__table__  # type: ignore[attr-defined]
+    t = table_of(AuditEvent)
     out: dict[str, list[str]] = {}
     async with engine.connect() as conn:
         for kid in kids:
@@ -204,7 +206,9 @@ async def recorded_schemes(engine: Any, kids: list[str]) -> dict[str, list[str]]
             for scheme in SCHEMES:
                 if scheme == SCHEME:
                     continue
-                stmt = select(t.c.seq).where(t.c.detail.contains(f'"{scheme}:{kid}:')).limit(1)
+                # the recorded id's start, quoted as in the detail JSON: '"SCHEME:kid:'
+                recorded = '"' + watermark_id(kid, "", scheme)
+                stmt = select(t.c.seq).where(t.c.detail.contains(recorded, autoescape=True)).limit(1)
                 if (await conn.execute(stmt)).first() is not None:
                     out[kid].append(scheme)
     return out

@@ -61,12 +61,6 @@ def watermark_id(kid: str, recipient: str, scheme: str = SCHEME) -> str:
     return f"{scheme}:{kid}:{recipient}"
 
 
-def scheme_of(watermark_id: str) -> str | None:
-    """The scheme part of a recorded `watermark_id`, or None if it names none we know."""
-    scheme = watermark_id.split(":", 1)[0]
-    return scheme if scheme in SCHEMES else None
-
-
 MAX_RUNS = 10  # text mark positions of one cell; runs past the tenth are never marked
 
 # ---------------------------------------------------------------- scheme v2: one digest per row

@@ -297,7 +297,7 @@ async def renew_grant(
     """Extend an approved grant (an expired one comes back into force). Renewal only extends:
     to end a grant early, revoke it (with a reason)."""
     now = datetime.now(UTC)
-    until = utc_aware(until) or until
+    until = utc_aware(until)
     async with AsyncSession(engine) as session:
         row = await _get(session, grant_id)
         if row.status != "approved":
