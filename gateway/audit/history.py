@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.audit.chain import GENESIS_HASH
 from gateway.audit.checkpoints import ANCHORS, store_lookup, verify_archive
+from gateway.audit.field_index import index_keys, index_match
 from gateway.audit.query import Filters, event_doc
 from gateway.audit.verify import VerifyReport, verify_chain
 from keys.keystore import KeyStore
@@ -180,18 +181,9 @@ def _matches(doc: dict[str, Any], f: Filters) -> bool:
         return False
     if f.tier and doc["tier"] != f.tier:
         return False
-    if f.dataset and not f.field and not f.decision:  # as the live search: fields or reads
-        named = [*(doc.get("fields") or []), *(doc.get("reads") or [])]
-        return any(isinstance(x, dict) and x.get("dataset") == f.dataset for x in named)
-    if f.dataset or f.field or f.decision:
-        fields = doc.get("fields") or []
-        if not any(
-            (not f.dataset or x.get("dataset") == f.dataset)
-            and (not f.field or x.get("field") == f.field)
-            and (not f.decision or x.get("action") == f.decision)
-            for x in fields
-        ):
-            return False
+    if f.dataset or f.field or f.decision:  # what the live search's index says of the event
+        fields = [x for x in doc.get("fields") or [] if isinstance(x, dict)]
+        return index_match(index_keys(fields, doc.get("reads") or []), f.dataset, f.field, f.decision)
     return True
 
 
