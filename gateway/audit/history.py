@@ -181,7 +181,7 @@ def _matches(doc: dict[str, Any], f: Filters) -> bool:
         return False
     if f.tier and doc["tier"] != f.tier:
         return False
-    if f.dataset or f.field or f.decision:  # what the live search's index says of the event
+    if f.uses_index:  # what the live search's index says of the event
         fields = [x for x in doc.get("fields") or [] if isinstance(x, dict)]
         return index_match(index_keys(fields, doc.get("reads") or []), f.dataset, f.field, f.decision)
     return True

@@ -97,6 +97,13 @@ class Filters:
             tier=get("tier"),
         )
 
+    @property
+    def uses_index(self) -> bool:
+        """Whether the filters read the field-access index (dataset, field, decision). It is
+        filled beside the request path (gateway.audit.field_index), so such a query first fills it
+        through the head: no recent event is missed."""
+        return bool(self.dataset or self.field or self.decision)
+
     def as_params(self) -> dict[str, Any]:
         out = {k: v for k, v in asdict(self).items() if v is not None}
         for k in ("since", "until"):
@@ -123,7 +130,7 @@ def where(conn: AsyncEngine | AsyncConnection, f: Filters) -> list[Any]:
         conds.append(EVENTS.c.status == f.status)
     if f.tier:
         conds.append(EVENTS.c.tier == f.tier)
-    if _uses_index(f):
+    if f.uses_index:
         conds.append(EVENTS.c.seq.in_(_matched(conn, f)))
     return conds
 
@@ -168,13 +175,6 @@ def event_doc(row: Mapping[str, Any]) -> dict[str, Any]:
 
 def _select(conn: AsyncConnection, f: Filters) -> Select[Any]:
     return select(EVENTS).where(*where(conn, f))
-
-
-def _uses_index(f: Filters) -> bool:
-    """Whether the filters read the field-access index. It is filled beside the request path
-    (gateway.audit.field_index), so such a query first fills it through the head: no recent event
-    is missed."""
-    return bool(f.dataset or f.field or f.decision)
 
 
 def _count(conn: AsyncConnection, f: Filters, cap: int | None) -> Select[Any]:
@@ -242,7 +242,7 @@ async def count(
 ) -> tuple[int, bool]:
     """(matches, exact?): the exact number when at most `cap` (default TOTAL_CAP) events match or
     `exact` is asked for, else (cap, False)."""
-    if _uses_index(f):
+    if f.uses_index:
         await index_pending(conn.engine)
     return await _total(conn, f, None if exact else (cap if cap is not None else TOTAL_CAP))
 
@@ -267,7 +267,7 @@ async def search(
     matches and `total_exact` says whether it is (past the cap, `total` is TOTAL_CAP and
     `total_exact` false, unless `exact` asks for the full count, which reads every match)."""
     limit = max(1, min(limit, MAX_PAGE))
-    if _uses_index(f):
+    if f.uses_index:
         await index_pending(conn.engine)
     query = _select(conn, f)
     if before is not None:
@@ -400,7 +400,7 @@ async def export(engine: AsyncEngine, f: Filters, fmt: str, *, batch: int = 1000
     Sealed variables are never exported."""
     if fmt not in ("csv", "json"):
         raise BadFilter("format is csv or json")
-    if _uses_index(f):
+    if f.uses_index:
         await index_pending(engine)
     async with engine.connect() as conn:
         if fmt == "csv":
