@@ -32,7 +32,8 @@ every server, contactPhone masked for tax) and again after it. CPU use of the se
 PostgreSQL, of wrk and of everything else on the machine is recorded next to each figure
 (100% = one core of the 2), and the CPU per request of the server and of PostgreSQL.
 
-The script creates and fills its own database (dropped and recreated unless --reuse-db),
+The script creates and fills its own database (dropped and recreated unless --reuse-db; a
+--baseline-rev with other migrations gets one of its own, <database>_base, with the same data),
 starts and stops every server itself, and kills them on any exit. Results: a table on
 stdout and the same figures as JSON in bench/results/.
 
