@@ -2,7 +2,7 @@
 
 Authentication, the `audit:read` scope check (401/403 before any GraphQL runs) and the call's own
 audit event are `AuditAPI._guard` in `gateway.audit.http`, exactly as for `/audit/api/…`. The
-resolvers call the same functions the JSON handlers call (`gateway.audit.query`, `alerts`,
+resolvers call the same functions the JSON handlers call (`gateway.audit.query`, `alerts`, `history`,
 `verify`); no SQL lives here.
 
     events(filter: EventFilter, first: Int = 50, after: String, exact: Boolean = false):
