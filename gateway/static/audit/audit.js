@@ -122,7 +122,7 @@
       : "尚无归档（从未清理过）· No archives yet: nothing has been pruned.";
   }
 
-  let exactAsked = false, searchedArchives = false;
+  let exactAsked = false, searchedArchives = false, totalSaid = "";
   async function search(append, exact) {
     if (!append) { exactAsked = Boolean(exact); searchedArchives = archivedChosen(); }
     const archived = searchedArchives;
@@ -138,7 +138,9 @@
       $("#more").hidden = nextBefore === null;
       $("#exact").hidden = archived || page.total_exact !== false;
       if (archived) archivesRead(page); else $("#archives-read").hidden = true;
-      say(archived ? "归档中" + matches(page) : matches(page));
+      // the archive search's total counts from `before` on: the first page's is the whole count
+      if (!(archived && append)) totalSaid = archived ? "归档中" + matches(page) : matches(page);
+      say(totalSaid);
     } catch (err) {
       if (!archived) { say(err.message, true); return; }
       if (!append) { tbody.replaceChildren(); $("#more").hidden = true; $("#archives-read").hidden = true; }
