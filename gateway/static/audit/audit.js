@@ -101,7 +101,7 @@
     showSource();
     tbody.replaceChildren();
     nextBefore = null;
-    $("#more").hidden = $("#exact").hidden = $("#archives-read").hidden = true;
+    $("#more").hidden = $("#exact").hidden = $("#archives-read").hidden = $("#detail").hidden = true;
     $("#results").classList.toggle("archived", archivedChosen());
     say("");
   }));
