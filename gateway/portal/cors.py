@@ -20,9 +20,10 @@ when their origin is allowed; `Vary: Origin` on every answer of a covered path.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from starlette.datastructures import Headers, MutableHeaders
+from starlette.datastructures import Headers
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -96,6 +97,40 @@ def policies(
     return out
 
 
+_VARY = b"vary"
+_ALLOW_ORIGIN = b"access-control-allow-origin"
+_EXPOSE = b"access-control-expose-headers"
+_EXPOSE_VALUE = EXPOSE.encode("latin-1")
+
+
+def _allow_headers(origin: str) -> tuple[tuple[bytes, bytes], ...]:
+    return ((_ALLOW_ORIGIN, origin.encode("latin-1")), (_EXPOSE, _EXPOSE_VALUE))
+
+
+def _with_cors(
+    headers: Iterable[tuple[bytes, bytes]], added: tuple[tuple[bytes, bytes], ...]
+) -> list[tuple[bytes, bytes]]:
+    """The response's raw headers with `Vary: Origin` (joined to a Vary already there) and the
+    `added` ones, each replacing any header of its name: what Starlette's MutableHeaders
+    (add_vary_header, then item assignment) makes of them, in one pass over the list."""
+    out: list[tuple[bytes, bytes]] = []
+    vary: bytes | None = None
+    replaced = {name for name, _ in added}
+    for name, value in headers:
+        if name == _VARY:
+            if vary is None:  # the first Vary is kept, joined to Origin; any others go
+                vary = value
+                out.append((name, value + b", Origin"))
+            continue
+        if name in replaced:
+            continue
+        out.append((name, value))
+    if vary is None:
+        out.append((_VARY, b"Origin"))
+    out.extend(added)
+    return out
+
+
 class CORSMiddleware:
     def __init__(self, app: ASGIApp, rules: list[tuple[tuple[str, ...], Policy]]) -> None:
         self.app = app
@@ -123,13 +158,11 @@ class CORSMiddleware:
         named = origin is not None and origin in policy.origins
         allowed = origin is not None and (named or policy.any_origin)
 
+        added = _allow_headers(origin if named else "*") if allowed else ()
+
         async def send_with_cors(message: Message) -> None:
             if message["type"] == "http.response.start":
-                out = MutableHeaders(scope=message)
-                out.add_vary_header("Origin")
-                if allowed:
-                    out["Access-Control-Allow-Origin"] = origin if named else "*"  # type: ignore[assignment]
-                    out["Access-Control-Expose-Headers"] = EXPOSE
+                message["headers"] = _with_cors(message.get("headers", ()), added)
             await send(message)
 
         await self.app(scope, receive, send_with_cors)
