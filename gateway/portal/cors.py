@@ -155,10 +155,11 @@ class CORSMiddleware:
         if scope["method"] == "OPTIONS" and origin and "access-control-request-method" in headers:
             await self._preflight(policy, origin, headers)(scope, receive, send)
             return
-        named = origin is not None and origin in policy.origins
-        allowed = origin is not None and (named or policy.any_origin)
-
-        added = _allow_headers(origin if named else "*") if allowed else ()
+        added: tuple[tuple[bytes, bytes], ...] = ()
+        if origin is not None and origin in policy.origins:
+            added = _allow_headers(origin)
+        elif origin is not None and policy.any_origin:
+            added = _allow_headers("*")
 
         async def send_with_cors(message: Message) -> None:
             if message["type"] == "http.response.start":
