@@ -23,6 +23,9 @@ log = logging.getLogger("shuqiao")
 FAILURE_TIER = "http"
 
 _VALID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
+# Set in the request's state by RequestIdMiddleware's `send` wrapper, which every answer passes
+# through: FailureMiddleware inside it reads it instead of wrapping `send` a second time.
+RESPONSE_STARTED = "response_started"
 
 
 def new_request_id() -> str:
@@ -47,11 +50,14 @@ class RequestIdMiddleware:
             if name == b"x-request-id":
                 given = value.decode("latin-1")  # the last one, as a dict of the headers kept
         request_id = given if _VALID.match(given) else new_request_id()
-        scope.setdefault("state", {})["request_id"] = request_id
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        state[RESPONSE_STARTED] = False
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
+                state[RESPONSE_STARTED] = True
             await send(message)
 
         await self.app(scope, receive, send_with_id)
@@ -72,6 +78,8 @@ class FailureMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        state = scope.get("state", {})
+        tracked = RESPONSE_STARTED in state  # RequestIdMiddleware outside notes the status line
         responded = False
 
         async def tracking(message: Message) -> None:
@@ -81,10 +89,10 @@ class FailureMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive, tracking)
+            await self.app(scope, receive, send if tracked else tracking)
         except Exception as err:
-            if responded:  # the status line is out: nothing better can be said; let the server log it
-                raise
+            if state.get(RESPONSE_STARTED) if tracked else responded:
+                raise  # the status line is out: nothing better can be said; let the server log it
             problem = failure_problem(scope, err)
             await _record(scope, problem, started)
             await error_response(scope, problem)(scope, receive, send)

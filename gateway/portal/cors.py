@@ -110,24 +110,37 @@ def _allow_headers(origin: str) -> tuple[tuple[bytes, bytes], ...]:
 def _with_cors(
     headers: Iterable[tuple[bytes, bytes]], added: tuple[tuple[bytes, bytes], ...]
 ) -> list[tuple[bytes, bytes]]:
-    """The response's raw headers with `Vary: Origin` (joined to a Vary already there) and the
-    `added` ones, each replacing any header of its name: what Starlette's MutableHeaders
-    (add_vary_header, then item assignment) makes of them, in one pass over the list."""
+    """The response's raw headers with `Vary: Origin` (joined to any Vary already there) and the
+    `added` ones, each replacing the headers of its name: the list Starlette's MutableHeaders
+    (add_vary_header, then item assignment) makes of them, in one pass and without its
+    per-name scans."""
     out: list[tuple[bytes, bytes]] = []
-    vary: bytes | None = None
+    varies: list[bytes] = []
+    vary_at = -1
+    slots: dict[bytes, int] = {}  # where a replaced header stood: its replacement goes there
     replaced = {name for name, _ in added}
     for name, value in headers:
         if name == _VARY:
-            if vary is None:  # the first Vary is kept, joined to Origin; any others go
-                vary = value
-                out.append((name, value + b", Origin"))
-            continue
-        if name in replaced:
-            continue
-        out.append((name, value))
-    if vary is None:
-        out.append((_VARY, b"Origin"))
-    out.extend(added)
+            varies.append(value)
+            if vary_at < 0:
+                vary_at = len(out)
+                out.append((name, value))
+        elif name in replaced:
+            if name not in slots:
+                slots[name] = len(out)
+                out.append((name, value))
+        else:
+            out.append((name, value))
+    vary = (_VARY, b", ".join([*varies, b"Origin"]))
+    if vary_at < 0:
+        out.append(vary)
+    else:
+        out[vary_at] = vary
+    for name, value in added:
+        if name in slots:
+            out[slots[name]] = (name, value)
+        else:
+            out.append((name, value))
     return out
 
 
