@@ -226,7 +226,7 @@ class GraphQLEndpoint:
         without trying the credential; a 401 counts as a failure. Anonymous open-tier calls
         present no credential and have their own limit."""
         if self.tier is Tier.OPEN and "x-api-key" not in request.headers:
-            return await self._identify(request)
+            return ANONYMOUS  # what _identify says of an open-tier call without a key
         guard = self.state.identity.failures
         throttled = await guard.check(request)
         if throttled is not None:
@@ -260,7 +260,7 @@ class GraphQLEndpoint:
                 "RATE_LIMITED",
                 decision.headers,
             )
-        request.state.ratelimit_headers = decision.headers
+        _scope_state(request)["ratelimit_headers"] = decision.headers
 
     async def _schema(self, request: Request, principal: Principal) -> BuiltSchema:
         """The schema this request runs against: the tier's, per consuming department."""

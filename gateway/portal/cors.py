@@ -163,11 +163,16 @@ class CORSMiddleware:
         if policy is None:
             await self.app(scope, receive, send)
             return
-        headers = Headers(scope=scope)
-        origin = headers.get("origin")
-        if scope["method"] == "OPTIONS" and origin and "access-control-request-method" in headers:
-            await self._preflight(policy, origin, headers)(scope, receive, send)
-            return
+        origin: str | None = None
+        for name, value in scope["headers"]:
+            if name == b"origin":
+                origin = value.decode("latin-1")
+                break  # the first, as Headers.get gives it
+        if scope["method"] == "OPTIONS" and origin:
+            headers = Headers(scope=scope)
+            if "access-control-request-method" in headers:
+                await self._preflight(policy, origin, headers)(scope, receive, send)
+                return
         added: tuple[tuple[bytes, bytes], ...] = ()
         if origin is not None and origin in policy.origins:
             added = _allow_headers(origin)

@@ -153,3 +153,32 @@ def test_added_headers_replace_or_append() -> None:
     assert response.headers["x-other"] == "1" and response.headers["content-length"] == "2"
     _add_headers(response, {})
     assert len(response.raw_headers) == 5
+
+
+def test_cors_middleware_reads_the_origin_from_the_raw_headers() -> None:
+    from gateway.portal.cors import CORSMiddleware, policies
+
+    async def endpoint(request: Request) -> Response:
+        return PlainTextResponse(request.method)
+
+    app = Starlette(
+        routes=[Route("/open/x", endpoint, methods=["GET", "OPTIONS"])],
+        middleware=[Middleware(CORSMiddleware, rules=policies(("https://a.example.cn",), ()))],
+    )
+    client = TestClient(app)
+    named = client.get("/open/x", headers={"Origin": "https://a.example.cn"})
+    assert named.headers["access-control-allow-origin"] == "https://a.example.cn"
+    assert named.headers["vary"] == "Origin"
+    other = client.get("/open/x", headers={"Origin": "https://b.example.cn"})
+    assert "access-control-allow-origin" not in other.headers and other.headers["vary"] == "Origin"
+    first = client.get(
+        "/open/x", headers=[("Origin", "https://a.example.cn"), ("Origin", "https://b.example.cn")]
+    )
+    assert first.headers["access-control-allow-origin"] == "https://a.example.cn"
+    # OPTIONS without Access-Control-Request-Method is no preflight: the route answers it
+    plain = client.options("/open/x", headers={"Origin": "https://a.example.cn"})
+    assert plain.text == "OPTIONS" and plain.headers["access-control-allow-origin"] == "https://a.example.cn"
+    pre = client.options(
+        "/open/x", headers={"Origin": "https://a.example.cn", "Access-Control-Request-Method": "POST"}
+    )
+    assert pre.status_code == 204 and pre.headers["access-control-max-age"] == "600"
