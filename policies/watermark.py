@@ -439,7 +439,7 @@ class MarkedColumn:
 
 
 # Rows remembered per process, for hot rows (a consumer paging the same rows again):
-# (marker, row key) → (the stored values' types, their str, the delivered values). The marker is a
+# (marker, row key) → (the delivered values, then the stored values' str and types). The marker is a
 # token per `row_marker`, never reused, so one recipient's marks can never answer for another's, nor
 # a retired key's for the current one. Types and str tell apart values that compare equal but are
 # delivered differently (Decimal('1.0') and Decimal('1.00'): str keeps the scale; True and 1: the

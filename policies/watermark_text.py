@@ -42,7 +42,7 @@ _RUN = re.compile(r"[0-9０-９]+")  # a run of mixed widths is one run, read as
 _SPLIT = re.compile(r"([0-9０-９]+)")
 _FULL = str.maketrans("0123456789", "０１２３４５６７８９")
 _HALF = str.maketrans("０１２３４５６７８９", "0123456789")
-_WIDE: dict[str, str] = {}  # a short run of digits → its full-width form (text_marker)
+_WIDE: dict[str, str] = {}  # a short run of digits → its full-width form (text_embedder)
 
 
 def position_field(field: str, i: int) -> str:
