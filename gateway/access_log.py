@@ -8,9 +8,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, fields
-from typing import Any, Protocol
+from functools import cache
+from typing import Any, Protocol, TypeGuard, runtime_checkable
 
 import orjson
 from starlette.requests import Request
@@ -61,6 +62,26 @@ class AccessLog(Protocol):
     async def record(self, event: AccessEvent) -> None: ...
 
 
+@runtime_checkable
+class QueueingAccessLog(AccessLog, Protocol):
+    """A sink that queues (the chained store's group commit, gateway.audit.store.ChainedAuditLog):
+    `submit` queues the event at once and returns what to await, settled once the event is
+    durable or failed with the error of the transaction that held it."""
+
+    def submit(self, event: AccessEvent) -> Awaitable[None]: ...
+
+
+def queues(sink: AccessLog) -> TypeGuard[QueueingAccessLog]:
+    """Whether `sink` is a `QueueingAccessLog`, decided once per sink type (a protocol isinstance
+    costs microseconds, and every audited answer asks)."""
+    return _queueing_type(type(sink))
+
+
+@cache
+def _queueing_type(cls: type) -> bool:
+    return issubclass(cls, QueueingAccessLog)
+
+
 _EVENT_FIELDS = tuple(f.name for f in fields(AccessEvent))
 
 
@@ -89,23 +110,22 @@ async def answer_once_recorded(
     down…) stands.
 
     `meanwhile(response)` (it must not raise): work on the answer done while the event is being
-    written, e.g. signing it (gateway.crypto.signing.PRESIGN). With a sink that queues (`submit`,
-    the chained store's group commit) the event is queued first, so that work overlaps the
-    batch's commit; the answer is still returned only once the commit is durable."""
+    written, e.g. signing it (gateway.crypto.signing.PRESIGN). With a sink that queues (a
+    `QueueingAccessLog`) the event is queued first, so that work overlaps the batch's commit; the
+    answer is still returned only once the commit is durable."""
     try:
-        submit = getattr(sink, "submit", None)
-        if submit is None:
-            if meanwhile is not None:
-                meanwhile(response)
-            await sink.record(event)
-        else:
-            committed = submit(event)
+        if queues(sink):
+            committed = sink.submit(event)
             if meanwhile is not None:
                 # One turn of the loop first: a writer that was idle starts now and sends the
                 # batch, so the work below runs while it commits instead of delaying it.
                 await asyncio.sleep(0)
                 meanwhile(response)
             await committed  # raises if the transaction holding the event failed
+        else:
+            if meanwhile is not None:
+                meanwhile(response)
+            await sink.record(event)
     except Exception as err:
         if classify(err) is not None:  # the store is down: one line, not a traceback per request
             log.warning("request %s: access log unavailable (%s)", event.request_id, type(err).__name__)

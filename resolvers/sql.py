@@ -148,19 +148,14 @@ async def fetch_all(conn: Reader, statement: Select) -> Sequence[Any]:
     cursor calls is a hop to aiosqlite's thread. Compiled SQL is memoised per statement
     object, and plans (with their statements) are cached."""
     if type(conn) is DriverConnection:
-        compiled = _compiled.get(statement, _UNSEEN)
-        if compiled is _UNSEEN:
-            compiled = _compiled[statement] = _compile(statement, conn)
+        compiled = _compiled_for(statement, conn)
         assert compiled is not None  # PostgreSQL always compiles
         return await conn.driver.fetch(compiled[0], *compiled[1])
     assert isinstance(conn, AsyncConnection)
     name = conn.dialect.name
     if name not in ("postgresql", "sqlite") or conn.dialect.driver not in ("asyncpg", "aiosqlite"):
         return (await conn.execute(statement)).all()
-    if statement in _compiled:
-        compiled = _compiled[statement]
-    else:
-        compiled = _compiled[statement] = _compile(statement, conn)
+    compiled = _compiled_for(statement, conn)
     if compiled is None:
         return (await conn.execute(statement)).all()
     sql, params, processors = compiled
@@ -179,9 +174,19 @@ async def fetch_all(conn: Reader, statement: Select) -> Sequence[Any]:
 
 _DRIVER_NATIVE = (str, int, float, bytes, type(None))
 _UNSEEN: Any = object()
+_Compiled = tuple[str, list[Any], list[Any] | None]
 
 
-def _compile(statement: Select, conn: Reader) -> tuple[str, list[Any], list[Any] | None] | None:
+def _compiled_for(statement: Select, conn: Reader) -> _Compiled | None:
+    """The memoised `_compile` of `statement` (one look-up; a None, "not for the raw path", is
+    remembered too)."""
+    compiled = _compiled.get(statement, _UNSEEN)
+    if compiled is _UNSEEN:
+        compiled = _compiled[statement] = _compile(statement, conn)
+    return compiled
+
+
+def _compile(statement: Select, conn: Reader) -> _Compiled | None:
     """(SQL, positional parameters, per-column result processors or None); None when the raw
     path does not apply (a SQLite parameter that would need SQLAlchemy's bind processing)."""
     c = statement.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
@@ -198,4 +203,4 @@ def _compile(statement: Select, conn: Reader) -> tuple[str, list[Any], list[Any]
     return c.string, params, processors if any(processors) else None
 
 
-_compiled: WeakKeyDictionary[Select, tuple[str, list[Any], list[Any] | None] | None] = WeakKeyDictionary()
+_compiled: WeakKeyDictionary[Select, _Compiled | None] = WeakKeyDictionary()

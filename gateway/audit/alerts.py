@@ -29,7 +29,18 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import BigInteger, Column, Index, UniqueConstraint, cast, extract, func, select, update
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ColumnElement,
+    Index,
+    UniqueConstraint,
+    cast,
+    extract,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -254,35 +265,24 @@ class AlertEngine:
         if newest is None:
             return
         newest = _utc(newest)
-        in_bulk_window = (
-            EVENTS.c.seq <= cursor,
-            EVENTS.c.row_count > 0,
-            EVENTS.c.occurred_at >= newest - self.rules.bulk_window - timedelta(seconds=1),
+        # The window keeps one-second buckets per principal, so the database sums the rows per
+        # (principal, second) and this adds each sum once: a busy hour is ~1,000,000 events but
+        # at most principals × 3,600 sums (streaming every event through Python took seconds of
+        # the gateway's loop after each start under load).
+        second = self._epoch_second(EVENTS.c.occurred_at)
+        bulk = await conn.stream(
+            select(EVENTS.c.principal_id, second, func.sum(EVENTS.c.row_count))
+            .where(
+                EVENTS.c.seq <= cursor,
+                EVENTS.c.row_count > 0,
+                EVENTS.c.occurred_at >= newest - self.rules.bulk_window - timedelta(seconds=1),
+            )
+            .group_by(EVENTS.c.principal_id, second)
+            .order_by(second)
+            .execution_options(yield_per=5000)
         )
-        if self._sqlite:
-            bulk = await conn.stream(
-                select(EVENTS.c.principal_id, EVENTS.c.occurred_at, EVENTS.c.row_count)
-                .where(*in_bulk_window)
-                .order_by(EVENTS.c.seq)
-                .execution_options(yield_per=5000)
-            )
-            async for principal, at, rows in bulk:
-                state.bulk.add(principal, _utc(at).timestamp(), int(rows))
-        else:
-            # The window keeps one-second buckets per principal, so PostgreSQL sums the rows per
-            # (principal, second) and this adds each sum once: a busy hour is ~1,000,000 events
-            # but at most principals × 3,600 sums (streaming every event through Python took
-            # seconds of the gateway's loop after each start under load).
-            second = cast(func.floor(extract("epoch", EVENTS.c.occurred_at)), BigInteger)
-            bulk = await conn.stream(
-                select(EVENTS.c.principal_id, second, func.sum(EVENTS.c.row_count))
-                .where(*in_bulk_window)
-                .group_by(EVENTS.c.principal_id, second)
-                .order_by(second)
-                .execution_options(yield_per=5000)
-            )
-            async for principal, at, rows in bulk:
-                state.bulk.add(principal, float(at), int(rows))
+        async for principal, at, rows in bulk:
+            state.bulk.add(principal, float(at), int(rows))
         # From the events themselves, not the field-access index, which may lag behind the chain.
         denials = await conn.stream(
             select(EVENTS.c.seq, EVENTS.c.principal_id, EVENTS.c.occurred_at, EVENTS.c.detail)
@@ -300,6 +300,13 @@ class AlertEngine:
                 state.unreadable.add(int(seq))
             elif count := denied_count(fields):
                 state.probes.add(principal, _utc(at).timestamp(), count)
+
+    def _epoch_second(self, when: ColumnElement[datetime]) -> ColumnElement[int]:
+        """`when`'s whole epoch second, computed by the database: the one place the backends differ
+        (SQLite keeps UTC times as text, which its strftime reads; PostgreSQL has timestamptz)."""
+        if self._sqlite:
+            return cast(func.strftime("%s", when), BigInteger)
+        return cast(func.floor(extract("epoch", when)), BigInteger)
 
     async def _load_addresses(self, conn: AsyncConnection, principals: set[str]) -> None:
         state = self._state

@@ -94,7 +94,10 @@ async def archive_and_prune(
     there or another worker pruned the range first. Raises RetentionError when the segment does
     not verify (nothing is deleted then)."""
     async with engine.connect() as conn:
-        month_end = await _whole_months(conn, through_seq, older_than)
+        # read once per prune: a concurrent prune after this is caught at the commit (the unique
+        # from_seq) or by its archive, which then no longer covers the plan (_lost_race)
+        anchor = await latest_anchor(conn)
+        month_end = await _whole_months(conn, anchor, through_seq, older_than)
     if month_end is not None:  # PostgreSQL's partitions: up to the end of a month, whole
         if month_end == 0:
             return None
@@ -104,7 +107,7 @@ async def archive_and_prune(
             raise RetentionError(f"nothing pruned: {err}") from None
         through_seq, older_than = month_end, None
     async with engine.connect() as conn:
-        plan = await _plan(conn, through_seq, older_than)
+        plan = await _plan(conn, anchor, through_seq, older_than)
     if plan is None:
         return None
     directory.mkdir(parents=True, exist_ok=True)
@@ -122,8 +125,9 @@ async def archive_and_prune(
         tmp.unlink(missing_ok=True)
 
 
-async def _plan(conn: AsyncConnection, through_seq: int | None, older_than: datetime | None) -> _Plan | None:
-    anchor = await latest_anchor(conn)
+async def _plan(
+    conn: AsyncConnection, anchor: Anchor | None, through_seq: int | None, older_than: datetime | None
+) -> _Plan | None:
     first = (await conn.execute(select(func.min(EVENTS.c.seq)))).scalar()
     if first is None:
         return None
@@ -145,7 +149,7 @@ async def _plan(conn: AsyncConnection, through_seq: int | None, older_than: date
 
 
 async def _whole_months(
-    conn: AsyncConnection, through_seq: int | None, older_than: datetime | None
+    conn: AsyncConnection, anchor: Anchor | None, through_seq: int | None, older_than: datetime | None
 ) -> int | None:
     """Pruning by age on a partitioned table goes by whole months: the last seq S of the newest
     month partition whose whole range is older than `older_than` and that still holds events,
@@ -163,7 +167,6 @@ async def _whole_months(
     now = datetime.now(UTC)
     if cutoff >= MonthPartition.of(now.year, now.month).start:
         return None
-    anchor = await latest_anchor(conn)
     after = anchor.through_seq if anchor else 0
     young = (
         await conn.execute(select(func.min(EVENTS.c.seq)).where(EVENTS.c.occurred_at >= cutoff))
@@ -294,7 +297,7 @@ async def _prune_partitions(conn: AsyncConnection, through: int) -> list[str]:
         ):
             whole.append(name)
         elif low is not None and int(low) <= through:
-            await conn.execute(text(f"DELETE FROM {name} WHERE seq <= :t"), {"t": through})  # noqa: S608
+            await _delete_through(conn, name, through)
     if not whole:
         return []
     try:
@@ -306,7 +309,7 @@ async def _prune_partitions(conn: AsyncConnection, through: int) -> list[str]:
             for name in whole:
                 high = (await conn.execute(text(f"SELECT max(seq) FROM {name}"))).scalar()  # noqa: S608
                 if high is not None and int(high) > through:  # a late event arrived since
-                    await conn.execute(text(f"DELETE FROM {name} WHERE seq <= :t"), {"t": through})  # noqa: S608
+                    await _delete_through(conn, name, through)
                     continue
                 await conn.execute(text(f"ALTER TABLE {PARENT} DETACH PARTITION {name}"))
                 await conn.execute(text(f"DROP TABLE {name}"))
@@ -315,8 +318,13 @@ async def _prune_partitions(conn: AsyncConnection, through: int) -> list[str]:
     except DBAPIError as err:  # the lock was not had in time: delete the rows instead
         log.warning("audit retention: partitions %s not dropped (%s); deleting their rows", whole, err.orig)
         for name in whole:
-            await conn.execute(text(f"DELETE FROM {name} WHERE seq <= :t"), {"t": through})  # noqa: S608
+            await _delete_through(conn, name, through)
         return []
+
+
+async def _delete_through(conn: AsyncConnection, partition: str, through: int) -> None:
+    """Delete a partition's events at or below `through` (the name is one of attached()'s)."""
+    await conn.execute(text(f"DELETE FROM {partition} WHERE seq <= :t"), {"t": through})  # noqa: S608
 
 
 async def _anchored(engine: AsyncEngine, name: str) -> bool:

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import CompoundSelect, null, select, union_all, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col
@@ -176,6 +176,22 @@ class RecipientKey:
         return self.not_before <= when < self.not_after
 
 
+# What a directory refresh reads, in one round trip: the active keys, then (kid NULL, which no key
+# row has) the departments whose share-tier requests must be signed.
+_ACTIVE_KEYS_AND_SIGNED_REQUESTS: CompoundSelect = union_all(
+    select(
+        col(DepartmentKey.department_code),
+        col(DepartmentKey.kid),
+        col(DepartmentKey.public_pem),
+        col(DepartmentKey.not_before),
+        col(DepartmentKey.not_after),
+    ).where(col(DepartmentKey.status) == "active"),
+    select(col(SignedRequestPolicy.department_code), null(), null(), null(), null()).where(
+        col(SignedRequestPolicy.required) == True  # noqa: E712
+    ),
+)
+
+
 class DepartmentKeyDirectory:
     """Each worker's view of the active department keys.
 
@@ -202,22 +218,14 @@ class DepartmentKeyDirectory:
         async with self._lock:
             if not force and self._fresh():
                 return
-            stmt = select(
-                col(DepartmentKey.department_code),
-                col(DepartmentKey.kid),
-                col(DepartmentKey.public_pem),
-                col(DepartmentKey.not_before),
-                col(DepartmentKey.not_after),
-            ).where(col(DepartmentKey.status) == "active")
-            required = select(col(SignedRequestPolicy.department_code)).where(
-                col(SignedRequestPolicy.required) == True  # noqa: E712
-            )
             async with self.engine.connect() as conn:
-                rows = (await conn.execute(stmt)).all()
-                signed_requests = frozenset((await conn.execute(required)).scalars().all())
+                rows = (await conn.execute(_ACTIVE_KEYS_AND_SIGNED_REQUESTS)).all()
             keys: dict[str, RecipientKey] = {}
             parsed: dict[str, SM2PublicKey] = {}
+            signed_requests = frozenset(dept for dept, kid, *_ in rows if kid is None)
             for dept, kid, pem, nb, na in rows:
+                if kid is None:  # a department whose requests must be signed, not a key
+                    continue
                 public = self._parsed.get(kid)
                 if public is None:
                     try:

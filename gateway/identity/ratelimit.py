@@ -17,12 +17,10 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import cast
 
 from limits import RateLimitItem, RateLimitItemPerDay, RateLimitItemPerMinute, parse
-from limits.aio.storage import MemoryStorage, Storage
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
-from limits.storage import storage_from_string
 from redis.exceptions import RedisError
 
 from gateway.outages import RateLimitUnavailable
@@ -143,11 +141,22 @@ def _key(item: RateLimitItem, ids: tuple[str, ...]) -> str:
     return item.key_for(*ids)
 
 
-def redis_storage_uri(url: str) -> str:
-    """`redis://host:port/db` (what people configure) → the async storage the library wants."""
-    if url.startswith(("redis://", "rediss://", "unix://")):
-        return "async+" + url
-    return url
+def redis_storage(url: str, namespace: str) -> RedisStorage:
+    """The library's asyncio Redis storage for SHUQIAO_REDIS_URL, a redis-py URL as the nonce and
+    replay caches take it (redis://, rediss://, unix://). Built directly rather than from a scheme
+    string: the in-process counters are InProcessStorage, so Redis is the only store named by URL."""
+    if url.startswith("unix://"):
+        url = "redis+" + url  # the library's name for it (it hands redis-py unix:// again)
+    elif not url.startswith(("redis://", "rediss://")):
+        raise ValueError("SHUQIAO_REDIS_URL must be a redis://, rediss:// or unix:// URL")
+    return RedisStorage(
+        url,
+        implementation="redispy",
+        key_prefix=namespace,
+        # an unreachable Redis is refused in a second, not after the OS's TCP timeout
+        socket_connect_timeout=REDIS_TIMEOUT,
+        socket_timeout=REDIS_TIMEOUT,
+    )
 
 
 class RateLimiter:
@@ -163,21 +172,7 @@ class RateLimiter:
         client: str | None = None,
         auth_failures: str = "20/minute",
     ) -> None:
-        self.storage: Storage = (
-            cast(  # an async+ URI (redis_storage_uri) gives one of the library's asyncio storages
-                Storage,
-                storage_from_string(
-                    redis_storage_uri(redis_url),
-                    key_prefix=namespace,
-                    implementation="redispy",
-                    # an unreachable Redis is refused in a second, not after the OS's TCP timeout
-                    socket_connect_timeout=REDIS_TIMEOUT,
-                    socket_timeout=REDIS_TIMEOUT,
-                ),
-            )
-            if redis_url
-            else InProcessStorage()
-        )
+        self.storage: Storage = redis_storage(redis_url, namespace) if redis_url else InProcessStorage()
         self.shared = bool(redis_url)
         # Per-minute limits count the last 60 s exactly: a fixed window lets a client send
         # twice its limit across a boundary (and made limit tests depend on the clock).

@@ -12,7 +12,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 
@@ -51,7 +51,7 @@ def _run(job: Callable[[Any], Awaitable[T]], as_json: bool) -> T:
         _fail(as_json, "interrupted: nothing was loaded", 130)
 
 
-def _fail(as_json: bool, message: str, status: int, detail: dict[str, Any] | None = None) -> Any:
+def _fail(as_json: bool, message: str, status: int, detail: dict[str, Any] | None = None) -> NoReturn:
     if as_json:
         typer.echo(emit_text({"error": message, **({"result": detail} if detail else {})}))
     typer.echo(f"error: {message}", err=True)

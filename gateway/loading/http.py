@@ -43,7 +43,7 @@ from gateway.identity.audit import AuditUnavailable, record_admin_event
 from gateway.loading.readers import CountingReader, Encoding, Format, LoadError, read_rows
 from gateway.loading.service import Audited, LoadRequest, cipher_for, dataset_spec
 from gateway.loading.writer import LoadRejected, LoadResult, Mode, RejectsFile, load_rows
-from gateway.problems import AUDIT_UNAVAILABLE, Problem, problem_body, problem_response
+from gateway.problems import AUDIT_UNAVAILABLE, Problem, problem_response
 
 if TYPE_CHECKING:
     from gateway.identity.tokens import TokenClaims
@@ -175,12 +175,10 @@ class DataLoadAPI:
         except Problem as problem:
             response, error = problem_response(problem), problem.code
         except LoadRejected as err:
-            body = problem_body(Problem(422, str(err), "ROWS_REJECTED"))
-            body["errors"][0]["extensions"].update(_rejects_extension(err.result, rejects))
-            response, error = (
-                Response(orjson.dumps(body), status_code=422, media_type="application/json"),
-                "ROWS_REJECTED",
+            rejected = Problem(
+                422, str(err), "ROWS_REJECTED", extensions=_rejects_extension(err.result, rejects)
             )
+            response, error = problem_response(rejected), rejected.code
             detail.update(read=err.result.read, loaded=0, rejected=err.result.rejected)
         except LoadError as err:
             response, error = problem_response(Problem(400, str(err), "BAD_INPUT")), "BAD_INPUT"

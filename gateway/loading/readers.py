@@ -255,8 +255,11 @@ def _jsonl_rows(source: CountingReader, encoding: Encoding) -> Rows:
                 continue
             try:
                 value = json.loads(line)
-            except ValueError as err:
+            except json.JSONDecodeError as err:
                 raise LoadError(f"row {line_no}: not JSON ({err.msg} at column {err.colno})") from None
+            except ValueError as err:  # JSON, but a number past Python's int digits limit
+                reason = str(err).split(":")[0]
+                raise LoadError(f"row {line_no}: a value that cannot be read ({reason})") from None
             if not isinstance(value, dict):
                 raise LoadError(f"row {line_no}: each line must be one JSON object")
             return value

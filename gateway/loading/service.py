@@ -28,6 +28,7 @@ from catalogue.spec import DatasetSpec
 from gateway.loading.readers import Encoding, Format, LoadError, file_digest, guess_format, open_rows
 from gateway.loading.source import SqlRows, check_source_url, quote_ident, source_query
 from gateway.loading.writer import (
+    BATCH_ROWS,
     KeyRows,
     LoadRejected,
     LoadResult,
@@ -132,7 +133,7 @@ async def load_file(
     master_key: bytes,
     audit: Auditor | None = None,
     progress: Progress | None = None,
-    batch_rows: int | None = None,
+    batch_rows: int = BATCH_ROWS,
 ) -> LoadResult:
     spec = await dataset_spec(engine, request.dataset)
     request.dataset = spec.code
@@ -150,7 +151,6 @@ async def load_file(
     rows = None
     try:
         rows = open_rows(request.path, fmt, request.encoding)
-        extra = {"batch_rows": batch_rows} if batch_rows else {}
         result = await load_rows(
             engine,
             spec,
@@ -164,7 +164,7 @@ async def load_file(
             progress=progress,
             digest=finish_digest,
             before_commit=audited.before_commit,
-            **extra,
+            batch_rows=batch_rows,
         )
     except LoadError as err:
         await audited.refused(err, digest)

@@ -222,17 +222,17 @@ class Validator:
                 names.setdefault(alias, f)
                 names.setdefault(alias.lower(), f)
         mapped: dict[str, int] = {}
-        unknown = []
+        unknown: list[str] = []
         for i, h in enumerate(header):
-            f = names.get(h) or names.get(h.lower())
-            if f is None:
+            named = names.get(h) or names.get(h.lower())
+            if named is None:
                 unknown.append(h)
-            elif f.name in mapped:
+            elif named.name in mapped:
                 raise LoadError(
-                    f"column {f.name} appears twice in the header ({header[mapped[f.name]]!r}, {h!r})"
+                    f"column {named.name} appears twice in the header ({header[mapped[named.name]]!r}, {h!r})"
                 )
             else:
-                mapped[f.name] = i
+                mapped[named.name] = i
         valid = ", ".join(f"{f.name} ({f.title})" for f in spec.fields)
         if unknown:
             shown = ", ".join(repr(u[:40]) for u in unknown[:5]) + (

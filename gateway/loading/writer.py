@@ -70,7 +70,9 @@ class KeyRows(Protocol):
 class Mode(StrEnum):
     append = "append"
     upsert = "upsert"
-    replace = "replace"
+    # The member shadows str.replace on a Mode (nothing calls that); the name is the CLI's and
+    # the API's `mode=replace`.
+    replace = "replace"  # type: ignore[assignment]
 
 
 @dataclass
@@ -258,7 +260,7 @@ async def load_rows(
                     async with conn.begin():
                         await stage(conn)
                     async with conn.begin():
-                        raw = (await conn.get_raw_connection()).driver_connection
+                        raw = await _driver(conn)
                         await raw.execute("BEGIN IMMEDIATE")
                         await finish(conn)
                 finally:
@@ -347,11 +349,18 @@ async def _stage(
             return result.rejected > limit
 
 
+async def _driver(conn: AsyncConnection) -> Any:
+    """The driver's own connection under SQLAlchemy's (asyncpg's or aiosqlite's)."""
+    raw = (await conn.get_raw_connection()).driver_connection
+    assert raw is not None  # open while SQLAlchemy's is
+    return raw
+
+
 def _copy_writer(conn: AsyncConnection, staging: Table) -> Writer:
     columns = [c.name for c in staging.columns]
 
     async def write(batch: list[tuple[Any, ...]]) -> None:
-        raw = (await conn.get_raw_connection()).driver_connection
+        raw = await _driver(conn)
         await raw.copy_records_to_table(staging.name, records=batch, columns=columns)
 
     return write
@@ -380,7 +389,7 @@ def _sqlite_writer(conn: AsyncConnection, staging: Table) -> Writer:
                         values[i] = process(values[i])
                 out.append(tuple(values))
             batch = out
-        raw = (await conn.get_raw_connection()).driver_connection
+        raw = await _driver(conn)
         await raw.executemany(sql, batch)
 
     return write
@@ -422,7 +431,8 @@ async def _check_keys(
         )
     bad: set[int] = set()
     for sql, reason in checks:
-        for row_no, first in (await conn.exec_driver_sql(sql)).all():
+        # SQLAlchemy types exec_driver_sql's result as one column per row (CursorResult[Any])
+        for row_no, first in (await conn.exec_driver_sql(sql)).all():  # type: ignore[misc]
             if row_no in bad:
                 continue
             bad.add(row_no)

@@ -263,3 +263,44 @@ def test_an_unreadable_detail_does_not_stop_the_evaluator(db: str, caplog: pytes
         "run `shuqiao audit verify`",
     ]
     assert not any("secret-110101" in m for m in messages)
+
+
+def test_a_rebuilt_bulk_window_holds_what_the_live_one_holds(
+    db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rebuild reads per-(principal, second) sums from the database (on both backends, with
+    the epoch second computed there); the windows it builds hold what evaluating every event live
+    left: several events in one second, fractions of a second, and an event older than the window
+    that neither keeps."""
+    from tests.audit import chain_helpers
+
+    rules = AlertRules(bulk_rows=10_000, **ALWAYS)
+    base = datetime(2026, 11, 30, 8, 0, 0, 250_000, tzinfo=UTC)
+    timeline = [
+        (base - timedelta(hours=2), ev("a", rows=1000)),  # outside the hour by then
+        (base, ev("a", rows=10)),
+        (base + timedelta(microseconds=500_000), ev("a", rows=20)),  # same second
+        (base + timedelta(microseconds=740_000), ev("b", rows=7)),
+        (base + timedelta(seconds=1, microseconds=800_000), ev("a", rows=5)),
+        (base + timedelta(minutes=59, seconds=59), ev("b", rows=3)),
+        (base + timedelta(minutes=59, seconds=59, microseconds=900_000), ev("c")),  # no rows
+    ]
+
+    async def go(engine: Any) -> None:
+        await reset_alerts(engine)
+        for when, event in timeline:
+            clock = type("At", (), {"now": staticmethod(lambda tz=None, at=when: at)})
+            with monkeypatch.context() as mp:
+                mp.setattr(chain_helpers, "datetime", clock)
+                await append(engine, [event])
+        live = AlertEngine(engine, rules, {}, batch=100)
+        await live.run_until_caught_up()
+        rebuilt = AlertEngine(engine, rules, {}, batch=100)
+        async with engine.connect() as conn:
+            cursor = await rebuilt._cursor(conn)
+            await rebuilt._catch_up(conn, cursor)
+        assert rebuilt.rebuilds == 1
+        totals = {p: (live._state.bulk.total(p), rebuilt._state.bulk.total(p)) for p in "abc"}
+        assert totals == {"a": (35, 35), "b": (10, 10), "c": (0, 0)}
+
+    run_with_engine(db, go)

@@ -173,12 +173,23 @@ def test_events_the_default_partition_caught_are_moved_into_their_month(pg: str)
 
 
 def test_retention_by_age_drops_whole_months_and_verify_retained_holds(
-    pg: str, store: KeyStore, archives: Path
+    pg: str, store: KeyStore, archives: Path, monkeypatch: Any
 ) -> None:
     """Four months back, three back (with one late event appended after the next month's first),
     two back, now. A cutoff in the month two back: the two older months go whole — a checkpoint
     is made at the last seq of the newer one — and the one event of the month two back below it
-    is deleted; later, a cutoff in last month takes the month two back whole."""
+    is deleted; later, a cutoff in last month takes the month two back whole. Each prune reads
+    the prune anchor once, for the months and the plan both."""
+    from gateway.audit import retention
+
+    reads: list[int] = []
+    real_anchor = retention.latest_anchor
+
+    async def counted(conn: Any) -> Any:
+        reads.append(1)
+        return await real_anchor(conn)
+
+    monkeypatch.setattr(retention, "latest_anchor", counted)
     now = datetime.now(UTC)
     m4, m3, m2 = (month_start(now, -k) for k in (4, 3, 2))
     names = [MonthPartition.of(m.year, m.month).name for m in (m4, m3, m2)]
@@ -199,6 +210,7 @@ def test_retention_by_age_drops_whole_months_and_verify_retained_holds(
         task = RetentionTask(engine, store, archives, days=(now - cutoff).days)
         first = await task.tick()
         assert first is not None and first.name == "audit-000000000001-000000000010.jsonl"
+        assert len(reads) == 1
         async with engine.connect() as conn:
             left = set(await attached(conn))
             gone = [
@@ -212,8 +224,10 @@ def test_retention_by_age_drops_whole_months_and_verify_retained_holds(
         assert (await verify_chain(engine)).pruned_through == 10
 
         task.days = (now - (month_start(now, -1) + timedelta(days=3))).days  # a cutoff in last month
+        reads.clear()
         second = await task.tick()
         assert second is not None and second.name == "audit-000000000011-000000000014.jsonl"
+        assert len(reads) == 1
         async with engine.connect() as conn:
             assert names[2] not in await attached(conn)
         assert (await verify_retained(engine, store, archives)).ok

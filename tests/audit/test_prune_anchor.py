@@ -405,7 +405,7 @@ def test_a_prune_planned_before_another_committed_deletes_nothing(
         await write_checkpoint(engine, store)
         await append(engine, K + 1, N)
         async with engine.connect() as conn:
-            stale = await retention._plan(conn, None, None)
+            stale = await retention._plan(conn, None, None, None)  # no anchor yet
         await write_checkpoint(engine, store, 12)
         winner = await archive_and_prune(engine, store, archives)  # 1..12
         assert winner is not None
@@ -431,7 +431,7 @@ def test_a_whole_stale_prune_returns_none_and_leaves_no_file(
         await write_checkpoint(engine, store)
         await append(engine, K + 1, N)
         async with engine.connect() as conn:
-            stale = await retention._plan(conn, None, None)
+            stale = await retention._plan(conn, None, None, None)  # no anchor yet
         winner = await archive_and_prune(engine, store, archives)
         assert winner is not None
 

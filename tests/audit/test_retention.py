@@ -5,8 +5,11 @@ archive or a rewritten remainder."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import pytest
 from sqlalchemy import func, select, update
 
 from gateway.audit.checkpoints import write_checkpoint
@@ -155,6 +158,66 @@ def test_retention_counts_pending_usage_before_it_prunes(db: str, tmp_path: Path
             pruned = await task.tick()
             assert pruned is not None and before < last.seq <= await rolled_up_through(engine)
             assert await prune_limit(engine, []) is None  # no reader holds anything back
+        finally:
+            await engine.dispose()
+
+    asyncio.run(go())
+
+
+def test_a_prune_reads_the_anchor_once_and_a_stale_one_loses_cleanly(
+    db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The prune anchor is read once per prune, though both the month check and the plan use it;
+    a prune that another worker completes after that read makes this one step back (None), with
+    the winner's archive and anchor intact and nothing else deleted."""
+    from gateway.audit import retention
+    from gateway.audit.checkpoints import ANCHORS
+
+    store = open_signing_store(tmp_path / "var")
+    directory = tmp_path / "var" / "audit-archive"
+    reads: list[int] = []
+    real_anchor, real_plan = retention.latest_anchor, retention._plan
+
+    async def counted(conn: Any) -> Any:
+        reads.append(1)
+        return await real_anchor(conn)
+
+    monkeypatch.setattr(retention, "latest_anchor", counted)
+
+    async def go() -> None:
+        engine = create_engine(db)
+        try:
+            await append(engine, [make_event(i) for i in range(1, 11)])
+            await write_checkpoint(engine, store, 4)
+            old = datetime.now(UTC) + timedelta(days=1)  # every event is old enough
+            first = await archive_and_prune(engine, store, directory, through_seq=4, older_than=old)
+            assert first is not None and first.name == "audit-000000000001-000000000004.jsonl"
+            assert len(reads) == 1
+
+            await write_checkpoint(engine, store, 7)
+            await write_checkpoint(engine, store, 10)
+            won: list[Path | None] = []
+
+            async def beaten(conn: Any, anchor: Any, *args: Any) -> Any:
+                if not won:  # another worker prunes through 7 after this one read the anchor
+                    monkeypatch.setattr(retention, "_plan", real_plan)
+                    won.append(await archive_and_prune(engine, store, directory, through_seq=7))
+                return await real_plan(conn, anchor, *args)
+
+            monkeypatch.setattr(retention, "_plan", beaten)
+            reads.clear()
+            assert await archive_and_prune(engine, store, directory, through_seq=10) is None
+            assert len(reads) == 3  # this prune's one, the winner's one, and the loser's race check
+            assert won[0] is not None and won[0].name == "audit-000000000005-000000000007.jsonl"
+            async with engine.connect() as conn:
+                assert (await conn.execute(select(func.min(EVENTS.c.seq)))).scalar() == 8
+                assert (await conn.execute(select(func.max(ANCHORS.c.through_seq)))).scalar() == 7
+            assert sorted(p.name for p in directory.iterdir()) == [first.name, won[0].name]
+            assert (await verify_retained(engine, store, directory)).ok
+            reads.clear()
+            third = await archive_and_prune(engine, store, directory)
+            assert third is not None and third.name == "audit-000000000008-000000000010.jsonl"
+            assert len(reads) == 1
         finally:
             await engine.dispose()
 

@@ -179,6 +179,17 @@ def test_not_a_workbook_and_not_json(store: Store, tmp_path: Path) -> None:
     assert count(store) == 10
 
 
+def test_json_number_past_the_int_digits_limit(store: Store, tmp_path: Path) -> None:
+    # Valid JSON that json.loads still refuses with a plain ValueError (not a JSONDecodeError):
+    # a clear row error, not an AttributeError on the message.
+    (tmp_path / "x.jsonl").write_text(
+        '{"station_id": "S1", "name": "a"}\n{"station_id": ' + "1" * 5000 + "}\n", encoding="utf-8"
+    )
+    with pytest.raises(LoadError, match=r"row 2: a value that cannot be read \(Exceeds the limit"):
+        load(store, LoadRequest("charging_station", tmp_path / "x.jsonl"))
+    assert count(store) == 10
+
+
 @pytest.mark.parametrize("interrupt", [KeyboardInterrupt, asyncio.CancelledError, RuntimeError])
 def test_interrupted_mid_load_writes_nothing(
     store: Store, tmp_path: Path, interrupt: type[BaseException]

@@ -6,6 +6,7 @@ lockfile change without `make graphiql-assets` fails. Without node_modules this 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -70,3 +71,27 @@ def test_every_bundled_package_has_its_licence_beside_it() -> None:
 
 def _version(listed: list[dict[str, str]], name: str) -> str:
     return next(p["version"] for p in listed if p["name"] == name)
+
+
+def test_graphiqls_own_labels_are_chinese_first() -> None:
+    """web/graphiql/src/labels.mjs is applied: the committed bundle (esbuild writes \\u escapes)
+    carries the Chinese-first labels and not the English ones they replace."""
+    raw = (COMMITTED / "graphiql.js").read_text("utf-8")
+    text = re.sub(r"\\u([0-9A-Fa-f]{4})", lambda m: chr(int(m[1], 16)), raw)
+    for label in (
+        "格式化 Prettify query (",
+        "变量 Variables",
+        "历史 History",
+        "文档 Documentation explorer",
+        '"显示 文档 Documentation explorer"',
+        "执行查询 Execute query",
+        "设置 Settings",
+    ):
+        assert label in text, label
+    for english in (
+        '"Show Documentation Explorer"',
+        'children:"Variables"',
+        '"Close Tab"',
+        '"Open settings dialog"',
+    ):
+        assert english not in text, english

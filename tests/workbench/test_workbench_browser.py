@@ -77,8 +77,19 @@ def test_open_tier_examples_and_a_query(served: str, browser: Any) -> None:
     posted = [r for r in w.requests if r.url.endswith("/open/graphql") and r.method == "POST"]
     assert posted and all("x-api-key" not in r.headers and "authorization" not in r.headers for r in posted)
     # the error codes panel
-    page.click("button[aria-label='Show 错误代码 Error codes']")
+    page.click("button[aria-label='显示 错误代码 Error codes']")
     expect(page.locator(".wb-errors")).to_contain_text("FORBIDDEN_FIELD")
+    # GraphiQL's own labels are Chinese first too (web/graphiql/src/labels.mjs)
+    expect(page.locator("button[data-name=variables]")).to_have_text("变量 Variables")
+    expect(page.locator(".graphiql-execute-button")).to_have_attribute(
+        "aria-label", "执行查询 Execute query (Ctrl-Enter)"
+    )
+    expect(page.locator("button[aria-label='显示 历史 History']")).to_be_visible()
+    # Ctrl-Alt-K finds the doc explorer's sidebar button by its (translated) label and opens it
+    page.locator(".graphiql-query-editor").click()
+    page.keyboard.press("Control+Alt+KeyK")
+    expect(page.locator("section[aria-label='文档 Documentation explorer']")).to_be_visible()
+    expect(page.locator(".graphiql-doc-explorer")).to_contain_text("根类型 Root types")
     w.clean()
     w.close()
 

@@ -12,10 +12,33 @@ import { build } from 'esbuild';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { LABELS } from './src/labels.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const outdir = resolve(process.argv[2] ?? join(here, '..', '..', 'gateway', 'static', 'graphiql'));
 const modules = join(here, 'node_modules');
+
+// GraphiQL's English labels → the workbench's Chinese-first ones (src/labels.mjs), each exactly
+// where the table says, or the build fails.
+const relabelled = new Set();
+const relabel = {
+  name: 'relabel',
+  setup(b) {
+    b.onLoad({ filter: /[\\/]node_modules[\\/](graphiql|@graphiql[\\/][^\\/]+)[\\/]dist[\\/].*\.js$/ }, (args) => {
+      const file = args.path.split(/[\\/]node_modules[\\/]/).pop().replaceAll('\\', '/');
+      const labels = LABELS[file];
+      if (!labels) return undefined; // esbuild reads it as it is
+      let text = readFileSync(args.path, 'utf8');
+      for (const [from, to, count = 1] of labels) {
+        const found = text.split(from).length - 1;
+        if (found !== count) throw new Error(`${file}: ${JSON.stringify(from)} found ${found} times, not ${count}`);
+        text = text.replaceAll(from, to);
+      }
+      relabelled.add(file);
+      return { contents: text, loader: 'js' };
+    });
+  },
+};
 
 rmSync(outdir, { recursive: true, force: true });
 mkdirSync(outdir, { recursive: true });
@@ -40,7 +63,10 @@ const result = await build({
   legalComments: 'none', // the licence files are copied whole, below
   metafile: true,
   logLevel: 'warning',
+  plugins: [relabel],
 });
+const unused = Object.keys(LABELS).filter((file) => !relabelled.has(file));
+if (unused.length) throw new Error(`labels for files not bundled: ${unused.join(', ')}`);
 
 // Every package with a file in the bundles, by its directory under node_modules.
 const packages = new Map();
