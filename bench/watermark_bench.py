@@ -59,12 +59,14 @@ from policies.watermark import (  # noqa: E402
     MAX_RUNS,
     Cell,
     Layout,
+    MarkedColumn,
     MarkKey,
-    column_marker,
+    RowMarker,
+    row_marker,
     row_prf,
     score,
 )
-from policies.watermark_text import position_field, read_text_bits, text_marker  # noqa: E402
+from policies.watermark_text import position_field, read_text_bits  # noqa: E402
 
 NUMERIC = {"registered_capital": Decimal("0.01"), "tax_paid_amount": Decimal(1)}
 TEXT = "registered_address"
@@ -140,21 +142,29 @@ def demo_table(size: str) -> list[tuple[str, dict[str, Any]]]:
     return rows
 
 
-_MARKERS: dict[tuple[bytes, str], list[tuple[str, Any]]] = {}
+_MARKERS: dict[tuple[bytes, str], list[tuple[list[str], RowMarker]]] = {}
+
+
+def _markers(key: MarkKey, consumer: str) -> list[tuple[list[str], RowMarker]]:
+    """Per dataset, its marked fields and the row marker the gateway's planner builds for them
+    (policies.watermark.row_marker: the values of mark_value and mark_text)."""
+    markers = _MARKERS.get((key.secret, consumer))
+    if markers is None:
+        markers = []
+        for ds in LAYOUTS:
+            fields = [f for f in (*NUMERIC, TEXT) if DATASET[f] == ds]
+            columns = [MarkedColumn(f, NUMERIC.get(f)) for f in fields]
+            markers.append((fields, row_marker(key.secret, consumer, ds, columns, layout=LAYOUTS[ds])))
+        _MARKERS[(key.secret, consumer)] = markers
+    return markers
 
 
 def deliver_row(k: str, vals: dict[str, Any], key: MarkKey, consumer: str) -> tuple[str, dict[str, Any]]:
-    """One row as delivered to `consumer`: what the gateway's planner runs per column
-    (policies.watermark.column_marker, text_marker — the values of mark_value and mark_text)."""
-    markers = _MARKERS.get((key.secret, consumer))
-    if markers is None:
-        markers = [
-            (f, column_marker(t, key.secret, consumer, DATASET[f], f, layout=LAYOUTS[DATASET[f]]))
-            for f, t in NUMERIC.items()
-        ]
-        markers.append((TEXT, text_marker(key.secret, consumer, ER, TEXT, layout=LAYOUTS[ER])))
-        _MARKERS[(key.secret, consumer)] = markers
-    return k, {f: None if vals[f] is None else mark(vals[f], k) for f, mark in markers}
+    """One row as delivered to `consumer`, one row marker call per dataset."""
+    out: dict[str, Any] = {}
+    for fields, mark in _markers(key, consumer):
+        out.update(zip(fields, mark(k, tuple(vals[f] for f in fields)), strict=True))
+    return k, out
 
 
 def deliver(
@@ -412,28 +422,31 @@ def simulate(args: argparse.Namespace) -> None:
         f"  {TEXT}: text digit_width; equal to the stored text under NFKC in {same / count:.1%} of values, "
         f"changed (some run full-width) {changed / count:.1%}"
     )
-    # what the gateway's planner runs per cell (policies.watermark.column_marker, text_marker,
-    # with the stringification inside): a row seen for the first time, and one remembered
+    # what the gateway's planner runs per row (policies.watermark.row_marker, the stringification
+    # inside): a row seen for the first time, and one remembered
     import policies.watermark as wm
 
-    count, t = 20000, NUMERIC["registered_capital"]  # 40,000 cells: within the memo (65,536)
+    count, t = 20000, NUMERIC["registered_capital"]  # rows within the memo (32,768)
     row_keys = [f"91610000{i:010d}" for i in range(count)]
     costs = []
     capital, address = Decimal("12345.67"), "陕西省西安市碑林区友谊路390号24层11室"
     for fields in (("capital",), ("address",), ("capital", "address")):
-        marks = []
+        columns, values = [], []
         if "capital" in fields:
-            cap = column_marker(t, key.secret, "c00", ER, "registered_capital", then=str, layout=LAYOUTS[ER])
-            marks.append((cap, capital))
+            columns.append(MarkedColumn("registered_capital", t, str))
+            values.append(capital)
         if "address" in fields:
-            marks.append((text_marker(key.secret, "c00", ER, TEXT, layout=LAYOUTS[ER]), address))
+            columns.append(MarkedColumn(TEXT, None))
+            values.append(address)
+        mark = row_marker(key.secret, "c00", ER, columns, layout=LAYOUTS[ER])
+        row = tuple(values)
         wm._memo.clear()
-        for _ in range(2):  # first sight, then remembered
+        for sight in range(3):  # first sight, second (remembered then), third (from the memo)
             started = time.perf_counter()
             for k in row_keys:
-                for mark, value in marks:
-                    mark(value, k)
-            costs.append((time.perf_counter() - started) / count * 1e6)
+                mark(k, row)
+            if sight != 1:
+                costs.append((time.perf_counter() - started) / count * 1e6)
     print(
         f"marking cost: capital alone {costs[0]:.2f} µs per row first seen, {costs[1]:.2f} µs remembered; "
         f"address (3 runs) alone {costs[2]:.2f} µs, {costs[3]:.2f} µs; both (one digest per row) "
@@ -686,7 +699,7 @@ def main() -> None:
         "--cold",
         action="store_true",
         help="each round asks for the next --requests pages (cycling through --pages), so with "
-        "--pages × 200 cells beyond the marker's memo (65,536) no marked cell is remembered",
+        "--pages × 100 rows beyond the markers' memo (32,768 rows) no marked cell is remembered",
     )
     args = p.parse_args()
     if args.simulation:

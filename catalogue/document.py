@@ -686,7 +686,7 @@ def from_specs(departments: list[DepartmentSpec], datasets: list[DatasetSpec]) -
                         references=f.references,
                         link_name=f.link_name,
                         watermark=WatermarkDoc(tolerance=f.watermark_tolerance, text=f.watermark_text)  # type: ignore[arg-type]
-                        if f.watermark_tolerance is not None or f.watermark_text is not None
+                        if f.watermarked
                         else None,
                         decision_relevant=f.decision_relevant,
                         values=list(f.allowed_values) if f.allowed_values is not None else None,

@@ -86,6 +86,11 @@ class FieldSpec:
         )
 
     @property
+    def watermarked(self) -> bool:
+        """The catalogue declares a mark for this field (a numeric tolerance or a text scheme)."""
+        return self.watermark_tolerance is not None or self.watermark_text is not None
+
+    @property
     def graphql_type_is_string(self) -> bool:
         return self.type is FieldType.STRING or self.mask in TYPE_CHANGING_MASKS
 

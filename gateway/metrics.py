@@ -90,9 +90,24 @@ POOL_CHECKED_OUT = Gauge(
 )
 
 
+# The labelled children, kept: `.labels()` takes the metric's lock and builds its key on every
+# call. The label values are bounded (see above), so these dicts are too.
+_request_counters: dict[tuple[str, str, int, str | None], Any] = {}
+_request_histograms: dict[str, Any] = {}
+
+
 def observe_request(facts: RequestFacts) -> None:
-    REQUESTS.labels(facts.tier, facts.route, str(facts.status), facts.code or "").inc()
-    REQUEST_SECONDS.labels(facts.tier).observe(facts.duration_ms / 1000)
+    key = (facts.tier, facts.route, facts.status, facts.code)
+    counter = _request_counters.get(key)
+    if counter is None:
+        counter = _request_counters[key] = REQUESTS.labels(
+            facts.tier, facts.route, str(facts.status), facts.code or ""
+        )
+    counter.inc()
+    histogram = _request_histograms.get(facts.tier)
+    if histogram is None:
+        histogram = _request_histograms[facts.tier] = REQUEST_SECONDS.labels(facts.tier)
+    histogram.observe(facts.duration_ms / 1000)
 
 
 def multiprocess() -> bool:

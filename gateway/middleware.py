@@ -4,9 +4,9 @@ and the catch-all that turns any failure into an audited answer."""
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-import uuid
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -23,6 +23,18 @@ log = logging.getLogger("shuqiao")
 FAILURE_TIER = "http"
 
 _VALID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
+# Set in the request's state by RequestIdMiddleware's `send` wrapper, which every answer passes
+# through: FailureMiddleware inside it reads it instead of wrapping `send` a second time.
+RESPONSE_STARTED = "response_started"
+
+
+def new_request_id() -> str:
+    """A random UUID (version 4) as 32 hex digits, what `uuid.uuid4().hex` gives, without
+    building a `UUID` object (a measurable part of a cached lookup)."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+    return raw.hex()
 
 
 class RequestIdMiddleware:
@@ -33,13 +45,19 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        request_id = given if _VALID.match(given) else uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = request_id
+        given = ""
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                given = value.decode("latin-1")  # the last one, as a dict of the headers kept
+        request_id = given if _VALID.match(given) else new_request_id()
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        state[RESPONSE_STARTED] = False
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
+                state[RESPONSE_STARTED] = True
             await send(message)
 
         await self.app(scope, receive, send_with_id)
@@ -60,6 +78,8 @@ class FailureMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        state = scope.get("state", {})
+        tracked = RESPONSE_STARTED in state  # RequestIdMiddleware outside notes the status line
         responded = False
 
         async def tracking(message: Message) -> None:
@@ -69,10 +89,10 @@ class FailureMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive, tracking)
+            await self.app(scope, receive, send if tracked else tracking)
         except Exception as err:
-            if responded:  # the status line is out: nothing better can be said; let the server log it
-                raise
+            if state.get(RESPONSE_STARTED) if tracked else responded:
+                raise  # the status line is out: nothing better can be said; let the server log it
             problem = failure_problem(scope, err)
             await _record(scope, problem, started)
             await error_response(scope, problem)(scope, receive, send)

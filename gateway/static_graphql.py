@@ -6,6 +6,7 @@ The tiers' catalogue-built schemas go through resolvers.documents.DocumentCache 
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,9 +31,17 @@ class EveryMethod:
 
     def __init__(self, handler: Any) -> None:
         self._app = request_response(handler)
+        # An async handler is called directly: request_response's own exception wrapper (one more
+        # `send` wrapper per message) duplicates Starlette's ExceptionMiddleware, which wraps the
+        # router with the same handlers and so still answers an HTTPException the handler raises.
+        self._handler = handler if inspect.iscoroutinefunction(handler) else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._app(scope, receive, send)
+        if self._handler is None:
+            await self._app(scope, receive, send)
+            return
+        response = await self._handler(Request(scope, receive, send))
+        await response(scope, receive, send)
 
 
 async def read_body(request: Request, limit: int) -> bytes:

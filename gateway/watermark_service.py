@@ -102,7 +102,7 @@ async def _targets(engine: Any, dataset: str | None) -> tuple[list[Any], Any]:
         marked = tuple(
             MarkedField(spec.code, f.name, f.title, f.watermark_tolerance, f.watermark_text)
             for f in spec.fields
-            if f.watermark_tolerance is not None or f.watermark_text is not None
+            if f.watermarked
         )
         if marked and spec.entity is not None and spec.entity_field:
             key = spec.field(spec.entity_field)

@@ -150,9 +150,18 @@ def signature_base(
     return _base(lambda name: _component_value(name, status, hdrs), components, params)
 
 
+def _signature_params(components: Sequence[str], params: Mapping[str, rfc8941.BareItem]) -> str:
+    """The `@signature-params` value: also the member of `Signature-Input` that a signer sends."""
+    return rfc8941.serialize_inner_list([rfc8941.Item(c) for c in components], params)
+
+
 def _base(
-    value_of: Callable[[str], str], components: Sequence[str], params: Mapping[str, rfc8941.BareItem]
+    value_of: Callable[[str], str],
+    components: Sequence[str],
+    params: Mapping[str, rfc8941.BareItem],
+    sig_params: str | None = None,
 ) -> bytes:
+    """The signature base; `sig_params` when the signer has serialised the parameters already."""
     if len(set(components)) != len(components):
         raise SignatureError("a component is covered more than once")
     if "@signature-params" in components:
@@ -161,7 +170,8 @@ def _base(
     for name in components:
         value = value_of(name)
         lines.append(f"{rfc8941.serialize_bare_item(name)}: {value}")
-    sig_params = rfc8941.serialize_inner_list([rfc8941.Item(c) for c in components], params)
+    if sig_params is None:
+        sig_params = _signature_params(components, params)
     lines.append(f'"@signature-params": {sig_params}')
     text = "\n".join(lines)
     if not text.isascii():
@@ -214,10 +224,12 @@ def sign_response(
     ``body`` first, so the gateway can never sign a digest of other bytes.
     """
     hdrs, added, params = _prepare(headers, body, components, keyid, created, expires)
-    base = signature_base(status, hdrs, components, params)
+    # `hdrs` is lower-cased already, and the parameters are serialised once for the base and
+    # `Signature-Input` alike (what is signed is what is sent).
+    sig_params = _signature_params(components, params)
+    base = _base(lambda name: _component_value(name, status, hdrs), components, params, sig_params)
     signature = sm2.sign(private_key, base)
-    members = [rfc8941.Item(c) for c in components]
-    added["Signature-Input"] = f"{label}={rfc8941.serialize_inner_list(members, params)}"
+    added["Signature-Input"] = f"{label}={sig_params}"
     added["Signature"] = rfc8941.serialize_dictionary({label: rfc8941.Item(signature)})
     return added
 

@@ -32,6 +32,7 @@ import itertools
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from dataclasses import field as _field
 from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any
@@ -80,28 +81,34 @@ class Layout:
     lies in block j costs digest j of the row, computed once per row whichever fields ask."""
 
     slots: tuple[tuple[str, int, int], ...]  # (field, block, offset within the block)
+    index: dict[str, tuple[int, int]] = _field(init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "index", {name: (block, offset) for name, block, offset in self.slots})
 
     @classmethod
     def of(cls, fields: Iterable[tuple[str, bool]]) -> Layout:
-        """From the dataset's marked fields as (name, is a text mark)."""
-        out: list[tuple[str, int, int]] = []
-        block = used = 0
-        for name, text in sorted(set(fields)):
-            size = TEXT_BYTES if text else NUMBER_BYTES
-            if used + size > BLOCK:
-                block, used = block + 1, 0
-            out.append((name, block, used))
-            used += size
-        return cls(tuple(out))
+        """From the dataset's marked fields as (name, is a text mark); one object per field set."""
+        return _layout_of(tuple(sorted(set(fields))))
 
     def slot(self, field: str) -> tuple[int, int] | None:
-        for name, block, offset in self.slots:
-            if name == field:
-                return block, offset
-        return None
+        return self.index.get(field)
 
 
-def _layout(layout: Layout | None, field: str, text: bool) -> tuple[int, int]:
+@lru_cache(maxsize=1024)
+def _layout_of(fields: tuple[tuple[str, bool], ...]) -> Layout:
+    out: list[tuple[str, int, int]] = []
+    block = used = 0
+    for name, text in fields:
+        size = TEXT_BYTES if text else NUMBER_BYTES
+        if used + size > BLOCK:
+            block, used = block + 1, 0
+        out.append((name, block, used))
+        used += size
+    return Layout(tuple(out))
+
+
+def _slot(layout: Layout | None, field: str, text: bool) -> tuple[int, int]:
     """The field's slot; without a layout, the field taken as its dataset's only marked one."""
     slot = (layout or Layout.of([(field, text)])).slot(field)
     if slot is None:
@@ -119,26 +126,6 @@ def row_prf(secret: bytes, recipient: str, dataset: str, row_key: str, block: in
     return _row_state(secret, recipient, dataset, block).digest(row_key.encode())
 
 
-@lru_cache(maxsize=4096)
-def _row_digests(secret: bytes, recipient: str, dataset: str, block: int) -> Callable[[str], bytes]:
-    """`row_prf` for one recipient's dataset, remembering the last row: the shaper calls a row's
-    marked columns one after the other, so the first computes the digest and the others reuse
-    it. The memory is one (row key, digest) tuple, replaced whole (a caller interleaving rows
-    only recomputes; it is never answered another row's digest)."""
-    digest = _row_state(secret, recipient, dataset, block).digest
-    last: list[tuple[str | None, bytes]] = [(None, b"")]
-
-    def of(key: str) -> bytes:
-        seen = last[0]
-        if seen[0] == key:
-            return seen[1]
-        h = digest(key.encode())
-        last[0] = (key, h)
-        return h
-
-    return of
-
-
 # ---------------------------------------------------------------- scheme v1: one digest per cell
 
 
@@ -153,13 +140,39 @@ def _prf(secret: bytes, recipient: str, dataset: str, field: str, row_key: str) 
     return _keyed(secret, recipient, dataset, field).digest(row_key.encode())
 
 
-def _cell_v1(
-    secret: bytes, recipient: str, dataset: str, field: str, row_key: str, gamma: float
-) -> tuple[int, bool] | None:
-    h = _prf(secret, recipient, dataset, field, row_key)
-    if int.from_bytes(h[:4], "big") / 2**32 >= gamma:
-        return None
-    return h[4] & 1, bool(h[5] & 1)
+# ---------------------------------------------------------------- a cell's bits, either scheme
+# What differs between the schemes is where a cell's bytes come from (`_bytes`) and, for a
+# number, how the selection is read (`_number`); a text position is [selection, bit] at a stride
+# of 3 bytes (v1) or 2 (v2). v2's delivery path (`row_marker`) reads the same bytes of the same
+# digest; it is tested value for value against these.
+
+_STRIDE = {SCHEME_V1: 3, SCHEME_V2: 2}
+
+
+def _bytes(
+    secret: bytes,
+    recipient: str,
+    dataset: str,
+    field: str,
+    row_key: str,
+    layout: Layout | None,
+    scheme: str,
+    text: bool,
+) -> tuple[bytes, int]:
+    """The PRF output a cell reads, and where its bytes start."""
+    if scheme == SCHEME_V1:
+        return _prf(secret, recipient, dataset, field, row_key), 0
+    block, offset = _slot(layout, field, text)
+    return row_prf(secret, recipient, dataset, row_key, block), offset
+
+
+def _number(h: bytes, o: int, gamma: float, scheme: str) -> tuple[int, bool] | None:
+    """(bit, step up) of a numeric cell from its bytes, or None when it is not marked."""
+    if scheme == SCHEME_V1:  # a 4-byte fraction, then a bit byte and a step byte
+        chosen, bit, up = int.from_bytes(h[:4], "big") / 2**32 < gamma, h[4] & 1, bool(h[5] & 1)
+    else:  # a selection byte, then one flags byte
+        chosen, bit, up = h[o] < int(256 * gamma), h[o + 1] & 1, bool(h[o + 1] & 2)
+    return (bit, up) if chosen else None
 
 
 def _cell(
@@ -173,13 +186,8 @@ def _cell(
     scheme: str,
 ) -> tuple[int, bool] | None:
     """(bit, step up) of a numeric cell, or None when the cell is not marked."""
-    if scheme == SCHEME_V1:
-        return _cell_v1(secret, recipient, dataset, field, row_key, gamma)
-    block, offset = _layout(layout, field, False)
-    h = row_prf(secret, recipient, dataset, row_key, block)
-    if h[offset] >= int(256 * gamma):
-        return None
-    return h[offset + 1] & 1, bool(h[offset + 1] & 2)
+    h, o = _bytes(secret, recipient, dataset, field, row_key, layout, scheme, False)
+    return _number(h, o, gamma, scheme)
 
 
 def run_bits(
@@ -198,12 +206,9 @@ def run_bits(
     fraction of 256, is below γ, and carries bit (byte offset+2i+1) & 1. v1: the cell's own
     digest, bytes 3i and 3i+1."""
     threshold = int(256 * gamma)
-    if scheme == SCHEME_V1:
-        h = _prf(secret, recipient, dataset, field, row_key)
-        return [(h[3 * i + 1] & 1) if h[3 * i] < threshold else None for i in range(MAX_RUNS)]
-    block, o = _layout(layout, field, True)
-    h = row_prf(secret, recipient, dataset, row_key, block)
-    return [(h[o + 2 * i + 1] & 1) if h[o + 2 * i] < threshold else None for i in range(MAX_RUNS)]
+    h, o = _bytes(secret, recipient, dataset, field, row_key, layout, scheme, True)
+    s = _STRIDE[scheme]
+    return [(h[o + s * i + 1] & 1) if h[o + s * i] < threshold else None for i in range(MAX_RUNS)]
 
 
 def cell_bit(
@@ -310,33 +315,29 @@ def mark_value(
     return embed_bit(value, tolerance, *hit)
 
 
-# Delivered cells remembered per process, for hot rows (a consumer paging the same rows again):
-# (column, row key) → (type, exact form of the stored value, delivered value). The column is a
-# token per marker, never reused, so one recipient's marks can never answer for another's, nor a
-# retired key's for the current one. The exact form tells apart values that compare equal but are
-# delivered differently (Decimal('1.0') and Decimal('1.00'): str keeps the scale; True and 1:
-# the type). At most MEMO_CELLS entries (≈ 20 MB); full, it is emptied and fills again.
-MEMO_CELLS = 65536
-_memo: dict[tuple[int, str], tuple[type, Any, Any]] = {}
-_columns = itertools.count()
-
-
 _FAST_LIMIT = 10**12  # below it, the Decimal arithmetic of embed_bit is exact: integers give the same
 
 
-def _embed_scaled(text: str, t_coef: int, t_exp: int, bit: int, up: bool) -> Decimal | None:
+def _embed_scaled(
+    text: str, t_coef: int, t_exp: int, bit: int, up: int, grids: dict[int, tuple[int, int, int]]
+) -> tuple[int, int] | None:
     """`embed_bit` for a non-negative Decimal given as `str(value)`, in integers: the value is
-    c·10^e, the tolerance t_coef·10^t_exp, both counted in units of 10^min(e, t_exp). The same
-    result as embed_bit (same value, same exponent, so the same str), or None to let embed_bit
-    decide (a sign, an exponent in the text, numbers too long for the bound)."""
+    c·10^e, the tolerance t_coef·10^t_exp, both counted in units of 10^min(e, t_exp). The
+    result as (coefficient, exponent) — the same value and exponent as embed_bit's, so the same
+    str — or None to let embed_bit decide (a sign, an exponent in the text, numbers too long for
+    the bound). `grids` remembers, per value exponent e, (low, value scale 10^(e-low), tolerance
+    in units of 10^low)."""
     point = text.find(".")
     digits = text if point < 0 else text[:point] + text[point + 1 :]
     if not digits.isascii() or not digits.isdigit():
         return None
     exp = 0 if point < 0 else point + 1 - len(text)
-    low = min(exp, t_exp)
-    a = int(digits) * 10 ** (exp - low)  # the value, in units of 10^low
-    b = t_coef * 10 ** (t_exp - low)  # the tolerance, in the same units
+    grid = grids.get(exp)
+    if grid is None:
+        low = min(exp, t_exp)
+        grid = grids[exp] = (low, 10 ** (exp - low), t_coef * 10 ** (t_exp - low))
+    low, scale, b = grid
+    a = int(digits) * scale  # the value, in units of 10^low
     if a >= _FAST_LIMIT or b >= _FAST_LIMIT:
         return None
     lo, rest = divmod(a, b)
@@ -346,7 +347,7 @@ def _embed_scaled(text: str, t_coef: int, t_exp: int, bit: int, up: bool) -> Dec
         n = lo + 1
     else:  # on the grid with the wrong parity: one unit up or down
         n = lo + 1 if up else lo - 1
-    return Decimal(f"{n * b}E{low}")
+    return n * b, low
 
 
 def _decimal_text(coef: int, exp: int) -> str | None:
@@ -366,31 +367,17 @@ def _decimal_text(coef: int, exp: int) -> str | None:
     return "-" + body if coef < 0 else body
 
 
-def column_marker(
-    tolerance: Decimal,
-    secret: bytes,
-    recipient: str,
-    dataset: str,
-    field: str,
-    gamma: float = DEFAULT_GAMMA,
-    then: Callable[[Any], Any] | None = None,
-    *,
-    layout: Layout | None = None,
-) -> Callable[[Any, Any], Any]:
-    """`mark_value` (scheme v2) bound to one recipient's column, for the rows of a delivery,
-    followed by `then` (the planner's stringification) if given: `then(mark_value(value, …))`,
-    the same values (property-tested, and pinned for a fixed key). Per row: a hot row's delivered
-    value is remembered (`_memo`); otherwise the row's digest — computed by the first of the
-    row's marked columns, shared by the others (`_row_digests`) — and a non-negative Decimal on
-    a power-of-ten-sized grid is moved in integer arithmetic and, when `then` is `str` (a Decimal
-    field's stringification), written out as text directly."""
-    block, offset = _layout(layout, field, False)
-    row = _row_digests(secret, recipient, dataset, block)
+Embed = Callable[[Any, bytes], Any]  # (stored value, the row's digest) → delivered value
+
+
+def _number_embedder(
+    tolerance: Decimal, offset: int, threshold: int, then: Callable[[Any], Any] | None
+) -> Embed:
+    """A numeric cell of scheme v2 as delivered, from the row's digest, followed by `then`:
+    `then(mark_value(value, …))`. A non-negative Decimal on a power-of-ten-sized grid moves in
+    integer arithmetic (`_embed_scaled`) and, when `then` is `str` (a Decimal field's
+    stringification), is written out as text directly."""
     flags = offset + 1
-    threshold = int(256 * gamma)
-    column = next(_columns)
-    memo = _memo
-    remembered = memo.get
     sign, t_digits, t_exp = tolerance.as_tuple()
     scaled = (
         not sign and isinstance(t_exp, int) and tolerance.is_finite() and tolerance > 0 and len(t_digits) < 12
@@ -403,54 +390,17 @@ def column_marker(
     # digit alone unless it carries — done on the text (`places`: the tolerance's decimals)
     places = -t_int if scaled and t_coef == 1 and t_int <= 0 else -1
     point_at = -places - 1
-    # a value of exponent e (e <= 0, from its text): (low, value scale 10^(e-low), tolerance b)
     grids: dict[int, tuple[int, int, int]] = {}
 
-    def fast_text(text: str, bit: int, up: int) -> str | None:
-        """str(embed_bit(Decimal(text), tolerance, bit, up)) for a plain non-negative decimal
-        text, in integers (`_embed_scaled`, then `_decimal_text`); None to take the general way."""
-        point = text.find(".")
-        digits = text if point < 0 else text[:point] + text[point + 1 :]
-        if not digits.isascii() or not digits.isdigit():
-            return None
-        exp = 0 if point < 0 else point + 1 - len(text)
-        grid = grids.get(exp)
-        if grid is None:
-            low = min(exp, t_int)
-            grid = grids[exp] = (low, 10 ** (exp - low), t_coef * 10 ** (t_int - low))
-        low, scale, b = grid
-        a = int(digits) * scale
-        if a >= _FAST_LIMIT or b >= _FAST_LIMIT:
-            return None
-        lo, rest = divmod(a, b)
-        if lo % 2 == bit:
-            if not rest and scale == 1:  # on the grid, right parity, same exponent: as it came
-                return text
-            n = lo
-        elif rest:
-            n = lo + 1
-        else:
-            n = lo + 1 if up else lo - 1
-        return _decimal_text(n * b, low)
-
-    def mark(value: Any, row_key: Any) -> Any:
-        if value is None or row_key is None:
+    def embed(value: Any, h: bytes) -> Any:
+        if h[offset] >= threshold:  # not marked: as stored
             return value if then is None else then(value)
-        kind = type(value)
-        seen = str(value) if kind is Decimal else repr(value) if kind is float else value
-        key = row_key if row_key.__class__ is str else str(row_key)
-        slot = (column, key)
-        hit = remembered(slot)
-        if hit is not None and hit[0] is kind and hit[1] == seen:
-            return hit[2]
-        h = row(key)
-        if h[offset] >= threshold:  # not marked: as stored, stringified
-            out = seen if as_str and kind is Decimal else value if then is None else then(value)
-        else:
-            f = h[flags]
+        f = h[flags]
+        bit, up = f & 1, f & 2
+        if value.__class__ is Decimal and scaled:
+            seen = str(value)
             if (
                 as_str
-                and kind is Decimal
                 and places >= 0
                 and seen.isascii()
                 and (
@@ -460,27 +410,167 @@ def column_marker(
                 )
             ):
                 last = seen[-1]
-                if ord(last) & 1 == f & 1:  # right parity ("0" is code 48): as it came
-                    out = seen
-                elif f & 2 and last != "9":  # one unit up, no carry
-                    out = seen[:-1] + chr(ord(last) + 1)
-                elif not f & 2 and last != "0":  # one unit down, no borrow
-                    out = seen[:-1] + chr(ord(last) - 1)
-                else:
-                    text = fast_text(seen, f & 1, f & 2)
-                    out = text or str(embed_bit(value, tolerance, f & 1, bool(f & 2)))
-            elif as_str and scaled and kind is Decimal and (text := fast_text(seen, f & 1, f & 2)):
-                out = text
-            else:
-                up = bool(f & 2)
-                fast = _embed_scaled(seen, t_coef, t_int, f & 1, up) if scaled and kind is Decimal else None
-                out = embed_bit(value, tolerance, f & 1, up) if fast is None else fast
-                if then is not None:
-                    out = then(out)
-        if len(memo) >= MEMO_CELLS:
+                if ord(last) & 1 == bit:  # right parity ("0" is code 48): as it came
+                    return seen
+                if up and last != "9":  # one unit up, no carry
+                    return seen[:-1] + chr(ord(last) + 1)
+                if not up and last != "0":  # one unit down, no borrow
+                    return seen[:-1] + chr(ord(last) - 1)
+            moved = _embed_scaled(seen, t_coef, t_int, bit, up, grids)
+            if moved is not None:
+                if as_str and (text := _decimal_text(*moved)) is not None:
+                    return text
+                out = Decimal(f"{moved[0]}E{moved[1]}")
+                return out if then is None else then(out)
+        out = embed_bit(value, tolerance, bit, bool(up))
+        return out if then is None else then(out)
+
+    return embed
+
+
+@dataclass(frozen=True, slots=True)
+class MarkedColumn:
+    """One marked column of a delivery: its field, its tolerance (None: a text mark,
+    policies.watermark_text), and the stringification that follows the mark."""
+
+    field: str
+    tolerance: Decimal | None
+    then: Callable[[Any], Any] | None = None
+
+
+# Rows remembered per process, for hot rows (a consumer paging the same rows again):
+# (marker, row key) → (the delivered values, then the stored values' str and types). The marker is a
+# token per `row_marker`, never reused, so one recipient's marks can never answer for another's, nor
+# a retired key's for the current one. Types and str tell apart values that compare equal but are
+# delivered differently (Decimal('1.0') and Decimal('1.00'): str keeps the scale; True and 1: the
+# type). A row's first sight leaves only a placeholder (`_FIRST`): a page read once costs one
+# dict insertion a row; its second sight is remembered. At most MEMO_ROWS entries (≈ 20 MB with
+# the demo's two marked cells a row); full, it is emptied and fills again.
+MEMO_ROWS = 32768
+_FIRST: tuple[Any, ...] = ()
+_memo: dict[tuple[int, str], tuple[Any, ...]] = {}
+_tokens = itertools.count()
+
+
+RowMarker = Callable[[Any, tuple[Any, ...]], tuple[Any, ...]]  # (row key, values) → delivered values
+
+
+# The row marker's body, generated per shape (how many columns, which block each reads) like the
+# planner's shaper: the values unpacked into locals and each column's embedder called directly, no
+# loop and no tuple built per step — in CPython that halves what a row costs around its digest.
+# Only names are substituted: v{i} (a value), s{i} (its str), e{i} (its embedder), h{j}/d{j} (a
+# block's digest and digest function).
+_ROW_MARKER = """
+def mark(row_key, values):
+    if row_key is None:  # nothing to key the mark on: as stored
+        return unmarked(values)
+    key = row_key if row_key.__class__ is str else str(row_key)
+    slot = (token, key)
+    hit = remembered(slot)
+    {unpack} = values
+    if hit is None:  # first sight: only remember that it was seen
+        if len(memo) >= module.MEMO_ROWS:
             memo.clear()
-        memo[slot] = (kind, seen, out)
-        return out
+        memo[slot] = FIRST
+        kb = key.encode()
+        {digests}
+        return ({delivered},)
+    {texts}
+    if hit is not FIRST and {same}:
+        return hit[0]
+    kb = key.encode()  # seen again (or its values changed): remember it
+    {digests}
+    out = ({delivered},)
+    memo[slot] = (out, {exact})
+    return out
+"""
+
+
+def row_marker(
+    secret: bytes,
+    recipient: str,
+    dataset: str,
+    columns: Sequence[MarkedColumn],
+    gamma: float = DEFAULT_GAMMA,
+    *,
+    layout: Layout | None = None,
+) -> RowMarker:
+    """Scheme v2 for one recipient's marked columns of a dataset, a row at a time:
+    `mark(row key, (value, …))` is, column for column, `then(mark_value(…))` for a number and
+    `then(mark_text(…))` for a text (the same values: property-tested, pinned for a fixed key);
+    a None value stays None, a row without a key is delivered unmarked (stringified). Per row
+    one HMAC-SM3 per block of the layout the columns read (one for every dataset of the demo), or
+    none for a hot row (`_memo`). `layout`: the dataset's (without one: these columns as its only
+    marked fields)."""
+    import sys
+
+    from policies.watermark_text import text_embedder  # it builds on this module
+
+    layout = layout or Layout.of((c.field, c.tolerance is None) for c in columns)
+    slots = [_slot(layout, c.field, c.tolerance is None) for c in columns]
+    blocks = sorted({block for block, _ in slots})
+    threshold = int(256 * gamma)
+    thens = [c.then for c in columns]
+
+    def unmarked(values: tuple[Any, ...]) -> tuple[Any, ...]:
+        return tuple([v if t is None or v is None else t(v) for t, v in zip(thens, values, strict=True)])
+
+    env: dict[str, Any] = {
+        "token": next(_tokens),
+        "memo": _memo,
+        "remembered": _memo.get,
+        "module": sys.modules[__name__],
+        "FIRST": _FIRST,
+        "unmarked": unmarked,
+    }
+    for j, block in enumerate(blocks):
+        env[f"d{j}"] = _row_state(secret, recipient, dataset, block).digest
+    for i, (c, (_, offset)) in enumerate(zip(columns, slots, strict=True)):
+        env[f"e{i}"] = (
+            text_embedder(offset, threshold, c.then)
+            if c.tolerance is None
+            else _number_embedder(c.tolerance, offset, threshold, c.then)
+        )
+    n = len(columns)
+    source = _ROW_MARKER.format(
+        unpack="".join(f"v{i}, " for i in range(n)),
+        digests="; ".join(f"h{j} = d{j}(kb)" for j in range(len(blocks))),
+        delivered=", ".join(
+            f"None if v{i} is None else e{i}(v{i}, h{blocks.index(block)})"
+            for i, (block, _) in enumerate(slots)
+        ),
+        texts="; ".join(f"s{i} = v{i} if v{i}.__class__ is str else str(v{i})" for i in range(n)),
+        same=" and ".join(
+            [f"hit[{1 + i}] == s{i}" for i in range(n)]
+            + [f"hit[{1 + n + i}] is v{i}.__class__" for i in range(n)]
+        ),
+        exact=", ".join([f"s{i}" for i in range(n)] + [f"v{i}.__class__" for i in range(n)]),
+    )
+    exec(compile(source, "<shuqiao-row-marker>", "exec"), env)  # noqa: S102 - generated from indexes only
+    mark: RowMarker = env["mark"]
+    return mark
+
+
+def column_marker(
+    tolerance: Decimal,
+    secret: bytes,
+    recipient: str,
+    dataset: str,
+    field: str,
+    gamma: float = DEFAULT_GAMMA,
+    then: Callable[[Any], Any] | None = None,
+    *,
+    layout: Layout | None = None,
+) -> Callable[[Any, Any], Any]:
+    """`mark_value` (scheme v2) bound to one recipient's column, followed by `then` if given:
+    `then(mark_value(value, …))` — `row_marker` for this one column."""
+    column = MarkedColumn(field, tolerance, then)
+    rows = row_marker(secret, recipient, dataset, [column], gamma, layout=layout)
+
+    def mark(value: Any, row_key: Any) -> Any:
+        if value is None:
+            return value if then is None else then(value)
+        return rows(row_key, (value,))[0]
 
     return mark
 

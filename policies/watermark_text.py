@@ -28,13 +28,11 @@ from typing import Any
 from policies.watermark import (
     DEFAULT_GAMMA,
     MAX_RUNS,
-    MEMO_CELLS,
     SCHEME,
+    Embed,
     Layout,
-    _columns,
-    _layout,
-    _memo,
-    _row_digests,
+    MarkedColumn,
+    row_marker,
     run_bits,
 )
 
@@ -44,7 +42,7 @@ _RUN = re.compile(r"[0-9０-９]+")  # a run of mixed widths is one run, read as
 _SPLIT = re.compile(r"([0-9０-９]+)")
 _FULL = str.maketrans("0123456789", "０１２３４５６７８９")
 _HALF = str.maketrans("０１２３４５６７８９", "0123456789")
-_WIDE: dict[str, str] = {}  # a short run of digits → its full-width form (text_marker)
+_WIDE: dict[str, str] = {}  # a short run of digits → its full-width form (text_embedder)
 
 
 def position_field(field: str, i: int) -> str:
@@ -95,44 +93,18 @@ def read_text_bits(value: Any) -> list[int | None]:
     return bits
 
 
-def text_marker(
-    secret: bytes,
-    recipient: str,
-    dataset: str,
-    field: str,
-    gamma: float = DEFAULT_GAMMA,
-    then: Callable[[Any], Any] | None = None,
-    *,
-    layout: Layout | None = None,
-) -> Callable[[Any, Any], Any]:
-    """`mark_text` (scheme v2) bound to one recipient's column, followed by `then` if given; the
-    same values. The row's digest is shared with its other marked columns
-    (policies.watermark `_row_digests`). A hot row's delivered string is remembered like a
-    number's (policies.watermark `_memo`: keyed by this marker's column and the row key,
-    answered only for the same stored string)."""
-    block, offset = _layout(layout, field, True)
-    row = _row_digests(secret, recipient, dataset, block)
-    threshold = int(256 * gamma)
-    column = next(_columns)
-    memo = _memo
-    remembered = memo.get
+def text_embedder(offset: int, threshold: int, then: Callable[[Any], Any] | None = None) -> Embed:
+    """A text cell of scheme v2 as delivered, from the row's digest (its bytes from `offset`),
+    followed by `then` if given: `then(mark_text(value, …))` (policies.watermark.row_marker)."""
     split = _SPLIT.split
     full = _WIDE
     end = 2 * MAX_RUNS + 1  # parts past it are runs past the tenth: never marked
 
-    def mark(value: Any, row_key: Any) -> Any:
-        if not isinstance(value, str) or row_key is None:
-            return value if then is None else then(value)
-        key = row_key if row_key.__class__ is str else str(row_key)
-        slot = (column, key)
-        hit = remembered(slot)
-        if hit is not None and hit[1] == value and hit[0] is type(value):
-            return hit[2]
-        parts = split(value)  # text, run, text, run, …, text
-        n = len(parts)
+    def embed(value: Any, h: bytes) -> Any:
         out = value
-        if n > 1:
-            h = row(key)
+        if isinstance(value, str):
+            parts = split(value)  # text, run, text, run, …, text
+            n = len(parts)
             changed = False
             o = offset
             for i in range(1, n if n < end else end, 2):
@@ -152,11 +124,28 @@ def text_marker(
                 o += 2
             if changed:
                 out = "".join(parts)
-        if then is not None:
-            out = then(out)
-        if len(memo) >= MEMO_CELLS:
-            memo.clear()
-        memo[slot] = (type(value), value, out)
-        return out
+        return out if then is None else then(out)
+
+    return embed
+
+
+def text_marker(
+    secret: bytes,
+    recipient: str,
+    dataset: str,
+    field: str,
+    gamma: float = DEFAULT_GAMMA,
+    then: Callable[[Any], Any] | None = None,
+    *,
+    layout: Layout | None = None,
+) -> Callable[[Any, Any], Any]:
+    """`mark_text` (scheme v2) bound to one recipient's column, followed by `then` if given; the
+    same values — policies.watermark.row_marker for this one column."""
+    rows = row_marker(secret, recipient, dataset, [MarkedColumn(field, None, then)], gamma, layout=layout)
+
+    def mark(value: Any, row_key: Any) -> Any:
+        if value is None:
+            return value if then is None else then(value)
+        return rows(row_key, (value,))[0]
 
     return mark

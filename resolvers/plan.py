@@ -4,6 +4,7 @@ to shape it. Decisions are made once per column here, never per value."""
 from __future__ import annotations
 
 import decimal
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,8 +20,7 @@ from policies import decisions
 from policies.limits import connection_cost
 from policies.masking import MASKERS
 from policies.model import Action, DatasetAccess, Decision, Tier
-from policies.watermark import Layout, column_marker
-from policies.watermark_text import text_marker
+from policies.watermark import Layout, MarkedColumn, RowMarker, row_marker
 from resolvers import cursor, errors
 from resolvers.context import ExecutionContext, FieldAccess
 from resolvers.errors import FieldError
@@ -38,7 +38,6 @@ class Kind(IntEnum):
 
 
 Transform = Callable[[Any], Any]
-KeyedTransform = Callable[[Any, Any], Any]  # (value, the row's entity key) → delivered value
 
 
 @dataclass(slots=True)
@@ -49,9 +48,25 @@ class Entry:
     transform: Transform | None = None
     # DENIED: error template; TYPENAME: type name; LINK: LinkPlan; DATASET: EntityDatasetPlan
     payload: Any = None
-    # VALUE marked with a watermark: `keyed(value, row[key_index])` instead of `transform`
-    keyed: KeyedTransform | None = None
-    key_index: int = -1
+    # VALUE marked with a watermark: its position among the node's `Marking` columns (the
+    # marked value replaces `transform`, which the marker applies itself)
+    mark: int = -1
+
+
+@dataclass(slots=True)
+class Marking:
+    """A node's watermarked columns (policies.watermark.row_marker), marked a row at a time: one
+    digest per row for all of them, keyed by the row's entity key (column `key_index`, opened
+    first by `key_of` when stored encrypted)."""
+
+    key_index: int
+    key_of: Transform | None
+    marker: Callable[[list[MarkedColumn]], RowMarker]  # row_marker bound to the recipient's key
+    columns: list[MarkedColumn] = field(default_factory=list)
+
+    def add(self, column: MarkedColumn) -> int:
+        self.columns.append(column)
+        return len(self.columns) - 1
 
 
 @dataclass(slots=True)
@@ -62,6 +77,7 @@ class NodePlan:
     entries: list[Entry] = field(default_factory=list)
     links: list[Entry] = field(default_factory=list)
     marked: list[str] = field(default_factory=list)  # fields delivered with a watermark
+    marking: Marking | None = None
     _shaper: Callable[[Any], dict[str, Any]] | None = None
 
     def column(self, name: str) -> int:
@@ -75,7 +91,7 @@ class NodePlan:
     def shaper(self) -> Callable[[Any], dict[str, Any]]:
         """row → response dict, compiled once per plan (plans are cached across requests)."""
         if self._shaper is None:
-            self._shaper = compile_shaper(self.entries)
+            self._shaper = compile_shaper(self.entries, self.marking)
         return self._shaper
 
 
@@ -185,25 +201,35 @@ class RepresentationsPlan:
         return sum(self.entities[t].cost() for t, _ in self.items if t in self.entities)
 
 
-def compile_shaper(entries: list[Entry]) -> Callable[[Any], dict[str, Any]]:
+def compile_shaper(entries: list[Entry], marking: Marking | None = None) -> Callable[[Any], dict[str, Any]]:
     """Generate `def shape(row): return {...}` for these entries.
 
     A dict display built by generated code is several times faster than interpreting the
     entry list per value, and shaping is the executor's hot loop (rows × fields). Keys are
     GraphQL response names (the parser admits only [_A-Za-z][_0-9A-Za-z]*) and are still
-    embedded with repr(); values are only ever row indexes and functions from `env`.
+    embedded with repr(); values are only ever row indexes and functions from `env`. Marked
+    values come from one call of the node's row marker per row (`marking`), before the dict.
     """
     env: dict[str, Any] = {}
     items = []
+    head = ""
+    if marking is not None and marking.columns:
+        env["mark"] = marking.marker(marking.columns)
+        indexes = {e.mark: e.index for e in entries if e.kind is Kind.VALUE and e.mark >= 0}
+        values = "".join(f"row[{indexes[m]}], " for m in range(len(marking.columns)))
+        k = marking.key_index
+        if marking.key_of is None:
+            key = f"row[{k}]"
+        else:
+            env["key_of"] = marking.key_of
+            key = f"(None if (k := row[{k}]) is None else key_of(k))"
+        head = f"    m = mark({key}, ({values}))\n"
     for i, e in enumerate(entries):
         key = repr(e.key)
-        if e.kind is Kind.VALUE and e.transform is None and e.keyed is None:
+        if e.kind is Kind.VALUE and e.mark >= 0:
+            items.append(f"{key}: m[{e.mark}]")
+        elif e.kind is Kind.VALUE and e.transform is None:
             items.append(f"{key}: row[{e.index}]")
-        elif e.kind is Kind.VALUE and e.keyed is not None:
-            env[f"t{i}"] = e.keyed
-            items.append(
-                f"{key}: (None if (v{i} := row[{e.index}]) is None else t{i}(v{i}, row[{e.key_index}]))"
-            )
         elif e.kind is Kind.VALUE:
             env[f"t{i}"] = e.transform
             items.append(f"{key}: (None if (v{i} := row[{e.index}]) is None else t{i}(v{i}))")
@@ -211,7 +237,7 @@ def compile_shaper(entries: list[Entry]) -> Callable[[Any], dict[str, Any]]:
             items.append(f"{key}: {str(e.payload)!r}")
         else:  # DENIED (error added by the caller) and LINK (filled in after the join)
             items.append(f"{key}: None")
-    source = "def shape(row):\n    return {" + ", ".join(items) + "}\n"
+    source = "def shape(row):\n" + head + "    return {" + ", ".join(items) + "}\n"
     exec(compile(source, "<shuqiao-shaper>", "exec"), env)  # noqa: S102 - generated from trusted names
     return env["shape"]
 
@@ -224,11 +250,7 @@ def watermark_layout(ds: DatasetSpec) -> Layout:
     """The dataset's watermark layout (policies.watermark.Layout): its fields the catalogue
     declares a mark for (a tolerance: a number; otherwise a text scheme), whatever is asked or
     allowed — the trace (gateway.watermark_service) derives the same from the catalogue."""
-    return Layout.of(
-        (g.name, g.watermark_tolerance is None)
-        for g in ds.fields
-        if g.watermark_tolerance is not None or g.watermark_text is not None
-    )
+    return Layout.of((g.name, g.watermark_tolerance is None) for g in ds.fields if g.watermarked)
 
 
 _STRINGIFY: dict[FieldType, Transform] = {
@@ -567,49 +589,40 @@ class Planner:
         opener = self._opener(ds, f)
         if opener is not None:  # stored encrypted: decrypt, then apply the decision
             transform = opener if transform is None else _chain(opener, transform)
-        marked = self._watermark(plan, ds, f, d, transform)
-        if marked is not None:
-            return Entry(key, Kind.VALUE, index, keyed=marked[0], key_index=marked[1])
+        if self._watermarked(ds, f, d):
+            return Entry(key, Kind.VALUE, index, mark=self._mark(plan, ds, f, transform))
         return Entry(key, Kind.VALUE, index, transform)
 
-    def _watermark(
-        self, plan: NodePlan, ds: DatasetSpec, f: FieldSpec, d: Decision, then: Transform | None
-    ) -> tuple[KeyedTransform, int] | None:
-        """A value in clear, of a field that tolerates a mark, to an identified recipient: mark
-        it (policies.watermark), keyed by the row's entity key, before it is stringified.
-        Filters, ordering and cursors still work on the stored (true) values."""
-        wm = self.ctx.watermark
-        tolerance, text = f.watermark_tolerance, f.watermark_text
-        if wm is None or (tolerance is None and text is None):
-            return None
-        if d.action is not Action.ALLOW or not ds.entity_field:
-            return None
-        if is_protected(f):  # the catalogue rules forbid it; never mark what is stored encrypted
-            return None
-        key_index = plan.column(ds.entity_field)
-        secret, recipient, gamma, code, name = wm.key.secret, wm.recipient, wm.gamma, ds.code, f.name
-        # Scheme v2: one digest per row, shared by the row's marked columns, each reading its own
-        # slot of it — fixed by the catalogue's marked fields, never by what this query selects.
-        # Bound once per column; per row one digest (the first marked column), or none for a hot
-        # row (remembered); the stringification `then` runs inside the marker.
-        layout = watermark_layout(ds)
-        marker = (
-            text_marker(secret, recipient, code, name, gamma, then, layout=layout)  # equivalent forms
-            if tolerance is None
-            else column_marker(tolerance, secret, recipient, code, name, gamma, then, layout=layout)
+    def _watermarked(self, ds: DatasetSpec, f: FieldSpec, d: Decision) -> bool:
+        """A value in clear, of a field that tolerates a mark, to an identified recipient."""
+        return (
+            self.ctx.watermark is not None
+            and f.watermarked
+            and d.action is Action.ALLOW
+            and bool(ds.entity_field)
+            and not is_protected(f)  # the catalogue rules forbid it; never mark what is stored encrypted
         )
-        opened = self._opener(ds, ds.field(ds.entity_field))
-        if opened is None:
-            mark: KeyedTransform = marker
-        else:
-            key_of = opened
 
-            def mark(v: Any, row_key: Any) -> Any:
-                return marker(v, None if row_key is None else key_of(row_key))
-
+    def _mark(self, plan: NodePlan, ds: DatasetSpec, f: FieldSpec, then: Transform | None) -> int:
+        """Mark the field (policies.watermark), keyed by the row's entity key, before it is
+        stringified; its position among the node's marked columns. Filters, ordering and
+        cursors still work on the stored (true) values. Scheme v2: one digest per row, shared
+        by the row's marked columns, each reading its own slot of it — fixed by the catalogue's
+        marked fields (the layout, taken once per node), never by what this query selects."""
+        wm, entity_key = self.ctx.watermark, ds.entity_field
+        assert wm is not None and entity_key  # _watermarked
+        if plan.marking is None:
+            layout = watermark_layout(ds)
+            plan.marking = Marking(
+                plan.column(entity_key),
+                self._opener(ds, ds.field(entity_key)),
+                functools.partial(
+                    row_marker, wm.key.secret, wm.recipient, ds.code, gamma=wm.gamma, layout=layout
+                ),
+            )
         if f.name not in plan.marked:
             plan.marked.append(f.name)
-        return mark, key_index
+        return plan.marking.add(MarkedColumn(f.name, f.watermark_tolerance, then))
 
     def _cipher(self, ds: DatasetSpec) -> DatasetCipher:
         if self.ctx.pool is None:

@@ -8,7 +8,8 @@ Without either, the page sends the browser to sign in; anyone else signed in get
 page and API here. Each page view is an event too (operation "page").
 
 Routes (each page has a machine twin):
-  GET /audit                      the web page (vanilla JS, no CDN)
+  GET /audit                      the web page (vanilla JS, no CDN); its event search reads the live
+                                  chain or (在线记录 / 归档) the archives, through the two routes below
   GET /audit/api/consumer         one consumer's reads (code=, from=, to=) beside its grants
   GET /audit/api/person           every read of one 身份证号's records (id_number=), by blind index
   GET /audit/api/posture          the dashboard (态势感知), every panel; /audit/api/posture/{panel}
@@ -23,7 +24,9 @@ Routes (each page has a machine twin):
                                   response is SM2-signed (RFC 9421) like the share tier's
   GET /audit/api/verify           the chain check: ok, events checked, first broken position; after
                                   a prune the whole history, archived and live segments in order
-  GET /audit/api/archive/events   the archives searched in place (the search's filters, newest first)
+  GET /audit/api/archive/events   the archives searched in place (the search's filters, newest first;
+                                  limit, before → next_before; each event's `archive`, and `archives`
+                                  the files anchored); GraphQL `archivedEvents`
   GET /audit/api/bundle           an investigation (view=consumer|person|search) as a signed bundle
   GET /audit/api/alerts           alerts, newest first: state=open|acknowledged|all, rule, limit, before
   GET /audit/api/alerts/{id}      one alert with its history of actions
@@ -427,7 +430,8 @@ class AuditAPI:
         return handler
 
     async def graphql(self, request: Request) -> tuple[Response, int]:
-        return await officer_graphql.handle(request, self.engine, self.cipher, self.limits)
+        directory = self.archives[1] if self.archives is not None else None
+        return await officer_graphql.handle(request, self.engine, self.cipher, self.limits, directory)
 
 
 def _kind(claims: Any) -> str:

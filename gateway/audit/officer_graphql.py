@@ -2,13 +2,17 @@
 
 Authentication, the `audit:read` scope check (401/403 before any GraphQL runs) and the call's own
 audit event are `AuditAPI._guard` in `gateway.audit.http`, exactly as for `/audit/api/…`. The
-resolvers call the same functions the JSON handlers call (`gateway.audit.query`, `alerts`,
+resolvers call the same functions the JSON handlers call (`gateway.audit.query`, `alerts`, `history`,
 `verify`); no SQL lives here.
 
     events(filter: EventFilter, first: Int = 50, after: String, exact: Boolean = false):
         EventConnection!   newest first, keyset by seq (`after` is an edge's cursor); totalCount is
         exact up to 10,000 matches, then 10,000 with totalExact false (exact: true counts all)
     event(seq: Int!): Event            the detail; `variables` is opened only here
+    archivedEvents(filter: EventFilter, first: Int = 50, after: String): ArchivedEventConnection!
+        the archives retention left, read in place (`gateway.audit.history.search_archives`, as
+        `GET /audit/api/archive/events` and `shuqiao audit search --archived`): newest first, keyset
+        by seq, totalCount always exact, each event's `archive` its file, `archives` those anchored
     stats(from: String, to: String): Stats!
     verify: VerifyReport!
     alerts(open: Boolean, rule: String, first: Int = 100): [Alert!]!   open: null = all
@@ -26,6 +30,7 @@ import base64
 import binascii
 import logging
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Annotated, Any
 
 import strawberry
@@ -54,6 +59,7 @@ class OfficerContext:
     engine: AsyncEngine
     cipher: VariableCipher | None
     claims: Any
+    archives: Path | None = None  # the directory retention archives to; None: none configured
     rows: int = 0  # audit_event rows handed out, for the call's own event
     sealed: dict[str, Any] = field(default_factory=dict)  # added to the call's sealed variables
 
@@ -145,6 +151,9 @@ class Event:
         default=None, description="The sealed query variables, opened; only on `event(seq:)`."
     )
     variables_error: str | None = None
+    archive: str | None = strawberry.field(
+        default=None, description="The archive file the event was read from; null for a live event."
+    )
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -196,6 +205,7 @@ def _event(doc: dict[str, Any]) -> Event:
         hash=doc["hash"],
         variables=doc.get("variables"),
         variables_error=doc.get("variables_error"),
+        archive=doc.get("archive"),
     )
 
 
@@ -225,6 +235,13 @@ class EventConnection:
     @strawberry.field
     def nodes(self) -> list[Event]:
         return [e.node for e in self.edges]
+
+
+@strawberry.type(description="Archived events: totalCount is always exact (the archives are read through).")
+class ArchivedEventConnection(EventConnection):
+    archives: list[str] = strawberry.field(
+        description="The archives a prune anchor names, oldest first: what the search reads."
+    )
 
 
 @strawberry.type
@@ -317,6 +334,19 @@ def _seq_of(cursor: str) -> int:
 # -- resolvers --------------------------------------------------------------------------------
 
 
+def _connection(page: dict[str, Any]) -> dict[str, Any]:
+    """A search page (`query.search` or `history.search_archives`) as a connection's fields."""
+    edges = [EventEdge(cursor=_cursor(d["seq"]), node=_event(d)) for d in page["events"]]
+    return {
+        "total_count": page["total"],
+        "total_exact": page["total_exact"],
+        "edges": edges,
+        "page_info": PageInfo(
+            has_next_page=page["next_before"] is not None, end_cursor=edges[-1].cursor if edges else None
+        ),
+    }
+
+
 def _filters(f: EventFilter | None) -> audit_query.Filters:
     try:
         return f.filters() if f else audit_query.Filters()
@@ -346,15 +376,27 @@ class Query:
         async with ctx.engine.connect() as conn:
             page = await audit_query.search(conn, f, limit=first, before=before, exact=exact)
         ctx.rows += len(page["events"])
-        edges = [EventEdge(cursor=_cursor(d["seq"]), node=_event(d)) for d in page["events"]]
-        return EventConnection(
-            total_count=page["total"],
-            total_exact=page["total_exact"],
-            edges=edges,
-            page_info=PageInfo(
-                has_next_page=page["next_before"] is not None, end_cursor=edges[-1].cursor if edges else None
-            ),
-        )
+        return EventConnection(**_connection(page))
+
+    @strawberry.field(
+        description="The archives retention left, searched in place (slower than `events`): newest "
+        "first, keyset by seq, with `events`' filters."
+    )
+    async def archived_events(
+        self, info: Info, filter: EventFilter | None = None, first: int = 50, after: str | None = None
+    ) -> ArchivedEventConnection:
+        from gateway.audit.history import search_archives
+
+        ctx = _ctx(info)
+        if ctx.archives is None:
+            raise _err("No archives are configured.", "NOT_FOUND")
+        if not 1 <= first <= audit_query.MAX_PAGE:
+            raise _err(f"first is 1..{audit_query.MAX_PAGE}", "BAD_USER_INPUT")
+        f = _filters(filter)
+        before = _seq_of(after) if after else None
+        page = await search_archives(ctx.engine, ctx.archives, f, limit=first, before=before)
+        ctx.rows += len(page["events"])
+        return ArchivedEventConnection(**_connection(page), archives=page["archives"])
 
     @strawberry.field(description="One event; its sealed variables are opened.")
     async def event(self, info: Info, seq: int) -> Event | None:
@@ -484,7 +526,11 @@ def _format(error: GraphQLError) -> dict[str, Any]:
 
 
 async def handle(
-    request: Request, engine: AsyncEngine, cipher: VariableCipher | None, limits: Limits
+    request: Request,
+    engine: AsyncEngine,
+    cipher: VariableCipher | None,
+    limits: Limits,
+    archives: Path | None = None,
 ) -> tuple[Response, int]:
     text, variables, operation = await read_post(request, limits)
     request.state.audit_variables = {"query": text, "variables": variables, "operationName": operation}
@@ -493,7 +539,7 @@ async def handle(
     request.state.audit_operation = call.label
     request.state.audit_operation_type = call.operation_type
 
-    ctx = OfficerContext(engine=engine, cipher=cipher, claims=request.state.audit_claims)
+    ctx = OfficerContext(engine=engine, cipher=cipher, claims=request.state.audit_claims, archives=archives)
     result = await schema.execute(
         text, variable_values=variables, context_value=ctx, operation_name=operation
     )

@@ -80,10 +80,11 @@ class ResponseSigner:
         self.components = components
         self._stamp: tuple[int, int, int] | None = None
         self._current: tuple[KeyInfo, SM2PrivateKey] | None = None
+        self._index = str(store.directory / INDEX)  # stat'ed per response: no Path join each time
 
     def _index_stamp(self) -> tuple[int, int, int]:
         try:
-            st = os.stat(self.store.directory / INDEX)
+            st = os.stat(self._index)
         except FileNotFoundError:
             return (0, 0, 0)
         return (st.st_mtime_ns, st.st_ino, st.st_size)

@@ -197,6 +197,11 @@ class TokenService:
         header = {"alg": ALGORITHM, "typ": "JWT", "kid": self.key.kid}
         return jwt.encode(header, claims, self.key, algorithms=[ALGORITHM])
 
+    def verified_before(self, token: str) -> bool:
+        """Whether `token` is one of ours already verified (and cached): `verify` then only checks
+        its expiry and audience again. Liveness is never cached (gateway.identity.bearer.is_live)."""
+        return token in self._cache
+
     def verify(
         self, token: str, audience: str | None = SHARE_AUDIENCE, now: float | None = None
     ) -> TokenClaims:

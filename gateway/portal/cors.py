@@ -20,9 +20,10 @@ when their origin is allowed; `Vary: Origin` on every answer of a covered path.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from starlette.datastructures import Headers, MutableHeaders
+from starlette.datastructures import Headers
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -96,6 +97,53 @@ def policies(
     return out
 
 
+_VARY = b"vary"
+_ALLOW_ORIGIN = b"access-control-allow-origin"
+_EXPOSE = b"access-control-expose-headers"
+_EXPOSE_VALUE = EXPOSE.encode("latin-1")
+
+
+def _allow_headers(origin: str) -> tuple[tuple[bytes, bytes], ...]:
+    return ((_ALLOW_ORIGIN, origin.encode("latin-1")), (_EXPOSE, _EXPOSE_VALUE))
+
+
+def _with_cors(
+    headers: Iterable[tuple[bytes, bytes]], added: tuple[tuple[bytes, bytes], ...]
+) -> list[tuple[bytes, bytes]]:
+    """The response's raw headers with `Vary: Origin` (joined to any Vary already there) and the
+    `added` ones, each replacing the headers of its name: the list Starlette's MutableHeaders
+    (add_vary_header, then item assignment) makes of them, in one pass and without its
+    per-name scans."""
+    out: list[tuple[bytes, bytes]] = []
+    varies: list[bytes] = []
+    vary_at = -1
+    slots: dict[bytes, int] = {}  # where a replaced header stood: its replacement goes there
+    replaced = {name for name, _ in added}
+    for name, value in headers:
+        if name == _VARY:
+            varies.append(value)
+            if vary_at < 0:
+                vary_at = len(out)
+                out.append((name, value))
+        elif name in replaced:
+            if name not in slots:
+                slots[name] = len(out)
+                out.append((name, value))
+        else:
+            out.append((name, value))
+    vary = (_VARY, b", ".join([*varies, b"Origin"]))
+    if vary_at < 0:
+        out.append(vary)
+    else:
+        out[vary_at] = vary
+    for name, value in added:
+        if name in slots:
+            out[slots[name]] = (name, value)
+        else:
+            out.append((name, value))
+    return out
+
+
 class CORSMiddleware:
     def __init__(self, app: ASGIApp, rules: list[tuple[tuple[str, ...], Policy]]) -> None:
         self.app = app
@@ -115,21 +163,25 @@ class CORSMiddleware:
         if policy is None:
             await self.app(scope, receive, send)
             return
-        headers = Headers(scope=scope)
-        origin = headers.get("origin")
-        if scope["method"] == "OPTIONS" and origin and "access-control-request-method" in headers:
-            await self._preflight(policy, origin, headers)(scope, receive, send)
-            return
-        named = origin is not None and origin in policy.origins
-        allowed = origin is not None and (named or policy.any_origin)
+        origin: str | None = None
+        for name, value in scope["headers"]:
+            if name == b"origin":
+                origin = value.decode("latin-1")
+                break  # the first, as Headers.get gives it
+        if scope["method"] == "OPTIONS" and origin:
+            headers = Headers(scope=scope)
+            if "access-control-request-method" in headers:
+                await self._preflight(policy, origin, headers)(scope, receive, send)
+                return
+        added: tuple[tuple[bytes, bytes], ...] = ()
+        if origin is not None and origin in policy.origins:
+            added = _allow_headers(origin)
+        elif origin is not None and policy.any_origin:
+            added = _allow_headers("*")
 
         async def send_with_cors(message: Message) -> None:
             if message["type"] == "http.response.start":
-                out = MutableHeaders(scope=message)
-                out.add_vary_header("Origin")
-                if allowed:
-                    out["Access-Control-Allow-Origin"] = origin if named else "*"  # type: ignore[assignment]
-                    out["Access-Control-Expose-Headers"] = EXPOSE
+                message["headers"] = _with_cors(message.get("headers", ()), added)
             await send(message)
 
         await self.app(scope, receive, send_with_cors)

@@ -357,3 +357,61 @@ def test_liveness_polls_once_per_interval_and_fails_closed() -> None:
         assert store.calls == calls + 1
 
     asyncio.run(scenario())
+
+
+# ------------------------------------------------------------------ a token verified before
+
+
+def test_verified_token_skips_decoding_but_not_expiry_audience_or_revocation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A token verified before is routed to our own checks without decoding it again; its
+    expiry and audience are still checked, and its liveness on every request: revoked, it is
+    refused on the very next one."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from joserfc.jwk import ECKey
+
+    import gateway.identity.bearer as bearer
+    from gateway.identity.store import RevocationList
+    from gateway.identity.tokens import ADMIN_AUDIENCE, SHARE_AUDIENCE, InvalidToken, TokenService
+
+    tokens = TokenService(ECKey.generate_key("P-256", auto_kid=True), "https://gw", 60)
+    store = _Store()
+    identity = SimpleNamespace(tokens=tokens, revocations=RevocationList(store, interval=3600))  # type: ignore[arg-type]
+    protector = BearerProtector(identity, realm="r", audience=SHARE_AUDIENCE)  # type: ignore[arg-type]
+    now = int(time.time())
+    token, claims = tokens.issue_with_claims("c1", "hrss", ["share:read"], now=now)
+    peeks: list[str] = []
+    real_peek = bearer.peek_claims
+
+    def counted_peek(t: str) -> dict[str, Any]:
+        peeks.append(t)
+        return real_peek(t)
+
+    monkeypatch.setattr(bearer, "peek_claims", counted_peek)
+
+    async def scenario() -> None:
+        assert (await protector.authenticate_token(token)).jti == claims["jti"]
+        assert peeks == [token] and tokens.verified_before(token)  # decoded once, to route it
+        assert (await protector.authenticate_token(token)).jti == claims["jti"]
+        assert peeks == [token]  # not again
+        with pytest.raises(InvalidToken):  # the audience is checked on the cached claims too
+            await bearer.verify_token(identity, token, ADMIN_AUDIENCE)  # type: ignore[arg-type]
+        # a forged signature is another string: never a cache hit, refused by the full check
+        forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+        assert not tokens.verified_before(forged)
+        with pytest.raises(BearerRefused):
+            await protector.authenticate_token(forged)
+        # revoked: refused on the next request, cached or not
+        store.revoked = [(1, str(claims["jti"]), claims["exp"])]
+        await identity.revocations.refresh(force=True)
+        with pytest.raises(BearerRefused):
+            await protector.authenticate_token(token)
+        # expired: refused although it is cached
+        assert tokens.verify(token, SHARE_AUDIENCE, now=now).jti == claims["jti"]
+        with pytest.raises(InvalidToken):
+            tokens.verify(token, SHARE_AUDIENCE, now=now + 60 + 31)
+
+    asyncio.run(scenario())

@@ -408,14 +408,38 @@ def test_the_memo_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     import policies.watermark as wm
     from policies.watermark import column_marker
 
-    monkeypatch.setattr(wm, "MEMO_CELLS", 50)
+    monkeypatch.setattr(wm, "MEMO_ROWS", 50)
+    wm._memo.clear()  # what earlier tests left, under the default bound
     mark = column_marker(Decimal("0.01"), SECRET, "hrss", "ds", "f")
     for i in range(500):
-        assert _same(
-            mark(Decimal("7.77"), str(i)),
-            mark_value(Decimal("7.77"), Decimal("0.01"), SECRET, "hrss", "ds", "f", str(i)),
-        )
-        assert len(wm._memo) <= 50
+        for _ in range(2):  # the second sight is remembered
+            assert _same(
+                mark(Decimal("7.77"), str(i)),
+                mark_value(Decimal("7.77"), Decimal("0.01"), SECRET, "hrss", "ds", "f", str(i)),
+            )
+            assert len(wm._memo) <= 50
+
+
+def test_a_row_is_remembered_on_its_second_sight_only() -> None:
+    """A page seen once (a consumer reading through a table) costs no memo entry; a row asked for
+    again is remembered, and answered from the memo the third time."""
+    import policies.watermark as wm
+    from policies.watermark import MarkedColumn, row_marker
+
+    columns = [MarkedColumn("f", Decimal("0.01"), str), MarkedColumn("addr", None)]
+    mark = row_marker(SECRET, "hrss", "ds", columns)
+    values = (Decimal("12.34"), "友谊路390号24层")
+    wm._memo.clear()
+    first = mark("row-1", values)
+    (slot,) = wm._memo
+    assert wm._memo[slot] is wm._FIRST  # seen, nothing remembered
+    second = mark("row-1", values)
+    assert second == first and second is not first
+    assert mark("row-1", values) is second  # remembered: the same answer, not recomputed
+    changed = (Decimal("12.340"), values[1])  # equal, but delivered with its own scale
+    assert mark("row-1", changed) is not second
+    expected = mark_value(changed[0], Decimal("0.01"), SECRET, "hrss", "ds", "f", "row-1")
+    assert mark("row-1", changed)[0] == str(expected)
 
 
 @given(
@@ -428,3 +452,56 @@ def test_the_text_marker_delivers_what_mark_text_does(value: str, key: str) -> N
     mark = text_marker(SECRET, "hrss", "ds", "addr")
     for text in (value, value, value + "1", value):  # computed, remembered, the row's text changed
         assert mark(text, key) == mark_text(text, SECRET, "hrss", "ds", "addr", key)
+
+
+@settings(max_examples=200)
+@given(
+    st.lists(
+        st.tuples(
+            SCALED | st.sampled_from([Decimal("1.0"), Decimal("1.00"), 1, True, 1.0]),
+            st.text(alphabet=st.sampled_from(list("路号层0123456789０１")), max_size=30),
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+    st.sampled_from(["k1", "k2"]),
+    st.sampled_from(
+        [
+            ("f", "addr"),  # two columns in one block: the spelt-out path
+            ("addr", "f"),
+            ("f",),
+            ("f", "addr", "g"),
+        ]
+    ),
+)
+def test_the_row_marker_delivers_what_the_references_do(
+    rows: list[tuple[object, str]], key: str, fields: tuple[str, ...]
+) -> None:
+    """One digest per row for all its marked columns, the memo on second sight, the two-column
+    path: every delivered value is `str(mark_value)` or `mark_text`, asked once, again and a third
+    time, and whatever the row's values become between requests (equal values of another scale
+    or type included)."""
+    from policies.watermark import MarkedColumn, row_marker
+    from policies.watermark_text import mark_text
+
+    t = Decimal("0.01")
+    layouts = [
+        Layout.of([("f", False), ("addr", True), ("g", False)]),
+        Layout.of([("addr", True), ("b", True), ("f", False), ("g", False)]),  # f, g in block 1
+    ]
+    for layout in layouts:
+        columns = [MarkedColumn(f, None if f == "addr" else t, None if f == "addr" else str) for f in fields]
+        mark = row_marker(SECRET, "hrss", "ds", columns, layout=layout)
+        for number, text in rows * 3:
+            values = tuple(text if f == "addr" else number for f in fields)
+            expected = tuple(
+                mark_text(text, SECRET, "hrss", "ds", f, key, layout=layout)
+                if f == "addr"
+                else str(mark_value(number, t, SECRET, "hrss", "ds", f, key, layout=layout))
+                for f in fields
+            )
+            assert mark(key, values) == expected
+        assert mark(key, tuple(None for _ in fields)) == tuple(None for _ in fields)
+        assert mark(None, values) == tuple(
+            v if f == "addr" else str(v) for f, v in zip(fields, values, strict=True)
+        )

@@ -22,7 +22,7 @@
 
   function params(extra) {
     const p = new URLSearchParams();
-    for (const [k, v] of new FormData(form)) if (String(v).trim()) p.set(k, String(v).trim());
+    for (const [k, v] of new FormData(form)) if (k !== "source" && String(v).trim()) p.set(k, String(v).trim());
     for (const [k, v] of Object.entries(extra || {})) if (v !== null && v !== undefined) p.set(k, v);
     return p;
   }
@@ -70,7 +70,9 @@
       const fields = e.fields.map((f) => f.dataset + "." + f.field + ":" + f.action).join(" ");
       cell(tr, fields, e.fields.some((f) => f.action === "deny") ? "deny" : "");
       cell(tr, e.error_codes.join(" "), e.error_codes.length ? "err" : "");
-      tr.addEventListener("click", () => detail(e.seq));
+      cell(tr, e.archive, "archive-col");
+      // an archived event is no longer in the live table: its detail is the row the archive holds
+      tr.addEventListener("click", () => (e.archive ? archivedDetail(e) : detail(e.seq)));
       tbody.appendChild(tr);
     }
   }
@@ -84,19 +86,72 @@
       : "共 " + n + " 条 · " + n + " events match";
   }
 
-  let exactAsked = false;
+  // The live chain (/audit/api/events) or the archives retention left (/audit/api/archive/events,
+  // read in place: slower). "More" pages on in the source the first page came from.
+  const archivedChosen = () => form.elements.source.value === "archived";
+  function showSource() {
+    const archived = archivedChosen();
+    $("#archive-note").hidden = !archived;
+    for (const id of ["#export-csv", "#export-json", "#stats"]) {
+      $(id).disabled = archived;
+      $(id).title = archived ? "仅适用于在线记录 live chain only" : "";
+    }
+  }
+  form.elements.source.forEach((radio) => radio.addEventListener("change", () => {
+    showSource();
+    tbody.replaceChildren();
+    nextBefore = null;
+    $("#more").hidden = $("#exact").hidden = $("#archives-read").hidden = $("#detail").hidden = true;
+    $("#results").classList.toggle("archived", archivedChosen());
+    say("");
+  }));
+  form.addEventListener("reset", () => setTimeout(showSource));
+
+  // Errors of the archive search, Chinese first; the server's own words after.
+  function archiveError(err) {
+    const zh = { 400: "查询条件有误", 401: "登录已失效", 403: "无权查询归档", 404: "未配置归档目录" }[err.status]
+      || "归档查询失败";
+    return zh + " · Archive search failed: " + err.message;
+  }
+
+  function archivesRead(page) {
+    const box = $("#archives-read");
+    box.hidden = false;
+    box.textContent = page.archives.length
+      ? "已读取归档 Archives read (" + page.archives.length + "): " + page.archives.join(", ")
+      : "尚无归档（从未清理过）· No archives yet: nothing has been pruned.";
+  }
+
+  let exactAsked = false, searchedArchives = false, totalSaid = "";
   async function search(append, exact) {
-    if (!append) exactAsked = Boolean(exact);
+    if (!append) { exactAsked = Boolean(exact); searchedArchives = archivedChosen(); }
+    const archived = searchedArchives;
     try {
-      say(exactAsked && !append ? "精确计数中… counting every match" : "查询中… searching");
-      const p = params({ limit: 100, before: append ? nextBefore : null, exact: exactAsked ? "true" : null });
-      const page = await (await call("/audit/api/events", p)).json();
+      say(archived ? "读取归档中（较慢）… reading the archives"
+        : exactAsked && !append ? "精确计数中… counting every match" : "查询中… searching");
+      const p = params({ limit: 100, before: append ? nextBefore : null,
+                         exact: exactAsked && !archived ? "true" : null });
+      const page = await (await call(archived ? "/audit/api/archive/events" : "/audit/api/events", p)).json();
+      $("#results").classList.toggle("archived", archived);
       render(page.events, append);
       nextBefore = page.next_before;
       $("#more").hidden = nextBefore === null;
-      $("#exact").hidden = page.total_exact !== false;
-      say(matches(page));
-    } catch (err) { say(err.message, true); }
+      $("#exact").hidden = archived || page.total_exact !== false;
+      if (archived) archivesRead(page); else $("#archives-read").hidden = true;
+      // the archive search's total counts from `before` on: the first page's is the whole count
+      if (!(archived && append)) totalSaid = archived ? "归档中" + matches(page) : matches(page);
+      say(totalSaid);
+    } catch (err) {
+      if (!archived) { say(err.message, true); return; }
+      if (!append) { tbody.replaceChildren(); $("#more").hidden = true; $("#archives-read").hidden = true; }
+      say(archiveError(err), true);
+    }
+  }
+
+  function archivedDetail(e) {
+    $("#detail-seq").textContent = "#" + e.seq + " · 归档 archive " + e.archive;
+    $("#detail pre").textContent = JSON.stringify(e, null, 2);
+    $("#detail").hidden = false;
   }
 
   // An ISO time as the datetime-local inputs take it: Beijing wall-clock time, no offset.
