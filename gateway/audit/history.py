@@ -21,6 +21,8 @@ an investigation) with the live search's filters."""
 
 from __future__ import annotations
 
+import asyncio
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -207,23 +209,39 @@ async def search_archives(
     engine: AsyncEngine, directory: Path, f: Filters, *, limit: int = 100, before: int | None = None
 ) -> dict[str, Any]:
     """Archived events matching `f`, newest first, `limit` a page (`before`: a seq, to page on).
-    Only archives a prune anchor names are read (what `verify_history` vouches for)."""
+    Only archives a prune anchor names are read (what `verify_history` vouches for); `missing`
+    names those whose file is not in `directory`. `total` counts every match, as the live
+    search's does, whatever `before` says. The files are read in a worker thread, so a long
+    search does not stall the gateway's other requests, and only one page is held in memory."""
     async with engine.connect() as conn:
         names = [
             str(r.archive)
             for r in await conn.execute(select(ANCHORS.c.archive).order_by(ANCHORS.c.through_seq))
         ]
-    hits = [
-        d
-        for d in archived_events(directory, [n for n in names if (directory / n).exists()])
-        if (before is None or d["seq"] < before) and _matches(d, f)
-    ]
-    hits.reverse()
-    page = hits[: max(1, min(limit, 1000))]
+    present = [n for n in names if (directory / n).exists()]
+    page_size = max(1, min(limit, 1000))
+    total, older, page = await asyncio.to_thread(_scan_archives, directory, present, f, before, page_size)
     return {
         "events": page,
-        "total": len(hits),
+        "total": total,
         "total_exact": True,  # the archives are read through: always every match
-        "next_before": page[-1]["seq"] if len(hits) > len(page) else None,
-        "archives": names,
+        "next_before": page[-1]["seq"] if older > len(page) else None,
+        "archives": present,
+        "missing": [n for n in names if n not in present],
     }
+
+
+def _scan_archives(
+    directory: Path, names: list[str], f: Filters, before: int | None, page_size: int
+) -> tuple[int, int, list[dict[str, Any]]]:
+    """(every match, the matches below `before`, the newest `page_size` of those, newest first)."""
+    total = older = 0
+    newest: deque[dict[str, Any]] = deque(maxlen=page_size)  # archives are read oldest first
+    for d in archived_events(directory, names):
+        if not _matches(d, f):
+            continue
+        total += 1
+        if before is None or d["seq"] < before:
+            older += 1
+            newest.append(d)
+    return total, older, list(reversed(newest))
