@@ -3,8 +3,9 @@ person and by dataset (p50/p95), and bytes per event, over --events synthetic ev
 
 The events are written straight into a fresh database (migrated to head) as the gateway would
 have written them: a valid SM3 chain (chain.link, the writer's own function), the head moved to
-the last one, the officers' field index (audit_field_access: field rows and dataset rows, as
-gateway.audit.field_index derives them) filled and its cursor at the head.
+the last one, the officers' field index (audit_field_access: one row per (event, dataset) with
+the fields and their decisions as arrays, as gateway.audit.field_index derives them) filled and
+its cursor at the head.
 Their shape follows a share-tier read: 1-6 fields of one dataset with the decision and reason
 of each, the read's row count, a signature key id; 2,000 principals (a department client, with
 a person behind the token for a third of them), 60 datasets, a year of time.
@@ -63,7 +64,7 @@ REASONS = {
 }
 # the chain's own hashed columns (gateway.audit.chain), then what is stored beside them
 EVENT_COLS = (*HASHED_COLUMNS, "hash", "subject", "row_count", "variables_enc", "signature_kid")
-ACCESS_COLS = ("seq", "dataset", "field", "action")
+ACCESS_COLS = ("seq", "dataset", "fields", "actions")
 PARTITIONED: set[str] = set()  # tables of the two that are partitioned (no COPY FREEZE)
 CHUNK = 20_000  # events per COPY
 PROGRESS = 500_000  # events between progress lines
@@ -91,9 +92,10 @@ def make_rows(
 
 def make_batch(
     rng: random.Random, start_seq: int, n: int, t0: datetime, step: timedelta
-) -> tuple[list[dict[str, Any]], list[tuple[int, str, str, str]]]:
+) -> tuple[list[dict[str, Any]], list[tuple[int, str, list[str], list[str]]]]:
     """`n` events from `start_seq` (not yet chained) and their field-index rows, derived as
-    gateway.audit.field_index derives them (`index_keys`: field rows and dataset rows)."""
+    gateway.audit.field_index derives them (`index_keys`: one per (event, dataset), the fields and
+    their decisions as arrays)."""
     rows, access = [], []
     pareto, randint, sample, choice = rng.paretovariate, rng.randint, rng.sample, rng.choice
     bits, uniform = rng.getrandbits, rng.uniform
@@ -141,7 +143,7 @@ def make_batch(
                 "signature_kid": "sm2-2026-01",
             }
         )
-        access.extend((seq, d, f, a) for (d, f), a in index_keys(fields, reads).items())
+        access.extend((seq, d, list(e), list(e.values())) for d, e in index_keys(fields, reads).items())
     return rows, access
 
 
@@ -339,6 +341,11 @@ async def measure(url: str, searches: int, passes: int = 2, workers: int = 1) ->
             "dataset + field": [
                 Filters(dataset=rng.choice(DATASETS), field=rng.choice(FIELDS)) for _ in range(searches)
             ],
+            "dataset + field + decision": [
+                Filters(dataset=rng.choice(DATASETS), field=rng.choice(FIELDS), decision="deny")
+                for _ in range(searches)
+            ],
+            "field (any dataset)": [Filters(field=rng.choice(FIELDS)) for _ in range(searches)],
         }
         # what an officer's "count every match" (exact=true) costs for the busiest client and dataset
         few = max(3, searches // 10)

@@ -32,7 +32,8 @@ every server, contactPhone masked for tax) and again after it. CPU use of the se
 PostgreSQL, of wrk and of everything else on the machine is recorded next to each figure
 (100% = one core of the 2), and the CPU per request of the server and of PostgreSQL.
 
-The script creates and fills its own database (dropped and recreated unless --reuse-db),
+The script creates and fills its own database (dropped and recreated unless --reuse-db; a
+--baseline-rev with other migrations gets one of its own, <database>_base, with the same data),
 starts and stops every server itself, and kills them on any exit. Results: a table on
 stdout and the same figures as JSON in bench/results/.
 
@@ -292,7 +293,8 @@ def children_cpu_seconds() -> float:
 
 
 def shuqiao_env(args: argparse.Namespace, src: Path | None = None) -> dict[str, str]:
-    env = {**os.environ, "SHUQIAO_DATABASE_URL": args.database_url, "SHUQIAO_VAR_DIR": str(args.var_dir)}
+    url, var_dir = place(args, src)
+    env = {**os.environ, "SHUQIAO_DATABASE_URL": url, "SHUQIAO_VAR_DIR": str(var_dir)}
     # The open tier's per-address limit is still checked on every request, with a budget the
     # load cannot exhaust (all load comes from 127.0.0.1).
     env["SHUQIAO_ANONYMOUS_RATE"] = "100000000/minute"
@@ -343,38 +345,54 @@ def shuqiao_source(args: argparse.Namespace, tmp: Path) -> str:
     )
 
 
-def setup_database(args: argparse.Namespace) -> float:
-    """Create the database and load the demo into it with Shuqiao's own CLI; seconds taken.
+def migrations(src: Path) -> set[str]:
+    return {p.name for p in (src / "gateway" / "migrations" / "versions").glob("*.py")}
+
+
+def place(args: argparse.Namespace, src: Path | None = None) -> tuple[str, Path]:
+    """(database URL, var dir) of the Shuqiao at `src`: the baseline's own when it has other
+    migrations than the measured code (one schema cannot serve both: the older code would fail on
+    the newer tables, or do less work on them), else the shared ones."""
+    if src is not None and src == getattr(args, "baseline_src", None) and args.baseline_db_apart:
+        return args.database_url + "_base", args.var_dir / "baseline"
+    return args.database_url, args.var_dir
+
+
+def setup_database(args: argparse.Namespace, src: Path | None = None) -> float:
+    """Create the database and load the demo into it with Shuqiao's own CLI (at `src`, default
+    the measured code); seconds taken.
 
     With --reuse-db and a database already holding this size, only `shuqiao demo init` runs
     again: it is idempotent, applies new migrations and takes seconds."""
-    db = args.database_url.rsplit("/", 1)[1]
-    marker = args.var_dir / "bench-size"
+    url, var_dir = place(args, src)
+    src = src or args.shuqiao_src
+    db = url.rsplit("/", 1)[1]
+    marker = var_dir / "bench-size"
     started = time.monotonic()
     reuse = False
     if args.reuse_db and marker.exists() and marker.read_text().strip() == args.size:
-        with contextlib.suppress(psycopg.Error), psycopg.connect(args.database_url) as conn:
+        with contextlib.suppress(psycopg.Error), psycopg.connect(url) as conn:
             row = conn.execute("SELECT count(*) FROM pool_enterprise_registration").fetchone()
             reuse = bool(row and row[0] > 0)
     if reuse:
         log(f"reusing database {db} (demo size {args.size})")
     else:
         log(f"(re)creating database {db}")
-        with psycopg.connect(args.database_url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
+        with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
             conn.execute(f'CREATE DATABASE "{db}"')
-        shutil.rmtree(args.var_dir, ignore_errors=True)
+        shutil.rmtree(var_dir, ignore_errors=True)
     cmd = [str(VENV_BIN / "shuqiao"), "demo", "init", "--size", args.size]
-    log(f"shuqiao demo init --size {args.size} (SHUQIAO_VAR_DIR={args.var_dir})")
+    log(f"shuqiao demo init --size {args.size} (SHUQIAO_VAR_DIR={var_dir})")
     out = subprocess.run(
-        cmd, cwd=args.shuqiao_src, env=shuqiao_env(args), capture_output=True, text=True, check=False
+        cmd, cwd=src, env=shuqiao_env(args, src), capture_output=True, text=True, check=False
     )
     if out.returncode != 0:
         raise RuntimeError(
             f"shuqiao demo init failed ({out.returncode}):\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}"
         )
     if not reuse:
-        with psycopg.connect(args.database_url, autocommit=True) as conn:
+        with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("VACUUM ANALYZE")
         marker.write_text(args.size)
     took = time.monotonic() - started
@@ -414,6 +432,7 @@ class Case:
     shape: str = ""  # key of QUERIES; the kind when empty
     fields: tuple[str, ...] = FIELDS
     not_compared: tuple[str, ...] = ()  # fields this target transforms by policy
+    database: str = ""  # whose backends' CPU is the target's PostgreSQL CPU
     script: Path | None = None
     response_bytes: int = 0
     same_rows: bool = True
@@ -593,7 +612,7 @@ def run_wrk(args: argparse.Namespace, c: Case, seconds: float) -> tuple[dict[str
 
 
 def measure_round(args: argparse.Namespace, c: Case, seconds: float) -> None:
-    db = args.database_url.rsplit("/", 1)[1]
+    db = c.database or args.database_url.rsplit("/", 1)[1]
     srv0, pg0, kids0 = cpu_seconds(c.pid), postgres_cpu(db), children_cpu_seconds()
     (busy0, steal0), t0 = machine_cpu_seconds(), time.monotonic()
     stats, quantiles = run_wrk(args, c, seconds)
@@ -718,8 +737,9 @@ def start_servers(args: argparse.Namespace, procs: Processes, codes: list[str], 
         base = f"http://127.0.0.1:{port}"
         wait_ready(proc, f"{base}{targets_of(kind, args)[0].path}", log_file)
         creds: dict[str, Any] = {}
+        url, var_dir = place(args, args.baseline_src if kind == "shuqiao-base" else None)
         if kind.startswith("shuqiao"):
-            creds = json.loads((args.var_dir / "demo-credentials.json").read_text())
+            creds = json.loads((var_dir / "demo-credentials.json").read_text())
         for t in targets_of(kind, args):
             headers = (
                 {"Authorization": f"Bearer {shuqiao_token(base, creds, t.department)}"}
@@ -741,6 +761,7 @@ def start_servers(args: argparse.Namespace, procs: Processes, codes: list[str], 
                         t.shape,
                         t.fields,
                         t.not_compared,
+                        url.rsplit("/", 1)[1],
                     )
                 )
     return cases
@@ -918,7 +939,13 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="shuqiao-bench-"))
     try:
         source = shuqiao_source(args, tmp)
+        args.baseline_db_apart = bool(args.baseline_rev) and migrations(args.baseline_src) != migrations(
+            args.shuqiao_src
+        )
         setup_s = setup_database(args)
+        if args.baseline_rev and args.baseline_db_apart:
+            log("the baseline has other migrations: it gets its own database (same demo data)")
+            setup_s += setup_database(args, args.baseline_src)
         codes = lookup_codes(args)
         cases = start_servers(args, procs, codes, logs)
         reference: dict[str, list[dict[str, Any]]] = {}

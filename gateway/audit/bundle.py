@@ -214,7 +214,7 @@ async def investigation_seqs(
         described = {"view": "search", "filters": f.as_params()}
     else:
         raise query.BadFilter("view is consumer, person or search")
-    if query._uses_index(f):
+    if f.uses_index:
         from gateway.audit.field_index import index_pending
 
         await index_pending(engine)

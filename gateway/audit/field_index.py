@@ -1,18 +1,21 @@
 """The officers' search index (audit_field_access), filled beside the request path.
 
-The index is derived from each event's hashed `detail`: one row per (event, dataset, field), the
-first decision listed, and one *dataset row* per (event, dataset) the event touched (field `''`,
-action `''`: every dataset named in `fields` or `reads`, so a read that selected no field of it,
-e.g. only `totalCount`, is found too). A search by dataset reads the dataset rows, newest first,
-from the (dataset, field, seq) key and stops at the page's end; a search by field reads the field
-rows. Being derived, the index need not be written in the append's transaction: the request waits
-for its event, not for its index rows. Written there, a page of ten fields dirtied ten leaves of
-the (dataset, field, seq) index per commit — most of PostgreSQL's work per appended event and half
-of SQLite's. `index_pending` fills the rows of the events after `audit_index_cursor` in one
-set-based statement per chunk and moves the cursor in the same transaction (the cursor row is
-locked first, so two workers never index the same events at once). `FieldIndexTask` runs it
-every second in the gateway, and every search that filters on the index runs it first, so
-results are exact whatever the task's lag.
+The index is derived from each event's hashed `detail`: one row per (event, dataset) the event
+touched — every dataset named in `fields` or `reads`, so a read that selected no field of it,
+e.g. only `totalCount`, is found too — holding that dataset's fields and the first decision
+listed for each, as two parallel arrays (`fields`, `actions`: text[] on PostgreSQL, JSON arrays
+on SQLite; a dataset read without a field has empty ones). A search by dataset reads the rows
+newest first from the (dataset, seq) key and stops at the page's end; a field or a decision is a
+test on the arrays (`entry_match`). Until migration 0029 the index held one row per (event,
+dataset, field) plus a dataset row: ~10 b-tree entries per lookup event, most of PostgreSQL's
+CPU per appended event with the hash-chained audit; now ~1.
+
+Being derived, the index need not be written in the append's transaction: the request waits for
+its event, not for its index rows. `index_pending` fills the rows of the events after
+`audit_index_cursor` in one set-based statement per chunk and moves the cursor in the same
+transaction (the cursor row is locked first, so two workers never index the same events at
+once). `FieldIndexTask` runs it every second in the gateway, and every search that filters on
+the index runs it first, so results are exact whatever the task's lag.
 
 The set-based statement assumes what the writer wrote. If it fails on a chunk, the chunk is
 indexed again event by event in Python, ignoring rows that already exist (on PostgreSQL the fast
@@ -27,7 +30,21 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import select, text, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Subquery,
+    Text,
+    any_,
+    exists,
+    func,
+    literal,
+    select,
+    text,
+    type_coerce,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
@@ -46,59 +63,92 @@ ACCESS = AuditFieldAccess.__table__
 EVENTS = AuditEvent.__table__
 CHUNK = 1000  # events per transaction (on SQLite the chain writer waits for it meanwhile)
 
-DATASET_ROW = ""  # the field and action of a dataset row ("this event touched the dataset")
+Entries = dict[str, str]  # one dataset's fields → the first decision listed for each
 
-# DISTINCT ON / INSERT OR IGNORE in list order keep a field's first decision, as
-# field_access_rows (the reference the tests compare with) does; the dataset rows come after the
-# field rows (part 1: datasets of `fields`, part 2: of `reads`), so a field entry that names no
-# field keeps its decision on the (dataset, '') row.
-PG_ROWS = """
-SELECT DISTINCT ON (e.seq, x.dataset, x.field) e.seq, x.dataset, x.field, x.action
-FROM audit_event AS e
-CROSS JOIN LATERAL (SELECT e.detail::jsonb AS d) AS j
-CROSS JOIN LATERAL (
-    SELECT coalesce(el->>'dataset', '') AS dataset, coalesce(el->>'field', '') AS field,
-           coalesce(nullif(el->>'action', ''), el->>'decision', '') AS action, 0 AS part, ord
-    FROM jsonb_array_elements(coalesce(j.d -> 'fields', '[]'::jsonb)) WITH ORDINALITY AS t(el, ord)
-    UNION ALL
-    SELECT el->>'dataset', '', '', 1, ord
-    FROM jsonb_array_elements(coalesce(j.d -> 'fields', '[]'::jsonb)) WITH ORDINALITY AS t(el, ord)
-    WHERE coalesce(el->>'dataset', '') <> ''
-    UNION ALL
-    SELECT el->>'dataset', '', '', 2, ord
-    FROM jsonb_array_elements(CASE jsonb_typeof(j.d -> 'reads') WHEN 'array' THEN j.d -> 'reads'
-                              ELSE '[]'::jsonb END) WITH ORDINALITY AS t(el, ord)
-    WHERE jsonb_typeof(el) = 'object' AND coalesce(el->>'dataset', '') <> '') AS x
-WHERE e.seq > :after AND e.seq <= :upto
-ORDER BY e.seq, x.dataset, x.field, x.part, x.ord"""
-PG_INDEX = text("INSERT INTO audit_field_access (seq, dataset, field, action)" + PG_ROWS)
-SQLITE_ROWS = """
-SELECT seq, dataset, field, action FROM (
-    SELECT e.seq AS seq, coalesce(json_extract(j.value, '$.dataset'), '') AS dataset,
-           coalesce(json_extract(j.value, '$.field'), '') AS field,
-           coalesce(nullif(json_extract(j.value, '$.action'), ''), json_extract(j.value, '$.decision'), '')
-               AS action, 0 AS part, j.key AS k
-    FROM audit_event AS e, json_each(e.detail, '$.fields') AS j
+# Inner query: one line per (event, dataset, field) with its first decision (DISTINCT ON in list
+# order, as `index_keys`, the reference the tests compare with, keeps it) and one line with no
+# field per dataset read; outer: one row per (event, dataset), the fields in list order. OFFSET 0
+# keeps PostgreSQL from inlining the cast into each of its four uses (a parse each: ~30% of the
+# statement's time).
+PG_INDEX = text("""
+INSERT INTO audit_field_access (seq, dataset, fields, actions)
+SELECT seq, dataset,
+       coalesce(array_agg(field ORDER BY ord) FILTER (WHERE field IS NOT NULL), '{}'),
+       coalesce(array_agg(action ORDER BY ord) FILTER (WHERE field IS NOT NULL), '{}')
+FROM (
+    SELECT DISTINCT ON (e.seq, x.dataset, x.field) e.seq, x.dataset, x.field, x.action, x.ord
+    FROM audit_event AS e
+    CROSS JOIN LATERAL (SELECT e.detail::jsonb AS d OFFSET 0) AS j  -- parsed once, not per use
+    CROSS JOIN LATERAL (
+        SELECT coalesce(el->>'dataset', '') AS dataset, coalesce(el->>'field', '') AS field,
+               coalesce(nullif(el->>'action', ''), el->>'decision', '') AS action, ord
+        FROM jsonb_array_elements(coalesce(j.d -> 'fields', '[]'::jsonb)) WITH ORDINALITY AS t(el, ord)
+        UNION ALL
+        SELECT el->>'dataset', NULL, NULL, ord
+        FROM jsonb_array_elements(CASE jsonb_typeof(j.d -> 'reads') WHEN 'array' THEN j.d -> 'reads'
+                                  ELSE '[]'::jsonb END) WITH ORDINALITY AS t(el, ord)
+        WHERE jsonb_typeof(el) = 'object' AND coalesce(el->>'dataset', '') <> '') AS x
     WHERE e.seq > :after AND e.seq <= :upto
+    ORDER BY e.seq, x.dataset, x.field, x.ord) AS firsts
+GROUP BY seq, dataset""")
+# SQLite: min(k) picks the first entry's decision (a bare column beside min() comes from that
+# row); both json_group_array() of a group read its rows in the same order, so they stay paired.
+SQLITE_INDEX = text("""
+INSERT OR IGNORE INTO audit_field_access (seq, dataset, fields, actions)
+SELECT seq, dataset, json_group_array(field) FILTER (WHERE field IS NOT NULL),
+       json_group_array(action) FILTER (WHERE field IS NOT NULL)
+FROM (
+    SELECT seq, dataset, field, action, min(k) AS k FROM (
+        SELECT e.seq AS seq, coalesce(json_extract(j.value, '$.dataset'), '') AS dataset,
+               coalesce(json_extract(j.value, '$.field'), '') AS field,
+               coalesce(nullif(json_extract(j.value, '$.action'), ''),
+                        json_extract(j.value, '$.decision'), '') AS action, j.key AS k
+        FROM audit_event AS e, json_each(e.detail, '$.fields') AS j
+        WHERE e.seq > :after AND e.seq <= :upto)
+    GROUP BY seq, dataset, field
     UNION ALL
-    SELECT e.seq, json_extract(j.value, '$.dataset'), '', '', 1, j.key
-    FROM audit_event AS e, json_each(e.detail, '$.fields') AS j
-    WHERE e.seq > :after AND e.seq <= :upto AND coalesce(json_extract(j.value, '$.dataset'), '') <> ''
-    UNION ALL
-    SELECT e.seq, json_extract(j.value, '$.dataset'), '', '', 2, j.key
+    SELECT e.seq, json_extract(j.value, '$.dataset'), NULL, NULL, NULL
     FROM audit_event AS e, json_each(e.detail, '$.reads') AS j
     WHERE e.seq > :after AND e.seq <= :upto AND j.type = 'object'
-          AND coalesce(json_extract(j.value, '$.dataset'), '') <> '')
-ORDER BY seq, part, k"""
-SQLITE_INDEX = text("INSERT OR IGNORE INTO audit_field_access (seq, dataset, field, action)" + SQLITE_ROWS)
+          AND coalesce(json_extract(j.value, '$.dataset'), '') <> ''
+    ORDER BY 1, 2, 5)
+GROUP BY seq, dataset""")
 assert AuditFieldAccess.__tablename__ == "audit_field_access"
 
 
+def index_keys(fields: Iterable[Mapping[str, Any]], reads: Iterable[Any]) -> dict[str, Entries]:
+    """One event's index: dataset → {field: first decision}, for every dataset named in its
+    fields or reads (a dataset only read: no entries). PG_INDEX and SQLITE_INDEX derive the same
+    in SQL from the stored `detail`; this is the reference they are tested against, and what the
+    archive search (gateway.audit.history) matches with."""
+    keys: dict[str, Entries] = {}
+    for (dataset, field), action in first_decisions(fields).items():
+        keys.setdefault(dataset, {})[field] = action
+    for r in reads:
+        if isinstance(r, Mapping) and r.get("dataset"):
+            keys.setdefault(str(r["dataset"]), {})
+    return keys
+
+
+def index_match(
+    keys: Mapping[str, Entries], dataset: str | None, field: str | None, decision: str | None
+) -> bool:
+    """Whether one event's index (`index_keys`) matches the index filters, as `matched` does in
+    SQL: a row of the dataset (any, if none is given) with, when a field or a decision is given,
+    an entry of that field and that decision."""
+    for ds, entries in keys.items():
+        if dataset is not None and ds != dataset:
+            continue
+        if field is not None:
+            if field in entries and (decision is None or entries[field] == decision):
+                return True
+        elif decision is None or decision in entries.values():
+            return True
+    return False
+
+
 def field_access_rows(seq: int, event: AccessEvent) -> list[dict[str, Any]]:
-    """The search-index rows of one event: one per (dataset, field), the first decision listed,
-    and one dataset row per dataset named in its fields or reads. PG_INDEX and SQLITE_INDEX
-    derive the same rows in SQL from the stored `detail`; this is the reference they are tested
-    against."""
+    """The index rows of one event (`index_keys`), as the table holds them."""
     return _rows(seq, event.fields, event.reads)
 
 
@@ -108,24 +158,53 @@ def detail_rows(seq: int, detail: str | None) -> list[dict[str, Any]] | None:
     return None if fields is None else _rows(seq, fields, stored_reads(detail))
 
 
-def index_keys(
-    fields: Iterable[Mapping[str, Any]], reads: Iterable[Mapping[str, Any]]
-) -> dict[tuple[str, str], str]:
-    """(dataset, field) → action of one event's index rows (dataset rows: field and action '')."""
-    keys = first_decisions(fields)
-    named = [d for d, _ in keys] + [str(r.get("dataset") or "") for r in reads if isinstance(r, Mapping)]
-    for dataset in named:
-        if dataset:
-            keys.setdefault((dataset, DATASET_ROW), DATASET_ROW)
-    return keys
-
-
-def _rows(
-    seq: int, fields: Iterable[Mapping[str, Any]], reads: Iterable[Mapping[str, Any]]
-) -> list[dict[str, Any]]:
+def _rows(seq: int, fields: Iterable[Mapping[str, Any]], reads: Iterable[Any]) -> list[dict[str, Any]]:
     return [
-        {"seq": seq, "dataset": d, "field": f, "action": a} for (d, f), a in index_keys(fields, reads).items()
+        {"seq": seq, "dataset": d, "fields": list(e), "actions": list(e.values())}
+        for d, e in index_keys(fields, reads).items()
     ]
+
+
+def matched(sqlite: bool, dataset: str | None, field: str | None, decision: str | None) -> Any:
+    """The seqs of the events whose index matches (`index_match`): the rows of the dataset, newest
+    first from the (dataset, seq) key, tested on their arrays. An event appears once per
+    matching dataset: once when a dataset is given."""
+    conds: list[Any] = [ACCESS.c.dataset == dataset] if dataset is not None else []
+    if field is not None or decision is not None:
+        conds.append(entry_match(sqlite, field, decision))
+    return select(ACCESS.c.seq).where(*conds)
+
+
+def entry_match(sqlite: bool, field: str | None, decision: str | None) -> ColumnElement[bool]:
+    """An entry of the row's arrays has that field (if given) and that decision (if given). On
+    PostgreSQL a field occurs at most once in a row, so its decision is at the same position."""
+    fields, actions = ACCESS.c.fields, ACCESS.c.actions
+    if not sqlite:
+        if field is None:
+            return literal(decision) == any_(actions)
+        has = literal(field) == any_(fields)
+        if decision is None:
+            return has
+        return has & (type_coerce(actions, ARRAY(Text))[func.array_position(fields, field)] == decision)
+    each = func.json_each(fields).table_valued("key", "value").alias("entry")
+    conds: list[Any] = [] if field is None else [each.c.value == field]
+    if decision is not None:
+        conds.append(func.json_extract(actions, "$[" + func.cast(each.c.key, Text) + "]") == decision)
+    return exists(select(literal(1)).select_from(each).where(*conds))
+
+
+def field_entries(sqlite: bool) -> Subquery:
+    """(seq, dataset, field, action): one line per field entry of the index (a dataset read
+    without a field has none), for the reports that count field decisions."""
+    if sqlite:
+        sql = """SELECT a.seq AS seq, a.dataset AS dataset, j.value AS field,
+                        json_extract(a.actions, '$[' || j.key || ']') AS action
+                 FROM audit_field_access AS a, json_each(a.fields) AS j"""
+    else:
+        sql = """SELECT a.seq, a.dataset, u.field, u.action
+                 FROM audit_field_access AS a, unnest(a.fields, a.actions) AS u(field, action)"""
+    cols = {"seq": BigInteger, "dataset": Text, "field": Text, "action": Text}
+    return text(sql).columns(**{k: v() for k, v in cols.items()}).subquery("field_entry")
 
 
 async def _lock_cursor(conn: AsyncConnection, sqlite: bool) -> int:

@@ -21,6 +21,8 @@ an investigation) with the live search's filters."""
 
 from __future__ import annotations
 
+import asyncio
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -33,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.audit.chain import GENESIS_HASH
 from gateway.audit.checkpoints import ANCHORS, store_lookup, verify_archive
+from gateway.audit.field_index import index_keys, index_match
 from gateway.audit.query import Filters, event_doc
 from gateway.audit.verify import VerifyReport, verify_chain
 from keys.keystore import KeyStore
@@ -180,18 +183,9 @@ def _matches(doc: dict[str, Any], f: Filters) -> bool:
         return False
     if f.tier and doc["tier"] != f.tier:
         return False
-    if f.dataset and not f.field and not f.decision:  # as the live search: fields or reads
-        named = [*(doc.get("fields") or []), *(doc.get("reads") or [])]
-        return any(isinstance(x, dict) and x.get("dataset") == f.dataset for x in named)
-    if f.dataset or f.field or f.decision:
-        fields = doc.get("fields") or []
-        if not any(
-            (not f.dataset or x.get("dataset") == f.dataset)
-            and (not f.field or x.get("field") == f.field)
-            and (not f.decision or x.get("action") == f.decision)
-            for x in fields
-        ):
-            return False
+    if f.uses_index:  # what the live search's index says of the event
+        fields = [x for x in doc.get("fields") or [] if isinstance(x, dict)]
+        return index_match(index_keys(fields, doc.get("reads") or []), f.dataset, f.field, f.decision)
     return True
 
 
@@ -215,23 +209,39 @@ async def search_archives(
     engine: AsyncEngine, directory: Path, f: Filters, *, limit: int = 100, before: int | None = None
 ) -> dict[str, Any]:
     """Archived events matching `f`, newest first, `limit` a page (`before`: a seq, to page on).
-    Only archives a prune anchor names are read (what `verify_history` vouches for)."""
+    Only archives a prune anchor names are read (what `verify_history` vouches for); `missing`
+    names those whose file is not in `directory`. `total` counts every match, as the live
+    search's does, whatever `before` says. The files are read in a worker thread, so a long
+    search does not stall the gateway's other requests, and only one page is held in memory."""
     async with engine.connect() as conn:
         names = [
             str(r.archive)
             for r in await conn.execute(select(ANCHORS.c.archive).order_by(ANCHORS.c.through_seq))
         ]
-    hits = [
-        d
-        for d in archived_events(directory, [n for n in names if (directory / n).exists()])
-        if (before is None or d["seq"] < before) and _matches(d, f)
-    ]
-    hits.reverse()
-    page = hits[: max(1, min(limit, 1000))]
+    present = [n for n in names if (directory / n).exists()]
+    page_size = max(1, min(limit, 1000))
+    total, older, page = await asyncio.to_thread(_scan_archives, directory, present, f, before, page_size)
     return {
         "events": page,
-        "total": len(hits),
+        "total": total,
         "total_exact": True,  # the archives are read through: always every match
-        "next_before": page[-1]["seq"] if len(hits) > len(page) else None,
-        "archives": names,
+        "next_before": page[-1]["seq"] if older > len(page) else None,
+        "archives": present,
+        "missing": [n for n in names if n not in present],
     }
+
+
+def _scan_archives(
+    directory: Path, names: list[str], f: Filters, before: int | None, page_size: int
+) -> tuple[int, int, list[dict[str, Any]]]:
+    """(every match, the matches below `before`, the newest `page_size` of those, newest first)."""
+    total = older = 0
+    newest: deque[dict[str, Any]] = deque(maxlen=page_size)  # archives are read oldest first
+    for d in archived_events(directory, names):
+        if not _matches(d, f):
+            continue
+        total += 1
+        if before is None or d["seq"] < before:
+            older += 1
+            newest.append(d)
+    return total, older, list(reversed(newest))

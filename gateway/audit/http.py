@@ -25,8 +25,9 @@ Routes (each page has a machine twin):
   GET /audit/api/verify           the chain check: ok, events checked, first broken position; after
                                   a prune the whole history, archived and live segments in order
   GET /audit/api/archive/events   the archives searched in place (the search's filters, newest first;
-                                  limit, before → next_before; each event's `archive`, and `archives`
-                                  the files anchored); GraphQL `archivedEvents`
+                                  limit, before → next_before; each event's `archive`, `archives` the
+                                  files read, `missing` the anchored ones absent); GraphQL
+                                  `archivedEvents`
   GET /audit/api/bundle           an investigation (view=consumer|person|search) as a signed bundle
   GET /audit/api/alerts           alerts, newest first: state=open|acknowledged|all, rule, limit, before
   GET /audit/api/alerts/{id}      one alert with its history of actions

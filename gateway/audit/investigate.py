@@ -19,8 +19,8 @@ import orjson
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.audit.field_index import DATASET_ROW, index_pending
-from gateway.audit.models import AuditEvent, AuditFieldAccess
+from gateway.audit.field_index import field_entries, index_pending
+from gateway.audit.models import AuditEvent
 from gateway.audit.posture import Period, _iso
 from gateway.grants.models import GrantRecord
 
@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from catalogue.protection import PoolKeyring
 
 EVENTS = AuditEvent.__table__
-ACCESS = AuditFieldAccess.__table__
 GRANTS = GrantRecord.__table__
 READS_SHOWN = 200  # the newest reads listed one by one; the totals count them all
 
@@ -122,10 +121,11 @@ async def consumer_view(conn: AsyncConnection, consumer: str, period: Period) ->
                     }
                 )
     if datasets:
+        entry = field_entries(conn.dialect.name == "sqlite")
         fields = await conn.execute(
-            select(ACCESS.c.dataset, ACCESS.c.field, ACCESS.c.action)
-            .select_from(ACCESS.join(EVENTS, EVENTS.c.seq == ACCESS.c.seq))
-            .where(EVENTS.c.consumer == consumer, period.within(), ACCESS.c.field != DATASET_ROW)
+            select(entry.c.dataset, entry.c.field, entry.c.action)
+            .select_from(entry.join(EVENTS, EVENTS.c.seq == entry.c.seq))
+            .where(EVENTS.c.consumer == consumer, period.within(), entry.c.field != "")
         )
         for dataset, field, action in fields:
             d = datasets.get(dataset)

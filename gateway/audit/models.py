@@ -6,9 +6,23 @@ log is fail closed, refuse a legitimate request."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import BigInteger, Column, Float, Index, Integer, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Dialect,
+    Float,
+    Index,
+    Integer,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.types import TypeEngine
 from sqlmodel import Field, SQLModel
 
 HEAD_ID = 1
@@ -57,22 +71,44 @@ class AuditEvent(SQLModel, table=True):
     )
 
 
-class AuditFieldAccess(SQLModel, table=True):
-    """One row per (event, dataset, field): the search index officers filter on. It is derived
-    from the hashed `detail` of the event, so tampering here cannot hide anything the chain
-    covers: the event shown is always the hashed one. Filled beside the request path, not in
-    the append's transaction (gateway.audit.field_index).
+class TextList(TypeDecorator[list[str]]):
+    """A list of strings: text[] on PostgreSQL, a JSON array in a TEXT column on SQLite."""
 
-    One b-tree, the key searches use (dataset, field, seq); the seq index, for joins with the
-    events and for pruning, is BRIN on PostgreSQL (rows arrive in seq order, so it costs almost
-    nothing to keep) and the table has no rowid b-tree on SQLite (migration 0011)."""
+    impl = Text
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        return dialect.type_descriptor(ARRAY(Text) if dialect.name == "postgresql" else Text())
+
+    def process_bind_param(self, value: list[str] | None, dialect: Dialect) -> Any:
+        if value is None or dialect.name == "postgresql":
+            return value
+        return json.dumps(list(value), ensure_ascii=False)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> list[str] | None:
+        if value is None or dialect.name == "postgresql":
+            return value
+        return list(json.loads(value))
+
+
+class AuditFieldAccess(SQLModel, table=True):
+    """One row per (event, dataset the event touched): the search index officers filter on, with
+    the dataset's fields and the first decision listed for each in two parallel arrays (empty for
+    a read that selected no field of it). It is derived from the hashed `detail` of the event, so
+    tampering here cannot hide anything the chain covers: the event shown is always the hashed
+    one. Filled beside the request path, not in the append's transaction
+    (gateway.audit.field_index); one row per (event, dataset, field) until migration 0029.
+
+    One b-tree, the key searches use (dataset, seq); the seq index, for joins with the events and
+    for pruning, is BRIN on PostgreSQL (rows arrive in seq order, so it costs almost nothing to
+    keep) and the table has no rowid b-tree on SQLite."""
 
     __tablename__ = "audit_field_access"
 
     dataset: str = Field(primary_key=True)
-    field: str = Field(primary_key=True)
     seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
-    action: str
+    fields: list[str] = Field(sa_column=Column(TextList, nullable=False))
+    actions: list[str] = Field(sa_column=Column(TextList, nullable=False))
 
     __table_args__ = (
         Index("ix_audit_field_access_seq", "seq", postgresql_using="brin"),

@@ -240,7 +240,11 @@ class EventConnection:
 @strawberry.type(description="Archived events: totalCount is always exact (the archives are read through).")
 class ArchivedEventConnection(EventConnection):
     archives: list[str] = strawberry.field(
-        description="The archives a prune anchor names, oldest first: what the search reads."
+        description="The archives the search read: those a prune anchor names and the archive "
+        "directory holds, oldest first."
+    )
+    missing: list[str] = strawberry.field(
+        description="The archives a prune anchor names that the archive directory does not hold (not read)."
     )
 
 
@@ -396,7 +400,9 @@ class Query:
         before = _seq_of(after) if after else None
         page = await search_archives(ctx.engine, ctx.archives, f, limit=first, before=before)
         ctx.rows += len(page["events"])
-        return ArchivedEventConnection(**_connection(page), archives=page["archives"])
+        return ArchivedEventConnection(
+            **_connection(page), archives=page["archives"], missing=page["missing"]
+        )
 
     @strawberry.field(description="One event; its sealed variables are opened.")
     async def event(self, info: Info, seq: int) -> Event | None:

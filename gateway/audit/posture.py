@@ -30,14 +30,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from catalogue.models import Dataset, DatasetField
 from gateway.audit.alerts import AuditAlert
 from gateway.audit.checkpoints import AuditCheckpoint
-from gateway.audit.field_index import DATASET_ROW, index_pending
-from gateway.audit.models import AuditChainHead, AuditEvent, AuditFieldAccess, AuditIndexCursor
+from gateway.audit.field_index import field_entries, index_pending
+from gateway.audit.models import AuditChainHead, AuditEvent, AuditIndexCursor
 from gateway.audit.query import BadFilter, parse_time
 from gateway.grants.models import GrantRecord
 
 PANELS = ("traffic", "sensitive", "alerts", "grants", "unusual", "chain")
 EVENTS = AuditEvent.__table__
-ACCESS = AuditFieldAccess.__table__
 ALERTS = AuditAlert.__table__
 GRANTS = GrantRecord.__table__
 AGE_BUCKETS = (("lt_1h", timedelta(hours=1)), ("lt_24h", timedelta(days=1)), ("lt_7d", timedelta(days=7)))
@@ -158,13 +157,14 @@ async def sensitive(conn: AsyncConnection, period: Period) -> dict[str, Any]:
     groups: dict[tuple[str | None, str | None], dict[str, Any]] = {}
     total_reads = 0
     if watched:
+        entry = field_entries(conn.dialect.name == "sqlite")
         rows = await conn.execute(
-            select(EVENTS.c.seq, EVENTS.c.consumer, EVENTS.c.detail, ACCESS.c.dataset, ACCESS.c.field)
-            .select_from(ACCESS.join(EVENTS, EVENTS.c.seq == ACCESS.c.seq))
+            select(EVENTS.c.seq, EVENTS.c.consumer, EVENTS.c.detail, entry.c.dataset, entry.c.field)
+            .select_from(entry.join(EVENTS, EVENTS.c.seq == entry.c.seq))
             .where(
                 period.within(),
-                ACCESS.c.action != "deny",
-                or_(*[and_(ACCESS.c.dataset == d, ACCESS.c.field == fl) for d, fl in sorted(watched)]),
+                entry.c.action != "deny",
+                or_(*[and_(entry.c.dataset == d, entry.c.field == fl) for d, fl in sorted(watched)]),
             )
             .order_by(EVENTS.c.seq)
         )
@@ -292,16 +292,17 @@ async def unusual(conn: AsyncConnection, period: Period) -> dict[str, Any]:
             )
 
     await index_pending(conn.engine)
+    entry = field_entries(conn.dialect.name == "sqlite")
     first = await conn.execute(
-        select(EVENTS.c.consumer, ACCESS.c.dataset, func.min(EVENTS.c.occurred_at), func.min(EVENTS.c.seq))
-        .select_from(ACCESS.join(EVENTS, EVENTS.c.seq == ACCESS.c.seq))
+        select(EVENTS.c.consumer, entry.c.dataset, func.min(EVENTS.c.occurred_at), func.min(EVENTS.c.seq))
+        .select_from(entry.join(EVENTS, EVENTS.c.seq == entry.c.seq))
         .where(
             EVENTS.c.consumer.is_not(None),
-            ACCESS.c.field != DATASET_ROW,  # a field read, as before dataset rows were indexed
-            ACCESS.c.action != "deny",
+            entry.c.field != "",  # a named field read, not only the dataset's count
+            entry.c.action != "deny",
             EVENTS.c.occurred_at < period.until,
         )
-        .group_by(EVENTS.c.consumer, ACCESS.c.dataset)
+        .group_by(EVENTS.c.consumer, entry.c.dataset)
         .having(func.min(EVENTS.c.occurred_at) >= period.since)
         .order_by(func.min(EVENTS.c.seq))
     )
@@ -319,8 +320,8 @@ async def unusual(conn: AsyncConnection, period: Period) -> dict[str, Any]:
     # refused fields (FORBIDDEN_FIELD), counted as the forbidden_probing rule counts them
     probe_rows = await conn.execute(
         select(EVENTS.c.principal_id, EVENTS.c.consumer, func.count())
-        .select_from(ACCESS.join(EVENTS, EVENTS.c.seq == ACCESS.c.seq))
-        .where(period.within(), ACCESS.c.action == "deny")
+        .select_from(entry.join(EVENTS, EVENTS.c.seq == entry.c.seq))
+        .where(period.within(), entry.c.action == "deny")
         .group_by(EVENTS.c.principal_id, EVENTS.c.consumer)
         .order_by(func.count().desc(), EVENTS.c.principal_id)
     )

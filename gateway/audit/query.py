@@ -17,16 +17,15 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 import orjson
-from sqlalchemy import Select, and_, case, func, select
+from sqlalchemy import Select, case, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.audit.chain import canonical_time
-from gateway.audit.field_index import DATASET_ROW, index_pending
-from gateway.audit.models import AuditEvent, AuditFieldAccess
+from gateway.audit.field_index import field_entries, index_pending, matched
+from gateway.audit.models import AuditEvent
 from gateway.audit.variables import VariableCipher
 
 EVENTS = AuditEvent.__table__
-ACCESS = AuditFieldAccess.__table__
 CST = timezone(timedelta(hours=8), "CST")
 MAX_PAGE = 500
 TOTAL_CAP = 10_000  # officers' searches count exactly up to here, then say "10,000+" (exact=True: all)
@@ -98,6 +97,13 @@ class Filters:
             tier=get("tier"),
         )
 
+    @property
+    def uses_index(self) -> bool:
+        """Whether the filters read the field-access index (dataset, field, decision). It is
+        filled beside the request path (gateway.audit.field_index), so such a query first fills it
+        through the head: no recent event is missed."""
+        return bool(self.dataset or self.field or self.decision)
+
     def as_params(self) -> dict[str, Any]:
         out = {k: v for k, v in asdict(self).items() if v is not None}
         for k in ("since", "until"):
@@ -124,23 +130,16 @@ def where(conn: AsyncEngine | AsyncConnection, f: Filters) -> list[Any]:
         conds.append(EVENTS.c.status == f.status)
     if f.tier:
         conds.append(EVENTS.c.tier == f.tier)
-    if f.dataset or f.field or f.decision:
-        conds.append(EVENTS.c.seq.in_(_matched(f)))
+    if f.uses_index:
+        conds.append(EVENTS.c.seq.in_(_matched(conn, f)))
     return conds
 
 
-def _matched(f: Filters) -> Select[Any]:
-    """The seqs of the events the index filters match. A dataset alone reads its dataset rows
-    (every event that touched it, with or without a field selected: gateway.audit.field_index),
-    newest first from the (dataset, field, seq) key; a field or a decision reads the field rows."""
-    if f.dataset and not f.field and not f.decision:
-        return select(ACCESS.c.seq).where(ACCESS.c.dataset == f.dataset, ACCESS.c.field == DATASET_ROW)
-    sub = [ACCESS.c.field == f.field] if f.field else []
-    if f.dataset:
-        sub.append(ACCESS.c.dataset == f.dataset)
-    if f.decision:
-        sub.append(ACCESS.c.action == f.decision)
-    return select(ACCESS.c.seq).where(and_(*sub))
+def _matched(conn: AsyncEngine | AsyncConnection, f: Filters) -> Select[Any]:
+    """The seqs of the events the index filters match (gateway.audit.field_index.matched: the
+    rows of the dataset, newest first from the (dataset, seq) key, every event that touched it,
+    with or without a field selected; a field or a decision tests the rows' arrays)."""
+    return matched(conn.dialect.name == "sqlite", f.dataset, f.field, f.decision)
 
 
 def event_doc(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -178,13 +177,6 @@ def _select(conn: AsyncConnection, f: Filters) -> Select[Any]:
     return select(EVENTS).where(*where(conn, f))
 
 
-def _uses_index(f: Filters) -> bool:
-    """Whether the filters read the field-access index. It is filled beside the request path
-    (gateway.audit.field_index), so such a query first fills it through the head: no recent event
-    is missed."""
-    return bool(f.dataset or f.field or f.decision)
-
-
 def _count(conn: AsyncConnection, f: Filters, cap: int | None) -> Select[Any]:
     """How many events match, or `cap + 1` if more than `cap` do (`cap` None: exactly); for a
     person with a cap, see `_person_total`.
@@ -192,14 +184,16 @@ def _count(conn: AsyncConnection, f: Filters, cap: int | None) -> Select[Any]:
     Capped, the matches are read until one past the cap, whatever their number: that is what
     keeps a search of the busiest client (millions of events) as fast as a quiet one's. A dataset
     or field alone is counted on the index without touching the events (each event has one row
-    per (dataset, field)). A person's exact count is the union of the events naming them as
+    per dataset). A person's exact count is the union of the events naming them as
     principal and those naming them as subject, each read from its index (migration 0025)
     without touching the table (OR-ing the two columns made PostgreSQL fetch every matching row).
     The page itself keeps the OR, which reads the newest events first and stops at the page's
     end."""
     if (f.dataset or f.field) and not f.decision and not _event_filters(f):
-        sub = _matched(f).subquery()
-        rows = select(sub.c.seq)
+        sub = _matched(conn, f).subquery()
+        # one row per (event, dataset): an event appears once for a dataset, but may for a
+        # field in several datasets
+        rows = select(sub.c.seq) if f.dataset else select(sub.c.seq).distinct()
     elif not f.principal:
         rows = select(EVENTS.c.seq).where(*where(conn, f))
     else:
@@ -248,7 +242,7 @@ async def count(
 ) -> tuple[int, bool]:
     """(matches, exact?): the exact number when at most `cap` (default TOTAL_CAP) events match or
     `exact` is asked for, else (cap, False)."""
-    if _uses_index(f):
+    if f.uses_index:
         await index_pending(conn.engine)
     return await _total(conn, f, None if exact else (cap if cap is not None else TOTAL_CAP))
 
@@ -273,7 +267,7 @@ async def search(
     matches and `total_exact` says whether it is (past the cap, `total` is TOTAL_CAP and
     `total_exact` false, unless `exact` asks for the full count, which reads every match)."""
     limit = max(1, min(limit, MAX_PAGE))
-    if _uses_index(f):
+    if f.uses_index:
         await index_pending(conn.engine)
     query = _select(conn, f)
     if before is not None:
@@ -318,12 +312,13 @@ async def stats(conn: AsyncConnection, f: Filters) -> dict[str, Any]:
             .order_by(func.count().desc())
         )
     ).all()
+    entry = field_entries(conn.dialect.name == "sqlite")
     by_dataset = (
         await conn.execute(
-            select(ACCESS.c.dataset, ACCESS.c.action, func.count(func.distinct(ACCESS.c.seq)))
-            .join(EVENTS, EVENTS.c.seq == ACCESS.c.seq)
-            .where(ACCESS.c.field != DATASET_ROW, *conds)  # decisions are the field rows'
-            .group_by(ACCESS.c.dataset, ACCESS.c.action)
+            select(entry.c.dataset, entry.c.action, func.count(func.distinct(entry.c.seq)))
+            .join(EVENTS, EVENTS.c.seq == entry.c.seq)
+            .where(entry.c.field != "", *conds)  # named fields' decisions
+            .group_by(entry.c.dataset, entry.c.action)
         )
     ).all()
     by_status = (
@@ -405,7 +400,7 @@ async def export(engine: AsyncEngine, f: Filters, fmt: str, *, batch: int = 1000
     Sealed variables are never exported."""
     if fmt not in ("csv", "json"):
         raise BadFilter("format is csv or json")
-    if _uses_index(f):
+    if f.uses_index:
         await index_pending(engine)
     async with engine.connect() as conn:
         if fmt == "csv":

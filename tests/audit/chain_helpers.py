@@ -19,11 +19,14 @@ from gateway.audit.field_index import field_access_rows
 from gateway.audit.models import HEAD_ID, AuditChainHead, AuditEvent, AuditFieldAccess
 from gateway.audit.store import event_row
 from gateway.db import create_engine
+from tests.audit.legacy_index import LEGACY_ACCESS, legacy_rows
 
 EVENTS, HEAD, FIELD_ACCESS = AuditEvent.__table__, AuditChainHead.__table__, AuditFieldAccess.__table__
 
 
-async def append(engine: AsyncEngine, events: list[AccessEvent]) -> None:
+async def append(engine: AsyncEngine, events: list[AccessEvent], *, legacy_index: bool = False) -> None:
+    """Append `events` and their index rows in the same transaction (as revisions before 0010
+    did); `legacy_index`: in the shape of the index before migration 0029."""
     async with engine.begin() as conn:
         head = (await conn.execute(select(HEAD.c.seq, HEAD.c.hash).where(HEAD.c.id == HEAD_ID))).first()
         if head is None:
@@ -37,8 +40,10 @@ async def append(engine: AsyncEngine, events: list[AccessEvent]) -> None:
             row["seq"], row["prev_hash"] = seq, prev
             row["hash"] = prev = event_hash(row)
             await conn.execute(insert(EVENTS), [row])
-            access = field_access_rows(seq, event)
-            if access:
+            if legacy_index:
+                if old := legacy_rows(seq, event):
+                    await conn.execute(insert(LEGACY_ACCESS), old)
+            elif access := field_access_rows(seq, event):
                 await conn.execute(insert(FIELD_ACCESS), access)
         await conn.execute(update(HEAD).where(HEAD.c.id == HEAD_ID).values(seq=seq, hash=prev))
 

@@ -28,7 +28,7 @@ from tests.conftest import BACKENDS, DemoEnv, create_database, gql, init_store, 
 ARCHIVED = """
 query Archived($f: EventFilter, $first: Int, $after: String) {
   archivedEvents(filter: $f, first: $first, after: $after) {
-    totalCount totalExact archives
+    totalCount totalExact archives missing
     pageInfo { hasNextPage endCursor }
     edges { cursor node { seq requestId tier department archive fields { dataset field action } } }
   }
@@ -60,8 +60,9 @@ def client(demo_env: DemoEnv) -> Iterator[Any]:
 def hrss(client: Any, demo_env: DemoEnv) -> str:
     """A share:read token: signed in, but without audit:read."""
     c = demo_env.credentials["clients"]["hrss"]
-    r = client.post("/oauth/token", data={"grant_type": "client_credentials"},
-                    auth=(c["client_id"], c["client_secret"]))
+    r = client.post(
+        "/oauth/token", data={"grant_type": "client_credentials"}, auth=(c["client_id"], c["client_secret"])
+    )
     assert r.status_code == 200, r.text
     return str(r.json()["access_token"])
 
@@ -84,8 +85,11 @@ def connection(r: Any) -> dict[str, Any]:
 
 
 def test_401_and_403_before_any_archive_is_read(client: Any, hrss: str) -> None:
-    for token, status, code in ((None, 401, "UNAUTHENTICATED"), ("not-a-token", 401, "UNAUTHENTICATED"),
-                                (hrss, 403, "FORBIDDEN")):
+    for token, status, code in (
+        (None, 401, "UNAUTHENTICATED"),
+        ("not-a-token", 401, "UNAUTHENTICATED"),
+        (hrss, 403, "FORBIDDEN"),
+    ):
         r = archive_api(client, token)
         assert r.status_code == status and "events" not in r.json(), r.text
         r = archived(client, token)
@@ -102,14 +106,21 @@ def test_an_empty_archive_directory_is_an_empty_page(client: Any, officer: str) 
 
 
 def test_pruned_events_are_found_in_the_archive_with_the_same_filters_and_paging(
-    client: Any, demo_env: DemoEnv, hrss: str, officer: str  # noqa: F811
+    client: Any,
+    demo_env: DemoEnv,
+    hrss: str,
+    officer: str,  # noqa: F811
 ) -> None:
     auth = {"Authorization": f"Bearer {officer}"}
     start = datetime.now(UTC).isoformat()
     tag = uuid.uuid4().hex[:8]
     for i in range(5):
-        r = gql(client, "open", "{ enterpriseRegistration(first: 1) { totalCount } }",
-                headers={"X-Request-ID": f"arch-open-{tag}-{i}"})
+        r = gql(
+            client,
+            "open",
+            "{ enterpriseRegistration(first: 1) { totalCount } }",
+            headers={"X-Request-ID": f"arch-open-{tag}-{i}"},
+        )
         assert r.status_code == 200, r.text
     r = gql(client, "share", POPULATION, token=hrss, headers={"X-Request-ID": f"arch-hrss-{tag}"})
     assert r.status_code == 200, r.text
@@ -135,11 +146,13 @@ def test_pruned_events_are_found_in_the_archive_with_the_same_filters_and_paging
     seqs = [e["seq"] for e in doc["events"]]
 
     # the live search's filters: department and field (population.idNumber), decision
-    share = archive_api(client, officer, **{"from": start, "department": "hrss",
-                                            "field": "population.idNumber"}).json()
+    share = archive_api(
+        client, officer, **{"from": start, "department": "hrss", "field": "population.idNumber"}
+    ).json()
     assert [e["request_id"] for e in share["events"]] == [f"arch-hrss-{tag}"]
-    by_decision = archive_api(client, officer, **{"from": start, "dataset": "population",
-                                                  "decision": "allow"}).json()
+    by_decision = archive_api(
+        client, officer, **{"from": start, "dataset": "population", "decision": "allow"}
+    ).json()
     assert [e["request_id"] for e in by_decision["events"]] == [f"arch-hrss-{tag}"]  # name is allowed
     assert archive_api(client, officer, **{"from": start, "department": "samr"}).json()["events"] == []
 
@@ -149,16 +162,17 @@ def test_pruned_events_are_found_in_the_archive_with_the_same_filters_and_paging
     while True:
         page = archive_api(client, officer, **f, limit=2, **({"before": before} if before else {})).json()
         pages.append([e["seq"] for e in page["events"]])
-        totals.append(page["total"])  # history.search_archives counts the matches from the cursor on
+        totals.append(page["total"])
         before = page["next_before"]
         if before is None:
             break
     assert pages == [seqs[:2], seqs[2:4], seqs[4:]]
+    assert totals == [len(seqs)] * 3  # every match, on every page, as the live search counts
     gpages, after = [], None
     while True:
         conn = connection(archived(client, officer, {"f": f, "first": 2, "after": after}))
         assert conn["totalCount"] == totals[len(gpages)] and conn["totalExact"] is True
-        assert conn["archives"] == [name]
+        assert conn["archives"] == [name] and conn["missing"] == []
         gpages.append([e["node"]["seq"] for e in conn["edges"]])
         assert all(e["node"]["archive"] == name and e["node"]["tier"] == "open" for e in conn["edges"])
         if not conn["pageInfo"]["hasNextPage"]:
@@ -178,8 +192,9 @@ def test_pruned_events_are_found_in_the_archive_with_the_same_filters_and_paging
         assert r.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT", (variables, r.text)
 
     # every call is itself an audit event (tier audit), with the archived rows handed out
-    ops = client.get("/audit/api/events", params={"from": start, "tier": "audit", "limit": 200},
-                     headers=auth).json()["events"]
+    ops = client.get(
+        "/audit/api/events", params={"from": start, "tier": "audit", "limit": 200}, headers=auth
+    ).json()["events"]
     mine = [e for e in ops if e["operation_name"] == "graphql:Archived" and e["status"] == 200]
     assert mine and all(e["department"] == "police" for e in mine)
     assert any(e["reads"] == [{"dataset": "audit_event", "rows": 2}] for e in mine)

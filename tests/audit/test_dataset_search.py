@@ -1,9 +1,11 @@
-"""Search by dataset through the field index (dataset rows, migration 0028) and capped totals, on
-SQLite and PostgreSQL: the index holds one dataset row per (event, dataset) touched, derived in
-SQL exactly as the reference does; a search by dataset finds the same events as the old `detail
-LIKE` scan did (a read that selected no field, a field read, both); migration 0028 backfills the
-dataset rows of the events already indexed; totals are exact up to the cap, then capped unless
-the exact count is asked for."""
+"""Search by dataset through the field index and capped totals, on SQLite and PostgreSQL: the index
+holds one row per (event, dataset) touched, its fields and their first decisions as arrays
+(migration 0029), derived in SQL exactly as the reference does; a search by dataset finds the same
+events as the old `detail LIKE` scan did (a read that selected no field, a field read, both), and
+every filter the same events as the archive search's match on the reference; migration 0028
+backfilled the dataset rows of the events already indexed, 0029 converts the rows to the new
+shape and back; totals are exact up to the cap, then capped unless the exact count is asked
+for."""
 
 from __future__ import annotations
 
@@ -17,11 +19,12 @@ from sqlalchemy import insert, select, update
 
 from gateway.access_log import AccessEvent
 from gateway.audit import ChainedAuditLog, query
-from gateway.audit.field_index import CURSOR, DATASET_ROW, field_access_rows, index_pending
+from gateway.audit.field_index import CURSOR, field_access_rows, index_keys, index_match, index_pending
 from gateway.audit.models import AuditEvent, AuditFieldAccess
 from gateway.audit.query import Filters, count, search, stats
 from gateway.db import alembic_config, upgrade
 from tests.audit.chain_helpers import run_with_engine as on_db
+from tests.audit.legacy_index import LEGACY_ACCESS, legacy_rows
 from tests.conftest import BACKENDS, create_database
 
 ACCESS, EVENTS = AuditFieldAccess.__table__, AuditEvent.__table__
@@ -60,7 +63,7 @@ def old_search(dataset: str) -> list[int]:
     found = []
     for seq, e in enumerate(EVENTS_MADE, 1):
         detail = orjson.dumps({"fields": e.fields, "reads": e.reads}, option=orjson.OPT_SORT_KEYS).decode()
-        fields = {a["dataset"] for a in field_access_rows(seq, e) if a["field"]}
+        fields = {a["dataset"] for a in field_access_rows(seq, e) if a["fields"]}
         if dataset in fields or f'"dataset":"{dataset}"' in detail:
             found.append(seq)
     return sorted(found, reverse=True)
@@ -72,23 +75,59 @@ async def record_all(engine: Any) -> None:
         await sink.record(e)
 
 
-def test_the_dataset_rows_derived_in_sql_match_the_reference(url: str) -> None:
+def as_set(rows: Any) -> set[tuple[Any, ...]]:
+    """(seq, dataset, ((field, action), ...)) of index rows"""
+    return {(r["seq"], r["dataset"], tuple(zip(r["fields"], r["actions"], strict=True))) for r in rows}
+
+
+def reference() -> set[tuple[Any, ...]]:
+    return as_set(a for seq, e in enumerate(EVENTS_MADE, 1) for a in field_access_rows(seq, e))
+
+
+async def stored(engine: Any) -> set[tuple[Any, ...]]:
+    async with engine.connect() as conn:
+        return as_set((await conn.execute(select(ACCESS))).mappings())
+
+
+def test_the_rows_derived_in_sql_match_the_reference(url: str) -> None:
     async def go(engine: Any) -> set[tuple[Any, ...]]:
         await record_all(engine)
         assert await index_pending(engine, chunk=4) == len(EVENTS_MADE)
-        async with engine.connect() as conn:
-            found = await conn.execute(
-                select(ACCESS.c.seq, ACCESS.c.dataset, ACCESS.c.field, ACCESS.c.action)
-            )
-            return {tuple(r) for r in found}
+        return await stored(engine)
 
-    expected = {(a["seq"], a["dataset"], a["field"], a["action"])
-                for seq, e in enumerate(EVENTS_MADE, 1) for a in field_access_rows(seq, e)}  # fmt: skip
-    assert on_db(url, go) == expected
-    dataset_rows = {(seq, ds) for seq, ds, fl, action in expected if fl == DATASET_ROW}
-    assert dataset_rows == {(1, "population"), (2, "population"), (3, "population"), (3, "legal_entity"),
-                            (3, "social_insurance"), (4, "legal_entity"), (6, "population")}  # fmt: skip
-    assert (6, "population", "id_number", "deny") in expected  # the field rows are as before
+    assert on_db(url, go) == reference()
+    assert reference() == {
+        (1, "population", ()),  # read, no field selected: a row with no entries
+        (2, "population", (("name", "allow"),)),
+        (3, "population", (("name", "mask"),)),
+        (3, "legal_entity", (("name", "allow"),)),
+        (3, "social_insurance", ()),
+        (4, "legal_entity", (("code", "deny"),)),
+        (6, "population", (("id_number", "deny"),)),  # the first decision listed
+    }
+
+
+def test_every_index_filter_finds_what_the_reference_matches(url: str) -> None:
+    """The live search's SQL on the arrays and the archive search's `index_match` on the
+    reference select the same events, for every combination of dataset, field and decision."""
+    datasets = [None, "population", "legal_entity", "social_insurance", "nothing"]
+    fields, decisions = [None, "name", "id_number", "code"], [None, "allow", "mask", "deny"]
+    combos = [(d, fl, de) for d in datasets for fl in fields for de in decisions if d or fl or de]
+
+    async def go(engine: Any) -> dict[Any, tuple[list[int], int]]:
+        await record_all(engine)
+        out = {}
+        async with engine.connect() as conn:
+            for d, fl, de in combos:
+                page = await search(conn, Filters(dataset=d, field=fl, decision=de))
+                out[d, fl, de] = ([e["seq"] for e in page["events"]], page["total"])
+        return out
+
+    got = on_db(url, go)
+    for d, fl, de in combos:
+        want = [seq for seq, e in reversed(list(enumerate(EVENTS_MADE, 1)))
+                if index_match(index_keys(e.fields, e.reads), d, fl, de)]  # fmt: skip
+        assert got[d, fl, de] == (want, len(want)), (d, fl, de)
 
 
 def test_search_by_dataset_finds_what_the_detail_scan_found(url: str) -> None:
@@ -138,16 +177,19 @@ def test_migration_0028_backfills_the_dataset_rows(
 
     async def indexed_the_old_way(engine: Any) -> None:
         await record_all(engine)
-        old = [a for seq, e in enumerate(EVENTS_MADE, 1) for a in field_access_rows(seq, e) if a["field"]]
+        old = [a for seq, e in enumerate(EVENTS_MADE, 1) for a in legacy_rows(seq, e) if a["field"]]
         async with engine.begin() as conn:
-            await conn.execute(insert(ACCESS), [a for a in old if a["seq"] <= 5])
+            await conn.execute(insert(LEGACY_ACCESS), [a for a in old if a["seq"] <= 5])
             await conn.execute(update(CURSOR).values(seq=5))  # event 6 not indexed yet
             await conn.execute(update(EVENTS).where(EVENTS.c.seq == 4).values(detail="not json {"))
 
     async def rows(engine: Any) -> set[tuple[Any, ...]]:
         async with engine.connect() as conn:
             return {
-                tuple(r) for r in await conn.execute(select(ACCESS.c.seq, ACCESS.c.dataset, ACCESS.c.field))
+                tuple(r)
+                for r in await conn.execute(
+                    select(LEGACY_ACCESS.c.seq, LEGACY_ACCESS.c.dataset, LEGACY_ACCESS.c.field)
+                )
             }
 
     async def population(engine: Any) -> list[int]:
@@ -160,16 +202,17 @@ def test_migration_0028_backfills_the_dataset_rows(
         before = on_db(url, rows)
         assert not any(fl == "" for _, _, fl in before)
         with caplog.at_level(logging.INFO, logger="alembic.runtime.migration"):
-            upgrade(url)
+            upgrade(url, "0028")
         added = on_db(url, rows) - before
         assert added == {(1, "population", ""), (2, "population", ""), (3, "population", ""),
                          (3, "legal_entity", ""), (3, "social_insurance", "")}  # fmt: skip
         assert any("5 / 5 events (100%" in m for m in caplog.messages)
         assert any("audit event 4: detail unreadable" in m for m in caplog.messages)
-        assert on_db(url, population) == [6, 3, 2, 1]  # 6 indexed now, by the gateway's indexer
         command.downgrade(alembic_config(url), "0027")
         assert {r for r in on_db(url, rows) if r[2] == ""} == set()
         assert {r for r in on_db(url, rows)} >= before
+        upgrade(url)  # through 0029
+        assert on_db(url, population) == [6, 3, 2, 1]  # 6 indexed now, by the gateway's indexer
     finally:
         drop()
 
@@ -243,3 +286,60 @@ def test_the_count_stops_at_the_cap(url: str, monkeypatch: pytest.MonkeyPatch) -
     on_db(url, go)
     counts = [s for s in seen if "count(" in s]
     assert len(counts) == 2 and all("LIMIT" in s for s in counts)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_migration_0029_converts_the_rows_to_one_per_dataset_and_back(
+    backend: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The rows indexed before 0029 become exactly the rows the indexer writes now (the entries'
+    order aside), with a progress line per batch; searches find the same events after it;
+    going down gives back the old rows. Event 7 holds what the writer does not write but the old
+    index kept: a field entry naming no field (its decision was on the dataset row) and one
+    naming no dataset."""
+    from alembic import command
+
+    odd = event(7, [{"dataset": "population", "field": "", "action": "deny"}, {"field": "orphan"}], [])
+    made = [*EVENTS_MADE, odd]
+    url, drop = create_database(backend, tmp_path)
+
+    def normal(rows: set[tuple[Any, ...]]) -> set[tuple[Any, ...]]:
+        return {(seq, ds, tuple(sorted(entries))) for seq, ds, entries in rows}
+
+    async def indexed_the_old_way(engine: Any) -> None:
+        sink = ChainedAuditLog(engine)
+        for e in made:
+            await sink.record(e)
+        async with engine.begin() as conn:
+            await conn.execute(
+                insert(LEGACY_ACCESS), [a for seq, e in enumerate(made, 1) for a in legacy_rows(seq, e)]
+            )
+            await conn.execute(update(CURSOR).values(seq=len(made)))
+
+    async def old_rows(engine: Any) -> set[tuple[Any, ...]]:
+        async with engine.connect() as conn:
+            return {tuple(r) for r in await conn.execute(select(LEGACY_ACCESS))}
+
+    async def searches(engine: Any) -> list[list[int]]:
+        out = []
+        async with engine.connect() as conn:
+            for flt in (Filters(dataset="population"), Filters(field="name"), Filters(decision="deny"),
+                        Filters(dataset="population", decision="deny"), Filters(field="orphan")):  # fmt: skip
+                out.append([e["seq"] for e in (await search(conn, flt))["events"]])
+        return out
+
+    try:
+        upgrade(url, "0028")
+        on_db(url, indexed_the_old_way)
+        before = on_db(url, old_rows)
+        with caplog.at_level(logging.INFO, logger="alembic.runtime.migration"):
+            upgrade(url)
+        assert any("7 / 7 seqs (100%" in m for m in caplog.messages)
+        want = as_set(a for seq, e in enumerate(made, 1) for a in field_access_rows(seq, e))
+        assert normal(on_db(url, stored)) == normal(want)
+        assert (7, "population", (("", "deny"),)) in want and (7, "", (("orphan", ""),)) in want
+        assert on_db(url, searches) == [[7, 6, 3, 2, 1], [3, 2], [7, 6, 4], [7, 6], [7]]
+        command.downgrade(alembic_config(url), "0028")
+        assert on_db(url, old_rows) == before
+    finally:
+        drop()

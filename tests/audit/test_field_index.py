@@ -2,7 +2,8 @@
 append writes no index rows, the indexer fills them from the stored events (in chunks, once each,
 also with two indexers at once), a search filtering on the index sees an event appended a moment
 ago, an edited event whose detail the SQL cannot read does not stop the index, and migration
-0010 starts the cursor at the head of a chain indexed the old way."""
+0010 starts the cursor at the head of a chain indexed the old way (the tests of migrations before
+0029 write and read the index in its old shape: tests/audit/legacy_index.py)."""
 
 from __future__ import annotations
 
@@ -12,15 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, text, update
+from sqlalchemy import select, text, update
 
 from gateway.audit import ChainedAuditLog
-from gateway.audit.field_index import CURSOR, DATASET_ROW, index_pending
+from gateway.audit.field_index import CURSOR, index_pending
 from gateway.audit.models import AuditEvent, AuditFieldAccess
 from gateway.audit.query import Filters, search, stats
 from gateway.db import create_engine, upgrade
 from tests.audit import chain_helpers
 from tests.audit.chain_helpers import run_with_engine as on_db
+from tests.audit.legacy_index import LEGACY_ACCESS
 from tests.audit.test_audit_chain import make_event
 from tests.conftest import BACKENDS, create_database
 
@@ -28,10 +30,9 @@ ACCESS = AuditFieldAccess.__table__
 
 
 async def index_rows(engine: Any) -> int:
-    """The field rows (each event here also has one dataset row: test_dataset_search.py)."""
+    """The field entries of the index (one per (event, dataset, field))."""
     async with engine.connect() as conn:
-        q = select(func.count()).select_from(ACCESS).where(ACCESS.c.field != DATASET_ROW)
-        return int((await conn.execute(q)).scalar_one())
+        return sum(len(fields) for fields in (await conn.execute(select(ACCESS.c.fields))).scalars())
 
 
 async def cursor(engine: Any) -> int:
@@ -121,7 +122,8 @@ def test_migration_0010_starts_the_cursor_at_the_indexed_head(backend: str, tmp_
     try:
         upgrade(url, "0009")
         # the old writer indexed in the append's transaction, as chain_helpers does
-        on_db(url, lambda engine: chain_helpers.append(engine, [make_event(i) for i in range(1, 4)]))
+        events = [make_event(i) for i in range(1, 4)]
+        on_db(url, lambda engine: chain_helpers.append(engine, events, legacy_index=True))
         upgrade(url)
 
         async def check(engine: Any) -> None:
@@ -157,7 +159,14 @@ def test_downgrading_0010_indexes_what_the_cursor_had_not_reached(backend: str, 
 
         async def check(engine: Any) -> None:
             async with engine.connect() as conn:
-                assert sorted((await conn.execute(select(ACCESS.c.seq))).scalars()) == [1, 2, 3, 4, 5, 6]
+                assert sorted((await conn.execute(select(LEGACY_ACCESS.c.seq))).scalars()) == [
+                    1,
+                    2,
+                    3,
+                    4,
+                    5,
+                    6,
+                ]
 
         on_db(url, check)
     finally:
@@ -175,7 +184,9 @@ def test_rows_that_already_exist_do_not_stop_the_index(url: str) -> None:
             for i in range(1, 5):
                 await sink.record(make_event(i))
             async with engine.begin() as conn:  # as a moved-back cursor would leave it
-                await conn.execute(ACCESS.insert().values(seq=2, dataset="ds1", field="名称", action="clear"))
+                await conn.execute(
+                    ACCESS.insert().values(seq=2, dataset="ds1", fields=["名称"], actions=["clear"])
+                )
             assert await index_pending(engine) == 4
             assert await cursor(engine) == 4 and await index_rows(engine) == 4
         finally:
@@ -191,27 +202,34 @@ def test_migration_0011_rekeys_the_index_and_keeps_its_rows(backend: str, tmp_pa
 
     from gateway.db import alembic_config
 
-    async def appended(engine: Any) -> None:
-        sink = ChainedAuditLog(engine)
-        for i in range(1, 6):
-            await sink.record(make_event(i))
-        assert await index_pending(engine) == 5
+    async def appended(engine: Any) -> None:  # indexed as revision 0010 did
+        await chain_helpers.append(engine, [make_event(i) for i in range(1, 6)], legacy_index=True)
+        async with engine.begin() as conn:
+            await conn.execute(update(CURSOR).values(seq=5))
 
     async def shape(engine: Any) -> tuple[list[Any], list[str], list[str]]:
         """(rows, primary key columns, index names) of audit_field_access"""
+
         def schema(c: Any) -> tuple[list[str], list[str]]:
             found = inspect(c)
-            return (found.get_pk_constraint("audit_field_access")["constrained_columns"],
-                    sorted(i["name"] for i in found.get_indexes("audit_field_access")))
+            return (
+                found.get_pk_constraint("audit_field_access")["constrained_columns"],
+                sorted(i["name"] for i in found.get_indexes("audit_field_access")),
+            )
 
         async with engine.connect() as conn:
-            rows = sorted((await conn.execute(select(ACCESS).where(ACCESS.c.field != DATASET_ROW))).all())
+            rows = sorted(
+                (await conn.execute(select(LEGACY_ACCESS).where(LEGACY_ACCESS.c.field != ""))).all()
+            )
             return (rows, *await conn.run_sync(schema))
 
     async def physical(engine: Any) -> str:
         """what makes the new shape cheap on this database"""
-        ddl = ("SELECT sql FROM sqlite_master WHERE name = 'audit_field_access'" if backend == "sqlite"
-               else "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_audit_field_access_seq'")
+        ddl = (
+            "SELECT sql FROM sqlite_master WHERE name = 'audit_field_access'"
+            if backend == "sqlite"
+            else "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_audit_field_access_seq'"
+        )
         async with engine.connect() as conn:
             found = str((await conn.execute(text(ddl))).scalar_one())
         return next(mark for mark in ("WITHOUT ROWID", "USING brin") if mark in found)
@@ -221,7 +239,7 @@ def test_migration_0011_rekeys_the_index_and_keeps_its_rows(backend: str, tmp_pa
         upgrade(url, "0010")
         on_db(url, appended)
         before = on_db(url, shape)
-        upgrade(url)
+        upgrade(url, "0011")
         after = on_db(url, shape)
         assert on_db(url, physical) == ("WITHOUT ROWID" if backend == "sqlite" else "USING brin")
         command.downgrade(alembic_config(url), "0010")

@@ -4,13 +4,16 @@ them; `shuqiao audit verify` and `shuqiao audit search --archived` (SQLite and P
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import update
 from typer.testing import CliRunner
 
+import gateway.audit.history as history
 from gateway.audit.checkpoints import write_checkpoint
 from gateway.audit.history import search_archives, verify_history
 from gateway.audit.models import AuditEvent
@@ -89,6 +92,46 @@ def test_archived_events_are_searched_in_place(db: str, tmp_path: Path) -> None:
     assert [d["seq"] for d in denied["events"]] == [10, 5]  # ev(i) is refused when i % 5 == 0
     paged = run_with_engine(db, lambda e: search_archives(e, directory, Filters(), limit=4, before=12))
     assert [d["seq"] for d in paged["events"]] == [11, 10, 9, 8] and paged["next_before"] == 8
+    # the total counts every match, as the live search's does, not only those past `before`
+    assert paged["total"] == 13 and paged["missing"] == []
+    last = run_with_engine(db, lambda e: search_archives(e, directory, Filters(), limit=4, before=4))
+    assert [d["seq"] for d in last["events"]] == [3, 2, 1] and last["next_before"] is None
+
+
+def test_an_archive_missing_from_the_directory_is_named_not_read(db: str, tmp_path: Path) -> None:
+    _, directory, first, second = _two_prunes(db, tmp_path / "var")
+    first.unlink()
+    found = run_with_engine(db, lambda e: search_archives(e, directory, Filters()))
+    assert (found["archives"], found["missing"]) == ([second.name], [first.name])
+    assert [d["seq"] for d in found["events"]] == [13, 12, 11] and found["total"] == 3
+
+
+def test_the_archives_are_read_off_the_event_loop(db: str, tmp_path: Path) -> None:
+    """A long archive search must not stall the gateway's other requests: while the files are
+    read, the loop keeps turning."""
+    _, directory, _, _ = _two_prunes(db, tmp_path / "var")
+    real = history.archived_events
+    reading = threading.Event()
+    release = threading.Event()
+
+    def slow(directory: Path, names: list[str]) -> Any:
+        reading.set()
+        assert release.wait(10), "the loop never ran while the archives were read"
+        yield from real(directory, names)
+
+    async def go(engine: Any) -> dict[str, Any]:
+        search = asyncio.create_task(search_archives(engine, directory, Filters()))
+        while not reading.is_set():  # this loop runs only if the read is elsewhere
+            await asyncio.sleep(0.01)
+        release.set()
+        return await search
+
+    history.archived_events = slow
+    try:
+        found = run_with_engine(db, go)
+    finally:
+        history.archived_events = real
+    assert found["total"] == 13
 
 
 def test_cli_verify_covers_the_whole_history_and_search_reads_archives(db: str, tmp_path: Path) -> None:

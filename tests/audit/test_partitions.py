@@ -60,14 +60,15 @@ def pg(db: str) -> Iterator[str]:
     yield db
 
 
-def at(when: datetime, first: int, last: int) -> Any:
-    """Append events first..last occurring at `when` (the test appender's clock, patched)."""
+def at(when: datetime, first: int, last: int, *, legacy_index: bool = False) -> Any:
+    """Append events first..last occurring at `when` (the test appender's clock, patched);
+    `legacy_index`: on a database before migration 0029."""
 
     async def go(engine: AsyncEngine) -> None:
         events = [make_event(i) for i in range(first, last + 1)]
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(chain_helpers, "datetime", type("At", (), {"now": staticmethod(lambda tz=None: when)}))
-            await chain_helpers.append(engine, events)
+            await chain_helpers.append(engine, events, legacy_index=legacy_index)
 
     return go
 
@@ -285,8 +286,8 @@ def test_the_migration_moves_existing_events_into_months_and_back(tmp_path: Path
     before = month_start(now, -1) + timedelta(days=3)
     try:
         upgrade(url, "0025")
-        run(url, at(before, 1, 3))
-        run(url, at(now, 4, 5))
+        run(url, at(before, 1, 3, legacy_index=True))
+        run(url, at(now, 4, 5, legacy_index=True))
         upgrade(url)
 
         async def check(engine: AsyncEngine) -> dict[int, str]:

@@ -92,7 +92,8 @@ def test_migration_0009_upgrades_from_0008(backend: str, tmp_path: Path) -> None
     try:
         assert ScriptDirectory.from_config(alembic_config(url)).get_revision("0009").down_revision == "0008"
         upgrade(url, "0008")
-        on_db(url, lambda engine: chain_helpers.append(engine, [make_event(i) for i in range(1, 4)]))
+        events = [make_event(i) for i in range(1, 4)]
+        on_db(url, lambda engine: chain_helpers.append(engine, events, legacy_index=True))
         upgrade(url, "0009")
 
         async def check(engine: Any) -> None:

@@ -117,12 +117,14 @@
   function archivesRead(page) {
     const box = $("#archives-read");
     box.hidden = false;
-    box.textContent = page.archives.length
+    const missing = page.missing || [];
+    box.textContent = (page.archives.length
       ? "已读取归档 Archives read (" + page.archives.length + "): " + page.archives.join(", ")
-      : "尚无归档（从未清理过）· No archives yet: nothing has been pruned.";
+      : missing.length ? "" : "尚无归档（从未清理过）· No archives yet: nothing has been pruned.")
+      + (missing.length ? " 缺失归档（未读取）· Archives missing, not read: " + missing.join(", ") : "");
   }
 
-  let exactAsked = false, searchedArchives = false, totalSaid = "";
+  let exactAsked = false, searchedArchives = false;
   async function search(append, exact) {
     if (!append) { exactAsked = Boolean(exact); searchedArchives = archivedChosen(); }
     const archived = searchedArchives;
@@ -138,9 +140,7 @@
       $("#more").hidden = nextBefore === null;
       $("#exact").hidden = archived || page.total_exact !== false;
       if (archived) archivesRead(page); else $("#archives-read").hidden = true;
-      // the archive search's total counts from `before` on: the first page's is the whole count
-      if (!(archived && append)) totalSaid = archived ? "归档中" + matches(page) : matches(page);
-      say(totalSaid);
+      say(archived ? "归档中" + matches(page) : matches(page));
     } catch (err) {
       if (!archived) { say(err.message, true); return; }
       if (!append) { tbody.replaceChildren(); $("#more").hidden = true; $("#archives-read").hidden = true; }
