@@ -552,7 +552,7 @@ def row_marker(
 
 
 def column_marker(
-    tolerance: Decimal,
+    tolerance: Decimal | None,
     secret: bytes,
     recipient: str,
     dataset: str,
@@ -563,7 +563,8 @@ def column_marker(
     layout: Layout | None = None,
 ) -> Callable[[Any, Any], Any]:
     """`mark_value` (scheme v2) bound to one recipient's column, followed by `then` if given:
-    `then(mark_value(value, …))` — `row_marker` for this one column."""
+    `then(mark_value(value, …))` — `row_marker` for this one column; `tolerance` None: a text
+    column (`mark_text`, policies.watermark_text.text_marker)."""
     column = MarkedColumn(field, tolerance, then)
     rows = row_marker(secret, recipient, dataset, [column], gamma, layout=layout)
 

@@ -31,8 +31,7 @@ from policies.watermark import (
     SCHEME,
     Embed,
     Layout,
-    MarkedColumn,
-    row_marker,
+    column_marker,
     run_bits,
 )
 
@@ -141,11 +140,4 @@ def text_marker(
 ) -> Callable[[Any, Any], Any]:
     """`mark_text` (scheme v2) bound to one recipient's column, followed by `then` if given; the
     same values — policies.watermark.row_marker for this one column."""
-    rows = row_marker(secret, recipient, dataset, [MarkedColumn(field, None, then)], gamma, layout=layout)
-
-    def mark(value: Any, row_key: Any) -> Any:
-        if value is None:
-            return value if then is None else then(value)
-        return rows(row_key, (value,))[0]
-
-    return mark
+    return column_marker(None, secret, recipient, dataset, field, gamma, then, layout=layout)
