@@ -102,15 +102,23 @@ def load_demo_env(settings: Settings) -> dict[str, Any]:
     return asyncio.run(go())
 
 
-@pytest.fixture(scope="session", params=BACKENDS)
-def demo_env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoEnv]:
-    tmp = tmp_path_factory.mktemp(f"demo-{request.param}")
-    url, drop = create_database(request.param, tmp)
+def fresh_demo_env(backend: str, tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[DemoEnv]:
+    """A demo store of its own on `backend`, dropped afterwards: `yield from` it in a fixture, for
+    the session's or for a module whose tests change the store in ways others must not see (a
+    prune of the audit chain, say)."""
+    tmp = tmp_path_factory.mktemp(f"{name}-{backend}")
+    url, drop = create_database(backend, tmp)
     settings = settings_for(url, tmp / "var")
     init_store(settings)
-    creds = load_demo_env(settings)
-    yield DemoEnv(request.param, settings, creds)
-    drop()
+    try:
+        yield DemoEnv(backend, settings, load_demo_env(settings))
+    finally:
+        drop()
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def demo_env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoEnv]:
+    yield from fresh_demo_env(request.param, tmp_path_factory, "demo")
 
 
 @pytest.fixture(scope="session")

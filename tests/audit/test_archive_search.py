@@ -23,7 +23,7 @@ from gateway.audit.retention import archive_and_prune, archive_dir
 from gateway.crypto.signing import open_signing_store
 from tests.audit.chain_helpers import run_with_engine as on_db
 from tests.audit.test_officer_api import officer  # noqa: F401  (the module fixture)
-from tests.conftest import BACKENDS, DemoEnv, create_database, gql, init_store, load_demo_env, settings_for
+from tests.conftest import BACKENDS, DemoEnv, fresh_demo_env, gql
 
 ARCHIVED = """
 query Archived($f: EventFilter, $first: Int, $after: String) {
@@ -38,12 +38,7 @@ POPULATION = "{ population(first: 1) { edges { node { idNumber name } } } }"
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def demo_env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoEnv]:
-    tmp = tmp_path_factory.mktemp(f"archive-search-{request.param}")
-    url, drop = create_database(request.param, tmp)
-    settings = settings_for(url, tmp / "var")
-    init_store(settings)
-    yield DemoEnv(request.param, settings, load_demo_env(settings))
-    drop()
+    yield from fresh_demo_env(request.param, tmp_path_factory, "archive-search")
 
 
 @pytest.fixture(scope="module")

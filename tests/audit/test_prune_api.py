@@ -22,7 +22,7 @@ from tests.audit import chain_helpers
 from tests.audit.chain_helpers import run_with_engine as on_db
 from tests.audit.test_audit_chain import make_event
 from tests.audit.test_officer_api import officer  # noqa: F401  (the module fixture)
-from tests.conftest import BACKENDS, DemoEnv, create_database, gql, init_store, load_demo_env, settings_for
+from tests.conftest import BACKENDS, DemoEnv, create_database, fresh_demo_env, gql
 
 EVENTS = AuditEvent.__table__
 VERIFY = "{ verify { ok eventsChecked firstBadSeq reason prunedThrough } }"
@@ -30,12 +30,7 @@ VERIFY = "{ verify { ok eventsChecked firstBadSeq reason prunedThrough } }"
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def demo_env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoEnv]:
-    tmp = tmp_path_factory.mktemp(f"prune-{request.param}")
-    url, drop = create_database(request.param, tmp)
-    settings = settings_for(url, tmp / "var")
-    init_store(settings)
-    yield DemoEnv(request.param, settings, load_demo_env(settings))
-    drop()
+    yield from fresh_demo_env(request.param, tmp_path_factory, "prune")
 
 
 @pytest.fixture(scope="module")
