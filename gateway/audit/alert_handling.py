@@ -18,6 +18,7 @@ from sqlmodel import Field, SQLModel
 
 from gateway.audit.alerts import ALERTS, alert_json
 from gateway.audit.chain import canonical_time
+from gateway.db import table_of
 from policies.alert_handling import AlertAction, Refusal, decide
 
 OFFICER_ROLES = ("security_officer", "admin")
@@ -42,7 +43,7 @@ class AuditAlertAction(SQLModel, table=True):
     __table_args__ = (Index("ix_audit_alert_action_alert", "alert_id", "id"),)
 
 
-ACTIONS_TABLE = AuditAlertAction.__table__
+ACTIONS_TABLE = table_of(AuditAlertAction)
 
 
 class HandlingError(Exception):

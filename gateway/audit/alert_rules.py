@@ -21,13 +21,16 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import orjson
 
 from gateway.audit.chain import canonical_time
 from gateway.audit.detail import denied_count, stored_fields
+
+if TYPE_CHECKING:  # for annotations only: this module does not need SQLAlchemy at run time
+    from sqlalchemy import RowMapping
 
 SHANGHAI = "Asia/Shanghai"
 
@@ -157,7 +160,7 @@ class EventFacts:
     detail: str = "{}"
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> EventFacts:
+    def from_row(cls, row: Mapping[str, Any] | RowMapping) -> EventFacts:
         return cls(
             int(row["seq"]),
             str(row["principal_id"]),

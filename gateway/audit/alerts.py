@@ -53,10 +53,11 @@ from gateway.audit.chain import canonical_time
 from gateway.audit.detail import denied_count, stored_fields
 from gateway.audit.models import AuditEvent
 from gateway.audit.witness import ChainWitness
+from gateway.db import table_of
 
 log = logging.getLogger("shuqiao.audit")
 
-EVENTS = AuditEvent.__table__
+EVENTS = table_of(AuditEvent)
 CURSOR_ID = 1
 RULES = ("bulk_extraction", "forbidden_probing", "l4_out_of_hours", "new_address")
 
@@ -105,16 +106,16 @@ class AuditAlertAddress(SQLModel, table=True):
     first_seq: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
-ALERTS = AuditAlert.__table__
-CURSOR = AuditAlertCursor.__table__
-ADDRESSES = AuditAlertAddress.__table__
+ALERTS = table_of(AuditAlert)
+CURSOR = table_of(AuditAlertCursor)
+ADDRESSES = table_of(AuditAlertAddress)
 
 
 async def load_levels(conn: AsyncConnection) -> dict[tuple[str, str], int]:
     """(dataset code, field name) → level for the L3+ fields of the catalogue."""
     from catalogue.models import Dataset, DatasetField
 
-    ds, f = Dataset.__table__, DatasetField.__table__
+    ds, f = table_of(Dataset), table_of(DatasetField)
     rows = await conn.execute(
         select(ds.c.code, f.c.name, f.c.level)
         .select_from(f.join(ds, ds.c.id == f.c.dataset_id))

@@ -16,11 +16,14 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from keys.sm3 import sm3_hex
+
+if TYPE_CHECKING:  # for annotations only: this module does not need SQLAlchemy at run time
+    from sqlalchemy import RowMapping
 
 GENESIS_HASH = "0" * 64
 
@@ -55,7 +58,7 @@ def canonical_time(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
-def canonical_bytes(row: Mapping[str, Any]) -> bytes:
+def canonical_bytes(row: Mapping[str, Any] | RowMapping) -> bytes:
     """The exact bytes hashed for one event (see the module docstring)."""
     doc = {name: row[name] for name in HASHED_COLUMNS}
     doc["occurred_at"] = canonical_time(doc["occurred_at"])
@@ -69,7 +72,7 @@ def canonical_bytes(row: Mapping[str, Any]) -> bytes:
     return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
 
 
-def event_hash(row: Mapping[str, Any]) -> str:
+def event_hash(row: Mapping[str, Any] | RowMapping) -> str:
     return sm3_hex(canonical_bytes(row))
 
 

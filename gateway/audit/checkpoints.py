@@ -42,6 +42,7 @@ from gateway.audit.chain import GENESIS_HASH, canonical_time, event_hash
 from gateway.audit.models import HEAD_ID, AuditChainHead, AuditCheckpoint, AuditEvent, AuditPruneAnchor
 from gateway.audit.verify import Anchor, VerifyReport, anchor_problem, latest_anchor, verify_chain
 from gateway.audit.witness import ChainWitness
+from gateway.db import table_of
 from keys import sm2
 from keys.keystore import KeyStore, key_id
 from keys.sm2 import SM2PublicKey
@@ -50,13 +51,13 @@ log = logging.getLogger("shuqiao.audit")
 
 DOMAIN = b"shuqiao-audit-checkpoint/v1\n"
 ARCHIVE_FORMAT = "shuqiao-audit-archive/v1"
-EVENTS = AuditEvent.__table__
-HEAD = AuditChainHead.__table__
+EVENTS = table_of(AuditEvent)
+HEAD = table_of(AuditChainHead)
 EVENT_COLUMNS = tuple(c.name for c in EVENTS.columns)
 
 
-CHECKPOINTS = AuditCheckpoint.__table__
-ANCHORS = AuditPruneAnchor.__table__
+CHECKPOINTS = table_of(AuditCheckpoint)
+ANCHORS = table_of(AuditPruneAnchor)
 
 
 class CheckpointError(Exception):
@@ -138,10 +139,10 @@ async def _segment_ok(conn: AsyncConnection, start: Checkpoint | None, end_seq: 
     expected = (start.seq if start else 0) + 1
     prev = start.hash if start else GENESIS_HASH
     if start is not None:
-        row = (await conn.execute(select(EVENTS.c.hash).where(EVENTS.c.seq == start.seq))).first()
-        if row is not None and row.hash != start.hash:
+        found = (await conn.execute(select(EVENTS.c.hash).where(EVENTS.c.seq == start.seq))).first()
+        if found is not None and found.hash != start.hash:
             return f"seq {start.seq}: event no longer matches its checkpoint"
-        if row is None and expected > 1 and not await _anchored(conn, start.seq):
+        if found is None and expected > 1 and not await _anchored(conn, start.seq):
             return f"seq {start.seq}: checkpointed event is missing"
     q = (
         select(EVENTS)

@@ -54,13 +54,14 @@ from gateway.access_log import AccessEvent
 from gateway.audit.background import PeriodicTask
 from gateway.audit.detail import first_decisions, stored_fields, stored_reads
 from gateway.audit.models import HEAD_ID, AuditChainHead, AuditEvent, AuditFieldAccess, AuditIndexCursor
+from gateway.db import table_of
 
 log = logging.getLogger("shuqiao.audit")
 
-CURSOR = AuditIndexCursor.__table__
-HEAD = AuditChainHead.__table__
-ACCESS = AuditFieldAccess.__table__
-EVENTS = AuditEvent.__table__
+CURSOR = table_of(AuditIndexCursor)
+HEAD = table_of(AuditChainHead)
+ACCESS = table_of(AuditFieldAccess)
+EVENTS = table_of(AuditEvent)
 CHUNK = 1000  # events per transaction (on SQLite the chain writer waits for it meanwhile)
 
 Entries = dict[str, str]  # one dataset's fields → the first decision listed for each

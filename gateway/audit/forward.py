@@ -50,9 +50,10 @@ from gateway.audit.background import PeriodicTask
 from gateway.audit.models import AuditEvent
 from gateway.audit.query import event_doc
 from gateway.audit.syslog_format import SyslogFormat, json_line, octet_counted
+from gateway.db import table_of
 
 log = logging.getLogger("shuqiao.audit")
-EVENTS = AuditEvent.__table__
+EVENTS = table_of(AuditEvent)
 
 
 class AuditForwardCursor(SQLModel, table=True):
@@ -73,7 +74,7 @@ class AuditForwardCursor(SQLModel, table=True):
     last_error: str | None = None  # the last failure's kind and reason (never message contents)
 
 
-CURSORS = AuditForwardCursor.__table__
+CURSORS = table_of(AuditForwardCursor)
 
 
 class DeliveryError(Exception):

@@ -22,13 +22,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from gateway.audit.field_index import field_entries, index_pending
 from gateway.audit.models import AuditEvent
 from gateway.audit.posture import Period, _iso
+from gateway.db import table_of
 from gateway.grants.models import GrantRecord
 
 if TYPE_CHECKING:
     from catalogue.protection import PoolKeyring
 
-EVENTS = AuditEvent.__table__
-GRANTS = GrantRecord.__table__
+EVENTS = table_of(AuditEvent)
+GRANTS = table_of(GrantRecord)
 READS_SHOWN = 200  # the newest reads listed one by one; the totals count them all
 
 
@@ -128,9 +129,9 @@ async def consumer_view(conn: AsyncConnection, consumer: str, period: Period) ->
             .where(EVENTS.c.consumer == consumer, period.within(), entry.c.field != "")
         )
         for dataset, field, action in fields:
-            d = datasets.get(dataset)
-            if d is not None:
-                per = d["fields"].setdefault(field, {})
+            seen = datasets.get(dataset)
+            if seen is not None:
+                per = seen["fields"].setdefault(field, {})
                 per[action] = per.get(action, 0) + 1
     return {
         "consumer": consumer,
@@ -159,7 +160,7 @@ async def person_view(
     """Every event in the period whose reads looked up this 身份证号 (by its blind index)."""
     from catalogue.models import Dataset, DatasetField
 
-    ds, f = Dataset.__table__, DatasetField.__table__
+    ds, f = table_of(Dataset), table_of(DatasetField)
     encrypted = await conn.execute(
         select(ds.c.code)
         .select_from(f.join(ds, ds.c.id == f.c.dataset_id))

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import strawberry
-from graphql import GraphQLError
+from graphql import GraphQLError, GraphQLFormattedError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 from starlette.responses import Response
@@ -69,7 +69,7 @@ def _err(message: str, code: str) -> GraphQLError:
 
 
 def _ctx(info: Info) -> OfficerContext:
-    return info.context  # type: ignore[no-any-return]
+    return info.context
 
 
 # -- types ------------------------------------------------------------------------------------
@@ -518,7 +518,7 @@ schema = _Schema(query=Query, mutation=Mutation)
 # -- the endpoint (wrapped by AuditAPI._guard: auth first, then the call's own audit event) ----
 
 
-def _format(error: GraphQLError) -> dict[str, Any]:
+def _format(error: GraphQLError) -> GraphQLFormattedError:
     out = error.formatted
     code = (error.extensions or {}).get("code")
     if not code:

@@ -33,12 +33,13 @@ from gateway.audit.checkpoints import AuditCheckpoint
 from gateway.audit.field_index import field_entries, index_pending
 from gateway.audit.models import AuditChainHead, AuditEvent, AuditIndexCursor
 from gateway.audit.query import BadFilter, parse_time
+from gateway.db import table_of
 from gateway.grants.models import GrantRecord
 
 PANELS = ("traffic", "sensitive", "alerts", "grants", "unusual", "chain")
-EVENTS = AuditEvent.__table__
-ALERTS = AuditAlert.__table__
-GRANTS = GrantRecord.__table__
+EVENTS = table_of(AuditEvent)
+ALERTS = table_of(AuditAlert)
+GRANTS = table_of(GrantRecord)
 AGE_BUCKETS = (("lt_1h", timedelta(hours=1)), ("lt_24h", timedelta(days=1)), ("lt_7d", timedelta(days=7)))
 BASELINE_WINDOWS = 7  # the period before, seven times over, is a consumer's own baseline
 VOLUME_FACTOR = 3.0  # "far above": at least this many times the baseline ...
@@ -134,7 +135,7 @@ async def traffic(conn: AsyncConnection, period: Period) -> dict[str, Any]:
 # ---------------------------------------------------------------- sensitive reads
 async def sensitive_fields(conn: AsyncConnection) -> dict[tuple[str, str], int]:
     """(dataset, field) → level, for the fields an officer watches: L3/L4 or personal."""
-    ds, f = Dataset.__table__, DatasetField.__table__
+    ds, f = table_of(Dataset), table_of(DatasetField)
     rows = await conn.execute(
         select(ds.c.code, f.c.name, f.c.level)
         .select_from(f.join(ds, ds.c.id == f.c.dataset_id))
@@ -359,8 +360,8 @@ async def unusual(conn: AsyncConnection, period: Period) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- chain health
 async def chain(conn: AsyncConnection, period: Period) -> dict[str, Any]:
-    head = (await conn.execute(select(AuditChainHead.__table__.c.seq))).scalar()
-    cp = AuditCheckpoint.__table__
+    head = (await conn.execute(select(table_of(AuditChainHead).c.seq))).scalar()
+    cp = table_of(AuditCheckpoint)
     last_cp = (
         await conn.execute(select(cp.c.seq, cp.c.created_at).order_by(cp.c.seq.desc()).limit(1))
     ).first()
@@ -372,7 +373,7 @@ async def chain(conn: AsyncConnection, period: Period) -> dict[str, Any]:
             .limit(1)
         )
     ).first()
-    cursor = (await conn.execute(select(AuditIndexCursor.__table__.c.seq))).scalar()
+    cursor = (await conn.execute(select(table_of(AuditIndexCursor).c.seq))).scalar()
     head_seq = int(head or 0)
     return {
         "head_seq": head_seq,

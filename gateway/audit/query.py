@@ -17,15 +17,16 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 import orjson
-from sqlalchemy import Select, case, func, select
+from sqlalchemy import RowMapping, Select, case, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.audit.chain import canonical_time
 from gateway.audit.field_index import field_entries, index_pending, matched
 from gateway.audit.models import AuditEvent
 from gateway.audit.variables import VariableCipher
+from gateway.db import table_of
 
-EVENTS = AuditEvent.__table__
+EVENTS = table_of(AuditEvent)
 CST = timezone(timedelta(hours=8), "CST")
 MAX_PAGE = 500
 TOTAL_CAP = 10_000  # officers' searches count exactly up to here, then say "10,000+" (exact=True: all)
@@ -142,7 +143,7 @@ def _matched(conn: AsyncEngine | AsyncConnection, f: Filters) -> Select[Any]:
     return matched(conn.dialect.name == "sqlite", f.dataset, f.field, f.decision)
 
 
-def event_doc(row: Mapping[str, Any]) -> dict[str, Any]:
+def event_doc(row: Mapping[str, Any] | RowMapping) -> dict[str, Any]:
     detail = orjson.loads(row["detail"] or "{}")
     reads = detail.get("reads", [])
     return {

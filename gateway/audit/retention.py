@@ -58,12 +58,13 @@ from gateway.audit.partitions import (
     month_partitions,
 )
 from gateway.audit.verify import Anchor, VerifyReport, latest_anchor
+from gateway.db import table_of
 from keys.keystore import KeyStore
 from keys.sm3 import sm3
 
 log = logging.getLogger("shuqiao.audit")
 
-EVENTS, HEAD, FIELD_ACCESS = AuditEvent.__table__, AuditChainHead.__table__, AuditFieldAccess.__table__
+EVENTS, HEAD, FIELD_ACCESS = table_of(AuditEvent), table_of(AuditChainHead), table_of(AuditFieldAccess)
 
 
 class RetentionError(RuntimeError):

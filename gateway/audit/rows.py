@@ -15,8 +15,9 @@ from sqlalchemy.engine import Dialect
 from gateway.access_log import AccessEvent
 from gateway.audit.models import AuditEvent
 from gateway.audit.variables import VariableCipher
+from gateway.db import table_of
 
-EVENTS = AuditEvent.__table__
+EVENTS = table_of(AuditEvent)
 
 
 def event_row(

@@ -253,7 +253,7 @@ class WriterProcess:
         assert self._reader is not None
         header = await self._reader.readexactly(_LEN.size)
         body = await self._reader.readexactly(_LEN.unpack(header)[0])
-        return pickle.loads(body)  # type: ignore[no-any-return]  # noqa: S301 - our own child
+        return pickle.loads(body)  # noqa: S301 - our own child
 
     async def aclose(self) -> None:
         """Close our end (the child finishes what it holds, then exits) and reap the child."""

@@ -59,11 +59,12 @@ from gateway.audit.sqlite_writer import Batch as SqliteBatch
 from gateway.audit.sqlite_writer import Head, SqliteChainFile, WriterProcess
 from gateway.audit.variables import VariableCipher
 from gateway.audit.witness import ChainWitness
+from gateway.db import table_of
 from gateway.metrics import AUDIT_APPEND_SECONDS, AUDIT_BATCH_EVENTS, AUDIT_COMMIT_SECONDS, AUDIT_FAILURES
 from gateway.request_log import note_event
 
-EVENTS = AuditEvent.__table__
-HEAD = AuditChainHead.__table__
+EVENTS = table_of(AuditEvent)
+HEAD = table_of(AuditChainHead)
 
 MAX_BATCH = 512
 

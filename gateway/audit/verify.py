@@ -46,11 +46,12 @@ from gateway.audit.verify_ranges import (
     pruned_remains,
     verify_range,
 )
+from gateway.db import table_of
 
-EVENTS = AuditEvent.__table__
-HEAD = AuditChainHead.__table__
-CHECKPOINTS = AuditCheckpoint.__table__
-ANCHORS = AuditPruneAnchor.__table__
+EVENTS = table_of(AuditEvent)
+HEAD = table_of(AuditChainHead)
+CHECKPOINTS = table_of(AuditCheckpoint)
+ANCHORS = table_of(AuditPruneAnchor)
 
 
 @dataclass(frozen=True)
