@@ -357,8 +357,8 @@ def _record_read(
     ids = grants.ids if grants is not None else ()
     purposes = grants.purposes if grants is not None else ()
     mark = None
-    if ctx.watermark is not None and node is not None and node.marked and rows:
-        mark = ctx.watermark.evidence(list(node.marked))
+    if ctx.watermark is not None and node is not None and rows and (marked := node.marked):
+        mark = ctx.watermark.evidence(marked)
     ctx.reads.append(
         DatasetRead(dataset, rows, ids[0] if ids else None, "; ".join(purposes) or None, ids, keys, mark)
     )

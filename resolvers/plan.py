@@ -76,9 +76,13 @@ class NodePlan:
     columns: list[str] = field(default_factory=list)
     entries: list[Entry] = field(default_factory=list)
     links: list[Entry] = field(default_factory=list)
-    marked: list[str] = field(default_factory=list)  # fields delivered with a watermark
     marking: Marking | None = None
     _shaper: Callable[[Any], dict[str, Any]] | None = None
+
+    @property
+    def marked(self) -> list[str]:
+        """The fields delivered with a watermark, each once, in the order first asked."""
+        return list(dict.fromkeys(c.field for c in self.marking.columns)) if self.marking else []
 
     def column(self, name: str) -> int:
         if name not in self.columns:
@@ -620,8 +624,6 @@ class Planner:
                     row_marker, wm.key.secret, wm.recipient, ds.code, gamma=wm.gamma, layout=layout
                 ),
             )
-        if f.name not in plan.marked:
-            plan.marked.append(f.name)
         return plan.marking.add(MarkedColumn(f.name, f.watermark_tolerance, then))
 
     def _cipher(self, ds: DatasetSpec) -> DatasetCipher:
