@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from dataclasses import field as _field
 from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, InvalidOperation
 from functools import lru_cache
+from types import CodeType
 from typing import Any
 
 from keys.sm3 import PrefixedHmacSm3
@@ -440,12 +441,14 @@ class MarkedColumn:
 
 # Rows remembered per process, for hot rows (a consumer paging the same rows again):
 # (marker, row key) → (the delivered values, then the stored values' str and types). The marker is a
-# token per `row_marker`, never reused, so one recipient's marks can never answer for another's, nor
-# a retired key's for the current one. Types and str tell apart values that compare equal but are
-# delivered differently (Decimal('1.0') and Decimal('1.00'): str keeps the scale; True and 1: the
-# type). A row's first sight leaves only a placeholder (`_FIRST`): a page read once costs one
-# dict insertion a row; its second sight is remembered. At most MEMO_ROWS entries (≈ 20 MB with
-# the demo's two marked cells a row); full, it is emptied and fills again.
+# token per marker built (one per set of `row_marker`'s arguments: secret, recipient, dataset,
+# columns, γ, layout), never reused for other arguments, so one recipient's marks can never
+# answer for another's, nor a retired key's for the current one. Types and str tell apart values
+# that compare equal but are delivered differently (Decimal('1.0') and Decimal('1.00'): str keeps
+# the scale; True and 1: the type). A row's first sight leaves only a placeholder (`_FIRST`): a
+# page read once costs one dict insertion a row; its second sight is remembered. At most
+# MEMO_ROWS entries (≈ 20 MB with the demo's two marked cells a row); full, it is emptied and
+# fills again.
 MEMO_ROWS = 32768
 _FIRST: tuple[Any, ...] = ()
 _memo: dict[tuple[int, str], tuple[Any, ...]] = {}
@@ -486,6 +489,14 @@ def mark(row_key, values):
 """
 
 
+@lru_cache(maxsize=256)
+def _compiled(source: str) -> CodeType:
+    """The row marker's code, compiled once per shape: `compile` costs ≈ 0.3 ms, more than marking
+    a 100-row page, and the source holds only indexes, so a handful of shapes cover every dataset
+    and recipient. Each marker gets its own `env` (token, digests, embedders)."""
+    return compile(source, "<shuqiao-row-marker>", "exec")
+
+
 def row_marker(
     secret: bytes,
     recipient: str,
@@ -501,12 +512,40 @@ def row_marker(
     a None value stays None, a row without a key is delivered unmarked (stringified). Per row
     one HMAC-SM3 per block of the layout the columns read (one for every dataset of the demo), or
     none for a hot row (`_memo`). `layout`: the dataset's (without one: these columns as its only
-    marked fields)."""
+    marked fields).
+
+    One marker per set of arguments, kept (`_markers`): the planner asks for one per plan, and
+    a plan is built per query *and variables*, so a consumer paging with new cursors asks for the
+    same marker every request — building it (its embedders, its generated body) cost more than
+    marking the page. Same arguments, same marks: sharing it, and its memo token, changes no value."""
+    columns = tuple(columns)
+    layout = layout or Layout.of((c.field, c.tolerance is None) for c in columns)
+    # a tolerance's str too: Decimal("0.01") == Decimal("0.010"), but the marks keep its scale
+    key = (secret, recipient, dataset, columns, tuple(str(c.tolerance) for c in columns), gamma, layout)
+    mark = _markers.get(key)
+    if mark is None:
+        if len(_markers) >= MARKERS:
+            _markers.clear()
+        mark = _markers[key] = _row_marker(secret, recipient, dataset, columns, gamma, layout)
+    return mark
+
+
+MARKERS = 1024  # markers kept (a few per recipient and dataset); full, emptied
+_markers: dict[tuple[Any, ...], RowMarker] = {}
+
+
+def _row_marker(
+    secret: bytes,
+    recipient: str,
+    dataset: str,
+    columns: tuple[MarkedColumn, ...],
+    gamma: float,
+    layout: Layout,
+) -> RowMarker:
     import sys
 
     from policies.watermark_text import text_embedder  # it builds on this module
 
-    layout = layout or Layout.of((c.field, c.tolerance is None) for c in columns)
     slots = [_slot(layout, c.field, c.tolerance is None) for c in columns]
     blocks = sorted({block for block, _ in slots})
     threshold = int(256 * gamma)
@@ -546,7 +585,7 @@ def row_marker(
         ),
         exact=", ".join([f"s{i}" for i in range(n)] + [f"v{i}.__class__" for i in range(n)]),
     )
-    exec(compile(source, "<shuqiao-row-marker>", "exec"), env)  # noqa: S102 - generated from indexes only
+    exec(_compiled(source), env)  # noqa: S102 - generated from indexes only
     mark: RowMarker = env["mark"]
     return mark
 

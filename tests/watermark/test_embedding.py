@@ -505,3 +505,34 @@ def test_the_row_marker_delivers_what_the_references_do(
         assert mark(None, values) == tuple(
             v if f == "addr" else str(v) for f, v in zip(fields, values, strict=True)
         )
+
+
+def test_one_marker_per_arguments_and_none_shared_across_them() -> None:
+    """The planner asks for a marker per plan, i.e. per page a consumer asks for: the same
+    arguments give the same marker (built once), and arguments that differ in anything the marks
+    depend on — the key, the recipient, a tolerance's scale — give their own, with their own marks."""
+    from policies.watermark import MarkedColumn, row_marker
+
+    def columns(t: Decimal) -> list[MarkedColumn]:
+        return [MarkedColumn("f", t, str), MarkedColumn("addr", None)]
+
+    one = row_marker(SECRET, "hrss", "ds", columns(Decimal("0.01")))
+    assert row_marker(SECRET, "hrss", "ds", columns(Decimal("0.01"))) is one
+    others = [
+        row_marker(bytes(range(1, 33)), "hrss", "ds", columns(Decimal("0.01"))),
+        row_marker(SECRET, "samr", "ds", columns(Decimal("0.01"))),
+        row_marker(SECRET, "hrss", "ds", columns(Decimal("0.010"))),  # equal, but another scale
+    ]
+    assert all(m is not one for m in others)
+    for i in range(40):
+        k, v = f"row{i}", Decimal("12.3")
+        for secret, recipient, t, mark in (
+            (SECRET, "hrss", Decimal("0.01"), one),
+            (bytes(range(1, 33)), "hrss", Decimal("0.01"), others[0]),
+            (SECRET, "samr", Decimal("0.01"), others[1]),
+            (SECRET, "hrss", Decimal("0.010"), others[2]),
+        ):
+            layout = Layout.of([("f", False), ("addr", True)])
+            expected = mark_value(v, t, secret, recipient, "ds", "f", k, layout=layout)
+            for _ in range(3):  # first sight, remembered, from the memo
+                assert mark(k, (v, None))[0] == str(expected)
