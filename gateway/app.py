@@ -192,10 +192,8 @@ def _audit_background(settings: Settings, state: GatewayState) -> list[AuditTask
 def _sync_scheduler(settings: Settings, state: GatewayState) -> SyncScheduler | None:
     if not settings.sync:
         return None
-    assert state.identity is not None
 
     async def audit(operation: str, status: int, detail: dict[str, Any], error: str | None) -> None:
-        assert state.identity is not None
         await record_admin_event(
             state.identity.audit,
             operation,

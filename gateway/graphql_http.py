@@ -162,11 +162,11 @@ class GraphQLEndpoint:
             )
         except Exception as err:  # still an answer, audited: a problem document, never a bare 500
             outcome = None
-            problem = self._failure(request, err)
+            failure = self._failure(request, err)
             status, codes, response = (
-                problem.status,
-                [problem.code],
-                problem_response(problem, content_type(problem.status, media)),
+                failure.status,
+                [failure.code],
+                problem_response(failure, content_type(failure.status, media)),
             )
         if state.get("quiet_refusal", False):
             return response  # a refused burst is recorded once per window (gateway.identity.failures)

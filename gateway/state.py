@@ -29,17 +29,15 @@ class GatewayState:
     hasher: SecretHasher
     api_keys: ApiKeyVerifier
     access_log: AccessLog
-    identity: Identity | None = None  # OAuth server, resource-server checks, rate limits
-    signer: ResponseSigner | None = None
-    department_keys: DepartmentKeyDirectory | None = None
+    identity: Identity  # OAuth server, resource-server checks, rate limits
+    signer: ResponseSigner
+    department_keys: DepartmentKeyDirectory
     reads: ReadConnections | None = None  # the GraphQL tiers' (None: engine.connect() per request)
 
     def encryptor_for(self, principal: Principal) -> Encryptor | None:
         """Encrypts to the consuming department's active registered SM2 key (gateway.crypto);
         None — so the policy denies, saying why — when the department has none."""
         if principal.kind is not PrincipalKind.DEPARTMENT or not principal.consumer:
-            return None
-        if self.department_keys is None:
             return None
         return encryptor_for_department(self.department_keys, principal.consumer)
 

@@ -90,7 +90,7 @@ async def rotate_watermark_key(engine: AsyncEngine, master_key: bytes) -> str:
         now = utcnow()
         last = (await session.exec(select(func.max(WatermarkKey.generation)))).one()
         row = _new_row(_kek(master_key), (last or 0) + 1)
-        await session.exec(  # type: ignore[call-overload]
+        await session.exec(
             update(WatermarkKey).where(col(WatermarkKey.retired_at).is_(None)).values(retired_at=now)
         )
         session.add(row)

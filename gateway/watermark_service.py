@@ -82,7 +82,7 @@ def _xlsx(source: Path | io.BytesIO) -> list[dict[str, Any]]:
         sheet = load_workbook(source, read_only=True, data_only=True).active
     except (BadZipFile, KeyError, OSError) as err:
         raise ValueError(f"not a readable XLSX workbook: {err}") from None
-    it = sheet.iter_rows(values_only=True)  # type: ignore[union-attr]
+    it = sheet.iter_rows(values_only=True)
     header = [str(h) if h is not None else f"column{i + 1}" for i, h in enumerate(next(it, ()))]
     return [dict(zip(header, r, strict=False)) for r in it]
 

@@ -205,7 +205,12 @@ class ResponseSigningMiddleware:
             if ahead and _same(ahead[0], start["status"], names, body, self._signed_names):
                 added = ahead[0][3]
             else:
-                added = self.signer.sign(start["status"], names, body, key)
+                try:
+                    added = self.signer.sign(start["status"], names, body, key)
+                except Exception:  # fail closed: the 503, never the answer unsigned
+                    log.error("response could not be signed; answered 503", exc_info=True)
+                    await _unavailable(send)
+                    return
             headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in added.items()]
             await send({**start, "headers": headers})
             await send({"type": "http.response.body", "body": body, "more_body": False})

@@ -95,7 +95,6 @@ class DataLoadAPI:
     def __init__(
         self, state: GatewayState, check: Callable[[Request], Awaitable[TokenClaims]] | None = None
     ) -> None:
-        assert state.identity is not None
         self.state = state
         self.bearer = catalogue_protector(state.identity)
         self.check = check or self.bearer.validate_request
@@ -199,7 +198,6 @@ class DataLoadAPI:
         started: float,
         operation: str = "data.load",
     ) -> None:
-        assert self.state.identity is not None
         await record_admin_event(
             self.state.identity.audit,
             operation,

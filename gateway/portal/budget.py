@@ -24,7 +24,6 @@ PREVIEW_PATH = "/explore/api/graphql"
 async def explorer_decision(state: GatewayState, request: Request) -> Decision:
     """The page's budget for this address; a refused burst is one audit event per window."""
     address = client_address(request) or "unknown"
-    assert state.identity is not None  # the app factory sets it before the routes exist
     limiter = state.identity.limiter
     decision = await limiter.for_budget("explorer", state.settings.explorer_rate, address)
     if decision.allowed:

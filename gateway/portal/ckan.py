@@ -323,7 +323,6 @@ class CkanAPI:
         action = request.path_params["action"]
         base = public_base(self.state)
         help_url = f"{base}/api/3/action/help_show?name={action}"
-        assert self.state.identity is not None  # the app factory sets it before the routes exist
         decision = await check_rate(self.state.identity.limiter, request, ANONYMOUS)
         codes: list[str] = []
         if not decision.allowed:

@@ -194,7 +194,6 @@ class DcatEndpoints:
     async def _metered(self, request: Request, operation: str, answer: Any) -> Response:
         """The anonymous API allowance and one access event, as every open-tier answer."""
         started = time.perf_counter()
-        assert self.state.identity is not None  # the app factory sets it before the routes exist
         decision = await check_rate(self.state.identity.limiter, request, ANONYMOUS)
         codes: list[str] = []
         if not decision.allowed:

@@ -395,7 +395,6 @@ class Downloads:
             if principal.kind is PrincipalKind.ENTERPRISE
             else f"addr:{client_address(request) or 'unknown'}"
         )
-        assert self.state.identity is not None  # the app factory sets it before the routes exist
         decision = await self.state.identity.limiter.for_budget(
             "download", self.state.settings.download_rate, ident
         )

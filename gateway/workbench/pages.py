@@ -133,7 +133,6 @@ ERRORS_PAGE = """<!doctype html>
 class Workbench:
     def __init__(self, state: GatewayState) -> None:
         self.state = state
-        assert state.identity is not None  # the app factory sets it before the routes exist
         self.issuer = state.identity.issuer.rstrip("/")
         self.vendor = VendorAssets(VENDOR)
         self._client_ready = False
@@ -213,7 +212,6 @@ class Workbench:
         return _json(self._examples_of(built, Tier.OPEN))
 
     async def share_examples(self, request: Request) -> Response:
-        assert self.state.identity is not None
         try:  # the one bearer check, the share tier's own (share:read and a department)
             claims = await self.state.identity.share_bearer.validate_request(request)
         except BearerRefused as refused:
