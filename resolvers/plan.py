@@ -9,6 +9,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
+from types import CodeType
 from typing import Any
 
 from graphql import FieldNode, FragmentDefinitionNode, GraphQLField, GraphQLObjectType, GraphQLSchema
@@ -242,8 +243,16 @@ def compile_shaper(entries: list[Entry], marking: Marking | None = None) -> Call
         else:  # DENIED (error added by the caller) and LINK (filled in after the join)
             items.append(f"{key}: None")
     source = "def shape(row):\n" + head + "    return {" + ", ".join(items) + "}\n"
-    exec(compile(source, "<shuqiao-shaper>", "exec"), env)  # noqa: S102 - generated from trusted names
+    exec(_compiled_shaper(source), env)  # noqa: S102 - generated from trusted names
     return env["shape"]
+
+
+@functools.lru_cache(maxsize=512)
+def _compiled_shaper(source: str) -> CodeType:
+    """The shaper's code, compiled once per source: a plan is built per query and variables, so a
+    client paging with a new cursor each time plans anew, and `compile` was a good part of it.
+    The source holds only response names and indexes; each shaper gets its own `env`."""
+    return compile(source, "<shuqiao-shaper>", "exec")
 
 
 def _chain(first: Transform, then: Transform) -> Transform:
