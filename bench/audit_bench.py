@@ -160,8 +160,9 @@ def tree_cpu(pid: int) -> float:
     return cpu_seconds(pid) + sum(cpu_seconds(c) for c in child_pids(pid))
 
 
-def wire_share_tier(settings: Any, seconds: float, rounds: int, connections: int,
-                    chain_env: dict[str, str], pin: bool = False) -> dict[str, Any]:
+def wire_share_tier(
+    settings: Any, seconds: float, rounds: int, connections: int, chain_env: dict[str, str], pin: bool = False
+) -> dict[str, Any]:
     """Two gateway processes on one database, audit chain vs log-only, loaded in turn by wrk.
     `pin`: each gateway on CPU 0, wrk and PostgreSQL's backends for the database on CPU 1."""
     from types import SimpleNamespace
@@ -191,21 +192,38 @@ def wire_share_tier(settings: Any, seconds: float, rounds: int, connections: int
     try:
         for store in ("log", "chain"):
             port = free_port()
-            env = {**os.environ, "SHUQIAO_DATABASE_URL": settings.database_url,
-                   "SHUQIAO_VAR_DIR": str(settings.var_dir), "SHUQIAO_ISSUER": "http://shuqiao-bench",
-                   "SHUQIAO_AUDIT_STORE": store, **(chain_env if store == "chain" else {})}
+            env = {
+                **os.environ,
+                "SHUQIAO_DATABASE_URL": settings.database_url,
+                "SHUQIAO_VAR_DIR": str(settings.var_dir),
+                "SHUQIAO_ISSUER": "http://shuqiao-bench",
+                "SHUQIAO_AUDIT_STORE": store,
+                **(chain_env if store == "chain" else {}),
+            }
             log_file = settings.var_dir / f"wire-{store}.log"
-            cmd = [*(["taskset", "-c", str(GATEWAY_CPU)] if pin else []), str(VENV_BIN / "uvicorn"),
-                   "asgi:app", "--host", "127.0.0.1", "--port", str(port),
-                   "--no-access-log", "--log-level", "warning"]
+            cmd = [
+                *(["taskset", "-c", str(GATEWAY_CPU)] if pin else []),
+                str(VENV_BIN / "uvicorn"),
+                "asgi:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--no-access-log",
+                "--log-level",
+                "warning",
+            ]
             proc = procs.start(cmd, log_file=log_file, env=env, cwd=REPO)
             url = f"http://127.0.0.1:{port}/share/graphql"
             wait_ready(proc, url, log_file)
             headers = {"Authorization": f"Bearer {shuqiao_token(url.rsplit('/', 2)[0], creds, 'samr')}"}
             case = Case(f"shuqiao-{store}", "shuqiao", "page", proc.pid, url, headers, [body])
             case.script = write_lua(case, settings.var_dir)
-            rows = QUERIES["shuqiao"][2](httpx.post(url, content=body, headers={
-                **headers, "Content-Type": "application/json"}, timeout=10).json()["data"])
+            rows = QUERIES["shuqiao"][2](
+                httpx.post(
+                    url, content=body, headers={**headers, "Content-Type": "application/json"}, timeout=10
+                ).json()["data"]
+            )
             assert len(rows) == PAGE_SIZE, rows
             run_wrk(wrk_args, case, 2)  # warm-up
             cases[store] = case
@@ -243,21 +261,31 @@ def wire_share_tier(settings: Any, seconds: float, rounds: int, connections: int
     ratio = statistics.median(ratios)
     low, high = median_interval(ratios)
     return {
-        "log_req_per_s": round(log_rps, 1), "chain_req_per_s": round(chain_rps, 1),
-        "chain_vs_log": round(ratio, 3), "cost_pct": round(100 * (1 - ratio), 1),
+        "log_req_per_s": round(log_rps, 1),
+        "chain_req_per_s": round(chain_rps, 1),
+        "chain_vs_log": round(ratio, 3),
+        "cost_pct": round(100 * (1 - ratio), 1),
         "ratio_range": [round(ratios[0], 3), round(ratios[-1], 3)],
         # 95% bootstrap interval of the median ratio, as cost: what one run can resolve
         "cost_pct_interval": [round(100 * (1 - high), 1), round(100 * (1 - low), 1)],
         "cpu_ms_per_req": {k: round(statistics.median(v), 2) for k, v in cpu.items()},
         # PostgreSQL's backends for this database (the WAL writer and checkpointer not included)
         "db_cpu_ms_per_req": {k: round(statistics.median(v), 2) for k, v in db_cpu.items() if v},
-        "connections": connections, "pinned": pin,
+        "connections": connections,
+        "pinned": pin,
         "runs": {k: [round(x, 1) for x in v] for k, v in rates.items()},
     }
 
 
-def run_backend(backend: str, seconds: float, concurrency: int, rounds: int,
-                wire: int = 0, chain_env: dict[str, str] | None = None, pin: bool = False) -> dict[str, Any]:
+def run_backend(
+    backend: str,
+    seconds: float,
+    concurrency: int,
+    rounds: int,
+    wire: int = 0,
+    chain_env: dict[str, str] | None = None,
+    pin: bool = False,
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         url, drop = create_database(backend, Path(tmp))
         try:
@@ -306,16 +334,26 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--wire", action="store_true", help="share tier: two gateway processes under wrk")
     ap.add_argument("--connections", type=int, default=8, help="wrk connections (--wire)")
-    ap.add_argument("--pin", action="store_true",
-                    help="--wire: each gateway on CPU 0, wrk and the database's PostgreSQL backends on CPU 1")
-    ap.add_argument("--chain-env", action="append", default=[], metavar="KEY=VALUE",
-                    help="extra environment for the chain server (--wire), e.g. SHUQIAO_AUDIT_ALERTS=0")
+    ap.add_argument(
+        "--pin",
+        action="store_true",
+        help="--wire: each gateway on CPU 0, wrk and the database's PostgreSQL backends on CPU 1",
+    )
+    ap.add_argument(
+        "--chain-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment for the chain server (--wire), e.g. SHUQIAO_AUDIT_ALERTS=0",
+    )
     args = ap.parse_args()
     backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
     wire = args.connections if args.wire else 0
     chain_env = dict(kv.split("=", 1) for kv in args.chain_env)
-    results = [run_backend(b, args.seconds, args.concurrency, args.rounds, wire, chain_env, args.pin)
-               for b in backends]
+    results = [
+        run_backend(b, args.seconds, args.concurrency, args.rounds, wire, chain_env, args.pin)
+        for b in backends
+    ]
     if args.json:
         print(json.dumps(results, ensure_ascii=False, indent=2))
         return
@@ -337,8 +375,12 @@ def main() -> None:
                 f"{s['cost_pct_interval'][0]}% to {s['cost_pct_interval'][1]}%); "
                 f"server CPU ms/request "
                 f"log {s['cpu_ms_per_req']['log']}, chain {s['cpu_ms_per_req']['chain']}"
-                + (f"; PostgreSQL backends CPU ms/request log {s['db_cpu_ms_per_req']['log']}, "
-                   f"chain {s['db_cpu_ms_per_req']['chain']}" if s["db_cpu_ms_per_req"] else "")
+                + (
+                    f"; PostgreSQL backends CPU ms/request log {s['db_cpu_ms_per_req']['log']}, "
+                    f"chain {s['db_cpu_ms_per_req']['chain']}"
+                    if s["db_cpu_ms_per_req"]
+                    else ""
+                )
             )
             continue
         print(

@@ -30,21 +30,42 @@ def db(url: str) -> str:
     return url
 
 
-def ev(principal: str = "client-a", *, rows: int = 0, denied: int = 0, allowed: tuple[str, ...] = (),
-       address: str = "10.0.0.1", kind: str = "department") -> AccessEvent:
+def ev(
+    principal: str = "client-a",
+    *,
+    rows: int = 0,
+    denied: int = 0,
+    allowed: tuple[str, ...] = (),
+    address: str = "10.0.0.1",
+    kind: str = "department",
+) -> AccessEvent:
     tag = uuid.uuid4().hex[:6]
     fields = [{"dataset": "population", "field": f"f{tag}{i}", "action": "deny"} for i in range(denied)]
     fields += [{"dataset": "population", "field": f, "action": "allow"} for f in allowed]
     return AccessEvent(
-        request_id=tag, tier="share", principal_kind=kind, principal_id=principal, consumer="samr",
-        client_address=address, operation_name="Q", operation_type="query", query_digest=None, status=200,
-        error_codes=["FORBIDDEN_FIELD"] if denied else [], latency_ms=1.0, fields=fields,
+        request_id=tag,
+        tier="share",
+        principal_kind=kind,
+        principal_id=principal,
+        consumer="samr",
+        client_address=address,
+        operation_name="Q",
+        operation_type="query",
+        query_digest=None,
+        status=200,
+        error_codes=["FORBIDDEN_FIELD"] if denied else [],
+        latency_ms=1.0,
+        fields=fields,
         reads=[{"dataset": "population", "rows": rows}] if rows else [],
     )
 
 
-def run(url: str, events: list[AccessEvent], rules: AlertRules | None = None,
-        levels: dict[tuple[str, str], int] | None = None) -> list[dict[str, Any]]:
+def run(
+    url: str,
+    events: list[AccessEvent],
+    rules: AlertRules | None = None,
+    levels: dict[tuple[str, str], int] | None = None,
+) -> list[dict[str, Any]]:
     """Append the events, evaluate, and return every alert (oldest first)."""
 
     async def go() -> list[dict[str, Any]]:
@@ -65,16 +86,36 @@ def run(url: str, events: list[AccessEvent], rules: AlertRules | None = None,
 
 def test_bulk_extraction_alerts_once_when_a_principal_crosses_the_threshold(db: str) -> None:
     rules = AlertRules(bulk_rows=100, bulk_window=timedelta(hours=1), **ALWAYS)
-    alerts = run(db, [ev("a", rows=40), ev("b", rows=90), ev("a", rows=40), ev("a", rows=30),
-                      ev("a", rows=10), ev("b", rows=5)], rules)
+    alerts = run(
+        db,
+        [
+            ev("a", rows=40),
+            ev("b", rows=90),
+            ev("a", rows=40),
+            ev("a", rows=30),
+            ev("a", rows=10),
+            ev("b", rows=5),
+        ],
+        rules,
+    )
     assert [(a["rule"], a["principal_id"], a["seq"]) for a in alerts] == [("bulk_extraction", "a", 4)]
     assert alerts[0]["detail"]["rows"] == 110 and alerts[0]["acknowledged_at"] is None
 
 
 def test_repeated_forbidden_field_probing(db: str) -> None:
     rules = AlertRules(probe_denials=5, probe_window=timedelta(minutes=10), **ALWAYS)
-    alerts = run(db, [ev("p", denied=2), ev("q", denied=4), ev("p", denied=2), ev("p", rows=3),
-                      ev("p", denied=2), ev("p", denied=1)], rules)
+    alerts = run(
+        db,
+        [
+            ev("p", denied=2),
+            ev("q", denied=4),
+            ev("p", denied=2),
+            ev("p", rows=3),
+            ev("p", denied=2),
+            ev("p", denied=1),
+        ],
+        rules,
+    )
     assert [(a["rule"], a["principal_id"], a["seq"]) for a in alerts] == [("forbidden_probing", "p", 5)]
     assert alerts[0]["detail"]["denials"] == 6
 
@@ -85,12 +126,19 @@ def test_l4_access_outside_working_hours(db: str) -> None:
     assert run(db, events, AlertRules(**ALWAYS), levels) == []
     alerts = run(db, events, AlertRules(**NEVER), levels)
     assert [(a["rule"], a["seq"], a["detail"]["fields"]) for a in alerts] == [
-        ("l4_out_of_hours", 4, ["population.id_number"])]
+        ("l4_out_of_hours", 4, ["population.id_number"])
+    ]
 
 
 def test_working_hours_are_beijing_time() -> None:
-    rules = AlertRules.parse(bulk_rows=1, bulk_window_seconds=1, probe_denials=1, probe_window_seconds=1,
-                             working_hours="08:30-18:00", working_days="1-5")
+    rules = AlertRules.parse(
+        bulk_rows=1,
+        bulk_window_seconds=1,
+        probe_denials=1,
+        probe_window_seconds=1,
+        working_hours="08:30-18:00",
+        working_days="1-5",
+    )
     # Monday 2026-11-23 09:00 in Beijing is 01:00 UTC; 18:30 Beijing is 10:30 UTC
     assert rules.working(datetime(2026, 11, 23, 1, 0, tzinfo=UTC))
     assert not rules.working(datetime(2026, 11, 23, 0, 29, tzinfo=UTC))  # 08:29 Beijing
@@ -99,12 +147,21 @@ def test_working_hours_are_beijing_time() -> None:
 
 
 def test_first_use_of_a_client_from_a_new_address(db: str) -> None:
-    alerts = run(db, [ev("c", address="10.0.0.1"), ev("c", address="10.0.0.1"), ev("c", address="10.9.9.9"),
-                      ev("c", address="10.9.9.9"), ev("d", address="10.9.9.9"),
-                      ev("anonymous", kind="anonymous", address="1.2.3.4"),
-                      ev("anonymous", kind="anonymous", address="5.6.7.8")])
+    alerts = run(
+        db,
+        [
+            ev("c", address="10.0.0.1"),
+            ev("c", address="10.0.0.1"),
+            ev("c", address="10.9.9.9"),
+            ev("c", address="10.9.9.9"),
+            ev("d", address="10.9.9.9"),
+            ev("anonymous", kind="anonymous", address="1.2.3.4"),
+            ev("anonymous", kind="anonymous", address="5.6.7.8"),
+        ],
+    )
     assert [(a["rule"], a["principal_id"], a["seq"], a["detail"]["address"]) for a in alerts] == [
-        ("new_address", "c", 3, "10.9.9.9")]
+        ("new_address", "c", 3, "10.9.9.9")
+    ]
 
 
 # -- the officer API (the demo gateway, SQLite and PostgreSQL) ---------------------------------
@@ -129,16 +186,28 @@ def test_officer_lists_and_acknowledges_alerts_and_the_ack_is_audited(
     assert mine, listed
     alert_id = mine[0]["id"]
     headers = {"Authorization": f"Bearer {token}"}
-    assert client.post(f"/audit/api/alerts/{alert_id}/ack", json={"comment": " "},
-                       headers=headers).status_code == 400
-    r = client.post(f"/audit/api/alerts/{alert_id}/ack", json={"comment": "核实：社保待遇资格认证夜间批处理"},
-                    headers=headers, params={})
+    assert (
+        client.post(f"/audit/api/alerts/{alert_id}/ack", json={"comment": " "}, headers=headers).status_code
+        == 400
+    )
+    r = client.post(
+        f"/audit/api/alerts/{alert_id}/ack",
+        json={"comment": "核实：社保待遇资格认证夜间批处理"},
+        headers=headers,
+        params={},
+    )
     assert r.status_code == 200, r.text
     assert r.json()["ack_comment"] == "核实：社保待遇资格认证夜间批处理" and r.json()["acknowledged_by"]
-    assert client.post(f"/audit/api/alerts/{alert_id}/ack", json={"comment": "again"},
-                       headers=headers).status_code == 409
-    assert client.post("/audit/api/alerts/999999999/ack", json={"comment": "x"},
-                       headers=headers).status_code == 404
+    assert (
+        client.post(
+            f"/audit/api/alerts/{alert_id}/ack", json={"comment": "again"}, headers=headers
+        ).status_code
+        == 409
+    )
+    assert (
+        client.post("/audit/api/alerts/999999999/ack", json={"comment": "x"}, headers=headers).status_code
+        == 404
+    )
     assert alert_id not in [a["id"] for a in api(client, "alerts", token).json()["alerts"]]
     assert alert_id in [a["id"] for a in api(client, "alerts", token, state="acknowledged").json()["alerts"]]
     # the acknowledgement is an audit event, its comment sealed in the variables
@@ -157,8 +226,9 @@ def _officer_token(client: Any, demo_env: Any) -> str:
         engine = create_engine(demo_env.settings.database_url)
         try:
             hasher = SecretHasher(load_master_key(demo_env.settings.master_key_file))
-            return await create_client(engine, hasher, "police", scopes=["audit:read"],
-                                       client_id=f"officer-{uuid.uuid4().hex[:6]}")
+            return await create_client(
+                engine, hasher, "police", scopes=["audit:read"], client_id=f"officer-{uuid.uuid4().hex[:6]}"
+            )
         finally:
             await engine.dispose()
 
@@ -173,9 +243,18 @@ def test_workers_taking_turns_raise_what_one_evaluator_raises(db: str) -> None:
     taking over halfway (it rebuilds its windows from the database), raise exactly the alerts a
     single evaluator raises."""
     rules = AlertRules(bulk_rows=100, probe_denials=5, **ALWAYS)
-    events = [ev("a", rows=40), ev("p", denied=2), ev("a", rows=40, address="10.0.0.2"), ev("p", denied=2),
-              ev("b", rows=10), ev("a", rows=30), ev("p", denied=1), ev("a", address="10.0.0.3"),
-              ev("p", denied=3), ev("b", rows=95)]
+    events = [
+        ev("a", rows=40),
+        ev("p", denied=2),
+        ev("a", rows=40, address="10.0.0.2"),
+        ev("p", denied=2),
+        ev("b", rows=10),
+        ev("a", rows=30),
+        ev("p", denied=1),
+        ev("a", address="10.0.0.3"),
+        ev("p", denied=3),
+        ev("b", rows=95),
+    ]
 
     async def go() -> None:
         engine = create_engine(db)
@@ -187,16 +266,22 @@ def test_workers_taking_turns_raise_what_one_evaluator_raises(db: str) -> None:
                 idle = 0 if await engines[turn % len(engines)].run_once() else idle + 1
                 turn += 1
             async with engine.connect() as conn:
-                return sorted((a["rule"], a["principal_id"], a["seq"])
-                              for a in (await list_alerts(conn, state="all"))["alerts"])
+                return sorted(
+                    (a["rule"], a["principal_id"], a["seq"])
+                    for a in (await list_alerts(conn, state="all"))["alerts"]
+                )
 
         try:
             for e in events:
                 await append(engine, [e])
             alone = await evaluate(AlertEngine(engine, rules, {}, batch=2))
-            assert alone == [("bulk_extraction", "a", 6), ("bulk_extraction", "b", 10),
-                             ("forbidden_probing", "p", 7), ("new_address", "a", 3),
-                             ("new_address", "a", 8)]
+            assert alone == [
+                ("bulk_extraction", "a", 6),
+                ("bulk_extraction", "b", 10),
+                ("forbidden_probing", "p", 7),
+                ("new_address", "a", 3),
+                ("new_address", "a", 8),
+            ]
             first, second = AlertEngine(engine, rules, {}, batch=2), AlertEngine(engine, rules, {}, batch=2)
             assert await evaluate(first, second) == alone
             assert (first.rebuilds, second.rebuilds) == (1, 1)  # then each replays the other's turns
@@ -208,8 +293,10 @@ def test_workers_taking_turns_raise_what_one_evaluator_raises(db: str) -> None:
             late = AlertEngine(engine, rules, {}, batch=2)
             await late.run_until_caught_up()
             async with engine.connect() as conn:
-                got = sorted((a["rule"], a["principal_id"], a["seq"])
-                             for a in (await list_alerts(conn, state="all"))["alerts"])
+                got = sorted(
+                    (a["rule"], a["principal_id"], a["seq"])
+                    for a in (await list_alerts(conn, state="all"))["alerts"]
+                )
             assert got == alone and late.rebuilds == 1
         finally:
             await engine.dispose()
@@ -237,10 +324,16 @@ def test_an_unreadable_detail_does_not_stop_the_evaluator(db: str, caplog: pytes
             for e in events:
                 await append(engine, [e])
             async with engine.begin() as conn:
-                await conn.execute(update(events_table).where(events_table.c.seq == 2)
-                                   .values(detail='"deny" secret-110101 {'))
-                await conn.execute(update(events_table).where(events_table.c.seq == 5)
-                                   .values(detail='{"fields": {"action": "deny"}}'))
+                await conn.execute(
+                    update(events_table)
+                    .where(events_table.c.seq == 2)
+                    .values(detail='"deny" secret-110101 {')
+                )
+                await conn.execute(
+                    update(events_table)
+                    .where(events_table.c.seq == 5)
+                    .values(detail='{"fields": {"action": "deny"}}')
+                )
             with caplog.at_level(logging.WARNING, logger="shuqiao.audit"):
                 await AlertEngine(engine, rules, {}, batch=3).run_once()  # seqs 1..3
                 late = AlertEngine(engine, rules, {}, batch=3)  # rebuilds over 1..3, then 4..6

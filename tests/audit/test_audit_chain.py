@@ -28,10 +28,18 @@ N = 20
 
 def make_event(i: int, worker: str = "w0") -> AccessEvent:
     return AccessEvent(
-        request_id=f"{worker}-{i}", tier="share" if i % 2 else "open", principal_kind="client",
-        principal_id=f"client-{i % 3}", consumer="D001" if i % 2 else None, client_address="10.0.0.7",
-        operation_name=f"Op{i}", operation_type="query", query_digest=f"{i:064x}", status=200,
-        error_codes=["FORBIDDEN_FIELD"] if i % 5 == 0 else [], latency_ms=1.23456 + i,
+        request_id=f"{worker}-{i}",
+        tier="share" if i % 2 else "open",
+        principal_kind="client",
+        principal_id=f"client-{i % 3}",
+        consumer="D001" if i % 2 else None,
+        client_address="10.0.0.7",
+        operation_name=f"Op{i}",
+        operation_type="query",
+        query_digest=f"{i:064x}",
+        status=200,
+        error_codes=["FORBIDDEN_FIELD"] if i % 5 == 0 else [],
+        latency_ms=1.23456 + i,
         fields=[{"dataset": "ds1", "field": "名称", "decision": "clear"}],
         reads=[{"dataset": "ds1", "rows": i}],
     )
@@ -110,8 +118,9 @@ def test_an_edited_byte_in_any_column_is_detected_at_that_seq(url: str, seq: int
     original = stored[seq]
     for column in (*HASHED_COLUMNS, "hash"):
         changed = _flipped(column, original[column])
-        report = asyncio.run(tamper_and_verify(url, update(EVENTS).where(EVENTS.c.seq == seq)
-                                               .values({column: changed})))
+        report = asyncio.run(
+            tamper_and_verify(url, update(EVENTS).where(EVENTS.c.seq == seq).values({column: changed}))
+        )
         assert not report.ok, column
         assert report.first_bad_seq == seq, (column, report)
         restore = update(EVENTS).where(EVENTS.c.seq == (changed if column == "seq" else seq))
@@ -163,8 +172,10 @@ def test_an_event_appended_behind_the_writers_back_is_detected(url: str) -> None
 def test_two_swapped_events_are_detected_at_the_first(url: str) -> None:
     stored = seeded(url)
     content = [c.name for c in EVENTS.c if c.name != "seq"]
-    swap = [update(EVENTS).where(EVENTS.c.seq == a).values({c: stored[b][c] for c in content})
-            for a, b in ((3, 11), (11, 3))]
+    swap = [
+        update(EVENTS).where(EVENTS.c.seq == a).values({c: stored[b][c] for c in content})
+        for a, b in ((3, 11), (11, 3))
+    ]
     report = asyncio.run(tamper_and_verify(url, *swap))
     assert (report.ok, report.first_bad_seq) == (False, 3)
 
@@ -216,8 +227,9 @@ async def _count_and_verify(url: str) -> tuple[int, int, int, VerifyReport]:
     engine = create_engine(url)
     try:
         async with engine.connect() as conn:
-            count, low, high = (await conn.execute(
-                select(func.count(), func.min(EVENTS.c.seq), func.max(EVENTS.c.seq)))).one()
+            count, low, high = (
+                await conn.execute(select(func.count(), func.min(EVENTS.c.seq), func.max(EVENTS.c.seq)))
+            ).one()
             head = (await conn.execute(select(HEAD.c.seq).where(HEAD.c.id == HEAD_ID))).scalar_one()
         assert head == high
         return count, low, high, await verify_chain(engine)

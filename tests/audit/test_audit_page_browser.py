@@ -73,10 +73,17 @@ def test_officer_finds_hrss_access_to_population_id_number_and_exports(
     tag = uuid.uuid4().hex[:8]
     q_id = "{ population(first: 2) { edges { node { idNumber name } } } }"
     q_name = "{ population(first: 2) { edges { node { name } } } }"
-    for rid, token, q in [(f"hrss-id-{tag}-1", hrss, q_id), (f"hrss-id-{tag}-2", hrss, q_id),
-                          (f"hrss-name-{tag}", hrss, q_name), (f"samr-id-{tag}", samr, q_id)]:
-        r = httpx.post(f"{served}/share/graphql", json={"query": q},
-                       headers={"Authorization": f"Bearer {token}", "X-Request-ID": rid})
+    for rid, token, q in [
+        (f"hrss-id-{tag}-1", hrss, q_id),
+        (f"hrss-id-{tag}-2", hrss, q_id),
+        (f"hrss-name-{tag}", hrss, q_name),
+        (f"samr-id-{tag}", samr, q_id),
+    ]:
+        r = httpx.post(
+            f"{served}/share/graphql",
+            json={"query": q},
+            headers={"Authorization": f"Bearer {token}", "X-Request-ID": rid},
+        )
         assert r.status_code == 200, r.text
 
     week_ago = (datetime.now(CST) - timedelta(days=7)).strftime("%Y-%m-%dT%H:%M:%S")
@@ -122,8 +129,18 @@ def test_officer_finds_hrss_access_to_population_id_number_and_exports(
 
     from gateway.cli import app as shuqiao_app
 
-    result = CliRunner().invoke(shuqiao_app, ["verify-response", str(signature), "--body", str(target),
-                                              "--keys-url", f"{served}/keys/sm2", "--json"])
+    result = CliRunner().invoke(
+        shuqiao_app,
+        [
+            "verify-response",
+            str(signature),
+            "--body",
+            str(target),
+            "--keys-url",
+            f"{served}/keys/sm2",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0 and json.loads(result.stdout)["ok"] is True, result.stdout
     raw = target.read_bytes()
     assert raw.startswith(b"\xef\xbb\xbf")
@@ -179,8 +196,11 @@ def test_officer_acknowledges_alerts_raised_by_real_requests_and_markup_stays_te
             assert r.status_code == 200 and "FORBIDDEN_FIELD" in r.text, r.text
     # then the same client through a proxy that forwards an "address" carrying markup: new_address,
     # recorded under a digest, never as the forwarded text
-    r = httpx.post(f"{served}/share/graphql", json={"query": "{ __typename }"},
-                   headers={"Authorization": f"Bearer {prober}", "X-Forwarded-For": MARKUP})
+    r = httpx.post(
+        f"{served}/share/graphql",
+        json={"query": "{ __typename }"},
+        headers={"Authorization": f"Bearer {prober}", "X-Forwarded-For": MARKUP},
+    )
     assert r.status_code == 200, r.text
 
     context = browser.new_context()
@@ -201,9 +221,13 @@ def test_officer_acknowledges_alerts_raised_by_real_requests_and_markup_stays_te
         expect(page.locator("#alerts tbody tr", has_text=hopper_id)).to_have_count(20)
         ids = [int(i) for i in rows.evaluate_all("(trs) => trs.map((tr) => tr.dataset.id)")]
         assert ids == sorted(set(ids), reverse=True) and len(ids) > 20, ids
-        api = {a["rule"]: a for a in httpx.get(f"{served}/audit/api/alerts", headers=as_officer,
-                                              params={"state": "all"}).json()["alerts"]
-               if a["principal_id"] == prober_id}
+        api = {
+            a["rule"]: a
+            for a in httpx.get(
+                f"{served}/audit/api/alerts", headers=as_officer, params={"state": "all"}
+            ).json()["alerts"]
+            if a["principal_id"] == prober_id
+        }
         assert set(api) == {"forbidden_probing", "new_address"}
         expect(page.locator("#alerts tbody tr", has_text=prober_id)).to_have_count(2)
         row = lambda rule: page.locator(f"#alerts tbody tr[data-id='{api[rule]['id']}']")  # noqa: E731
@@ -239,7 +263,8 @@ def test_officer_acknowledges_alerts_raised_by_real_requests_and_markup_stays_te
         expect(ack).to_be_disabled()
         comment_box.press("Enter")
         expect(page.locator("#alerts-status")).to_have_text(
-            f"告警 #{api['forbidden_probing']['id']}: 请填写处理意见 — a comment is required to acknowledge.")
+            f"告警 #{api['forbidden_probing']['id']}: 请填写处理意见 — a comment is required to acknowledge."
+        )
         expect(page.locator("#alerts-status")).to_have_class("error")
 
         # with a comment (itself holding markup): acknowledged, gone from the open list
@@ -248,7 +273,8 @@ def test_officer_acknowledges_alerts_raised_by_real_requests_and_markup_stays_te
         expect(ack).to_be_enabled()
         ack.click()
         expect(page.locator("#alerts-status")).to_contain_text(
-            f"告警 #{api['forbidden_probing']['id']} 已确认 acknowledged")
+            f"告警 #{api['forbidden_probing']['id']} 已确认 acknowledged"
+        )
         expect(page.locator("#alerts tbody tr", has_text=prober_id)).to_have_count(1)
         page.select_option("#alert-filters select[name=state]", "acknowledged")
         expect(page.locator("#alerts")).to_have_attribute("aria-busy", "false")
@@ -266,13 +292,17 @@ def test_officer_acknowledges_alerts_raised_by_real_requests_and_markup_stays_te
         assert set(page.locator("#alerts td.rule").all_inner_texts()) == {"new_address"}
 
         # acknowledged elsewhere meanwhile: the page says so in text (409) and drops the stale row
-        r = httpx.post(f"{served}/audit/api/alerts/{api['new_address']['id']}/ack",
-                       json={"comment": "另一位审计员已处理"}, headers=as_officer)
+        r = httpx.post(
+            f"{served}/audit/api/alerts/{api['new_address']['id']}/ack",
+            json={"comment": "另一位审计员已处理"},
+            headers=as_officer,
+        )
         assert r.status_code == 200, r.text
         moved.locator("input[name=comment]").fill("重复确认")
         moved.locator("form.ack button").click()
         expect(page.locator("#alerts-status")).to_have_text(
-            f"告警 #{api['new_address']['id']} 未确认 not acknowledged: The alert was already acknowledged.")
+            f"告警 #{api['new_address']['id']} 未确认 not acknowledged: The alert was already acknowledged."
+        )
         expect(page.locator("#alerts-status")).to_have_class("error")
         expect(moved).to_have_count(0)
     finally:
@@ -280,17 +310,23 @@ def test_officer_acknowledges_alerts_raised_by_real_requests_and_markup_stays_te
 
     # the page's acknowledgement is an audit event: operation ack-alert, the alert id and comment sealed
     def acks_by(principal: str) -> list[dict[str, Any]]:
-        events = httpx.get(f"{served}/audit/api/events", headers=as_officer,
-                           params={"tier": "audit", "principal": principal, "limit": 100}).json()["events"]
+        events = httpx.get(
+            f"{served}/audit/api/events",
+            headers=as_officer,
+            params={"tier": "audit", "principal": principal, "limit": 100},
+        ).json()["events"]
         return [e for e in events if e["operation_name"] == "ack-alert"]
 
     acks = acks_by(person_id)  # the person's, on the page; the client's own (200) over the API
     assert sorted(e["status"] for e in acks) == [200, 409], acks
     assert [e["status"] for e in acks_by(officer_id)] == [200]
-    sealed = [httpx.get(f"{served}/audit/api/events/{e['seq']}", headers=as_officer).json()["variables"]
-              for e in acks]
+    sealed = [
+        httpx.get(f"{served}/audit/api/events/{e['seq']}", headers=as_officer).json()["variables"]
+        for e in acks
+    ]
     assert {"id": api["forbidden_probing"]["id"], "comment": comment} in [
-        {k: v for k, v in s.items() if k in ("id", "comment")} for s in sealed]
+        {k: v for k, v in s.items() if k in ("id", "comment")} for s in sealed
+    ]
 
 
 def test_a_capped_total_reads_more_than_and_the_exact_count_is_asked_for(
@@ -307,8 +343,15 @@ def test_a_capped_total_reads_more_than_and_the_exact_count_is_asked_for(
     def answer(route: Any) -> None:
         exact = "exact=true" in route.request.url
         asked.append(route.request.url)
-        route.fulfill(json={"filters": {"dataset": "population"}, "total": 123456 if exact else 10000,
-                            "total_exact": exact, "events": [], "next_before": None})
+        route.fulfill(
+            json={
+                "filters": {"dataset": "population"},
+                "total": 123456 if exact else 10000,
+                "total_exact": exact,
+                "events": [],
+                "next_before": None,
+            }
+        )
 
     context = browser.new_context()
     try:

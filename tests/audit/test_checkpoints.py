@@ -49,8 +49,11 @@ async def _rewrite_from(engine: object, seq: int) -> None:
         for row in rows:
             new = {**row, "prev_hash": prev}
             new["hash"] = prev = event_hash(new)
-            await conn.execute(update(EVENTS).where(EVENTS.c.seq == row["seq"])
-                               .values(prev_hash=new["prev_hash"], hash=new["hash"]))
+            await conn.execute(
+                update(EVENTS)
+                .where(EVENTS.c.seq == row["seq"])
+                .values(prev_hash=new["prev_hash"], hash=new["hash"])
+            )
         await conn.execute(update(HEAD).where(HEAD.c.id == HEAD_ID).values(hash=prev))
 
 
@@ -139,13 +142,16 @@ def test_archive_verifies_offline_and_one_changed_byte_fails(
     pub.write_bytes(public.to_pem().encode())
     archive = tmp_path / "a.jsonl"
     archive.write_bytes(data)
-    result = CliRunner().invoke(audit_app, ["verify-archive", str(archive), "--pubkey", str(pub)],
-                                env={"SHUQIAO_DATABASE_URL": "sqlite+aiosqlite:////nonexistent/x.db"})
+    result = CliRunner().invoke(
+        audit_app,
+        ["verify-archive", str(archive), "--pubkey", str(pub)],
+        env={"SHUQIAO_DATABASE_URL": "sqlite+aiosqlite:////nonexistent/x.db"},
+    )
     assert result.exit_code == 0 and "archive verified: seq 3..6, 4 events" in result.stdout
 
     # every single-byte change, anywhere in the file, fails
     for i in range(len(data)):
-        changed = data[:i] + bytes([data[i] ^ 0x01]) + data[i + 1:]
+        changed = data[:i] + bytes([data[i] ^ 0x01]) + data[i + 1 :]
         assert not verify_archive(changed, public).ok, f"byte {i} changed and still verified"
     archive.write_bytes(data.replace(b'"status":200', b'"status":201', 1))
     result = CliRunner().invoke(audit_app, ["verify-archive", str(archive), "--pubkey", str(pub)])

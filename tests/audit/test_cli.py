@@ -44,8 +44,10 @@ def _run(url: str, *args: str, var_dir: Path | None = None) -> tuple[int, str]:
 def test_verify_json_reports_ok_then_the_first_broken_position(url: str) -> None:
     _append(url, 12)
     code, out = _run(url, "verify", "--json")
-    assert (code, json.loads(out)) == (0, {"ok": True, "events_checked": 12, "first_bad_seq": None,
-                                           "reason": None})
+    assert (code, json.loads(out)) == (
+        0,
+        {"ok": True, "events_checked": 12, "first_bad_seq": None, "reason": None},
+    )
 
     async def tamper() -> None:
         engine = create_engine(url)
@@ -89,8 +91,19 @@ def test_export_csv_with_bom_and_json(url: str, tmp_path: Path) -> None:
     var = tmp_path / "var"
     key = open_signing_store(var).current()[0]
     target = tmp_path / "out.csv"
-    code, _ = _run(url, "export", "--from", "2000-01-01", "--to", "2999-12-31", "--format", "csv",
-                   "-o", str(target), var_dir=var)
+    code, _ = _run(
+        url,
+        "export",
+        "--from",
+        "2000-01-01",
+        "--to",
+        "2999-12-31",
+        "--format",
+        "csv",
+        "-o",
+        str(target),
+        var_dir=var,
+    )
     raw = target.read_bytes()
     assert code == 0 and raw.startswith(b"\xef\xbb\xbf")
     # the detached signature beside it verifies with only the public key, and not once changed

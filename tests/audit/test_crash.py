@@ -30,11 +30,19 @@ pytestmark = pytest.mark.slow
 
 def _serve(demo_env: Any, port: int) -> subprocess.Popen[bytes]:
     s = demo_env.settings
-    env = {**os.environ, "SHUQIAO_DATABASE_URL": s.database_url, "SHUQIAO_VAR_DIR": str(s.var_dir),
-           "SHUQIAO_MASTER_KEY_FILE": str(s.master_key_file), "SHUQIAO_ISSUER": f"http://127.0.0.1:{port}",
-           "SHUQIAO_AUDIT_STORE": "chain"}
-    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "asgi:app", "--port", str(port),
-                             "--log-level", "critical"], cwd=ROOT, env=env)
+    env = {
+        **os.environ,
+        "SHUQIAO_DATABASE_URL": s.database_url,
+        "SHUQIAO_VAR_DIR": str(s.var_dir),
+        "SHUQIAO_MASTER_KEY_FILE": str(s.master_key_file),
+        "SHUQIAO_ISSUER": f"http://127.0.0.1:{port}",
+        "SHUQIAO_AUDIT_STORE": "chain",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "asgi:app", "--port", str(port), "--log-level", "critical"],
+        cwd=ROOT,
+        env=env,
+    )
     for _ in range(150):
         try:
             if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
@@ -65,15 +73,18 @@ def test_sigkill_under_load_loses_no_answered_request(demo_env: Any) -> None:
 
         async def load() -> None:
             async with httpx.AsyncClient(base_url=base, timeout=5) as c:
+
                 async def worker(w: int) -> None:
                     i = 0
                     while not stop.is_set():
                         rid = f"kill-{tag}-{w}-{i}"
                         i += 1
                         try:
-                            r = await c.post("/share/graphql", headers={
-                                "Authorization": f"Bearer {token}", "X-Request-ID": rid},
-                                json={"query": "{ population(first: 5) { edges { node { name } } } }"})
+                            r = await c.post(
+                                "/share/graphql",
+                                headers={"Authorization": f"Bearer {token}", "X-Request-ID": rid},
+                                json={"query": "{ population(first: 5) { edges { node { name } } } }"},
+                            )
                         except httpx.HTTPError:
                             continue  # the server died under this request: it got no data
                         if r.status_code == 200 and r.json().get("data", {}).get("population"):
@@ -106,12 +117,20 @@ def test_sigkill_under_load_loses_no_answered_request(demo_env: Any) -> None:
     # restart on the same store: it must come up, and the log must hold every answered request
     proc = _serve(demo_env, port)
     try:
+
         async def check() -> tuple[set[str], Any]:
             engine = create_engine(demo_env.settings.database_url)
             try:
                 async with engine.connect() as conn:
-                    ids = set((await conn.execute(select(AuditEvent.__table__.c.request_id).where(
-                        AuditEvent.__table__.c.request_id.like(f"kill-{tag}-%")))).scalars())
+                    ids = set(
+                        (
+                            await conn.execute(
+                                select(AuditEvent.__table__.c.request_id).where(
+                                    AuditEvent.__table__.c.request_id.like(f"kill-{tag}-%")
+                                )
+                            )
+                        ).scalars()
+                    )
                 return ids, await verify_chain(engine)
             finally:
                 await engine.dispose()

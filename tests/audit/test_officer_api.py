@@ -27,8 +27,9 @@ def officer(client: Any, demo_env: Any) -> str:
         engine = create_engine(demo_env.settings.database_url)
         try:
             hasher = SecretHasher(load_master_key(demo_env.settings.master_key_file))
-            return await create_client(engine, hasher, "police", scopes=["audit:read"],
-                                       client_id=f"officer-{uuid.uuid4().hex[:6]}")
+            return await create_client(
+                engine, hasher, "police", scopes=["audit:read"], client_id=f"officer-{uuid.uuid4().hex[:6]}"
+            )
         finally:
             await engine.dispose()
 
@@ -59,12 +60,37 @@ def test_mixed_requests_make_exactly_one_event_each(
     base = before.json()["total"]  # the officer's own call above lands after this count
     tag = uuid.uuid4().hex[:8]
     sent = [
-        ("hrss", gql(client, "share", POPULATION, token=tokens["hrss"], variables={"first": 2},
-                     headers={"X-Request-ID": f"hrss-{tag}-1"})),
-        ("samr", gql(client, "share", POPULATION, token=tokens["samr"], variables={"first": 2},
-                     headers={"X-Request-ID": f"samr-{tag}-1"})),
-        ("open", gql(client, "open", "{ enterpriseRegistration(first: 1) { totalCount } }",
-                     headers={"X-Request-ID": f"open-{tag}-1"})),
+        (
+            "hrss",
+            gql(
+                client,
+                "share",
+                POPULATION,
+                token=tokens["hrss"],
+                variables={"first": 2},
+                headers={"X-Request-ID": f"hrss-{tag}-1"},
+            ),
+        ),
+        (
+            "samr",
+            gql(
+                client,
+                "share",
+                POPULATION,
+                token=tokens["samr"],
+                variables={"first": 2},
+                headers={"X-Request-ID": f"samr-{tag}-1"},
+            ),
+        ),
+        (
+            "open",
+            gql(
+                client,
+                "open",
+                "{ enterpriseRegistration(first: 1) { totalCount } }",
+                headers={"X-Request-ID": f"open-{tag}-1"},
+            ),
+        ),
         ("anon", gql(client, "share", "{ __typename }", headers={"X-Request-ID": f"anon-{tag}-1"})),
         ("bad", gql(client, "open", "{ nope }", headers={"X-Request-ID": f"bad-{tag}-1"})),
     ]
@@ -89,11 +115,16 @@ def test_mixed_requests_make_exactly_one_event_each(
     assert mine[f"open-{tag}-1"]["principal_kind"] == "anonymous"
 
     # "every access to population.idNumber by hrss": the search index finds exactly the hrss one
-    found = api(client, "events", officer, **{"from": start, "field": "population.idNumber",
-                                              "department": "hrss"}).json()
+    found = api(
+        client, "events", officer, **{"from": start, "field": "population.idNumber", "department": "hrss"}
+    ).json()
     assert [e["request_id"] for e in found["events"]] == [f"hrss-{tag}-1"]
-    denied = api(client, "events", officer, **{"from": start, "dataset": "population", "decision": "deny",
-                                               "department": "samr"}).json()
+    denied = api(
+        client,
+        "events",
+        officer,
+        **{"from": start, "dataset": "population", "decision": "deny", "department": "samr"},
+    ).json()
     assert [e["request_id"] for e in denied["events"]] == [f"samr-{tag}-1"]
 
     # detail opens the sealed variables for the officer
@@ -109,8 +140,14 @@ def test_mixed_requests_make_exactly_one_event_each(
 def test_export_csv_has_a_bom_and_json_parses(client: Any, tokens: dict[str, str], officer: str) -> None:
     start = since()
     tag = uuid.uuid4().hex[:8]
-    gql(client, "share", POPULATION, token=tokens["hrss"], variables={"first": 1},
-        headers={"X-Request-ID": f"exp-{tag}"})
+    gql(
+        client,
+        "share",
+        POPULATION,
+        token=tokens["hrss"],
+        variables={"first": 1},
+        headers={"X-Request-ID": f"exp-{tag}"},
+    )
     r = api(client, "export", officer, **{"from": start, "department": "hrss", "format": "csv"})
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
     assert "attachment" in r.headers["content-disposition"]
@@ -167,10 +204,24 @@ def test_csv_cells_cannot_become_spreadsheet_formulas(
     from gateway.audit.query import _cell
 
     assert [_cell(v) for v in ("=1+1", "+1", "@SUM(A1)", "\tx", "plain", 5, -3, None)] == [
-        "'=1+1", "'+1", "'@SUM(A1)", "'\tx", "plain", 5, -3, ""]
+        "'=1+1",
+        "'+1",
+        "'@SUM(A1)",
+        "'\tx",
+        "plain",
+        5,
+        -3,
+        "",
+    ]
     start, request_id = since(), f"-exp-{uuid.uuid4().hex[:8]}"
-    gql(client, "share", POPULATION, token=tokens["hrss"], variables={"first": 1},
-        headers={"X-Request-ID": request_id})
+    gql(
+        client,
+        "share",
+        POPULATION,
+        token=tokens["hrss"],
+        variables={"first": 1},
+        headers={"X-Request-ID": request_id},
+    )
     r = api(client, "export", officer, **{"from": start, "department": "hrss", "format": "csv"})
     rows = list(csv.DictReader(io.StringIO(r.content.decode("utf-8-sig"))))
     assert [row["request_id"] for row in rows] == ["'" + request_id]
@@ -178,8 +229,9 @@ def test_csv_cells_cannot_become_spreadsheet_formulas(
     assert [e["request_id"] for e in j.json()["events"]] == [request_id]
 
 
-def test_the_export_is_signed_and_bounded(client: Any, tokens: dict[str, str], officer: str,
-                                          demo_env: Any) -> None:
+def test_the_export_is_signed_and_bounded(
+    client: Any, tokens: dict[str, str], officer: str, demo_env: Any
+) -> None:
     """An export over HTTP is an RFC 9421 SM2-signed response: it verifies with the gateway's
     public key alone, also as a saved file beside its detached signature, and fails once a byte
     of it changes. Over SHUQIAO_AUDIT_EXPORT_MAX_EVENTS it is refused with 413 before any work."""
@@ -210,8 +262,9 @@ def test_the_export_is_signed_and_bounded(client: Any, tokens: dict[str, str], o
 
     small = replace(demo_env.settings, audit_export_max_events=1)
     with TestClient(create_app(small)) as c:
-        r = c.get("/audit/api/export", params={"from": "2000-01-01"},
-                  headers={"Authorization": f"Bearer {officer}"})
+        r = c.get(
+            "/audit/api/export", params={"from": "2000-01-01"}, headers={"Authorization": f"Bearer {officer}"}
+        )
     assert r.status_code == 413, r.text
     assert r.json()["errors"][0]["extensions"]["code"] == "EXPORT_TOO_LARGE"
     assert "shuqiao audit export" in r.json()["errors"][0]["message"]

@@ -76,7 +76,11 @@ def test_verify_after_a_prune_starts_after_the_anchor(db: str, store: KeyStore, 
         assert report.to_json()["pruned_through"] == K
         full = await verify_with_checkpoints(engine, store)
         assert (full.ok, full.events_checked, full.checkpoints_checked, full.pruned_through) == (
-            True, N - K, 1, K), full
+            True,
+            N - K,
+            1,
+            K,
+        ), full
         [anchor] = await anchors(engine)
         async with engine.connect() as conn:
             signed = (await conn.execute(select(CHECKPOINTS.c.hash).where(CHECKPOINTS.c.seq == K))).scalar()
@@ -118,10 +122,17 @@ def test_cli_verify_names_the_pruned_range(db: str, store: KeyStore, archives: P
     result = runner.invoke(audit_app, ["verify", "--json"], env=env)
     doc = json.loads(result.stdout)
     assert {k: doc[k] for k in ("ok", "events_checked", "first_bad_seq", "reason", "pruned_through")} == {
-        "ok": True, "events_checked": N - K, "first_bad_seq": None, "reason": None, "pruned_through": K}
+        "ok": True,
+        "events_checked": N - K,
+        "first_bad_seq": None,
+        "reason": None,
+        "pruned_through": K,
+    }
     # and, since the archives are there, the whole history (tests/audit/test_history.py)
-    assert [(s["kind"], s["from_seq"], s["to_seq"]) for s in doc["segments"]] == [("archived", 1, K),
-                                                                                  ("live", K + 1, N)]
+    assert [(s["kind"], s["from_seq"], s["to_seq"]) for s in doc["segments"]] == [
+        ("archived", 1, K),
+        ("live", K + 1, N),
+    ]
     result = runner.invoke(audit_app, ["verify-checkpoints"], env=env)
     assert result.exit_code == 0 and f"(1..{K} pruned and archived)" in result.stdout, result.stdout
     result = runner.invoke(audit_app, ["verify-retained"], env=env)
@@ -155,8 +166,10 @@ def _relink_first(s: dict[int, dict[str, Any]]) -> list[Any]:
 def _swap(a: int, b: int) -> Callable[[dict[int, dict[str, Any]]], list[Any]]:
     def make(s: dict[int, dict[str, Any]]) -> list[Any]:
         content = [c.name for c in EVENTS.c if c.name != "seq"]
-        return [update(EVENTS).where(EVENTS.c.seq == x).values({c: s[y][c] for c in content})
-                for x, y in ((a, b), (b, a))]
+        return [
+            update(EVENTS).where(EVENTS.c.seq == x).values({c: s[y][c] for c in content})
+            for x, y in ((a, b), (b, a))
+        ]
 
     return make
 
@@ -205,7 +218,10 @@ def test_each_tamper_case_after_a_prune_is_detected_at_its_seq(
 ANCHOR_TAMPER = {
     "anchor hash edited": (lambda: [update(ANCHORS).values(hash="0" * 64)], K, "differs from the signed"),
     "anchor moved to a seq without a checkpoint": (
-        lambda: [update(ANCHORS).values(through_seq=K - 1)], K - 1, "no signed checkpoint"),
+        lambda: [update(ANCHORS).values(through_seq=K - 1)],
+        K - 1,
+        "no signed checkpoint",
+    ),
     # verify-retained still spans the whole history here (archive, its checkpoint, the chain), as
     # for a prune from before anchors; the chain check alone reports the rows as missing
     "anchor deleted": (lambda: [delete(ANCHORS)], 1, "missing event: expected seq 1"),

@@ -44,7 +44,9 @@ def client(demo_env: DemoEnv) -> Iterator[Any]:
 
 
 def test_json_api_and_graphql_verify_after_a_prune(
-    client: Any, demo_env: DemoEnv, officer: str  # noqa: F811
+    client: Any,
+    demo_env: DemoEnv,
+    officer: str,  # noqa: F811
 ) -> None:
     auth = {"Authorization": f"Bearer {officer}"}
     before = client.get("/audit/api/verify", headers=auth).json()
@@ -94,7 +96,8 @@ def test_migration_0009_upgrades_from_0008(backend: str, tmp_path: Path) -> None
         async def check(engine: Any) -> None:
             async with engine.connect() as conn:
                 columns = await conn.run_sync(
-                    lambda c: {col["name"] for col in inspect(c).get_columns("audit_prune_anchor")})
+                    lambda c: {col["name"] for col in inspect(c).get_columns("audit_prune_anchor")}
+                )
                 assert columns == {"through_seq", "from_seq", "hash", "archive", "archive_sm3", "pruned_at"}
                 assert (await conn.execute(select(EVENTS.c.seq))).scalars().all() == [1, 2, 3]
             report = await verify_chain(engine)

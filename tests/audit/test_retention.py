@@ -51,8 +51,11 @@ def test_archive_prune_and_verify_across_the_pruned_range(db: str, tmp_path: Pat
             report = await verify_retained(engine, store, directory)
             assert not report.ok and report.first_bad_seq == 14
             async with engine.begin() as conn:  # undo: the link again
-                await conn.execute(update(EVENTS).where(EVENTS.c.seq == 14)
-                                   .values(prev_hash=second.read_bytes().split(b'"hash":"')[-1][:64].decode()))
+                await conn.execute(
+                    update(EVENTS)
+                    .where(EVENTS.c.seq == 14)
+                    .values(prev_hash=second.read_bytes().split(b'"hash":"')[-1][:64].decode())
+                )
             assert (await verify_retained(engine, store, directory)).ok
 
             # one changed byte in an archive, or a missing archive, is caught

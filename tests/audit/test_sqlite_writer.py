@@ -119,10 +119,22 @@ def test_sqlites_refusal_fails_the_batch_names_no_values_and_the_writer_goes_on(
             await sink.record(make_event(1, "ok"))
             pid = _writer_pid(sink)
             async with engine.begin() as conn:  # a row in the next event's place, head not moved
-                await conn.execute(insert(EVENTS).values(
-                    seq=2, occurred_at=datetime.now(UTC), request_id="squat",
-                    tier="share", principal_kind="x", principal_id="secret-principal", status=200,
-                    error_codes="[]", latency_ms=0.0, detail="{}", prev_hash="0" * 64, hash="f" * 64))
+                await conn.execute(
+                    insert(EVENTS).values(
+                        seq=2,
+                        occurred_at=datetime.now(UTC),
+                        request_id="squat",
+                        tier="share",
+                        principal_kind="x",
+                        principal_id="secret-principal",
+                        status=200,
+                        error_codes="[]",
+                        latency_ms=0.0,
+                        detail="{}",
+                        prev_hash="0" * 64,
+                        hash="f" * 64,
+                    )
+                )
             with pytest.raises(AuditWriterError) as refused:
                 await sink.record(make_event(2, "refused"))
             async with engine.begin() as conn:
@@ -162,7 +174,6 @@ def test_the_writer_outlives_sigterm_and_sigint(sqlite_url: str) -> None:
             await engine.dispose()
 
     assert asyncio.run(go()) == (0, 2)
-
 
 
 def test_the_writer_gets_none_of_the_gateways_settings(

@@ -49,8 +49,9 @@ def test_events_queued_while_the_writer_finishes_are_written(url: str) -> None:
             for round_ in range(5):
                 await log.record(make_event(round_, "first"))
                 # queued right after a batch committed, while the writer may still be releasing
-                results += await asyncio.gather(*(log.record(make_event(i, f"r{round_}")) for i in range(8)),
-                                                return_exceptions=True)
+                results += await asyncio.gather(
+                    *(log.record(make_event(i, f"r{round_}")) for i in range(8)), return_exceptions=True
+                )
             return results, await verify_chain(engine)
         finally:
             await engine.dispose()

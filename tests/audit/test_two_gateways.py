@@ -36,8 +36,11 @@ def test_two_gateways_loaded_at_once_make_one_exact_chain(demo_env: Any) -> None
                 async def one(i: int) -> str | None:
                     base = (a, b)[i % 2]
                     rid = f"two-{tag}-{i}"
-                    r = await client.post(f"{base}/share/graphql", json=QUERY, headers={
-                        "Authorization": f"Bearer {tokens[base]}", "X-Request-ID": rid})
+                    r = await client.post(
+                        f"{base}/share/graphql",
+                        json=QUERY,
+                        headers={"Authorization": f"Bearer {tokens[base]}", "X-Request-ID": rid},
+                    )
                     return rid if r.status_code == 200 and r.json()["data"]["population"] else None
 
                 return [rid for rid in await asyncio.gather(*(one(i) for i in range(240))) if rid]
@@ -46,9 +49,13 @@ def test_two_gateways_loaded_at_once_make_one_exact_chain(demo_env: Any) -> None
 
     async def stored(engine: Any) -> tuple[list[str], Any]:
         async with engine.connect() as conn:
-            ids = (await conn.execute(
-                select(EVENTS.c.request_id).where(EVENTS.c.request_id.like(f"two-{tag}-%"))
-                .order_by(EVENTS.c.seq))).scalars()
+            ids = (
+                await conn.execute(
+                    select(EVENTS.c.request_id)
+                    .where(EVENTS.c.request_id.like(f"two-{tag}-%"))
+                    .order_by(EVENTS.c.seq)
+                )
+            ).scalars()
             return list(ids), await verify_chain(engine)
 
     ids, report = on_db(demo_env, stored)

@@ -14,9 +14,20 @@ from gateway.audit.witness import ChainWitness
 def rows(first: int, n: int, prev: str) -> list[dict[str, Any]]:
     out = []
     for seq in range(first, first + n):
-        out.append({"seq": seq, "prev_hash": prev, "hash": f"h{seq}", "principal_id": "p",
-                    "principal_kind": "department", "consumer": "samr", "client_address": "10.0.0.1",
-                    "occurred_at": datetime(2026, 12, 1, tzinfo=UTC), "row_count": seq, "detail": "{}"})
+        out.append(
+            {
+                "seq": seq,
+                "prev_hash": prev,
+                "hash": f"h{seq}",
+                "principal_id": "p",
+                "principal_kind": "department",
+                "consumer": "samr",
+                "client_address": "10.0.0.1",
+                "occurred_at": datetime(2026, 12, 1, tzinfo=UTC),
+                "row_count": seq,
+                "detail": "{}",
+            }
+        )
         prev = f"h{seq}"
     return out
 
@@ -53,8 +64,11 @@ def test_facts_after_a_cursor_are_contiguous_bounded_and_dropped_once_evaluated(
     w.appended(rows(1, 6, GENESIS_HASH))
     assert w.facts_after(0, 10) is None  # 1 and 2 fell out of the bounded buffer
     got = w.facts_after(2, 3) or []
-    assert [(f.seq, f.row_count, f.client_address) for f in got] == [(3, 3, "10.0.0.1"), (4, 4, "10.0.0.1"),
-                                                                      (5, 5, "10.0.0.1")]
+    assert [(f.seq, f.row_count, f.client_address) for f in got] == [
+        (3, 3, "10.0.0.1"),
+        (4, 4, "10.0.0.1"),
+        (5, 5, "10.0.0.1"),
+    ]
     assert [f.seq for f in w.facts_after(5, 10) or []] == [6]
     assert w.facts_after(2, 10) is None  # evaluated events are not kept
     assert w.facts_after(6, 10) is None  # nothing after the last one yet

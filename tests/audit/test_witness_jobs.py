@@ -96,8 +96,10 @@ def test_alerts_evaluate_appended_events_and_read_back_only_the_others(chain: st
 
     async def alerts(engine: object) -> list[tuple[str, str, int]]:
         async with engine.connect() as conn:  # type: ignore[attr-defined]
-            return sorted((a["rule"], a["principal_id"], a["seq"])
-                          for a in (await list_alerts(conn, state="all"))["alerts"])
+            return sorted(
+                (a["rule"], a["principal_id"], a["seq"])
+                for a in (await list_alerts(conn, state="all"))["alerts"]
+            )
 
     async def go() -> None:
         engine = create_engine(chain)
@@ -112,8 +114,11 @@ def test_alerts_evaluate_appended_events_and_read_back_only_the_others(chain: st
             assert await evaluator.run_until_caught_up() == 5
             # 1..3 come from the table (the witness's run restarted after theirs): a has 0 + 30;
             # 4 and 5 from the witness: 80 more rows cross 100 at 4, and 5 is a new address
-            assert await alerts(engine) == [("bulk_extraction", "a", 4), ("bulk_extraction", "b", 3),
-                                            ("new_address", "a", 5)]
+            assert await alerts(engine) == [
+                ("bulk_extraction", "a", 4),
+                ("bulk_extraction", "b", 3),
+                ("new_address", "a", 5),
+            ]
         finally:
             await engine.dispose()
 

@@ -29,7 +29,12 @@ REFUSALS = [
     ("GET", "/open/download/air_quality_daily.csv?where={", {}, None),
     ("GET", "/catalog.xml", {}, None),
     ("GET", "/explore.json?sort=popularity", {}, None),
-    ("OPTIONS", "/open/graphql", {"Origin": "https://x.example", "Access-Control-Request-Method": "PUT"}, None),  # noqa: E501
+    (
+        "OPTIONS",
+        "/open/graphql",
+        {"Origin": "https://x.example", "Access-Control-Request-Method": "PUT"},
+        None,
+    ),
 ]
 
 

@@ -23,7 +23,8 @@ def test_pool_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize("size", ["0", "1"])
 def test_a_pool_without_room_beside_the_audit_writer_is_refused(
-        monkeypatch: pytest.MonkeyPatch, size: str) -> None:
+    monkeypatch: pytest.MonkeyPatch, size: str
+) -> None:
     monkeypatch.setenv("SHUQIAO_DB_POOL_SIZE", size)
     with pytest.raises(ValueError, match="SHUQIAO_DB_POOL_SIZE must be at least 2"):
         Settings.from_env()
@@ -41,7 +42,8 @@ def test_field_limit_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch)
     [("SHUQIAO_MAX_IN_LIST", "max_in_list"), ("SHUQIAO_MAX_STRING_OPERAND", "max_string_operand")],
 )
 def test_operand_limits_come_from_the_environment(
-        monkeypatch: pytest.MonkeyPatch, variable: str, attribute: str) -> None:
+    monkeypatch: pytest.MonkeyPatch, variable: str, attribute: str
+) -> None:
     monkeypatch.delenv(variable, raising=False)
     assert getattr(Settings.from_env().limits, attribute) == 1000
     monkeypatch.setenv(variable, "7")

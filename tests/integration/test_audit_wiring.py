@@ -95,7 +95,7 @@ def test_no_signing_key_refuses_without_data_and_the_refusal_is_audited(
     before, _ = _events(settings.database_url)
     with TestClient(create_app(settings, state=state)) as c:
         share = gql(c, "share", query, token=tokens["samr"])
-        signed_open = c.post("/open/graphql", json={"query": query}, headers={"Accept-Signature": 'sig1=()'})
+        signed_open = c.post("/open/graphql", json={"query": query}, headers={"Accept-Signature": "sig1=()"})
         plain_open = gql(c, "open", query)
     for r in (share, signed_open):
         assert r.status_code == 503 and r.headers["retry-after"] == "5", r.text

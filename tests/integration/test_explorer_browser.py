@@ -20,12 +20,27 @@ import pytest
 from tests.support import serve
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 OPEN_NAMES = ["企业登记信息", "纳税信用等级", "排污许可证信息", "城市空气质量日报"]
 NEVER_ON_THE_PAGE = [
-    "legalRepIdNumber", "法定代表人身份证号", "contactPhone", "联系电话", "taxPaidAmount", "年度纳税额",
-    "人口基础信息", "社会保险参保缴费信息", "socialInsurance", "population", "idNumber",
+    "legalRepIdNumber",
+    "法定代表人身份证号",
+    "contactPhone",
+    "联系电话",
+    "taxPaidAmount",
+    "年度纳税额",
+    "人口基础信息",
+    "社会保险参保缴费信息",
+    "socialInsurance",
+    "population",
+    "idNumber",
 ]
 pytestmark = pytest.mark.browser
 
@@ -70,7 +85,7 @@ def _table(page: Any) -> tuple[list[str], list[list[str]]]:
     """The column names (GraphQL fields) and the cells of the rows table."""
     fields = [t.strip() for t in page.locator("#rows thead th .gql").all_text_contents()]
     cells = page.locator("#rows tbody td").all_text_contents()
-    return fields, [cells[i:i + len(fields)] for i in range(0, len(cells), len(fields))] if fields else []
+    return fields, [cells[i : i + len(fields)] for i in range(0, len(cells), len(fields))] if fields else []
 
 
 def _rows(doc: dict[str, Any], root: str, fields: list[str]) -> list[list[str]]:

@@ -29,11 +29,25 @@ from tests.support import on_db
 OPEN_DATASETS = {"enterprise_registration", "tax_credit_rating", "discharge_permit", "air_quality_daily"}
 # Never in the catalogue, in any spelling: restricted fields of open datasets and the closed datasets.
 FORBIDDEN_TEXT = [
-    "legalRepIdNumber", "legal_rep_id_number", "法定代表人身份证号", "legalRep\"",
-    "contactPhone", "contact_phone", "联系电话",
-    "taxPaidAmount", "tax_paid_amount", "年度纳税额",
-    "social_insurance", "socialInsurance", "社会保险参保缴费信息", "610000-HRSS",
-    "population", "人口基础信息", "610000-POLICE", "idNumber", "公民身份号码",
+    "legalRepIdNumber",
+    "legal_rep_id_number",
+    "法定代表人身份证号",
+    'legalRep"',
+    "contactPhone",
+    "contact_phone",
+    "联系电话",
+    "taxPaidAmount",
+    "tax_paid_amount",
+    "年度纳税额",
+    "social_insurance",
+    "socialInsurance",
+    "社会保险参保缴费信息",
+    "610000-HRSS",
+    "population",
+    "人口基础信息",
+    "610000-POLICE",
+    "idNumber",
+    "公民身份号码",
 ]
 
 
@@ -57,11 +71,30 @@ def test_lists_exactly_the_open_datasets_with_their_public_metadata(explorer: Te
     by_code = {d["code"]: d for d in doc["datasets"]}
     assert set(by_code) == OPEN_DATASETS
     er = by_code["enterprise_registration"]
-    assert {k: er[k] for k in ("rootField", "name", "resourceCode", "department", "category", "updateCycle",
-                               "openAttribute", "conditional", "whereType")} == {
-        "rootField": "enterpriseRegistration", "name": "企业登记信息", "resourceCode": "610000-SAMR-000001",
-        "department": "省市场监督管理局", "category": "基础库", "updateCycle": "每日",
-        "openAttribute": "无条件开放", "conditional": False, "whereType": "EnterpriseRegistrationWhere"}
+    assert {
+        k: er[k]
+        for k in (
+            "rootField",
+            "name",
+            "resourceCode",
+            "department",
+            "category",
+            "updateCycle",
+            "openAttribute",
+            "conditional",
+            "whereType",
+        )
+    } == {
+        "rootField": "enterpriseRegistration",
+        "name": "企业登记信息",
+        "resourceCode": "610000-SAMR-000001",
+        "department": "省市场监督管理局",
+        "category": "基础库",
+        "updateCycle": "每日",
+        "openAttribute": "无条件开放",
+        "conditional": False,
+        "whereType": "EnterpriseRegistrationWhere",
+    }
     tax = by_code["tax_credit_rating"]
     assert (tax["openAttribute"], tax["conditional"], tax["updateCycle"]) == ("有条件开放", True, "每年")
     fields = {f["name"]: f for f in er["fields"]}
@@ -106,8 +139,12 @@ def test_an_api_key_does_not_change_the_catalogue_and_the_advertised_header_work
     key = demo_env.credentials["api_keys"]["demo-bank"]
     assert _catalogue(explorer, **{API_KEY_HEADER: key})[1] == anonymous
     # The header the page tells enterprises to send is the one /open/graphql reads.
-    r = gql(explorer, "open", "{ taxCreditRating(first: 1) { totalCount edges { node { rating } } } }",
-            headers={API_KEY_HEADER: key})
+    r = gql(
+        explorer,
+        "open",
+        "{ taxCreditRating(first: 1) { totalCount edges { node { rating } } } }",
+        headers={API_KEY_HEADER: key},
+    )
     assert "errors" not in r.json() and r.json()["data"]["taxCreditRating"]["totalCount"] > 0, r.text
 
 
@@ -176,15 +213,20 @@ def test_each_catalogue_call_is_an_access_event(explorer: TestClient, demo_env: 
 
     async def find(engine: Any) -> list[Any]:
         async with engine.connect() as conn:
-            rows = await conn.execute(text(
-                "SELECT tier, principal_kind, operation_name, status FROM audit_event WHERE request_id = :rid"
-            ), {"rid": "explorer-catalogue-audit"})
+            rows = await conn.execute(
+                text(
+                    "SELECT tier, principal_kind, operation_name, status FROM audit_event"
+                    " WHERE request_id = :rid"
+                ),
+                {"rid": "explorer-catalogue-audit"},
+            )
             return [tuple(row) for row in rows]
 
     assert on_db(demo_env, find) == [("open", "anonymous", "explorer.catalogue", 200)]
 
 
 # ---- pure: the derivation itself, on a catalogue built here (no database)
+
 
 def _field(name: str, **kw: Any) -> FieldSpec:
     return FieldSpec(name, kw.pop("type", FieldType.STRING), kw.pop("title", name), **kw)
@@ -204,12 +246,30 @@ def test_derivation_follows_the_policy_matrix_field_by_field() -> None:
     )
 
     def ds(code: str, open_: Open, published: bool = True) -> DatasetSpec:
-        return DatasetSpec(code, f"610000-X-{code}", f"集{code}", "", "x", Category.THEME,
-                           Share.UNCONDITIONAL, open_, fields, update_cycle="monthly", published=published)
+        return DatasetSpec(
+            code,
+            f"610000-X-{code}",
+            f"集{code}",
+            "",
+            "x",
+            Category.THEME,
+            Share.UNCONDITIONAL,
+            open_,
+            fields,
+            update_cycle="monthly",
+            published=published,
+        )
 
-    catalogue = Catalogue(1, {"x": DepartmentSpec("x", "某厅")}, {
-        "a_open": ds("a_open", Open.UNCONDITIONAL), "b_cond": ds("b_cond", Open.CONDITIONAL),
-        "c_none": ds("c_none", Open.NONE), "d_unpublished": ds("d_unpublished", Open.UNCONDITIONAL, False)})
+    catalogue = Catalogue(
+        1,
+        {"x": DepartmentSpec("x", "某厅")},
+        {
+            "a_open": ds("a_open", Open.UNCONDITIONAL),
+            "b_cond": ds("b_cond", Open.CONDITIONAL),
+            "c_none": ds("c_none", Open.NONE),
+            "d_unpublished": ds("d_unpublished", Open.UNCONDITIONAL, False),
+        },
+    )
     built = BuiltSchema(build_tier_schema(catalogue, Tier.OPEN), Limits())
     doc = open_catalogue(built, {"x": "某厅"}, 500)
     assert [d["code"] for d in doc["datasets"]] == ["a_open", "b_cond"]
@@ -225,4 +285,3 @@ def test_derivation_follows_the_policy_matrix_field_by_field() -> None:
     # The share tier, or a department's view, is never listed as the public catalogue.
     with pytest.raises(ValueError):
         open_catalogue(BuiltSchema(build_tier_schema(catalogue, Tier.SHARE, "x"), Limits()), {}, 500)
-

@@ -32,8 +32,9 @@ async def served(settings: Settings) -> AsyncIterator[tuple[Any, httpx.AsyncClie
 
 async def bearer(client: httpx.AsyncClient, demo_env: DemoEnv, dept: str) -> dict[str, str]:
     c = demo_env.credentials["clients"][dept]
-    r = await client.post("/oauth/token", data={"grant_type": "client_credentials"},
-                          auth=(c["client_id"], c["client_secret"]))
+    r = await client.post(
+        "/oauth/token", data={"grant_type": "client_credentials"}, auth=(c["client_id"], c["client_secret"])
+    )
     assert r.status_code == 200, r.text
     return {"Authorization": f"Bearer {r.json()['access_token']}"}
 
@@ -64,8 +65,9 @@ def test_concurrent_requests_share_the_fixed_pool_without_opening_more(demo_env:
             event.listen(pool_events, "connect", connected)
             event.listen(pool_events, "checkout", checked_out)
             event.listen(pool_events, "checkin", checked_in)
-            results = await asyncio.gather(*(
-                client.post("/share/graphql", json={"query": PAGE}, headers=headers) for _ in range(40)))
+            results = await asyncio.gather(
+                *(client.post("/share/graphql", json={"query": PAGE}, headers=headers) for _ in range(40))
+            )
             for r in results:
                 assert r.status_code == 200, r.text
                 assert len(r.json()["data"]["enterpriseRegistration"]["edges"]) == 50
@@ -94,8 +96,11 @@ def test_exhausted_pool_answers_503_service_busy_and_graphql_audits_it(demo_env:
                 assert held, "the pool had no free connection to hold"
                 r = await client.post("/share/graphql", json={"query": PAGE}, headers=headers)
                 c = demo_env.credentials["clients"]["samr"]
-                token = await client.post("/oauth/token", data={"grant_type": "client_credentials"},
-                                          auth=(c["client_id"], c["client_secret"]))
+                token = await client.post(
+                    "/oauth/token",
+                    data={"grant_type": "client_credentials"},
+                    auth=(c["client_id"], c["client_secret"]),
+                )
             finally:
                 for conn in held:
                     await conn.close()
@@ -111,8 +116,11 @@ def test_exhausted_pool_answers_503_service_busy_and_graphql_audits_it(demo_env:
             assert "access_token" not in token.text
             request_id = r.headers["x-request-id"]
             async with state.engine.connect() as conn:
-                row = (await conn.execute(select(AuditEvent.__table__).where(
-                    AuditEvent.__table__.c.request_id == request_id))).one()
+                row = (
+                    await conn.execute(
+                        select(AuditEvent.__table__).where(AuditEvent.__table__.c.request_id == request_id)
+                    )
+                ).one()
             assert row.status == 503
             assert "SERVICE_BUSY" in row.error_codes
             # Once connections are free again the same request is served.

@@ -148,9 +148,10 @@ def test_sort_by_use_follows_the_usage_rollup(app: TestClient, demo_env: Any) ->
         assert "errors" not in r.json(), r.text
     _roll_up(demo_env)
     after = {r["code"]: r["used"] for r in _search(app, sort="used")["results"]}
-    assert after["enterprise_registration"] == next(
-        r["used"] for r in before["results"] if r["code"] == "enterprise_registration"
-    ) + 3
+    assert (
+        after["enterprise_registration"]
+        == next(r["used"] for r in before["results"] if r["code"] == "enterprise_registration") + 3
+    )
     assert "used" not in _search(app, sort="name")["results"][0]  # read only when sorting by it
     page = app.get("/explore", params={"sort": "used"})
     assert page.status_code == 200 and "最常使用" in page.text
