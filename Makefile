@@ -4,8 +4,6 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-PACKAGES := gateway catalogue schema resolvers policies keys
-
 .PHONY: run test lint bench clean federation federation-demo graphiql graphiql-assets web-tests conformance
 
 # The federation tests' Node packages (@apollo/composition, @apollo/gateway, @apollo/server),
@@ -76,7 +74,7 @@ $(CONFORMANCE_STAMP): tests/conformance/package.json tests/conformance/package-l
 ## lint: style, the one-way layering (import-linter contracts in pyproject.toml) and types (mypy)
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check $(PACKAGES)
+	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 
