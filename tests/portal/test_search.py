@@ -4,7 +4,6 @@ and the page in a real browser: search 空气 → facet by department → datase
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,17 +14,8 @@ from starlette.testclient import TestClient
 
 from gateway.app import create_app
 from gateway.portal.search import words
+from tests.browser import chromium
 from tests.support import serve
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @pytest.fixture(scope="module")
@@ -90,46 +80,40 @@ def test_ckan_q_uses_the_same_rule(app: TestClient) -> None:
 @pytest.mark.browser
 @pytest.mark.parametrize("demo_env", ["sqlite"], indirect=True)
 def test_search_facet_dataset_download_in_a_browser(demo_env: Any) -> None:
-    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
-        pytest.fail("chromium is required (apt-get install -y chromium)", pytrace=False)
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    with serve(demo_env) as base, sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            page = browser.new_page()
-            problems: list[str] = []
-            page.on("pageerror", lambda e: problems.append(str(e)))
-            page.goto(f"{base}/explore")
-            expect(page.locator("#datasets > li")).to_have_count(4)
-            page.fill("#search-q", "许可")
-            page.click("#search button[type=submit]")
-            expect(page.locator("#datasets > li")).to_have_count(1)
-            assert page.url.startswith(f"{base}/explore?q=")
-            expect(page.locator("#search-summary")).to_contain_text("找到 1 个数据集")
-            page.goto(f"{base}/explore")
-            page.click("#facets a[data-facet=dept][data-value=eco]")
-            expect(page.locator("#datasets > li")).to_have_count(2)
-            assert page.url == f"{base}/explore?dept=eco"
-            page.click("#datasets a[href='/explore/datasets/air_quality_daily']")
-            expect(page.locator("#status")).to_contain_text("第 1 页")
-            href = page.locator("#download-links a[data-format=csv]").get_attribute("href") or ""
-            with page.expect_download() as info:
-                page.click("#download-links a[data-format=csv]")
-            body = Path(info.value.path()).read_bytes()
-            assert body.startswith(b"\xef\xbb\xbf") and href == "/open/download/air_quality_daily.csv"
-            total = httpx.post(f"{base}/open/graphql", json={"query": "{ airQualityDaily { totalCount } }"})
-            assert (
-                len(body.decode("utf-8-sig").splitlines())
-                == total.json()["data"]["airQualityDaily"]["totalCount"] + 1
-            )
-            # 有条件开放: the page shows the download command with the API key header
-            page.goto(f"{base}/explore/datasets/tax_credit_rating")
-            expect(page.locator("#download-key")).to_contain_text("X-API-Key")
-            expect(page.locator("#download-key")).to_contain_text("/open/download/tax_credit_rating.csv")
-            assert not problems, problems
-        finally:
-            browser.close()
+    with serve(demo_env) as base, chromium() as browser:
+        page = browser.new_page()
+        problems: list[str] = []
+        page.on("pageerror", lambda e: problems.append(str(e)))
+        page.goto(f"{base}/explore")
+        expect(page.locator("#datasets > li")).to_have_count(4)
+        page.fill("#search-q", "许可")
+        page.click("#search button[type=submit]")
+        expect(page.locator("#datasets > li")).to_have_count(1)
+        assert page.url.startswith(f"{base}/explore?q=")
+        expect(page.locator("#search-summary")).to_contain_text("找到 1 个数据集")
+        page.goto(f"{base}/explore")
+        page.click("#facets a[data-facet=dept][data-value=eco]")
+        expect(page.locator("#datasets > li")).to_have_count(2)
+        assert page.url == f"{base}/explore?dept=eco"
+        page.click("#datasets a[href='/explore/datasets/air_quality_daily']")
+        expect(page.locator("#status")).to_contain_text("第 1 页")
+        href = page.locator("#download-links a[data-format=csv]").get_attribute("href") or ""
+        with page.expect_download() as info:
+            page.click("#download-links a[data-format=csv]")
+        body = Path(info.value.path()).read_bytes()
+        assert body.startswith(b"\xef\xbb\xbf") and href == "/open/download/air_quality_daily.csv"
+        total = httpx.post(f"{base}/open/graphql", json={"query": "{ airQualityDaily { totalCount } }"})
+        assert (
+            len(body.decode("utf-8-sig").splitlines())
+            == total.json()["data"]["airQualityDaily"]["totalCount"] + 1
+        )
+        # 有条件开放: the page shows the download command with the API key header
+        page.goto(f"{base}/explore/datasets/tax_credit_rating")
+        expect(page.locator("#download-key")).to_contain_text("X-API-Key")
+        expect(page.locator("#download-key")).to_contain_text("/open/download/tax_credit_rating.csv")
+        assert not problems, problems
 
 
 def test_sort_by_use_follows_the_usage_rollup(app: TestClient, demo_env: Any) -> None:
