@@ -162,7 +162,7 @@ class ResponseSigningMiddleware:
 
             async def withheld(message: Message) -> None:
                 if message["type"] == "http.response.body" and not message.get("more_body", False):
-                    await _unavailable(send)
+                    await _unavailable(send, scope.get("state", {}).get("request_id"))
 
             await self.app(scope, receive, withheld)
             return
@@ -207,9 +207,10 @@ class ResponseSigningMiddleware:
             else:
                 try:
                     added = self.signer.sign(start["status"], names, body, key)
-                except Exception:  # fail closed: the 503, never the answer unsigned
-                    log.error("response could not be signed; answered 503", exc_info=True)
-                    await _unavailable(send)
+                except Exception as err:  # fail closed: the 503, never the answer unsigned
+                    # the type only: a message could quote what was being signed
+                    log.error("response could not be signed (%s); answered 503", type(err).__name__)
+                    await _unavailable(send, state.get("request_id"))
                     return
             headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in added.items()]
             await send({**start, "headers": headers})
@@ -231,7 +232,8 @@ def _same(
     return a_status == status and all(a_headers.get(n) == headers.get(n) for n in names) and a_body == body
 
 
-async def _unavailable(send: Send) -> None:
+async def _unavailable(send: Send, request_id: str | None = None) -> None:
+    """The fail-closed answer, with the request's id (set inside this middleware) when it has one."""
     body = orjson.dumps(
         {
             "errors": [
@@ -250,6 +252,7 @@ async def _unavailable(send: Send) -> None:
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
                 (b"retry-after", b"5"),
+                *([(b"x-request-id", request_id.encode("latin-1"))] if request_id else []),
             ],
         }
     )

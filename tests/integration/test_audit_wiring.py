@@ -121,4 +121,7 @@ def test_no_signing_key_refuses_without_data_and_the_refusal_is_audited(
     for refused in (shared, opened):
         assert "SIGNING_UNAVAILABLE" in refused["error_codes"] and refused["row_count"] is None
         assert refused["signature_kid"] is None
+    # the refusal names the request it was, so a caller can quote it to the officers
+    assert share.headers["x-request-id"] == shared["request_id"]
+    assert signed_open.headers["x-request-id"] == opened["request_id"]
     assert plain["status"] == 200

@@ -145,11 +145,14 @@ def test_a_pool_timeout_anywhere_else_is_an_audited_503(
     assert recorded.error_codes == ["SERVICE_BUSY"]
 
 
-def test_a_failure_in_the_outer_middleware_is_still_a_problem_document(
-    failing: tuple[TestClient, Recorder, DemoEnv], monkeypatch: pytest.MonkeyPatch
+def test_a_failure_in_the_signing_middleware_is_the_fail_closed_503(
+    failing: tuple[TestClient, Recorder, DemoEnv],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """Signing wraps everything else: if it fails, Starlette's last handler answers — the same JSON
-    shape and the request id, no exception text, no data."""
+    """Signing wraps the tiers: if the signature cannot be made, the answer is withheld as when no
+    key is valid — 503 SIGNING_UNAVAILABLE in the same JSON shape with the request id, no
+    exception text in the answer or the log, no data, no signature."""
     client, _, env = failing
     token = _token(client, env)
     signer = client.app.state.gateway.signer
@@ -159,9 +162,10 @@ def test_a_failure_in_the_outer_middleware_is_still_a_problem_document(
 
     monkeypatch.setattr(signer, "sign", broken)
     r = gql(client, "share", OPEN_Q, token=token, headers={"X-Request-ID": "outer-failure-01"})
-    assert r.status_code == 500 and r.json()["errors"][0]["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
+    assert r.status_code == 503 and r.json()["errors"][0]["extensions"]["code"] == "SIGNING_UNAVAILABLE"
     assert r.headers["x-request-id"] == "outer-failure-01" and "secret-detail" not in r.text
-    assert "data" not in r.json()
+    assert "data" not in r.json() and "signature" not in r.headers
+    assert "secret-detail" not in caplog.text
 
 
 def test_a_refusal_whose_audit_fails_is_still_an_answer(
